@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+// radar-ingest [--config PATH]: runs the engine until SIGTERM/SIGINT.
+// Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage or configuration.
+import { loadConfigFile } from './config.js';
+import { ConfigError } from './shared/errors.js';
+import { Engine } from './engine.js';
+
+const USAGE = 'usage: radar-ingest [--config PATH]   (default: ./config.yaml)';
+
+function parseArgs(argv: string[]): { config: string } | null {
+  let config = 'config.yaml';
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--config' || a === '-c') {
+      const v = argv[++i];
+      if (v === undefined) return null;
+      config = v;
+    } else if (a.startsWith('--config=')) {
+      config = a.slice('--config='.length);
+    } else if (a === '--help' || a === '-h') {
+      process.stdout.write(`${USAGE}\n`);
+      process.exit(0);
+    } else {
+      return null;
+    }
+  }
+  return { config };
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  if (!args) {
+    process.stderr.write(`${USAGE}\n`);
+    process.exit(2);
+  }
+  let config;
+  try {
+    config = loadConfigFile(args.config);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`radar-ingest: config error: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const engine = new Engine({ config });
+  try {
+    await engine.start();
+  } catch (err) {
+    engine.log.fatal({ err: (err as Error).message }, 'start-up failed');
+    await engine.stop().catch(() => undefined);
+    process.exit(1);
+  }
+  let signals = 0;
+  const onSignal = (sig: string): void => {
+    signals++;
+    if (signals > 1) {
+      engine.log.warn({ signal: sig }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    engine.log.info({ signal: sig }, 'stopping');
+    engine.stop().then(() => process.exit(0), (err: Error) => {
+      engine.log.error({ err: err.message }, 'stop failed');
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+}
+
+void main();

@@ -1,0 +1,440 @@
+// Configuration: one zod schema (`configSchema`) is the single source of truth for
+// every key, its type, its default and its cross-field rules. `Config` is the
+// schema's OUTPUT type: defaults applied, derived values resolved, every field present.
+//
+// Compatibility: every key of a tracker-host config.yaml is accepted with the same
+// meaning and the same default, so an existing tracker-host config loads unchanged.
+// Keys new to radar-ingest (shards, sink, http, limits, ring, log) all have defaults.
+//
+// Conventions:
+//  - Objects are strict: an unknown key is an error (typos must not be ignored silently).
+//  - A key whose value is null (e.g. `token:` with nothing after it) counts as absent,
+//    i.e. it takes its default (or "is required" if it has none). List items are not
+//    touched: `trackers: [~]` is an error.
+//  - Only the first problem is reported, as a ConfigError whose `path` is the dotted key
+//    path (`trackers[1].tcp_port`) and whose message is short and precise.
+//  - Durations in seconds are finite numbers >= 0; byte sizes and milliseconds are integers.
+
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from './shared/errors.js';
+
+/** Upper bound for `shards` (explicit or resolved from "auto"). */
+export const MAX_SHARDS = 64;
+
+/**
+ * Shard count used for `shards: auto`: one per available CPU minus one for the main
+ * thread (accept loop, metrics), at least 1. Capped at MAX_SHARDS so "auto" never
+ * resolves to a value an explicit setting could not express.
+ */
+export function defaultShards(): number {
+  return Math.min(MAX_SHARDS, Math.max(1, os.availableParallelism() - 1));
+}
+
+// ---------------------------------------------------------------------------
+// Field helpers. Each numeric helper phrases its own range message; everything
+// else (type mismatches, missing keys, enums, unknown keys) is phrased by
+// issueMessage() below, which parseConfig passes to zod as the per-parse error map.
+// ---------------------------------------------------------------------------
+
+const isNumber = (v: unknown): v is number => typeof v === 'number';
+
+function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'list';
+  if (typeof v === 'number') return Number.isNaN(v) ? 'NaN' : Number.isFinite(v) ? 'number' : 'Infinity';
+  if (typeof v === 'object') return 'mapping';
+  return typeof v;
+}
+
+/** z.int() error: the range message for numeric input, "expected integer" otherwise. */
+function intError(rangeMsg: string) {
+  return (iss: { input?: unknown }): string | undefined => {
+    if (iss.input === undefined) return undefined; // "is required", from issueMessage()
+    return isNumber(iss.input) ? rangeMsg : `expected integer, got ${typeName(iss.input)}`;
+  };
+}
+
+/** Integer in [lo, hi]; all failures on numeric input say the same thing. */
+function intIn(lo: number, hi: number) {
+  const msg = `must be an integer between ${lo} and ${hi}`;
+  return z.int({ error: intError(msg) }).min(lo, { error: msg }).max(hi, { error: msg });
+}
+
+/** Integer >= lo (no upper bound other than the safe-integer range). */
+function intMin(lo: number) {
+  const msg = `must be an integer >= ${lo}`;
+  return z.int({ error: intError(msg) }).min(lo, { error: msg });
+}
+
+/** Duration in seconds: finite, >= 0, fractions allowed. */
+function seconds() {
+  const msg = 'must be a finite number >= 0';
+  return z.number({ error: (iss) => (isNumber(iss.input) ? msg : undefined) }).min(0, { error: msg });
+}
+
+/** TCP/HTTP listen port; 0 asks the OS for an ephemeral port. */
+const listenPort = () => intIn(0, 65535);
+/** A port that must be a real, fixed port (provisioning ranges, tracker ports). */
+const fixedPort = () => intIn(1, 65535);
+
+const nonEmptyString = () =>
+  z.string().refine((s) => s.trim() !== '', { error: 'must be a non-empty string' });
+
+const ONE_MIB = 1024 * 1024;
+const RING_MIN = 64 * 1024;
+const RING_MAX = 1024 * 1024 * 1024;
+const ringSizeMsg = `must be a power of two between ${RING_MIN} and ${RING_MAX}`;
+
+// ---------------------------------------------------------------------------
+// Sections
+// ---------------------------------------------------------------------------
+
+const apiForwardSchema = z.strictObject({
+  // false: forwarding tracks to an external API is opt-in (tracker-host default).
+  enabled: z.boolean().default(false),
+  // "": no URL until one is configured (tracker-host default).
+  url: z.string().default(''),
+  // {}: no extra HTTP headers (e.g. Authorization) unless configured.
+  headers: z.record(z.string(), z.string()).default({}),
+});
+
+/** Legacy tracker-host HTTP server block; also the default for `http`. */
+const serverSchema = z.strictObject({
+  // "0.0.0.0": listen on all interfaces (tracker-host default).
+  host: nonEmptyString().default('0.0.0.0'),
+  // 8080: tracker-host default HTTP port.
+  port: listenPort().default(8080),
+  // false: server-side geolocators are opt-in (tracker-host default).
+  geolocator_enabled: z.boolean().default(false),
+  // 31000: first TCP port handed to server-side geolocators (tracker-host default).
+  geolocator_tcp_port_base: fixedPort().default(31000),
+});
+
+const retrySchema = z.strictObject({
+  // 5: failed attempts before a source is considered in extended outage (tracker-host default).
+  max_attempts: intMin(0).default(5),
+  // 2.0: exponential backoff base, giving 2s, 4s, 8s, ... (tracker-host default).
+  backoff_base_sec: seconds().default(2.0),
+  // 60.0: failures lasting this long stop the tracker until the source is back (tracker-host default).
+  extended_outage_sec: seconds().default(60.0),
+  // 30.0: how often a downed source is probed (tracker-host default).
+  health_check_interval_sec: seconds().default(30.0),
+});
+
+const tcpServerSchema = z
+  .strictObject({
+    // false: tracker-host default; the shipped config.yaml turns it on.
+    enabled: z.boolean().default(false),
+    // "0.0.0.0": nodes connect from anywhere (tracker-host default).
+    host: nonEmptyString().default('0.0.0.0'),
+    // 30050: the port radar nodes push to (tracker-host default); 0 = ephemeral (tests).
+    port: listenPort().default(30050),
+    // "": shared secret nodes authenticate with; RADAR_INGEST_TOKEN (non-empty) overrides it.
+    token: z.string().default(''),
+    // true: unknown nodes get a tracker port automatically (tracker-host default).
+    auto_provision: z.boolean().default(true),
+    // 31000: first auto-provisioned port (tracker-host default).
+    auto_provision_port_start: fixedPort().default(31000),
+    // 31099: last auto-provisioned port, i.e. up to 100 nodes (tracker-host default).
+    auto_provision_port_end: fixedPort().default(31099),
+  })
+  .superRefine((t, ctx) => {
+    if (t.auto_provision_port_start > t.auto_provision_port_end) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['auto_provision_port_start'],
+        message: `must be <= auto_provision_port_end (${t.auto_provision_port_end})`,
+      });
+    }
+  });
+
+const trackerGeolocatorSchema = z.strictObject({
+  // false: a geolocator per tracker is opt-in (tracker-host default).
+  enabled: z.boolean().default(false),
+  // 0: tracker-host default ("not set").
+  tcp_port: listenPort().default(0),
+  // absent: the geolocator derives its config from the node's radar config.
+  geolocator_config_path: z.string().optional(),
+});
+
+export type TrackerMode = 'tcp' | 'http';
+
+const trackerSchema = z
+  .strictObject({
+    // required: identifies the tracker (output files, logs, metrics); unique.
+    name: nonEmptyString(),
+    // required: TCP port of this tracker's retina-tracker instance.
+    tcp_port: fixedPort(),
+    // absent: "http" when detection_url is given, else "tcp" (tracker-host rule).
+    mode: z.enum(['tcp', 'http']).optional(),
+    // absent: the tracker's name (the node id a TCP-pushing node announces).
+    node_id: nonEmptyString().optional(),
+    // absent: no HTTP polling; required when mode is "http".
+    detection_url: nonEmptyString().optional(),
+    // absent: retina-tracker's own default config.
+    tracker_config: z.string().optional(),
+    // absent: the node's radar config is not fetched over HTTP.
+    config_url: z.string().optional(),
+    // absent: the global api_forward applies.
+    api_forward: apiForwardSchema.optional(),
+    // {enabled: false, tcp_port: 0}: no geolocator unless configured.
+    geolocator: trackerGeolocatorSchema.prefault({}),
+  })
+  .superRefine((t, ctx) => {
+    if (t.mode === 'http' && t.detection_url === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['detection_url'], message: 'is required when mode is "http"' });
+    }
+  })
+  .transform((t) => {
+    const mode: TrackerMode = t.mode ?? (t.detection_url !== undefined ? 'http' : 'tcp');
+    return { ...t, mode, node_id: t.node_id ?? t.name };
+  });
+
+const trackersSchema = z.array(trackerSchema).superRefine((list, ctx) => {
+  const seen = new Map<string, number>();
+  list.forEach((t, i) => {
+    const first = seen.get(t.name);
+    if (first !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [i, 'name'],
+        message: `duplicate tracker name "${t.name}" (also trackers[${first}].name)`,
+      });
+    } else {
+      seen.set(t.name, i);
+    }
+  });
+});
+
+const httpSchema = z.strictObject({
+  // absent: server.host (default "0.0.0.0"), so a tracker-host config keeps its listener.
+  host: nonEmptyString().optional(),
+  // absent: server.port (default 8080); 0 = ephemeral (tests).
+  port: listenPort().optional(),
+});
+
+const limitsSchema = z.strictObject({
+  // 10000: far above a real network's node count, low enough to bound memory under a connection flood.
+  max_connections: intMin(1).default(10000),
+  // 10000: a node must authenticate within 10 s, so idle sockets cannot pile up unauthenticated.
+  first_message_timeout_ms: intMin(1).default(10000),
+  // 120000: nodes send several frames a second; 2 min of silence means a dead peer. 0 disables.
+  idle_timeout_ms: intMin(0).default(120000),
+  // 1 MiB: the line protocol's maximum line length, also used as the binary payload limit.
+  max_frame_bytes: intIn(64, 64 * ONE_MIB).default(ONE_MIB),
+  // 1 MiB: bytes per connection handed to a shard but not yet processed before the socket is paused.
+  max_inflight_bytes: intIn(64 * 1024, 256 * ONE_MIB).default(ONE_MIB),
+});
+
+const ringSchema = z.strictObject({
+  // 4 MiB: holds two maximal (1 MiB) frames with ample headroom; power of two for cheap index masking.
+  size_bytes: z
+    .int({ error: intError(ringSizeMsg) })
+    .min(RING_MIN, { error: ringSizeMsg })
+    .max(RING_MAX, { error: ringSizeMsg })
+    .refine((n) => Number.isInteger(Math.log2(n)), { error: ringSizeMsg })
+    .default(4 * ONE_MIB),
+  // "block": a full ring applies backpressure instead of losing detections.
+  overflow: z.enum(['block', 'drop-oldest']).default('block'),
+});
+
+const logSchema = z.strictObject({
+  // "info": connection lifecycle and errors without per-frame noise.
+  level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+// ---------------------------------------------------------------------------
+// The schema
+// ---------------------------------------------------------------------------
+
+const baseSchema = z
+  .strictObject({
+    // ---- legacy tracker-host keys (same defaults as tracker-host) ----
+    // "./output": where per-tracker output files are written (tracker-host default).
+    output_dir: nonEmptyString().default('./output'),
+    // 0.5: HTTP detection polling interval for mode "http" trackers (tracker-host default).
+    poll_interval_sec: seconds().default(0.5),
+    // 30.0: how often a status summary is logged (tracker-host default).
+    status_interval_sec: seconds().default(30.0),
+    // 1.0: wait after spawning a tracker before connecting to it (tracker-host default).
+    startup_delay_sec: seconds().default(1.0),
+    // 2.0: wait after spawning a geolocator before connecting to it (tracker-host default).
+    geolocator_startup_delay_sec: seconds().default(2.0),
+    // 10: attempts to connect to a spawned tracker's TCP port (tracker-host default).
+    tcp_connect_retries: intMin(0).default(10),
+    // 0.5: delay between those attempts (tracker-host default).
+    tcp_retry_delay_sec: seconds().default(0.5),
+    // 60.0: how often node radar configs are re-fetched (tracker-host default).
+    config_poll_interval_sec: seconds().default(60.0),
+    // "../retina-tracker": retina-tracker checkout, relative to the working directory (tracker-host default).
+    retina_tracker_path: z.string().default('../retina-tracker'),
+    // "../retina-geolocator": retina-geolocator checkout (tracker-host default).
+    retina_geolocator_path: z.string().default('../retina-geolocator'),
+    // legacy HTTP server block; its host/port are the defaults for `http`.
+    server: serverSchema.prefault({}),
+    // retry/backoff for HTTP sources (tracker-host defaults).
+    retry: retrySchema.prefault({}),
+    // global track forwarding, disabled by default (tracker-host default).
+    api_forward: apiForwardSchema.prefault({}),
+    // TCP push server, disabled by default (tracker-host default).
+    tcp_server: tcpServerSchema.prefault({}),
+    // []: explicitly configured trackers; auto-provisioned nodes need no entry.
+    trackers: trackersSchema.default([]),
+
+    // ---- radar-ingest keys ----
+    // "auto": one shard per CPU minus one (defaultShards()); 0 runs shard code on the main thread.
+    shards: z
+      .union([intIn(0, MAX_SHARDS), z.literal('auto')], {
+        error: `must be "auto" or an integer between 0 and ${MAX_SHARDS}`,
+      })
+      .default('auto')
+      .transform((s) => (s === 'auto' ? defaultShards() : s)),
+    // "discard": frames are counted and dropped until the tracker sink lands.
+    sink: z.enum(['trackers', 'discard']).default('discard'),
+    // HTTP listener for /metrics etc.; defaults to server.host/server.port.
+    http: httpSchema.prefault({}),
+    // per-connection and global resource limits.
+    limits: limitsSchema.prefault({}),
+    // per-node ring buffers between the socket and the shards.
+    ring: ringSchema.prefault({}),
+    // logging.
+    log: logSchema.prefault({}),
+  })
+  .superRefine((c, ctx) => {
+    const needed = 2 * c.limits.max_frame_bytes + 64;
+    if (c.ring.size_bytes < needed) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['ring', 'size_bytes'],
+        message:
+          `must be >= 2 * limits.max_frame_bytes + 64 (${needed}) ` +
+          `so that a maximal frame (${c.limits.max_frame_bytes} bytes) always fits`,
+      });
+    }
+  })
+  .transform((c) => ({
+    ...c,
+    http: { host: c.http.host ?? c.server.host, port: c.http.port ?? c.server.port },
+  }));
+
+/** Null-valued keys count as absent (recursively); list items are left alone. */
+function dropNullKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map((item) => (item === null ? item : dropNullKeys(item)));
+  if (v !== null && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, val] of Object.entries(v)) {
+      if (val !== null) out[k] = dropNullKeys(val);
+    }
+    return out;
+  }
+  return v;
+}
+
+/** The single source of truth for the configuration. Parse with parseConfig(). */
+export const configSchema = z.preprocess(dropNullKeys, baseSchema);
+
+export type Config = z.output<typeof configSchema>;
+export type TrackerConfig = Config['trackers'][number];
+export type ApiForwardConfig = Config['api_forward'];
+
+// ---------------------------------------------------------------------------
+// Error mapping
+// ---------------------------------------------------------------------------
+
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else out += out === '' ? String(seg) : `.${String(seg)}`;
+  }
+  return out;
+}
+
+const expectedNames: Record<string, string> = {
+  object: 'mapping',
+  record: 'mapping',
+  array: 'list',
+  int: 'integer',
+};
+
+/**
+ * Per-parse zod error map: phrases the generic issues. Schema-level messages
+ * (ranges, cross-field rules) take precedence over it.
+ */
+function issueMessage(iss: z.core.$ZodRawIssue): string | undefined {
+  switch (iss.code) {
+    case 'invalid_type':
+      if (iss.input === undefined) return 'is required';
+      return `expected ${expectedNames[iss.expected] ?? iss.expected}, got ${typeName(iss.input)}`;
+    case 'invalid_value':
+      return `must be one of ${iss.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'unrecognized_keys':
+      return 'unknown key';
+    default:
+      return undefined;
+  }
+}
+
+function toConfigError(issue: z.core.$ZodIssue): ConfigError {
+  if (issue.code === 'unrecognized_keys') {
+    // One issue lists every unknown key of an object; report the first.
+    return new ConfigError(formatPath([...issue.path, issue.keys[0] ?? '']), 'unknown key');
+  }
+  return new ConfigError(formatPath(issue.path), issue.message);
+}
+
+// ---------------------------------------------------------------------------
+// Public API
+// ---------------------------------------------------------------------------
+
+/**
+ * Validates a parsed config document and applies defaults. An empty document
+ * (undefined/null) yields all defaults. A non-empty RADAR_INGEST_TOKEN in `env`
+ * overrides tcp_server.token. Throws ConfigError describing the first problem.
+ */
+export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env): Config {
+  const doc = raw ?? {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new ConfigError('', `config must be a mapping at the top level, got ${typeName(doc)}`);
+  }
+  const result = configSchema.safeParse(doc, { error: issueMessage });
+  if (!result.success) {
+    const first = result.error.issues[0];
+    throw first ? toConfigError(first) : new ConfigError('', 'invalid config');
+  }
+  const config = result.data;
+  const token = env.RADAR_INGEST_TOKEN;
+  if (token !== undefined && token !== '') {
+    return { ...config, tcp_server: { ...config.tcp_server, token } };
+  }
+  return config;
+}
+
+/**
+ * Reads and parses a YAML config file, then validates it with parseConfig().
+ * Missing/unreadable files and YAML syntax errors are ConfigErrors with path ''.
+ */
+export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT') throw new ConfigError('', `config file not found: ${path}`);
+    throw new ConfigError('', `cannot read config file ${path}: ${e.message}`);
+  }
+  // YAML 1.2 core schema plus `<<` merge keys (which PyYAML-era configs may use).
+  const doc = parseDocument(text, { merge: true, prettyErrors: true });
+  // Warnings (e.g. an unresolved !tag) silently change values, so they are errors here.
+  const problem = doc.errors[0] ?? doc.warnings[0];
+  if (problem) {
+    const pos = problem.linePos?.[0];
+    const where = pos ? `${path}:${pos.line}:${pos.col}` : path;
+    const reason = (problem.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+    throw new ConfigError('', `${where}: invalid YAML: ${reason || problem.code}`);
+  }
+  return parseConfig(doc.toJS(), env);
+}

@@ -1,0 +1,209 @@
+// The main thread's half of a node connection: accept, limits, and moving the
+// socket's bytes to the owning shard without copying (the chunk's ArrayBuffer is
+// transferred). Credit-based back-pressure: the socket is paused while more than
+// maxInflightBytes are handed over but not yet framed by the shard.
+//
+// Node 20 cannot hand a socket to a worker (and passing the fd leaks the handle,
+// nodejs/node#30507); with Node >= 22.12 `reusePort` per worker could replace this
+// module.
+import type { Socket } from 'node:net';
+import type { TransferListItem } from 'node:worker_threads';
+import type { ShardPool } from './shard-pool.js';
+import { M_OPEN, M_DATA, M_END } from './shared/messages.js';
+import { C_BYTES_RECEIVED, C_CONNECTIONS_ACCEPTED, closeIndex, type CloseReason } from './shared/counters.js';
+
+export interface HandoffLimits {
+  maxConnections: number;
+  firstMessageTimeoutMs: number;
+  idleTimeoutMs: number;
+  maxInflightBytes: number;
+}
+
+export class ConnHandle {
+  inflight = 0;
+  paused = false;
+  authed = false;
+  closeReason: CloseReason | null = null;
+  firstTimer: NodeJS.Timeout | null = null;
+  killTimer: NodeJS.Timeout | null = null;
+  /** The shard still holds state for this connection (until S_CLOSED). */
+  shardHolds = true;
+  socketClosed = false;
+  constructor(readonly id: number, readonly socket: Socket, readonly shard: number, readonly remote: string) {}
+}
+
+export interface HandoffEvents {
+  /** The connection is gone on both sides (socket closed and shard released it). */
+  onGone?(h: ConnHandle): void;
+}
+
+export class ConnectionHandoff {
+  readonly conns = new Map<number, ConnHandle>();
+  private nextId = 1;
+  private readonly perShard: number[];
+  private readonly resumeBelow: number;
+  refusing: CloseReason | null = null;
+
+  constructor(
+    private readonly pool: ShardPool,
+    private readonly limits: HandoffLimits,
+    private readonly counters: Float64Array,
+    private readonly events: HandoffEvents = {},
+  ) {
+    this.perShard = new Array(pool.size).fill(0);
+    this.resumeBelow = Math.floor(limits.maxInflightBytes / 2);
+  }
+
+  get open(): number {
+    return this.conns.size;
+  }
+
+  accept(socket: Socket): void {
+    const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+    if (this.refusing !== null || this.conns.size >= this.limits.maxConnections) {
+      this.counters[closeIndex(this.refusing ?? 'max_connections')]! += 1;
+      socket.on('error', () => undefined);
+      socket.destroy();
+      return;
+    }
+    const shard = this.pickShard();
+    if (shard < 0) {
+      this.counters[closeIndex('shard_crashed')]! += 1;
+      socket.destroy();
+      return;
+    }
+    this.counters[C_CONNECTIONS_ACCEPTED]! += 1;
+    const h = new ConnHandle(this.nextId++, socket, shard, remote);
+    this.conns.set(h.id, h);
+    this.perShard[shard]!++;
+    socket.setNoDelay(true);
+    this.pool.send(shard, { t: M_OPEN, conn: h.id, remote });
+
+    h.firstTimer = setTimeout(() => this.close(h.id, 'first_message_timeout'), this.limits.firstMessageTimeoutMs);
+    h.firstTimer.unref();
+    if (this.limits.idleTimeoutMs > 0) {
+      socket.setTimeout(this.limits.idleTimeoutMs, () => this.close(h.id, 'idle_timeout'));
+    }
+    socket.on('data', (chunk: Buffer) => this.onData(h, chunk));
+    socket.on('error', () => {
+      if (h.closeReason === null) h.closeReason = 'socket_error';
+    });
+    socket.on('close', () => this.onSocketClose(h));
+  }
+
+  private pickShard(): number {
+    let best = -1;
+    for (let i = 0; i < this.perShard.length; i++) {
+      if (!this.pool.isReady(i)) continue;
+      if (best < 0 || this.perShard[i]! < this.perShard[best]!) best = i;
+    }
+    return best;
+  }
+
+  private onData(h: ConnHandle, chunk: Buffer): void {
+    const n = chunk.length;
+    this.counters[C_BYTES_RECEIVED]! += n;
+    if (h.closeReason !== null) return;
+    h.inflight += n;
+    let ok: boolean;
+    if (this.pool.inline) {
+      ok = this.pool.send(h.shard, { t: M_DATA, conn: h.id, buf: chunk });
+    } else {
+      // Each read normally owns its ArrayBuffer: transfer it. Copy only when the
+      // chunk is a slice of a larger (pooled) buffer.
+      const own = chunk.byteOffset === 0 && chunk.buffer.byteLength === n ? chunk : new Uint8Array(chunk);
+      const view = new Uint8Array(own.buffer, own.byteOffset, n);
+      ok = this.pool.send(h.shard, { t: M_DATA, conn: h.id, buf: view }, [own.buffer as ArrayBuffer] as TransferListItem[]);
+    }
+    if (!ok) return;
+    if (!h.paused && h.inflight > this.limits.maxInflightBytes) {
+      h.paused = true;
+      h.socket.pause();
+    }
+  }
+
+  credit(conn: number, bytes: number): void {
+    const h = this.conns.get(conn);
+    if (!h) return;
+    h.inflight -= bytes;
+    if (h.paused && h.inflight <= this.resumeBelow) {
+      h.paused = false;
+      h.socket.resume();
+    }
+  }
+
+  write(conn: number, buf: Uint8Array): void {
+    const h = this.conns.get(conn);
+    if (!h || h.socketClosed) return;
+    h.socket.write(buf);
+  }
+
+  authed(conn: number): void {
+    const h = this.conns.get(conn);
+    if (!h) return;
+    h.authed = true;
+    if (h.firstTimer) {
+      clearTimeout(h.firstTimer);
+      h.firstTimer = null;
+    }
+  }
+
+  /** Closes after pending writes (an error message, say); forced after a grace period. */
+  close(conn: number, reason: CloseReason): void {
+    const h = this.conns.get(conn);
+    if (!h || h.socketClosed) return;
+    if (h.closeReason === null) h.closeReason = reason;
+    if (h.firstTimer) {
+      clearTimeout(h.firstTimer);
+      h.firstTimer = null;
+    }
+    h.socket.end();
+    h.socket.resume(); // drain whatever the peer still sends so 'close' comes
+    if (!h.killTimer) {
+      h.killTimer = setTimeout(() => h.socket.destroy(), 2000);
+      h.killTimer.unref();
+    }
+  }
+
+  /** Drop the connection at once (its shard died). */
+  destroy(conn: number, reason: CloseReason): void {
+    const h = this.conns.get(conn);
+    if (!h) return;
+    if (h.closeReason === null) h.closeReason = reason;
+    h.shardHolds = false;
+    h.socket.destroy();
+  }
+
+  private onSocketClose(h: ConnHandle): void {
+    h.socketClosed = true;
+    if (h.firstTimer) clearTimeout(h.firstTimer);
+    if (h.killTimer) clearTimeout(h.killTimer);
+    this.counters[closeIndex(h.closeReason ?? 'peer_closed')]! += 1;
+    this.perShard[h.shard]!--;
+    if (h.shardHolds) this.pool.send(h.shard, { t: M_END, conn: h.id });
+    this.maybeGone(h);
+  }
+
+  /** The shard released its state for the connection. */
+  released(conn: number): void {
+    const h = this.conns.get(conn);
+    if (!h) return;
+    h.shardHolds = false;
+    this.maybeGone(h);
+  }
+
+  private maybeGone(h: ConnHandle): void {
+    if (!h.socketClosed || h.shardHolds) return;
+    this.conns.delete(h.id);
+    this.events.onGone?.(h);
+  }
+
+  /** Connections of a shard that died. */
+  ofShard(shard: number): ConnHandle[] {
+    return [...this.conns.values()].filter((h) => h.shard === shard);
+  }
+
+  closeAll(reason: CloseReason): void {
+    for (const h of this.conns.values()) this.close(h.id, reason);
+  }
+}

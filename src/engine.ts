@@ -1,0 +1,241 @@
+// Wires the ingest data path: TCP accept -> shard (decode, auth, route) -> per-node
+// ring -> sink, plus the HTTP listener and metrics. One Engine per process in
+// production; tests run several side by side on port 0.
+import { createServer, type Server, type AddressInfo } from 'node:net';
+import type { Config } from './config.js';
+import { ShardPool } from './shard-pool.js';
+import { ConnectionHandoff } from './connection-handoff.js';
+import { NodeTable, type NodeHooks, type NodeEntry } from './node-table.js';
+import { DiscardSink, type RingSink } from './ring-sink.js';
+import { Metrics, type Totals } from './metrics.js';
+import { HttpServer } from './http-server.js';
+import { createLogger, RateLimit, type Logger } from './logger.js';
+import { COUNTER_SLOTS } from './shared/counters.js';
+import { RadarError } from './shared/errors.js';
+import {
+  S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH,
+  type ShardToMain,
+} from './shared/messages.js';
+
+export interface EngineOptions {
+  config: Config;
+  /** Consumes the rings; default from config.sink ('discard'). */
+  sink?: RingSink;
+  hooks?: NodeHooks;
+  logger?: Logger;
+  /** Enables test-only controls (crashing a shard). */
+  testHooks?: boolean;
+  /** Period of the safety sweep that offers non-empty rings to the sink. */
+  sweepMs?: number;
+}
+
+export class Engine {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly counters = new Float64Array(COUNTER_SLOTS);
+  readonly pool: ShardPool;
+  readonly handoff: ConnectionHandoff;
+  readonly nodes: NodeTable;
+  readonly metrics: Metrics;
+  readonly http: HttpServer;
+  readonly sink: RingSink;
+  private tcp: Server | null = null;
+  private sweep: NodeJS.Timeout | null = null;
+  private readonly errLimit = new RateLimit(10, 10000);
+  private started = false;
+  private stopping: Promise<void> | null = null;
+  tcpAddress: AddressInfo | null = null;
+  httpAddress: AddressInfo | null = null;
+
+  constructor(private readonly opts: EngineOptions) {
+    const config = (this.config = opts.config);
+    this.log = opts.logger ?? createLogger(config.log.level);
+    this.sink = opts.sink ?? new DiscardSink();
+    this.pool = new ShardPool({
+      shards: config.shards,
+      token: config.tcp_server.token,
+      maxFrameBytes: config.limits.max_frame_bytes,
+      overflow: config.ring.overflow,
+      testHooks: opts.testHooks ?? false,
+      onMessage: (shard, msg) => this.onShardMessage(shard, msg),
+      onCrash: (shard, err) => this.onShardCrash(shard, err),
+    });
+    this.handoff = new ConnectionHandoff(this.pool, {
+      maxConnections: config.limits.max_connections,
+      firstMessageTimeoutMs: config.limits.first_message_timeout_ms,
+      idleTimeoutMs: config.limits.idle_timeout_ms,
+      maxInflightBytes: config.limits.max_inflight_bytes,
+    }, this.counters, {
+      onGone: (h) => this.log.debug({ conn: h.id, remote: h.remote, reason: h.closeReason ?? 'peer_closed' }, 'connection closed'),
+    });
+    const hooks = opts.hooks ?? {};
+    this.nodes = new NodeTable({
+      ringBytes: config.ring.size_bytes,
+      hooks: {
+        ...hooks,
+        onNodeConnected: (node, info) => {
+          this.log.info({ node: node.id, remote: info.remote, protocol: info.protocol }, 'node connected');
+          hooks.onNodeConnected?.(node, info);
+        },
+        onNodeDisconnected: (node) => {
+          this.log.info({ node: node.id }, 'node disconnected');
+          hooks.onNodeDisconnected?.(node);
+        },
+      },
+      grant: (owner, node) => {
+        this.pool.send(owner.shard, { t: M_GRANT, conn: owner.conn, node: node.id, ring: node.ring, ringId: node.ringId });
+      },
+      refuse: (owner, node, error) => {
+        this.log.warn({ node, code: error.code }, error.message);
+        this.pool.send(owner.shard, { t: M_REFUSE, conn: owner.conn, node, error });
+      },
+      revoke: (owner, node) => this.pool.send(owner.shard, { t: M_REVOKE, conn: owner.conn, node }),
+    });
+    this.metrics = new Metrics({
+      counterArrays: () => [this.counters, ...this.pool.slots.map((s) => s.counters)],
+      connectionsOpen: () => this.handoff.open,
+      rings: () => this.nodes.byRing.map((n) => ({
+        frames: n.reader.frames, consumed: n.reader.consumedFrames, used: n.reader.usedBytes,
+        capacity: n.reader.capacity, connected: n.healthy,
+      })),
+      shards: () => ({ count: this.pool.size, restarts: this.pool.slots.reduce((s, x) => s + x.restarts, 0) }),
+    });
+    this.http = new HttpServer((err) => this.logError('http', err));
+    this.http.addRoute('GET', '/metrics', async (_req, res) => {
+      const body = await this.metrics.text();
+      res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
+      res.end(body);
+    });
+  }
+
+  /** Starts shards, then the TCP and HTTP listeners. */
+  async start(): Promise<void> {
+    if (this.started) throw new Error('engine already started');
+    this.started = true;
+    const c = this.config;
+    if (c.tcp_server.token === '') this.log.warn('tcp_server.token is empty: node authentication is disabled');
+    await this.pool.start();
+    this.httpAddress = await this.http.listen(c.http.port, c.http.host);
+    if (c.tcp_server.enabled) {
+      const tcp = (this.tcp = createServer({ noDelay: true }, (s) => this.handoff.accept(s)));
+      tcp.maxConnections = c.limits.max_connections + 64; // the handoff counts refusals itself
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen({ port: c.tcp_server.port, host: c.tcp_server.host, backlog: 4096 }, () => {
+          tcp.off('error', reject);
+          resolve();
+        });
+      });
+      this.tcpAddress = tcp.address() as AddressInfo;
+    }
+    const sweepMs = this.opts.sweepMs ?? 200;
+    this.sweep = setInterval(() => this.sweepRings(), sweepMs);
+    this.sweep.unref();
+    this.log.info({
+      tcp: this.tcpAddress ? `${this.tcpAddress.address}:${this.tcpAddress.port}` : 'disabled',
+      http: `${this.httpAddress.address}:${this.httpAddress.port}`,
+      shards: c.shards, sink: c.sink, ring_bytes: c.ring.size_bytes, overflow: c.ring.overflow,
+    }, 'radar-ingest started');
+  }
+
+  private sweepRings(): void {
+    for (const n of this.nodes.byRing) {
+      if (n.reader.usedBytes > 0) this.offer(n);
+    }
+  }
+
+  private offer(node: NodeEntry): void {
+    try {
+      this.sink.onData(node);
+    } catch (err) {
+      this.logError('sink', err as Error);
+    }
+  }
+
+  private onShardMessage(shard: number, msg: ShardToMain): void {
+    switch (msg.t) {
+      case S_BATCH: {
+        const cr = msg.credits;
+        for (let i = 0; i < cr.length; i += 2) this.handoff.credit(cr[i] as number, cr[i + 1] as number);
+        const w = msg.writes;
+        for (let i = 0; i < w.length; i += 2) this.handoff.write(w[i] as number, w[i + 1] as Uint8Array);
+        for (const id of msg.wake) {
+          const node = this.nodes.byRing[id];
+          if (node) this.offer(node);
+        }
+        for (const n of msg.seen) this.nodes.seen(n);
+        break;
+      }
+      case S_CLAIM: {
+        const h = this.handoff.conns.get(msg.conn);
+        const info = { node: msg.node, remote: h?.remote ?? '?', protocol: msg.protocol, first: msg.first, ...(msg.group !== undefined ? { group: msg.group } : {}) };
+        this.nodes.claim({ shard, conn: msg.conn }, info);
+        break;
+      }
+      case S_REVOKED:
+        this.nodes.revoked(msg.conn, msg.node);
+        break;
+      case S_CLOSE: {
+        if (msg.error && this.errLimit.take(msg.reason) >= 0) {
+          const h = this.handoff.conns.get(msg.conn);
+          this.log.warn({ conn: msg.conn, remote: h?.remote, reason: msg.reason, code: msg.error.code }, msg.error.message);
+        }
+        this.handoff.close(msg.conn, msg.reason);
+        break;
+      }
+      case S_CLOSED:
+        this.nodes.connClosed(msg.conn, msg.nodes);
+        this.handoff.released(msg.conn);
+        break;
+      case S_AUTH:
+        this.handoff.authed(msg.conn);
+        break;
+    }
+  }
+
+  private onShardCrash(shard: number, err: Error): void {
+    this.log.error({ shard, err: err.message }, 'shard worker crashed; closing its connections and replacing it');
+    const owned = this.nodes.ownedByShard(shard);
+    for (const h of this.handoff.ofShard(shard)) {
+      this.handoff.destroy(h.id, 'shard_crashed');
+      this.handoff.released(h.id);
+    }
+    for (const [conn, ids] of owned) this.nodes.connClosed(conn, ids);
+  }
+
+  private logError(where: string, err: Error): void {
+    const n = this.errLimit.take(where);
+    if (n >= 0) this.log.error({ where, err: err.message, code: err instanceof RadarError ? err.code : undefined, suppressed: n }, 'error');
+  }
+
+  /** Test hook: make a shard thread throw an uncaught exception. */
+  crashShard(shard: number): void {
+    if (!this.opts.testHooks) throw new Error('crashShard needs testHooks');
+    this.pool.send(shard, { t: M_CRASH });
+  }
+
+  totals(): Totals {
+    return this.metrics.totals();
+  }
+
+  /** Stops listeners, closes node connections and shards. Idempotent. */
+  stop(): Promise<void> {
+    if (!this.stopping) this.stopping = this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    if (this.sweep) clearInterval(this.sweep);
+    this.handoff.refusing = 'shutdown';
+    const tcpClosed = this.tcp ? new Promise<void>((r) => this.tcp!.close(() => r())) : Promise.resolve();
+    for (let i = 0; i < this.pool.size; i++) this.pool.send(i, { t: M_SHUTDOWN });
+    this.handoff.closeAll('shutdown');
+    await Promise.race([tcpClosed, new Promise((r) => setTimeout(r, 3000).unref())]);
+    this.sweepRings();
+    await this.pool.stop();
+    await this.sink.close?.();
+    await this.http.close();
+    this.log.info('radar-ingest stopped');
+  }
+}
+

@@ -1,0 +1,176 @@
+// Nodes known to the host: one ring each, at most one writing connection each.
+// Claims for a node are serialised; a claim from a new connection first revokes
+// the old writer and waits until its shard confirms it stopped, so a ring never
+// has two producers.
+import { createRingBuffer, RingReader } from './ring-reader.js';
+import { FORMAT_ANY } from './shared/ring-layout.js';
+import { ErrorCodes, type PlainError } from './shared/errors.js';
+import type { Protocol } from './shared/messages.js';
+
+export interface NodeInfo {
+  node: string;
+  remote: string;
+  protocol: Protocol;
+  first: 'frame' | 'heartbeat' | 'hello';
+  group?: string;
+}
+
+export type NodeDecision = { accept: true } | { accept: false; reason: string; message: string };
+
+export interface NodeHooks {
+  /**
+   * A node the host has never seen sent its first message (the provisioning hook).
+   * Refusing closes the connection with the message; the node may try again later.
+   */
+  onUnknownNode?(info: NodeInfo): NodeDecision | Promise<NodeDecision>;
+  onNodeConnected?(node: NodeEntry, info: NodeInfo): void;
+  onNodeDisconnected?(node: NodeEntry): void;
+  /** Heartbeats (frames are visible as ring writes). */
+  onNodeSeen?(node: NodeEntry): void;
+}
+
+export interface Owner {
+  shard: number;
+  conn: number;
+}
+
+export class NodeEntry {
+  readonly reader: RingReader;
+  owner: Owner | null = null;
+  connectedAt = 0;
+  disconnectedAt = 0;
+  lastHeartbeatAt = 0;
+  protocol: Protocol | null = null;
+  remote = '';
+  group: string | undefined;
+  constructor(readonly id: string, readonly ringId: number, readonly ring: SharedArrayBuffer) {
+    this.reader = new RingReader(ring);
+    this.reader.format = FORMAT_ANY;
+  }
+  /** A node is healthy while a connection is attached to it. */
+  get healthy(): boolean {
+    return this.owner !== null;
+  }
+  /** Last sign of life: a frame written to its ring or a heartbeat. */
+  get lastSeenMs(): number {
+    return Math.max(this.reader.lastWriteMs, this.lastHeartbeatAt, this.connectedAt);
+  }
+}
+
+export interface NodeTableOptions {
+  ringBytes: number;
+  hooks: NodeHooks;
+  grant(owner: Owner, node: NodeEntry): void;
+  refuse(owner: Owner, node: string, error: PlainError): void;
+  /** Ask the owner's shard to stop writing; false when the shard is gone. */
+  revoke(owner: Owner, node: string): boolean;
+  now?: () => number;
+}
+
+export class NodeTable {
+  readonly nodes = new Map<string, NodeEntry>();
+  readonly byRing: NodeEntry[] = [];
+  private readonly revokeWaiters = new Map<string, () => void>();
+  /** Claims for one node id run one after another (also before the node exists). */
+  private readonly chains = new Map<string, Promise<void>>();
+  private readonly opts: NodeTableOptions;
+  private readonly now: () => number;
+
+  constructor(opts: NodeTableOptions) {
+    this.opts = opts;
+    this.now = opts.now ?? Date.now;
+  }
+
+  get(id: string): NodeEntry | undefined {
+    return this.nodes.get(id);
+  }
+
+  claim(owner: Owner, info: NodeInfo): void {
+    const run = async (): Promise<void> => {
+      let node = this.nodes.get(info.node);
+      if (!node) {
+        let decision: NodeDecision = { accept: true };
+        try {
+          if (this.opts.hooks.onUnknownNode) decision = await this.opts.hooks.onUnknownNode(info);
+        } catch (err) {
+          decision = { accept: false, reason: 'hook_error', message: `provisioning failed: ${(err as Error).message}` };
+        }
+        if (!decision.accept) {
+          this.opts.refuse(owner, info.node, { code: ErrorCodes.NODE_REFUSED, message: decision.message });
+          return;
+        }
+        node = this.nodes.get(info.node);
+        if (!node) {
+          const ringId = this.byRing.length;
+          node = new NodeEntry(info.node, ringId, createRingBuffer(this.opts.ringBytes));
+          this.byRing.push(node);
+          this.nodes.set(info.node, node);
+        }
+      }
+      const old = node.owner;
+      if (old && old.conn !== owner.conn) {
+        const key = `${old.conn}/${node.id}`;
+        const stopped = new Promise<void>((resolve) => this.revokeWaiters.set(key, resolve));
+        if (this.opts.revoke(old, node.id)) await stopped;
+        this.revokeWaiters.delete(key);
+        if (node.owner === old) this.detach(node);
+      }
+      node.owner = owner;
+      node.connectedAt = this.now();
+      node.protocol = info.protocol;
+      node.remote = info.remote;
+      if (info.group !== undefined) node.group = info.group;
+      this.opts.grant(owner, node);
+      this.opts.hooks.onNodeConnected?.(node, info);
+    };
+    const id = info.node;
+    const next = (this.chains.get(id) ?? Promise.resolve()).then(run).catch(() => undefined);
+    this.chains.set(id, next);
+    void next.then(() => {
+      if (this.chains.get(id) === next) this.chains.delete(id);
+    });
+  }
+
+  /** The shard confirmed the connection stopped writing for the node. */
+  revoked(conn: number, nodeId: string): void {
+    const key = `${conn}/${nodeId}`;
+    const w = this.revokeWaiters.get(key);
+    if (w) {
+      w();
+      return;
+    }
+    const node = this.nodes.get(nodeId);
+    if (node && node.owner?.conn === conn) this.detach(node);
+  }
+
+  /** A connection is fully released by its shard (or its shard died). */
+  connClosed(conn: number, nodeIds: Iterable<string>): void {
+    for (const id of nodeIds) this.revoked(conn, id);
+  }
+
+  /** Every node owned by a connection of `shard` (used when the shard died). */
+  ownedByShard(shard: number): Map<number, string[]> {
+    const out = new Map<number, string[]>();
+    for (const n of this.nodes.values()) {
+      if (n.owner && n.owner.shard === shard) {
+        const list = out.get(n.owner.conn) ?? [];
+        list.push(n.id);
+        out.set(n.owner.conn, list);
+      }
+    }
+    return out;
+  }
+
+  seen(nodeId: string): void {
+    const node = this.nodes.get(nodeId);
+    if (!node) return;
+    node.lastHeartbeatAt = this.now();
+    this.opts.hooks.onNodeSeen?.(node);
+  }
+
+  private detach(node: NodeEntry): void {
+    node.owner = null;
+    node.disconnectedAt = this.now();
+    this.opts.hooks.onNodeDisconnected?.(node);
+  }
+}

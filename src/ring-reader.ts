@@ -1,0 +1,156 @@
+// Consumer side of a per-node ring (main thread). Moves records out in bulk: one
+// copy per batch, no per-frame work unless the caller iterates records.
+import {
+  HEAD64, TAIL64, CONSUMER_IDLE_I32, PRODUCER_WAITING_I32, TAIL_SEQ_I32, FORMAT_I32,
+  LAST_WRITE_MS_F64, LAST_TIMESTAMP_F64, LAST_SEQ_F64, OVERFLOW_DROPS_F64, HEADER_BYTES,
+  REC_LEN, REC_PAYLOAD_LEN, REC_TIMESTAMP, REC_KIND, REC_DETECTIONS, REC_HEADER_BYTES, PAD_MARK,
+  KIND_JSON_LINE, KIND_PACKED, MIN_RING_BYTES, MAX_RING_BYTES, posBytes, posFrames,
+} from './shared/ring-layout.js';
+
+export interface RingRecord {
+  kind: number;
+  timestamp: number;
+  detections: number;
+  /** View of the payload inside the batch buffer. */
+  payload: Buffer;
+}
+
+/** A batch of records copied out of a ring. */
+export class RingBatch {
+  constructor(readonly buffer: Buffer, readonly frames: number) {}
+
+  *records(): IterableIterator<RingRecord> {
+    const b = this.buffer;
+    let p = 0;
+    while (p < b.length) {
+      const len = b.readUInt32LE(p + REC_LEN);
+      const plen = b.readUInt32LE(p + REC_PAYLOAD_LEN);
+      if (plen !== PAD_MARK) {
+        yield {
+          kind: b[p + REC_KIND]!,
+          timestamp: b.readDoubleLE(p + REC_TIMESTAMP),
+          detections: b.readUInt32LE(p + REC_DETECTIONS),
+          payload: b.subarray(p + REC_HEADER_BYTES, p + REC_HEADER_BYTES + plen),
+        };
+      }
+      p += len;
+    }
+  }
+}
+
+export function createRingBuffer(capacity: number): SharedArrayBuffer {
+  if (!Number.isInteger(capacity) || capacity < MIN_RING_BYTES || capacity > MAX_RING_BYTES || (capacity & (capacity - 1)) !== 0) {
+    throw new RangeError(`ring capacity must be a power of two between ${MIN_RING_BYTES} and ${MAX_RING_BYTES}`);
+  }
+  return new SharedArrayBuffer(HEADER_BYTES + capacity);
+}
+
+export class RingReader {
+  readonly sab: SharedArrayBuffer;
+  readonly capacity: number;
+  private readonly mask: number;
+  private readonly h64: BigUint64Array;
+  private readonly h32: Int32Array;
+  private readonly hf: Float64Array;
+  private readonly data: Buffer;
+  /** Frames this reader has taken out (read or discarded). */
+  consumedFrames = 0;
+
+  constructor(sab: SharedArrayBuffer) {
+    this.sab = sab;
+    this.capacity = sab.byteLength - HEADER_BYTES;
+    this.mask = this.capacity - 1;
+    this.h64 = new BigUint64Array(sab, 0, HEADER_BYTES / 8);
+    this.h32 = new Int32Array(sab, 0, HEADER_BYTES / 4);
+    this.hf = new Float64Array(sab, 0, HEADER_BYTES / 8);
+    this.data = Buffer.from(sab, HEADER_BYTES, this.capacity);
+  }
+
+  set format(f: number) {
+    Atomics.store(this.h32, FORMAT_I32, f);
+  }
+  /** Frames currently in the ring. */
+  get frames(): number {
+    return (posFrames(Atomics.load(this.h64, HEAD64)) - posFrames(Atomics.load(this.h64, TAIL64))) >>> 0;
+  }
+  /** Bytes currently in the ring (records incl. headers and pads). */
+  get usedBytes(): number {
+    return (posBytes(Atomics.load(this.h64, HEAD64)) - posBytes(Atomics.load(this.h64, TAIL64))) >>> 0;
+  }
+  get lastWriteMs(): number { return this.hf[LAST_WRITE_MS_F64]!; }
+  get lastTimestamp(): number { return this.hf[LAST_TIMESTAMP_F64]!; }
+  get lastSeq(): number { return this.hf[LAST_SEQ_F64]!; }
+  get overflowDrops(): number { return this.hf[OVERFLOW_DROPS_F64]!; }
+
+  /**
+   * Copies every published record out and frees the space. Returns null when
+   * empty. Safe against a concurrent drop-oldest producer: only records that were
+   * still ours when the tail was swapped are returned.
+   */
+  read(): RingBatch | null {
+    for (;;) {
+      const tail = Atomics.load(this.h64, TAIL64);
+      const head = Atomics.load(this.h64, HEAD64);
+      const tb = posBytes(tail);
+      const n = (posBytes(head) - tb) >>> 0;
+      if (n === 0) return null;
+      const out = Buffer.allocUnsafe(n);
+      const off = tb & this.mask;
+      const first = Math.min(n, this.capacity - off);
+      this.data.copy(out, 0, off, off + first);
+      if (first < n) this.data.copy(out, first, 0, n - first);
+      // The copy is valid for every record the producer had not dropped when we
+      // swap the tail; retry from a newer tail if it moved under us.
+      let cur = tail;
+      for (;;) {
+        const prev = Atomics.compareExchange(this.h64, TAIL64, cur, head);
+        if (prev === cur) {
+          const skip = (posBytes(cur) - tb) >>> 0;
+          const frames = (posFrames(head) - posFrames(cur)) >>> 0;
+          this.advanced(frames);
+          return new RingBatch(skip === 0 ? out : out.subarray(skip), frames);
+        }
+        cur = prev;
+        if (((posBytes(cur) - tb) >>> 0) >= n) break; // everything we copied was dropped
+      }
+    }
+  }
+
+  /** Frees every published record without copying (the discard sink). */
+  discard(): number {
+    for (;;) {
+      const tail = Atomics.load(this.h64, TAIL64);
+      const head = Atomics.load(this.h64, HEAD64);
+      if (posBytes(head) === posBytes(tail)) return 0;
+      if (Atomics.compareExchange(this.h64, TAIL64, tail, head) === tail) {
+        const frames = (posFrames(head) - posFrames(tail)) >>> 0;
+        this.advanced(frames);
+        return frames;
+      }
+    }
+  }
+
+  private advanced(frames: number): void {
+    this.consumedFrames += frames;
+    Atomics.add(this.h32, TAIL_SEQ_I32, 1);
+    if (Atomics.load(this.h32, PRODUCER_WAITING_I32) === 1) {
+      Atomics.store(this.h32, PRODUCER_WAITING_I32, 0);
+      Atomics.notify(this.h32, TAIL_SEQ_I32);
+    }
+  }
+
+  /**
+   * Marks the consumer idle so the producer rings the doorbell on its next flush.
+   * Returns false (and stays busy) when data arrived meanwhile: read again.
+   */
+  arm(): boolean {
+    Atomics.store(this.h32, CONSUMER_IDLE_I32, 1);
+    if (this.usedBytes !== 0) {
+      Atomics.store(this.h32, CONSUMER_IDLE_I32, 0);
+      return false;
+    }
+    return true;
+  }
+}
+
+export { KIND_JSON_LINE, KIND_PACKED };

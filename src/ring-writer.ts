@@ -1,0 +1,164 @@
+// Producer side of a per-node ring (runs in the shard that owns the node's
+// connection). Records are staged at a private head and published in one atomic
+// store per batch (flush), so the consumer sees whole batches.
+import {
+  HEAD64, TAIL64, CONSUMER_IDLE_I32, PRODUCER_WAITING_I32, TAIL_SEQ_I32, FORMAT_I32, FORMAT_JSONL,
+  LAST_WRITE_MS_F64, LAST_TIMESTAMP_F64, LAST_SEQ_F64, OVERFLOW_DROPS_F64, HEADER_BYTES,
+  REC_LEN, REC_PAYLOAD_LEN, REC_TIMESTAMP, REC_KIND, REC_DETECTIONS, REC_HEADER_BYTES, PAD_MARK,
+  recordSize, packPos, posBytes, posFrames,
+} from './shared/ring-layout.js';
+
+export type OverflowPolicy = 'block' | 'drop-oldest';
+
+export class RingWriter {
+  readonly sab: SharedArrayBuffer;
+  readonly capacity: number;
+  readonly bytes: Uint8Array;
+  private readonly mask: number;
+  private readonly h64: BigUint64Array;
+  private readonly h32: Int32Array;
+  private readonly hf: Float64Array;
+  private readonly dv: DataView;
+  private headBytes: number;
+  private headFrames: number;
+  private dirty = false;
+  private readonly dropOldest: boolean;
+
+  constructor(sab: SharedArrayBuffer, policy: OverflowPolicy) {
+    this.sab = sab;
+    this.capacity = sab.byteLength - HEADER_BYTES;
+    this.mask = this.capacity - 1;
+    this.h64 = new BigUint64Array(sab, 0, HEADER_BYTES / 8);
+    this.h32 = new Int32Array(sab, 0, HEADER_BYTES / 4);
+    this.hf = new Float64Array(sab, 0, HEADER_BYTES / 8);
+    this.bytes = new Uint8Array(sab, HEADER_BYTES, this.capacity);
+    this.dv = new DataView(sab, HEADER_BYTES, this.capacity);
+    const head = Atomics.load(this.h64, HEAD64);
+    this.headBytes = posBytes(head);
+    this.headFrames = posFrames(head);
+    this.dropOldest = policy === 'drop-oldest';
+  }
+
+  /** True when the consumer wants JSON lines only (packed frames must be encoded). */
+  get wantsJson(): boolean {
+    return Atomics.load(this.h32, FORMAT_I32) === FORMAT_JSONL;
+  }
+  get lastSeq(): number {
+    return this.hf[LAST_SEQ_F64]!;
+  }
+  set lastSeq(v: number) {
+    this.hf[LAST_SEQ_F64] = v;
+  }
+  get lastTimestamp(): number {
+    return this.hf[LAST_TIMESTAMP_F64]!;
+  }
+
+  private freeBytes(): number {
+    const tail = posBytes(Atomics.load(this.h64, TAIL64));
+    return this.capacity - ((this.headBytes - tail) >>> 0);
+  }
+
+  /**
+   * Reserves room for a record with `payloadLen` payload bytes and writes its
+   * header. Returns the offset (into `bytes`) of the payload, or -1 when the ring is
+   * full under the block policy. Under drop-oldest the oldest records are dropped to
+   * make room (counted in `onDrop`). The caller fills the payload, then calls
+   * commit(). A record must be at most capacity/2.
+   */
+  reserve(payloadLen: number, timestamp: number, kind: number, detections: number,
+    onDrop?: (frames: number) => void): number {
+    const size = recordSize(payloadLen);
+    let off = this.headBytes & this.mask;
+    const toEnd = this.capacity - off;
+    const need = size <= toEnd ? size : toEnd + size;
+    if (this.freeBytes() < need) {
+      if (!this.dropOldest) {
+        this.lastNeed = need;
+        return -1;
+      }
+      this.flush(); // drop-oldest only ever drops published records
+      const dropped = this.dropUntil(need);
+      if (onDrop && dropped > 0) onDrop(dropped);
+    }
+    if (size > toEnd) {
+      // Pad to the end so no record is split; pads are not frames.
+      this.dv.setUint32(off + REC_LEN, toEnd, true);
+      this.dv.setUint32(off + REC_PAYLOAD_LEN, PAD_MARK, true);
+      this.headBytes = (this.headBytes + toEnd) >>> 0;
+      off = 0;
+    }
+    const dv = this.dv;
+    dv.setUint32(off + REC_LEN, size, true);
+    dv.setUint32(off + REC_PAYLOAD_LEN, payloadLen, true);
+    dv.setFloat64(off + REC_TIMESTAMP, timestamp, true);
+    dv.setUint8(off + REC_KIND, kind);
+    dv.setUint8(off + REC_KIND + 1, 0);
+    dv.setUint16(off + REC_KIND + 2, 0, true);
+    dv.setUint32(off + REC_DETECTIONS, detections, true);
+    this.pendingSize = size;
+    this.pendingTs = timestamp;
+    return off + REC_HEADER_BYTES;
+  }
+  private pendingSize = 0;
+  private pendingTs = 0;
+  private lastNeed = 0;
+
+  /** Makes the record from the last reserve() part of the staged batch. */
+  commit(): void {
+    this.headBytes = (this.headBytes + this.pendingSize) >>> 0;
+    this.headFrames = (this.headFrames + 1) >>> 0;
+    this.hf[LAST_TIMESTAMP_F64] = this.pendingTs;
+    this.dirty = true;
+  }
+
+  /**
+   * Publishes staged records. Returns true when the consumer was idle and must be
+   * woken (the caller sends one doorbell message per batch of rings).
+   */
+  flush(): boolean {
+    if (!this.dirty) return false;
+    this.dirty = false;
+    this.hf[LAST_WRITE_MS_F64] = Date.now();
+    Atomics.store(this.h64, HEAD64, packPos(this.headFrames, this.headBytes));
+    return Atomics.load(this.h32, CONSUMER_IDLE_I32) === 1 && Atomics.exchange(this.h32, CONSUMER_IDLE_I32, 0) === 1;
+  }
+
+  /** Drop-oldest: advance TAIL (CAS, racing the consumer) until `need` bytes are free. */
+  private dropUntil(need: number): number {
+    let dropped = 0;
+    for (;;) {
+      const tail = Atomics.load(this.h64, TAIL64);
+      const tb = posBytes(tail);
+      if (this.capacity - ((this.headBytes - tb) >>> 0) >= need) return dropped;
+      const off = tb & this.mask;
+      const len = this.dv.getUint32(off + 0, true);
+      const isPad = this.dv.getUint32(off + REC_PAYLOAD_LEN, true) === PAD_MARK;
+      const tf = posFrames(tail);
+      const next = packPos(isPad ? tf : tf + 1, tb + len);
+      if (Atomics.compareExchange(this.h64, TAIL64, tail, next) === tail) {
+        if (!isPad) {
+          dropped++;
+          this.hf[OVERFLOW_DROPS_F64] = this.hf[OVERFLOW_DROPS_F64]! + 1;
+        }
+      }
+    }
+  }
+
+  /**
+   * Resolves when the consumer has advanced the tail (or after `timeoutMs`).
+   * Never blocks the thread: shard workers own sockets and must keep serving them.
+   */
+  waitForSpace(timeoutMs: number): Promise<void> {
+    const seq = Atomics.load(this.h32, TAIL_SEQ_I32);
+    Atomics.store(this.h32, PRODUCER_WAITING_I32, 1);
+    // The consumer bumps TAIL_SEQ before it looks at PRODUCER_WAITING: space freed
+    // before our load is seen here, space freed after it changes the sequence.
+    if (this.freeBytes() >= this.lastNeed) return Promise.resolve();
+    const r = Atomics.waitAsync(this.h32, TAIL_SEQ_I32, seq, timeoutMs);
+    if (!r.async) return Promise.resolve();
+    return r.value.then(() => undefined);
+  }
+}
+
+/** Used by the payload writers: `bytes` is the ring's data region. */
+export type RingBytes = Uint8Array;

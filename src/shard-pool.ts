@@ -1,0 +1,159 @@
+// Hosts the shards: N piscina threads each running one long-lived shard task, or
+// (shards: 0) one shard on the main thread. A crashed shard thread is replaced and
+// its slot's counters carry on (they live in the slot's SharedArrayBuffer).
+import { MessageChannel, type MessagePort, type TransferListItem } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import { Shard } from './shard/shard.js';
+import { COUNTER_BYTES } from './shared/counters.js';
+import { M_SHUTDOWN, S_READY, type MainToShard, type ShardToMain } from './shared/messages.js';
+import type { ShardTaskInput } from '../workers/shard-worker.js';
+import type { OverflowPolicy } from './ring-writer.js';
+
+export interface ShardPoolOptions {
+  shards: number;
+  token: string;
+  maxFrameBytes: number;
+  overflow: OverflowPolicy;
+  testHooks: boolean;
+  onMessage: (shard: number, msg: ShardToMain) => void;
+  /** A shard died: every connection it owned is gone. It is being replaced. */
+  onCrash: (shard: number, err: Error) => void;
+}
+
+interface Slot {
+  id: number;
+  counters: Float64Array;
+  countersSab: SharedArrayBuffer;
+  port: MessagePort | null;
+  inline: Shard | null;
+  ready: boolean;
+  restarts: number;
+  generation: number;
+}
+
+export class ShardPool {
+  readonly slots: Slot[] = [];
+  private pool: Piscina | null = null;
+  private stopping = false;
+  private readonly opts: ShardPoolOptions;
+
+  constructor(opts: ShardPoolOptions) {
+    this.opts = opts;
+    const n = Math.max(1, opts.shards);
+    for (let i = 0; i < n; i++) {
+      const sab = new SharedArrayBuffer(COUNTER_BYTES);
+      this.slots.push({ id: i, counters: new Float64Array(sab), countersSab: sab, port: null, inline: null, ready: false, restarts: 0, generation: 0 });
+    }
+  }
+
+  get inline(): boolean {
+    return this.opts.shards === 0;
+  }
+  get size(): number {
+    return this.slots.length;
+  }
+
+  /** Resolves when every shard reported ready. */
+  async start(): Promise<void> {
+    if (this.inline) {
+      const slot = this.slots[0]!;
+      slot.inline = new Shard({
+        shardId: 0,
+        counters: slot.counters,
+        token: this.opts.token,
+        maxFrameBytes: this.opts.maxFrameBytes,
+        overflow: this.opts.overflow,
+        testHooks: false,
+        // Deliver asynchronously, like a port would, so the two sides never re-enter.
+        post: (msg) => queueMicrotask(() => this.opts.onMessage(0, msg)),
+      });
+      slot.ready = true;
+      return;
+    }
+    this.pool = new Piscina({
+      filename: new URL('../workers/shard-worker.js', import.meta.url).href,
+      minThreads: this.slots.length,
+      maxThreads: this.slots.length,
+      idleTimeout: Infinity,
+      concurrentTasksPerWorker: 1,
+      // A socket-owning worker must never block in Atomics.wait.
+      atomics: 'disabled',
+      maxQueue: 'auto',
+    });
+    await Promise.all(this.slots.map((s) => this.launch(s)));
+  }
+
+  private launch(slot: Slot): Promise<void> {
+    const { port1, port2 } = new MessageChannel();
+    slot.port = port1;
+    slot.ready = false;
+    const gen = ++slot.generation;
+    let readyResolve!: () => void;
+    const ready = new Promise<void>((r) => (readyResolve = r));
+    port1.on('message', (msg: ShardToMain) => {
+      if (msg.t === S_READY) {
+        slot.ready = true;
+        readyResolve();
+        return;
+      }
+      this.opts.onMessage(slot.id, msg);
+    });
+    const input: ShardTaskInput = {
+      port: port2,
+      shardId: slot.id,
+      counters: slot.countersSab,
+      token: this.opts.token,
+      maxFrameBytes: this.opts.maxFrameBytes,
+      overflow: this.opts.overflow,
+      testHooks: this.opts.testHooks,
+    };
+    this.pool!.run(input, { transferList: [port2] as unknown as TransferListItem[] }).then(
+      () => undefined,
+      (err: Error) => {
+        if (slot.generation !== gen) return;
+        slot.ready = false;
+        port1.close();
+        slot.port = null;
+        if (this.stopping) return;
+        slot.restarts++;
+        this.opts.onCrash(slot.id, err);
+        readyResolve();
+        void this.launch(slot);
+      },
+    );
+    return ready;
+  }
+
+  send(shard: number, msg: MainToShard, transfer?: TransferListItem[]): boolean {
+    const slot = this.slots[shard]!;
+    if (slot.inline) {
+      const s = slot.inline;
+      queueMicrotask(() => s.handle(msg));
+      return true;
+    }
+    if (!slot.port || !slot.ready) return false;
+    slot.port.postMessage(msg, transfer);
+    return true;
+  }
+
+  isReady(shard: number): boolean {
+    return this.slots[shard]!.ready;
+  }
+
+  /** Every thread's worker object (for event-loop utilisation in benchmarks). */
+  get threads(): readonly import('node:worker_threads').Worker[] {
+    return this.pool ? this.pool.threads : [];
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const s of this.slots) {
+      if (s.port) s.port.postMessage({ t: M_SHUTDOWN } satisfies MainToShard);
+    }
+    if (this.pool) {
+      const p = this.pool;
+      this.pool = null;
+      await p.destroy();
+    }
+  }
+}

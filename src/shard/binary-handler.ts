@@ -1,0 +1,182 @@
+// One handler per binary-protocol message type. The first message must be a hello;
+// frames carry per-node sequence numbers; the host acks cumulatively once per
+// batch, after the frames are published in the ring.
+import type { PlainError } from '../shared/errors.js';
+import { ErrorCodes } from '../shared/errors.js';
+import {
+  C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, C_HEARTBEATS,
+  D_MALFORMED, D_INVALID_FRAME, D_FRAME_TOO_LARGE, D_DUPLICATE, D_CONNECTION_CLOSED,
+} from '../shared/counters.js';
+import {
+  decodeBody, encodeMessage, PROTOCOL_VERSION, T_HELLO, T_WELCOME, T_FRAME, T_HEARTBEAT, T_ERROR,
+  DET_STRIDE, HEARTBEAT_MS,
+} from '../shared/binary-protocol.js';
+import { isValidNodeId, NODE_ID_RULE } from '../shared/node-id.js';
+import { writePackedFrame } from './frame-writer.js';
+import { type Shard, type Conn, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED } from './shard.js';
+
+export function sendBinaryError(sh: Shard, c: Conn, e: PlainError, fatal: boolean, seq?: number): void {
+  const m: Record<string, unknown> = { t: T_ERROR, code: e.code, message: e.message, fatal };
+  if (seq !== undefined) m.seq = seq;
+  sh.write(c, encodeMessage(m));
+}
+
+function reject(sh: Shard, c: Conn, reason: number, code: PlainError['code'], message: string, seq?: number): number {
+  sh.counters[C_FRAMES_RECEIVED]! += 1;
+  sh.counters[reason]! += 1;
+  sendBinaryError(sh, c, { code, message }, false, seq);
+  return R_CONTINUE;
+}
+
+export function handleBinaryOversize(sh: Shard, c: Conn, length: number, fatal: boolean): number {
+  sh.counters[C_FRAMES_RECEIVED]! += 1;
+  sh.counters[D_FRAME_TOO_LARGE]! += 1;
+  const message = `message of ${length} bytes exceeds the limit of ${sh.opts.maxFrameBytes} bytes`;
+  if (fatal) {
+    sh.close(c, 'frame_too_large', { code: ErrorCodes.FRAME_TOO_LARGE, message: `${message}; stream cannot be resynchronised` });
+    return R_CLOSE;
+  }
+  sendBinaryError(sh, c, { code: ErrorCodes.FRAME_TOO_LARGE, message }, false);
+  return R_CONTINUE;
+}
+
+// Scratch for checking detection values (the blob may be unaligned in the message).
+let scratch = new Float64Array(256 * 3);
+let scratchBytes = new Uint8Array(scratch.buffer);
+
+function detectionsFinite(det: Uint8Array): boolean {
+  const n = det.length / 8;
+  if (scratch.length < n) {
+    scratch = new Float64Array(n);
+    scratchBytes = new Uint8Array(scratch.buffer);
+  }
+  scratchBytes.set(det);
+  for (let i = 0; i < n; i++) {
+    const v = scratch[i]!;
+    if (v !== v || v === Infinity || v === -Infinity) return false;
+  }
+  return true;
+}
+
+function isAdsbEntry(x: unknown): boolean {
+  return x === null || (typeof x === 'object' && !Array.isArray(x) && !(x instanceof Uint8Array));
+}
+
+export function handleBinary(sh: Shard, c: Conn, buf: Buffer, s: number, e: number): number {
+  let msg: unknown;
+  try {
+    msg = decodeBody(buf, s, e);
+  } catch (err) {
+    return reject(sh, c, D_MALFORMED, ErrorCodes.MALFORMED, `undecodable msgpack: ${(err as Error).message}`);
+  }
+  if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) {
+    return reject(sh, c, D_MALFORMED, ErrorCodes.MALFORMED, 'a message must be a msgpack map');
+  }
+  const m = msg as Record<string, unknown>;
+
+  if (!c.welcomed) return hello(sh, c, m);
+
+  const slot = c.binNode!;
+  if (slot.state !== NODE_GRANTED) {
+    if (m.t === T_FRAME) {
+      sh.counters[C_FRAMES_RECEIVED]! += 1;
+      sh.counters[D_CONNECTION_CLOSED]! += 1;
+    }
+    return R_CLOSE;
+  }
+  const w = slot.writer!;
+  switch (m.t) {
+    case T_FRAME: {
+      const seq = m.seq;
+      if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) {
+        return reject(sh, c, D_INVALID_FRAME, ErrorCodes.INVALID_FRAME, 'seq must be a positive integer');
+      }
+      if (seq <= w.lastSeq) {
+        // A resend of something already settled: ack again, store nothing.
+        sh.counters[C_FRAMES_RECEIVED]! += 1;
+        sh.counters[D_DUPLICATE]! += 1;
+        sh.oweAck(c);
+        return R_CONTINUE;
+      }
+      const ts = m.ts;
+      const det = m.det;
+      let problem: string | null = null;
+      if (typeof ts !== 'number' || !Number.isFinite(ts) || ts < 0) problem = 'ts must be a non-negative number (ms since the epoch)';
+      else if (!(det instanceof Uint8Array) || det.length % DET_STRIDE !== 0) problem = `det must be binary of 24*n bytes (delay, doppler, snr as f64 LE)`;
+      else if (!detectionsFinite(det)) problem = 'det contains a non-finite value';
+      let adsbJson: Buffer | null = null;
+      if (problem === null && m.adsb !== undefined) {
+        const a = m.adsb;
+        if (!Array.isArray(a) || a.length !== (det as Uint8Array).length / DET_STRIDE || !a.every(isAdsbEntry)) {
+          problem = 'adsb must be an array with one null-or-map entry per detection';
+        } else {
+          adsbJson = Buffer.from(JSON.stringify(a));
+        }
+      }
+      if (problem !== null) {
+        w.lastSeq = seq; // settled (rejected): the node must not resend it
+        sh.oweAck(c);
+        return reject(sh, c, D_INVALID_FRAME, ErrorCodes.INVALID_FRAME, problem, seq);
+      }
+      const d = det as Uint8Array;
+      const n = d.length / DET_STRIDE;
+      if (!writePackedFrame(w, d, n, adsbJson, ts as number, sh.onOverflowDrop)) {
+        c.pendingFrame = true;
+        sh.waitForSpace(c, w);
+        return R_BLOCKED;
+      }
+      w.lastSeq = seq;
+      sh.wrote(w);
+      sh.oweAck(c);
+      sh.counters[C_FRAMES_RECEIVED]! += 1;
+      sh.counters[C_FRAMES_WRITTEN]! += 1;
+      sh.counters[C_DETECTIONS_RECEIVED]! += n;
+      return R_CONTINUE;
+    }
+    case T_HEARTBEAT:
+      sh.counters[C_HEARTBEATS]! += 1;
+      sh.sawHeartbeat(slot.node);
+      sh.oweAck(c);
+      return R_CONTINUE;
+    case T_HELLO:
+      sh.close(c, 'protocol_error', { code: ErrorCodes.PROTOCOL, message: 'hello sent twice' });
+      return R_CLOSE;
+    default:
+      return reject(sh, c, D_MALFORMED, ErrorCodes.PROTOCOL, `unknown message type ${JSON.stringify(String(m.t))}`);
+  }
+}
+
+function hello(sh: Shard, c: Conn, m: Record<string, unknown>): number {
+  const slot = c.binNode;
+  if (slot !== null) {
+    // Resumed after the claim was answered.
+    if (slot.state === NODE_PENDING) return R_BLOCKED;
+    if (slot.state !== NODE_GRANTED) return R_CLOSE;
+    c.welcomed = true;
+    sh.write(c, encodeMessage({
+      t: T_WELCOME, v: PROTOCOL_VERSION, node: slot.node, last_seq: slot.writer!.lastSeq,
+      max_frame: sh.opts.maxFrameBytes, hb_ms: HEARTBEAT_MS,
+    }));
+    return R_CONTINUE;
+  }
+  if (m.t !== T_HELLO) {
+    sh.close(c, 'protocol_error', { code: ErrorCodes.PROTOCOL, message: 'the first message must be a hello' });
+    return R_CLOSE;
+  }
+  if (m.v !== PROTOCOL_VERSION) {
+    sh.close(c, 'unsupported_version', { code: ErrorCodes.UNSUPPORTED_VERSION, message: `protocol version ${String(m.v)} is not supported; this host speaks ${PROTOCOL_VERSION}` });
+    return R_CLOSE;
+  }
+  if (typeof m.token !== 'string' || !sh.token.matches(m.token)) {
+    sh.close(c, 'auth_failed', { code: ErrorCodes.AUTH_FAILED, message: 'invalid token' });
+    return R_CLOSE;
+  }
+  if (!isValidNodeId(m.node)) {
+    sh.close(c, 'protocol_error', { code: ErrorCodes.PROTOCOL, message: NODE_ID_RULE });
+    return R_CLOSE;
+  }
+  sh.authenticated(c);
+  c.binNode = sh.claim(c, m.node, 'hello', typeof m.group === 'string' ? m.group : undefined);
+  c.pendingFrame = false;
+  return R_BLOCKED;
+}

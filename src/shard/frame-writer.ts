@@ -1,0 +1,85 @@
+// Writes validated frames into a node's ring. Line frames are copied as raw byte
+// spans (the original JSON minus node_id/token/type); binary frames are copied as
+// their packed f64 columns, or encoded as a JSON line when the consumer asked for
+// JSON only.
+import type { RingWriter } from '../ring-writer.js';
+import { KIND_JSON_LINE, KIND_PACKED } from '../shared/ring-layout.js';
+import type { LineScan } from './json-scan.js';
+
+const LBRACE = 0x7b;
+const RBRACE = 0x7d;
+const COMMA = 0x2c;
+const NL = 0x0a;
+
+function copyBytes(dst: Uint8Array, at: number, src: Uint8Array, s: number, e: number): void {
+  const n = e - s;
+  if (n < 48) {
+    for (let i = 0; i < n; i++) dst[at + i] = src[s + i]!;
+  } else {
+    dst.set(src.subarray(s, e), at);
+  }
+}
+
+/**
+ * Returns false when the ring is full (block policy): nothing was written.
+ * `onDrop` receives frames dropped by drop-oldest to make room.
+ */
+export function writeLineFrame(w: RingWriter, line: Uint8Array, scan: LineScan, timestamp: number,
+  detections: number, onDrop: (n: number) => void): boolean {
+  let len = 3 + scan.keptCount - 1; // '{' '}' '\n' and the commas between spans
+  for (let i = 0; i < scan.keptCount; i++) len += scan.keptEnd[i]! - scan.keptStart[i]!;
+  const off = w.reserve(len, timestamp, KIND_JSON_LINE, detections, onDrop);
+  if (off < 0) return false;
+  const d = w.bytes;
+  let p = off;
+  d[p++] = LBRACE;
+  for (let i = 0; i < scan.keptCount; i++) {
+    if (i > 0) d[p++] = COMMA;
+    const s = scan.keptStart[i]!;
+    const e = scan.keptEnd[i]!;
+    copyBytes(d, p, line, s, e);
+    p += e - s;
+  }
+  d[p++] = RBRACE;
+  d[p] = NL;
+  w.commit();
+  return true;
+}
+
+export function writePackedFrame(w: RingWriter, det: Uint8Array, n: number, adsbJson: Buffer | null,
+  timestamp: number, onDrop: (n: number) => void): boolean {
+  if (w.wantsJson) return writePackedAsJson(w, det, n, adsbJson, timestamp, onDrop);
+  const alen = adsbJson ? adsbJson.length : 0;
+  const off = w.reserve(det.length + alen, timestamp, KIND_PACKED, n, onDrop);
+  if (off < 0) return false;
+  w.bytes.set(det, off);
+  if (adsbJson) w.bytes.set(adsbJson, off + det.length);
+  w.commit();
+  return true;
+}
+
+const enc = new TextEncoder();
+
+/** The retina line for a packed frame (only when the consumer wants JSON). */
+export function packedToJson(det: Uint8Array, n: number, adsbJson: Buffer | null, timestamp: number): string {
+  const f = new Float64Array(n * 3);
+  new Uint8Array(f.buffer).set(det.subarray(0, n * 24));
+  const col = (k: number): string => {
+    let s = '';
+    for (let i = 0; i < n; i++) s += (i ? ',' : '') + String(f[k * n + i]);
+    return s;
+  };
+  let s = `{"timestamp":${timestamp},"delay":[${col(0)}],"doppler":[${col(1)}],"snr":[${col(2)}]`;
+  if (adsbJson) s += `,"adsb":${adsbJson.toString('utf8')}`;
+  return s + '}\n';
+}
+
+function writePackedAsJson(w: RingWriter, det: Uint8Array, n: number, adsbJson: Buffer | null,
+  timestamp: number, onDrop: (n: number) => void): boolean {
+  const bytes = enc.encode(packedToJson(det, n, adsbJson, timestamp));
+  const off = w.reserve(bytes.length, timestamp, KIND_JSON_LINE, n, onDrop);
+  if (off < 0) return false;
+  w.bytes.set(bytes, off);
+  w.commit();
+  return true;
+}

@@ -1,0 +1,132 @@
+// One handler per line-protocol message: auth on the first parsable message,
+// heartbeats, frames routed by node_id into that node's ring.
+import {
+  LineScan, scanLine, SCAN_OK, SCAN_INVALID_UTF8, T_STRING, T_NUMBER, T_ARRAY, T_NONE,
+  K_NODE_ID, K_TOKEN, K_TYPE, K_TIMESTAMP, K_DELAY, K_DOPPLER, K_SNR, K_ADSB,
+} from './json-scan.js';
+import {
+  C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, C_HEARTBEATS,
+  D_MALFORMED, D_INVALID_UTF8, D_INVALID_FRAME, D_FRAME_TOO_LARGE, D_AUTH_FAILED, D_CONNECTION_CLOSED, D_NODE_REFUSED,
+} from '../shared/counters.js';
+import { isValidNodeIdBytes } from '../shared/node-id.js';
+import { writeLineFrame } from './frame-writer.js';
+import { type Shard, type Conn, type NodeSlot, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED, NODE_REFUSED } from './shard.js';
+
+const scan = new LineScan();
+const HEARTBEAT = Buffer.from('heartbeat');
+
+function drop(sh: Shard, reason: number): number {
+  sh.counters[C_FRAMES_RECEIVED]! += 1;
+  sh.counters[reason]! += 1;
+  return R_CONTINUE;
+}
+
+function bytesEqual(a: Uint8Array, as: number, ae: number, b: Uint8Array): boolean {
+  if (ae - as !== b.length) return false;
+  for (let i = 0; i < b.length; i++) if (a[as + i] !== b[i]) return false;
+  return true;
+}
+
+function stringValue(buf: Buffer, key: number): string {
+  const s = scan.start[key]!;
+  const e = scan.end[key]!;
+  // Escaped strings are rare: let JSON.parse decode the exact quoted text.
+  return scan.escaped[key] ? (JSON.parse(buf.toString('utf8', s - 1, e + 1)) as string) : buf.toString('utf8', s, e);
+}
+
+/** Integer timestamps are read straight from the digits; anything else via Number(). */
+function numberValue(buf: Buffer, key: number): number {
+  const s = scan.start[key]!;
+  const e = scan.end[key]!;
+  if (scan.count[key] === 1 && e - s <= 15) {
+    let v = 0;
+    let i = s;
+    const neg = buf[i] === 0x2d;
+    if (neg) i++;
+    for (; i < e; i++) v = v * 10 + (buf[i]! - 0x30);
+    return neg ? -v : v;
+  }
+  return Number(buf.toString('latin1', s, e));
+}
+
+export function handleLineOversize(sh: Shard, _c: Conn): number {
+  return drop(sh, D_FRAME_TOO_LARGE);
+}
+
+export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number): number {
+  if (s === e) return R_CONTINUE; // blank line: nothing to count
+  const err = scanLine(buf, s, e, scan);
+  if (err !== SCAN_OK) return drop(sh, err === SCAN_INVALID_UTF8 ? D_INVALID_UTF8 : D_MALFORMED);
+
+  const isHeartbeat = scan.type[K_TYPE] === T_STRING && !scan.escaped[K_TYPE]
+    && bytesEqual(buf, scan.start[K_TYPE]!, scan.end[K_TYPE]!, HEARTBEAT);
+
+  // The first parsable message must authenticate the connection.
+  if (!c.authed) {
+    if (scan.type[K_TOKEN] !== T_STRING || !sh.token.matches(stringValue(buf, K_TOKEN))) {
+      if (!isHeartbeat) drop(sh, D_AUTH_FAILED);
+      sh.close(c, 'auth_failed');
+      return R_CLOSE;
+    }
+    sh.authenticated(c);
+  }
+
+  if (scan.type[K_NODE_ID] !== T_STRING || scan.escaped[K_NODE_ID]
+    || !isValidNodeIdBytes(buf, scan.start[K_NODE_ID]!, scan.end[K_NODE_ID]!)) {
+    return isHeartbeat ? R_CONTINUE : drop(sh, D_INVALID_FRAME);
+  }
+
+  let slot: NodeSlot | null = c.lastSlot;
+  if (slot === null || !bytesEqual(buf, scan.start[K_NODE_ID]!, scan.end[K_NODE_ID]!, c.lastNodeBytes)) {
+    const node = buf.toString('latin1', scan.start[K_NODE_ID]!, scan.end[K_NODE_ID]!);
+    slot = c.nodes.get(node) ?? null;
+    if (slot === null) {
+      // A new node on this connection: its message must carry the right token too.
+      if (c.nodes.size > 0 && (scan.type[K_TOKEN] !== T_STRING || !sh.token.matches(stringValue(buf, K_TOKEN)))) {
+        if (!isHeartbeat) drop(sh, D_AUTH_FAILED);
+        sh.close(c, 'auth_failed');
+        return R_CLOSE;
+      }
+      slot = sh.claim(c, node, isHeartbeat ? 'heartbeat' : 'frame');
+    }
+    c.lastSlot = slot;
+    c.lastNodeBytes = Buffer.from(node, 'latin1');
+  }
+  if (slot.state === NODE_PENDING) {
+    c.pendingFrame = !isHeartbeat;
+    return R_BLOCKED;
+  }
+  if (slot.state !== NODE_GRANTED) {
+    if (!isHeartbeat) drop(sh, slot.state === NODE_REFUSED ? D_NODE_REFUSED : D_CONNECTION_CLOSED);
+    return R_CLOSE;
+  }
+
+  if (isHeartbeat) {
+    sh.counters[C_HEARTBEATS]! += 1;
+    sh.sawHeartbeat(slot.node);
+    return R_CONTINUE;
+  }
+
+  // Frame checks: what would kill or confuse the tracker is rejected here.
+  if (scan.type[K_TIMESTAMP] !== T_NUMBER || scan.duplicateKey) return drop(sh, D_INVALID_FRAME);
+  const ts = numberValue(buf, K_TIMESTAMP);
+  if (!Number.isFinite(ts) || ts < 0) return drop(sh, D_INVALID_FRAME);
+  if (scan.type[K_DELAY] !== T_ARRAY || scan.type[K_DOPPLER] !== T_ARRAY || scan.type[K_SNR] !== T_ARRAY) return drop(sh, D_INVALID_FRAME);
+  const n = scan.count[K_DELAY]!;
+  if (scan.count[K_DOPPLER] !== n || scan.count[K_SNR] !== n
+    || !scan.uniform[K_DELAY] || !scan.uniform[K_DOPPLER] || !scan.uniform[K_SNR]) return drop(sh, D_INVALID_FRAME);
+  const adsb = scan.type[K_ADSB];
+  if (adsb !== T_NONE && (adsb !== T_ARRAY || scan.count[K_ADSB] !== n || !scan.uniform[K_ADSB])) return drop(sh, D_INVALID_FRAME);
+
+  const w = slot.writer!;
+  if (!writeLineFrame(w, buf, scan, ts, n, sh.onOverflowDrop)) {
+    c.pendingFrame = true;
+    sh.waitForSpace(c, w);
+    return R_BLOCKED;
+  }
+  sh.wrote(w);
+  sh.counters[C_FRAMES_RECEIVED]! += 1;
+  sh.counters[C_FRAMES_WRITTEN]! += 1;
+  sh.counters[C_DETECTIONS_RECEIVED]! += n;
+  return R_CONTINUE;
+}

@@ -1,0 +1,374 @@
+// A shard: owns the protocol state of its connections (framing, auth, decode,
+// replies) and writes their frames into the per-node rings. It talks to the main
+// thread only through messages (see shared/messages.ts), so the same class runs in
+// a worker thread or, with `shards: 0`, on the main thread.
+import type { TransferListItem } from 'node:worker_threads';
+import type { PlainError } from '../shared/errors.js';
+import { ErrorCodes } from '../shared/errors.js';
+import {
+  M_OPEN, M_DATA, M_END, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH,
+  S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH,
+  type MainToShard, type ShardToMain, type Protocol, type BatchMsg,
+} from '../shared/messages.js';
+import type { CloseReason } from '../shared/counters.js';
+import { C_ACKS_SENT, C_FRAMES_RECEIVED, D_CONNECTION_CLOSED, D_NODE_REFUSED, D_RING_OVERFLOW } from '../shared/counters.js';
+import { encodeMessage, T_ACK } from '../shared/binary-protocol.js';
+import { RingWriter, type OverflowPolicy } from '../ring-writer.js';
+import { LineFramer, F_NONE, F_MESSAGE, F_OVERSIZE, F_FATAL } from './line-framer.js';
+import { BinaryFramer } from './binary-framer.js';
+import { TokenCheck } from './token.js';
+import { handleLine, handleLineOversize } from './line-handler.js';
+import { handleBinary, handleBinaryOversize, sendBinaryError } from './binary-handler.js';
+
+export interface ShardOptions {
+  shardId: number;
+  /** This shard's counters (layout: shared/counters.ts). */
+  counters: Float64Array;
+  token: string;
+  maxFrameBytes: number;
+  overflow: OverflowPolicy;
+  post: (msg: ShardToMain, transfer?: TransferListItem[]) => void;
+  /** Allow M_CRASH (tests only). */
+  testHooks?: boolean;
+}
+
+/** Handler results. */
+export const R_CONTINUE = 0;
+export const R_BLOCKED = 1; // waiting for a ring grant or ring space; retry the same message
+export const R_CLOSE = 2; // the connection is closing; stop reading it
+
+export const NODE_PENDING = 0;
+export const NODE_GRANTED = 1;
+export const NODE_REFUSED = 2;
+export const NODE_REVOKED = 3;
+
+export interface NodeSlot {
+  node: string;
+  state: number;
+  writer: RingWriter | null;
+  ringId: number;
+}
+
+export class Conn {
+  proto: Protocol | null = null;
+  framer: LineFramer | BinaryFramer | null = null;
+  authed = false;
+  readonly nodes = new Map<string, NodeSlot>();
+  /** Last slot used, with the node id bytes that selected it (line fast path). */
+  lastSlot: NodeSlot | null = null;
+  lastNodeBytes: Buffer = Buffer.alloc(0);
+  /** Binary: the node of this connection and whether an ack is owed. */
+  binNode: NodeSlot | null = null;
+  ackOwed = false;
+  welcomed = false;
+  /** A framed message that could not be handled yet (blocked). */
+  pending = false;
+  /** The pending message is a frame (counted as dropped if never written). */
+  pendingFrame = false;
+  blocked = false;
+  closing = false;
+  ended = false;
+  released = false;
+  constructor(readonly id: number, readonly remote: string) {}
+}
+
+export class Shard {
+  readonly opts: ShardOptions;
+  readonly counters: Float64Array;
+  readonly token: TokenCheck;
+  readonly conns = new Map<number, Conn>();
+  private readonly dirtyWriters = new Set<RingWriter>();
+  private readonly ringIds = new Map<RingWriter, number>();
+  private credits: number[] = [];
+  private writes: (number | Uint8Array)[] = [];
+  private seen = new Set<string>();
+  private readonly ackConns = new Set<Conn>();
+  private flushScheduled = false;
+
+  constructor(opts: ShardOptions) {
+    this.opts = opts;
+    this.counters = opts.counters;
+    this.token = new TokenCheck(opts.token);
+  }
+
+  handle(msg: MainToShard): void {
+    switch (msg.t) {
+      case M_DATA: {
+        const c = this.conns.get(msg.conn);
+        if (!c || c.closing) {
+          // Bytes for a closing connection are not framed; hand the credit back.
+          this.credits.push(msg.conn, msg.buf.byteLength);
+          break;
+        }
+        const buf = Buffer.isBuffer(msg.buf) ? msg.buf : Buffer.from(msg.buf.buffer, msg.buf.byteOffset, msg.buf.byteLength);
+        if (c.framer === null) this.detect(c, buf);
+        c.framer!.push(buf);
+        this.pump(c);
+        break;
+      }
+      case M_OPEN:
+        this.conns.set(msg.conn, new Conn(msg.conn, msg.remote));
+        break;
+      case M_END: {
+        const c = this.conns.get(msg.conn);
+        if (!c) break;
+        c.ended = true;
+        this.pump(c);
+        break;
+      }
+      case M_GRANT: {
+        const c = this.conns.get(msg.conn);
+        const slot = c?.nodes.get(msg.node);
+        if (!c || !slot || slot.state !== NODE_PENDING) {
+          // The connection went away while the claim was in flight: give it back.
+          this.opts.post({ t: S_REVOKED, conn: msg.conn, node: msg.node });
+          break;
+        }
+        slot.state = NODE_GRANTED;
+        slot.writer = new RingWriter(msg.ring, this.opts.overflow);
+        slot.ringId = msg.ringId;
+        this.ringIds.set(slot.writer, msg.ringId);
+        c.blocked = false;
+        this.pump(c);
+        break;
+      }
+      case M_REFUSE: {
+        const c = this.conns.get(msg.conn);
+        const slot = c?.nodes.get(msg.node);
+        if (!c || !slot) break;
+        slot.state = NODE_REFUSED;
+        if (c.pending) {
+          // The message that claimed the node: a frame is dropped with the reason.
+          c.pending = false;
+          this.dropPendingFrame(c, D_NODE_REFUSED);
+        }
+        c.blocked = false;
+        this.close(c, 'node_refused', msg.error);
+        break;
+      }
+      case M_REVOKE: {
+        const c = this.conns.get(msg.conn);
+        const slot = c?.nodes.get(msg.node);
+        if (c && slot && (slot.state === NODE_GRANTED || slot.state === NODE_PENDING)) {
+          this.releaseSlot(slot);
+          this.close(c, 'superseded', { code: ErrorCodes.SUPERSEDED, message: `node ${msg.node} connected again on a newer connection` });
+        }
+        this.opts.post({ t: S_REVOKED, conn: msg.conn, node: msg.node });
+        break;
+      }
+      case M_SHUTDOWN:
+        for (const c of this.conns.values()) this.close(c, 'shutdown', { code: ErrorCodes.SHUTTING_DOWN, message: 'host is shutting down' });
+        break;
+      case M_CRASH:
+        if (this.opts.testHooks) setImmediate(() => { throw new Error('shard crash requested by a test'); });
+        break;
+    }
+    this.flush();
+  }
+
+  /** Protocol detection on the first byte: 0x00 starts a binary length prefix. */
+  private detect(c: Conn, first: Buffer): void {
+    if (first[0] === 0x00) {
+      c.proto = 'binary';
+      c.framer = new BinaryFramer(this.opts.maxFrameBytes);
+    } else {
+      c.proto = 'line';
+      c.framer = new LineFramer(this.opts.maxFrameBytes);
+    }
+  }
+
+  /** Frames and handles everything buffered for the connection, until blocked. */
+  pump(c: Conn): void {
+    const f = c.framer;
+    while (f !== null && !c.blocked && !c.closing) {
+      let r: number;
+      if (c.pending) {
+        r = c.proto === 'line' ? handleLine(this, c, f.msgBuf, f.msgStart, f.msgEnd)
+          : handleBinary(this, c, f.msgBuf, f.msgStart, f.msgEnd);
+      } else {
+        const ev = f.next();
+        if (ev === F_NONE) break;
+        if (ev === F_MESSAGE) {
+          r = c.proto === 'line' ? handleLine(this, c, f.msgBuf, f.msgStart, f.msgEnd)
+            : handleBinary(this, c, f.msgBuf, f.msgStart, f.msgEnd);
+        } else if (ev === F_OVERSIZE) {
+          r = c.proto === 'line' ? handleLineOversize(this, c) : handleBinaryOversize(this, c, (f as BinaryFramer).badLength, false);
+        } else if (ev === F_FATAL) {
+          r = handleBinaryOversize(this, c, (f as BinaryFramer).badLength, true);
+        } else {
+          r = R_CONTINUE;
+        }
+      }
+      if (r === R_BLOCKED) {
+        c.pending = true;
+        c.blocked = true;
+        break;
+      }
+      c.pending = false;
+    }
+    if (f !== null) {
+      const n = f.takeConsumed();
+      if (n > 0) this.credits.push(c.id, n);
+    }
+    if (c.ended && !c.blocked) this.release(c);
+  }
+
+  // ---- used by the protocol handlers -------------------------------------
+
+  /** Claims a node for the connection; the answer (grant/refuse) resumes it. */
+  claim(c: Conn, node: string, first: 'frame' | 'heartbeat' | 'hello', group?: string): NodeSlot {
+    const slot: NodeSlot = { node, state: NODE_PENDING, writer: null, ringId: -1 };
+    c.nodes.set(node, slot);
+    const msg: ShardToMain = { t: S_CLAIM, conn: c.id, node, protocol: c.proto!, first };
+    if (group !== undefined) msg.group = group;
+    this.opts.post(msg);
+    return slot;
+  }
+
+  authenticated(c: Conn): void {
+    c.authed = true;
+    this.opts.post({ t: S_AUTH, conn: c.id, protocol: c.proto! });
+  }
+
+  wrote(w: RingWriter): void {
+    this.dirtyWriters.add(w);
+  }
+
+  readonly onOverflowDrop = (n: number): void => {
+    this.counters[D_RING_OVERFLOW]! += n;
+  };
+
+  /**
+   * Blocks the connection until the ring has room. Keeps serving every other
+   * connection meanwhile (the wait is asynchronous, never Atomics.wait).
+   */
+  waitForSpace(c: Conn, w: RingWriter): void {
+    this.flushWriters(); // let the consumer see what is already there
+    void w.waitForSpace(100).then(() => {
+      if (!c.blocked || c.released) return;
+      c.blocked = false;
+      this.pump(c);
+      this.flush();
+    });
+  }
+
+  sawHeartbeat(node: string): void {
+    this.seen.add(node);
+  }
+
+  write(c: Conn, buf: Uint8Array): void {
+    this.writes.push(c.id, buf);
+  }
+
+  oweAck(c: Conn): void {
+    c.ackOwed = true;
+    this.ackConns.add(c);
+  }
+
+  /** Asks the main thread to close the connection (after queued writes). */
+  close(c: Conn, reason: CloseReason, error?: PlainError): void {
+    if (c.closing) return;
+    c.closing = true;
+    if (c.pending) {
+      c.pending = false;
+      this.dropPendingFrame(c, D_CONNECTION_CLOSED);
+    }
+    if (error && c.proto === 'binary') sendBinaryError(this, c, error, true);
+    const msg: ShardToMain = { t: S_CLOSE, conn: c.id, reason };
+    if (error) msg.error = error;
+    // Writes queued so far go out before the close request.
+    this.flush();
+    this.opts.post(msg);
+    if (c.ended) this.release(c);
+  }
+
+  /** A framed frame that will never be written: count it received and dropped. */
+  private dropPendingFrame(c: Conn, reason: number): void {
+    if (!c.pendingFrame) return;
+    c.pendingFrame = false;
+    this.counters[C_FRAMES_RECEIVED]! += 1;
+    this.counters[reason]! += 1;
+  }
+
+  private releaseSlot(slot: NodeSlot): void {
+    if (slot.writer) {
+      if (slot.writer.flush()) this.wakeRing(slot.writer);
+      this.dirtyWriters.delete(slot.writer);
+      this.ringIds.delete(slot.writer);
+    }
+    slot.state = NODE_REVOKED;
+    slot.writer = null;
+  }
+
+  private pendingWake: number[] = [];
+  private wakeRing(w: RingWriter): void {
+    const id = this.ringIds.get(w);
+    if (id !== undefined) this.pendingWake.push(id);
+  }
+
+  /** The socket is gone and nothing more will be processed: free its claims. */
+  private release(c: Conn): void {
+    if (c.released) return;
+    c.released = true;
+    if (c.pending) {
+      c.pending = false;
+      this.dropPendingFrame(c, D_CONNECTION_CLOSED);
+    }
+    const nodes: string[] = [];
+    for (const slot of c.nodes.values()) {
+      if (slot.state === NODE_GRANTED || slot.state === NODE_PENDING) nodes.push(slot.node);
+      this.releaseSlot(slot);
+    }
+    if (c.ackOwed) this.sendAck(c); // harmless if the socket is gone
+    this.ackConns.delete(c);
+    this.conns.delete(c.id);
+    this.flush();
+    this.opts.post({ t: S_CLOSED, conn: c.id, nodes });
+  }
+
+  private flushWriters(): void {
+    for (const w of this.dirtyWriters) {
+      if (w.flush()) this.wakeRing(w);
+    }
+    this.dirtyWriters.clear();
+  }
+
+  private sendAck(c: Conn): void {
+    c.ackOwed = false;
+    const slot = c.binNode;
+    if (slot === null) return;
+    const seq = slot.writer ? slot.writer.lastSeq : 0;
+    this.write(c, ackMessage(seq));
+    this.counters[C_ACKS_SENT]! += 1;
+  }
+
+  /** Publishes rings, then acks (an ack never precedes its frames), in one message. */
+  flush(): void {
+    this.flushWriters();
+    for (const c of this.ackConns) {
+      if (c.ackOwed && !c.released) this.sendAck(c);
+    }
+    this.ackConns.clear();
+    if (this.credits.length === 0 && this.writes.length === 0 && this.pendingWake.length === 0 && this.seen.size === 0) return;
+    const msg: BatchMsg = { t: S_BATCH, credits: this.credits, writes: this.writes, wake: this.pendingWake, seen: [...this.seen] };
+    this.credits = [];
+    this.writes = [];
+    this.pendingWake = [];
+    this.seen.clear();
+    this.opts.post(msg);
+  }
+
+  /** Coalesces flushes requested from async paths into one per turn. */
+  scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+}
+
+function ackMessage(seq: number): Buffer {
+  return encodeMessage({ t: T_ACK, seq });
+}

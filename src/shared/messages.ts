@@ -1,0 +1,59 @@
+// Messages between the main thread and the shard workers (over one MessagePort per
+// shard). Plain objects with a numeric tag; errors travel as {code, message}.
+import type { PlainError } from './errors.js';
+import type { CloseReason } from './counters.js';
+
+export const M_OPEN = 1; // main -> shard: new connection
+export const M_DATA = 2; // main -> shard: bytes read from the connection
+export const M_END = 3; // main -> shard: the socket is gone (peer closed / error)
+export const M_GRANT = 4; // main -> shard: ring for a node the connection claimed
+export const M_REFUSE = 5; // main -> shard: the node may not write (provisioning refused)
+export const M_REVOKE = 6; // main -> shard: the node moved to a newer connection
+export const M_SHUTDOWN = 7; // main -> shard: stop
+export const M_CRASH = 8; // main -> shard: test hook, throw from the event loop
+
+export const S_BATCH = 101; // shard -> main: credits, socket writes, doorbells, sightings
+export const S_CLAIM = 102; // shard -> main: a connection wants to write for a node
+export const S_REVOKED = 103; // shard -> main: the connection no longer writes for the node
+export const S_CLOSE = 104; // shard -> main: close the connection (after pending writes)
+export const S_CLOSED = 105; // shard -> main: connection state released; its claims are free
+export const S_AUTH = 106; // shard -> main: first valid message seen (clears the deadline)
+export const S_READY = 107; // shard -> main: the shard task is running
+
+export type Protocol = 'line' | 'binary';
+
+export interface OpenMsg { t: typeof M_OPEN; conn: number; remote: string }
+export interface DataMsg { t: typeof M_DATA; conn: number; buf: Uint8Array }
+export interface EndMsg { t: typeof M_END; conn: number }
+export interface GrantMsg {
+  t: typeof M_GRANT; conn: number; node: string; ring: SharedArrayBuffer; ringId: number;
+}
+export interface RefuseMsg { t: typeof M_REFUSE; conn: number; node: string; error: PlainError }
+export interface RevokeMsg { t: typeof M_REVOKE; conn: number; node: string }
+export interface ShutdownMsg { t: typeof M_SHUTDOWN }
+export interface CrashMsg { t: typeof M_CRASH }
+export type MainToShard = OpenMsg | DataMsg | EndMsg | GrantMsg | RefuseMsg | RevokeMsg | ShutdownMsg | CrashMsg;
+
+export interface BatchMsg {
+  t: typeof S_BATCH;
+  /** Flattened [conn, bytes, conn, bytes, ...]: bytes fully processed (returns credit). */
+  credits: number[];
+  /** Flattened [conn, buf, ...]: bytes to write to the connection's socket. */
+  writes: (number | Uint8Array)[];
+  /** Ring ids whose consumer asked for a doorbell. */
+  wake: number[];
+  /** Nodes that sent a heartbeat (liveness for the registry). */
+  seen: string[];
+}
+export interface ClaimMsg {
+  t: typeof S_CLAIM; conn: number; node: string; protocol: Protocol;
+  /** What the node sent first: a frame, a heartbeat or a binary hello. */
+  first: 'frame' | 'heartbeat' | 'hello';
+  group?: string;
+}
+export interface RevokedMsg { t: typeof S_REVOKED; conn: number; node: string }
+export interface CloseMsg { t: typeof S_CLOSE; conn: number; reason: CloseReason; error?: PlainError }
+export interface ClosedMsg { t: typeof S_CLOSED; conn: number; nodes: string[] }
+export interface AuthMsg { t: typeof S_AUTH; conn: number; protocol: Protocol }
+export interface ReadyMsg { t: typeof S_READY; shard: number }
+export type ShardToMain = BatchMsg | ClaimMsg | RevokedMsg | CloseMsg | ClosedMsg | AuthMsg | ReadyMsg;

@@ -1,0 +1,25 @@
+// Every metric name in one place (Prometheus practice: one prefix, base units,
+// _total for counters). Docs and dashboards are checked against this list.
+export const PREFIX = 'radar_ingest_';
+export const M = {
+  connectionsOpen: `${PREFIX}connections_open`,
+  connectionsAccepted: `${PREFIX}connections_accepted_total`,
+  connectionsRejected: `${PREFIX}connections_rejected_total`,
+  connectionsClosed: `${PREFIX}connections_closed_total`,
+  framesReceived: `${PREFIX}frames_received_total`,
+  framesWritten: `${PREFIX}frames_written_total`,
+  framesConsumed: `${PREFIX}frames_consumed_total`,
+  framesDropped: `${PREFIX}frames_dropped_total`,
+  framesInRings: `${PREFIX}frames_in_rings`,
+  bytesReceived: `${PREFIX}bytes_received_total`,
+  detectionsReceived: `${PREFIX}detections_received_total`,
+  heartbeats: `${PREFIX}heartbeats_total`,
+  acksSent: `${PREFIX}acks_sent_total`,
+  ringBytesUsed: `${PREFIX}ring_used_bytes`,
+  ringBytesCapacity: `${PREFIX}ring_capacity_bytes`,
+  nodes: `${PREFIX}nodes`,
+  nodesConnected: `${PREFIX}nodes_connected`,
+  shards: `${PREFIX}shards`,
+  shardRestarts: `${PREFIX}shard_restarts_total`,
+  mainThreadCpu: `${PREFIX}main_thread_cpu_seconds_total`,
+} as const;

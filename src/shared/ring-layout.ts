@@ -1,0 +1,79 @@
+// Shared-memory layout of a per-node ring: the one place both threads read it from.
+//
+// A ring is one SharedArrayBuffer: a HEADER_BYTES header, then `capacity` bytes of
+// records (capacity is a power of two). Positions are free-running 32-bit byte
+// counters paired with 32-bit frame counters, packed into one 64-bit word
+// (frames << 32 | bytes) so the consumer always sees a byte position and the frame
+// count that matches it, in a single atomic load.
+//
+// Single producer (the shard owning the node's connection) / single consumer (the
+// main thread). The only cross-writer is drop-oldest: the producer may advance
+// TAIL, always with compare-and-swap, never with a plain store.
+
+/** BigUint64 slots (index into a BigUint64Array over the header). */
+export const HEAD64 = 0; // producer: published write position
+export const TAIL64 = 1; // consumer (CAS by producer for drop-oldest): read position
+
+/** Int32 slots (index into an Int32Array over the header). */
+export const CONSUMER_IDLE_I32 = 4; // 1 = consumer found the ring empty and wants a doorbell
+export const PRODUCER_WAITING_I32 = 5; // 1 = producer is blocked on space and wants a notify
+export const TAIL_SEQ_I32 = 6; // bumped by the consumer after every advance; the producer waits on it
+export const FORMAT_I32 = 7; // what the consumer accepts: FORMAT_ANY or FORMAT_JSONL
+
+/** Float64 slots (index into a Float64Array over the header). Single writer each. */
+export const LAST_WRITE_MS_F64 = 4; // producer: wall clock of the last record written (liveness)
+export const LAST_TIMESTAMP_F64 = 5; // producer: frame timestamp of the last record written
+export const LAST_SEQ_F64 = 6; // producer: last binary-protocol sequence number accepted (0 = none)
+export const OVERFLOW_DROPS_F64 = 7; // producer: frames dropped by drop-oldest on this ring
+
+export const HEADER_BYTES = 128;
+
+/** Ring consumer formats. */
+export const FORMAT_ANY = 0; // JSON-line and packed records both accepted
+export const FORMAT_JSONL = 1; // the consumer wants JSON lines only: producers encode packed frames
+
+// Records. Little-endian, 8-byte aligned, never split across the end of the ring:
+// when a record does not fit before the end, the producer writes a PAD record that
+// fills the rest and starts the record at offset 0.
+//
+//   0  u32 record length (bytes, header + payload + padding, multiple of 8)
+//   4  u32 payload length (PAD_MARK for a pad record)
+//   8  f64 frame timestamp (ms since the epoch)
+//  16  u8  kind (KIND_*)
+//  17  u8  reserved
+//  18  u16 reserved
+//  20  u32 detections in the frame
+//  24  payload
+export const REC_LEN = 0;
+export const REC_PAYLOAD_LEN = 4;
+export const REC_TIMESTAMP = 8;
+export const REC_KIND = 16;
+export const REC_DETECTIONS = 20;
+export const REC_HEADER_BYTES = 24;
+export const REC_ALIGN = 8;
+export const PAD_MARK = 0xffffffff;
+
+/** Payload: one retina JSON line, '\n'-terminated, node token removed. */
+export const KIND_JSON_LINE = 1;
+/**
+ * Payload: n f64 delay, n f64 doppler, n f64 snr (n = detections), then the adsb
+ * array as UTF-8 JSON (possibly empty = no adsb).
+ */
+export const KIND_PACKED = 2;
+
+export const MIN_RING_BYTES = 1 << 16;
+export const MAX_RING_BYTES = 1 << 30;
+
+export function recordSize(payloadLen: number): number {
+  return (REC_HEADER_BYTES + payloadLen + REC_ALIGN - 1) & ~(REC_ALIGN - 1);
+}
+
+export function packPos(frames: number, bytes: number): bigint {
+  return (BigInt(frames >>> 0) << 32n) | BigInt(bytes >>> 0);
+}
+export function posBytes(p: bigint): number {
+  return Number(p & 0xffffffffn);
+}
+export function posFrames(p: bigint): number {
+  return Number(p >> 32n);
+}

@@ -1,0 +1,369 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseConfig, loadConfigFile, defaultShards, type Config } from '../src/config.js';
+import { ConfigError } from '../src/shared/errors.js';
+
+/** An environment without RADAR_INGEST_TOKEN, so the host's env cannot leak in. */
+const NO_ENV: NodeJS.ProcessEnv = {};
+
+function parse(raw: unknown): Config {
+  return parseConfig(raw, NO_ENV);
+}
+
+/** Asserts that parsing `raw` throws a ConfigError at `path` whose message matches. */
+function assertConfigError(raw: unknown, path: string, message: string | RegExp): void {
+  assert.throws(
+    () => parse(raw),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+      assert.equal(err.code, 'RADAR_ERR_CONFIG');
+      assert.equal(err.path, path);
+      if (typeof message === 'string') assert.equal(err.message, `${path}: ${message}`);
+      else assert.match(err.message, message);
+      return true;
+    },
+  );
+}
+
+function withTempFile(name: string, text: string, fn: (path: string) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), 'radar-config-'));
+  try {
+    const file = join(dir, name);
+    writeFileSync(file, text);
+    fn(file);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('empty and null documents give all defaults', () => {
+  for (const raw of [undefined, null, {}]) {
+    const c = parse(raw);
+    assert.equal(c.output_dir, './output');
+    assert.equal(c.poll_interval_sec, 0.5);
+    assert.equal(c.status_interval_sec, 30);
+    assert.equal(c.startup_delay_sec, 1);
+    assert.equal(c.geolocator_startup_delay_sec, 2);
+    assert.equal(c.tcp_connect_retries, 10);
+    assert.equal(c.tcp_retry_delay_sec, 0.5);
+    assert.equal(c.config_poll_interval_sec, 60);
+    assert.equal(c.retina_tracker_path, '../retina-tracker');
+    assert.equal(c.retina_geolocator_path, '../retina-geolocator');
+    assert.deepEqual(c.server, { host: '0.0.0.0', port: 8080, geolocator_enabled: false, geolocator_tcp_port_base: 31000 });
+    assert.deepEqual(c.retry, { max_attempts: 5, backoff_base_sec: 2, extended_outage_sec: 60, health_check_interval_sec: 30 });
+    assert.deepEqual(c.api_forward, { enabled: false, url: '', headers: {} });
+    assert.deepEqual(c.tcp_server, {
+      enabled: false,
+      host: '0.0.0.0',
+      port: 30050,
+      token: '',
+      auto_provision: true,
+      auto_provision_port_start: 31000,
+      auto_provision_port_end: 31099,
+    });
+    assert.deepEqual(c.trackers, []);
+    assert.equal(c.shards, defaultShards());
+    assert.equal(c.sink, 'discard');
+    assert.deepEqual(c.http, { host: '0.0.0.0', port: 8080 });
+    assert.deepEqual(c.limits, {
+      max_connections: 10000,
+      first_message_timeout_ms: 10000,
+      idle_timeout_ms: 120000,
+      max_frame_bytes: 1048576,
+      max_inflight_bytes: 1048576,
+    });
+    assert.deepEqual(c.ring, { size_bytes: 4194304, overflow: 'block' });
+    assert.deepEqual(c.log, { level: 'info' });
+  }
+});
+
+const LEGACY_TRACKER_HOST_YAML = `# tracker-host configuration (legacy format)
+output_dir: "/var/lib/tracker-host/output"
+poll_interval_sec: 1
+status_interval_sec: 15.0
+startup_delay_sec: 2.5
+tcp_connect_retries: 3
+retina_tracker_path: "/opt/retina-tracker"
+retina_geolocator_path: "/opt/retina-geolocator"
+
+server:
+  host: "127.0.0.1"
+  port: 9090
+  geolocator_enabled: true
+  geolocator_tcp_port_base: 32000
+
+retry:
+  max_attempts: 7
+  backoff_base_sec: 3
+  extended_outage_sec: 120
+  health_check_interval_sec: 45
+
+api_forward:
+  enabled: true
+  url: "https://api.example.net/tracks"
+  headers:
+    Authorization: "Bearer abc123"
+    X-Network: "north"
+
+tcp_server:
+  enabled: true
+  host: "0.0.0.0"
+  port: 30050
+  token: "shared-secret"
+  auto_provision: true
+  auto_provision_port_start: 31000
+  auto_provision_port_end: 31049
+
+trackers:
+  - name: "radar-a"
+    mode: "http"
+    detection_url: "https://radar-a.example.net/api/detection"
+    config_url: "https://radar-a.example.net/api/config"
+    tcp_port: 30012
+    tracker_config: "./radar-a-tracker.yaml"
+    geolocator:
+      enabled: true
+      tcp_port: 31012
+      geolocator_config_path: "./radar-a-geo.yaml"
+    api_forward:
+      enabled: true
+      url: "https://other.example.net/tracks"
+
+  - name: "radar-b"
+    mode: "tcp"
+    node_id: "ret0a1b2c3d"
+    tcp_port: 30013
+    geolocator:
+      enabled: true
+      tcp_port: 31013
+`;
+
+test('a full tracker-host config loads unchanged and its values come through', () => {
+  withTempFile('tracker-host.yaml', LEGACY_TRACKER_HOST_YAML, (file) => {
+    const c = loadConfigFile(file, NO_ENV);
+    assert.equal(c.output_dir, '/var/lib/tracker-host/output');
+    assert.equal(c.poll_interval_sec, 1);
+    assert.equal(c.status_interval_sec, 15);
+    assert.equal(c.startup_delay_sec, 2.5);
+    assert.equal(c.tcp_connect_retries, 3);
+    assert.equal(c.tcp_retry_delay_sec, 0.5); // not in the file: default
+    assert.equal(c.retina_tracker_path, '/opt/retina-tracker');
+    assert.equal(c.retina_geolocator_path, '/opt/retina-geolocator');
+    assert.deepEqual(c.server, { host: '127.0.0.1', port: 9090, geolocator_enabled: true, geolocator_tcp_port_base: 32000 });
+    assert.deepEqual(c.retry, { max_attempts: 7, backoff_base_sec: 3, extended_outage_sec: 120, health_check_interval_sec: 45 });
+    assert.deepEqual(c.api_forward, {
+      enabled: true,
+      url: 'https://api.example.net/tracks',
+      headers: { Authorization: 'Bearer abc123', 'X-Network': 'north' },
+    });
+    assert.equal(c.tcp_server.enabled, true);
+    assert.equal(c.tcp_server.token, 'shared-secret');
+    assert.equal(c.tcp_server.auto_provision_port_end, 31049);
+    // The legacy server block is the default for the new http listener.
+    assert.deepEqual(c.http, { host: '127.0.0.1', port: 9090 });
+
+    assert.equal(c.trackers.length, 2);
+    const [a, b] = c.trackers;
+    assert.ok(a && b);
+    assert.equal(a.name, 'radar-a');
+    assert.equal(a.mode, 'http');
+    assert.equal(a.node_id, 'radar-a');
+    assert.equal(a.detection_url, 'https://radar-a.example.net/api/detection');
+    assert.equal(a.config_url, 'https://radar-a.example.net/api/config');
+    assert.equal(a.tcp_port, 30012);
+    assert.equal(a.tracker_config, './radar-a-tracker.yaml');
+    assert.deepEqual(a.geolocator, { enabled: true, tcp_port: 31012, geolocator_config_path: './radar-a-geo.yaml' });
+    assert.deepEqual(a.api_forward, { enabled: true, url: 'https://other.example.net/tracks', headers: {} });
+    assert.equal(b.name, 'radar-b');
+    assert.equal(b.mode, 'tcp');
+    assert.equal(b.node_id, 'ret0a1b2c3d');
+    assert.equal(b.detection_url, undefined);
+    assert.equal(b.api_forward, undefined);
+    assert.deepEqual(b.geolocator, { enabled: true, tcp_port: 31013 });
+  });
+});
+
+test('explicit http wins over the legacy server block', () => {
+  const c = parse({ server: { host: '127.0.0.1', port: 9090 }, http: { port: 9100 } });
+  assert.deepEqual(c.http, { host: '127.0.0.1', port: 9100 });
+  assert.deepEqual(parse({ server: { port: 9090 }, http: { host: '::1', port: 0 } }).http, { host: '::1', port: 0 });
+});
+
+test('tracker mode is inferred from detection_url and node_id defaults to name', () => {
+  const c = parse({
+    trackers: [
+      { name: 'polled', tcp_port: 30001, detection_url: 'http://radar/api/detection' },
+      { name: 'pushed', tcp_port: 30002 },
+      { name: 'explicit', tcp_port: 30003, mode: 'tcp', detection_url: 'http://radar/api/detection' },
+    ],
+  });
+  assert.deepEqual(
+    c.trackers.map((t) => [t.name, t.mode, t.node_id]),
+    [
+      ['polled', 'http', 'polled'],
+      ['pushed', 'tcp', 'pushed'],
+      ['explicit', 'tcp', 'explicit'],
+    ],
+  );
+  assert.deepEqual(c.trackers[1]?.geolocator, { enabled: false, tcp_port: 0 });
+});
+
+test('unknown top-level key is rejected', () => {
+  assertConfigError({ output_dir: './out', shardz: 4 }, 'shardz', 'unknown key');
+});
+
+test('unknown nested key is rejected with its dotted path', () => {
+  assertConfigError({ tcp_server: { port: 30050, bogus: true } }, 'tcp_server.bogus', 'unknown key');
+});
+
+test('wrong type names the expected and actual types', () => {
+  assertConfigError({ tcp_server: { port: 'abc' } }, 'tcp_server.port', 'expected integer, got string');
+  assertConfigError({ tcp_server: { enabled: 'yes' } }, 'tcp_server.enabled', 'expected boolean, got string');
+  assertConfigError({ retry: [] }, 'retry', 'expected mapping, got list');
+});
+
+test('port out of range is rejected', () => {
+  assertConfigError({ tcp_server: { port: 65536 } }, 'tcp_server.port', 'must be an integer between 0 and 65535');
+  assertConfigError({ tcp_server: { port: -1 } }, 'tcp_server.port', 'must be an integer between 0 and 65535');
+  assertConfigError({ tcp_server: { port: 1.5 } }, 'tcp_server.port', 'must be an integer between 0 and 65535');
+  // 0 (ephemeral) is fine for a listener
+  assert.equal(parse({ tcp_server: { port: 0 } }).tcp_server.port, 0);
+});
+
+test('auto-provision port start after end is rejected', () => {
+  assertConfigError(
+    { tcp_server: { auto_provision_port_start: 31100 } },
+    'tcp_server.auto_provision_port_start',
+    'must be <= auto_provision_port_end (31099)',
+  );
+});
+
+test('mode http without detection_url is rejected', () => {
+  assertConfigError(
+    { trackers: [{ name: 'r1', tcp_port: 30001, mode: 'http' }] },
+    'trackers[0].detection_url',
+    'is required when mode is "http"',
+  );
+});
+
+test('duplicate tracker names are rejected', () => {
+  assertConfigError(
+    {
+      trackers: [
+        { name: 'r1', tcp_port: 30001 },
+        { name: 'r2', tcp_port: 30002 },
+        { name: 'r1', tcp_port: 30003 },
+      ],
+    },
+    'trackers[2].name',
+    'duplicate tracker name "r1" (also trackers[0].name)',
+  );
+});
+
+test('errors inside a list carry the item index', () => {
+  assertConfigError(
+    { trackers: [{ name: 'r1', tcp_port: 30001 }, { name: 'r2', tcp_port: 70000 }] },
+    'trackers[1].tcp_port',
+    'must be an integer between 1 and 65535',
+  );
+  assertConfigError({ trackers: [{ name: 'r1', tcp_port: 30001 }, { name: 'r2' }] }, 'trackers[1].tcp_port', 'is required');
+});
+
+test('ring size must be a power of two', () => {
+  assertConfigError({ ring: { size_bytes: 3000000 } }, 'ring.size_bytes', 'must be a power of two between 65536 and 1073741824');
+});
+
+test('ring must be large enough for a maximal frame', () => {
+  assertConfigError(
+    { ring: { size_bytes: 2097152 } }, // 2 MiB < 2 * 1 MiB + 64
+    'ring.size_bytes',
+    /^ring\.size_bytes: must be >= 2 \* limits\.max_frame_bytes \+ 64 \(2097216\) so that a maximal frame/,
+  );
+  assertConfigError({ limits: { max_frame_bytes: 4194304 } }, 'ring.size_bytes', /\(8388672\)/);
+  assert.equal(parse({ ring: { size_bytes: 65536 }, limits: { max_frame_bytes: 1024 } }).ring.size_bytes, 65536);
+});
+
+test('shards "auto" resolves to an integer >= 1', () => {
+  const c = parse({ shards: 'auto' });
+  assert.ok(Number.isInteger(c.shards) && c.shards >= 1, `shards = ${c.shards}`);
+  assert.equal(c.shards, defaultShards());
+});
+
+test('shards 0 (main-thread baseline) is allowed', () => {
+  assert.equal(parse({ shards: 0 }).shards, 0);
+  assert.equal(parse({ shards: 64 }).shards, 64);
+});
+
+test('negative shards are rejected', () => {
+  assertConfigError({ shards: -1 }, 'shards', /^shards: must be .*integer between 0 and 64/);
+  assertConfigError({ shards: 'many' }, 'shards', 'must be "auto" or an integer between 0 and 64');
+});
+
+test('RADAR_INGEST_TOKEN overrides tcp_server.token only when non-empty', () => {
+  const raw = { tcp_server: { token: 'from-file' } };
+  assert.equal(parseConfig(raw, { RADAR_INGEST_TOKEN: 'from-env' }).tcp_server.token, 'from-env');
+  assert.equal(parseConfig(raw, { RADAR_INGEST_TOKEN: '' }).tcp_server.token, 'from-file');
+  assert.equal(parseConfig(raw, {}).tcp_server.token, 'from-file');
+  assert.equal(parseConfig({}, { RADAR_INGEST_TOKEN: 'from-env' }).tcp_server.token, 'from-env');
+});
+
+test('YAML syntax errors name the file and line', () => {
+  withTempFile('broken.yaml', 'tcp_server:\n  port: 30050\n  token: [unclosed\nsink: discard\n', (file) => {
+    assert.throws(
+      () => loadConfigFile(file, NO_ENV),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.equal(err.path, '');
+        assert.ok(err.message.includes(file), err.message);
+        assert.match(err.message, /broken\.yaml:\d+:\d+: invalid YAML: /);
+        return true;
+      },
+    );
+  });
+  withTempFile('dup.yaml', 'sink: discard\nsink: trackers\n', (file) => {
+    assert.throws(() => loadConfigFile(file, NO_ENV), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.ok(err.message.startsWith(`${file}:2:1: invalid YAML: `), err.message);
+      return true;
+    });
+  });
+});
+
+test('a missing config file is a ConfigError', () => {
+  const file = join(tmpdir(), `radar-config-missing-${process.pid}-${Date.now()}.yaml`);
+  assert.throws(
+    () => loadConfigFile(file, NO_ENV),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.code, 'RADAR_ERR_CONFIG');
+      assert.ok(err.message.includes(file), err.message);
+      return true;
+    },
+  );
+});
+
+test('empty keys in YAML take their defaults', () => {
+  withTempFile('empty.yaml', '# nothing yet\ntcp_server:\n  token:\ntrackers:\n', (file) => {
+    const c = loadConfigFile(file, NO_ENV);
+    assert.equal(c.tcp_server.token, '');
+    assert.deepEqual(c.trackers, []);
+  });
+  withTempFile('blank.yaml', '', (file) => {
+    assert.equal(loadConfigFile(file, NO_ENV).sink, 'discard');
+  });
+});
+
+test('the shipped config.yaml parses', () => {
+  const file = fileURLToPath(new URL('../../config.yaml', import.meta.url));
+  const c = loadConfigFile(file, NO_ENV);
+  assert.equal(c.tcp_server.enabled, true);
+  assert.equal(c.tcp_server.port, 30050);
+  assert.equal(c.tcp_server.auto_provision, true);
+  assert.deepEqual(c.trackers, []);
+  assert.equal(c.sink, 'discard');
+  assert.ok(c.shards >= 1);
+});
