@@ -1,0 +1,192 @@
+// Shared test fixtures: a real engine on ephemeral ports, real TCP clients, a
+// collecting ring sink, and polling with a deadline (no fixed sleeps).
+import { connect, type Socket } from 'node:net';
+import { request } from 'node:http';
+import { pino } from 'pino';
+import { parseConfig, type Config } from '../src/config.js';
+import { Engine, type EngineOptions } from '../src/engine.js';
+import type { RingSink } from '../src/ring-sink.js';
+import type { NodeEntry } from '../src/node-table.js';
+import { KIND_JSON_LINE, KIND_PACKED } from '../src/shared/ring-layout.js';
+import { decodeBody } from '../src/shared/binary-protocol.js';
+import { packedToJson } from '../src/shard/frame-writer.js';
+
+export const TOKEN = 'test-secret';
+
+/** A config on ephemeral ports with test-friendly limits; `over` is merged per section. */
+export function testConfig(over: Record<string, unknown> = {}): Config {
+  const base: Record<string, any> = {
+    shards: 1,
+    sink: 'discard',
+    tcp_server: { enabled: true, host: '127.0.0.1', port: 0, token: TOKEN },
+    http: { host: '127.0.0.1', port: 0 },
+    log: { level: 'silent' },
+  };
+  for (const [k, v] of Object.entries(over)) {
+    base[k] = v && typeof v === 'object' && !Array.isArray(v) && base[k] && typeof base[k] === 'object' ? { ...base[k], ...v } : v;
+  }
+  return parseConfig(base, {});
+}
+
+export async function startEngine(over: Record<string, unknown> = {}, opts: Partial<EngineOptions> = {}): Promise<Engine> {
+  const engine = new Engine({ config: testConfig(over), logger: pino({ level: 'silent' }), testHooks: true, sweepMs: 50, ...opts });
+  await engine.start();
+  return engine;
+}
+
+/** Polls `fn` until it returns a truthy value; fails with `what` after the deadline. */
+export type Truthy<T> = Exclude<T, false | 0 | '' | null | undefined>;
+export async function until<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 5000): Promise<Truthy<T>> {
+  const end = Date.now() + timeoutMs;
+  let last: T | undefined;
+  for (;;) {
+    last = await fn();
+    if (last) return last as Truthy<T>;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+export interface Delivered {
+  node: string;
+  kind: number;
+  timestamp: number;
+  detections: number;
+  /** The JSON line the tracker would receive (packed frames rendered). */
+  line: string;
+}
+
+/** A sink that keeps every record, in order, per node. `paused` stops consumption. */
+export class CollectingSink implements RingSink {
+  readonly frames: Delivered[] = [];
+  paused = false;
+  onData(node: NodeEntry): void {
+    if (this.paused) return;
+    const r = node.reader;
+    for (;;) {
+      const b = r.read();
+      if (b) {
+        for (const rec of b.records()) {
+          const line = rec.kind === KIND_JSON_LINE ? rec.payload.toString('utf8')
+            : rec.kind === KIND_PACKED ? packedToJson(rec.payload, rec.detections,
+              rec.payload.length > rec.detections * 24 ? rec.payload.subarray(rec.detections * 24) : null, rec.timestamp)
+            : '';
+          this.frames.push({ node: node.id, kind: rec.kind, timestamp: rec.timestamp, detections: rec.detections, line });
+        }
+      }
+      if (r.arm()) return;
+    }
+  }
+  of(node: string): Delivered[] {
+    return this.frames.filter((f) => f.node === node);
+  }
+}
+
+export function lineFrame(node: string, ts: number, n = 2, token = TOKEN, extra: Record<string, unknown> = {}): string {
+  const delay: number[] = [];
+  const doppler: number[] = [];
+  const snr: number[] = [];
+  const adsb: null[] = [];
+  for (let i = 0; i < n; i++) {
+    delay.push(40.5 + i);
+    doppler.push(-27.25 + i);
+    snr.push(12.5 + i);
+    adsb.push(null);
+  }
+  return `${JSON.stringify({ node_id: node, token, timestamp: ts, delay, doppler, snr, adsb, ...extra })}\n`;
+}
+
+export function heartbeat(node: string, token = TOKEN): string {
+  return `${JSON.stringify({ node_id: node, token, type: 'heartbeat' })}\n`;
+}
+
+/** A TCP client that records everything the host sends and when it closes. */
+export class Client {
+  readonly socket: Socket;
+  readonly received: Buffer[] = [];
+  closed = false;
+  readonly closedP: Promise<void>;
+  private readonly ready: Promise<void>;
+  constructor(port: number) {
+    this.socket = connect(port, '127.0.0.1');
+    this.socket.setNoDelay(true);
+    this.ready = new Promise((r, j) => {
+      this.socket.once('connect', () => r());
+      this.socket.once('error', j);
+    });
+    this.socket.on('data', (d) => this.received.push(d));
+    this.socket.on('error', () => undefined);
+    this.closedP = new Promise((r) => this.socket.on('close', () => {
+      this.closed = true;
+      r();
+    }));
+  }
+  static async open(port: number): Promise<Client> {
+    const c = new Client(port);
+    await c.ready;
+    return c;
+  }
+  send(data: string | Uint8Array): Promise<void> {
+    return new Promise((r, j) => this.socket.write(data, (e) => (e ? j(e) : r())));
+  }
+  bytes(): Buffer {
+    return Buffer.concat(this.received);
+  }
+  /** Decodes every complete binary-protocol message received so far. */
+  messages(): Record<string, any>[] {
+    const b = this.bytes();
+    const out: Record<string, any>[] = [];
+    let p = 0;
+    while (p + 4 <= b.length) {
+      const n = b.readUInt32BE(p);
+      if (p + 4 + n > b.length) break;
+      out.push(decodeBody(b, p + 4, p + 4 + n) as Record<string, any>);
+      p += 4 + n;
+    }
+    return out;
+  }
+  end(): void {
+    this.socket.end();
+  }
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+export function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method: 'GET' }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Parses Prometheus text into a map of `name{labels}` -> value. */
+export async function scrape(engine: Engine): Promise<Map<string, number>> {
+  const { body } = await httpGet(engine.httpAddress!.port, '/metrics');
+  const m = new Map<string, number>();
+  for (const line of body.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    m.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return m;
+}
+
+/** received = in rings + consumed + dropped, read from /metrics. */
+export async function assertAccounting(engine: Engine): Promise<Map<string, number>> {
+  const m = await scrape(engine);
+  const received = m.get('radar_ingest_frames_received_total')!;
+  let dropped = 0;
+  for (const [k, v] of m) if (k.startsWith('radar_ingest_frames_dropped_total{')) dropped += v;
+  const inRings = m.get('radar_ingest_frames_in_rings')!;
+  const consumed = m.get('radar_ingest_frames_consumed_total')!;
+  if (received !== inRings + consumed + dropped) {
+    throw new Error(`accounting broken: received ${received} != in rings ${inRings} + consumed ${consumed} + dropped ${dropped}`);
+  }
+  return m;
+}
