@@ -33,9 +33,9 @@ async function main(): Promise<void> {
     process.stderr.write(`${USAGE}\n`);
     process.exit(2);
   }
-  let config;
+  let engine: Engine;
   try {
-    config = loadConfigFile(args.config);
+    engine = new Engine({ config: loadConfigFile(args.config) });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`radar-ingest: config error: ${err.message}\n`);
@@ -43,7 +43,6 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const engine = new Engine({ config });
   try {
     await engine.start();
   } catch (err) {

@@ -11,9 +11,9 @@ import { Metrics, type Totals } from './metrics.js';
 import { HttpServer } from './http-server.js';
 import { createLogger, RateLimit, type Logger } from './logger.js';
 import { COUNTER_SLOTS } from './shared/counters.js';
-import { RadarError } from './shared/errors.js';
+import { ConfigError, RadarError } from './shared/errors.js';
 import {
-  S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH,
+  S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH,
   type ShardToMain,
 } from './shared/messages.js';
 
@@ -50,6 +50,9 @@ export class Engine {
   constructor(private readonly opts: EngineOptions) {
     const config = (this.config = opts.config);
     this.log = opts.logger ?? createLogger(config.log.level);
+    if (!opts.sink && config.sink === 'trackers') {
+      throw new ConfigError('sink', '"trackers" is not available in this version yet (it lands with the tracker supervisor); use "discard"');
+    }
     this.sink = opts.sink ?? new DiscardSink();
     this.pool = new ShardPool({
       shards: config.shards,
@@ -190,6 +193,11 @@ export class Engine {
       case S_AUTH:
         this.handoff.authed(msg.conn);
         break;
+      case S_LOG: {
+        const h = this.handoff.conns.get(msg.conn);
+        this.log.warn({ shard, conn: msg.conn, remote: h?.remote, reason: msg.reason, suppressed: msg.suppressed }, `frame dropped: ${msg.detail}`);
+        break;
+      }
     }
   }
 

@@ -22,16 +22,14 @@ export function sendBinaryError(sh: Shard, c: Conn, e: PlainError, fatal: boolea
 }
 
 function reject(sh: Shard, c: Conn, reason: number, code: PlainError['code'], message: string, seq?: number): number {
-  sh.counters[C_FRAMES_RECEIVED]! += 1;
-  sh.counters[reason]! += 1;
+  sh.drop(c, reason, message);
   sendBinaryError(sh, c, { code, message }, false, seq);
   return R_CONTINUE;
 }
 
 export function handleBinaryOversize(sh: Shard, c: Conn, length: number, fatal: boolean): number {
-  sh.counters[C_FRAMES_RECEIVED]! += 1;
-  sh.counters[D_FRAME_TOO_LARGE]! += 1;
   const message = `message of ${length} bytes exceeds the limit of ${sh.opts.maxFrameBytes} bytes`;
+  sh.drop(c, D_FRAME_TOO_LARGE, message);
   if (fatal) {
     sh.close(c, 'frame_too_large', { code: ErrorCodes.FRAME_TOO_LARGE, message: `${message}; stream cannot be resynchronised` });
     return R_CLOSE;
@@ -92,7 +90,7 @@ export function handleBinary(sh: Shard, c: Conn, buf: Buffer, s: number, e: numb
         return reject(sh, c, D_INVALID_FRAME, ErrorCodes.INVALID_FRAME, 'seq must be a positive integer');
       }
       if (seq <= w.lastSeq) {
-        // A resend of something already settled: ack again, store nothing.
+        // A resend of something already settled: ack again, store nothing (not logged: expected after a reconnect).
         sh.counters[C_FRAMES_RECEIVED]! += 1;
         sh.counters[D_DUPLICATE]! += 1;
         sh.oweAck(c);

@@ -8,16 +8,15 @@ import {
   C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, C_HEARTBEATS,
   D_MALFORMED, D_INVALID_UTF8, D_INVALID_FRAME, D_FRAME_TOO_LARGE, D_AUTH_FAILED, D_CONNECTION_CLOSED, D_NODE_REFUSED,
 } from '../shared/counters.js';
-import { isValidNodeIdBytes } from '../shared/node-id.js';
+import { isValidNodeIdBytes, NODE_ID_RULE } from '../shared/node-id.js';
 import { writeLineFrame } from './frame-writer.js';
 import { type Shard, type Conn, type NodeSlot, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED, NODE_REFUSED } from './shard.js';
 
 const scan = new LineScan();
 const HEARTBEAT = Buffer.from('heartbeat');
 
-function drop(sh: Shard, reason: number): number {
-  sh.counters[C_FRAMES_RECEIVED]! += 1;
-  sh.counters[reason]! += 1;
+function drop(sh: Shard, c: Conn, reason: number, detail: string): number {
+  sh.drop(c, reason, detail);
   return R_CONTINUE;
 }
 
@@ -49,14 +48,14 @@ function numberValue(buf: Buffer, key: number): number {
   return Number(buf.toString('latin1', s, e));
 }
 
-export function handleLineOversize(sh: Shard, _c: Conn): number {
-  return drop(sh, D_FRAME_TOO_LARGE);
+export function handleLineOversize(sh: Shard, c: Conn): number {
+  return drop(sh, c, D_FRAME_TOO_LARGE, `line longer than ${sh.opts.maxFrameBytes} bytes`);
 }
 
 export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number): number {
   if (s === e) return R_CONTINUE; // blank line: nothing to count
   const err = scanLine(buf, s, e, scan);
-  if (err !== SCAN_OK) return drop(sh, err === SCAN_INVALID_UTF8 ? D_INVALID_UTF8 : D_MALFORMED);
+  if (err !== SCAN_OK) return drop(sh, c, err === SCAN_INVALID_UTF8 ? D_INVALID_UTF8 : D_MALFORMED, scan.errorMessage);
 
   const isHeartbeat = scan.type[K_TYPE] === T_STRING && !scan.escaped[K_TYPE]
     && bytesEqual(buf, scan.start[K_TYPE]!, scan.end[K_TYPE]!, HEARTBEAT);
@@ -64,7 +63,7 @@ export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number
   // The first parsable message must authenticate the connection.
   if (!c.authed) {
     if (scan.type[K_TOKEN] !== T_STRING || !sh.token.matches(stringValue(buf, K_TOKEN))) {
-      if (!isHeartbeat) drop(sh, D_AUTH_FAILED);
+      if (!isHeartbeat) drop(sh, c, D_AUTH_FAILED, 'wrong or missing token');
       sh.close(c, 'auth_failed');
       return R_CLOSE;
     }
@@ -73,7 +72,7 @@ export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number
 
   if (scan.type[K_NODE_ID] !== T_STRING || scan.escaped[K_NODE_ID]
     || !isValidNodeIdBytes(buf, scan.start[K_NODE_ID]!, scan.end[K_NODE_ID]!)) {
-    return isHeartbeat ? R_CONTINUE : drop(sh, D_INVALID_FRAME);
+    return isHeartbeat ? R_CONTINUE : drop(sh, c, D_INVALID_FRAME, NODE_ID_RULE);
   }
 
   let slot: NodeSlot | null = c.lastSlot;
@@ -83,7 +82,7 @@ export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number
     if (slot === null) {
       // A new node on this connection: its message must carry the right token too.
       if (c.nodes.size > 0 && (scan.type[K_TOKEN] !== T_STRING || !sh.token.matches(stringValue(buf, K_TOKEN)))) {
-        if (!isHeartbeat) drop(sh, D_AUTH_FAILED);
+        if (!isHeartbeat) drop(sh, c, D_AUTH_FAILED, 'wrong or missing token');
         sh.close(c, 'auth_failed');
         return R_CLOSE;
       }
@@ -97,7 +96,7 @@ export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number
     return R_BLOCKED;
   }
   if (slot.state !== NODE_GRANTED) {
-    if (!isHeartbeat) drop(sh, slot.state === NODE_REFUSED ? D_NODE_REFUSED : D_CONNECTION_CLOSED);
+    if (!isHeartbeat) drop(sh, c, slot.state === NODE_REFUSED ? D_NODE_REFUSED : D_CONNECTION_CLOSED, 'connection closing');
     return R_CLOSE;
   }
 
@@ -108,15 +107,20 @@ export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number
   }
 
   // Frame checks: what would kill or confuse the tracker is rejected here.
-  if (scan.type[K_TIMESTAMP] !== T_NUMBER || scan.duplicateKey) return drop(sh, D_INVALID_FRAME);
+  if (scan.duplicateKey) return drop(sh, c, D_INVALID_FRAME, 'duplicate key');
+  if (scan.type[K_TIMESTAMP] !== T_NUMBER) return drop(sh, c, D_INVALID_FRAME, 'timestamp missing or not a number');
   const ts = numberValue(buf, K_TIMESTAMP);
-  if (!Number.isFinite(ts) || ts < 0) return drop(sh, D_INVALID_FRAME);
-  if (scan.type[K_DELAY] !== T_ARRAY || scan.type[K_DOPPLER] !== T_ARRAY || scan.type[K_SNR] !== T_ARRAY) return drop(sh, D_INVALID_FRAME);
+  if (!Number.isFinite(ts) || ts < 0) return drop(sh, c, D_INVALID_FRAME, 'timestamp out of range');
+  if (scan.type[K_DELAY] !== T_ARRAY || scan.type[K_DOPPLER] !== T_ARRAY || scan.type[K_SNR] !== T_ARRAY) {
+    return drop(sh, c, D_INVALID_FRAME, 'delay, doppler and snr must be arrays');
+  }
   const n = scan.count[K_DELAY]!;
-  if (scan.count[K_DOPPLER] !== n || scan.count[K_SNR] !== n
-    || !scan.uniform[K_DELAY] || !scan.uniform[K_DOPPLER] || !scan.uniform[K_SNR]) return drop(sh, D_INVALID_FRAME);
+  if (scan.count[K_DOPPLER] !== n || scan.count[K_SNR] !== n) return drop(sh, c, D_INVALID_FRAME, 'delay, doppler and snr differ in length');
+  if (!scan.uniform[K_DELAY] || !scan.uniform[K_DOPPLER] || !scan.uniform[K_SNR]) return drop(sh, c, D_INVALID_FRAME, 'delay, doppler and snr must hold numbers only');
   const adsb = scan.type[K_ADSB];
-  if (adsb !== T_NONE && (adsb !== T_ARRAY || scan.count[K_ADSB] !== n || !scan.uniform[K_ADSB])) return drop(sh, D_INVALID_FRAME);
+  if (adsb !== T_NONE && (adsb !== T_ARRAY || scan.count[K_ADSB] !== n || !scan.uniform[K_ADSB])) {
+    return drop(sh, c, D_INVALID_FRAME, 'adsb must be an array of null-or-object, one per detection');
+  }
 
   const w = slot.writer!;
   if (!writeLineFrame(w, buf, scan, ts, n, sh.onOverflowDrop)) {

@@ -7,11 +7,12 @@ import type { PlainError } from '../shared/errors.js';
 import { ErrorCodes } from '../shared/errors.js';
 import {
   M_OPEN, M_DATA, M_END, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH,
-  S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH,
+  S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG,
   type MainToShard, type ShardToMain, type Protocol, type BatchMsg,
 } from '../shared/messages.js';
 import type { CloseReason } from '../shared/counters.js';
-import { C_ACKS_SENT, C_FRAMES_RECEIVED, D_CONNECTION_CLOSED, D_NODE_REFUSED, D_RING_OVERFLOW } from '../shared/counters.js';
+import { C_ACKS_SENT, C_FRAMES_RECEIVED, C_DROPPED_BASE, DROP_REASONS, D_CONNECTION_CLOSED, D_NODE_REFUSED, D_RING_OVERFLOW } from '../shared/counters.js';
+import { RateLimit } from '../rate-limit.js';
 import { encodeMessage, T_ACK } from '../shared/binary-protocol.js';
 import { RingWriter, type OverflowPolicy } from '../ring-writer.js';
 import { LineFramer, F_NONE, F_MESSAGE, F_OVERSIZE, F_FATAL } from './line-framer.js';
@@ -84,6 +85,8 @@ export class Shard {
   private seen = new Set<string>();
   private readonly ackConns = new Set<Conn>();
   private flushScheduled = false;
+  /** Rejections are logged (on the main thread) at most 5 per reason per 10 s. */
+  private readonly logLimit = new RateLimit(5, 10000);
 
   constructor(opts: ShardOptions) {
     this.opts = opts;
@@ -250,6 +253,15 @@ export class Shard {
       this.pump(c);
       this.flush();
     });
+  }
+
+  /** Counts a frame received and dropped for `reason` (a D_* index), with a rate-limited log. */
+  drop(c: Conn, reason: number, detail: string): void {
+    this.counters[C_FRAMES_RECEIVED]! += 1;
+    this.counters[reason]! += 1;
+    const name = DROP_REASONS[reason - C_DROPPED_BASE]!;
+    const suppressed = this.logLimit.take(name);
+    if (suppressed >= 0) this.opts.post({ t: S_LOG, conn: c.id, reason: name, detail, suppressed });
   }
 
   sawHeartbeat(node: string): void {

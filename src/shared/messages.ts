@@ -19,6 +19,7 @@ export const S_CLOSE = 104; // shard -> main: close the connection (after pendin
 export const S_CLOSED = 105; // shard -> main: connection state released; its claims are free
 export const S_AUTH = 106; // shard -> main: first valid message seen (clears the deadline)
 export const S_READY = 107; // shard -> main: the shard task is running
+export const S_LOG = 108; // shard -> main: a rate-limited warning about a rejected message
 
 export type Protocol = 'line' | 'binary';
 
@@ -56,4 +57,5 @@ export interface CloseMsg { t: typeof S_CLOSE; conn: number; reason: CloseReason
 export interface ClosedMsg { t: typeof S_CLOSED; conn: number; nodes: string[] }
 export interface AuthMsg { t: typeof S_AUTH; conn: number; protocol: Protocol }
 export interface ReadyMsg { t: typeof S_READY; shard: number }
-export type ShardToMain = BatchMsg | ClaimMsg | RevokedMsg | CloseMsg | ClosedMsg | AuthMsg | ReadyMsg;
+export interface LogMsg { t: typeof S_LOG; conn: number; reason: string; detail: string; suppressed: number }
+export type ShardToMain = BatchMsg | ClaimMsg | RevokedMsg | CloseMsg | ClosedMsg | AuthMsg | ReadyMsg | LogMsg;
