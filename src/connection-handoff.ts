@@ -33,6 +33,8 @@ export class ConnHandle {
 }
 
 export interface HandoffEvents {
+  /** The socket closed (the shard may still be finishing its bytes). */
+  onSocketClosed?(h: ConnHandle): void;
   /** The connection is gone on both sides (socket closed and shard released it). */
   onGone?(h: ConnHandle): void;
 }
@@ -181,6 +183,7 @@ export class ConnectionHandoff {
     this.counters[closeIndex(h.closeReason ?? 'peer_closed')]! += 1;
     this.perShard[h.shard]!--;
     if (h.shardHolds) this.pool.send(h.shard, { t: M_END, conn: h.id });
+    this.events.onSocketClosed?.(h);
     this.maybeGone(h);
   }
 

@@ -69,6 +69,7 @@ export class Engine {
       idleTimeoutMs: config.limits.idle_timeout_ms,
       maxInflightBytes: config.limits.max_inflight_bytes,
     }, this.counters, {
+      onSocketClosed: (h) => this.nodes.socketClosed(h.id),
       onGone: (h) => this.log.debug({ conn: h.id, remote: h.remote, reason: h.closeReason ?? 'peer_closed' }, 'connection closed'),
     });
     const hooks = opts.hooks ?? {};

@@ -37,6 +37,8 @@ export interface Owner {
 export class NodeEntry {
   readonly reader: RingReader;
   owner: Owner | null = null;
+  /** The owner's socket is open (false as soon as it closes, before the shard releases it). */
+  connected = false;
   connectedAt = 0;
   disconnectedAt = 0;
   lastHeartbeatAt = 0;
@@ -47,9 +49,9 @@ export class NodeEntry {
     this.reader = new RingReader(ring);
     this.reader.format = FORMAT_ANY;
   }
-  /** A node is healthy while a connection is attached to it. */
+  /** A node is healthy while an open connection is attached to it. */
   get healthy(): boolean {
-    return this.owner !== null;
+    return this.owner !== null && this.connected;
   }
   /** Last sign of life: a frame written to its ring or a heartbeat. */
   get lastSeenMs(): number {
@@ -116,6 +118,7 @@ export class NodeTable {
         if (node.owner === old) this.detach(node);
       }
       node.owner = owner;
+      node.connected = true;
       node.connectedAt = this.now();
       node.protocol = info.protocol;
       node.remote = info.remote;
@@ -161,6 +164,13 @@ export class NodeTable {
     return out;
   }
 
+  /** The socket of `conn` closed: its nodes are unhealthy now, even if frames are still being written. */
+  socketClosed(conn: number): void {
+    for (const n of this.nodes.values()) {
+      if (n.owner?.conn === conn && n.connected) this.disconnected(n);
+    }
+  }
+
   seen(nodeId: string): void {
     const node = this.nodes.get(nodeId);
     if (!node) return;
@@ -170,6 +180,11 @@ export class NodeTable {
 
   private detach(node: NodeEntry): void {
     node.owner = null;
+    if (node.connected) this.disconnected(node);
+  }
+
+  private disconnected(node: NodeEntry): void {
+    node.connected = false;
     node.disconnectedAt = this.now();
     this.opts.hooks.onNodeDisconnected?.(node);
   }

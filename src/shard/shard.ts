@@ -281,6 +281,7 @@ export class Shard {
   close(c: Conn, reason: CloseReason, error?: PlainError): void {
     if (c.closing) return;
     c.closing = true;
+    c.blocked = false; // nothing more is processed for a closing connection
     if (c.pending) {
       c.pending = false;
       this.dropPendingFrame(c, D_CONNECTION_CLOSED);
