@@ -94,6 +94,9 @@ export class RingReader {
       const tb = posBytes(tail);
       const n = (posBytes(head) - tb) >>> 0;
       if (n === 0) return null;
+      // Under drop-oldest the producer may have dropped and refilled between the
+      // two loads: never copy more than a ring's worth, take a fresh pair.
+      if (n > this.capacity) continue;
       const out = Buffer.allocUnsafe(n);
       const off = tb & this.mask;
       const first = Math.min(n, this.capacity - off);

@@ -76,7 +76,9 @@ export class RingWriter {
         this.lastNeed = need;
         return -1;
       }
-      this.flush(); // drop-oldest only ever drops published records
+      // drop-oldest only ever drops published records: publish, but leave `dirty`
+      // so the caller's flush() still rings the consumer's doorbell.
+      Atomics.store(this.h64, HEAD64, packPos(this.headFrames, this.headBytes));
       const dropped = this.dropUntil(need);
       if (onDrop && dropped > 0) onDrop(dropped);
     }
@@ -156,7 +158,11 @@ export class RingWriter {
     if (this.freeBytes() >= this.lastNeed) return Promise.resolve();
     const r = Atomics.waitAsync(this.h32, TAIL_SEQ_I32, seq, timeoutMs);
     if (!r.async) return Promise.resolve();
-    return r.value.then(() => undefined);
+    // A pending waitAsync does not keep the event loop alive in Node 20: race it
+    // against a real timer so the timeout always fires.
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); });
+    return Promise.race([r.value, timeout]).then(() => clearTimeout(timer));
   }
 }
 
