@@ -80,74 +80,82 @@ function matchKey(b: Uint8Array, s: number, e: number): number {
   return K_OTHER;
 }
 
-/** Scanner state lives in module scope: one thread scans one line at a time. */
-let B: Uint8Array = new Uint8Array(0);
-let P = 0;
-let E = 0;
+// The scanner works on locals: every helper takes (bytes, position, end) and
+// returns the position after what it consumed, or -1 on error (details in ERR*).
+// Module state is written only on errors and once per value, never per byte.
 let ERR = SCAN_OK;
 let ERR_MSG = '';
-let LAST_STRING_ESCAPED = 0;
-let LAST_NUMBER_INTEGRAL = 0;
-let LAST_ARRAY_COUNT = 0;
-let LAST_ARRAY_UNIFORM = 0;
+let ESCAPED = 0; // the last string scanned had an escape
+let VTYPE = T_NONE; // type of the last value scanned by value()
+let ACOUNT = 0; // element count of the last array
+let AUNIFORM = 1; // the last array's elements matched `want`
 
-function fail(code: number, msg: string): number {
+function fail(code: number, msg: string, at: number): number {
   if (ERR === SCAN_OK) {
     ERR = code;
-    ERR_MSG = `${msg} at byte ${P}`;
+    ERR_MSG = `${msg} at byte ${at}`;
   }
-  return T_NONE;
+  return -1;
 }
 
-function ws(): void {
-  while (P < E) {
-    const c = B[P]!;
-    if (c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a) P++;
-    else return;
+function ws(b: Uint8Array, p: number, e: number): number {
+  while (p < e) {
+    const c = b[p]!;
+    if (c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a) p++;
+    else break;
   }
+  return p;
 }
 
 function hex(c: number): boolean {
   return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
 }
 
-/** At the opening quote. Leaves P after the closing quote. */
-function str(): number {
-  P++;
-  let esc = 0;
-  while (P < E) {
-    const c = B[P]!;
-    if (c === 0x22) {
-      P++;
-      LAST_STRING_ESCAPED = esc;
-      return T_STRING;
-    }
-    if (c === 0x5c) {
-      esc = 1;
-      if (P + 1 >= E) return fail(SCAN_MALFORMED, 'bad escape');
-      const d = B[P + 1];
-      if (d === 0x75) {
-        if (P + 5 >= E || !hex(B[P + 2]!) || !hex(B[P + 3]!) || !hex(B[P + 4]!) || !hex(B[P + 5]!)) return fail(SCAN_MALFORMED, 'bad \\u escape');
-        P += 6;
-      } else if (d === 0x22 || d === 0x5c || d === 0x2f || d === 0x62 || d === 0x66 || d === 0x6e || d === 0x72 || d === 0x74) {
-        P += 2;
-      } else {
-        return fail(SCAN_MALFORMED, 'bad escape');
-      }
-    } else if (c < 0x20) {
-      return fail(SCAN_MALFORMED, 'control character in string');
-    } else if (c < 0x80) {
-      P++;
-    } else if (!utf8()) {
-      return T_NONE;
-    }
+/** At the opening quote; returns the position after the closing quote. */
+function str(b: Uint8Array, p: number, e: number): number {
+  p++;
+  ESCAPED = 0;
+  // Fast path: plain ASCII.
+  while (p < e) {
+    const c = b[p]!;
+    if (c === 0x22) return p + 1;
+    if (c === 0x5c || c < 0x20 || c >= 0x80) return strSlow(b, p, e);
+    p++;
   }
-  return fail(SCAN_MALFORMED, 'unterminated string');
+  return fail(SCAN_MALFORMED, 'unterminated string', p);
 }
 
-/** Validates one multi-byte UTF-8 sequence at P (RFC 3629: no overlongs, no surrogates). */
-function utf8(): boolean {
-  const c = B[P]!;
+function strSlow(b: Uint8Array, p: number, e: number): number {
+  while (p < e) {
+    const c = b[p]!;
+    if (c === 0x22) return p + 1;
+    if (c === 0x5c) {
+      ESCAPED = 1;
+      if (p + 1 >= e) return fail(SCAN_MALFORMED, 'bad escape', p);
+      const d = b[p + 1]!;
+      if (d === 0x75) {
+        if (p + 5 >= e || !hex(b[p + 2]!) || !hex(b[p + 3]!) || !hex(b[p + 4]!) || !hex(b[p + 5]!)) return fail(SCAN_MALFORMED, 'bad \\u escape', p);
+        p += 6;
+      } else if (d === 0x22 || d === 0x5c || d === 0x2f || d === 0x62 || d === 0x66 || d === 0x6e || d === 0x72 || d === 0x74) {
+        p += 2;
+      } else {
+        return fail(SCAN_MALFORMED, 'bad escape', p);
+      }
+    } else if (c < 0x20) {
+      return fail(SCAN_MALFORMED, 'control character in string', p);
+    } else if (c < 0x80) {
+      p++;
+    } else {
+      p = utf8(b, p, e);
+      if (p < 0) return -1;
+    }
+  }
+  return fail(SCAN_MALFORMED, 'unterminated string', p);
+}
+
+/** One multi-byte UTF-8 sequence at p (RFC 3629: no overlongs, no surrogates, <= U+10FFFF). */
+function utf8(b: Uint8Array, p: number, e: number): number {
+  const c = b[p]!;
   let n: number;
   let lo = 0x80;
   let hi = 0xbf;
@@ -161,141 +169,190 @@ function utf8(): boolean {
     if (c === 0xf0) lo = 0x90;
     else if (c === 0xf4) hi = 0x8f;
   } else {
-    fail(SCAN_INVALID_UTF8, 'invalid UTF-8');
-    return false;
+    return fail(SCAN_INVALID_UTF8, 'invalid UTF-8', p);
   }
-  const c1 = B[P + 1];
-  if (P + 1 >= E || c1 === undefined || c1 < lo || c1 > hi) {
-    fail(SCAN_INVALID_UTF8, 'invalid UTF-8');
-    return false;
-  }
+  if (p + n >= e) return fail(SCAN_INVALID_UTF8, 'invalid UTF-8', p); // truncated sequence
+  const c1 = b[p + 1]!;
+  if (c1 < lo || c1 > hi) return fail(SCAN_INVALID_UTF8, 'invalid UTF-8', p);
   for (let i = 2; i <= n; i++) {
-    const ci = B[P + i];
-    if (P + i >= E || ci === undefined || ci < 0x80 || ci > 0xbf) {
-      fail(SCAN_INVALID_UTF8, 'invalid UTF-8');
-      return false;
-    }
+    const ci = b[p + i]!;
+    if (ci < 0x80 || ci > 0xbf) return fail(SCAN_INVALID_UTF8, 'invalid UTF-8', p);
   }
-  P += n + 1;
-  return true;
+  return p + n + 1;
 }
 
-function digits(): number {
-  const s = P;
-  while (P < E) {
-    const c = B[P]!;
-    if (c >= 0x30 && c <= 0x39) P++;
-    else break;
+/** A JSON number at p; returns the position after it. */
+function num(b: Uint8Array, p: number, e: number): number {
+  const s = p;
+  if (p < e && b[p] === 0x2d) p++;
+  if (p >= e) return fail(SCAN_MALFORMED, 'bad number', s);
+  let c = b[p]!;
+  if (c === 0x30) {
+    p++;
+  } else if (c >= 0x31 && c <= 0x39) {
+    p++;
+    while (p < e && (c = b[p]!) >= 0x30 && c <= 0x39) p++;
+  } else {
+    return fail(SCAN_MALFORMED, 'bad number', s);
   }
-  return P - s;
+  if (p < e && b[p] === 0x2e) {
+    p++;
+    const d = p;
+    while (p < e && (c = b[p]!) >= 0x30 && c <= 0x39) p++;
+    if (p === d) return fail(SCAN_MALFORMED, 'bad number', s);
+  }
+  if (p < e && ((c = b[p]!) === 0x65 || c === 0x45)) {
+    p++;
+    if (p < e && ((c = b[p]!) === 0x2b || c === 0x2d)) p++;
+    const d = p;
+    while (p < e && (c = b[p]!) >= 0x30 && c <= 0x39) p++;
+    if (p === d) return fail(SCAN_MALFORMED, 'bad number', s);
+  }
+  return p;
 }
 
-function num(): number {
-  let integral = 1;
-  if (B[P] === 0x2d) P++;
-  if (B[P] === 0x30) P++;
-  else if (P < E && B[P]! >= 0x31 && B[P]! <= 0x39) digits();
-  else return fail(SCAN_MALFORMED, 'bad number');
-  if (B[P] === 0x2e && P < E) {
-    P++;
-    integral = 0;
-    if (digits() === 0) return fail(SCAN_MALFORMED, 'bad number');
-  }
-  if ((B[P] === 0x65 || B[P] === 0x45) && P < E) {
-    P++;
-    integral = 0;
-    if (B[P] === 0x2b || B[P] === 0x2d) P++;
-    if (digits() === 0) return fail(SCAN_MALFORMED, 'bad number');
-  }
-  LAST_NUMBER_INTEGRAL = integral;
-  return T_NUMBER;
+function lit(b: Uint8Array, p: number, e: number, word: Uint8Array): number {
+  if (p + word.length > e) return fail(SCAN_MALFORMED, 'unexpected token', p);
+  for (let i = 0; i < word.length; i++) if (b[p + i] !== word[i]) return fail(SCAN_MALFORMED, 'unexpected token', p);
+  return p + word.length;
 }
-
-function lit(word: number[], t: number): number {
-  if (P + word.length > E) return fail(SCAN_MALFORMED, 'unexpected token');
-  for (let i = 0; i < word.length; i++) if (B[P + i] !== word[i]) return fail(SCAN_MALFORMED, 'unexpected token');
-  P += word.length;
-  return t;
-}
-const TRUE = [0x74, 0x72, 0x75, 0x65];
-const FALSE = [0x66, 0x61, 0x6c, 0x73, 0x65];
-const NULL = [0x6e, 0x75, 0x6c, 0x6c];
+const TRUE = Buffer.from('true');
+const FALSE = Buffer.from('false');
+const NULL = Buffer.from('null');
 
 /**
- * Any JSON value at P. `want` selects the uniformity test for arrays:
+ * Any JSON value at p; sets VTYPE. `want` selects the uniformity test for arrays:
  * 1 = all numbers, 2 = all null-or-object, 0 = none.
  */
-function value(depth: number, want: number): number {
-  if (P >= E) return fail(SCAN_MALFORMED, 'unexpected end');
-  const c = B[P]!;
-  if (c === 0x22) return str();
-  if (c === 0x2d || (c >= 0x30 && c <= 0x39)) return num();
-  if (c === 0x5b) return arr(depth, want);
-  if (c === 0x7b) return obj(depth);
-  if (c === 0x74) return lit(TRUE, T_BOOL);
-  if (c === 0x66) return lit(FALSE, T_BOOL);
-  if (c === 0x6e) return lit(NULL, T_NULL);
-  return fail(SCAN_MALFORMED, 'unexpected character');
+function value(b: Uint8Array, p: number, e: number, depth: number, want: number): number {
+  if (p >= e) return fail(SCAN_MALFORMED, 'unexpected end', p);
+  const c = b[p]!;
+  if (c === 0x22) {
+    VTYPE = T_STRING;
+    return str(b, p, e);
+  }
+  if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+    VTYPE = T_NUMBER;
+    return num(b, p, e);
+  }
+  if (c === 0x5b) {
+    VTYPE = T_ARRAY;
+    return want === 1 ? numArr(b, p, e, depth) : arr(b, p, e, depth, want);
+  }
+  if (c === 0x7b) {
+    VTYPE = T_OBJECT;
+    return obj(b, p, e, depth);
+  }
+  if (c === 0x74) {
+    VTYPE = T_BOOL;
+    return lit(b, p, e, TRUE);
+  }
+  if (c === 0x66) {
+    VTYPE = T_BOOL;
+    return lit(b, p, e, FALSE);
+  }
+  if (c === 0x6e) {
+    VTYPE = T_NULL;
+    return lit(b, p, e, NULL);
+  }
+  return fail(SCAN_MALFORMED, 'unexpected character', p);
 }
 
-function arr(depth: number, want: number): number {
-  if (depth >= MAX_DEPTH) return fail(SCAN_MALFORMED, 'nesting too deep');
-  P++;
+/** Arrays expected to hold numbers (delay, doppler, snr): numbers inline, anything else via value(). */
+function numArr(b: Uint8Array, p: number, e: number, depth: number): number {
+  if (depth >= MAX_DEPTH) return fail(SCAN_MALFORMED, 'nesting too deep', p);
+  p = ws(b, p + 1, e);
   let count = 0;
   let uniform = 1;
-  ws();
-  if (B[P] === 0x5d && P < E) {
-    P++;
-    LAST_ARRAY_COUNT = 0;
-    LAST_ARRAY_UNIFORM = 1;
-    return T_ARRAY;
+  if (p < e && b[p] === 0x5d) {
+    ACOUNT = 0;
+    AUNIFORM = 1;
+    return p + 1;
   }
   for (;;) {
-    ws();
-    const t = value(depth + 1, 0);
-    if (t === T_NONE) return T_NONE;
+    if (p >= e) return fail(SCAN_MALFORMED, 'unterminated array', p);
+    const c = b[p]!;
+    if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      p = num(b, p, e);
+    } else {
+      p = value(b, p, e, depth + 1, 0);
+      uniform = 0;
+    }
+    if (p < 0) return -1;
     count++;
-    if (want === 1 ? t !== T_NUMBER : want === 2 ? t !== T_NULL && t !== T_OBJECT : false) uniform = 0;
-    ws();
-    if (P >= E) return fail(SCAN_MALFORMED, 'unterminated array');
-    const c = B[P]!;
-    P++;
-    if (c === 0x2c) continue;
-    if (c === 0x5d) break;
-    P--;
-    return fail(SCAN_MALFORMED, "expected ',' or ']'");
+    let d = p < e ? b[p]! : 0;
+    if (d === 0x20 || d === 0x09 || d === 0x0d || d === 0x0a) {
+      p = ws(b, p, e);
+      d = p < e ? b[p]! : 0;
+    }
+    p++;
+    if (d === 0x2c) {
+      p = ws(b, p, e);
+      continue;
+    }
+    if (d === 0x5d) break;
+    return fail(SCAN_MALFORMED, "expected ',' or ']'", p - 1);
   }
-  LAST_ARRAY_COUNT = count;
-  LAST_ARRAY_UNIFORM = uniform;
-  return T_ARRAY;
+  ACOUNT = count;
+  AUNIFORM = uniform;
+  VTYPE = T_ARRAY;
+  return p;
 }
 
-function obj(depth: number): number {
-  if (depth >= MAX_DEPTH) return fail(SCAN_MALFORMED, 'nesting too deep');
-  P++;
-  ws();
-  if (B[P] === 0x7d && P < E) {
-    P++;
-    return T_OBJECT;
+function arr(b: Uint8Array, p: number, e: number, depth: number, want: number): number {
+  if (depth >= MAX_DEPTH) return fail(SCAN_MALFORMED, 'nesting too deep', p);
+  p = ws(b, p + 1, e);
+  let count = 0;
+  let uniform = 1;
+  if (p < e && b[p] === 0x5d) {
+    ACOUNT = 0;
+    AUNIFORM = 1;
+    VTYPE = T_ARRAY;
+    return p + 1;
   }
   for (;;) {
-    ws();
-    if (B[P] !== 0x22 || P >= E) return fail(SCAN_MALFORMED, 'expected a string key');
-    if (str() === T_NONE) return T_NONE;
-    ws();
-    if (B[P] !== 0x3a || P >= E) return fail(SCAN_MALFORMED, "expected ':'");
-    P++;
-    ws();
-    if (value(depth + 1, 0) === T_NONE) return T_NONE;
-    ws();
-    if (P >= E) return fail(SCAN_MALFORMED, 'unterminated object');
-    const c = B[P]!;
-    P++;
+    p = value(b, ws(b, p, e), e, depth + 1, 0);
+    if (p < 0) return -1;
+    count++;
+    if (want === 2 && VTYPE !== T_NULL && VTYPE !== T_OBJECT) uniform = 0;
+    p = ws(b, p, e);
+    if (p >= e) return fail(SCAN_MALFORMED, 'unterminated array', p);
+    const c = b[p++]!;
     if (c === 0x2c) continue;
-    if (c === 0x7d) return T_OBJECT;
-    P--;
-    return fail(SCAN_MALFORMED, "expected ',' or '}'");
+    if (c === 0x5d) break;
+    return fail(SCAN_MALFORMED, "expected ',' or ']'", p - 1);
   }
+  ACOUNT = count;
+  AUNIFORM = uniform;
+  VTYPE = T_ARRAY;
+  return p;
+}
+
+function obj(b: Uint8Array, p: number, e: number, depth: number): number {
+  if (depth >= MAX_DEPTH) return fail(SCAN_MALFORMED, 'nesting too deep', p);
+  p = ws(b, p + 1, e);
+  if (p < e && b[p] === 0x7d) {
+    VTYPE = T_OBJECT;
+    return p + 1;
+  }
+  for (;;) {
+    p = ws(b, p, e);
+    if (p >= e || b[p] !== 0x22) return fail(SCAN_MALFORMED, 'expected a string key', p);
+    p = str(b, p, e);
+    if (p < 0) return -1;
+    p = ws(b, p, e);
+    if (p >= e || b[p] !== 0x3a) return fail(SCAN_MALFORMED, "expected ':'", p);
+    p = value(b, ws(b, p + 1, e), e, depth + 1, 0);
+    if (p < 0) return -1;
+    p = ws(b, p, e);
+    if (p >= e) return fail(SCAN_MALFORMED, 'unterminated object', p);
+    const c = b[p++]!;
+    if (c === 0x2c) continue;
+    if (c === 0x7d) break;
+    return fail(SCAN_MALFORMED, "expected ',' or '}'", p - 1);
+  }
+  VTYPE = T_OBJECT;
+  return p;
 }
 
 /**
@@ -303,61 +360,58 @@ function obj(depth: number): number {
  * (SCAN_OK when the line is one valid JSON object).
  */
 export function scanLine(b: Uint8Array, start: number, end: number, out: LineScan): number {
-  B = b;
-  P = start;
-  E = end;
   ERR = SCAN_OK;
   ERR_MSG = '';
   out.type.fill(0);
   out.keptCount = 0;
   out.duplicateKey = false;
+  const e = end;
   let keptOpen = false;
-  ws();
-  if (B[P] !== 0x7b || P >= E) {
-    fail(SCAN_MALFORMED, 'expected a JSON object');
+  let p = ws(b, start, e);
+  if (p >= e || b[p] !== 0x7b) {
+    fail(SCAN_MALFORMED, 'expected a JSON object', p);
     return finish(out);
   }
-  P++;
-  ws();
-  if (B[P] === 0x7d && P < E) {
-    P++;
+  p = ws(b, p + 1, e);
+  if (p < e && b[p] === 0x7d) {
+    p++;
   } else {
     for (;;) {
-      ws();
-      if (B[P] !== 0x22 || P >= E) {
-        fail(SCAN_MALFORMED, 'expected a string key');
+      p = ws(b, p, e);
+      if (p >= e || b[p] !== 0x22) {
+        fail(SCAN_MALFORMED, 'expected a string key', p);
         break;
       }
-      const ks = P;
-      if (str() === T_NONE) break;
-      const key = LAST_STRING_ESCAPED ? K_OTHER : matchKey(B, ks + 1, P - 1);
-      ws();
-      if (B[P] !== 0x3a || P >= E) {
-        fail(SCAN_MALFORMED, "expected ':'");
+      const ks = p;
+      p = str(b, p, e);
+      if (p < 0) break;
+      const key = ESCAPED ? K_OTHER : matchKey(b, ks + 1, p - 1);
+      p = ws(b, p, e);
+      if (p >= e || b[p] !== 0x3a) {
+        fail(SCAN_MALFORMED, "expected ':'", p);
         break;
       }
-      P++;
-      ws();
-      const vs = P;
+      const vs = ws(b, p + 1, e);
       const want = key === K_DELAY || key === K_DOPPLER || key === K_SNR ? 1 : key === K_ADSB ? 2 : 0;
-      const t = value(1, want);
-      if (t === T_NONE) break;
-      const ve = P;
+      p = value(b, vs, e, 1, want);
+      if (p < 0) break;
+      const ve = p;
       if (key !== K_OTHER) {
+        const t = VTYPE;
         if (out.type[key] !== T_NONE) out.duplicateKey = true;
         out.type[key] = t;
         if (t === T_STRING) {
           out.start[key] = vs + 1;
           out.end[key] = ve - 1;
-          out.escaped[key] = LAST_STRING_ESCAPED;
+          out.escaped[key] = ESCAPED;
         } else {
           out.start[key] = vs;
           out.end[key] = ve;
           if (t === T_ARRAY) {
-            out.count[key] = LAST_ARRAY_COUNT;
-            out.uniform[key] = LAST_ARRAY_UNIFORM;
+            out.count[key] = ACOUNT;
+            out.uniform[key] = AUNIFORM;
           } else if (t === T_NUMBER) {
-            out.count[key] = LAST_NUMBER_INTEGRAL;
+            out.count[key] = integral(b, vs, ve);
           }
         }
       }
@@ -367,7 +421,7 @@ export function scanLine(b: Uint8Array, start: number, end: number, out: LineSca
         out.keptEnd[out.keptCount - 1] = ve; // adjacent kept members share one span
       } else {
         if (out.keptCount === MAX_MEMBERS) {
-          fail(SCAN_MALFORMED, 'too many members');
+          fail(SCAN_MALFORMED, 'too many members', ks);
           break;
         }
         out.keptStart[out.keptCount] = ks;
@@ -375,31 +429,36 @@ export function scanLine(b: Uint8Array, start: number, end: number, out: LineSca
         out.keptCount++;
         keptOpen = true;
       }
-      ws();
-      if (P >= E) {
-        fail(SCAN_MALFORMED, 'unterminated object');
+      p = ws(b, p, e);
+      if (p >= e) {
+        fail(SCAN_MALFORMED, 'unterminated object', p);
         break;
       }
-      const c = B[P]!;
-      P++;
+      const c = b[p++]!;
       if (c === 0x2c) continue;
       if (c === 0x7d) break;
-      P--;
-      fail(SCAN_MALFORMED, "expected ',' or '}'");
+      fail(SCAN_MALFORMED, "expected ',' or '}'", p - 1);
       break;
     }
   }
   if (ERR === SCAN_OK) {
-    ws();
-    if (P < E) fail(SCAN_MALFORMED, 'trailing characters after the object');
+    p = ws(b, p, e);
+    if (p < e) fail(SCAN_MALFORMED, 'trailing characters after the object', p);
   }
   return finish(out);
+}
+
+/** 1 when the number text has no fraction or exponent. */
+function integral(b: Uint8Array, s: number, e: number): number {
+  for (let i = s; i < e; i++) {
+    const c = b[i]!;
+    if (c === 0x2e || c === 0x65 || c === 0x45) return 0;
+  }
+  return 1;
 }
 
 function finish(out: LineScan): number {
   out.error = ERR;
   out.errorMessage = ERR_MSG;
-  B = EMPTY; // do not pin the caller's buffer
   return ERR;
 }
-const EMPTY = new Uint8Array(0);
