@@ -3,7 +3,7 @@
 import {
   HEAD64, TAIL64, CONSUMER_IDLE_I32, PRODUCER_WAITING_I32, TAIL_SEQ_I32, FORMAT_I32,
   LAST_WRITE_MS_F64, LAST_TIMESTAMP_F64, LAST_SEQ_F64, OVERFLOW_DROPS_F64, HEADER_BYTES,
-  REC_LEN, REC_PAYLOAD_LEN, REC_TIMESTAMP, REC_KIND, REC_DETECTIONS, REC_HEADER_BYTES, PAD_MARK,
+  REC_LEN, REC_PAYLOAD_LEN, REC_TIMESTAMP, REC_KIND, REC_SKIP, REC_DETECTIONS, REC_HEADER_BYTES, PAD_MARK,
   KIND_JSON_LINE, KIND_PACKED, MIN_RING_BYTES, MAX_RING_BYTES, posBytes, posFrames,
 } from './shared/ring-layout.js';
 
@@ -30,7 +30,7 @@ export class RingBatch {
           kind: b[p + REC_KIND]!,
           timestamp: b.readDoubleLE(p + REC_TIMESTAMP),
           detections: b.readUInt32LE(p + REC_DETECTIONS),
-          payload: b.subarray(p + REC_HEADER_BYTES, p + REC_HEADER_BYTES + plen),
+          payload: b.subarray(p + REC_HEADER_BYTES + b[p + REC_SKIP]!, p + REC_HEADER_BYTES + b[p + REC_SKIP]! + plen),
         };
       }
       p += len;

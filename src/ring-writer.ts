@@ -4,7 +4,7 @@
 import {
   HEAD64, TAIL64, CONSUMER_IDLE_I32, PRODUCER_WAITING_I32, TAIL_SEQ_I32, FORMAT_I32, FORMAT_JSONL,
   LAST_WRITE_MS_F64, LAST_TIMESTAMP_F64, LAST_SEQ_F64, OVERFLOW_DROPS_F64, HEADER_BYTES,
-  REC_LEN, REC_PAYLOAD_LEN, REC_TIMESTAMP, REC_KIND, REC_DETECTIONS, REC_HEADER_BYTES, PAD_MARK,
+  REC_LEN, REC_PAYLOAD_LEN, REC_TIMESTAMP, REC_KIND, REC_SKIP, REC_DETECTIONS, REC_HEADER_BYTES, PAD_MARK,
   recordSize, packPos, posBytes, posFrames,
 } from './shared/ring-layout.js';
 
@@ -63,11 +63,12 @@ export class RingWriter {
    * header. Returns the offset (into `bytes`) of the payload, or -1 when the ring is
    * full under the block policy. Under drop-oldest the oldest records are dropped to
    * make room (counted in `onDrop`). The caller fills the payload, then calls
-   * commit(). A record must be at most capacity/2.
+   * commit(). A record must be at most capacity/2. `skip` (0-7) places the payload
+   * so that a bulk copy into it can be aligned with its source.
    */
   reserve(payloadLen: number, timestamp: number, kind: number, detections: number,
-    onDrop?: (frames: number) => void): number {
-    const size = recordSize(payloadLen);
+    onDrop?: (frames: number) => void, skip = 0): number {
+    const size = recordSize(payloadLen, skip);
     let off = this.headBytes & this.mask;
     const toEnd = this.capacity - off;
     const need = size <= toEnd ? size : toEnd + size;
@@ -94,12 +95,12 @@ export class RingWriter {
     dv.setUint32(off + REC_PAYLOAD_LEN, payloadLen, true);
     dv.setFloat64(off + REC_TIMESTAMP, timestamp, true);
     dv.setUint8(off + REC_KIND, kind);
-    dv.setUint8(off + REC_KIND + 1, 0);
-    dv.setUint16(off + REC_KIND + 2, 0, true);
+    dv.setUint8(off + REC_SKIP, skip);
+    dv.setUint16(off + REC_SKIP + 1, 0, true);
     dv.setUint32(off + REC_DETECTIONS, detections, true);
     this.pendingSize = size;
     this.pendingTs = timestamp;
-    return off + REC_HEADER_BYTES;
+    return off + REC_HEADER_BYTES + skip;
   }
   private pendingSize = 0;
   private pendingTs = 0;

@@ -28,7 +28,9 @@ export function writeLineFrame(w: RingWriter, line: Uint8Array, scan: LineScan, 
   detections: number, onDrop: (n: number) => void): boolean {
   let len = 3 + scan.keptCount - 1; // '{' '}' '\n' and the commas between spans
   for (let i = 0; i < scan.keptCount; i++) len += scan.keptEnd[i]! - scan.keptStart[i]!;
-  const off = w.reserve(len, timestamp, KIND_JSON_LINE, detections, onDrop);
+  // Align the first (largest) span's copy: payloads start 8-aligned, '{' comes first.
+  const skip = scan.keptCount > 0 ? (line.byteOffset + scan.keptStart[0]! - 1) & 7 : 0;
+  const off = w.reserve(len, timestamp, KIND_JSON_LINE, detections, onDrop, skip);
   if (off < 0) return false;
   const d = w.bytes;
   let p = off;
@@ -50,7 +52,7 @@ export function writePackedFrame(w: RingWriter, det: Uint8Array, n: number, adsb
   timestamp: number, onDrop: (n: number) => void): boolean {
   if (w.wantsJson) return writePackedAsJson(w, det, n, adsbJson, timestamp, onDrop);
   const alen = adsbJson ? adsbJson.length : 0;
-  const off = w.reserve(det.length + alen, timestamp, KIND_PACKED, n, onDrop);
+  const off = w.reserve(det.length + alen, timestamp, KIND_PACKED, n, onDrop, det.byteOffset & 7);
   if (off < 0) return false;
   w.bytes.set(det, off);
   if (adsbJson) w.bytes.set(adsbJson, off + det.length);

@@ -40,14 +40,17 @@ export const FORMAT_JSONL = 1; // the consumer wants JSON lines only: producers 
 //   4  u32 payload length (PAD_MARK for a pad record)
 //   8  f64 frame timestamp (ms since the epoch)
 //  16  u8  kind (KIND_*)
-//  17  u8  reserved
+//  17  u8  payload skip: 0-7 bytes between the header and the payload, chosen so
+//          the producer's bulk copy has source and destination equally aligned
+//          (copies into shared memory are several times slower otherwise)
 //  18  u16 reserved
 //  20  u32 detections in the frame
-//  24  payload
+//  24  skip bytes, then payload
 export const REC_LEN = 0;
 export const REC_PAYLOAD_LEN = 4;
 export const REC_TIMESTAMP = 8;
 export const REC_KIND = 16;
+export const REC_SKIP = 17;
 export const REC_DETECTIONS = 20;
 export const REC_HEADER_BYTES = 24;
 export const REC_ALIGN = 8;
@@ -64,8 +67,8 @@ export const KIND_PACKED = 2;
 export const MIN_RING_BYTES = 1 << 16;
 export const MAX_RING_BYTES = 1 << 30;
 
-export function recordSize(payloadLen: number): number {
-  return (REC_HEADER_BYTES + payloadLen + REC_ALIGN - 1) & ~(REC_ALIGN - 1);
+export function recordSize(payloadLen: number, skip = 0): number {
+  return (REC_HEADER_BYTES + skip + payloadLen + REC_ALIGN - 1) & ~(REC_ALIGN - 1);
 }
 
 export function packPos(frames: number, bytes: number): bigint {
