@@ -13,6 +13,8 @@ import {
 } from '../shared/binary-protocol.js';
 import { isValidNodeId, NODE_ID_RULE } from '../shared/node-id.js';
 import { writePackedFrame } from './frame-writer.js';
+import { FastFrame, readFastFrame } from './frame-fast-path.js';
+import type { RingWriter } from '../ring-writer.js';
 import { type Shard, type Conn, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED } from './shard.js';
 
 export function sendBinaryError(sh: Shard, c: Conn, e: PlainError, fatal: boolean, seq?: number): void {
@@ -60,7 +62,15 @@ function isAdsbEntry(x: unknown): boolean {
   return x === null || (typeof x === 'object' && !Array.isArray(x) && !(x instanceof Uint8Array));
 }
 
+const fast = new FastFrame();
+
 export function handleBinary(sh: Shard, c: Conn, buf: Buffer, s: number, e: number): number {
+  // Frames from a welcomed node: try the canonical layout before a full decode.
+  if (c.welcomed && readFastFrame(buf, s, e, fast)) {
+    const slot = c.binNode!;
+    if (slot.state !== NODE_GRANTED) return closingFrame(sh);
+    return frame(sh, c, slot.writer!, fast.seq, fast.ts, buf.subarray(fast.detStart, fast.detEnd), undefined);
+  }
   let msg: unknown;
   try {
     msg = decodeBody(buf, s, e);
@@ -75,62 +85,10 @@ export function handleBinary(sh: Shard, c: Conn, buf: Buffer, s: number, e: numb
   if (!c.welcomed) return hello(sh, c, m);
 
   const slot = c.binNode!;
-  if (slot.state !== NODE_GRANTED) {
-    if (m.t === T_FRAME) {
-      sh.counters[C_FRAMES_RECEIVED]! += 1;
-      sh.counters[D_CONNECTION_CLOSED]! += 1;
-    }
-    return R_CLOSE;
-  }
-  const w = slot.writer!;
+  if (slot.state !== NODE_GRANTED) return m.t === T_FRAME ? closingFrame(sh) : R_CLOSE;
   switch (m.t) {
-    case T_FRAME: {
-      const seq = m.seq;
-      if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) {
-        return reject(sh, c, D_INVALID_FRAME, ErrorCodes.INVALID_FRAME, 'seq must be a positive integer');
-      }
-      if (seq <= w.lastSeq) {
-        // A resend of something already settled: ack again, store nothing (not logged: expected after a reconnect).
-        sh.counters[C_FRAMES_RECEIVED]! += 1;
-        sh.counters[D_DUPLICATE]! += 1;
-        sh.oweAck(c);
-        return R_CONTINUE;
-      }
-      const ts = m.ts;
-      const det = m.det;
-      let problem: string | null = null;
-      if (typeof ts !== 'number' || !Number.isFinite(ts) || ts < 0) problem = 'ts must be a non-negative number (ms since the epoch)';
-      else if (!(det instanceof Uint8Array) || det.length % DET_STRIDE !== 0) problem = `det must be binary of 24*n bytes (delay, doppler, snr as f64 LE)`;
-      else if (!detectionsFinite(det)) problem = 'det contains a non-finite value';
-      let adsbJson: Buffer | null = null;
-      if (problem === null && m.adsb !== undefined) {
-        const a = m.adsb;
-        if (!Array.isArray(a) || a.length !== (det as Uint8Array).length / DET_STRIDE || !a.every(isAdsbEntry)) {
-          problem = 'adsb must be an array with one null-or-map entry per detection';
-        } else {
-          adsbJson = Buffer.from(JSON.stringify(a));
-        }
-      }
-      if (problem !== null) {
-        w.lastSeq = seq; // settled (rejected): the node must not resend it
-        sh.oweAck(c);
-        return reject(sh, c, D_INVALID_FRAME, ErrorCodes.INVALID_FRAME, problem, seq);
-      }
-      const d = det as Uint8Array;
-      const n = d.length / DET_STRIDE;
-      if (!writePackedFrame(w, d, n, adsbJson, ts as number, sh.onOverflowDrop)) {
-        c.pendingFrame = true;
-        sh.waitForSpace(c, w);
-        return R_BLOCKED;
-      }
-      w.lastSeq = seq;
-      sh.wrote(w);
-      sh.oweAck(c);
-      sh.counters[C_FRAMES_RECEIVED]! += 1;
-      sh.counters[C_FRAMES_WRITTEN]! += 1;
-      sh.counters[C_DETECTIONS_RECEIVED]! += n;
-      return R_CONTINUE;
-    }
+    case T_FRAME:
+      return frame(sh, c, slot.writer!, m.seq, m.ts, m.det, m.adsb);
     case T_HEARTBEAT:
       sh.counters[C_HEARTBEATS]! += 1;
       sh.sawHeartbeat(slot.node);
@@ -142,6 +100,57 @@ export function handleBinary(sh: Shard, c: Conn, buf: Buffer, s: number, e: numb
     default:
       return reject(sh, c, D_MALFORMED, ErrorCodes.PROTOCOL, `unknown message type ${JSON.stringify(String(m.t))}`);
   }
+}
+
+/** A frame arriving after the node moved to another connection: counted, never written. */
+function closingFrame(sh: Shard): number {
+  sh.counters[C_FRAMES_RECEIVED]! += 1;
+  sh.counters[D_CONNECTION_CLOSED]! += 1;
+  return R_CLOSE;
+}
+
+function frame(sh: Shard, c: Conn, w: RingWriter, seq: unknown, ts: unknown, det: unknown, adsb: unknown): number {
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) {
+    return reject(sh, c, D_INVALID_FRAME, ErrorCodes.INVALID_FRAME, 'seq must be a positive integer');
+  }
+  if (seq <= w.lastSeq) {
+    // A resend of something already settled: ack again, store nothing (expected after a reconnect: not logged).
+    sh.counters[C_FRAMES_RECEIVED]! += 1;
+    sh.counters[D_DUPLICATE]! += 1;
+    sh.oweAck(c);
+    return R_CONTINUE;
+  }
+  let problem: string | null = null;
+  if (typeof ts !== 'number' || !Number.isFinite(ts) || ts < 0) problem = 'ts must be a non-negative number (ms since the epoch)';
+  else if (!(det instanceof Uint8Array) || det.length % DET_STRIDE !== 0) problem = 'det must be binary of 24*n bytes (delay, doppler, snr as f64 LE)';
+  else if (!detectionsFinite(det)) problem = 'det contains a non-finite value';
+  let adsbJson: Buffer | null = null;
+  if (problem === null && adsb !== undefined) {
+    if (!Array.isArray(adsb) || adsb.length !== (det as Uint8Array).length / DET_STRIDE || !adsb.every(isAdsbEntry)) {
+      problem = 'adsb must be an array with one null-or-map entry per detection';
+    } else {
+      adsbJson = Buffer.from(JSON.stringify(adsb));
+    }
+  }
+  if (problem !== null) {
+    w.lastSeq = seq; // settled (rejected): the node must not resend it
+    sh.oweAck(c);
+    return reject(sh, c, D_INVALID_FRAME, ErrorCodes.INVALID_FRAME, problem, seq);
+  }
+  const d = det as Uint8Array;
+  const n = d.length / DET_STRIDE;
+  if (!writePackedFrame(w, d, n, adsbJson, ts as number, sh.onOverflowDrop)) {
+    c.pendingFrame = true;
+    sh.waitForSpace(c, w);
+    return R_BLOCKED;
+  }
+  w.lastSeq = seq;
+  sh.wrote(w);
+  sh.oweAck(c);
+  sh.counters[C_FRAMES_RECEIVED]! += 1;
+  sh.counters[C_FRAMES_WRITTEN]! += 1;
+  sh.counters[C_DETECTIONS_RECEIVED]! += n;
+  return R_CONTINUE;
 }
 
 function hello(sh: Shard, c: Conn, m: Record<string, unknown>): number {
