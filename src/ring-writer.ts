@@ -36,6 +36,7 @@ export class RingWriter {
     const head = Atomics.load(this.h64, HEAD64);
     this.headBytes = posBytes(head);
     this.headFrames = posFrames(head);
+    this.cachedTail = posBytes(Atomics.load(this.h64, TAIL64));
     this.dropOldest = policy === 'drop-oldest';
   }
 
@@ -53,9 +54,12 @@ export class RingWriter {
     return this.hf[LAST_TIMESTAMP_F64]!;
   }
 
+  /** Tail as last read: the tail only moves forward, so space computed from it is a lower bound. */
+  private cachedTail = 0;
+
   private freeBytes(): number {
-    const tail = posBytes(Atomics.load(this.h64, TAIL64));
-    return this.capacity - ((this.headBytes - tail) >>> 0);
+    this.cachedTail = posBytes(Atomics.load(this.h64, TAIL64));
+    return this.capacity - ((this.headBytes - this.cachedTail) >>> 0);
   }
 
   /**
@@ -72,7 +76,8 @@ export class RingWriter {
     let off = this.headBytes & this.mask;
     const toEnd = this.capacity - off;
     const need = size <= toEnd ? size : toEnd + size;
-    if (this.freeBytes() < need) {
+    // Re-read the shared tail (a BigInt load) only when the cached one says no room.
+    if (this.capacity - ((this.headBytes - this.cachedTail) >>> 0) < need && this.freeBytes() < need) {
       if (!this.dropOldest) {
         this.lastNeed = need;
         return -1;

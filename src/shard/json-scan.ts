@@ -56,28 +56,31 @@ export class LineScan {
   keptCount = 0;
 }
 
-// 'n','o','d','e','_','i','d' etc. as byte arrays for matching.
-const KEY_BYTES: [number, Uint8Array][] = [
-  [K_NODE_ID, Buffer.from('node_id')],
-  [K_TOKEN, Buffer.from('token')],
-  [K_TYPE, Buffer.from('type')],
-  [K_TIMESTAMP, Buffer.from('timestamp')],
-  [K_DELAY, Buffer.from('delay')],
-  [K_DOPPLER, Buffer.from('doppler')],
-  [K_SNR, Buffer.from('snr')],
-  [K_ADSB, Buffer.from('adsb')],
-];
+function eq(b: Uint8Array, s: number, word: string): boolean {
+  for (let i = 1; i < word.length; i++) if (b[s + i] !== word.charCodeAt(i)) return false;
+  return true;
+}
 
+/** Known top-level key of b[s, e), by length and first byte (called once per member). */
 function matchKey(b: Uint8Array, s: number, e: number): number {
-  const len = e - s;
-  for (let k = 0; k < KEY_BYTES.length; k++) {
-    const kb = KEY_BYTES[k]![1];
-    if (kb.length !== len) continue;
-    let i = 0;
-    while (i < len && b[s + i] === kb[i]) i++;
-    if (i === len) return KEY_BYTES[k]![0];
+  const c = b[s];
+  switch (e - s) {
+    case 3:
+      return c === 0x73 && eq(b, s, 'snr') ? K_SNR : K_OTHER;
+    case 4:
+      if (c === 0x74) return eq(b, s, 'type') ? K_TYPE : K_OTHER;
+      return c === 0x61 && eq(b, s, 'adsb') ? K_ADSB : K_OTHER;
+    case 5:
+      if (c === 0x64) return eq(b, s, 'delay') ? K_DELAY : K_OTHER;
+      return c === 0x74 && eq(b, s, 'token') ? K_TOKEN : K_OTHER;
+    case 7:
+      if (c === 0x6e) return eq(b, s, 'node_id') ? K_NODE_ID : K_OTHER;
+      return c === 0x64 && eq(b, s, 'doppler') ? K_DOPPLER : K_OTHER;
+    case 9:
+      return c === 0x74 && eq(b, s, 'timestamp') ? K_TIMESTAMP : K_OTHER;
+    default:
+      return K_OTHER;
   }
-  return K_OTHER;
 }
 
 // The scanner works on locals: every helper takes (bytes, position, end) and

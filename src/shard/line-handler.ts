@@ -70,13 +70,16 @@ export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number
     sh.authenticated(c);
   }
 
-  if (scan.type[K_NODE_ID] !== T_STRING || scan.escaped[K_NODE_ID]
-    || !isValidNodeIdBytes(buf, scan.start[K_NODE_ID]!, scan.end[K_NODE_ID]!)) {
+  if (scan.type[K_NODE_ID] !== T_STRING || scan.escaped[K_NODE_ID]) {
     return isHeartbeat ? R_CONTINUE : drop(sh, c, D_INVALID_FRAME, NODE_ID_RULE);
   }
 
   let slot: NodeSlot | null = c.lastSlot;
+  // Same node as the previous line (the usual case): already validated and routed.
   if (slot === null || !bytesEqual(buf, scan.start[K_NODE_ID]!, scan.end[K_NODE_ID]!, c.lastNodeBytes)) {
+    if (!isValidNodeIdBytes(buf, scan.start[K_NODE_ID]!, scan.end[K_NODE_ID]!)) {
+      return isHeartbeat ? R_CONTINUE : drop(sh, c, D_INVALID_FRAME, NODE_ID_RULE);
+    }
     const node = buf.toString('latin1', scan.start[K_NODE_ID]!, scan.end[K_NODE_ID]!);
     slot = c.nodes.get(node) ?? null;
     if (slot === null) {
