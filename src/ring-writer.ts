@@ -22,6 +22,8 @@ export class RingWriter {
   private headBytes: number;
   private headFrames: number;
   private dirty = false;
+  /** The owning shard has this writer on its flush list. */
+  listed = false;
   private readonly dropOldest: boolean;
 
   constructor(sab: SharedArrayBuffer, policy: OverflowPolicy) {

@@ -365,7 +365,8 @@ function obj(b: Uint8Array, p: number, e: number, depth: number): number {
 export function scanLine(b: Uint8Array, start: number, end: number, out: LineScan): number {
   ERR = SCAN_OK;
   ERR_MSG = '';
-  out.type.fill(0);
+  const ty = out.type;
+  ty[0] = ty[1] = ty[2] = ty[3] = ty[4] = ty[5] = ty[6] = ty[7] = ty[8] = T_NONE;
   out.keptCount = 0;
   out.duplicateKey = false;
   const e = end;

@@ -78,7 +78,8 @@ export class Shard {
   readonly counters: Float64Array;
   readonly token: TokenCheck;
   readonly conns = new Map<number, Conn>();
-  private readonly dirtyWriters = new Set<RingWriter>();
+  /** Writers with staged records (each listed once: RingWriter.listed). */
+  private dirtyWriters: RingWriter[] = [];
   private readonly ringIds = new Map<RingWriter, number>();
   private credits: number[] = [];
   private writes: (number | Uint8Array)[] = [];
@@ -234,7 +235,10 @@ export class Shard {
   }
 
   wrote(w: RingWriter): void {
-    this.dirtyWriters.add(w);
+    if (!w.listed) {
+      w.listed = true;
+      this.dirtyWriters.push(w);
+    }
   }
 
   readonly onOverflowDrop = (n: number): void => {
@@ -306,7 +310,6 @@ export class Shard {
   private releaseSlot(slot: NodeSlot): void {
     if (slot.writer) {
       if (slot.writer.flush()) this.wakeRing(slot.writer);
-      this.dirtyWriters.delete(slot.writer);
       this.ringIds.delete(slot.writer);
     }
     slot.state = NODE_REVOKED;
@@ -340,10 +343,13 @@ export class Shard {
   }
 
   private flushWriters(): void {
-    for (const w of this.dirtyWriters) {
+    const list = this.dirtyWriters;
+    if (list.length === 0) return;
+    this.dirtyWriters = [];
+    for (const w of list) {
+      w.listed = false;
       if (w.flush()) this.wakeRing(w);
     }
-    this.dirtyWriters.clear();
   }
 
   private sendAck(c: Conn): void {
