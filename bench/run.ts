@@ -1,0 +1,715 @@
+// Benchmark runner.
+//
+//   node dist/bench/run.js [workload] [--duration S] [--warmup S] [--reps N] ...
+//
+// Workloads:
+//   ingest   (default) for each protocol (line: 64 nodes, 1-5 detections a frame;
+//            binary: 64 nodes, 50 detections a frame) and each engine mode
+//            (shards: 0 = everything on the main thread, vs the default shards: auto),
+//            an Engine (sink: discard) is loaded by a forked load generator; the rate
+//            of frames and detections written into rings, the main thread's event-loop
+//            utilisation and CPU, the workers' ELU and the process CPU are measured over
+//            the window after a warm-up. Each cell is repeated and the medians reported.
+//            After the load stops and the rings drain, the accounting identities are
+//            checked: sent == received == written + dropped, written == consumed + inRings.
+//   ceiling  the same generator against a bare server that reads and discards (no
+//            engine): what the generator (and loopback TCP) can deliver on this machine.
+//
+// Output: one JSON object on stdout, also written to bench/results/<workload>-<ts>.json
+// and bench/results/<workload>-latest.json; a human summary on stderr.
+import { execSync, fork } from 'node:child_process';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { performance } from 'node:perf_hooks';
+import { parseConfig } from '../src/config.js';
+import { Engine } from '../src/engine.js';
+import { C_BYTES_RECEIVED, C_ACKS_SENT } from '../src/shared/counters.js';
+import { encodeMessage, PROTOCOL_VERSION, T_WELCOME, HEARTBEAT_MS } from '../src/shared/binary-protocol.js';
+import { M_DATA, S_BATCH } from '../src/shared/messages.js';
+import type { MainToShard, ShardToMain } from '../src/shared/messages.js';
+import { Loadgen, type BenchProtocol, type LoadgenSample } from './loadgen.js';
+import { snapshot, delta, type ProbeSnapshot } from './probes.js';
+
+const SELF = fileURLToPath(import.meta.url);
+const RESULTS_DIR = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+const TOKEN = 'bench-secret';
+
+/** Targets the engine's default configuration must meet on this 2-core machine. */
+const TARGETS = {
+  line: { metric: 'frames_per_s' as const, min: 800_000, what: 'line protocol frames/s into rings' },
+  binary: { metric: 'detections_per_s' as const, min: 15_000_000, what: 'binary protocol detections/s into rings' },
+};
+/** Python tracker-host reference on this machine (frames/s parsed, line protocol). */
+const PYTHON_REFERENCE_FRAMES_PER_S = 234_000;
+
+/** 'default' = the config default (shards: auto); 'shardsN' = shards: N. */
+type Mode = 'default' | `shards${number}`;
+
+interface CellSpec {
+  protocol: BenchProtocol;
+  mode: Mode;
+  connections: number;
+  /** Binary: detections per frame. */
+  detections: number;
+  warmupS: number;
+  durationS: number;
+  chunkBytes: number;
+  depth: number;
+  procs: number;
+  ringBytes: number | null;
+  /** Diagnostics: count the messages between the main thread and the shards. */
+  traceMessages: boolean;
+}
+
+interface Accounting {
+  sent: number;
+  received: number;
+  written: number;
+  consumed: number;
+  inRings: number;
+  droppedTotal: number;
+  dropped: Record<string, number>;
+  /** Binary: connections whose last frame was not acked by the end. */
+  unacked: number;
+  errors: string[];
+  violations: string[];
+}
+
+interface RunResult {
+  protocol: BenchProtocol;
+  mode: Mode;
+  shards: number;
+  window_s: number;
+  frames_per_s: number;
+  detections_per_s: number;
+  received_per_s: number;
+  sent_per_s: number;
+  mbytes_per_s: number;
+  /** Binary: ack messages the host sent per second (one socket write each). */
+  acks_per_s: number;
+  main_elu: number;
+  worker_elu: number[];
+  /** Main-thread ELU per 1,000,000 frames/s of throughput. */
+  main_elu_per_mfps: number;
+  /** Main-thread busy time (ELU) per frame written, nanoseconds. */
+  main_busy_ns_per_frame: number;
+  /** Main-thread CPU, cores (Linux /proc). */
+  main_thread_cpu: number | null;
+  main_cpu_ns_per_frame: number | null;
+  /** Whole engine process CPU (all threads), cores. */
+  process_cpu: number;
+  /** Main thread's share of the engine process CPU. */
+  main_cpu_share: number | null;
+  machine_cpu_busy: number | null;
+  /** Machine CPU by kind (cores): user, system, softirq (loopback TCP work), steal. */
+  machine_cpu: { user: number; system: number; softirq: number; steal: number } | null;
+  /**
+   * Machine CPU not accounted for by the engine process, the generator or softirq
+   * (cores): other processes or host noise. Near 0 in a clean run.
+   */
+  other_cpu: number | null;
+  generator_cpu: number;
+  generator_elu: number;
+  /** Frames/s written into rings, second by second through the window. */
+  per_second: number[];
+  /** With --trace-messages: main<->shard message rates in the window. */
+  messages?: MessageRates;
+  /**
+   * Machine speed index measured just before the run: millions of a fixed small
+   * JSON.parse per second on the main thread (shows host-side drift between runs).
+   */
+  calibration_mops: number;
+  /** Seconds spent starting (engine + generator ready) and stopping (drain + engine stop). */
+  setup_s: number;
+  teardown_s: number;
+  accounting: Accounting;
+}
+
+interface MessageRates {
+  /** M_DATA messages (one per socket read) per second and their mean size. */
+  data_msgs_per_s: number;
+  data_bytes_mean: number;
+  /** Frames per M_DATA message. */
+  frames_per_data_msg: number;
+  /** S_BATCH messages per second, and socket writes (acks, errors) they carried. */
+  batch_msgs_per_s: number;
+  socket_writes_per_s: number;
+  other_to_shard_per_s: number;
+  other_from_shard_per_s: number;
+}
+
+interface MessageCounts { data: number; dataBytes: number; otherTo: number; batch: number; writes: number; otherFrom: number }
+
+/**
+ * Wraps the engine's pool so every main<->shard message is counted (diagnostics:
+ * costs a little main-thread time, so it is off by default).
+ */
+function traceMessages(engine: Engine): MessageCounts {
+  const c: MessageCounts = { data: 0, dataBytes: 0, otherTo: 0, batch: 0, writes: 0, otherFrom: 0 };
+  const pool = engine.pool as unknown as {
+    send(shard: number, msg: MainToShard, transfer?: unknown[]): boolean;
+    opts: { onMessage(shard: number, msg: ShardToMain): void };
+  };
+  const send = pool.send.bind(pool);
+  pool.send = (shard, msg, transfer) => {
+    if (msg.t === M_DATA) {
+      c.data++;
+      c.dataBytes += msg.buf.byteLength;
+    } else {
+      c.otherTo++;
+    }
+    return send(shard, msg, transfer);
+  };
+  const onMessage = pool.opts.onMessage;
+  pool.opts.onMessage = (shard, msg) => {
+    if (msg.t === S_BATCH) {
+      c.batch++;
+      c.writes += msg.writes.length / 2;
+    } else {
+      c.otherFrom++;
+    }
+    onMessage(shard, msg);
+  };
+  return c;
+}
+
+// ---------------------------------------------------------------------------
+// One measured run
+// ---------------------------------------------------------------------------
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function engineConfig(spec: CellSpec) {
+  const raw: Record<string, unknown> = {
+    shards: spec.mode === 'default' ? 'auto' : Number(spec.mode.slice(6)),
+    sink: 'discard',
+    tcp_server: { enabled: true, host: '127.0.0.1', port: 0, token: TOKEN },
+    http: { host: '127.0.0.1', port: 0 },
+    log: { level: 'silent' },
+  };
+  if (spec.ringBytes) raw.ring = { size_bytes: spec.ringBytes };
+  return parseConfig(raw, {}); // {}: RADAR_INGEST_TOKEN must not override the bench token
+}
+
+/** A fixed CPU-bound task for 200 ms: millions of operations per second. */
+function calibrate(): number {
+  const line = '{"timestamp":1757400000000,"delay":[40.46,120.3,77.1],"doppler":[-27.99,88.1,3.5],"snr":[12.08,7.2,9.9]}';
+  const end = performance.now() + 200;
+  let n = 0;
+  let t = performance.now();
+  const t0 = t;
+  while (t < end) {
+    for (let i = 0; i < 200; i++) JSON.parse(line);
+    n += 200;
+    t = performance.now();
+  }
+  return n / (t - t0) / 1000;
+}
+
+async function runOnce(spec: CellSpec): Promise<RunResult> {
+  const calibrationMops = calibrate();
+  const tStart = performance.now();
+  const engine = new Engine({ config: engineConfig(spec) });
+  const trace = spec.traceMessages ? traceMessages(engine) : null;
+  await engine.start();
+  let lg: Loadgen | null = null;
+  try {
+    const port = engine.tcpAddress!.port;
+    lg = await Loadgen.start({
+      host: '127.0.0.1', port, protocol: spec.protocol, connections: spec.connections, token: TOKEN,
+      detections: spec.detections, chunkBytes: spec.chunkBytes, depth: spec.depth, procs: spec.procs,
+      maxSeconds: spec.warmupS + spec.durationS + 60,
+    });
+    const setupS = (performance.now() - tStart) / 1000;
+    lg.go();
+    await sleep(spec.warmupS * 1000);
+
+    const workers = engine.pool.threads;
+    const t0 = engine.totals();
+    const b0 = engine.counters[C_BYTES_RECEIVED]!;
+    const a0 = acksSent(engine);
+    const p0: ProbeSnapshot = snapshot(workers);
+    const g0: LoadgenSample = await lg.mark();
+    const m0 = trace ? { ...trace } : null;
+    const perSecond: number[] = [];
+    let lastWritten = t0.written;
+    let lastAt = performance.now();
+    const tick = setInterval(() => {
+      const w = engine.totals().written;
+      const now = performance.now();
+      perSecond.push(Math.round(((w - lastWritten) * 1000) / (now - lastAt)));
+      lastWritten = w;
+      lastAt = now;
+    }, 1000);
+    await sleep(spec.durationS * 1000);
+    clearInterval(tick);
+    const p1 = snapshot(workers);
+    const t1 = engine.totals();
+    const b1 = engine.counters[C_BYTES_RECEIVED]!;
+    const a1 = acksSent(engine);
+    const g1 = await lg.mark();
+    const m1 = trace ? { ...trace } : null;
+
+    // Stop the load, let the engine drain, then check the books.
+    const tStop = performance.now();
+    const fin = await lg.stop();
+    lg = null;
+    const end = await drained(engine);
+    await engine.stop();
+    const teardownS = (performance.now() - tStop) / 1000;
+    const d = delta(p0, p1);
+    const s = d.seconds;
+    const frames = t1.written - t0.written;
+    const det = t1.detections - t0.detections;
+    const genS = (g1.childAt - g0.childAt) / 1000;
+    const acc: Accounting = {
+      sent: fin.sent, received: end.received, written: end.written, consumed: end.consumed, inRings: end.inRings,
+      droppedTotal: end.droppedTotal,
+      dropped: Object.fromEntries(Object.entries(end.dropped).filter(([, v]) => v !== 0)),
+      unacked: fin.lastSeqSent.filter((sq, i) => sq > (fin.lastAck[i] ?? 0)).length,
+      errors: fin.errors,
+      violations: [],
+    };
+    if (acc.received !== acc.written + acc.droppedTotal) acc.violations.push(`received ${acc.received} != written ${acc.written} + dropped ${acc.droppedTotal}`);
+    if (acc.written !== acc.consumed + acc.inRings) acc.violations.push(`written ${acc.written} != consumed ${acc.consumed} + inRings ${acc.inRings}`);
+    if (acc.sent !== acc.received) acc.violations.push(`generator sent ${acc.sent} != engine received ${acc.received}`);
+    if (acc.droppedTotal !== 0) acc.violations.push(`dropped ${acc.droppedTotal} frames: ${JSON.stringify(acc.dropped)}`);
+    if (fin.closedEarly > 0) acc.violations.push(`${fin.closedEarly} connections closed by the host during the run`);
+    if (acc.unacked > 0) acc.violations.push(`${acc.unacked} connections without an ack for their last frame`);
+    if (acc.errors.length > 0) acc.violations.push(`host/socket errors: ${acc.errors.slice(0, 3).join('; ')}`);
+
+    const mainBusy = d.mainElu * s;
+    let messages: MessageRates | undefined;
+    if (m0 && m1) {
+      const n = m1.data - m0.data;
+      messages = {
+        data_msgs_per_s: Math.round(n / s),
+        data_bytes_mean: Math.round((m1.dataBytes - m0.dataBytes) / n),
+        frames_per_data_msg: round((t1.received - t0.received) / n, 1),
+        batch_msgs_per_s: Math.round((m1.batch - m0.batch) / s),
+        socket_writes_per_s: Math.round((m1.writes - m0.writes) / s),
+        other_to_shard_per_s: round((m1.otherTo - m0.otherTo) / s, 1),
+        other_from_shard_per_s: round((m1.otherFrom - m0.otherFrom) / s, 1),
+      };
+    }
+    return {
+      protocol: spec.protocol,
+      mode: spec.mode,
+      shards: engine.config.shards,
+      window_s: round(s, 3),
+      frames_per_s: Math.round(frames / s),
+      detections_per_s: Math.round(det / s),
+      received_per_s: Math.round((t1.received - t0.received) / s),
+      sent_per_s: Math.round((g1.sent - g0.sent) / genS),
+      mbytes_per_s: round((b1 - b0) / s / 1e6, 1),
+      acks_per_s: Math.round((a1 - a0) / s),
+      main_elu: round(d.mainElu, 4),
+      worker_elu: d.workerElu.map((x) => round(x, 4)),
+      main_elu_per_mfps: round(d.mainElu / (frames / s / 1e6), 4),
+      main_busy_ns_per_frame: round((mainBusy / frames) * 1e9, 1),
+      main_thread_cpu: d.mainThreadCpu === null ? null : round(d.mainThreadCpu, 3),
+      main_cpu_ns_per_frame: d.mainThreadCpu === null ? null : round(((d.mainThreadCpu * s) / frames) * 1e9, 1),
+      process_cpu: round(d.processCpu, 3),
+      main_cpu_share: d.mainThreadCpu === null ? null : round(d.mainThreadCpu / d.processCpu, 3),
+      machine_cpu_busy: d.machineBusy === null ? null : round(d.machineBusy, 3),
+      machine_cpu: d.machine,
+      other_cpu: d.machineBusy === null || !d.machine ? null
+        : round(d.machineBusy - d.processCpu - (g1.cpuUs - g0.cpuUs) / 1e6 / genS - d.machine.softirq, 3),
+      generator_cpu: round((g1.cpuUs - g0.cpuUs) / 1e6 / genS, 3),
+      generator_elu: round((g1.eluActiveMs - g0.eluActiveMs) / 1000 / genS, 3),
+      per_second: perSecond,
+      ...(messages ? { messages } : {}),
+      calibration_mops: round(calibrationMops, 3),
+      setup_s: round(setupS, 2),
+      teardown_s: round(teardownS, 2),
+      accounting: acc,
+    };
+  } finally {
+    lg?.kill();
+    await engine.stop();
+  }
+}
+
+function acksSent(engine: Engine): number {
+  return engine.pool.slots.reduce((n, s) => n + s.counters[C_ACKS_SENT]!, engine.counters[C_ACKS_SENT]!);
+}
+
+/** Waits until the engine's counters stop moving and the rings are empty (bounded). */
+async function drained(engine: Engine): Promise<ReturnType<Engine['totals']>> {
+  const deadline = Date.now() + 10000;
+  let last = engine.totals();
+  let stable = 0;
+  while (Date.now() < deadline) {
+    await sleep(50);
+    const t = engine.totals();
+    if (t.received === last.received && t.written === last.written && t.consumed === last.consumed && t.inRings === 0) {
+      if (++stable >= 3) return t;
+    } else {
+      stable = 0;
+    }
+    last = t;
+  }
+  return engine.totals();
+}
+
+// ---------------------------------------------------------------------------
+// Ceiling: the generator against a bare read-and-discard server
+// ---------------------------------------------------------------------------
+
+interface CeilingResult {
+  protocol: BenchProtocol;
+  window_s: number;
+  frames_per_s: number;
+  detections_per_s: number;
+  mbytes_per_s: number;
+  server_main_elu: number;
+  generator_cpu: number;
+  generator_elu: number;
+  machine_cpu_busy: number | null;
+  machine_cpu: { user: number; system: number; softirq: number; steal: number } | null;
+}
+
+async function runCeiling(spec: CellSpec): Promise<CeilingResult> {
+  let bytes = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer({ noDelay: true }, (s) => {
+    sockets.add(s);
+    let first = true;
+    s.on('data', (d: Buffer) => {
+      bytes += d.length;
+      if (first && spec.protocol === 'binary') {
+        s.write(encodeMessage({ t: T_WELCOME, v: PROTOCOL_VERSION, node: 'x', last_seq: 0, max_frame: 1 << 20, hb_ms: HEARTBEAT_MS }));
+      }
+      first = false;
+    });
+    s.on('error', () => undefined);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as AddressInfo).port;
+  let lg: Loadgen | null = null;
+  try {
+    lg = await Loadgen.start({
+      host: '127.0.0.1', port, protocol: spec.protocol, connections: spec.connections, token: TOKEN,
+      detections: spec.detections, chunkBytes: spec.chunkBytes, depth: spec.depth, procs: spec.procs,
+      maxSeconds: spec.warmupS + spec.durationS + 60,
+    });
+    // The bare server never acks: the generator's end-of-run ack wait is bounded.
+    lg.go();
+    await sleep(spec.warmupS * 1000);
+    const p0 = snapshot([]);
+    const g0 = await lg.mark();
+    const by0 = bytes;
+    await sleep(spec.durationS * 1000);
+    const p1 = snapshot([]);
+    const g1 = await lg.mark();
+    const by1 = bytes;
+    const genS = (g1.childAt - g0.childAt) / 1000;
+    await lg.stop(30000);
+    lg = null;
+    const d = delta(p0, p1);
+    return {
+      protocol: spec.protocol,
+      window_s: round(genS, 3),
+      frames_per_s: Math.round((g1.sent - g0.sent) / genS),
+      detections_per_s: Math.round((g1.detections - g0.detections) / genS),
+      mbytes_per_s: round((by1 - by0) / d.seconds / 1e6, 1),
+      server_main_elu: round(d.mainElu, 4),
+      generator_cpu: round((g1.cpuUs - g0.cpuUs) / 1e6 / genS, 3),
+      generator_elu: round((g1.eluActiveMs - g0.eluActiveMs) / 1000 / genS, 3),
+      machine_cpu_busy: d.machineBusy === null ? null : round(d.machineBusy, 3),
+      machine_cpu: d.machine,
+    };
+  } finally {
+    lg?.kill();
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Isolation: one run in a fresh process (--isolate)
+// ---------------------------------------------------------------------------
+
+function runIsolated<T>(kind: 'ingest' | 'ceiling', spec: CellSpec): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const child = fork(SELF, ['--cell', JSON.stringify({ kind, spec })], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const bound = setTimeout(() => child.kill('SIGKILL'), (spec.warmupS + spec.durationS + 90) * 1000);
+    child.on('exit', (code) => {
+      clearTimeout(bound);
+      const line = out.trim().split('\n').pop() ?? '';
+      if (code !== 0) return reject(new Error(`isolated run exited with code ${code}`));
+      try {
+        resolve(JSON.parse(line) as T);
+      } catch {
+        reject(new Error(`isolated run printed no result: ${out.slice(-200)}`));
+      }
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Statistics and reporting
+// ---------------------------------------------------------------------------
+
+function round(x: number, digits = 0): number {
+  if (!Number.isFinite(x)) return x;
+  const k = 10 ** digits;
+  return Math.round(x * k) / k;
+}
+
+function median(xs: number[]): number {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+}
+
+const MEDIAN_FIELDS = [
+  'frames_per_s', 'detections_per_s', 'received_per_s', 'sent_per_s', 'mbytes_per_s', 'acks_per_s', 'main_elu', 'main_elu_per_mfps',
+  'main_busy_ns_per_frame', 'main_thread_cpu', 'main_cpu_ns_per_frame', 'process_cpu', 'main_cpu_share',
+  'machine_cpu_busy', 'other_cpu', 'generator_cpu', 'generator_elu', 'calibration_mops',
+] as const;
+
+function medians(runs: RunResult[]): Record<string, number | number[]> {
+  const out: Record<string, number | number[]> = {};
+  for (const f of MEDIAN_FIELDS) {
+    const xs = runs.map((r) => r[f]).filter((x): x is number => typeof x === 'number');
+    out[f] = xs.length ? round(median(xs), f.endsWith('_s') || f.endsWith('per_s') ? 0 : 4) : NaN;
+  }
+  const nw = Math.max(0, ...runs.map((r) => r.worker_elu.length));
+  out.worker_elu = Array.from({ length: nw }, (_, i) => round(median(runs.map((r) => r.worker_elu[i] ?? NaN)), 4));
+  const fps = runs.map((r) => r.frames_per_s);
+  out.frames_per_s_min = Math.min(...fps);
+  out.frames_per_s_max = Math.max(...fps);
+  return out;
+}
+
+function gitInfo(): { commit: string | null; dirty: boolean | null } {
+  try {
+    const cwd = fileURLToPath(new URL('../../', import.meta.url));
+    const commit = execSync('git rev-parse HEAD', { cwd, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    const dirty = execSync('git status --porcelain -- src workers', { cwd, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() !== '';
+    return { commit, dirty };
+  } catch {
+    return { commit: null, dirty: null };
+  }
+}
+
+function writeResults(workload: string, result: unknown): string[] {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const text = `${JSON.stringify(result, null, 2)}\n`;
+  const files = [`${workload}-${stamp}.json`, `${workload}-latest.json`];
+  for (const f of files) {
+    const tmp = `${RESULTS_DIR}${f}.tmp`;
+    writeFileSync(tmp, text);
+    renameSync(tmp, `${RESULTS_DIR}${f}`);
+  }
+  return files.map((f) => `bench/results/${f}`);
+}
+
+const fmt = (x: number | null | undefined, d = 0): string => (x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
+
+// ---------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------
+
+const USAGE = `usage: node dist/bench/run.js [ingest|ceiling] [options]
+  --duration S      measured window per run, seconds (default 10; ceiling 5)
+  --warmup S        load before the window, seconds (default 1.5)
+  --reps N          runs per cell, medians reported (default 3; ceiling 1)
+  --connections N   nodes / TCP connections (default 64)
+  --protocols LIST  line,binary (default both)
+  --modes LIST      engine modes: default (shards: auto) and shardsN (shards: N);
+                    default list shards0,default
+  --detections N    binary detections per frame (default 50)
+  --chunk-kb N      bytes per generator write, KiB (default 256)
+  --depth N         generator writes in flight per connection (default 2)
+  --procs N         generator processes (default 1)
+  --ring-bytes N    ring.size_bytes for the engine (default: config default)
+  --isolate         run each measurement in a fresh process
+  --trace-messages  count main<->shard messages (diagnostics; adds main-thread work)
+  --no-save         do not write bench/results/`;
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      duration: { type: 'string' }, warmup: { type: 'string' }, reps: { type: 'string' },
+      connections: { type: 'string' }, protocols: { type: 'string' }, modes: { type: 'string' },
+      detections: { type: 'string' }, 'chunk-kb': { type: 'string' }, depth: { type: 'string' },
+      procs: { type: 'string' }, 'ring-bytes': { type: 'string' }, isolate: { type: 'boolean' },
+      'trace-messages': { type: 'boolean' },
+      'no-save': { type: 'boolean' }, cell: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.cell) {
+    // Child of --isolate: one run, result as the last stdout line.
+    const { kind, spec } = JSON.parse(values.cell) as { kind: 'ingest' | 'ceiling'; spec: CellSpec };
+    const r = kind === 'ingest' ? await runOnce(spec) : await runCeiling(spec);
+    process.stdout.write(`${JSON.stringify(r)}\n`);
+    process.exit(0);
+  }
+  if (values.help) {
+    process.stderr.write(`${USAGE}\n`);
+    return;
+  }
+  const workload = positionals[0] ?? 'ingest';
+  if (workload !== 'ingest' && workload !== 'ceiling') throw new Error(`unknown workload ${workload}\n${USAGE}`);
+  const num = (v: string | undefined, def: number): number => {
+    if (v === undefined) return def;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`bad number ${v}`);
+    return n;
+  };
+  const ceiling = workload === 'ceiling';
+  const base = {
+    connections: num(values.connections, 64),
+    warmupS: num(values.warmup, 1.5),
+    durationS: num(values.duration, ceiling ? 5 : 10),
+    chunkBytes: num(values['chunk-kb'], 256) * 1024,
+    depth: num(values.depth, 2),
+    procs: num(values.procs, 1),
+    ringBytes: values['ring-bytes'] ? num(values['ring-bytes'], 0) : null,
+    traceMessages: values['trace-messages'] ?? false,
+  };
+  const reps = num(values.reps, ceiling ? 1 : 3);
+  const protocols = (values.protocols ?? 'line,binary').split(',') as BenchProtocol[];
+  const modes = (values.modes ?? 'shards0,default').split(',') as Mode[];
+  for (const p of protocols) if (p !== 'line' && p !== 'binary') throw new Error(`unknown protocol ${p}`);
+  for (const m of modes) if (m !== 'default' && !/^shards\d+$/.test(m)) throw new Error(`unknown mode ${m} (default or shardsN)`);
+  const detFor = (p: BenchProtocol): number => (p === 'binary' ? num(values.detections, 50) : 3);
+  const isolate = values.isolate ?? false;
+  const started = performance.now();
+  // Whole-run bound: never hang a CI job or a terminal.
+  const perRun = base.warmupS + base.durationS + 30;
+  const watchdog = setTimeout(() => {
+    process.stderr.write('bench: overall time bound exceeded, exiting\n');
+    process.exit(2);
+  }, perRun * reps * protocols.length * (ceiling ? 1 : modes.length) * 1000 + 60000);
+  watchdog.unref();
+
+  const header = {
+    workload,
+    started_at: new Date().toISOString(),
+    git: gitInfo(),
+    machine: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? '?', mem_gib: round(os.totalmem() / 2 ** 30, 1), node: process.version, platform: `${os.platform()} ${os.release()}` },
+    params: { ...base, reps, protocols, modes, isolate, binary_detections: detFor('binary'), line_detections: '1-5 cycling' },
+  };
+
+  if (ceiling) {
+    const results: CeilingResult[] = [];
+    for (const protocol of protocols) {
+      const spec: CellSpec = { ...base, protocol, mode: 'default', detections: detFor(protocol) };
+      const runs: CeilingResult[] = [];
+      for (let r = 0; r < reps; r++) {
+        const res = isolate ? await runIsolated<CeilingResult>('ceiling', spec) : await runCeiling(spec);
+        runs.push(res);
+        process.stderr.write(`ceiling ${protocol} rep ${r + 1}: ${fmt(res.frames_per_s)} frames/s, ${fmt(res.mbytes_per_s, 1)} MB/s, generator CPU ${fmt(res.generator_cpu, 2)} cores\n`);
+      }
+      results.push(runs.sort((a, b) => a.frames_per_s - b.frames_per_s)[runs.length >> 1]!);
+    }
+    const out = { ...header, duration_s: round((performance.now() - started) / 1000, 1), results };
+    if (!values['no-save']) out_files(writeResults(workload, out));
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+    return;
+  }
+
+  // Repetitions are interleaved (rep 1 of every cell, then rep 2, ...) so that a slow
+  // drift of the machine's speed (shared host) does not bias one cell against another.
+  type Cell = { protocol: BenchProtocol; mode: Mode; shards: number; runs: RunResult[]; median: Record<string, number | number[]> };
+  const cells: Cell[] = [];
+  for (const protocol of protocols) for (const mode of modes) cells.push({ protocol, mode, shards: -1, runs: [], median: {} });
+  for (let r = 0; r < reps; r++) {
+    for (const cell of cells) {
+      const { protocol, mode } = cell;
+      const spec: CellSpec = { ...base, protocol, mode, detections: detFor(protocol) };
+      const res = isolate ? await runIsolated<RunResult>('ingest', spec) : await runOnce(spec);
+      cell.runs.push(res);
+      cell.shards = res.shards;
+      process.stderr.write(`${protocol.padEnd(6)} ${mode.padEnd(7)} rep ${r + 1}: ${fmt(res.frames_per_s).padStart(10)} frames/s ${fmt(res.detections_per_s).padStart(12)} det/s  main ELU ${fmt(res.main_elu, 3)}  worker ELU ${res.worker_elu.map((x) => fmt(x, 3)).join(',') || '-'}  proc CPU ${fmt(res.process_cpu, 2)}  gen CPU ${fmt(res.generator_cpu, 2)}  calib ${fmt(res.calibration_mops, 2)}${(res.other_cpu ?? 0) > 0.2 ? `  (other CPU ${fmt(res.other_cpu, 2)} cores: noisy)` : ''}${res.accounting.violations.length ? `  VIOLATIONS: ${res.accounting.violations.join('; ')}` : ''}\n`);
+    }
+  }
+  for (const cell of cells) cell.median = medians(cell.runs);
+
+  const med = (p: BenchProtocol, m: Mode): Record<string, number | number[]> | undefined => cells.find((c) => c.protocol === p && c.mode === m)?.median;
+  const ratios: Record<string, Record<string, number>> = {};
+  for (const p of protocols) {
+    const a = med(p, 'default');
+    const b = med(p, 'shards0');
+    if (!a || !b) continue;
+    const r: Record<string, number> = {};
+    for (const f of ['frames_per_s', 'detections_per_s', 'main_elu', 'main_thread_cpu', 'main_busy_ns_per_frame', 'process_cpu'] as const) {
+      r[f] = round((a[f] as number) / (b[f] as number), 3);
+    }
+    ratios[p] = r;
+  }
+  const targets = protocols.map((p) => {
+    const t = TARGETS[p];
+    const byMode = Object.fromEntries(modes.map((m) => {
+      const v = med(p, m)?.[t.metric] as number;
+      return [m, { value: v, pass: v >= t.min }];
+    }));
+    return { protocol: p, metric: t.metric, min: t.min, what: t.what, ...byMode, pass: byMode.default?.pass ?? null };
+  });
+  const violations = cells.flatMap((c) => c.runs.flatMap((r, i) => r.accounting.violations.map((v) => `${c.protocol}/${c.mode} rep ${i + 1}: ${v}`)));
+  const out = {
+    ...header,
+    duration_s: round((performance.now() - started) / 1000, 1),
+    targets,
+    reference: { python_tracker_host_frames_per_s: PYTHON_REFERENCE_FRAMES_PER_S },
+    ratios_default_over_shards0: ratios,
+    accounting: { ok: violations.length === 0, violations },
+    cells,
+  };
+  let files: string[] = [];
+  if (!values['no-save']) files = writeResults(workload, out);
+
+  // Human summary.
+  const lines: string[] = [];
+  lines.push('');
+  lines.push('medians:');
+  lines.push('protocol mode     shards     frames/s        det/s   main ELU  ELU/Mfps  main ns/frame  main CPU  share  proc CPU  gen CPU  machine  worker ELU   frames/s min..max');
+  for (const c of cells) {
+    const m = c.median;
+    lines.push(`${c.protocol.padEnd(8)} ${c.mode.padEnd(8)} ${String(c.shards).padStart(6)} ${fmt(m.frames_per_s as number).padStart(12)} ${fmt(m.detections_per_s as number).padStart(12)} ${fmt(m.main_elu as number, 3).padStart(10)} ${fmt(m.main_elu_per_mfps as number, 3).padStart(9)} ${fmt(m.main_busy_ns_per_frame as number, 0).padStart(14)} ${fmt(m.main_thread_cpu as number, 2).padStart(9)} ${fmt(m.main_cpu_share as number, 2).padStart(6)} ${fmt(m.process_cpu as number, 2).padStart(9)} ${fmt(m.generator_cpu as number, 2).padStart(8)} ${fmt(m.machine_cpu_busy as number, 2).padStart(8)}  ${((m.worker_elu as number[]).map((x) => fmt(x, 3)).join(',') || '-').padEnd(11)} ${fmt(m.frames_per_s_min as number)}..${fmt(m.frames_per_s_max as number)}`);
+  }
+  lines.push('(main ELU/Mfps: main-thread event-loop utilisation per 1,000,000 frames/s; share: main thread / engine process CPU;');
+  lines.push(' CPU columns in cores; machine: whole machine CPU busy incl. generator and loopback TCP)');
+  lines.push('');
+  for (const [p, r] of Object.entries(ratios)) {
+    lines.push(`${p}: default/shards0  frames/s x${fmt(r.frames_per_s, 2)}  main ELU x${fmt(r.main_elu, 2)}  main ns/frame x${fmt(r.main_busy_ns_per_frame, 2)}  process CPU x${fmt(r.process_cpu, 2)}`);
+  }
+  for (const t of targets) {
+    const parts = modes.map((m) => {
+      const x = (t as unknown as Record<string, { value: number; pass: boolean }>)[m]!;
+      return `${m} ${fmt(x.value)} ${x.pass ? 'PASS' : 'FAIL'}`;
+    });
+    lines.push(`target ${t.what} >= ${fmt(t.min)}: ${parts.join(', ')}`);
+  }
+  const lineDefault = med('line', 'default')?.frames_per_s as number | undefined;
+  if (lineDefault) lines.push(`line default vs Python tracker-host (${fmt(PYTHON_REFERENCE_FRAMES_PER_S)} frames/s): x${fmt(lineDefault / PYTHON_REFERENCE_FRAMES_PER_S, 1)}`);
+  lines.push(`accounting: ${violations.length === 0 ? 'OK (sent == received == written + dropped, written == consumed + inRings, nothing dropped)' : `${violations.length} VIOLATIONS`}`);
+  for (const v of violations.slice(0, 10)) lines.push(`  ${v}`);
+  lines.push(`total ${fmt(out.duration_s, 1)} s${files.length ? `; results in ${files.join(', ')}` : ''}`);
+  process.stderr.write(`${lines.join('\n')}\n`);
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+function out_files(files: string[]): void {
+  process.stderr.write(`results in ${files.join(', ')}\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: Error) => {
+    process.stderr.write(`bench: ${err.stack ?? err.message}\n`);
+    process.exit(1);
+  },
+);
