@@ -16,7 +16,8 @@ function copyBytes(dst: Uint8Array, at: number, src: Uint8Array, s: number, e: n
   if (n < 48) {
     for (let i = 0; i < n; i++) dst[at + i] = src[s + i]!;
   } else {
-    dst.set(src.subarray(s, e), at);
+    // A plain view: Buffer#subarray goes through Buffer's species constructor.
+    dst.set(new Uint8Array(src.buffer, src.byteOffset + s, n), at);
   }
 }
 

@@ -56,28 +56,26 @@ export class LineScan {
   keptCount = 0;
 }
 
-function eq(b: Uint8Array, s: number, word: string): boolean {
-  for (let i = 1; i < word.length; i++) if (b[s + i] !== word.charCodeAt(i)) return false;
-  return true;
-}
-
-/** Known top-level key of b[s, e), by length and first byte (called once per member). */
+/** Known top-level key of b[s, e), by length and bytes (called once per member; no loops). */
 function matchKey(b: Uint8Array, s: number, e: number): number {
   const c = b[s];
   switch (e - s) {
-    case 3:
-      return c === 0x73 && eq(b, s, 'snr') ? K_SNR : K_OTHER;
+    case 3: // snr
+      return c === 0x73 && b[s + 1] === 0x6e && b[s + 2] === 0x72 ? K_SNR : K_OTHER;
     case 4:
-      if (c === 0x74) return eq(b, s, 'type') ? K_TYPE : K_OTHER;
-      return c === 0x61 && eq(b, s, 'adsb') ? K_ADSB : K_OTHER;
+      if (c === 0x74) return b[s + 1] === 0x79 && b[s + 2] === 0x70 && b[s + 3] === 0x65 ? K_TYPE : K_OTHER; // type
+      return c === 0x61 && b[s + 1] === 0x64 && b[s + 2] === 0x73 && b[s + 3] === 0x62 ? K_ADSB : K_OTHER; // adsb
     case 5:
-      if (c === 0x64) return eq(b, s, 'delay') ? K_DELAY : K_OTHER;
-      return c === 0x74 && eq(b, s, 'token') ? K_TOKEN : K_OTHER;
+      if (c === 0x64) return b[s + 1] === 0x65 && b[s + 2] === 0x6c && b[s + 3] === 0x61 && b[s + 4] === 0x79 ? K_DELAY : K_OTHER; // delay
+      return c === 0x74 && b[s + 1] === 0x6f && b[s + 2] === 0x6b && b[s + 3] === 0x65 && b[s + 4] === 0x6e ? K_TOKEN : K_OTHER; // token
     case 7:
-      if (c === 0x6e) return eq(b, s, 'node_id') ? K_NODE_ID : K_OTHER;
-      return c === 0x64 && eq(b, s, 'doppler') ? K_DOPPLER : K_OTHER;
-    case 9:
-      return c === 0x74 && eq(b, s, 'timestamp') ? K_TIMESTAMP : K_OTHER;
+      if (c === 0x6e) { // node_id
+        return b[s + 1] === 0x6f && b[s + 2] === 0x64 && b[s + 3] === 0x65 && b[s + 4] === 0x5f && b[s + 5] === 0x69 && b[s + 6] === 0x64 ? K_NODE_ID : K_OTHER;
+      }
+      return c === 0x64 && b[s + 1] === 0x6f && b[s + 2] === 0x70 && b[s + 3] === 0x70 && b[s + 4] === 0x6c && b[s + 5] === 0x65 && b[s + 6] === 0x72 ? K_DOPPLER : K_OTHER; // doppler
+    case 9: // timestamp
+      return c === 0x74 && b[s + 1] === 0x69 && b[s + 2] === 0x6d && b[s + 3] === 0x65 && b[s + 4] === 0x73
+        && b[s + 5] === 0x74 && b[s + 6] === 0x61 && b[s + 7] === 0x6d && b[s + 8] === 0x70 ? K_TIMESTAMP : K_OTHER;
     default:
       return K_OTHER;
   }
