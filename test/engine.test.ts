@@ -168,6 +168,23 @@ describe('engine', () => {
     await assertAccounting(engine);
   });
 
+  test('hostile input: deeply nested msgpack and a 1 MiB line of [ are rejected, the connections carry on', async () => {
+    const { engine, sink, port } = await setup({ limits: { max_frame_bytes: 2 * 1024 * 1024 }, ring: { size_bytes: 8 * 1024 * 1024 } });
+    const b = await open(port);
+    await b.send(encodeHello('bin-deep', TOKEN));
+    await until(() => b.messages().some((m) => m.t === 'welcome'), 'welcome');
+    const deep = Buffer.alloc(4 + (1 << 20), 0x91); // fixarray(1) nested a million deep
+    deep.writeUInt32BE(1 << 20, 0);
+    await b.send(Buffer.concat([deep, encodeFrame({ seq: 1, timestamp: 1, delay: [1], doppler: [2], snr: [3] })]));
+    const l = await open(port);
+    await l.send(lineFrame('node-deep', 1) + '['.repeat(1 << 20) + '\n' + lineFrame('node-deep', 2));
+    await until(() => sink.of('bin-deep').length === 1 && sink.of('node-deep').length === 2, 'frames after the hostile ones');
+    assert.ok(b.messages().some((m) => m.t === 'error' && m.code === 'RADAR_ERR_MALFORMED' && m.fatal === false));
+    const m = await assertAccounting(engine);
+    assert.equal(m.get('radar_ingest_frames_dropped_total{reason="malformed"}'), 2);
+    assert.equal(b.closed || l.closed, false);
+  });
+
   test('binary frames in flight when a connection drops are either acked and delivered or resent', async () => {
     const { engine, sink, port } = await setup();
     const a = await open(port);
