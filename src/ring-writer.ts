@@ -173,6 +173,3 @@ export class RingWriter {
     return Promise.race([r.value, timeout]).then(() => clearTimeout(timer));
   }
 }
-
-/** Used by the payload writers: `bytes` is the ring's data region. */
-export type RingBytes = Uint8Array;

@@ -15,7 +15,7 @@ import { C_ACKS_SENT, C_FRAMES_RECEIVED, C_DROPPED_BASE, DROP_REASONS, D_CONNECT
 import { RateLimit } from '../rate-limit.js';
 import { encodeMessage, T_ACK } from '../shared/binary-protocol.js';
 import { RingWriter, type OverflowPolicy } from '../ring-writer.js';
-import { LineFramer, F_NONE, F_MESSAGE, F_OVERSIZE, F_FATAL } from './line-framer.js';
+import { LineFramer, F_NONE, F_MESSAGE, F_OVERSIZE } from './line-framer.js';
 import { BinaryFramer } from './binary-framer.js';
 import { TokenCheck } from './token.js';
 import { handleLine, handleLineOversize } from './line-handler.js';
@@ -83,9 +83,10 @@ export class Shard {
   private readonly ringIds = new Map<RingWriter, number>();
   private credits: number[] = [];
   private writes: (number | Uint8Array)[] = [];
+  /** Ring ids whose consumer wants a doorbell, sent with the next batch. */
+  private pendingWake: number[] = [];
   private seen = new Set<string>();
   private readonly ackConns = new Set<Conn>();
-  private flushScheduled = false;
   /** Rejections are logged (on the main thread) at most 5 per reason per 10 s. */
   private readonly logLimit = new RateLimit(5, 10000);
 
@@ -185,23 +186,17 @@ export class Shard {
   pump(c: Conn): void {
     const f = c.framer;
     while (f !== null && !c.blocked && !c.closing) {
+      // A blocked message is retried as it stands in the framer (msgBuf stays valid).
+      const ev = c.pending ? F_MESSAGE : f.next();
+      if (ev === F_NONE) break;
       let r: number;
-      if (c.pending) {
+      if (ev === F_MESSAGE) {
         r = c.proto === 'line' ? handleLine(this, c, f.msgBuf, f.msgStart, f.msgEnd)
           : handleBinary(this, c, f.msgBuf, f.msgStart, f.msgEnd);
+      } else if (ev === F_OVERSIZE) {
+        r = c.proto === 'line' ? handleLineOversize(this, c) : handleBinaryOversize(this, c, (f as BinaryFramer).badLength, false);
       } else {
-        const ev = f.next();
-        if (ev === F_NONE) break;
-        if (ev === F_MESSAGE) {
-          r = c.proto === 'line' ? handleLine(this, c, f.msgBuf, f.msgStart, f.msgEnd)
-            : handleBinary(this, c, f.msgBuf, f.msgStart, f.msgEnd);
-        } else if (ev === F_OVERSIZE) {
-          r = c.proto === 'line' ? handleLineOversize(this, c) : handleBinaryOversize(this, c, (f as BinaryFramer).badLength, false);
-        } else if (ev === F_FATAL) {
-          r = handleBinaryOversize(this, c, (f as BinaryFramer).badLength, true);
-        } else {
-          r = R_CONTINUE;
-        }
+        r = handleBinaryOversize(this, c, (f as BinaryFramer).badLength, true); // F_FATAL
       }
       if (r === R_BLOCKED) {
         c.pending = true;
@@ -316,7 +311,6 @@ export class Shard {
     slot.writer = null;
   }
 
-  private pendingWake: number[] = [];
   private wakeRing(w: RingWriter): void {
     const id = this.ringIds.get(w);
     if (id !== undefined) this.pendingWake.push(id);
@@ -375,16 +369,6 @@ export class Shard {
     this.pendingWake = [];
     this.seen.clear();
     this.opts.post(msg);
-  }
-
-  /** Coalesces flushes requested from async paths into one per turn. */
-  scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    queueMicrotask(() => {
-      this.flushScheduled = false;
-      this.flush();
-    });
   }
 }
 
