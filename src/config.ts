@@ -214,6 +214,32 @@ const httpSchema = z.strictObject({
   host: nonEmptyString().optional(),
   // absent: server.port (default 8080); 0 = ephemeral (tests).
   port: listenPort().optional(),
+  // "": bearer token for the control API (agents list/get/delete/commands). Empty = the
+  // control API answers 401 to everyone. RADAR_INGEST_API_TOKEN overrides it.
+  api_token: z.string().default(''),
+  // 65536: request bodies above this are refused with 413 before they are read in full.
+  max_body_bytes: intIn(1024, 16 * ONE_MIB).default(64 * 1024),
+});
+
+const agentsSchema = z.strictObject({
+  // 30000: the heartbeat interval told to agents at registration.
+  heartbeat_interval_ms: intMin(1).default(30000),
+  // 90000: LIVE -> STALE after this long without a heartbeat (three missed beats).
+  stale_after_ms: intMin(1).default(90000),
+  // 300000: STALE -> DEAD this long after becoming STALE; DEAD agents are kept until deleted.
+  dead_after_ms: intMin(1).default(300000),
+  // 60000: a command not acknowledged this long after creation is EXPIRED.
+  command_ttl_ms: intMin(1).default(60000),
+  // 15000: SSE keepalive comment interval (proxies drop idle streams).
+  keepalive_ms: intMin(10).default(15000),
+  // 3600000: lifetime of an agent's access token; agents refresh it by registering again.
+  access_token_ttl_ms: intMin(1000).default(3600000),
+  // "./radar-ingest-ed25519.pem": the command-signing key, generated on first start if absent.
+  key_file: nonEmptyString().default('./radar-ingest-ed25519.pem'),
+  // 100: commands remembered per agent for GET /{id}/commands (oldest forgotten first).
+  max_commands_kept: intIn(1, 100000).default(100),
+  // 300000: the longest host-side deep trace a command may ask for.
+  deep_trace_max_ms: intIn(1000, 3600000).default(300000),
 });
 
 const limitsSchema = z.strictObject({
@@ -298,10 +324,12 @@ const baseSchema = z
     http: httpSchema.prefault({}),
     // per-connection and global resource limits.
     limits: limitsSchema.prefault({}),
-    // per-node ring buffers between the socket and the shards.
+    // per-node ring buffers: shards write frames, the sink consumes them.
     ring: ringSchema.prefault({}),
     // logging.
     log: logSchema.prefault({}),
+    // agent registry and command push (SSE).
+    agents: agentsSchema.prefault({}),
   })
   .superRefine((c, ctx) => {
     const needed = 2 * c.limits.max_frame_bytes + 64;
@@ -317,7 +345,7 @@ const baseSchema = z
   })
   .transform((c) => ({
     ...c,
-    http: { host: c.http.host ?? c.server.host, port: c.http.port ?? c.server.port },
+    http: { ...c.http, host: c.http.host ?? c.server.host, port: c.http.port ?? c.server.port },
   }));
 
 /** Null-valued keys count as absent (recursively); list items are left alone. */
@@ -405,10 +433,14 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env):
     const first = result.error.issues[0];
     throw first ? toConfigError(first) : new ConfigError('', 'invalid config');
   }
-  const config = result.data;
+  let config = result.data;
   const token = env.RADAR_INGEST_TOKEN;
   if (token !== undefined && token !== '') {
-    return { ...config, tcp_server: { ...config.tcp_server, token } };
+    config = { ...config, tcp_server: { ...config.tcp_server, token } };
+  }
+  const apiToken = env.RADAR_INGEST_API_TOKEN;
+  if (apiToken !== undefined && apiToken !== '') {
+    config = { ...config, http: { ...config.http, api_token: apiToken } };
   }
   return config;
 }

@@ -68,7 +68,7 @@ test('empty and null documents give all defaults', () => {
     assert.deepEqual(c.trackers, []);
     assert.equal(c.shards, defaultShards());
     assert.equal(c.sink, 'discard');
-    assert.deepEqual(c.http, { host: '0.0.0.0', port: 8080 });
+    assert.deepEqual(c.http, { host: '0.0.0.0', port: 8080, api_token: '', max_body_bytes: 65536 });
     assert.deepEqual(c.limits, {
       max_connections: 10000,
       first_message_timeout_ms: 10000,
@@ -164,7 +164,7 @@ test('a full tracker-host config loads unchanged and its values come through', (
     assert.equal(c.tcp_server.token, 'shared-secret');
     assert.equal(c.tcp_server.auto_provision_port_end, 31049);
     // The legacy server block is the default for the new http listener.
-    assert.deepEqual(c.http, { host: '127.0.0.1', port: 9090 });
+    assert.deepEqual({ host: c.http.host, port: c.http.port }, { host: '127.0.0.1', port: 9090 });
 
     assert.equal(c.trackers.length, 2);
     const [a, b] = c.trackers;
@@ -187,10 +187,27 @@ test('a full tracker-host config loads unchanged and its values come through', (
   });
 });
 
+test('RADAR_INGEST_API_TOKEN overrides http.api_token', () => {
+  const c = parseConfig({ http: { api_token: 'from-file' } }, { RADAR_INGEST_API_TOKEN: 'from-env' });
+  assert.equal(c.http.api_token, 'from-env');
+  assert.equal(parseConfig({ http: { api_token: 'from-file' } }, {}).http.api_token, 'from-file');
+});
+
+test('agents intervals have their documented defaults and reject nonsense', () => {
+  const a = parseConfig({}, {}).agents;
+  assert.equal(a.heartbeat_interval_ms, 30000);
+  assert.equal(a.stale_after_ms, 90000);
+  assert.equal(a.dead_after_ms, 300000);
+  assert.equal(a.command_ttl_ms, 60000);
+  assert.equal(a.keepalive_ms, 15000);
+  assert.throws(() => parseConfig({ agents: { stale_after_ms: 0 } }, {}), /agents\.stale_after_ms/);
+});
+
 test('explicit http wins over the legacy server block', () => {
   const c = parse({ server: { host: '127.0.0.1', port: 9090 }, http: { port: 9100 } });
-  assert.deepEqual(c.http, { host: '127.0.0.1', port: 9100 });
-  assert.deepEqual(parse({ server: { port: 9090 }, http: { host: '::1', port: 0 } }).http, { host: '::1', port: 0 });
+  assert.deepEqual({ host: c.http.host, port: c.http.port }, { host: '127.0.0.1', port: 9100 });
+  const d = parse({ server: { port: 9090 }, http: { host: '::1', port: 0 } }).http;
+  assert.deepEqual({ host: d.host, port: d.port }, { host: '::1', port: 0 });
 });
 
 test('tracker mode is inferred from detection_url and node_id defaults to name', () => {
