@@ -12,8 +12,10 @@ import { HttpServer } from './http-server.js';
 import { createLogger, RateLimit, type Logger } from './logger.js';
 import { COUNTER_SLOTS } from './shared/counters.js';
 import { ConfigError, RadarError } from './shared/errors.js';
+import { AgentService } from './agents/agent-service.js';
+import { TokenCheck } from './shard/token.js';
 import {
-  S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH,
+  S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH, M_TRACE,
   type ShardToMain,
 } from './shared/messages.js';
 
@@ -27,6 +29,10 @@ export interface EngineOptions {
   testHooks?: boolean;
   /** Period of the safety sweep that offers non-empty rings to the sink. */
   sweepMs?: number;
+  /** Clock for the agent registry and commands (tests inject a fake one). */
+  now?: () => number;
+  /** Period of the agent sweep (state changes, command expiry, TCP liveness). */
+  agentSweepMs?: number;
 }
 
 export class Engine {
@@ -39,6 +45,12 @@ export class Engine {
   readonly metrics: Metrics;
   readonly http: HttpServer;
   readonly sink: RingSink;
+  readonly agents: AgentService;
+  /** Active deep traces (main-thread side: delivery logging). */
+  private readonly traces = new Map<string, { id: string; untilMs: number; consumed: number }>();
+  /** Ring write clock seen at the last agent sweep, per node (frames count as heartbeats). */
+  private readonly lastWrites = new Map<string, number>();
+  private agentTimer: NodeJS.Timeout | null = null;
   private tcp: Server | null = null;
   private sweep: NodeJS.Timeout | null = null;
   private readonly errLimit = new RateLimit(10, 10000);
@@ -73,13 +85,26 @@ export class Engine {
       onGone: (h) => this.log.debug({ conn: h.id, remote: h.remote, reason: h.closeReason ?? 'peer_closed' }, 'connection closed'),
     });
     const hooks = opts.hooks ?? {};
+    const nodeToken = new TokenCheck(config.tcp_server.token);
+    this.agents = new AgentService({
+      config,
+      ...(opts.now ? { now: opts.now } : {}),
+      checkNodeToken: (_id, token) => !nodeToken.disabled && nodeToken.matches(token),
+      traceNode: (node, id, durationMs) => this.traceNode(node, id, durationMs),
+      log: (level, obj, msg) => this.log[level](obj, msg),
+    });
     this.nodes = new NodeTable({
       ringBytes: config.ring.size_bytes,
       hooks: {
         ...hooks,
         onNodeConnected: (node, info) => {
           this.log.info({ node: node.id, remote: info.remote, protocol: info.protocol }, 'node connected');
+          this.agents.registry.touch(node.id, this.agents.registry.now(), info.group);
           hooks.onNodeConnected?.(node, info);
+        },
+        onNodeSeen: (node) => {
+          this.agents.registry.touch(node.id);
+          hooks.onNodeSeen?.(node);
         },
         onNodeDisconnected: (node) => {
           this.log.info({ node: node.id }, 'node disconnected');
@@ -103,6 +128,7 @@ export class Engine {
         capacity: n.reader.capacity, connected: n.healthy,
       })),
       shards: () => ({ count: this.pool.size, restarts: this.pool.slots.reduce((s, x) => s + x.restarts, 0) }),
+      agents: () => ({ states: this.agents.registry.counts(), streams: this.agents.hub.size, commands: this.agents.commandCounts }),
     });
     this.http = new HttpServer((err) => this.logError('http', err));
     this.http.addRoute('GET', '/metrics', async (_req, res) => {
@@ -110,6 +136,7 @@ export class Engine {
       res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
       res.end(body);
     });
+    this.agents.mount(this.http);
   }
 
   /** Starts shards, then the TCP and HTTP listeners. */
@@ -135,6 +162,9 @@ export class Engine {
     const sweepMs = this.opts.sweepMs ?? 200;
     this.sweep = setInterval(() => this.sweepRings(), sweepMs);
     this.sweep.unref();
+    this.agentTimer = setInterval(() => this.sweepAgents(), this.opts.agentSweepMs ?? 1000);
+    this.agentTimer.unref();
+    if (this.agents.signer.created) this.log.info({ key_file: c.agents.key_file }, 'generated the command-signing key');
     this.log.info({
       tcp: this.tcpAddress ? `${this.tcpAddress.address}:${this.tcpAddress.port}` : 'disabled',
       http: `${this.httpAddress.address}:${this.httpAddress.port}`,
@@ -149,11 +179,40 @@ export class Engine {
   }
 
   private offer(node: NodeEntry): void {
+    const trace = this.traces.size > 0 ? this.traces.get(node.id) : undefined;
+    const before = trace ? node.reader.consumedFrames : 0;
     try {
       this.sink.onData(node);
     } catch (err) {
       this.logError('sink', err as Error);
     }
+    if (trace) {
+      const n = node.reader.consumedFrames - before;
+      if (n > 0) this.log.info({ node: node.id, correlation_id: trace.id, frames: n }, 'deep-trace: delivered');
+      if (Date.now() > trace.untilMs) this.traces.delete(node.id);
+    }
+  }
+
+  /** Frames written since the last sweep count as a heartbeat; time-based agent/command states. */
+  private sweepAgents(): void {
+    const reg = this.agents.registry;
+    for (const n of this.nodes.byRing) {
+      const w = n.reader.lastWriteMs;
+      if (w !== 0 && this.lastWrites.get(n.id) !== w) {
+        this.lastWrites.set(n.id, w);
+        reg.touch(n.id);
+      }
+    }
+    this.agents.sweep();
+  }
+
+  /** deep-trace: every shard logs the node's frames with the command's id, bounded in time and count. */
+  traceNode(node: string, id: string, durationMs: number): void {
+    const ms = Math.min(durationMs, this.config.agents.deep_trace_max_ms);
+    const untilMs = Date.now() + ms;
+    this.traces.set(node, { id, untilMs, consumed: 0 });
+    for (let i = 0; i < this.pool.size; i++) this.pool.send(i, { t: M_TRACE, node, id, untilMs, maxEvents: 10000 });
+    this.log.info({ node, correlation_id: id, duration_ms: ms }, 'deep-trace: started');
   }
 
   private onShardMessage(shard: number, msg: ShardToMain): void {
@@ -168,6 +227,9 @@ export class Engine {
           if (node) this.offer(node);
         }
         for (const n of msg.seen) this.nodes.seen(n);
+        for (const e of msg.traces) {
+          this.log.info({ shard, node: e.node, correlation_id: e.id, timestamp: e.timestamp, detections: e.detections, bytes: e.bytes, seq: e.seq, outcome: e.outcome }, 'deep-trace: frame decoded');
+        }
         break;
       }
       case S_CLAIM: {
@@ -235,6 +297,8 @@ export class Engine {
 
   private async doStop(): Promise<void> {
     if (this.sweep) clearInterval(this.sweep);
+    if (this.agentTimer) clearInterval(this.agentTimer);
+    this.agents.close();
     this.handoff.refusing = 'shutdown';
     const tcpClosed = this.tcp ? new Promise<void>((r) => this.tcp!.close(() => r())) : Promise.resolve();
     for (let i = 0; i < this.pool.size; i++) this.pool.send(i, { t: M_SHUTDOWN });

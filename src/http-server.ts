@@ -14,6 +14,7 @@ export class HttpServer {
     this.server.keepAliveTimeout = 5000;
   }
 
+  /** `method` '*' hands every method to the handler (it answers 405 itself). */
   addRoute(method: string, path: string | RegExp, handler: Handler): void {
     this.routes.push({ method, path, handler });
   }
@@ -25,7 +26,7 @@ export class HttpServer {
       const match = typeof r.path === 'string' ? r.path === url.pathname : r.path.test(url.pathname);
       if (!match) continue;
       pathMatched = true;
-      if (r.method !== req.method && !(r.method === 'GET' && req.method === 'HEAD')) continue;
+      if (r.method !== '*' && r.method !== req.method && !(r.method === 'GET' && req.method === 'HEAD')) continue;
       try {
         await r.handler(req, res, url);
       } catch (err) {

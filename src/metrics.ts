@@ -16,7 +16,8 @@ export interface MetricsSource {
   /** Per ring: frames in it, frames consumed, bytes used, capacity. */
   rings(): { frames: number; consumed: number; used: number; capacity: number; connected: boolean }[];
   shards(): { count: number; restarts: number };
-  mainThreadCpuSeconds?(): number;
+  /** Agent registry: counts per state, open SSE streams, commands by type/result. */
+  agents?(): { states: Record<string, number>; streams: number; commands: Map<string, number> };
 }
 
 export interface Totals {
@@ -127,11 +128,39 @@ export class Metrics {
       name: M.shards, help: 'Shard workers (0 = shard on the main thread counts as 1).', registers: reg,
       collect() { this.set(src.shards().count); },
     });
+    this.agentMetrics(reg);
     new Counter({
       name: M.shardRestarts, help: 'Shard workers replaced after a crash.', registers: reg,
       collect() {
         this.reset();
         this.inc(src.shards().restarts);
+      },
+    });
+  }
+
+  private agentMetrics(reg: Registry[]): void {
+    const src = this.src;
+    new Gauge({
+      name: M.agents, help: 'Agents by state (LIVE, STALE, DEAD).', labelNames: ['state'], registers: reg,
+      collect() {
+        const a = src.agents?.();
+        for (const st of ['LIVE', 'STALE', 'DEAD']) this.set({ state: st }, a ? a.states[st] ?? 0 : 0);
+      },
+    });
+    new Gauge({
+      name: M.sseStreamsOpen, help: 'Agent command streams (SSE) open.', registers: reg,
+      collect() { this.set(src.agents?.().streams ?? 0); },
+    });
+    new Counter({
+      name: M.commands, help: 'Commands by type and result (created, delivered, acknowledged, expired).', labelNames: ['type', 'result'], registers: reg,
+      collect() {
+        this.reset();
+        const a = src.agents?.();
+        if (!a) return;
+        for (const [k, v] of a.commands) {
+          const [type, result] = k.split('/') as [string, string];
+          this.inc({ type, result }, v);
+        }
       },
     });
   }

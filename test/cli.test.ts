@@ -64,6 +64,7 @@ describe('cli', () => {
     const p = configFile('ok.yaml', [
       'tcp_server:', '  enabled: true', '  host: 127.0.0.1', '  port: 0', '  token: from-file',
       'http:', '  host: 127.0.0.1', '  port: 0', 'shards: 1',
+      'agents:', `  key_file: ${join(dir, 'key.pem')}`,
     ].join('\n'));
     // The token comes from the environment, overriding the file.
     const r = run(['--config', p], { RADAR_INGEST_TOKEN: 'from-env' });

@@ -1,6 +1,8 @@
 // Shared test fixtures: a real engine on ephemeral ports, real TCP clients, a
 // collecting ring sink, and polling with a deadline (no fixed sleeps).
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request } from 'node:http';
 import { pino } from 'pino';
 import { parseConfig, type Config } from '../src/config.js';
@@ -12,6 +14,8 @@ import { decodeBody } from '../src/shared/binary-protocol.js';
 import { packedToJson } from '../src/shard/frame-writer.js';
 
 export const TOKEN = 'test-secret';
+/** One signing key for the whole test process (generated on first use). */
+export const TEST_KEY_FILE = join(tmpdir(), 'radar-ingest-test-key', 'ed25519.pem');
 
 /** A config on ephemeral ports with test-friendly limits; `over` is merged per section. */
 export function testConfig(over: Record<string, unknown> = {}): Config {
@@ -21,6 +25,7 @@ export function testConfig(over: Record<string, unknown> = {}): Config {
     tcp_server: { enabled: true, host: '127.0.0.1', port: 0, token: TOKEN },
     http: { host: '127.0.0.1', port: 0 },
     log: { level: 'silent' },
+    agents: { key_file: TEST_KEY_FILE },
   };
   for (const [k, v] of Object.entries(over)) {
     base[k] = v && typeof v === 'object' && !Array.isArray(v) && base[k] && typeof base[k] === 'object' ? { ...base[k], ...v } : v;

@@ -14,8 +14,7 @@ import {
 import { isValidNodeId, NODE_ID_RULE } from '../shared/node-id.js';
 import { writePackedFrame } from './frame-writer.js';
 import { FastFrame, readFastFrame } from './frame-fast-path.js';
-import type { RingWriter } from '../ring-writer.js';
-import { type Shard, type Conn, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED } from './shard.js';
+import { type Shard, type Conn, type NodeSlot, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED } from './shard.js';
 
 export function sendBinaryError(sh: Shard, c: Conn, e: PlainError, fatal: boolean, seq?: number): void {
   const m: Record<string, unknown> = { t: T_ERROR, code: e.code, message: e.message, fatal };
@@ -69,7 +68,7 @@ export function handleBinary(sh: Shard, c: Conn, buf: Buffer, s: number, e: numb
   if (c.welcomed && readFastFrame(buf, s, e, fast)) {
     const slot = c.binNode!;
     if (slot.state !== NODE_GRANTED) return closingFrame(sh);
-    return frame(sh, c, slot.writer!, fast.seq, fast.ts, buf.subarray(fast.detStart, fast.detEnd), undefined);
+    return frame(sh, c, slot, fast.seq, fast.ts, buf.subarray(fast.detStart, fast.detEnd), undefined);
   }
   let msg: unknown;
   try {
@@ -88,7 +87,7 @@ export function handleBinary(sh: Shard, c: Conn, buf: Buffer, s: number, e: numb
   if (slot.state !== NODE_GRANTED) return m.t === T_FRAME ? closingFrame(sh) : R_CLOSE;
   switch (m.t) {
     case T_FRAME:
-      return frame(sh, c, slot.writer!, m.seq, m.ts, m.det, m.adsb);
+      return frame(sh, c, slot, m.seq, m.ts, m.det, m.adsb);
     case T_HEARTBEAT:
       sh.counters[C_HEARTBEATS]! += 1;
       sh.sawHeartbeat(slot.node);
@@ -109,7 +108,8 @@ function closingFrame(sh: Shard): number {
   return R_CLOSE;
 }
 
-function frame(sh: Shard, c: Conn, w: RingWriter, seq: unknown, ts: unknown, det: unknown, adsb: unknown): number {
+function frame(sh: Shard, c: Conn, slot: NodeSlot, seq: unknown, ts: unknown, det: unknown, adsb: unknown): number {
+  const w = slot.writer!;
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) {
     return reject(sh, c, D_INVALID_FRAME, ErrorCodes.INVALID_FRAME, 'seq must be a positive integer');
   }
@@ -150,6 +150,7 @@ function frame(sh: Shard, c: Conn, w: RingWriter, seq: unknown, ts: unknown, det
   sh.counters[C_FRAMES_RECEIVED]! += 1;
   sh.counters[C_FRAMES_WRITTEN]! += 1;
   sh.counters[C_DETECTIONS_RECEIVED]! += n;
+  if (slot.trace !== null) sh.traceFrame(slot, ts as number, n, d.length, 'written', seq);
   return R_CONTINUE;
 }
 

@@ -135,5 +135,6 @@ export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number
   sh.counters[C_FRAMES_RECEIVED]! += 1;
   sh.counters[C_FRAMES_WRITTEN]! += 1;
   sh.counters[C_DETECTIONS_RECEIVED]! += n;
+  if (slot.trace !== null) sh.traceFrame(slot, ts, n, e - s, 'written');
   return R_CONTINUE;
 }

@@ -6,9 +6,9 @@ import type { TransferListItem } from 'node:worker_threads';
 import type { PlainError } from '../shared/errors.js';
 import { ErrorCodes } from '../shared/errors.js';
 import {
-  M_OPEN, M_DATA, M_END, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH,
+  M_OPEN, M_DATA, M_END, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH, M_TRACE,
   S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG,
-  type MainToShard, type ShardToMain, type Protocol, type BatchMsg,
+  type MainToShard, type ShardToMain, type Protocol, type BatchMsg, type TraceEvent,
 } from '../shared/messages.js';
 import type { CloseReason } from '../shared/counters.js';
 import { C_ACKS_SENT, C_FRAMES_RECEIVED, C_DROPPED_BASE, DROP_REASONS, D_CONNECTION_CLOSED, D_NODE_REFUSED, D_RING_OVERFLOW } from '../shared/counters.js';
@@ -43,11 +43,19 @@ export const NODE_GRANTED = 1;
 export const NODE_REFUSED = 2;
 export const NODE_REVOKED = 3;
 
+export interface NodeTrace {
+  id: string;
+  untilMs: number;
+  left: number;
+}
+
 export interface NodeSlot {
   node: string;
   state: number;
   writer: RingWriter | null;
   ringId: number;
+  /** Set while a deep-trace command is active for the node (checked per frame). */
+  trace: NodeTrace | null;
 }
 
 export class Conn {
@@ -87,6 +95,9 @@ export class Shard {
   private pendingWake: number[] = [];
   private seen = new Set<string>();
   private readonly ackConns = new Set<Conn>();
+  /** Active deep traces by node. */
+  private readonly traces = new Map<string, NodeTrace>();
+  private traceEvents: TraceEvent[] = [];
   /** Rejections are logged (on the main thread) at most 5 per reason per 10 s. */
   private readonly logLimit = new RateLimit(5, 10000);
 
@@ -164,6 +175,15 @@ export class Shard {
       case M_SHUTDOWN:
         for (const c of this.conns.values()) this.close(c, 'shutdown', { code: ErrorCodes.SHUTTING_DOWN, message: 'host is shutting down' });
         break;
+      case M_TRACE: {
+        const t: NodeTrace = { id: msg.id, untilMs: msg.untilMs, left: msg.maxEvents };
+        this.traces.set(msg.node, t);
+        for (const c of this.conns.values()) {
+          const slot = c.nodes.get(msg.node);
+          if (slot) slot.trace = t;
+        }
+        break;
+      }
       case M_CRASH:
         if (this.opts.testHooks) setImmediate(() => { throw new Error('shard crash requested by a test'); });
         break;
@@ -216,7 +236,7 @@ export class Shard {
 
   /** Claims a node for the connection; the answer (grant/refuse) resumes it. */
   claim(c: Conn, node: string, first: 'frame' | 'heartbeat' | 'hello', group?: string): NodeSlot {
-    const slot: NodeSlot = { node, state: NODE_PENDING, writer: null, ringId: -1 };
+    const slot: NodeSlot = { node, state: NODE_PENDING, writer: null, ringId: -1, trace: this.traces.get(node) ?? null };
     c.nodes.set(node, slot);
     const msg: ShardToMain = { t: S_CLAIM, conn: c.id, node, protocol: c.proto!, first };
     if (group !== undefined) msg.group = group;
@@ -261,6 +281,20 @@ export class Shard {
     const name = DROP_REASONS[reason - C_DROPPED_BASE]!;
     const suppressed = this.logLimit.take(name);
     if (suppressed >= 0) this.opts.post({ t: S_LOG, conn: c.id, reason: name, detail, suppressed });
+  }
+
+  /** Records a traced frame; ends the trace when its time or event budget is spent. */
+  traceFrame(slot: NodeSlot, timestamp: number, detections: number, bytes: number, outcome: string, seq?: number): void {
+    const t = slot.trace!;
+    if (t.left <= 0 || Date.now() > t.untilMs) {
+      slot.trace = null;
+      if (this.traces.get(slot.node) === t) this.traces.delete(slot.node);
+      return;
+    }
+    t.left--;
+    const ev: TraceEvent = { node: slot.node, id: t.id, timestamp, detections, bytes, outcome };
+    if (seq !== undefined) ev.seq = seq;
+    this.traceEvents.push(ev);
   }
 
   sawHeartbeat(node: string): void {
@@ -362,8 +396,10 @@ export class Shard {
       if (c.ackOwed && !c.released) this.sendAck(c);
     }
     this.ackConns.clear();
-    if (this.credits.length === 0 && this.writes.length === 0 && this.pendingWake.length === 0 && this.seen.size === 0) return;
-    const msg: BatchMsg = { t: S_BATCH, credits: this.credits, writes: this.writes, wake: this.pendingWake, seen: [...this.seen] };
+    if (this.credits.length === 0 && this.writes.length === 0 && this.pendingWake.length === 0 && this.seen.size === 0
+      && this.traceEvents.length === 0) return;
+    const msg: BatchMsg = { t: S_BATCH, credits: this.credits, writes: this.writes, wake: this.pendingWake, seen: [...this.seen], traces: this.traceEvents };
+    this.traceEvents = [];
     this.credits = [];
     this.writes = [];
     this.pendingWake = [];

@@ -11,6 +11,7 @@ export const M_REFUSE = 5; // main -> shard: the node may not write (provisionin
 export const M_REVOKE = 6; // main -> shard: the node moved to a newer connection
 export const M_SHUTDOWN = 7; // main -> shard: stop
 export const M_CRASH = 8; // main -> shard: test hook, throw from the event loop
+export const M_TRACE = 9; // main -> shard: log a node's frames (deep-trace command) until a deadline
 
 export const S_BATCH = 101; // shard -> main: credits, socket writes, doorbells, sightings
 export const S_CLAIM = 102; // shard -> main: a connection wants to write for a node
@@ -33,7 +34,11 @@ export interface RefuseMsg { t: typeof M_REFUSE; conn: number; node: string; err
 export interface RevokeMsg { t: typeof M_REVOKE; conn: number; node: string }
 export interface ShutdownMsg { t: typeof M_SHUTDOWN }
 export interface CrashMsg { t: typeof M_CRASH }
-export type MainToShard = OpenMsg | DataMsg | EndMsg | GrantMsg | RefuseMsg | RevokeMsg | ShutdownMsg | CrashMsg;
+export interface TraceMsg { t: typeof M_TRACE; node: string; id: string; untilMs: number; maxEvents: number }
+export type MainToShard = OpenMsg | DataMsg | EndMsg | GrantMsg | RefuseMsg | RevokeMsg | ShutdownMsg | CrashMsg | TraceMsg;
+
+/** One traced frame (deep-trace), as decoded by the shard. */
+export interface TraceEvent { node: string; id: string; timestamp: number; detections: number; bytes: number; seq?: number; outcome: string }
 
 export interface BatchMsg {
   t: typeof S_BATCH;
@@ -45,6 +50,8 @@ export interface BatchMsg {
   wake: number[];
   /** Nodes that sent a heartbeat (liveness for the registry). */
   seen: string[];
+  /** Deep-trace events (bounded per trace). */
+  traces: TraceEvent[];
 }
 export interface ClaimMsg {
   t: typeof S_CLAIM; conn: number; node: string; protocol: Protocol;

@@ -21,5 +21,7 @@ export const M = {
   nodesConnected: `${PREFIX}nodes_connected`,
   shards: `${PREFIX}shards`,
   shardRestarts: `${PREFIX}shard_restarts_total`,
-  mainThreadCpu: `${PREFIX}main_thread_cpu_seconds_total`,
+  agents: `${PREFIX}agents`,
+  sseStreamsOpen: `${PREFIX}sse_streams_open`,
+  commands: `${PREFIX}commands_total`,
 } as const;

@@ -1,0 +1,49 @@
+// Request bodies for the JSON API: content type, size limit (413 before reading an
+// over-long body) and JSON syntax, each with its own status and a clear message.
+import type { IncomingMessage } from 'node:http';
+
+export type BodyResult = { ok: true; value: unknown } | { ok: false; status: 400 | 413 | 415; error: string };
+
+export function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<BodyResult> {
+  const len = req.headers['content-length'];
+  const chunked = req.headers['transfer-encoding'] !== undefined;
+  if (!chunked && (len === undefined || len === '0')) return Promise.resolve({ ok: true, value: undefined });
+  const ct = req.headers['content-type'] ?? '';
+  if (!/^application\/json\s*(;|$)/i.test(ct)) {
+    return Promise.resolve({ ok: false, status: 415, error: `content-type must be application/json, got ${ct === '' ? 'none' : JSON.stringify(ct)}` });
+  }
+  if (len !== undefined && Number(len) > maxBytes) {
+    return Promise.resolve({ ok: false, status: 413, error: `request body of ${len} bytes exceeds the limit of ${maxBytes} bytes` });
+  }
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    req.on('data', (c: Buffer) => {
+      if (done) return;
+      size += c.length;
+      if (size > maxBytes) {
+        done = true;
+        resolve({ ok: false, status: 413, error: `request body exceeds the limit of ${maxBytes} bytes` });
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (done) return;
+      done = true;
+      const text = Buffer.concat(chunks).toString('utf8');
+      try {
+        resolve({ ok: true, value: text === '' ? undefined : JSON.parse(text) });
+      } catch (err) {
+        resolve({ ok: false, status: 400, error: `invalid JSON: ${(err as Error).message}` });
+      }
+    });
+    req.on('error', () => {
+      if (!done) {
+        done = true;
+        resolve({ ok: false, status: 400, error: 'request body could not be read' });
+      }
+    });
+  });
+}
