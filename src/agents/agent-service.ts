@@ -11,7 +11,7 @@ import { NODE_ID_PATTERN, NODE_ID_RULE } from '../shared/node-id.js';
 import { AgentRegistry, AGENT_STATES, type AgentState, type Agent } from './agent-registry.js';
 import { CommandStore, COMMAND_TYPES, type CommandType, type CommandResult, type Command } from './command-store.js';
 import { SseHub } from './sse-hub.js';
-import { CommandSigner } from './signing.js';
+import { CommandSigner, canonicalJson } from './signing.js';
 import { AccessTokens } from './access-token.js';
 
 const PREFIX = '/api/v1/agents';
@@ -121,7 +121,12 @@ export class AgentService {
   // ---- routing ------------------------------------------------------------
 
   private async route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    const rest = url.pathname.slice(PREFIX.length).split('/').filter((s) => s !== '').map(decodeURIComponent);
+    let rest: string[];
+    try {
+      rest = url.pathname.slice(PREFIX.length).split('/').filter((s) => s !== '').map(decodeURIComponent);
+    } catch {
+      return sendJson(res, 400, { error: 'malformed percent-encoding in the path' });
+    }
     const m = req.method ?? 'GET';
     const [a, b, c, d] = rest;
     const n = rest.length;
@@ -279,6 +284,11 @@ export class AgentService {
     const b = await this.body(req, res, this.commandBody);
     if (!b.ok) return;
     const { type, payload = {} } = b.value;
+    try {
+      canonicalJson(payload); // what the signature covers must have one canonical form
+    } catch (err) {
+      return sendJson(res, 400, { error: 'invalid request body', path: 'payload', message: `cannot be signed: ${(err as Error).message}` });
+    }
     const results = targets.map((a) => {
       const cmd = this.commands.create(a.id, type, payload, target);
       this.deliver(cmd);
