@@ -83,9 +83,9 @@ export class AgentRegistry {
     if (!a) {
       a = { id, name: id, group: group ?? 'default', version: '', capabilities: [], routes: [], registeredAt: at, lastHeartbeatAt: at, registered: false };
       this.agents.set(id, a);
-    } else if (at > a.lastHeartbeatAt) {
-      a.lastHeartbeatAt = at;
-      if (group !== undefined && !a.registered) a.group = group;
+    } else {
+      if (at > a.lastHeartbeatAt) a.lastHeartbeatAt = at;
+      if (group !== undefined && !a.registered) a.group = group; // the latest hello names the group
     }
     this.report(a);
   }

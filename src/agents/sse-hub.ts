@@ -29,6 +29,7 @@ export class SseStream {
   }
 
   end(): void {
+    this.closed = true; // nothing more is written, even before 'close' arrives
     if (this.keepalive) clearInterval(this.keepalive);
     this.res.end();
   }
