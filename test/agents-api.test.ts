@@ -4,6 +4,8 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request, type IncomingHttpHeaders, type IncomingMessage, type ClientRequest } from 'node:http';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { startEngine, Client, lineFrame, until, scrape, TOKEN } from './helpers.js';
 import { encodeHello } from '../src/shared/binary-protocol.js';
 import { verifyCommand } from '../src/agents/signing.js';
@@ -993,5 +995,46 @@ describe('agents API', () => {
     const r = (await x.get(`${BASE}/tcp-only`)).body;
     assert.equal(r.registered, true);
     assert.equal(r.group, 'east');
+  });
+});
+
+describe('deep-trace', () => {
+  test("a deep-trace command logs the node's frames (decoded and delivered) with the command id, for its duration", async () => {
+    const lines: Record<string, any>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(JSON.parse(l));
+        cb();
+      },
+    });
+    const engine = await startEngine({ http: { api_token: CONTROL } }, { logger: pino({ level: 'info' }, sink) });
+    try {
+      const port = engine.httpAddress!.port;
+      const reg = await call(port, 'POST', `${BASE}/register`, { token: TOKEN, json: regBody('node-tr') });
+      assert.equal(reg.status, 200);
+      const before = await Client.open(engine.tcpAddress!.port);
+      await before.send(lineFrame('node-tr', 1));
+      await until(() => lines.some((l) => l.msg === 'node connected' && l.node === 'node-tr'), 'connected');
+      const r = await call(port, 'POST', `${BASE}/node-tr/commands`, { token: CONTROL, json: { type: 'deep-trace', payload: { duration_ms: 200 } } });
+      assert.equal(r.status, 202);
+      const id = r.body.commands[0].commandId as string;
+      await until(() => lines.some((l) => l.msg === 'deep-trace: started' && l.correlation_id === id), 'trace started');
+      await before.send(lineFrame('node-tr', 2, 3) + lineFrame('other-node', 2));
+      const decoded = await until(() => lines.find((l) => l.msg === 'deep-trace: frame decoded' && l.correlation_id === id), 'frame traced');
+      assert.equal(decoded.node, 'node-tr');
+      assert.equal(decoded.timestamp, 2);
+      assert.equal(decoded.detections, 3);
+      await until(() => lines.some((l) => l.msg === 'deep-trace: delivered' && l.correlation_id === id && l.node === 'node-tr'), 'delivery traced');
+      // Only the traced node, and only for the duration.
+      assert.equal(lines.some((l) => l.msg?.startsWith('deep-trace') && l.node === 'other-node'), false);
+      await new Promise((res) => setTimeout(res, 250));
+      const n = lines.filter((l) => l.msg === 'deep-trace: frame decoded').length;
+      await before.send(lineFrame('node-tr', 3));
+      await until(async () => (await scrape(engine)).get('radar_ingest_frames_written_total') === 4, 'frame 3 written');
+      assert.equal(lines.filter((l) => l.msg === 'deep-trace: frame decoded').length, n, 'no tracing after the duration');
+      before.destroy();
+    } finally {
+      await engine.stop();
+    }
   });
 });
