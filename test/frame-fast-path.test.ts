@@ -5,15 +5,8 @@ import assert from 'node:assert/strict';
 import { Packr } from 'msgpackr';
 import { FastFrame, readFastFrame } from '../src/shard/frame-fast-path.js';
 import { encodeFrame, decodeBody } from '../src/shared/binary-protocol.js';
+import { mulberry32 } from './prng.js';
 
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('frames from encodeFrame take the fast path with the same values', () => {
   const out = new FastFrame();
@@ -54,7 +47,7 @@ test('anything outside the canonical shape falls back (adsb, other types, traili
 
 test('differential: mutated frames accepted by the fast path decode identically in msgpackr', () => {
   const seed = Number(process.env.FAST_FRAME_SEED ?? 424242);
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const out = new FastFrame();
   let accepted = 0;
   for (let i = 0; i < 20000; i++) {

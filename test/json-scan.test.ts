@@ -6,6 +6,7 @@ import {
   T_NONE, T_STRING, T_NUMBER, T_ARRAY, T_OBJECT, T_BOOL, T_NULL,
   K_NODE_ID, K_TOKEN, K_TYPE, K_TIMESTAMP, K_DELAY, K_DOPPLER, K_SNR, K_ADSB,
 } from '../src/shard/json-scan.js';
+import { mulberry32 } from './prng.js';
 
 const KEY_NAMES: [number, string][] = [
   [K_NODE_ID, 'node_id'], [K_TOKEN, 'token'], [K_TYPE, 'type'], [K_TIMESTAMP, 'timestamp'],
@@ -319,17 +320,6 @@ test('random bytes in a string: SCAN_INVALID_UTF8 exactly when a strict UTF-8 de
 
 // ---- Differential test against JSON.parse ----
 
-/** mulberry32: a small seeded PRNG so failures can be replayed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const TOKENS = [
   '{', '}', '[', ']', ',', ':', '"', '\\', '-', '+', '.', 'e', 'E', '0', '1', '9', ' ', '\t', '\n', '\r',

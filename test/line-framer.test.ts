@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LineFramer, F_NONE, F_MESSAGE, F_OVERSIZE } from '../src/shard/line-framer.js';
+import { mulberry32 } from './prng.js';
 
 type Ev = { ev: number; line?: string };
 
@@ -201,17 +202,6 @@ test('consecutive oversized lines each give one F_OVERSIZE', () => {
   assert.deepEqual(feedChunks(new LineFramer(LIMIT), byteChunks(stream)), expected);
 });
 
-/** mulberry32: a small seeded PRNG so failures can be replayed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('consumed-byte accounting sums to the bytes pushed once everything is framed', () => {
   const seed = 0x5eed1;

@@ -9,20 +9,10 @@ import {
   HEADER_BYTES, MIN_RING_BYTES, PAD_MARK, REC_LEN, REC_PAYLOAD_LEN, KIND_JSON_LINE, KIND_PACKED, recordSize,
 } from '../src/shared/ring-layout.js';
 import { checkPayload, payloadLen, PRODUCER_KIND, type ProducerResult } from './fixtures/ring-producer.js';
+import { mulberry32 } from './prng.js';
 
 const CAP = MIN_RING_BYTES; // 64 KiB
 
-/** mulberry32: a small seeded PRNG so failures can be replayed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Payload for a sequence number with a given length (>= 4): u32 seq then derived bytes. */
 function payloadFor(seq: number, len: number): Buffer {
