@@ -1,10 +1,9 @@
 // The binary protocol over real sockets: hello/welcome, frames with sequence
 // numbers, cumulative acks, resume without loss or duplicates, errors before close.
-import { test, describe, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startEngine, CollectingSink, Client, until, scrape, assertAccounting, TOKEN } from './helpers.js';
+import { engineFixtures, Client, until, scrape, assertAccounting, TOKEN } from './helpers.js';
 import { encodeHello, encodeFrame, encodeMessage } from '../src/shared/binary-protocol.js';
-import type { Engine } from '../src/engine.js';
 import type { NodeInfo } from '../src/node-table.js';
 
 function frame(seq: number, ts: number, n = 3): Buffer {
@@ -19,16 +18,7 @@ async function hello(c: Client, node: string, token = TOKEN): Promise<Record<str
 
 for (const shards of [1, 0]) {
   describe(`binary protocol (shards: ${shards})`, () => {
-    const engines: Engine[] = [];
-    after(async () => {
-      await Promise.all(engines.map((e) => e.stop()));
-    });
-    async function setup(over: Record<string, unknown> = {}, hooks = {}): Promise<{ engine: Engine; sink: CollectingSink; port: number }> {
-      const sink = new CollectingSink();
-      const engine = await startEngine({ shards, ...over }, { sink, hooks });
-      engines.push(engine);
-      return { engine, sink, port: engine.tcpAddress!.port };
-    }
+    const setup = engineFixtures({ shards });
 
     test('hello with the right token is welcomed; frames are routed and acked cumulatively', async () => {
       const { engine, sink, port } = await setup();

@@ -2,22 +2,16 @@
 // policies, connection limits, shard crash and replacement.
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startEngine, CollectingSink, Client, lineFrame, heartbeat, until, scrape, assertAccounting, TOKEN } from './helpers.js';
+import { engineFixtures, CollectingSink, Client, lineFrame, heartbeat, until, scrape, assertAccounting, TOKEN, type EngineFixture } from './helpers.js';
 import { encodeHello, encodeFrame } from '../src/shared/binary-protocol.js';
-import type { Engine } from '../src/engine.js';
 
 describe('engine', () => {
-  const engines: Engine[] = [];
   const clients: Client[] = [];
-  after(async () => {
+  after(() => {
     for (const c of clients) c.destroy();
-    await Promise.all(engines.map((e) => e.stop()));
   });
-  async function setup(over: Record<string, unknown> = {}, sink = new CollectingSink()): Promise<{ engine: Engine; sink: CollectingSink; port: number }> {
-    const engine = await startEngine(over, { sink });
-    engines.push(engine);
-    return { engine, sink, port: engine.tcpAddress!.port };
-  }
+  const fixture = engineFixtures();
+  const setup = (over: Record<string, unknown> = {}, sink = new CollectingSink()): Promise<EngineFixture> => fixture(over, {}, sink);
   async function open(port: number): Promise<Client> {
     const c = await Client.open(port);
     clients.push(c);

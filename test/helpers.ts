@@ -8,7 +8,8 @@ import { pino } from 'pino';
 import { parseConfig, type Config } from '../src/config.js';
 import { Engine, type EngineOptions } from '../src/engine.js';
 import type { RingSink } from '../src/ring-sink.js';
-import type { NodeEntry } from '../src/node-table.js';
+import type { NodeEntry, NodeHooks } from '../src/node-table.js';
+import { after } from 'node:test';
 import { KIND_JSON_LINE, KIND_PACKED } from '../src/shared/ring-layout.js';
 import { decodeBody } from '../src/shared/binary-protocol.js';
 import { packedToJson } from '../src/shard/frame-writer.js';
@@ -37,6 +38,28 @@ export async function startEngine(over: Record<string, unknown> = {}, opts: Part
   const engine = new Engine({ config: testConfig(over), logger: pino({ level: 'silent' }), testHooks: true, sweepMs: 50, ...opts });
   await engine.start();
   return engine;
+}
+
+export interface EngineFixture {
+  engine: Engine;
+  sink: CollectingSink;
+  port: number;
+}
+
+/**
+ * For a describe() block: returns a function that starts an engine (config `base`
+ * merged with `over`, a collecting sink, provisioning hooks) and stops them all in after().
+ */
+export function engineFixtures(base: Record<string, unknown> = {}): (over?: Record<string, unknown>, hooks?: NodeHooks, sink?: CollectingSink) => Promise<EngineFixture> {
+  const engines: Engine[] = [];
+  after(async () => {
+    await Promise.all(engines.map((e) => e.stop()));
+  });
+  return async (over = {}, hooks = {}, sink = new CollectingSink()) => {
+    const engine = await startEngine({ ...base, ...over }, { sink, hooks });
+    engines.push(engine);
+    return { engine, sink, port: engine.tcpAddress!.port };
+  };
 }
 
 /** Polls `fn` until it returns a truthy value; fails with `what` after the deadline. */

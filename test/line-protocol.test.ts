@@ -1,22 +1,12 @@
 // The tracker-host TCP server scenarios, line protocol, over real sockets.
-import { test, describe, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startEngine, CollectingSink, Client, lineFrame, heartbeat, until, scrape, assertAccounting } from './helpers.js';
+import { engineFixtures, Client, lineFrame, heartbeat, until, scrape, assertAccounting } from './helpers.js';
 import type { NodeInfo } from '../src/node-table.js';
-import type { Engine } from '../src/engine.js';
 
 for (const shards of [1, 0]) {
   describe(`line protocol (shards: ${shards})`, () => {
-    const engines: Engine[] = [];
-    after(async () => {
-      await Promise.all(engines.map((e) => e.stop()));
-    });
-    async function setup(over: Record<string, unknown> = {}, hooks = {}): Promise<{ engine: Engine; sink: CollectingSink; port: number }> {
-      const sink = new CollectingSink();
-      const engine = await startEngine({ shards, ...over }, { sink, hooks });
-      engines.push(engine);
-      return { engine, sink, port: engine.tcpAddress!.port };
-    }
+    const setup = engineFixtures({ shards });
 
     test('a frame with the right token is routed to its node ring without the token', async () => {
       const { engine, sink, port } = await setup();
