@@ -1,0 +1,355 @@
+// Track output of a tracker subprocess: its stdout becomes whole lines
+// (LineSplitter) that are appended to one JSONL file per UTC day
+// (TrackFileWriter), `{outputDir}/{name}_{YYYY-MM-DD}.jsonl` as tracker-host
+// names them.
+//
+// TrackFileWriter never throws from write(): file-system errors (EACCES,
+// ENOSPC, a missing mount, ...) go to `onError`, the lines that could not be
+// stored are counted in `linesFailed`, and the file is reopened on the next
+// write after `reopenDelayMs` (or at once when the UTC day changes). Writing is
+// buffered through a fs.WriteStream; write() returns false when the buffer is
+// above its high-water mark, and drained() resolves when it is worth writing
+// again, so the caller can pause the tracker's stdout.
+
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { join } from 'node:path';
+
+const DAY_MS = 86_400_000;
+
+/** Default limit for one track line, the same 1 MiB as the node line protocol. */
+export const DEFAULT_MAX_TRACK_LINE_BYTES = 1024 * 1024;
+
+// ---------------------------------------------------------------------------
+// LineSplitter
+// ---------------------------------------------------------------------------
+
+export interface LineSplitterOptions {
+  /** Longest accepted line in bytes, without its '\n'. Longer lines are dropped whole and counted. Default 1 MiB. */
+  maxLineBytes?: number;
+}
+
+/**
+ * Turns a stream of chunks (a child's stdout) into complete lines. The
+ * unterminated tail of a chunk is kept until its '\n' arrives; never more than
+ * maxLineBytes are buffered: a longer line is dropped whole (everything up to
+ * its '\n'), and counted once in `oversizeDropped`. Lines are split on bytes and
+ * decoded as UTF-8 only when complete, so a multi-byte character split across
+ * chunks is reassembled. A trailing '\r' is removed; empty lines are skipped.
+ */
+export class LineSplitter {
+  readonly maxLineBytes: number;
+  /** Complete lines returned so far. */
+  lines = 0;
+  /** Lines longer than maxLineBytes that were dropped. */
+  oversizeDropped = 0;
+
+  private parts: Buffer[] = [];
+  private partBytes = 0;
+  /** Inside an oversize line: discard bytes up to the next '\n'. */
+  private skipping = false;
+
+  constructor(opts: LineSplitterOptions = {}) {
+    const max = opts.maxLineBytes ?? DEFAULT_MAX_TRACK_LINE_BYTES;
+    if (!Number.isInteger(max) || max < 1) throw new RangeError(`maxLineBytes must be a positive integer, got ${max}`);
+    this.maxLineBytes = max;
+  }
+
+  /** Bytes of an unterminated line held back. */
+  get buffered(): number {
+    return this.partBytes;
+  }
+
+  /** Feeds one chunk; returns the lines it completed (possibly none), in order. */
+  push(chunk: Buffer | string): string[] {
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+    const out: string[] = [];
+    let pos = 0;
+    for (;;) {
+      const nl = buf.indexOf(10, pos);
+      if (nl < 0) {
+        this.hold(buf, pos);
+        return out;
+      }
+      if (this.skipping) {
+        this.skipping = false; // the oversize line ends here; it was already counted
+      } else if (this.partBytes + (nl - pos) > this.maxLineBytes) {
+        this.oversizeDropped++;
+        this.clearParts();
+      } else {
+        this.emit(buf, pos, nl, out);
+      }
+      pos = nl + 1;
+    }
+  }
+
+  /**
+   * End of stream: returns the unterminated last line (an incomplete record
+   * when the tracker died mid-write), or null, and resets the splitter.
+   */
+  end(): string | null {
+    const skipped = this.skipping;
+    this.skipping = false;
+    if (skipped || this.partBytes === 0) {
+      this.clearParts();
+      return null;
+    }
+    const text = stripCr(Buffer.concat(this.parts, this.partBytes).toString('utf8'));
+    this.clearParts();
+    return text === '' ? null : text;
+  }
+
+  private hold(buf: Buffer, pos: number): void {
+    const rem = buf.length - pos;
+    if (rem === 0 || this.skipping) return;
+    if (this.partBytes + rem > this.maxLineBytes) {
+      // Already too long without its newline: count it now, drop what we have and the rest of it.
+      this.oversizeDropped++;
+      this.skipping = true;
+      this.clearParts();
+      return;
+    }
+    // Copy: the caller may reuse its chunk, and a small tail must not pin a large one.
+    this.parts.push(Buffer.from(buf.subarray(pos)));
+    this.partBytes += rem;
+  }
+
+  private emit(buf: Buffer, start: number, end: number, out: string[]): void {
+    let text: string;
+    if (this.partBytes === 0) {
+      text = buf.toString('utf8', start, end);
+    } else {
+      this.parts.push(buf.subarray(start, end));
+      text = Buffer.concat(this.parts, this.partBytes + (end - start)).toString('utf8');
+      this.clearParts();
+    }
+    text = stripCr(text);
+    if (text === '') return;
+    this.lines++;
+    out.push(text);
+  }
+
+  private clearParts(): void {
+    this.parts = [];
+    this.partBytes = 0;
+  }
+}
+
+function stripCr(s: string): string {
+  return s.length > 0 && s.charCodeAt(s.length - 1) === 13 ? s.slice(0, -1) : s;
+}
+
+// ---------------------------------------------------------------------------
+// TrackFileWriter
+// ---------------------------------------------------------------------------
+
+export interface TrackFileWriterOptions {
+  /** Directory for the files; created (recursively) when missing. */
+  outputDir: string;
+  /** Tracker name: the file-name prefix. Must not contain path separators. */
+  name: string;
+  /** Clock in ms since the epoch; decides the file's UTC date at each write. Default Date.now. */
+  now?: () => number;
+  /** File-system errors (the writer never throws from write()). Called at most once per failed open/stream. */
+  onError?: (err: Error) => void;
+  /** WriteStream buffer size above which write() returns false. Default 64 KiB. */
+  highWaterMark?: number;
+  /** After an error, writes are dropped (and counted) for this long before the file is reopened. Default 5000. */
+  reopenDelayMs?: number;
+}
+
+export interface TrackFileWriterStats {
+  /** Lines the OS accepted (counted when the write completed). */
+  linesWritten: number;
+  /** Bytes of those lines, newlines included. */
+  bytesWritten: number;
+  /** Lines lost: write errors, written while the file was unavailable or after close(). */
+  linesFailed: number;
+  /** Switches from one day's file to another. */
+  rotations: number;
+  /** Errors reported to onError. */
+  errors: number;
+}
+
+/** `{name}_{YYYY-MM-DD}.jsonl` for the UTC date of `ms`. */
+export function trackFileName(name: string, ms: number): string {
+  return `${name}_${new Date(ms).toISOString().slice(0, 10)}.jsonl`;
+}
+
+/** Appends track lines to `{outputDir}/{name}_{YYYY-MM-DD}.jsonl`, one file per UTC day. */
+export class TrackFileWriter {
+  readonly outputDir: string;
+  readonly name: string;
+
+  private readonly now: () => number;
+  private readonly onError: (err: Error) => void;
+  private readonly highWaterMark: number;
+  private readonly reopenDelayMs: number;
+
+  private stream: WriteStream | null = null;
+  private path: string | null = null;
+  /** [dayStart, dayEnd) of the open (or last attempted) file, in ms. */
+  private dayStart = 0;
+  private dayEnd = -1;
+  private hadFile = false;
+  private failedAt: number | null = null;
+  private closed = false;
+  private closing: Promise<void> | null = null;
+  /** Close promises of every stream not yet closed (the current one and rotated-out ones). */
+  private readonly pendingCloses = new Set<Promise<void>>();
+  private drainWaiters: (() => void)[] = [];
+
+  private readonly counters: TrackFileWriterStats = { linesWritten: 0, bytesWritten: 0, linesFailed: 0, rotations: 0, errors: 0 };
+
+  constructor(opts: TrackFileWriterOptions) {
+    const name = opts.name;
+    if (name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name)) {
+      throw new TypeError(`invalid tracker name for a file name: ${JSON.stringify(name)}`);
+    }
+    this.outputDir = opts.outputDir;
+    this.name = name;
+    this.now = opts.now ?? Date.now;
+    this.onError = opts.onError ?? (() => {});
+    this.highWaterMark = opts.highWaterMark ?? 64 * 1024;
+    this.reopenDelayMs = opts.reopenDelayMs ?? 5000;
+  }
+
+  /** Path of the file currently open (or being opened), or null. */
+  get currentPath(): string | null {
+    return this.stream ? this.path : null;
+  }
+
+  /** True when write() last reported back-pressure and the buffer has not drained yet. */
+  get needsDrain(): boolean {
+    return this.stream !== null && this.stream.writableNeedDrain;
+  }
+
+  stats(): TrackFileWriterStats {
+    return { ...this.counters };
+  }
+
+  /**
+   * Appends one line (a trailing '\n' is added unless present; the caller must
+   * not pass embedded newlines). The line goes whole into the file of the UTC
+   * date at this call. Never throws. Returns false when the stream's buffer is
+   * above its high-water mark: wait for drained() before writing more.
+   */
+  write(line: string): boolean {
+    if (this.closed) {
+      this.counters.linesFailed++;
+      return true;
+    }
+    const t = this.now();
+    if (t < this.dayStart || t >= this.dayEnd) {
+      this.openFor(t);
+    } else if (this.stream === null && this.failedAt !== null && t - this.failedAt >= this.reopenDelayMs) {
+      this.openFor(t);
+    }
+    const stream = this.stream;
+    if (stream === null || stream.destroyed) {
+      this.counters.linesFailed++;
+      return true;
+    }
+    const data = line.endsWith('\n') ? line : line + '\n';
+    const bytes = Buffer.byteLength(data, 'utf8');
+    const c = this.counters;
+    return stream.write(data, (err) => {
+      if (err) {
+        c.linesFailed++;
+      } else {
+        c.linesWritten++;
+        c.bytesWritten += bytes;
+      }
+    });
+  }
+
+  /** Resolves when writing may continue: at once unless the buffer is above its high-water mark. */
+  drained(): Promise<void> {
+    if (!this.needsDrain) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /** Flushes and closes the file(s). Later writes are counted as failed. Idempotent. */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closed = true;
+    this.releaseStream();
+    this.wakeDrainWaiters();
+    this.closing = Promise.all([...this.pendingCloses]).then(() => {});
+    return this.closing;
+  }
+
+  private openFor(t: number): void {
+    const dayStart = Math.floor(t / DAY_MS) * DAY_MS;
+    const switching = this.hadFile && dayStart !== this.dayStart;
+    if (this.stream !== null) this.releaseStream();
+    this.dayStart = dayStart;
+    this.dayEnd = dayStart + DAY_MS;
+    this.failedAt = null;
+    if (switching) this.counters.rotations++;
+    this.hadFile = true;
+
+    const path = join(this.outputDir, trackFileName(this.name, dayStart));
+    this.path = path;
+    try {
+      mkdirSync(this.outputDir, { recursive: true });
+    } catch (err) {
+      this.fail(err, `cannot create output directory ${this.outputDir}`, t);
+      return;
+    }
+    let stream: WriteStream;
+    try {
+      stream = createWriteStream(path, { flags: 'a', highWaterMark: this.highWaterMark });
+    } catch (err) {
+      this.fail(err, `cannot open ${path}`, t);
+      return;
+    }
+    this.stream = stream;
+    const closedP: Promise<void> = new Promise<void>((resolve) => {
+      stream.once('close', () => {
+        this.pendingCloses.delete(closedP);
+        resolve();
+      });
+    });
+    this.pendingCloses.add(closedP);
+    stream.on('drain', () => {
+      if (stream === this.stream) this.wakeDrainWaiters();
+    });
+    stream.on('error', (err) => {
+      // The stream is destroyed by now; its buffered lines fail through their callbacks.
+      const current = stream === this.stream;
+      if (current) {
+        this.stream = null;
+        this.wakeDrainWaiters();
+      }
+      this.fail(err, `track file ${path}`, current ? this.now() : null);
+    });
+  }
+
+  /** Ends the current stream (flushes it in the background) and forgets it. */
+  private releaseStream(): void {
+    const s = this.stream;
+    this.stream = null;
+    if (s !== null && !s.destroyed) s.end();
+    this.wakeDrainWaiters();
+  }
+
+  private fail(err: unknown, what: string, at: number | null): void {
+    if (at !== null) this.failedAt = at;
+    this.counters.errors++;
+    const e = err instanceof Error ? err : new Error(String(err));
+    const wrapped = new Error(`${what}: ${e.message}`, { cause: e });
+    if ('code' in e) (wrapped as NodeJS.ErrnoException).code = (e as NodeJS.ErrnoException).code;
+    try {
+      this.onError(wrapped);
+    } catch {
+      // a throwing callback must not break the writer
+    }
+  }
+
+  private wakeDrainWaiters(): void {
+    if (this.drainWaiters.length === 0) return;
+    const w = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const resolve of w) resolve();
+  }
+}
