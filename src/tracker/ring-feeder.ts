@@ -1,0 +1,267 @@
+// Moves one node's ring into one tracker process: batches out of the ring, one
+// buffer of retina JSON lines per batch, one write per batch, and back-pressure
+// all the way back: while the tracker's input is full the feeder stops reading the
+// ring, so the ring fills and (under the ring's `block` policy) the node's socket
+// is paused by its shard.
+//
+// Usage (the tracker supervisor): call pump() from the ring sink's onData(node)
+// and after a tracker becomes connected (start() resolved). The feeder resumes by
+// itself after back-pressure and after yielding; it re-arms the ring's doorbell
+// only when it has emptied the ring.
+//
+// Ordering: the retina tracker expects frames in timestamp order, so a frame is fed
+// only when its timestamp is strictly after the last one fed to the current
+// tracker process (equal: `duplicate`, lower: `outOfOrder`; both skipped). A new
+// tracker process has seen nothing: attach() (or resetOrdering()) starts over.
+//
+// Accounting. Every frame taken out of the ring ends up in exactly one of
+//   framesFed + inFlight + lostInFlight + duplicate + outOfOrder + badRecords
+// (`taken` is their sum):
+// - framesFed: its batch's bytes were handed to the OS (the write callback
+//   succeeded) for the tracker's input.
+// - inFlight: its batch was accepted by write() and is still queued in this
+//   process (e.g. behind a tracker that stopped reading).
+// - lostInFlight: taken from the ring but never handed to the OS, because the
+//   tracker died, its input closed or it was stopped with the batch still queued
+//   here (the write callback failed), or because write() threw.
+// Bytes that reached the OS but were still unread in the kernel's socket buffer when
+// the tracker died are counted as fed: nothing on this side can know about them.
+// The feeder never reads the ring while no tracker input is open (`detached`), so a
+// tracker that is down or restarting leaves the frames in the ring, not lost.
+import type { RingReader, RingBatch } from '../ring-reader.js';
+import { KIND_JSON_LINE, KIND_PACKED } from '../shared/ring-layout.js';
+import { packedToJson } from '../shard/frame-writer.js';
+import type { TrackerProcess } from './tracker-process.js';
+
+/**
+ * What pump() left behind:
+ * idle: the ring is empty and its doorbell armed;
+ * blocked: waiting for the tracker's input to drain (resumes by itself);
+ * yielded: stopped after maxBatchesPerPump batches to let the event loop run (resumes by itself);
+ * detached: no open tracker input: the ring is left as is (call pump() after attach() or a reconnect);
+ * closed: close() was called.
+ */
+export type FeederState = 'idle' | 'blocked' | 'yielded' | 'detached' | 'closed';
+
+/** The part of TrackerProcess the feeder uses (a test double may stand in). */
+export type FeederTarget = Pick<TrackerProcess, 'writable' | 'write' | 'whenWritable'>;
+
+export interface RingFeederOptions {
+  reader: RingReader;
+  /** The tracker to feed; may be attached later. */
+  tracker?: FeederTarget;
+  /** Batches per pump() before yielding to the event loop (setImmediate). Default 16. */
+  maxBatchesPerPump?: number;
+  now?: () => number;
+}
+
+const NL = 0x0a;
+const NL_BUF = Buffer.from('\n');
+
+export class RingFeeder {
+  readonly reader: RingReader;
+  private tracker: FeederTarget | null;
+  private readonly maxBatches: number;
+  private readonly now: () => number;
+  private _state: FeederState = 'detached';
+  /** Bumped by attach()/detach()/close(): a stale drain or yield must not resume. */
+  private generation = 0;
+  private waiting = false;
+  private yieldPending = false;
+  private pumping = false;
+  private lastTs = -Infinity;
+
+  // ---- counters ----
+  /** Frames whose bytes reached the tracker's input (see the accounting rule above). */
+  framesFed = 0;
+  /** Frames accepted by write() and not yet handed to the OS. */
+  inFlight = 0;
+  /** Frames taken from the ring that never reached the tracker's input. */
+  lostInFlight = 0;
+  /** Frames skipped: same timestamp as the last one fed. */
+  duplicate = 0;
+  /** Frames skipped: timestamp before the last one fed. */
+  outOfOrder = 0;
+  /** Records of an unknown kind, empty JSON-line records, packed records too short for their detections (skipped). */
+  badRecords = 0;
+  /** Batches written (one tracker write each). */
+  batches = 0;
+  /** Bytes written to the tracker. */
+  bytes = 0;
+  /** Times the feeder stopped reading the ring because the tracker's input was full. */
+  stalls = 0;
+  /** Wall clock (now()) of the last write of frames to the tracker; 0 = never. */
+  lastFrameAt = 0;
+
+  constructor(opts: RingFeederOptions) {
+    this.reader = opts.reader;
+    this.tracker = opts.tracker ?? null;
+    this.maxBatches = Math.max(1, opts.maxBatchesPerPump ?? 16);
+    this.now = opts.now ?? Date.now;
+  }
+
+  get state(): FeederState {
+    return this._state;
+  }
+  /** Frames taken out of the ring by this feeder. */
+  get taken(): number {
+    return this.framesFed + this.inFlight + this.lostInFlight + this.duplicate + this.outOfOrder + this.badRecords;
+  }
+  /** Timestamp of the last frame fed to the current tracker (-Infinity: none yet). */
+  get lastTimestamp(): number {
+    return this.lastTs;
+  }
+
+  /** The next frame fed may have any timestamp (a fresh tracker process has seen none). */
+  resetOrdering(): void {
+    this.lastTs = -Infinity;
+  }
+
+  /** Feeds a (new) tracker process from now on; resets the ordering. Call pump() once it is connected. */
+  attach(tracker: FeederTarget): void {
+    this.generation++;
+    this.tracker = tracker;
+    this.waiting = false;
+    this.yieldPending = false;
+    this.resetOrdering();
+    if (this._state !== 'closed') this._state = 'detached';
+  }
+
+  /** Stops feeding (the ring is left as is). */
+  detach(): void {
+    this.generation++;
+    this.tracker = null;
+    this.waiting = false;
+    this.yieldPending = false;
+    if (this._state !== 'closed') this._state = 'detached';
+  }
+
+  close(): void {
+    this.detach();
+    this._state = 'closed';
+  }
+
+  /**
+   * Moves batches from the ring to the tracker until the ring is empty (then arms
+   * the doorbell), the tracker's input is full, or maxBatchesPerPump batches went.
+   * Never throws; cheap to call when blocked or detached.
+   */
+  pump(): FeederState {
+    if (this._state === 'closed') return 'closed';
+    if (this.waiting || this.yieldPending || this.pumping) return this._state;
+    this.pumping = true;
+    try {
+      this._state = this.run();
+    } finally {
+      this.pumping = false;
+    }
+    return this._state;
+  }
+
+  private run(): FeederState {
+    const t = this.tracker;
+    const r = this.reader;
+    for (let n = 0; ; ) {
+      if (!t || !t.writable) return 'detached';
+      const batch = r.read();
+      if (!batch) {
+        if (r.arm()) return 'idle';
+        continue;
+      }
+      const { buf, frames } = this.render(batch);
+      if (frames > 0) {
+        this.inFlight += frames;
+        let ok: boolean;
+        try {
+          ok = t.write(buf, (err) => {
+            this.inFlight -= frames;
+            if (err) this.lostInFlight += frames;
+            else this.framesFed += frames;
+          });
+        } catch {
+          // Not writable after all (checked above; only a misbehaving target gets here).
+          this.inFlight -= frames;
+          this.lostInFlight += frames;
+          return 'detached';
+        }
+        this.batches++;
+        this.bytes += buf.length;
+        this.lastFrameAt = this.now();
+        if (!ok) {
+          this.stalls++;
+          this.waitWritable(t);
+          return 'blocked';
+        }
+      }
+      if (++n >= this.maxBatches) {
+        this.yieldPending = true;
+        const gen = this.generation;
+        setImmediate(() => {
+          if (gen !== this.generation) return;
+          this.yieldPending = false;
+          this.pump();
+        });
+        return 'yielded';
+      }
+    }
+  }
+
+  private waitWritable(t: FeederTarget): void {
+    this.waiting = true;
+    const gen = this.generation;
+    t.whenWritable().then(() => {
+      if (gen !== this.generation) return;
+      this.waiting = false;
+      this.pump();
+    }, () => {
+      if (gen !== this.generation) return;
+      this.waiting = false;
+      this.pump();
+    });
+  }
+
+  /** One buffer of retina lines for the in-order frames of a batch. */
+  private render(batch: RingBatch): { buf: Buffer; frames: number } {
+    const parts: Buffer[] = [];
+    let len = 0;
+    let frames = 0;
+    for (const rec of batch.records()) {
+      const ts = rec.timestamp;
+      if (!(ts > this.lastTs)) {
+        if (ts === this.lastTs) this.duplicate++;
+        else this.outOfOrder++;
+        continue;
+      }
+      let line: Buffer;
+      if (rec.kind === KIND_JSON_LINE) {
+        line = rec.payload;
+        if (line.length === 0) {
+          this.badRecords++;
+          continue;
+        }
+      } else if (rec.kind === KIND_PACKED) {
+        const n = rec.detections;
+        const cols = n * 24;
+        if (rec.payload.length < cols) {
+          this.badRecords++;
+          continue;
+        }
+        const adsb = rec.payload.length > cols ? rec.payload.subarray(cols) : null;
+        line = Buffer.from(packedToJson(rec.payload, n, adsb, ts), 'utf8');
+      } else {
+        this.badRecords++;
+        continue;
+      }
+      parts.push(line);
+      len += line.length;
+      // The layout promises '\n'-terminated lines; never glue two frames together.
+      if (line[line.length - 1] !== NL) {
+        parts.push(NL_BUF);
+        len++;
+      }
+      this.lastTs = ts;
+      frames++;
+    }
+    return { buf: parts.length === 1 ? parts[0]! : Buffer.concat(parts, len), frames };
+  }
+}
