@@ -8,7 +8,7 @@ import { ConnectionHandoff } from './connection-handoff.js';
 import { NodeTable, type NodeHooks, type NodeEntry } from './node-table.js';
 import { DiscardSink, type RingSink } from './ring-sink.js';
 import { Metrics, type Totals } from './metrics.js';
-import { HttpServer } from './http-server.js';
+import { HttpServer, sendJson } from './http-server.js';
 import { createLogger, RateLimit, type Logger } from './logger.js';
 import { COUNTER_SLOTS } from './shared/counters.js';
 import { ConfigError, RadarError } from './shared/errors.js';
@@ -136,7 +136,27 @@ export class Engine {
       res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
       res.end(body);
     });
+    // Liveness: the process answers and its event loop turns. Never fails for draining.
+    this.http.addRoute('GET', '/healthz', (_req, res) => sendJson(res, 200, { status: 'ok', uptime_s: Math.round(process.uptime()) }));
+    this.http.addRoute('GET', '/readyz', (_req, res) => {
+      const checks = this.readiness();
+      const ok = Object.values(checks).every((c) => c.ok);
+      sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', checks });
+    });
     this.agents.mount(this.http);
+  }
+
+  /** Readiness checks (a load balancer should send nodes here only when all pass). */
+  readiness(): Record<string, { ok: boolean; detail?: string }> {
+    const down = this.pool.slots.filter((s) => !s.ready).map((s) => s.id);
+    return {
+      config: { ok: true },
+      listening: this.config.tcp_server.enabled
+        ? { ok: this.tcp?.listening === true, ...(this.tcp?.listening ? {} : { detail: 'node port not listening' }) }
+        : { ok: true, detail: 'tcp_server disabled' },
+      shards: down.length === 0 ? { ok: true } : { ok: false, detail: `shards not running: ${down.join(', ')}` },
+      draining: this.stopping === null ? { ok: true } : { ok: false, detail: 'shutting down' },
+    };
   }
 
   /** Starts shards, then the TCP and HTTP listeners. */
