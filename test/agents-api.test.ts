@@ -302,8 +302,10 @@ describe('agents API', () => {
     const r3 = await x.register('reg-1', { name: 'Renamed', group: 'south', version: '2.0.0', capabilities: ['det-f64', 'replay'], routes: [] });
     assert.notEqual(r3.accessToken, r2.accessToken);
     assert.equal(r2.serverPublicKey, r1.serverPublicKey);
-    // The new token works.
+    // The new token works; the ones it replaced are revoked.
     assert.equal((await x.post(`${BASE}/reg-1/heartbeat`, undefined, r3.accessToken)).status, 200);
+    assert.equal((await x.post(`${BASE}/reg-1/heartbeat`, undefined, r1.accessToken)).status, 401);
+    assert.equal((await x.post(`${BASE}/reg-1/heartbeat`, undefined, r2.accessToken)).status, 401);
 
     // Re-registration revives a STALE agent, replaces metadata, keeps registeredAt.
     x.clock.now = T0 + STALE;

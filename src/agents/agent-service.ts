@@ -80,6 +80,8 @@ export class AgentService {
   /** radar_ingest_commands_total{type,result}. */
   readonly commandCounts = new Map<string, number>();
   private readonly apiToken: Buffer | null;
+  /** Digest of each agent's latest access token: registering again revokes the previous one. */
+  private readonly currentToken = new Map<string, Buffer>();
   private readonly cfg: Config['agents'];
   private readonly commandBody: ReturnType<typeof commandSchema>;
 
@@ -175,7 +177,8 @@ export class AgentService {
   /** Agent endpoints: the agent's own access token. */
   private agentAuth(req: IncomingMessage, res: ServerResponse, url: URL, id: string): boolean {
     const t = bearer(req, url);
-    if (t === null || !this.tokens.verify(t, id)) {
+    const current = this.currentToken.get(id);
+    if (t === null || current === undefined || !this.tokens.verify(t, id) || !timingSafeEqual(sha(t), current)) {
       this.unauthorized(res);
       return false;
     }
@@ -212,6 +215,7 @@ export class AgentService {
     if (!this.opts.checkNodeToken(v.id, token)) return this.unauthorized(res);
     this.registry.register(v.id, { name: v.name, group: v.group, version: v.version, capabilities: v.capabilities, routes: v.routes ?? [] });
     const issued = this.tokens.issue(v.id);
+    this.currentToken.set(v.id, sha(issued.token));
     this.opts.log?.('info', { agent: v.id, group: v.group, version: v.version }, 'agent registered');
     sendJson(res, 200, {
       id: v.id,
@@ -250,6 +254,7 @@ export class AgentService {
   private async remove(req: IncomingMessage, res: ServerResponse, url: URL, id: string): Promise<void> {
     if (!this.control(req, res, url)) return;
     if (!this.registry.delete(id)) return sendJson(res, 404, { error: `unknown agent ${id}` });
+    this.currentToken.delete(id);
     this.hub.close(id);
     this.commands.forget(id);
     sendJson(res, 200, { id, deleted: true });
