@@ -134,6 +134,9 @@ const tcpServerSchema = z
     port: listenPort().default(30050),
     // "": shared secret nodes authenticate with; RADAR_INGEST_TOKEN (non-empty) overrides it.
     token: z.string().default(''),
+    // {}: per-node tokens (node_id -> token); a node without an entry uses `token`.
+    tokens: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'node ids are 1-64 characters of [A-Za-z0-9._-]'),
+      nonEmptyString()).default({}),
     // true: unknown nodes get a tracker port automatically (tracker-host default).
     auto_provision: z.boolean().default(true),
     // 31000: first auto-provisioned port (tracker-host default).

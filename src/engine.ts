@@ -69,6 +69,7 @@ export class Engine {
     this.pool = new ShardPool({
       shards: config.shards,
       token: config.tcp_server.token,
+      tokens: config.tcp_server.tokens,
       maxFrameBytes: config.limits.max_frame_bytes,
       overflow: config.ring.overflow,
       testHooks: opts.testHooks ?? false,
@@ -85,11 +86,12 @@ export class Engine {
       onGone: (h) => this.log.debug({ conn: h.id, remote: h.remote, reason: h.closeReason ?? 'peer_closed' }, 'connection closed'),
     });
     const hooks = opts.hooks ?? {};
-    const nodeToken = new TokenCheck(config.tcp_server.token);
+    const nodeToken = new TokenCheck(config.tcp_server.token, config.tcp_server.tokens);
     this.agents = new AgentService({
       config,
       ...(opts.now ? { now: opts.now } : {}),
-      checkNodeToken: (_id, token) => !nodeToken.disabled && nodeToken.matches(token),
+      // Registration always needs a token: a node with none configured cannot register.
+      checkNodeToken: (id, token) => !nodeToken.disabledFor(id) && nodeToken.matches(id, token),
       traceNode: (node, id, durationMs) => this.traceNode(node, id, durationMs),
       log: (level, obj, msg) => this.log[level](obj, msg),
     });
@@ -164,7 +166,11 @@ export class Engine {
     if (this.started) throw new Error('engine already started');
     this.started = true;
     const c = this.config;
-    if (c.tcp_server.token === '') this.log.warn('tcp_server.token is empty: node authentication is disabled');
+    if (c.tcp_server.token === '') {
+      this.log.warn(Object.keys(c.tcp_server.tokens).length === 0
+        ? 'tcp_server.token is empty: node authentication is disabled'
+        : 'tcp_server.token is empty: nodes without an entry in tcp_server.tokens are not authenticated');
+    }
     await this.pool.start();
     this.httpAddress = await this.http.listen(c.http.port, c.http.host);
     if (c.tcp_server.enabled) {

@@ -12,6 +12,7 @@ import type { OverflowPolicy } from './ring-writer.js';
 export interface ShardPoolOptions {
   shards: number;
   token: string;
+  tokens: Record<string, string>;
   maxFrameBytes: number;
   overflow: OverflowPolicy;
   testHooks: boolean;
@@ -61,6 +62,7 @@ export class ShardPool {
         shardId: 0,
         counters: slot.counters,
         token: this.opts.token,
+        tokens: this.opts.tokens,
         maxFrameBytes: this.opts.maxFrameBytes,
         overflow: this.opts.overflow,
         testHooks: false,
@@ -103,6 +105,7 @@ export class ShardPool {
       shardId: slot.id,
       counters: slot.countersSab,
       token: this.opts.token,
+      tokens: this.opts.tokens,
       maxFrameBytes: this.opts.maxFrameBytes,
       overflow: this.opts.overflow,
       testHooks: this.opts.testHooks,

@@ -1040,3 +1040,18 @@ describe('deep-trace', () => {
     }
   });
 });
+
+describe('registration with per-node tokens', () => {
+  test('a node with its own TCP token registers with it, not with the shared one; others use the shared token', async () => {
+    const engine = await startEngine({ http: { api_token: CONTROL }, tcp_server: { tokens: { 'node-own': 'own-secret' } } });
+    try {
+      const port = engine.httpAddress!.port;
+      assert.equal((await call(port, 'POST', `${BASE}/register`, { token: TOKEN, json: regBody('node-own') })).status, 401);
+      assert.equal((await call(port, 'POST', `${BASE}/register`, { token: 'own-secret', json: regBody('node-own') })).status, 200);
+      assert.equal((await call(port, 'POST', `${BASE}/register`, { token: 'own-secret', json: regBody('node-else') })).status, 401);
+      assert.equal((await call(port, 'POST', `${BASE}/register`, { token: TOKEN, json: regBody('node-else') })).status, 200);
+    } finally {
+      await engine.stop();
+    }
+  });
+});

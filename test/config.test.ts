@@ -61,6 +61,7 @@ test('empty and null documents give all defaults', () => {
       host: '0.0.0.0',
       port: 30050,
       token: '',
+      tokens: {},
       auto_provision: true,
       auto_provision_port_start: 31000,
       auto_provision_port_end: 31099,
@@ -185,6 +186,13 @@ test('a full tracker-host config loads unchanged and its values come through', (
     assert.equal(b.api_forward, undefined);
     assert.deepEqual(b.geolocator, { enabled: true, tcp_port: 31013 });
   });
+});
+
+test('tcp_server.tokens maps node ids to tokens; a bad node id key names its path', () => {
+  assert.deepEqual(parseConfig({ tcp_server: { tokens: { 'node-1': 'a' } } }, {}).tcp_server.tokens, { 'node-1': 'a' });
+  assert.deepEqual(parseConfig({}, {}).tcp_server.tokens, {});
+  assert.throws(() => parseConfig({ tcp_server: { tokens: { 'bad id/..': 'a' } } }, {}), /tcp_server\.tokens/);
+  assert.throws(() => parseConfig({ tcp_server: { tokens: { 'node-1': '' } } }, {}), /tcp_server\.tokens/);
 });
 
 test('RADAR_INGEST_API_TOKEN overrides http.api_token', () => {

@@ -179,6 +179,31 @@ describe('engine', () => {
     assert.equal(b.closed || l.closed, false);
   });
 
+  test('per-node tokens: a node with its own token must use it; others use the shared token', async () => {
+    const { engine, sink, port } = await setup({ tcp_server: { tokens: { 'node-own': 'own-secret' } } });
+    const ownWithShared = await open(port);
+    await ownWithShared.send(lineFrame('node-own', 1, 2, TOKEN));
+    await ownWithShared.closedP;
+    const ownOk = await open(port);
+    await ownOk.send(lineFrame('node-own', 2, 2, 'own-secret'));
+    const otherWithOwn = await open(port);
+    await otherWithOwn.send(lineFrame('node-other', 1, 2, 'own-secret'));
+    await otherWithOwn.closedP;
+    const otherOk = await open(port);
+    await otherOk.send(lineFrame('node-other', 2, 2, TOKEN));
+    await until(() => sink.of('node-own').length === 1 && sink.of('node-other').length === 1, 'frames with the right tokens');
+    assert.deepEqual(sink.of('node-own').map((f) => f.timestamp), [2]);
+    // Binary hello follows the same rule.
+    const bad = await open(port);
+    await bad.send(encodeHello('node-own', TOKEN));
+    await bad.closedP;
+    assert.equal(bad.messages()[0]?.code, 'RADAR_ERR_AUTH_FAILED');
+    const good = await open(port);
+    await good.send(encodeHello('node-own', 'own-secret'));
+    await until(() => good.messages().some((m) => m.t === 'welcome'), 'welcome with the node token');
+    assert.equal((await scrape(engine)).get('radar_ingest_connections_rejected_total{reason="auth_failed"}'), 3);
+  });
+
   test('binary frames in flight when a connection drops are either acked and delivered or resent', async () => {
     const { engine, sink, port } = await setup();
     const a = await open(port);

@@ -10,6 +10,7 @@ export interface ShardTaskInput {
   shardId: number;
   counters: SharedArrayBuffer;
   token: string;
+  tokens: Record<string, string>;
   maxFrameBytes: number;
   overflow: OverflowPolicy;
   testHooks: boolean;
@@ -21,6 +22,7 @@ export default function runShard(input: ShardTaskInput): Promise<number> {
     shardId: input.shardId,
     counters: new Float64Array(input.counters),
     token: input.token,
+    tokens: input.tokens,
     maxFrameBytes: input.maxFrameBytes,
     overflow: input.overflow,
     testHooks: input.testHooks,

@@ -175,12 +175,12 @@ function hello(sh: Shard, c: Conn, m: Record<string, unknown>): number {
     sh.close(c, 'unsupported_version', { code: ErrorCodes.UNSUPPORTED_VERSION, message: `protocol version ${String(m.v)} is not supported; this host speaks ${PROTOCOL_VERSION}` });
     return R_CLOSE;
   }
-  if (typeof m.token !== 'string' || !sh.token.matches(m.token)) {
-    sh.close(c, 'auth_failed', { code: ErrorCodes.AUTH_FAILED, message: 'invalid token' });
-    return R_CLOSE;
-  }
   if (!isValidNodeId(m.node)) {
     sh.close(c, 'protocol_error', { code: ErrorCodes.PROTOCOL, message: NODE_ID_RULE });
+    return R_CLOSE;
+  }
+  if (typeof m.token !== 'string' || !sh.token.matches(m.node, m.token)) {
+    sh.close(c, 'auth_failed', { code: ErrorCodes.AUTH_FAILED, message: 'invalid token' });
     return R_CLOSE;
   }
   sh.authenticated(c);

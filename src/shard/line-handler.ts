@@ -48,6 +48,14 @@ function numberValue(buf: Buffer, key: number): number {
   return Number(buf.toString('latin1', s, e));
 }
 
+/** The message's node id when it is a valid one (the token to check depends on it), else null. */
+function nodeOf(buf: Buffer): string | null {
+  if (scan.type[K_NODE_ID] !== T_STRING || scan.escaped[K_NODE_ID]) return null;
+  const s = scan.start[K_NODE_ID]!;
+  const e = scan.end[K_NODE_ID]!;
+  return isValidNodeIdBytes(buf, s, e) ? buf.toString('latin1', s, e) : null;
+}
+
 export function handleLineOversize(sh: Shard, c: Conn): number {
   return drop(sh, c, D_FRAME_TOO_LARGE, `line longer than ${sh.opts.maxFrameBytes} bytes`);
 }
@@ -62,7 +70,7 @@ export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number
 
   // The first parsable message must authenticate the connection.
   if (!c.authed) {
-    if (scan.type[K_TOKEN] !== T_STRING || !sh.token.matches(stringValue(buf, K_TOKEN))) {
+    if (scan.type[K_TOKEN] !== T_STRING || !sh.token.matches(nodeOf(buf), stringValue(buf, K_TOKEN))) {
       if (!isHeartbeat) drop(sh, c, D_AUTH_FAILED, 'wrong or missing token');
       sh.close(c, 'auth_failed');
       return R_CLOSE;
@@ -84,7 +92,7 @@ export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number
     slot = c.nodes.get(node) ?? null;
     if (slot === null) {
       // A new node on this connection: its message must carry the right token too.
-      if (c.nodes.size > 0 && (scan.type[K_TOKEN] !== T_STRING || !sh.token.matches(stringValue(buf, K_TOKEN)))) {
+      if (c.nodes.size > 0 && (scan.type[K_TOKEN] !== T_STRING || !sh.token.matches(node, stringValue(buf, K_TOKEN)))) {
         if (!isHeartbeat) drop(sh, c, D_AUTH_FAILED, 'wrong or missing token');
         sh.close(c, 'auth_failed');
         return R_CLOSE;

@@ -26,6 +26,8 @@ export interface ShardOptions {
   /** This shard's counters (layout: shared/counters.ts). */
   counters: Float64Array;
   token: string;
+  /** Per-node tokens (node_id -> token); others use `token`. */
+  tokens: Record<string, string>;
   maxFrameBytes: number;
   overflow: OverflowPolicy;
   post: (msg: ShardToMain, transfer?: TransferListItem[]) => void;
@@ -104,7 +106,7 @@ export class Shard {
   constructor(opts: ShardOptions) {
     this.opts = opts;
     this.counters = opts.counters;
-    this.token = new TokenCheck(opts.token);
+    this.token = new TokenCheck(opts.token, opts.tokens);
   }
 
   handle(msg: MainToShard): void {
