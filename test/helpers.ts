@@ -1,6 +1,6 @@
 // Shared test fixtures: a real engine on ephemeral ports, real TCP clients, a
 // collecting ring sink, and polling with a deadline (no fixed sleeps).
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
@@ -60,6 +60,18 @@ export function engineFixtures(base: Record<string, unknown> = {}): (over?: Reco
     engines.push(engine);
     return { engine, sink, port: engine.tcpAddress!.port };
   };
+}
+
+/** A loopback port nothing listens on right now (a subprocess binds it a moment later). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 /** Polls `fn` until it returns a truthy value; fails with `what` after the deadline. */

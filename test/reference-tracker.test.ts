@@ -3,8 +3,9 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, connect, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './helpers.js';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -269,13 +270,6 @@ async function until<T>(fn: () => T, what: string, timeoutMs = 5000): Promise<No
   }
 }
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 interface Proc { child: ChildProcess; port: number; lines: () => string[]; events: () => TrackEvent[]; err: () => string; exit: Promise<number | null> }
 const procs: ChildProcess[] = [];

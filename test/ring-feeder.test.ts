@@ -2,7 +2,6 @@
 // subprocess (test/fixtures/fake-tracker.js).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { RingWriter } from '../src/ring-writer.js';
 import { RingReader, createRingBuffer } from '../src/ring-reader.js';
@@ -10,23 +9,13 @@ import { KIND_JSON_LINE, KIND_PACKED } from '../src/shared/ring-layout.js';
 import { packedToJson } from '../src/shard/frame-writer.js';
 import { TrackerProcess } from '../src/tracker/tracker-process.js';
 import { RingFeeder } from '../src/tracker/ring-feeder.js';
-import { until } from './helpers.js';
+import { until, freePort } from './helpers.js';
 
 const FAKE = fileURLToPath(new URL('./fixtures/fake-tracker.js', import.meta.url));
 const T0 = 1757400000000;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const trackers: TrackerProcess[] = [];
 const feeders: RingFeeder[] = [];

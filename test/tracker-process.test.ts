@@ -1,24 +1,12 @@
 // TrackerProcess against a real subprocess (test/fixtures/fake-tracker.js).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { TrackerProcess, expandCommand, type TrackerProcessOptions } from '../src/tracker/tracker-process.js';
-import { until } from './helpers.js';
+import { until, freePort } from './helpers.js';
 
 const FAKE = fileURLToPath(new URL('./fixtures/fake-tracker.js', import.meta.url));
 
-/** A port nothing listens on right now (the fake binds it a moment later). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
