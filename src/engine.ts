@@ -47,7 +47,7 @@ export class Engine {
   readonly sink: RingSink;
   readonly agents: AgentService;
   /** Active deep traces (main-thread side: delivery logging). */
-  private readonly traces = new Map<string, { id: string; untilMs: number; consumed: number }>();
+  private readonly traces = new Map<string, { id: string; untilMs: number }>();
   /** Ring write clock seen at the last agent sweep, per node (frames count as heartbeats). */
   private readonly lastWrites = new Map<string, number>();
   private agentTimer: NodeJS.Timeout | null = null;
@@ -236,7 +236,7 @@ export class Engine {
   traceNode(node: string, id: string, durationMs: number): void {
     const ms = Math.min(durationMs, this.config.agents.deep_trace_max_ms);
     const untilMs = Date.now() + ms;
-    this.traces.set(node, { id, untilMs, consumed: 0 });
+    this.traces.set(node, { id, untilMs });
     for (let i = 0; i < this.pool.size; i++) this.pool.send(i, { t: M_TRACE, node, id, untilMs, maxEvents: 10000 });
     this.log.info({ node, correlation_id: id, duration_ms: ms }, 'deep-trace: started');
   }

@@ -36,11 +36,7 @@ export class Metrics {
   constructor(private readonly src: MetricsSource) {
     const reg = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: '' });
-    const sum = (i: number): number => {
-      let s = 0;
-      for (const a of src.counterArrays()) s += a[i]!;
-      return s;
-    };
+    const sum = (i: number): number => this.sum(i);
     const counter = (name: string, help: string, idx: number): void => {
       new Counter({
         name, help, registers: reg,
@@ -165,10 +161,16 @@ export class Metrics {
     });
   }
 
+  /** One counter summed over the main thread's and every shard's array. */
+  private sum(i: number): number {
+    let s = 0;
+    for (const a of this.src.counterArrays()) s += a[i]!;
+    return s;
+  }
+
   /** The accounting identity, from the same counters /metrics shows. */
   totals(): Totals {
-    const arrays = this.src.counterArrays();
-    const sum = (i: number): number => arrays.reduce((s, a) => s + a[i]!, 0);
+    const sum = (i: number): number => this.sum(i);
     const dropped: Record<string, number> = {};
     let droppedTotal = 0;
     for (const r of DROP_REASONS) {

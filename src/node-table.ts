@@ -53,10 +53,6 @@ export class NodeEntry {
   get healthy(): boolean {
     return this.owner !== null && this.connected;
   }
-  /** Last sign of life: a frame written to its ring or a heartbeat. */
-  get lastSeenMs(): number {
-    return Math.max(this.reader.lastWriteMs, this.lastHeartbeatAt, this.connectedAt);
-  }
 }
 
 export interface NodeTableOptions {
