@@ -12,7 +12,7 @@ import type { NodeEntry, NodeHooks } from '../src/node-table.js';
 import { after } from 'node:test';
 import { KIND_JSON_LINE, KIND_PACKED } from '../src/shared/ring-layout.js';
 import { decodeBody } from '../src/shared/binary-protocol.js';
-import { packedToJson } from '../src/shard/frame-writer.js';
+import { packedRecordToJson } from '../src/shard/frame-writer.js';
 
 export const TOKEN = 'test-secret';
 /** One signing key for the whole test process (generated on first use). */
@@ -108,8 +108,7 @@ export class CollectingSink implements RingSink {
       if (b) {
         for (const rec of b.records()) {
           const line = rec.kind === KIND_JSON_LINE ? rec.payload.toString('utf8')
-            : rec.kind === KIND_PACKED ? packedToJson(rec.payload, rec.detections,
-              rec.payload.length > rec.detections * 24 ? rec.payload.subarray(rec.detections * 24) : null, rec.timestamp)
+            : rec.kind === KIND_PACKED ? packedRecordToJson(rec.payload, rec.detections, rec.timestamp)
             : '';
           this.frames.push({ node: node.id, kind: rec.kind, timestamp: rec.timestamp, detections: rec.detections, line });
         }

@@ -77,6 +77,12 @@ export function packedToJson(det: Uint8Array, n: number, adsbJson: Buffer | null
   return s + '}\n';
 }
 
+/** The retina line for a KIND_PACKED ring record: its payload is the columns, then the adsb JSON if any. */
+export function packedRecordToJson(payload: Buffer, n: number, timestamp: number): string {
+  const cols = n * 24;
+  return packedToJson(payload, n, payload.length > cols ? payload.subarray(cols) : null, timestamp);
+}
+
 function writePackedAsJson(w: RingWriter, det: Uint8Array, n: number, adsbJson: Buffer | null,
   timestamp: number, onDrop: (n: number) => void): boolean {
   const bytes = enc.encode(packedToJson(det, n, adsbJson, timestamp));

@@ -30,7 +30,7 @@
 // tracker that is down or restarting leaves the frames in the ring, not lost.
 import type { RingReader, RingBatch } from '../ring-reader.js';
 import { KIND_JSON_LINE, KIND_PACKED } from '../shared/ring-layout.js';
-import { packedToJson } from '../shard/frame-writer.js';
+import { packedRecordToJson } from '../shard/frame-writer.js';
 import type { TrackerProcess } from './tracker-process.js';
 
 /**
@@ -246,8 +246,7 @@ export class RingFeeder {
           this.badRecords++;
           continue;
         }
-        const adsb = rec.payload.length > cols ? rec.payload.subarray(cols) : null;
-        line = Buffer.from(packedToJson(rec.payload, n, adsb, ts), 'utf8');
+        line = Buffer.from(packedRecordToJson(rec.payload, n, ts), 'utf8');
       } else {
         this.badRecords++;
         continue;
