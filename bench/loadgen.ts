@@ -13,10 +13,26 @@
 //            timestamps are patched in place (fixed-width msgpack fields), into a
 //            buffer that is not in flight. Acks are read and the last one is kept.
 //
+//  - line with `stamped` (the e2e workload, where a tracker sink skips frames whose
+//            timestamp is not after the last one fed): every write is patched in
+//            place first (LineBatch): increasing timestamps (1 apart per node), and
+//            in the write's first frame a send-time marker "t":"<19 digits>" =
+//            process.hrtime.bigint() at the write (CLOCK_MONOTONIC; the drain
+//            tracker subtracts it from its own hrtime at arrival).
+//
+// Pacing (`go({ fps })`): instead of pushing as fast as the engine takes frames,
+// every `tickMs` each connection writes the frames it owes for a constant rate
+// (fps spread evenly over the connections; open loop: the schedule does not wait
+// for the engine). Frames owed for more than 100 ms, or while a connection has more
+// than 4 MiB queued, are skipped and counted (`paceSkipped`): the generator fell
+// behind and the rate it reports is lower than asked.
+//
 // Parent side: `Loadgen.start(opts)` forks the child(ren), which connect (and do
-// the hello) before `start` resolves; `go()` starts the push, `mark()` samples the
-// counters (frames sent so far, generator CPU), `stop()` stops pushing, waits for
-// in-flight writes, ends the connections and returns the final counts.
+// the hello) before `start` resolves; `prime()` writes one frame per connection
+// (stamped line only); `go()` starts the push (unpaced, or paced with `{ fps }`),
+// `pause()` stops it and waits for in-flight writes, `mark()` samples the counters
+// (frames sent so far, generator CPU), `stop()` stops pushing, waits for in-flight
+// writes, ends the connections and returns the final counts.
 import { fork, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -44,6 +60,18 @@ export interface LoadgenOptions {
   nodeBase?: number;
   /** Hard bound on the child's life, in seconds (it exits by itself after it). */
   maxSeconds: number;
+  /**
+   * Line only: increasing timestamps and a send-time marker per write (LineBatch),
+   * for sinks that skip repeated timestamps (trackers). Default false: the same
+   * chunk is written over and over (cheapest for the generator).
+   */
+  stamped?: boolean;
+}
+
+/** Paced push: `fps` frames/s in total, written every `tickMs`. */
+export interface PaceOptions {
+  fps: number;
+  tickMs?: number;
 }
 
 /** Counters of a generator at one instant. */
@@ -60,6 +88,11 @@ export interface LoadgenSample {
   at: number;
   /** Wall time of the sample in the generator (epoch ms; the latest over processes). */
   childAt: number;
+  /** Paced: frames skipped because the generator fell behind its schedule. */
+  paceSkipped: number;
+  /** Paced: timer ticks run, and the longest gap between two ticks (ms). */
+  paceTicks: number;
+  paceMaxGapMs: number;
 }
 
 export interface LoadgenResult extends LoadgenSample {
@@ -119,6 +152,90 @@ export function lineChunk(node: string, token: string, chunkBytes: number): Chun
     detections += n;
   }
   return { buf: Buffer.from(parts.join('')), frames, detections };
+}
+
+const TS_DIGITS = 13;
+const T_DIGITS = 19;
+
+/** Writes v (a non-negative integer below 2^53) as `width` ASCII digits, zero-padded. */
+function writeDigits(buf: Buffer, off: number, width: number, v: number): void {
+  for (let i = off + width - 1; i >= off; i--) {
+    const q = Math.floor(v / 10);
+    buf[i] = 0x30 + (v - q * 10);
+    v = q;
+  }
+}
+
+/**
+ * Whole line frames of one node (1-5 detections cycling), patched in place before
+ * each write: frame j of a write gets timestamp TS0 + seq0 + j (13 digits), and the
+ * first frame carries the send-time marker `"t":"<19 digits>"`. A write of k frames
+ * is the first k frames of a patched copy (writes always start at frame 0).
+ */
+export class LineBatch {
+  readonly frames: number;
+  readonly template: Buffer;
+  /** Offset of each frame's timestamp digits. */
+  readonly tsOff: Int32Array;
+  /** End of each frame (after its '\n'). */
+  readonly end: Int32Array;
+  /** Detections in the first k frames (index k). */
+  readonly detUpTo: Int32Array;
+  /** Offset of the marker's digits (in frame 0). */
+  readonly tOff: number;
+
+  constructor(node: string, token: string, chunkBytes: number) {
+    const lines: string[] = [];
+    let size = 0;
+    while (size < chunkBytes || lines.length % 5 !== 0) {
+      const j = lines.length;
+      const n = 1 + (j % 5);
+      const delay: number[] = [];
+      const doppler: number[] = [];
+      const snr: number[] = [];
+      const adsb: null[] = [];
+      for (let k = 0; k < n; k++) {
+        delay.push(round2(20 + ((j * 7 + k * 13) % 400) * 0.37));
+        doppler.push(round2(-200 + ((j * 11 + k * 29) % 4000) * 0.1));
+        snr.push(round2(6 + ((j * 3 + k * 5) % 200) * 0.09));
+        adsb.push(null);
+      }
+      const head = { node_id: node, token, timestamp: TS0 };
+      const line = `${JSON.stringify(j === 0 ? { ...head, t: '0'.repeat(T_DIGITS) } : head).slice(0, -1)},${JSON.stringify({ delay, doppler, snr, adsb }).slice(1)}\n`;
+      lines.push(line);
+      size += Buffer.byteLength(line);
+    }
+    this.frames = lines.length;
+    this.template = Buffer.from(lines.join(''));
+    this.tsOff = new Int32Array(this.frames);
+    this.end = new Int32Array(this.frames);
+    this.detUpTo = new Int32Array(this.frames + 1);
+    let p = 0;
+    const key = Buffer.from('"timestamp":');
+    for (let j = 0; j < this.frames; j++) {
+      const at = this.template.indexOf(key, p);
+      if (at < 0) throw new Error('LineBatch: timestamp key not found');
+      this.tsOff[j] = at + key.length;
+      p += Buffer.byteLength(lines[j]!);
+      this.end[j] = p;
+      this.detUpTo[j + 1] = this.detUpTo[j]! + 1 + (j % 5);
+    }
+    const t = this.template.indexOf('"t":"');
+    if (t < 0 || t > this.end[0]!) throw new Error('LineBatch: marker not in the first frame');
+    this.tOff = t + 5;
+  }
+
+  /** A private copy of the template, to be patched and written. */
+  copy(): Buffer {
+    return Buffer.from(this.template);
+  }
+
+  /** Patches the first k frames of `buf` (timestamps from seq0, marker tNs); returns their byte length. */
+  patch(buf: Buffer, seq0: number, k: number, tNs: number): number {
+    for (let j = 0; j < k; j++) writeDigits(buf, this.tsOff[j]!, TS_DIGITS, TS0 + seq0 + j);
+    writeDigits(buf, this.tOff, T_DIGITS, tNs);
+    return this.end[k - 1]!;
+  }
 }
 
 /**
@@ -202,11 +319,15 @@ function valueOffset(msg: Buffer, key: string, type: number): number {
 
 type ToChild =
   | { t: 'init'; opts: LoadgenOptions }
-  | { t: 'go' }
+  | { t: 'go'; pace?: PaceOptions }
+  | { t: 'prime' }
+  | { t: 'pause' }
   | { t: 'mark'; id: number }
   | { t: 'stop' };
 type FromChild =
   | { t: 'ready' }
+  | { t: 'primed' }
+  | { t: 'paused' }
   | { t: 'fail'; error: string }
   | { t: 'mark'; id: number; s: Omit<LoadgenSample, 'at'> }
   | { t: 'done'; r: Omit<LoadgenResult, 'at'> };
@@ -219,7 +340,7 @@ class Child {
   private failed: Error | null = null;
   readonly exited: Promise<void>;
 
-  constructor() {
+  constructor(readonly connections: number) {
     // Profiling flags given to the benchmark are meant for the engine, not for the generator.
     const execArgv = process.execArgv.filter((a) => !a.startsWith('--cpu-prof') && !a.startsWith('--heap-prof') && !a.startsWith('--prof'));
     this.proc = fork(SELF, ['--loadgen-child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
@@ -281,7 +402,7 @@ export class Loadgen {
       const ready: Promise<unknown>[] = [];
       for (let i = 0; i < procs; i++) {
         const n = per + (i < rest ? 1 : 0);
-        const c = new Child();
+        const c = new Child(n);
         children.push(c);
         ready.push(c.request({ t: 'init', opts: { ...opts, connections: n, nodeBase: base, procs: 1 } }, 'ready', 30000));
         base += n;
@@ -294,8 +415,21 @@ export class Loadgen {
     return new Loadgen(children, opts);
   }
 
-  go(): void {
-    for (const c of this.children) c.send({ t: 'go' });
+  /** Starts pushing: as fast as possible, or paced at `pace.fps` in total (switches a running push). */
+  go(pace?: PaceOptions): void {
+    for (const c of this.children) {
+      c.send(pace ? { t: 'go', pace: { ...pace, fps: (pace.fps * c.connections) / this.opts.connections } } : { t: 'go' });
+    }
+  }
+
+  /** Stamped line: one frame per connection; resolves when every write completed. */
+  async prime(): Promise<void> {
+    await Promise.all(this.children.map((c) => c.request({ t: 'prime' }, 'primed', 10000)));
+  }
+
+  /** Stops pushing; resolves when no write is in flight (the connections stay open). */
+  async pause(): Promise<void> {
+    await Promise.all(this.children.map((c) => c.request({ t: 'pause' }, 'paused', 30000)));
   }
 
   async mark(): Promise<LoadgenSample> {
@@ -305,7 +439,8 @@ export class Loadgen {
     return all.reduce<LoadgenSample>((a, m) => ({
       sent: a.sent + m.s.sent, detections: a.detections + m.s.detections, bytes: a.bytes + m.s.bytes,
       cpuUs: a.cpuUs + m.s.cpuUs, eluActiveMs: a.eluActiveMs + m.s.eluActiveMs, at, childAt: Math.max(a.childAt, m.s.childAt),
-    }), { sent: 0, detections: 0, bytes: 0, cpuUs: 0, eluActiveMs: 0, at, childAt: 0 });
+      paceSkipped: a.paceSkipped + m.s.paceSkipped, paceTicks: a.paceTicks + m.s.paceTicks, paceMaxGapMs: Math.max(a.paceMaxGapMs, m.s.paceMaxGapMs),
+    }), { sent: 0, detections: 0, bytes: 0, cpuUs: 0, eluActiveMs: 0, at, childAt: 0, paceSkipped: 0, paceTicks: 0, paceMaxGapMs: 0 });
   }
 
   /** Stops pushing, lets in-flight writes finish, closes the connections; returns the totals. */
@@ -313,7 +448,10 @@ export class Loadgen {
     try {
       const all = await Promise.all(this.children.map((c) => c.request<{ t: 'done'; r: Omit<LoadgenResult, 'at'> }>({ t: 'stop' }, 'done', timeoutMs)));
       const at = performance.now();
-      const out: LoadgenResult = { sent: 0, detections: 0, bytes: 0, cpuUs: 0, eluActiveMs: 0, at, childAt: 0, lastSeqSent: [], lastAck: [], errors: [], closedEarly: 0 };
+      const out: LoadgenResult = {
+        sent: 0, detections: 0, bytes: 0, cpuUs: 0, eluActiveMs: 0, at, childAt: 0, paceSkipped: 0, paceTicks: 0, paceMaxGapMs: 0,
+        lastSeqSent: [], lastAck: [], errors: [], closedEarly: 0,
+      };
       for (const { r } of all) {
         out.sent += r.sent;
         out.detections += r.detections;
@@ -321,6 +459,9 @@ export class Loadgen {
         out.cpuUs += r.cpuUs;
         out.eluActiveMs += r.eluActiveMs;
         out.childAt = Math.max(out.childAt, r.childAt);
+        out.paceSkipped += r.paceSkipped;
+        out.paceTicks += r.paceTicks;
+        out.paceMaxGapMs = Math.max(out.paceMaxGapMs, r.paceMaxGapMs);
         out.lastSeqSent.push(...r.lastSeqSent);
         out.lastAck.push(...r.lastAck);
         out.errors.push(...r.errors);
@@ -351,8 +492,13 @@ interface Conn {
   node: string;
   /** Writes in flight. */
   inflight: number;
-  /** Binary: buffers not in flight, ready to be patched. */
+  /** Binary and stamped line: buffers not in flight, ready to be patched. */
   free: Buffer[];
+  /** Stamped line: this node's frames, and the copies made of them. */
+  lb: LineBatch | null;
+  copies: number;
+  /** Paced: frames scheduled (written or skipped) since the pace started. */
+  issued: number;
   nextSeq: number;
   lastSeqSent: number;
   lastAck: number;
@@ -373,6 +519,16 @@ function childMain(): void {
   let closedEarly = 0;
   let lineChunks: Chunk[] = [];
   let batch: BinaryBatch | null = null;
+  let stamped = false;
+  /** Paced push in progress (null: unpaced or idle). */
+  let pace: { fps: number; tickMs: number; t0: number; gen: number } | null = null;
+  let paceGen = 0;
+  let paceSkipped = 0;
+  let paceTicks = 0;
+  let paceMaxGapMs = 0;
+  let lastTickAt = 0;
+  /** Resolvers of prime/pause: called once no write is in flight. */
+  let idleWaiters: Array<() => void> = [];
   const cpu0 = process.cpuUsage();
   const elu0 = performance.eventLoopUtilization();
   const send = (m: FromChild): void => {
@@ -385,48 +541,113 @@ function childMain(): void {
     const c = process.cpuUsage(cpu0);
     return {
       sent, detections, bytes, cpuUs: c.user + c.system, eluActiveMs: performance.eventLoopUtilization(elu0).active,
-      childAt: performance.timeOrigin + performance.now(),
+      childAt: performance.timeOrigin + performance.now(), paceSkipped, paceTicks, paceMaxGapMs,
     };
   };
 
   process.on('disconnect', () => process.exit(3));
 
+  /** Stamped line: a buffer to patch (a new copy when all are in flight, up to 16 per connection). */
+  function freeBuffer(c: Conn): Buffer | null {
+    const b = c.free.pop();
+    if (b) return b;
+    if (c.copies >= 16) return null;
+    c.copies++;
+    return c.lb!.copy();
+  }
+
+  /** One write; `owner` (a patched buffer) goes back to the connection's free list when it completes. */
+  function write(c: Conn, i: number, buf: Buffer, frames: number, dets: number, owner: Buffer | null): void {
+    c.inflight++;
+    c.socket.write(buf, (err) => {
+      c.inflight--;
+      if (owner) c.free.push(owner);
+      if (err) {
+        note(`write ${c.node}: ${err.message}`);
+      } else {
+        sent += frames;
+        detections += dets;
+        bytes += buf.length;
+      }
+      if (stopping) maybeDone();
+      else if (running) pump(c, i);
+      if (idleWaiters.length > 0 && conns.every((x) => x.inflight === 0)) {
+        const ws = idleWaiters;
+        idleWaiters = [];
+        for (const w of ws) w();
+      }
+    });
+  }
+
+  /** Stamped line: patches and writes the first k frames of a free buffer; false if none is free. */
+  function writeStamped(c: Conn, i: number, k: number, tNs: number): boolean {
+    const lb = c.lb!;
+    const b = freeBuffer(c);
+    if (!b) return false;
+    const len = lb.patch(b, c.nextSeq, k, tNs);
+    c.nextSeq += k;
+    write(c, i, len === b.length ? b : b.subarray(0, len), k, lb.detUpTo[k]!, b);
+    return true;
+  }
+
   function pump(c: Conn, i: number): void {
     const depth = opts.depth ?? 2;
     while (running && !c.closed && c.inflight < depth) {
-      let buf: Buffer;
-      let frames: number;
-      let dets: number;
+      if (stamped) {
+        if (!writeStamped(c, i, c.lb!.frames, Number(process.hrtime.bigint()))) return;
+        continue;
+      }
       if (batch) {
         const b = c.free.pop();
         if (!b) return;
         batch.patch(b, c.nextSeq);
         c.nextSeq += batch.frames;
         c.lastSeqSent = c.nextSeq - 1;
-        buf = b;
-        frames = batch.frames;
-        dets = batch.frames * batch.detections;
+        write(c, i, b, batch.frames, batch.frames * batch.detections, b);
       } else {
         const ch = lineChunks[i]!;
-        buf = ch.buf;
-        frames = ch.frames;
-        dets = ch.detections;
+        write(c, i, ch.buf, ch.frames, ch.detections, null);
       }
-      c.inflight++;
-      c.socket.write(buf, (err) => {
-        c.inflight--;
-        if (batch) c.free.push(buf);
-        if (err) {
-          note(`write ${c.node}: ${err.message}`);
-          return;
-        }
-        sent += frames;
-        detections += dets;
-        bytes += buf.length;
-        if (!stopping) pump(c, i);
-        else maybeDone();
-      });
     }
+  }
+
+  /** Bytes a connection may have queued in this process before the pacer skips it. */
+  const PACE_MAX_QUEUED = 4 << 20;
+
+  /** Paced: every connection writes what it owes for the schedule (stamped line only). */
+  function tick(gen: number): void {
+    const p = pace;
+    if (!p || p.gen !== gen || stopping) return;
+    const now = performance.now();
+    paceTicks++;
+    if (lastTickAt > 0) paceMaxGapMs = Math.max(paceMaxGapMs, now - lastTickAt);
+    lastTickAt = now;
+    const perConn = p.fps / conns.length;
+    const due = Math.floor((perConn * (now - p.t0)) / 1000);
+    const maxOwed = Math.max(1, Math.ceil(perConn * 0.1));
+    const tNs = Number(process.hrtime.bigint());
+    for (let i = 0; i < conns.length; i++) {
+      const c = conns[i]!;
+      if (c.closed) continue;
+      let owed = due - c.issued;
+      if (owed > maxOwed) {
+        paceSkipped += owed - maxOwed;
+        c.issued += owed - maxOwed;
+        owed = maxOwed;
+      }
+      while (owed > 0 && c.socket.writableLength < PACE_MAX_QUEUED) {
+        const k = Math.min(owed, c.lb!.frames);
+        if (!writeStamped(c, i, k, tNs)) break;
+        c.issued += k;
+        owed -= k;
+      }
+    }
+    setTimeout(() => tick(gen), p.tickMs);
+  }
+
+  function whenIdle(): Promise<void> {
+    if (conns.every((c) => c.inflight === 0)) return Promise.resolve();
+    return new Promise((resolve) => idleWaiters.push(resolve));
   }
 
   function onData(c: Conn, chunk: Buffer): void {
@@ -516,9 +737,19 @@ function childMain(): void {
     const chunkBytes = o.chunkBytes ?? 256 * 1024;
     const base = o.nodeBase ?? 0;
     const depth = o.depth ?? 2;
-    if (o.protocol === 'line') {
+    stamped = o.protocol === 'line' && o.stamped === true;
+    if (o.protocol === 'line' && !stamped) {
       lineChunks = [];
       for (let i = 0; i < o.connections; i++) lineChunks.push(lineChunk(`bench-${base + i}`, o.token, chunkBytes));
+    } else if (stamped) {
+      // Self-check: a patched buffer holds whole frames with the timestamps and marker meant.
+      const lb = new LineBatch('bench-x', o.token, 4096);
+      const t = lb.copy();
+      const len = lb.patch(t, 42, 3, 123456789);
+      const got = t.toString('utf8', 0, len).trim().split('\n').map((l) => JSON.parse(l) as { timestamp: number; t?: string });
+      if (got.length !== 3 || got[0]!.timestamp !== TS0 + 42 || got[2]!.timestamp !== TS0 + 44 || got[0]!.t !== '0000000000123456789' || got[1]!.t !== undefined) {
+        throw new Error('line frame patching self-check failed');
+      }
     } else {
       batch = new BinaryBatch(o.detections ?? 50, chunkBytes);
       // Self-check: a patched frame decodes to what we meant.
@@ -534,9 +765,11 @@ function childMain(): void {
       const node = `bench-${base + i}`;
       const socket = connect({ host: o.host, port: o.port, noDelay: true });
       const c: Conn = {
-        socket, node, inflight: 0, free: [], nextSeq: 1, lastSeqSent: 0, lastAck: 0, rx: EMPTY, welcome: null, closed: false,
+        socket, node, inflight: 0, free: [], lb: stamped ? new LineBatch(node, o.token, chunkBytes) : null, copies: 0, issued: 0,
+        nextSeq: 1, lastSeqSent: 0, lastAck: 0, rx: EMPTY, welcome: null, closed: false,
       };
       if (batch) for (let k = 0; k <= depth; k++) c.free.push(batch.copy());
+      if (c.lb) for (; c.copies <= depth; c.copies++) c.free.push(c.lb.copy());
       conns.push(c);
       socket.on('error', (err) => note(`${node}: ${err.message}`));
       socket.on('close', () => {
@@ -573,14 +806,42 @@ function childMain(): void {
         });
         break;
       case 'go':
-        running = true;
-        conns.forEach((c, i) => pump(c, i));
+        if (m.pace) {
+          if (!stamped) {
+            send({ t: 'fail', error: 'paced push needs stamped line frames' });
+            break;
+          }
+          running = false;
+          const gen = ++paceGen;
+          pace = { fps: m.pace.fps, tickMs: m.pace.tickMs ?? 1, t0: performance.now(), gen };
+          lastTickAt = 0;
+          for (const c of conns) c.issued = 0;
+          tick(gen);
+        } else {
+          pace = null;
+          running = true;
+          conns.forEach((c, i) => pump(c, i));
+        }
+        break;
+      case 'prime':
+        if (!stamped) {
+          send({ t: 'fail', error: 'prime needs stamped line frames' });
+          break;
+        }
+        conns.forEach((c, i) => writeStamped(c, i, 1, Number(process.hrtime.bigint())));
+        void whenIdle().then(() => send({ t: 'primed' }));
+        break;
+      case 'pause':
+        running = false;
+        pace = null;
+        void whenIdle().then(() => send({ t: 'paused' }));
         break;
       case 'mark':
         send({ t: 'mark', id: m.id, s: sample() });
         break;
       case 'stop':
         running = false;
+        pace = null;
         stopping = true;
         maybeDone();
         break;

@@ -14,6 +14,13 @@
 //            checked: sent == received == written + dropped, written == consumed + inRings.
 //   ceiling  the same generator against a bare server that reads and discards (no
 //            engine): what the generator (and loopback TCP) can deliver on this machine.
+//   e2e      end to end, node sockets to tracker input (bench/e2e.ts): line protocol,
+//            64 nodes, engine with its default sink (trackers), one auto-provisioned
+//            drain tracker process per node (bench/drain-tracker.ts). Per rep: the
+//            ingest workload's line/default cell (sink discard) as the reference, then
+//            the e2e run: frames/s delivered to the trackers' input at full push, and
+//            send-to-tracker latency p50/p99 at half of that rate (paced generator).
+//            Reports e2e / discard into-ring, both measured in the same invocation.
 //
 // Output: one JSON object on stdout, also written to bench/results/<workload>-<ts>.json
 // and bench/results/<workload>-latest.json; a human summary on stderr.
@@ -31,7 +38,8 @@ import { encodeMessage, PROTOCOL_VERSION, T_WELCOME, HEARTBEAT_MS } from '../src
 import { M_DATA, S_BATCH } from '../src/shared/messages.js';
 import type { MainToShard, ShardToMain } from '../src/shared/messages.js';
 import { Loadgen, type BenchProtocol, type LoadgenSample } from './loadgen.js';
-import { snapshot, delta, type ProbeSnapshot } from './probes.js';
+import { snapshot, delta, machineCpu, type ProbeSnapshot } from './probes.js';
+import { runE2eOnce, type E2eSpec, type E2eResult } from './e2e.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const RESULTS_DIR = fileURLToPath(new URL('../../bench/results/', import.meta.url));
@@ -42,6 +50,13 @@ const TARGETS = {
   line: { metric: 'frames_per_s' as const, min: 800_000, what: 'line protocol frames/s into rings' },
   binary: { metric: 'detections_per_s' as const, min: 15_000_000, what: 'binary protocol detections/s into rings' },
 };
+/**
+ * End to end (the tracker issue): delivered to the trackers' input at least this
+ * share of the line protocol's into-ring rate with the discard sink (the ingest
+ * workload's metric, measured in the same run), and p99 send-to-tracker latency
+ * under this at `loadFraction` (half) of the measured end-to-end rate.
+ */
+const E2E_TARGETS = { min_ratio: 0.8, line_target_frames_per_s: TARGETS.line.min, p99_ms: 5 };
 /** Python tracker-host reference on this machine (frames/s parsed, line protocol). */
 const PYTHON_REFERENCE_FRAMES_PER_S = 234_000;
 
@@ -62,6 +77,8 @@ interface CellSpec {
   ringBytes: number | null;
   /** Diagnostics: count the messages between the main thread and the shards. */
   traceMessages: boolean;
+  /** Line: the e2e workload's stamped generator (increasing timestamps, send-time markers). */
+  stamped?: boolean;
 }
 
 interface Accounting {
@@ -221,7 +238,7 @@ async function runOnce(spec: CellSpec): Promise<RunResult> {
     lg = await Loadgen.start({
       host: '127.0.0.1', port, protocol: spec.protocol, connections: spec.connections, token: TOKEN,
       detections: spec.detections, chunkBytes: spec.chunkBytes, depth: spec.depth, procs: spec.procs,
-      maxSeconds: spec.warmupS + spec.durationS + 60,
+      maxSeconds: spec.warmupS + spec.durationS + 60, stamped: spec.stamped === true,
     });
     const setupS = (performance.now() - tStart) / 1000;
     lg.go();
@@ -267,8 +284,8 @@ async function runOnce(spec: CellSpec): Promise<RunResult> {
     const genS = (g1.childAt - g0.childAt) / 1000;
     const acc: Accounting = {
       sent: fin.sent, received: end.received, written: end.written, consumed: end.consumed, inRings: end.inRings,
-      droppedTotal: end.droppedTotal,
-      dropped: Object.fromEntries(Object.entries(end.dropped).filter(([, v]) => v !== 0)),
+      droppedTotal: end.droppedBeforeRing,
+      dropped: Object.fromEntries(Object.entries(end.dropped).filter(([k, v]) => v !== 0 && k !== 'discarded')),
       unacked: fin.lastSeqSent.filter((sq, i) => sq > (fin.lastAck[i] ?? 0)).length,
       errors: fin.errors,
       violations: [],
@@ -520,8 +537,8 @@ const fmt = (x: number | null | undefined, d = 0): string => (x === null || x ==
 // Main
 // ---------------------------------------------------------------------------
 
-const USAGE = `usage: node dist/bench/run.js [ingest|ceiling] [options]
-  --duration S      measured window per run, seconds (default 10; ceiling 5)
+const USAGE = `usage: node dist/bench/run.js [ingest|ceiling|e2e] [options]
+  --duration S      measured window per run, seconds (default 10; ceiling 5; e2e 8)
   --warmup S        load before the window, seconds (default 1.5)
   --reps N          runs per cell, medians reported (default 3; ceiling 1)
   --connections N   nodes / TCP connections (default 64)
@@ -535,7 +552,22 @@ const USAGE = `usage: node dist/bench/run.js [ingest|ceiling] [options]
   --ring-bytes N    ring.size_bytes for the engine (default: config default)
   --isolate         run each measurement in a fresh process
   --trace-messages  count main<->shard messages (diagnostics; adds main-thread work)
-  --no-save         do not write bench/results/`;
+  --no-save         do not write bench/results/
+e2e only:
+  --latency-duration S  latency window at the paced rate, seconds (default: --duration)
+  --latency-warmup S    paced load before that window, seconds (default 1)
+  --load-fraction F     paced rate as a share of the measured e2e rate (default 0.5)
+  --paced-fps N         paced rate in frames/s instead (e.g. 128: 64 nodes at 2 Hz)
+  --tick-ms MS          pacing period of the generator (default 1)
+  --tracker-prefix CMD  run the trackers under CMD, e.g. "nice -n 10" or "chrt -b 0"
+                        (SCHED_BATCH: a woken tracker does not preempt the engine)
+  --port-start P        first tracker port to provision (default 19000; 100 ports; keep
+                        it out of the ephemeral port range)
+  --quiet-wait S        before each cell, wait up to S s for the machine to be idle
+                        (< 0.3 cores busy; default 10, 0 = never)
+  --refs LIST           discard-sink reference cells per rep: ingest (the ingest
+                        workload's line/default cell), stamped (the same with the e2e
+                        generator), none; default ingest`;
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -546,6 +578,8 @@ async function main(): Promise<void> {
       detections: { type: 'string' }, 'chunk-kb': { type: 'string' }, depth: { type: 'string' },
       procs: { type: 'string' }, 'ring-bytes': { type: 'string' }, isolate: { type: 'boolean' },
       'trace-messages': { type: 'boolean' },
+      'latency-duration': { type: 'string' }, 'latency-warmup': { type: 'string' }, 'load-fraction': { type: 'string' },
+      'tick-ms': { type: 'string' }, 'paced-fps': { type: 'string' }, 'tracker-prefix': { type: 'string' }, 'port-start': { type: 'string' }, refs: { type: 'string' }, 'quiet-wait': { type: 'string' },
       'no-save': { type: 'boolean' }, cell: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
@@ -561,7 +595,7 @@ async function main(): Promise<void> {
     return;
   }
   const workload = positionals[0] ?? 'ingest';
-  if (workload !== 'ingest' && workload !== 'ceiling') throw new Error(`unknown workload ${workload}\n${USAGE}`);
+  if (workload !== 'ingest' && workload !== 'ceiling' && workload !== 'e2e') throw new Error(`unknown workload ${workload}\n${USAGE}`);
   const num = (v: string | undefined, def: number): number => {
     if (v === undefined) return def;
     const n = Number(v);
@@ -572,7 +606,7 @@ async function main(): Promise<void> {
   const base = {
     connections: num(values.connections, 64),
     warmupS: num(values.warmup, 1.5),
-    durationS: num(values.duration, ceiling ? 5 : 10),
+    durationS: num(values.duration, ceiling ? 5 : workload === 'e2e' ? 8 : 10),
     chunkBytes: num(values['chunk-kb'], 256) * 1024,
     depth: num(values.depth, 2),
     procs: num(values.procs, 1),
@@ -586,6 +620,10 @@ async function main(): Promise<void> {
   for (const m of modes) if (m !== 'default' && !/^shards\d+$/.test(m)) throw new Error(`unknown mode ${m} (default or shardsN)`);
   const detFor = (p: BenchProtocol): number => (p === 'binary' ? num(values.detections, 50) : 3);
   const isolate = values.isolate ?? false;
+  if (workload === 'e2e') {
+    await mainE2e(base, num(values.reps, 3), values, num);
+    return;
+  }
   const started = performance.now();
   // Whole-run bound: never hang a CI job or a terminal.
   const perRun = base.warmupS + base.durationS + 30;
@@ -699,6 +737,218 @@ async function main(): Promise<void> {
   for (const v of violations.slice(0, 10)) lines.push(`  ${v}`);
   lines.push(`total ${fmt(out.duration_s, 1)} s${files.length ? `; results in ${files.join(', ')}` : ''}`);
   process.stderr.write(`${lines.join('\n')}\n`);
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+// ---------------------------------------------------------------------------
+// e2e
+// ---------------------------------------------------------------------------
+
+type Base = Omit<CellSpec, 'protocol' | 'mode' | 'detections'>;
+
+/**
+ * Waits (at most maxS) until the machine is quiet: less than `cores` of CPU busy
+ * over 0.5 s, with nothing of ours running. Other jobs on a shared 2-core machine
+ * (a test suite, a compiler) would otherwise be measured as engine slowness.
+ * Returns the seconds waited and the busy cores seen last.
+ */
+async function waitQuiet(maxS: number, cores = 0.3): Promise<{ waited_s: number; busy: number | null }> {
+  const t0 = performance.now();
+  let busy: number | null = null;
+  for (;;) {
+    const a = machineCpu();
+    await sleep(500);
+    const b = machineCpu();
+    if (!a || !b) return { waited_s: 0, busy: null };
+    busy = ((b.busy - a.busy) / (b.total - a.total)) * os.availableParallelism();
+    const waited = (performance.now() - t0) / 1000;
+    if (busy < cores || waited >= maxS) return { waited_s: round(waited, 1), busy: round(busy, 2) };
+  }
+}
+
+async function mainE2e(base: Base, reps: number, values: Record<string, string | boolean | undefined>,
+  num: (v: string | undefined, def: number) => number): Promise<void> {
+  const str = (k: string): string | undefined => (typeof values[k] === 'string' ? values[k] as string : undefined);
+  const portStart = num(str('port-start'), 19000);
+  const spec: E2eSpec = {
+    connections: base.connections,
+    warmupS: base.warmupS,
+    durationS: base.durationS,
+    latencyWarmupS: num(str('latency-warmup'), 1),
+    latencyS: num(str('latency-duration'), base.durationS),
+    loadFraction: num(str('load-fraction'), 0.5),
+    pacedFps: num(str('paced-fps'), 0),
+    trackerPrefix: (str('tracker-prefix') ?? '').split(/\s+/).filter((x) => x !== ''),
+    tickMs: num(str('tick-ms'), 1),
+    chunkBytes: base.chunkBytes,
+    depth: base.depth,
+    procs: base.procs,
+    ringBytes: base.ringBytes,
+    portStart,
+    portEnd: Math.min(65535, portStart + Math.max(99, base.connections - 1)),
+    token: TOKEN,
+  };
+  const quietMaxS = num(str('quiet-wait'), 10);
+  const quiet: Array<{ cell: string; rep: number; waited_s: number; busy: number | null }> = [];
+  const beQuiet = async (cell: string, rep: number): Promise<void> => {
+    if (quietMaxS <= 0) return;
+    const q = await waitQuiet(quietMaxS);
+    quiet.push({ cell, rep, ...q });
+    if (q.busy !== null && q.busy >= 0.3) process.stderr.write(`(machine still busy before ${cell} rep ${rep}: ${fmt(q.busy, 2)} cores after ${fmt(q.waited_s, 1)} s; measuring anyway)\n`);
+  };
+  const refs = (str('refs') ?? 'ingest').split(',').filter((r) => r !== '' && r !== 'none');
+  for (const r of refs) if (r !== 'ingest' && r !== 'stamped') throw new Error(`unknown reference ${r} (ingest or stamped)`);
+  const started = performance.now();
+  const perRep = (base.warmupS + base.durationS + 30 + quietMaxS) * refs.length
+    + spec.warmupS + spec.durationS + spec.latencyWarmupS + spec.latencyS + 120 + quietMaxS;
+  const watchdog = setTimeout(() => {
+    process.stderr.write('bench: overall time bound exceeded, exiting\n');
+    process.exit(2);
+  }, perRep * reps * 1000 + 60000);
+  watchdog.unref();
+
+  const header = {
+    workload: 'e2e',
+    started_at: new Date().toISOString(),
+    git: gitInfo(),
+    machine: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? '?', mem_gib: round(os.totalmem() / 2 ** 30, 1), node: process.version, platform: `${os.platform()} ${os.release()}` },
+    params: { ...spec, token: undefined, reps, refs, line_detections: '1-5 cycling', tracker: 'bench/drain-tracker.ts (one process per node)' },
+  };
+
+  const refRuns: Record<string, RunResult[]> = Object.fromEntries(refs.map((r) => [r, []]));
+  const runs: E2eResult[] = [];
+  for (let r = 0; r < reps; r++) {
+    for (const ref of refs) {
+      await beQuiet(`ref ${ref}`, r + 1);
+      const res = await runOnce({ ...base, protocol: 'line', mode: 'default', detections: 3, stamped: ref === 'stamped' });
+      refRuns[ref]!.push(res);
+      process.stderr.write(`ref ${ref.padEnd(8)} rep ${r + 1}: ${fmt(res.frames_per_s).padStart(10)} frames/s into rings (sink discard)  main ELU ${fmt(res.main_elu, 3)}  worker ELU ${res.worker_elu.map((x) => fmt(x, 3)).join(',')}  proc CPU ${fmt(res.process_cpu, 2)}  gen CPU ${fmt(res.generator_cpu, 2)}  calib ${fmt(res.calibration_mops, 2)}${(res.other_cpu ?? 0) > 0.2 ? `  (other CPU ${fmt(res.other_cpu, 2)} cores: noisy)` : ''}${res.accounting.violations.length ? `  VIOLATIONS: ${res.accounting.violations.join('; ')}` : ''}\n`);
+    }
+    await beQuiet('e2e', r + 1);
+    const e = await runE2eOnce(spec, calibrate);
+    runs.push(e);
+    const m = e.max;
+    const h = e.half;
+    process.stderr.write(`e2e          rep ${r + 1}: ${fmt(m.delivered_per_s).padStart(10)} frames/s delivered (${fmt(m.into_rings_per_s)} into rings, rings ${fmt(m.rings_fill * 100)}% full)  main ELU ${fmt(m.cpu.main_elu, 3)}  worker ELU ${m.cpu.worker_elu.map((x) => fmt(x, 3)).join(',')}  proc CPU ${fmt(m.cpu.process_cpu, 2)}  trackers CPU ${fmt(m.cpu.trackers_cpu, 2)}  gen CPU ${fmt(m.cpu.generator_cpu, 2)}  calib ${fmt(e.calibration_mops, 2)}${(m.cpu.other_cpu ?? 0) > 0.2 ? `  (other CPU ${fmt(m.cpu.other_cpu, 2)} cores: noisy)` : ''}\n`);
+    process.stderr.write(`  half load  rep ${r + 1}: ${fmt(h.delivered_per_s).padStart(10)} frames/s (target ${fmt(h.target_per_s)})  latency p50 ${fmt(h.latency.p50_ms, 2)} ms  p99 ${fmt(h.latency.p99_ms, 2)} ms  max ${fmt(h.latency.max_ms, 1)} ms (${fmt(h.latency.samples)} samples)  to tracker write p50 ${fmt(h.latency_to_tracker_write.p50_ms, 2)} ms  p99 ${fmt(h.latency_to_tracker_write.p99_ms, 2)} ms  main ELU ${fmt(h.cpu.main_elu, 3)}  proc CPU ${fmt(h.cpu.process_cpu, 2)}  trackers CPU ${fmt(h.cpu.trackers_cpu, 2)}  gen CPU ${fmt(h.cpu.generator_cpu, 2)}${(h.cpu.other_cpu ?? 0) > 0.2 ? `  (other CPU ${fmt(h.cpu.other_cpu, 2)} cores: noisy)` : ''}${h.sustained ? '' : '  NOT SUSTAINED (queues grew: the latency is backlog)'}${h.pace_skipped > 0 ? `  generator behind: ${fmt(h.pace_skipped)} frames skipped` : ''}${e.accounting.violations.length ? `  VIOLATIONS: ${e.accounting.violations.join('; ')}` : ''}\n`);
+  }
+
+  const med = (xs: Array<number | null>): number => round(median(xs.filter((x): x is number => x !== null)), 4);
+  const refMedian: Record<string, number> = Object.fromEntries(refs.map((r) => [r, Math.round(med(refRuns[r]!.map((x) => x.frames_per_s)))]));
+  const primary = refs[0];
+  const perRepRatio = runs.map((e, i) => round(e.max.delivered_per_s / (primary ? refRuns[primary]![i]!.frames_per_s : NaN), 4));
+  const cpuMed = (pick: (e: E2eResult) => E2eResult['max']['cpu']): Record<string, number | number[]> => ({
+    process_cpu: med(runs.map((e) => pick(e).process_cpu)),
+    main_thread_cpu: med(runs.map((e) => pick(e).main_thread_cpu)),
+    main_elu: med(runs.map((e) => pick(e).main_elu)),
+    worker_elu: Array.from({ length: Math.max(0, ...runs.map((e) => pick(e).worker_elu.length)) }, (_, k) => med(runs.map((e) => pick(e).worker_elu[k] ?? null))),
+    trackers_cpu: med(runs.map((e) => pick(e).trackers_cpu)),
+    generator_cpu: med(runs.map((e) => pick(e).generator_cpu)),
+    machine_cpu_busy: med(runs.map((e) => pick(e).machine_cpu_busy)),
+    softirq: med(runs.map((e) => pick(e).machine_cpu?.softirq ?? null)),
+    other_cpu: med(runs.map((e) => pick(e).other_cpu)),
+  });
+  const costMed = (pick: (e: E2eResult) => E2eResult['max']['cost_ns_per_frame']): Record<string, number> => Object.fromEntries(
+    (['engine', 'main_thread', 'engine_other_threads', 'trackers', 'generator', 'softirq'] as const).map((k) => [k, Math.round(med(runs.map((e) => pick(e)[k])))]));
+  const medians = {
+    reference_into_rings_per_s: refMedian,
+    reference_main_elu: Object.fromEntries(refs.map((r) => [r, med(refRuns[r]!.map((x) => x.main_elu))])),
+    reference_process_cpu: Object.fromEntries(refs.map((r) => [r, med(refRuns[r]!.map((x) => x.process_cpu))])),
+    reference_generator_cpu: Object.fromEntries(refs.map((r) => [r, med(refRuns[r]!.map((x) => x.generator_cpu))])),
+    e2e_delivered_per_s: Math.round(med(runs.map((e) => e.max.delivered_per_s))),
+    e2e_into_rings_per_s: Math.round(med(runs.map((e) => e.max.into_rings_per_s))),
+    e2e_delivered_per_s_min: Math.min(...runs.map((e) => e.max.delivered_per_s)),
+    e2e_delivered_per_s_max: Math.max(...runs.map((e) => e.max.delivered_per_s)),
+    e2e_main_busy_ns_per_frame: med(runs.map((e) => e.max.main_busy_ns_per_frame)),
+    e2e_rings_fill: med(runs.map((e) => e.max.rings_fill)),
+    e2e_feeder_writes_per_s: Math.round(med(runs.map((e) => e.max.feeder.writes_per_s))),
+    e2e_feeder_frames_per_write: med(runs.map((e) => e.max.feeder.frames_per_write)),
+    e2e_cpu: cpuMed((e) => e.max.cpu),
+    e2e_cost_ns_per_frame: costMed((e) => e.max.cost_ns_per_frame),
+    reference_engine_cpu_ns_per_frame: Object.fromEntries(refs.map((r) => [r, Math.round(med(refRuns[r]!.map((x) => (x.process_cpu / x.frames_per_s) * 1e9)))])),
+    reference_main_cpu_ns_per_frame: Object.fromEntries(refs.map((r) => [r, Math.round(med(refRuns[r]!.map((x) => x.main_cpu_ns_per_frame)))])),
+    e2e_saturated_latency_p50_ms: med(runs.map((e) => e.max.latency.p50_ms)),
+    e2e_saturated_latency_p99_ms: med(runs.map((e) => e.max.latency.p99_ms)),
+    half_target_per_s: Math.round(med(runs.map((e) => e.half.target_per_s))),
+    half_delivered_per_s: Math.round(med(runs.map((e) => e.half.delivered_per_s))),
+    half_sustained_reps: runs.filter((e) => e.half.sustained).length,
+    half_latency_p50_ms: med(runs.map((e) => e.half.latency.p50_ms)),
+    half_latency_p90_ms: med(runs.map((e) => e.half.latency.p90_ms)),
+    half_latency_p99_ms: med(runs.map((e) => e.half.latency.p99_ms)),
+    half_latency_p999_ms: med(runs.map((e) => e.half.latency.p999_ms)),
+    half_latency_max_ms: med(runs.map((e) => e.half.latency.max_ms)),
+    half_latency_samples: Math.round(med(runs.map((e) => e.half.latency.samples))),
+    half_latency_to_tracker_write_p50_ms: med(runs.map((e) => e.half.latency_to_tracker_write.p50_ms)),
+    half_latency_to_tracker_write_p99_ms: med(runs.map((e) => e.half.latency_to_tracker_write.p99_ms)),
+    half_latency_to_tracker_write_samples: Math.round(med(runs.map((e) => e.half.latency_to_tracker_write.samples))),
+    half_feeder_frames_per_write: med(runs.map((e) => e.half.feeder.frames_per_write)),
+    half_cpu: cpuMed((e) => e.half.cpu),
+    half_cost_ns_per_frame: costMed((e) => e.half.cost_ns_per_frame),
+    half_feeder_writes_per_s: Math.round(med(runs.map((e) => e.half.feeder.writes_per_s))),
+  };
+  const ratio = round(medians.e2e_delivered_per_s / (primary ? refMedian[primary]! : NaN), 4);
+  const ratios = {
+    /** The ratio that matters: e2e delivered / discard into-ring (medians, same invocation). */
+    e2e_over_discard_into_rings: ratio,
+    e2e_over_discard_per_rep: perRepRatio,
+    e2e_over_discard_per_rep_median: med(perRepRatio),
+    ...(refs.includes('stamped') ? { e2e_over_discard_stamped: round(medians.e2e_delivered_per_s / refMedian.stamped!, 4) } : {}),
+    e2e_delivered_over_into_rings: round(medians.e2e_delivered_per_s / medians.e2e_into_rings_per_s, 4),
+    half_delivered_over_target: round(medians.half_delivered_per_s / medians.half_target_per_s, 4),
+  };
+  const p99Max = Math.max(...runs.map((e) => e.half.latency.p99_ms));
+  const targets = {
+    throughput: {
+      what: `e2e frames/s delivered to trackers >= ${E2E_TARGETS.min_ratio} x line frames/s into rings (sink discard, same run)`,
+      value: ratio, min: E2E_TARGETS.min_ratio, pass: ratio >= E2E_TARGETS.min_ratio,
+      absolute: {
+        what: `e2e frames/s >= ${E2E_TARGETS.min_ratio} x the ${fmt(E2E_TARGETS.line_target_frames_per_s)} frames/s ingest target`,
+        value: medians.e2e_delivered_per_s, min: E2E_TARGETS.min_ratio * E2E_TARGETS.line_target_frames_per_s,
+        pass: medians.e2e_delivered_per_s >= E2E_TARGETS.min_ratio * E2E_TARGETS.line_target_frames_per_s,
+      },
+    },
+    latency: {
+      what: `p99 send-to-tracker latency < ${E2E_TARGETS.p99_ms} ms at ${spec.pacedFps > 0 ? `${spec.pacedFps} frames/s` : `${spec.loadFraction} x the e2e rate`}`,
+      value: medians.half_latency_p99_ms, worst_rep: p99Max, max: E2E_TARGETS.p99_ms, pass: medians.half_latency_p99_ms < E2E_TARGETS.p99_ms,
+    },
+  };
+  const violations = [
+    ...runs.flatMap((e, i) => e.accounting.violations.map((v) => `e2e rep ${i + 1}: ${v}`)),
+    ...refs.flatMap((ref) => refRuns[ref]!.flatMap((x, i) => x.accounting.violations.map((v) => `ref ${ref} rep ${i + 1}: ${v}`))),
+  ];
+  const out = {
+    ...header,
+    duration_s: round((performance.now() - started) / 1000, 1),
+    targets,
+    ratios,
+    medians,
+    accounting: { ok: violations.length === 0, violations },
+    quiet_waits: quiet,
+    runs,
+    reference_runs: refRuns,
+  };
+  let files: string[] = [];
+  if (!values['no-save']) files = writeResults('e2e', out);
+
+  const L: string[] = [''];
+  const mc = medians.e2e_cpu;
+  const hc = medians.half_cpu;
+  L.push(`medians of ${reps} (line protocol, ${spec.connections} nodes, 1-5 det/frame, default shards):`);
+  for (const r of refs) L.push(`  discard sink, into rings (${r === 'ingest' ? 'ingest workload generator' : 'e2e generator'}): ${fmt(refMedian[r]).padStart(10)} frames/s  main ELU ${fmt(medians.reference_main_elu[r], 3)}  proc CPU ${fmt(medians.reference_process_cpu[r], 2)}  gen CPU ${fmt(medians.reference_generator_cpu[r], 2)}`);
+  L.push(`  e2e, delivered to trackers:             ${fmt(medians.e2e_delivered_per_s).padStart(10)} frames/s  (${fmt(medians.e2e_delivered_per_s_min)}..${fmt(medians.e2e_delivered_per_s_max)}; into rings ${fmt(medians.e2e_into_rings_per_s)}, rings ${fmt((medians.e2e_rings_fill) * 100)}% full)`);
+  L.push(`    CPU (cores): engine ${fmt(mc.process_cpu as number, 2)} (main ${fmt(mc.main_thread_cpu as number, 2)}, main ELU ${fmt(mc.main_elu as number, 3)}, worker ELU ${(mc.worker_elu as number[]).map((x) => fmt(x, 3)).join(',')})  trackers ${fmt(mc.trackers_cpu as number, 2)}  generator ${fmt(mc.generator_cpu as number, 2)}  softirq ${fmt(mc.softirq as number, 2)}  machine ${fmt(mc.machine_cpu_busy as number, 2)}`);
+  L.push(`    CPU ns per delivered frame: engine ${fmt(medians.e2e_cost_ns_per_frame.engine)} (main thread ${fmt(medians.e2e_cost_ns_per_frame.main_thread)}, other threads ${fmt(medians.e2e_cost_ns_per_frame.engine_other_threads)}), trackers ${fmt(medians.e2e_cost_ns_per_frame.trackers)}, generator ${fmt(medians.e2e_cost_ns_per_frame.generator)}, softirq ${fmt(medians.e2e_cost_ns_per_frame.softirq)}${primary ? `; discard sink: engine ${fmt(medians.reference_engine_cpu_ns_per_frame[primary])} (main thread ${fmt(medians.reference_main_cpu_ns_per_frame[primary])})` : ''}\n    main thread ${fmt(medians.e2e_main_busy_ns_per_frame)} ns busy per delivered frame; ${fmt(medians.e2e_feeder_writes_per_s)} tracker writes/s of ${fmt(medians.e2e_feeder_frames_per_write, 1)} frames; latency at saturation p50 ${fmt(medians.e2e_saturated_latency_p50_ms, 1)} ms p99 ${fmt(medians.e2e_saturated_latency_p99_ms, 1)} ms`);
+  L.push(`  e2e / discard into-ring: x${fmt(ratio, 3)} (per rep ${perRepRatio.map((x) => fmt(x, 3)).join(', ')})${ratios.e2e_over_discard_stamped !== undefined ? `; / stamped-generator discard: x${fmt(ratios.e2e_over_discard_stamped, 3)}` : ''}`);
+  L.push(`  at ${spec.pacedFps > 0 ? `${fmt(spec.pacedFps)} frames/s` : `${spec.loadFraction} load`}: ${fmt(medians.half_delivered_per_s)} frames/s delivered (target ${fmt(medians.half_target_per_s)}), ${medians.half_sustained_reps < reps ? `sustained in ${medians.half_sustained_reps}/${reps} reps, ` : ''}latency send->tracker input p50 ${fmt(medians.half_latency_p50_ms, 2)} ms  p90 ${fmt(medians.half_latency_p90_ms, 2)}  p99 ${fmt(medians.half_latency_p99_ms, 2)}  p99.9 ${fmt(medians.half_latency_p999_ms, 2)}  max ${fmt(medians.half_latency_max_ms, 1)} ms (${fmt(medians.half_latency_samples)} samples/rep)`);
+  L.push(`    CPU (cores): engine ${fmt(hc.process_cpu as number, 2)} (main ELU ${fmt(hc.main_elu as number, 3)}, worker ELU ${(hc.worker_elu as number[]).map((x) => fmt(x, 3)).join(',')})  trackers ${fmt(hc.trackers_cpu as number, 2)}  generator ${fmt(hc.generator_cpu as number, 2)}  machine ${fmt(hc.machine_cpu_busy as number, 2)}; ${fmt(medians.half_feeder_writes_per_s)} tracker writes/s of ${fmt(medians.half_feeder_frames_per_write, 1)} frames`);
+  L.push(`    CPU ns per delivered frame: engine ${fmt(medians.half_cost_ns_per_frame.engine)} (main thread ${fmt(medians.half_cost_ns_per_frame.main_thread)}), trackers ${fmt(medians.half_cost_ns_per_frame.trackers)}, generator ${fmt(medians.half_cost_ns_per_frame.generator)}`);
+  L.push(`target ${targets.throughput.what}: x${fmt(ratio, 3)} ${targets.throughput.pass ? 'PASS' : 'FAIL'}`);
+  L.push(`target ${targets.throughput.absolute.what}: ${fmt(targets.throughput.absolute.value)} ${targets.throughput.absolute.pass ? 'PASS' : 'FAIL'}`);
+  L.push(`target ${targets.latency.what}: ${fmt(targets.latency.value, 2)} ms (worst rep ${fmt(p99Max, 2)}) ${targets.latency.pass ? 'PASS' : 'FAIL'}`);
+  L.push(`accounting: ${violations.length === 0 ? 'OK (sent == received == inRings + inSink + delivered + dropped, nothing dropped, trackers counted exactly the frames and bytes delivered)' : `${violations.length} VIOLATIONS`}`);
+  for (const v of violations.slice(0, 10)) L.push(`  ${v}`);
+  L.push(`total ${fmt(out.duration_s, 1)} s${files.length ? `; results in ${files.join(', ')}` : ''}`);
+  process.stderr.write(`${L.join('\n')}\n`);
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 

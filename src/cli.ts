@@ -28,11 +28,12 @@ function parseArgs(argv: string[]): { config: string } | null {
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
-  if (!args) {
+  const parsed = parseArgs(process.argv.slice(2));
+  if (!parsed) {
     process.stderr.write(`${USAGE}\n`);
     process.exit(2);
   }
+  const args = parsed;
   let engine: Engine;
   try {
     engine = new Engine({ config: loadConfigFile(args.config) });
@@ -58,11 +59,27 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     engine.log.info({ signal: sig }, 'stopping');
+    // The engine keeps to shutdown.deadline_ms by itself; this is the backstop if something hangs.
+    setTimeout(() => {
+      engine.log.error({ deadline_ms: engine.config.shutdown.deadline_ms }, 'shutdown deadline passed: exiting now');
+      process.exit(1);
+    }, engine.config.shutdown.deadline_ms + 2000).unref();
     engine.stop().then(() => process.exit(0), (err: Error) => {
       engine.log.error({ err: err.message }, 'stop failed');
       process.exit(1);
     });
   };
+  // SIGHUP: re-read the file; an invalid one is rejected (with the key path) and the old config stays.
+  process.on('SIGHUP', () => {
+    let next;
+    try {
+      next = loadConfigFile(args.config);
+    } catch (err) {
+      engine.reloadFailed(err as Error);
+      return;
+    }
+    engine.reload(next);
+  });
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
 }

@@ -17,6 +17,7 @@
 
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './shared/errors.js';
@@ -124,6 +125,39 @@ const retrySchema = z.strictObject({
   health_check_interval_sec: seconds().default(30.0),
 });
 
+/** An IPv4/IPv6 address, or a CIDR block (`10.0.0.0/8`, `fd00::/8`). */
+function cidr() {
+  return z.string().refine((v) => {
+    const [addr, bits, extra] = v.split('/');
+    if (extra !== undefined || addr === undefined) return false;
+    const fam = isIP(addr);
+    if (fam === 0) return false;
+    if (bits === undefined) return true;
+    const n = Number(bits);
+    return /^\d+$/.test(bits) && n >= 0 && n <= (fam === 4 ? 32 : 128);
+  }, { error: 'must be an IP address or a CIDR block such as 10.0.0.0/8' });
+}
+
+const tlsSchema = z
+  .strictObject({
+    // false: plain TCP. true: the node port speaks TLS only.
+    enabled: z.boolean().default(false),
+    // PEM files; cert_file and key_file are required when enabled.
+    cert_file: z.string().optional(),
+    key_file: z.string().optional(),
+    // the CA that signs node certificates; required when client_cert is not "off".
+    ca_file: z.string().optional(),
+    // "off": no client certificates. "request": verified if sent; "require": connections without a valid one
+    // are refused. A verified certificate's subject CN is the only node_id the connection may use.
+    client_cert: z.enum(['off', 'request', 'require']).default('off'),
+  })
+  .superRefine((t, ctx) => {
+    if (!t.enabled) return;
+    if (!t.cert_file) ctx.addIssue({ code: 'custom', path: ['cert_file'], message: 'is required when tls.enabled is true' });
+    else if (!t.key_file) ctx.addIssue({ code: 'custom', path: ['key_file'], message: 'is required when tls.enabled is true' });
+    else if (t.client_cert !== 'off' && !t.ca_file) ctx.addIssue({ code: 'custom', path: ['ca_file'], message: 'is required when client_cert is "request" or "require"' });
+  });
+
 const tcpServerSchema = z
   .strictObject({
     // false: tracker-host default; the shipped config.yaml turns it on.
@@ -143,6 +177,14 @@ const tcpServerSchema = z
     auto_provision_port_start: fixedPort().default(31000),
     // 31099: last auto-provisioned port, i.e. up to 100 nodes (tracker-host default).
     auto_provision_port_end: fixedPort().default(31099),
+    // "off": nodes connect directly. Behind an L4 load balancer: "v1", "v2" or "auto" (either,
+    // detected per connection) so the node's real address is used in logs, limits and the registry.
+    proxy_protocol: z.enum(['off', 'v1', 'v2', 'auto']).default('off'),
+    // loopback only: the balancers allowed to send a PROXY header (addresses or CIDRs). A header
+    // from anywhere else, or a connection from here without one, is closed and counted.
+    proxy_trusted: z.array(cidr()).default(['127.0.0.1/32', '::1/128']),
+    // TLS on the node port (off by default: retina nodes speak plain TCP).
+    tls: tlsSchema.prefault({}),
   })
   .superRefine((t, ctx) => {
     if (t.auto_provision_port_start > t.auto_provision_port_end) {
@@ -197,18 +239,24 @@ const trackerSchema = z
   });
 
 const trackersSchema = z.array(trackerSchema).superRefine((list, ctx) => {
-  const seen = new Map<string, number>();
+  const names = new Map<string, number>();
+  const nodes = new Map<string, number>();
+  const ports = new Map<number, number>();
+  // One tracker per name (output files), per node (its ring) and per port; the first problem of an entry is reported.
   list.forEach((t, i) => {
-    const first = seen.get(t.name);
+    const first = names.get(t.name);
+    const n = nodes.get(t.node_id);
+    const p = ports.get(t.tcp_port);
     if (first !== undefined) {
-      ctx.addIssue({
-        code: 'custom',
-        path: [i, 'name'],
-        message: `duplicate tracker name "${t.name}" (also trackers[${first}].name)`,
-      });
-    } else {
-      seen.set(t.name, i);
+      ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate tracker name "${t.name}" (also trackers[${first}].name)` });
+    } else if (n !== undefined) {
+      ctx.addIssue({ code: 'custom', path: [i, 'node_id'], message: `duplicate node_id "${t.node_id}" (also trackers[${n}])` });
+    } else if (p !== undefined) {
+      ctx.addIssue({ code: 'custom', path: [i, 'tcp_port'], message: `duplicate tcp_port ${t.tcp_port} (also trackers[${p}])` });
     }
+    if (!names.has(t.name)) names.set(t.name, i);
+    if (!nodes.has(t.node_id)) nodes.set(t.node_id, i);
+    if (!ports.has(t.tcp_port)) ports.set(t.tcp_port, i);
   });
 });
 
@@ -256,6 +304,13 @@ const limitsSchema = z.strictObject({
   max_frame_bytes: intIn(64, 64 * ONE_MIB).default(ONE_MIB),
   // 1 MiB: bytes per connection handed to a shard but not yet processed before the socket is paused.
   max_inflight_bytes: intIn(64 * 1024, 256 * ONE_MIB).default(ONE_MIB),
+  // 30 connections of one node within reconnect_window_ms (flapping) ban it for reconnect_ban_ms.
+  // A healthy node connects once and stays; 0 disables the guard.
+  reconnect_max: intMin(0).default(30),
+  // 60000: the flapping window.
+  reconnect_window_ms: intMin(1).default(60000),
+  // 60000: how long a flapping node is refused.
+  reconnect_ban_ms: intMin(0).default(60000),
 });
 
 const ringSchema = z.strictObject({
@@ -268,6 +323,45 @@ const ringSchema = z.strictObject({
     .default(4 * ONE_MIB),
   // "block": a full ring applies backpressure instead of losing detections.
   overflow: z.enum(['block', 'drop-oldest']).default('block'),
+});
+
+const trackerSchemaSection = z.strictObject({
+  // "reference": the built-in tracker (node, no Python needed). "retina": retina-tracker
+  // (`python3 -m retina_tracker.track_detections --tcp --tcp-host 127.0.0.1 --tcp-port {port} -s - -c {config}`
+  // run in retina_tracker_path). Or an argv list with the placeholders {port}, {node_id}, {config}.
+  command: z.union([z.enum(['reference', 'retina']), z.array(nonEmptyString()).min(1, { error: 'must list at least the program' })], {
+    error: 'must be "reference", "retina" or a list of strings (program first)',
+  }).default('reference'),
+  // "tcp": the host connects to the tracker's {port} (retina-tracker's input); "stdin": writes to its stdin.
+  input: z.enum(['tcp', 'stdin']).default('tcp'),
+  // absent: the engine's working directory ("retina": retina_tracker_path).
+  cwd: z.string().optional(),
+  // {}: extra environment variables for the tracker, merged over the engine's.
+  env: z.record(z.string(), z.string()).default({}),
+  // 5000: SIGTERM, then SIGKILL after this long.
+  stop_grace_ms: intMin(0).default(5000),
+  // 1000: first restart delay after a crash; doubles per crash in a row.
+  restart_backoff_ms: intMin(0).default(1000),
+  // 60000: the longest restart delay.
+  restart_backoff_max_ms: intMin(0).default(60000),
+  // 5 restarts within flap_window_ms park the tracker in "failed" for flap_cooldown_ms.
+  flap_max_restarts: intMin(1).default(5),
+  // 300000: the flapping window (5 min).
+  flap_window_ms: intMin(1).default(300000),
+  // 600000: how long a flapping tracker stays parked (10 min).
+  flap_cooldown_ms: intMin(0).default(600000),
+  // 1000: the reconcile supervisor's period (it also runs at once on node connect/disconnect and tracker exit).
+  reconcile_interval_ms: intMin(10).default(1000),
+  // 20: stderr lines logged per tracker per 10 s; the rest are counted (the pipe is always read).
+  stderr_lines_per_10s: intMin(0).default(20),
+});
+
+const shutdownSchema = z.strictObject({
+  // 30000: SIGTERM/SIGINT: the whole shutdown (drain rings to trackers, stop them) ends within this.
+  deadline_ms: intMin(100).default(30000),
+  // 0: stop accepting at once. Behind a load balancer: /readyz turns 503 at the signal and new
+  // connections are still accepted for this long, so the balancer sees it and stops sending.
+  drain_grace_ms: intMin(0).default(0),
 });
 
 const logSchema = z.strictObject({
@@ -321,8 +415,9 @@ const baseSchema = z
       })
       .default('auto')
       .transform((s) => (s === 'auto' ? defaultShards() : s)),
-    // "discard": frames are counted and dropped until the tracker sink lands.
-    sink: z.enum(['trackers', 'discard']).default('discard'),
+    // "trackers": each node's frames go to its tracker subprocess. "discard": counted and
+    // dropped (benchmarks, or deployments whose trackers run elsewhere).
+    sink: z.enum(['trackers', 'discard']).default('trackers'),
     // HTTP listener for /metrics etc.; defaults to server.host/server.port.
     http: httpSchema.prefault({}),
     // per-connection and global resource limits.
@@ -331,10 +426,17 @@ const baseSchema = z
     ring: ringSchema.prefault({}),
     // logging.
     log: logSchema.prefault({}),
+    // the tracker subprocess run for every node (sink "trackers").
+    tracker: trackerSchemaSection.prefault({}),
+    // graceful shutdown.
+    shutdown: shutdownSchema.prefault({}),
     // agent registry and command push (SSE).
     agents: agentsSchema.prefault({}),
   })
   .superRefine((c, ctx) => {
+    if (c.shutdown.drain_grace_ms >= c.shutdown.deadline_ms) {
+      ctx.addIssue({ code: 'custom', path: ['shutdown', 'drain_grace_ms'], message: `must be < shutdown.deadline_ms (${c.shutdown.deadline_ms})` });
+    }
     const needed = 2 * c.limits.max_frame_bytes + 64;
     if (c.ring.size_bytes < needed) {
       ctx.addIssue({

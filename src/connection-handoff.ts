@@ -7,9 +7,8 @@
 // nodejs/node#30507); with Node >= 22.12 `reusePort` per worker could replace this
 // module.
 import type { Socket } from 'node:net';
-import type { TransferListItem } from 'node:worker_threads';
 import type { ShardPool } from './shard-pool.js';
-import { M_OPEN, M_DATA, M_END } from './shared/messages.js';
+import { M_OPEN, M_END } from './shared/messages.js';
 import { C_BYTES_RECEIVED, C_CONNECTIONS_ACCEPTED, closeIndex, type CloseReason } from './shared/counters.js';
 
 export interface HandoffLimits {
@@ -29,7 +28,25 @@ export class ConnHandle {
   /** The shard still holds state for this connection (until S_CLOSED). */
   shardHolds = true;
   socketClosed = false;
-  constructor(readonly id: number, readonly socket: Socket, readonly shard: number, readonly remote: string) {}
+  constructor(readonly id: number, readonly socket: Socket, readonly shard: number, readonly remote: string,
+    /** The verified client certificate's CN (TLS): the only node id the connection may use. */
+    readonly identity: string | null = null) {}
+}
+
+/** What the listener learnt before handing the connection over (src/node-listener.ts). */
+export interface AcceptInfo {
+  /** The node's address: from the PROXY header, else the socket's. */
+  remote: string;
+  /** Verified client-certificate CN, if any. */
+  identity?: string;
+  /** When the TCP connection was accepted (ms epoch): the first-message deadline counts from it. */
+  acceptedAt?: number;
+}
+
+/** Connections still in the listener (PROXY header, TLS handshake): they count against the limit and close with the rest. */
+export interface HandoffUpstream {
+  readonly pendingCount: number;
+  closePending(reason: CloseReason): void;
 }
 
 export interface HandoffEvents {
@@ -43,12 +60,14 @@ export class ConnectionHandoff {
   readonly conns = new Map<number, ConnHandle>();
   private nextId = 1;
   private readonly perShard: number[];
-  private readonly resumeBelow: number;
+  private resumeBelow: number;
   refusing: CloseReason | null = null;
+  /** The listener in front (set by it). */
+  upstream: HandoffUpstream | null = null;
 
   constructor(
     private readonly pool: ShardPool,
-    private readonly limits: HandoffLimits,
+    private limits: HandoffLimits,
     private readonly counters: Float64Array,
     private readonly events: HandoffEvents = {},
   ) {
@@ -56,14 +75,32 @@ export class ConnectionHandoff {
     this.resumeBelow = Math.floor(limits.maxInflightBytes / 2);
   }
 
+  /** The first-message deadline (the listener's PROXY/TLS steps count against it). */
+  get firstMessageTimeoutMs(): number {
+    return this.limits.firstMessageTimeoutMs;
+  }
+
+  /** Reloaded limits: they apply to connections accepted from now on (and to back-pressure at once). */
+  setLimits(limits: HandoffLimits): void {
+    this.limits = { ...limits };
+    this.resumeBelow = Math.floor(limits.maxInflightBytes / 2);
+  }
+
   get open(): number {
     return this.conns.size;
   }
 
-  accept(socket: Socket): void {
-    const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
-    if (this.refusing !== null || this.conns.size >= this.limits.maxConnections) {
-      this.counters[closeIndex(this.refusing ?? 'max_connections')]! += 1;
+  /** Why a new connection would be refused now (null: it would be accepted). */
+  refusal(): CloseReason | null {
+    if (this.refusing !== null) return this.refusing;
+    return this.conns.size + (this.upstream?.pendingCount ?? 0) >= this.limits.maxConnections ? 'max_connections' : null;
+  }
+
+  accept(socket: Socket, info?: AcceptInfo): void {
+    const remote = info?.remote ?? `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+    const refused = this.refusal();
+    if (refused !== null) {
+      this.counters[closeIndex(refused)]! += 1;
       socket.on('error', () => undefined);
       socket.destroy();
       return;
@@ -75,13 +112,15 @@ export class ConnectionHandoff {
       return;
     }
     this.counters[C_CONNECTIONS_ACCEPTED]! += 1;
-    const h = new ConnHandle(this.nextId++, socket, shard, remote);
+    const h = new ConnHandle(this.nextId++, socket, shard, remote, info?.identity ?? null);
     this.conns.set(h.id, h);
     this.perShard[shard]!++;
     socket.setNoDelay(true);
-    this.pool.send(shard, { t: M_OPEN, conn: h.id, remote });
+    this.pool.send(shard, info?.identity !== undefined ? { t: M_OPEN, conn: h.id, remote, identity: info.identity } : { t: M_OPEN, conn: h.id, remote });
 
-    h.firstTimer = setTimeout(() => this.close(h.id, 'first_message_timeout'), this.limits.firstMessageTimeoutMs);
+    // Time spent in the listener (PROXY header, TLS handshake) counts against the deadline.
+    const spent = info?.acceptedAt !== undefined ? Math.max(0, Date.now() - info.acceptedAt) : 0;
+    h.firstTimer = setTimeout(() => this.close(h.id, 'first_message_timeout'), Math.max(0, this.limits.firstMessageTimeoutMs - spent));
     h.firstTimer.unref();
     if (this.limits.idleTimeoutMs > 0) {
       socket.setTimeout(this.limits.idleTimeoutMs, () => this.close(h.id, 'idle_timeout'));
@@ -91,6 +130,8 @@ export class ConnectionHandoff {
       if (h.closeReason === null) h.closeReason = 'socket_error';
     });
     socket.on('close', () => this.onSocketClose(h));
+    // The listener pauses a socket it read a PROXY header from.
+    if (socket.isPaused()) socket.resume();
   }
 
   private pickShard(): number {
@@ -109,13 +150,13 @@ export class ConnectionHandoff {
     h.inflight += n;
     let ok: boolean;
     if (this.pool.inline) {
-      ok = this.pool.send(h.shard, { t: M_DATA, conn: h.id, buf: chunk });
+      ok = this.pool.sendData(h.shard, h.id, chunk);
     } else {
       // Each read normally owns its ArrayBuffer: transfer it. Copy only when the
       // chunk is a slice of a larger (pooled) buffer.
       const own = chunk.byteOffset === 0 && chunk.buffer.byteLength === n ? chunk : new Uint8Array(chunk);
       const view = new Uint8Array(own.buffer, own.byteOffset, n);
-      ok = this.pool.send(h.shard, { t: M_DATA, conn: h.id, buf: view }, [own.buffer as ArrayBuffer] as TransferListItem[]);
+      ok = this.pool.sendData(h.shard, h.id, view, own.buffer as ArrayBuffer);
     }
     if (!ok) return;
     if (!h.paused && h.inflight > this.limits.maxInflightBytes) {
@@ -136,7 +177,7 @@ export class ConnectionHandoff {
 
   write(conn: number, buf: Uint8Array): void {
     const h = this.conns.get(conn);
-    if (!h || h.socketClosed) return;
+    if (!h || h.socketClosed || h.socket.writableEnded) return;
     h.socket.write(buf);
   }
 
@@ -207,6 +248,7 @@ export class ConnectionHandoff {
   }
 
   closeAll(reason: CloseReason): void {
+    this.upstream?.closePending(reason);
     for (const h of this.conns.values()) this.close(h.id, reason);
   }
 }

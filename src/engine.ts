@@ -1,19 +1,23 @@
 // Wires the ingest data path: TCP accept -> shard (decode, auth, route) -> per-node
 // ring -> sink, plus the HTTP listener and metrics. One Engine per process in
 // production; tests run several side by side on port 0.
-import { createServer, type Server, type AddressInfo } from 'node:net';
+import type { Server, AddressInfo } from 'node:net';
 import type { Config } from './config.js';
 import { ShardPool } from './shard-pool.js';
 import { ConnectionHandoff } from './connection-handoff.js';
+import { NodeListener } from './node-listener.js';
 import { NodeTable, type NodeHooks, type NodeEntry } from './node-table.js';
-import { DiscardSink, type RingSink } from './ring-sink.js';
+import { DiscardSink, type RingSink, type SinkAccounting } from './ring-sink.js';
 import { Metrics, type Totals } from './metrics.js';
 import { HttpServer, sendJson } from './http-server.js';
 import { createLogger, RateLimit, type Logger } from './logger.js';
 import { COUNTER_SLOTS } from './shared/counters.js';
-import { ConfigError, RadarError } from './shared/errors.js';
+import { RadarError } from './shared/errors.js';
 import { AgentService } from './agents/agent-service.js';
 import { TokenCheck } from './shard/token.js';
+import { TrackerSupervisor } from './tracker/supervisor.js';
+import { mountTrackerApi } from './tracker/tracker-api.js';
+import { FORMAT_ANY, FORMAT_JSONL } from './shared/ring-layout.js';
 import {
   S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH, M_TRACE,
   type ShardToMain,
@@ -33,10 +37,15 @@ export interface EngineOptions {
   now?: () => number;
   /** Period of the agent sweep (state changes, command expiry, TCP liveness). */
   agentSweepMs?: number;
+  /** Test-only fault injection into the tracker supervisor. */
+  supervisorFaults?: { probe?(nodeId: string): void; pass?(): void };
 }
 
 export class Engine {
-  readonly config: Config;
+  /** The config in force (replaced by a successful reload). */
+  config: Config;
+  private nodeToken: TokenCheck;
+  private readonly reloads = { ok: 0, error: 0 };
   readonly log: Logger;
   readonly counters = new Float64Array(COUNTER_SLOTS);
   readonly pool: ShardPool;
@@ -46,11 +55,14 @@ export class Engine {
   readonly http: HttpServer;
   readonly sink: RingSink;
   readonly agents: AgentService;
+  /** The tracker supervisor (sink "trackers"), else null. */
+  readonly trackers: TrackerSupervisor | null = null;
   /** Active deep traces (main-thread side: delivery logging). */
   private readonly traces = new Map<string, { id: string; untilMs: number }>();
   /** Ring write clock seen at the last agent sweep, per node (frames count as heartbeats). */
   private readonly lastWrites = new Map<string, number>();
   private agentTimer: NodeJS.Timeout | null = null;
+  private statusTimer: NodeJS.Timeout | null = null;
   private tcp: Server | null = null;
   private sweep: NodeJS.Timeout | null = null;
   private readonly errLimit = new RateLimit(10, 10000);
@@ -62,10 +74,18 @@ export class Engine {
   constructor(private readonly opts: EngineOptions) {
     const config = (this.config = opts.config);
     this.log = opts.logger ?? createLogger(config.log.level);
+    let nodes: NodeTable | null = null;
     if (!opts.sink && config.sink === 'trackers') {
-      throw new ConfigError('sink', '"trackers" is not available in this version yet (it lands with the tracker supervisor); use "discard"');
+      this.trackers = new TrackerSupervisor({
+        config,
+        // The node table is created below; the supervisor only uses it after start().
+        get nodes() { return nodes!; },
+        log: this.log,
+        ...(opts.now ? { now: opts.now } : {}),
+        ...(opts.supervisorFaults ? { faults: opts.supervisorFaults } : {}),
+      });
     }
-    this.sink = opts.sink ?? new DiscardSink();
+    this.sink = opts.sink ?? this.trackers ?? new DiscardSink();
     this.pool = new ShardPool({
       shards: config.shards,
       token: config.tcp_server.token,
@@ -85,18 +105,30 @@ export class Engine {
       onSocketClosed: (h) => this.nodes.socketClosed(h.id),
       onGone: (h) => this.log.debug({ conn: h.id, remote: h.remote, reason: h.closeReason ?? 'peer_closed' }, 'connection closed'),
     });
-    const hooks = opts.hooks ?? {};
-    const nodeToken = new TokenCheck(config.tcp_server.token, config.tcp_server.tokens);
+    const th = this.trackers?.hooks ?? {};
+    const hooks: NodeHooks = {
+      onUnknownNode: opts.hooks?.onUnknownNode ?? th.onUnknownNode,
+      onNodeConnected: (n, i) => { th.onNodeConnected?.(n, i); opts.hooks?.onNodeConnected?.(n, i); },
+      onNodeDisconnected: (n) => { th.onNodeDisconnected?.(n); opts.hooks?.onNodeDisconnected?.(n); },
+      onNodeSeen: (n) => { th.onNodeSeen?.(n); opts.hooks?.onNodeSeen?.(n); },
+    };
+    this.nodeToken = new TokenCheck(config.tcp_server.token, config.tcp_server.tokens);
     this.agents = new AgentService({
       config,
       ...(opts.now ? { now: opts.now } : {}),
       // Registration always needs a token: a node with none configured cannot register.
-      checkNodeToken: (id, token) => !nodeToken.disabledFor(id) && nodeToken.matches(id, token),
+      checkNodeToken: (id, token) => !this.nodeToken.disabledFor(id) && this.nodeToken.matches(id, token),
       traceNode: (node, id, durationMs) => this.traceNode(node, id, durationMs),
+      nodeStatus: (id) => {
+        const n = this.nodes.get(id);
+        return { bannedUntil: n && n.bannedUntil > Date.now() ? new Date(n.bannedUntil).toISOString() : null };
+      },
       log: (level, obj, msg) => this.log[level](obj, msg),
     });
-    this.nodes = new NodeTable({
+    this.nodes = nodes = new NodeTable({
       ringBytes: config.ring.size_bytes,
+      // Trackers read JSON lines: shards encode binary frames as JSON (DESIGN decision 6).
+      ringFormat: this.trackers ? FORMAT_JSONL : FORMAT_ANY,
       hooks: {
         ...hooks,
         onNodeConnected: (node, info) => {
@@ -116,14 +148,18 @@ export class Engine {
       grant: (owner, node) => {
         this.pool.send(owner.shard, { t: M_GRANT, conn: owner.conn, node: node.id, ring: node.ring, ringId: node.ringId });
       },
-      refuse: (owner, node, error) => {
-        this.log.warn({ node, code: error.code }, error.message);
-        this.pool.send(owner.shard, { t: M_REFUSE, conn: owner.conn, node, error });
+      refuse: (owner, node, error, reason) => {
+        if (this.errLimit.take(`refuse:${node}`) >= 0) this.log.warn({ node, code: error.code }, error.message);
+        this.pool.send(owner.shard, { t: M_REFUSE, conn: owner.conn, node, error, ...(reason ? { reason } : {}) });
       },
+      reconnect: { max: config.limits.reconnect_max, windowMs: config.limits.reconnect_window_ms, banMs: config.limits.reconnect_ban_ms },
       revoke: (owner, node) => this.pool.send(owner.shard, { t: M_REVOKE, conn: owner.conn, node }),
     });
     this.metrics = new Metrics({
-      counterArrays: () => [this.counters, ...this.pool.slots.map((s) => s.counters)],
+      counterArrays: () => [this.counters, ...(this.trackers ? [this.trackers.counters] : []), ...this.pool.slots.map((s) => s.counters)],
+      sink: () => this.sinkAccounting(),
+      reloads: () => this.reloads,
+      ...(this.trackers ? { trackers: () => this.trackers!.metrics() } : {}),
       connectionsOpen: () => this.handoff.open,
       rings: () => this.nodes.byRing.map((n) => ({
         frames: n.reader.frames, consumed: n.reader.consumedFrames, used: n.reader.usedBytes,
@@ -146,6 +182,76 @@ export class Engine {
       sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', checks });
     });
     this.agents.mount(this.http);
+    if (this.trackers) mountTrackerApi(this.http, this.trackers, config.http.api_token);
+  }
+
+  /** The sink's accounting; a sink without one delivered everything it consumed. */
+  private sinkAccounting(): SinkAccounting {
+    const a = this.sink.accounting?.();
+    if (a) return a;
+    let consumed = 0;
+    for (const n of this.nodes.byRing) consumed += n.reader.consumedFrames;
+    return { delivered: consumed, inFlight: 0, dropped: {} };
+  }
+
+  /**
+   * Applies a reloaded config (SIGHUP) without dropping connections: node tokens,
+   * limits, the flapping guard, trackers and tracker settings, the log level.
+   * Keys that need a restart (listeners, shards, rings, sink, agents, TLS, PROXY,
+   * the provisioning range, output_dir) keep their old values; they are returned
+   * and logged.
+   */
+  reload(next: Config): { restartRequired: string[] } {
+    const prev = this.config;
+    const restartRequired: string[] = [];
+    const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+    const fixed: Array<[string, unknown, unknown]> = [
+      ['shards', prev.shards, next.shards], ['sink', prev.sink, next.sink], ['http', prev.http, next.http], ['ring', prev.ring, next.ring],
+      ['agents', prev.agents, next.agents], ['output_dir', prev.output_dir, next.output_dir],
+      ['status_interval_sec', prev.status_interval_sec, next.status_interval_sec],
+      ['tcp_server.enabled', prev.tcp_server.enabled, next.tcp_server.enabled], ['tcp_server.host', prev.tcp_server.host, next.tcp_server.host],
+      ['tcp_server.port', prev.tcp_server.port, next.tcp_server.port], ['tcp_server.tls', prev.tcp_server.tls, next.tcp_server.tls],
+      ['tcp_server.proxy_protocol', prev.tcp_server.proxy_protocol, next.tcp_server.proxy_protocol],
+      ['tcp_server.proxy_trusted', prev.tcp_server.proxy_trusted, next.tcp_server.proxy_trusted],
+      ['tcp_server.auto_provision_port_start', prev.tcp_server.auto_provision_port_start, next.tcp_server.auto_provision_port_start],
+      ['tcp_server.auto_provision_port_end', prev.tcp_server.auto_provision_port_end, next.tcp_server.auto_provision_port_end],
+    ];
+    for (const [key, a, b] of fixed) if (!same(a, b)) restartRequired.push(key);
+    // Keep the fixed parts as they are; take everything else from the new file.
+    const applied: Config = {
+      ...next,
+      shards: prev.shards, sink: prev.sink, http: prev.http, ring: prev.ring, agents: prev.agents, output_dir: prev.output_dir,
+      status_interval_sec: prev.status_interval_sec,
+      tcp_server: {
+        ...next.tcp_server,
+        enabled: prev.tcp_server.enabled, host: prev.tcp_server.host, port: prev.tcp_server.port, tls: prev.tcp_server.tls,
+        proxy_protocol: prev.tcp_server.proxy_protocol, proxy_trusted: prev.tcp_server.proxy_trusted,
+        auto_provision_port_start: prev.tcp_server.auto_provision_port_start, auto_provision_port_end: prev.tcp_server.auto_provision_port_end,
+      },
+    };
+    this.config = applied;
+    const l = applied.limits;
+    this.nodeToken = new TokenCheck(applied.tcp_server.token, applied.tcp_server.tokens);
+    this.pool.reconfigure({ token: applied.tcp_server.token, tokens: applied.tcp_server.tokens, maxFrameBytes: l.max_frame_bytes });
+    this.handoff.setLimits({
+      maxConnections: l.max_connections, firstMessageTimeoutMs: l.first_message_timeout_ms,
+      idleTimeoutMs: l.idle_timeout_ms, maxInflightBytes: l.max_inflight_bytes,
+    });
+    this.nodes.setReconnectGuard({ max: l.reconnect_max, windowMs: l.reconnect_window_ms, banMs: l.reconnect_ban_ms });
+    // The listener's own cap sits above the handoff's limit (the handoff counts refusals itself).
+    if (this.tcp) this.tcp.maxConnections = l.max_connections + 64;
+    this.log.level = applied.log.level;
+    this.trackers?.reconfigure(applied);
+    this.reloads.ok++;
+    this.log.info({ ...(restartRequired.length > 0 ? { restart_required: restartRequired } : {}) },
+      restartRequired.length > 0 ? 'config reloaded; some changes need a restart and were not applied' : 'config reloaded');
+    return { restartRequired };
+  }
+
+  /** A reload that failed validation: counted and logged; the config in force stays. */
+  reloadFailed(err: Error): void {
+    this.reloads.error++;
+    this.log.error({ err: err.message }, 'config reload rejected; the previous config stays in force');
   }
 
   /** Readiness checks (a load balancer should send nodes here only when all pass). */
@@ -172,30 +278,44 @@ export class Engine {
         : 'tcp_server.token is empty: nodes without an entry in tcp_server.tokens are not authenticated');
     }
     await this.pool.start();
+    this.trackers?.start();
     this.httpAddress = await this.http.listen(c.http.port, c.http.host);
     if (c.tcp_server.enabled) {
-      const tcp = (this.tcp = createServer({ noDelay: true }, (s) => this.handoff.accept(s)));
-      tcp.maxConnections = c.limits.max_connections + 64; // the handoff counts refusals itself
-      await new Promise<void>((resolve, reject) => {
-        tcp.once('error', reject);
-        tcp.listen({ port: c.tcp_server.port, host: c.tcp_server.host, backlog: 4096 }, () => {
-          tcp.off('error', reject);
-          resolve();
-        });
+      // The node port: PROXY header and TLS (if configured), then the handoff.
+      const listener = new NodeListener({
+        proxyProtocol: c.tcp_server.proxy_protocol, proxyTrusted: c.tcp_server.proxy_trusted, tls: c.tcp_server.tls,
+        handoff: this.handoff, counters: this.counters, log: this.log,
       });
-      this.tcpAddress = tcp.address() as AddressInfo;
+      this.tcp = listener.server;
+      this.tcpAddress = await listener.listen(c.tcp_server.port, c.tcp_server.host, c.limits.max_connections);
     }
     const sweepMs = this.opts.sweepMs ?? 200;
     this.sweep = setInterval(() => this.sweepRings(), sweepMs);
     this.sweep.unref();
     this.agentTimer = setInterval(() => this.sweepAgents(), this.opts.agentSweepMs ?? 1000);
     this.agentTimer.unref();
+    if (c.status_interval_sec > 0) {
+      this.statusTimer = setInterval(() => this.logStatus(), c.status_interval_sec * 1000);
+      this.statusTimer.unref();
+    }
     if (this.agents.signer.created) this.log.info({ key_file: c.agents.key_file }, 'generated the command-signing key');
     this.log.info({
       tcp: this.tcpAddress ? `${this.tcpAddress.address}:${this.tcpAddress.port}` : 'disabled',
       http: `${this.httpAddress.address}:${this.httpAddress.port}`,
       shards: c.shards, sink: c.sink, ring_bytes: c.ring.size_bytes, overflow: c.ring.overflow,
+      proxy_protocol: c.tcp_server.proxy_protocol, tls: c.tcp_server.tls.enabled ? `on (client_cert: ${c.tcp_server.tls.client_cert})` : 'off',
     }, 'radar-ingest started');
+  }
+
+  /** The periodic summary (status_interval_sec): one line, never per frame. */
+  private logStatus(): void {
+    const t = this.totals();
+    const tr = this.trackers?.metrics();
+    this.log.info({
+      connections: this.handoff.open, nodes: this.nodes.byRing.length,
+      received: t.received, delivered: t.delivered, in_rings: t.inRings, dropped: t.droppedTotal,
+      ...(tr ? { trackers: Object.fromEntries(Object.entries(tr.states).filter(([, n]) => n > 0)) } : {}),
+    }, 'status');
   }
 
   private sweepRings(): void {
@@ -322,19 +442,50 @@ export class Engine {
   }
 
   private async doStop(): Promise<void> {
-    if (this.sweep) clearInterval(this.sweep);
+    const t0 = Date.now();
+    const deadline = t0 + this.config.shutdown.deadline_ms;
+    // 0. /readyz is 503 from now on (stopping is set). Behind a load balancer, keep
+    //    accepting for the grace period so the balancer notices and stops sending.
+    const grace = this.config.shutdown.drain_grace_ms;
+    if (grace > 0 && this.started) {
+      this.log.info({ grace_ms: grace }, 'draining: /readyz is 503; still accepting connections for the grace period');
+      await new Promise((r) => setTimeout(r, grace));
+    }
     if (this.agentTimer) clearInterval(this.agentTimer);
+    if (this.statusTimer) clearInterval(this.statusTimer);
     this.agents.close();
+    // 1. Stop accepting and close node connections (they reconnect elsewhere).
     this.handoff.refusing = 'shutdown';
     const tcpClosed = this.tcp ? new Promise<void>((r) => this.tcp!.close(() => r())) : Promise.resolve();
+    // The shards close their connections first, so binary nodes get RADAR_ERR_SHUTTING_DOWN
+    // before the close; whatever they have not closed within 500 ms is closed here.
     for (let i = 0; i < this.pool.size; i++) this.pool.send(i, { t: M_SHUTDOWN });
+    const closingBy = Date.now() + 500;
+    while (Date.now() < closingBy && [...this.handoff.conns.values()].some((h) => h.closeReason === null && !h.socketClosed)) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
     this.handoff.closeAll('shutdown');
     await Promise.race([tcpClosed, new Promise((r) => setTimeout(r, 3000).unref())]);
-    this.sweepRings();
+    // 2. Stop the shards: every frame they accepted is in a ring (or counted as dropped).
+    //    The ring sweep keeps running meanwhile, so a shard blocked on a full ring can finish.
     await this.pool.stop();
+    if (this.sweep) clearInterval(this.sweep);
+    this.sweepRings();
+    // 3. Drain the rings into the trackers, then stop them (SIGTERM, SIGKILL after the grace).
+    if (this.trackers) {
+      // A tracker gets up to 2 s to read its input to EOF, then the SIGTERM grace.
+      const stopBudget = this.config.tracker.stop_grace_ms + 3000;
+      const drainUntil = Math.max(Date.now(), deadline - stopBudget);
+      const r = await this.trackers.shutdown(drainUntil, Math.max(0, deadline - Date.now() - this.config.tracker.stop_grace_ms));
+      const t = this.totals();
+      this.log[r.drained ? 'info' : 'warn']({
+        drained: r.drained, left_in_rings: r.leftInRings, delivered: t.delivered, dropped: t.droppedTotal, received: t.received,
+      }, r.drained ? 'rings drained to the trackers' : 'shutdown deadline: frames left in rings were counted as dropped (reason shutdown)');
+    }
     await this.sink.close?.();
     await this.http.close();
-    this.log.info('radar-ingest stopped');
+    this.log.info({ took_ms: Date.now() - t0 }, 'radar-ingest stopped');
   }
+
 }
 

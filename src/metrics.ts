@@ -3,8 +3,11 @@
 // is present from the start, at zero.
 import { Registry, Counter, Gauge, collectDefaultMetrics } from 'prom-client';
 import { M } from './shared/metric-names.js';
+import type { SinkAccounting } from './ring-sink.js';
+import type { TrackerMetrics } from './tracker/supervisor.js';
+import { PROVISION_REFUSED_REASONS, TRACKER_STATES } from './tracker/supervisor.js';
 import {
-  DROP_REASONS, CLOSE_REASONS, REJECT_REASONS, dropIndex, closeIndex,
+  ALL_DROP_REASONS, DROP_REASONS, CLOSE_REASONS, REJECT_REASONS, dropIndex, closeIndex,
   C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, C_HEARTBEATS, C_BYTES_RECEIVED,
   C_CONNECTIONS_ACCEPTED, C_ACKS_SENT,
 } from './shared/counters.js';
@@ -16,6 +19,12 @@ export interface MetricsSource {
   /** Per ring: frames in it, frames consumed, bytes used, capacity. */
   rings(): { frames: number; consumed: number; used: number; capacity: number; connected: boolean }[];
   shards(): { count: number; restarts: number };
+  /** What the sink did with the frames it consumed. */
+  sink(): SinkAccounting;
+  /** Config reloads (SIGHUP) by result. */
+  reloads?(): { ok: number; error: number };
+  /** Tracker supervisor state (absent with another sink). */
+  trackers?(): TrackerMetrics;
   /** Agent registry: counts per state, open SSE streams, commands by type/result. */
   agents?(): { states: Record<string, number>; streams: number; commands: Map<string, number> };
 }
@@ -25,8 +34,15 @@ export interface Totals {
   written: number;
   consumed: number;
   inRings: number;
+  /** Handed to trackers. */
+  delivered: number;
+  /** Taken from rings by the sink, not yet delivered. */
+  inSink: number;
+  /** By reason, shard and sink reasons together. */
   dropped: Record<string, number>;
   droppedTotal: number;
+  /** Dropped before reaching a ring (shard reasons): received = written + droppedBeforeRing. */
+  droppedBeforeRing: number;
   detections: number;
 }
 
@@ -81,8 +97,23 @@ export class Metrics {
       name: M.framesDropped, help: 'Frames received but not delivered, by reason.', labelNames: ['reason'], registers: reg,
       collect() {
         this.reset();
-        for (const r of DROP_REASONS) this.inc({ reason: r }, sum(dropIndex(r)));
+        const sink = src.sink().dropped as Record<string, number | undefined>;
+        for (const r of ALL_DROP_REASONS) {
+          const shard = (DROP_REASONS as readonly string[]).includes(r) ? sum(dropIndex(r as (typeof DROP_REASONS)[number])) : 0;
+          this.inc({ reason: r }, shard + (sink[r] ?? 0));
+        }
       },
+    });
+    new Counter({
+      name: M.framesDelivered, help: 'Frames handed to a tracker\'s input.', registers: reg,
+      collect() {
+        this.reset();
+        this.inc(src.sink().delivered);
+      },
+    });
+    new Gauge({
+      name: M.framesInSink, help: 'Frames taken out of rings and not yet delivered (queued towards a tracker).', registers: reg,
+      collect() { this.set(src.sink().inFlight); },
     });
     new Gauge({
       name: M.framesInRings, help: 'Frames waiting in rings.', registers: reg,
@@ -125,6 +156,17 @@ export class Metrics {
       collect() { this.set(src.shards().count); },
     });
     this.agentMetrics(reg);
+    this.trackerMetrics(reg);
+    new Counter({
+      name: M.configReloads, help: 'Config reloads (SIGHUP), by result: ok (applied) or error (rejected, the old config stays).',
+      labelNames: ['result'], registers: reg,
+      collect() {
+        this.reset();
+        const r = src.reloads?.() ?? { ok: 0, error: 0 };
+        this.inc({ result: 'ok' }, r.ok);
+        this.inc({ result: 'error' }, r.error);
+      },
+    });
     new Counter({
       name: M.shardRestarts, help: 'Shard workers replaced after a crash.', registers: reg,
       collect() {
@@ -161,6 +203,62 @@ export class Metrics {
     });
   }
 
+  private trackerMetrics(reg: Registry[]): void {
+    const src = this.src;
+    new Gauge({
+      name: M.trackerUp, help: 'Per node: 1 while its tracker runs with its input open.', labelNames: ['node'], registers: reg,
+      collect() {
+        this.reset();
+        for (const [node, v] of src.trackers?.().up ?? []) this.set({ node }, v);
+      },
+    });
+    new Counter({
+      name: M.trackerRestarts, help: 'Per node: tracker restarts after a crash or a lost input.', labelNames: ['node'], registers: reg,
+      collect() {
+        this.reset();
+        for (const [node, v] of src.trackers?.().restarts ?? []) this.inc({ node }, v);
+      },
+    });
+    new Gauge({
+      name: M.trackers, help: 'Tracker instances by state.', labelNames: ['state'], registers: reg,
+      collect() {
+        const t = src.trackers?.();
+        for (const st of TRACKER_STATES) this.set({ state: st }, t?.states[st] ?? 0);
+      },
+    });
+    new Counter({
+      name: M.tracksWritten, help: 'Track lines written to track files.', registers: reg,
+      collect() {
+        this.reset();
+        this.inc(src.trackers?.().tracksWritten ?? 0);
+      },
+    });
+    new Counter({
+      name: M.provisionRefused, help: 'Unknown nodes refused a tracker, by reason (disabled, ports_exhausted).', labelNames: ['reason'], registers: reg,
+      collect() {
+        this.reset();
+        const t = src.trackers?.();
+        for (const r of PROVISION_REFUSED_REASONS) this.inc({ reason: r }, t?.provisionRefused[r] ?? 0);
+      },
+    });
+    new Counter({
+      name: M.supervisorPasses, help: 'Tracker supervisor reconcile passes.', registers: reg,
+      collect() {
+        this.reset();
+        this.inc(src.trackers?.().passes ?? 0);
+      },
+    });
+    new Counter({
+      name: M.supervisorErrors, help: 'Exceptions caught by the tracker supervisor, by where (pass, probe).', labelNames: ['where'], registers: reg,
+      collect() {
+        this.reset();
+        const t = src.trackers?.();
+        this.inc({ where: 'pass' }, t?.passErrors ?? 0);
+        this.inc({ where: 'probe' }, t?.probeErrors ?? 0);
+      },
+    });
+  }
+
   /** One counter summed over the main thread's and every shard's array. */
   private sum(i: number): number {
     let s = 0;
@@ -173,8 +271,13 @@ export class Metrics {
     const sum = (i: number): number => this.sum(i);
     const dropped: Record<string, number> = {};
     let droppedTotal = 0;
-    for (const r of DROP_REASONS) {
-      dropped[r] = sum(dropIndex(r));
+    const sink = this.src.sink();
+    const sinkDropped = sink.dropped as Record<string, number | undefined>;
+    let droppedBeforeRing = 0;
+    for (const r of ALL_DROP_REASONS) {
+      const shard = (DROP_REASONS as readonly string[]).includes(r) ? sum(dropIndex(r as (typeof DROP_REASONS)[number])) : 0;
+      droppedBeforeRing += shard;
+      dropped[r] = shard + (sinkDropped[r] ?? 0);
       droppedTotal += dropped[r]!;
     }
     let consumed = 0;
@@ -185,7 +288,8 @@ export class Metrics {
     }
     return {
       received: sum(C_FRAMES_RECEIVED), written: sum(C_FRAMES_WRITTEN), consumed, inRings,
-      dropped, droppedTotal, detections: sum(C_DETECTIONS_RECEIVED),
+      delivered: sink.delivered, inSink: sink.inFlight,
+      dropped, droppedTotal, droppedBeforeRing, detections: sum(C_DETECTIONS_RECEIVED),
     };
   }
 

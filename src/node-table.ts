@@ -6,6 +6,7 @@ import { createRingBuffer, RingReader } from './ring-reader.js';
 import { FORMAT_ANY } from './shared/ring-layout.js';
 import { ErrorCodes, type PlainError } from './shared/errors.js';
 import type { Protocol } from './shared/messages.js';
+import type { CloseReason } from './shared/counters.js';
 
 export interface NodeInfo {
   node: string;
@@ -47,8 +48,15 @@ export class NodeEntry {
   group: string | undefined;
   constructor(readonly id: string, readonly ringId: number, readonly ring: SharedArrayBuffer) {
     this.reader = new RingReader(ring);
-    this.reader.format = FORMAT_ANY;
   }
+  /** Passed provisioning (onUnknownNode accepted it), or known from the config. Cleared when its tracker instance is removed. */
+  admitted = false;
+  /** Frames come from the main thread (an HTTP-polled node): TCP claims are refused. */
+  local = false;
+  /** The flapping guard banned the node until this time (0: never). */
+  bannedUntil = 0;
+  /** Connections refused while banned. */
+  flapRefusals = 0;
   /** A node is healthy while an open connection is attached to it. */
   get healthy(): boolean {
     return this.owner !== null && this.connected;
@@ -57,12 +65,16 @@ export class NodeEntry {
 
 export interface NodeTableOptions {
   ringBytes: number;
+  /** What the sink accepts in new rings (FORMAT_JSONL: shards encode packed frames as JSON lines). Default FORMAT_ANY. */
+  ringFormat?: number;
   hooks: NodeHooks;
   grant(owner: Owner, node: NodeEntry): void;
-  refuse(owner: Owner, node: string, error: PlainError): void;
+  refuse(owner: Owner, node: string, error: PlainError, reason?: CloseReason): void;
   /** Ask the owner's shard to stop writing; false when the shard is gone. */
   revoke(owner: Owner, node: string): boolean;
   now?: () => number;
+  /** The flapping guard: more than `max` connections of one node within `windowMs` ban it for `banMs` (max 0: off). */
+  reconnect?: { max: number; windowMs: number; banMs: number };
 }
 
 export class NodeTable {
@@ -79,14 +91,45 @@ export class NodeTable {
     this.now = opts.now ?? Date.now;
   }
 
+  /** Reloaded flapping-guard settings (bans in force keep their end time). */
+  setReconnectGuard(g: { max: number; windowMs: number; banMs: number }): void {
+    this.opts.reconnect = g;
+  }
+
   get(id: string): NodeEntry | undefined {
     return this.nodes.get(id);
+  }
+
+  /**
+   * The node's entry, created (with its ring) when missing. Entries created here
+   * are not admitted: the first claim still goes through onUnknownNode, unless
+   * the caller sets `admitted` (a configured tracker's node is known in advance).
+   */
+  ensure(id: string): NodeEntry {
+    let node = this.nodes.get(id);
+    if (!node) {
+      node = new NodeEntry(id, this.byRing.length, createRingBuffer(this.opts.ringBytes));
+      node.reader.format = this.opts.ringFormat ?? FORMAT_ANY;
+      this.byRing.push(node);
+      this.nodes.set(id, node);
+    }
+    return node;
   }
 
   claim(owner: Owner, info: NodeInfo): void {
     const run = async (): Promise<void> => {
       let node = this.nodes.get(info.node);
-      if (!node) {
+      const banned = this.flapping(info.node, owner.conn);
+      if (banned) {
+        if (node) node.flapRefusals++;
+        this.opts.refuse(owner, info.node, { code: ErrorCodes.FLAPPING, message: banned }, 'flapping');
+        return;
+      }
+      if (node?.local) {
+        this.opts.refuse(owner, info.node, { code: ErrorCodes.NODE_REFUSED, message: `node ${info.node} is polled over HTTP (tracker mode "http"); it cannot also push over TCP` });
+        return;
+      }
+      if (!node || !node.admitted) {
         let decision: NodeDecision = { accept: true };
         try {
           if (this.opts.hooks.onUnknownNode) decision = await this.opts.hooks.onUnknownNode(info);
@@ -97,13 +140,8 @@ export class NodeTable {
           this.opts.refuse(owner, info.node, { code: ErrorCodes.NODE_REFUSED, message: decision.message });
           return;
         }
-        node = this.nodes.get(info.node);
-        if (!node) {
-          const ringId = this.byRing.length;
-          node = new NodeEntry(info.node, ringId, createRingBuffer(this.opts.ringBytes));
-          this.byRing.push(node);
-          this.nodes.set(info.node, node);
-        }
+        node = this.ensure(info.node);
+        node.admitted = true;
       }
       const old = node.owner;
       if (old && old.conn !== owner.conn) {
@@ -129,6 +167,38 @@ export class NodeTable {
       if (this.chains.get(id) === next) this.chains.delete(id);
     });
   }
+
+  /**
+   * Counts a new connection of the node; returns why it is refused while the node
+   * is banned for reconnecting too often, else null. Claims from the same
+   * connection (a node claimed again) are not reconnects.
+   */
+  private flapping(id: string, conn: number): string | null {
+    const g = this.opts.reconnect;
+    if (!g || g.max <= 0) return null;
+    const now = this.now();
+    let f = this.flaps.get(id);
+    if (!f) {
+      f = { times: [], lastConn: -1, bannedUntil: 0 };
+      this.flaps.set(id, f);
+    }
+    if (now < f.bannedUntil) {
+      return `node ${id} is banned for reconnecting too often (more than ${g.max} connections within ${g.windowMs / 1000} s); try again in ${Math.ceil((f.bannedUntil - now) / 1000)} s`;
+    }
+    if (f.lastConn === conn) return null;
+    f.lastConn = conn;
+    f.times = f.times.filter((t) => now - t < g.windowMs);
+    f.times.push(now);
+    if (f.times.length > g.max) {
+      f.bannedUntil = now + g.banMs;
+      f.times = [];
+      const node = this.nodes.get(id);
+      if (node) node.bannedUntil = f.bannedUntil;
+      return `node ${id} reconnected more than ${g.max} times within ${g.windowMs / 1000} s: refused for ${g.banMs / 1000} s`;
+    }
+    return null;
+  }
+  private readonly flaps = new Map<string, { times: number[]; lastConn: number; bannedUntil: number }>();
 
   /** The shard confirmed the connection stopped writing for the node. */
   revoked(conn: number, nodeId: string): void {

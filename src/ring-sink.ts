@@ -3,23 +3,42 @@
 // takes records out in batches with RingReader.read() or discard(), then re-arms
 // the doorbell with RingReader.arm() once it has emptied the ring.
 import type { NodeEntry } from './node-table.js';
+import type { SinkDropReason } from './shared/counters.js';
+
+/**
+ * What became of the frames a sink took out of the rings:
+ * consumed = delivered + inFlight + sum(dropped).
+ */
+export interface SinkAccounting {
+  /** Handed to their destination (a tracker's input). */
+  delivered: number;
+  /** Taken from a ring, not yet delivered. */
+  inFlight: number;
+  dropped: Partial<Record<SinkDropReason, number>>;
+}
 
 export interface RingSink {
   /** Data may be waiting in the node's ring. Must not throw. */
   onData(node: NodeEntry): void;
+  /** Frame accounting; a sink without it counts every consumed frame as delivered. */
+  accounting?(): SinkAccounting;
   close?(): Promise<void> | void;
 }
 
 /**
- * Drains rings in batches and counts the frames as consumed: for benchmarks and
- * ingest-only deployments whose trackers run elsewhere.
+ * Drains rings in batches and drops the frames (counted as `discarded`): for
+ * benchmarks and ingest-only deployments whose trackers run elsewhere.
  */
 export class DiscardSink implements RingSink {
+  private discarded = 0;
   onData(node: NodeEntry): void {
     const r = node.reader;
     for (;;) {
-      r.discard();
+      this.discarded += r.discard();
       if (r.arm()) return;
     }
+  }
+  accounting(): SinkAccounting {
+    return { delivered: 0, inFlight: 0, dropped: { discarded: this.discarded } };
   }
 }

@@ -5,7 +5,7 @@ import { MessageChannel, type MessagePort, type TransferListItem } from 'node:wo
 import { Piscina } from 'piscina';
 import { Shard } from './shard/shard.js';
 import { COUNTER_BYTES } from './shared/counters.js';
-import { M_SHUTDOWN, S_READY, type MainToShard, type ShardToMain } from './shared/messages.js';
+import { M_CONFIG, M_DATA, M_DATA_BATCH, M_SHUTDOWN, S_READY, type MainToShard, type ShardToMain } from './shared/messages.js';
 import type { ShardTaskInput } from '../workers/shard-worker.js';
 import type { OverflowPolicy } from './ring-writer.js';
 
@@ -30,6 +30,8 @@ interface Slot {
   ready: boolean;
   restarts: number;
   generation: number;
+  /** Reads queued for this shard during the current event-loop turn (sent as one message). */
+  data: { conns: number[]; bufs: Uint8Array[]; transfer: TransferListItem[] } | null;
 }
 
 export class ShardPool {
@@ -43,7 +45,7 @@ export class ShardPool {
     const n = Math.max(1, opts.shards);
     for (let i = 0; i < n; i++) {
       const sab = new SharedArrayBuffer(COUNTER_BYTES);
-      this.slots.push({ id: i, counters: new Float64Array(sab), countersSab: sab, port: null, inline: null, ready: false, restarts: 0, generation: 0 });
+      this.slots.push({ id: i, counters: new Float64Array(sab), countersSab: sab, port: null, inline: null, ready: false, restarts: 0, generation: 0, data: null });
     }
   }
 
@@ -117,6 +119,7 @@ export class ShardPool {
         slot.ready = false;
         port1.close();
         slot.port = null;
+        slot.data = null; // reads for the dead shard's connections
         if (this.stopping) return;
         slot.restarts++;
         this.opts.onCrash(slot.id, err);
@@ -127,6 +130,14 @@ export class ShardPool {
     return ready;
   }
 
+  /** Reloaded settings: live shards get them now, replacements at their start. */
+  reconfigure(c: { token: string; tokens: Record<string, string>; maxFrameBytes: number }): void {
+    this.opts.token = c.token;
+    this.opts.tokens = c.tokens;
+    this.opts.maxFrameBytes = c.maxFrameBytes;
+    for (let i = 0; i < this.slots.length; i++) this.send(i, { t: M_CONFIG, ...c });
+  }
+
   send(shard: number, msg: MainToShard, transfer?: TransferListItem[]): boolean {
     const slot = this.slots[shard]!;
     if (slot.inline) {
@@ -135,8 +146,45 @@ export class ShardPool {
       return true;
     }
     if (!slot.port || !slot.ready) return false;
+    // Reads queued earlier go first: a shard sees every message in the order it was sent.
+    if (slot.data) this.flushData(slot);
     slot.port.postMessage(msg, transfer);
     return true;
+  }
+
+  /**
+   * One socket read for a connection. Reads are queued per shard and sent as one
+   * message per event-loop turn (setImmediate), so many nodes writing small chunks
+   * cost one postMessage per shard per turn instead of one per read.
+   */
+  sendData(shard: number, conn: number, buf: Uint8Array, transfer?: ArrayBuffer): boolean {
+    const slot = this.slots[shard]!;
+    if (slot.inline) return this.send(shard, { t: M_DATA, conn, buf });
+    if (!slot.port || !slot.ready) return false;
+    let q = slot.data;
+    if (!q) {
+      q = slot.data = { conns: [], bufs: [], transfer: [] };
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => {
+          this.flushScheduled = false;
+          for (const s of this.slots) if (s.data) this.flushData(s);
+        });
+      }
+    }
+    q.conns.push(conn);
+    q.bufs.push(buf);
+    if (transfer) q.transfer.push(transfer as unknown as TransferListItem);
+    return true;
+  }
+  private flushScheduled = false;
+
+  private flushData(slot: Slot): void {
+    const q = slot.data!;
+    slot.data = null;
+    if (!slot.port) return;
+    if (q.conns.length === 1) slot.port.postMessage({ t: M_DATA, conn: q.conns[0]!, buf: q.bufs[0]! } satisfies MainToShard, q.transfer);
+    else slot.port.postMessage({ t: M_DATA_BATCH, conns: q.conns, bufs: q.bufs } satisfies MainToShard, q.transfer);
   }
 
   isReady(shard: number): boolean {

@@ -65,6 +65,7 @@ describe('cli', () => {
       'tcp_server:', '  enabled: true', '  host: 127.0.0.1', '  port: 0', '  token: from-file',
       'http:', '  host: 127.0.0.1', '  port: 0', 'shards: 1',
       'agents:', `  key_file: ${join(dir, 'key.pem')}`,
+      `output_dir: ${join(dir, 'out')}`, 'sink: discard',
     ].join('\n'));
     // The token comes from the environment, overriding the file.
     const r = run(['--config', p], { RADAR_INGEST_TOKEN: 'from-env' });
@@ -81,5 +82,51 @@ describe('cli', () => {
     c.destroy();
     r.child.kill('SIGTERM');
     assert.equal(await r.exit, 0);
+  });
+
+  describe('draining behind a load balancer', () => {
+    async function startCli(name: string, extra: string[]): Promise<{ r: ReturnType<typeof run>; tcpPort: number; httpPort: number }> {
+      const p = configFile(name, [
+        'tcp_server:', '  enabled: true', '  host: 127.0.0.1', '  port: 0', '  token: t',
+        'http:', '  host: 127.0.0.1', '  port: 0', 'shards: 1', 'sink: discard',
+        'agents:', `  key_file: ${join(dir, 'key.pem')}`, `output_dir: ${join(dir, 'out')}`, ...extra,
+      ].join('\n'));
+      const r = run(['--config', p]);
+      const started = await until(() => r.out().split('\n').find((l) => l.includes('radar-ingest started')), 'start log', 10000);
+      const info = JSON.parse(started);
+      return { r, tcpPort: Number(String(info.tcp).split(':').pop()), httpPort: Number(String(info.http).split(':').pop()) };
+    }
+
+    test('SIGTERM: /readyz 503 at once, /healthz 200, new connections still accepted during the grace, refused after it, exit 0', async () => {
+      const { r, tcpPort, httpPort } = await startCli('drain.yaml', ['shutdown:', '  drain_grace_ms: 3000', '  deadline_ms: 15000']);
+      assert.equal((await httpGet(httpPort, '/readyz')).status, 200);
+      const t0 = Date.now();
+      r.child.kill('SIGTERM');
+      await until(async () => (await httpGet(httpPort, '/readyz')).status === 503, 'readyz 503');
+      const readyz = JSON.parse((await httpGet(httpPort, '/readyz')).body);
+      assert.equal(readyz.checks.draining.ok, false);
+      assert.equal((await httpGet(httpPort, '/healthz')).status, 200);
+      // Within the grace period a node can still connect and deliver.
+      const c = await Client.open(tcpPort);
+      await c.send(lineFrame('late-node', 1, 2, 't'));
+      await until(async () => /radar_ingest_frames_written_total 1\b/.test((await httpGet(httpPort, '/metrics')).body), 'frame written during the grace');
+      assert.ok(Date.now() - t0 < 3000, 'the grace period was still running');
+      // After the grace: the node port is closed, the existing connection is closed, the process exits 0.
+      await c.closedP;
+      assert.ok(Date.now() - t0 >= 2900, `connections were closed after the grace (${Date.now() - t0} ms)`);
+      assert.equal(await r.exit, 0);
+      assert.ok(Date.now() - t0 < 15000);
+    });
+
+    test('a second SIGTERM during the drain exits at once with code 1', async () => {
+      const { r, httpPort } = await startCli('drain2.yaml', ['shutdown:', '  drain_grace_ms: 20000', '  deadline_ms: 30000']);
+      const t0 = Date.now();
+      r.child.kill('SIGTERM');
+      await until(async () => (await httpGet(httpPort, '/readyz')).status === 503, 'readyz 503');
+      r.child.kill('SIGTERM');
+      assert.equal(await r.exit, 1);
+      assert.ok(Date.now() - t0 < 5000, 'did not wait for the grace period');
+      assert.match(r.out(), /second signal: exiting now/);
+    });
   });
 });

@@ -65,10 +65,18 @@ test('empty and null documents give all defaults', () => {
       auto_provision: true,
       auto_provision_port_start: 31000,
       auto_provision_port_end: 31099,
+      proxy_protocol: 'off',
+      proxy_trusted: ['127.0.0.1/32', '::1/128'],
+      tls: { enabled: false, client_cert: 'off' },
     });
     assert.deepEqual(c.trackers, []);
     assert.equal(c.shards, defaultShards());
-    assert.equal(c.sink, 'discard');
+    assert.equal(c.sink, 'trackers');
+    assert.deepEqual(c.tracker, {
+      command: 'reference', input: 'tcp', env: {}, stop_grace_ms: 5000, restart_backoff_ms: 1000, restart_backoff_max_ms: 60000,
+      flap_max_restarts: 5, flap_window_ms: 300000, flap_cooldown_ms: 600000, reconcile_interval_ms: 1000, stderr_lines_per_10s: 20,
+    });
+    assert.deepEqual(c.shutdown, { deadline_ms: 30000, drain_grace_ms: 0 });
     assert.deepEqual(c.http, { host: '0.0.0.0', port: 8080, api_token: '', max_body_bytes: 65536 });
     assert.deepEqual(c.limits, {
       max_connections: 10000,
@@ -76,6 +84,9 @@ test('empty and null documents give all defaults', () => {
       idle_timeout_ms: 120000,
       max_frame_bytes: 1048576,
       max_inflight_bytes: 1048576,
+      reconnect_max: 30,
+      reconnect_window_ms: 60000,
+      reconnect_ban_ms: 60000,
     });
     assert.deepEqual(c.ring, { size_bytes: 4194304, overflow: 'block' });
     assert.deepEqual(c.log, { level: 'info' });
@@ -378,7 +389,7 @@ test('empty keys in YAML take their defaults', () => {
     assert.deepEqual(c.trackers, []);
   });
   withTempFile('blank.yaml', '', (file) => {
-    assert.equal(loadConfigFile(file, NO_ENV).sink, 'discard');
+    assert.equal(loadConfigFile(file, NO_ENV).sink, 'trackers');
   });
 });
 
@@ -389,6 +400,47 @@ test('the shipped config.yaml parses', () => {
   assert.equal(c.tcp_server.port, 30050);
   assert.equal(c.tcp_server.auto_provision, true);
   assert.deepEqual(c.trackers, []);
-  assert.equal(c.sink, 'discard');
+  assert.equal(c.sink, 'trackers');
+  assert.equal(c.tracker.command, 'reference');
   assert.ok(c.shards >= 1);
+});
+
+test('tracker.command: "reference", "retina" or an argv list', () => {
+  assert.equal(parseConfig({ tracker: { command: 'retina' } }, NO_ENV).tracker.command, 'retina');
+  assert.deepEqual(parseConfig({ tracker: { command: ['python3', '-m', 'x', '--port', '{port}'] } }, NO_ENV).tracker.command,
+    ['python3', '-m', 'x', '--port', '{port}']);
+  assert.throws(() => parseConfig({ tracker: { command: 'python' } }, NO_ENV),
+    { path: 'tracker.command', message: /tracker\.command: must be "reference", "retina" or a list of strings/ });
+  assert.throws(() => parseConfig({ tracker: { command: [] } }, NO_ENV), { path: 'tracker.command' });
+  assert.throws(() => parseConfig({ tracker: { input: 'pipe' } }, NO_ENV), { path: 'tracker.input' });
+  assert.throws(() => parseConfig({ tracker: { flap_max_restarts: 0 } }, NO_ENV), { path: 'tracker.flap_max_restarts', message: /must be an integer >= 1/ });
+  assert.throws(() => parseConfig({ shutdown: { deadline_ms: 5 } }, NO_ENV), { path: 'shutdown.deadline_ms' });
+  assert.throws(() => parseConfig({ tracker: { typo: 1 } }, NO_ENV), { path: 'tracker.typo', message: /unknown key/ });
+});
+
+test('two trackers for the same node_id are refused', () => {
+  assert.throws(() => parseConfig({ trackers: [{ name: 'a', tcp_port: 31000 }, { name: 'b', node_id: 'a', tcp_port: 31001 }] }, NO_ENV),
+    { path: 'trackers[1].node_id', message: /duplicate node_id "a" \(also trackers\[0\]\)/ });
+  assert.throws(() => parseConfig({ trackers: [{ name: 'a', tcp_port: 31000 }, { name: 'b', tcp_port: 31000 }] }, NO_ENV),
+    { path: 'trackers[1].tcp_port', message: /duplicate tcp_port 31000 \(also trackers\[0\]\)/ });
+});
+
+test('operations keys: proxy protocol, trusted sources, TLS, reconnect guard, drain grace', () => {
+  const c = parseConfig({ tcp_server: { proxy_protocol: 'auto', proxy_trusted: ['10.0.0.0/8', '192.168.1.7', 'fd00::/8'] } }, NO_ENV);
+  assert.equal(c.tcp_server.proxy_protocol, 'auto');
+  assert.deepEqual(c.tcp_server.proxy_trusted, ['10.0.0.0/8', '192.168.1.7', 'fd00::/8']);
+  assert.throws(() => parseConfig({ tcp_server: { proxy_protocol: 'v3' } }, NO_ENV), { path: 'tcp_server.proxy_protocol' });
+  for (const bad of ['10.0.0.0/33', 'lb.example', '10.0.0.0/8/1', '::1/129', '10.0.0.0/x']) {
+    assert.throws(() => parseConfig({ tcp_server: { proxy_trusted: ['127.0.0.1', bad] } }, NO_ENV),
+      { path: 'tcp_server.proxy_trusted[1]', message: /must be an IP address or a CIDR block/ }, bad);
+  }
+  assert.throws(() => parseConfig({ tcp_server: { tls: { enabled: true } } }, NO_ENV),
+    { path: 'tcp_server.tls.cert_file', message: /is required when tls.enabled is true/ });
+  assert.throws(() => parseConfig({ tcp_server: { tls: { enabled: true, cert_file: 'c.pem' } } }, NO_ENV), { path: 'tcp_server.tls.key_file' });
+  assert.throws(() => parseConfig({ tcp_server: { tls: { enabled: true, cert_file: 'c.pem', key_file: 'k.pem', client_cert: 'require' } } }, NO_ENV),
+    { path: 'tcp_server.tls.ca_file' });
+  assert.throws(() => parseConfig({ tcp_server: { tls: { client_cert: 'maybe' } } }, NO_ENV), { path: 'tcp_server.tls.client_cert' });
+  assert.throws(() => parseConfig({ limits: { reconnect_max: -1 } }, NO_ENV), { path: 'limits.reconnect_max' });
+  assert.throws(() => parseConfig({ shutdown: { deadline_ms: 1000, drain_grace_ms: 1000 } }, NO_ENV),
+    { path: 'shutdown.drain_grace_ms', message: /must be < shutdown.deadline_ms \(1000\)/ });
 });

@@ -216,16 +216,21 @@ export async function scrape(engine: Engine): Promise<Map<string, number>> {
   return m;
 }
 
-/** received = in rings + consumed + dropped, read from /metrics. */
+/**
+ * The accounting identity, read from /metrics:
+ * received = in rings + in the sink + delivered + dropped (every reason).
+ * A sink without its own accounting (CollectingSink) counts what it consumed as delivered.
+ */
 export async function assertAccounting(engine: Engine): Promise<Map<string, number>> {
   const m = await scrape(engine);
   const received = m.get('radar_ingest_frames_received_total')!;
   let dropped = 0;
   for (const [k, v] of m) if (k.startsWith('radar_ingest_frames_dropped_total{')) dropped += v;
   const inRings = m.get('radar_ingest_frames_in_rings')!;
-  const consumed = m.get('radar_ingest_frames_consumed_total')!;
-  if (received !== inRings + consumed + dropped) {
-    throw new Error(`accounting broken: received ${received} != in rings ${inRings} + consumed ${consumed} + dropped ${dropped}`);
+  const inSink = m.get('radar_ingest_frames_in_sink')!;
+  const delivered = m.get('radar_ingest_frames_delivered_total')!;
+  if (received !== inRings + inSink + delivered + dropped) {
+    throw new Error(`accounting broken: received ${received} != in rings ${inRings} + in sink ${inSink} + delivered ${delivered} + dropped ${dropped}`);
   }
   return m;
 }

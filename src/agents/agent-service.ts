@@ -2,7 +2,7 @@
 // /api/v1/agents HTTP API. Nodes are the agents: the same node_id on TCP and HTTP
 // is one agent.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { bearer, sha256, tokenMatches, unauthorized } from '../http-auth.js';
 import { z } from 'zod';
 import type { Config } from '../config.js';
 import { sendJson, type HttpServer } from '../http-server.js';
@@ -50,22 +50,15 @@ function zodPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
-function sha(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
-}
-
-/** Bearer token from the Authorization header, or ?access_token= (EventSource cannot set headers). */
-function bearer(req: IncomingMessage, url: URL): string | null {
-  const h = req.headers.authorization;
-  if (h && /^Bearer /i.test(h)) return h.slice(7).trim();
-  return url.searchParams.get('access_token');
-}
+const sha = sha256;
 
 export interface AgentServiceOptions {
   config: Config;
   now?: () => number;
   /** Checks a node's TCP token (shared or per node). */
   checkNodeToken(nodeId: string, token: string): boolean;
+  /** Extra per-node facts shown with the agent (the flapping guard's ban). */
+  nodeStatus?(nodeId: string): { bannedUntil: string | null };
   /** deep-trace: turn on host-side tracing of a node's frames. */
   traceNode?(nodeId: string, correlationId: string, durationMs: number): void;
   log?: (level: 'info' | 'warn', obj: Record<string, unknown>, msg: string) => void;
@@ -160,14 +153,13 @@ export class AgentService {
   // ---- auth -----------------------------------------------------------------
 
   private unauthorized(res: ServerResponse): void {
-    res.setHeader('www-authenticate', 'Bearer');
-    sendJson(res, 401, { error: 'unauthorized' });
+    unauthorized(res);
   }
 
   /** Control API: the operator's bearer token (http.api_token). */
   private control(req: IncomingMessage, res: ServerResponse, url: URL): boolean {
     const t = bearer(req, url);
-    if (this.apiToken === null || t === null || !timingSafeEqual(sha(t), this.apiToken)) {
+    if (!tokenMatches(t, this.apiToken)) {
       this.unauthorized(res);
       return false;
     }
@@ -178,7 +170,7 @@ export class AgentService {
   private agentAuth(req: IncomingMessage, res: ServerResponse, url: URL, id: string): boolean {
     const t = bearer(req, url);
     const current = this.currentToken.get(id);
-    if (t === null || current === undefined || !this.tokens.verify(t, id) || !timingSafeEqual(sha(t), current)) {
+    if (t === null || !this.tokens.verify(t, id) || !tokenMatches(t, current)) {
       this.unauthorized(res);
       return false;
     }
@@ -240,7 +232,7 @@ export class AgentService {
     if (status !== null && !(AGENT_STATES as readonly string[]).includes(status)) {
       return sendJson(res, 400, { error: `status must be one of ${AGENT_STATES.join(', ')}`, path: 'status' });
     }
-    const agents = this.registry.list((status as AgentState | null) ?? undefined).map((a) => this.registry.view(a));
+    const agents = this.registry.list((status as AgentState | null) ?? undefined).map((a) => ({ ...this.registry.view(a), ...this.opts.nodeStatus?.(a.id) }));
     sendJson(res, 200, { agents });
   }
 
@@ -248,7 +240,7 @@ export class AgentService {
     if (!this.control(req, res, url)) return;
     const a = this.registry.get(id);
     if (!a) return sendJson(res, 404, { error: `unknown agent ${id}` });
-    sendJson(res, 200, { ...this.registry.view(a), streamOpen: this.hub.get(id) !== undefined });
+    sendJson(res, 200, { ...this.registry.view(a), ...this.opts.nodeStatus?.(a.id), streamOpen: this.hub.get(id) !== undefined });
   }
 
   private async remove(req: IncomingMessage, res: ServerResponse, url: URL, id: string): Promise<void> {

@@ -13,6 +13,7 @@ import {
 } from '../shared/binary-protocol.js';
 import { isValidNodeId, NODE_ID_RULE } from '../shared/node-id.js';
 import { writePackedFrame } from './frame-writer.js';
+import { identityAllows } from './token.js';
 import { FastFrame, readFastFrame } from './frame-fast-path.js';
 import { type Shard, type Conn, type NodeSlot, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED } from './shard.js';
 
@@ -57,6 +58,13 @@ function detectionsFinite(det: Uint8Array): boolean {
   return true;
 }
 
+/** A peer's value in an error message, safely (String() of a map with a toString key throws). */
+function show(x: unknown): string {
+  if (typeof x === 'string') return JSON.stringify(x.length > 64 ? `${x.slice(0, 64)}...` : x);
+  if (typeof x === 'number' || typeof x === 'boolean' || typeof x === 'bigint' || x === null || x === undefined) return String(x);
+  return Array.isArray(x) ? 'a list' : `a ${typeof x}`;
+}
+
 function isAdsbEntry(x: unknown): boolean {
   return x === null || (typeof x === 'object' && !Array.isArray(x) && !(x instanceof Uint8Array));
 }
@@ -97,7 +105,7 @@ export function handleBinary(sh: Shard, c: Conn, buf: Buffer, s: number, e: numb
       sh.close(c, 'protocol_error', { code: ErrorCodes.PROTOCOL, message: 'hello sent twice' });
       return R_CLOSE;
     default:
-      return reject(sh, c, D_MALFORMED, ErrorCodes.PROTOCOL, `unknown message type ${JSON.stringify(String(m.t))}`);
+      return reject(sh, c, D_MALFORMED, ErrorCodes.PROTOCOL, `unknown message type ${show(m.t)}`);
   }
 }
 
@@ -129,7 +137,12 @@ function frame(sh: Shard, c: Conn, slot: NodeSlot, seq: unknown, ts: unknown, de
     if (!Array.isArray(adsb) || adsb.length !== (det as Uint8Array).length / DET_STRIDE || !adsb.every(isAdsbEntry)) {
       problem = 'adsb must be an array with one null-or-map entry per detection';
     } else {
-      adsbJson = Buffer.from(JSON.stringify(adsb));
+      try {
+        adsbJson = Buffer.from(JSON.stringify(adsb));
+      } catch {
+        // 64-bit integers (BigInt), cycles, absurd nesting: not JSON the tracker could read.
+        problem = 'adsb entries must be plain JSON values';
+      }
     }
   }
   if (problem !== null) {
@@ -172,7 +185,7 @@ function hello(sh: Shard, c: Conn, m: Record<string, unknown>): number {
     return R_CLOSE;
   }
   if (m.v !== PROTOCOL_VERSION) {
-    sh.close(c, 'unsupported_version', { code: ErrorCodes.UNSUPPORTED_VERSION, message: `protocol version ${String(m.v)} is not supported; this host speaks ${PROTOCOL_VERSION}` });
+    sh.close(c, 'unsupported_version', { code: ErrorCodes.UNSUPPORTED_VERSION, message: `protocol version ${show(m.v)} is not supported; this host speaks ${PROTOCOL_VERSION}` });
     return R_CLOSE;
   }
   if (!isValidNodeId(m.node)) {
@@ -181,6 +194,10 @@ function hello(sh: Shard, c: Conn, m: Record<string, unknown>): number {
   }
   if (typeof m.token !== 'string' || !sh.token.matches(m.node, m.token)) {
     sh.close(c, 'auth_failed', { code: ErrorCodes.AUTH_FAILED, message: 'invalid token' });
+    return R_CLOSE;
+  }
+  if (!identityAllows(c.identity, m.node)) {
+    sh.close(c, 'auth_failed', { code: ErrorCodes.AUTH_FAILED, message: `node ${m.node} does not match the client certificate (CN=${c.identity})` });
     return R_CLOSE;
   }
   sh.authenticated(c);

@@ -10,6 +10,7 @@ import {
 } from '../shared/counters.js';
 import { isValidNodeIdBytes, NODE_ID_RULE } from '../shared/node-id.js';
 import { writeLineFrame } from './frame-writer.js';
+import { identityAllows } from './token.js';
 import { type Shard, type Conn, type NodeSlot, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED, NODE_REFUSED } from './shard.js';
 
 const scan = new LineScan();
@@ -69,8 +70,10 @@ export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number
     && bytesEqual(buf, scan.start[K_TYPE]!, scan.end[K_TYPE]!, HEARTBEAT);
 
   // The first parsable message must authenticate the connection.
+  // A client certificate (TLS) limits the connection to the node it names.
   if (!c.authed) {
-    if (scan.type[K_TOKEN] !== T_STRING || !sh.token.matches(nodeOf(buf), stringValue(buf, K_TOKEN))) {
+    const node = nodeOf(buf);
+    if (scan.type[K_TOKEN] !== T_STRING || !sh.token.matches(node, stringValue(buf, K_TOKEN)) || !identityAllows(c.identity, node)) {
       if (!isHeartbeat) drop(sh, c, D_AUTH_FAILED, 'wrong or missing token');
       sh.close(c, 'auth_failed');
       return R_CLOSE;
@@ -91,8 +94,10 @@ export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number
     const node = buf.toString('latin1', scan.start[K_NODE_ID]!, scan.end[K_NODE_ID]!);
     slot = c.nodes.get(node) ?? null;
     if (slot === null) {
-      // A new node on this connection: its message must carry the right token too.
-      if (c.nodes.size > 0 && (scan.type[K_TOKEN] !== T_STRING || !sh.token.matches(node, stringValue(buf, K_TOKEN)))) {
+      // A new node on this connection: its message must carry the right token too
+      // (and be the certificate's node, if the connection has one).
+      if (!identityAllows(c.identity, node)
+        || (c.nodes.size > 0 && (scan.type[K_TOKEN] !== T_STRING || !sh.token.matches(node, stringValue(buf, K_TOKEN))))) {
         if (!isHeartbeat) drop(sh, c, D_AUTH_FAILED, 'wrong or missing token');
         sh.close(c, 'auth_failed');
         return R_CLOSE;

@@ -6,7 +6,7 @@ import type { TransferListItem } from 'node:worker_threads';
 import type { PlainError } from '../shared/errors.js';
 import { ErrorCodes } from '../shared/errors.js';
 import {
-  M_OPEN, M_DATA, M_END, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH, M_TRACE,
+  M_OPEN, M_DATA, M_DATA_BATCH, M_END, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH, M_TRACE, M_CONFIG,
   S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG,
   type MainToShard, type ShardToMain, type Protocol, type BatchMsg, type TraceEvent,
 } from '../shared/messages.js';
@@ -80,13 +80,15 @@ export class Conn {
   closing = false;
   ended = false;
   released = false;
-  constructor(readonly id: number, readonly remote: string) {}
+  /** TLS client-certificate CN: the only node id this connection may use (null: any, by token). */
+  constructor(readonly id: number, readonly remote: string, readonly identity: string | null = null) {}
 }
 
 export class Shard {
   readonly opts: ShardOptions;
   readonly counters: Float64Array;
-  readonly token: TokenCheck;
+  /** Replaced on a config reload (M_CONFIG). */
+  token: TokenCheck;
   readonly conns = new Map<number, Conn>();
   /** Writers with staged records (each listed once: RingWriter.listed). */
   private dirtyWriters: RingWriter[] = [];
@@ -111,21 +113,14 @@ export class Shard {
 
   handle(msg: MainToShard): void {
     switch (msg.t) {
-      case M_DATA: {
-        const c = this.conns.get(msg.conn);
-        if (!c || c.closing) {
-          // Bytes for a closing connection are not framed; hand the credit back.
-          this.credits.push(msg.conn, msg.buf.byteLength);
-          break;
-        }
-        const buf = Buffer.isBuffer(msg.buf) ? msg.buf : Buffer.from(msg.buf.buffer, msg.buf.byteOffset, msg.buf.byteLength);
-        if (c.framer === null) this.detect(c, buf);
-        c.framer!.push(buf);
-        this.pump(c);
+      case M_DATA:
+        this.data(msg.conn, msg.buf);
         break;
-      }
+      case M_DATA_BATCH:
+        for (let i = 0; i < msg.conns.length; i++) this.data(msg.conns[i]!, msg.bufs[i]!);
+        break;
       case M_OPEN:
-        this.conns.set(msg.conn, new Conn(msg.conn, msg.remote));
+        this.conns.set(msg.conn, new Conn(msg.conn, msg.remote, msg.identity ?? null));
         break;
       case M_END: {
         const c = this.conns.get(msg.conn);
@@ -161,7 +156,7 @@ export class Shard {
           this.dropPendingFrame(c, D_NODE_REFUSED);
         }
         c.blocked = false;
-        this.close(c, 'node_refused', msg.error);
+        this.close(c, msg.reason ?? 'node_refused', msg.error);
         break;
       }
       case M_REVOKE: {
@@ -176,6 +171,12 @@ export class Shard {
       }
       case M_SHUTDOWN:
         for (const c of this.conns.values()) this.close(c, 'shutdown', { code: ErrorCodes.SHUTTING_DOWN, message: 'host is shutting down' });
+        break;
+      case M_CONFIG:
+        // New tokens apply to messages from now on (connections stay open); the
+        // frame limit applies to connections opened from now on.
+        this.token = new TokenCheck(msg.token, msg.tokens);
+        this.opts.maxFrameBytes = msg.maxFrameBytes;
         break;
       case M_TRACE: {
         const t: NodeTrace = { id: msg.id, untilMs: msg.untilMs, left: msg.maxEvents };
@@ -313,6 +314,20 @@ export class Shard {
   }
 
   /** Asks the main thread to close the connection (after queued writes). */
+  /** Bytes read from a connection. */
+  private data(conn: number, bytes: Uint8Array): void {
+    const c = this.conns.get(conn);
+    if (!c || c.closing) {
+      // Bytes for a closing connection are not framed; hand the credit back.
+      this.credits.push(conn, bytes.byteLength);
+      return;
+    }
+    const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (c.framer === null) this.detect(c, buf);
+    c.framer!.push(buf);
+    this.pump(c);
+  }
+
   close(c: Conn, reason: CloseReason, error?: PlainError): void {
     if (c.closing) return;
     c.closing = true;

@@ -7,6 +7,14 @@ function digest(s: string | Uint8Array): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
+/**
+ * A connection authenticated by a verified client certificate may only speak for
+ * the node its CN names (`identity`); without one (null) any node, by token.
+ */
+export function identityAllows(identity: string | null, node: string | null): boolean {
+  return identity === null || node === identity;
+}
+
 export class TokenCheck {
   private readonly shared: Buffer | null;
   private readonly perNode = new Map<string, Buffer>();

@@ -21,7 +21,8 @@ export const HEARTBEAT_MS = 15000;
 
 // Plain maps both ways so any msgpack library can speak the protocol.
 const packr = new Packr({ useRecords: false, variableMapSize: true });
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
+// int64AsType 'number': a 64-bit integer (Python's msgpack packs large ints so) decodes as a number, not a BigInt.
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
 export function encodeMessage(msg: Record<string, unknown>): Buffer {
   const body = packr.pack(msg);

@@ -17,6 +17,23 @@ export const DROP_REASONS = [
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
+/**
+ * Why a frame taken out of a ring did not reach a tracker (counted by the sink on
+ * the main thread; `duplicate` is shared with DROP_REASONS: the same frame again).
+ */
+export const SINK_DROP_REASONS = [
+  'duplicate', // its timestamp equals the last one fed to the tracker
+  'out_of_order', // its timestamp is before the last one fed to the tracker
+  'tracker_lost', // written towards a tracker that died or was stopped before taking it
+  'bad_record', // a ring record the sink could not decode (never expected)
+  'shutdown', // still in a ring when the shutdown deadline passed
+  'discarded', // sink "discard": dropped on purpose
+] as const;
+export type SinkDropReason = (typeof SINK_DROP_REASONS)[number];
+
+/** Every label of frames_dropped_total. */
+export const ALL_DROP_REASONS: readonly string[] = [...new Set<string>([...DROP_REASONS, ...SINK_DROP_REASONS])];
+
 /** Why a connection was closed. The first reason recorded for a connection wins. */
 export const CLOSE_REASONS = [
   'peer_closed',
@@ -32,6 +49,10 @@ export const CLOSE_REASONS = [
   'node_refused',
   'shard_crashed',
   'shutdown',
+  'proxy_malformed', // PROXY protocol header missing, malformed or of the wrong version
+  'proxy_untrusted', // PROXY header from an address not in tcp_server.proxy_trusted
+  'flapping', // the node reconnected too often (limits.reconnect_max) and is banned for a while
+  'tls_failed', // TLS handshake failed (or no valid client certificate when one is required)
 ] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
 
@@ -45,6 +66,10 @@ export const REJECT_REASONS = [
   'frame_too_large',
   'unsupported_version',
   'node_refused',
+  'proxy_malformed',
+  'proxy_untrusted',
+  'flapping',
+  'tls_failed',
 ] as const satisfies readonly CloseReason[];
 
 export const C_FRAMES_RECEIVED = 0; // shards: frames framed (line or binary), whatever their fate

@@ -12,6 +12,8 @@ export const M_REVOKE = 6; // main -> shard: the node moved to a newer connectio
 export const M_SHUTDOWN = 7; // main -> shard: stop
 export const M_CRASH = 8; // main -> shard: test hook, throw from the event loop
 export const M_TRACE = 9; // main -> shard: log a node's frames (deep-trace command) until a deadline
+export const M_DATA_BATCH = 11; // main -> shard: several reads (any connections) in one message, in order
+export const M_CONFIG = 10; // main -> shard: reloaded settings (tokens, frame limit for new connections)
 
 export const S_BATCH = 101; // shard -> main: credits, socket writes, doorbells, sightings
 export const S_CLAIM = 102; // shard -> main: a connection wants to write for a node
@@ -24,18 +26,24 @@ export const S_LOG = 108; // shard -> main: a rate-limited warning about a rejec
 
 export type Protocol = 'line' | 'binary';
 
-export interface OpenMsg { t: typeof M_OPEN; conn: number; remote: string }
+export interface OpenMsg {
+  t: typeof M_OPEN; conn: number; remote: string;
+  /** The verified TLS client certificate's CN: the only node id this connection may use. */
+  identity?: string;
+}
 export interface DataMsg { t: typeof M_DATA; conn: number; buf: Uint8Array }
+export interface DataBatchMsg { t: typeof M_DATA_BATCH; conns: number[]; bufs: Uint8Array[] }
 export interface EndMsg { t: typeof M_END; conn: number }
 export interface GrantMsg {
   t: typeof M_GRANT; conn: number; node: string; ring: SharedArrayBuffer; ringId: number;
 }
-export interface RefuseMsg { t: typeof M_REFUSE; conn: number; node: string; error: PlainError }
+export interface RefuseMsg { t: typeof M_REFUSE; conn: number; node: string; error: PlainError; reason?: CloseReason }
 export interface RevokeMsg { t: typeof M_REVOKE; conn: number; node: string }
 export interface ShutdownMsg { t: typeof M_SHUTDOWN }
 export interface CrashMsg { t: typeof M_CRASH }
 export interface TraceMsg { t: typeof M_TRACE; node: string; id: string; untilMs: number; maxEvents: number }
-export type MainToShard = OpenMsg | DataMsg | EndMsg | GrantMsg | RefuseMsg | RevokeMsg | ShutdownMsg | CrashMsg | TraceMsg;
+export interface ConfigMsg { t: typeof M_CONFIG; token: string; tokens: Record<string, string>; maxFrameBytes: number }
+export type MainToShard = OpenMsg | DataMsg | DataBatchMsg | EndMsg | GrantMsg | RefuseMsg | RevokeMsg | ShutdownMsg | CrashMsg | TraceMsg | ConfigMsg;
 
 /** One traced frame (deep-trace), as decoded by the shard. */
 export interface TraceEvent { node: string; id: string; timestamp: number; detections: number; bytes: number; seq?: number; outcome: string }

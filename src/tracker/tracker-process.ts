@@ -81,6 +81,9 @@ const DEFAULTS = {
   maxStderrLineBytes: 4096,
 };
 
+/** stop(): the longest wait for the tracker to read its input to EOF before SIGTERM. */
+const INPUT_DRAIN_MAX_MS = 2000;
+
 /** After 'exit', how long the output pipes may stay open (a grandchild holding them) before we close them. */
 const STDIO_CLOSE_AFTER_EXIT_MS = 1000;
 
@@ -454,8 +457,9 @@ export class TrackerProcess {
     this.stopWaiters = [];
     for (const w of sw) w();
     const child = this.child;
-    if (this.sink && !this.sink.destroyed) this.sink.end();
-    if (child && this.exit === null) {
+    const sink = this.sink;
+    const term = (): void => {
+      if (!child || this.exit !== null) return;
       child.kill('SIGTERM');
       this.killTimer = setTimeout(() => {
         this.killTimer = null;
@@ -464,6 +468,26 @@ export class TrackerProcess {
           child.kill('SIGKILL');
         }
       }, Math.max(0, graceMs));
+    };
+    if (sink && !sink.destroyed && child && this.exit === null) {
+      // End the input first and give the tracker time to read what is already in
+      // its socket (it closes its side at EOF): a SIGTERM now would lose frames
+      // the OS already took, which count as delivered.
+      sink.end();
+      const wait = Math.min(Math.max(0, graceMs), INPUT_DRAIN_MAX_MS);
+      let timer: NodeJS.Timeout | null = null;
+      const go = (): void => {
+        if (timer) clearTimeout(timer);
+        timer = null;
+        if (this.killTimer === null) term();
+      };
+      timer = setTimeout(go, wait);
+      // TCP: the tracker closing its side means it read to EOF. stdin: wait for the exit (or the timer).
+      if (this.input === 'tcp') sink.once('close', go);
+      this.exitWaiters.push(go);
+    } else {
+      if (sink && !sink.destroyed) sink.end();
+      term();
     }
     return done;
   }

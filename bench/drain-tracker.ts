@@ -1,0 +1,213 @@
+// A minimal tracker for the end-to-end benchmark (`node dist/bench/run.js e2e`):
+// it takes the place of the retina tracker behind the engine's tracker
+// supervisor, reads its input and does as little as possible with it, so that
+// what the benchmark measures is the engine, not a tracker.
+//
+//   node dist/bench/drain-tracker.js --tcp-port P [--report PATH]
+//
+// Listens on 127.0.0.1:P (the engine connects once per tracker process) and, per
+// chunk read: counts bytes and '\n'-terminated frames, and looks for send-time
+// markers `"t":"<19 digits>"` (process.hrtime.bigint() of the load generator at
+// the write that carried the frame; CLOCK_MONOTONIC, comparable between processes
+// on one machine). For each marker it records (send ns, arrival ns - send ns),
+// the arrival being this process's hrtime when the chunk was read.
+//
+// Report (with --report PATH): PATH.json with the counts, PATH.bin with the
+// samples as float64 pairs (send ns, latency ns). Written when the input
+// connection closes (the engine ends it when it stops the tracker), at SIGTERM
+// (after waiting, bounded, for the input to close so that nothing the kernel still
+// holds is left uncounted) and at SIGINT. Nothing is printed on stdout (stdout
+// lines would be track events).
+import { createServer, type Socket } from 'node:net';
+import { renameSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({
+  options: {
+    'tcp-port': { type: 'string' },
+    'tcp-host': { type: 'string' },
+    report: { type: 'string' },
+    'max-samples': { type: 'string' },
+  },
+  strict: false,
+});
+const port = Number(values['tcp-port']);
+if (!Number.isInteger(port) || port < 1 || port > 65535) {
+  process.stderr.write(`drain-tracker: --tcp-port must be a port number (got ${String(values['tcp-port'])})\n`);
+  process.exit(2);
+}
+const host = typeof values['tcp-host'] === 'string' ? values['tcp-host'] : '127.0.0.1';
+const reportPath = typeof values.report === 'string' ? values.report : null;
+const maxSamples = Number(values['max-samples'] ?? 2_000_000);
+
+const MARKER = Buffer.from('"t":"');
+const DIGITS = 19;
+/** Marker, digits and the closing quote. */
+const HIT_LEN = MARKER.length + DIGITS + 1;
+
+let bytes = 0;
+let frames = 0;
+let chunks = 0;
+let connections = 0;
+let open = 0;
+let firstDataNs = 0;
+let lastDataNs = 0;
+let samplesDropped = 0;
+let badMarkers = 0;
+let samples = new Float64Array(2 * 65536);
+let nSamples = 0;
+
+function addSample(sendNs: number, latNs: number): void {
+  if (nSamples >= maxSamples) {
+    samplesDropped++;
+    return;
+  }
+  if (2 * nSamples + 2 > samples.length) {
+    const next = new Float64Array(samples.length * 2);
+    next.set(samples);
+    samples = next;
+  }
+  samples[2 * nSamples] = sendNs;
+  samples[2 * nSamples + 1] = latNs;
+  nSamples++;
+}
+
+/** '\n' bytes in b (the frames it ends). */
+function countLines(b: Buffer): number {
+  let n = 0;
+  for (let p = b.indexOf(10); p !== -1; p = b.indexOf(10, p + 1)) n++;
+  return n;
+}
+
+/** Records the complete markers of b that start at or after `from`; returns where a trailing incomplete one starts, or -1. */
+function scanMarkers(b: Buffer, from: number, until: number, now: number): number {
+  for (let p = b.indexOf(MARKER, from); p !== -1 && p < until; p = b.indexOf(MARKER, p + 1)) {
+    const d = p + MARKER.length;
+    if (d + DIGITS + 1 > b.length) return p; // incomplete: completed by the next chunk
+    let v = 0;
+    let ok = b[d + DIGITS] === 0x22;
+    for (let i = d; i < d + DIGITS; i++) {
+      const c = b[i]! - 0x30;
+      if (c < 0 || c > 9) ok = false;
+      v = v * 10 + c;
+    }
+    if (ok && v > 0 && now > 0) addSample(v, now - v);
+    else if (now > 0) badMarkers++;
+  }
+  return -1;
+}
+
+/** Bytes at the end of b that may begin a marker completed by the next chunk (null: none). */
+function carryOf(b: Buffer, incompleteAt: number): Buffer | null {
+  if (incompleteAt >= 0) return Buffer.from(b.subarray(incompleteAt));
+  const n = b.length;
+  for (let k = Math.min(MARKER.length - 1, n); k >= 1; k--) {
+    let match = true;
+    for (let i = 0; i < k; i++) {
+      if (b[n - k + i] !== MARKER[i]) {
+        match = false;
+        break;
+      }
+    }
+    if (match) return Buffer.from(b.subarray(n - k));
+  }
+  return null;
+}
+
+function onConnection(s: Socket): void {
+  connections++;
+  open++;
+  /** The start of a marker cut by the end of the previous chunk. */
+  let carry: Buffer | null = null;
+  s.on('data', (chunk: Buffer) => {
+    const now = Number(process.hrtime.bigint());
+    if (firstDataNs === 0) firstDataNs = now;
+    lastDataNs = now;
+    chunks++;
+    bytes += chunk.length;
+    frames += countLines(chunk);
+    if (carry) {
+      if (chunk.length <= HIT_LEN) {
+        // A tiny chunk: search it together with the carried bytes, carry what is still cut.
+        const joint = Buffer.concat([carry, chunk]);
+        carry = carryOf(joint, scanMarkers(joint, 0, joint.length, now));
+        return;
+      }
+      // Markers starting in the carried bytes (complete now: the chunk has HIT_LEN bytes more).
+      scanMarkers(Buffer.concat([carry, chunk.subarray(0, HIT_LEN)]), 0, carry.length, now);
+      carry = null;
+    }
+    carry = carryOf(chunk, scanMarkers(chunk, 0, chunk.length, now));
+  });
+  s.on('error', () => undefined);
+  s.on('close', () => {
+    open--;
+    if (open === 0 && closeWaiter) closeWaiter();
+    else if (open === 0) report();
+  });
+}
+
+/**
+ * Each tracker sees 1/64 of the traffic, so its code would stay unoptimised for a
+ * long while and cost the benchmark several times its real CPU: run the per-chunk
+ * code on a synthetic chunk first (`now` 0: nothing recorded).
+ */
+function warmUp(): void {
+  const line = Buffer.from('{"timestamp":1757400000000,"t":"0000000000123456789","delay":[1.5],"doppler":[2.5],"snr":[9],"adsb":[null]}\n');
+  const b = Buffer.concat(Array(64).fill(line) as Buffer[]);
+  let n = 0;
+  for (let i = 0; i < 1000; i++) {
+    n += countLines(b);
+    scanMarkers(b, 0, b.length, 0);
+  }
+  if (n !== 64 * 1000) throw new Error('drain-tracker: warm-up self-check failed');
+}
+
+function report(): void {
+  if (!reportPath) return;
+  const cpu = process.cpuUsage();
+  const out = {
+    pid: process.pid, port, connections, open, bytes, frames, chunks,
+    samples: nSamples, samples_dropped: samplesDropped, bad_markers: badMarkers,
+    first_data_ns: firstDataNs, last_data_ns: lastDataNs, cpu_us: cpu.user + cpu.system,
+    rss_bytes: process.memoryUsage.rss(),
+  };
+  try {
+    writeFileSync(`${reportPath}.bin.tmp`, new Uint8Array(samples.buffer, 0, nSamples * 16));
+    renameSync(`${reportPath}.bin.tmp`, `${reportPath}.bin`);
+    writeFileSync(`${reportPath}.json.tmp`, `${JSON.stringify(out)}\n`);
+    renameSync(`${reportPath}.json.tmp`, `${reportPath}.json`);
+  } catch (err) {
+    process.stderr.write(`drain-tracker: cannot write the report: ${(err as Error).message}\n`);
+  }
+}
+
+let closeWaiter: (() => void) | null = null;
+
+function finish(code: number): void {
+  if (open === 0) {
+    report();
+    process.exit(code);
+  }
+  // The engine ends the input before it signals: read what is left first (bounded).
+  const t = setTimeout(() => {
+    report();
+    process.exit(code);
+  }, 3000);
+  closeWaiter = () => {
+    clearTimeout(t);
+    report();
+    process.exit(code);
+  };
+}
+
+process.on('SIGTERM', () => finish(0));
+process.on('SIGINT', () => finish(0));
+
+warmUp();
+const server = createServer({ noDelay: true }, onConnection);
+server.on('error', (err) => {
+  process.stderr.write(`drain-tracker: ${err.message}\n`);
+  process.exit(1);
+});
+server.listen(port, host);

@@ -1,0 +1,579 @@
+// The end-to-end benchmark (workload `e2e` of bench/run.ts): frames from the
+// nodes' sockets to the trackers' input.
+//
+// The engine runs with its default sink (`trackers`) and auto-provisioning: each
+// of the N load-generator connections (nodes bench-0..N-1) gets a tracker process
+// of its own, bench/drain-tracker.ts (counts frames, records send-to-arrival
+// latency from the generator's send-time markers, reports to files when stopped).
+// The generator sends stamped line frames (increasing timestamps: the feeder
+// skips repeated ones; a send-time marker in the first frame of every write).
+//
+// One run:
+//   setup   engine + generator; one frame per node makes the engine provision and
+//           start the N trackers; wait until every tracker runs and got its frame.
+//   max     unpaced push; after the warm-up, over the window: frames/s written
+//           into rings and frames/s delivered to the trackers' input
+//           (engine.totals().delivered: bytes handed to the OS for the tracker),
+//           the engine's threads, the trackers' and the generator's CPU.
+//   pause   the generator stops and the rings drain into the trackers.
+//   half    paced push at `loadFraction` of the delivered rate just measured;
+//           after a warm-up, the latency window: send-time markers sent in it are
+//           the latency samples (measured in the trackers at arrival).
+//   stop    the generator stops, the rings drain, the books are checked; the
+//           engine stops (its trackers write their reports); the trackers' frame
+//           counts must add up to `delivered`.
+import { TrackerProcess } from '../src/tracker/tracker-process.js';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { parseConfig } from '../src/config.js';
+import { Engine } from '../src/engine.js';
+import { Loadgen, type LoadgenSample } from './loadgen.js';
+import { snapshot, delta, type ProbeSnapshot } from './probes.js';
+
+const DRAIN_TRACKER = fileURLToPath(new URL('./drain-tracker.js', import.meta.url));
+const CLK_TCK = 100;
+
+export interface E2eSpec {
+  connections: number;
+  warmupS: number;
+  durationS: number;
+  /** Paced phase: warm-up and latency window, seconds. */
+  latencyWarmupS: number;
+  latencyS: number;
+  /** Paced rate as a fraction of the delivered rate of the max phase. */
+  loadFraction: number;
+  /** Paced rate in frames/s (overrides loadFraction when > 0). */
+  pacedFps: number;
+  /** Pacing period, ms. */
+  tickMs: number;
+  chunkBytes: number;
+  depth: number;
+  procs: number;
+  ringBytes: number | null;
+  /**
+   * Provisioning range for the trackers' ports. Keep it out of the ephemeral range
+   * (/proc/sys/net/ipv4/ip_local_port_range, 32768-60999 here): an outgoing
+   * loopback connection can take a port between the allocator's check and the
+   * tracker's listen, and the tracker then fails with EADDRINUSE.
+   */
+  portStart: number;
+  portEnd: number;
+  token: string;
+  /** Prepended to the tracker command, e.g. ['nice', '-n', '10'] or ['chrt', '-b', '0'] (experiments). */
+  trackerPrefix: string[];
+}
+
+export interface LatencyStats {
+  samples: number;
+  p50_ms: number;
+  p90_ms: number;
+  p99_ms: number;
+  p999_ms: number;
+  max_ms: number;
+  mean_ms: number;
+}
+
+export interface FeederRates {
+  /** Tracker writes (one batch each) per second, all trackers. */
+  writes_per_s: number;
+  frames_per_write: number;
+  bytes_per_write: number;
+  /** Times a feeder stopped on a full tracker input, per second. */
+  stalls_per_s: number;
+}
+
+export interface CpuSplit {
+  /** Engine process (main thread + shard workers + libuv), cores. */
+  process_cpu: number;
+  main_thread_cpu: number | null;
+  main_elu: number;
+  worker_elu: number[];
+  /** Sum over the tracker processes, cores. */
+  trackers_cpu: number | null;
+  generator_cpu: number;
+  machine_cpu_busy: number | null;
+  machine_cpu: { user: number; system: number; softirq: number; steal: number } | null;
+  /** Machine CPU not accounted for by engine, trackers, generator or softirq (cores). */
+  other_cpu: number | null;
+}
+
+/** CPU time per delivered frame, ns, by where it was spent. */
+export interface FrameCost {
+  engine: number;
+  main_thread: number | null;
+  /** Engine process minus its main thread: shard worker(s), libuv, GC threads. */
+  engine_other_threads: number | null;
+  trackers: number | null;
+  generator: number;
+  softirq: number | null;
+}
+
+export interface E2eResult {
+  shards: number;
+  trackers: number;
+  calibration_mops: number;
+  setup_s: number;
+  teardown_s: number;
+  max: {
+    window_s: number;
+    /** Frames/s written into rings (the ingest workload's metric) in the window. */
+    into_rings_per_s: number;
+    /** Frames/s delivered to the trackers' input in the same window. */
+    delivered_per_s: number;
+    received_per_s: number;
+    sent_per_s: number;
+    detections_into_rings_per_s: number;
+    delivered_over_into_rings: number;
+    /** Delivered frames/s, second by second. */
+    per_second: number[];
+    /** Frames in rings at the end of the window, and as a share of the ring capacity. */
+    in_rings_end: number;
+    rings_fill: number;
+    /** Main-thread busy time (ELU) per delivered frame, ns. */
+    main_busy_ns_per_frame: number;
+    cpu: CpuSplit;
+    cost_ns_per_frame: FrameCost;
+    feeder: FeederRates;
+    /** Send-to-tracker latency at saturation (queueing in full rings; informative). */
+    latency: LatencyStats;
+  };
+  half: {
+    target_per_s: number;
+    /** Delivered at least 97% of the target: otherwise the engine fell behind and queues grew through the window. */
+    sustained: boolean;
+    window_s: number;
+    sent_per_s: number;
+    delivered_per_s: number;
+    /** Frames the pacer skipped (generator behind its schedule) in the window. */
+    pace_skipped: number;
+    pace_max_gap_ms: number;
+    cpu: CpuSplit;
+    cost_ns_per_frame: FrameCost;
+    feeder: FeederRates;
+    latency: LatencyStats;
+    /** Send to the engine's write into the tracker's input (host side, before the tracker process is woken). */
+    latency_to_tracker_write: LatencyStats;
+  };
+  /** The drain trackers over the whole run (from their reports). */
+  trackers_total: { reads: number; bytes_per_read: number; frames_per_read: number; cpu_s: number; cpu_ns_per_frame: number; rss_mb_mean: number };
+  accounting: E2eAccounting;
+}
+
+export interface E2eAccounting {
+  sent: number;
+  received: number;
+  written: number;
+  inRings: number;
+  inSink: number;
+  delivered: number;
+  droppedTotal: number;
+  dropped: Record<string, number>;
+  /** Sums over the drain trackers' reports. */
+  trackerFrames: number;
+  trackerBytes: number;
+  /** Bytes the feeders wrote to the trackers. */
+  feederBytes: number;
+  trackerReports: number;
+  restarts: number;
+  errors: string[];
+  violations: string[];
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function round(x: number, digits = 0): number {
+  if (!Number.isFinite(x)) return x;
+  const k = 10 ** digits;
+  return Math.round(x * k) / k;
+}
+
+function engineConfig(spec: E2eSpec, dir: string) {
+  const raw: Record<string, unknown> = {
+    shards: 'auto',
+    sink: 'trackers',
+    output_dir: join(dir, 'output'),
+    startup_delay_sec: 0,
+    tcp_connect_retries: 400,
+    tcp_retry_delay_sec: 0.05,
+    tcp_server: {
+      enabled: true, host: '127.0.0.1', port: 0, token: spec.token,
+      auto_provision: true, auto_provision_port_start: spec.portStart, auto_provision_port_end: spec.portEnd,
+    },
+    tracker: {
+      command: [...spec.trackerPrefix, process.execPath, DRAIN_TRACKER, '--tcp-port', '{port}', '--report', join(dir, 'reports', '{node_id}')],
+      input: 'tcp',
+      stop_grace_ms: 10000,
+      reconcile_interval_ms: 100,
+    },
+    shutdown: { deadline_ms: 60000 },
+    http: { host: '127.0.0.1', port: 0 },
+    log: { level: 'silent' },
+  };
+  if (spec.ringBytes) raw.ring = { size_bytes: spec.ringBytes };
+  return parseConfig(raw, {}); // {}: RADAR_INGEST_TOKEN must not override the bench token
+}
+
+/** CPU seconds (user + system) of a process, or null (gone, or not Linux). */
+function pidCpuSeconds(pid: number): number | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  } catch {
+    return null;
+  }
+}
+
+function trackerPids(engine: Engine): number[] {
+  const out: number[] = [];
+  for (const i of engine.trackers!.instances.values()) if (i.proc?.pid !== undefined) out.push(i.proc.pid);
+  return out;
+}
+
+interface Sample {
+  at: number;
+  hrNs: number;
+  totals: ReturnType<Engine['totals']>;
+  probes: ProbeSnapshot;
+  gen: LoadgenSample;
+  trackerCpu: Map<number, number | null>;
+  feeder: { batches: number; bytes: number; stalls: number; fed: number };
+  /** Bytes in all rings. */
+  ringsUsed: number;
+}
+
+async function sampleAll(engine: Engine, lg: Loadgen, pids: number[]): Promise<Sample> {
+  const gen = await lg.mark();
+  const probes = snapshot(engine.pool.threads);
+  const totals = engine.totals();
+  const trackerCpu = new Map(pids.map((p) => [p, pidCpuSeconds(p)]));
+  const feeder = { batches: 0, bytes: 0, stalls: 0, fed: 0 };
+  for (const i of engine.trackers!.instances.values()) {
+    feeder.batches += i.feeder.batches;
+    feeder.bytes += i.feeder.bytes;
+    feeder.stalls += i.feeder.stalls;
+    feeder.fed += i.feeder.framesFed;
+  }
+  let ringsUsed = 0;
+  for (const n of engine.nodes.byRing) ringsUsed += n.reader.usedBytes;
+  return { at: performance.now(), hrNs: Number(process.hrtime.bigint()), totals, probes, gen, trackerCpu, feeder, ringsUsed };
+}
+
+function cpuSplit(a: Sample, b: Sample): CpuSplit {
+  const d = delta(a.probes, b.probes);
+  const genS = (b.gen.childAt - a.gen.childAt) / 1000;
+  const generatorCpu = (b.gen.cpuUs - a.gen.cpuUs) / 1e6 / genS;
+  let tr = 0;
+  let known = 0;
+  for (const [pid, c0] of a.trackerCpu) {
+    const c1 = b.trackerCpu.get(pid);
+    if (c0 === null || c1 === null || c1 === undefined) continue;
+    tr += c1 - c0;
+    known++;
+  }
+  const trackersCpu = known > 0 ? tr / d.seconds : null;
+  return {
+    process_cpu: round(d.processCpu, 3),
+    main_thread_cpu: d.mainThreadCpu === null ? null : round(d.mainThreadCpu, 3),
+    main_elu: round(d.mainElu, 4),
+    worker_elu: d.workerElu.map((x) => round(x, 4)),
+    trackers_cpu: trackersCpu === null ? null : round(trackersCpu, 3),
+    generator_cpu: round(generatorCpu, 3),
+    machine_cpu_busy: d.machineBusy === null ? null : round(d.machineBusy, 3),
+    machine_cpu: d.machine,
+    other_cpu: d.machineBusy === null || !d.machine ? null
+      : round(d.machineBusy - d.processCpu - (trackersCpu ?? 0) - generatorCpu - d.machine.softirq, 3),
+  };
+}
+
+function frameCost(c: CpuSplit, framesPerS: number): FrameCost {
+  const ns = (cores: number | null): number | null => (cores === null ? null : Math.round((cores / framesPerS) * 1e9));
+  return {
+    engine: ns(c.process_cpu)!,
+    main_thread: ns(c.main_thread_cpu),
+    engine_other_threads: c.main_thread_cpu === null ? null : ns(c.process_cpu - c.main_thread_cpu),
+    trackers: ns(c.trackers_cpu),
+    generator: ns(c.generator_cpu)!,
+    softirq: ns(c.machine_cpu?.softirq ?? null),
+  };
+}
+
+function feederRates(a: Sample, b: Sample): FeederRates {
+  const s = (b.at - a.at) / 1000;
+  const writes = b.feeder.batches - a.feeder.batches;
+  return {
+    writes_per_s: Math.round(writes / s),
+    frames_per_write: round((b.feeder.fed - a.feeder.fed) / writes, 1),
+    bytes_per_write: Math.round((b.feeder.bytes - a.feeder.bytes) / writes),
+    stalls_per_s: round((b.feeder.stalls - a.feeder.stalls) / s, 1),
+  };
+}
+
+/** Waits until nothing moves and the rings and the sink are empty (bounded). */
+async function drainedE2e(engine: Engine, boundMs = 30000): Promise<ReturnType<Engine['totals']>> {
+  const deadline = Date.now() + boundMs;
+  let last = engine.totals();
+  let stable = 0;
+  while (Date.now() < deadline) {
+    await sleep(50);
+    const t = engine.totals();
+    if (t.received === last.received && t.delivered === last.delivered && t.inRings === 0 && t.inSink === 0) {
+      if (++stable >= 3) return t;
+    } else {
+      stable = 0;
+    }
+    last = t;
+  }
+  return engine.totals();
+}
+
+function latencyStats(lat: Float64Array): LatencyStats {
+  const n = lat.length;
+  if (n === 0) return { samples: 0, p50_ms: NaN, p90_ms: NaN, p99_ms: NaN, p999_ms: NaN, max_ms: NaN, mean_ms: NaN };
+  const v = Float64Array.from(lat).sort();
+  const q = (p: number): number => round(v[Math.min(n - 1, Math.floor(p * n))]! / 1e6, 3);
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += v[i]!;
+  return { samples: n, p50_ms: q(0.5), p90_ms: q(0.9), p99_ms: q(0.99), p999_ms: q(0.999), max_ms: round(v[n - 1]! / 1e6, 3), mean_ms: round(sum / n / 1e6, 3) };
+}
+
+interface TrackerReport {
+  pid: number; port: number; connections: number; open: number; bytes: number; frames: number; chunks: number;
+  samples: number; samples_dropped: number; bad_markers: number; cpu_us: number; rss_bytes: number;
+}
+
+/** Reads the drain trackers' reports; samples whose send time is in each window, as latencies (ns). */
+function readReports(dir: string, windows: Array<[number, number]>): { reports: Map<string, TrackerReport>; lat: Float64Array[]; errors: string[] } {
+  const reports = new Map<string, TrackerReport>();
+  const errors: string[] = [];
+  const lat: number[][] = windows.map(() => []);
+  let files: string[] = [];
+  try {
+    files = readdirSync(dir);
+  } catch {
+    return { reports, lat: lat.map((l) => Float64Array.from(l)), errors: [`no report directory ${dir}`] };
+  }
+  for (const f of files) {
+    if (!f.endsWith('.json')) continue;
+    const node = f.slice(0, -5);
+    try {
+      reports.set(node, JSON.parse(readFileSync(join(dir, f), 'utf8')) as TrackerReport);
+      const bin = readFileSync(join(dir, `${node}.bin`));
+      const pairs = new Float64Array(bin.buffer, bin.byteOffset, bin.length / 8);
+      for (let i = 0; i + 1 < pairs.length; i += 2) {
+        const send = pairs[i]!;
+        for (let w = 0; w < windows.length; w++) {
+          if (send >= windows[w]![0] && send < windows[w]![1]) lat[w]!.push(pairs[i + 1]!);
+        }
+      }
+    } catch (err) {
+      errors.push(`report of ${node}: ${(err as Error).message}`);
+    }
+  }
+  return { reports, lat: lat.map((l) => Float64Array.from(l)), errors };
+}
+
+/** One e2e run (see the top of this file). `calibrate` is the caller's machine speed index. */
+/**
+ * Host-side latency: the send-time markers in each batch the engine hands to a
+ * tracker's input (TrackerProcess.write), measured in this process when the write
+ * is made. It separates the engine's own latency from the tracker processes'
+ * wake-up, which dominates on a 2-core machine running 64 of them.
+ */
+const HOST_MARKER = Buffer.from('"t":"');
+const hostLat: number[] = [];
+let hostWindow: [number, number] | null = null;
+const origWrite = TrackerProcess.prototype.write;
+TrackerProcess.prototype.write = function (this: TrackerProcess, buf: Buffer, done?: (err: Error | null) => void): boolean {
+  if (hostWindow !== null) {
+    const now = Number(process.hrtime.bigint());
+    for (let at = buf.indexOf(HOST_MARKER); at >= 0; at = buf.indexOf(HOST_MARKER, at + 24)) {
+      const sent = Number(buf.toString('latin1', at + 5, at + 24));
+      if (sent >= hostWindow[0] && sent <= hostWindow[1] && hostLat.length < 2_000_000) hostLat.push(now - sent);
+    }
+  }
+  return origWrite.call(this, buf, done);
+};
+
+export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promise<E2eResult> {
+  const calibrationMops = calibrate();
+  const dir = mkdtempSync(join(tmpdir(), 'radar-e2e-'));
+  mkdirSync(join(dir, 'reports'));
+  const tStart = performance.now();
+  const engine = new Engine({ config: engineConfig(spec, dir) });
+  await engine.start();
+  let lg: Loadgen | null = null;
+  try {
+    lg = await Loadgen.start({
+      host: '127.0.0.1', port: engine.tcpAddress!.port, protocol: 'line', stamped: true, connections: spec.connections,
+      token: spec.token, chunkBytes: spec.chunkBytes, depth: spec.depth, procs: spec.procs,
+      maxSeconds: spec.warmupS + spec.durationS + spec.latencyWarmupS + spec.latencyS + 180,
+    });
+    // Setup: one frame per node provisions and starts every tracker.
+    await lg.prime();
+    const upBy = Date.now() + 60000;
+    for (;;) {
+      const inst = [...engine.trackers!.instances.values()];
+      if (inst.length === spec.connections && inst.every((i) => i.up) && engine.totals().delivered >= spec.connections) break;
+      if (Date.now() > upBy) {
+        const states = inst.map((i) => `${i.spec.nodeId}:${i.shownState}${i.state.lastError ? ` (${i.state.lastError})` : ''}`);
+        throw new Error(`trackers not all up after 60 s: ${inst.length}/${spec.connections} instances; ${states.filter((s) => !s.includes(':running')).slice(0, 5).join(', ')}`);
+      }
+      await sleep(50);
+    }
+    const setupS = (performance.now() - tStart) / 1000;
+    const pids = trackerPids(engine);
+
+    // Max: unpaced push.
+    lg.go();
+    await sleep(spec.warmupS * 1000);
+    const a = await sampleAll(engine, lg, pids);
+    const perSecond: number[] = [];
+    let lastD = a.totals.delivered;
+    let lastAt = performance.now();
+    const tick = setInterval(() => {
+      const d = engine.totals().delivered;
+      const now = performance.now();
+      perSecond.push(Math.round(((d - lastD) * 1000) / (now - lastAt)));
+      lastD = d;
+      lastAt = now;
+    }, 1000);
+    await sleep(spec.durationS * 1000);
+    clearInterval(tick);
+    const b = await sampleAll(engine, lg, pids);
+
+    // Pause and drain.
+    await lg.pause();
+    await drainedE2e(engine);
+
+    // Half: paced at loadFraction of the delivered rate.
+    const s1 = (b.at - a.at) / 1000;
+    const deliveredPerS = (b.totals.delivered - a.totals.delivered) / s1;
+    const target = spec.pacedFps > 0 ? spec.pacedFps : Math.max(spec.connections, Math.round(deliveredPerS * spec.loadFraction));
+    lg.go({ fps: target, tickMs: spec.tickMs });
+    await sleep(spec.latencyWarmupS * 1000);
+    const c = await sampleAll(engine, lg, pids);
+    hostLat.length = 0;
+    hostWindow = [c.hrNs, Number.MAX_SAFE_INTEGER];
+    await sleep(spec.latencyS * 1000);
+    const d = await sampleAll(engine, lg, pids);
+    hostWindow = [c.hrNs, d.hrNs];
+    await sleep(200);
+    hostWindow = null;
+    const hostLatency = latencyStats(Float64Array.from(hostLat));
+
+    // Stop, drain, books.
+    const tStop = performance.now();
+    const fin = await lg.stop();
+    lg = null;
+    const end = await drainedE2e(engine);
+    let feederBytes = 0;
+    let restarts = 0;
+    const instances = [...engine.trackers!.instances.values()];
+    for (const i of instances) {
+      feederBytes += i.feeder.bytes;
+      restarts += i.state.restarts;
+    }
+    await engine.stop();
+    const teardownS = (performance.now() - tStop) / 1000;
+    const rep = readReports(join(dir, 'reports'), [[a.hrNs, b.hrNs], [c.hrNs, d.hrNs]]);
+
+    let trackerFrames = 0;
+    let trackerBytes = 0;
+    let reads = 0;
+    let cpuUs = 0;
+    let rss = 0;
+    for (const r of rep.reports.values()) {
+      trackerFrames += r.frames;
+      trackerBytes += r.bytes;
+      reads += r.chunks;
+      cpuUs += r.cpu_us;
+      rss += r.rss_bytes;
+    }
+    const acc: E2eAccounting = {
+      sent: fin.sent, received: end.received, written: end.written, inRings: end.inRings, inSink: end.inSink,
+      delivered: end.delivered, droppedTotal: end.droppedTotal,
+      dropped: Object.fromEntries(Object.entries(end.dropped).filter(([, v]) => v !== 0)),
+      trackerFrames, trackerBytes, feederBytes, trackerReports: rep.reports.size, restarts,
+      errors: [...fin.errors, ...rep.errors], violations: [],
+    };
+    const v = acc.violations;
+    if (acc.received !== acc.inRings + acc.inSink + acc.delivered + acc.droppedTotal) {
+      v.push(`received ${acc.received} != inRings ${acc.inRings} + inSink ${acc.inSink} + delivered ${acc.delivered} + dropped ${acc.droppedTotal}`);
+    }
+    if (acc.sent !== acc.received) v.push(`generator sent ${acc.sent} != engine received ${acc.received}`);
+    if (acc.droppedTotal !== 0) v.push(`dropped ${acc.droppedTotal} frames: ${JSON.stringify(acc.dropped)}`);
+    if (acc.trackerReports !== spec.connections) v.push(`${acc.trackerReports} tracker reports for ${spec.connections} nodes`);
+    if (acc.trackerFrames !== acc.delivered) v.push(`trackers counted ${acc.trackerFrames} frames, engine delivered ${acc.delivered}`);
+    if (acc.trackerBytes !== acc.feederBytes) v.push(`trackers read ${acc.trackerBytes} bytes, feeders wrote ${acc.feederBytes}`);
+    for (const [node, r] of rep.reports) {
+      if (r.connections !== 1) v.push(`tracker ${node}: ${r.connections} input connections`);
+      if (r.bad_markers > 0) v.push(`tracker ${node}: ${r.bad_markers} unreadable send-time markers`);
+      if (r.samples_dropped > 0) v.push(`tracker ${node}: ${r.samples_dropped} latency samples over its cap`);
+    }
+    if (acc.restarts !== 0) v.push(`${acc.restarts} tracker restarts`);
+    if (fin.closedEarly > 0) v.push(`${fin.closedEarly} connections closed by the host during the run`);
+    if (acc.errors.length > 0) v.push(`errors: ${acc.errors.slice(0, 3).join('; ')}`);
+
+    const d1 = delta(a.probes, b.probes);
+    const into = (b.totals.written - a.totals.written) / s1;
+    const ringCap = engine.config.ring.size_bytes * spec.connections;
+    const s2 = (d.at - c.at) / 1000;
+    const genS1 = (b.gen.childAt - a.gen.childAt) / 1000;
+    const genS2 = (d.gen.childAt - c.gen.childAt) / 1000;
+    const half2 = (d.totals.delivered - c.totals.delivered) / s2;
+    const cpu1 = cpuSplit(a, b);
+    const cpu2 = cpuSplit(c, d);
+    return {
+      shards: engine.config.shards,
+      trackers: instances.length,
+      calibration_mops: round(calibrationMops, 3),
+      setup_s: round(setupS, 2),
+      teardown_s: round(teardownS, 2),
+      max: {
+        window_s: round(s1, 3),
+        into_rings_per_s: Math.round(into),
+        delivered_per_s: Math.round(deliveredPerS),
+        received_per_s: Math.round((b.totals.received - a.totals.received) / s1),
+        sent_per_s: Math.round((b.gen.sent - a.gen.sent) / genS1),
+        detections_into_rings_per_s: Math.round((b.totals.detections - a.totals.detections) / s1),
+        delivered_over_into_rings: round(deliveredPerS / into, 4),
+        per_second: perSecond,
+        in_rings_end: b.totals.inRings,
+        rings_fill: round(b.ringsUsed / ringCap, 3),
+        main_busy_ns_per_frame: round(((d1.mainElu * s1) / (deliveredPerS * s1)) * 1e9, 1),
+        cpu: cpu1,
+        cost_ns_per_frame: frameCost(cpu1, deliveredPerS),
+        feeder: feederRates(a, b),
+        latency: latencyStats(rep.lat[0]!),
+      },
+      half: {
+        target_per_s: target,
+        sustained: half2 >= 0.97 * target,
+        window_s: round(s2, 3),
+        sent_per_s: Math.round((d.gen.sent - c.gen.sent) / genS2),
+        delivered_per_s: Math.round(half2),
+        pace_skipped: d.gen.paceSkipped - c.gen.paceSkipped,
+        pace_max_gap_ms: round(d.gen.paceMaxGapMs, 2),
+        cpu: cpu2,
+        cost_ns_per_frame: frameCost(cpu2, half2),
+        feeder: feederRates(c, d),
+        latency: latencyStats(rep.lat[1]!),
+        latency_to_tracker_write: hostLatency,
+      },
+      trackers_total: {
+        reads, bytes_per_read: Math.round(trackerBytes / reads), frames_per_read: round(trackerFrames / reads, 1),
+        cpu_s: round(cpuUs / 1e6, 2), cpu_ns_per_frame: Math.round((cpuUs * 1000) / trackerFrames),
+        rss_mb_mean: round(rss / Math.max(1, rep.reports.size) / 2 ** 20, 1),
+      },
+      accounting: acc,
+    };
+  } finally {
+    lg?.kill();
+    await engine.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,319 @@
+// Polls one node's `detection_url` (blah2's /api/detection style endpoint) for
+// trackers in `mode: http`, and hands each NEW frame to the same pipeline as
+// frames that arrive over TCP, as one retina-tracker JSON line.
+//
+// The endpoint only ever returns the node's latest frame, so polling faster
+// than its CPI returns the same frame again: a repeated timestamp is counted
+// `unchanged` and not emitted. An older timestamp is emitted anyway; the
+// downstream feeder owns ordering and counts it out_of_order.
+//
+// One request at a time. After a success the next poll starts pollIntervalMs
+// after the previous one started (at once if it took longer). After the n-th
+// consecutive failure the wait is backoffBaseMs * 2^(n-1), capped at
+// healthCheckIntervalMs, counted from the end of the failed poll so a slow or
+// timing-out node really gets the pause. After maxAttempts consecutive
+// failures the source is DOWN and is probed every healthCheckIntervalMs; the
+// first success brings it UP. The caller reads `downSince` to decide when an
+// outage is "extended" (retry.extended_outage_sec).
+
+export type HttpSourceDrop = 'malformed' | 'invalid_frame' | 'frame_too_large';
+
+export interface HttpSourceOptions {
+  /** http or https; validated in the constructor (TypeError). */
+  url: string;
+  /** Normal period between the starts of polls. */
+  pollIntervalMs: number;
+  /** Wait after the n-th consecutive failure: backoffBaseMs * 2^(n-1), at most healthCheckIntervalMs. */
+  backoffBaseMs: number;
+  /** Consecutive failures after which the source is DOWN (0 or 1: the first failure). */
+  maxAttempts: number;
+  /** Poll period while DOWN. */
+  healthCheckIntervalMs: number;
+  /** Per request, response body included. Default 5000 ms. */
+  requestTimeoutMs?: number;
+  /** Larger bodies are dropped as 'frame_too_large' (reading stops there). Default 1 MiB. */
+  maxBodyBytes?: number;
+  headers?: Record<string, string>;
+  /** Clock for downSince and lastFrameAt (timers use real setTimeout). Default Date.now. */
+  now?: () => number;
+  /** A new frame, as one retina JSON line (ends with '\n'). Return false if it could not be buffered (the caller counted it). */
+  onFrame(line: Buffer, timestamp: number, detections: number): boolean;
+  /** A response that is not a usable frame (also counted in stats). */
+  onDrop?(reason: HttpSourceDrop, detail: string): void;
+  /** UP <-> DOWN transitions (DOWN after maxAttempts consecutive failures; UP at the first success). */
+  onStateChange?(up: boolean, error: string | null): void;
+}
+
+/** successes = frames + unchanged; failures include the three kinds of drop. */
+export interface HttpSourceStats { polls: number; successes: number; failures: number; frames: number; unchanged: number; dropped: Record<HttpSourceDrop, number>; consecutiveFailures: number }
+
+interface Frame { timestamp: number; delay: number[]; doppler: number[]; snr: number[]; adsb: unknown[] }
+
+type Outcome =
+  | { kind: 'ok'; frame: Frame }
+  | { kind: 'fail'; error: string; drop?: HttpSourceDrop; detail?: string }
+  | { kind: 'stopped' };
+
+export class HttpSource {
+  readonly url: string;
+  private readonly opts: HttpSourceOptions;
+  private readonly headers: Headers;
+  private readonly requestTimeoutMs: number;
+  private readonly maxBodyBytes: number;
+  private readonly downAfter: number;
+  private readonly now: () => number;
+
+  private _up = true;
+  private _downSince: number | null = null;
+  private _lastError: string | null = null;
+  private _lastFrameAt = 0;
+  private streakStart = 0;
+  private lastTimestamp: number | null = null;
+  private readonly counters = { polls: 0, successes: 0, failures: 0, frames: 0, unchanged: 0, consecutiveFailures: 0 };
+  private readonly dropped: Record<HttpSourceDrop, number> = { malformed: 0, invalid_frame: 0, frame_too_large: 0 };
+
+  private started = false;
+  private stopped = false;
+  private timer: NodeJS.Timeout | null = null;
+  private inFlight: Promise<void> | null = null;
+  private abort: AbortController | null = null;
+
+  constructor(opts: HttpSourceOptions) {
+    let u: URL;
+    try {
+      u = new URL(opts.url);
+    } catch {
+      throw new TypeError(`detection_url is not a valid URL: ${JSON.stringify(opts.url)}`);
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+      throw new TypeError(`detection_url must be http or https: ${JSON.stringify(opts.url)}`);
+    }
+    for (const k of ['pollIntervalMs', 'backoffBaseMs', 'healthCheckIntervalMs', 'maxAttempts'] as const) checkNumber(k, opts[k], 0);
+    this.url = opts.url;
+    this.opts = opts;
+    this.requestTimeoutMs = checkNumber('requestTimeoutMs', opts.requestTimeoutMs ?? 5000, 1);
+    this.maxBodyBytes = checkNumber('maxBodyBytes', opts.maxBodyBytes ?? 1024 * 1024, 1);
+    this.downAfter = Math.max(1, opts.maxAttempts);
+    this.now = opts.now ?? Date.now;
+    // Built once: validates header names and values now rather than per poll.
+    this.headers = new Headers(opts.headers ?? {});
+    if (!this.headers.has('accept')) this.headers.set('accept', 'application/json');
+  }
+
+  get up(): boolean { return this._up; }
+  get downSince(): number | null { return this._downSince; }
+  /** The most recent error; kept after recovery (null: none yet). */
+  get lastError(): string | null { return this._lastError; }
+  get lastFrameAt(): number { return this._lastFrameAt; }
+
+  stats(): HttpSourceStats {
+    return { ...this.counters, dropped: { ...this.dropped } };
+  }
+
+  /** Starts polling; the first poll goes at once. Idempotent; does nothing after stop(). */
+  start(): void {
+    if (this.started || this.stopped) return;
+    this.started = true;
+    this.poll();
+  }
+
+  /** Aborts a request in flight and clears timers; resolves when nothing is pending. Idempotent. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.abort?.abort(new Error('http source stopped'));
+    while (this.inFlight) await this.inFlight;
+  }
+
+  private poll(): void {
+    this.timer = null;
+    if (this.stopped) return;
+    const started = performance.now();
+    const p: Promise<void> = this.pollOnce()
+      .then((o) => this.account(o, started))
+      .catch((err: unknown) => {
+        // Both handle their own errors; this guard only keeps a bug from ending the polling.
+        this._lastError = `poller error: ${errorText(err)}`;
+        return this.opts.healthCheckIntervalMs;
+      })
+      .then((delay) => {
+        if (this.inFlight === p) this.inFlight = null;
+        if (this.stopped || delay === null) return;
+        this.timer = setTimeout(() => this.poll(), delay);
+        this.timer.unref();
+      });
+    this.inFlight = p;
+  }
+
+  /** Applies a poll's outcome; returns the wait before the next poll (null: stopped). */
+  private account(o: Outcome, startedAt: number): number | null {
+    if (o.kind === 'stopped' || this.stopped) return null;
+    if (o.kind === 'ok') {
+      this.counters.successes++;
+      this.counters.consecutiveFailures = 0;
+      if (!this._up) {
+        this._up = true;
+        this._downSince = null;
+        this.callback(() => this.opts.onStateChange?.(true, null));
+      }
+      this.emit(o.frame);
+      return Math.max(0, this.opts.pollIntervalMs - (performance.now() - startedAt));
+    }
+    this.counters.failures++;
+    const n = ++this.counters.consecutiveFailures;
+    if (n === 1) this.streakStart = this.now();
+    this._lastError = o.error;
+    if (o.drop) {
+      this.dropped[o.drop]++;
+      const { drop, detail = o.error } = o;
+      this.callback(() => this.opts.onDrop?.(drop, detail));
+    }
+    if (this._up && n >= this.downAfter) {
+      this._up = false;
+      this._downSince = this.streakStart;
+      this.callback(() => this.opts.onStateChange?.(false, o.error));
+    }
+    if (!this._up) return this.opts.healthCheckIntervalMs;
+    return Math.min(this.opts.backoffBaseMs * 2 ** (n - 1), this.opts.healthCheckIntervalMs);
+  }
+
+  private emit(f: Frame): void {
+    if (f.timestamp === this.lastTimestamp) {
+      this.counters.unchanged++;
+      return;
+    }
+    // Remembered even if onFrame cannot buffer it: the caller counted that drop,
+    // and re-delivering the same frame on the next poll would count it twice.
+    this.lastTimestamp = f.timestamp;
+    this.counters.frames++;
+    this._lastFrameAt = this.now();
+    const line = Buffer.from(`${JSON.stringify(f)}\n`, 'utf8');
+    try {
+      this.opts.onFrame(line, f.timestamp, f.delay.length);
+    } catch (err) {
+      this._lastError = `onFrame threw: ${errorText(err)}`;
+    }
+  }
+
+  private callback(fn: () => void): void {
+    try {
+      fn();
+    } catch {
+      // a throwing observer must not stop the poller
+    }
+  }
+
+  private async pollOnce(): Promise<Outcome> {
+    this.counters.polls++;
+    const ac = new AbortController();
+    this.abort = ac;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      ac.abort(new Error('timeout'));
+    }, this.requestTimeoutMs);
+    try {
+      const res = await fetch(this.url, { method: 'GET', headers: this.headers, signal: ac.signal });
+      if (!res.ok) {
+        // The body of an error answer is of no use; dropping it closes or frees the connection.
+        await res.body?.cancel().catch(() => undefined);
+        return { kind: 'fail', error: `HTTP ${res.status}` };
+      }
+      const body = await this.readCapped(res);
+      if (body === null) {
+        const detail = `body over ${this.maxBodyBytes} bytes`;
+        return { kind: 'fail', error: detail, drop: 'frame_too_large', detail };
+      }
+      let value: unknown;
+      try {
+        value = JSON.parse(body.toString('utf8'));
+      } catch (err) {
+        const detail = errorText(err);
+        return { kind: 'fail', error: `malformed JSON: ${detail}`, drop: 'malformed', detail };
+      }
+      const frame = toFrame(value);
+      if (typeof frame === 'string') return { kind: 'fail', error: `invalid frame: ${frame}`, drop: 'invalid_frame', detail: frame };
+      return { kind: 'ok', frame };
+    } catch (err) {
+      if (this.stopped) return { kind: 'stopped' };
+      if (timedOut) return { kind: 'fail', error: `timeout after ${this.requestTimeoutMs} ms` };
+      return { kind: 'fail', error: fetchErrorText(err) };
+    } finally {
+      clearTimeout(timer);
+      if (this.abort === ac) this.abort = null;
+    }
+  }
+
+  /** The body, or null once it passes maxBodyBytes (the rest is cancelled, not read). */
+  private async readCapped(res: Response): Promise<Buffer | null> {
+    if (!res.body) return Buffer.alloc(0);
+    if (Number(res.headers.get('content-length')) > this.maxBodyBytes) {
+      await res.body.cancel().catch(() => undefined);
+      return null;
+    }
+    const reader = res.body.getReader();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return Buffer.concat(chunks, size);
+      size += value.byteLength;
+      if (size > this.maxBodyBytes) {
+        await reader.cancel().catch(() => undefined);
+        return null;
+      }
+      chunks.push(value);
+    }
+  }
+}
+
+/** The retina-tracker frame in a response, or why it is not one. Extra keys are left out. */
+function toFrame(v: unknown): Frame | string {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return 'not a JSON object';
+  const o = v as Record<string, unknown>;
+  const ts = o['timestamp'];
+  if (ts === undefined) return 'timestamp missing';
+  if (typeof ts !== 'number' || !Number.isSafeInteger(ts) || ts < 0) return 'timestamp is not an integer >= 0 (ms since the epoch)';
+  const arrays: number[][] = [];
+  for (const key of ['delay', 'doppler', 'snr']) {
+    const a = o[key];
+    if (!Array.isArray(a) || !a.every((x) => typeof x === 'number' && Number.isFinite(x))) return `${key} is not an array of finite numbers`;
+    arrays.push(a as number[]);
+  }
+  const [delay, doppler, snr] = arrays as [number[], number[], number[]];
+  if (doppler.length !== delay.length) return 'delay and doppler differ in length';
+  if (snr.length !== delay.length) return 'delay and snr differ in length';
+  let adsb: unknown[];
+  // null is taken as absent: a JSON encoder may write a missing list that way.
+  if (o['adsb'] === undefined || o['adsb'] === null) {
+    adsb = new Array<null>(delay.length).fill(null);
+  } else {
+    const a = o['adsb'];
+    if (!Array.isArray(a)) return 'adsb is not an array';
+    if (a.length !== delay.length) return 'delay and adsb differ in length';
+    if (!a.every((x) => x === null || (typeof x === 'object' && !Array.isArray(x)))) return 'adsb entries must be null or objects';
+    adsb = a;
+  }
+  // Key order here is the order of the emitted line.
+  return { timestamp: ts, delay, doppler, snr, adsb };
+}
+
+/** undici reports "fetch failed" with the socket error as cause; its code (ECONNREFUSED ...) is what matters. */
+function fetchErrorText(err: unknown): string {
+  const cause = err instanceof Error ? (err as { cause?: unknown }).cause : undefined;
+  if (cause instanceof Error) {
+    const code = (cause as { code?: unknown }).code ?? (cause as { errors?: { code?: unknown }[] }).errors?.[0]?.code;
+    return typeof code === 'string' && !cause.message.includes(code) ? `${code}: ${cause.message}` : cause.message;
+  }
+  return errorText(err);
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function checkNumber(name: string, v: number, min: number): number {
+  if (!Number.isFinite(v) || v < min) throw new RangeError(`${name} must be a number >= ${min}, got ${v}`);
+  return v;
+}

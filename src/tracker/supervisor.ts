@@ -1,0 +1,470 @@
+// The tracker supervisor (DESIGN.md section 4): one reconcile loop over the
+// desired set (configured trackers + auto-provisioned nodes). Each pass stops
+// what left the set, creates instances for new members, and runs every member's
+// watcher (TrackerInstance.probe: process alive, input open, source up, then one
+// lifecycle step). A watcher that throws leaves its tracker in `probe_error`
+// with the message, and is run again on the next pass; a pass that throws is
+// logged and counted, and the loop carries on. wakeup() runs a pass at once.
+//
+// It is also the engine's ring sink (onData feeds the node's tracker) and its
+// provisioning hook (onUnknownNode hands out ports).
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import type { NodeDecision, NodeEntry, NodeHooks, NodeInfo, NodeTable } from '../node-table.js';
+import type { RingSink, SinkAccounting } from '../ring-sink.js';
+import { RingWriter } from '../ring-writer.js';
+import { KIND_JSON_LINE } from '../shared/ring-layout.js';
+import {
+  C_DETECTIONS_RECEIVED, C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, COUNTER_SLOTS, dropIndex, D_RING_OVERFLOW,
+} from '../shared/counters.js';
+import { nextDue, type LifecycleRules, type TrackerPhase } from './lifecycle.js';
+import { PortAllocator } from './port-allocator.js';
+import { resolveTrackerCommand, type TrackerCommand } from './tracker-command.js';
+import { TrackerInstance, type InstanceContext, type InstanceSpec } from './tracker-instance.js';
+
+export const PROVISION_REFUSED_REASONS = ['disabled', 'ports_exhausted'] as const;
+export type ProvisionRefusedReason = (typeof PROVISION_REFUSED_REASONS)[number];
+export const TRACKER_STATES: readonly (TrackerPhase | 'probe_error')[] = [
+  'idle', 'starting', 'running', 'outage', 'stopping', 'stopped', 'backoff', 'failed', 'probe_error',
+];
+
+export interface SupervisorOptions {
+  config: Config;
+  nodes: NodeTable;
+  log: Logger;
+  now?: () => number;
+  /** Test-only fault injection: called inside each watcher and each pass (may throw). */
+  faults?: { probe?(nodeId: string): void; pass?(): void };
+  /** Replaces the OS check of provisioned ports (tests). */
+  portIsFree?: (port: number) => Promise<boolean>;
+}
+
+export interface TrackerMetrics {
+  states: Record<string, number>;
+  up: Array<[string, number]>;
+  restarts: Array<[string, number]>;
+  tracksWritten: number;
+  provisionRefused: Record<ProvisionRefusedReason, number>;
+  passes: number;
+  passErrors: number;
+  probeErrors: number;
+}
+
+/** Feeder counters of removed instances, so totals never go down. */
+interface Retired { fed: number; duplicate: number; outOfOrder: number; lost: number; bad: number; tracks: number }
+
+export class TrackerSupervisor implements RingSink {
+  readonly instances = new Map<string, TrackerInstance>();
+  /** Main-thread counters for HTTP-polled frames (summed with the shards' at scrape time). */
+  readonly counters = new Float64Array(COUNTER_SLOTS);
+  readonly ports: PortAllocator;
+  command: TrackerCommand;
+  private readonly provisioned = new Map<string, InstanceSpec>();
+  private readonly configured = new Map<string, InstanceSpec>();
+  private readonly writers = new Map<string, RingWriter>();
+  private readonly refusedLogged = new Set<string>();
+  private readonly provisionRefused: Record<ProvisionRefusedReason, number> = { disabled: 0, ports_exhausted: 0 };
+  private readonly retired: Retired = { fed: 0, duplicate: 0, outOfOrder: 0, lost: 0, bad: 0, tracks: 0 };
+  private readonly ctx: InstanceContext;
+  private rules: LifecycleRules;
+  private config: Config;
+  /** Node ids whose old instance is still stopping: the new one waits (same port). */
+  private readonly retiring = new Set<string>();
+  /** Instances being removed: still counted until their totals move to `retired`. */
+  private readonly leaving = new Set<TrackerInstance>();
+  private readonly now: () => number;
+  private readonly log: Logger;
+  private timer: NodeJS.Timeout | null = null;
+  private wakePending = false;
+  private running = false;
+  private closed = false;
+  /** Instances being removed (stop in progress). */
+  private readonly removing = new Set<Promise<void>>();
+  /** Shutdown leftovers: frames still in rings when the deadline came. */
+  private lostAtShutdown = 0;
+  passes = 0;
+  passErrors = 0;
+  probeErrors = 0;
+  lastPassError: string | null = null;
+
+  constructor(private readonly opts: SupervisorOptions) {
+    const c = (this.config = opts.config);
+    this.now = opts.now ?? Date.now;
+    this.log = opts.log;
+    this.command = resolveTrackerCommand(c);
+    this.rules = rulesOf(c);
+    this.setConfigured(c);
+    this.ports = new PortAllocator(c.tcp_server.auto_provision_port_start, c.tcp_server.auto_provision_port_end,
+      new Set(c.trackers.map((t) => t.tcp_port)), ...(opts.portIsFree ? [opts.portIsFree] : []));
+    this.ctx = {
+      config: c, command: this.command, rules: this.rules, now: this.now, log: this.log,
+      wake: () => this.wakeup(),
+      writeFrame: (node, line, ts, n) => this.writeLocalFrame(node, line, ts, n),
+      dropFrame: (reason) => {
+        this.counters[C_FRAMES_RECEIVED]!++;
+        this.counters[dropIndex(reason)]!++;
+      },
+    };
+  }
+
+  private setConfigured(c: Config): void {
+    this.configured.clear();
+    for (const t of c.trackers) {
+      this.configured.set(t.node_id, {
+        name: t.name, nodeId: t.node_id, mode: t.mode, port: t.tcp_port, origin: 'configured',
+        trackerConfig: t.tracker_config, detectionUrl: t.detection_url, apiForward: t.api_forward ?? c.api_forward,
+      });
+    }
+  }
+
+  /**
+   * A reloaded config: the configured set is reconciled at once (added trackers
+   * start, removed ones stop, changed ones are replaced); tracker settings
+   * (command, timings, output) apply to every start from now on; lifecycle rules
+   * at once. Auto-provisioned instances stay. The provisioning port range is fixed
+   * until a restart.
+   */
+  reconfigure(c: Config): void {
+    this.config = c;
+    this.command = resolveTrackerCommand(c);
+    this.rules = rulesOf(c);
+    this.ctx.config = c;
+    this.ctx.command = this.command;
+    this.ctx.rules = this.rules;
+    const before = [...this.configured.keys()];
+    this.setConfigured(c);
+    for (const id of before) {
+      const node = this.opts.nodes.get(id);
+      if (node && !this.configured.has(id)) {
+        // No longer configured: a TCP node by that id goes through provisioning again.
+        node.local = false;
+        node.admitted = false;
+      }
+    }
+    this.ports.setReserved(new Set(c.trackers.map((t) => t.tcp_port)));
+    for (const spec of this.configured.values()) {
+      const node = this.opts.nodes.ensure(spec.nodeId);
+      node.admitted = true;
+      node.local = spec.mode === 'http';
+    }
+    this.runPass();
+  }
+
+  /** Hooks for the node table: provisioning and node up/down. */
+  readonly hooks: NodeHooks = {
+    onUnknownNode: (info) => this.provision(info),
+    onNodeConnected: () => this.wakeup(),
+    onNodeDisconnected: () => this.wakeup(),
+  };
+
+  /** Creates the configured instances (their trackers start on the first pass) and starts the loop. */
+  start(): void {
+    for (const spec of this.configured.values()) {
+      const node = this.opts.nodes.ensure(spec.nodeId);
+      node.admitted = true;
+      if (spec.mode === 'http') node.local = true;
+    }
+    this.runPass();
+  }
+
+  /** Runs a pass as soon as possible (coalesced). */
+  wakeup(): void {
+    if (this.wakePending || this.closed) return;
+    this.wakePending = true;
+    setImmediate(() => {
+      this.wakePending = false;
+      if (!this.closed) this.runPass();
+    });
+  }
+
+  // ---- ring sink ----
+
+  onData(node: NodeEntry): void {
+    this.instances.get(node.id)?.pump();
+  }
+
+  accounting(): SinkAccounting {
+    const r = this.retired;
+    let delivered = r.fed;
+    let inFlight = 0;
+    const dropped = { duplicate: r.duplicate, out_of_order: r.outOfOrder, tracker_lost: r.lost, bad_record: r.bad, shutdown: this.lostAtShutdown };
+    for (const i of [...this.instances.values(), ...this.leaving]) {
+      const f = i.feeder;
+      delivered += f.framesFed;
+      inFlight += f.inFlight;
+      dropped.duplicate += f.duplicate;
+      dropped.out_of_order += f.outOfOrder;
+      dropped.tracker_lost += f.lostInFlight;
+      dropped.bad_record += f.badRecords;
+    }
+    return { delivered, inFlight, dropped };
+  }
+
+  // ---- the loop ----
+
+  private runPass(): void {
+    if (this.running || this.closed) return;
+    this.running = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    try {
+      this.passes++;
+      this.opts.faults?.pass?.();
+      this.reconcile();
+    } catch (err) {
+      this.passErrors++;
+      this.lastPassError = (err as Error).message;
+      this.log.error({ err: (err as Error).message }, 'tracker supervisor pass failed; carrying on');
+    } finally {
+      this.running = false;
+      if (!this.closed) {
+        this.timer = setTimeout(() => this.runPass(), this.nextPassIn());
+        this.timer.unref();
+      }
+    }
+  }
+
+  /** The pass interval, or sooner when a lifecycle deadline (outage limit, restart, cool-down) comes first. */
+  private nextPassIn(): number {
+    let ms = this.config.tracker.reconcile_interval_ms;
+    const now = this.now();
+    for (const i of this.instances.values()) {
+      const due = nextDue(i.state, this.rules);
+      if (due !== null) ms = Math.min(ms, Math.max(1, due - now));
+    }
+    return ms;
+  }
+
+  private desired(): Map<string, InstanceSpec> {
+    const d = new Map(this.configured);
+    for (const [id, spec] of this.provisioned) if (!d.has(id)) d.set(id, spec);
+    return d;
+  }
+
+  private reconcile(): void {
+    const desired = this.desired();
+    for (const [id, inst] of this.instances) {
+      const want = desired.get(id);
+      // Gone from the set, or its configuration changed: stop it (a changed one is recreated once stopped).
+      if (!want || JSON.stringify(want) !== JSON.stringify(inst.spec)) this.retire(id, inst);
+    }
+    for (const [id, spec] of desired) {
+      if (this.instances.has(id) || this.retiring.has(id)) continue;
+      const node = this.opts.nodes.ensure(id);
+      const inst = new TrackerInstance(spec, node, this.ctx);
+      this.instances.set(id, inst);
+      inst.start();
+      this.log.info({ tracker: spec.name, node: id, port: spec.port, mode: spec.mode, origin: spec.origin }, 'tracker instance added');
+    }
+    for (const [id, inst] of this.instances) {
+      try {
+        this.opts.faults?.probe?.(id);
+        inst.probe();
+        if (inst.probeError !== null) {
+          this.log.info({ tracker: inst.spec.name }, 'tracker probe recovered');
+          inst.probeError = null;
+        }
+      } catch (err) {
+        this.probeErrors++;
+        const msg = (err as Error)?.message ?? String(err);
+        if (inst.probeError !== msg) this.log.error({ tracker: inst.spec.name, err: msg }, 'tracker probe failed (probe_error)');
+        inst.probeError = msg;
+      }
+    }
+  }
+
+  /** Stops and forgets an instance that left the desired set; releases its port. */
+  private retire(id: string, inst: TrackerInstance): void {
+    this.instances.delete(id);
+    this.retiring.add(id);
+    this.leaving.add(inst);
+    const p = inst.stop('removed').then(() => inst.close(1000)).catch(() => undefined).then(() => {
+      const f = inst.feeder;
+      const r = this.retired;
+      r.fed += f.framesFed;
+      r.duplicate += f.duplicate;
+      r.outOfOrder += f.outOfOrder;
+      r.lost += f.lostInFlight + f.inFlight;
+      r.bad += f.badRecords;
+      r.tracks += inst.output.stats().linesWritten;
+      this.leaving.delete(inst);
+      if (inst.spec.origin === 'provisioned' && inst.spec.port !== undefined) this.ports.release(inst.spec.port);
+      this.refusedLogged.clear();
+      this.log.info({ tracker: inst.spec.name, node: id }, 'tracker instance removed');
+      this.removing.delete(p);
+      this.retiring.delete(id);
+      this.wakeup();
+    });
+    this.removing.add(p);
+  }
+
+  // ---- provisioning ----
+
+  private async provision(info: NodeInfo): Promise<NodeDecision> {
+    const id = info.node;
+    if (this.configured.has(id) || this.provisioned.has(id)) return { accept: true };
+    const ts = this.config.tcp_server;
+    if (!ts.auto_provision) {
+      return this.refuse(id, 'disabled', `node ${id} has no tracker configured and tcp_server.auto_provision is false`);
+    }
+    const got = await this.ports.allocate();
+    if (this.provisioned.has(id)) {
+      // A concurrent claim for the same node won (claims are serialised per node, so this is defensive).
+      if (got.port !== null) this.ports.release(got.port);
+      return { accept: true };
+    }
+    if (got.port === null) {
+      const busy = got.busy.length > 0 ? `, ${got.busy.length} in use by other programs on this host` : '';
+      return this.refuse(id, 'ports_exhausted',
+        `no free tracker port for node ${id}: auto_provision_port_start..end (${ts.auto_provision_port_start}..${ts.auto_provision_port_end}) ` +
+        `is exhausted (${this.ports.inUse} held by trackers${busy})`);
+    }
+    const names = new Set([...this.configured.values()].map((s) => s.name));
+    const spec: InstanceSpec = {
+      name: names.has(id) ? `${id}-auto` : id, nodeId: id, mode: 'tcp', port: got.port, origin: 'provisioned',
+      apiForward: this.config.api_forward,
+    };
+    this.provisioned.set(id, spec);
+    this.refusedLogged.delete(id);
+    this.log.info({ node: id, port: got.port, remote: info.remote }, 'auto-provisioned a tracker for a new node');
+    this.wakeup();
+    return { accept: true };
+  }
+
+  private refuse(id: string, reason: ProvisionRefusedReason, message: string): NodeDecision {
+    this.provisionRefused[reason]++;
+    // Once per node until something changes, not on every reconnect.
+    if (!this.refusedLogged.has(id)) {
+      this.refusedLogged.add(id);
+      this.log.warn({ node: id, reason }, message);
+    }
+    return { accept: false, reason, message };
+  }
+
+  /**
+   * Removes an auto-provisioned instance: its tracker is stopped, its port released,
+   * and the node goes through provisioning again if it comes back.
+   */
+  remove(nodeId: string): 'removed' | 'not_found' | 'configured' | 'connected' {
+    const spec = this.provisioned.get(nodeId);
+    if (!spec) return this.configured.has(nodeId) ? 'configured' : 'not_found';
+    const node = this.opts.nodes.get(nodeId);
+    if (node?.healthy) return 'connected';
+    this.provisioned.delete(nodeId);
+    if (node) node.admitted = false;
+    this.runPass();
+    return 'removed';
+  }
+
+  // ---- HTTP-polled nodes: the main thread is the ring's producer ----
+
+  private writeLocalFrame(node: NodeEntry, line: Buffer, timestamp: number, detections: number): boolean {
+    let w = this.writers.get(node.id);
+    if (!w) {
+      w = new RingWriter(node.ring, 'block');
+      this.writers.set(node.id, w);
+    }
+    this.counters[C_FRAMES_RECEIVED]!++;
+    const off = w.reserve(line.length, timestamp, KIND_JSON_LINE, detections);
+    if (off < 0) {
+      // Polling cannot push back on the node: a full ring loses the new frame, counted.
+      this.counters[D_RING_OVERFLOW]!++;
+      return false;
+    }
+    w.bytes.set(line, off);
+    w.commit();
+    w.flush();
+    this.counters[C_FRAMES_WRITTEN]!++;
+    this.counters[C_DETECTIONS_RECEIVED]! += detections;
+    this.instances.get(node.id)?.pump();
+    return true;
+  }
+
+  // ---- views and metrics ----
+
+  get(nodeId: string): TrackerInstance | undefined {
+    return this.instances.get(nodeId);
+  }
+
+  metrics(): TrackerMetrics {
+    const states: Record<string, number> = {};
+    for (const s of TRACKER_STATES) states[s] = 0;
+    const up: Array<[string, number]> = [];
+    const restarts: Array<[string, number]> = [];
+    let tracks = this.retired.tracks;
+    for (const i of this.instances.values()) {
+      states[i.shownState] = (states[i.shownState] ?? 0) + 1;
+      up.push([i.spec.nodeId, i.up ? 1 : 0]);
+      restarts.push([i.spec.nodeId, i.state.restarts]);
+      tracks += i.output.stats().linesWritten;
+    }
+    for (const i of this.leaving) tracks += i.output.stats().linesWritten;
+    return {
+      states, up, restarts, tracksWritten: tracks, provisionRefused: { ...this.provisionRefused },
+      passes: this.passes, passErrors: this.passErrors, probeErrors: this.probeErrors,
+    };
+  }
+
+  // ---- shutdown ----
+
+  /**
+   * Delivers what is in the rings to the trackers that are up, until `drainUntil`
+   * (a now() time); then stops every tracker (SIGTERM, SIGKILL after the grace),
+   * flushes track files and forwarders, and counts frames still in rings as lost
+   * (reason `shutdown`). The caller has stopped the producers first.
+   */
+  async shutdown(drainUntil: number, forwardDeadlineMs: number): Promise<{ drained: boolean; leftInRings: number }> {
+    await Promise.all([...this.instances.values()].map((i) => i.source?.stop()));
+    let drained = false;
+    for (;;) {
+      let busy = false;
+      for (const i of this.instances.values()) {
+        const pending = i.node.reader.usedBytes > 0 || i.feeder.inFlight > 0;
+        if (i.up) {
+          i.pump();
+          if (pending) busy = true;
+        } else if (pending && (i.state.phase === 'starting' || i.state.phase === 'backoff')) {
+          // A tracker on its way up (the loop still runs): worth waiting for until the deadline.
+          busy = true;
+        }
+      }
+      if (!busy) {
+        drained = true;
+        break;
+      }
+      if (this.now() >= drainUntil) break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const all = [...this.instances.values()];
+    await Promise.all(all.map((i) => i.stop('shutdown')));
+    await Promise.all([...this.removing]);
+    await Promise.all(all.map((i) => i.close(forwardDeadlineMs)));
+    let left = 0;
+    for (const n of this.opts.nodes.byRing) left += n.reader.frames;
+    for (const n of this.opts.nodes.byRing) n.reader.discard();
+    this.lostAtShutdown += left;
+    return { drained: drained && left === 0, leftInRings: left };
+  }
+
+  /** Stops without draining (an engine that never started its loop, or tests). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.shutdown(this.now(), 1000);
+  }
+}
+
+function rulesOf(c: Config): LifecycleRules {
+  return {
+    extendedOutageMs: c.retry.extended_outage_sec * 1000,
+    backoffBaseMs: c.tracker.restart_backoff_ms,
+    backoffMaxMs: c.tracker.restart_backoff_max_ms,
+    flapMaxRestarts: c.tracker.flap_max_restarts,
+    flapWindowMs: c.tracker.flap_window_ms,
+    flapCooldownMs: c.tracker.flap_cooldown_ms,
+    // A run as long as the flap window counts as healthy: the backoff starts over.
+    stableAfterMs: c.tracker.flap_window_ms,
+  };
+}

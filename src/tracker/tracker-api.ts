@@ -1,0 +1,56 @@
+// GET /api/v1/trackers, GET|DELETE /api/v1/trackers/{node_id}.
+// Reads are open like /metrics (operational state, no secrets); DELETE, which
+// removes an auto-provisioned instance and frees its port, needs http.api_token.
+import type { HttpServer } from '../http-server.js';
+import { sendJson } from '../http-server.js';
+import { controlCheck } from '../http-auth.js';
+import type { TrackerSupervisor } from './supervisor.js';
+
+const ONE = /^\/api\/v1\/trackers\/([^/]+)$/;
+
+export function mountTrackerApi(http: HttpServer, sup: TrackerSupervisor, apiToken: string): void {
+  const control = controlCheck(apiToken);
+  http.addRoute('GET', '/api/v1/trackers', (_req, res) => {
+    const list = [...sup.instances.values()].map((i) => i.view()).sort((a, b) => a.node_id.localeCompare(b.node_id));
+    sendJson(res, 200, {
+      trackers: list,
+      command: sup.command.kind,
+      ports: { start: sup.ports.start, end: sup.ports.end, in_use: sup.ports.inUse },
+      supervisor: { passes: sup.passes, pass_errors: sup.passErrors, probe_errors: sup.probeErrors, last_pass_error: sup.lastPassError },
+    });
+  });
+  http.addRoute('*', ONE, (req, res, url) => {
+    let id: string;
+    try {
+      id = decodeURIComponent(ONE.exec(url.pathname)![1]!);
+    } catch {
+      sendJson(res, 400, { error: 'malformed node id in the path' });
+      return;
+    }
+    if (req.method === 'GET' || req.method === 'HEAD') {
+      const inst = sup.get(id);
+      if (!inst) sendJson(res, 404, { error: `no tracker for node ${id}` });
+      else sendJson(res, 200, inst.view());
+      return;
+    }
+    if (req.method === 'DELETE') {
+      if (!control(req, res, url)) return;
+      switch (sup.remove(id)) {
+        case 'removed':
+          sendJson(res, 200, { removed: id });
+          return;
+        case 'not_found':
+          sendJson(res, 404, { error: `no tracker for node ${id}` });
+          return;
+        case 'configured':
+          sendJson(res, 409, { error: `the tracker for node ${id} is configured in the config file; remove it there` });
+          return;
+        case 'connected':
+          sendJson(res, 409, { error: `node ${id} is connected; remove its tracker after it disconnects` });
+          return;
+      }
+    }
+    res.setHeader('allow', 'GET, DELETE');
+    sendJson(res, 405, { error: 'method not allowed' });
+  });
+}

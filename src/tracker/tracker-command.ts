@@ -1,0 +1,34 @@
+// Which program runs as a node's tracker: config `tracker.command` resolved to an
+// argv (placeholders left in), a working directory and extra environment.
+import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
+import type { Config } from '../config.js';
+
+export interface TrackerCommand {
+  argv: string[];
+  cwd: string | undefined;
+  env: Record<string, string>;
+  /** "reference", "retina" or "custom": for logs and the API. */
+  kind: 'reference' | 'retina' | 'custom';
+}
+
+/** The built-in tracker, compiled next to this file. */
+export const REFERENCE_TRACKER_JS = fileURLToPath(new URL('./reference-tracker.js', import.meta.url));
+
+const TCP_ARGS = ['--tcp', '--tcp-host', '127.0.0.1', '--tcp-port', '{port}', '-s', '-', '-c', '{config}'];
+
+export function resolveTrackerCommand(config: Config): TrackerCommand {
+  const t = config.tracker;
+  const env = { ...t.env };
+  if (t.command === 'reference') {
+    return { argv: [process.execPath, REFERENCE_TRACKER_JS, ...TCP_ARGS], cwd: t.cwd, env, kind: 'reference' };
+  }
+  if (t.command === 'retina') {
+    // tracker-host ran `python -m retina_tracker.track_detections` from its
+    // retina_tracker_path checkout: the module resolves from there.
+    const path = resolve(config.retina_tracker_path);
+    env.PYTHONPATH ??= path;
+    return { argv: ['python3', '-m', 'retina_tracker.track_detections', ...TCP_ARGS], cwd: t.cwd ?? path, env, kind: 'retina' };
+  }
+  return { argv: [...t.command], cwd: t.cwd, env, kind: 'custom' };
+}

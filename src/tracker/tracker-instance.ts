@@ -1,0 +1,314 @@
+// One node's tracker: its lifecycle state (lifecycle.ts decides), the running
+// subprocess, the feeder from the node's ring, the track file, the optional
+// API forwarder, and for mode http the poller that produces the frames. The
+// supervisor calls probe() on every pass; events (process exit, start result,
+// node up/down) apply a lifecycle step at once and wake the supervisor.
+import { resolve as resolvePath } from 'node:path';
+import type { Logger } from 'pino';
+import type { ApiForwardConfig, Config } from '../config.js';
+import type { NodeEntry } from '../node-table.js';
+import { RateLimit } from '../rate-limit.js';
+import { ApiForwarder } from './api-forwarder.js';
+import { HttpSource } from './http-source.js';
+import { initialState, step, type LifecycleEvent, type LifecycleRules, type LifecycleState, type TrackerPhase } from './lifecycle.js';
+import { RingFeeder } from './ring-feeder.js';
+import type { TrackerCommand } from './tracker-command.js';
+import { TrackerProcess } from './tracker-process.js';
+import { TrackFileWriter } from './track-output.js';
+
+export interface InstanceSpec {
+  name: string;
+  nodeId: string;
+  mode: 'tcp' | 'http';
+  /** The tracker's input port (TCP input), from the config or the provisioning range. */
+  port: number | undefined;
+  origin: 'configured' | 'provisioned';
+  trackerConfig?: string | undefined;
+  detectionUrl?: string | undefined;
+  apiForward: ApiForwardConfig;
+}
+
+/** Shared by every instance; a config reload updates it in place. */
+export interface InstanceContext {
+  config: Config;
+  command: TrackerCommand;
+  rules: LifecycleRules;
+  now: () => number;
+  log: Logger;
+  /** Ask for a reconcile pass soon (something changed). */
+  wake(): void;
+  /** mode http: write one polled frame into the node's ring; false = not written (counted by the callee). */
+  writeFrame(node: NodeEntry, line: Buffer, timestamp: number, detections: number): boolean;
+  /** mode http: a polled response that was not a frame. */
+  dropFrame(reason: 'malformed' | 'invalid_frame' | 'frame_too_large'): void;
+}
+
+/** The API's view of an instance (GET /api/v1/trackers). */
+export interface InstanceView {
+  name: string;
+  node_id: string;
+  mode: 'tcp' | 'http';
+  origin: 'configured' | 'provisioned';
+  state: TrackerPhase | 'probe_error';
+  since: string;
+  pid: number | null;
+  port: number | null;
+  restarts: number;
+  node_connected: boolean;
+  last_frame_at: string | null;
+  frames_fed: number;
+  frames_skipped: { duplicate: number; out_of_order: number };
+  frames_lost: number;
+  tracks_written: number;
+  last_output_at: string | null;
+  input_blocked: boolean;
+  retry_at: string | null;
+  cooldown_until: string | null;
+  last_error: string | null;
+  /** The node is refused until then for reconnecting too often (limits.reconnect_*). */
+  banned_until: string | null;
+}
+
+const iso = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOString() : null);
+
+export class TrackerInstance {
+  readonly spec: InstanceSpec;
+  readonly node: NodeEntry;
+  readonly feeder: RingFeeder;
+  readonly output: TrackFileWriter;
+  readonly forwarder: ApiForwarder | null;
+  readonly source: HttpSource | null;
+  private _state: LifecycleState;
+  proc: TrackerProcess | null = null;
+  /** The message of the probe that threw on the last pass (shown as state probe_error). */
+  probeError: string | null = null;
+  lastOutputAt = 0;
+  /** Lines the tracker printed on stderr that the rate limit kept out of the log. */
+  stderrSuppressed = 0;
+  private readonly stderrLimit: RateLimit;
+  private readonly ctx: InstanceContext;
+  private stopWaiters: Array<() => void> = [];
+
+  constructor(spec: InstanceSpec, node: NodeEntry, ctx: InstanceContext) {
+    this.spec = spec;
+    this.node = node;
+    this.ctx = ctx;
+    const now = ctx.now();
+    // A configured TCP tracker starts at boot: its source counts as down since now,
+    // so it runs for extended_outage and is then stopped if its node never came.
+    this._state = initialState(now, spec.mode === 'tcp' ? node.healthy : true);
+    this.feeder = new RingFeeder({ reader: node.reader, now: ctx.now });
+    this.output = new TrackFileWriter({
+      outputDir: ctx.config.output_dir,
+      name: spec.name,
+      now: ctx.now,
+      onError: (err) => ctx.log.error({ tracker: spec.name, err: err.message }, 'track file error'),
+    });
+    this.forwarder = spec.apiForward.enabled
+      ? new ApiForwarder({
+        url: spec.apiForward.url,
+        headers: spec.apiForward.headers,
+        onError: (err) => ctx.log.warn({ tracker: spec.name, status: err.status, events: err.events, attempts: err.attempts }, `track forwarding failed: ${err.message}`),
+      })
+      : null;
+    this.stderrLimit = new RateLimit(Math.max(1, ctx.config.tracker.stderr_lines_per_10s), 10_000, ctx.now);
+    this.source = spec.mode === 'http'
+      ? new HttpSource({
+        url: spec.detectionUrl!,
+        pollIntervalMs: ctx.config.poll_interval_sec * 1000,
+        backoffBaseMs: ctx.config.retry.backoff_base_sec * 1000,
+        maxAttempts: ctx.config.retry.max_attempts,
+        healthCheckIntervalMs: ctx.config.retry.health_check_interval_sec * 1000,
+        now: ctx.now,
+        onFrame: (line, ts, n) => ctx.writeFrame(node, line, ts, n),
+        onDrop: (reason) => ctx.dropFrame(reason),
+        onStateChange: (up, error) => {
+          ctx.log[up ? 'info' : 'warn']({ tracker: spec.name, url: spec.detectionUrl, error }, up ? 'detection source back' : 'detection source down');
+          ctx.wake();
+        },
+      })
+      : null;
+  }
+
+  get state(): LifecycleState {
+    return this._state;
+  }
+  /** The phase shown to operators: probe_error while the last probe threw. */
+  get shownState(): TrackerPhase | 'probe_error' {
+    return this.probeError !== null ? 'probe_error' : this._state.phase;
+  }
+  /** Process running with its input open. */
+  get up(): boolean {
+    return this.proc !== null && this.proc.writable && (this._state.phase === 'running' || this._state.phase === 'outage');
+  }
+  get sourceUp(): boolean {
+    return this.source ? this.source.up : this.node.healthy;
+  }
+
+  start(): void {
+    this.source?.start();
+  }
+
+  /**
+   * The watcher's check, run by every reconcile pass: the process is alive, its
+   * input is open, the source is up; then one lifecycle tick. May throw (the
+   * supervisor turns that into probe_error).
+   */
+  probe(): void {
+    const p = this.proc;
+    const phase = this._state.phase;
+    if (p && (phase === 'running' || phase === 'outage') && !p.writable && p.state !== 'stopping' && p.state !== 'exited') {
+      this.apply({ type: 'input_lost', error: `tracker input closed (${p.lastError?.message ?? 'connection closed by the tracker'})` });
+    }
+    this.apply({ type: 'tick', sourceUp: this.sourceUp });
+    // Frames may be waiting from before the tracker was up.
+    if (this.up && this.feeder.state === 'detached') this.pump();
+  }
+
+  /** Moves ring data to the tracker if it is up (the ring sink's onData). */
+  pump(): void {
+    if (this.proc && this.proc.writable) this.feeder.pump();
+  }
+
+  /** Stop for good (removal or shutdown); resolves when the process is gone. */
+  async stop(reason: 'removed' | 'shutdown'): Promise<void> {
+    await this.source?.stop();
+    this.apply({ type: 'stop', reason });
+    if (this._state.phase === 'stopping') await new Promise<void>((r) => this.stopWaiters.push(r));
+  }
+
+  /** Closes the output side (after stop()): flushes the track file and the forwarder. */
+  async close(forwardDeadlineMs: number): Promise<void> {
+    this.feeder.close();
+    await Promise.all([this.output.close(), this.forwarder?.close(forwardDeadlineMs)]);
+  }
+
+  private apply(ev: LifecycleEvent): void {
+    const before = this._state;
+    const t = step(before, ev, this.ctx.now(), this.ctx.rules);
+    this._state = t.state;
+    if (t.state.phase !== before.phase) {
+      const level = t.state.phase === 'failed' || t.state.phase === 'backoff' ? 'warn' : 'info';
+      this.ctx.log[level]({
+        tracker: this.spec.name, node: this.spec.nodeId, from: before.phase, to: t.state.phase, event: ev.type,
+        ...(t.state.lastError && t.state.lastError !== before.lastError ? { error: t.state.lastError } : {}),
+        ...(t.state.phase === 'backoff' ? { retry_in_ms: t.state.retryAt - this.ctx.now() } : {}),
+      }, 'tracker state');
+    }
+    if (t.state.phase !== 'stopping') {
+      const ws = this.stopWaiters;
+      this.stopWaiters = [];
+      for (const w of ws) w();
+    }
+    if (t.action === 'spawn') this.spawn();
+    else if (t.action === 'stop') this.stopProcess();
+  }
+
+  private spawn(): void {
+    const c = this.ctx.config;
+    const spec = this.spec;
+    const opts = {
+      command: this.ctx.command.argv,
+      ...(this.ctx.command.cwd !== undefined ? { cwd: this.ctx.command.cwd } : {}),
+      env: this.ctx.command.env,
+      nodeId: spec.nodeId,
+      ...(spec.port !== undefined ? { port: spec.port } : {}),
+      ...(spec.trackerConfig ? { configPath: resolvePath(spec.trackerConfig) } : {}),
+      input: c.tracker.input,
+      connectRetries: c.tcp_connect_retries,
+      retryDelayMs: c.tcp_retry_delay_sec * 1000,
+      startupDelayMs: c.startup_delay_sec * 1000,
+      failStopGraceMs: c.tracker.stop_grace_ms,
+      now: this.ctx.now,
+      trackLine: (line: string) => this.trackLine(line),
+      stderrLine: (line: string) => this.stderrLine(line),
+      onExit: (code: number | null, signal: NodeJS.Signals | null) => {
+        if (this.proc !== proc) return;
+        this.feeder.detach();
+        const why = signal ? `exited on ${signal}` : `exited with code ${code}`;
+        this.apply(this._state.phase === 'stopping' ? { type: 'stopped' } : { type: 'exited', error: `tracker ${why}` });
+        this.ctx.wake();
+      },
+    };
+    let proc: TrackerProcess;
+    try {
+      proc = new TrackerProcess(opts);
+    } catch (err) {
+      this.apply({ type: 'start_failed', error: (err as Error).message });
+      return;
+    }
+    this.proc = proc;
+    this.feeder.detach();
+    proc.start().then(() => {
+      if (this.proc !== proc) return;
+      this.feeder.attach(proc);
+      this.apply({ type: 'started' });
+      this.ctx.log.info({ tracker: spec.name, node: spec.nodeId, pid: proc.pid, port: spec.port }, 'tracker running');
+      this.pump();
+    }, (err: Error) => {
+      if (this.proc !== proc) return;
+      // start() rejects only after the process is gone (onExit already ran if it had spawned).
+      this.apply(this._state.phase === 'stopping' ? { type: 'stopped' } : { type: 'start_failed', error: err.message });
+      this.ctx.wake();
+    });
+  }
+
+  private stopProcess(): void {
+    const proc = this.proc;
+    if (!proc) {
+      this.apply({ type: 'stopped' });
+      return;
+    }
+    // Frames queued for the old process are lost with it (counted by the feeder);
+    // what is still in the ring stays there for the next process.
+    proc.stop(this.ctx.config.tracker.stop_grace_ms).then(() => {
+      if (this.proc !== proc) return;
+      this.feeder.detach();
+      this.apply({ type: 'stopped' });
+      this.ctx.wake();
+    }, () => undefined);
+  }
+
+  private trackLine(line: string): void {
+    this.lastOutputAt = this.ctx.now();
+    this.output.write(line);
+    this.forwarder?.enqueue(line);
+  }
+
+  private stderrLine(line: string): void {
+    const n = this.stderrLimit.take('stderr');
+    if (n < 0) {
+      this.stderrSuppressed++;
+      return;
+    }
+    this.ctx.log.info({ tracker: this.spec.name, node: this.spec.nodeId, ...(n > 0 ? { suppressed: n } : {}) }, `tracker stderr: ${line}`);
+  }
+
+  view(): InstanceView {
+    const s = this._state;
+    const f = this.feeder;
+    return {
+      name: this.spec.name,
+      node_id: this.spec.nodeId,
+      mode: this.spec.mode,
+      origin: this.spec.origin,
+      state: this.shownState,
+      since: new Date(s.since).toISOString(),
+      pid: this.proc && this.proc.state !== 'exited' ? this.proc.pid ?? null : null,
+      port: this.spec.port ?? null,
+      restarts: s.restarts,
+      node_connected: this.sourceUp,
+      last_frame_at: iso(f.lastFrameAt),
+      frames_fed: f.framesFed,
+      frames_skipped: { duplicate: f.duplicate, out_of_order: f.outOfOrder },
+      frames_lost: f.lostInFlight,
+      tracks_written: this.output.stats().linesWritten,
+      last_output_at: iso(this.lastOutputAt),
+      input_blocked: f.state === 'blocked',
+      retry_at: s.phase === 'backoff' ? iso(s.retryAt) : null,
+      cooldown_until: s.phase === 'failed' ? iso(s.cooldownUntil) : null,
+      last_error: this.probeError ?? s.lastError,
+      banned_until: this.node.bannedUntil > Date.now() ? iso(this.node.bannedUntil) : null,
+    };
+  }
+}
