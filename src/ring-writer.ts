@@ -10,9 +10,16 @@ import {
 
 export type OverflowPolicy = 'block' | 'drop-oldest';
 
+/** reserve(): the ring is full under the block policy (retry when the consumer frees space). */
+export const RESERVE_FULL = -1;
+/** reserve(): the record is larger than half the ring and can never be stored. */
+export const RESERVE_TOO_LARGE = -2;
+
 export class RingWriter {
   readonly sab: SharedArrayBuffer;
   readonly capacity: number;
+  /** The largest record (header + payload) reserve() accepts. */
+  readonly maxRecord: number;
   readonly bytes: Uint8Array;
   private readonly mask: number;
   private readonly h64: BigUint64Array;
@@ -30,6 +37,7 @@ export class RingWriter {
     this.sab = sab;
     this.capacity = sab.byteLength - HEADER_BYTES;
     this.mask = this.capacity - 1;
+    this.maxRecord = this.capacity / 2;
     this.h64 = new BigUint64Array(sab, 0, HEADER_BYTES / 8);
     this.h32 = new Int32Array(sab, 0, HEADER_BYTES / 4);
     this.hf = new Float64Array(sab, 0, HEADER_BYTES / 8);
@@ -66,15 +74,18 @@ export class RingWriter {
 
   /**
    * Reserves room for a record with `payloadLen` payload bytes and writes its
-   * header. Returns the offset (into `bytes`) of the payload, or -1 when the ring is
-   * full under the block policy. Under drop-oldest the oldest records are dropped to
-   * make room (counted in `onDrop`). The caller fills the payload, then calls
-   * commit(). A record must be at most capacity/2. `skip` (0-7) places the payload
-   * so that a bulk copy into it can be aligned with its source.
+   * header. Returns the offset (into `bytes`) of the payload, RESERVE_FULL when the
+   * ring is full under the block policy, or RESERVE_TOO_LARGE for a record over
+   * capacity/2: such a record could need the whole ring after a pad, so waiting (or
+   * dropping older records) would never make room. Under drop-oldest the oldest
+   * records are dropped to make room (counted in `onDrop`). The caller fills the
+   * payload, then calls commit(). `skip` (0-7) places the payload so that a bulk
+   * copy into it can be aligned with its source.
    */
   reserve(payloadLen: number, timestamp: number, kind: number, detections: number,
     onDrop?: (frames: number) => void, skip = 0): number {
     const size = recordSize(payloadLen, skip);
+    if (size > this.maxRecord) return RESERVE_TOO_LARGE;
     let off = this.headBytes & this.mask;
     const toEnd = this.capacity - off;
     const need = size <= toEnd ? size : toEnd + size;
@@ -82,7 +93,7 @@ export class RingWriter {
     if (this.capacity - ((this.headBytes - this.cachedTail) >>> 0) < need && this.freeBytes() < need) {
       if (!this.dropOldest) {
         this.lastNeed = need;
-        return -1;
+        return RESERVE_FULL;
       }
       // drop-oldest only ever drops published records: publish, but leave `dirty`
       // so the caller's flush() still rings the consumer's doorbell.

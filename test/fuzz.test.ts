@@ -953,21 +953,6 @@ function knownBug(err: unknown): string | null {
   return null;
 }
 
-const FRAME_KEYS = new Set(['timestamp', 'delay', 'doppler', 'snr', 'adsb']);
-const ESCAPED_KEY = /"((?:[^"\\]|\\.)*\\(?:[^"\\]|\\.)*)"\s*:/g;
-
-/** A key spelled with escapes that a JSON parser reads as one of the frame's fields (KNOWN BUGS: the scanner does not). */
-function hasEscapedFrameKey(text: string): boolean {
-  for (const m of text.matchAll(ESCAPED_KEY)) {
-    try {
-      if (FRAME_KEYS.has(JSON.parse(`"${m[1]}"`) as string)) return true;
-    } catch {
-      // not a key
-    }
-  }
-  return false;
-}
-
 /** Deepest bracket nesting of JSON text (strings skipped). */
 function jsonDepth(t: string): number {
   let d = 0;
@@ -988,8 +973,10 @@ function jsonDepth(t: string): number {
 /** The line protocol's nesting limit (json-scan.ts MAX_DEPTH, counting the frame object): deeper breaks Python's json (KNOWN BUGS). */
 const TRACKER_DEPTH = 32;
 
-function knownRecordBug(st: Stats, what: string): void {
-  st.knownBugEscapes[what] = (st.knownBugEscapes[what] ?? 0) + 1;
+/** A record no tracker could read safely reached a ring (these were bugs, fixed; now a failure). */
+function knownRecordBug(st: Stats, what: string): never {
+  void st;
+  assert.fail(`a record a tracker cannot read reached the ring: ${what}`);
 }
 
 /** Every record a tracker would read: parsable, finite timestamp, equal columns of numbers, sane adsb. */
@@ -999,10 +986,6 @@ function checkRecord(rec: Rec, st: Stats): void {
   if (rec.kind === KIND_JSON_LINE) {
     assert.equal(rec.payload[rec.payload.length - 1], 10, 'a JSON record ends with a newline');
     const text = utf8.decode(rec.payload);
-    if (text.includes('\\') && hasEscapedFrameKey(text)) {
-      knownRecordBug(st, 'escaped-key-in-ring');
-      return;
-    }
     if (jsonDepth(text) > TRACKER_DEPTH) knownRecordBug(st, 'deep-adsb-in-ring');
     const o = JSON.parse(text) as Record<string, unknown>;
     assert.ok(typeof o === 'object' && o !== null && !Array.isArray(o), 'record is an object');
@@ -1012,7 +995,7 @@ function checkRecord(rec: Rec, st: Stats): void {
       assert.ok(Array.isArray(a) && a.length === n, `${k} has ${n} entries`);
       for (const x of a as unknown[]) {
         assert.equal(typeof x, 'number', `${k} holds numbers`);
-        if (!Number.isFinite(x)) st.nonFiniteInRing++;
+        assert.ok(Number.isFinite(x), `${k} holds finite numbers (was a bug: 1e999 passed the line path)`);
       }
     }
     if (o.adsb !== undefined) {
@@ -1358,7 +1341,6 @@ if (!isMainThread && (workerData as { fuzz?: boolean } | null)?.fuzz) {
   const SEED = envNum('FUZZ_SEED', DEFAULT_SEED) >>> 0;
   const FROM = envNum('FUZZ_FROM', 0);
   const CASES = envNum('FUZZ_CASES', DEFAULT_CASES);
-  const knownBugSkip = (why: string): { skip: string | false } => ({ skip: process.env.RUN_KNOWN_BUGS ? false : `bug: ${why}` });
   // Bugs found by this file and fixed since (the text says what it was).
   const fixedBug = (_was: string): { skip: false } => ({ skip: false });
 
@@ -1437,7 +1419,7 @@ if (!isMainThread && (workerData as { fuzz?: boolean } | null)?.fuzz) {
     });
   });
 
-  describe('KNOWN BUGS (src)', () => {
+  describe('regressions: bugs the fuzzer found (fixed)', () => {
     /** Feeds one binary session (hello + the given bodies) to a fresh shard; returns what escaped. */
     function session(bodies: Buffer[]): { escaped: unknown; h: Harness; c: HConn } {
       const h = new Harness();
@@ -1525,11 +1507,12 @@ if (!isMainThread && (workerData as { fuzz?: boolean } | null)?.fuzz) {
       assert.equal(h.counters[C_FRAMES_WRITTEN], 1);
     });
 
-    test('a binary frame whose ring record exceeds half the ring is refused, not stalled forever', knownBugSkip(
-      'src/ring-writer.ts:75 reserve() returns -1 ("full") for a record that can never fit: adsb JSON (nil -> "null,") and JSON rendering ' +
-      '(trackers sink) expand a frame within max_frame_bytes beyond ring capacity / 2; the connection blocks forever (block policy) and ' +
-      'src/ring-writer.ts:137 dropUntil() spins forever (drop-oldest: the shard thread hangs). Reject such frames in binary-handler frame() ' +
-      '(frame_too_large, settled) and guard need > capacity in reserve()'), () => {
+    // Was a bug (fixed): src/ring-writer.ts:75 reserve() returns -1 ("full") for a record that can never fit: adsb JSON
+    // (nil -> "null,") and JSON rendering (trackers sink) expand a frame within max_frame_bytes beyond ring capacity /
+    // 2; the connection blocks forever (block policy) and src/ring-writer.ts:137 dropUntil() spins forever
+    // (drop-oldest: the shard thread hangs). Reject such frames in binary-handler frame() (frame_too_large, settled)
+    // and guard need > capacity in reserve()
+    test('a binary frame whose ring record exceeds half the ring is refused, not stalled forever', () => {
       const h = new Harness();
       const c = h.open();
       h.data(c, encodeHello(NODE, TOKEN));
@@ -1542,29 +1525,37 @@ if (!isMainThread && (workerData as { fuzz?: boolean } | null)?.fuzz) {
         h.end(c);
         assert.ok(c.released, 'the socket closed: the shard releases the connection and its node');
       } finally {
-        // Today the shard retries the write every 100 ms forever, even after M_END (shard.ts pump() releases only
-        // unblocked connections): close it so the timer chain stops and the test process can exit.
+        // Should the bug return: close the connection so the shard's retry timer stops and the test process exits.
         const sc = h.shard.conns.get(c.id);
         if (sc) h.shard.close(sc, 'shutdown');
         h.end(c);
       }
     });
 
-    test('a line frame whose key is spelled with escapes ("time\\u0073tamp") cannot smuggle a field past validation', knownBugSkip(
-      'src/shard/json-scan.ts:390 escaped keys are never matched (K_OTHER) and kept verbatim, but every JSON parser downstream reads ' +
-      '"time\\u0073tamp" as "timestamp": the tracker gets a second timestamp (last wins: here a string, which kills retina-tracker) or ' +
-      'non-numeric delay/doppler/snr; decode escaped keys before matchKey (duplicate -> invalid_frame), or reject escaped keys'), () => {
+    // Was a bug (fixed): src/shard/json-scan.ts:390 escaped keys are never matched (K_OTHER) and kept verbatim, but
+    // every JSON parser downstream reads "time\\u0073tamp" as "timestamp": the tracker gets a second timestamp (last
+    // wins: here a string, which kills retina-tracker) or non-numeric delay/doppler/snr; decode escaped keys before
+    // matchKey (duplicate -> invalid_frame), or reject escaped keys
+    test('a line frame whose key is spelled with escapes ("time\\u0073tamp") cannot smuggle a field past validation', () => {
       const h = new Harness();
       const c = h.open();
       h.data(c, B(`{"node_id":"${NODE}","token":"${TOKEN}","timestamp":1,"delay":[1],"doppler":[1],"snr":[1],"time\\u0073tamp":"x"}\n`));
       const recs = c.rings.get(NODE)?.records ?? [];
       for (const rec of recs) assert.equal((JSON.parse(rec.payload.toString('utf8')) as { timestamp: unknown }).timestamp, rec.timestamp);
-      assert.equal(h.counters[dropIndex('invalid_frame')] + h.counters[C_FRAMES_WRITTEN], 1);
+      assert.equal(h.counters[C_FRAMES_WRITTEN], 0);
+      assert.equal(h.counters[dropIndex('invalid_frame')], 1, 'a second timestamp (spelled with escapes) is a duplicate key');
+      // The only timestamp, spelled with escapes, is the frame's timestamp.
+      h.data(c, B(`{"node_id":"${NODE}","token":"${TOKEN}","time\\u0073tamp":7,"delay":[1],"doppler":[1],"snr":[1]}\n`));
+      assert.equal(h.counters[C_FRAMES_WRITTEN], 1);
+      const rec = c.rings.get(NODE)!.records.at(-1)!;
+      assert.equal(rec.timestamp, 7);
+      assert.equal((JSON.parse(rec.payload.toString('utf8')) as { timestamp: unknown }).timestamp, 7);
     });
 
-    test('a line frame with 1e999 in its columns is rejected like a binary non-finite value', knownBugSkip(
-      'src/shard/line-handler.ts:135 (uniform numbers check) lets "1e999" (Infinity once parsed) into the ring; the binary path rejects ' +
-      'non-finite detections (docs/protocol.md). Reject number tokens that overflow (invalid_frame) for consistency'), () => {
+    // Was a bug (fixed): src/shard/line-handler.ts:135 (uniform numbers check) lets "1e999" (Infinity once parsed) into
+    // the ring; the binary path rejects non-finite detections (docs/protocol.md). Reject number tokens that overflow
+    // (invalid_frame) for consistency
+    test('a line frame with 1e999 in its columns is rejected like a binary non-finite value', () => {
       const h = new Harness();
       const c = h.open();
       h.data(c, B(`{"node_id":"${NODE}","token":"${TOKEN}","timestamp":1,"delay":[1e999],"doppler":[1],"snr":[1]}\n`));

@@ -326,12 +326,10 @@ describe('absurd lengths, deep nesting and megabyte lines', () => {
     await honest.flowing();
   });
 
-  describe('KNOWN BUGS (src)', () => {
-    test('an adsb entry nested deeper than the line protocol allows is rejected, not handed to the tracker', {
-      skip: process.env.RUN_KNOWN_BUGS ? false : 'bug: src/shard/binary-handler.ts:141-150 (adsb check) bounds nothing but JSON.stringify: an adsb entry ' +
-        '100 or 3000 levels deep is written to the ring, and retina-tracker\'s json.loads raises RecursionError on it (Python limit ~1000), while ' +
-        'the line protocol rejects more than 32 levels (json-scan.ts MAX_DEPTH). Bound the depth of adsb entries (e.g. MAX_DEPTH) -> invalid_frame',
-    }, async () => {
+  describe('regression: deep adsb', () => {
+    // Was a bug: an adsb entry 100 or 3000 levels deep reached the ring, and retina-tracker's
+    // json.loads raises RecursionError on it; the line protocol rejects more than 32 levels.
+    test('an adsb entry nested deeper than the line protocol allows is rejected, not handed to the tracker', async () => {
       const before = await scrape(e);
       const c = await welcomed('deep-adsb');
       await c.send(Buffer.concat([frameWithDeepAdsb(1, 100), frameWithDeepAdsb(2, 3000)]));

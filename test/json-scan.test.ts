@@ -183,6 +183,32 @@ test('duplicate known keys are flagged, duplicate other keys are not', () => {
   assert.equal(r.duplicateKey, true);
 });
 
+test('keys spelled with escapes are the keys every JSON parser reads them as', () => {
+  const r = scan('{"time\\u0073tamp":5,"n\\u006fde_id":"a","\\u0064elay":[1]}');
+  assert.equal(r.error, SCAN_OK);
+  assert.equal(r.type[K_TIMESTAMP], T_NUMBER);
+  assert.equal(r.type[K_NODE_ID], T_STRING);
+  assert.equal(r.type[K_DELAY], T_ARRAY);
+  assert.equal(r.count[K_DELAY], 1);
+  assert.equal(r.duplicateKey, false);
+  // A second timestamp hidden behind escapes is a duplicate.
+  assert.equal(scan('{"timestamp":1,"time\\u0073tamp":"x"}').duplicateKey, true);
+  // An escaped node_id/token is dropped from the kept spans like the plain spelling.
+  const b = Buffer.from('{"t\\u006fken":"s","timestamp":1}');
+  assert.equal(keptJson(b, scan(b)), '{"timestamp":1}');
+});
+
+test('numbers that overflow to Infinity make a detection column non-uniform; large finite ones do not', () => {
+  for (const bad of ['1e999', '-1E+400', '9'.repeat(400)]) {
+    const r = scan(`{"delay":[1,${bad}]}`);
+    assert.equal(r.error, SCAN_OK, bad);
+    assert.equal(r.uniform[K_DELAY], 0, bad);
+  }
+  for (const ok of ['1e308', '-1.7976931348623157e308', '1e-999', '9'.repeat(300), `0.${'9'.repeat(500)}`]) {
+    assert.equal(scan(`{"delay":[${ok},2]}`).uniform[K_DELAY], 1, ok);
+  }
+});
+
 test('control characters in strings are rejected, escaped ones and DEL accepted', () => {
   for (let c = 0; c < 0x20; c++) {
     const b = Buffer.concat([Buffer.from('{"a":"x'), Buffer.from([c]), Buffer.from('y"}')]);
@@ -478,7 +504,7 @@ test('differential against JSON.parse: 20,000 mutated frames', () => {
         if (typeof v === 'number') assert.equal(r.count[k], /[.eE]/.test(s) ? 0 : 1, where);
         if (Array.isArray(v)) {
           assert.equal(r.count[k], v.length, where);
-          if (k === K_DELAY || k === K_DOPPLER || k === K_SNR) assert.equal(r.uniform[k], v.every((x) => typeof x === 'number') ? 1 : 0, where);
+          if (k === K_DELAY || k === K_DOPPLER || k === K_SNR) assert.equal(r.uniform[k], v.every((x) => typeof x === 'number' && Number.isFinite(x)) ? 1 : 0, where);
           if (k === K_ADSB) assert.equal(r.uniform[k], v.every((x) => x === null || isPlainObject(x)) ? 1 : 0, where);
         }
       }

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { setImmediate as tick } from 'node:timers/promises';
-import { RingWriter, type OverflowPolicy } from '../src/ring-writer.js';
+import { RingWriter, RESERVE_TOO_LARGE, type OverflowPolicy } from '../src/ring-writer.js';
 import { RingReader, createRingBuffer, type RingBatch } from '../src/ring-reader.js';
 import {
   HEADER_BYTES, MIN_RING_BYTES, PAD_MARK, REC_LEN, REC_PAYLOAD_LEN, KIND_JSON_LINE, KIND_PACKED, recordSize,
@@ -176,6 +176,23 @@ test('wrap-around many times with varied record sizes: nothing split, pads skipp
   assert.equal(expect, next, `seed ${seed}: every record read`);
   assert.equal(r.consumedFrames, next);
   assert.ok(pads > 10, `pads exercised (${pads})`);
+});
+
+test('a record over half the ring is refused as too large under both policies, and the ring is untouched', () => {
+  for (const policy of ['block', 'drop-oldest'] as const) {
+    const { w, r } = ring(policy);
+    assert.equal(w.maxRecord, CAP / 2);
+    assert.ok(put(w, 0, 40));
+    // The largest payload whose record fits in half the ring is accepted; one more byte of record is not.
+    const fits = CAP / 2 - recordSize(0);
+    assert.equal(recordSize(fits), CAP / 2);
+    assert.equal(w.reserve(fits + 1, 0, KIND_JSON_LINE, 0), RESERVE_TOO_LARGE, policy);
+    assert.equal(w.reserve(CAP * 4, 0, KIND_JSON_LINE, 0), RESERVE_TOO_LARGE, policy);
+    w.flush();
+    assert.deepEqual(check(r.read()!).map((g) => g.seq), [0], `${policy}: nothing dropped or written`);
+    assert.equal(r.overflowDrops, 0);
+    assert.ok(w.reserve(fits, 0, KIND_JSON_LINE, 0) >= 0, `${policy}: half the ring fits`);
+  }
 });
 
 test('block: fill until -1, read, then room again, nothing lost', () => {

@@ -12,9 +12,10 @@ import {
   DET_STRIDE, HEARTBEAT_MS,
 } from '../shared/binary-protocol.js';
 import { isValidNodeId, NODE_ID_RULE } from '../shared/node-id.js';
-import { writePackedFrame } from './frame-writer.js';
+import { writePackedFrame, WRITE_FULL, WRITE_TOO_LARGE } from './frame-writer.js';
 import { identityAllows } from './token.js';
 import { FastFrame, readFastFrame } from './frame-fast-path.js';
+import { MAX_DEPTH } from './json-scan.js';
 import { type Shard, type Conn, type NodeSlot, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED } from './shard.js';
 
 export function sendBinaryError(sh: Shard, c: Conn, e: PlainError, fatal: boolean, seq?: number): void {
@@ -66,7 +67,27 @@ function show(x: unknown): string {
 }
 
 function isAdsbEntry(x: unknown): boolean {
-  return x === null || (typeof x === 'object' && !Array.isArray(x) && !(x instanceof Uint8Array));
+  return x === null || (typeof x === 'object' && !Array.isArray(x) && !(x instanceof Uint8Array)
+    && withinDepth(x, ADSB_MAX_DEPTH));
+}
+
+/**
+ * Containers an adsb entry may nest, itself included: what the line protocol allows
+ * (json-scan MAX_DEPTH counts the frame and the adsb array too). Deeper entries
+ * would reach the tracker, whose JSON parser has its own recursion limit.
+ */
+const ADSB_MAX_DEPTH = MAX_DEPTH - 2;
+
+/** False when `x` nests more than `left` containers (or is cyclic); stops at the limit. */
+function withinDepth(x: unknown, left: number): boolean {
+  if (x === null || typeof x !== 'object') return true;
+  if (left === 0) return false;
+  if (Array.isArray(x)) {
+    for (const v of x) if (!withinDepth(v, left - 1)) return false;
+    return true;
+  }
+  for (const k in x) if (!withinDepth((x as Record<string, unknown>)[k], left - 1)) return false;
+  return true;
 }
 
 const fast = new FastFrame();
@@ -135,7 +156,7 @@ function frame(sh: Shard, c: Conn, slot: NodeSlot, seq: unknown, ts: unknown, de
   let adsbJson: Buffer | null = null;
   if (problem === null && adsb !== undefined) {
     if (!Array.isArray(adsb) || adsb.length !== (det as Uint8Array).length / DET_STRIDE || !adsb.every(isAdsbEntry)) {
-      problem = 'adsb must be an array with one null-or-map entry per detection';
+      problem = `adsb must be an array with one null-or-map entry per detection, each nested at most ${ADSB_MAX_DEPTH} levels`;
     } else {
       try {
         adsbJson = Buffer.from(JSON.stringify(adsb));
@@ -152,10 +173,19 @@ function frame(sh: Shard, c: Conn, slot: NodeSlot, seq: unknown, ts: unknown, de
   }
   const d = det as Uint8Array;
   const n = d.length / DET_STRIDE;
-  if (!writePackedFrame(w, d, n, adsbJson, ts as number, sh.onOverflowDrop)) {
+  const r = writePackedFrame(w, d, n, adsbJson, ts as number, sh.onOverflowDrop);
+  if (r === WRITE_FULL) {
     c.pendingFrame = true;
     sh.waitForSpace(c, w);
     return R_BLOCKED;
+  }
+  if (r === WRITE_TOO_LARGE) {
+    // Within max_frame_bytes on the wire, but its ring record (adsb JSON, or the JSON
+    // rendering for trackers) exceeds half the ring: it could never be stored.
+    w.lastSeq = seq;
+    sh.oweAck(c);
+    return reject(sh, c, D_FRAME_TOO_LARGE, ErrorCodes.FRAME_TOO_LARGE,
+      `frame ${seq} renders to a ring record over ${w.maxRecord} bytes (half the node's ring); send fewer detections or adsb entries per frame`, seq);
   }
   w.lastSeq = seq;
   sh.wrote(w);

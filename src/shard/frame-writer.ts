@@ -2,7 +2,7 @@
 // spans (the original JSON minus node_id/token/type); binary frames are copied as
 // their packed f64 columns, or encoded as a JSON line when the consumer asked for
 // JSON only.
-import type { RingWriter } from '../ring-writer.js';
+import { RESERVE_FULL, RESERVE_TOO_LARGE, type RingWriter } from '../ring-writer.js';
 import { KIND_JSON_LINE, KIND_PACKED } from '../shared/ring-layout.js';
 import type { LineScan } from './json-scan.js';
 
@@ -21,18 +21,26 @@ function copyBytes(dst: Uint8Array, at: number, src: Uint8Array, s: number, e: n
   }
 }
 
+/** A frame write's outcome: written, ring full (block policy; retry later), or never storable. */
+export const WRITTEN = 0;
+export const WRITE_FULL = RESERVE_FULL;
+export const WRITE_TOO_LARGE = RESERVE_TOO_LARGE;
+export type WriteResult = typeof WRITTEN | typeof WRITE_FULL | typeof WRITE_TOO_LARGE;
+
+const failed = (off: number): WriteResult => (off === RESERVE_TOO_LARGE ? WRITE_TOO_LARGE : WRITE_FULL);
+
 /**
- * Returns false when the ring is full (block policy): nothing was written.
+ * Writes a line frame. On WRITE_FULL / WRITE_TOO_LARGE nothing was written.
  * `onDrop` receives frames dropped by drop-oldest to make room.
  */
 export function writeLineFrame(w: RingWriter, line: Uint8Array, scan: LineScan, timestamp: number,
-  detections: number, onDrop: (n: number) => void): boolean {
+  detections: number, onDrop: (n: number) => void): WriteResult {
   let len = 3 + scan.keptCount - 1; // '{' '}' '\n' and the commas between spans
   for (let i = 0; i < scan.keptCount; i++) len += scan.keptEnd[i]! - scan.keptStart[i]!;
   // Align the first (largest) span's copy: payloads start 8-aligned, '{' comes first.
   const skip = scan.keptCount > 0 ? (line.byteOffset + scan.keptStart[0]! - 1) & 7 : 0;
   const off = w.reserve(len, timestamp, KIND_JSON_LINE, detections, onDrop, skip);
-  if (off < 0) return false;
+  if (off < 0) return failed(off);
   const d = w.bytes;
   let p = off;
   d[p++] = LBRACE;
@@ -46,19 +54,23 @@ export function writeLineFrame(w: RingWriter, line: Uint8Array, scan: LineScan, 
   d[p++] = RBRACE;
   d[p] = NL;
   w.commit();
-  return true;
+  return WRITTEN;
 }
 
+/**
+ * Writes a binary frame: its packed columns, or its retina JSON line when the
+ * consumer wants JSON (which can be several times the frame's size on the wire).
+ */
 export function writePackedFrame(w: RingWriter, det: Uint8Array, n: number, adsbJson: Buffer | null,
-  timestamp: number, onDrop: (n: number) => void): boolean {
+  timestamp: number, onDrop: (n: number) => void): WriteResult {
   if (w.wantsJson) return writePackedAsJson(w, det, n, adsbJson, timestamp, onDrop);
   const alen = adsbJson ? adsbJson.length : 0;
   const off = w.reserve(det.length + alen, timestamp, KIND_PACKED, n, onDrop, det.byteOffset & 7);
-  if (off < 0) return false;
+  if (off < 0) return failed(off);
   w.bytes.set(det, off);
   if (adsbJson) w.bytes.set(adsbJson, off + det.length);
   w.commit();
-  return true;
+  return WRITTEN;
 }
 
 const enc = new TextEncoder();
@@ -84,11 +96,11 @@ export function packedRecordToJson(payload: Buffer, n: number, timestamp: number
 }
 
 function writePackedAsJson(w: RingWriter, det: Uint8Array, n: number, adsbJson: Buffer | null,
-  timestamp: number, onDrop: (n: number) => void): boolean {
+  timestamp: number, onDrop: (n: number) => void): WriteResult {
   const bytes = enc.encode(packedToJson(det, n, adsbJson, timestamp));
   const off = w.reserve(bytes.length, timestamp, KIND_JSON_LINE, n, onDrop);
-  if (off < 0) return false;
+  if (off < 0) return failed(off);
   w.bytes.set(bytes, off);
   w.commit();
-  return true;
+  return WRITTEN;
 }

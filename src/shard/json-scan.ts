@@ -56,6 +56,22 @@ export class LineScan {
   keptCount = 0;
 }
 
+const KEY_NAMES: ReadonlyMap<string, number> = new Map([
+  ['node_id', K_NODE_ID], ['token', K_TOKEN], ['type', K_TYPE], ['timestamp', K_TIMESTAMP],
+  ['delay', K_DELAY], ['doppler', K_DOPPLER], ['snr', K_SNR], ['adsb', K_ADSB],
+]);
+const keyDecoder = new TextDecoder();
+
+/**
+ * Known top-level key of the quoted key b[s, e) that contains escapes (rare: the
+ * slow path). Every JSON parser downstream reads "time\u0073tamp" as "timestamp",
+ * so it must count as that key (a second one is a duplicate).
+ */
+function matchEscapedKey(b: Uint8Array, s: number, e: number): number {
+  const name = JSON.parse(keyDecoder.decode(b.subarray(s, e))) as string;
+  return KEY_NAMES.get(name) ?? K_OTHER;
+}
+
 /** Known top-level key of b[s, e), by length and bytes (called once per member; no loops). */
 function matchKey(b: Uint8Array, s: number, e: number): number {
   const c = b[s];
@@ -90,6 +106,7 @@ let ESCAPED = 0; // the last string scanned had an escape
 let VTYPE = T_NONE; // type of the last value scanned by value()
 let ACOUNT = 0; // element count of the last array
 let AUNIFORM = 1; // the last array's elements matched `want`
+let NUM_BIG = 0; // the last number has an exponent or over 300 integer digits: it may overflow to Infinity
 
 function fail(code: number, msg: string, at: number): number {
   if (ERR === SCAN_OK) {
@@ -191,8 +208,9 @@ function num(b: Uint8Array, p: number, e: number): number {
   if (c === 0x30) {
     p++;
   } else if (c >= 0x31 && c <= 0x39) {
-    p++;
+    const d = p++;
     while (p < e && (c = b[p]!) >= 0x30 && c <= 0x39) p++;
+    if (p - d > 300) NUM_BIG = 1;
   } else {
     return fail(SCAN_MALFORMED, 'bad number', s);
   }
@@ -203,6 +221,7 @@ function num(b: Uint8Array, p: number, e: number): number {
     if (p === d) return fail(SCAN_MALFORMED, 'bad number', s);
   }
   if (p < e && ((c = b[p]!) === 0x65 || c === 0x45)) {
+    NUM_BIG = 1;
     p++;
     if (p < e && ((c = b[p]!) === 0x2b || c === 0x2d)) p++;
     const d = p;
@@ -274,7 +293,13 @@ function numArr(b: Uint8Array, p: number, e: number, depth: number): number {
     if (p >= e) return fail(SCAN_MALFORMED, 'unterminated array', p);
     const c = b[p]!;
     if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      const s = p;
       p = num(b, p, e);
+      // "1e999" is valid JSON but Infinity once parsed: not a detection value.
+      if (NUM_BIG === 1) {
+        NUM_BIG = 0;
+        if (p > 0 && !Number.isFinite(Number(keyDecoder.decode(b.subarray(s, p))))) uniform = 0;
+      }
     } else {
       p = value(b, p, e, depth + 1, 0);
       uniform = 0;
@@ -387,7 +412,7 @@ export function scanLine(b: Uint8Array, start: number, end: number, out: LineSca
       const ks = p;
       p = str(b, p, e);
       if (p < 0) break;
-      const key = ESCAPED ? K_OTHER : matchKey(b, ks + 1, p - 1);
+      const key = ESCAPED ? matchEscapedKey(b, ks, p) : matchKey(b, ks + 1, p - 1);
       p = ws(b, p, e);
       if (p >= e || b[p] !== 0x3a) {
         fail(SCAN_MALFORMED, "expected ':'", p);

@@ -9,7 +9,7 @@ import {
   D_MALFORMED, D_INVALID_UTF8, D_INVALID_FRAME, D_FRAME_TOO_LARGE, D_AUTH_FAILED, D_CONNECTION_CLOSED, D_NODE_REFUSED,
 } from '../shared/counters.js';
 import { isValidNodeIdBytes, NODE_ID_RULE } from '../shared/node-id.js';
-import { writeLineFrame } from './frame-writer.js';
+import { writeLineFrame, WRITE_FULL, WRITE_TOO_LARGE } from './frame-writer.js';
 import { identityAllows } from './token.js';
 import { type Shard, type Conn, type NodeSlot, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED, NODE_REFUSED } from './shard.js';
 
@@ -132,14 +132,17 @@ export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number
   }
   const n = scan.count[K_DELAY]!;
   if (scan.count[K_DOPPLER] !== n || scan.count[K_SNR] !== n) return drop(sh, c, D_INVALID_FRAME, 'delay, doppler and snr differ in length');
-  if (!scan.uniform[K_DELAY] || !scan.uniform[K_DOPPLER] || !scan.uniform[K_SNR]) return drop(sh, c, D_INVALID_FRAME, 'delay, doppler and snr must hold numbers only');
+  if (!scan.uniform[K_DELAY] || !scan.uniform[K_DOPPLER] || !scan.uniform[K_SNR]) return drop(sh, c, D_INVALID_FRAME, 'delay, doppler and snr must hold finite numbers only');
   const adsb = scan.type[K_ADSB];
   if (adsb !== T_NONE && (adsb !== T_ARRAY || scan.count[K_ADSB] !== n || !scan.uniform[K_ADSB])) {
     return drop(sh, c, D_INVALID_FRAME, 'adsb must be an array of null-or-object, one per detection');
   }
 
   const w = slot.writer!;
-  if (!writeLineFrame(w, buf, scan, ts, n, sh.onOverflowDrop)) {
+  const r = writeLineFrame(w, buf, scan, ts, n, sh.onOverflowDrop);
+  // Config keeps ring_bytes >= 2 * max_frame_bytes + 64, so a line always fits; kept for safety.
+  if (r === WRITE_TOO_LARGE) return drop(sh, c, D_FRAME_TOO_LARGE, `frame renders to a ring record over ${w.maxRecord} bytes`);
+  if (r === WRITE_FULL) {
     c.pendingFrame = true;
     sh.waitForSpace(c, w);
     return R_BLOCKED;

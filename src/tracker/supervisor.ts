@@ -12,10 +12,10 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { NodeDecision, NodeEntry, NodeHooks, NodeInfo, NodeTable } from '../node-table.js';
 import type { RingSink, SinkAccounting } from '../ring-sink.js';
-import { RingWriter } from '../ring-writer.js';
+import { RingWriter, RESERVE_TOO_LARGE } from '../ring-writer.js';
 import { KIND_JSON_LINE } from '../shared/ring-layout.js';
 import {
-  C_DETECTIONS_RECEIVED, C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, COUNTER_SLOTS, dropIndex, D_RING_OVERFLOW,
+  C_DETECTIONS_RECEIVED, C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, COUNTER_SLOTS, dropIndex, D_RING_OVERFLOW, D_FRAME_TOO_LARGE,
 } from '../shared/counters.js';
 import { nextDue, type LifecycleRules, type TrackerPhase } from './lifecycle.js';
 import { PortAllocator } from './port-allocator.js';
@@ -366,6 +366,10 @@ export class TrackerSupervisor implements RingSink {
     }
     this.counters[C_FRAMES_RECEIVED]!++;
     const off = w.reserve(line.length, timestamp, KIND_JSON_LINE, detections);
+    if (off === RESERVE_TOO_LARGE) {
+      this.counters[D_FRAME_TOO_LARGE]!++;
+      return false;
+    }
     if (off < 0) {
       // Polling cannot push back on the node: a full ring loses the new frame, counted.
       this.counters[D_RING_OVERFLOW]!++;
