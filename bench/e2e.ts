@@ -64,6 +64,17 @@ export interface E2eSpec {
   token: string;
   /** Prepended to the tracker command, e.g. ['nice', '-n', '10'] or ['chrt', '-b', '0'] (experiments). */
   trackerPrefix: string[];
+  /**
+   * Node protocol (default line, stamped). Binary frames (`detections` each) carry
+   * increasing timestamps but no send-time markers: with binary there is no
+   * latency, so the run stops after the max phase.
+   */
+  protocol?: 'line' | 'binary';
+  detections?: number;
+  /** Engine shards (default 'auto'). */
+  shards?: number | 'auto';
+  /** Only the max (unpaced) phase: no paced half-load latency phase. */
+  maxOnly?: boolean;
 }
 
 export interface LatencyStats {
@@ -139,8 +150,11 @@ export interface E2eResult {
     feeder: FeederRates;
     /** Send-to-tracker latency at saturation (queueing in full rings; informative). */
     latency: LatencyStats;
+    /** Bytes/s read from the node connections in the window. */
+    bytes_received_per_s: number;
   };
-  half: {
+  /** Null when the run was max-only (spec.maxOnly or the binary protocol). */
+  half: null | {
     target_per_s: number;
     /** Delivered at least 97% of the target: otherwise the engine fell behind and queues grew through the window. */
     sustained: boolean;
@@ -192,7 +206,7 @@ function round(x: number, digits = 0): number {
 
 function engineConfig(spec: E2eSpec, dir: string) {
   const raw: Record<string, unknown> = {
-    shards: 'auto',
+    shards: spec.shards ?? 'auto',
     sink: 'trackers',
     output_dir: join(dir, 'output'),
     startup_delay_sec: 0,
@@ -400,6 +414,8 @@ TrackerProcess.prototype.write = function (this: TrackerProcess, buf: Buffer, do
 
 export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promise<E2eResult> {
   const calibrationMops = calibrate();
+  const binary = spec.protocol === 'binary';
+  const maxOnly = binary || spec.maxOnly === true;
   const dir = mkdtempSync(join(tmpdir(), 'radar-e2e-'));
   mkdirSync(join(dir, 'reports'));
   const tStart = performance.now();
@@ -408,16 +424,16 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
   let lg: Loadgen | null = null;
   try {
     lg = await Loadgen.start({
-      host: '127.0.0.1', port: engine.tcpAddress!.port, protocol: 'line', stamped: true, connections: spec.connections,
-      token: spec.token, chunkBytes: spec.chunkBytes, depth: spec.depth, procs: spec.procs,
+      host: '127.0.0.1', port: engine.tcpAddress!.port, protocol: binary ? 'binary' : 'line', stamped: !binary, connections: spec.connections,
+      token: spec.token, chunkBytes: spec.chunkBytes, depth: spec.depth, procs: spec.procs, detections: spec.detections ?? 50,
       maxSeconds: spec.warmupS + spec.durationS + spec.latencyWarmupS + spec.latencyS + 180,
     });
-    // Setup: one frame per node provisions and starts every tracker.
-    await lg.prime();
+    // Setup: one frame per node provisions and starts every tracker (binary: the hello does).
+    if (!binary) await lg.prime();
     const upBy = Date.now() + 60000;
     for (;;) {
       const inst = [...engine.trackers!.instances.values()];
-      if (inst.length === spec.connections && inst.every((i) => i.up) && engine.totals().delivered >= spec.connections) break;
+      if (inst.length === spec.connections && inst.every((i) => i.up) && (binary || engine.totals().delivered >= spec.connections)) break;
       if (Date.now() > upBy) {
         const states = inst.map((i) => `${i.spec.nodeId}:${i.shownState}${i.state.lastError ? ` (${i.state.lastError})` : ''}`);
         throw new Error(`trackers not all up after 60 s: ${inst.length}/${spec.connections} instances; ${states.filter((s) => !s.includes(':running')).slice(0, 5).join(', ')}`);
@@ -453,17 +469,22 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
     const s1 = (b.at - a.at) / 1000;
     const deliveredPerS = (b.totals.delivered - a.totals.delivered) / s1;
     const target = spec.pacedFps > 0 ? spec.pacedFps : Math.max(spec.connections, Math.round(deliveredPerS * spec.loadFraction));
-    lg.go({ fps: target, tickMs: spec.tickMs });
-    await sleep(spec.latencyWarmupS * 1000);
-    const c = await sampleAll(engine, lg, pids);
-    hostLat.length = 0;
-    hostWindow = [c.hrNs, Number.MAX_SAFE_INTEGER];
-    await sleep(spec.latencyS * 1000);
-    const d = await sampleAll(engine, lg, pids);
-    hostWindow = [c.hrNs, d.hrNs];
-    await sleep(200);
-    hostWindow = null;
-    const hostLatency = latencyStats(Float64Array.from(hostLat));
+    let c = b;
+    let d = b;
+    let hostLatency = latencyStats(new Float64Array(0));
+    if (!maxOnly) {
+      lg.go({ fps: target, tickMs: spec.tickMs });
+      await sleep(spec.latencyWarmupS * 1000);
+      c = await sampleAll(engine, lg, pids);
+      hostLat.length = 0;
+      hostWindow = [c.hrNs, Number.MAX_SAFE_INTEGER];
+      await sleep(spec.latencyS * 1000);
+      d = await sampleAll(engine, lg, pids);
+      hostWindow = [c.hrNs, d.hrNs];
+      await sleep(200);
+      hostWindow = null;
+      hostLatency = latencyStats(Float64Array.from(hostLat));
+    }
 
     // Stop, drain, books.
     const tStop = performance.now();
@@ -511,7 +532,7 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
     if (acc.trackerBytes !== acc.feederBytes) v.push(`trackers read ${acc.trackerBytes} bytes, feeders wrote ${acc.feederBytes}`);
     for (const [node, r] of rep.reports) {
       if (r.connections !== 1) v.push(`tracker ${node}: ${r.connections} input connections`);
-      if (r.bad_markers > 0) v.push(`tracker ${node}: ${r.bad_markers} unreadable send-time markers`);
+      if (!binary && r.bad_markers > 0) v.push(`tracker ${node}: ${r.bad_markers} unreadable send-time markers`);
       if (r.samples_dropped > 0) v.push(`tracker ${node}: ${r.samples_dropped} latency samples over its cap`);
     }
     if (acc.restarts !== 0) v.push(`${acc.restarts} tracker restarts`);
@@ -549,8 +570,9 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
         cost_ns_per_frame: frameCost(cpu1, deliveredPerS),
         feeder: feederRates(a, b),
         latency: latencyStats(rep.lat[0]!),
+        bytes_received_per_s: Math.round((b.totals.bytesReceived - a.totals.bytesReceived) / s1),
       },
-      half: {
+      half: maxOnly ? null : {
         target_per_s: target,
         sustained: half2 >= 0.97 * target,
         window_s: round(s2, 3),

@@ -412,7 +412,7 @@ async function runCeiling(spec: CellSpec): Promise<CeilingResult> {
     lg = await Loadgen.start({
       host: '127.0.0.1', port, protocol: spec.protocol, connections: spec.connections, token: TOKEN,
       detections: spec.detections, chunkBytes: spec.chunkBytes, depth: spec.depth, procs: spec.procs,
-      maxSeconds: spec.warmupS + spec.durationS + 60,
+      maxSeconds: spec.warmupS + spec.durationS + 60, stamped: spec.stamped === true,
     });
     // The bare server never acks: the generator's end-of-run ack wait is bounded.
     lg.go();
@@ -595,7 +595,7 @@ async function main(): Promise<void> {
     return;
   }
   const workload = positionals[0] ?? 'ingest';
-  if (workload !== 'ingest' && workload !== 'ceiling' && workload !== 'e2e') throw new Error(`unknown workload ${workload}\n${USAGE}`);
+  if (!['ingest', 'ceiling', 'e2e', 'burst'].includes(workload)) throw new Error(`unknown workload ${workload}\n${USAGE}`);
   const num = (v: string | undefined, def: number): number => {
     if (v === undefined) return def;
     const n = Number(v);
@@ -622,6 +622,10 @@ async function main(): Promise<void> {
   const isolate = values.isolate ?? false;
   if (workload === 'e2e') {
     await mainE2e(base, num(values.reps, 3), values, num);
+    return;
+  }
+  if (workload === 'burst') {
+    await mainBurst({ ...base, durationS: num(values.duration, 5) }, num(values.reps, 3), protocols, modes, detFor, values, num);
     return;
   }
   const started = performance.now();
@@ -828,7 +832,7 @@ async function mainE2e(base: Base, reps: number, values: Record<string, string |
     const e = await runE2eOnce(spec, calibrate);
     runs.push(e);
     const m = e.max;
-    const h = e.half;
+    const h = e.half!; // the e2e workload always runs the half phase
     process.stderr.write(`e2e          rep ${r + 1}: ${fmt(m.delivered_per_s).padStart(10)} frames/s delivered (${fmt(m.into_rings_per_s)} into rings, rings ${fmt(m.rings_fill * 100)}% full)  main ELU ${fmt(m.cpu.main_elu, 3)}  worker ELU ${m.cpu.worker_elu.map((x) => fmt(x, 3)).join(',')}  proc CPU ${fmt(m.cpu.process_cpu, 2)}  trackers CPU ${fmt(m.cpu.trackers_cpu, 2)}  gen CPU ${fmt(m.cpu.generator_cpu, 2)}  calib ${fmt(e.calibration_mops, 2)}${(m.cpu.other_cpu ?? 0) > 0.2 ? `  (other CPU ${fmt(m.cpu.other_cpu, 2)} cores: noisy)` : ''}\n`);
     process.stderr.write(`  half load  rep ${r + 1}: ${fmt(h.delivered_per_s).padStart(10)} frames/s (target ${fmt(h.target_per_s)})  latency p50 ${fmt(h.latency.p50_ms, 2)} ms  p99 ${fmt(h.latency.p99_ms, 2)} ms  max ${fmt(h.latency.max_ms, 1)} ms (${fmt(h.latency.samples)} samples)  to tracker write p50 ${fmt(h.latency_to_tracker_write.p50_ms, 2)} ms  p99 ${fmt(h.latency_to_tracker_write.p99_ms, 2)} ms  main ELU ${fmt(h.cpu.main_elu, 3)}  proc CPU ${fmt(h.cpu.process_cpu, 2)}  trackers CPU ${fmt(h.cpu.trackers_cpu, 2)}  gen CPU ${fmt(h.cpu.generator_cpu, 2)}${(h.cpu.other_cpu ?? 0) > 0.2 ? `  (other CPU ${fmt(h.cpu.other_cpu, 2)} cores: noisy)` : ''}${h.sustained ? '' : '  NOT SUSTAINED (queues grew: the latency is backlog)'}${h.pace_skipped > 0 ? `  generator behind: ${fmt(h.pace_skipped)} frames skipped` : ''}${e.accounting.violations.length ? `  VIOLATIONS: ${e.accounting.violations.join('; ')}` : ''}\n`);
   }
@@ -869,22 +873,22 @@ async function mainE2e(base: Base, reps: number, values: Record<string, string |
     reference_main_cpu_ns_per_frame: Object.fromEntries(refs.map((r) => [r, Math.round(med(refRuns[r]!.map((x) => x.main_cpu_ns_per_frame)))])),
     e2e_saturated_latency_p50_ms: med(runs.map((e) => e.max.latency.p50_ms)),
     e2e_saturated_latency_p99_ms: med(runs.map((e) => e.max.latency.p99_ms)),
-    half_target_per_s: Math.round(med(runs.map((e) => e.half.target_per_s))),
-    half_delivered_per_s: Math.round(med(runs.map((e) => e.half.delivered_per_s))),
-    half_sustained_reps: runs.filter((e) => e.half.sustained).length,
-    half_latency_p50_ms: med(runs.map((e) => e.half.latency.p50_ms)),
-    half_latency_p90_ms: med(runs.map((e) => e.half.latency.p90_ms)),
-    half_latency_p99_ms: med(runs.map((e) => e.half.latency.p99_ms)),
-    half_latency_p999_ms: med(runs.map((e) => e.half.latency.p999_ms)),
-    half_latency_max_ms: med(runs.map((e) => e.half.latency.max_ms)),
-    half_latency_samples: Math.round(med(runs.map((e) => e.half.latency.samples))),
-    half_latency_to_tracker_write_p50_ms: med(runs.map((e) => e.half.latency_to_tracker_write.p50_ms)),
-    half_latency_to_tracker_write_p99_ms: med(runs.map((e) => e.half.latency_to_tracker_write.p99_ms)),
-    half_latency_to_tracker_write_samples: Math.round(med(runs.map((e) => e.half.latency_to_tracker_write.samples))),
-    half_feeder_frames_per_write: med(runs.map((e) => e.half.feeder.frames_per_write)),
-    half_cpu: cpuMed((e) => e.half.cpu),
-    half_cost_ns_per_frame: costMed((e) => e.half.cost_ns_per_frame),
-    half_feeder_writes_per_s: Math.round(med(runs.map((e) => e.half.feeder.writes_per_s))),
+    half_target_per_s: Math.round(med(runs.map((e) => e.half!.target_per_s))),
+    half_delivered_per_s: Math.round(med(runs.map((e) => e.half!.delivered_per_s))),
+    half_sustained_reps: runs.filter((e) => e.half!.sustained).length,
+    half_latency_p50_ms: med(runs.map((e) => e.half!.latency.p50_ms)),
+    half_latency_p90_ms: med(runs.map((e) => e.half!.latency.p90_ms)),
+    half_latency_p99_ms: med(runs.map((e) => e.half!.latency.p99_ms)),
+    half_latency_p999_ms: med(runs.map((e) => e.half!.latency.p999_ms)),
+    half_latency_max_ms: med(runs.map((e) => e.half!.latency.max_ms)),
+    half_latency_samples: Math.round(med(runs.map((e) => e.half!.latency.samples))),
+    half_latency_to_tracker_write_p50_ms: med(runs.map((e) => e.half!.latency_to_tracker_write.p50_ms)),
+    half_latency_to_tracker_write_p99_ms: med(runs.map((e) => e.half!.latency_to_tracker_write.p99_ms)),
+    half_latency_to_tracker_write_samples: Math.round(med(runs.map((e) => e.half!.latency_to_tracker_write.samples))),
+    half_feeder_frames_per_write: med(runs.map((e) => e.half!.feeder.frames_per_write)),
+    half_cpu: cpuMed((e) => e.half!.cpu),
+    half_cost_ns_per_frame: costMed((e) => e.half!.cost_ns_per_frame),
+    half_feeder_writes_per_s: Math.round(med(runs.map((e) => e.half!.feeder.writes_per_s))),
   };
   const ratio = round(medians.e2e_delivered_per_s / (primary ? refMedian[primary]! : NaN), 4);
   const ratios = {
@@ -896,7 +900,7 @@ async function mainE2e(base: Base, reps: number, values: Record<string, string |
     e2e_delivered_over_into_rings: round(medians.e2e_delivered_per_s / medians.e2e_into_rings_per_s, 4),
     half_delivered_over_target: round(medians.half_delivered_per_s / medians.half_target_per_s, 4),
   };
-  const p99Max = Math.max(...runs.map((e) => e.half.latency.p99_ms));
+  const p99Max = Math.max(...runs.map((e) => e.half!.latency.p99_ms));
   const targets = {
     throughput: {
       what: `e2e frames/s delivered to trackers >= ${E2E_TARGETS.min_ratio} x line frames/s into rings (sink discard, same run)`,
@@ -947,6 +951,106 @@ async function mainE2e(base: Base, reps: number, values: Record<string, string |
   L.push(`target ${targets.latency.what}: ${fmt(targets.latency.value, 2)} ms (worst rep ${fmt(p99Max, 2)}) ${targets.latency.pass ? 'PASS' : 'FAIL'}`);
   L.push(`accounting: ${violations.length === 0 ? 'OK (sent == received == inRings + inSink + delivered + dropped, nothing dropped, trackers counted exactly the frames and bytes delivered)' : `${violations.length} VIOLATIONS`}`);
   for (const v of violations.slice(0, 10)) L.push(`  ${v}`);
+  L.push(`total ${fmt(out.duration_s, 1)} s${files.length ? `; results in ${files.join(', ')}` : ''}`);
+  process.stderr.write(`${L.join('\n')}\n`);
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+// ---------------------------------------------------------------------------
+// burst: 64 nodes unpaced, both protocols, shards: 0 vs default; into rings
+// (sink discard), end to end (sink trackers, one drain tracker per node) and the
+// raw ceiling (bare server, same generator) in one run.
+// ---------------------------------------------------------------------------
+
+interface BurstCell {
+  protocol: BenchProtocol;
+  mode: Mode;
+  shards: number;
+  into_rings: { frames_per_s: number; detections_per_s: number; mbytes_per_s: number; process_cpu: number; main_elu: number };
+  e2e: { delivered_per_s: number; into_rings_per_s: number; mbytes_per_s: number; process_cpu: number; trackers_cpu: number | null; main_elu: number };
+}
+
+async function mainBurst(base: Base, reps: number, protocols: BenchProtocol[], modes: Mode[], detFor: (p: BenchProtocol) => number,
+  values: Record<string, string | boolean | undefined>, num: (v: string | undefined, def: number) => number): Promise<void> {
+  const str = (k: string): string | undefined => (typeof values[k] === 'string' ? values[k] as string : undefined);
+  const portStart = num(str('port-start'), 19000);
+  const started = performance.now();
+  const perRep = protocols.length * ((base.warmupS + base.durationS + 30) * (1 + 2 * modes.length) + 60 * modes.length);
+  const watchdog = setTimeout(() => {
+    process.stderr.write('bench: overall time bound exceeded, exiting\n');
+    process.exit(2);
+  }, perRep * reps * 1000 + 60000);
+  watchdog.unref();
+  const shardsOf = (m: Mode): number | 'auto' => (m === 'default' ? 'auto' : Number(m.slice(6)));
+  const raw: Record<string, CeilingResult[]> = Object.fromEntries(protocols.map((p) => [p, []]));
+  const runs: Record<string, BurstCell[]> = {};
+  for (let r = 0; r < reps; r++) {
+    for (const protocol of protocols) {
+      const detections = detFor(protocol);
+      // Line: the stamped generator (increasing timestamps: a tracker skips repeats) in all three.
+      const stamped = protocol === 'line';
+      const c = await runCeiling({ ...base, protocol, mode: 'default', detections, stamped });
+      raw[protocol]!.push(c);
+      process.stderr.write(`raw  ${protocol.padEnd(6)}         rep ${r + 1}: ${fmt(c.frames_per_s).padStart(10)} frames/s ${fmt(c.mbytes_per_s, 1).padStart(7)} MB/s (bare server)\n`);
+      for (const mode of modes) {
+        const ing = await runOnce({ ...base, protocol, mode, detections, stamped });
+        const e = await runE2eOnce({
+          connections: base.connections, warmupS: base.warmupS, durationS: base.durationS, latencyWarmupS: 0, latencyS: 0,
+          loadFraction: 0.5, pacedFps: 0, tickMs: 1, chunkBytes: base.chunkBytes, depth: base.depth, procs: base.procs,
+          ringBytes: base.ringBytes, portStart, portEnd: Math.min(65535, portStart + Math.max(99, base.connections - 1)), token: TOKEN,
+          trackerPrefix: [], protocol, detections, shards: shardsOf(mode), maxOnly: true,
+        }, calibrate);
+        if (e.accounting.violations.length) process.stderr.write(`  e2e VIOLATIONS: ${e.accounting.violations.join('; ')}\n`);
+        if (ing.accounting.violations.length) process.stderr.write(`  into-rings VIOLATIONS: ${ing.accounting.violations.join('; ')}\n`);
+        const cell: BurstCell = {
+          protocol, mode, shards: ing.shards,
+          into_rings: { frames_per_s: ing.frames_per_s, detections_per_s: ing.detections_per_s, mbytes_per_s: ing.mbytes_per_s, process_cpu: ing.process_cpu, main_elu: ing.main_elu },
+          e2e: {
+            delivered_per_s: e.max.delivered_per_s, into_rings_per_s: e.max.into_rings_per_s, mbytes_per_s: round(e.max.bytes_received_per_s / 1e6, 1),
+            process_cpu: e.max.cpu.process_cpu, trackers_cpu: e.max.cpu.trackers_cpu, main_elu: e.max.cpu.main_elu,
+          },
+        };
+        (runs[`${protocol}/${mode}`] ??= []).push(cell);
+        process.stderr.write(`     ${protocol.padEnd(6)} ${mode.padEnd(8)} rep ${r + 1}: into rings ${fmt(cell.into_rings.frames_per_s).padStart(10)} frames/s ${fmt(cell.into_rings.mbytes_per_s, 1).padStart(7)} MB/s;  e2e delivered ${fmt(cell.e2e.delivered_per_s).padStart(10)} frames/s ${fmt(cell.e2e.mbytes_per_s, 1).padStart(7)} MB/s\n`);
+      }
+    }
+  }
+  const med = (xs: Array<number | null>): number => round(median(xs.filter((x): x is number => x !== null)), 4);
+  const medCell = (cs: BurstCell[]): BurstCell => ({
+    protocol: cs[0]!.protocol, mode: cs[0]!.mode, shards: cs[0]!.shards,
+    into_rings: Object.fromEntries(Object.keys(cs[0]!.into_rings).map((k) => [k, med(cs.map((c) => (c.into_rings as unknown as Record<string, number>)[k]!))])) as BurstCell['into_rings'],
+    e2e: Object.fromEntries(Object.keys(cs[0]!.e2e).map((k) => [k, med(cs.map((c) => (c.e2e as unknown as Record<string, number | null>)[k] ?? null))])) as BurstCell['e2e'],
+  });
+  const cells = Object.values(runs).map(medCell);
+  const rawMed = Object.fromEntries(protocols.map((p) => [p, { frames_per_s: Math.round(med(raw[p]!.map((c) => c.frames_per_s))), mbytes_per_s: med(raw[p]!.map((c) => c.mbytes_per_s)) }]));
+  const ratios = cells.map((c) => ({
+    protocol: c.protocol, mode: c.mode,
+    e2e_over_raw_bytes: round(c.e2e.mbytes_per_s / rawMed[c.protocol]!.mbytes_per_s, 3),
+    into_rings_over_raw_bytes: round(c.into_rings.mbytes_per_s / rawMed[c.protocol]!.mbytes_per_s, 3),
+    e2e_over_into_rings: round(c.e2e.delivered_per_s / c.into_rings.frames_per_s, 3),
+  }));
+  const target = ratios.filter((x) => x.mode === 'default').map((x) => ({ protocol: x.protocol, e2e_over_raw_bytes: x.e2e_over_raw_bytes, min: 0.5, pass: x.e2e_over_raw_bytes >= 0.5 }));
+  const out = {
+    workload: 'burst',
+    started_at: new Date(Date.now() - (performance.now() - started)).toISOString(),
+    git: gitInfo(),
+    machine: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? '?', mem_gib: round(os.totalmem() / 2 ** 30, 1), node: process.version, platform: `${os.platform()} ${os.release()}` },
+    params: { ...base, reps, protocols, modes, binary_detections: detFor('binary'), line_detections: '1-5 cycling (stamped generator)', tracker: 'bench/drain-tracker.ts (one process per node)' },
+    duration_s: round((performance.now() - started) / 1000, 1),
+    raw: rawMed,
+    cells,
+    ratios,
+    targets: { burst_e2e_at_least_half_of_raw_bytes: target },
+    runs: { raw, cells: runs },
+  };
+  const files = values['no-save'] ? [] : writeResults('burst', out);
+  const L: string[] = ['', `medians of ${reps} (64 nodes unpaced; into rings = sink discard; e2e = sink trackers, delivered to the trackers' input; raw = bare Node server reading and discarding):`];
+  L.push('protocol mode     shards  into rings f/s    MB/s   e2e delivered f/s    MB/s   raw MB/s  e2e/raw  e2e/into');
+  for (const c of cells) {
+    const rt = ratios.find((x) => x.protocol === c.protocol && x.mode === c.mode)!;
+    L.push(`${c.protocol.padEnd(8)} ${c.mode.padEnd(8)} ${String(c.shards).padStart(6)} ${fmt(c.into_rings.frames_per_s).padStart(15)} ${fmt(c.into_rings.mbytes_per_s, 1).padStart(7)} ${fmt(c.e2e.delivered_per_s).padStart(19)} ${fmt(c.e2e.mbytes_per_s, 1).padStart(7)} ${fmt(rawMed[c.protocol]!.mbytes_per_s, 1).padStart(10)} ${fmt(rt.e2e_over_raw_bytes, 2).padStart(8)} ${fmt(rt.e2e_over_into_rings, 2).padStart(9)}`);
+  }
+  for (const t of target) L.push(`target burst e2e >= 0.5 x raw bytes/s (${t.protocol}, default): x${fmt(t.e2e_over_raw_bytes, 2)} ${t.pass ? 'PASS' : 'FAIL'}`);
   L.push(`total ${fmt(out.duration_s, 1)} s${files.length ? `; results in ${files.join(', ')}` : ''}`);
   process.stderr.write(`${L.join('\n')}\n`);
   process.stdout.write(`${JSON.stringify(out)}\n`);

@@ -44,6 +44,8 @@ export interface Totals {
   /** Dropped before reaching a ring (shard reasons): received = written + droppedBeforeRing. */
   droppedBeforeRing: number;
   detections: number;
+  /** Bytes read from node connections. */
+  bytesReceived: number;
 }
 
 export class Metrics {
@@ -289,7 +291,7 @@ export class Metrics {
     return {
       received: sum(C_FRAMES_RECEIVED), written: sum(C_FRAMES_WRITTEN), consumed, inRings,
       delivered: sink.delivered, inSink: sink.inFlight,
-      dropped, droppedTotal, droppedBeforeRing, detections: sum(C_DETECTIONS_RECEIVED),
+      dropped, droppedTotal, droppedBeforeRing, detections: sum(C_DETECTIONS_RECEIVED), bytesReceived: sum(C_BYTES_RECEIVED),
     };
   }
 
