@@ -123,7 +123,8 @@ export class ConnectionHandoff {
     h.firstTimer = setTimeout(() => this.close(h.id, 'first_message_timeout'), Math.max(0, this.limits.firstMessageTimeoutMs - spent));
     h.firstTimer.unref();
     if (this.limits.idleTimeoutMs > 0) {
-      socket.setTimeout(this.limits.idleTimeoutMs, () => this.close(h.id, 'idle_timeout'));
+      socket.setTimeout(this.limits.idleTimeoutMs);
+      socket.on('timeout', () => this.close(h.id, 'idle_timeout'));
     }
     socket.on('data', (chunk: Buffer) => this.onData(h, chunk));
     socket.on('error', () => {
@@ -162,6 +163,9 @@ export class ConnectionHandoff {
     if (!h.paused && h.inflight > this.limits.maxInflightBytes) {
       h.paused = true;
       h.socket.pause();
+      // Back-pressure (its ring is full) is not idleness: the node is not read, so
+      // the idle timer would close a node that is only waiting for its tracker.
+      if (this.limits.idleTimeoutMs > 0) h.socket.setTimeout(0);
     }
   }
 
@@ -172,6 +176,7 @@ export class ConnectionHandoff {
     if (h.paused && h.inflight <= this.resumeBelow) {
       h.paused = false;
       h.socket.resume();
+      if (this.limits.idleTimeoutMs > 0 && h.closeReason === null) h.socket.setTimeout(this.limits.idleTimeoutMs);
     }
   }
 

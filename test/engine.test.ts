@@ -138,6 +138,45 @@ describe('engine', () => {
     assert.equal((await scrape(engine)).get('radar_ingest_connections_rejected_total{reason="idle_timeout"}'), 1);
   });
 
+  test('a node paused by back-pressure (its ring full) is not closed as idle; the idle timer runs again once it is read', async () => {
+    const sink = new CollectingSink();
+    sink.paused = true;
+    const idle = 300;
+    const { engine, port } = await setup({
+      limits: { idle_timeout_ms: idle, max_frame_bytes: 4096, max_inflight_bytes: 65536 }, ring: { size_bytes: 65536 },
+    }, sink);
+    const c = await open(port);
+    // Frames until the ring is full and the main thread stops reading the socket.
+    const frame = lineFrame('node-bp', 1, 40);
+    let ts = 1;
+    const h = (): { paused: boolean } | undefined => [...engine.handoff.conns.values()][0];
+    const pump = setInterval(() => {
+      if (!c.closed && !h()?.paused) {
+        let batch = '';
+        for (let i = 0; i < 200; i++) batch += frame.replace('"timestamp":1,', `"timestamp":${ts++},`);
+        c.socket.write(batch);
+      }
+    }, 5);
+    try {
+      await until(() => h()?.paused === true, 'socket paused by back-pressure', 10000);
+    } finally {
+      clearInterval(pump);
+    }
+    // Three idle periods with nothing read: the connection must stay.
+    await new Promise((r) => setTimeout(r, 3 * idle));
+    assert.equal(c.closed, false, 'a back-pressured node was closed');
+    assert.equal((await scrape(engine)).get('radar_ingest_connections_rejected_total{reason="idle_timeout"}') ?? 0, 0);
+    // The tracker catches up: every frame arrives, then the quiet node is closed as idle.
+    sink.paused = false;
+    await until(() => sink.of('node-bp').length === ts - 1, 'every frame delivered after the pause', 10000);
+    await c.closedP;
+    // Counted when the engine's side of the socket closes, just after the client sees it.
+    const idleCount = async (): Promise<number | undefined> => (await scrape(engine)).get('radar_ingest_connections_rejected_total{reason="idle_timeout"}');
+    for (const deadline = Date.now() + 5000; (await idleCount()) !== 1 && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(await idleCount(), 1);
+    await assertAccounting(engine);
+  });
+
   test('a shard crash closes its connections, the shard is replaced, nodes reconnect, the process lives', async () => {
     const { engine, sink, port } = await setup({ shards: 2 });
     const a = await open(port);
