@@ -112,6 +112,19 @@ export class Shard {
   }
 
   handle(msg: MainToShard): void {
+    try {
+      this.dispatch(msg);
+    } catch (err) {
+      // The thread is about to die (piscina replaces it). Publish the records already
+      // staged: they are counted as received and written, and a binary node's
+      // last_seq in the ring header already covers them, so they must be in the ring.
+      this.flushWriters();
+      throw err;
+    }
+    this.flush();
+  }
+
+  private dispatch(msg: MainToShard): void {
     switch (msg.t) {
       case M_DATA:
         this.data(msg.conn, msg.buf);
@@ -191,7 +204,6 @@ export class Shard {
         if (this.opts.testHooks) setImmediate(() => { throw new Error('shard crash requested by a test'); });
         break;
     }
-    this.flush();
   }
 
   /** Protocol detection on the first byte: 0x00 starts a binary length prefix. */
