@@ -537,7 +537,15 @@ const fmt = (x: number | null | undefined, d = 0): string => (x === null || x ==
 // Main
 // ---------------------------------------------------------------------------
 
-const USAGE = `usage: node dist/bench/run.js [ingest|ceiling|e2e] [options]
+const USAGE = `usage: node dist/bench/run.js [ingest|ceiling|e2e|burst|connections|fleet|growth] [options]
+workloads: ingest (default), ceiling, e2e (see the top of bench/run.ts);
+  burst        64 nodes unpaced, both protocols, shards 0 vs default: into rings, end to
+               end and raw (bare server) in one run (--reps, --duration; default 3 x 5 s)
+  connections  10,000 mostly idle connections: engine vs raw (bench/connections.ts;
+               --connections, --duration = heartbeat window, --heartbeat-ms)
+  fleet        1,000 nodes x 2 frames/s with heartbeats, one minimal tracker each
+               (bench/fleet.ts; --nodes, --fps, --duration, --detections)
+  growth       cost by node count and detections per frame (bench/growth.ts)
   --duration S      measured window per run, seconds (default 10; ceiling 5; e2e 8)
   --warmup S        load before the window, seconds (default 1.5)
   --reps N          runs per cell, medians reported (default 3; ceiling 1)
@@ -580,6 +588,7 @@ async function main(): Promise<void> {
       'trace-messages': { type: 'boolean' },
       'latency-duration': { type: 'string' }, 'latency-warmup': { type: 'string' }, 'load-fraction': { type: 'string' },
       'tick-ms': { type: 'string' }, 'paced-fps': { type: 'string' }, 'tracker-prefix': { type: 'string' }, 'port-start': { type: 'string' }, refs: { type: 'string' }, 'quiet-wait': { type: 'string' },
+      'heartbeat-ms': { type: 'string' }, nodes: { type: 'string' }, fps: { type: 'string' },
       'no-save': { type: 'boolean' }, cell: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
@@ -595,7 +604,7 @@ async function main(): Promise<void> {
     return;
   }
   const workload = positionals[0] ?? 'ingest';
-  if (!['ingest', 'ceiling', 'e2e', 'burst'].includes(workload)) throw new Error(`unknown workload ${workload}\n${USAGE}`);
+  if (!['ingest', 'ceiling', 'e2e', 'burst', 'connections', 'fleet', 'growth'].includes(workload)) throw new Error(`unknown workload ${workload}\n${USAGE}`);
   const num = (v: string | undefined, def: number): number => {
     if (v === undefined) return def;
     const n = Number(v);
@@ -622,6 +631,51 @@ async function main(): Promise<void> {
   const isolate = values.isolate ?? false;
   if (workload === 'e2e') {
     await mainE2e(base, num(values.reps, 3), values, num);
+    return;
+  }
+  if (workload === 'connections') {
+    // 10,000 mostly idle connections against the engine and against a bare server (raw), one invocation.
+    const { runConnections, summarizeConnections } = await import('./connections.js');
+    const res = await runConnections({
+      connections: num(values.connections, 10_000), windowS: num(values.duration, 20), heartbeatMs: num(values['heartbeat-ms'], 5000),
+      reps: num(values.reps, 1),
+    });
+    const files = values['no-save'] ? [] : writeResults('connections', res);
+    process.stderr.write(`${summarizeConnections(res)}${files.length ? `results in ${files.join(', ')}\n` : ''}`);
+    process.stdout.write(`${JSON.stringify(res)}\n`);
+    return;
+  }
+  if (workload === 'fleet') {
+    // 1,000 nodes x 2 Hz with heartbeats, one minimal tracker per node; default shards and shards: 0 in one run.
+    const { runFleet, fleetSummary, FLEET_TARGETS } = await import('./fleet.js');
+    const fleetModes = (values.modes ?? 'default,shards0').split(',') as Mode[];
+    const started = new Date().toISOString();
+    const runs: Array<{ mode: Mode; result: Record<string, unknown> }> = [];
+    for (let r = 0; r < num(values.reps, 1); r++) {
+      for (const mode of fleetModes) {
+        const result = await runFleet({
+          nodes: num(values.nodes, 1000), fps: num(values.fps, 2), durationS: num(values.duration, 60),
+          detections: num(values.detections, 10), heartbeatMs: num(values['heartbeat-ms'], 5000),
+          shards: mode === 'default' ? 'auto' : Number(mode.slice(6)), quietWaitS: 10,
+        });
+        runs.push({ mode, result });
+        process.stderr.write(`fleet ${mode} rep ${r + 1}:\n${fleetSummary(result)}\n`);
+      }
+    }
+    const out = { workload: 'fleet', started_at: started, git: gitInfo(), targets: FLEET_TARGETS, modes: fleetModes, runs };
+    const files = values['no-save'] ? [] : writeResults('fleet', out);
+    if (files.length) process.stderr.write(`results in ${files.join(', ')}\n`);
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+    return;
+  }
+  if (workload === 'growth') {
+    const { runGrowth } = await import('./growth.js');
+    const res = await runGrowth(values.duration ? { cellS: num(values.duration, 15) } : {});
+    const files = values['no-save'] ? [] : writeResults('growth', res);
+    const table = (res as { table_md?: string }).table_md ?? '';
+    if (!values['no-save'] && table) writeFileSync(`${RESULTS_DIR}growth-latest.md`, `${table}\n`);
+    process.stderr.write(`${table}\n${files.length ? `results in ${files.join(', ')}, bench/results/growth-latest.md\n` : ''}`);
+    process.stdout.write(`${JSON.stringify(res)}\n`);
     return;
   }
   if (workload === 'burst') {

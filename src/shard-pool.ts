@@ -31,8 +31,15 @@ interface Slot {
   restarts: number;
   generation: number;
   /** Reads queued for this shard during the current event-loop turn (sent as one message). */
-  data: { conns: number[]; bufs: Uint8Array[]; transfer: TransferListItem[] } | null;
+  data: { conns: number[]; bufs: Uint8Array[]; transfer: TransferListItem[]; bytes: number } | null;
 }
+
+/**
+ * Bytes of reads batched into one message before it is sent. A shard publishes
+ * rings, acks and credits after each message, so an unbounded batch (1,000 nodes
+ * pushing: hundreds of MB in one turn) would hold every frame back for seconds.
+ */
+const MAX_BATCH_BYTES = 256 * 1024;
 
 export class ShardPool {
   readonly slots: Slot[] = [];
@@ -163,7 +170,7 @@ export class ShardPool {
     if (!slot.port || !slot.ready) return false;
     let q = slot.data;
     if (!q) {
-      q = slot.data = { conns: [], bufs: [], transfer: [] };
+      q = slot.data = { conns: [], bufs: [], transfer: [], bytes: 0 };
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => {
@@ -175,6 +182,8 @@ export class ShardPool {
     q.conns.push(conn);
     q.bufs.push(buf);
     if (transfer) q.transfer.push(transfer as unknown as TransferListItem);
+    q.bytes += buf.byteLength;
+    if (q.bytes >= MAX_BATCH_BYTES) this.flushData(slot);
     return true;
   }
   private flushScheduled = false;

@@ -1,0 +1,405 @@
+// Client process of the `connections` benchmark (bench/connections.ts): holds N
+// mostly idle node connections in a process of its own (the fd limit is per
+// process), forked by the orchestrator and driven over IPC.
+//
+//  connect    opens the N connections with at most `parallel` in progress at once
+//             (a sliding window: a new connect starts when an earlier one is
+//             ready), so the listen queue (somaxconn) never sees a burst of N SYNs.
+//             Connection i speaks the binary protocol or the line protocol (`mix`:
+//             half = even i binary, odd i line). Ready means: binary: hello sent and
+//             welcome received; line: connected and the first heartbeat (which
+//             authenticates the connection and claims the node) written.
+//  hb-start   heartbeats, spread evenly: every connection sends one per
+//             `heartbeatMs` (binary {t:'hb'}, line {"node_id","token","type":"heartbeat"}),
+//             written from a 10 ms tick, connection k due at (k / N) of the interval.
+//  mark       counters now (heartbeats written, bytes, acks received, CPU, ELU).
+//  hb-stop    stops the heartbeats, reports the totals.
+//  expect-close  the server is about to close every connection: reports once all
+//             are closed (or after a bound), then `exit`.
+//
+// Nothing here retries: a connection that fails or is closed early is counted and
+// reported (that is what the benchmark checks). Hard deadline: exits by itself.
+import { connect, type Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { encodeHello, encodeMessage, decodeBody, T_WELCOME, T_ACK, T_ERROR, T_HEARTBEAT } from '../src/shared/binary-protocol.js';
+
+export type ConnMix = 'half' | 'binary' | 'line';
+
+export interface ConnClientOptions {
+  host: string;
+  port: number;
+  connections: number;
+  token: string;
+  mix: ConnMix;
+  /** Connections in progress at once (connect started, not ready yet). */
+  parallel: number;
+  /** Node ids are `${nodePrefix}${i}`. */
+  nodePrefix: string;
+  /** Hard bound on the process's life, seconds. */
+  maxSeconds: number;
+}
+
+export interface Percentiles {
+  n: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+export interface ConnectResult {
+  connections: number;
+  binary: number;
+  line: number;
+  ready: number;
+  failed: number;
+  /** Epoch ms (performance.timeOrigin + now): first connect() call, last TCP connect, last ready. */
+  first_connect_at: number;
+  last_tcp_connect_at: number;
+  last_ready_at: number;
+  /** connect() to the TCP 'connect' event, ms. */
+  connect_ms: Percentiles;
+  /** connect() to ready (binary: welcome received), ms. */
+  ready_ms: Percentiles;
+  /** Connects that took over 900 ms: a SYN was dropped and retransmitted (listen queue full). */
+  slow_connects: number;
+  errors: string[];
+  error_count: number;
+  client_rss_bytes: number;
+  /** Client CPU (user + system) from the first connect() to the last connection settled, seconds. */
+  client_cpu_s: number;
+}
+
+export interface ClientSample {
+  /** Epoch ms. */
+  at: number;
+  hb_binary: number;
+  hb_line: number;
+  bytes_sent: number;
+  acks: number;
+  /** Host error messages received (binary). */
+  host_errors: number;
+  /** Connections closed before the server was expected to close them. */
+  closed_early: number;
+  cpu_us: number;
+  elu_active_ms: number;
+  rss_bytes: number;
+  /** Largest bytes queued in one socket's write buffer seen (client-side back-pressure). */
+  max_writable: number;
+  /** Heartbeats due on a connection that was not open (skipped). */
+  hb_skipped: number;
+}
+
+export interface CloseReport {
+  closed: number;
+  closed_early: number;
+  still_open: number;
+  wait_ms: number;
+  errors: string[];
+  error_count: number;
+  /** Host error messages by code (binary: e.g. RADAR_ERR_SHUTTING_DOWN at shutdown). */
+  host_error_codes: Record<string, number>;
+}
+
+export type ToClient =
+  | { t: 'connect'; opts: ConnClientOptions }
+  | { t: 'hb-start'; heartbeatMs: number }
+  | { t: 'mark'; id: number }
+  | { t: 'hb-stop' }
+  | { t: 'expect-close'; timeoutMs: number }
+  | { t: 'exit' };
+
+export type FromClient =
+  | { t: 'connected'; r: ConnectResult }
+  | { t: 'mark'; id: number; s: ClientSample }
+  | { t: 'hb-stopped'; s: ClientSample }
+  | { t: 'closed'; r: CloseReport }
+  | { t: 'fail'; error: string };
+
+export const CONN_CLIENT = fileURLToPath(import.meta.url);
+
+/** The line protocol heartbeat of one node (also its first, authenticating, message). */
+export function lineHeartbeat(node: string, token: string): Buffer {
+  return Buffer.from(`${JSON.stringify({ node_id: node, token, type: 'heartbeat' })}\n`);
+}
+
+/** Connection i speaks the binary protocol. */
+export function isBinary(mix: ConnMix, i: number): boolean {
+  return mix === 'binary' || (mix === 'half' && i % 2 === 0);
+}
+
+export function percentiles(xs: Float64Array | number[], n = xs.length): Percentiles {
+  const v = Array.from(xs.slice(0, n)).filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return { n: 0, p50: NaN, p99: NaN, max: NaN };
+  const at = (q: number): number => v[Math.min(v.length - 1, Math.floor(q * v.length))]!;
+  const r = (x: number): number => Math.round(x * 100) / 100;
+  return { n: v.length, p50: r(at(0.5)), p99: r(at(0.99)), max: r(v[v.length - 1]!) };
+}
+
+const EMPTY = Buffer.alloc(0);
+const HB = encodeMessage({ t: T_HEARTBEAT });
+
+interface Conn {
+  i: number;
+  socket: Socket;
+  binary: boolean;
+  hb: Buffer;
+  rx: Buffer;
+  settled: boolean;
+  ready: boolean;
+  closed: boolean;
+}
+
+function childMain(): void {
+  const now = (): number => performance.timeOrigin + performance.now();
+  const send = (m: FromClient): void => {
+    if (process.connected) process.send!(m);
+  };
+  const cpu0 = process.cpuUsage();
+  const elu0 = performance.eventLoopUtilization();
+  const errors: string[] = [];
+  let errorCount = 0;
+  const note = (e: string): void => {
+    errorCount++;
+    if (errors.length < 10) errors.push(e);
+  };
+  const hostErrorCodes: Record<string, number> = {};
+  let conns: Conn[] = [];
+  let hbBinary = 0;
+  let hbLine = 0;
+  let bytesSent = 0;
+  let acks = 0;
+  let hostErrors = 0;
+  let closedEarly = 0;
+  let closed = 0;
+  let expectingClose = false;
+  let maxWritable = 0;
+  let hbSkipped = 0;
+  let onAllClosed: (() => void) | null = null;
+
+  process.on('disconnect', () => process.exit(3));
+
+  const sample = (): ClientSample => {
+    const c = process.cpuUsage(cpu0);
+    return {
+      at: now(), hb_binary: hbBinary, hb_line: hbLine, bytes_sent: bytesSent, acks, host_errors: hostErrors,
+      closed_early: closedEarly, cpu_us: c.user + c.system, elu_active_ms: performance.eventLoopUtilization(elu0).active,
+      rss_bytes: process.memoryUsage.rss(), max_writable: maxWritable, hb_skipped: hbSkipped,
+    };
+  };
+
+  function write(c: Conn, buf: Buffer): void {
+    c.socket.write(buf);
+    bytesSent += buf.length;
+    const w = c.socket.writableLength;
+    if (w > maxWritable) maxWritable = w;
+  }
+
+  function onData(c: Conn, chunk: Buffer, onWelcome: () => void): void {
+    const b = c.rx.length ? Buffer.concat([c.rx, chunk]) : chunk;
+    let p = 0;
+    while (b.length - p >= 4) {
+      const len = b.readUInt32BE(p);
+      if (b.length - p - 4 < len) break;
+      const s = p + 4;
+      p = s + len;
+      let m: Record<string, unknown>;
+      try {
+        m = decodeBody(b, s, p) as Record<string, unknown>;
+      } catch (err) {
+        note(`conn ${c.i}: undecodable reply: ${(err as Error).message}`);
+        continue;
+      }
+      if (m.t === T_ACK) acks++;
+      else if (m.t === T_WELCOME && !c.ready) onWelcome();
+      else if (m.t === T_ERROR) {
+        hostErrors++;
+        const code = String(m.code);
+        hostErrorCodes[code] = (hostErrorCodes[code] ?? 0) + 1;
+        if (!expectingClose) note(`conn ${c.i}: host error ${code}: ${String(m.message)}`);
+      }
+    }
+    c.rx = p < b.length ? Buffer.from(b.subarray(p)) : EMPTY;
+  }
+
+  async function connectAll(o: ConnClientOptions): Promise<ConnectResult> {
+    const n = o.connections;
+    conns = new Array<Conn>(n);
+    const connectMs = new Float64Array(n).fill(NaN);
+    const readyMs = new Float64Array(n).fill(NaN);
+    let next = 0;
+    let inflight = 0;
+    let done = 0;
+    let ready = 0;
+    let failed = 0;
+    let firstAt = 0;
+    let lastTcpAt = 0;
+    let lastReadyAt = 0;
+    let slow = 0;
+    const cpuStart = process.cpuUsage();
+    return new Promise<ConnectResult>((resolve) => {
+      const finish = (): void => {
+        let binary = 0;
+        for (let i = 0; i < n; i++) if (isBinary(o.mix, i)) binary++;
+        resolve({
+          connections: n, binary, line: n - binary, ready, failed,
+          first_connect_at: firstAt, last_tcp_connect_at: lastTcpAt, last_ready_at: lastReadyAt,
+          connect_ms: percentiles(connectMs), ready_ms: percentiles(readyMs), slow_connects: slow,
+          errors: errors.slice(), error_count: errorCount, client_rss_bytes: process.memoryUsage.rss(),
+          client_cpu_s: (() => {
+            const c = process.cpuUsage(cpuStart);
+            return (c.user + c.system) / 1e6;
+          })(),
+        });
+      };
+      const settle = (c: Conn, t0: number, ok: boolean): void => {
+        if (c.settled) return;
+        c.settled = true;
+        inflight--;
+        done++;
+        if (ok) {
+          const t = now();
+          c.ready = true;
+          ready++;
+          readyMs[c.i] = t - t0;
+          if (t > lastReadyAt) lastReadyAt = t;
+        } else {
+          failed++;
+        }
+        if (done === n) finish();
+        else launch();
+      };
+      const open = (i: number): void => {
+        inflight++;
+        const binary = isBinary(o.mix, i);
+        const node = `${o.nodePrefix}${i}`;
+        const t0 = now();
+        if (firstAt === 0) firstAt = t0;
+        const socket = connect({ host: o.host, port: o.port, noDelay: true });
+        const c: Conn = { i, socket, binary, hb: binary ? HB : lineHeartbeat(node, o.token), rx: EMPTY, settled: false, ready: false, closed: false };
+        conns[i] = c;
+        socket.once('connect', () => {
+          const t = now();
+          connectMs[i] = t - t0;
+          if (t - t0 > 900) slow++;
+          if (t > lastTcpAt) lastTcpAt = t;
+          if (binary) {
+            write(c, encodeHello(node, o.token));
+          } else {
+            write(c, c.hb);
+            hbLine++;
+            settle(c, t0, true);
+          }
+        });
+        if (binary) socket.on('data', (d: Buffer) => onData(c, d, () => settle(c, t0, true)));
+        else socket.on('data', () => undefined); // the host says nothing on the line protocol
+        socket.on('error', (err) => {
+          if (!expectingClose) note(`conn ${i} (${binary ? 'binary' : 'line'}): ${err.message}`);
+        });
+        socket.on('close', () => {
+          c.closed = true;
+          closed++;
+          if (!expectingClose) {
+            closedEarly++;
+            if (c.settled) note(`conn ${i} (${binary ? 'binary' : 'line'}): closed by the host`);
+          }
+          settle(c, t0, false);
+          if (onAllClosed && closed === n) onAllClosed();
+        });
+      };
+      const launch = (): void => {
+        while (inflight < o.parallel && next < n) open(next++);
+      };
+      if (n === 0) finish();
+      else launch();
+    });
+  }
+
+  // ---- heartbeats --------------------------------------------------------
+  let hbTimer: NodeJS.Timeout | null = null;
+
+  function startHeartbeats(intervalMs: number): void {
+    const n = conns.length;
+    if (n === 0) return;
+    const t0 = performance.now();
+    let issued = 0;
+    hbTimer = setInterval(() => {
+      const due = Math.floor(((performance.now() - t0) * n) / intervalMs);
+      // Never more than one interval's worth at once (a stalled tick skips, it does not burst).
+      if (due - issued > n) {
+        hbSkipped += due - issued - n;
+        issued = due - n;
+      }
+      for (; issued < due; issued++) {
+        const c = conns[issued % n]!;
+        if (c.closed || !c.ready) {
+          hbSkipped++;
+          continue;
+        }
+        write(c, c.hb);
+        if (c.binary) hbBinary++;
+        else hbLine++;
+      }
+    }, 10);
+  }
+
+  async function stopHeartbeats(): Promise<ClientSample> {
+    if (hbTimer) clearInterval(hbTimer);
+    hbTimer = null;
+    // Wait (bounded) until every heartbeat is handed to the kernel.
+    const end = Date.now() + 5000;
+    while (Date.now() < end && conns.some((c) => !c.closed && c.socket.writableLength > 0)) await new Promise((r) => setTimeout(r, 10));
+    return sample();
+  }
+
+  function expectClose(timeoutMs: number): void {
+    expectingClose = true;
+    const t0 = Date.now();
+    const report = (): void => {
+      onAllClosed = null;
+      send({
+        t: 'closed',
+        r: {
+          closed, closed_early: closedEarly, still_open: conns.length - closed, wait_ms: Date.now() - t0,
+          errors: errors.slice(), error_count: errorCount, host_error_codes: hostErrorCodes,
+        },
+      });
+    };
+    if (closed === conns.length) return report();
+    const timer = setTimeout(report, timeoutMs);
+    onAllClosed = () => {
+      clearTimeout(timer);
+      report();
+    };
+  }
+
+  process.on('message', (m: ToClient) => {
+    switch (m.t) {
+      case 'connect':
+        setTimeout(() => {
+          process.stderr.write(`conn-client: hard deadline of ${m.opts.maxSeconds} s reached, exiting\n`);
+          process.exit(4);
+        }, m.opts.maxSeconds * 1000).unref();
+        connectAll(m.opts).then((r) => send({ t: 'connected', r }), (err: Error) => send({ t: 'fail', error: err.message }));
+        break;
+      case 'hb-start':
+        startHeartbeats(m.heartbeatMs);
+        break;
+      case 'mark':
+        send({ t: 'mark', id: m.id, s: sample() });
+        break;
+      case 'hb-stop':
+        void stopHeartbeats().then((s) => send({ t: 'hb-stopped', s }));
+        break;
+      case 'expect-close':
+        expectClose(m.timeoutMs);
+        break;
+      case 'exit':
+        for (const c of conns) if (c && !c.closed) c.socket.destroy();
+        setTimeout(() => process.exit(0), 20);
+        break;
+    }
+  });
+}
+
+if (process.argv[1] === CONN_CLIENT && process.argv.includes('--conn-client')) childMain();

@@ -1,0 +1,562 @@
+// Fleet load generator (bench/fleet.ts, bench/growth.ts): many field nodes, one
+// TCP connection each (nodes fleet-0..N-1), speaking the line protocol the way
+// retina nodes do, in a process of its own (forked from this compiled file) so
+// it never shares the engine's event loop.
+//
+// Why not bench/loadgen.ts: its paced mode gives every connection its frames at
+// the same instant (all N nodes write in the same millisecond every 1/fps s), it
+// sends no heartbeats, and its line frames cycle through 1-5 detections. A fleet
+// of nodes at 2 Hz is the opposite load: few small writes, evenly spread, with a
+// fixed number of detections per frame and a heartbeat per node now and then.
+//
+// Frames. Every node has a template line
+//   {"node_id":"fleet-7","token":"...","timestamp":<13 digits>,"t":"<19 digits>","delay":[..],"doppler":[..],"snr":[..],"adsb":[..]}
+// with `detections` detections. Before each write the copy to be written is
+// patched in place: the timestamp (TS0 + 500 ms x the node's frame number, so
+// strictly increasing per node: the trackers sink skips repeated and older ones)
+// and the send-time marker "t" = process.hrtime.bigint() at the write
+// (CLOCK_MONOTONIC; the engine passes unknown keys through to the tracker, so the
+// bench can read it back where the engine writes the frame to the tracker).
+//
+// Schedules:
+//  - paced (`go`): `fps` frames/s per node, node i's frames offset by i/N of the
+//    period, so the fleet's writes are spread evenly over time (N x fps writes a
+//    second, one frame each, 1/(N x fps) s apart); a heartbeat line per node
+//    every `heartbeatMs`, spread the same way (offset by half a frame step). Open
+//    loop: a frame more than 200 ms late is skipped and counted (`paceSkipped`);
+//    a node with more than 1 MiB queued in this process skips its frame too
+//    (`backpressureSkipped`).
+//  - unpaced (`flood`): every connection writes batches of whole frames
+//    (`chunkBytes`, `depth` writes in flight) as fast as the engine takes them;
+//    only the batch's first frame carries a real send-time marker.
+//
+// Parent side: FleetClient.start(opts) forks the child, which connects every node
+// (64 connects at a time) and writes one frame per node (the prime: it makes the
+// engine provision the node's tracker) before start() resolves. go(), flood(),
+// pause(), mark() and stop() as in bench/loadgen.ts.
+import { fork, type ChildProcess } from 'node:child_process';
+import { connect, type Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+
+export interface FleetClientOptions {
+  host: string;
+  port: number;
+  nodes: number;
+  token: string;
+  /** Detections per frame (fixed). */
+  detections: number;
+  /** Node id prefix (default "fleet-"). */
+  prefix?: string;
+  /** Hard bound on the child's life, seconds. */
+  maxSeconds: number;
+}
+
+export interface PaceSpec {
+  /** Frames per second per node. */
+  fps: number;
+  /** Heartbeat period per node, ms (0: none). */
+  heartbeatMs: number;
+}
+
+export interface FloodSpec {
+  /** Bytes per write (whole frames, at least one). */
+  chunkBytes: number;
+  /** Writes in flight per connection. */
+  depth: number;
+}
+
+export interface FleetSample {
+  /** Frames whose write completed (handed to the kernel). */
+  sent: number;
+  heartbeats: number;
+  bytes: number;
+  /** Generator CPU time so far (user + system), microseconds. */
+  cpuUs: number;
+  eluActiveMs: number;
+  /** Epoch ms in the generator when sampled. */
+  childAt: number;
+  /** Paced: frames skipped because the generator was more than 200 ms late. */
+  paceSkipped: number;
+  /** Paced: frames skipped because the node had more than 1 MiB queued (the engine did not read). */
+  backpressureSkipped: number;
+  /** Paced: lateness of writes against the schedule: max, and how many were more than 1 / 5 ms late. */
+  lateMaxMs: number;
+  late1ms: number;
+  late5ms: number;
+  /** Paced: writes made (frames + heartbeats) and timer callbacks run. */
+  writes: number;
+  ticks: number;
+}
+
+export interface FleetResult extends FleetSample {
+  errors: string[];
+  /** Connections closed by the host before the generator stopped. */
+  closedEarly: number;
+  /** Frames per node sent (last frame number + 1), summed. */
+  framesPerNodeMin: number;
+  framesPerNodeMax: number;
+}
+
+// ---------------------------------------------------------------------------
+// Frame templates (pure)
+// ---------------------------------------------------------------------------
+
+export const TS0 = 1757400000000;
+const TS_DIGITS = 13;
+const T_DIGITS = 19;
+
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+/** Writes v (an integer in [0, 2^53)) as `width` ASCII digits, zero-padded. */
+function writeDigits(buf: Buffer, off: number, width: number, v: number): void {
+  for (let i = off + width - 1; i >= off; i--) {
+    const q = Math.floor(v / 10);
+    buf[i] = 0x30 + (v - q * 10);
+    v = q;
+  }
+}
+
+/** One node's frame, patchable in place (timestamp and send-time marker at fixed offsets). */
+export class FrameTemplate {
+  readonly line: Buffer;
+  readonly tsOff: number;
+  readonly tOff: number;
+
+  constructor(node: string, token: string, detections: number, variant: number) {
+    const delay: number[] = [];
+    const doppler: number[] = [];
+    const snr: number[] = [];
+    const adsb: null[] = [];
+    for (let k = 0; k < detections; k++) {
+      delay.push(round2(20 + ((variant * 7 + k * 13) % 400) * 0.37));
+      doppler.push(round2(-200 + ((variant * 11 + k * 29) % 4000) * 0.1));
+      snr.push(round2(6 + ((variant * 3 + k * 5) % 200) * 0.09));
+      adsb.push(null);
+    }
+    const head = JSON.stringify({ node_id: node, token, timestamp: TS0, t: '0'.repeat(T_DIGITS) }).slice(0, -1);
+    const body = JSON.stringify({ delay, doppler, snr, adsb }).slice(1);
+    this.line = Buffer.from(`${head},${body}\n`);
+    const ts = this.line.indexOf('"timestamp":');
+    const t = this.line.indexOf('"t":"');
+    if (ts < 0 || t < 0) throw new Error('FrameTemplate: fields not found');
+    this.tsOff = ts + 12;
+    this.tOff = t + 5;
+  }
+
+  /** Patches frame `seq`'s timestamp and the marker into `buf` at `at` (a copy of the line). */
+  patch(buf: Buffer, at: number, seq: number, tNs: number): void {
+    writeDigits(buf, at + this.tsOff, TS_DIGITS, TS0 + seq * 500);
+    writeDigits(buf, at + this.tOff, T_DIGITS, tNs);
+  }
+}
+
+/** The heartbeat line of a node (docs/protocol.md). */
+export function heartbeatLine(node: string, token: string): Buffer {
+  return Buffer.from(`${JSON.stringify({ node_id: node, token, type: 'heartbeat' })}\n`);
+}
+
+// ---------------------------------------------------------------------------
+// Parent side
+// ---------------------------------------------------------------------------
+
+type ToChild =
+  | { t: 'init'; opts: FleetClientOptions }
+  | { t: 'go'; pace: PaceSpec }
+  | { t: 'flood'; flood: FloodSpec }
+  | { t: 'pause' }
+  | { t: 'mark'; id: number }
+  | { t: 'stop' };
+type FromChild =
+  | { t: 'ready' }
+  | { t: 'paused' }
+  | { t: 'fail'; error: string }
+  | { t: 'mark'; id: number; s: FleetSample }
+  | { t: 'done'; r: FleetResult };
+
+const SELF = fileURLToPath(import.meta.url);
+
+export class FleetClient {
+  private readonly waiters = new Map<string, (m: FromChild) => void>();
+  private failed: Error | null = null;
+  private markId = 0;
+  readonly exited: Promise<void>;
+
+  private constructor(readonly proc: ChildProcess, readonly opts: FleetClientOptions) {
+    proc.on('message', (m: FromChild) => {
+      if (m.t === 'fail') {
+        this.failed = new Error(`fleet generator: ${m.error}`);
+        for (const w of this.waiters.values()) w(m);
+        this.waiters.clear();
+        return;
+      }
+      const key = m.t === 'mark' ? `mark:${m.id}` : m.t;
+      const w = this.waiters.get(key);
+      if (w) {
+        this.waiters.delete(key);
+        w(m);
+      }
+    });
+    this.exited = new Promise((resolve) => proc.once('exit', (code, sig) => {
+      if (!this.failed && this.waiters.size > 0) this.failed = new Error(`fleet generator exited (code ${code}, signal ${sig})`);
+      for (const w of this.waiters.values()) w({ t: 'fail', error: this.failed?.message ?? 'exited' });
+      this.waiters.clear();
+      resolve();
+    }));
+  }
+
+  /** Forks the generator; resolves once every node is connected and its first frame was written. */
+  static async start(opts: FleetClientOptions, timeoutMs = 120000): Promise<FleetClient> {
+    // Profiling flags given to the benchmark are meant for the engine, not the generator.
+    const execArgv = process.execArgv.filter((a) => !a.startsWith('--cpu-prof') && !a.startsWith('--heap-prof') && !a.startsWith('--prof'));
+    const proc = fork(SELF, ['--fleet-client-child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
+    const c = new FleetClient(proc, opts);
+    try {
+      await c.request({ t: 'init', opts }, 'ready', timeoutMs);
+    } catch (err) {
+      proc.kill('SIGKILL');
+      throw err;
+    }
+    return c;
+  }
+
+  private request<T extends FromChild>(m: ToChild, key: string, timeoutMs: number): Promise<T> {
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters.delete(key);
+        reject(new Error(`fleet generator: no '${key}' reply within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiters.set(key, (r) => {
+        clearTimeout(timer);
+        if (r.t === 'fail') reject(this.failed ?? new Error(r.error));
+        else resolve(r as T);
+      });
+      this.proc.send(m);
+    });
+  }
+
+  /** Paced push (switches from any other mode). */
+  go(pace: PaceSpec): void {
+    this.proc.send({ t: 'go', pace } satisfies ToChild);
+  }
+
+  /** Unpaced push (switches from any other mode). */
+  flood(flood: FloodSpec): void {
+    this.proc.send({ t: 'flood', flood } satisfies ToChild);
+  }
+
+  /** Stops pushing; resolves when no write is in flight (connections stay open). */
+  async pause(timeoutMs = 30000): Promise<void> {
+    await this.request({ t: 'pause' }, 'paused', timeoutMs);
+  }
+
+  async mark(): Promise<FleetSample & { at: number }> {
+    const id = ++this.markId;
+    const m = await this.request<{ t: 'mark'; id: number; s: FleetSample }>({ t: 'mark', id }, `mark:${id}`, 30000);
+    return { ...m.s, at: performance.now() };
+  }
+
+  /** Stops, lets in-flight writes finish, closes the connections; the totals. */
+  async stop(timeoutMs = 30000): Promise<FleetResult> {
+    try {
+      const m = await this.request<{ t: 'done'; r: FleetResult }>({ t: 'stop' }, 'done', timeoutMs);
+      return m.r;
+    } finally {
+      const t = setTimeout(() => this.proc.kill('SIGKILL'), 3000);
+      await this.exited;
+      clearTimeout(t);
+    }
+  }
+
+  kill(): void {
+    this.proc.kill('SIGKILL');
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Child side
+// ---------------------------------------------------------------------------
+
+interface Node {
+  id: string;
+  socket: Socket;
+  tpl: FrameTemplate;
+  hb: Buffer;
+  /** Next frame number (the prime is frame 0). */
+  seq: number;
+  inflight: number;
+  closed: boolean;
+  /** Flood: batch buffers not in flight, and the frames per batch. */
+  free: Buffer[];
+  batchFrames: number;
+}
+
+const PACE_MAX_QUEUED = 1 << 20;
+const PACE_MAX_LATE_MS = 200;
+
+function childMain(): void {
+  const nodes: Node[] = [];
+  const errors: string[] = [];
+  let sent = 0;
+  let heartbeats = 0;
+  let bytes = 0;
+  let writes = 0;
+  let ticks = 0;
+  let paceSkipped = 0;
+  let backpressureSkipped = 0;
+  let lateMaxMs = 0;
+  let late1ms = 0;
+  let late5ms = 0;
+  let closedEarly = 0;
+  let stopping = false;
+  /** Bumped on every mode change: stale timers and write callbacks of the old mode stop. */
+  let gen = 0;
+  let mode: 'idle' | 'paced' | 'flood' = 'idle';
+  let flood: FloodSpec | null = null;
+  let idleWaiters: Array<() => void> = [];
+  const cpu0 = process.cpuUsage();
+  const elu0 = performance.eventLoopUtilization();
+  const send = (m: FromChild): void => {
+    process.send!(m);
+  };
+  const note = (e: string): void => {
+    if (errors.length < 20) errors.push(e);
+  };
+  const sample = (): FleetSample => {
+    const c = process.cpuUsage(cpu0);
+    return {
+      sent, heartbeats, bytes, cpuUs: c.user + c.system, eluActiveMs: performance.eventLoopUtilization(elu0).active,
+      childAt: performance.timeOrigin + performance.now(), paceSkipped, backpressureSkipped,
+      lateMaxMs: Math.round(lateMaxMs * 1000) / 1000, late1ms, late5ms, writes, ticks,
+    };
+  };
+  process.on('disconnect', () => process.exit(3));
+
+  function settled(): void {
+    if (idleWaiters.length > 0 && nodes.every((n) => n.inflight === 0)) {
+      const ws = idleWaiters;
+      idleWaiters = [];
+      for (const w of ws) w();
+    }
+  }
+
+  function whenIdle(): Promise<void> {
+    if (nodes.every((n) => n.inflight === 0)) return Promise.resolve();
+    return new Promise((resolve) => idleWaiters.push(resolve));
+  }
+
+  /** One write of `frames` frames (or a heartbeat when frames is 0); `owner` goes back to the free list after. */
+  function write(n: Node, buf: Buffer, frames: number, owner: Buffer | null): void {
+    n.inflight++;
+    writes++;
+    const g = gen;
+    n.socket.write(buf, (err) => {
+      n.inflight--;
+      if (owner) n.free.push(owner);
+      if (err) {
+        note(`write ${n.id}: ${err.message}`);
+      } else if (frames > 0) {
+        sent += frames;
+        bytes += buf.length;
+      } else {
+        heartbeats++;
+        bytes += buf.length;
+      }
+      if (mode === 'flood' && g === gen && !stopping) pump(n);
+      settled();
+      if (stopping) maybeDone();
+    });
+  }
+
+  function writeFrame(n: Node): void {
+    const len = n.tpl.line.length;
+    const buf = Buffer.allocUnsafe(len);
+    n.tpl.line.copy(buf, 0);
+    n.tpl.patch(buf, 0, n.seq++, Number(process.hrtime.bigint()));
+    write(n, buf, 1, null);
+  }
+
+  // ---- paced ----
+
+  function startPaced(p: PaceSpec): void {
+    const g = ++gen;
+    mode = 'paced';
+    const N = nodes.length;
+    const stepF = 1000 / p.fps / N;
+    const stepH = p.heartbeatMs > 0 ? p.heartbeatMs / N : Infinity;
+    const t0 = performance.now() + 1;
+    const offH = stepF / 2;
+    let k = 0;
+    let h = 0;
+    const tick = (): void => {
+      if (g !== gen || stopping) return;
+      ticks++;
+      const now = performance.now();
+      for (let due = t0 + k * stepF; due <= now; due = t0 + k * stepF) {
+        const n = nodes[k % N]!;
+        k++;
+        const late = now - due;
+        if (late > PACE_MAX_LATE_MS) {
+          paceSkipped++;
+          n.seq++;
+          continue;
+        }
+        if (n.closed) continue;
+        if (n.socket.writableLength > PACE_MAX_QUEUED) {
+          backpressureSkipped++;
+          continue;
+        }
+        if (late > lateMaxMs) lateMaxMs = late;
+        if (late > 1) late1ms++;
+        if (late > 5) late5ms++;
+        writeFrame(n);
+      }
+      for (let due = t0 + offH + h * stepH; due <= now; due = t0 + offH + h * stepH) {
+        const n = nodes[h % N]!;
+        h++;
+        if (n.closed || now - due > PACE_MAX_LATE_MS || n.socket.writableLength > PACE_MAX_QUEUED) continue;
+        write(n, n.hb, 0, null);
+      }
+      const next = Math.min(t0 + k * stepF, t0 + offH + h * stepH);
+      setTimeout(tick, Math.max(0, next - performance.now()));
+    };
+    setTimeout(tick, 1);
+  }
+
+  // ---- unpaced ----
+
+  function startFlood(f: FloodSpec): void {
+    ++gen;
+    mode = 'flood';
+    flood = f;
+    for (const n of nodes) {
+      const per = Math.max(1, Math.floor(f.chunkBytes / n.tpl.line.length));
+      if (per !== n.batchFrames) {
+        n.batchFrames = per;
+        n.free = [];
+        for (let d = 0; d <= f.depth; d++) {
+          const b = Buffer.allocUnsafe(per * n.tpl.line.length);
+          for (let j = 0; j < per; j++) n.tpl.line.copy(b, j * n.tpl.line.length);
+          n.free.push(b);
+        }
+      }
+    }
+    for (const n of nodes) pump(n);
+  }
+
+  function pump(n: Node): void {
+    const f = flood!;
+    while (mode === 'flood' && !stopping && !n.closed && n.inflight < f.depth) {
+      const b = n.free.pop();
+      if (!b) return;
+      const L = n.tpl.line.length;
+      const tNs = Number(process.hrtime.bigint());
+      for (let j = 0; j < n.batchFrames; j++) n.tpl.patch(b, j * L, n.seq++, j === 0 ? tNs : 0);
+      write(n, b, n.batchFrames, b);
+    }
+  }
+
+  // ---- stop ----
+
+  let doneSent = false;
+  function maybeDone(): void {
+    if (doneSent || !stopping) return;
+    for (const n of nodes) if (n.inflight > 0) return;
+    doneSent = true;
+    const closing = nodes.map((n) => new Promise<void>((resolve) => {
+      if (n.closed) return resolve();
+      n.socket.once('close', () => resolve());
+      n.socket.end();
+    }));
+    const bound = new Promise<void>((r) => setTimeout(r, 15000).unref());
+    void Promise.race([Promise.all(closing), bound]).then(() => {
+      for (const n of nodes) if (!n.closed) n.socket.destroy();
+      const seqs = nodes.map((n) => n.seq);
+      send({ t: 'done', r: { ...sample(), errors, closedEarly, framesPerNodeMin: Math.min(...seqs), framesPerNodeMax: Math.max(...seqs) } });
+      setTimeout(() => process.exit(0), 50);
+    });
+  }
+
+  // ---- init ----
+
+  async function init(o: FleetClientOptions): Promise<void> {
+    setTimeout(() => {
+      process.stderr.write(`fleet generator: hard deadline of ${o.maxSeconds} s reached, exiting\n`);
+      process.exit(4);
+    }, o.maxSeconds * 1000).unref();
+    const prefix = o.prefix ?? 'fleet-';
+    // Self-check: a patched frame parses to what we meant.
+    const tpl = new FrameTemplate('x-1', o.token, o.detections, 3);
+    const b = Buffer.from(tpl.line);
+    tpl.patch(b, 0, 42, 123456789);
+    const m = JSON.parse(b.toString()) as { timestamp: number; t: string; delay: number[] };
+    if (m.timestamp !== TS0 + 42 * 500 || m.t !== '0000000000123456789' || m.delay.length !== o.detections) {
+      throw new Error('frame patching self-check failed');
+    }
+    const connectOne = (i: number): Promise<void> => new Promise((resolve, reject) => {
+      const id = `${prefix}${i}`;
+      const socket = connect({ host: o.host, port: o.port, noDelay: true });
+      const n: Node = {
+        id, socket, tpl: new FrameTemplate(id, o.token, o.detections, i), hb: heartbeatLine(id, o.token),
+        seq: 0, inflight: 0, closed: false, free: [], batchFrames: 0,
+      };
+      nodes[i] = n;
+      socket.on('error', (err) => note(`${id}: ${err.message}`));
+      socket.on('data', () => undefined); // the line protocol has no replies
+      socket.on('close', () => {
+        n.closed = true;
+        if (!stopping) closedEarly++;
+        maybeDone();
+      });
+      socket.once('connect', () => {
+        // The prime: the node's first frame (the engine provisions its tracker on it).
+        writeFrame(n);
+        resolve();
+      });
+      socket.once('close', () => reject(new Error(`${id}: closed before it was ready (${errors.join('; ') || 'no error message'})`)));
+    });
+    const CONCURRENT = 64;
+    for (let i = 0; i < o.nodes; i += CONCURRENT) {
+      const batch: Promise<void>[] = [];
+      for (let j = i; j < Math.min(o.nodes, i + CONCURRENT); j++) batch.push(connectOne(j));
+      await Promise.all(batch);
+    }
+    await whenIdle();
+  }
+
+  process.on('message', (m: ToChild) => {
+    switch (m.t) {
+      case 'init':
+        init(m.opts).then(() => send({ t: 'ready' }), (err: Error) => {
+          send({ t: 'fail', error: err.message });
+          setTimeout(() => process.exit(1), 50);
+        });
+        break;
+      case 'go':
+        startPaced(m.pace);
+        break;
+      case 'flood':
+        startFlood(m.flood);
+        break;
+      case 'pause':
+        ++gen;
+        mode = 'idle';
+        void whenIdle().then(() => send({ t: 'paused' }));
+        break;
+      case 'mark':
+        send({ t: 'mark', id: m.id, s: sample() });
+        break;
+      case 'stop':
+        ++gen;
+        mode = 'idle';
+        stopping = true;
+        maybeDone();
+        break;
+    }
+  });
+}
+
+if (process.argv[1] === SELF && process.argv.includes('--fleet-client-child')) childMain();

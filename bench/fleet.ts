@@ -1,0 +1,880 @@
+// The fleet benchmark (issue 6): many nodes at the rate real nodes send, against
+// a real Engine with its production sink (`trackers`) and auto-provisioning.
+//
+//   node dist/bench/fleet.js [--nodes 1000] [--fps 2] [--duration 60] [--detections 10]
+//                            [--heartbeat-ms 5000] [--warmup 3] [--max 0] [--port-start 20000]
+//
+// Load: bench/fleet-client.ts, N line-protocol nodes (fleet-0..N-1, one TCP
+// connection each), `fps` frames/s per node, the fleet's writes spread evenly
+// over time, one heartbeat per node every `heartbeatMs`; frames with strictly
+// increasing timestamps per node and a send-time marker each.
+//
+// Trackers: one per node, auto-provisioned, the minimal command
+// `sh -c 'exec cat >/dev/null'` with `tracker.input: stdin` (about 1 MB each,
+// against ~50 MB for a Node process): it reads its input and prints nothing (no
+// track events). The provisioning range still has to hold N ports (the
+// allocator assigns one per node whatever the input), outside the ephemeral range.
+//
+// Latency: "send to tracker input" is measured where the engine hands a batch to
+// the tracker's input pipe: TrackerProcess.prototype.write is wrapped (as in
+// bench/e2e.ts, half.latency_to_tracker_write) and, for every send-time marker in
+// the batch, records hrtime at that write minus the marker. It includes the
+// generator's socket write, loopback TCP, the engine's main thread, the shard
+// worker, the ring and the feeder; it excludes the pipe itself and the tracker
+// process's wake-up (cat cannot timestamp what it reads).
+//
+// One run:
+//   setup   engine (sink trackers, auto-provisioning), generator connects every
+//           node and writes one frame each; wait until every tracker process runs
+//           and got its node's first frame. Not in the window.
+//   paced   `warmupS` of paced load, then the window (`durationS`): engine process
+//           CPU (all threads) and main-thread CPU, event-loop utilisation and lag
+//           (the engine's own prom-client monitorEventLoopDelay, read and reset at
+//           the window's edges: no extra timer in the engine), RSS, the latency samples of frames sent in
+//           the window, frames sent vs delivered, the trackers' and the
+//           generator's CPU (separately), supervisor passes and GC pauses.
+//   max     (optional, `maxS` > 0) the generator pushes unpaced: frames/s into
+//           rings and delivered to the trackers, CPU; the growth bench uses it.
+//   stop    the generator stops, the rings drain, the books are checked
+//           (engine.totals(): received = inRings + inSink + delivered + dropped,
+//           sent = received, nothing dropped, heartbeats counted); the engine stops
+//           its trackers; every tracker process must be gone.
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { performance, PerformanceObserver } from 'node:perf_hooks';
+import { parseConfig } from '../src/config.js';
+import { Engine } from '../src/engine.js';
+import { C_HEARTBEATS } from '../src/shared/counters.js';
+import { TrackerProcess } from '../src/tracker/tracker-process.js';
+import { FleetClient, type FleetSample } from './fleet-client.js';
+import { snapshot, delta, machineCpu, type ProbeSnapshot } from './probes.js';
+
+const SELF = fileURLToPath(import.meta.url);
+const TOKEN = 'fleet-secret';
+const CLK_TCK = 100;
+const PAGE = 4096;
+
+/** Targets of issue 6 for a fleet of nodes at 2 Hz. */
+export const FLEET_TARGETS = { p99_ms: 2, host_cpu_pct_of_core: 15 };
+
+export const MINIMAL_TRACKER = ['sh', '-c', 'exec cat >/dev/null'];
+
+export interface FleetOptions {
+  nodes: number;
+  /** Frames per second per node. */
+  fps: number;
+  /** Measured window (paced), seconds. */
+  durationS: number;
+  detections: number;
+  /** Heartbeat period per node, ms (0: none). */
+  heartbeatMs: number;
+  /**
+   * Before the load: every node connected and every tracker running, nothing sent
+   * for this long (seconds, default 5; 0: skip): the engine's fixed cost of N idle
+   * nodes and trackers.
+   */
+  idleS?: number;
+  /** Paced load before the window, seconds (default 3). */
+  warmupS?: number;
+  /** Unpaced phase after the window, seconds (default 0: none). */
+  maxS?: number;
+  /** Unpaced load before its window, seconds (default 1). */
+  maxWarmupS?: number;
+  /** Provisioning range (default 20000 .. start + max(1999, nodes - 1)); keep it out of the ephemeral range. */
+  portStart?: number;
+  portEnd?: number;
+  /** Before the run, wait up to this long for the machine to be idle (default 0). */
+  quietWaitS?: number;
+  /** Tracker argv (default MINIMAL_TRACKER, input stdin). */
+  trackerCommand?: string[];
+  /** Engine shards (default 'auto', the config default; 0 runs the shard code on the main thread). */
+  shards?: number | 'auto';
+  /** Diagnostics: write a main-thread CPU profile of the paced window to this file (.cpuprofile). */
+  profileFile?: string;
+  /** Bound on setup (all trackers running), seconds (default 300). */
+  setupTimeoutS?: number;
+}
+
+// ---------------------------------------------------------------------------
+// Host-side latency: the engine's write of a batch into a tracker's input
+// ---------------------------------------------------------------------------
+
+const MARKER = Buffer.from('"t":"');
+interface HookWindow { from: number; to: number; lat: number[]; at: number[] }
+let hook: HookWindow | null = null;
+/**
+ * Tracker spawns: the synchronous part of TrackerProcess.start() (child_process.spawn,
+ * i.e. the fork and exec of the tracker, blocking the main thread), ms, in order.
+ */
+const spawnMs: number[] = [];
+
+/**
+ * Wraps TrackerProcess.prototype.write (latency samples while `hook` is set) and
+ * .start (spawn times) for one run; returns the undo. Installed per run, not at
+ * import, so a runner that imports this module next to bench/e2e.ts (which wraps
+ * write at import) leaves the other workloads untouched.
+ */
+function installTrackerHooks(): () => void {
+  const proto = TrackerProcess.prototype;
+  const prevWrite = proto.write;
+  const prevStart = proto.start;
+  const write = function (this: TrackerProcess, buf: Buffer, done?: (err: Error | null) => void): boolean {
+    const h = hook;
+    if (h !== null) {
+      const now = Number(process.hrtime.bigint());
+      for (let at = buf.indexOf(MARKER); at >= 0; at = buf.indexOf(MARKER, at + 24)) {
+        const sent = Number(buf.toString('latin1', at + 5, at + 24));
+        if (sent >= h.from && sent <= h.to && h.lat.length < 4_000_000) {
+          h.lat.push(now - sent);
+          h.at.push(now);
+        }
+      }
+    }
+    return prevWrite.call(this, buf, done);
+  };
+  const start = function (this: TrackerProcess): Promise<void> {
+    const t0 = performance.now();
+    const p = prevStart.call(this);
+    spawnMs.push(performance.now() - t0);
+    return p;
+  };
+  proto.write = write;
+  proto.start = start;
+  spawnMs.length = 0;
+  return () => {
+    if (proto.write === write) proto.write = prevWrite;
+    if (proto.start === start) proto.start = prevStart;
+    hook = null;
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export function round(x: number, digits = 0): number {
+  if (!Number.isFinite(x)) return x;
+  const k = 10 ** digits;
+  return Math.round(x * k) / k;
+}
+
+export interface LatencyStats {
+  samples: number;
+  p50_ms: number;
+  p90_ms: number;
+  p99_ms: number;
+  p999_ms: number;
+  max_ms: number;
+  mean_ms: number;
+  over_2ms: number;
+}
+
+function latencyStats(lat: number[]): LatencyStats {
+  const n = lat.length;
+  if (n === 0) return { samples: 0, p50_ms: NaN, p90_ms: NaN, p99_ms: NaN, p999_ms: NaN, max_ms: NaN, mean_ms: NaN, over_2ms: 0 };
+  const v = Float64Array.from(lat).sort();
+  const q = (p: number): number => round(v[Math.min(n - 1, Math.floor(p * n))]! / 1e6, 3);
+  let sum = 0;
+  let over = 0;
+  for (let i = 0; i < n; i++) {
+    sum += v[i]!;
+    if (v[i]! > 2e6) over++;
+  }
+  return { samples: n, p50_ms: q(0.5), p90_ms: q(0.9), p99_ms: q(0.99), p999_ms: q(0.999), max_ms: round(v[n - 1]! / 1e6, 3), mean_ms: round(sum / n / 1e6, 3), over_2ms: over };
+}
+
+function quantile(xs: number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const v = [...xs].sort((a, b) => a - b);
+  return v[Math.min(v.length - 1, Math.floor(p * v.length))]!;
+}
+
+/**
+ * CPU seconds and resident bytes of a process, or null when it is gone. CPU from
+ * /proc/PID/schedstat (time on CPU, ns: a tracker woken twice a second uses far
+ * less than the 10 ms tick of /proc/PID/stat), else utime + stime.
+ */
+function pidStat(pid: number): { cpu: number; rss: number } | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    // After the comm field: utime(14) stime(15) ... rss(24) -> indices 11, 12, 21.
+    let cpu = (Number(f[11]) + Number(f[12])) / CLK_TCK;
+    try {
+      const ns = Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ', 1)[0]);
+      if (Number.isFinite(ns)) cpu = ns / 1e9;
+    } catch {
+      // no schedstat: the tick-based figure stays
+    }
+    return { cpu, rss: Number(f[21]) * PAGE };
+  } catch {
+    return null;
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return s.slice(s.lastIndexOf(')') + 2, s.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+function fdLimit(): number | null {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+    return line ? Number(line.split(/\s+/)[3]) : null;
+  } catch {
+    return null;
+  }
+}
+
+function openFds(): number | null {
+  try {
+    return readdirSync('/proc/self/fd').length;
+  } catch {
+    return null;
+  }
+}
+
+/** Waits (at most maxS) until less than `cores` of the machine is busy over 0.5 s. */
+export async function waitQuiet(maxS: number, cores = 0.3): Promise<{ waited_s: number; busy: number | null }> {
+  const t0 = performance.now();
+  let busy: number | null = null;
+  for (;;) {
+    const a = machineCpu();
+    await sleep(500);
+    const b = machineCpu();
+    if (!a || !b) return { waited_s: 0, busy: null };
+    busy = ((b.busy - a.busy) / (b.total - a.total)) * os.availableParallelism();
+    const waited = (performance.now() - t0) / 1000;
+    if (busy < cores || waited >= maxS) return { waited_s: round(waited, 1), busy: round(busy, 2) };
+  }
+}
+
+function engineConfig(o: Required<Pick<FleetOptions, 'portStart' | 'portEnd' | 'trackerCommand' | 'shards'>>, dir: string) {
+  return parseConfig({
+    shards: o.shards,
+    sink: 'trackers',
+    output_dir: join(dir, 'output'),
+    tcp_server: {
+      enabled: true, host: '127.0.0.1', port: 0, token: TOKEN,
+      auto_provision: true, auto_provision_port_start: o.portStart, auto_provision_port_end: o.portEnd,
+    },
+    tracker: { command: o.trackerCommand, input: 'stdin', stop_grace_ms: 5000 },
+    shutdown: { deadline_ms: 120000 },
+    http: { host: '127.0.0.1', port: 0 },
+    agents: { key_file: join(dir, 'agents-key.pem') },
+    log: { level: 'silent' },
+  }, {}); // {}: RADAR_INGEST_TOKEN must not override the bench token
+}
+
+/**
+ * The engine's event-loop delay histogram (prom-client's default metrics run a
+ * monitorEventLoopDelay, resolution 10 ms, reset at every collection): collects it
+ * now, which resets it, and returns what it held, in ns (timer intervals).
+ */
+async function eventLoopLag(engine: Engine): Promise<{ p50: number; p90: number; p99: number; max: number; mean: number }> {
+  const reg = engine.metrics.registry;
+  const g = async (name: string): Promise<number> => {
+    const m = reg.getSingleMetric(name) as unknown as { get(): Promise<{ values: Array<{ value: number }> }> } | undefined;
+    if (!m) return NaN;
+    const v = await m.get();
+    return (v.values[0]?.value ?? NaN) * 1e9;
+  };
+  await g('nodejs_eventloop_lag_seconds'); // runs the collection: sets the gauges below, resets the histogram
+  return {
+    p50: await g('nodejs_eventloop_lag_p50_seconds'), p90: await g('nodejs_eventloop_lag_p90_seconds'),
+    p99: await g('nodejs_eventloop_lag_p99_seconds'), max: await g('nodejs_eventloop_lag_max_seconds'),
+    mean: await g('nodejs_eventloop_lag_mean_seconds'),
+  };
+}
+
+/** Main-thread CPU profile through the inspector (diagnostics only: it costs CPU). */
+async function startProfile(): Promise<{ stop(file: string): Promise<void> }> {
+  const { Session } = await import('node:inspector');
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object): Promise<unknown> => new Promise((resolve, reject) => {
+    session.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+  await post('Profiler.enable');
+  await post('Profiler.setSamplingInterval', { interval: 200 });
+  await post('Profiler.start');
+  return {
+    async stop(file: string): Promise<void> {
+      const r = (await post('Profiler.stop')) as { profile: unknown };
+      writeFileSync(file, JSON.stringify(r.profile));
+      session.disconnect();
+    },
+  };
+}
+
+function heartbeatsReceived(engine: Engine): number {
+  return engine.pool.slots.reduce((n, s) => n + s.counters[C_HEARTBEATS]!, engine.counters[C_HEARTBEATS]!);
+}
+
+/** Waits until nothing moves and the rings and the sink are empty (bounded). */
+async function drained(engine: Engine, boundMs = 30000): Promise<ReturnType<Engine['totals']>> {
+  const deadline = Date.now() + boundMs;
+  let last = engine.totals();
+  let stable = 0;
+  while (Date.now() < deadline) {
+    await sleep(50);
+    const t = engine.totals();
+    if (t.received === last.received && t.delivered === last.delivered && t.inRings === 0 && t.inSink === 0) {
+      if (++stable >= 3) return t;
+    } else {
+      stable = 0;
+    }
+    last = t;
+  }
+  return engine.totals();
+}
+
+interface Sample {
+  at: number;
+  hrNs: number;
+  totals: ReturnType<Engine['totals']>;
+  probes: ProbeSnapshot;
+  gen: FleetSample & { at: number };
+  heartbeats: number;
+  feeder: { batches: number; fed: number };
+}
+
+function feederTotals(engine: Engine): { batches: number; fed: number } {
+  let batches = 0;
+  let fed = 0;
+  for (const i of engine.trackers!.instances.values()) {
+    batches += i.feeder.batches;
+    fed += i.feeder.framesFed;
+  }
+  return { batches, fed };
+}
+
+async function sampleAll(engine: Engine, client: FleetClient): Promise<Sample> {
+  const gen = await client.mark();
+  const probes = snapshot(engine.pool.threads);
+  return {
+    at: performance.now(), hrNs: Number(process.hrtime.bigint()), totals: engine.totals(), probes, gen,
+    heartbeats: heartbeatsReceived(engine), feeder: feederTotals(engine),
+  };
+}
+
+/** Sum of the trackers' CPU seconds (and RSS) now; `at` in performance.now() ms. */
+function trackersStat(pids: number[]): { at: number; cpu: Map<number, number>; rss: number; alive: number } {
+  const cpu = new Map<number, number>();
+  let rss = 0;
+  for (const p of pids) {
+    const s = pidStat(p);
+    if (!s) continue;
+    cpu.set(p, s.cpu);
+    rss += s.rss;
+  }
+  return { at: performance.now(), cpu, rss, alive: cpu.size };
+}
+
+function trackersCpu(a: ReturnType<typeof trackersStat>, b: ReturnType<typeof trackersStat>): number {
+  let s = 0;
+  for (const [p, c0] of a.cpu) {
+    const c1 = b.cpu.get(p);
+    if (c1 !== undefined) s += c1 - c0;
+  }
+  return s / ((b.at - a.at) / 1000);
+}
+
+function cpuOf(a: Sample, b: Sample, tr: number) {
+  const d = delta(a.probes, b.probes);
+  const genS = (b.gen.childAt - a.gen.childAt) / 1000;
+  const gen = (b.gen.cpuUs - a.gen.cpuUs) / 1e6 / genS;
+  return {
+    /** Engine process, all threads (main, shard workers, libuv, GC), cores. */
+    engine_process_cpu: round(d.processCpu, 4),
+    engine_process_cpu_pct_of_core: round(d.processCpu * 100, 2),
+    main_thread_cpu: d.mainThreadCpu === null ? null : round(d.mainThreadCpu, 4),
+    main_elu: round(d.mainElu, 4),
+    worker_elu: d.workerElu.map((x) => round(x, 4)),
+    trackers_cpu: round(tr, 4),
+    generator_cpu: round(gen, 4),
+    machine_cpu_busy: d.machineBusy === null ? null : round(d.machineBusy, 3),
+    softirq: d.machine?.softirq ?? null,
+    /** Machine CPU by kind, cores (steal: the hypervisor ran something else on our vCPU). */
+    machine_cpu: d.machine,
+    /** Machine CPU not explained by engine, trackers, generator or softirq: other jobs on the machine. */
+    other_cpu: d.machineBusy === null || !d.machine ? null : round(d.machineBusy - d.processCpu - tr - gen - d.machine.softirq, 3),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// One run
+// ---------------------------------------------------------------------------
+
+export async function runFleet(opts: FleetOptions): Promise<Record<string, unknown>> {
+  const o = {
+    idleS: 5, warmupS: 3, maxS: 0, maxWarmupS: 1, quietWaitS: 0, setupTimeoutS: 300, trackerCommand: MINIMAL_TRACKER,
+    portStart: 20000, ...opts,
+  };
+  const portEnd = o.portEnd ?? Math.min(65535, o.portStart + Math.max(1999, o.nodes - 1));
+  if (portEnd - o.portStart + 1 < o.nodes) throw new Error(`provisioning range ${o.portStart}..${portEnd} holds fewer than ${o.nodes} ports`);
+  const quiet = o.quietWaitS > 0 ? await waitQuiet(o.quietWaitS) : null;
+  const started = performance.now();
+  const dir = mkdtempSync(join(os.tmpdir(), 'radar-fleet-'));
+  const rssEmpty = process.memoryUsage.rss();
+  const engine = new Engine({ config: engineConfig({ portStart: o.portStart, portEnd, trackerCommand: o.trackerCommand, shards: o.shards ?? 'auto' }, dir) });
+
+  // Supervisor passes (the reconcile loop walks every instance): durations and times.
+  const passes: Array<[number, number]> = [];
+  const sup = engine.trackers! as unknown as { runPass(): void };
+  const origPass = Object.getPrototypeOf(sup).runPass as () => void;
+  sup.runPass = function (this: unknown) {
+    const t0 = Number(process.hrtime.bigint());
+    origPass.call(sup);
+    passes.push([t0, Number(process.hrtime.bigint())]);
+  };
+  // GC pauses (main thread).
+  const gcs: Array<[number, number]> = [];
+  const gcObs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcs.push([e.startTime, e.duration]);
+  });
+
+  let client: FleetClient | null = null;
+  const pids: number[] = [];
+  const uninstallHooks = installTrackerHooks();
+  try {
+    await engine.start();
+    const rssEngine = process.memoryUsage.rss();
+
+    // ---- setup: connect, provision, start every tracker ----
+    const tConnect = performance.now();
+    client = await FleetClient.start({
+      host: '127.0.0.1', port: engine.tcpAddress!.port, nodes: o.nodes, token: TOKEN, detections: o.detections,
+      maxSeconds: o.setupTimeoutS + o.idleS + o.warmupS + o.durationS + o.maxWarmupS + o.maxS + 300,
+    }, o.setupTimeoutS * 1000);
+    const connectS = (performance.now() - tConnect) / 1000;
+    const upBy = performance.now() + o.setupTimeoutS * 1000;
+    let provisionedAt = 0;
+    const timeline: Array<[number, number, number, number]> = [];
+    let lastT = -1;
+    for (;;) {
+      const inst = [...engine.trackers!.instances.values()];
+      const t = round((performance.now() - tConnect) / 1000, 1);
+      if (t - lastT >= 0.5) {
+        lastT = t;
+        timeline.push([t, engine.nodes.byRing.length, inst.length, inst.filter((i) => i.up).length]);
+      }
+      if (provisionedAt === 0 && inst.length === o.nodes) provisionedAt = performance.now();
+      if (inst.length === o.nodes && inst.every((i) => i.up) && engine.totals().delivered >= o.nodes) break;
+      if (performance.now() > upBy) {
+        const states = inst.map((i) => `${i.spec.nodeId}:${i.shownState}${i.state.lastError ? ` (${i.state.lastError})` : ''}`);
+        throw new Error(`trackers not all up after ${o.setupTimeoutS} s: ${inst.length}/${o.nodes} instances, ${inst.filter((i) => i.up).length} up; ${states.filter((s) => !s.includes(':running')).slice(0, 5).join(', ')}`);
+      }
+      await sleep(50);
+    }
+    const runningAt = performance.now();
+    const spawns = spawnMs.splice(0);
+    const tenth = Math.max(1, Math.floor(spawns.length / 10));
+    for (const i of engine.trackers!.instances.values()) if (i.proc?.pid !== undefined) pids.push(i.proc.pid);
+    const passesSetup = passes.length;
+    // The operator's view: GET /api/v1/trackers.
+    const tApi = performance.now();
+    const resp = await fetch(`http://127.0.0.1:${engine.httpAddress!.port}/api/v1/trackers`);
+    const apiBody = await resp.text();
+    const apiMs = performance.now() - tApi;
+    const api = JSON.parse(apiBody) as { trackers: Array<{ state: string; pid: number | null }> };
+    const apiStates: Record<string, number> = {};
+    for (const t of api.trackers) apiStates[t.state] = (apiStates[t.state] ?? 0) + 1;
+    const setup = {
+      total_s: round((runningAt - started) / 1000, 2),
+      connect_and_prime_s: round(connectS, 2),
+      all_instances_s: round((provisionedAt - tConnect) / 1000, 2),
+      all_running_s: round((runningAt - tConnect) / 1000, 2),
+      supervisor_passes: passesSetup,
+      supervisor_pass_max_ms: round(Math.max(0, ...passes.map(([a, b]) => (b - a) / 1e6)), 2),
+      supervisor_pass_total_ms: round(passes.reduce((x, [a, b]) => x + (b - a) / 1e6, 0), 1),
+      /** Synchronous part of each tracker start (child_process.spawn: fork + exec), main thread blocked. */
+      spawn_ms: {
+        count: spawns.length, p50: round(quantile(spawns, 0.5), 3), max: round(Math.max(0, ...spawns), 3),
+        total: round(spawns.reduce((x, y) => x + y, 0), 1),
+        first_tenth_mean: round(spawns.slice(0, tenth).reduce((x, y) => x + y, 0) / tenth, 3),
+        last_tenth_mean: round(spawns.slice(-tenth).reduce((x, y) => x + y, 0) / tenth, 3),
+      },
+      /** [s since connect, nodes with a ring, tracker instances, trackers up], every 0.5 s. */
+      timeline,
+      api: { status: resp.status, ms: round(apiMs, 1), bytes: apiBody.length, trackers: api.trackers.length, states: apiStates },
+      fds_open: openFds(),
+      fd_limit: fdLimit(),
+      tracker_pids: pids.length,
+    };
+
+    // ---- idle: connected, nothing sent ----
+    let idle: Record<string, unknown> | null = null;
+    if (o.idleS > 0) {
+      await sleep(500);
+      const tA = trackersStat(pids);
+      const c = await sampleAll(engine, client);
+      await sleep(o.idleS * 1000);
+      const d = await sampleAll(engine, client);
+      const tB = trackersStat(pids);
+      idle = { window_s: round((d.at - c.at) / 1000, 3), cpu: cpuOf(c, d, trackersCpu(tA, tB)), rss_mb: round(process.memoryUsage.rss() / 2 ** 20, 1) };
+    }
+
+    // ---- paced window ----
+    client.go({ fps: o.fps, heartbeatMs: o.heartbeatMs });
+    await sleep(o.warmupS * 1000);
+    const trA = trackersStat(pids);
+    const a = await sampleAll(engine, client);
+    const passesA = passes.length;
+    const gcA = gcs.length;
+    gcObs.observe({ entryTypes: ['gc'] });
+    hook = { from: a.hrNs, to: Number.MAX_SAFE_INTEGER, lat: [], at: [] };
+    await eventLoopLag(engine); // resets the engine's delay histogram
+    const prof = o.profileFile ? await startProfile() : null;
+    const rss: number[] = [process.memoryUsage.rss()];
+    const perSecond: number[] = [];
+    let lastD = a.totals.delivered;
+    let lastAt = performance.now();
+    const tick = setInterval(() => {
+      rss.push(process.memoryUsage.rss());
+      const dl = engine.totals().delivered;
+      const now = performance.now();
+      perSecond.push(Math.round(((dl - lastD) * 1000) / (now - lastAt)));
+      lastD = dl;
+      lastAt = now;
+    }, 1000);
+    await sleep(o.durationS * 1000);
+    clearInterval(tick);
+    const lag = await eventLoopLag(engine);
+    if (prof) await prof.stop(o.profileFile!);
+    const b = await sampleAll(engine, client);
+    const trB = trackersStat(pids);
+    hook.to = b.hrNs;
+    const mem = process.memoryUsage();
+    rss.push(mem.rss);
+    const fdsWindow = openFds();
+    await sleep(300); // frames sent just before the end of the window reach their tracker
+    const win = hook;
+    hook = null;
+    gcObs.disconnect();
+    const s = (b.at - a.at) / 1000;
+    const genS = (b.gen.childAt - a.gen.childAt) / 1000;
+    const lat = latencyStats(win.lat);
+    const windowPasses = passes.slice(passesA).filter(([p0]) => p0 >= a.hrNs && p0 <= b.hrNs);
+    const passMs = windowPasses.map(([p0, p1]) => (p1 - p0) / 1e6);
+    const windowGcs = gcs.slice(gcA);
+    // Slow samples (> 2 ms): how many overlap a supervisor pass or a GC pause.
+    let slow = 0;
+    let slowInPass = 0;
+    let slowInGc = 0;
+    // GC entries are on the performance.now() clock: move them to hrtime ns.
+    const hrNow = Number(process.hrtime.bigint());
+    const perfNow = performance.now();
+    const gcNs = windowGcs.map(([start, dur]) => [hrNow - (perfNow - start) * 1e6, dur * 1e6] as const);
+    for (let i = 0; i < win.lat.length; i++) {
+      const l = win.lat[i]!;
+      if (l <= 2e6) continue;
+      slow++;
+      const end = win.at[i]!;
+      const begin = end - l;
+      if (windowPasses.some(([p0, p1]) => p0 < end && p1 > begin)) slowInPass++;
+      if (gcNs.some(([g0, gd]) => g0 < end && g0 + gd > begin)) slowInGc++;
+    }
+    const cpu = cpuOf(a, b, trackersCpu(trA, trB));
+    const lagMs = (v: number): number => round(Math.max(0, v / 1e6 - 10), 3);
+    const rssMax = Math.max(...rss);
+    const rssMed = quantile(rss, 0.5);
+    const paced = {
+      window_s: round(s, 3),
+      target_frames_per_s: o.nodes * o.fps,
+      sent_frames: b.gen.sent - a.gen.sent,
+      sent_per_s: round((b.gen.sent - a.gen.sent) / genS, 1),
+      received_per_s: round((b.totals.received - a.totals.received) / s, 1),
+      delivered_frames: b.totals.delivered - a.totals.delivered,
+      delivered_per_s: round((b.totals.delivered - a.totals.delivered) / s, 1),
+      delivered_per_s_by_second: perSecond,
+      heartbeats_sent_per_s: round((b.gen.heartbeats - a.gen.heartbeats) / genS, 1),
+      heartbeats_received_per_s: round((b.heartbeats - a.heartbeats) / s, 1),
+      latency_to_tracker_write: {
+        what: 'generator write (send-time marker) -> the engine handing the batch to the tracker\'s stdin pipe (TrackerProcess.write), hrtime; excludes the pipe and the tracker\'s wake-up',
+        ...lat,
+      },
+      slow_samples: { over_2ms: slow, overlapping_supervisor_pass: slowInPass, overlapping_gc: slowInGc },
+      cpu,
+      event_loop_lag_ms: {
+        what: 'main thread: the engine\'s prom-client monitorEventLoopDelay (resolution 10 ms) over the window; lag = timer interval - 10 ms',
+        p50: lagMs(lag.p50), p90: lagMs(lag.p90), p99: lagMs(lag.p99), max: lagMs(lag.max), mean: lagMs(lag.mean),
+      },
+      memory: {
+        rss_mb_before_engine: round(rssEmpty / 2 ** 20, 1),
+        rss_mb_engine_no_nodes: round(rssEngine / 2 ** 20, 1),
+        rss_mb_start: round(rss[0]! / 2 ** 20, 1),
+        rss_mb_end: round(mem.rss / 2 ** 20, 1),
+        rss_mb_max: round(rssMax / 2 ** 20, 1),
+        rss_mb_median: round(rssMed / 2 ** 20, 1),
+        /** (median RSS in the window - RSS of the started engine before any node) / nodes. */
+        rss_kb_per_node: round((rssMed - rssEngine) / o.nodes / 1024, 1),
+        heap_used_mb: round(mem.heapUsed / 2 ** 20, 1),
+        external_mb: round(mem.external / 2 ** 20, 1),
+        array_buffers_mb: round(mem.arrayBuffers / 2 ** 20, 1),
+        ring_bytes_per_node: engine.config.ring.size_bytes,
+        /** Rings are SharedArrayBuffers: address space now, resident as pages are first written (each ring fully resident once it wrapped). */
+        rings_virtual_mb: round((engine.config.ring.size_bytes * o.nodes) / 2 ** 20, 0),
+        /** At this rate a ring has wrapped (all of it resident) after this many minutes: the long-run RSS is about rings_virtual_mb more. */
+        rings_fully_resident_after_min: round(engine.config.ring.size_bytes / (o.fps * frameBytes(o.detections)) / 60, 0),
+        trackers_rss_mb_total: round(trB.rss / 2 ** 20, 1),
+        trackers_rss_kb_mean: round(trB.rss / Math.max(1, trB.alive) / 1024, 0),
+      },
+      supervisor_passes: {
+        count: windowPasses.length, p50_ms: round(quantile(passMs, 0.5), 3), max_ms: round(Math.max(0, ...passMs), 3),
+        total_ms: round(passMs.reduce((x, y) => x + y, 0), 1),
+      },
+      gc: {
+        count: windowGcs.length, max_ms: round(Math.max(0, ...windowGcs.map(([, d]) => d)), 3),
+        total_ms: round(windowGcs.reduce((x, [, d]) => x + d, 0), 1),
+      },
+      feeder: {
+        writes_per_s: round((b.feeder.batches - a.feeder.batches) / s, 1),
+        frames_per_write: round((b.feeder.fed - a.feeder.fed) / Math.max(1, b.feeder.batches - a.feeder.batches), 2),
+      },
+      generator: {
+        late_max_ms: b.gen.lateMaxMs, writes_late_1ms: b.gen.late1ms - a.gen.late1ms, writes_late_5ms: b.gen.late5ms - a.gen.late5ms,
+        pace_skipped: b.gen.paceSkipped - a.gen.paceSkipped, backpressure_skipped: b.gen.backpressureSkipped - a.gen.backpressureSkipped,
+        writes_per_s: round((b.gen.writes - a.gen.writes) / genS, 1), timer_ticks_per_s: round((b.gen.ticks - a.gen.ticks) / genS, 1),
+      },
+      fds_open: fdsWindow,
+      trackers_alive: trB.alive,
+    };
+
+    // ---- optional unpaced phase ----
+    let max: Record<string, unknown> | null = null;
+    if (o.maxS > 0) {
+      await client.pause(120000);
+      await drained(engine);
+      const chunkBytes = Math.max(4096, Math.min(256 * 1024, Math.floor((32 << 20) / o.nodes)));
+      client.flood({ chunkBytes, depth: 2 });
+      await sleep(o.maxWarmupS * 1000);
+      const tA = trackersStat(pids);
+      const c = await sampleAll(engine, client);
+      // Second by second: [frames/s into rings, delivered/s, frames in rings, RSS MB, main ELU].
+      const perSec: Array<[number, number, number, number, number]> = [];
+      let lt = c.totals;
+      let lAt = performance.now();
+      let lElu = performance.eventLoopUtilization();
+      const t2 = setInterval(() => {
+        const t = engine.totals();
+        const now = performance.now();
+        const k = 1000 / (now - lAt);
+        const e = performance.eventLoopUtilization();
+        perSec.push([Math.round((t.written - lt.written) * k), Math.round((t.delivered - lt.delivered) * k), t.inRings,
+          round(process.memoryUsage.rss() / 2 ** 20, 0), round(performance.eventLoopUtilization(e, lElu).utilization, 3)]);
+        lt = t;
+        lAt = now;
+        lElu = e;
+      }, 1000);
+      await sleep(o.maxS * 1000);
+      clearInterval(t2);
+      const d = await sampleAll(engine, client);
+      const tB = trackersStat(pids);
+      let ringsUsed = 0;
+      for (const n of engine.nodes.byRing) ringsUsed += n.reader.usedBytes;
+      const rssAfter = process.memoryUsage.rss();
+      // In-flight writes complete as the engine reads them: after a stall that can take a while.
+      await client.pause(120000);
+      const s2 = (d.at - c.at) / 1000;
+      const g2 = (d.gen.childAt - c.gen.childAt) / 1000;
+      max = {
+        window_s: round(s2, 3),
+        chunk_bytes: chunkBytes,
+        sent_per_s: Math.round((d.gen.sent - c.gen.sent) / g2),
+        into_rings_per_s: Math.round((d.totals.written - c.totals.written) / s2),
+        delivered_per_s: Math.round((d.totals.delivered - c.totals.delivered) / s2),
+        detections_into_rings_per_s: Math.round((d.totals.detections - c.totals.detections) / s2),
+        rings_fill_end: round(ringsUsed / (engine.config.ring.size_bytes * o.nodes), 4),
+        feeder_frames_per_write: round((d.feeder.fed - c.feeder.fed) / Math.max(1, d.feeder.batches - c.feeder.batches), 1),
+        cpu: cpuOf(c, d, trackersCpu(tA, tB)),
+        rss_mb_after: round(rssAfter / 2 ** 20, 1),
+        /** [into rings /s, delivered /s, frames in rings, RSS MB, main ELU] each second. */
+        per_second: perSec,
+      };
+    }
+
+    // ---- stop and check the books ----
+    const tStop = performance.now();
+    const fin = await client.stop();
+    client = null;
+    const end = await drained(engine);
+    const hbEnd = heartbeatsReceived(engine);
+    let restarts = 0;
+    let notUp = 0;
+    const instances = [...engine.trackers!.instances.values()];
+    for (const i of instances) {
+      restarts += i.state.restarts;
+      if (!i.up) notUp++;
+    }
+    const tEngineStop = performance.now();
+    await engine.stop();
+    const engineStopS = (performance.now() - tEngineStop) / 1000;
+    // Every tracker process must be gone (bounded wait: they exit on EOF of stdin).
+    let left = pids.filter(pidAlive);
+    for (let k = 0; k < 50 && left.length > 0; k++) {
+      await sleep(100);
+      left = left.filter(pidAlive);
+    }
+    const acc = {
+      sent: fin.sent, received: end.received, in_rings: end.inRings, in_sink: end.inSink, delivered: end.delivered,
+      dropped_total: end.droppedTotal,
+      dropped: Object.fromEntries(Object.entries(end.dropped).filter(([, v]) => v !== 0)),
+      heartbeats_sent: fin.heartbeats, heartbeats_received: hbEnd,
+      instances: instances.length, trackers_not_up_before_stop: notUp, restarts,
+      generator_errors: fin.errors, closed_early: fin.closedEarly,
+      violations: [] as string[],
+    };
+    const v = acc.violations;
+    if (acc.received !== acc.in_rings + acc.in_sink + acc.delivered + acc.dropped_total) {
+      v.push(`received ${acc.received} != inRings ${acc.in_rings} + inSink ${acc.in_sink} + delivered ${acc.delivered} + dropped ${acc.dropped_total}`);
+    }
+    if (acc.sent !== acc.received) v.push(`generator sent ${acc.sent} != engine received ${acc.received}`);
+    if (acc.dropped_total !== 0) v.push(`dropped ${acc.dropped_total} frames: ${JSON.stringify(acc.dropped)}`);
+    if (acc.heartbeats_sent !== acc.heartbeats_received) v.push(`heartbeats sent ${acc.heartbeats_sent} != received ${acc.heartbeats_received}`);
+    if (acc.instances !== o.nodes) v.push(`${acc.instances} tracker instances for ${o.nodes} nodes`);
+    if (notUp > 0) v.push(`${notUp} trackers not up at the end of the load`);
+    if (restarts > 0) v.push(`${restarts} tracker restarts`);
+    if (fin.closedEarly > 0) v.push(`${fin.closedEarly} node connections closed by the host during the run`);
+    if (fin.errors.length > 0) v.push(`generator errors: ${fin.errors.slice(0, 3).join('; ')}`);
+    if (left.length > 0) v.push(`${left.length} tracker processes still alive after engine.stop() (e.g. pid ${left[0]})`);
+
+    const p99 = lat.p99_ms;
+    const cpuPct = cpu.engine_process_cpu_pct_of_core;
+    return {
+      workload: 'fleet',
+      started_at: new Date(performance.timeOrigin + started).toISOString(),
+      machine: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? '?', mem_gib: round(os.totalmem() / 2 ** 30, 1), node: process.version },
+      params: {
+        nodes: o.nodes, fps: o.fps, duration_s: o.durationS, warmup_s: o.warmupS, detections: o.detections, heartbeat_ms: o.heartbeatMs,
+        max_s: o.maxS, port_range: [o.portStart, portEnd], shards: engine.config.shards,
+        tracker: { command: o.trackerCommand, input: 'stdin' }, frame_bytes: frameBytes(o.detections),
+        protocol: 'line (retina JSON), one TCP connection per node, writes spread evenly, one frame per write',
+      },
+      quiet_wait: quiet,
+      targets: {
+        latency: {
+          what: `p99 send -> hand-off to the tracker's input pipe < ${FLEET_TARGETS.p99_ms} ms (${o.nodes} nodes x ${o.fps} Hz)`,
+          value: p99, max: FLEET_TARGETS.p99_ms, pass: p99 < FLEET_TARGETS.p99_ms,
+        },
+        host_cpu: {
+          what: `engine process CPU (all threads) < ${FLEET_TARGETS.host_cpu_pct_of_core}% of one core; trackers and generator reported separately`,
+          value_pct: cpuPct, max_pct: FLEET_TARGETS.host_cpu_pct_of_core, pass: cpuPct < FLEET_TARGETS.host_cpu_pct_of_core,
+        },
+      },
+      setup,
+      ...(idle ? { idle } : {}),
+      paced,
+      ...(max ? { max } : {}),
+      teardown: { stop_load_and_drain_s: round((tEngineStop - tStop) / 1000, 2), engine_stop_s: round(engineStopS, 2), tracker_processes_left: left.length },
+      accounting: { ok: v.length === 0, ...acc },
+      duration_s: round((performance.now() - started) / 1000, 1),
+    };
+  } finally {
+    hook = null;
+    gcObs.disconnect();
+    client?.kill();
+    await engine.stop();
+    uninstallHooks();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Bytes of one frame line as sent (node fleet-0). */
+function frameBytes(detections: number): number {
+  const d = Array.from({ length: detections }, () => 123.45);
+  return Buffer.byteLength(`${JSON.stringify({ node_id: 'fleet-0', token: TOKEN, timestamp: 1757400000000, t: '0'.repeat(19), delay: d, doppler: d, snr: d, adsb: d.map(() => null) })}\n`);
+}
+
+// ---------------------------------------------------------------------------
+// Summary and standalone entry
+// ---------------------------------------------------------------------------
+
+const fmt = (x: number | null | undefined, d = 0): string => (x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
+
+/** A few lines for a human (stderr). */
+export function fleetSummary(r: Record<string, unknown>): string {
+  const x = r as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const p = x.paced;
+  const c = p.cpu;
+  const L: string[] = [];
+  L.push(`fleet: ${fmt(x.params.nodes)} nodes x ${x.params.fps} Hz, ${x.params.detections} det/frame (${x.params.frame_bytes} B), heartbeat ${x.params.heartbeat_ms} ms, window ${fmt(p.window_s, 1)} s`);
+  L.push(`  setup ${fmt(x.setup.total_s, 1)} s (connect+prime ${fmt(x.setup.connect_and_prime_s, 1)} s, all instances ${fmt(x.setup.all_instances_s, 1)} s, all running ${fmt(x.setup.all_running_s, 1)} s; ${x.setup.supervisor_passes} passes, ${fmt(x.setup.supervisor_pass_total_ms)} ms in all, max ${fmt(x.setup.supervisor_pass_max_ms, 1)} ms; spawn ${fmt(x.setup.spawn_ms.p50, 2)} ms p50, first tenth ${fmt(x.setup.spawn_ms.first_tenth_mean, 2)} ms, last tenth ${fmt(x.setup.spawn_ms.last_tenth_mean, 2)} ms, ${fmt(x.setup.spawn_ms.total)} ms in all; GET /api/v1/trackers ${fmt(x.setup.api.ms, 0)} ms ${fmt(x.setup.api.bytes)} B); fds ${x.setup.fds_open}/${x.setup.fd_limit}`);
+  if (x.idle) L.push(`  idle (connected, nothing sent) ${fmt(x.idle.window_s, 1)} s: engine CPU ${fmt(x.idle.cpu.engine_process_cpu, 3)} cores (main thread ${fmt(x.idle.cpu.main_thread_cpu, 3)}), trackers ${fmt(x.idle.cpu.trackers_cpu, 3)}`);
+  L.push(`  frames sent ${fmt(p.sent_per_s, 1)}/s, delivered ${fmt(p.delivered_per_s, 1)}/s (target ${fmt(p.target_frames_per_s)}); heartbeats ${fmt(p.heartbeats_sent_per_s, 1)}/s sent, ${fmt(p.heartbeats_received_per_s, 1)}/s received`);
+  L.push(`  latency send -> tracker stdin write: p50 ${fmt(p.latency_to_tracker_write.p50_ms, 3)} ms  p90 ${fmt(p.latency_to_tracker_write.p90_ms, 3)}  p99 ${fmt(p.latency_to_tracker_write.p99_ms, 3)}  p99.9 ${fmt(p.latency_to_tracker_write.p999_ms, 3)}  max ${fmt(p.latency_to_tracker_write.max_ms, 2)} ms (${fmt(p.latency_to_tracker_write.samples)} samples; ${fmt(p.slow_samples.over_2ms)} > 2 ms, ${fmt(p.slow_samples.overlapping_supervisor_pass)} during a supervisor pass, ${fmt(p.slow_samples.overlapping_gc)} during GC)`);
+  L.push(`  CPU (cores): engine ${fmt(c.engine_process_cpu, 3)} (${fmt(c.engine_process_cpu_pct_of_core, 1)}% of a core; main thread ${fmt(c.main_thread_cpu, 3)}, main ELU ${fmt(c.main_elu, 3)}, worker ELU ${c.worker_elu.map((w: number) => fmt(w, 3)).join(',')})  trackers ${fmt(c.trackers_cpu, 3)}  generator ${fmt(c.generator_cpu, 3)}  machine ${fmt(c.machine_cpu_busy, 2)}${(c.other_cpu ?? 0) > 0.2 ? `  (other CPU ${fmt(c.other_cpu, 2)} cores: noisy)` : ''}`);
+  L.push(`  event-loop lag p50 ${fmt(p.event_loop_lag_ms.p50, 2)} ms  p99 ${fmt(p.event_loop_lag_ms.p99, 2)}  max ${fmt(p.event_loop_lag_ms.max, 2)}; supervisor passes ${p.supervisor_passes.count} (p50 ${fmt(p.supervisor_passes.p50_ms, 2)} ms, max ${fmt(p.supervisor_passes.max_ms, 2)}); GC ${p.gc.count} (max ${fmt(p.gc.max_ms, 2)} ms)`);
+  L.push(`  memory: RSS ${fmt(p.memory.rss_mb_median, 0)} MB median, ${fmt(p.memory.rss_mb_max, 0)} max (engine without nodes ${fmt(p.memory.rss_mb_engine_no_nodes, 0)} MB; ${fmt(p.memory.rss_kb_per_node, 1)} KB/node); rings ${fmt(p.memory.rings_virtual_mb)} MB virtual (all resident after ~${fmt(p.memory.rings_fully_resident_after_min)} min at this rate); trackers ${fmt(p.memory.trackers_rss_mb_total, 0)} MB (${fmt(p.memory.trackers_rss_kb_mean)} KB each)`);
+  if (x.max) L.push(`  unpaced: ${fmt(x.max.into_rings_per_s)} frames/s into rings, ${fmt(x.max.delivered_per_s)} delivered; engine CPU ${fmt(x.max.cpu.engine_process_cpu, 2)}  trackers ${fmt(x.max.cpu.trackers_cpu, 2)}  generator ${fmt(x.max.cpu.generator_cpu, 2)}`);
+  L.push(`  teardown: engine.stop ${fmt(x.teardown.engine_stop_s, 1)} s, tracker processes left ${x.teardown.tracker_processes_left}`);
+  L.push(`target ${x.targets.latency.what}: ${fmt(x.targets.latency.value, 3)} ms ${x.targets.latency.pass ? 'PASS' : 'FAIL'}`);
+  L.push(`target ${x.targets.host_cpu.what}: ${fmt(x.targets.host_cpu.value_pct, 1)}% ${x.targets.host_cpu.pass ? 'PASS' : 'FAIL'}`);
+  L.push(`accounting: ${x.accounting.ok ? 'OK (sent == received == inRings + inSink + delivered + dropped, nothing dropped, heartbeats counted, every tracker gone)' : `VIOLATIONS: ${x.accounting.violations.join('; ')}`}`);
+  return L.join('\n');
+}
+
+export function parseFleetArgs(argv: string[]): FleetOptions & { json?: boolean } {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      nodes: { type: 'string' }, fps: { type: 'string' }, duration: { type: 'string' }, detections: { type: 'string' },
+      'heartbeat-ms': { type: 'string' }, idle: { type: 'string' }, warmup: { type: 'string' }, max: { type: 'string' }, 'max-warmup': { type: 'string' },
+      'port-start': { type: 'string' }, 'port-end': { type: 'string' }, profile: { type: 'string' }, shards: { type: 'string' }, 'quiet-wait': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stderr.write('usage: node dist/bench/fleet.js [--nodes 1000] [--fps 2] [--duration 60] [--detections 10] [--heartbeat-ms 5000] [--idle 5]\n'
+      + '                         [--warmup 3] [--max 0] [--max-warmup 1] [--port-start 20000] [--port-end P] [--quiet-wait 10]\n'
+      + '                         [--shards auto|N] [--profile FILE.cpuprofile]\n');
+    process.exit(0);
+  }
+  const num = (v: string | undefined, def: number): number => {
+    if (v === undefined) return def;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`bad number ${v}`);
+    return n;
+  };
+  const out: FleetOptions = {
+    nodes: num(values.nodes, 1000), fps: num(values.fps, 2), durationS: num(values.duration, 60),
+    detections: num(values.detections, 10), heartbeatMs: num(values['heartbeat-ms'], 5000),
+    idleS: num(values.idle, 5), warmupS: num(values.warmup, 3), maxS: num(values.max, 0), maxWarmupS: num(values['max-warmup'], 1),
+    portStart: num(values['port-start'], 20000), quietWaitS: num(values['quiet-wait'], 10),
+  };
+  if (values['port-end'] !== undefined) out.portEnd = num(values['port-end'], 0);
+  if (values.profile !== undefined) out.profileFile = values.profile;
+  if (values.shards !== undefined) out.shards = values.shards === 'auto' ? 'auto' : num(values.shards, 0);
+  return out;
+}
+
+async function main(): Promise<void> {
+  const opts = parseFleetArgs(process.argv.slice(2));
+  const bound = (opts.quietWaitS ?? 0) + (opts.idleS ?? 5) + (opts.setupTimeoutS ?? 300) + (opts.warmupS ?? 3) + opts.durationS + (opts.maxS ?? 0) + 300;
+  const watchdog = setTimeout(() => {
+    process.stderr.write('fleet: overall time bound exceeded, exiting\n');
+    process.exit(2);
+  }, bound * 1000);
+  watchdog.unref();
+  const r = await runFleet(opts);
+  process.stderr.write(`${fleetSummary(r)}\n`);
+  process.stdout.write(`${JSON.stringify(r)}\n`);
+}
+
+if (process.argv[1] === SELF) {
+  main().then(
+    () => process.exit(0),
+    (err: Error) => {
+      process.stderr.write(`fleet: ${err.stack ?? err.message}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,312 @@
+// Growth benchmark (issue 6): how throughput, CPU, memory and latency grow with
+// the number of nodes (1, 10, 100, 1,000 at a fixed detections per frame) and
+// with the detections per frame (1, 10, 50, 200 at a fixed node count).
+//
+//   node dist/bench/growth.js [--nodes-list 1,10,100,1000] [--det-list 1,10,50,200]
+//                             [--fixed-nodes 100] [--fixed-det 10] [--cell-duration 15]
+//                             [--max 5] [--idle 3] [--no-isolate]
+//
+// Every cell is one bench/fleet.ts run (runFleet), by default in a fresh process
+// (`node dist/bench/fleet.js ...`) so that one cell's heap, rings and threads do
+// not weigh on the next cell's RSS:
+//  - paced, fleet style (each node 2 frames/s, writes spread evenly, heartbeats,
+//    one minimal `cat` tracker per node): engine CPU, RSS, RSS per node, latency
+//    send -> hand-off to the tracker's input (p50/p99), over `cellS` seconds;
+//  - idle (connected, nothing sent, `idleS` s): the fixed cost of N nodes;
+//  - then unpaced (`maxS` s): the same nodes push as fast as the engine takes
+//    frames, through the same engine (sink trackers): frames/s into rings (max)
+//    and delivered to the trackers' input. The unpaced phase uses the fleet
+//    generator, not bench/loadgen.ts, because loadgen's line frames cycle through
+//    1-5 detections and the detections sweep needs a fixed count per frame.
+import { fork } from 'node:child_process';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { performance } from 'node:perf_hooks';
+import { runFleet, round, waitQuiet, FLEET_TARGETS } from './fleet.js';
+
+const SELF = fileURLToPath(import.meta.url);
+const FLEET_JS = fileURLToPath(new URL('./fleet.js', import.meta.url));
+
+export interface GrowthOptions {
+  nodesList?: number[];
+  detList?: number[];
+  /** Node count of the detections sweep (default 100). */
+  fixedNodes?: number;
+  /** Detections per frame of the nodes sweep (default 10). */
+  fixedDet?: number;
+  /** Frames/s per node, paced (default 2). */
+  fps?: number;
+  /** Paced window per cell, seconds (default 15). */
+  cellS?: number;
+  /** Paced warm-up per cell, seconds (default 2). */
+  warmupS?: number;
+  /** Idle window per cell, seconds (default 3). */
+  idleS?: number;
+  /** Unpaced window per cell, seconds (default 5). */
+  maxS?: number;
+  heartbeatMs?: number;
+  /** Each cell in a fresh process (default true). */
+  isolate?: boolean;
+  /** Before each cell, wait up to this long for the machine to be idle (default 5). */
+  quietWaitS?: number;
+  portStart?: number;
+}
+
+interface CellRow {
+  sweep: 'nodes' | 'detections' | 'both';
+  nodes: number;
+  detections: number;
+  frame_bytes: number;
+  /** Unpaced: frames/s into rings, and delivered to the trackers' input. */
+  max_frames_per_s: number | null;
+  max_delivered_per_s: number | null;
+  max_detections_per_s: number | null;
+  max_engine_cpu: number | null;
+  max_generator_cpu: number | null;
+  /** Paced: delivered/s against the target nodes x fps. */
+  paced_target_per_s: number;
+  paced_delivered_per_s: number;
+  engine_cpu_pct: number;
+  main_thread_cpu_pct: number | null;
+  engine_cpu_us_per_frame: number;
+  idle_engine_cpu_pct: number | null;
+  trackers_cpu_pct: number;
+  generator_cpu_pct: number;
+  other_cpu: number | null;
+  rss_mb: number;
+  rss_kb_per_node: number;
+  /** Nodes sweep: (RSS - RSS of the previous cell) / (nodes - nodes of the previous cell). */
+  rss_kb_per_added_node: number | null;
+  p50_ms: number;
+  p99_ms: number;
+  max_ms: number;
+  latency_samples: number;
+  event_loop_lag_p99_ms: number;
+  supervisor_pass_p50_ms: number;
+  setup_s: number;
+  spawn_ms_p50: number;
+  accounting_ok: boolean;
+  violations: string[];
+}
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+function rowOf(sweep: CellRow['sweep'], r: any): CellRow {
+  const p = r.paced;
+  const m = r.max ?? null;
+  return {
+    sweep,
+    nodes: r.params.nodes,
+    detections: r.params.detections,
+    frame_bytes: r.params.frame_bytes,
+    max_frames_per_s: m ? m.into_rings_per_s : null,
+    max_delivered_per_s: m ? m.delivered_per_s : null,
+    max_detections_per_s: m ? m.detections_into_rings_per_s : null,
+    max_engine_cpu: m ? m.cpu.engine_process_cpu : null,
+    max_generator_cpu: m ? m.cpu.generator_cpu : null,
+    paced_target_per_s: p.target_frames_per_s,
+    paced_delivered_per_s: p.delivered_per_s,
+    engine_cpu_pct: p.cpu.engine_process_cpu_pct_of_core,
+    main_thread_cpu_pct: p.cpu.main_thread_cpu === null ? null : round(p.cpu.main_thread_cpu * 100, 2),
+    engine_cpu_us_per_frame: round((p.cpu.engine_process_cpu / p.delivered_per_s) * 1e6, 1),
+    idle_engine_cpu_pct: r.idle ? r.idle.cpu.engine_process_cpu_pct_of_core : null,
+    trackers_cpu_pct: round(p.cpu.trackers_cpu * 100, 2),
+    generator_cpu_pct: round(p.cpu.generator_cpu * 100, 2),
+    other_cpu: p.cpu.other_cpu,
+    rss_mb: p.memory.rss_mb_median,
+    rss_kb_per_node: p.memory.rss_kb_per_node,
+    rss_kb_per_added_node: null,
+    p50_ms: p.latency_to_tracker_write.p50_ms,
+    p99_ms: p.latency_to_tracker_write.p99_ms,
+    max_ms: p.latency_to_tracker_write.max_ms,
+    latency_samples: p.latency_to_tracker_write.samples,
+    event_loop_lag_p99_ms: p.event_loop_lag_ms.p99,
+    supervisor_pass_p50_ms: p.supervisor_passes.p50_ms,
+    setup_s: r.setup.total_s,
+    spawn_ms_p50: r.setup.spawn_ms.p50,
+    accounting_ok: r.accounting.ok,
+    violations: r.accounting.violations,
+  };
+}
+/* eslint-enable @typescript-eslint/no-explicit-any */
+
+interface CellSpec { nodes: number; detections: number; sweep: CellRow['sweep'] }
+
+type FleetArgs = Parameters<typeof runFleet>[0];
+
+/** One runFleet in a fresh process (node dist/bench/fleet.js): its JSON. */
+function runIsolated(a: FleetArgs, boundS: number): Promise<Record<string, unknown>> {
+  const args = [
+    '--nodes', String(a.nodes), '--fps', String(a.fps), '--duration', String(a.durationS), '--detections', String(a.detections),
+    '--heartbeat-ms', String(a.heartbeatMs), '--idle', String(a.idleS ?? 0), '--warmup', String(a.warmupS ?? 2), '--max', String(a.maxS ?? 0),
+    '--quiet-wait', '0', ...(a.portStart !== undefined ? ['--port-start', String(a.portStart)] : []),
+  ];
+  return new Promise((resolve, reject) => {
+    const child = fork(FLEET_JS, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const bound = setTimeout(() => child.kill('SIGKILL'), boundS * 1000);
+    child.on('exit', (code, sig) => {
+      clearTimeout(bound);
+      if (code !== 0) {
+        const lines = err.trim().split('\n');
+        const why = lines.filter((l) => /Error|^fleet:/.test(l)).slice(0, 2);
+        return reject(new Error(`fleet cell exited with ${sig ?? `code ${code}`}: ${(why.length ? why : lines.slice(-3)).join(' | ')}`));
+      }
+      try {
+        resolve(JSON.parse(out.trim().split('\n').pop() ?? '') as Record<string, unknown>);
+      } catch {
+        reject(new Error(`fleet cell printed no result: ${out.slice(-200)} ${err.slice(-200)}`));
+      }
+    });
+  });
+}
+
+const fmt = (x: number | null | undefined, d = 0): string => (x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
+
+export function growthTable(rows: CellRow[]): string {
+  const L: string[] = [];
+  L.push('| nodes | det/frame | frames/s max (into rings) | delivered/s max | delivered/s paced (target) | engine CPU paced (% of a core) | engine CPU idle | RSS MB | RSS/node KB | ΔRSS/Δnode KB | p50 / p99 ms | other CPU (noise, cores) |');
+  L.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of rows) {
+    L.push(`| ${fmt(r.nodes)} | ${r.detections} | ${fmt(r.max_frames_per_s)} | ${fmt(r.max_delivered_per_s)} | ${fmt(r.paced_delivered_per_s, 0)} (${fmt(r.paced_target_per_s)}) | ${fmt(r.engine_cpu_pct, 1)}% | ${fmt(r.idle_engine_cpu_pct, 1)}% | ${fmt(r.rss_mb, 0)} | ${r.nodes >= 100 ? fmt(r.rss_kb_per_node, 0) : 'n/a'} | ${fmt(r.rss_kb_per_added_node, 0)} | ${fmt(r.p50_ms, 2)} / ${fmt(r.p99_ms, 2)} | ${fmt(r.other_cpu, 2)} |`);
+  }
+  return L.join('\n');
+}
+
+export async function runGrowth(opts: GrowthOptions = {}): Promise<Record<string, unknown>> {
+  const o = {
+    nodesList: [1, 10, 100, 1000], detList: [1, 10, 50, 200], fixedNodes: 100, fixedDet: 10, fps: 2, cellS: 15, warmupS: 2,
+    idleS: 3, maxS: 5, heartbeatMs: 5000, isolate: true, quietWaitS: 5, portStart: 20000, ...opts,
+  };
+  const started = performance.now();
+  const specs: CellSpec[] = [];
+  for (const n of o.nodesList) specs.push({ nodes: n, detections: o.fixedDet, sweep: 'nodes' });
+  for (const d of o.detList) {
+    const same = specs.find((s) => s.nodes === o.fixedNodes && s.detections === d);
+    if (same) same.sweep = 'both';
+    else specs.push({ nodes: o.fixedNodes, detections: d, sweep: 'detections' });
+  }
+  const rows: CellRow[] = [];
+  const runs: Record<string, unknown>[] = [];
+  const quiet: Array<{ cell: string; waited_s: number; busy: number | null }> = [];
+  const failures: string[] = [];
+  for (const c of specs) {
+    const name = `${c.nodes}x${c.detections}`;
+    if (o.quietWaitS > 0) quiet.push({ cell: name, ...(await waitQuiet(o.quietWaitS)) });
+    const a: FleetArgs = {
+      nodes: c.nodes, fps: o.fps, durationS: o.cellS, detections: c.detections, heartbeatMs: o.heartbeatMs,
+      idleS: o.idleS, warmupS: o.warmupS, maxS: o.maxS, portStart: o.portStart,
+    };
+    const t0 = performance.now();
+    let r: Record<string, unknown>;
+    try {
+      r = o.isolate ? await runIsolated(a, 600) : await runFleet(a);
+    } catch (err) {
+      failures.push(`${name}: ${(err as Error).message}`);
+      process.stderr.write(`growth ${name.padEnd(9)} FAILED: ${(err as Error).message}\n`);
+      continue;
+    }
+    const row = rowOf(c.sweep, r);
+    rows.push(row);
+    runs.push(r);
+    process.stderr.write(`growth ${fmt(c.nodes).padStart(5)} nodes x ${String(c.detections).padStart(3)} det: max ${fmt(row.max_frames_per_s).padStart(9)} frames/s into rings, ${fmt(row.max_delivered_per_s).padStart(9)} delivered; paced ${fmt(row.paced_delivered_per_s)}/s, engine CPU ${fmt(row.engine_cpu_pct, 1)}% (idle ${fmt(row.idle_engine_cpu_pct, 1)}%), RSS ${fmt(row.rss_mb)} MB (${fmt(row.rss_kb_per_node)} KB/node), p50 ${fmt(row.p50_ms, 2)} p99 ${fmt(row.p99_ms, 2)} ms${(row.other_cpu ?? 0) > 0.2 ? `, other CPU ${fmt(row.other_cpu, 2)} (noisy)` : ''}${row.accounting_ok ? '' : `, VIOLATIONS ${row.violations.join('; ')}`} [${fmt((performance.now() - t0) / 1000, 0)} s]\n`);
+  }
+  const byNodes = rows.filter((r) => r.sweep !== 'detections').sort((a, b) => a.nodes - b.nodes);
+  for (let i = 1; i < byNodes.length; i++) {
+    const a = byNodes[i - 1]!;
+    const b = byNodes[i]!;
+    if (b.nodes > a.nodes) b.rss_kb_per_added_node = round(((b.rss_mb - a.rss_mb) * 1024) / (b.nodes - a.nodes), 1);
+  }
+  const byDet = rows.filter((r) => r.sweep !== 'nodes').sort((a, b) => a.detections - b.detections);
+  const ordered = [...byNodes, ...byDet.filter((r) => r.sweep === 'detections')];
+  const table = growthTable(ordered);
+  const violations = [...failures, ...rows.flatMap((r) => r.violations.map((v) => `${r.nodes}x${r.detections}: ${v}`))];
+  return {
+    workload: 'growth',
+    started_at: new Date(performance.timeOrigin + started).toISOString(),
+    machine: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? '?', mem_gib: round(os.totalmem() / 2 ** 30, 1), node: process.version },
+    params: {
+      nodes_list: o.nodesList, det_list: o.detList, fixed_nodes: o.fixedNodes, fixed_det: o.fixedDet, fps: o.fps, cell_s: o.cellS,
+      warmup_s: o.warmupS, idle_s: o.idleS, max_s: o.maxS, heartbeat_ms: o.heartbeatMs, isolate: o.isolate,
+      tracker: "sh -c 'exec cat >/dev/null' (tracker.input stdin), one per node",
+      what: {
+        max: 'unpaced fleet generator, same engine (sink trackers): frames/s written into rings and delivered to the trackers\' input',
+        paced: `each node ${o.fps} frames/s, writes spread evenly, heartbeats every ${o.heartbeatMs} ms`,
+        latency: 'send -> the engine handing the frame to the tracker\'s stdin pipe (TrackerProcess.write)',
+        rss_kb_per_node: '(median RSS in the paced window - RSS of the started engine before any node) / nodes (noise below 100 nodes: n/a in the table)',
+        max_1000_nodes: 'with many nodes pushing at once the unpaced phase can stall for seconds (see runs[].max.per_second): one M_DATA_BATCH per main-thread turn holds every read (up to limits.max_inflight_bytes per connection) and the shard publishes nothing until it has framed all of it',
+        rss_kb_per_added_node: 'nodes sweep: RSS difference to the previous cell / nodes added',
+        rings: 'each node has a 4 MiB ring (SharedArrayBuffer); pages become resident as it fills, all of it once it wrapped (see runs[].paced.memory.rings_fully_resident_after_min): long-run RSS grows by ring.size_bytes per node',
+      },
+      targets_at_1000_nodes: FLEET_TARGETS,
+    },
+    duration_s: round((performance.now() - started) / 1000, 1),
+    table_md: table,
+    by_nodes: byNodes,
+    by_detections: byDet,
+    accounting: { ok: violations.length === 0, violations },
+    quiet_waits: quiet,
+    runs,
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      'nodes-list': { type: 'string' }, 'det-list': { type: 'string' }, 'fixed-nodes': { type: 'string' }, 'fixed-det': { type: 'string' },
+      fps: { type: 'string' }, 'cell-duration': { type: 'string' }, warmup: { type: 'string' }, idle: { type: 'string' }, max: { type: 'string' },
+      'heartbeat-ms': { type: 'string' }, 'no-isolate': { type: 'boolean' }, 'quiet-wait': { type: 'string' }, 'port-start': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stderr.write('usage: node dist/bench/growth.js [--nodes-list 1,10,100,1000] [--det-list 1,10,50,200] [--fixed-nodes 100] [--fixed-det 10]\n'
+      + '                          [--fps 2] [--cell-duration 15] [--warmup 2] [--idle 3] [--max 5] [--heartbeat-ms 5000] [--quiet-wait 5] [--no-isolate]\n');
+    return;
+  }
+  const num = (v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`bad number ${v}`);
+    return n;
+  };
+  const list = (v: string | undefined): number[] | undefined => (v === undefined ? undefined : v.split(',').map((x) => num(x)!));
+  const o: GrowthOptions = {};
+  const set = <K extends keyof GrowthOptions>(k: K, v: GrowthOptions[K] | undefined): void => {
+    if (v !== undefined) o[k] = v;
+  };
+  set('nodesList', list(values['nodes-list']));
+  set('detList', list(values['det-list']));
+  set('fixedNodes', num(values['fixed-nodes']));
+  set('fixedDet', num(values['fixed-det']));
+  set('fps', num(values.fps));
+  set('cellS', num(values['cell-duration']));
+  set('warmupS', num(values.warmup));
+  set('idleS', num(values.idle));
+  set('maxS', num(values.max));
+  set('heartbeatMs', num(values['heartbeat-ms']));
+  set('quietWaitS', num(values['quiet-wait']));
+  set('portStart', num(values['port-start']));
+  if (values['no-isolate']) o.isolate = false;
+  const watchdog = setTimeout(() => {
+    process.stderr.write('growth: overall time bound exceeded, exiting\n');
+    process.exit(2);
+  }, 30 * 60 * 1000);
+  watchdog.unref();
+  const r = await runGrowth(o);
+  process.stderr.write(`\n${r.table_md as string}\n\naccounting: ${(r.accounting as { ok: boolean }).ok ? 'OK in every cell' : `VIOLATIONS: ${(r.accounting as { violations: string[] }).violations.slice(0, 5).join('; ')}`}; total ${fmt(r.duration_s as number, 0)} s\n`);
+  process.stdout.write(`${JSON.stringify(r)}\n`);
+}
+
+if (process.argv[1] === SELF) {
+  main().then(
+    () => process.exit(0),
+    (err: Error) => {
+      process.stderr.write(`growth: ${err.stack ?? err.message}\n`);
+      process.exit(1);
+    },
+  );
+}
