@@ -557,6 +557,7 @@ function childMain(): void {
   }
 
   /** One write; `owner` (a patched buffer) goes back to the connection's free list when it completes. */
+  let chained = 0;
   function write(c: Conn, i: number, buf: Buffer, frames: number, dets: number, owner: Buffer | null): void {
     c.inflight++;
     c.socket.write(buf, (err) => {
@@ -570,7 +571,13 @@ function childMain(): void {
         bytes += buf.length;
       }
       if (stopping) maybeDone();
-      else if (running) pump(c, i);
+      else if (running) {
+        // Against a server that drains at once (the raw ceiling), every write completes
+        // synchronously and its callback comes by nextTick: pumping from it forever would
+        // starve the event loop (and the parent's IPC requests). Yield now and then.
+        if (++chained % 64 === 0) setImmediate(() => pump(c, i));
+        else pump(c, i);
+      }
       if (idleWaiters.length > 0 && conns.every((x) => x.inflight === 0)) {
         const ws = idleWaiters;
         idleWaiters = [];
