@@ -291,10 +291,11 @@ function binaryFrame(seq: number, ts: number, n: number, variant: number): Buffe
   const delay = new Float64Array(n);
   const doppler = new Float64Array(n);
   const snr = new Float64Array(n);
+  // Two decimals, like the line generator and retina nodes (40.46, -27.99, 12.08).
   for (let k = 0; k < n; k++) {
-    delay[k] = 20 + ((variant * 37 + k * 13) % 400) * 0.37;
-    doppler[k] = -200 + ((variant * 53 + k * 29) % 4000) * 0.1;
-    snr[k] = 6 + ((variant * 3 + k * 5) % 200) * 0.09;
+    delay[k] = round2(20 + ((variant * 37 + k * 13) % 400) * 0.37);
+    doppler[k] = round2(-200 + ((variant * 53 + k * 29) % 4000) * 0.1);
+    snr[k] = round2(6 + ((variant * 3 + k * 5) % 200) * 0.09);
   }
   return encodeFrame({ seq, timestamp: ts, delay, doppler, snr });
 }

@@ -5,6 +5,7 @@
 import { RESERVE_FULL, RESERVE_TOO_LARGE, type RingWriter } from '../ring-writer.js';
 import { KIND_JSON_LINE, KIND_PACKED } from '../shared/ring-layout.js';
 import type { LineScan } from './json-scan.js';
+import { formatNumber } from '../shared/number-format.js';
 
 const LBRACE = 0x7b;
 const RBRACE = 0x7d;
@@ -81,7 +82,7 @@ export function packedToJson(det: Uint8Array, n: number, adsbJson: Buffer | null
   new Uint8Array(f.buffer).set(det.subarray(0, n * 24));
   const col = (k: number): string => {
     let s = '';
-    for (let i = 0; i < n; i++) s += (i ? ',' : '') + String(f[k * n + i]);
+    for (let i = 0; i < n; i++) s += (i ? ',' : '') + formatNumber(f[k * n + i]!);
     return s;
   };
   let s = `{"timestamp":${timestamp},"delay":[${col(0)}],"doppler":[${col(1)}],"snr":[${col(2)}]`;
