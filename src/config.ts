@@ -354,6 +354,9 @@ const trackerSchemaSection = z.strictObject({
   reconcile_interval_ms: intMin(10).default(1000),
   // 20: stderr lines logged per tracker per 10 s; the rest are counted (the pipe is always read).
   stderr_lines_per_10s: intMin(0).default(20),
+  // 120000: a tracker whose input stays full this long (alive, not reading) is restarted
+  // like a crashed one; its queued frames count as tracker_lost. 0: never.
+  stall_timeout_ms: intMin(0).default(120000),
 });
 
 const shutdownSchema = z.strictObject({

@@ -75,6 +75,7 @@ test('empty and null documents give all defaults', () => {
     assert.deepEqual(c.tracker, {
       command: 'reference', input: 'tcp', env: {}, stop_grace_ms: 5000, restart_backoff_ms: 1000, restart_backoff_max_ms: 60000,
       flap_max_restarts: 5, flap_window_ms: 300000, flap_cooldown_ms: 600000, reconcile_interval_ms: 1000, stderr_lines_per_10s: 20,
+      stall_timeout_ms: 120000,
     });
     assert.deepEqual(c.shutdown, { deadline_ms: 30000, drain_grace_ms: 0 });
     assert.deepEqual(c.http, { host: '0.0.0.0', port: 8080, api_token: '', max_body_bytes: 65536 });

@@ -524,6 +524,45 @@ describe('tracker lifecycle (real engine, real tracker subprocesses)', () => {
     assert.ok(ringA.usedBytes > ringA.capacity / 2, 'A ring still full');
     assert.ok(e.nodes.get(B)!.reader.usedBytes < ringA.capacity / 4, 'B ring not backed up');
   });
+
+  test('a tracker alive but not reading for tracker.stall_timeout_ms is restarted like a crashed one; its queued frames are counted', async () => {
+    const stall = 600;
+    const { e, http, tcp } = await trackerEngine(['--echo', '--{node_id}'], {
+      ring: { size_bytes: 65536 },
+      limits: { max_frame_bytes: 16384 },
+      tracker: { stall_timeout_ms: stall, restart_backoff_ms: 50 },
+    });
+    const A = 'no-read';
+    const a = await open(tcp);
+    await a.send(lineFrame(A, 1, 50));
+    await until(() => view(e, A)?.state === 'running', 'tracker running', 10000);
+    const pid1 = view(e, A)!.pid!;
+    // Fill its input until the feeder is blocked.
+    let ts = 2;
+    for (let i = 0; i < 2000 && !view(e, A)!.input_blocked; i++) {
+      const chunk = frames(A, range(ts, ts + 99), 50);
+      ts += 100;
+      if (!a.socket.write(chunk)) {
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, 50);
+          a.socket.once('drain', () => { clearTimeout(t); r(); });
+        });
+      }
+    }
+    await until(() => view(e, A)!.input_blocked, 'input blocked', 10000);
+    const t0 = Date.now();
+    // Not before the stall timeout...
+    await until(() => view(e, A)!.restarts >= 1 || view(e, A)!.pid !== pid1, 'restarted after the stall timeout', 10000);
+    assert.ok(Date.now() - t0 >= stall - 100, `restarted ${Date.now() - t0} ms after the input filled (stall_timeout_ms ${stall})`);
+    const api = (await apiJson(http, `/api/v1/trackers/${A}`)).json;
+    assert.match(String(api.last_error), /has not read its input .*stall_timeout_ms/);
+    await until(() => !pidAlive(pid1), 'the hung process is gone', 5000);
+    // ... and it comes back: a new process, running.
+    await until(() => { const v = view(e, A)!; return v.state === 'running' && v.pid !== pid1; }, 'a new process runs', 10000);
+    const m = await scrape(e);
+    assert.ok((m.get('radar_ingest_frames_dropped_total{reason="tracker_lost"}') ?? 0) > 0, 'frames queued to the hung tracker are counted as tracker_lost');
+    assert.ok((m.get(`radar_ingest_tracker_restarts_total{node="${A}"}`) ?? 0) >= 1);
+  });
 });
 
 // ---- the CLI: SIGTERM drains the rings into the trackers, then exits 0 ----------

@@ -103,6 +103,11 @@ export class RingFeeder {
   get state(): FeederState {
     return this._state;
   }
+  /** now() when the tracker's input last filled up and has not drained since; null when it is not blocked. */
+  get blockedSince(): number | null {
+    return this._blockedSince;
+  }
+  private _blockedSince: number | null = null;
   /** Frames taken out of the ring by this feeder. */
   get taken(): number {
     return this.framesFed + this.inFlight + this.lostInFlight + this.duplicate + this.outOfOrder + this.badRecords;
@@ -123,6 +128,7 @@ export class RingFeeder {
     this.tracker = tracker;
     this.waiting = false;
     this.yieldPending = false;
+    this._blockedSince = null;
     this.resetOrdering();
     if (this._state !== 'closed') this._state = 'detached';
   }
@@ -133,6 +139,7 @@ export class RingFeeder {
     this.tracker = null;
     this.waiting = false;
     this.yieldPending = false;
+    this._blockedSince = null;
     if (this._state !== 'closed') this._state = 'detached';
   }
 
@@ -208,10 +215,12 @@ export class RingFeeder {
 
   private waitWritable(t: FeederTarget): void {
     this.waiting = true;
+    this._blockedSince = this.now();
     const gen = this.generation;
     t.whenWritable().then(() => {
       if (gen !== this.generation) return;
       this.waiting = false;
+      this._blockedSince = null;
       this.pump();
     }, () => {
       if (gen !== this.generation) return;

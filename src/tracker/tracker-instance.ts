@@ -160,6 +160,14 @@ export class TrackerInstance {
     if (p && (phase === 'running' || phase === 'outage') && !p.writable && p.state !== 'stopping' && p.state !== 'exited') {
       this.apply({ type: 'input_lost', error: `tracker input closed (${p.lastError?.message ?? 'connection closed by the tracker'})` });
     }
+    // Alive but not reading: its input has not drained for stall_timeout_ms. A slow
+    // tracker drains now and then; a hung one never does, and its node stays paused.
+    const stallMs = this.ctx.config.tracker.stall_timeout_ms;
+    const since = this.feeder.blockedSince;
+    if (stallMs > 0 && since !== null && (this._state.phase === 'running' || this._state.phase === 'outage')
+      && this.ctx.now() - since >= stallMs) {
+      this.apply({ type: 'input_lost', error: `tracker has not read its input for ${this.ctx.now() - since} ms (tracker.stall_timeout_ms ${stallMs})` });
+    }
     this.apply({ type: 'tick', sourceUp: this.sourceUp });
     // Frames may be waiting from before the tracker was up.
     if (this.up && this.feeder.state === 'detached') this.pump();
