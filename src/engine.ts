@@ -388,9 +388,11 @@ export class Engine {
         this.nodes.revoked(msg.conn, msg.node);
         break;
       case S_CLOSE: {
+        // Closes the host asked for (shutdown, a newer connection of the node) are not problems.
         if (msg.error && this.errLimit.take(msg.reason) >= 0) {
           const h = this.handoff.conns.get(msg.conn);
-          this.log.warn({ conn: msg.conn, remote: h?.remote, reason: msg.reason, code: msg.error.code }, msg.error.message);
+          const level = msg.reason === 'shutdown' || msg.reason === 'superseded' ? 'info' : 'warn';
+          this.log[level]({ conn: msg.conn, remote: h?.remote, reason: msg.reason, code: msg.error.code }, msg.error.message);
         }
         this.handoff.close(msg.conn, msg.reason);
         break;
@@ -458,10 +460,15 @@ export class Engine {
     this.handoff.refusing = 'shutdown';
     const tcpClosed = this.tcp ? new Promise<void>((r) => this.tcp!.close(() => r())) : Promise.resolve();
     // The shards close their connections first, so binary nodes get RADAR_ERR_SHUTTING_DOWN
-    // before the close; whatever they have not closed within 500 ms is closed here.
+    // before the close; whatever they have not closed in time is closed here. The time
+    // grows with the connections (10,000 take ~1 s to tell), at most a quarter of the deadline.
     for (let i = 0; i < this.pool.size; i++) this.pool.send(i, { t: M_SHUTDOWN });
-    const closingBy = Date.now() + 500;
-    while (Date.now() < closingBy && [...this.handoff.conns.values()].some((h) => h.closeReason === null && !h.socketClosed)) {
+    const closingBy = Date.now() + Math.min(500 + this.handoff.open / 10, this.config.shutdown.deadline_ms / 4);
+    const anyOpen = (): boolean => {
+      for (const h of this.handoff.conns.values()) if (h.closeReason === null && !h.socketClosed) return true;
+      return false;
+    };
+    while (Date.now() < closingBy && anyOpen()) {
       await new Promise((r) => setTimeout(r, 5));
     }
     this.handoff.closeAll('shutdown');
