@@ -187,6 +187,39 @@ test('packed records are rendered as retina JSON lines', async () => {
   assert.deepEqual(JSON.parse(got[3]!), { timestamp: T0 + 4, delay: [], doppler: [], snr: [] });
 });
 
+test('one batch mixing JSON lines (one without its newline, one duplicate, one empty, one with a skip), then packed, then JSON: every line whole, in order', async () => {
+  const { t, got } = await startFake(['--echo']);
+  const { w, r } = ring();
+  const f = feeder(r, t);
+  const raw = (ts: number, text: string, skip = 0): void => {
+    const b = Buffer.from(text);
+    const off = w.reserve(b.length, ts, KIND_JSON_LINE, 2, undefined, skip);
+    assert.ok(off >= 0);
+    w.bytes.set(b, off);
+    w.commit();
+  };
+  putLine(w, T0 + 1);
+  raw(T0 + 2, strip(retinaLine(T0 + 2))); // no trailing newline: one is added
+  putLine(w, T0 + 2); // duplicate: skipped
+  raw(T0 + 3, ''); // empty payload: a bad record
+  raw(T0 + 3, retinaLine(T0 + 3), 5); // payload placed after a 5-byte skip
+  const p = putPacked(w, T0 + 4, [[1.25], [2.5], [3.75]], null);
+  putLine(w, T0 + 5);
+  raw(T0 + 6, strip(retinaLine(T0 + 6)));
+  putLine(w, T0 + 7);
+  w.flush();
+  assert.equal(f.pump(), 'idle');
+  assert.equal(t.writes, 1, 'one write for the batch');
+  await until(() => got.length === 7, 'seven echoes');
+  assert.deepEqual(got, [
+    strip(retinaLine(T0 + 1)), strip(retinaLine(T0 + 2)), strip(retinaLine(T0 + 3)),
+    strip(packedToJson(p.det, 1, null, T0 + 4)), strip(retinaLine(T0 + 5)), strip(retinaLine(T0 + 6)), strip(retinaLine(T0 + 7)),
+  ]);
+  assert.equal(f.duplicate, 1);
+  assert.equal(f.badRecords, 1);
+  assert.equal(f.framesFed + f.inFlight, 7);
+});
+
 test('a tracker that stops reading: the feeder stops draining the ring; frames queued when it dies are lostInFlight; the rest wait in the ring', async () => {
   const { t } = await startFake(['--no-read']);
   const { w, r } = ring(1 << 20);

@@ -29,7 +29,9 @@
 // The feeder never reads the ring while no tracker input is open (`detached`), so a
 // tracker that is down or restarting leaves the frames in the ring, not lost.
 import type { RingReader, RingBatch } from '../ring-reader.js';
-import { KIND_JSON_LINE, KIND_PACKED } from '../shared/ring-layout.js';
+import {
+  KIND_JSON_LINE, KIND_PACKED, PAD_MARK, REC_DETECTIONS, REC_HEADER_BYTES, REC_KIND, REC_LEN, REC_PAYLOAD_LEN, REC_SKIP, REC_TIMESTAMP,
+} from '../shared/ring-layout.js';
 import { packedRecordToJson } from '../shard/frame-writer.js';
 import type { TrackerProcess } from './tracker-process.js';
 
@@ -229,47 +231,71 @@ export class RingFeeder {
     });
   }
 
-  /** One buffer of retina lines for the in-order frames of a batch. */
+  /**
+   * One buffer of retina lines for the in-order frames of a batch. The batch is
+   * this feeder's private copy, so JSON records are compacted in place (each record
+   * gives up its header: the lines never overtake the bytes still to be read); a
+   * packed record is rendered to JSON, and from then on the lines are gathered and
+   * concatenated. No per-record objects on the common path.
+   */
   private render(batch: RingBatch): { buf: Buffer; frames: number } {
-    const parts: Buffer[] = [];
+    const b = batch.buffer;
+    let parts: Buffer[] | null = null;
     let len = 0;
+    let w = 0;
     let frames = 0;
-    for (const rec of batch.records()) {
-      const ts = rec.timestamp;
+    for (let p = 0; p < b.length;) {
+      const rec = p;
+      p += b.readUInt32LE(rec + REC_LEN);
+      const plen = b.readUInt32LE(rec + REC_PAYLOAD_LEN);
+      if (plen === PAD_MARK) continue;
+      const ts = b.readDoubleLE(rec + REC_TIMESTAMP);
       if (!(ts > this.lastTs)) {
         if (ts === this.lastTs) this.duplicate++;
         else this.outOfOrder++;
         continue;
       }
-      let line: Buffer;
-      if (rec.kind === KIND_JSON_LINE) {
-        line = rec.payload;
-        if (line.length === 0) {
+      const kind = b[rec + REC_KIND];
+      const ps = rec + REC_HEADER_BYTES + b[rec + REC_SKIP]!;
+      if (kind === KIND_JSON_LINE) {
+        if (plen === 0) {
           this.badRecords++;
           continue;
         }
-      } else if (rec.kind === KIND_PACKED) {
-        const n = rec.detections;
-        const cols = n * 24;
-        if (rec.payload.length < cols) {
+        if (parts === null) {
+          b.copyWithin(w, ps, ps + plen);
+          w += plen;
+          // The layout promises '\n'-terminated lines; never glue two frames together.
+          if (b[w - 1] !== NL) b[w++] = NL;
+        } else {
+          parts.push(b.subarray(ps, ps + plen));
+          len += plen;
+          if (b[ps + plen - 1] !== NL) {
+            parts.push(NL_BUF);
+            len++;
+          }
+        }
+      } else if (kind === KIND_PACKED) {
+        const n = b.readUInt32LE(rec + REC_DETECTIONS);
+        if (plen < n * 24) {
           this.badRecords++;
           continue;
         }
-        line = Buffer.from(packedRecordToJson(rec.payload, n, ts), 'utf8');
+        const line = Buffer.from(packedRecordToJson(b.subarray(ps, ps + plen), n, ts), 'utf8');
+        if (parts === null) {
+          parts = w > 0 ? [b.subarray(0, w)] : [];
+          len = w;
+        }
+        parts.push(line);
+        len += line.length;
       } else {
         this.badRecords++;
         continue;
       }
-      parts.push(line);
-      len += line.length;
-      // The layout promises '\n'-terminated lines; never glue two frames together.
-      if (line[line.length - 1] !== NL) {
-        parts.push(NL_BUF);
-        len++;
-      }
       this.lastTs = ts;
       frames++;
     }
+    if (parts === null) return { buf: b.subarray(0, w), frames };
     return { buf: parts.length === 1 ? parts[0]! : Buffer.concat(parts, len), frames };
   }
 }
