@@ -2,6 +2,7 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,6 +83,27 @@ describe('cli', () => {
     c.destroy();
     r.child.kill('SIGTERM');
     assert.equal(await r.exit, 0);
+  });
+
+  test('a node port already in use: start-up fails, says so, exit code 1', async () => {
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+    const port = (busy.address() as AddressInfo).port;
+    try {
+      const p = configFile('busy.yaml', [
+        'tcp_server:', '  enabled: true', '  host: 127.0.0.1', `  port: ${port}`, '  token: t',
+        'http:', '  host: 127.0.0.1', '  port: 0', `output_dir: ${join(dir, 'out-busy')}`, 'sink: discard',
+        'agents:', `  key_file: ${join(dir, 'key-busy.pem')}`,
+      ].join('\n'));
+      const r = run(['--config', p]);
+      assert.equal(await r.exit, 1);
+      const text = r.out() + r.err();
+      assert.match(text, /start-up failed/);
+      assert.match(text, new RegExp(`EADDRINUSE[^\\n]*${port}|${port}[^\\n]*EADDRINUSE`));
+      assert.doesNotMatch(text, /radar-ingest started/);
+    } finally {
+      await new Promise<void>((r) => busy.close(() => r()));
+    }
   });
 
   describe('draining behind a load balancer', () => {

@@ -525,6 +525,38 @@ describe('tracker lifecycle (real engine, real tracker subprocesses)', () => {
     assert.ok(e.nodes.get(B)!.reader.usedBytes < ringA.capacity / 4, 'B ring not backed up');
   });
 
+  test('shutdown with a tracker that does not read: frames left in its ring at the deadline are counted as shutdown; the books balance', async () => {
+    const { e, tcp } = await trackerEngine(['--echo', '--{node_id}'], {
+      ring: { size_bytes: 65536 },
+      limits: { max_frame_bytes: 16384 },
+      shutdown: { deadline_ms: 4000 },
+    });
+    const A = 'no-read';
+    const a = await open(tcp);
+    await a.send(lineFrame(A, 1, 50));
+    await until(() => view(e, A)?.state === 'running', 'tracker running', 10000);
+    let ts = 2;
+    const ringA = e.nodes.get(A)!.reader;
+    for (let i = 0; i < 2000 && !(view(e, A)!.input_blocked && ringA.frames > 0); i++) {
+      const chunk = frames(A, range(ts, ts + 99), 50);
+      ts += 100;
+      if (!a.socket.write(chunk)) {
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, 50);
+          a.socket.once('drain', () => { clearTimeout(t); r(); });
+        });
+      }
+    }
+    await until(() => view(e, A)!.input_blocked && ringA.frames > 0, 'input blocked, frames waiting in the ring', 10000);
+    const t0 = Date.now();
+    await e.stop();
+    assert.ok(Date.now() - t0 < 4000 + 1000, `stopped within the deadline (${Date.now() - t0} ms)`);
+    const t = e.totals();
+    assert.ok((t.dropped.shutdown ?? 0) > 0, `frames left in the ring counted as shutdown: ${JSON.stringify(t.dropped)}`);
+    assert.equal(t.inRings, 0, 'nothing is left uncounted in the rings');
+    assert.equal(t.received, t.inRings + t.inSink + t.delivered + t.droppedTotal, JSON.stringify(t));
+  });
+
   test('a tracker alive but not reading for tracker.stall_timeout_ms is restarted like a crashed one; its queued frames are counted', async () => {
     const stall = 600;
     const { e, http, tcp } = await trackerEngine(['--echo', '--{node_id}'], {
