@@ -16,9 +16,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Engine, EngineOptions } from '../src/engine.js';
 import type { InstanceView } from '../src/tracker/tracker-instance.js';
-import { portIsFree } from '../src/tracker/port-allocator.js';
 import { decodeBody, encodeFrame, encodeHello } from '../src/shared/binary-protocol.js';
-import { Client, TOKEN, assertAccounting, freePort, httpGet, lineFrame, scrape, startEngine, until } from './helpers.js';
+import { Client, TOKEN, assertAccounting, freePort, freePortRange, getJson, httpGet, lineFrame, pidAlive, scrape, startEngine, until } from './helpers.js';
 
 const FAKE = fileURLToPath(new URL('./fixtures/fake-tracker.js', import.meta.url));
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
@@ -55,28 +54,7 @@ function subdir(name: string): string {
   return d;
 }
 
-/** A provisioning range of 8 loopback ports free now (below the ephemeral range), distinct per call. */
-let nextBase = 20000 + Math.floor(Math.random() * 10000);
-async function portRange(): Promise<number> {
-  for (let tries = 0; tries < 50; tries++) {
-    const base = nextBase;
-    nextBase += 8;
-    if (nextBase > 32000) nextBase = 20000;
-    const free = await Promise.all(Array.from({ length: 8 }, (_, i) => portIsFree(base + i)));
-    if (free.every(Boolean)) return base;
-  }
-  throw new Error('no free range of 8 ports found');
-}
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
-    throw err;
-  }
-}
 
 interface TrackerEngine {
   e: Engine;
@@ -92,7 +70,7 @@ interface TrackerEngine {
 async function trackerEngine(fakeArgs: string[], over: Record<string, any> = {}, opts: Partial<EngineOptions> = {},
   command?: string[]): Promise<TrackerEngine> {
   const out = subdir('out');
-  const portStart = await portRange();
+  const portStart = (await freePortRange(8))[0]!;
   const { tracker = {}, retry = {}, tcp_server = {}, shutdown = {}, ...rest } = over;
   const e = await startEngine({
     sink: 'trackers',
@@ -122,10 +100,6 @@ function view(e: Engine, node: string): InstanceView | undefined {
   return e.trackers!.get(node)?.view();
 }
 
-async function apiJson(port: number, path: string): Promise<{ status: number; json: any }> {
-  const r = await httpGet(port, path);
-  return { status: r.status, json: JSON.parse(r.body) };
-}
 
 /**
  * The timestamps of the `{"echo": frame}` lines in tracker `name`'s track files,
@@ -400,7 +374,7 @@ describe('fault injection (real engine, real trackers, nodes under load)', () =>
     assertIncreasing(ts, 'echoed timestamps (both processes)');
     assert.deepEqual(ts.filter((t) => t >= restartTs), range(restartTs, lastTs));
     // Still the same tracker process, restarted once in all.
-    const v3 = (await apiJson(http, `/api/v1/trackers/${node}`)).json;
+    const v3 = (await getJson(http, `/api/v1/trackers/${node}`)).json;
     assert.equal(v3.pid, v2.pid);
     assert.equal(v3.restarts, 1);
     assert.equal(m.get(`radar_ingest_tracker_restarts_total{node="${node}"}`), 1);
@@ -536,13 +510,13 @@ describe('fault injection (real engine, real trackers, nodes under load)', () =>
     assert.ok(pa.lastTs > sentA, 'A kept writing');
     assert.ok(pa.client!.socket.writableLength > 0, 'A\'s client still queues: the OS buffers stayed full');
     assert.equal(ringWritten(e, A), writtenA, 'A\'s ring took more frames while blocked');
-    const apiA = (await apiJson(http, `/api/v1/trackers/${A}`)).json;
+    const apiA = (await getJson(http, `/api/v1/trackers/${A}`)).json;
     assert.equal(apiA.input_blocked, true);
     assert.equal(apiA.state, 'running');
     assert.equal(apiA.frames_fed, fedA, 'the tracker that does not read was fed more');
     assert.equal(echo.get(A)!.poll().length, 0);
     for (const n of others) {
-      const v = (await apiJson(http, `/api/v1/trackers/${n}`)).json;
+      const v = (await getJson(http, `/api/v1/trackers/${n}`)).json;
       assert.equal(v.input_blocked, false, `${n} input_blocked`);
       assert.ok(e.nodes.get(n)!.reader.usedBytes < ringA.capacity / 4, `${n} ring backed up`);
     }
@@ -740,7 +714,7 @@ describe('SIGTERM under load (CLI)', () => {
     const out = join(d, 'out');
     const tcp = await freePort();
     const http = await freePort();
-    const portStart = await portRange();
+    const portStart = (await freePortRange(8))[0]!;
     const config = {
       shards: 1,
       sink: 'trackers',
@@ -772,13 +746,13 @@ describe('SIGTERM under load (CLI)', () => {
     const echo = new Map(names.map((n) => [n, new Echoes(out, n)]));
     await until(async () => {
       for (const n of names) {
-        const v = await apiJson(http, `/api/v1/trackers/${n}`);
+        const v = await getJson(http, `/api/v1/trackers/${n}`);
         if (v.status !== 200 || v.json.state !== 'running' || echo.get(n)!.poll().length === 0) return false;
       }
       return bin.every((b) => b.highestAck >= 100);
     }, 'every tracker running and echoing, acks coming', 10000);
     for (const n of names) {
-      const pid = (await apiJson(http, `/api/v1/trackers/${n}`)).json.pid as number;
+      const pid = (await getJson(http, `/api/v1/trackers/${n}`)).json.pid as number;
       if (pid) strayPids.push(pid);
     }
     const acks0 = bin.map((b) => b.highestAck);

@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { engineFixtures, freePort, lineFrame, until, TOKEN } from './helpers.js';
-import { encodeHello, encodeFrame, decodeBody } from '../src/shared/binary-protocol.js';
+import { binaryMessages, engineFixtures, freePort, lineFrame, until, TOKEN } from './helpers.js';
+import { encodeHello, encodeFrame } from '../src/shared/binary-protocol.js';
 import { haveOpenssl, makeCerts, type TestCerts } from './certs.js';
 
 // Debian installs it in /usr/sbin, which is not on every user's PATH.
@@ -86,15 +86,7 @@ describe(`behind HAProxy (${HAPROXY ?? 'not installed'})`, () => {
   }
 
   function messages(chunks: Buffer[]): Record<string, any>[] {
-    const b = Buffer.concat(chunks);
-    const out: Record<string, any>[] = [];
-    for (let p = 0; p + 4 <= b.length;) {
-      const n = b.readUInt32BE(p);
-      if (p + 4 + n > b.length) break;
-      out.push(decodeBody(b, p + 4, p + 4 + n) as Record<string, any>);
-      p += 4 + n;
-    }
-    return out;
+    return binaryMessages(Buffer.concat(chunks));
   }
 
   const skip = HAPROXY ? false : 'haproxy not installed';

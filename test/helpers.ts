@@ -13,6 +13,7 @@ import { after } from 'node:test';
 import { KIND_JSON_LINE, KIND_PACKED } from '../src/shared/ring-layout.js';
 import { decodeBody } from '../src/shared/binary-protocol.js';
 import { packedRecordToJson } from '../src/shard/frame-writer.js';
+import { portIsFree } from '../src/tracker/port-allocator.js';
 
 export const TOKEN = 'test-secret';
 /** One signing key for the whole test process (generated on first use). */
@@ -72,6 +73,38 @@ export function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/** Ports handed out by freePortRange in this process (ranges never overlap). */
+const takenPorts = new Set<number>();
+
+/**
+ * n consecutive loopback ports, all free now, below the OS ephemeral range
+ * (a tracker subprocess binds them later), distinct from earlier calls.
+ */
+export async function freePortRange(n: number): Promise<number[]> {
+  for (let tries = 0; tries < 500; tries++) {
+    const base = 20000 + Math.floor(Math.random() * 12000);
+    const ports = Array.from({ length: n }, (_, i) => base + i);
+    if (ports.some((p) => takenPorts.has(p))) continue;
+    const free = await Promise.all(ports.map((p) => portIsFree(p)));
+    if (free.every(Boolean)) {
+      for (const p of ports) takenPorts.add(p);
+      return ports;
+    }
+  }
+  throw new Error(`no ${n} consecutive free ports found`);
+}
+
+/** True while a process with this pid exists. */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    throw err;
+  }
 }
 
 /** Polls `fn` until it returns a truthy value; fails with `what` after the deadline. */
@@ -173,16 +206,7 @@ export class Client {
   }
   /** Decodes every complete binary-protocol message received so far. */
   messages(): Record<string, any>[] {
-    const b = this.bytes();
-    const out: Record<string, any>[] = [];
-    let p = 0;
-    while (p + 4 <= b.length) {
-      const n = b.readUInt32BE(p);
-      if (p + 4 + n > b.length) break;
-      out.push(decodeBody(b, p + 4, p + 4 + n) as Record<string, any>);
-      p += 4 + n;
-    }
-    return out;
+    return binaryMessages(this.bytes());
   }
   end(): void {
     this.socket.end();
@@ -190,6 +214,18 @@ export class Client {
   destroy(): void {
     this.socket.destroy();
   }
+}
+
+/** The complete binary-protocol messages (u32 length + msgpack) at the start of `b`; a partial last one is left out. */
+export function binaryMessages(b: Buffer): Record<string, any>[] {
+  const out: Record<string, any>[] = [];
+  for (let p = 0; p + 4 <= b.length;) {
+    const n = b.readUInt32BE(p);
+    if (p + 4 + n > b.length) break;
+    out.push(decodeBody(b, p + 4, p + 4 + n) as Record<string, any>);
+    p += 4 + n;
+  }
+  return out;
 }
 
 export function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {
@@ -202,6 +238,12 @@ export function httpGet(port: number, path: string): Promise<{ status: number; b
     req.on('error', reject);
     req.end();
   });
+}
+
+/** GET, the body parsed as JSON. */
+export async function getJson(port: number, path: string): Promise<{ status: number; json: any }> {
+  const r = await httpGet(port, path);
+  return { status: r.status, json: JSON.parse(r.body) };
 }
 
 /** Parses Prometheus text into a map of `name{labels}` -> value. */

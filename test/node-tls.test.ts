@@ -5,8 +5,8 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect as tlsConnect, type TLSSocket, type ConnectionOptions } from 'node:tls';
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
-import { engineFixtures, Client, lineFrame, heartbeat, until, scrape, assertAccounting, TOKEN, type EngineFixture } from './helpers.js';
-import { encodeHello, encodeFrame, decodeBody } from '../src/shared/binary-protocol.js';
+import { binaryMessages, engineFixtures, Client, lineFrame, heartbeat, until, scrape, assertAccounting, TOKEN, type EngineFixture } from './helpers.js';
+import { encodeHello, encodeFrame } from '../src/shared/binary-protocol.js';
 import { haveOpenssl, makeCerts, type TestCerts, type Pem } from './certs.js';
 import type { Engine } from '../src/engine.js';
 
@@ -32,15 +32,7 @@ class TlsClient {
     return new Promise((r, j) => this.socket.write(data, (e) => (e ? j(e) : r())));
   }
   messages(): Record<string, any>[] {
-    const b = Buffer.concat(this.received);
-    const out: Record<string, any>[] = [];
-    for (let p = 0; p + 4 <= b.length;) {
-      const n = b.readUInt32BE(p);
-      if (p + 4 + n > b.length) break;
-      out.push(decodeBody(b, p + 4, p + 4 + n) as Record<string, any>);
-      p += 4 + n;
-    }
-    return out;
+    return binaryMessages(Buffer.concat(this.received));
   }
   destroy(): void {
     this.socket.destroy();

@@ -14,9 +14,8 @@ import { pino } from 'pino';
 import type { Engine, EngineOptions } from '../src/engine.js';
 import type { Logger } from '../src/logger.js';
 import type { InstanceView } from '../src/tracker/tracker-instance.js';
-import { portIsFree } from '../src/tracker/port-allocator.js';
 import {
-  Client, TOKEN, assertAccounting, freePort, httpGet, lineFrame, scrape, startEngine, until,
+  Client, TOKEN, assertAccounting, freePort, freePortRange, getJson, httpGet, lineFrame, pidAlive, scrape, startEngine, until,
 } from './helpers.js';
 
 const FAKE = fileURLToPath(new URL('./fixtures/fake-tracker.js', import.meta.url));
@@ -45,28 +44,7 @@ function subdir(name: string): string {
   return d;
 }
 
-/** A provisioning range of 8 loopback ports that are free now, distinct per call in this process. */
-let nextBase = 20000 + Math.floor(Math.random() * 10000);
-async function portRange(): Promise<number> {
-  for (let tries = 0; tries < 50; tries++) {
-    const base = nextBase;
-    nextBase += 8;
-    if (nextBase > 32000) nextBase = 20000;
-    const free = await Promise.all(Array.from({ length: 8 }, (_, i) => portIsFree(base + i)));
-    if (free.every(Boolean)) return base;
-  }
-  throw new Error('no free range of 8 ports found');
-}
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
-    throw err;
-  }
-}
 
 /** A pino logger whose lines are parsed and kept (for the state-change timeline). */
 function captureLogger(level = 'info'): { logger: Logger; lines: Record<string, any>[] } {
@@ -95,7 +73,7 @@ interface TrackerEngine {
  */
 async function trackerEngine(fakeArgs: string[], over: Record<string, any> = {}, opts: Partial<EngineOptions> = {}): Promise<TrackerEngine> {
   const out = subdir('out');
-  const portStart = await portRange();
+  const portStart = (await freePortRange(8))[0]!;
   const { tracker = {}, retry = {}, tcp_server = {}, shutdown = {}, ...rest } = over;
   const e = await startEngine({
     sink: 'trackers',
@@ -129,10 +107,6 @@ function view(e: Engine, node: string): InstanceView | undefined {
   return e.trackers!.get(node)?.view();
 }
 
-async function apiJson(port: number, path: string): Promise<{ status: number; json: any }> {
-  const r = await httpGet(port, path);
-  return { status: r.status, json: JSON.parse(r.body) };
-}
 
 /** Timestamps of every `{"echo": frame}` line in the track files of tracker `name`, in file order. */
 function echoes(outDir: string, name: string): number[] {
@@ -212,7 +186,7 @@ describe('tracker lifecycle (real engine, real tracker subprocesses)', () => {
     assert.equal(pidAlive(pid1), false, 'the old tracker process is gone');
     assert.equal(stopped.restarts, 0);
     // The instance stays registered.
-    const list = await apiJson(http, '/api/v1/trackers');
+    const list = await getJson(http, '/api/v1/trackers');
     const listed = list.json.trackers.find((t: InstanceView) => t.node_id === node);
     assert.ok(listed, 'the stopped tracker is still listed');
     assert.equal(listed.state, 'stopped');
@@ -227,7 +201,7 @@ describe('tracker lifecycle (real engine, real tracker subprocesses)', () => {
     }, 'respawned tracker running', 10000);
     await until(() => hasAll(echoes(out, node), [3, 4, 5]), 'frames after the reconnect echoed', 10000);
     assert.ok(pidAlive(v2.pid!));
-    const api = await apiJson(http, `/api/v1/trackers/${node}`);
+    const api = await getJson(http, `/api/v1/trackers/${node}`);
     assert.equal(api.status, 200);
     assert.equal(api.json.state, 'running');
     assert.equal(api.json.pid, v2.pid);
@@ -244,7 +218,7 @@ describe('tracker lifecycle (real engine, real tracker subprocesses)', () => {
     const c = await open(tcp);
     await c.send(frames(node, range(1, 50)));
     await until(() => echoes(out, node).length === 50, '50 frames echoed', 10000);
-    const pid1 = (await apiJson(http, `/api/v1/trackers/${node}`)).json.pid as number;
+    const pid1 = (await getJson(http, `/api/v1/trackers/${node}`)).json.pid as number;
     assert.ok(pid1 > 0 && pidAlive(pid1));
 
     // Frames in flight at the kill.
@@ -329,7 +303,7 @@ describe('tracker lifecycle (real engine, real tracker subprocesses)', () => {
     const c = await open(tcp);
     await c.send(lineFrame(node, 1));
     const failed = await until(async () => {
-      const r = await apiJson(http, `/api/v1/trackers/${node}`);
+      const r = await getJson(http, `/api/v1/trackers/${node}`);
       return r.status === 200 && r.json.state === 'failed' && r.json;
     }, 'tracker parked in failed', 10000);
     assert.ok(failed.cooldown_until, 'cooldown_until is set');
@@ -381,7 +355,7 @@ describe('tracker lifecycle (real engine, real tracker subprocesses)', () => {
 
     fault = true;
     const pa = await until(async () => {
-      const r = await apiJson(http, '/api/v1/trackers/n-probe-a');
+      const r = await getJson(http, '/api/v1/trackers/n-probe-a');
       return r.json.state === 'probe_error' && r.json;
     }, 'A in probe_error', 10000);
     assert.equal(pa.last_error, msg);
@@ -389,17 +363,17 @@ describe('tracker lifecycle (real engine, real tracker subprocesses)', () => {
     const fedB0 = view(e, 'n-probe-b')!.frames_fed;
     await b.send(frames('n-probe-b', range(2, 21)));
     await until(() => hasAll(echoes(out, 'n-probe-b'), range(2, 21)), 'B frames echoed during the fault', 10000);
-    const vb = (await apiJson(http, '/api/v1/trackers/n-probe-b')).json;
+    const vb = (await getJson(http, '/api/v1/trackers/n-probe-b')).json;
     assert.equal(vb.state, 'running');
     assert.ok(vb.frames_fed >= fedB0 + 20);
     const m = await scrape(e);
     assert.ok(m.get('radar_ingest_supervisor_errors_total{where="probe"}')! > 0);
     assert.equal(m.get('radar_ingest_trackers{state="probe_error"}'), 1);
-    assert.equal((await apiJson(http, '/api/v1/trackers/n-probe-a')).json.state, 'probe_error');
+    assert.equal((await getJson(http, '/api/v1/trackers/n-probe-a')).json.state, 'probe_error');
 
     fault = false;
     const ra = await until(async () => {
-      const r = await apiJson(http, '/api/v1/trackers/n-probe-a');
+      const r = await getJson(http, '/api/v1/trackers/n-probe-a');
       return r.json.state === 'running' && r.json;
     }, 'A back to running', 10000);
     assert.equal(ra.last_error, null);
@@ -421,7 +395,7 @@ describe('tracker lifecycle (real engine, real tracker subprocesses)', () => {
     const passes1 = m1.get('radar_ingest_supervisor_passes_total')!;
     assert.ok(passes1 >= p0 + 3);
     await until(async () => (await scrape(e)).get('radar_ingest_supervisor_passes_total')! >= passes1 + 3, 'passes keep increasing', 10000);
-    const sup = (await apiJson(http, '/api/v1/trackers')).json.supervisor;
+    const sup = (await getJson(http, '/api/v1/trackers')).json.supervisor;
     assert.equal(sup.pass_errors, 3);
     assert.equal(sup.last_pass_error, 'injected pass failure');
 
@@ -429,7 +403,7 @@ describe('tracker lifecycle (real engine, real tracker subprocesses)', () => {
     const c = await open(tcp);
     await c.send(frames(node, [1, 2, 3]));
     await until(() => hasAll(echoes(out, node), [1, 2, 3]), 'frames of a node connecting after the faults echoed', 10000);
-    const v = (await apiJson(http, `/api/v1/trackers/${node}`)).json;
+    const v = (await getJson(http, `/api/v1/trackers/${node}`)).json;
     assert.equal(v.state, 'running');
     assert.equal(v.frames_fed, 3);
     assert.equal((await scrape(e)).get('radar_ingest_supervisor_errors_total{where="pass"}'), 3);
@@ -515,11 +489,11 @@ describe('tracker lifecycle (real engine, real tracker subprocesses)', () => {
       await until(() => hasAll(echoes(out, B), batch), `B round ${round} echoed`, 10000);
       assert.ok(view(e, B)!.frames_fed >= before + 50);
     }
-    const apiA = (await apiJson(http, `/api/v1/trackers/${A}`)).json;
+    const apiA = (await getJson(http, `/api/v1/trackers/${A}`)).json;
     assert.equal(apiA.input_blocked, true);
     assert.equal(apiA.state, 'running');
     assert.equal(apiA.frames_fed, fedA, 'nothing more reached the tracker that does not read');
-    const apiB = (await apiJson(http, `/api/v1/trackers/${B}`)).json;
+    const apiB = (await getJson(http, `/api/v1/trackers/${B}`)).json;
     assert.equal(apiB.input_blocked, false);
     assert.ok(ringA.usedBytes > ringA.capacity / 2, 'A ring still full');
     assert.ok(e.nodes.get(B)!.reader.usedBytes < ringA.capacity / 4, 'B ring not backed up');
@@ -586,7 +560,7 @@ describe('tracker lifecycle (real engine, real tracker subprocesses)', () => {
     // Not before the stall timeout...
     await until(() => view(e, A)!.restarts >= 1 || view(e, A)!.pid !== pid1, 'restarted after the stall timeout', 10000);
     assert.ok(Date.now() - t0 >= stall - 100, `restarted ${Date.now() - t0} ms after the input filled (stall_timeout_ms ${stall})`);
-    const api = (await apiJson(http, `/api/v1/trackers/${A}`)).json;
+    const api = (await getJson(http, `/api/v1/trackers/${A}`)).json;
     assert.match(String(api.last_error), /has not read its input .*stall_timeout_ms/);
     await until(() => !pidAlive(pid1), 'the hung process is gone', 5000);
     // ... and it comes back: a new process, running.
@@ -624,7 +598,7 @@ async function cliSetup(name: string, fakeArgs: string[], tracker: Record<string
   const out = join(d, 'out');
   const tcp = await freePort();
   const http = await freePort();
-  const portStart = await portRange();
+  const portStart = (await freePortRange(8))[0]!;
   const config = {
     shards: 1,
     sink: 'trackers',
@@ -677,7 +651,7 @@ async function drainScenario({ waitRunning }: { waitRunning: boolean }): Promise
   if (waitRunning) {
     await c.send(lineFrame(node, 1));
     await until(async () => {
-      const v = await apiJson(http, `/api/v1/trackers/${node}`);
+      const v = await getJson(http, `/api/v1/trackers/${node}`);
       return v.status === 200 && v.json.state === 'running';
     }, 'tracker running', 10000);
     first = 2;
@@ -686,7 +660,7 @@ async function drainScenario({ waitRunning }: { waitRunning: boolean }): Promise
   await c.send(frames(node, tss));
   const total = tss[tss.length - 1]!;
   await until(async () => (await metric(http, 'radar_ingest_frames_received_total')) === total, `${total} frames received`, 10000);
-  const pid = (await apiJson(http, `/api/v1/trackers/${node}`)).json.pid as number;
+  const pid = (await getJson(http, `/api/v1/trackers/${node}`)).json.pid as number;
   if (pid) strayPids.push(pid);
   const t0 = Date.now();
   r.child.kill('SIGTERM');
@@ -713,7 +687,7 @@ describe('cli shutdown drain with trackers', () => {
     const c = await open(tcp);
     await c.send(frames(node, range(1, 20)));
     await until(() => echoes(out, node).length === 20, '20 frames echoed', 10000);
-    const pid = (await apiJson(http, `/api/v1/trackers/${node}`)).json.pid as number;
+    const pid = (await getJson(http, `/api/v1/trackers/${node}`)).json.pid as number;
     assert.ok(pid > 0 && pidAlive(pid));
     strayPids.push(pid);
     const t0 = Date.now();

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { createServer as createHttpServer, request, type Server as HttpServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
-import { startEngine, Client, TOKEN, until, httpGet, scrape, assertAccounting } from './helpers.js';
+import { startEngine, Client, TOKEN, until, scrape, assertAccounting, freePortRange, getJson } from './helpers.js';
 import type { Engine } from '../src/engine.js';
 import type { InstanceView } from '../src/tracker/tracker-instance.js';
 import { TRACKER_STATES } from '../src/tracker/supervisor.js';
@@ -41,23 +41,6 @@ after(async () => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-/** Ports handed out to a test in this process (ranges never overlap). */
-const takenPorts = new Set<number>();
-
-/** n consecutive loopback ports, all free now, below the OS ephemeral range. */
-async function freeRange(n: number): Promise<number[]> {
-  for (let tries = 0; tries < 500; tries++) {
-    const base = 20000 + Math.floor(Math.random() * 12000);
-    const ports = Array.from({ length: n }, (_, i) => base + i);
-    if (ports.some((p) => takenPorts.has(p))) continue;
-    const free = await Promise.all(ports.map((p) => portIsFree(p)));
-    if (free.every(Boolean)) {
-      for (const p of ports) takenPorts.add(p);
-      return ports;
-    }
-  }
-  throw new Error(`no ${n} consecutive free ports found`);
-}
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
@@ -91,7 +74,7 @@ async function setup(t: TestContext, opts: {
   build?: (ports: number[]) => Record<string, unknown>;
 } = {}): Promise<Fixture> {
   const rangeSize = opts.rangeSize ?? 3;
-  const ports = await freeRange(rangeSize + (opts.extraPorts ?? 0));
+  const ports = await freePortRange(rangeSize + (opts.extraPorts ?? 0));
   const dir = mkdtempSync(join(tmpdir(), 'ri-provisioning-'));
   dirs.push(dir);
   const base: Record<string, unknown> = {
@@ -136,10 +119,6 @@ function trackLines(dir: string, name: string): Record<string, any>[] {
   return parts.map((l) => JSON.parse(l) as Record<string, any>);
 }
 
-async function getJson(port: number, path: string): Promise<{ status: number; json: any }> {
-  const r = await httpGet(port, path);
-  return { status: r.status, json: JSON.parse(r.body) };
-}
 function httpReq(port: number, method: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path, method, headers }, (res) => {
