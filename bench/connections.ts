@@ -66,11 +66,12 @@ import {
   C_HEARTBEATS, C_BYTES_RECEIVED, C_CONNECTIONS_ACCEPTED, C_ACKS_SENT, CLOSE_REASONS, REJECT_REASONS, closeIndex,
 } from '../src/shared/counters.js';
 import { encodeMessage, PROTOCOL_VERSION, T_WELCOME, HEARTBEAT_MS } from '../src/shared/binary-protocol.js';
-import { snapshot, delta, machineCpu, type ProbeSnapshot } from './probes.js';
+import { snapshot, delta, type ProbeSnapshot } from './probes.js';
 import {
   CONN_CLIENT, isBinary, type ConnMix, type ConnClientOptions, type ClientSample, type CloseReport,
   type ToClient, type FromClient,
 } from './conn-client.js';
+import { sleep, round, median, waitQuiet, gitInfo } from './common.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const TOKEN = 'bench-secret';
@@ -196,21 +197,9 @@ type FromServer =
   | { t: 'stopped'; stop_s: number; c: ServerCounters }
   | { t: 'fail'; error: string };
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const nowEpoch = (): number => performance.timeOrigin + performance.now();
 
-function round(x: number, digits = 0): number {
-  if (!Number.isFinite(x)) return x;
-  const k = 10 ** digits;
-  return Math.round(x * k) / k;
-}
 
-function median(xs: number[]): number {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return NaN;
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
-}
 
 // ---------------------------------------------------------------------------
 // Server child (--conn-server): the Engine or the raw server, measuring itself
@@ -823,23 +812,6 @@ function maxConnectionsFor(n: number): number {
   return Math.max(10_000, n) + Math.max(1024, Math.ceil(n / 10));
 }
 
-/**
- * Waits (at most maxS) until the machine is quiet: under `cores` busy over 0.5 s
- * (nothing of ours runs then). Other jobs on the shared 2-core machine would
- * otherwise be measured as server or client slowness. Returns what it saw.
- */
-async function waitQuiet(maxS: number, cores = 0.3): Promise<{ waited_s: number; busy: number | null }> {
-  const t0 = performance.now();
-  for (;;) {
-    const a = machineCpu();
-    await sleep(500);
-    const b = machineCpu();
-    if (!a || !b) return { waited_s: 0, busy: null };
-    const busy = ((b.busy - a.busy) / (b.total - a.total)) * os.availableParallelism();
-    const waited = (performance.now() - t0) / 1000;
-    if (busy < cores || waited >= maxS) return { waited_s: round(waited, 1), busy: round(busy, 2) };
-  }
-}
 
 async function runPhase(kind: Kind, o: Resolved): Promise<PhaseResult> {
   const quiet = o.quietS > 0 ? await waitQuiet(o.quietS) : null;
@@ -1102,16 +1074,6 @@ async function runPhase(kind: Kind, o: Resolved): Promise<PhaseResult> {
   }
 }
 
-function gitInfo(): { commit: string | null; dirty: boolean | null } {
-  try {
-    const cwd = fileURLToPath(new URL('../../', import.meta.url));
-    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'workers'], { cwd, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() !== '';
-    return { commit, dirty };
-  } catch {
-    return { commit: null, dirty: null };
-  }
-}
 
 /**
  * The `connections` workload and its `raw` counterpart, measured in the same

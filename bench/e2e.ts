@@ -32,6 +32,7 @@ import { parseConfig } from '../src/config.js';
 import { Engine } from '../src/engine.js';
 import { Loadgen, type LoadgenSample } from './loadgen.js';
 import { snapshot, delta, type ProbeSnapshot } from './probes.js';
+import { sleep, round, deliveredAll } from './common.js';
 
 const DRAIN_TRACKER = fileURLToPath(new URL('./drain-tracker.js', import.meta.url));
 const CLK_TCK = 100;
@@ -196,13 +197,7 @@ export interface E2eAccounting {
   violations: string[];
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function round(x: number, digits = 0): number {
-  if (!Number.isFinite(x)) return x;
-  const k = 10 ** digits;
-  return Math.round(x * k) / k;
-}
 
 function engineConfig(spec: E2eSpec, dir: string) {
   const raw: Record<string, unknown> = {
@@ -326,23 +321,6 @@ function feederRates(a: Sample, b: Sample): FeederRates {
   };
 }
 
-/** Waits until nothing moves and the rings and the sink are empty (bounded). */
-async function drainedE2e(engine: Engine, boundMs = 30000): Promise<ReturnType<Engine['totals']>> {
-  const deadline = Date.now() + boundMs;
-  let last = engine.totals();
-  let stable = 0;
-  while (Date.now() < deadline) {
-    await sleep(50);
-    const t = engine.totals();
-    if (t.received === last.received && t.delivered === last.delivered && t.inRings === 0 && t.inSink === 0) {
-      if (++stable >= 3) return t;
-    } else {
-      stable = 0;
-    }
-    last = t;
-  }
-  return engine.totals();
-}
 
 function latencyStats(lat: Float64Array): LatencyStats {
   const n = lat.length;
@@ -463,7 +441,7 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
 
     // Pause and drain.
     await lg.pause();
-    await drainedE2e(engine);
+    await deliveredAll(engine);
 
     // Half: paced at loadFraction of the delivered rate.
     const s1 = (b.at - a.at) / 1000;
@@ -490,7 +468,7 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
     const tStop = performance.now();
     const fin = await lg.stop();
     lg = null;
-    const end = await drainedE2e(engine);
+    const end = await deliveredAll(engine);
     let feederBytes = 0;
     let restarts = 0;
     const instances = [...engine.trackers!.instances.values()];

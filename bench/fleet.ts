@@ -50,7 +50,8 @@ import { Engine } from '../src/engine.js';
 import { C_HEARTBEATS } from '../src/shared/counters.js';
 import { TrackerProcess } from '../src/tracker/tracker-process.js';
 import { FleetClient, type FleetSample } from './fleet-client.js';
-import { snapshot, delta, machineCpu, type ProbeSnapshot } from './probes.js';
+import { snapshot, delta, type ProbeSnapshot } from './probes.js';
+import { sleep, round, waitQuiet, deliveredAll } from './common.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const TOKEN = 'fleet-secret';
@@ -155,13 +156,7 @@ function installTrackerHooks(): () => void {
 // Helpers
 // ---------------------------------------------------------------------------
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-export function round(x: number, digits = 0): number {
-  if (!Number.isFinite(x)) return x;
-  const k = 10 ** digits;
-  return Math.round(x * k) / k;
-}
 
 export interface LatencyStats {
   samples: number;
@@ -243,20 +238,6 @@ function openFds(): number | null {
   }
 }
 
-/** Waits (at most maxS) until less than `cores` of the machine is busy over 0.5 s. */
-export async function waitQuiet(maxS: number, cores = 0.3): Promise<{ waited_s: number; busy: number | null }> {
-  const t0 = performance.now();
-  let busy: number | null = null;
-  for (;;) {
-    const a = machineCpu();
-    await sleep(500);
-    const b = machineCpu();
-    if (!a || !b) return { waited_s: 0, busy: null };
-    busy = ((b.busy - a.busy) / (b.total - a.total)) * os.availableParallelism();
-    const waited = (performance.now() - t0) / 1000;
-    if (busy < cores || waited >= maxS) return { waited_s: round(waited, 1), busy: round(busy, 2) };
-  }
-}
 
 function engineConfig(o: Required<Pick<FleetOptions, 'portStart' | 'portEnd' | 'trackerCommand' | 'shards'>>, dir: string) {
   return parseConfig({
@@ -320,23 +301,6 @@ function heartbeatsReceived(engine: Engine): number {
   return engine.pool.slots.reduce((n, s) => n + s.counters[C_HEARTBEATS]!, engine.counters[C_HEARTBEATS]!);
 }
 
-/** Waits until nothing moves and the rings and the sink are empty (bounded). */
-async function drained(engine: Engine, boundMs = 30000): Promise<ReturnType<Engine['totals']>> {
-  const deadline = Date.now() + boundMs;
-  let last = engine.totals();
-  let stable = 0;
-  while (Date.now() < deadline) {
-    await sleep(50);
-    const t = engine.totals();
-    if (t.received === last.received && t.delivered === last.delivered && t.inRings === 0 && t.inSink === 0) {
-      if (++stable >= 3) return t;
-    } else {
-      stable = 0;
-    }
-    last = t;
-  }
-  return engine.totals();
-}
 
 interface Sample {
   at: number;
@@ -654,7 +618,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     let max: Record<string, unknown> | null = null;
     if (o.maxS > 0) {
       await client.pause(120000);
-      await drained(engine);
+      await deliveredAll(engine);
       const chunkBytes = Math.max(4096, Math.min(256 * 1024, Math.floor((32 << 20) / o.nodes)));
       client.flood({ chunkBytes, depth: 2 });
       await sleep(o.maxWarmupS * 1000);
@@ -707,7 +671,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     const tStop = performance.now();
     const fin = await client.stop();
     client = null;
-    const end = await drained(engine);
+    const end = await deliveredAll(engine);
     const hbEnd = heartbeatsReceived(engine);
     let restarts = 0;
     let notUp = 0;

@@ -23,7 +23,8 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
-import { runFleet, round, waitQuiet, FLEET_TARGETS } from './fleet.js';
+import { runFleet, FLEET_TARGETS } from './fleet.js';
+import { round, waitQuiet } from './common.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const FLEET_JS = fileURLToPath(new URL('./fleet.js', import.meta.url));

@@ -24,7 +24,7 @@
 //
 // Output: one JSON object on stdout, also written to bench/results/<workload>-<ts>.json
 // and bench/results/<workload>-latest.json; a human summary on stderr.
-import { execSync, fork } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import os from 'node:os';
@@ -38,8 +38,9 @@ import { encodeMessage, PROTOCOL_VERSION, T_WELCOME, HEARTBEAT_MS } from '../src
 import { M_DATA, S_BATCH } from '../src/shared/messages.js';
 import type { MainToShard, ShardToMain } from '../src/shared/messages.js';
 import { Loadgen, type BenchProtocol, type LoadgenSample } from './loadgen.js';
-import { snapshot, delta, machineCpu, type ProbeSnapshot } from './probes.js';
+import { snapshot, delta, type ProbeSnapshot } from './probes.js';
 import { runE2eOnce, type E2eSpec, type E2eResult } from './e2e.js';
+import { sleep, round, median, waitQuiet, gitInfo } from './common.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const RESULTS_DIR = fileURLToPath(new URL('../../bench/results/', import.meta.url));
@@ -197,7 +198,6 @@ function traceMessages(engine: Engine): MessageCounts {
 // One measured run
 // ---------------------------------------------------------------------------
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function engineConfig(spec: CellSpec) {
   const raw: Record<string, unknown> = {
@@ -474,18 +474,7 @@ function runIsolated<T>(kind: 'ingest' | 'ceiling', spec: CellSpec): Promise<T> 
 // Statistics and reporting
 // ---------------------------------------------------------------------------
 
-function round(x: number, digits = 0): number {
-  if (!Number.isFinite(x)) return x;
-  const k = 10 ** digits;
-  return Math.round(x * k) / k;
-}
 
-function median(xs: number[]): number {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return NaN;
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
-}
 
 const MEDIAN_FIELDS = [
   'frames_per_s', 'detections_per_s', 'received_per_s', 'sent_per_s', 'mbytes_per_s', 'acks_per_s', 'main_elu', 'main_elu_per_mfps',
@@ -507,16 +496,6 @@ function medians(runs: RunResult[]): Record<string, number | number[]> {
   return out;
 }
 
-function gitInfo(): { commit: string | null; dirty: boolean | null } {
-  try {
-    const cwd = fileURLToPath(new URL('../../', import.meta.url));
-    const commit = execSync('git rev-parse HEAD', { cwd, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-    const dirty = execSync('git status --porcelain -- src workers', { cwd, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() !== '';
-    return { commit, dirty };
-  } catch {
-    return { commit: null, dirty: null };
-  }
-}
 
 function writeResults(workload: string, result: unknown): string[] {
   mkdirSync(RESULTS_DIR, { recursive: true });
@@ -804,25 +783,6 @@ async function main(): Promise<void> {
 
 type Base = Omit<CellSpec, 'protocol' | 'mode' | 'detections'>;
 
-/**
- * Waits (at most maxS) until the machine is quiet: less than `cores` of CPU busy
- * over 0.5 s, with nothing of ours running. Other jobs on a shared 2-core machine
- * (a test suite, a compiler) would otherwise be measured as engine slowness.
- * Returns the seconds waited and the busy cores seen last.
- */
-async function waitQuiet(maxS: number, cores = 0.3): Promise<{ waited_s: number; busy: number | null }> {
-  const t0 = performance.now();
-  let busy: number | null = null;
-  for (;;) {
-    const a = machineCpu();
-    await sleep(500);
-    const b = machineCpu();
-    if (!a || !b) return { waited_s: 0, busy: null };
-    busy = ((b.busy - a.busy) / (b.total - a.total)) * os.availableParallelism();
-    const waited = (performance.now() - t0) / 1000;
-    if (busy < cores || waited >= maxS) return { waited_s: round(waited, 1), busy: round(busy, 2) };
-  }
-}
 
 async function mainE2e(base: Base, reps: number, values: Record<string, string | boolean | undefined>,
   num: (v: string | undefined, def: number) => number): Promise<void> {
