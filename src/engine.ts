@@ -41,6 +41,13 @@ export interface EngineOptions {
   supervisorFaults?: { probe?(nodeId: string): void; pass?(): void };
 }
 
+/** Top-level config keys a reload cannot change (listeners, threads, rings, files): a restart applies them. */
+const RESTART_KEYS = ['shards', 'sink', 'http', 'ring', 'agents', 'output_dir', 'status_interval_sec'] as const satisfies ReadonlyArray<keyof Config>;
+/** tcp_server keys a reload cannot change (the listener and the provisioning range). */
+const RESTART_TCP_KEYS = [
+  'enabled', 'host', 'port', 'tls', 'proxy_protocol', 'proxy_trusted', 'auto_provision_port_start', 'auto_provision_port_end',
+] as const satisfies ReadonlyArray<keyof Config['tcp_server']>;
+
 export class Engine {
   /** The config in force (replaced by a successful reload). */
   config: Config;
@@ -205,30 +212,16 @@ export class Engine {
     const prev = this.config;
     const restartRequired: string[] = [];
     const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
-    const fixed: Array<[string, unknown, unknown]> = [
-      ['shards', prev.shards, next.shards], ['sink', prev.sink, next.sink], ['http', prev.http, next.http], ['ring', prev.ring, next.ring],
-      ['agents', prev.agents, next.agents], ['output_dir', prev.output_dir, next.output_dir],
-      ['status_interval_sec', prev.status_interval_sec, next.status_interval_sec],
-      ['tcp_server.enabled', prev.tcp_server.enabled, next.tcp_server.enabled], ['tcp_server.host', prev.tcp_server.host, next.tcp_server.host],
-      ['tcp_server.port', prev.tcp_server.port, next.tcp_server.port], ['tcp_server.tls', prev.tcp_server.tls, next.tcp_server.tls],
-      ['tcp_server.proxy_protocol', prev.tcp_server.proxy_protocol, next.tcp_server.proxy_protocol],
-      ['tcp_server.proxy_trusted', prev.tcp_server.proxy_trusted, next.tcp_server.proxy_trusted],
-      ['tcp_server.auto_provision_port_start', prev.tcp_server.auto_provision_port_start, next.tcp_server.auto_provision_port_start],
-      ['tcp_server.auto_provision_port_end', prev.tcp_server.auto_provision_port_end, next.tcp_server.auto_provision_port_end],
-    ];
-    for (const [key, a, b] of fixed) if (!same(a, b)) restartRequired.push(key);
     // Keep the fixed parts as they are; take everything else from the new file.
-    const applied: Config = {
-      ...next,
-      shards: prev.shards, sink: prev.sink, http: prev.http, ring: prev.ring, agents: prev.agents, output_dir: prev.output_dir,
-      status_interval_sec: prev.status_interval_sec,
-      tcp_server: {
-        ...next.tcp_server,
-        enabled: prev.tcp_server.enabled, host: prev.tcp_server.host, port: prev.tcp_server.port, tls: prev.tcp_server.tls,
-        proxy_protocol: prev.tcp_server.proxy_protocol, proxy_trusted: prev.tcp_server.proxy_trusted,
-        auto_provision_port_start: prev.tcp_server.auto_provision_port_start, auto_provision_port_end: prev.tcp_server.auto_provision_port_end,
-      },
+    const applied: Config = { ...next, tcp_server: { ...next.tcp_server } };
+    const keep = <T extends object>(path: string, from: T, into: T, keys: ReadonlyArray<keyof T>): void => {
+      for (const k of keys) {
+        if (!same(from[k], into[k])) restartRequired.push(`${path}${String(k)}`);
+        into[k] = from[k];
+      }
     };
+    keep('', prev, applied, RESTART_KEYS);
+    keep('tcp_server.', prev.tcp_server, applied.tcp_server, RESTART_TCP_KEYS);
     this.config = applied;
     const l = applied.limits;
     this.nodeToken = new TokenCheck(applied.tcp_server.token, applied.tcp_server.tokens);
