@@ -128,7 +128,10 @@ export class Engine {
       traceNode: (node, id, durationMs) => this.traceNode(node, id, durationMs),
       nodeStatus: (id) => {
         const n = this.nodes.get(id);
-        return { bannedUntil: n && n.bannedUntil > Date.now() ? new Date(n.bannedUntil).toISOString() : null };
+        return {
+          bannedUntil: n && n.bannedUntil > Date.now() ? new Date(n.bannedUntil).toISOString() : null,
+          remote: n && n.remote !== '' ? n.remote : null,
+        };
       },
       log: (level, obj, msg) => this.log[level](obj, msg),
     });

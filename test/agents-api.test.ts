@@ -292,7 +292,7 @@ describe('agents API', () => {
       {
         id: 'reg-1', name: 'Node reg-1', group: 'north', version: '1.2.3', capabilities: ['det-f64'], routes: ['tracker-a'],
         state: 'LIVE', registered: true, registeredAt: new Date(T0).toISOString(), lastHeartbeatAt: new Date(T0).toISOString(),
-        bannedUntil: null,
+        bannedUntil: null, remote: null,
         streamOpen: false,
       },
     );

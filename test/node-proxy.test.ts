@@ -4,7 +4,7 @@ import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { engineFixtures, startEngine, CollectingSink, Client, lineFrame, heartbeat, until, scrape, assertAccounting, TOKEN } from './helpers.js';
+import { engineFixtures, startEngine, CollectingSink, Client, lineFrame, heartbeat, until, scrape, assertAccounting, getJson, TOKEN } from './helpers.js';
 import { encodeHello, encodeFrame } from '../src/shared/binary-protocol.js';
 import { closeIndex } from '../src/shared/counters.js';
 import type { Engine } from '../src/engine.js';
@@ -48,7 +48,7 @@ describe('PROXY protocol on the node port', () => {
     const lines: Record<string, unknown>[] = [];
     const logger = pino({ level: 'info' }, new Writable({ write(chunk, _e, cb) { lines.push(JSON.parse(String(chunk))); cb(); } }));
     const sink = new CollectingSink();
-    const engine = await startEngine({ tcp_server: { ...TCP, proxy_protocol: 'v1' } }, { logger, sink });
+    const engine = await startEngine({ tcp_server: { ...TCP, proxy_protocol: 'v1' }, http: { api_token: 'ctl' } }, { logger, sink });
     engines.push(engine);
     const c = await open(engine.tcpAddress!.port);
     await c.send('PROXY TCP4 192.0.2.10 198.51.100.1 51234 30050\r\n');
@@ -57,6 +57,12 @@ describe('PROXY protocol on the node port', () => {
     assert.equal(engine.nodes.get('node-p1')!.remote, '192.0.2.10:51234');
     const log = await until(() => lines.find((l) => l.msg === 'node connected'), 'node connected log');
     assert.equal(log.remote, '192.0.2.10:51234');
+    // ... and in the agent registry.
+    const agent = await until(async () => {
+      const r = await getJson(engine.httpAddress!.port, '/api/v1/agents/node-p1?access_token=ctl');
+      return r.status === 200 && r.json;
+    }, 'agent node-p1');
+    assert.equal(agent.remote, '192.0.2.10:51234');
     // The node's own bytes are intact after the header.
     assert.deepEqual(JSON.parse(sink.of('node-p1')[0]!.line).delay, [40.5, 41.5]);
     await assertAccounting(engine);

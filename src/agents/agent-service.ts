@@ -58,7 +58,8 @@ export interface AgentServiceOptions {
   /** Checks a node's TCP token (shared or per node). */
   checkNodeToken(nodeId: string, token: string): boolean;
   /** Extra per-node facts shown with the agent (the flapping guard's ban). */
-  nodeStatus?(nodeId: string): { bannedUntil: string | null };
+  /** The node's connection facts: flapping ban, and its address (from a PROXY header when there is one). */
+  nodeStatus?(nodeId: string): { bannedUntil: string | null; remote: string | null };
   /** deep-trace: turn on host-side tracing of a node's frames. */
   traceNode?(nodeId: string, correlationId: string, durationMs: number): void;
   log?: (level: 'info' | 'warn', obj: Record<string, unknown>, msg: string) => void;
