@@ -153,12 +153,17 @@ export class TrackerSupervisor implements RingSink {
       }
     }
     this.ports.setReserved(new Set(c.trackers.map((t) => t.tcp_port)));
+    this.admitConfigured();
+    this.runPass();
+  }
+
+  /** Configured nodes are known in advance (no provisioning); HTTP-polled ones take no TCP pushes. */
+  private admitConfigured(): void {
     for (const spec of this.configured.values()) {
       const node = this.opts.nodes.ensure(spec.nodeId);
       node.admitted = true;
       node.local = spec.mode === 'http';
     }
-    this.runPass();
   }
 
   /** Hooks for the node table: provisioning and node up/down. */
@@ -170,11 +175,7 @@ export class TrackerSupervisor implements RingSink {
 
   /** Creates the configured instances (their trackers start on the first pass) and starts the loop. */
   start(): void {
-    for (const spec of this.configured.values()) {
-      const node = this.opts.nodes.ensure(spec.nodeId);
-      node.admitted = true;
-      if (spec.mode === 'http') node.local = true;
-    }
+    this.admitConfigured();
     this.runPass();
   }
 
