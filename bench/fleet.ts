@@ -23,6 +23,15 @@
 // worker, the ring and the feeder; it excludes the pipe itself and the tracker
 // process's wake-up (cat cannot timestamp what it reads).
 //
+// Sink `discard` (--sink discard): the issue's other sink, "a configured
+// drain-only consumer for deployments whose trackers run elsewhere": the engine
+// runs with `sink: discard` (no tracker processes; each ring is drained as data
+// arrives and the frames are counted as dropped{reason="discarded"}). Latency is
+// then taken where that sink drains a ring: DiscardSink.prototype.onData is
+// wrapped to look at the records it is about to free (a copy of the ring's used
+// bytes, markers scanned) before it frees them. The wrapper's work is bench
+// overhead on the engine's main thread, as the write wrapper's is.
+//
 // One run:
 //   setup   engine (sink trackers, auto-provisioning), generator connects every
 //           node and writes one frame each; wait until every tracker process runs
@@ -48,6 +57,11 @@ import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { parseConfig } from '../src/config.js';
 import { Engine } from '../src/engine.js';
 import { C_HEARTBEATS } from '../src/shared/counters.js';
+import { DiscardSink } from '../src/ring-sink.js';
+import type { RingReader } from '../src/ring-reader.js';
+import type { NodeEntry } from '../src/node-table.js';
+import { TAIL64, posBytes } from '../src/shared/ring-layout.js';
+import type { Totals } from '../src/metrics.js';
 import { TrackerProcess } from '../src/tracker/tracker-process.js';
 import { FleetClient, type FleetSample } from './fleet-client.js';
 import { snapshot, delta, type ProbeSnapshot } from './probes.js';
@@ -91,6 +105,12 @@ export interface FleetOptions {
   quietWaitS?: number;
   /** Tracker argv (default MINIMAL_TRACKER, input stdin). */
   trackerCommand?: string[];
+  /**
+   * What drains each node's ring: 'trackers' (default: one tracker process per node,
+   * auto-provisioned) or 'discard' (the engine's drain-only consumer, `sink: discard`,
+   * for deployments whose trackers run elsewhere; no tracker processes).
+   */
+  sink?: 'trackers' | 'discard';
   /** Engine shards (default 'auto', the config default; 0 runs the shard code on the main thread). */
   shards?: number | 'auto';
   /** Diagnostics: write a main-thread CPU profile of the paced window to this file (.cpuprofile). */
@@ -122,19 +142,19 @@ function installTrackerHooks(): () => void {
   const proto = TrackerProcess.prototype;
   const prevWrite = proto.write;
   const prevStart = proto.start;
+  const prevDrain = DiscardSink.prototype.onData;
   const write = function (this: TrackerProcess, buf: Buffer, done?: (err: Error | null) => void): boolean {
     const h = hook;
-    if (h !== null) {
-      const now = Number(process.hrtime.bigint());
-      for (let at = buf.indexOf(MARKER); at >= 0; at = buf.indexOf(MARKER, at + 24)) {
-        const sent = Number(buf.toString('latin1', at + 5, at + 24));
-        if (sent >= h.from && sent <= h.to && h.lat.length < 4_000_000) {
-          h.lat.push(now - sent);
-          h.at.push(now);
-        }
-      }
-    }
+    if (h !== null) recordMarkers(buf, h, Number(process.hrtime.bigint()));
     return prevWrite.call(this, buf, done);
+  };
+  const drain = function (this: DiscardSink, node: NodeEntry): void {
+    const h = hook;
+    if (h !== null) {
+      const b = ringBytes(node.reader);
+      if (b !== null) recordMarkers(b, h, Number(process.hrtime.bigint()));
+    }
+    prevDrain.call(this, node);
   };
   const start = function (this: TrackerProcess): Promise<void> {
     const t0 = performance.now();
@@ -144,12 +164,38 @@ function installTrackerHooks(): () => void {
   };
   proto.write = write;
   proto.start = start;
+  DiscardSink.prototype.onData = drain;
   spawnMs.length = 0;
   return () => {
     if (proto.write === write) proto.write = prevWrite;
     if (proto.start === start) proto.start = prevStart;
+    if (DiscardSink.prototype.onData === drain) DiscardSink.prototype.onData = prevDrain;
     hook = null;
   };
+}
+
+/** For every send-time marker in buf sent inside the window: a latency sample (hrtime ns). */
+function recordMarkers(buf: Buffer, h: HookWindow, now: number): void {
+  for (let at = buf.indexOf(MARKER); at >= 0; at = buf.indexOf(MARKER, at + 24)) {
+    const sent = Number(buf.toString('latin1', at + 5, at + 24));
+    if (sent >= h.from && sent <= h.to && h.lat.length < 4_000_000) {
+      h.lat.push(now - sent);
+      h.at.push(now);
+    }
+  }
+}
+
+/** A copy of the bytes a ring holds now (records as published), or null when empty. Bench only: reads the reader's internals. */
+function ringBytes(r: RingReader): Buffer | null {
+  const x = r as unknown as { data: Buffer; h64: BigUint64Array };
+  const n = r.usedBytes;
+  if (n === 0) return null;
+  const off = posBytes(Atomics.load(x.h64, TAIL64)) & (r.capacity - 1);
+  const first = Math.min(n, r.capacity - off);
+  const out = Buffer.allocUnsafe(n);
+  x.data.copy(out, 0, off, off + first);
+  if (first < n) x.data.copy(out, first, 0, n - first);
+  return out;
 }
 
 // ---------------------------------------------------------------------------
@@ -239,10 +285,10 @@ function openFds(): number | null {
 }
 
 
-function engineConfig(o: Required<Pick<FleetOptions, 'portStart' | 'portEnd' | 'trackerCommand' | 'shards'>>, dir: string) {
+function engineConfig(o: Required<Pick<FleetOptions, 'portStart' | 'portEnd' | 'trackerCommand' | 'shards' | 'sink'>>, dir: string) {
   return parseConfig({
     shards: o.shards,
-    sink: 'trackers',
+    sink: o.sink,
     output_dir: join(dir, 'output'),
     tcp_server: {
       enabled: true, host: '127.0.0.1', port: 0, token: TOKEN,
@@ -315,7 +361,8 @@ interface Sample {
 function feederTotals(engine: Engine): { batches: number; fed: number } {
   let batches = 0;
   let fed = 0;
-  for (const i of engine.trackers!.instances.values()) {
+  if (!engine.trackers) return { batches, fed };
+  for (const i of engine.trackers.instances.values()) {
     batches += i.feeder.batches;
     fed += i.feeder.framesFed;
   }
@@ -382,25 +429,30 @@ function cpuOf(a: Sample, b: Sample, tr: number) {
 export async function runFleet(opts: FleetOptions): Promise<Record<string, unknown>> {
   const o = {
     idleS: 5, warmupS: 3, maxS: 0, maxWarmupS: 1, quietWaitS: 0, setupTimeoutS: 300, trackerCommand: MINIMAL_TRACKER,
-    portStart: 20000, ...opts,
+    portStart: 20000, sink: 'trackers' as const, ...opts,
   };
+  const drainOnly = o.sink === 'discard';
+  /** Frames handed on by the sink: to a tracker's input, or drained by the drain-only consumer. */
+  const out = (t: Totals): number => (drainOnly ? t.consumed : t.delivered);
   const portEnd = o.portEnd ?? Math.min(65535, o.portStart + Math.max(1999, o.nodes - 1));
   if (portEnd - o.portStart + 1 < o.nodes) throw new Error(`provisioning range ${o.portStart}..${portEnd} holds fewer than ${o.nodes} ports`);
   const quiet = o.quietWaitS > 0 ? await waitQuiet(o.quietWaitS) : null;
   const started = performance.now();
   const dir = mkdtempSync(join(os.tmpdir(), 'radar-fleet-'));
   const rssEmpty = process.memoryUsage.rss();
-  const engine = new Engine({ config: engineConfig({ portStart: o.portStart, portEnd, trackerCommand: o.trackerCommand, shards: o.shards ?? 'auto' }, dir) });
+  const engine = new Engine({ config: engineConfig({ portStart: o.portStart, portEnd, trackerCommand: o.trackerCommand, shards: o.shards ?? 'auto', sink: o.sink }, dir) });
 
   // Supervisor passes (the reconcile loop walks every instance): durations and times.
   const passes: Array<[number, number]> = [];
-  const sup = engine.trackers! as unknown as { runPass(): void };
-  const origPass = Object.getPrototypeOf(sup).runPass as () => void;
-  sup.runPass = function (this: unknown) {
-    const t0 = Number(process.hrtime.bigint());
-    origPass.call(sup);
-    passes.push([t0, Number(process.hrtime.bigint())]);
-  };
+  if (engine.trackers) {
+    const sup = engine.trackers as unknown as { runPass(): void };
+    const origPass = Object.getPrototypeOf(sup).runPass as () => void;
+    sup.runPass = function (this: unknown) {
+      const t0 = Number(process.hrtime.bigint());
+      origPass.call(sup);
+      passes.push([t0, Number(process.hrtime.bigint())]);
+    };
+  }
   // GC pauses (main thread).
   const gcs: Array<[number, number]> = [];
   const gcObs = new PerformanceObserver((list) => {
@@ -426,15 +478,24 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     const timeline: Array<[number, number, number, number]> = [];
     let lastT = -1;
     for (;;) {
-      const inst = [...engine.trackers!.instances.values()];
+      const inst = engine.trackers ? [...engine.trackers.instances.values()] : [];
       const t = round((performance.now() - tConnect) / 1000, 1);
       if (t - lastT >= 0.5) {
         lastT = t;
         timeline.push([t, engine.nodes.byRing.length, inst.length, inst.filter((i) => i.up).length]);
       }
-      if (provisionedAt === 0 && inst.length === o.nodes) provisionedAt = performance.now();
-      if (inst.length === o.nodes && inst.every((i) => i.up) && engine.totals().delivered >= o.nodes) break;
+      if (drainOnly) {
+        // No trackers: every node has its ring and its first frame was drained.
+        if (engine.nodes.byRing.length === o.nodes && out(engine.totals()) >= o.nodes) {
+          provisionedAt = performance.now();
+          break;
+        }
+      } else {
+        if (provisionedAt === 0 && inst.length === o.nodes) provisionedAt = performance.now();
+        if (inst.length === o.nodes && inst.every((i) => i.up) && engine.totals().delivered >= o.nodes) break;
+      }
       if (performance.now() > upBy) {
+        if (drainOnly) throw new Error(`nodes not all drained after ${o.setupTimeoutS} s: ${engine.nodes.byRing.length}/${o.nodes} rings`);
         const states = inst.map((i) => `${i.spec.nodeId}:${i.shownState}${i.state.lastError ? ` (${i.state.lastError})` : ''}`);
         throw new Error(`trackers not all up after ${o.setupTimeoutS} s: ${inst.length}/${o.nodes} instances, ${inst.filter((i) => i.up).length} up; ${states.filter((s) => !s.includes(':running')).slice(0, 5).join(', ')}`);
       }
@@ -443,16 +504,20 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     const runningAt = performance.now();
     const spawns = spawnMs.splice(0);
     const tenth = Math.max(1, Math.floor(spawns.length / 10));
-    for (const i of engine.trackers!.instances.values()) if (i.proc?.pid !== undefined) pids.push(i.proc.pid);
+    if (engine.trackers) for (const i of engine.trackers.instances.values()) if (i.proc?.pid !== undefined) pids.push(i.proc.pid);
     const passesSetup = passes.length;
-    // The operator's view: GET /api/v1/trackers.
-    const tApi = performance.now();
-    const resp = await fetch(`http://127.0.0.1:${engine.httpAddress!.port}/api/v1/trackers`);
-    const apiBody = await resp.text();
-    const apiMs = performance.now() - tApi;
-    const api = JSON.parse(apiBody) as { trackers: Array<{ state: string; pid: number | null }> };
-    const apiStates: Record<string, number> = {};
-    for (const t of api.trackers) apiStates[t.state] = (apiStates[t.state] ?? 0) + 1;
+    // The operator's view: GET /api/v1/trackers (sink trackers only).
+    let apiView: { status: number; ms: number; bytes: number; trackers: number; states: Record<string, number> } | null = null;
+    if (!drainOnly) {
+      const tApi = performance.now();
+      const resp = await fetch(`http://127.0.0.1:${engine.httpAddress!.port}/api/v1/trackers`);
+      const apiBody = await resp.text();
+      const apiMs = performance.now() - tApi;
+      const api = JSON.parse(apiBody) as { trackers: Array<{ state: string; pid: number | null }> };
+      const apiStates: Record<string, number> = {};
+      for (const t of api.trackers) apiStates[t.state] = (apiStates[t.state] ?? 0) + 1;
+      apiView = { status: resp.status, ms: round(apiMs, 1), bytes: apiBody.length, trackers: api.trackers.length, states: apiStates };
+    }
     const setup = {
       total_s: round((runningAt - started) / 1000, 2),
       connect_and_prime_s: round(connectS, 2),
@@ -470,7 +535,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       },
       /** [s since connect, nodes with a ring, tracker instances, trackers up], every 0.5 s. */
       timeline,
-      api: { status: resp.status, ms: round(apiMs, 1), bytes: apiBody.length, trackers: api.trackers.length, states: apiStates },
+      api: apiView,
       fds_open: openFds(),
       fd_limit: fdLimit(),
       tracker_pids: pids.length,
@@ -501,11 +566,11 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     const prof = o.profileFile ? await startProfile() : null;
     const rss: number[] = [process.memoryUsage.rss()];
     const perSecond: number[] = [];
-    let lastD = a.totals.delivered;
+    let lastD = out(a.totals);
     let lastAt = performance.now();
     const tick = setInterval(() => {
       rss.push(process.memoryUsage.rss());
-      const dl = engine.totals().delivered;
+      const dl = out(engine.totals());
       const now = performance.now();
       perSecond.push(Math.round(((dl - lastD) * 1000) / (now - lastAt)));
       lastD = dl;
@@ -558,13 +623,16 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       sent_frames: b.gen.sent - a.gen.sent,
       sent_per_s: round((b.gen.sent - a.gen.sent) / genS, 1),
       received_per_s: round((b.totals.received - a.totals.received) / s, 1),
-      delivered_frames: b.totals.delivered - a.totals.delivered,
-      delivered_per_s: round((b.totals.delivered - a.totals.delivered) / s, 1),
+      /** Sink trackers: written into a tracker's input; sink discard: drained by the drain-only consumer. */
+      delivered_frames: out(b.totals) - out(a.totals),
+      delivered_per_s: round((out(b.totals) - out(a.totals)) / s, 1),
       delivered_per_s_by_second: perSecond,
       heartbeats_sent_per_s: round((b.gen.heartbeats - a.gen.heartbeats) / genS, 1),
       heartbeats_received_per_s: round((b.heartbeats - a.heartbeats) / s, 1),
       latency_to_tracker_write: {
-        what: 'generator write (send-time marker) -> the engine handing the batch to the tracker\'s stdin pipe (TrackerProcess.write), hrtime; excludes the pipe and the tracker\'s wake-up',
+        what: drainOnly
+          ? 'generator write (send-time marker) -> the drain-only sink (sink: discard) taking the frame out of its ring (DiscardSink.onData), hrtime'
+          : 'generator write (send-time marker) -> the engine handing the batch to the tracker\'s stdin pipe (TrackerProcess.write), hrtime; excludes the pipe and the tracker\'s wake-up',
         ...lat,
       },
       slow_samples: { over_2ms: slow, overlapping_supervisor_pass: slowInPass, overlapping_gc: slowInGc },
@@ -656,7 +724,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
         chunk_bytes: chunkBytes,
         sent_per_s: Math.round((d.gen.sent - c.gen.sent) / g2),
         into_rings_per_s: Math.round((d.totals.written - c.totals.written) / s2),
-        delivered_per_s: Math.round((d.totals.delivered - c.totals.delivered) / s2),
+        delivered_per_s: Math.round((out(d.totals) - out(c.totals)) / s2),
         detections_into_rings_per_s: Math.round((d.totals.detections - c.totals.detections) / s2),
         rings_fill_end: round(ringsUsed / (engine.config.ring.size_bytes * o.nodes), 4),
         feeder_frames_per_write: round((d.feeder.fed - c.feeder.fed) / Math.max(1, d.feeder.batches - c.feeder.batches), 1),
@@ -675,7 +743,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     const hbEnd = heartbeatsReceived(engine);
     let restarts = 0;
     let notUp = 0;
-    const instances = [...engine.trackers!.instances.values()];
+    const instances = engine.trackers ? [...engine.trackers.instances.values()] : [];
     for (const i of instances) {
       restarts += i.state.restarts;
       if (!i.up) notUp++;
@@ -703,9 +771,12 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       v.push(`received ${acc.received} != inRings ${acc.in_rings} + inSink ${acc.in_sink} + delivered ${acc.delivered} + dropped ${acc.dropped_total}`);
     }
     if (acc.sent !== acc.received) v.push(`generator sent ${acc.sent} != engine received ${acc.received}`);
-    if (acc.dropped_total !== 0) v.push(`dropped ${acc.dropped_total} frames: ${JSON.stringify(acc.dropped)}`);
+    // The drain-only consumer drops every frame it drains, as `discarded`: no other reason may appear.
+    const discarded = drainOnly ? (end.dropped.discarded ?? 0) : 0;
+    if (acc.dropped_total !== discarded) v.push(`dropped ${acc.dropped_total - discarded} frames: ${JSON.stringify(acc.dropped)}`);
+    if (drainOnly && discarded !== acc.received) v.push(`drain-only sink drained ${discarded} of ${acc.received} frames`);
     if (acc.heartbeats_sent !== acc.heartbeats_received) v.push(`heartbeats sent ${acc.heartbeats_sent} != received ${acc.heartbeats_received}`);
-    if (acc.instances !== o.nodes) v.push(`${acc.instances} tracker instances for ${o.nodes} nodes`);
+    if (acc.instances !== (drainOnly ? 0 : o.nodes)) v.push(`${acc.instances} tracker instances for ${o.nodes} nodes`);
     if (notUp > 0) v.push(`${notUp} trackers not up at the end of the load`);
     if (restarts > 0) v.push(`${restarts} tracker restarts`);
     if (fin.closedEarly > 0) v.push(`${fin.closedEarly} node connections closed by the host during the run`);
@@ -720,14 +791,14 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       machine: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? '?', mem_gib: round(os.totalmem() / 2 ** 30, 1), node: process.version },
       params: {
         nodes: o.nodes, fps: o.fps, duration_s: o.durationS, warmup_s: o.warmupS, detections: o.detections, heartbeat_ms: o.heartbeatMs,
-        max_s: o.maxS, port_range: [o.portStart, portEnd], shards: engine.config.shards,
-        tracker: { command: o.trackerCommand, input: 'stdin' }, frame_bytes: frameBytes(o.detections),
+        max_s: o.maxS, port_range: [o.portStart, portEnd], shards: engine.config.shards, sink: o.sink,
+        tracker: drainOnly ? null : { command: o.trackerCommand, input: 'stdin' }, frame_bytes: frameBytes(o.detections),
         protocol: 'line (retina JSON), one TCP connection per node, writes spread evenly, one frame per write',
       },
       quiet_wait: quiet,
       targets: {
         latency: {
-          what: `p99 send -> hand-off to the tracker's input pipe < ${FLEET_TARGETS.p99_ms} ms (${o.nodes} nodes x ${o.fps} Hz)`,
+          what: `p99 send -> ${drainOnly ? 'drained by the drain-only sink' : 'hand-off to the tracker\'s input pipe'} < ${FLEET_TARGETS.p99_ms} ms (${o.nodes} nodes x ${o.fps} Hz)`,
           value: p99, max: FLEET_TARGETS.p99_ms, pass: p99 < FLEET_TARGETS.p99_ms,
         },
         host_cpu: {
@@ -771,11 +842,11 @@ export function fleetSummary(r: Record<string, unknown>): string {
   const p = x.paced;
   const c = p.cpu;
   const L: string[] = [];
-  L.push(`fleet: ${fmt(x.params.nodes)} nodes x ${x.params.fps} Hz, ${x.params.detections} det/frame (${x.params.frame_bytes} B), heartbeat ${x.params.heartbeat_ms} ms, window ${fmt(p.window_s, 1)} s`);
-  L.push(`  setup ${fmt(x.setup.total_s, 1)} s (connect+prime ${fmt(x.setup.connect_and_prime_s, 1)} s, all instances ${fmt(x.setup.all_instances_s, 1)} s, all running ${fmt(x.setup.all_running_s, 1)} s; ${x.setup.supervisor_passes} passes, ${fmt(x.setup.supervisor_pass_total_ms)} ms in all, max ${fmt(x.setup.supervisor_pass_max_ms, 1)} ms; spawn ${fmt(x.setup.spawn_ms.p50, 2)} ms p50, first tenth ${fmt(x.setup.spawn_ms.first_tenth_mean, 2)} ms, last tenth ${fmt(x.setup.spawn_ms.last_tenth_mean, 2)} ms, ${fmt(x.setup.spawn_ms.total)} ms in all; GET /api/v1/trackers ${fmt(x.setup.api.ms, 0)} ms ${fmt(x.setup.api.bytes)} B); fds ${x.setup.fds_open}/${x.setup.fd_limit}`);
+  L.push(`fleet (sink ${x.params.sink ?? 'trackers'}): ${fmt(x.params.nodes)} nodes x ${x.params.fps} Hz, ${x.params.detections} det/frame (${x.params.frame_bytes} B), heartbeat ${x.params.heartbeat_ms} ms, window ${fmt(p.window_s, 1)} s`);
+  L.push(`  setup ${fmt(x.setup.total_s, 1)} s (connect+prime ${fmt(x.setup.connect_and_prime_s, 1)} s, all instances ${fmt(x.setup.all_instances_s, 1)} s, all running ${fmt(x.setup.all_running_s, 1)} s; ${x.setup.supervisor_passes} passes, ${fmt(x.setup.supervisor_pass_total_ms)} ms in all, max ${fmt(x.setup.supervisor_pass_max_ms, 1)} ms; spawn ${fmt(x.setup.spawn_ms.p50, 2)} ms p50, first tenth ${fmt(x.setup.spawn_ms.first_tenth_mean, 2)} ms, last tenth ${fmt(x.setup.spawn_ms.last_tenth_mean, 2)} ms, ${fmt(x.setup.spawn_ms.total)} ms in all; GET /api/v1/trackers ${x.setup.api ? `${fmt(x.setup.api.ms, 0)} ms ${fmt(x.setup.api.bytes)} B` : '-'}); fds ${x.setup.fds_open}/${x.setup.fd_limit}`);
   if (x.idle) L.push(`  idle (connected, nothing sent) ${fmt(x.idle.window_s, 1)} s: engine CPU ${fmt(x.idle.cpu.engine_process_cpu, 3)} cores (main thread ${fmt(x.idle.cpu.main_thread_cpu, 3)}), trackers ${fmt(x.idle.cpu.trackers_cpu, 3)}`);
   L.push(`  frames sent ${fmt(p.sent_per_s, 1)}/s, delivered ${fmt(p.delivered_per_s, 1)}/s (target ${fmt(p.target_frames_per_s)}); heartbeats ${fmt(p.heartbeats_sent_per_s, 1)}/s sent, ${fmt(p.heartbeats_received_per_s, 1)}/s received`);
-  L.push(`  latency send -> tracker stdin write: p50 ${fmt(p.latency_to_tracker_write.p50_ms, 3)} ms  p90 ${fmt(p.latency_to_tracker_write.p90_ms, 3)}  p99 ${fmt(p.latency_to_tracker_write.p99_ms, 3)}  p99.9 ${fmt(p.latency_to_tracker_write.p999_ms, 3)}  max ${fmt(p.latency_to_tracker_write.max_ms, 2)} ms (${fmt(p.latency_to_tracker_write.samples)} samples; ${fmt(p.slow_samples.over_2ms)} > 2 ms, ${fmt(p.slow_samples.overlapping_supervisor_pass)} during a supervisor pass, ${fmt(p.slow_samples.overlapping_gc)} during GC)`);
+  L.push(`  latency send -> ${x.params.sink === 'discard' ? 'drained by the sink' : 'tracker stdin write'}: p50 ${fmt(p.latency_to_tracker_write.p50_ms, 3)} ms  p90 ${fmt(p.latency_to_tracker_write.p90_ms, 3)}  p99 ${fmt(p.latency_to_tracker_write.p99_ms, 3)}  p99.9 ${fmt(p.latency_to_tracker_write.p999_ms, 3)}  max ${fmt(p.latency_to_tracker_write.max_ms, 2)} ms (${fmt(p.latency_to_tracker_write.samples)} samples; ${fmt(p.slow_samples.over_2ms)} > 2 ms, ${fmt(p.slow_samples.overlapping_supervisor_pass)} during a supervisor pass, ${fmt(p.slow_samples.overlapping_gc)} during GC)`);
   L.push(`  CPU (cores): engine ${fmt(c.engine_process_cpu, 3)} (${fmt(c.engine_process_cpu_pct_of_core, 1)}% of a core; main thread ${fmt(c.main_thread_cpu, 3)}, main ELU ${fmt(c.main_elu, 3)}, worker ELU ${c.worker_elu.map((w: number) => fmt(w, 3)).join(',')})  trackers ${fmt(c.trackers_cpu, 3)}  generator ${fmt(c.generator_cpu, 3)}  machine ${fmt(c.machine_cpu_busy, 2)}${(c.other_cpu ?? 0) > 0.2 ? `  (other CPU ${fmt(c.other_cpu, 2)} cores: noisy)` : ''}`);
   L.push(`  event-loop lag p50 ${fmt(p.event_loop_lag_ms.p50, 2)} ms  p99 ${fmt(p.event_loop_lag_ms.p99, 2)}  max ${fmt(p.event_loop_lag_ms.max, 2)}; supervisor passes ${p.supervisor_passes.count} (p50 ${fmt(p.supervisor_passes.p50_ms, 2)} ms, max ${fmt(p.supervisor_passes.max_ms, 2)}); GC ${p.gc.count} (max ${fmt(p.gc.max_ms, 2)} ms)`);
   L.push(`  memory: RSS ${fmt(p.memory.rss_mb_median, 0)} MB median, ${fmt(p.memory.rss_mb_max, 0)} max (engine without nodes ${fmt(p.memory.rss_mb_engine_no_nodes, 0)} MB; ${fmt(p.memory.rss_kb_per_node, 1)} KB/node); rings ${fmt(p.memory.rings_virtual_mb)} MB virtual (all resident after ~${fmt(p.memory.rings_fully_resident_after_min)} min at this rate); trackers ${fmt(p.memory.trackers_rss_mb_total, 0)} MB (${fmt(p.memory.trackers_rss_kb_mean)} KB each)`);
@@ -793,13 +864,13 @@ export function parseFleetArgs(argv: string[]): FleetOptions & { json?: boolean 
     options: {
       nodes: { type: 'string' }, fps: { type: 'string' }, duration: { type: 'string' }, detections: { type: 'string' },
       'heartbeat-ms': { type: 'string' }, idle: { type: 'string' }, warmup: { type: 'string' }, max: { type: 'string' }, 'max-warmup': { type: 'string' },
-      'port-start': { type: 'string' }, 'port-end': { type: 'string' }, profile: { type: 'string' }, shards: { type: 'string' }, 'quiet-wait': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      'port-start': { type: 'string' }, 'port-end': { type: 'string' }, profile: { type: 'string' }, shards: { type: 'string' }, sink: { type: 'string' }, 'quiet-wait': { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
     process.stderr.write('usage: node dist/bench/fleet.js [--nodes 1000] [--fps 2] [--duration 60] [--detections 10] [--heartbeat-ms 5000] [--idle 5]\n'
       + '                         [--warmup 3] [--max 0] [--max-warmup 1] [--port-start 20000] [--port-end P] [--quiet-wait 10]\n'
-      + '                         [--shards auto|N] [--profile FILE.cpuprofile]\n');
+      + '                         [--shards auto|N] [--sink trackers|discard] [--profile FILE.cpuprofile]\n');
     process.exit(0);
   }
   const num = (v: string | undefined, def: number): number => {
@@ -817,6 +888,10 @@ export function parseFleetArgs(argv: string[]): FleetOptions & { json?: boolean 
   if (values['port-end'] !== undefined) out.portEnd = num(values['port-end'], 0);
   if (values.profile !== undefined) out.profileFile = values.profile;
   if (values.shards !== undefined) out.shards = values.shards === 'auto' ? 'auto' : num(values.shards, 0);
+  if (values.sink !== undefined) {
+    if (values.sink !== 'trackers' && values.sink !== 'discard') throw new Error(`--sink must be trackers or discard (got ${values.sink})`);
+    out.sink = values.sink;
+  }
   return out;
 }
 

@@ -522,8 +522,10 @@ workloads: ingest (default), ceiling, e2e (see the top of bench/run.ts);
                end and raw (bare server) in one run (--reps, --duration; default 3 x 5 s)
   connections  10,000 mostly idle connections: engine vs raw (bench/connections.ts;
                --connections, --duration = heartbeat window, --heartbeat-ms)
-  fleet        1,000 nodes x 2 frames/s with heartbeats, one minimal tracker each
-               (bench/fleet.ts; --nodes, --fps, --duration, --detections)
+  fleet        1,000 nodes x 2 frames/s with heartbeats, drained by one minimal tracker
+               each and by the drain-only consumer (sink: discard), default shards and
+               shards: 0 (bench/fleet.ts; --nodes, --fps, --duration, --detections,
+               --sinks trackers,discard)
   growth       cost by node count and detections per frame (bench/growth.ts)
   --duration S      measured window per run, seconds (default 10; ceiling 5; e2e 8)
   --warmup S        load before the window, seconds (default 1.5)
@@ -566,7 +568,7 @@ async function main(): Promise<void> {
       procs: { type: 'string' }, 'ring-bytes': { type: 'string' }, isolate: { type: 'boolean' },
       'trace-messages': { type: 'boolean' },
       'latency-duration': { type: 'string' }, 'latency-warmup': { type: 'string' }, 'load-fraction': { type: 'string' },
-      'tick-ms': { type: 'string' }, 'paced-fps': { type: 'string' }, 'tracker-prefix': { type: 'string' }, 'port-start': { type: 'string' }, refs: { type: 'string' }, 'quiet-wait': { type: 'string' },
+      'tick-ms': { type: 'string' }, 'paced-fps': { type: 'string' }, 'tracker-prefix': { type: 'string' }, 'port-start': { type: 'string' }, refs: { type: 'string' }, sinks: { type: 'string' }, 'quiet-wait': { type: 'string' },
       'heartbeat-ms': { type: 'string' }, nodes: { type: 'string' }, fps: { type: 'string' },
       'no-save': { type: 'boolean' }, cell: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
@@ -628,20 +630,24 @@ async function main(): Promise<void> {
     // 1,000 nodes x 2 Hz with heartbeats, one minimal tracker per node; default shards and shards: 0 in one run.
     const { runFleet, fleetSummary, FLEET_TARGETS } = await import('./fleet.js');
     const fleetModes = (values.modes ?? 'default,shards0').split(',') as Mode[];
+    const sinks = (values.sinks ?? 'trackers,discard').split(',');
+    for (const k of sinks) if (k !== 'trackers' && k !== 'discard') throw new Error(`--sinks: unknown sink ${k} (trackers, discard)`);
     const started = new Date().toISOString();
-    const runs: Array<{ mode: Mode; result: Record<string, unknown> }> = [];
+    const runs: Array<{ mode: Mode; sink: string; result: Record<string, unknown> }> = [];
     for (let r = 0; r < num(values.reps, 1); r++) {
-      for (const mode of fleetModes) {
-        const result = await runFleet({
-          nodes: num(values.nodes, 1000), fps: num(values.fps, 2), durationS: num(values.duration, 60),
-          detections: num(values.detections, 10), heartbeatMs: num(values['heartbeat-ms'], 5000),
-          shards: mode === 'default' ? 'auto' : Number(mode.slice(6)), quietWaitS: 10,
-        });
-        runs.push({ mode, result });
-        process.stderr.write(`fleet ${mode} rep ${r + 1}:\n${fleetSummary(result)}\n`);
+      for (const sink of sinks as Array<'trackers' | 'discard'>) {
+        for (const mode of fleetModes) {
+          const result = await runFleet({
+            nodes: num(values.nodes, 1000), fps: num(values.fps, 2), durationS: num(values.duration, 60),
+            detections: num(values.detections, 10), heartbeatMs: num(values['heartbeat-ms'], 5000),
+            shards: mode === 'default' ? 'auto' : Number(mode.slice(6)), quietWaitS: 10, sink,
+          });
+          runs.push({ mode, sink, result });
+          process.stderr.write(`fleet ${mode} sink ${sink} rep ${r + 1}:\n${fleetSummary(result)}\n`);
+        }
       }
     }
-    const out = { workload: 'fleet', started_at: started, git: gitInfo(), targets: FLEET_TARGETS, modes: fleetModes, runs };
+    const out = { workload: 'fleet', started_at: started, git: gitInfo(), targets: FLEET_TARGETS, modes: fleetModes, sinks, runs };
     const files = values['no-save'] ? [] : writeResults('fleet', out);
     if (files.length) process.stderr.write(`results in ${files.join(', ')}\n`);
     process.stdout.write(`${JSON.stringify(out)}\n`);
