@@ -548,6 +548,9 @@ e2e only:
   --load-fraction F     paced rate as a share of the measured e2e rate (default 0.5)
   --paced-fps N         paced rate in frames/s instead (e.g. 128: 64 nodes at 2 Hz)
   --tick-ms MS          pacing period of the generator (default 1)
+  --tracker drain|cat   the tracker per node: drain (bench/drain-tracker.ts on TCP, latency
+                        at its read; default) or cat (sh -c 'exec cat >/dev/null' on stdin,
+                        latency at the engine's write into it)
   --tracker-prefix CMD  run the trackers under CMD, e.g. "nice -n 10" or "chrt -b 0"
                         (SCHED_BATCH: a woken tracker does not preempt the engine)
   --port-start P        first tracker port to provision (default 19000; 100 ports; keep
@@ -557,6 +560,12 @@ e2e only:
   --refs LIST           discard-sink reference cells per rep: ingest (the ingest
                         workload's line/default cell), stamped (the same with the e2e
                         generator), none; default ingest`;
+
+function trackerKind(v: string | undefined): 'drain' | 'cat' {
+  if (v === undefined || v === 'drain') return 'drain';
+  if (v === 'cat') return 'cat';
+  throw new Error(`--tracker must be drain or cat (got ${v})`);
+}
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -568,7 +577,7 @@ async function main(): Promise<void> {
       procs: { type: 'string' }, 'ring-bytes': { type: 'string' }, isolate: { type: 'boolean' },
       'trace-messages': { type: 'boolean' },
       'latency-duration': { type: 'string' }, 'latency-warmup': { type: 'string' }, 'load-fraction': { type: 'string' },
-      'tick-ms': { type: 'string' }, 'paced-fps': { type: 'string' }, 'tracker-prefix': { type: 'string' }, 'port-start': { type: 'string' }, refs: { type: 'string' }, sinks: { type: 'string' }, 'quiet-wait': { type: 'string' },
+      'tick-ms': { type: 'string' }, 'paced-fps': { type: 'string' }, 'tracker-prefix': { type: 'string' }, 'port-start': { type: 'string' }, refs: { type: 'string' }, sinks: { type: 'string' }, tracker: { type: 'string' }, 'quiet-wait': { type: 'string' },
       'heartbeat-ms': { type: 'string' }, nodes: { type: 'string' }, fps: { type: 'string' },
       'no-save': { type: 'boolean' }, cell: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
@@ -803,6 +812,7 @@ async function mainE2e(base: Base, reps: number, values: Record<string, string |
     loadFraction: num(str('load-fraction'), 0.5),
     pacedFps: num(str('paced-fps'), 0),
     trackerPrefix: (str('tracker-prefix') ?? '').split(/\s+/).filter((x) => x !== ''),
+    tracker: trackerKind(str('tracker')),
     tickMs: num(str('tick-ms'), 1),
     chunkBytes: base.chunkBytes,
     depth: base.depth,
@@ -836,7 +846,7 @@ async function mainE2e(base: Base, reps: number, values: Record<string, string |
     started_at: new Date().toISOString(),
     git: gitInfo(),
     machine: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? '?', mem_gib: round(os.totalmem() / 2 ** 30, 1), node: process.version, platform: `${os.platform()} ${os.release()}` },
-    params: { ...spec, token: undefined, reps, refs, line_detections: '1-5 cycling', tracker: 'bench/drain-tracker.ts (one process per node)' },
+    params: { ...spec, token: undefined, reps, refs, line_detections: '1-5 cycling', tracker: spec.tracker === 'cat' ? "sh -c 'exec cat >/dev/null' on stdin (one process per node; latency at the engine's write into it)" : 'bench/drain-tracker.ts (one process per node)' },
   };
 
   const refRuns: Record<string, RunResult[]> = Object.fromEntries(refs.map((r) => [r, []]));
@@ -957,7 +967,7 @@ async function mainE2e(base: Base, reps: number, values: Record<string, string |
   const L: string[] = [''];
   const mc = medians.e2e_cpu;
   const hc = medians.half_cpu;
-  L.push(`medians of ${reps} (line protocol, ${spec.connections} nodes, 1-5 det/frame, default shards):`);
+  L.push(`medians of ${reps} (line protocol, ${spec.connections} nodes, 1-5 det/frame, default shards, tracker ${spec.tracker ?? 'drain'}):`);
   for (const r of refs) L.push(`  discard sink, into rings (${r === 'ingest' ? 'ingest workload generator' : 'e2e generator'}): ${fmt(refMedian[r]).padStart(10)} frames/s  main ELU ${fmt(medians.reference_main_elu[r], 3)}  proc CPU ${fmt(medians.reference_process_cpu[r], 2)}  gen CPU ${fmt(medians.reference_generator_cpu[r], 2)}`);
   L.push(`  e2e, delivered to trackers:             ${fmt(medians.e2e_delivered_per_s).padStart(10)} frames/s  (${fmt(medians.e2e_delivered_per_s_min)}..${fmt(medians.e2e_delivered_per_s_max)}; into rings ${fmt(medians.e2e_into_rings_per_s)}, rings ${fmt((medians.e2e_rings_fill) * 100)}% full)`);
   L.push(`    CPU (cores): engine ${fmt(mc.process_cpu as number, 2)} (main ${fmt(mc.main_thread_cpu as number, 2)}, main ELU ${fmt(mc.main_elu as number, 3)}, worker ELU ${(mc.worker_elu as number[]).map((x) => fmt(x, 3)).join(',')})  trackers ${fmt(mc.trackers_cpu as number, 2)}  generator ${fmt(mc.generator_cpu as number, 2)}  softirq ${fmt(mc.softirq as number, 2)}  machine ${fmt(mc.machine_cpu_busy as number, 2)}`);
@@ -969,7 +979,8 @@ async function mainE2e(base: Base, reps: number, values: Record<string, string |
   L.push(`target ${targets.throughput.what}: x${fmt(ratio, 3)} ${targets.throughput.pass ? 'PASS' : 'FAIL'}`);
   L.push(`target ${targets.throughput.absolute.what}: ${fmt(targets.throughput.absolute.value)} ${targets.throughput.absolute.pass ? 'PASS' : 'FAIL'}`);
   L.push(`target ${targets.latency.what}: ${fmt(targets.latency.value, 2)} ms (worst rep ${fmt(p99Max, 2)}) ${targets.latency.pass ? 'PASS' : 'FAIL'}`);
-  L.push(`accounting: ${violations.length === 0 ? 'OK (sent == received == inRings + inSink + delivered + dropped, nothing dropped, trackers counted exactly the frames and bytes delivered)' : `${violations.length} VIOLATIONS`}`);
+  const booksNote = spec.tracker === 'cat' ? "no tracker restarts (cat trackers cannot count: the engine's counters only)" : 'trackers counted exactly the frames and bytes delivered';
+  L.push(`accounting: ${violations.length === 0 ? `OK (sent == received == inRings + inSink + delivered + dropped, nothing dropped, ${booksNote})` : `${violations.length} VIOLATIONS`}`);
   for (const v of violations.slice(0, 10)) L.push(`  ${v}`);
   L.push(`total ${fmt(out.duration_s, 1)} s${files.length ? `; results in ${files.join(', ')}` : ''}`);
   process.stderr.write(`${L.join('\n')}\n`);
