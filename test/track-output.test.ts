@@ -1,11 +1,12 @@
-// Track output: LineSplitter (stdout chunks to whole lines) and TrackFileWriter
-// (one JSONL file per UTC day) on real files in a temporary directory.
+// Track output: TrackFileWriter (one JSONL file per UTC day) on real files in a
+// temporary directory, fed by LineSplitter (stdout chunks to whole lines).
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LineSplitter, TrackFileWriter, trackFileName } from '../src/tracker/track-output.js';
+import { TrackFileWriter, trackFileName } from '../src/tracker/track-output.js';
+import { LineSplitter } from '../src/tracker/line-splitter.js';
 
 const root = mkdtempSync(join(tmpdir(), 'radar-track-output-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -23,56 +24,6 @@ function readLines(path: string): string[] {
 }
 
 const event = (i: number): string => JSON.stringify({ track_id: `t${i}`, timestamp: 1757400000000 + i, length: i });
-
-describe('LineSplitter', () => {
-  test('lines split across chunks are reassembled, the partial tail is kept', () => {
-    const s = new LineSplitter();
-    assert.deepEqual(s.push('{"a":1}\n{"b"'), ['{"a":1}']);
-    assert.equal(s.buffered, 4);
-    assert.deepEqual(s.push(':2'), []);
-    assert.deepEqual(s.push('}\n{"c":3}\n{"d":'), ['{"b":2}', '{"c":3}']);
-    assert.deepEqual(s.push(Buffer.from('4}\r\n\n')), ['{"d":4}'], 'CRLF stripped, empty line skipped');
-    assert.equal(s.buffered, 0);
-    assert.equal(s.lines, 4);
-    assert.equal(s.oversizeDropped, 0);
-  });
-
-  test('every split point of a byte stream gives the same lines (multi-byte UTF-8 included)', () => {
-    const lines = ['{"hex":"ä€"}', '{"x":"😀"}', '{}'];
-    const bytes = Buffer.from(lines.join('\n') + '\n', 'utf8');
-    for (let cut = 0; cut <= bytes.length; cut++) {
-      for (let cut2 = cut; cut2 <= bytes.length; cut2 += 3) {
-        const s = new LineSplitter();
-        const got = [...s.push(bytes.subarray(0, cut)), ...s.push(bytes.subarray(cut, cut2)), ...s.push(bytes.subarray(cut2))];
-        assert.deepEqual(got, lines, `cuts at ${cut}, ${cut2}`);
-      }
-    }
-  });
-
-  test('oversize lines are dropped whole and counted once, the next line survives', () => {
-    const s = new LineSplitter({ maxLineBytes: 10 });
-    assert.deepEqual(s.push('0123456789\n'), ['0123456789'], 'exactly the limit is kept');
-    assert.deepEqual(s.push('0123456789A\nok\n'), ['ok'], 'one byte over, within one chunk');
-    assert.equal(s.oversizeDropped, 1);
-    // Over the limit before its newline arrives: dropped across many chunks, counted once.
-    assert.deepEqual(s.push('abcdef'), []);
-    assert.deepEqual(s.push('ghijkl'), []);
-    assert.equal(s.oversizeDropped, 2);
-    assert.equal(s.buffered, 0, 'nothing of the oversize line is buffered');
-    assert.deepEqual(s.push('mnopqrstuvwxyz'), []);
-    assert.deepEqual(s.push('xyz\n{"k":1}\n'), ['{"k":1}']);
-    assert.equal(s.oversizeDropped, 2);
-    assert.equal(s.lines, 3);
-  });
-
-  test('end() returns the unterminated last line once', () => {
-    const s = new LineSplitter();
-    assert.deepEqual(s.push('{"a":1}\n{"trunc'), ['{"a":1}']);
-    assert.equal(s.end(), '{"trunc');
-    assert.equal(s.end(), null);
-    assert.deepEqual(s.push('{"b":2}\n'), ['{"b":2}']);
-  });
-});
 
 describe('TrackFileWriter', () => {
   test('file name is {name}_{YYYY-MM-DD}.jsonl with the UTC date', () => {
@@ -165,7 +116,7 @@ describe('TrackFileWriter', () => {
     }
     await w.close();
     assert.deepEqual(readLines(join(dir, 'pipe_2025-01-01.jsonl')), [event(1), event(2), event(3)]);
-    assert.equal(s.oversizeDropped, 1);
+    assert.equal(s.oversizeLines, 1);
     assert.equal(w.stats().linesWritten, 3);
   });
 

@@ -125,6 +125,33 @@ test('over-long lines: stderr truncated, stdout dropped and counted', async () =
   await t.stop(2000);
 });
 
+test('an unterminated last stdout line is a track line only when it is whole JSON', async () => {
+  // The child prints, then waits for the end of its input (stop() ends it) and exits.
+  const run = async (printed: string): Promise<{ out: string[]; t: TrackerProcess }> => {
+    const out: string[] = [];
+    const t = new TrackerProcess({
+      command: [process.execPath, '-e', `process.stdout.write(${JSON.stringify(printed)}); process.stdin.resume(); process.stdin.on('end', () => process.exit(0));`],
+      nodeId: 'node-1',
+      input: 'stdin',
+      startupDelayMs: 0,
+      failStopGraceMs: 500,
+      trackLine: (l) => out.push(l),
+    });
+    started.push(t);
+    await t.start();
+    await until(() => out.length >= 1, 'the first, terminated line');
+    await t.stop(2000);
+    return { out, t };
+  };
+  const whole = await run('{"a":1}\n{"b":2}');
+  assert.deepEqual(whole.out, ['{"a":1}', '{"b":2}'], 'a whole record without its newline is kept');
+  assert.equal(whole.t.stdoutLinesDropped, 0);
+  const cut = await run('{"a":1}\n{"b":');
+  assert.deepEqual(cut.out, ['{"a":1}'], 'a record cut by the end of the stream is not a track line');
+  assert.equal(cut.t.stdoutLinesDropped, 1);
+  assert.equal(cut.t.stdoutPartialDropped, 1);
+});
+
 test('a tracker that stops reading back-pressures write(); whenWritable() waits', async () => {
   const { t } = await fake(['--no-read']);
   await t.start();

@@ -9,6 +9,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
+import { LineSplitter } from './line-splitter.js';
 
 export type TrackerInput = 'tcp' | 'stdin';
 
@@ -108,67 +109,6 @@ export function expandCommand(command: readonly string[], vars: { port?: number;
   return out;
 }
 
-/**
- * Splits a byte stream into lines ('\n', a trailing '\r' removed) without ever
- * holding more than `max` bytes of one line. An over-long line is emitted once,
- * as its first `max` bytes with `truncated` set; the rest of it is skipped.
- */
-class LineSplitter {
-  private parts: Buffer[] = [];
-  private len = 0;
-  /** The current line passed `max`: skip to its end. */
-  private overflow = false;
-
-  constructor(private readonly max: number, private readonly emit: (line: Buffer, truncated: boolean) => void) {}
-
-  push(chunk: Buffer): void {
-    let start = 0;
-    for (;;) {
-      const nl = chunk.indexOf(10, start);
-      const end = nl < 0 ? chunk.length : nl;
-      if (!this.overflow) {
-        const take = Math.min(end - start, this.max - this.len);
-        if (take > 0) {
-          this.parts.push(chunk.subarray(start, start + take));
-          this.len += take;
-        }
-        if (take < end - start) {
-          this.overflow = true;
-          this.emit(this.take(), true);
-        }
-      }
-      if (nl < 0) {
-        // A long line arriving in many small chunks: keep one buffer, not hundreds of views.
-        if (this.parts.length > 16) this.compact();
-        return;
-      }
-      if (this.overflow) this.overflow = false;
-      else this.emit(this.take(), false);
-      start = nl + 1;
-    }
-  }
-
-  /** At EOF: a final line without a newline is still a line. */
-  end(): void {
-    if (this.len > 0 && !this.overflow) this.emit(this.take(), false);
-    this.parts = [];
-    this.len = 0;
-    this.overflow = false;
-  }
-
-  private compact(): void {
-    this.parts = [Buffer.concat(this.parts, this.len)];
-  }
-
-  private take(): Buffer {
-    let b = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.len);
-    this.parts = [];
-    this.len = 0;
-    if (b.length > 0 && b[b.length - 1] === 13) b = b.subarray(0, b.length - 1);
-    return b;
-  }
-}
-
 export class TrackerProcess {
   readonly nodeId: string;
   readonly port: number | undefined;
@@ -197,8 +137,10 @@ export class TrackerProcess {
   backpressured = 0;
   stdoutLines = 0;
   stderrLines = 0;
-  /** stdout lines over maxLineBytes (dropped). */
+  /** stdout lines dropped: over maxLineBytes, or an unterminated last line that is not whole JSON. */
   stdoutLinesDropped = 0;
+  /** Of those, unterminated last lines (the tracker died mid-write). */
+  stdoutPartialDropped = 0;
   /** stderr lines over maxStderrLineBytes (truncated). */
   stderrLinesTruncated = 0;
   /** TCP connection attempts made by start(). */
@@ -497,30 +439,52 @@ export class TrackerProcess {
   private readOutput(child: ChildProcess): void {
     const maxOut = this.opts.maxLineBytes ?? DEFAULTS.maxLineBytes;
     const maxErr = this.opts.maxStderrLineBytes ?? DEFAULTS.maxStderrLineBytes;
-    const out = new LineSplitter(maxOut, (line, truncated) => {
-      if (truncated) {
-        this.stdoutLinesDropped++;
-        return;
-      }
+    // stdout: track events. An over-long line is dropped (a cut record is not an
+    // event); so is an unterminated last line that is not a whole JSON value (a
+    // tracker that died mid-write).
+    const out = new LineSplitter({ maxLineBytes: maxOut, oversize: 'drop' });
+    const track = (line: string): void => {
       this.stdoutLines++;
       const cb = this.opts.trackLine;
-      if (cb) this.call(() => cb(line.toString('utf8')));
-    });
-    const err = new LineSplitter(maxErr, (line, truncated) => {
+      if (cb) this.call(() => cb(line));
+    };
+    const onOut = (chunk: Buffer | null): void => {
+      if (chunk !== null) {
+        for (const line of out.push(chunk)) track(line);
+      } else {
+        const tail = out.end();
+        if (tail !== null) {
+          if (isJson(tail)) track(tail);
+          else this.stdoutPartialDropped++;
+        }
+      }
+      this.stdoutLinesDropped = out.oversizeLines + this.stdoutPartialDropped;
+    };
+    // stderr: log lines; an over-long one is passed cut, marked " [truncated]".
+    const err = new LineSplitter({ maxLineBytes: maxErr, oversize: 'truncate' });
+    const log = (line: string): void => {
       this.stderrLines++;
-      if (truncated) this.stderrLinesTruncated++;
       const cb = this.opts.stderrLine;
-      if (cb) this.call(() => cb(truncated ? `${line.toString('utf8')} [truncated]` : line.toString('utf8')));
-    });
-    const pipe = (r: Readable | null, s: LineSplitter): void => {
+      if (cb) this.call(() => cb(line));
+    };
+    const onErr = (chunk: Buffer | null): void => {
+      if (chunk !== null) {
+        for (const line of err.push(chunk)) log(line);
+      } else {
+        const tail = err.end();
+        if (tail !== null) log(tail);
+      }
+      this.stderrLinesTruncated = err.oversizeLines;
+    };
+    const pipe = (r: Readable | null, on: (chunk: Buffer | null) => void): void => {
       if (!r) return;
       // Flowing mode from the start, so the child can never block on a full pipe.
-      r.on('data', (chunk: Buffer) => s.push(chunk));
-      r.once('end', () => s.end());
+      r.on('data', (chunk: Buffer) => on(chunk));
+      r.once('end', () => on(null));
       r.on('error', () => undefined);
     };
-    pipe(child.stdout, out);
-    pipe(child.stderr, err);
+    pipe(child.stdout, onOut);
+    pipe(child.stderr, onErr);
   }
 
   private call(fn: () => void): void {
@@ -581,4 +545,14 @@ export class TrackerProcess {
 
 function describeExit(e: TrackerExit): string {
   return e.signal ? `signal ${e.signal}` : `code ${e.code}`;
+}
+
+/** Whether a line is one whole JSON value (an unterminated last stdout line is kept only then). */
+function isJson(line: string): boolean {
+  try {
+    JSON.parse(line);
+    return true;
+  } catch {
+    return false;
+  }
 }
