@@ -17,9 +17,9 @@ import { runInNewContext } from 'node:vm';
 import type { Engine, EngineOptions } from '../src/engine.js';
 import type { InstanceView } from '../src/tracker/tracker-instance.js';
 import { decodeBody, encodeFrame, encodeHello } from '../src/shared/binary-protocol.js';
-import { Client, TOKEN, assertAccounting, freePort, freePortRange, getJson, httpGet, lineFrame, pidAlive, scrape, startEngine, until } from './helpers.js';
+import { Client, FAKE_TRACKER, TOKEN, assertAccounting, startTrackerEngine, type TrackerEngine, freePort, freePortRange, getJson, httpGet, lineFrame, pidAlive, scrape, startEngine, until } from './helpers.js';
 
-const FAKE = fileURLToPath(new URL('./fixtures/fake-tracker.js', import.meta.url));
+const FAKE = FAKE_TRACKER;
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'radar-faults-'));
 
@@ -56,44 +56,15 @@ function subdir(name: string): string {
 
 
 
-interface TrackerEngine {
-  e: Engine;
-  out: string;
-  http: number;
-  tcp: number;
-}
-
 /**
- * An engine with sink "trackers", auto-provisioning from a free range and small
- * timings. `command`: the tracker argv (default: the fake tracker with `fakeArgs`).
+ * An engine with sink "trackers" (helpers.startTrackerEngine) whose crashes are
+ * injected on purpose: never park a tracker in `failed`.
  */
 async function trackerEngine(fakeArgs: string[], over: Record<string, any> = {}, opts: Partial<EngineOptions> = {},
   command?: string[]): Promise<TrackerEngine> {
-  const out = subdir('out');
-  const portStart = (await freePortRange(8))[0]!;
-  const { tracker = {}, retry = {}, tcp_server = {}, shutdown = {}, ...rest } = over;
-  const e = await startEngine({
-    sink: 'trackers',
-    output_dir: out,
-    startup_delay_sec: 0,
-    tcp_retry_delay_sec: 0.02,
-    tcp_connect_retries: 200,
-    tcp_server: { auto_provision: true, auto_provision_port_start: portStart, auto_provision_port_end: portStart + 7, ...tcp_server },
-    retry: { extended_outage_sec: 60, ...retry },
-    shutdown: { deadline_ms: 4000, ...shutdown },
-    tracker: {
-      command: command ?? [process.execPath, FAKE, '--tcp-port', '{port}', ...fakeArgs],
-      reconcile_interval_ms: 20,
-      stop_grace_ms: 500,
-      restart_backoff_ms: 50,
-      // Crashes are injected on purpose here: never park a tracker in `failed`.
-      flap_max_restarts: 50,
-      ...tracker,
-    },
-    ...rest,
-  }, opts);
-  engines.push(e);
-  return { e, out, http: e.httpAddress!.port, tcp: e.tcpAddress!.port };
+  const t = await startTrackerEngine(subdir('out'), fakeArgs, { ...over, tracker: { flap_max_restarts: 50, ...(over.tracker ?? {}) } }, opts, command);
+  engines.push(t.e);
+  return t;
 }
 
 function view(e: Engine, node: string): InstanceView | undefined {

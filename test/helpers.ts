@@ -14,6 +14,10 @@ import { KIND_JSON_LINE, KIND_PACKED } from '../src/shared/ring-layout.js';
 import { decodeBody } from '../src/shared/binary-protocol.js';
 import { packedRecordToJson } from '../src/shard/frame-writer.js';
 import { portIsFree } from '../src/tracker/port-allocator.js';
+import { fileURLToPath } from 'node:url';
+
+/** The deliberately faulty fake tracker (test/fixtures/fake-tracker.js). */
+export const FAKE_TRACKER = fileURLToPath(new URL('./fixtures/fake-tracker.js', import.meta.url));
 
 export const TOKEN = 'test-secret';
 /** One signing key for the whole test process (generated on first use). */
@@ -39,6 +43,49 @@ export async function startEngine(over: Record<string, unknown> = {}, opts: Part
   const engine = new Engine({ config: testConfig(over), logger: pino({ level: 'silent' }), testHooks: true, sweepMs: 50, ...opts });
   await engine.start();
   return engine;
+}
+
+export interface TrackerEngine {
+  e: Engine;
+  /** output_dir: the track files. */
+  out: string;
+  /** First port of the 8-port provisioning range. */
+  portStart: number;
+  http: number;
+  tcp: number;
+}
+
+/**
+ * An engine with sink "trackers", auto-provisioning from 8 free ports and
+ * test-speed timings (reconcile 20 ms, restart backoff 50 ms, stop grace 500 ms,
+ * shutdown deadline 4 s). `out`: its output_dir. `command`: the tracker argv
+ * (default: the fake tracker with `fakeArgs`). `over` is merged into the config
+ * (its tracker, retry, tcp_server and shutdown sections key by key). The caller
+ * stops the engine.
+ */
+export async function startTrackerEngine(out: string, fakeArgs: string[], over: Record<string, any> = {}, // eslint-disable-line @typescript-eslint/no-explicit-any
+  opts: Partial<EngineOptions> = {}, command?: string[]): Promise<TrackerEngine> {
+  const portStart = (await freePortRange(8))[0]!;
+  const { tracker = {}, retry = {}, tcp_server = {}, shutdown = {}, ...rest } = over;
+  const e = await startEngine({
+    sink: 'trackers',
+    output_dir: out,
+    startup_delay_sec: 0,
+    tcp_retry_delay_sec: 0.02,
+    tcp_connect_retries: 200,
+    tcp_server: { auto_provision: true, auto_provision_port_start: portStart, auto_provision_port_end: portStart + 7, ...tcp_server },
+    retry: { extended_outage_sec: 60, ...retry },
+    shutdown: { deadline_ms: 4000, ...shutdown },
+    tracker: {
+      command: command ?? [process.execPath, FAKE_TRACKER, '--tcp-port', '{port}', ...fakeArgs],
+      reconcile_interval_ms: 20,
+      stop_grace_ms: 500,
+      restart_backoff_ms: 50,
+      ...tracker,
+    },
+    ...rest,
+  }, opts);
+  return { e, out, portStart, http: e.httpAddress!.port, tcp: e.tcpAddress!.port };
 }
 
 export interface EngineFixture {

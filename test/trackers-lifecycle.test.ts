@@ -15,10 +15,10 @@ import type { Engine, EngineOptions } from '../src/engine.js';
 import type { Logger } from '../src/logger.js';
 import type { InstanceView } from '../src/tracker/tracker-instance.js';
 import {
-  Client, TOKEN, assertAccounting, freePort, freePortRange, getJson, httpGet, lineFrame, pidAlive, scrape, startEngine, until,
+  Client, FAKE_TRACKER, TOKEN, assertAccounting, startTrackerEngine, type TrackerEngine, freePort, freePortRange, getJson, httpGet, lineFrame, pidAlive, scrape, until,
 } from './helpers.js';
 
-const FAKE = fileURLToPath(new URL('./fixtures/fake-tracker.js', import.meta.url));
+const FAKE = FAKE_TRACKER;
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'radar-trackers-lifecycle-'));
 
@@ -58,43 +58,11 @@ function captureLogger(level = 'info'): { logger: Logger; lines: Record<string, 
   return { logger: pino({ level }, dest) as unknown as Logger, lines };
 }
 
-interface TrackerEngine {
-  e: Engine;
-  out: string;
-  portStart: number;
-  http: number;
-  tcp: number;
-}
-
-/**
- * An engine with sink "trackers", auto-provisioning from a free range, the fake
- * tracker as the command (plus `fakeArgs`) and small timings; `over` is merged per
- * section (tracker, retry, ... replace the defaults given here key by key).
- */
+/** An engine with sink "trackers" (helpers.startTrackerEngine), stopped after the tests. */
 async function trackerEngine(fakeArgs: string[], over: Record<string, any> = {}, opts: Partial<EngineOptions> = {}): Promise<TrackerEngine> {
-  const out = subdir('out');
-  const portStart = (await freePortRange(8))[0]!;
-  const { tracker = {}, retry = {}, tcp_server = {}, shutdown = {}, ...rest } = over;
-  const e = await startEngine({
-    sink: 'trackers',
-    output_dir: out,
-    startup_delay_sec: 0,
-    tcp_retry_delay_sec: 0.02,
-    tcp_connect_retries: 200,
-    tcp_server: { auto_provision: true, auto_provision_port_start: portStart, auto_provision_port_end: portStart + 7, ...tcp_server },
-    retry: { extended_outage_sec: 60, ...retry },
-    shutdown: { deadline_ms: 4000, ...shutdown },
-    tracker: {
-      command: [process.execPath, FAKE, '--tcp-port', '{port}', ...fakeArgs],
-      reconcile_interval_ms: 20,
-      stop_grace_ms: 500,
-      restart_backoff_ms: 50,
-      ...tracker,
-    },
-    ...rest,
-  }, opts);
-  engines.push(e);
-  return { e, out, portStart, http: e.httpAddress!.port, tcp: e.tcpAddress!.port };
+  const t = await startTrackerEngine(subdir('out'), fakeArgs, over, opts);
+  engines.push(t.e);
+  return t;
 }
 
 async function open(port: number): Promise<Client> {
