@@ -78,6 +78,40 @@ describe('engine', () => {
     });
   }
 
+  test('a frame held back by a full ring when its connection is superseded is dropped as connection_closed; the books balance', async () => {
+    // (A peer that just closes a paused socket is not noticed until the ring drains:
+    // its bytes, FIN included, wait unread in the kernel and are processed then.)
+    const sink = new CollectingSink();
+    sink.paused = true;
+    const { engine, port } = await setup({ ring: { size_bytes: 65536 }, limits: { max_frame_bytes: 4096 } }, sink);
+    const old = await open(port);
+    let text = '';
+    for (let i = 1; i <= 5000; i++) text += lineFrame('node-cc', i, 3); // far more than the 64 KiB ring holds
+    old.socket.write(text);
+    const nodes = engine.nodes;
+    await until(() => (nodes.get('node-cc')?.reader.usedBytes ?? 0) > 65536 * 0.9, 'ring full');
+    // The shard holds the next frame (framed, not written): not counted anywhere yet.
+    await until(async () => {
+      const m = await scrape(engine);
+      return m.get('radar_ingest_frames_received_total') === m.get('radar_ingest_frames_in_rings');
+    }, 'writes stopped at a full ring');
+    const inRing = nodes.get('node-cc')!.reader.frames;
+    // The node reconnects: the old connection is closed, its held frame counted.
+    const fresh = await open(port);
+    await fresh.send(lineFrame('node-cc', 9000, 3));
+    await old.closedP;
+    await until(async () => (await scrape(engine)).get('radar_ingest_frames_dropped_total{reason="connection_closed"}') === 1, 'held frame counted');
+    // Resume: the ring's frames, then the new connection's frame, each once.
+    sink.paused = false;
+    sink.onData(nodes.get('node-cc')!);
+    await until(() => sink.of('node-cc').length === inRing + 1, 'ring drained, new frame delivered');
+    const ts = sink.of('node-cc').map((f) => f.timestamp);
+    assert.deepEqual(ts, [...Array.from({ length: inRing }, (_, i) => i + 1), 9000]);
+    const m = await assertAccounting(engine);
+    assert.equal(m.get('radar_ingest_frames_received_total'), inRing + 2, 'received = delivered + the one dropped');
+    assert.equal(fresh.closed, false);
+  });
+
   test('drop-oldest: a stalled consumer loses the oldest frames, counted, and keeps the newest', async () => {
     const sink = new CollectingSink();
     sink.paused = true;
