@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -534,6 +535,36 @@ describe('fault injection (real engine, real trackers, nodes under load)', () =>
     assert.ok(lost >= 1 && lost <= inSinkAtKill, `tracker_lost ${lost}, in sink at the kill ${inSinkAtKill}`);
     assert.equal(m.get('radar_ingest_frames_received_total'), pa.lastTs + po.reduce((s, p) => s + p.lastTs, 0));
     await assertAccounting(e);
+  });
+
+  test('an HTTP-polled node whose tracker stops reading: a full ring drops each new polled frame as ring_overflow; polling and the books carry on', async (t) => {
+    // Polling cannot push back on the node (tracker-host behaviour): every poll serves a new ~5 KB frame.
+    let polls = 0;
+    const d = Array.from({ length: 200 }, (_, i) => 10 + i / 8);
+    const hs = createHttpServer((_req, res) => {
+      polls++;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ timestamp: 1757400000000 + polls, delay: d, doppler: d, snr: d }));
+    });
+    await new Promise<void>((r) => hs.listen(0, '127.0.0.1', () => r()));
+    t.after(() => new Promise<void>((r) => hs.close(() => r())));
+    const url = `http://127.0.0.1:${(hs.address() as { port: number }).port}/api/detection`;
+    // The tracker never reads its stdin: the pipe (64 KiB), then the 64 KiB ring, fill.
+    const { e } = await trackerEngine([], {
+      poll_interval_sec: 0.01,
+      ring: { size_bytes: 65536 },
+      limits: { max_frame_bytes: 16384 },
+      tracker: { input: 'stdin' },
+      trackers: [{ name: 'polled', node_id: 'node-polled', mode: 'http', tcp_port: await freePort(), detection_url: url }],
+    }, {}, ['sh', '-c', 'exec sleep 600']);
+    await until(async () => ((await scrape(e)).get('radar_ingest_frames_dropped_total{reason="ring_overflow"}') ?? 0) >= 3, 'new frames dropped at a full ring', 15000);
+    const v = view(e, 'node-polled')!;
+    assert.equal(v.state, 'running');
+    assert.equal(v.input_blocked, true);
+    const seen = polls;
+    await until(() => polls >= seen + 3, 'polling goes on');
+    const m = await assertAccounting(e);
+    assert.ok(m.get('radar_ingest_frames_received_total')! >= m.get('radar_ingest_frames_dropped_total{reason="ring_overflow"}')! + v.frames_fed);
   });
 
   test('reconnect storm: 100 nodes connecting, sending and closing for 10 s leave no connections, handles or memory behind', async (t) => {
