@@ -76,6 +76,12 @@ export interface E2eSpec {
    */
   tracker?: 'drain' | 'cat';
   /**
+   * Nice value for the generator and the trackers (default 0). The nodes are
+   * remote in a deployment; with 10 here the engine is served first when the two
+   * cores are short, as it would be on a host of its own (an experiment knob).
+   */
+  nice?: number;
+  /**
    * Node protocol (default line, stamped). Binary frames (`detections` each) carry
    * increasing timestamps but no send-time markers: with binary there is no
    * latency, so the run stops after the max phase.
@@ -224,9 +230,11 @@ function engineConfig(spec: E2eSpec, dir: string) {
       auto_provision: true, auto_provision_port_start: spec.portStart, auto_provision_port_end: spec.portEnd,
     },
     tracker: {
-      command: spec.tracker === 'cat'
-        ? [...spec.trackerPrefix, 'sh', '-c', 'exec cat >/dev/null']
-        : [...spec.trackerPrefix, process.execPath, DRAIN_TRACKER, '--tcp-port', '{port}', '--report', join(dir, 'reports', '{node_id}')],
+      command: [
+        ...(spec.nice ? ['nice', '-n', String(spec.nice)] : []), ...spec.trackerPrefix,
+        ...(spec.tracker === 'cat' ? ['sh', '-c', 'exec cat >/dev/null']
+          : [process.execPath, DRAIN_TRACKER, '--tcp-port', '{port}', '--report', join(dir, 'reports', '{node_id}')]),
+      ],
       input: spec.tracker === 'cat' ? 'stdin' : 'tcp',
       stop_grace_ms: 10000,
       reconcile_interval_ms: 100,
@@ -418,7 +426,7 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
     lg = await Loadgen.start({
       host: '127.0.0.1', port: engine.tcpAddress!.port, protocol: binary ? 'binary' : 'line', stamped: !binary, connections: spec.connections,
       token: spec.token, chunkBytes: spec.chunkBytes, depth: spec.depth, procs: spec.procs, detections: spec.detections ?? 50,
-      maxSeconds: spec.warmupS + spec.durationS + spec.latencyWarmupS + spec.latencyS + 180,
+      maxSeconds: spec.warmupS + spec.durationS + spec.latencyWarmupS + spec.latencyS + 180, nice: spec.nice ?? 0,
     });
     // Setup: one frame per node provisions and starts every tracker (binary: the hello does).
     if (!binary) await lg.prime();

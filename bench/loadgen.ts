@@ -33,6 +33,7 @@
 // `pause()` stops it and waits for in-flight writes, `mark()` samples the counters
 // (frames sent so far, generator CPU), `stop()` stops pushing, waits for in-flight
 // writes, ends the connections and returns the final counts.
+import os from 'node:os';
 import { fork, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -66,6 +67,8 @@ export interface LoadgenOptions {
    * chunk is written over and over (cheapest for the generator).
    */
   stamped?: boolean;
+  /** Nice value of the generator process(es) (default 0). */
+  nice?: number;
 }
 
 /** Paced push: `fps` frames/s in total, written every `tickMs`. */
@@ -341,10 +344,12 @@ class Child {
   private failed: Error | null = null;
   readonly exited: Promise<void>;
 
-  constructor(readonly connections: number) {
+  constructor(readonly connections: number, nice = 0) {
     // Profiling flags given to the benchmark are meant for the engine, not for the generator.
     const execArgv = process.execArgv.filter((a) => !a.startsWith('--cpu-prof') && !a.startsWith('--heap-prof') && !a.startsWith('--prof'));
     this.proc = fork(SELF, ['--loadgen-child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
+    // The nodes are remote in production: a niced generator does not take CPU from the engine it measures.
+    if (nice !== 0 && this.proc.pid !== undefined) os.setPriority(this.proc.pid, nice);
     this.proc.on('message', (m: FromChild) => {
       const key = m.t === 'mark' ? `mark:${m.id}` : m.t === 'fail' ? '*' : m.t;
       if (m.t === 'fail') {
@@ -403,7 +408,7 @@ export class Loadgen {
       const ready: Promise<unknown>[] = [];
       for (let i = 0; i < procs; i++) {
         const n = per + (i < rest ? 1 : 0);
-        const c = new Child(n);
+        const c = new Child(n, opts.nice ?? 0);
         children.push(c);
         ready.push(c.request({ t: 'init', opts: { ...opts, connections: n, nodeBase: base, procs: 1 } }, 'ready', 30000));
         base += n;

@@ -551,6 +551,9 @@ e2e only:
   --tracker drain|cat   the tracker per node: drain (bench/drain-tracker.ts on TCP, latency
                         at its read; default) or cat (sh -c 'exec cat >/dev/null' on stdin,
                         latency at the engine's write into it)
+  --nice N              nice value for the generator and the trackers (default 0): with 10
+                        the engine is served first when the cores are short, as on a host
+                        of its own (the nodes are remote in a deployment)
   --tracker-prefix CMD  run the trackers under CMD, e.g. "nice -n 10" or "chrt -b 0"
                         (SCHED_BATCH: a woken tracker does not preempt the engine)
   --port-start P        first tracker port to provision (default 19000; 100 ports; keep
@@ -577,7 +580,7 @@ async function main(): Promise<void> {
       procs: { type: 'string' }, 'ring-bytes': { type: 'string' }, isolate: { type: 'boolean' },
       'trace-messages': { type: 'boolean' },
       'latency-duration': { type: 'string' }, 'latency-warmup': { type: 'string' }, 'load-fraction': { type: 'string' },
-      'tick-ms': { type: 'string' }, 'paced-fps': { type: 'string' }, 'tracker-prefix': { type: 'string' }, 'port-start': { type: 'string' }, refs: { type: 'string' }, sinks: { type: 'string' }, tracker: { type: 'string' }, 'quiet-wait': { type: 'string' },
+      'tick-ms': { type: 'string' }, 'paced-fps': { type: 'string' }, 'tracker-prefix': { type: 'string' }, 'port-start': { type: 'string' }, refs: { type: 'string' }, sinks: { type: 'string' }, tracker: { type: 'string' }, nice: { type: 'string' }, 'quiet-wait': { type: 'string' },
       'heartbeat-ms': { type: 'string' }, nodes: { type: 'string' }, fps: { type: 'string' },
       'no-save': { type: 'boolean' }, cell: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
@@ -813,6 +816,7 @@ async function mainE2e(base: Base, reps: number, values: Record<string, string |
     pacedFps: num(str('paced-fps'), 0),
     trackerPrefix: (str('tracker-prefix') ?? '').split(/\s+/).filter((x) => x !== ''),
     tracker: trackerKind(str('tracker')),
+    nice: num(str('nice'), 0),
     tickMs: num(str('tick-ms'), 1),
     chunkBytes: base.chunkBytes,
     depth: base.depth,
