@@ -225,6 +225,12 @@ export class Engine {
     };
     keep('', prev, applied, RESTART_KEYS);
     keep('tcp_server.', prev.tcp_server, applied.tcp_server, RESTART_TCP_KEYS);
+    // The rings keep their size until a restart: a frame limit they cannot hold
+    // twice (config.ts checks this against the file's own ring size) waits for it too.
+    if (2 * applied.limits.max_frame_bytes + 64 > applied.ring.size_bytes) {
+      restartRequired.push('limits.max_frame_bytes');
+      applied.limits = { ...applied.limits, max_frame_bytes: prev.limits.max_frame_bytes };
+    }
     this.config = applied;
     const l = applied.limits;
     this.nodeToken = new TokenCheck(applied.tcp_server.token, applied.tcp_server.tokens);

@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Client, lineFrame, httpGet, until, startEngine, testConfig, freePort } from './helpers.js';
+import { Client, TOKEN, lineFrame, httpGet, scrape, until, startEngine, testConfig, freePort } from './helpers.js';
 import type { Engine } from '../src/engine.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
@@ -95,6 +95,27 @@ describe('config reload', () => {
     await a.send(lineFrame('lim-a', 2));
     await until(() => engine.totals().written === 2, 'old connection still delivers');
     a.destroy();
+  });
+
+  test('reload: a frame limit the running rings cannot hold waits for the restart with ring.size_bytes', async () => {
+    const engine = await startEngine({ ring: { size_bytes: 65536 }, limits: { max_frame_bytes: 16384 } });
+    engines.push(engine);
+    // Valid as a file (its rings would be 1 MiB), but the rings in use stay 64 KiB until a restart.
+    const r = engine.reload(testConfig({ ring: { size_bytes: 1 << 20 }, limits: { max_frame_bytes: 262144, max_connections: 7 } }));
+    assert.deepEqual(r.restartRequired.sort(), ['limits.max_frame_bytes', 'ring']);
+    assert.equal(engine.config.limits.max_frame_bytes, 16384);
+    assert.equal(engine.config.limits.max_connections, 7, 'the rest of limits applies');
+    // A limit the rings can hold applies at once.
+    const r2 = engine.reload(testConfig({ ring: { size_bytes: 65536 }, limits: { max_frame_bytes: 8192 } }));
+    assert.deepEqual(r2.restartRequired, []);
+    assert.equal(engine.config.limits.max_frame_bytes, 8192);
+    // Frames over the kept limit are still refused as too large, the connection carries on.
+    const c = await Client.open(engine.tcpAddress!.port);
+    await c.send(lineFrame('rl-a', 1, 2, TOKEN, { pad: 'p'.repeat(9000) }));
+    await c.send(lineFrame('rl-a', 2));
+    await until(() => engine.totals().written === 1, 'the small frame written');
+    assert.equal((await scrape(engine)).get('radar_ingest_frames_dropped_total{reason="frame_too_large"}'), 1);
+    c.destroy();
   });
 
   test('reload: trackers added, changed and removed are reconciled at once; provisioned ones stay', async () => {
