@@ -23,6 +23,10 @@
 //           engine stops (its trackers write their reports); the trackers' frame
 //           counts must add up to `delivered`.
 import { TrackerProcess } from '../src/tracker/tracker-process.js';
+import { DiscardSink } from '../src/ring-sink.js';
+import type { NodeEntry } from '../src/node-table.js';
+import type { Totals } from '../src/metrics.js';
+import { TAIL64, posBytes } from '../src/shared/ring-layout.js';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,8 +77,12 @@ export interface E2eSpec {
    * stdin` (~15 us of CPU per read against ~100 us for a Node process here); it
    * cannot report, so latency is taken at the engine's write into its input
    * (latency_to_tracker_write) and the books use the engine's counters only.
+   * 'none': no trackers; the drain-only consumer (`sink: discard`) empties each
+   * ring as data arrives: the ingest path's own latency (socket -> shard -> ring
+   * -> drained), taken where the sink drains the ring; "delivered" is then the
+   * frames it drained (counted dropped{reason="discarded"}).
    */
-  tracker?: 'drain' | 'cat';
+  tracker?: 'drain' | 'cat' | 'none';
   /**
    * Nice value for the generator and the trackers (default 0). The nodes are
    * remote in a deployment; with 10 here the engine is served first when the two
@@ -220,7 +228,7 @@ export interface E2eAccounting {
 function engineConfig(spec: E2eSpec, dir: string) {
   const raw: Record<string, unknown> = {
     shards: spec.shards ?? 'auto',
-    sink: 'trackers',
+    sink: spec.tracker === 'none' ? 'discard' : 'trackers',
     output_dir: join(dir, 'output'),
     startup_delay_sec: 0,
     tcp_connect_retries: 400,
@@ -260,7 +268,7 @@ function pidCpuSeconds(pid: number): number | null {
 
 function trackerPids(engine: Engine): number[] {
   const out: number[] = [];
-  for (const i of engine.trackers!.instances.values()) if (i.proc?.pid !== undefined) out.push(i.proc.pid);
+  for (const i of (engine.trackers?.instances.values() ?? [])) if (i.proc?.pid !== undefined) out.push(i.proc.pid);
   return out;
 }
 
@@ -282,7 +290,7 @@ async function sampleAll(engine: Engine, lg: Loadgen, pids: number[]): Promise<S
   const totals = engine.totals();
   const trackerCpu = new Map(pids.map((p) => [p, pidCpuSeconds(p)]));
   const feeder = { batches: 0, bytes: 0, stalls: 0, fed: 0 };
-  for (const i of engine.trackers!.instances.values()) {
+  for (const i of (engine.trackers?.instances.values() ?? [])) {
     feeder.batches += i.feeder.batches;
     feeder.bytes += i.feeder.bytes;
     feeder.stalls += i.feeder.stalls;
@@ -402,20 +410,50 @@ const hostLat: number[] = [];
 let hostWindow: [number, number] | null = null;
 const origWrite = TrackerProcess.prototype.write;
 TrackerProcess.prototype.write = function (this: TrackerProcess, buf: Buffer, done?: (err: Error | null) => void): boolean {
+  hostMarkers(buf);
+  return origWrite.call(this, buf, done);
+};
+
+/** Records the send markers in a buffer of frames handed on now (host side). */
+function hostMarkers(buf: Buffer): void {
+  if (hostWindow === null) return;
+  const now = Number(process.hrtime.bigint());
+  for (let at = buf.indexOf(HOST_MARKER); at >= 0; at = buf.indexOf(HOST_MARKER, at + 24)) {
+    const sent = Number(buf.toString('latin1', at + 5, at + 24));
+    if (sent >= hostWindow[0] && sent <= hostWindow[1] && hostLat.length < 2_000_000) hostLat.push(now - sent);
+  }
+}
+
+/**
+ * `--tracker none`: DiscardSink.prototype.onData is wrapped to read the markers of
+ * the records it is about to free (a copy of the ring's used bytes; bench
+ * overhead on the main thread, like the write wrapper's).
+ */
+const origDrain = DiscardSink.prototype.onData;
+DiscardSink.prototype.onData = function (this: DiscardSink, node: NodeEntry): void {
   if (hostWindow !== null) {
-    const now = Number(process.hrtime.bigint());
-    for (let at = buf.indexOf(HOST_MARKER); at >= 0; at = buf.indexOf(HOST_MARKER, at + 24)) {
-      const sent = Number(buf.toString('latin1', at + 5, at + 24));
-      if (sent >= hostWindow[0] && sent <= hostWindow[1] && hostLat.length < 2_000_000) hostLat.push(now - sent);
+    const r = node.reader;
+    const x = r as unknown as { data: Buffer; h64: BigUint64Array };
+    const n = r.usedBytes;
+    if (n > 0) {
+      const off = posBytes(Atomics.load(x.h64, TAIL64)) & (r.capacity - 1);
+      const first = Math.min(n, r.capacity - off);
+      const buf = Buffer.allocUnsafe(n);
+      x.data.copy(buf, 0, off, off + first);
+      if (first < n) x.data.copy(buf, first, 0, n - first);
+      hostMarkers(buf);
     }
   }
-  return origWrite.call(this, buf, done);
+  origDrain.call(this, node);
 };
 
 export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promise<E2eResult> {
   const calibrationMops = calibrate();
   const binary = spec.protocol === 'binary';
   const maxOnly = binary || spec.maxOnly === true;
+  const none = spec.tracker === 'none';
+  /** Frames handed on: to the trackers' input, or (tracker none) drained by the drain-only sink. */
+  const out = (t: Totals): number => (none ? t.consumed : t.delivered);
   const dir = mkdtempSync(join(tmpdir(), 'radar-e2e-'));
   mkdirSync(join(dir, 'reports'));
   const tStart = performance.now();
@@ -432,7 +470,8 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
     if (!binary) await lg.prime();
     const upBy = Date.now() + 60000;
     for (;;) {
-      const inst = [...engine.trackers!.instances.values()];
+      const inst = [...(engine.trackers?.instances.values() ?? [])];
+      if (none && engine.nodes.byRing.length === spec.connections && (binary || out(engine.totals()) >= spec.connections)) break;
       if (inst.length === spec.connections && inst.every((i) => i.up) && (binary || engine.totals().delivered >= spec.connections)) break;
       if (Date.now() > upBy) {
         const states = inst.map((i) => `${i.spec.nodeId}:${i.shownState}${i.state.lastError ? ` (${i.state.lastError})` : ''}`);
@@ -448,10 +487,10 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
     await sleep(spec.warmupS * 1000);
     const a = await sampleAll(engine, lg, pids);
     const perSecond: number[] = [];
-    let lastD = a.totals.delivered;
+    let lastD = out(a.totals);
     let lastAt = performance.now();
     const tick = setInterval(() => {
-      const d = engine.totals().delivered;
+      const d = out(engine.totals());
       const now = performance.now();
       perSecond.push(Math.round(((d - lastD) * 1000) / (now - lastAt)));
       lastD = d;
@@ -467,7 +506,7 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
 
     // Half: paced at loadFraction of the delivered rate.
     const s1 = (b.at - a.at) / 1000;
-    const deliveredPerS = (b.totals.delivered - a.totals.delivered) / s1;
+    const deliveredPerS = (out(b.totals) - out(a.totals)) / s1;
     const target = spec.pacedFps > 0 ? spec.pacedFps : Math.max(spec.connections, Math.round(deliveredPerS * spec.loadFraction));
     let c = b;
     let d = b;
@@ -493,14 +532,15 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
     const end = await deliveredAll(engine);
     let feederBytes = 0;
     let restarts = 0;
-    const instances = [...engine.trackers!.instances.values()];
+    const instances = [...(engine.trackers?.instances.values() ?? [])];
     for (const i of instances) {
       feederBytes += i.feeder.bytes;
       restarts += i.state.restarts;
     }
     await engine.stop();
     const teardownS = (performance.now() - tStop) / 1000;
-    const cat = spec.tracker === 'cat';
+    // No tracker reports with cat (it cannot count) or without trackers.
+    const cat = spec.tracker === 'cat' || none;
     const rep = cat
       ? { reports: new Map<string, TrackerReport>(), lat: [new Float64Array(0), new Float64Array(0)], errors: [] as string[] }
       : readReports(join(dir, 'reports'), [[a.hrNs, b.hrNs], [c.hrNs, d.hrNs]]);
@@ -529,7 +569,9 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
       v.push(`received ${acc.received} != inRings ${acc.inRings} + inSink ${acc.inSink} + delivered ${acc.delivered} + dropped ${acc.droppedTotal}`);
     }
     if (acc.sent !== acc.received) v.push(`generator sent ${acc.sent} != engine received ${acc.received}`);
-    if (acc.droppedTotal !== 0) v.push(`dropped ${acc.droppedTotal} frames: ${JSON.stringify(acc.dropped)}`);
+    const discarded = none ? (end.dropped.discarded ?? 0) : 0;
+    if (acc.droppedTotal !== discarded) v.push(`dropped ${acc.droppedTotal - discarded} frames: ${JSON.stringify(acc.dropped)}`);
+    if (none && discarded !== acc.received) v.push(`the drain-only sink drained ${discarded} of ${acc.received} frames`);
     if (!cat) {
       if (acc.trackerReports !== spec.connections) v.push(`${acc.trackerReports} tracker reports for ${spec.connections} nodes`);
       if (acc.trackerFrames !== acc.delivered) v.push(`trackers counted ${acc.trackerFrames} frames, engine delivered ${acc.delivered}`);
@@ -550,7 +592,7 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
     const s2 = (d.at - c.at) / 1000;
     const genS1 = (b.gen.childAt - a.gen.childAt) / 1000;
     const genS2 = (d.gen.childAt - c.gen.childAt) / 1000;
-    const half2 = (d.totals.delivered - c.totals.delivered) / s2;
+    const half2 = (out(d.totals) - out(c.totals)) / s2;
     const cpu1 = cpuSplit(a, b);
     const cpu2 = cpuSplit(c, d);
     return {
@@ -590,7 +632,8 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
         feeder: feederRates(c, d),
         /** Send -> the tracker's read (drain), or -> the engine's write into its input (cat: latency_at). */
         latency: cat ? hostLatency : latencyStats(rep.lat[1]!),
-        latency_at: cat ? 'engine write into the tracker input (TrackerProcess.write)' : 'tracker read (drain-tracker arrival)',
+        latency_at: none ? 'the drain-only sink draining the ring (DiscardSink.onData)'
+          : cat ? 'engine write into the tracker input (TrackerProcess.write)' : 'tracker read (drain-tracker arrival)',
         latency_to_tracker_write: hostLatency,
       },
       trackers_total: {

@@ -548,9 +548,11 @@ e2e only:
   --load-fraction F     paced rate as a share of the measured e2e rate (default 0.5)
   --paced-fps N         paced rate in frames/s instead (e.g. 128: 64 nodes at 2 Hz)
   --tick-ms MS          pacing period of the generator (default 1)
-  --tracker drain|cat   the tracker per node: drain (bench/drain-tracker.ts on TCP, latency
-                        at its read; default) or cat (sh -c 'exec cat >/dev/null' on stdin,
-                        latency at the engine's write into it)
+  --tracker drain|cat|none  the tracker per node: drain (bench/drain-tracker.ts on TCP,
+                        latency at its read; default), cat (sh -c 'exec cat >/dev/null' on
+                        stdin, latency at the engine's write into it) or none (no trackers:
+                        the drain-only sink, sink: discard; the ingest path alone, latency
+                        where the sink drains the ring)
   --nice N              nice value for the generator and the trackers (default 0): with 10
                         the engine is served first when the cores are short, as on a host
                         of its own (the nodes are remote in a deployment)
@@ -564,10 +566,10 @@ e2e only:
                         workload's line/default cell), stamped (the same with the e2e
                         generator), none; default ingest`;
 
-function trackerKind(v: string | undefined): 'drain' | 'cat' {
+function trackerKind(v: string | undefined): 'drain' | 'cat' | 'none' {
   if (v === undefined || v === 'drain') return 'drain';
-  if (v === 'cat') return 'cat';
-  throw new Error(`--tracker must be drain or cat (got ${v})`);
+  if (v === 'cat' || v === 'none') return v;
+  throw new Error(`--tracker must be drain, cat or none (got ${v})`);
 }
 
 async function main(): Promise<void> {
@@ -850,7 +852,8 @@ async function mainE2e(base: Base, reps: number, values: Record<string, string |
     started_at: new Date().toISOString(),
     git: gitInfo(),
     machine: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? '?', mem_gib: round(os.totalmem() / 2 ** 30, 1), node: process.version, platform: `${os.platform()} ${os.release()}` },
-    params: { ...spec, token: undefined, reps, refs, line_detections: '1-5 cycling', tracker: spec.tracker === 'cat' ? "sh -c 'exec cat >/dev/null' on stdin (one process per node; latency at the engine's write into it)" : 'bench/drain-tracker.ts (one process per node)' },
+    params: { ...spec, token: undefined, reps, refs, line_detections: '1-5 cycling', tracker: spec.tracker === 'cat' ? "sh -c 'exec cat >/dev/null' on stdin (one process per node; latency at the engine's write into it)"
+      : spec.tracker === 'none' ? 'none: the drain-only sink (sink: discard); latency where it drains the ring' : 'bench/drain-tracker.ts (one process per node)' },
   };
 
   const refRuns: Record<string, RunResult[]> = Object.fromEntries(refs.map((r) => [r, []]));
@@ -983,7 +986,8 @@ async function mainE2e(base: Base, reps: number, values: Record<string, string |
   L.push(`target ${targets.throughput.what}: x${fmt(ratio, 3)} ${targets.throughput.pass ? 'PASS' : 'FAIL'}`);
   L.push(`target ${targets.throughput.absolute.what}: ${fmt(targets.throughput.absolute.value)} ${targets.throughput.absolute.pass ? 'PASS' : 'FAIL'}`);
   L.push(`target ${targets.latency.what}: ${fmt(targets.latency.value, 2)} ms (worst rep ${fmt(p99Max, 2)}) ${targets.latency.pass ? 'PASS' : 'FAIL'}`);
-  const booksNote = spec.tracker === 'cat' ? "no tracker restarts (cat trackers cannot count: the engine's counters only)" : 'trackers counted exactly the frames and bytes delivered';
+  const booksNote = spec.tracker === 'cat' ? "no tracker restarts (cat trackers cannot count: the engine's counters only)"
+    : spec.tracker === 'none' ? 'every frame drained by the drain-only sink (dropped only as discarded)' : 'trackers counted exactly the frames and bytes delivered';
   L.push(`accounting: ${violations.length === 0 ? `OK (sent == received == inRings + inSink + delivered + dropped, nothing dropped, ${booksNote})` : `${violations.length} VIOLATIONS`}`);
   for (const v of violations.slice(0, 10)) L.push(`  ${v}`);
   L.push(`total ${fmt(out.duration_s, 1)} s${files.length ? `; results in ${files.join(', ')}` : ''}`);
