@@ -197,6 +197,8 @@ export interface E2eResult {
     latency_at: string;
     /** Send to the engine's write into the tracker's input (host side, before the tracker process is woken). */
     latency_to_tracker_write: LatencyStats;
+    /** Send to the engine's read of the node's socket: generator, loopback and the wait for the main thread. */
+    latency_to_engine_read: LatencyStats;
   };
   /** The drain trackers over the whole run (from their reports). */
   trackers_total: { reads: number; bytes_per_read: number; frames_per_read: number; cpu_s: number; cpu_ns_per_frame: number; rss_mb_mean: number };
@@ -407,6 +409,8 @@ function readReports(dir: string, windows: Array<[number, number]>): { reports: 
  */
 const HOST_MARKER = Buffer.from('"t":"');
 const hostLat: number[] = [];
+/** Send -> the engine's socket read (the first stage), ns, paced window only. */
+const readLat: number[] = [];
 let hostWindow: [number, number] | null = null;
 const origWrite = TrackerProcess.prototype.write;
 TrackerProcess.prototype.write = function (this: TrackerProcess, buf: Buffer, done?: (err: Error | null) => void): boolean {
@@ -414,14 +418,28 @@ TrackerProcess.prototype.write = function (this: TrackerProcess, buf: Buffer, do
   return origWrite.call(this, buf, done);
 };
 
-/** Records the send markers in a buffer of frames handed on now (host side). */
-function hostMarkers(buf: Buffer): void {
+/** Records the send markers in a buffer of frames handed on now (host side) into `into`. */
+function hostMarkers(buf: Buffer, into = hostLat): void {
   if (hostWindow === null) return;
   const now = Number(process.hrtime.bigint());
   for (let at = buf.indexOf(HOST_MARKER); at >= 0; at = buf.indexOf(HOST_MARKER, at + 24)) {
     const sent = Number(buf.toString('latin1', at + 5, at + 24));
-    if (sent >= hostWindow[0] && sent <= hostWindow[1] && hostLat.length < 2_000_000) hostLat.push(now - sent);
+    if (sent >= hostWindow[0] && sent <= hostWindow[1] && into.length < 2_000_000) into.push(now - sent);
   }
+}
+
+/**
+ * The first stage: the engine's read of the socket (ConnectionHandoff.onData,
+ * wrapped on the instance), so that the latency splits into generator -> read
+ * and read -> the rest. Line frames only (markers).
+ */
+function hookReads(engine: Engine): void {
+  const h = engine.handoff as unknown as { onData(conn: unknown, chunk: Buffer): void };
+  const orig = h.onData.bind(h);
+  h.onData = (conn: unknown, chunk: Buffer): void => {
+    hostMarkers(chunk, readLat);
+    orig(conn, chunk);
+  };
 }
 
 /**
@@ -459,6 +477,7 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
   const tStart = performance.now();
   const engine = new Engine({ config: engineConfig(spec, dir) });
   await engine.start();
+  hookReads(engine);
   let lg: Loadgen | null = null;
   try {
     lg = await Loadgen.start({
@@ -511,11 +530,13 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
     let c = b;
     let d = b;
     let hostLatency = latencyStats(new Float64Array(0));
+    let readLatency = latencyStats(new Float64Array(0));
     if (!maxOnly) {
       lg.go({ fps: target, tickMs: spec.tickMs });
       await sleep(spec.latencyWarmupS * 1000);
       c = await sampleAll(engine, lg, pids);
       hostLat.length = 0;
+      readLat.length = 0;
       hostWindow = [c.hrNs, Number.MAX_SAFE_INTEGER];
       await sleep(spec.latencyS * 1000);
       d = await sampleAll(engine, lg, pids);
@@ -523,6 +544,7 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
       await sleep(200);
       hostWindow = null;
       hostLatency = latencyStats(Float64Array.from(hostLat));
+      readLatency = latencyStats(Float64Array.from(readLat));
     }
 
     // Stop, drain, books.
@@ -635,6 +657,7 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
         latency_at: none ? 'the drain-only sink draining the ring (DiscardSink.onData)'
           : cat ? 'engine write into the tracker input (TrackerProcess.write)' : 'tracker read (drain-tracker arrival)',
         latency_to_tracker_write: hostLatency,
+        latency_to_engine_read: readLatency,
       },
       trackers_total: {
         reads, bytes_per_read: Math.round(trackerBytes / reads), frames_per_read: round(trackerFrames / reads, 1),

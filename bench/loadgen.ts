@@ -638,7 +638,6 @@ function childMain(): void {
     const perConn = p.fps / conns.length;
     const due = Math.floor((perConn * (now - p.t0)) / 1000);
     const maxOwed = Math.max(1, Math.ceil(perConn * 0.1));
-    const tNs = Number(process.hrtime.bigint());
     for (let i = 0; i < conns.length; i++) {
       const c = conns[i]!;
       if (c.closed) continue;
@@ -650,7 +649,10 @@ function childMain(): void {
       }
       while (owed > 0 && c.socket.writableLength < PACE_MAX_QUEUED) {
         const k = Math.min(owed, c.lb!.frames);
-        if (!writeStamped(c, i, k, tNs)) break;
+        // Stamped at this write, not once per tick: the tick's later writes happen
+        // up to milliseconds after its first (each loopback write runs the
+        // receiver's TCP path here), and that is the generator's time, not the engine's.
+        if (!writeStamped(c, i, k, Number(process.hrtime.bigint()))) break;
         c.issued += k;
         owed -= k;
       }
