@@ -138,11 +138,21 @@ export class TrackerProcess {
   stdoutLines = 0;
   stderrLines = 0;
   /** stdout lines dropped: over maxLineBytes, or an unterminated last line that is not whole JSON. */
-  stdoutLinesDropped = 0;
+  get stdoutLinesDropped(): number {
+    return this.outLines.oversizeLines + this.stdoutPartialDropped;
+  }
   /** Of those, unterminated last lines (the tracker died mid-write). */
   stdoutPartialDropped = 0;
   /** stderr lines over maxStderrLineBytes (truncated). */
-  stderrLinesTruncated = 0;
+  get stderrLinesTruncated(): number {
+    return this.errLines.oversizeLines;
+  }
+  /**
+   * stdout: track events; an over-long line is dropped (a cut record is not an event).
+   * stderr: log lines; an over-long one is passed cut, marked " [truncated]".
+   */
+  private readonly outLines: LineSplitter;
+  private readonly errLines: LineSplitter;
   /** TCP connection attempts made by start(). */
   connectAttempts = 0;
   /** Errors thrown by the caller's callbacks (swallowed: output must keep flowing). */
@@ -169,6 +179,8 @@ export class TrackerProcess {
     if (opts.configPath !== undefined) argv.configPath = opts.configPath;
     this.argv = expandCommand(opts.command, argv);
     if (this.argv.length === 0 || this.argv[0] === '') throw new Error(`tracker for node ${opts.nodeId}: empty command`);
+    this.outLines = new LineSplitter({ maxLineBytes: opts.maxLineBytes ?? DEFAULTS.maxLineBytes, oversize: 'drop' });
+    this.errLines = new LineSplitter({ maxLineBytes: opts.maxStderrLineBytes ?? DEFAULTS.maxStderrLineBytes, oversize: 'truncate' });
   }
 
   get state(): TrackerState {
@@ -437,54 +449,35 @@ export class TrackerProcess {
   // ---- output ----
 
   private readOutput(child: ChildProcess): void {
-    const maxOut = this.opts.maxLineBytes ?? DEFAULTS.maxLineBytes;
-    const maxErr = this.opts.maxStderrLineBytes ?? DEFAULTS.maxStderrLineBytes;
-    // stdout: track events. An over-long line is dropped (a cut record is not an
-    // event); so is an unterminated last line that is not a whole JSON value (a
-    // tracker that died mid-write).
-    const out = new LineSplitter({ maxLineBytes: maxOut, oversize: 'drop' });
     const track = (line: string): void => {
       this.stdoutLines++;
       const cb = this.opts.trackLine;
       if (cb) this.call(() => cb(line));
     };
-    const onOut = (chunk: Buffer | null): void => {
-      if (chunk !== null) {
-        for (const line of out.push(chunk)) track(line);
-      } else {
-        const tail = out.end();
-        if (tail !== null) {
-          if (isJson(tail)) track(tail);
-          else this.stdoutPartialDropped++;
-        }
-      }
-      this.stdoutLinesDropped = out.oversizeLines + this.stdoutPartialDropped;
-    };
-    // stderr: log lines; an over-long one is passed cut, marked " [truncated]".
-    const err = new LineSplitter({ maxLineBytes: maxErr, oversize: 'truncate' });
     const log = (line: string): void => {
       this.stderrLines++;
       const cb = this.opts.stderrLine;
       if (cb) this.call(() => cb(line));
     };
-    const onErr = (chunk: Buffer | null): void => {
-      if (chunk !== null) {
-        for (const line of err.push(chunk)) log(line);
-      } else {
-        const tail = err.end();
-        if (tail !== null) log(tail);
-      }
-      this.stderrLinesTruncated = err.oversizeLines;
-    };
-    const pipe = (r: Readable | null, on: (chunk: Buffer | null) => void): void => {
+    const pipe = (r: Readable | null, lines: LineSplitter, line: (l: string) => void, tail: (l: string) => void): void => {
       if (!r) return;
       // Flowing mode from the start, so the child can never block on a full pipe.
-      r.on('data', (chunk: Buffer) => on(chunk));
-      r.once('end', () => on(null));
+      r.on('data', (chunk: Buffer) => {
+        for (const l of lines.push(chunk)) line(l);
+      });
+      r.once('end', () => {
+        const t = lines.end();
+        if (t !== null) tail(t);
+      });
       r.on('error', () => undefined);
     };
-    pipe(child.stdout, onOut);
-    pipe(child.stderr, onErr);
+    // An unterminated last stdout line is an event only when it is whole JSON (not
+    // a record cut by a tracker that died mid-write); on stderr it is a log line.
+    pipe(child.stdout, this.outLines, track, (t) => {
+      if (isJson(t)) track(t);
+      else this.stdoutPartialDropped++;
+    });
+    pipe(child.stderr, this.errLines, log, log);
   }
 
   private call(fn: () => void): void {
