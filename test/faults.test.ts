@@ -20,7 +20,6 @@ import type { InstanceView } from '../src/tracker/tracker-instance.js';
 import { decodeBody, encodeFrame, encodeHello } from '../src/shared/binary-protocol.js';
 import { Client, FAKE_TRACKER, TOKEN, assertAccounting, startTrackerEngine, type TrackerEngine, freePort, freePortRange, getJson, httpGet, lineFrame, pidAlive, scrape, startEngine, until } from './helpers.js';
 
-const FAKE = FAKE_TRACKER;
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'radar-faults-'));
 
@@ -446,7 +445,7 @@ describe('fault injection (real engine, real trackers, nodes under load)', () =>
     const A = 'bp-a';
     // The tracker of node N does not read while the file flags/noread-N exists (checked at each start).
     const q = (s: string): string => `'${s.replaceAll("'", "'\\''")}'`;
-    const fake = `${q(process.execPath)} ${q(FAKE)} --tcp-port {port} --echo`;
+    const fake = `${q(process.execPath)} ${q(FAKE_TRACKER)} --tcp-port {port} --echo`;
     const script = `if [ -e ${q(join(flags, 'noread-'))}{node_id} ]; then exec ${fake} --no-read; else exec ${fake}; fi`;
     writeFileSync(join(flags, `noread-${A}`), '');
     const { e, out, http, tcp } = await trackerEngine([], {
@@ -731,7 +730,7 @@ describe('SIGTERM under load (CLI)', () => {
       http: { host: '127.0.0.1', port: http },
       agents: { key_file: join(d, 'key.pem') },
       log: { level: 'info' },
-      tracker: { command: [process.execPath, FAKE, '--tcp-port', '{port}', '--echo'], reconcile_interval_ms: 20, stop_grace_ms: 2000 },
+      tracker: { command: [process.execPath, FAKE_TRACKER, '--tcp-port', '{port}', '--echo'], reconcile_interval_ms: 20, stop_grace_ms: 2000 },
       shutdown: { deadline_ms: 10000 },
     };
     const cfg = join(d, 'config.yaml');

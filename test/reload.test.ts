@@ -8,11 +8,10 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Client, TOKEN, lineFrame, httpGet, scrape, until, startEngine, testConfig, freePort } from './helpers.js';
+import { Client, TOKEN, lineFrame, httpGet, scrape, until, startEngine, testConfig, freePort, FAKE_TRACKER } from './helpers.js';
 import type { Engine } from '../src/engine.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
-const FAKE = fileURLToPath(new URL('./fixtures/fake-tracker.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'radar-reload-'));
 
 describe('config reload', () => {
@@ -125,7 +124,7 @@ describe('config reload', () => {
     const over = (trackers: unknown[]): Record<string, unknown> => ({
       sink: 'trackers', output_dir: join(dir, 'tracks'), startup_delay_sec: 0, tcp_retry_delay_sec: 0.02,
       tcp_server: { auto_provision_port_start: base, auto_provision_port_end: base + 5 },
-      tracker: { command: [process.execPath, FAKE, '--tcp-port', '{port}', '--echo'], reconcile_interval_ms: 50, stop_grace_ms: 500 },
+      tracker: { command: [process.execPath, FAKE_TRACKER, '--tcp-port', '{port}', '--echo'], reconcile_interval_ms: 50, stop_grace_ms: 500 },
       trackers,
     });
     const engine = await startEngine(over([]));

@@ -2,16 +2,14 @@
 // subprocess (test/fixtures/fake-tracker.js).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
 import { RingWriter } from '../src/ring-writer.js';
 import { RingReader, createRingBuffer } from '../src/ring-reader.js';
 import { KIND_JSON_LINE, KIND_PACKED } from '../src/shared/ring-layout.js';
 import { packedToJson } from '../src/shard/frame-writer.js';
 import { TrackerProcess } from '../src/tracker/tracker-process.js';
 import { RingFeeder } from '../src/tracker/ring-feeder.js';
-import { until, freePort } from './helpers.js';
+import { until, freePort, FAKE_TRACKER } from './helpers.js';
 
-const FAKE = fileURLToPath(new URL('./fixtures/fake-tracker.js', import.meta.url));
 const T0 = 1757400000000;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -33,7 +31,7 @@ interface Fake {
 async function startFake(flags: string[]): Promise<Fake> {
   const got: string[] = [];
   const t = new TrackerProcess({
-    command: [process.execPath, FAKE, '--tcp-port', '{port}', ...flags],
+    command: [process.execPath, FAKE_TRACKER, '--tcp-port', '{port}', ...flags],
     nodeId: 'node-1',
     port: await freePort(),
     input: 'tcp',

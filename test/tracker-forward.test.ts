@@ -6,12 +6,10 @@ import { createServer, type IncomingMessage } from 'node:http';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
-import { Client, lineFrame, startEngine, until, assertAccounting } from './helpers.js';
+import { Client, lineFrame, startEngine, until, assertAccounting, FAKE_TRACKER } from './helpers.js';
 import type { Engine } from '../src/engine.js';
 
-const FAKE = fileURLToPath(new URL('./fixtures/fake-tracker.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'radar-fwd-'));
 const engines: Engine[] = [];
 after(async () => {
@@ -37,7 +35,7 @@ test('track lines go to the track file and are POSTed to api_forward.url with it
     sink: 'trackers', output_dir: dir, startup_delay_sec: 0, tcp_retry_delay_sec: 0.02,
     tcp_server: { auto_provision_port_start: base, auto_provision_port_end: base + 3 },
     api_forward: { enabled: true, url, headers: { authorization: 'Bearer fwd-secret', 'x-site': 'north' } },
-    tracker: { command: [process.execPath, FAKE, '--tcp-port', '{port}', '--echo'], reconcile_interval_ms: 20 },
+    tracker: { command: [process.execPath, FAKE_TRACKER, '--tcp-port', '{port}', '--echo'], reconcile_interval_ms: 20 },
   });
   engines.push(engine);
   const c = await Client.open(engine.tcpAddress!.port);

@@ -1,11 +1,9 @@
 // TrackerProcess against a real subprocess (test/fixtures/fake-tracker.js).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
 import { TrackerProcess, expandCommand, type TrackerProcessOptions } from '../src/tracker/tracker-process.js';
-import { until, freePort } from './helpers.js';
+import { until, freePort, FAKE_TRACKER } from './helpers.js';
 
-const FAKE = fileURLToPath(new URL('./fixtures/fake-tracker.js', import.meta.url));
 
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -29,7 +27,7 @@ async function fake(flags: string[], over: Partial<TrackerProcessOptions> = {}):
   const err: string[] = [];
   const exits: Array<[number | null, string | null]> = [];
   const t = new TrackerProcess({
-    command: [process.execPath, FAKE, '--tcp-port', '{port}', ...flags],
+    command: [process.execPath, FAKE_TRACKER, '--tcp-port', '{port}', ...flags],
     nodeId: 'node-1',
     port,
     input: 'tcp',
@@ -87,7 +85,7 @@ test('no config: the -c pair is not passed', async () => {
 test('stdin input: batches go to the child\'s stdin', async () => {
   const out: string[] = [];
   const t = new TrackerProcess({
-    command: [process.execPath, FAKE, '--stdin', '--echo'], nodeId: 'n', input: 'stdin',
+    command: [process.execPath, FAKE_TRACKER, '--stdin', '--echo'], nodeId: 'n', input: 'stdin',
     trackLine: (l) => out.push(l),
   });
   started.push(t);

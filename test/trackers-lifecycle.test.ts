@@ -18,7 +18,6 @@ import {
   Client, FAKE_TRACKER, TOKEN, assertAccounting, startTrackerEngine, type TrackerEngine, freePort, freePortRange, getJson, httpGet, lineFrame, pidAlive, scrape, until,
 } from './helpers.js';
 
-const FAKE = FAKE_TRACKER;
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'radar-trackers-lifecycle-'));
 
@@ -103,6 +102,25 @@ const hasAll = (got: number[], want: number[]): boolean => {
 };
 const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 const frames = (node: string, tss: number[], n = 2): string => tss.map((t) => lineFrame(node, t, n)).join('');
+
+/**
+ * Writes 100-frame chunks of `node` (50 detections each, timestamps from `ts`)
+ * until `done()` holds or 2,000 chunks went, waiting (at most 50 ms) for the
+ * socket to drain when it is back-pressured. Returns the next timestamp.
+ */
+async function fillUntil(c: Client, node: string, ts: number, done: () => boolean): Promise<number> {
+  for (let i = 0; i < 2000 && !done(); i++) {
+    const chunk = frames(node, range(ts, ts + 99), 50);
+    ts += 100;
+    if (!c.socket.write(chunk)) {
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 50);
+        c.socket.once('drain', () => { clearTimeout(t); r(); });
+      });
+    }
+  }
+  return ts;
+}
 
 // ---- tests -------------------------------------------------------------------
 
@@ -430,18 +448,8 @@ describe('tracker lifecycle (real engine, real tracker subprocesses)', () => {
     await until(() => view(e, A)?.state === 'running' && echoes(out, B).length === 1, 'both trackers running', 10000);
 
     // Fill A: the tracker's socket, the feeder's queue, then A's ring.
-    let ts = 2;
     const blocked = (): boolean => view(e, A)!.input_blocked;
-    for (let i = 0; i < 2000 && !blocked(); i++) {
-      const chunk = frames(A, range(ts, ts + 99), 50);
-      ts += 100;
-      if (!a.socket.write(chunk)) {
-        await new Promise<void>((r) => {
-          const t = setTimeout(r, 50);
-          a.socket.once('drain', () => { clearTimeout(t); r(); });
-        });
-      }
-    }
+    await fillUntil(a, A, 2, blocked);
     await until(() => blocked(), 'A input_blocked', 10000);
     const ringA = e.nodes.get(A)!.reader;
     await until(() => ringA.usedBytes > ringA.capacity / 2, 'A ring filling', 10000);
@@ -477,18 +485,8 @@ describe('tracker lifecycle (real engine, real tracker subprocesses)', () => {
     const a = await open(tcp);
     await a.send(lineFrame(A, 1, 50));
     await until(() => view(e, A)?.state === 'running', 'tracker running', 10000);
-    let ts = 2;
     const ringA = e.nodes.get(A)!.reader;
-    for (let i = 0; i < 2000 && !(view(e, A)!.input_blocked && ringA.frames > 0); i++) {
-      const chunk = frames(A, range(ts, ts + 99), 50);
-      ts += 100;
-      if (!a.socket.write(chunk)) {
-        await new Promise<void>((r) => {
-          const t = setTimeout(r, 50);
-          a.socket.once('drain', () => { clearTimeout(t); r(); });
-        });
-      }
-    }
+    await fillUntil(a, A, 2, () => view(e, A)!.input_blocked && ringA.frames > 0);
     await until(() => view(e, A)!.input_blocked && ringA.frames > 0, 'input blocked, frames waiting in the ring', 10000);
     const t0 = Date.now();
     await e.stop();
@@ -512,17 +510,7 @@ describe('tracker lifecycle (real engine, real tracker subprocesses)', () => {
     await until(() => view(e, A)?.state === 'running', 'tracker running', 10000);
     const pid1 = view(e, A)!.pid!;
     // Fill its input until the feeder is blocked.
-    let ts = 2;
-    for (let i = 0; i < 2000 && !view(e, A)!.input_blocked; i++) {
-      const chunk = frames(A, range(ts, ts + 99), 50);
-      ts += 100;
-      if (!a.socket.write(chunk)) {
-        await new Promise<void>((r) => {
-          const t = setTimeout(r, 50);
-          a.socket.once('drain', () => { clearTimeout(t); r(); });
-        });
-      }
-    }
+    await fillUntil(a, A, 2, () => view(e, A)!.input_blocked);
     await until(() => view(e, A)!.input_blocked, 'input blocked', 10000);
     const t0 = Date.now();
     // Not before the stall timeout...
@@ -581,7 +569,7 @@ async function cliSetup(name: string, fakeArgs: string[], tracker: Record<string
     http: { host: '127.0.0.1', port: http },
     agents: { key_file: join(d, 'key.pem') },
     log: { level: process.env.CLI_LOG ?? 'warn' },
-    tracker: { command: [process.execPath, FAKE, '--tcp-port', '{port}', ...fakeArgs], reconcile_interval_ms: 20, ...tracker },
+    tracker: { command: [process.execPath, FAKE_TRACKER, '--tcp-port', '{port}', ...fakeArgs], reconcile_interval_ms: 20, ...tracker },
     shutdown: { deadline_ms: 10000 },
   };
   const cfg = join(d, 'config.yaml');

@@ -12,15 +12,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { createServer as createHttpServer, request, type Server as HttpServer } from 'node:http';
-import { fileURLToPath } from 'node:url';
-import { startEngine, Client, TOKEN, until, scrape, assertAccounting, freePortRange, getJson } from './helpers.js';
+import { startEngine, Client, TOKEN, until, scrape, assertAccounting, freePortRange, getJson, FAKE_TRACKER } from './helpers.js';
 import type { Engine } from '../src/engine.js';
 import type { InstanceView } from '../src/tracker/tracker-instance.js';
 import { TRACKER_STATES } from '../src/tracker/supervisor.js';
 import { portIsFree } from '../src/tracker/port-allocator.js';
 
-const FAKE = fileURLToPath(new URL('./fixtures/fake-tracker.js', import.meta.url));
-const FAKE_ECHO = [process.execPath, FAKE, '--tcp-port', '{port}', '--echo'];
+const FAKE_ECHO = [process.execPath, FAKE_TRACKER, '--tcp-port', '{port}', '--echo'];
 const API_TOKEN = 'api-secret';
 const DEADLINE = 10_000;
 /** Frame timestamps: 500 ms apart from here. */
