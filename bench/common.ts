@@ -6,6 +6,8 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import type { Engine } from '../src/engine.js';
+import type { RingReader } from '../src/ring-reader.js';
+import { TAIL64, posBytes } from '../src/shared/ring-layout.js';
 import { machineCpu } from './probes.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -71,4 +73,31 @@ export async function deliveredAll(engine: Engine, boundMs = 30000): Promise<Ret
     last = t;
   }
   return engine.totals();
+}
+
+/** The send-time marker of the stamped generators: `"t":"<hrtime ns, 19 digits>"` in a frame. */
+const SEND_MARKER = Buffer.from('"t":"');
+
+/** Calls `fn` with the send time (hrtime ns) of every marker in `buf`. */
+export function forEachSendTime(buf: Buffer, fn: (sentNs: number) => void): void {
+  for (let at = buf.indexOf(SEND_MARKER); at >= 0; at = buf.indexOf(SEND_MARKER, at + 24)) {
+    fn(Number(buf.toString('latin1', at + 5, at + 24)));
+  }
+}
+
+/**
+ * A copy of the bytes a ring holds now (its records as published), or null when
+ * it is empty: what a drain-only sink is about to free. Bench only: reads the
+ * reader's internals.
+ */
+export function ringBytes(r: RingReader): Buffer | null {
+  const x = r as unknown as { data: Buffer; h64: BigUint64Array };
+  const n = r.usedBytes;
+  if (n === 0) return null;
+  const off = posBytes(Atomics.load(x.h64, TAIL64)) & (r.capacity - 1);
+  const first = Math.min(n, r.capacity - off);
+  const out = Buffer.allocUnsafe(n);
+  x.data.copy(out, 0, off, off + first);
+  if (first < n) x.data.copy(out, first, 0, n - first);
+  return out;
 }

@@ -26,7 +26,6 @@ import { TrackerProcess } from '../src/tracker/tracker-process.js';
 import { DiscardSink } from '../src/ring-sink.js';
 import type { NodeEntry } from '../src/node-table.js';
 import type { Totals } from '../src/metrics.js';
-import { TAIL64, posBytes } from '../src/shared/ring-layout.js';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,10 +35,30 @@ import { parseConfig } from '../src/config.js';
 import { Engine } from '../src/engine.js';
 import { Loadgen, type LoadgenSample } from './loadgen.js';
 import { snapshot, delta, type ProbeSnapshot } from './probes.js';
-import { sleep, round, deliveredAll } from './common.js';
+import { sleep, round, deliveredAll, forEachSendTime, ringBytes } from './common.js';
 
 const DRAIN_TRACKER = fileURLToPath(new URL('./drain-tracker.js', import.meta.url));
 const CLK_TCK = 100;
+
+/** The trackers an e2e run can use (E2eSpec.tracker): what each is, where `latency` is taken, what the books check. */
+export const TRACKER_KINDS = {
+  drain: {
+    what: 'bench/drain-tracker.ts (one process per node)',
+    latencyAt: 'tracker read (drain-tracker arrival)',
+    books: 'trackers counted exactly the frames and bytes delivered',
+  },
+  cat: {
+    what: "sh -c 'exec cat >/dev/null' on stdin (one process per node; latency at the engine's write into it)",
+    latencyAt: 'engine write into the tracker input (TrackerProcess.write)',
+    books: "no tracker restarts (cat trackers cannot count: the engine's counters only)",
+  },
+  none: {
+    what: 'none: the drain-only sink (sink: discard); latency where it drains the ring',
+    latencyAt: 'the drain-only sink draining the ring (DiscardSink.onData)',
+    books: 'every frame drained by the drain-only sink (dropped only as discarded)',
+  },
+} as const;
+export type TrackerKind = keyof typeof TRACKER_KINDS;
 
 export interface E2eSpec {
   connections: number;
@@ -82,7 +101,7 @@ export interface E2eSpec {
    * -> drained), taken where the sink drains the ring; "delivered" is then the
    * frames it drained (counted dropped{reason="discarded"}).
    */
-  tracker?: 'drain' | 'cat' | 'none';
+  tracker?: TrackerKind;
   /**
    * Nice value for the generator and the trackers (default 0). The nodes are
    * remote in a deployment; with 10 here the engine is served first when the two
@@ -400,14 +419,12 @@ function readReports(dir: string, windows: Array<[number, number]>): { reports: 
   return { reports, lat: lat.map((l) => Float64Array.from(l)), errors };
 }
 
-/** One e2e run (see the top of this file). `calibrate` is the caller's machine speed index. */
 /**
  * Host-side latency: the send-time markers in each batch the engine hands to a
  * tracker's input (TrackerProcess.write), measured in this process when the write
  * is made. It separates the engine's own latency from the tracker processes'
  * wake-up, which dominates on a 2-core machine running 64 of them.
  */
-const HOST_MARKER = Buffer.from('"t":"');
 const hostLat: number[] = [];
 /** Send -> the engine's socket read (the first stage), ns, paced window only. */
 const readLat: number[] = [];
@@ -421,11 +438,11 @@ TrackerProcess.prototype.write = function (this: TrackerProcess, buf: Buffer, do
 /** Records the send markers in a buffer of frames handed on now (host side) into `into`. */
 function hostMarkers(buf: Buffer, into = hostLat): void {
   if (hostWindow === null) return;
+  const [from, to] = hostWindow;
   const now = Number(process.hrtime.bigint());
-  for (let at = buf.indexOf(HOST_MARKER); at >= 0; at = buf.indexOf(HOST_MARKER, at + 24)) {
-    const sent = Number(buf.toString('latin1', at + 5, at + 24));
-    if (sent >= hostWindow[0] && sent <= hostWindow[1] && into.length < 2_000_000) into.push(now - sent);
-  }
+  forEachSendTime(buf, (sent) => {
+    if (sent >= from && sent <= to && into.length < 2_000_000) into.push(now - sent);
+  });
 }
 
 /**
@@ -450,21 +467,13 @@ function hookReads(engine: Engine): void {
 const origDrain = DiscardSink.prototype.onData;
 DiscardSink.prototype.onData = function (this: DiscardSink, node: NodeEntry): void {
   if (hostWindow !== null) {
-    const r = node.reader;
-    const x = r as unknown as { data: Buffer; h64: BigUint64Array };
-    const n = r.usedBytes;
-    if (n > 0) {
-      const off = posBytes(Atomics.load(x.h64, TAIL64)) & (r.capacity - 1);
-      const first = Math.min(n, r.capacity - off);
-      const buf = Buffer.allocUnsafe(n);
-      x.data.copy(buf, 0, off, off + first);
-      if (first < n) x.data.copy(buf, first, 0, n - first);
-      hostMarkers(buf);
-    }
+    const buf = ringBytes(node.reader);
+    if (buf !== null) hostMarkers(buf);
   }
   origDrain.call(this, node);
 };
 
+/** One e2e run (see the top of this file). `calibrate` is the caller's machine speed index. */
 export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promise<E2eResult> {
   const calibrationMops = calibrate();
   const binary = spec.protocol === 'binary';
@@ -561,11 +570,11 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
     }
     await engine.stop();
     const teardownS = (performance.now() - tStop) / 1000;
-    // No tracker reports with cat (it cannot count) or without trackers.
-    const cat = spec.tracker === 'cat' || none;
-    const rep = cat
-      ? { reports: new Map<string, TrackerReport>(), lat: [new Float64Array(0), new Float64Array(0)], errors: [] as string[] }
-      : readReports(join(dir, 'reports'), [[a.hrNs, b.hrNs], [c.hrNs, d.hrNs]]);
+    // Only the drain trackers report (cat cannot count; none has no trackers).
+    const reports = (spec.tracker ?? 'drain') === 'drain';
+    const rep = reports
+      ? readReports(join(dir, 'reports'), [[a.hrNs, b.hrNs], [c.hrNs, d.hrNs]])
+      : { reports: new Map<string, TrackerReport>(), lat: [new Float64Array(0), new Float64Array(0)], errors: [] as string[] };
 
     let trackerFrames = 0;
     let trackerBytes = 0;
@@ -594,7 +603,7 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
     const discarded = none ? (end.dropped.discarded ?? 0) : 0;
     if (acc.droppedTotal !== discarded) v.push(`dropped ${acc.droppedTotal - discarded} frames: ${JSON.stringify(acc.dropped)}`);
     if (none && discarded !== acc.received) v.push(`the drain-only sink drained ${discarded} of ${acc.received} frames`);
-    if (!cat) {
+    if (reports) {
       if (acc.trackerReports !== spec.connections) v.push(`${acc.trackerReports} tracker reports for ${spec.connections} nodes`);
       if (acc.trackerFrames !== acc.delivered) v.push(`trackers counted ${acc.trackerFrames} frames, engine delivered ${acc.delivered}`);
       if (acc.trackerBytes !== acc.feederBytes) v.push(`trackers read ${acc.trackerBytes} bytes, feeders wrote ${acc.feederBytes}`);
@@ -652,10 +661,9 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
         cpu: cpu2,
         cost_ns_per_frame: frameCost(cpu2, half2),
         feeder: feederRates(c, d),
-        /** Send -> the tracker's read (drain), or -> the engine's write into its input (cat: latency_at). */
-        latency: cat ? hostLatency : latencyStats(rep.lat[1]!),
-        latency_at: none ? 'the drain-only sink draining the ring (DiscardSink.onData)'
-          : cat ? 'engine write into the tracker input (TrackerProcess.write)' : 'tracker read (drain-tracker arrival)',
+        /** Send -> the tracker's read (drain), else -> the host-side hand-on (latency_at says where). */
+        latency: reports ? latencyStats(rep.lat[1]!) : hostLatency,
+        latency_at: TRACKER_KINDS[spec.tracker ?? 'drain'].latencyAt,
         latency_to_tracker_write: hostLatency,
         latency_to_engine_read: readLatency,
       },

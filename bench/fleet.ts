@@ -58,14 +58,12 @@ import { parseConfig } from '../src/config.js';
 import { Engine } from '../src/engine.js';
 import { C_HEARTBEATS } from '../src/shared/counters.js';
 import { DiscardSink } from '../src/ring-sink.js';
-import type { RingReader } from '../src/ring-reader.js';
 import type { NodeEntry } from '../src/node-table.js';
-import { TAIL64, posBytes } from '../src/shared/ring-layout.js';
 import type { Totals } from '../src/metrics.js';
 import { TrackerProcess } from '../src/tracker/tracker-process.js';
 import { FleetClient, type FleetSample } from './fleet-client.js';
 import { snapshot, delta, type ProbeSnapshot } from './probes.js';
-import { sleep, round, waitQuiet, deliveredAll } from './common.js';
+import { sleep, round, waitQuiet, deliveredAll, forEachSendTime, ringBytes } from './common.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const TOKEN = 'fleet-secret';
@@ -123,7 +121,6 @@ export interface FleetOptions {
 // Host-side latency: the engine's write of a batch into a tracker's input
 // ---------------------------------------------------------------------------
 
-const MARKER = Buffer.from('"t":"');
 interface HookWindow { from: number; to: number; lat: number[]; at: number[] }
 let hook: HookWindow | null = null;
 /**
@@ -176,26 +173,12 @@ function installTrackerHooks(): () => void {
 
 /** For every send-time marker in buf sent inside the window: a latency sample (hrtime ns). */
 function recordMarkers(buf: Buffer, h: HookWindow, now: number): void {
-  for (let at = buf.indexOf(MARKER); at >= 0; at = buf.indexOf(MARKER, at + 24)) {
-    const sent = Number(buf.toString('latin1', at + 5, at + 24));
+  forEachSendTime(buf, (sent) => {
     if (sent >= h.from && sent <= h.to && h.lat.length < 4_000_000) {
       h.lat.push(now - sent);
       h.at.push(now);
     }
-  }
-}
-
-/** A copy of the bytes a ring holds now (records as published), or null when empty. Bench only: reads the reader's internals. */
-function ringBytes(r: RingReader): Buffer | null {
-  const x = r as unknown as { data: Buffer; h64: BigUint64Array };
-  const n = r.usedBytes;
-  if (n === 0) return null;
-  const off = posBytes(Atomics.load(x.h64, TAIL64)) & (r.capacity - 1);
-  const first = Math.min(n, r.capacity - off);
-  const out = Buffer.allocUnsafe(n);
-  x.data.copy(out, 0, off, off + first);
-  if (first < n) x.data.copy(out, first, 0, n - first);
-  return out;
+  });
 }
 
 // ---------------------------------------------------------------------------

@@ -39,7 +39,7 @@ import { M_DATA, S_BATCH } from '../src/shared/messages.js';
 import type { MainToShard, ShardToMain } from '../src/shared/messages.js';
 import { Loadgen, type BenchProtocol, type LoadgenSample } from './loadgen.js';
 import { snapshot, delta, type ProbeSnapshot } from './probes.js';
-import { runE2eOnce, type E2eSpec, type E2eResult } from './e2e.js';
+import { runE2eOnce, TRACKER_KINDS, type E2eSpec, type E2eResult, type TrackerKind } from './e2e.js';
 import { sleep, round, median, waitQuiet, gitInfo } from './common.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -566,10 +566,10 @@ e2e only:
                         workload's line/default cell), stamped (the same with the e2e
                         generator), none; default ingest`;
 
-function trackerKind(v: string | undefined): 'drain' | 'cat' | 'none' {
-  if (v === undefined || v === 'drain') return 'drain';
-  if (v === 'cat' || v === 'none') return v;
-  throw new Error(`--tracker must be drain, cat or none (got ${v})`);
+function trackerKind(v: string | undefined): TrackerKind {
+  if (v === undefined) return 'drain';
+  if (Object.hasOwn(TRACKER_KINDS, v)) return v as TrackerKind;
+  throw new Error(`--tracker must be ${Object.keys(TRACKER_KINDS).join(', ')} (got ${v})`);
 }
 
 async function main(): Promise<void> {
@@ -852,8 +852,7 @@ async function mainE2e(base: Base, reps: number, values: Record<string, string |
     started_at: new Date().toISOString(),
     git: gitInfo(),
     machine: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? '?', mem_gib: round(os.totalmem() / 2 ** 30, 1), node: process.version, platform: `${os.platform()} ${os.release()}` },
-    params: { ...spec, token: undefined, reps, refs, line_detections: '1-5 cycling', tracker: spec.tracker === 'cat' ? "sh -c 'exec cat >/dev/null' on stdin (one process per node; latency at the engine's write into it)"
-      : spec.tracker === 'none' ? 'none: the drain-only sink (sink: discard); latency where it drains the ring' : 'bench/drain-tracker.ts (one process per node)' },
+    params: { ...spec, token: undefined, reps, refs, line_detections: '1-5 cycling', tracker: TRACKER_KINDS[spec.tracker ?? 'drain'].what },
   };
 
   const refRuns: Record<string, RunResult[]> = Object.fromEntries(refs.map((r) => [r, []]));
@@ -988,8 +987,7 @@ async function mainE2e(base: Base, reps: number, values: Record<string, string |
   L.push(`target ${targets.throughput.what}: x${fmt(ratio, 3)} ${targets.throughput.pass ? 'PASS' : 'FAIL'}`);
   L.push(`target ${targets.throughput.absolute.what}: ${fmt(targets.throughput.absolute.value)} ${targets.throughput.absolute.pass ? 'PASS' : 'FAIL'}`);
   L.push(`target ${targets.latency.what}: ${fmt(targets.latency.value, 2)} ms (worst rep ${fmt(p99Max, 2)}) ${targets.latency.pass ? 'PASS' : 'FAIL'}`);
-  const booksNote = spec.tracker === 'cat' ? "no tracker restarts (cat trackers cannot count: the engine's counters only)"
-    : spec.tracker === 'none' ? 'every frame drained by the drain-only sink (dropped only as discarded)' : 'trackers counted exactly the frames and bytes delivered';
+  const booksNote = TRACKER_KINDS[spec.tracker ?? 'drain'].books;
   L.push(`accounting: ${violations.length === 0 ? `OK (sent == received == inRings + inSink + delivered + dropped, nothing dropped, ${booksNote})` : `${violations.length} VIOLATIONS`}`);
   for (const v of violations.slice(0, 10)) L.push(`  ${v}`);
   L.push(`total ${fmt(out.duration_s, 1)} s${files.length ? `; results in ${files.join(', ')}` : ''}`);
