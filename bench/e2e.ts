@@ -429,11 +429,6 @@ const hostLat: number[] = [];
 /** Send -> the engine's socket read (the first stage), ns, paced window only. */
 const readLat: number[] = [];
 let hostWindow: [number, number] | null = null;
-const origWrite = TrackerProcess.prototype.write;
-TrackerProcess.prototype.write = function (this: TrackerProcess, buf: Buffer, done?: (err: Error | null) => void): boolean {
-  hostMarkers(buf);
-  return origWrite.call(this, buf, done);
-};
 
 /** Records the send markers in a buffer of frames handed on now (host side) into `into`. */
 function hostMarkers(buf: Buffer, into = hostLat): void {
@@ -460,18 +455,33 @@ function hookReads(engine: Engine): void {
 }
 
 /**
- * `--tracker none`: DiscardSink.prototype.onData is wrapped to read the markers of
- * the records it is about to free (a copy of the ring's used bytes; bench
- * overhead on the main thread, like the write wrapper's).
+ * Wraps TrackerProcess.prototype.write and (`--tracker none`) DiscardSink.prototype.onData,
+ * which reads the markers of the records it is about to free (a copy of the ring's
+ * used bytes; bench overhead on the main thread, like the write wrapper's), for one
+ * run; returns the undo, so the other workloads of a runner stay untouched.
  */
-const origDrain = DiscardSink.prototype.onData;
-DiscardSink.prototype.onData = function (this: DiscardSink, node: NodeEntry): void {
-  if (hostWindow !== null) {
-    const buf = ringBytes(node.reader);
-    if (buf !== null) hostMarkers(buf);
-  }
-  origDrain.call(this, node);
-};
+function installHostHooks(): () => void {
+  const prevWrite = TrackerProcess.prototype.write;
+  const prevDrain = DiscardSink.prototype.onData;
+  const write = function (this: TrackerProcess, buf: Buffer, done?: (err: Error | null) => void): boolean {
+    hostMarkers(buf);
+    return prevWrite.call(this, buf, done);
+  };
+  const drain = function (this: DiscardSink, node: NodeEntry): void {
+    if (hostWindow !== null) {
+      const buf = ringBytes(node.reader);
+      if (buf !== null) hostMarkers(buf);
+    }
+    prevDrain.call(this, node);
+  };
+  TrackerProcess.prototype.write = write;
+  DiscardSink.prototype.onData = drain;
+  return () => {
+    if (TrackerProcess.prototype.write === write) TrackerProcess.prototype.write = prevWrite;
+    if (DiscardSink.prototype.onData === drain) DiscardSink.prototype.onData = prevDrain;
+    hostWindow = null;
+  };
+}
 
 /** One e2e run (see the top of this file). `calibrate` is the caller's machine speed index. */
 export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promise<E2eResult> {
@@ -488,6 +498,7 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
   await engine.start();
   hookReads(engine);
   let lg: Loadgen | null = null;
+  const uninstallHooks = installHostHooks();
   try {
     lg = await Loadgen.start({
       host: '127.0.0.1', port: engine.tcpAddress!.port, protocol: binary ? 'binary' : 'line', stamped: !binary, connections: spec.connections,
@@ -677,6 +688,7 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
   } finally {
     lg?.kill();
     await engine.stop();
+    uninstallHooks();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -132,8 +132,8 @@ const spawnMs: number[] = [];
 /**
  * Wraps TrackerProcess.prototype.write (latency samples while `hook` is set) and
  * .start (spawn times) for one run; returns the undo. Installed per run, not at
- * import, so a runner that imports this module next to bench/e2e.ts (which wraps
- * write at import) leaves the other workloads untouched.
+ * import, so a runner that imports this module leaves the other workloads untouched
+ * (bench/e2e.ts does the same for its own hooks).
  */
 function installTrackerHooks(): () => void {
   const proto = TrackerProcess.prototype;
