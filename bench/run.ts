@@ -548,6 +548,8 @@ e2e only:
   --load-fraction F     paced rate as a share of the measured e2e rate (default 0.5)
   --paced-fps N         paced rate in frames/s instead (e.g. 128: 64 nodes at 2 Hz)
   --tick-ms MS          pacing period of the generator (default 1)
+  --shards N            the engine's shards (default: auto; 0 = one shard on the main
+                        thread, no thread hops)
   --tracker drain|cat|none  the tracker per node: drain (bench/drain-tracker.ts on TCP,
                         latency at its read; default), cat (sh -c 'exec cat >/dev/null' on
                         stdin, latency at the engine's write into it) or none (no trackers:
@@ -582,7 +584,7 @@ async function main(): Promise<void> {
       procs: { type: 'string' }, 'ring-bytes': { type: 'string' }, isolate: { type: 'boolean' },
       'trace-messages': { type: 'boolean' },
       'latency-duration': { type: 'string' }, 'latency-warmup': { type: 'string' }, 'load-fraction': { type: 'string' },
-      'tick-ms': { type: 'string' }, 'paced-fps': { type: 'string' }, 'tracker-prefix': { type: 'string' }, 'port-start': { type: 'string' }, refs: { type: 'string' }, sinks: { type: 'string' }, tracker: { type: 'string' }, nice: { type: 'string' }, 'quiet-wait': { type: 'string' },
+      'tick-ms': { type: 'string' }, 'paced-fps': { type: 'string' }, 'tracker-prefix': { type: 'string' }, 'port-start': { type: 'string' }, refs: { type: 'string' }, sinks: { type: 'string' }, tracker: { type: 'string' }, nice: { type: 'string' }, 'quiet-wait': { type: 'string' }, shards: { type: 'string' },
       'heartbeat-ms': { type: 'string' }, nodes: { type: 'string' }, fps: { type: 'string' },
       'no-save': { type: 'boolean' }, cell: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
@@ -820,6 +822,7 @@ async function mainE2e(base: Base, reps: number, values: Record<string, string |
     tracker: trackerKind(str('tracker')),
     nice: num(str('nice'), 0),
     tickMs: num(str('tick-ms'), 1),
+    shards: str('shards') === undefined ? 'auto' : num(str('shards'), 0),
     chunkBytes: base.chunkBytes,
     depth: base.depth,
     procs: base.procs,
