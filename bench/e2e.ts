@@ -73,6 +73,8 @@ export interface E2eSpec {
   pacedFps: number;
   /** Pacing period, ms. */
   tickMs: number;
+  /** Paced phase: connections write at phases spread over the tick (independent nodes), not all at once. */
+  stagger?: boolean;
   chunkBytes: number;
   depth: number;
   procs: number;
@@ -552,7 +554,7 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
     let hostLatency = latencyStats(new Float64Array(0));
     let readLatency = latencyStats(new Float64Array(0));
     if (!maxOnly) {
-      lg.go({ fps: target, tickMs: spec.tickMs });
+      lg.go({ fps: target, tickMs: spec.tickMs, stagger: spec.stagger ?? false });
       await sleep(spec.latencyWarmupS * 1000);
       c = await sampleAll(engine, lg, pids);
       hostLat.length = 0;

@@ -71,10 +71,26 @@ export interface LoadgenOptions {
   nice?: number;
 }
 
-/** Paced push: `fps` frames/s in total, written every `tickMs`. */
+/** Paced push: `fps` frames/s in total, each connection writing every `tickMs`. */
 export interface PaceOptions {
   fps: number;
   tickMs?: number;
+  /**
+   * Spread the connections' writes over the period (connection i writes at
+   * t0 + i/N x tickMs + k x tickMs), as independent nodes would, instead of all
+   * of them in the same instant (default false: every connection at each tick).
+   */
+  stagger?: boolean;
+}
+
+/**
+ * Frames a connection sending `perConnFps` owes `sinceMs` after its phase, when it
+ * writes once every `periodMs`: everything up to its latest period boundary.
+ */
+export function staggeredDue(perConnFps: number, periodMs: number, sinceMs: number): number {
+  if (sinceMs < 0) return 0;
+  const boundary = (Math.floor(sinceMs / periodMs) + 1) * periodMs;
+  return Math.floor((perConnFps * boundary) / 1000);
 }
 
 /** Counters of a generator at one instant. */
@@ -527,7 +543,7 @@ function childMain(): void {
   let batch: BinaryBatch | null = null;
   let stamped = false;
   /** Paced push in progress (null: unpaced or idle). */
-  let pace: { fps: number; tickMs: number; t0: number; gen: number } | null = null;
+  let pace: { fps: number; tickMs: number; stagger: boolean; t0: number; gen: number } | null = null;
   let paceGen = 0;
   let paceSkipped = 0;
   let paceTicks = 0;
@@ -636,12 +652,15 @@ function childMain(): void {
     if (lastTickAt > 0) paceMaxGapMs = Math.max(paceMaxGapMs, now - lastTickAt);
     lastTickAt = now;
     const perConn = p.fps / conns.length;
-    const due = Math.floor((perConn * (now - p.t0)) / 1000);
+    const elapsed = now - p.t0;
+    const due = Math.floor((perConn * elapsed) / 1000);
     const maxOwed = Math.max(1, Math.ceil(perConn * 0.1));
     for (let i = 0; i < conns.length; i++) {
       const c = conns[i]!;
       if (c.closed) continue;
-      let owed = due - c.issued;
+      // Staggered: what the connection owes as of its own last period boundary.
+      const dueHere = p.stagger ? staggeredDue(perConn, p.tickMs, elapsed - (i * p.tickMs) / conns.length) : due;
+      let owed = dueHere - c.issued;
       if (owed > maxOwed) {
         paceSkipped += owed - maxOwed;
         c.issued += owed - maxOwed;
@@ -657,7 +676,9 @@ function childMain(): void {
         owed -= k;
       }
     }
-    setTimeout(() => tick(gen), p.tickMs);
+    // Staggered: run every millisecond (the timer's resolution), so each connection
+    // writes close to its own phase.
+    setTimeout(() => tick(gen), p.stagger ? Math.min(1, p.tickMs) : p.tickMs);
   }
 
   function whenIdle(): Promise<void> {
@@ -828,7 +849,7 @@ function childMain(): void {
           }
           running = false;
           const gen = ++paceGen;
-          pace = { fps: m.pace.fps, tickMs: m.pace.tickMs ?? 1, t0: performance.now(), gen };
+          pace = { fps: m.pace.fps, tickMs: m.pace.tickMs ?? 1, stagger: m.pace.stagger ?? false, t0: performance.now(), gen };
           lastTickAt = 0;
           for (const c of conns) c.issued = 0;
           tick(gen);

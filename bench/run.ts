@@ -39,6 +39,7 @@ import { M_DATA, S_BATCH } from '../src/shared/messages.js';
 import type { MainToShard, ShardToMain } from '../src/shared/messages.js';
 import { Loadgen, type BenchProtocol, type LoadgenSample } from './loadgen.js';
 import { snapshot, delta, type ProbeSnapshot } from './probes.js';
+import type { FloorCell, FloorSpec, FloorResult } from './floor.js';
 import { runE2eOnce, TRACKER_KINDS, type E2eSpec, type E2eResult, type TrackerKind } from './e2e.js';
 import { sleep, round, median, waitQuiet, gitInfo } from './common.js';
 
@@ -516,7 +517,7 @@ const fmt = (x: number | null | undefined, d = 0): string => (x === null || x ==
 // Main
 // ---------------------------------------------------------------------------
 
-const USAGE = `usage: node dist/bench/run.js [ingest|ceiling|e2e|burst|connections|fleet|growth] [options]
+const USAGE = `usage: node dist/bench/run.js [ingest|ceiling|e2e|burst|connections|fleet|growth|floor] [options]
 workloads: ingest (default), ceiling, e2e (see the top of bench/run.ts);
   burst        64 nodes unpaced, both protocols, shards 0 vs default: into rings, end to
                end and raw (bare server) in one run (--reps, --duration; default 3 x 5 s)
@@ -527,6 +528,11 @@ workloads: ingest (default), ceiling, e2e (see the top of bench/run.ts);
                shards: 0 (bench/fleet.ts; --nodes, --fps, --duration, --detections,
                --sinks trackers,discard)
   growth       cost by node count and detections per frame (bench/growth.ts)
+  floor        the design's latency floor on this machine, without the engine: the e2e
+               paced generator into a bare Node server (read), + one worker hop per
+               read and back (hop), + the shard's decode cost as a busy wait (decode)
+               (bench/floor.ts; --cells, --rates 40000,180000,360000, --tick-ms,
+               --stagger, --nice (default 10), --ns-per-byte (default 12.5), --duration)
   --duration S      measured window per run, seconds (default 10; ceiling 5; e2e 8)
   --warmup S        load before the window, seconds (default 1.5)
   --reps N          runs per cell, medians reported (default 3; ceiling 1)
@@ -548,6 +554,9 @@ e2e only:
   --load-fraction F     paced rate as a share of the measured e2e rate (default 0.5)
   --paced-fps N         paced rate in frames/s instead (e.g. 128: 64 nodes at 2 Hz)
   --tick-ms MS          pacing period of the generator (default 1)
+  --stagger             each node writes once per tick at its own phase (node i at
+                        i/N of the tick), as independent nodes do, instead of all
+                        nodes in the same instant
   --shards N            the engine's shards (default: auto; 0 = one shard on the main
                         thread, no thread hops)
   --tracker drain|cat|none  the tracker per node: drain (bench/drain-tracker.ts on TCP,
@@ -584,7 +593,7 @@ async function main(): Promise<void> {
       procs: { type: 'string' }, 'ring-bytes': { type: 'string' }, isolate: { type: 'boolean' },
       'trace-messages': { type: 'boolean' },
       'latency-duration': { type: 'string' }, 'latency-warmup': { type: 'string' }, 'load-fraction': { type: 'string' },
-      'tick-ms': { type: 'string' }, 'paced-fps': { type: 'string' }, 'tracker-prefix': { type: 'string' }, 'port-start': { type: 'string' }, refs: { type: 'string' }, sinks: { type: 'string' }, tracker: { type: 'string' }, nice: { type: 'string' }, 'quiet-wait': { type: 'string' }, shards: { type: 'string' },
+      'tick-ms': { type: 'string' }, 'paced-fps': { type: 'string' }, 'tracker-prefix': { type: 'string' }, 'port-start': { type: 'string' }, refs: { type: 'string' }, sinks: { type: 'string' }, tracker: { type: 'string' }, nice: { type: 'string' }, 'quiet-wait': { type: 'string' }, shards: { type: 'string' }, stagger: { type: 'boolean' }, cells: { type: 'string' }, rates: { type: 'string' }, 'ns-per-byte': { type: 'string' },
       'heartbeat-ms': { type: 'string' }, nodes: { type: 'string' }, fps: { type: 'string' },
       'no-save': { type: 'boolean' }, cell: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
@@ -601,7 +610,7 @@ async function main(): Promise<void> {
     return;
   }
   const workload = positionals[0] ?? 'ingest';
-  if (!['ingest', 'ceiling', 'e2e', 'burst', 'connections', 'fleet', 'growth'].includes(workload)) throw new Error(`unknown workload ${workload}\n${USAGE}`);
+  if (!['ingest', 'ceiling', 'e2e', 'burst', 'connections', 'fleet', 'growth', 'floor'].includes(workload)) throw new Error(`unknown workload ${workload}\n${USAGE}`);
   const num = (v: string | undefined, def: number): number => {
     if (v === undefined) return def;
     const n = Number(v);
@@ -677,6 +686,33 @@ async function main(): Promise<void> {
     if (!values['no-save'] && table) writeFileSync(`${RESULTS_DIR}growth-latest.md`, `${table}\n`);
     process.stderr.write(`${table}\n${files.length ? `results in ${files.join(', ')}, bench/results/growth-latest.md\n` : ''}`);
     process.stdout.write(`${JSON.stringify(res)}\n`);
+    return;
+  }
+  if (workload === 'floor') {
+    // The design's latency floor here: bare server, + one worker hop, + simulated decode (bench/floor.ts).
+    const { runFloor, floorLine } = await import('./floor.js');
+    const cells = (values.cells ?? 'read,hop,decode').split(',') as FloorCell[];
+    for (const c of cells) if (!['read', 'hop', 'decode', 'engine'].includes(c)) throw new Error(`--cells: unknown cell ${c} (read, hop, decode, engine)`);
+    const rates = (values.rates ?? '40000,180000,360000').split(',').map((x) => num(x, 0));
+    const started = new Date().toISOString();
+    const runs: unknown[] = [];
+    for (let r = 0; r < num(values.reps, 1); r++) {
+      for (const fps of rates) {
+        for (const cell of cells) {
+          const fs: FloorSpec = {
+            cell, fps, tickMs: num(values['tick-ms'], 1), stagger: values.stagger === true, connections: num(values.connections, 64),
+            nice: num(values.nice, 10), nsPerByte: num(values['ns-per-byte'], 12.5), warmupS: num(values.warmup, 2), durationS: num(values.duration, 6),
+          };
+          const res = cell === 'engine' ? await engineFloorCell(fs) : await runFloor(fs);
+          runs.push(res);
+          process.stderr.write(`${floorLine(res)}\n`);
+        }
+      }
+    }
+    const out = { workload: 'floor', started_at: started, git: gitInfo(), machine: { cpus: os.availableParallelism(), node: process.version, platform: `${os.platform()} ${os.release()}` }, runs };
+    const files = values['no-save'] ? [] : writeResults('floor', out);
+    if (files.length) process.stderr.write(`results in ${files.join(', ')}\n`);
+    process.stdout.write(`${JSON.stringify(out)}\n`);
     return;
   }
   if (workload === 'burst') {
@@ -803,6 +839,22 @@ async function main(): Promise<void> {
 // e2e
 // ---------------------------------------------------------------------------
 
+/** The floor workload's `engine` cell: the real engine, drain-only sink, under the floor's paced load. */
+async function engineFloorCell(fs: FloorSpec): Promise<FloorResult> {
+  const e = await runE2eOnce({
+    connections: fs.connections, warmupS: 0.5, durationS: 1, latencyWarmupS: fs.warmupS, latencyS: fs.durationS,
+    loadFraction: 0, pacedFps: fs.fps, tickMs: fs.tickMs, stagger: fs.stagger, chunkBytes: 256 * 1024, depth: 2, procs: 1,
+    ringBytes: null, portStart: 19000, portEnd: 19000 + Math.max(99, fs.connections - 1), token: TOKEN, trackerPrefix: [],
+    tracker: 'none', nice: fs.nice, shards: 'auto',
+  }, calibrate);
+  const h = e.half!;
+  const l = h.latency;
+  return {
+    spec: fs, sent_per_s: h.sent_per_s, process_cpu: h.cpu.process_cpu, generator_cpu: h.cpu.generator_cpu,
+    latency: { samples: l.samples, p50_ms: l.p50_ms, p90_ms: l.p90_ms, p99_ms: l.p99_ms, max_ms: l.max_ms },
+  };
+}
+
 type Base = Omit<CellSpec, 'protocol' | 'mode' | 'detections'>;
 
 
@@ -822,6 +874,7 @@ async function mainE2e(base: Base, reps: number, values: Record<string, string |
     tracker: trackerKind(str('tracker')),
     nice: num(str('nice'), 0),
     tickMs: num(str('tick-ms'), 1),
+    stagger: values.stagger === true,
     shards: str('shards') === undefined ? 'auto' : num(str('shards'), 0),
     chunkBytes: base.chunkBytes,
     depth: base.depth,

@@ -1,0 +1,144 @@
+// The latency floor of the design on this machine (workload `floor` of bench/run.ts).
+//
+// The e2e workload's paced generator (same connections, frames, send-time markers,
+// nice value) pushes at a fixed rate into a bare Node server that runs none of the
+// engine's code. Three cells, each adding one part of DESIGN's data path:
+//   read    the main thread reads every socket and takes the latency at the read;
+//   hop     every read also goes to one worker thread and back (transferred, batched
+//           per event-loop turn, as src/shard-pool.ts does), latency on its return;
+//   decode  the same, with the worker busy `nsPerByte` per byte received: the shard's
+//           measured decode cost (~2.2 us per ~175-byte line frame), as a busy wait.
+//   engine  (for comparison, run by bench/run.ts) the real engine with the drain-only
+//           sink under the same load: bench/e2e.ts with --tracker none --paced-fps.
+// No rings, trackers or engine: what any implementation of "the main thread reads,
+// a worker decodes, the main thread feeds the trackers" pays here before its own
+// work. Latency = generator write -> back on the main thread.
+import net from 'node:net';
+import { Worker } from 'node:worker_threads';
+import { performance } from 'node:perf_hooks';
+import { Loadgen } from './loadgen.js';
+import { forEachSendTime, round, sleep } from './common.js';
+
+/** `engine`: the real engine (drain-only sink, latency where it drains the ring) under the same load, run by bench/run.ts. */
+export type FloorCell = 'read' | 'hop' | 'decode' | 'engine';
+
+export interface FloorSpec {
+  cell: FloorCell;
+  fps: number;
+  tickMs: number;
+  stagger: boolean;
+  connections: number;
+  nice: number;
+  /** Simulated decode cost in the worker (cell decode). */
+  nsPerByte: number;
+  warmupS: number;
+  durationS: number;
+}
+
+export interface FloorResult {
+  spec: FloorSpec;
+  /** Frames/s the generator sent in the window. */
+  sent_per_s: number;
+  /** CPU of this process (main + worker), cores. */
+  process_cpu: number;
+  generator_cpu: number;
+  latency: { samples: number; p50_ms: number; p90_ms: number; p99_ms: number; max_ms: number };
+}
+
+const WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const nsPerByte = workerData.nsPerByte;
+parentPort.on('message', (bufs) => {
+  let n = 0;
+  for (const b of bufs) n += b.byteLength;
+  // Simulated decode: a busy wait proportional to the bytes, like the shard's parse.
+  const end = process.hrtime.bigint() + BigInt(Math.round(n * nsPerByte));
+  while (process.hrtime.bigint() < end);
+  parentPort.postMessage(bufs, bufs.map((b) => b.buffer));
+});`;
+
+function pct(sorted: number[], p: number): number {
+  return sorted.length === 0 ? NaN : round(sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!, 3);
+}
+
+export async function runFloor(spec: FloorSpec): Promise<FloorResult> {
+  let measuring = false;
+  const lat: number[] = [];
+  const record = (buf: Buffer): void => {
+    const now = Number(process.hrtime.bigint());
+    forEachSendTime(buf, (sent) => lat.push((now - sent) / 1e6));
+  };
+  if (spec.cell === 'engine') throw new Error('the engine cell is run by bench/run.ts (runE2eOnce)');
+  const worker = spec.cell === 'read' ? null
+    : new Worker(WORKER, { eval: true, workerData: { nsPerByte: spec.cell === 'decode' ? spec.nsPerByte : 0 } });
+  worker?.on('message', (bufs: Uint8Array[]) => {
+    if (measuring) for (const b of bufs) record(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+  });
+  let queue: Uint8Array[] = [];
+  let scheduled = false;
+  const flush = (): void => {
+    scheduled = false;
+    const q = queue;
+    queue = [];
+    worker!.postMessage(q, q.map((b) => b.buffer as ArrayBuffer));
+  };
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.setNoDelay(true);
+    s.on('error', () => undefined);
+    s.on('close', () => sockets.delete(s));
+    s.on('data', (b: Buffer) => {
+      if (worker === null) {
+        if (measuring) record(b);
+        return;
+      }
+      const own = b.byteOffset === 0 && b.buffer.byteLength === b.length ? b : Buffer.from(b);
+      queue.push(new Uint8Array(own.buffer, own.byteOffset, own.length));
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  const lg = await Loadgen.start({
+    host: '127.0.0.1', port, protocol: 'line', stamped: true, connections: spec.connections, token: 'floor',
+    maxSeconds: spec.warmupS + spec.durationS + 60, nice: spec.nice,
+  });
+  try {
+    lg.go({ fps: spec.fps, tickMs: spec.tickMs, stagger: spec.stagger });
+    await sleep(spec.warmupS * 1000);
+    const g0 = await lg.mark();
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    measuring = true;
+    await sleep(spec.durationS * 1000);
+    measuring = false;
+    const dt = (performance.now() - t0) / 1000;
+    const c = process.cpuUsage(c0);
+    const g1 = await lg.mark();
+    lat.sort((a, b) => a - b);
+    return {
+      spec,
+      sent_per_s: Math.round((g1.sent - g0.sent) / ((g1.at - g0.at) / 1000)),
+      process_cpu: round((c.user + c.system) / 1e6 / dt, 3),
+      generator_cpu: round((g1.cpuUs - g0.cpuUs) / 1e6 / ((g1.at - g0.at) / 1000), 3),
+      latency: { samples: lat.length, p50_ms: pct(lat, 0.5), p90_ms: pct(lat, 0.9), p99_ms: pct(lat, 0.99), max_ms: pct(lat, 1) },
+    };
+  } finally {
+    await lg.stop();
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await worker?.terminate();
+  }
+}
+
+export function floorLine(r: FloorResult): string {
+  const s = r.spec;
+  const l = r.latency;
+  return `floor ${s.cell.padEnd(6)} ${String(s.fps).padStart(7)} frames/s tick ${s.tickMs}${s.stagger ? ' staggered' : ''}: `
+    + `p50 ${l.p50_ms} ms  p90 ${l.p90_ms}  p99 ${l.p99_ms}  max ${l.max_ms} (${l.samples} samples)  `
+    + `process CPU ${r.process_cpu}  generator CPU ${r.generator_cpu}  sent ${r.sent_per_s}/s`;
+}
