@@ -531,6 +531,7 @@ workloads: ingest (default), ceiling, e2e (see the top of bench/run.ts);
   floor        the design's latency floor on this machine, without the engine: the e2e
                paced generator into a bare Node server (read), + one worker hop per
                read and back (hop), + the shard's decode cost as a busy wait (decode)
+               and the real engine with the drain-only sink under the same load (engine)
                (bench/floor.ts; --cells, --rates 40000,180000,360000, --tick-ms,
                --stagger, --nice (default 10), --ns-per-byte (default 12.5), --duration)
   --duration S      measured window per run, seconds (default 10; ceiling 5; e2e 8)
@@ -691,7 +692,7 @@ async function main(): Promise<void> {
   if (workload === 'floor') {
     // The design's latency floor here: bare server, + one worker hop, + simulated decode (bench/floor.ts).
     const { runFloor, floorLine } = await import('./floor.js');
-    const cells = (values.cells ?? 'read,hop,decode').split(',') as FloorCell[];
+    const cells = (values.cells ?? 'read,hop,decode,engine').split(',') as FloorCell[];
     for (const c of cells) if (!['read', 'hop', 'decode', 'engine'].includes(c)) throw new Error(`--cells: unknown cell ${c} (read, hop, decode, engine)`);
     const rates = (values.rates ?? '40000,180000,360000').split(',').map((x) => num(x, 0));
     const started = new Date().toISOString();
