@@ -375,7 +375,8 @@ function feederRates(a: Sample, b: Sample): FeederRates {
 }
 
 
-function latencyStats(lat: Float64Array): LatencyStats {
+/** Percentiles of latency samples in ns, reported in ms. */
+export function latencyStats(lat: Float64Array): LatencyStats {
   const n = lat.length;
   if (n === 0) return { samples: 0, p50_ms: NaN, p90_ms: NaN, p99_ms: NaN, p999_ms: NaN, max_ms: NaN, mean_ms: NaN };
   const v = Float64Array.from(lat).sort();

@@ -8,8 +8,8 @@
 //           per event-loop turn, as src/shard-pool.ts does), latency on its return;
 //   decode  the same, with the worker busy `nsPerByte` per byte received: the shard's
 //           measured decode cost (~2.2 us per ~175-byte line frame), as a busy wait.
-//   engine  (for comparison, run by bench/run.ts) the real engine with the drain-only
-//           sink under the same load: bench/e2e.ts with --tracker none --paced-fps.
+//   engine  (for comparison) the real engine with the drain-only sink under the same
+//           load: bench/e2e.ts's run with tracker none at this paced rate.
 // No rings, trackers or engine: what any implementation of "the main thread reads,
 // a worker decodes, the main thread feeds the trackers" pays here before its own
 // work. Latency = generator write -> back on the main thread.
@@ -17,10 +17,12 @@ import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { Loadgen } from './loadgen.js';
+import { runE2eOnce, latencyStats, type LatencyStats } from './e2e.js';
 import { forEachSendTime, round, sleep } from './common.js';
 
-/** `engine`: the real engine (drain-only sink, latency where it drains the ring) under the same load, run by bench/run.ts. */
-export type FloorCell = 'read' | 'hop' | 'decode' | 'engine';
+/** The cells, in the order of the data path; `engine` is the real engine under the same load. */
+export const FLOOR_CELLS = ['read', 'hop', 'decode', 'engine'] as const;
+export type FloorCell = (typeof FLOOR_CELLS)[number];
 
 export interface FloorSpec {
   cell: FloorCell;
@@ -42,7 +44,7 @@ export interface FloorResult {
   /** CPU of this process (main + worker), cores. */
   process_cpu: number;
   generator_cpu: number;
-  latency: { samples: number; p50_ms: number; p90_ms: number; p99_ms: number; max_ms: number };
+  latency: LatencyStats;
 }
 
 const WORKER = `
@@ -57,18 +59,31 @@ parentPort.on('message', (bufs) => {
   parentPort.postMessage(bufs, bufs.map((b) => b.buffer));
 });`;
 
-function pct(sorted: number[], p: number): number {
-  return sorted.length === 0 ? NaN : round(sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!, 3);
+/** One cell. `calibrate` is the caller's machine speed index (the engine cell records it). */
+export function runFloor(spec: FloorSpec, calibrate: () => number): Promise<FloorResult> {
+  return spec.cell === 'engine' ? runEngineCell(spec, calibrate) : runBare(spec);
 }
 
-export async function runFloor(spec: FloorSpec): Promise<FloorResult> {
+/** The real engine, drain-only sink, latency where it drains the ring (bench/e2e.ts, paced phase only matters). */
+async function runEngineCell(spec: FloorSpec, calibrate: () => number): Promise<FloorResult> {
+  const e = await runE2eOnce({
+    connections: spec.connections, warmupS: 0.5, durationS: 1, latencyWarmupS: spec.warmupS, latencyS: spec.durationS,
+    loadFraction: 0, pacedFps: spec.fps, tickMs: spec.tickMs, stagger: spec.stagger, chunkBytes: 256 * 1024, depth: 2, procs: 1,
+    ringBytes: null, portStart: 19000, portEnd: 19000 + Math.max(99, spec.connections - 1), token: 'floor', trackerPrefix: [],
+    tracker: 'none', nice: spec.nice, shards: 'auto',
+  }, calibrate);
+  const h = e.half!;
+  return { spec, sent_per_s: h.sent_per_s, process_cpu: h.cpu.process_cpu, generator_cpu: h.cpu.generator_cpu, latency: h.latency };
+}
+
+async function runBare(spec: FloorSpec): Promise<FloorResult> {
   let measuring = false;
+  /** Latency samples, ns. */
   const lat: number[] = [];
   const record = (buf: Buffer): void => {
     const now = Number(process.hrtime.bigint());
-    forEachSendTime(buf, (sent) => lat.push((now - sent) / 1e6));
+    forEachSendTime(buf, (sent) => lat.push(now - sent));
   };
-  if (spec.cell === 'engine') throw new Error('the engine cell is run by bench/run.ts (runE2eOnce)');
   const worker = spec.cell === 'read' ? null
     : new Worker(WORKER, { eval: true, workerData: { nsPerByte: spec.cell === 'decode' ? spec.nsPerByte : 0 } });
   worker?.on('message', (bufs: Uint8Array[]) => {
@@ -119,13 +134,12 @@ export async function runFloor(spec: FloorSpec): Promise<FloorResult> {
     const dt = (performance.now() - t0) / 1000;
     const c = process.cpuUsage(c0);
     const g1 = await lg.mark();
-    lat.sort((a, b) => a - b);
     return {
       spec,
       sent_per_s: Math.round((g1.sent - g0.sent) / ((g1.at - g0.at) / 1000)),
       process_cpu: round((c.user + c.system) / 1e6 / dt, 3),
       generator_cpu: round((g1.cpuUs - g0.cpuUs) / 1e6 / ((g1.at - g0.at) / 1000), 3),
-      latency: { samples: lat.length, p50_ms: pct(lat, 0.5), p90_ms: pct(lat, 0.9), p99_ms: pct(lat, 0.99), max_ms: pct(lat, 1) },
+      latency: latencyStats(Float64Array.from(lat)),
     };
   } finally {
     await lg.stop();

@@ -39,7 +39,7 @@ import { M_DATA, S_BATCH } from '../src/shared/messages.js';
 import type { MainToShard, ShardToMain } from '../src/shared/messages.js';
 import { Loadgen, type BenchProtocol, type LoadgenSample } from './loadgen.js';
 import { snapshot, delta, type ProbeSnapshot } from './probes.js';
-import type { FloorCell, FloorSpec, FloorResult } from './floor.js';
+import type { FloorCell, FloorSpec } from './floor.js';
 import { runE2eOnce, TRACKER_KINDS, type E2eSpec, type E2eResult, type TrackerKind } from './e2e.js';
 import { sleep, round, median, waitQuiet, gitInfo } from './common.js';
 
@@ -691,9 +691,9 @@ async function main(): Promise<void> {
   }
   if (workload === 'floor') {
     // The design's latency floor here: bare server, + one worker hop, + simulated decode (bench/floor.ts).
-    const { runFloor, floorLine } = await import('./floor.js');
-    const cells = (values.cells ?? 'read,hop,decode,engine').split(',') as FloorCell[];
-    for (const c of cells) if (!['read', 'hop', 'decode', 'engine'].includes(c)) throw new Error(`--cells: unknown cell ${c} (read, hop, decode, engine)`);
+    const { runFloor, floorLine, FLOOR_CELLS } = await import('./floor.js');
+    const cells = (values.cells ?? FLOOR_CELLS.join(',')).split(',') as FloorCell[];
+    for (const c of cells) if (!FLOOR_CELLS.includes(c)) throw new Error(`--cells: unknown cell ${c} (${FLOOR_CELLS.join(', ')})`);
     const rates = (values.rates ?? '40000,180000,360000').split(',').map((x) => num(x, 0));
     const started = new Date().toISOString();
     const runs: unknown[] = [];
@@ -704,7 +704,7 @@ async function main(): Promise<void> {
             cell, fps, tickMs: num(values['tick-ms'], 1), stagger: values.stagger === true, connections: num(values.connections, 64),
             nice: num(values.nice, 10), nsPerByte: num(values['ns-per-byte'], 12.5), warmupS: num(values.warmup, 2), durationS: num(values.duration, 6),
           };
-          const res = cell === 'engine' ? await engineFloorCell(fs) : await runFloor(fs);
+          const res = await runFloor(fs, calibrate);
           runs.push(res);
           process.stderr.write(`${floorLine(res)}\n`);
         }
@@ -839,22 +839,6 @@ async function main(): Promise<void> {
 // ---------------------------------------------------------------------------
 // e2e
 // ---------------------------------------------------------------------------
-
-/** The floor workload's `engine` cell: the real engine, drain-only sink, under the floor's paced load. */
-async function engineFloorCell(fs: FloorSpec): Promise<FloorResult> {
-  const e = await runE2eOnce({
-    connections: fs.connections, warmupS: 0.5, durationS: 1, latencyWarmupS: fs.warmupS, latencyS: fs.durationS,
-    loadFraction: 0, pacedFps: fs.fps, tickMs: fs.tickMs, stagger: fs.stagger, chunkBytes: 256 * 1024, depth: 2, procs: 1,
-    ringBytes: null, portStart: 19000, portEnd: 19000 + Math.max(99, fs.connections - 1), token: TOKEN, trackerPrefix: [],
-    tracker: 'none', nice: fs.nice, shards: 'auto',
-  }, calibrate);
-  const h = e.half!;
-  const l = h.latency;
-  return {
-    spec: fs, sent_per_s: h.sent_per_s, process_cpu: h.cpu.process_cpu, generator_cpu: h.cpu.generator_cpu,
-    latency: { samples: l.samples, p50_ms: l.p50_ms, p90_ms: l.p90_ms, p99_ms: l.p99_ms, max_ms: l.max_ms },
-  };
-}
 
 type Base = Omit<CellSpec, 'protocol' | 'mode' | 'detections'>;
 
