@@ -270,6 +270,14 @@ const httpSchema = z.strictObject({
   api_token: z.string().default(''),
   // 65536: request bodies above this are refused with 413 before they are read in full.
   max_body_bytes: intIn(1024, 16 * ONE_MIB).default(64 * 1024),
+  // 1024: open HTTP connections (SSE streams included); beyond it new ones are closed at accept.
+  max_connections: intMin(1).default(1024),
+  // 64: open HTTP connections from one source address; beyond it new ones are closed at accept.
+  max_connections_per_source: intMin(1).default(64),
+  // 10000: the request headers must arrive within this (header-trickling sockets are closed).
+  headers_timeout_ms: intIn(100, 600000).default(10000),
+  // 30000: the whole request (headers and body) must arrive within this; SSE streams are not affected.
+  request_timeout_ms: intIn(100, 3600000).default(30000),
 });
 
 const agentsSchema = z.strictObject({
@@ -291,6 +299,8 @@ const agentsSchema = z.strictObject({
   max_commands_kept: intIn(1, 100000).default(100),
   // 300000: the longest host-side deep trace a command may ask for.
   deep_trace_max_ms: intIn(1000, 3600000).default(300000),
+  // 10000: registered agents kept; a registration beyond it is refused (DEAD agents are not evicted).
+  max_agents: intMin(1).default(10000),
 });
 
 const limitsSchema = z.strictObject({
@@ -311,6 +321,22 @@ const limitsSchema = z.strictObject({
   reconnect_window_ms: intMin(1).default(60000),
   // 60000: how long a flapping node is refused.
   reconnect_ban_ms: intMin(0).default(60000),
+  // 262144: bytes of replies (acks, errors) queued to a connection that does not read; beyond it the
+  // connection is closed (output_overflow). A healthy node reads its acks at once.
+  max_output_bytes: intIn(4096, 64 * ONE_MIB).default(256 * 1024),
+  // 2000: detections in one frame; real nodes send tens. Above it the frame is refused (too_many_detections).
+  max_detections_per_frame: intIn(1, 1000000).default(2000),
+  // 86400000: a frame timestamped more than this ahead of the host clock is refused (clock_skew), so one
+  // bad timestamp cannot put every later frame out of order. 0 disables the check.
+  max_clock_skew_ms: intMin(0).default(86400000),
+  // 4096: distinct nodes with a ring; a new node beyond it is refused (max_nodes).
+  max_nodes: intMin(1).default(4096),
+  // 900000: the ring of a node that has been disconnected this long (and whose frames are all consumed
+  // or counted) is released. 0 keeps rings until restart.
+  node_release_ms: intMin(0).default(900000),
+  // 1000000: a binary frame's seq more than this ahead of the node's last accepted seq is refused
+  // (RADAR_ERR_SEQ_JUMP), so one huge seq cannot make every later frame a duplicate.
+  max_seq_jump: intMin(1).default(1000000),
 });
 
 const ringSchema = z.strictObject({
@@ -357,6 +383,9 @@ const trackerSchemaSection = z.strictObject({
   // 120000: a tracker whose input stays full this long (alive, not reading) is restarted
   // like a crashed one; its queued frames count as tracker_lost. 0: never.
   stall_timeout_ms: intMin(0).default(120000),
+  // 1024: memory ceiling of each tracker process in MiB (built-in tracker: V8 heap limit; other
+  // commands: address-space limit). A tracker that hits it dies and is restarted like a crash. 0: none.
+  max_memory_mb: intMin(0).default(1024),
 });
 
 const shutdownSchema = z.strictObject({

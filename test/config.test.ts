@@ -75,10 +75,13 @@ test('empty and null documents give all defaults', () => {
     assert.deepEqual(c.tracker, {
       command: 'reference', input: 'tcp', env: {}, stop_grace_ms: 5000, restart_backoff_ms: 1000, restart_backoff_max_ms: 60000,
       flap_max_restarts: 5, flap_window_ms: 300000, flap_cooldown_ms: 600000, reconcile_interval_ms: 1000, stderr_lines_per_10s: 20,
-      stall_timeout_ms: 120000,
+      stall_timeout_ms: 120000, max_memory_mb: 1024,
     });
     assert.deepEqual(c.shutdown, { deadline_ms: 30000, drain_grace_ms: 0 });
-    assert.deepEqual(c.http, { host: '0.0.0.0', port: 8080, api_token: '', max_body_bytes: 65536 });
+    assert.deepEqual(c.http, {
+      host: '0.0.0.0', port: 8080, api_token: '', max_body_bytes: 65536,
+      max_connections: 1024, max_connections_per_source: 64, headers_timeout_ms: 10000, request_timeout_ms: 30000,
+    });
     assert.deepEqual(c.limits, {
       max_connections: 10000,
       first_message_timeout_ms: 10000,
@@ -88,6 +91,12 @@ test('empty and null documents give all defaults', () => {
       reconnect_max: 30,
       reconnect_window_ms: 60000,
       reconnect_ban_ms: 60000,
+      max_output_bytes: 262144,
+      max_detections_per_frame: 2000,
+      max_clock_skew_ms: 86400000,
+      max_nodes: 4096,
+      node_release_ms: 900000,
+      max_seq_jump: 1000000,
     });
     assert.deepEqual(c.ring, { size_bytes: 4194304, overflow: 'block' });
     assert.deepEqual(c.log, { level: 'info' });

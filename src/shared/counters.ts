@@ -14,6 +14,9 @@ export const DROP_REASONS = [
   'duplicate', // binary protocol: sequence number already accepted (a resend)
   'node_refused', // the node may not deliver (provisioning refused)
   'connection_closed', // framed but the connection was closed/superseded before it could be written
+  'too_many_detections', // more detections than limits.max_detections_per_frame
+  'clock_skew', // timestamp further ahead of the host clock than limits.max_clock_skew_ms
+  'seq_jump', // binary protocol: seq further ahead of the last accepted than limits.max_seq_jump
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
@@ -53,6 +56,8 @@ export const CLOSE_REASONS = [
   'proxy_untrusted', // PROXY header from an address not in tcp_server.proxy_trusted
   'flapping', // the node reconnected too often (limits.reconnect_max) and is banned for a while
   'tls_failed', // TLS handshake failed (or no valid client certificate when one is required)
+  'output_overflow', // the peer did not read its replies: more than limits.max_output_bytes queued
+  'seq_jump', // binary protocol: a seq too far ahead (limits.max_seq_jump)
 ] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
 
@@ -70,6 +75,8 @@ export const REJECT_REASONS = [
   'proxy_untrusted',
   'flapping',
   'tls_failed',
+  'output_overflow',
+  'seq_jump',
 ] as const satisfies readonly CloseReason[];
 
 export const C_FRAMES_RECEIVED = 0; // shards: frames framed (line or binary), whatever their fate
@@ -103,3 +110,6 @@ export const D_RING_OVERFLOW = dropIndex('ring_overflow');
 export const D_DUPLICATE = dropIndex('duplicate');
 export const D_NODE_REFUSED = dropIndex('node_refused');
 export const D_CONNECTION_CLOSED = dropIndex('connection_closed');
+export const D_TOO_MANY_DETECTIONS = dropIndex('too_many_detections');
+export const D_CLOCK_SKEW = dropIndex('clock_skew');
+export const D_SEQ_JUMP = dropIndex('seq_jump');
