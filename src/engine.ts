@@ -20,7 +20,7 @@ import { mountTrackerApi } from './tracker/tracker-api.js';
 import { FORMAT_ANY, FORMAT_JSONL } from './shared/ring-layout.js';
 import {
   S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH, M_TRACE,
-  type ShardToMain,
+  type ShardToMain, type ShardLimits,
 } from './shared/messages.js';
 
 export interface EngineOptions {
@@ -47,6 +47,12 @@ const RESTART_KEYS = ['shards', 'sink', 'http', 'ring', 'agents', 'output_dir', 
 const RESTART_TCP_KEYS = [
   'enabled', 'host', 'port', 'tls', 'proxy_protocol', 'proxy_trusted', 'auto_provision_port_start', 'auto_provision_port_end',
 ] as const satisfies ReadonlyArray<keyof Config['tcp_server']>;
+
+/** The limits the shards apply, from the config. */
+function shardLimits(c: Config): ShardLimits {
+  const l = c.limits;
+  return { maxFrameBytes: l.max_frame_bytes, maxDetections: l.max_detections_per_frame, maxClockSkewMs: l.max_clock_skew_ms, maxSeqJump: l.max_seq_jump };
+}
 
 export class Engine {
   /** The config in force (replaced by a successful reload). */
@@ -97,7 +103,7 @@ export class Engine {
       shards: config.shards,
       token: config.tcp_server.token,
       tokens: config.tcp_server.tokens,
-      maxFrameBytes: config.limits.max_frame_bytes,
+      limits: shardLimits(config),
       overflow: config.ring.overflow,
       testHooks: opts.testHooks ?? false,
       onMessage: (shard, msg) => this.onShardMessage(shard, msg),
@@ -234,7 +240,7 @@ export class Engine {
     this.config = applied;
     const l = applied.limits;
     this.nodeToken = new TokenCheck(applied.tcp_server.token, applied.tcp_server.tokens);
-    this.pool.reconfigure({ token: applied.tcp_server.token, tokens: applied.tcp_server.tokens, maxFrameBytes: l.max_frame_bytes });
+    this.pool.reconfigure({ token: applied.tcp_server.token, tokens: applied.tcp_server.tokens, limits: shardLimits(applied) });
     this.handoff.setLimits({
       maxConnections: l.max_connections, firstMessageTimeoutMs: l.first_message_timeout_ms,
       idleTimeoutMs: l.idle_timeout_ms, maxInflightBytes: l.max_inflight_bytes,

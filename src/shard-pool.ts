@@ -5,7 +5,7 @@ import { MessageChannel, type MessagePort, type TransferListItem } from 'node:wo
 import { Piscina } from 'piscina';
 import { Shard } from './shard/shard.js';
 import { COUNTER_BYTES } from './shared/counters.js';
-import { M_CONFIG, M_DATA, M_DATA_BATCH, M_SHUTDOWN, S_READY, type MainToShard, type ShardToMain } from './shared/messages.js';
+import { M_CONFIG, M_DATA, M_DATA_BATCH, M_SHUTDOWN, S_READY, type MainToShard, type ShardToMain, type ShardLimits } from './shared/messages.js';
 import type { ShardTaskInput } from '../workers/shard-worker.js';
 import type { OverflowPolicy } from './ring-writer.js';
 
@@ -13,7 +13,7 @@ export interface ShardPoolOptions {
   shards: number;
   token: string;
   tokens: Record<string, string>;
-  maxFrameBytes: number;
+  limits: ShardLimits;
   overflow: OverflowPolicy;
   testHooks: boolean;
   onMessage: (shard: number, msg: ShardToMain) => void;
@@ -72,7 +72,7 @@ export class ShardPool {
         counters: slot.counters,
         token: this.opts.token,
         tokens: this.opts.tokens,
-        maxFrameBytes: this.opts.maxFrameBytes,
+        limits: this.opts.limits,
         overflow: this.opts.overflow,
         testHooks: false,
         // Deliver asynchronously, like a port would, so the two sides never re-enter.
@@ -115,7 +115,7 @@ export class ShardPool {
       counters: slot.countersSab,
       token: this.opts.token,
       tokens: this.opts.tokens,
-      maxFrameBytes: this.opts.maxFrameBytes,
+      limits: this.opts.limits,
       overflow: this.opts.overflow,
       testHooks: this.opts.testHooks,
     };
@@ -138,10 +138,10 @@ export class ShardPool {
   }
 
   /** Reloaded settings: live shards get them now, replacements at their start. */
-  reconfigure(c: { token: string; tokens: Record<string, string>; maxFrameBytes: number }): void {
+  reconfigure(c: { token: string; tokens: Record<string, string>; limits: ShardLimits }): void {
     this.opts.token = c.token;
     this.opts.tokens = c.tokens;
-    this.opts.maxFrameBytes = c.maxFrameBytes;
+    this.opts.limits = c.limits;
     for (let i = 0; i < this.slots.length; i++) this.send(i, { t: M_CONFIG, ...c });
   }
 

@@ -2,7 +2,7 @@
 // transferred MessagePort (never a piscina task per frame: 9-30 us each).
 import type { MessagePort } from 'node:worker_threads';
 import { Shard } from '../src/shard/shard.js';
-import { M_SHUTDOWN, S_READY, type MainToShard, type ShardToMain } from '../src/shared/messages.js';
+import { M_SHUTDOWN, S_READY, type MainToShard, type ShardToMain, type ShardLimits } from '../src/shared/messages.js';
 import type { OverflowPolicy } from '../src/ring-writer.js';
 
 export interface ShardTaskInput {
@@ -11,7 +11,7 @@ export interface ShardTaskInput {
   counters: SharedArrayBuffer;
   token: string;
   tokens: Record<string, string>;
-  maxFrameBytes: number;
+  limits: ShardLimits;
   overflow: OverflowPolicy;
   testHooks: boolean;
 }
@@ -23,7 +23,7 @@ export default function runShard(input: ShardTaskInput): Promise<number> {
     counters: new Float64Array(input.counters),
     token: input.token,
     tokens: input.tokens,
-    maxFrameBytes: input.maxFrameBytes,
+    limits: input.limits,
     overflow: input.overflow,
     testHooks: input.testHooks,
     post: (msg: ShardToMain, transfer) => port.postMessage(msg, transfer),

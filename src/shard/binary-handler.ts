@@ -31,7 +31,7 @@ function reject(sh: Shard, c: Conn, reason: number, code: PlainError['code'], me
 }
 
 export function handleBinaryOversize(sh: Shard, c: Conn, length: number, fatal: boolean): number {
-  const message = `message of ${length} bytes exceeds the limit of ${sh.opts.maxFrameBytes} bytes`;
+  const message = `message of ${length} bytes exceeds the limit of ${sh.opts.limits.maxFrameBytes} bytes`;
   sh.drop(c, D_FRAME_TOO_LARGE, message);
   if (fatal) {
     sh.close(c, 'frame_too_large', { code: ErrorCodes.FRAME_TOO_LARGE, message: `${message}; stream cannot be resynchronised` });
@@ -206,7 +206,7 @@ function hello(sh: Shard, c: Conn, m: Record<string, unknown>): number {
     c.welcomed = true;
     sh.write(c, encodeMessage({
       t: T_WELCOME, v: PROTOCOL_VERSION, node: slot.node, last_seq: slot.writer!.lastSeq,
-      max_frame: sh.opts.maxFrameBytes, hb_ms: HEARTBEAT_MS,
+      max_frame: sh.opts.limits.maxFrameBytes, hb_ms: HEARTBEAT_MS,
     }));
     return R_CONTINUE;
   }

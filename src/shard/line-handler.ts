@@ -58,7 +58,7 @@ function nodeOf(buf: Buffer): string | null {
 }
 
 export function handleLineOversize(sh: Shard, c: Conn): number {
-  return drop(sh, c, D_FRAME_TOO_LARGE, `line longer than ${sh.opts.maxFrameBytes} bytes`);
+  return drop(sh, c, D_FRAME_TOO_LARGE, `line longer than ${sh.opts.limits.maxFrameBytes} bytes`);
 }
 
 export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number): number {

@@ -8,7 +8,7 @@ import { ErrorCodes } from '../shared/errors.js';
 import {
   M_OPEN, M_DATA, M_DATA_BATCH, M_END, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH, M_TRACE, M_CONFIG,
   S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG,
-  type MainToShard, type ShardToMain, type Protocol, type BatchMsg, type TraceEvent,
+  type MainToShard, type ShardToMain, type Protocol, type BatchMsg, type TraceEvent, type ShardLimits,
 } from '../shared/messages.js';
 import type { CloseReason } from '../shared/counters.js';
 import { C_ACKS_SENT, C_FRAMES_RECEIVED, C_DROPPED_BASE, DROP_REASONS, D_CONNECTION_CLOSED, D_NODE_REFUSED, D_RING_OVERFLOW } from '../shared/counters.js';
@@ -28,7 +28,7 @@ export interface ShardOptions {
   token: string;
   /** Per-node tokens (node_id -> token); others use `token`. */
   tokens: Record<string, string>;
-  maxFrameBytes: number;
+  limits: ShardLimits;
   overflow: OverflowPolicy;
   post: (msg: ShardToMain, transfer?: TransferListItem[]) => void;
   /** Allow M_CRASH (tests only). */
@@ -189,7 +189,7 @@ export class Shard {
         // New tokens apply to messages from now on (connections stay open); the
         // frame limit applies to connections opened from now on.
         this.token = new TokenCheck(msg.token, msg.tokens);
-        this.opts.maxFrameBytes = msg.maxFrameBytes;
+        this.opts.limits = msg.limits;
         break;
       case M_TRACE: {
         const t: NodeTrace = { id: msg.id, untilMs: msg.untilMs, left: msg.maxEvents };
@@ -210,10 +210,10 @@ export class Shard {
   private detect(c: Conn, first: Buffer): void {
     if (first[0] === 0x00) {
       c.proto = 'binary';
-      c.framer = new BinaryFramer(this.opts.maxFrameBytes);
+      c.framer = new BinaryFramer(this.opts.limits.maxFrameBytes);
     } else {
       c.proto = 'line';
-      c.framer = new LineFramer(this.opts.maxFrameBytes);
+      c.framer = new LineFramer(this.opts.limits.maxFrameBytes);
     }
   }
 

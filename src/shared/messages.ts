@@ -42,7 +42,19 @@ export interface RevokeMsg { t: typeof M_REVOKE; conn: number; node: string }
 export interface ShutdownMsg { t: typeof M_SHUTDOWN }
 export interface CrashMsg { t: typeof M_CRASH }
 export interface TraceMsg { t: typeof M_TRACE; node: string; id: string; untilMs: number; maxEvents: number }
-export interface ConfigMsg { t: typeof M_CONFIG; token: string; tokens: Record<string, string>; maxFrameBytes: number }
+/** Per-frame and per-connection limits the shards apply (from config `limits`; replaced on reload). */
+export interface ShardLimits {
+  /** limits.max_frame_bytes: applies to connections opened after a change. */
+  maxFrameBytes: number;
+  /** limits.max_detections_per_frame. */
+  maxDetections: number;
+  /** limits.max_clock_skew_ms (0: no check). */
+  maxClockSkewMs: number;
+  /** limits.max_seq_jump. */
+  maxSeqJump: number;
+}
+
+export interface ConfigMsg { t: typeof M_CONFIG; token: string; tokens: Record<string, string>; limits: ShardLimits }
 export type MainToShard = OpenMsg | DataMsg | DataBatchMsg | EndMsg | GrantMsg | RefuseMsg | RevokeMsg | ShutdownMsg | CrashMsg | TraceMsg | ConfigMsg;
 
 /** One traced frame (deep-trace), as decoded by the shard. */
