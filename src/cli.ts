@@ -4,6 +4,7 @@
 import { loadConfigFile } from './config.js';
 import { ConfigError } from './shared/errors.js';
 import { Engine } from './engine.js';
+import { installProcessGuard, installTestFault } from './process-guard.js';
 
 const USAGE = 'usage: radar-ingest [--config PATH]   (default: ./config.yaml)';
 
@@ -44,6 +45,8 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  installProcessGuard(engine, engine.config.shutdown.deadline_ms);
+  installTestFault(process.env);
   try {
     await engine.start();
   } catch (err) {

@@ -11,6 +11,7 @@ import { DiscardSink, type RingSink, type SinkAccounting } from './ring-sink.js'
 import { Metrics, type Totals } from './metrics.js';
 import { HttpServer, sendJson } from './http-server.js';
 import { createLogger, RateLimit, type Logger } from './logger.js';
+import { fdBudget, readNofile, FD_MARGIN, FDS_PER_TRACKER } from './fd-budget.js';
 import { COUNTER_SLOTS } from './shared/counters.js';
 import { RadarError } from './shared/errors.js';
 import { AgentService } from './agents/agent-service.js';
@@ -83,6 +84,8 @@ export class Engine {
   private stopping: Promise<void> | null = null;
   tcpAddress: AddressInfo | null = null;
   httpAddress: AddressInfo | null = null;
+  /** Caught by the process guard (src/process-guard.ts): radar_ingest_unhandled_errors_total{kind}. */
+  readonly unhandled = { rejection: 0, exception: 0 };
 
   constructor(private readonly opts: EngineOptions) {
     const config = (this.config = opts.config);
@@ -149,11 +152,11 @@ export class Engine {
         ...hooks,
         onNodeConnected: (node, info) => {
           this.log.info({ node: node.id, remote: info.remote, protocol: info.protocol }, 'node connected');
-          this.agents.registry.touch(node.id, this.agents.registry.now(), info.group);
+          this.agents.touchNode(node.id, this.agents.registry.now(), info.group, true);
           hooks.onNodeConnected?.(node, info);
         },
         onNodeSeen: (node) => {
-          this.agents.registry.touch(node.id);
+          this.agents.touchNode(node.id, this.agents.registry.now(), undefined, false);
           hooks.onNodeSeen?.(node);
         },
         onNodeDisconnected: (node) => {
@@ -182,9 +185,18 @@ export class Engine {
         capacity: n.reader.capacity, connected: n.healthy,
       })),
       shards: () => ({ count: this.pool.size, restarts: this.pool.slots.reduce((s, x) => s + x.restarts, 0) }),
-      agents: () => ({ states: this.agents.registry.counts(), streams: this.agents.hub.size, commands: this.agents.commandCounts }),
+      agents: () => ({
+        states: this.agents.registry.counts(), streams: this.agents.hub.size, commands: this.agents.commandCounts,
+        refused: this.agents.refused, takeovers: this.agents.takeovers, streamsClosed: this.agents.hub.closedBy,
+      }),
+      http: () => ({ open: this.http.gate.open, rejected: this.http.rejected() }),
+      unhandled: () => this.unhandled,
     });
-    this.http = new HttpServer((err) => this.logError('http', err));
+    const h = config.http;
+    this.http = new HttpServer((err) => this.logError('http', err), {
+      maxConnections: h.max_connections, maxConnectionsPerSource: h.max_connections_per_source,
+      headersTimeoutMs: h.headers_timeout_ms, requestTimeoutMs: h.request_timeout_ms,
+    });
     this.http.addRoute('GET', '/metrics', async (_req, res) => {
       const body = await this.metrics.text();
       res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
@@ -285,6 +297,7 @@ export class Engine {
         ? 'tcp_server.token is empty: node authentication is disabled'
         : 'tcp_server.token is empty: nodes without an entry in tcp_server.tokens are not authenticated');
     }
+    this.checkDescriptors();
     await this.pool.start();
     this.trackers?.start();
     this.httpAddress = await this.http.listen(c.http.port, c.http.host);
@@ -313,6 +326,22 @@ export class Engine {
       shards: c.shards, sink: c.sink, ring_bytes: c.ring.size_bytes, overflow: c.ring.overflow,
       proxy_protocol: c.tcp_server.proxy_protocol, tls: c.tcp_server.tls.enabled ? `on (client_cert: ${c.tcp_server.tls.client_cert})` : 'off',
     }, 'radar-ingest started');
+  }
+
+  /** Warns (with the numbers) when RLIMIT_NOFILE cannot hold both ports' connection caps and the trackers. */
+  private checkDescriptors(): void {
+    const c = this.config;
+    const trackerSlots = c.sink === 'trackers'
+      ? c.trackers.length + (c.tcp_server.auto_provision ? c.tcp_server.auto_provision_port_end - c.tcp_server.auto_provision_port_start + 1 : 0)
+      : 0;
+    const needed = c.limits.max_connections + c.http.max_connections + FDS_PER_TRACKER * trackerSlots + FD_MARGIN;
+    const b = fdBudget(needed, readNofile());
+    if (!b.ok) {
+      this.log.warn({
+        soft: b.soft, hard: b.hard, needed, node_max_connections: c.limits.max_connections, http_max_connections: c.http.max_connections,
+        tracker_slots: trackerSlots,
+      }, 'RLIMIT_NOFILE is below what the connection limits need: raise it (systemd LimitNOFILE=, ulimit -n) or lower limits.max_connections / http.max_connections');
+    }
   }
 
   /** The periodic summary (status_interval_sec): one line, never per frame. */
@@ -354,7 +383,7 @@ export class Engine {
       const w = n.reader.lastWriteMs;
       if (w !== 0 && this.lastWrites.get(n.id) !== w) {
         this.lastWrites.set(n.id, w);
-        reg.touch(n.id);
+        this.agents.touchNode(n.id, reg.now(), undefined, false);
       }
     }
     this.agents.sweep();

@@ -7,11 +7,22 @@ export function sha256(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
-/** Bearer token from the Authorization header, or ?access_token= (EventSource cannot set headers). */
-export function bearer(req: IncomingMessage, url: URL): string | null {
+/**
+ * Bearer token from the Authorization header only: a token in the query string ends
+ * up in proxy and access logs.
+ */
+export function bearer(req: IncomingMessage): string | null {
   const h = req.headers.authorization;
   if (h && /^Bearer /i.test(h)) return h.slice(7).trim();
-  return url.searchParams.get('access_token');
+  return null;
+}
+
+/**
+ * The header, or else ?access_token=: only for an agent's own event stream, because a
+ * browser EventSource cannot set headers. That token is short-lived and names one agent.
+ */
+export function bearerOrQuery(req: IncomingMessage, url: URL): string | null {
+  return bearer(req) ?? url.searchParams.get('access_token');
 }
 
 /** Constant-time check of `candidate` against a stored digest. */
@@ -25,11 +36,17 @@ export function unauthorized(res: ServerResponse): void {
 }
 
 /** The operator's control token (http.api_token; empty = nobody). Answers 401 itself when it fails. */
-export function controlCheck(apiToken: string): (req: IncomingMessage, res: ServerResponse, url: URL) => boolean {
-  const digest = apiToken === '' ? null : sha256(apiToken);
-  return (req, res, url) => {
-    if (tokenMatches(bearer(req, url), digest)) return true;
+export function controlCheck(apiToken: string): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const isControl = controlToken(apiToken);
+  return (req, res) => {
+    if (isControl(req)) return true;
     unauthorized(res);
     return false;
   };
+}
+
+/** True when the request carries the operator's control token (http.api_token; empty = nobody). */
+export function controlToken(apiToken: string): (req: IncomingMessage) => boolean {
+  const digest = apiToken === '' ? null : sha256(apiToken);
+  return (req) => tokenMatches(bearer(req), digest);
 }

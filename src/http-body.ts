@@ -1,6 +1,14 @@
 // Request bodies for the JSON API: content type, size limit (413 before reading an
-// over-long body) and JSON syntax, each with its own status and a clear message.
+// over-long body), nesting depth and JSON syntax, each with its own status and a clear message.
 import type { IncomingMessage } from 'node:http';
+import { jsonDepthExceeds } from './json-depth.js';
+
+/**
+ * The deepest nesting a body may have. Real bodies nest 3-4 levels; a bound keeps
+ * every later recursion over a body (validation, signing, JSON.stringify in views)
+ * far from the stack limit.
+ */
+export const MAX_JSON_DEPTH = 32;
 
 export type BodyResult = { ok: true; value: unknown } | { ok: false; status: 400 | 413 | 415; error: string };
 
@@ -33,6 +41,10 @@ export function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<Bo
       if (done) return;
       done = true;
       const text = Buffer.concat(chunks).toString('utf8');
+      if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) {
+        resolve({ ok: false, status: 400, error: `invalid JSON: nested deeper than ${MAX_JSON_DEPTH} levels` });
+        return;
+      }
       try {
         resolve({ ok: true, value: text === '' ? undefined : JSON.parse(text) });
       } catch (err) {

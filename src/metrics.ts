@@ -3,6 +3,9 @@
 // is present from the start, at zero.
 import { Registry, Counter, Gauge, collectDefaultMetrics } from 'prom-client';
 import { M } from './shared/metric-names.js';
+import { HTTP_REJECT_REASONS } from './http-connections.js';
+import { SSE_CLOSE_REASONS } from './agents/sse-hub.js';
+import { AGENT_REFUSED_VIA } from './agents/agent-registry.js';
 import type { SinkAccounting } from './ring-sink.js';
 import type { TrackerMetrics } from './tracker/supervisor.js';
 import { PROVISION_REFUSED_REASONS, TRACKER_STATES } from './tracker/supervisor.js';
@@ -26,7 +29,14 @@ export interface MetricsSource {
   /** Tracker supervisor state (absent with another sink). */
   trackers?(): TrackerMetrics;
   /** Agent registry: counts per state, open SSE streams, commands by type/result. */
-  agents?(): { states: Record<string, number>; streams: number; commands: Map<string, number> };
+  agents?(): {
+    states: Record<string, number>; streams: number; commands: Map<string, number>;
+    refused?: Record<string, number>; takeovers?: number; streamsClosed?: Record<string, number>;
+  };
+  /** HTTP listener: open connections, refusals at accept and timeouts by reason. */
+  http?(): { open: number; rejected: Record<string, number> };
+  /** Unhandled promise rejections and uncaught exceptions caught by the process guard. */
+  unhandled?(): { rejection: number; exception: number };
 }
 
 export interface Totals {
@@ -163,6 +173,7 @@ export class Metrics {
     });
     this.agentMetrics(reg);
     this.trackerMetrics(reg);
+    this.httpMetrics(reg);
     new Counter({
       name: M.configReloads, help: 'Config reloads (SIGHUP), by result: ok (applied) or error (rejected, the old config stays).',
       labelNames: ['result'], registers: reg,
@@ -196,6 +207,30 @@ export class Metrics {
       collect() { this.set(src.agents?.().streams ?? 0); },
     });
     new Counter({
+      name: M.agentsRefused, help: 'New agents refused because the registry held agents.max_agents, by where they came from (register, tcp).',
+      labelNames: ['via'], registers: reg,
+      collect() {
+        this.reset();
+        const r = src.agents?.().refused;
+        for (const v of AGENT_REFUSED_VIA) this.inc({ via: v }, r?.[v] ?? 0);
+      },
+    });
+    new Counter({
+      name: M.agentTakeovers, help: 'Registrations from another address while the agent\'s stream was open (the stream is closed).', registers: reg,
+      collect() {
+        this.reset();
+        this.inc(src.agents?.().takeovers ?? 0);
+      },
+    });
+    new Counter({
+      name: M.sseStreamsClosed, help: 'Agent command streams closed, by reason.', labelNames: ['reason'], registers: reg,
+      collect() {
+        this.reset();
+        const c = src.agents?.().streamsClosed;
+        for (const r of SSE_CLOSE_REASONS) this.inc({ reason: r }, c?.[r] ?? 0);
+      },
+    });
+    new Counter({
       name: M.commands, help: 'Commands by type and result (created, delivered, acknowledged, expired).', labelNames: ['type', 'result'], registers: reg,
       collect() {
         this.reset();
@@ -205,6 +240,34 @@ export class Metrics {
           const [type, result] = k.split('/') as [string, string];
           this.inc({ type, result }, v);
         }
+      },
+    });
+  }
+
+  private httpMetrics(reg: Registry[]): void {
+    const src = this.src;
+    new Gauge({
+      name: M.httpConnectionsOpen, help: 'HTTP connections open (SSE streams included).', registers: reg,
+      collect() { this.set(src.http?.().open ?? 0); },
+    });
+    new Counter({
+      name: M.httpConnectionsRejected,
+      help: 'HTTP connections refused at accept (max_connections, max_connections_per_source) or closed by a timeout (headers_timeout, request_timeout).',
+      labelNames: ['reason'], registers: reg,
+      collect() {
+        this.reset();
+        const h = src.http?.();
+        for (const r of HTTP_REJECT_REASONS) this.inc({ reason: r }, h?.rejected[r] ?? 0);
+      },
+    });
+    new Counter({
+      name: M.unhandledErrors, help: 'Unhandled promise rejections (kept serving) and uncaught exceptions (drained and exited), by kind.',
+      labelNames: ['kind'], registers: reg,
+      collect() {
+        this.reset();
+        const u = src.unhandled?.() ?? { rejection: 0, exception: 0 };
+        this.inc({ kind: 'rejection' }, u.rejection);
+        this.inc({ kind: 'exception' }, u.exception);
       },
     });
   }

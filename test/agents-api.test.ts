@@ -337,7 +337,7 @@ describe('agents API', () => {
 
   // ---- heartbeat ---------------------------------------------------------------------
 
-  test('heartbeat: 200 for the agent itself, 404 for an unknown agent, 401 with another agent\'s or no token', async () => {
+  test('heartbeat: 200 for the agent itself, 401 for an unknown agent (no token can be its), 401 with another agent\'s or no token', async () => {
     const x = await setup();
     const a = await x.register('hb-a');
     const b = await x.register('hb-b');
@@ -348,8 +348,9 @@ describe('agents API', () => {
     assert.equal(ok.body.state, 'LIVE');
     assert.equal((await x.get(`${BASE}/hb-a`)).body.lastHeartbeatAt, new Date(T0 + 500).toISOString());
 
+    // 401 before 404: A's token says nothing about whether "nobody" exists.
     const unknown = await x.post(`${BASE}/nobody/heartbeat`, undefined, a.accessToken);
-    assert.equal(unknown.status, 404);
+    assert.equal(unknown.status, 401);
 
     assertUnauthorized(await x.post(`${BASE}/hb-a/heartbeat`, undefined, b.accessToken), "B's token on A's heartbeat");
     assertUnauthorized(await x.post(`${BASE}/hb-a/heartbeat`, undefined, null), 'no token');
@@ -400,8 +401,8 @@ describe('agents API', () => {
     assertUnauthorized(await x.get(BASE, 'nope'), 'wrong token');
     assertUnauthorized(await x.get(BASE, a.accessToken), "an agent's token");
     assertUnauthorized(await x.get(BASE, TOKEN), 'the node token');
-    // ?access_token= works for the control API too.
-    assert.equal((await call(x.port, 'GET', `${BASE}?access_token=${CONTROL}`)).status, 200);
+    // The control token is taken from the Authorization header only (a query string ends up in logs).
+    assertUnauthorized(await call(x.port, 'GET', `${BASE}?access_token=${CONTROL}`), 'control token in the query');
   });
 
   test('the control API answers 401 to everyone when http.api_token is empty', async () => {
@@ -444,12 +445,12 @@ describe('agents API', () => {
 
   // ---- streams -------------------------------------------------------------------------------
 
-  test('stream: 404 for an unknown agent; the initial comment arrives at once, before any command', async () => {
+  test('stream: 401 for an unknown agent; the initial comment arrives at once, before any command', async () => {
     const x = await setup();
     const a = await x.register('st-a');
     const unknown = await SseClient.open(x.port, `${BASE}/nobody/events`, { authorization: `Bearer ${a.accessToken}` });
     streams.push(unknown);
-    assert.equal(unknown.status, 404);
+    assert.equal(unknown.status, 401);
 
     const s = await x.stream('st-a', a.accessToken);
     assert.match(String(s.headers['content-type']), /^text\/event-stream/);

@@ -26,24 +26,29 @@ export class AccessTokens {
 
   /** true only when the signature matches (constant-time), the token is unexpired at now(), and sub === agentId. Never throws on garbage. */
   verify(token: string, agentId: string): boolean {
+    return this.expiresAt(token, agentId) !== null;
+  }
+
+  /** The expiry (ms) of a token that verify() accepts, else null. Never throws on garbage. */
+  expiresAt(token: string, agentId: string): number | null {
     try {
-      if (typeof token !== 'string' || typeof agentId !== 'string' || token.length > MAX_TOKEN_LENGTH) return false;
+      if (typeof token !== 'string' || typeof agentId !== 'string' || token.length > MAX_TOKEN_LENGTH) return null;
       const dot = token.indexOf('.');
-      if (dot <= 0 || dot !== token.lastIndexOf('.')) return false;
+      if (dot <= 0 || dot !== token.lastIndexOf('.')) return null;
       const body = token.slice(0, dot);
       const sig = token.slice(dot + 1);
-      if (!B64URL.test(body) || !B64URL.test(sig)) return false;
+      if (!B64URL.test(body) || !B64URL.test(sig)) return null;
       // Compare the canonical encodings, so only the exact issued string verifies.
       const expected = Buffer.from(this.#mac(body), 'ascii');
       const given = Buffer.from(sig, 'ascii');
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) return false;
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
       const claims: unknown = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'));
-      if (typeof claims !== 'object' || claims === null) return false;
+      if (typeof claims !== 'object' || claims === null) return null;
       const { sub, exp } = claims as { sub?: unknown; exp?: unknown };
-      if (typeof exp !== 'number' || !(this.now() < exp)) return false;
-      return typeof sub === 'string' && sub === agentId;
+      if (typeof exp !== 'number' || !(this.now() < exp)) return null;
+      return typeof sub === 'string' && sub === agentId ? exp : null;
     } catch {
-      return false;
+      return null;
     }
   }
 

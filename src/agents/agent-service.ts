@@ -2,13 +2,16 @@
 // /api/v1/agents HTTP API. Nodes are the agents: the same node_id on TCP and HTTP
 // is one agent.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { bearer, sha256, tokenMatches, unauthorized } from '../http-auth.js';
+import { bearer, bearerOrQuery, controlToken, sha256, tokenMatches, unauthorized } from '../http-auth.js';
 import { z } from 'zod';
 import type { Config } from '../config.js';
-import { sendJson, type HttpServer } from '../http-server.js';
+import { sendJson, type HttpServer, type Params } from '../http-server.js';
 import { readJsonBody } from '../http-body.js';
+import { encodeCursor, parsePageQuery } from '../http-page.js';
+import { ErrorCodes } from '../shared/errors.js';
 import { NODE_ID_PATTERN, NODE_ID_RULE } from '../shared/node-id.js';
-import { AgentRegistry, AGENT_STATES, type AgentState, type Agent } from './agent-registry.js';
+import { AgentRegistry, AGENT_STATES, AGENT_REFUSED_VIA, type AgentState, type Agent } from './agent-registry.js';
+import { inSlices } from './slices.js';
 import { CommandStore, COMMAND_TYPES, type CommandType, type CommandResult, type Command } from './command-store.js';
 import { SseHub } from './sse-hub.js';
 import { CommandSigner, canonicalJson } from './signing.js';
@@ -57,7 +60,6 @@ export interface AgentServiceOptions {
   now?: () => number;
   /** Checks a node's TCP token (shared or per node). */
   checkNodeToken(nodeId: string, token: string): boolean;
-  /** Extra per-node facts shown with the agent (the flapping guard's ban). */
   /** The node's connection facts: flapping ban, and its address (from a PROXY header when there is one). */
   nodeStatus?(nodeId: string): { bannedUntil: string | null; remote: string | null };
   /** deep-trace: turn on host-side tracing of a node's frames. */
@@ -73,25 +75,30 @@ export class AgentService {
   readonly tokens: AccessTokens;
   /** radar_ingest_commands_total{type,result}. */
   readonly commandCounts = new Map<string, number>();
-  private readonly apiToken: Buffer | null;
+  /** radar_ingest_agents_refused_total{via}: new agents refused because the registry was full. */
+  readonly refused: Record<(typeof AGENT_REFUSED_VIA)[number], number> = { register: 0, tcp: 0 };
+  /** radar_ingest_agent_takeovers_total: re-registrations from another address while the agent's stream was open. */
+  takeovers = 0;
   /** Digest of each agent's latest access token: registering again revokes the previous one. */
   private readonly currentToken = new Map<string, Buffer>();
   private readonly cfg: Config['agents'];
   private readonly commandBody: ReturnType<typeof commandSchema>;
+  private readonly isControl: (req: IncomingMessage) => boolean;
 
   constructor(private readonly opts: AgentServiceOptions) {
     const c = opts.config;
     this.cfg = c.agents;
     const now = opts.now ?? Date.now;
     this.registry = new AgentRegistry({ staleAfterMs: c.agents.stale_after_ms, deadAfterMs: c.agents.dead_after_ms }, now,
-      (id, from, to) => opts.log?.('info', { agent: id, from, to }, 'agent state'));
+      (id, from, to) => opts.log?.('info', { agent: id, from, to }, 'agent state'), c.agents.max_agents);
     this.signer = CommandSigner.loadOrCreate(c.agents.key_file);
     this.tokens = new AccessTokens(this.signer.deriveSecret('radar-ingest agent access tokens v1'), c.agents.access_token_ttl_ms, now);
     for (const t of COMMAND_TYPES) for (const r of ['created', 'delivered', 'acknowledged', 'expired']) this.commandCounts.set(`${t}/${r}`, 0);
     this.commands = new CommandStore(c.agents.command_ttl_ms, c.agents.max_commands_kept, (f) => this.signer.sign(f), now,
       (type, result) => this.countCommand(type, result));
-    this.hub = new SseHub(c.agents.keepalive_ms);
-    this.apiToken = c.http.api_token === '' ? null : sha(c.http.api_token);
+    // A stream may hold a few full-size commands unread, then it is closed.
+    this.hub = new SseHub(c.agents.keepalive_ms, Math.max(1024 * 1024, 4 * c.http.max_body_bytes));
+    this.isControl = controlToken(c.http.api_token);
     this.commandBody = commandSchema(c.agents.deep_trace_max_ms);
   }
 
@@ -100,10 +107,19 @@ export class AgentService {
     this.commandCounts.set(k, (this.commandCounts.get(k) ?? 0) + 1);
   }
 
-  /** Periodic: time-based state changes (agents, command expiry). */
+  /** A node seen on TCP; false (counted once per connection when `connected`) if the registry is full. */
+  touchNode(id: string, at: number, group: string | undefined, connected: boolean): void {
+    if (!this.registry.touch(id, at, group) && connected) {
+      this.refused.tcp++;
+      this.opts.log?.('warn', { agent: id, max_agents: this.cfg.max_agents, code: ErrorCodes.MAX_AGENTS }, 'agent registry full: node not listed');
+    }
+  }
+
+  /** Periodic: time-based state changes (agents, command expiry, streams whose token expired). */
   sweep(): void {
     this.registry.sweep();
     this.commands.sweep();
+    this.hub.expire(this.registry.now());
   }
 
   close(): void {
@@ -111,68 +127,46 @@ export class AgentService {
   }
 
   mount(http: HttpServer): void {
-    http.addRoute('*', new RegExp(`^${PREFIX}(/.*)?$`), (req, res, url) => this.route(req, res, url));
-  }
-
-  // ---- routing ------------------------------------------------------------
-
-  private async route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    let rest: string[];
-    try {
-      rest = url.pathname.slice(PREFIX.length).split('/').filter((s) => s !== '').map(decodeURIComponent);
-    } catch {
-      return sendJson(res, 400, { error: 'malformed percent-encoding in the path' });
-    }
-    const m = req.method ?? 'GET';
-    const [a, b, c, d] = rest;
-    const n = rest.length;
-    if (n === 0) return m === 'GET' ? this.list(req, res, url) : this.methodNotAllowed(res, 'GET');
-    if (n === 1 && a === 'register') return m === 'POST' ? this.register(req, res, url) : this.methodNotAllowed(res, 'POST');
-    if (n === 1 && a === 'commands') return m === 'POST' ? this.send(req, res, url, 'all', null) : this.methodNotAllowed(res, 'POST');
-    if (n === 3 && a === 'groups' && c === 'commands') return m === 'POST' ? this.send(req, res, url, 'group', b!) : this.methodNotAllowed(res, 'POST');
-    if (n === 1) {
-      if (m === 'GET') return this.getOne(req, res, url, a!);
-      if (m === 'DELETE') return this.remove(req, res, url, a!);
-      return this.methodNotAllowed(res, 'GET, DELETE');
-    }
-    if (n === 2 && b === 'heartbeat') return m === 'POST' ? this.heartbeat(req, res, url, a!) : this.methodNotAllowed(res, 'POST');
-    if (n === 2 && b === 'events') return m === 'GET' ? this.events(req, res, url, a!) : this.methodNotAllowed(res, 'GET');
-    if (n === 2 && b === 'commands') {
-      if (m === 'POST') return this.send(req, res, url, 'agent', a!);
-      if (m === 'GET') return this.listCommands(req, res, url, a!);
-      return this.methodNotAllowed(res, 'GET, POST');
-    }
-    if (n === 4 && b === 'commands' && d === 'ack') return m === 'POST' ? this.ack(req, res, url, a!, c!) : this.methodNotAllowed(res, 'POST');
-    sendJson(res, 404, { error: 'not found' });
-  }
-
-  private methodNotAllowed(res: ServerResponse, allow: string): void {
-    res.setHeader('allow', allow);
-    sendJson(res, 405, { error: 'method not allowed' });
+    const control = { auth: 'control' as const, authorize: (req: IncomingMessage) => this.isControl(req) };
+    // An agent's token is checked against the id in the path before the handler can
+    // say whether that agent exists: 401 before 404.
+    const agent = (query: boolean) => ({
+      auth: 'agent' as const,
+      authorize: (req: IncomingMessage, url: URL, p: Params) => this.agentTokenExpiry(query ? bearerOrQuery(req, url) : bearer(req), p.id!) !== null,
+    });
+    const P = PREFIX;
+    http.addRoute('GET', P, (req, res, url) => this.list(req, res, url), control);
+    http.addRoute('POST', `${P}/register`, (req, res) => this.register(req, res), { auth: 'node', body: true, authorize: (req) => bearer(req) !== null });
+    http.addRoute('POST', `${P}/commands`, (req, res) => this.send(req, res, 'all', null), { ...control, body: true });
+    http.addRoute('POST', `${P}/groups/{group}/commands`, (req, res, _u, p) => this.send(req, res, 'group', p.group!), { ...control, body: true });
+    http.addRoute('GET', `${P}/{id}`, (req, res, _u, p) => this.getOne(req, res, p.id!), control);
+    http.addRoute('DELETE', `${P}/{id}`, (req, res, _u, p) => this.remove(req, res, p.id!), control);
+    http.addRoute('POST', `${P}/{id}/heartbeat`, (req, res, _u, p) => this.heartbeat(req, res, p.id!), agent(false));
+    http.addRoute('GET', `${P}/{id}/events`, (req, res, url, p) => this.events(req, res, url, p.id!), agent(true));
+    http.addRoute('POST', `${P}/{id}/commands`, (req, res, _u, p) => this.send(req, res, 'agent', p.id!), { ...control, body: true });
+    http.addRoute('GET', `${P}/{id}/commands`, (req, res, url, p) => this.listCommands(req, res, url, p.id!), control);
+    http.addRoute('POST', `${P}/{id}/commands/{commandId}/ack`, (req, res, _u, p) => this.ack(req, res, p.id!, p.commandId!), { ...agent(false), body: true });
   }
 
   // ---- auth -----------------------------------------------------------------
 
-  private unauthorized(res: ServerResponse): void {
-    unauthorized(res);
+  /** The expiry of a token the host issued for this agent id (signature, expiry, subject), else null. */
+  private agentTokenExpiry(token: string | null, id: string): number | null {
+    return token === null ? null : this.tokens.expiresAt(token, id);
   }
 
-  /** Control API: the operator's bearer token (http.api_token). */
-  private control(req: IncomingMessage, res: ServerResponse, url: URL): boolean {
-    const t = bearer(req, url);
-    if (!tokenMatches(t, this.apiToken)) {
-      this.unauthorized(res);
+  /**
+   * Agent endpoints, once the route has checked the token's signature for this id: the
+   * agent must exist (404 after a host restart or a delete: register again) and the
+   * token must be its latest (401 once revoked by a newer registration).
+   */
+  private agentCurrent(res: ServerResponse, id: string, token: string | null): boolean {
+    if (!this.registry.get(id)) {
+      sendJson(res, 404, { error: `unknown agent ${id}` });
       return false;
     }
-    return true;
-  }
-
-  /** Agent endpoints: the agent's own access token. */
-  private agentAuth(req: IncomingMessage, res: ServerResponse, url: URL, id: string): boolean {
-    const t = bearer(req, url);
-    const current = this.currentToken.get(id);
-    if (t === null || !this.tokens.verify(t, id) || !tokenMatches(t, current)) {
-      this.unauthorized(res);
+    if (!tokenMatches(token, this.currentToken.get(id))) {
+      unauthorized(res);
       return false;
     }
     return true;
@@ -197,18 +191,29 @@ export class AgentService {
 
   // ---- handlers ---------------------------------------------------------------
 
-  private async register(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    const token = bearer(req, url);
-    // Authenticate before reading the body; the id it is checked against is in the body,
-    // so a shared token is checked here and a per-node token after parsing.
-    if (token === null) return this.unauthorized(res);
+  private async register(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // The route made sure a token is present; the id it is checked against is in the body.
+    const token = bearer(req)!;
     const b = await this.body(req, res, registerSchema);
     if (!b.ok) return;
     const v = b.value;
-    if (!this.opts.checkNodeToken(v.id, token)) return this.unauthorized(res);
-    this.registry.register(v.id, { name: v.name, group: v.group, version: v.version, capabilities: v.capabilities, routes: v.routes ?? [] });
+    if (!this.opts.checkNodeToken(v.id, token)) return unauthorized(res);
+    const remote = req.socket.remoteAddress ?? '?';
+    const live = this.hub.get(v.id);
+    const a = this.registry.tryRegister(v.id, { name: v.name, group: v.group, version: v.version, capabilities: v.capabilities, routes: v.routes ?? [] });
+    if (a === null) {
+      this.refused.register++;
+      this.opts.log?.('warn', { agent: v.id, max_agents: this.cfg.max_agents, code: ErrorCodes.MAX_AGENTS }, 'agent registry full: registration refused');
+      return sendJson(res, 507, { error: `the agent registry is full (agents.max_agents = ${this.cfg.max_agents})`, code: ErrorCodes.MAX_AGENTS });
+    }
+    if (live && live.auth.remote !== remote) {
+      this.takeovers++;
+      this.opts.log?.('warn', { agent: v.id, stream_remote: live.auth.remote, remote }, 'agent registered again from another address while its stream was open; the stream is closed');
+    }
     const issued = this.tokens.issue(v.id);
     this.currentToken.set(v.id, sha(issued.token));
+    // The previous token is revoked, and with it the stream it opened.
+    this.hub.close(v.id, 'token_revoked');
     this.opts.log?.('info', { agent: v.id, group: v.group, version: v.version }, 'agent registered');
     sendJson(res, 200, {
       id: v.id,
@@ -220,51 +225,51 @@ export class AgentService {
     });
   }
 
-  private async heartbeat(req: IncomingMessage, res: ServerResponse, url: URL, id: string): Promise<void> {
-    if (!this.registry.get(id)) return sendJson(res, 404, { error: `unknown agent ${id}` });
-    if (!this.agentAuth(req, res, url, id)) return;
+  private async heartbeat(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+    if (!this.agentCurrent(res, id, bearer(req))) return;
     this.registry.heartbeat(id);
     sendJson(res, 200, { id, state: 'LIVE' });
   }
 
-  private async list(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    if (!this.control(req, res, url)) return;
+  private async list(_req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const status = url.searchParams.get('status');
     if (status !== null && !(AGENT_STATES as readonly string[]).includes(status)) {
       return sendJson(res, 400, { error: `status must be one of ${AGENT_STATES.join(', ')}`, path: 'status' });
     }
-    const agents = this.registry.list((status as AgentState | null) ?? undefined).map((a) => ({ ...this.registry.view(a), ...this.opts.nodeStatus?.(a.id) }));
-    sendJson(res, 200, { agents });
+    const q = parsePageQuery(url);
+    if (!q.ok) return sendJson(res, 400, { error: q.error, path: q.path });
+    const page = this.registry.page(q.limit, q.cursor, (status as AgentState | null) ?? undefined);
+    const agents = page.agents.map((a) => ({ ...this.registry.view(a), ...this.opts.nodeStatus?.(a.id) }));
+    sendJson(res, 200, { agents, next_cursor: page.next === null ? null : encodeCursor(page.next) });
   }
 
-  private async getOne(req: IncomingMessage, res: ServerResponse, url: URL, id: string): Promise<void> {
-    if (!this.control(req, res, url)) return;
+  private async getOne(_req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
     const a = this.registry.get(id);
     if (!a) return sendJson(res, 404, { error: `unknown agent ${id}` });
     sendJson(res, 200, { ...this.registry.view(a), ...this.opts.nodeStatus?.(a.id), streamOpen: this.hub.get(id) !== undefined });
   }
 
-  private async remove(req: IncomingMessage, res: ServerResponse, url: URL, id: string): Promise<void> {
-    if (!this.control(req, res, url)) return;
+  private async remove(_req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
     if (!this.registry.delete(id)) return sendJson(res, 404, { error: `unknown agent ${id}` });
     this.currentToken.delete(id);
-    this.hub.close(id);
+    this.hub.close(id, 'deleted');
     this.commands.forget(id);
     sendJson(res, 200, { id, deleted: true });
   }
 
   private async events(req: IncomingMessage, res: ServerResponse, url: URL, id: string): Promise<void> {
-    if (!this.registry.get(id)) return sendJson(res, 404, { error: `unknown agent ${id}` });
-    if (!this.agentAuth(req, res, url, id)) return;
+    const token = bearerOrQuery(req, url);
+    if (!this.agentCurrent(res, id, token)) return;
     const last = req.headers['last-event-id'];
     // Last-Event-ID is accepted but nothing is replayed: delivered commands are not re-sent.
-    this.hub.open(id, res, typeof last === 'string' ? last : null);
+    this.hub.open(id, res, typeof last === 'string' ? last : null, {
+      tokenDigest: sha(token!), expiresAt: this.agentTokenExpiry(token, id)!, remote: req.socket.remoteAddress ?? '?',
+    });
     this.registry.heartbeat(id);
     for (const c of this.commands.undelivered(id)) this.deliver(c);
   }
 
-  private async send(req: IncomingMessage, res: ServerResponse, url: URL, scope: 'agent' | 'group' | 'all', key: string | null): Promise<void> {
-    if (!this.control(req, res, url)) return;
+  private async send(req: IncomingMessage, res: ServerResponse, scope: 'agent' | 'group' | 'all', key: string | null): Promise<void> {
     let targets: Agent[];
     let target: string;
     if (scope === 'agent') {
@@ -282,39 +287,48 @@ export class AgentService {
     const b = await this.body(req, res, this.commandBody);
     if (!b.ok) return;
     const { type, payload = {} } = b.value;
+    let canonical: string;
     try {
-      canonicalJson(payload); // what the signature covers must have one canonical form
+      canonical = canonicalJson(payload); // what the signature covers must have one canonical form
     } catch (err) {
       return sendJson(res, 400, { error: 'invalid request body', path: 'payload', message: `cannot be signed: ${(err as Error).message}` });
     }
-    const results = targets.map((a) => {
-      const cmd = this.commands.create(a.id, type, payload, target);
+    // One canonical payload for every command; signing (one per command: the id is
+    // signed) runs in slices so a broadcast does not hold the event loop.
+    const results: string[] = [];
+    await inSlices(targets, (a) => {
+      if (!this.registry.get(a.id)) return; // deleted meanwhile
+      const cmd = this.commands.create(a.id, type, payload, target, canonical);
       this.deliver(cmd);
       if (type === 'deep-trace') {
         const dur = (payload as { duration_ms?: number }).duration_ms ?? Math.min(60000, this.cfg.deep_trace_max_ms);
         this.opts.traceNode?.(a.id, cmd.id, dur);
       }
-      return { agentId: a.id, commandId: cmd.id, state: this.commands.state(cmd) };
+      results.push(JSON.stringify({ agentId: a.id, commandId: cmd.id, state: this.commands.state(cmd) }));
     });
-    sendJson(res, 202, { target, type, commands: results });
+    const body = `{"target":${JSON.stringify(target)},"type":${JSON.stringify(type)},"commands":[${results.join(',')}]}`;
+    res.writeHead(202, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
   }
 
   private deliver(c: Command): void {
     const s = this.hub.get(c.agentId);
     if (!s) return; // stays PENDING; sent when the agent's stream opens, unless it expires first
-    s.send(c.id, c.type, this.commands.eventData(c));
-    this.commands.markDelivered(c);
+    if (s.send(c.id, c.type, this.commands.eventData(c))) this.commands.markDelivered(c);
   }
 
-  private async listCommands(req: IncomingMessage, res: ServerResponse, url: URL, id: string): Promise<void> {
-    if (!this.control(req, res, url)) return;
+  private async listCommands(_req: IncomingMessage, res: ServerResponse, url: URL, id: string): Promise<void> {
     if (!this.registry.get(id)) return sendJson(res, 404, { error: `unknown agent ${id}` });
-    sendJson(res, 200, { commands: this.commands.list(id).map((c) => this.commands.view(c)) });
+    const q = parsePageQuery(url);
+    if (!q.ok) return sendJson(res, 400, { error: q.error, path: q.path });
+    const after = q.cursor === null ? 0 : Number(q.cursor);
+    if (!Number.isSafeInteger(after) || after < 0) return sendJson(res, 400, { error: 'cursor is not one this server gave out', path: 'cursor' });
+    const page = this.commands.page(id, q.limit, after);
+    sendJson(res, 200, { commands: page.commands.map((c) => this.commands.view(c)), next_cursor: page.next === null ? null : encodeCursor(String(page.next)) });
   }
 
-  private async ack(req: IncomingMessage, res: ServerResponse, url: URL, id: string, commandId: string): Promise<void> {
-    if (!this.registry.get(id)) return sendJson(res, 404, { error: `unknown agent ${id}` });
-    if (!this.agentAuth(req, res, url, id)) return;
+  private async ack(req: IncomingMessage, res: ServerResponse, id: string, commandId: string): Promise<void> {
+    if (!this.agentCurrent(res, id, bearer(req))) return;
     const b = await this.body(req, res, ackSchema);
     if (!b.ok) return;
     const outcome = this.commands.ack(id, commandId, b.value?.result);

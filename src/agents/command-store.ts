@@ -13,6 +13,8 @@ export type CommandResult = (typeof COMMAND_RESULTS)[number];
 
 export interface Command {
   id: string;
+  /** Creation order across the store (list cursors). */
+  seq: number;
   agentId: string;
   type: CommandType;
   payload: unknown;
@@ -23,7 +25,7 @@ export interface Command {
   acknowledgedAt: number | null;
   result: unknown;
   signature: string;
-  /** EXPIRED already counted. */
+  /** EXPIRED already counted, or the command is no longer kept (never counted then). */
   expiredCounted: boolean;
 }
 
@@ -45,11 +47,18 @@ export type AckOutcome = 'acknowledged' | 'unknown' | 'expired' | 'already';
 
 export class CommandStore {
   private readonly byAgent = new Map<string, Command[]>();
+  private seq = 0;
+  /**
+   * Commands in creation order, which is expiry order (one TTL for all): sweep() looks
+   * only at the head, so it costs the commands that expired, not every command kept.
+   */
+  private expiryQueue: Command[] = [];
+  private expiryHead = 0;
 
   constructor(
     private readonly ttlMs: number,
     private readonly maxKept: number,
-    private readonly sign: (c: { id: string; type: string; target: string; createdAt: number; payload: unknown }) => string,
+    private readonly sign: (c: { id: string; type: string; target: string; createdAt: number; payload: unknown; canonicalPayload?: string }) => string,
     readonly now: () => number = Date.now,
     private readonly count: (type: CommandType, result: CommandResult) => void = () => undefined,
   ) {}
@@ -60,17 +69,20 @@ export class CommandStore {
     return c.deliveredAt !== null ? 'DELIVERED' : 'PENDING';
   }
 
-  create(agentId: string, type: CommandType, payload: unknown, target: string): Command {
+  /** `canonicalPayload`: canonicalJson(payload) when the caller has it already (a broadcast signs many commands). */
+  create(agentId: string, type: CommandType, payload: unknown, target: string, canonicalPayload?: string): Command {
     const createdAt = this.now();
     const id = randomUUID();
     const c: Command = {
-      id, agentId, type, payload, target, createdAt, deliveredAt: null, acknowledgedAt: null, result: undefined,
-      signature: this.sign({ id, type, target, createdAt, payload }), expiredCounted: false,
+      id, seq: ++this.seq, agentId, type, payload, target, createdAt, deliveredAt: null, acknowledgedAt: null, result: undefined,
+      signature: this.sign({ id, type, target, createdAt, payload, ...(canonicalPayload !== undefined ? { canonicalPayload } : {}) }),
+      expiredCounted: false,
     };
+    this.expiryQueue.push(c);
     let list = this.byAgent.get(agentId);
     if (!list) this.byAgent.set(agentId, (list = []));
     list.push(c);
-    if (list.length > this.maxKept) list.splice(0, list.length - this.maxKept);
+    if (list.length > this.maxKept) for (const old of list.splice(0, list.length - this.maxKept)) untrack(old);
     this.count(type, 'created');
     return c;
   }
@@ -114,7 +126,17 @@ export class CommandStore {
     return [...(this.byAgent.get(agentId) ?? [])];
   }
 
+  /** Up to `limit` of the agent's commands created after the one with seq `after` (0: from the oldest kept). */
+  page(agentId: string, limit: number, after: number): { commands: Command[]; next: number | null } {
+    const list = this.byAgent.get(agentId) ?? [];
+    let i = 0;
+    while (i < list.length && list[i]!.seq <= after) i++;
+    const commands = list.slice(i, i + limit);
+    return { commands, next: i + limit < list.length ? commands[commands.length - 1]!.seq : null };
+  }
+
   forget(agentId: string): void {
+    for (const c of this.byAgent.get(agentId) ?? []) untrack(c);
     this.byAgent.delete(agentId);
   }
 
@@ -131,8 +153,15 @@ export class CommandStore {
 
   /** Counts commands that expired since the last sweep. */
   sweep(): void {
-    for (const list of this.byAgent.values()) {
-      for (const c of list) if (this.state(c) === 'EXPIRED') this.countExpired(c);
+    const q = this.expiryQueue;
+    const now = this.now();
+    while (this.expiryHead < q.length && now >= q[this.expiryHead]!.createdAt + this.ttlMs) {
+      const c = q[this.expiryHead++]!;
+      if (c.acknowledgedAt === null) this.countExpired(c);
+    }
+    if (this.expiryHead > 1024 && this.expiryHead * 2 > q.length) {
+      this.expiryQueue = q.slice(this.expiryHead);
+      this.expiryHead = 0;
     }
   }
 
@@ -141,4 +170,9 @@ export class CommandStore {
     c.expiredCounted = true;
     this.count(c.type, 'expired');
   }
+}
+
+/** A command no longer kept is not counted as expired later. */
+function untrack(c: Command): void {
+  c.expiredCounted = true;
 }

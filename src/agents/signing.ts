@@ -8,7 +8,11 @@ import {
 import { closeSync, fchmodSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
-export interface SignedCommandFields { id: string; type: string; target: string; createdAt: number; payload: unknown }
+export interface SignedCommandFields {
+  id: string; type: string; target: string; createdAt: number; payload: unknown;
+  /** canonicalJson(payload), when the caller already has it (one broadcast, many commands). */
+  canonicalPayload?: string;
+}
 
 /**
  * Canonical JSON: object keys sorted by UTF-16 code unit order recursively, no whitespace, arrays in order;
@@ -82,7 +86,13 @@ function write(v: unknown, key: string, out: string[], stack: object[]): void {
 
 /** The exact bytes that are signed: UTF-8 of canonicalJson({created_at: createdAt, id, payload, target, type}). */
 export function signingInput(f: SignedCommandFields): Buffer {
-  return Buffer.from(canonicalJson({ created_at: f.createdAt, id: f.id, payload: f.payload, target: f.target, type: f.type }), 'utf8');
+  if (f.canonicalPayload === undefined) {
+    return Buffer.from(canonicalJson({ created_at: f.createdAt, id: f.id, payload: f.payload, target: f.target, type: f.type }), 'utf8');
+  }
+  // The same bytes with the payload's canonical form spliced in (keys in sorted order).
+  const head = canonicalJson({ created_at: f.createdAt, id: f.id });
+  const tail = canonicalJson({ target: f.target, type: f.type });
+  return Buffer.from(`${head.slice(0, -1)},"payload":${f.canonicalPayload},${tail.slice(1)}`, 'utf8');
 }
 
 /** DER prefix of an SPKI Ed25519 public key; the raw 32-byte key follows it. */

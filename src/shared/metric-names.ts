@@ -34,4 +34,10 @@ export const M = {
   supervisorPasses: `${PREFIX}supervisor_passes_total`,
   supervisorErrors: `${PREFIX}supervisor_errors_total`,
   configReloads: `${PREFIX}config_reloads_total`,
+  httpConnectionsOpen: `${PREFIX}http_connections_open`,
+  httpConnectionsRejected: `${PREFIX}http_connections_rejected_total`,
+  agentsRefused: `${PREFIX}agents_refused_total`,
+  agentTakeovers: `${PREFIX}agent_takeovers_total`,
+  sseStreamsClosed: `${PREFIX}sse_streams_closed_total`,
+  unhandledErrors: `${PREFIX}unhandled_errors_total`,
 } as const;

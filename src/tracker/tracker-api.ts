@@ -3,13 +3,11 @@
 // removes an auto-provisioned instance and frees its port, needs http.api_token.
 import type { HttpServer } from '../http-server.js';
 import { sendJson } from '../http-server.js';
-import { controlCheck } from '../http-auth.js';
+import { controlToken } from '../http-auth.js';
 import type { TrackerSupervisor } from './supervisor.js';
 
-const ONE = /^\/api\/v1\/trackers\/([^/]+)$/;
-
 export function mountTrackerApi(http: HttpServer, sup: TrackerSupervisor, apiToken: string): void {
-  const control = controlCheck(apiToken);
+  const control = controlToken(apiToken);
   http.addRoute('GET', '/api/v1/trackers', (_req, res) => {
     const list = [...sup.instances.values()].map((i) => i.view()).sort((a, b) => a.node_id.localeCompare(b.node_id));
     sendJson(res, 200, {
@@ -19,38 +17,26 @@ export function mountTrackerApi(http: HttpServer, sup: TrackerSupervisor, apiTok
       supervisor: { passes: sup.passes, pass_errors: sup.passErrors, probe_errors: sup.probeErrors, last_pass_error: sup.lastPassError },
     });
   });
-  http.addRoute('*', ONE, (req, res, url) => {
-    let id: string;
-    try {
-      id = decodeURIComponent(ONE.exec(url.pathname)![1]!);
-    } catch {
-      sendJson(res, 400, { error: 'malformed node id in the path' });
-      return;
-    }
-    if (req.method === 'GET' || req.method === 'HEAD') {
-      const inst = sup.get(id);
-      if (!inst) sendJson(res, 404, { error: `no tracker for node ${id}` });
-      else sendJson(res, 200, inst.view());
-      return;
-    }
-    if (req.method === 'DELETE') {
-      if (!control(req, res, url)) return;
-      switch (sup.remove(id)) {
-        case 'removed':
-          sendJson(res, 200, { removed: id });
-          return;
-        case 'not_found':
-          sendJson(res, 404, { error: `no tracker for node ${id}` });
-          return;
-        case 'configured':
-          sendJson(res, 409, { error: `the tracker for node ${id} is configured in the config file; remove it there` });
-          return;
-        case 'connected':
-          sendJson(res, 409, { error: `node ${id} is connected; remove its tracker after it disconnects` });
-          return;
-      }
-    }
-    res.setHeader('allow', 'GET, DELETE');
-    sendJson(res, 405, { error: 'method not allowed' });
+  http.addRoute('GET', '/api/v1/trackers/{node_id}', (_req, res, _url, p) => {
+    const inst = sup.get(p.node_id!);
+    if (!inst) sendJson(res, 404, { error: `no tracker for node ${p.node_id}` });
+    else sendJson(res, 200, inst.view());
   });
+  http.addRoute('DELETE', '/api/v1/trackers/{node_id}', (_req, res, _url, p) => {
+    const id = p.node_id!;
+    switch (sup.remove(id)) {
+      case 'removed':
+        sendJson(res, 200, { removed: id });
+        return;
+      case 'not_found':
+        sendJson(res, 404, { error: `no tracker for node ${id}` });
+        return;
+      case 'configured':
+        sendJson(res, 409, { error: `the tracker for node ${id} is configured in the config file; remove it there` });
+        return;
+      case 'connected':
+        sendJson(res, 409, { error: `node ${id} is connected; remove its tracker after it disconnects` });
+        return;
+    }
+  }, { auth: 'control', authorize: (req) => control(req) });
 }

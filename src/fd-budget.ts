@@ -1,0 +1,42 @@
+// The descriptor budget: node connections, HTTP connections and the trackers' pipes
+// must fit under RLIMIT_NOFILE, or a flood on one port takes the other's descriptors.
+// Node raises the soft limit to the hard limit by itself at start-up and has no API to
+// go further (that needs privileges: systemd's LimitNOFILE=), so the engine reads the
+// limit and warns with the numbers when it is too low.
+import { readFileSync } from 'node:fs';
+
+/** Descriptors beyond the connection caps: listeners, log files, shards, signing key, ... */
+export const FD_MARGIN = 128;
+/** Per tracker: stdin, stdout, stderr pipes and its input socket. */
+export const FDS_PER_TRACKER = 4;
+
+export interface FdBudget {
+  needed: number;
+  soft: number | null;
+  hard: number | null;
+  ok: boolean;
+}
+
+/** The "Max open files" soft and hard limits from /proc/self/limits text (null: unlimited or not found). */
+export function parseNofile(limitsText: string): { soft: number | null; hard: number | null } | null {
+  const line = limitsText.split('\n').find((l) => l.startsWith('Max open files'));
+  if (!line) return null;
+  const [soft, hard] = line.slice('Max open files'.length).trim().split(/\s+/);
+  const num = (v: string | undefined): number | null => (v === undefined || v === 'unlimited' ? null : Number(v));
+  return { soft: num(soft), hard: num(hard) };
+}
+
+export function fdBudget(needed: number, limits: { soft: number | null; hard: number | null } | null): FdBudget {
+  const soft = limits?.soft ?? null;
+  const hard = limits?.hard ?? null;
+  return { needed, soft, hard, ok: soft === null || soft >= needed };
+}
+
+/** This process's limits (Linux); null where /proc is not available. */
+export function readNofile(): { soft: number | null; hard: number | null } | null {
+  try {
+    return parseNofile(readFileSync('/proc/self/limits', 'utf8'));
+  } catch {
+    return null;
+  }
+}
