@@ -156,7 +156,7 @@ export class HttpServer {
       status = 431;
     }
     if (reason !== null) this.gate.count(reason);
-    if (socket.writable && !(socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+    if (socket.writable && socket.bytesWritten === 0) {
       const body = JSON.stringify({ error: status === 408 ? 'request timeout' : status === 431 ? 'request headers too large' : 'bad request' });
       socket.end(`HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n`
         + `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);

@@ -11,15 +11,28 @@ const BASE = 'http://localhost';
  */
 export function parseTarget(target: string): URL | null {
   try {
-    if (target.startsWith('/')) return new URL(BASE + target);
+    if (target.startsWith('/')) {
+      const q = target.indexOf('?');
+      return validPath(q < 0 ? target : target.slice(0, q)) ? new URL(BASE + target) : null;
+    }
     if (/^https?:\/\//i.test(target)) {
       const u = new URL(target);
-      return new URL(BASE + u.pathname + u.search);
+      return validPath(u.pathname) ? new URL(BASE + u.pathname + u.search) : null;
     }
     return null;
   } catch {
     return null;
   }
+}
+
+/**
+ * RFC 3986 path-absolute: "/" and segments of unreserved, sub-delims, ":", "@" and
+ * percent escapes; no empty first segment ("//x" would name a host).
+ */
+const PATH_ABSOLUTE = /^\/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})+(?:\/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*)*$|^\/$/;
+
+function validPath(p: string): boolean {
+  return p.length <= 8192 && PATH_ABSOLUTE.test(p);
 }
 
 /** Literal segments count most: "/agents/register" owns "register" before "/agents/{id}" does. */

@@ -1,0 +1,442 @@
+// The HTTP listener and the agent API under hostile clients, over real sockets: targets
+// that do not parse, header-trickling floods, a full agent registry, broadcasts to
+// thousands of agents, streams that outlive their token, deeply nested bodies and
+// probing for which agents exist. The standing suite at the end attacks every route of
+// the route table (HttpServer.routes()), so a new endpoint is covered by construction.
+import { test, describe, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+import { request, type IncomingMessage } from 'node:http';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import type { Engine } from '../src/engine.js';
+import type { RouteInfo } from '../src/http-server.js';
+import { startEngine, Client, until, scrape, lineFrame, FAKE_TRACKER, TOKEN } from './helpers.js';
+
+const API = 'control-secret';
+const BASE = '/api/v1/agents';
+const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'radar-hostile-http-'));
+
+const engines: Engine[] = [];
+const children: ChildProcess[] = [];
+after(async () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await Promise.all(engines.map((e) => e.stop()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function engine(over: Record<string, unknown> = {}, opts: Parameters<typeof startEngine>[1] = {}): Promise<Engine> {
+  const e = await startEngine({ http: { api_token: API, ...(over.http as object ?? {}) }, ...Object.fromEntries(Object.entries(over).filter(([k]) => k !== 'http')) }, opts);
+  engines.push(e);
+  return e;
+}
+
+// ---- a raw HTTP client: any request line, any source address ------------------------
+
+interface Raw {
+  /** 0: the connection closed without an answer. */
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  ms: number;
+}
+
+interface RawOpts {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: Buffer | string;
+  localAddress?: string;
+  timeoutMs?: number;
+}
+
+function raw(port: number, target: string, o: RawOpts = {}): Promise<Raw> {
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const s: Socket = connect({ host: '127.0.0.1', port, ...(o.localAddress ? { localAddress: o.localAddress } : {}) });
+    const got: Buffer[] = [];
+    let done = false;
+    const finish = (r: Raw | Error): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      s.destroy();
+      if (r instanceof Error) reject(r);
+      else resolve(r);
+    };
+    const timer = setTimeout(() => finish(new Error(`no answer to ${o.method ?? 'GET'} ${target} in time`)), o.timeoutMs ?? 10000);
+    const parse = (closed: boolean): void => {
+      const b = Buffer.concat(got);
+      const he = b.indexOf('\r\n\r\n');
+      if (he < 0) {
+        if (closed) finish({ status: 0, headers: {}, body: b.toString('latin1'), ms: performance.now() - t0 });
+        return;
+      }
+      const lines = b.subarray(0, he).toString('latin1').split('\r\n');
+      const hs: Record<string, string> = {};
+      for (const l of lines.slice(1)) {
+        const i = l.indexOf(':');
+        hs[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+      }
+      const status = Number(lines[0]!.split(' ')[1]);
+      if ((hs['content-type'] ?? '').startsWith('text/event-stream')) {
+        finish({ status, headers: hs, body: '', ms: performance.now() - t0 });
+        return;
+      }
+      const rest = b.subarray(he + 4);
+      if (/chunked/i.test(hs['transfer-encoding'] ?? '')) {
+        const body = dechunk(rest);
+        if (body === null && !closed) return;
+        finish({ status, headers: hs, body: (body ?? rest).toString('utf8'), ms: performance.now() - t0 });
+        return;
+      }
+      const n = Number(hs['content-length'] ?? 0);
+      if (rest.length < n && !closed) return;
+      finish({ status, headers: hs, body: rest.subarray(0, n).toString('utf8'), ms: performance.now() - t0 });
+    };
+    s.on('data', (d: Buffer) => {
+      got.push(d);
+      parse(false);
+    });
+    s.on('error', () => undefined);
+    s.on('close', () => parse(true));
+    s.on('connect', () => {
+      const body = o.body === undefined ? Buffer.alloc(0) : Buffer.from(o.body);
+      const h: Record<string, string> = { host: 'localhost', connection: 'close', ...(body.length > 0 ? { 'content-length': String(body.length) } : {}), ...o.headers };
+      s.write(`${o.method ?? 'GET'} ${target} HTTP/1.1\r\n${Object.entries(h).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`);
+      if (body.length > 0) s.write(body);
+    });
+  });
+}
+
+/** A complete chunked body, or null while the last chunk has not arrived. */
+function dechunk(b: Buffer): Buffer | null {
+  const parts: Buffer[] = [];
+  let p = 0;
+  for (;;) {
+    const eol = b.indexOf('\r\n', p);
+    if (eol < 0) return null;
+    const n = parseInt(b.subarray(p, eol).toString('latin1'), 16);
+    if (!Number.isFinite(n)) return null;
+    if (n === 0) return Buffer.concat(parts);
+    if (b.length < eol + 2 + n + 2) return null;
+    parts.push(b.subarray(eol + 2, eol + 2 + n));
+    p = eol + 2 + n + 2;
+  }
+}
+
+function json(r: Raw): Record<string, any> {
+  assert.match(r.headers['content-type'] ?? '', /^application\/json/, `a JSON answer (got ${r.status} ${r.body.slice(0, 200)})`);
+  return JSON.parse(r.body) as Record<string, any>;
+}
+
+const bearer = (t: string): Record<string, string> => ({ authorization: `Bearer ${t}` });
+const jsonBody = (t: string | null, v: unknown): RawOpts => ({
+  method: 'POST', body: JSON.stringify(v), headers: { 'content-type': 'application/json', ...(t === null ? {} : bearer(t)) },
+});
+
+async function register(port: number, id: string, o: { token?: string; group?: string; localAddress?: string } = {}): Promise<{ accessToken: string; status: number; body: Record<string, any> }> {
+  const r = await raw(port, `${BASE}/register`, {
+    ...jsonBody(o.token ?? TOKEN, { id, name: id, group: o.group ?? 'g1', version: '1', capabilities: [] }),
+    ...(o.localAddress ? { localAddress: o.localAddress } : {}),
+  });
+  const b = json(r);
+  return { accessToken: b.accessToken as string, status: r.status, body: b };
+}
+
+async function metric(e: Engine, name: string): Promise<number> {
+  const v = (await scrape(e)).get(name);
+  assert.notEqual(v, undefined, `metric ${name} exists`);
+  return v!;
+}
+
+/** An SSE stream over node:http (it ends when the server ends the response). */
+class Stream {
+  text = '';
+  status = 0;
+  ended = false;
+  readonly endedP: Promise<void>;
+  private res: IncomingMessage | null = null;
+  private constructor(holder: { fn: () => void }) {
+    this.endedP = new Promise((r) => (holder.fn = r));
+  }
+
+  static open(port: number, path: string, token: string | null, localAddress?: string): Promise<Stream> {
+    const holder = { fn: (): void => undefined };
+    const s = new Stream(holder);
+    return new Promise((resolve, reject) => {
+      const req = request({
+        host: '127.0.0.1', port, path, method: 'GET', agent: false, ...(localAddress ? { localAddress } : {}),
+        headers: { accept: 'text/event-stream', ...(token === null ? {} : bearer(token)) },
+      }, (res) => {
+        s.res = res;
+        s.status = res.statusCode ?? 0;
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (s.text += d));
+        const end = (): void => {
+          if (s.ended) return;
+          s.ended = true;
+          holder.fn();
+        };
+        res.on('end', end);
+        res.on('close', end);
+        res.on('error', end);
+        if (s.status === 200) until(() => s.text.includes('stream open'), 'initial comment').then(() => resolve(s), reject);
+        else res.on('end', () => resolve(s));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  close(): void {
+    this.res?.destroy();
+  }
+}
+
+// ---- the CLI as a subprocess ------------------------------------------------------------
+
+interface Proc { child: ChildProcess; out: () => string; exit: Promise<number | null>; http: number; tcp: number }
+
+/** The CLI on ports 0; `extraYaml`: more top-level sections; `httpYaml`: more keys of `http` (indented). */
+async function cli(name: string, extraYaml: string[] = [], env: Record<string, string> = {}, shellPrefix?: string, httpYaml: string[] = []): Promise<Proc> {
+  const p = join(dir, `${name}.yaml`);
+  writeFileSync(p, [
+    'tcp_server:', '  enabled: true', '  host: 127.0.0.1', '  port: 0', `  token: ${TOKEN}`,
+    'http:', '  host: 127.0.0.1', '  port: 0', `  api_token: ${API}`, ...httpYaml, 'shards: 1',
+    'agents:', `  key_file: ${join(dir, 'key.pem')}`,
+    `output_dir: ${join(dir, 'out')}`, 'sink: discard', 'shutdown:', '  deadline_ms: 3000', ...extraYaml,
+  ].join('\n'));
+  const args = [CLI, '--config', p];
+  const child = shellPrefix === undefined
+    ? spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn('/bin/sh', ['-c', `${shellPrefix} && exec "$0" "$@"`, process.execPath, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const exit = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const started = await until(() => out.split('\n').find((l) => l.includes('radar-ingest started')), `${name} started`, 15000);
+  const info = JSON.parse(started) as { tcp: string; http: string };
+  return { child, out: () => out, exit, http: Number(info.http.split(':').pop()), tcp: Number(info.tcp.split(':').pop()) };
+}
+
+function logLines(out: string): Record<string, any>[] {
+  return out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, any>);
+}
+
+// ---- 1. one request must not crash the host ------------------------------------------------
+
+describe('request targets that do not parse', () => {
+  test('GET //[, /\\[ and http://[ are answered 400 with a JSON error; the CLI keeps serving and logs no unhandled error', async () => {
+    const p = await cli('targets');
+    for (const target of ['//[', '/\\[', 'http://[', '//[/api/v1/agents', 'http://[::1/metrics', '*']) {
+      const r = await raw(p.http, target);
+      assert.equal(r.status, 400, `${target}: ${r.status} ${r.body}`);
+      assert.ok(typeof json(r).error === 'string', `${target}: a JSON error`);
+    }
+    // An absolute-form target is answered for its path; a scheme-relative one is a path, not a host.
+    assert.equal((await raw(p.http, 'http://example.org/healthz')).status, 200);
+    assert.equal((await raw(p.http, '//example.org/healthz')).status, 400);
+    assert.equal((await raw(p.http, '/healthz')).status, 200);
+    assert.equal(p.child.exitCode, null, 'still running');
+    assert.ok(!p.out().includes('RADAR_ERR_UNHANDLED'), 'nothing reached the process guard');
+    p.child.kill('SIGTERM');
+    assert.equal(await p.exit, 0);
+  });
+
+  test('bytes that are not HTTP get a JSON 400 from the listener, and it carries on', async () => {
+    const e = await engine();
+    const port = e.httpAddress!.port;
+    for (const line of ['GET /healthz HTTP/1.1\r\nbad header\r\n\r\n', 'G\x00T / HTTP/1.1\r\n\r\n', '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n']) {
+      const s = connect(port, '127.0.0.1');
+      const got: Buffer[] = [];
+      s.on('data', (d: Buffer) => got.push(d));
+      s.on('error', () => undefined);
+      await new Promise<void>((r) => s.on('connect', () => r()));
+      s.write(line, 'latin1');
+      await new Promise<void>((r) => s.on('close', () => r()));
+      const text = Buffer.concat(got).toString('latin1');
+      assert.match(text, /^HTTP\/1\.1 400 /, JSON.stringify(line));
+      assert.match(text, /\{"error":"bad request"\}$/, 'a JSON body');
+    }
+    assert.equal((await raw(port, '/healthz')).status, 200);
+  });
+});
+
+describe('process guard', () => {
+  test('an unhandled rejection is logged with RADAR_ERR_UNHANDLED, counted, and the CLI keeps serving', async () => {
+    const p = await cli('rejection', [], { RADAR_INGEST_TEST_HOOKS: '1', RADAR_INGEST_TEST_FAULT: 'rejection' });
+    const c = await Client.open(p.tcp);
+    const count = async (): Promise<string> => (await raw(p.http, '/metrics')).body;
+    // One signal at a time (signals of one kind do not queue).
+    p.child.kill('SIGUSR2');
+    await until(async () => /radar_ingest_unhandled_errors_total\{kind="rejection"\} 1\b/.test(await count()), 'one rejection counted');
+    p.child.kill('SIGUSR2');
+    await until(async () => /radar_ingest_unhandled_errors_total\{kind="rejection"\} 2\b/.test(await count()), 'two rejections counted');
+    const logged = logLines(p.out()).filter((l) => l.code === 'RADAR_ERR_UNHANDLED');
+    assert.equal(logged.length, 2);
+    assert.equal(logged[0]!.kind, 'rejection');
+    assert.match(String(logged[0]!.err), /test fault/);
+    // Still serving: HTTP and the node port.
+    assert.equal((await raw(p.http, '/healthz')).status, 200);
+    await c.send(lineFrame('guard-node', 1, 2));
+    await until(async () => /radar_ingest_frames_written_total 1\b/.test(await count()), 'a frame after the rejections');
+    assert.match(await count(), /radar_ingest_unhandled_errors_total\{kind="exception"\} 0\b/);
+    c.destroy();
+    p.child.kill('SIGTERM');
+    assert.equal(await p.exit, 0);
+  });
+
+  test('an uncaught exception is logged with RADAR_ERR_UNHANDLED, the engine drains, and the CLI exits 1', async () => {
+    const p = await cli('exception', [], { RADAR_INGEST_TEST_HOOKS: '1', RADAR_INGEST_TEST_FAULT: 'exception' });
+    const c = await Client.open(p.tcp);
+    await c.send(lineFrame('guard-node', 1, 2));
+    await until(async () => /radar_ingest_frames_written_total 1\b/.test((await raw(p.http, '/metrics')).body), 'a frame in');
+    p.child.kill('SIGUSR2');
+    assert.equal(await p.exit, 1, 'non-zero exit');
+    const lines = logLines(p.out());
+    const fatal = lines.find((l) => l.code === 'RADAR_ERR_UNHANDLED');
+    assert.ok(fatal, 'logged with the code');
+    assert.equal(fatal.kind, 'exception');
+    assert.ok(lines.some((l) => l.msg === 'radar-ingest stopped'), 'drained through engine.stop() first');
+    await until(() => c.closed, 'the node connection was closed by the drain');
+  });
+
+  test('without the test flag the fault variable does nothing: SIGUSR2 is not handled by the engine', async () => {
+    const p = await cli('no-hooks', [], { RADAR_INGEST_TEST_FAULT: 'exception' });
+    p.child.kill('SIGUSR2');
+    // Node's default for SIGUSR2 without a handler ends the process by the signal: no guard line.
+    assert.equal(await p.exit, null);
+    assert.ok(!p.out().includes('RADAR_ERR_UNHANDLED'));
+  });
+});
+
+// ---- 8. slow-loris on HTTP -----------------------------------------------------------------------
+
+/** A socket that sends an unfinished request and then one header line every 100 ms. */
+function trickler(port: number, localAddress: string): { s: Socket; answer: Promise<string>; closed: Promise<void> } {
+  const s = connect({ host: '127.0.0.1', port, localAddress });
+  let got = '';
+  s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+  s.on('error', () => undefined);
+  const closed = new Promise<void>((r) => s.on('close', () => r()));
+  let timer: NodeJS.Timeout | null = null;
+  s.on('connect', () => {
+    s.write('GET /healthz HTTP/1.1\r\nhost: x\r\n');
+    let i = 0;
+    timer = setInterval(() => {
+      if (!s.destroyed) s.write(`x-${i++}: y\r\n`);
+    }, 100);
+  });
+  s.on('close', () => {
+    if (timer) clearInterval(timer);
+  });
+  return { s, answer: closed.then(() => got), closed };
+}
+
+describe('HTTP slow-loris', () => {
+  test('header-trickling sockets beyond the per-source cap and beyond http.max_connections get 503 at accept, are closed at the headers timeout, counted; /healthz and the node port keep working', async () => {
+    const e = await engine({ http: { max_connections: 24, max_connections_per_source: 8, headers_timeout_ms: 2500, request_timeout_ms: 5000 } });
+    const port = e.httpAddress!.port;
+    const rej = (r: string): string => `radar_ingest_http_connections_rejected_total{reason="${r}"}`;
+    // One source opens 12: 8 are held, 4 refused at once.
+    const a = Array.from({ length: 12 }, () => trickler(port, '127.0.0.2'));
+    // (No scrape until the end: a scrape's connection would take a slot of the 24.)
+    await until(() => e.http.rejected().max_connections_per_source === 4, '4 refused per source');
+    await until(() => a.filter((t) => t.s.destroyed).length === 4, 'the 4 refused sockets closed');
+    for (const t of a.filter((x) => x.s.destroyed)) {
+      const text = await t.answer;
+      assert.match(text, /^HTTP\/1\.1 503 /);
+      assert.match(text, /"reason":"max_connections_per_source"/);
+    }
+    // Another source is not affected by the first one's cap.
+    const h1 = await raw(port, '/healthz');
+    assert.equal(h1.status, 200);
+    assert.ok(h1.ms < 500, `/healthz took ${h1.ms} ms`);
+    await until(() => e.http.gate.open === 8, 'only the 8 tricklers open');
+    // Two more sources fill the listener (8 + 8 + 8 = 24); a fourth is refused at the total cap.
+    const b = [...Array.from({ length: 8 }, () => trickler(port, '127.0.0.3')), ...Array.from({ length: 8 }, () => trickler(port, '127.0.0.4'))];
+    await until(() => e.http.gate.open === 24, '24 open');
+    // (No scrape while full: it would be refused too.)
+    const c = Array.from({ length: 6 }, () => trickler(port, '127.0.0.5'));
+    await until(() => c.every((t) => t.s.destroyed), 'the 6 closed');
+    for (const t of c) assert.match(await t.answer, /^HTTP\/1\.1 503 [\s\S]*"reason":"max_connections"/);
+    // While full, /healthz is refused at once (a fast 503, never a hang).
+    const full = await raw(port, '/healthz');
+    assert.equal(full.status, 503);
+    assert.equal(json(full).reason, 'max_connections');
+    assert.ok(full.ms < 500, `refusal took ${full.ms} ms`);
+    // The node port keeps its own budget: a node connects and delivers meanwhile.
+    const node = await Client.open(e.tcpAddress!.port);
+    await node.send(lineFrame('loris-node', 1, 2));
+    await until(() => e.totals().written === 1, 'a frame written while HTTP is full');
+    node.destroy();
+    // The headers timeout closes every trickler with a 408; the listener is free again.
+    const held = [...a.filter((t) => !t.s.destroyed), ...b];
+    assert.equal(held.length, 24);
+    await until(() => held.every((t) => t.s.destroyed), 'tricklers closed at the headers timeout', 6000);
+    for (const t of held) assert.match(await t.answer, /^HTTP\/1\.1 408 /);
+    const h2 = await raw(port, '/healthz');
+    assert.equal(h2.status, 200);
+    const m = await scrape(e);
+    assert.equal(m.get(rej('max_connections_per_source')), 4);
+    assert.equal(m.get(rej('max_connections')), 7, '6 tricklers and one /healthz');
+    assert.equal(m.get(rej('headers_timeout')), 24);
+    assert.equal(m.get(rej('request_timeout')), 0);
+  });
+
+  test('a body trickled slower than http.request_timeout_ms is closed with 408, counted request_timeout', async () => {
+    const e = await engine({ http: { headers_timeout_ms: 500, request_timeout_ms: 800 } });
+    const port = e.httpAddress!.port;
+    const s = connect(port, '127.0.0.1');
+    let got = '';
+    s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    s.on('error', () => undefined);
+    await new Promise<void>((r) => s.on('connect', () => r()));
+    s.write(`POST ${BASE}/register HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nauthorization: Bearer ${TOKEN}\r\ncontent-length: 1000\r\n\r\n{`);
+    const timer = setInterval(() => s.write(' '), 100);
+    const t0 = Date.now();
+    await new Promise<void>((r) => s.on('close', () => r()));
+    clearInterval(timer);
+    assert.ok(Date.now() - t0 < 3000, `closed after ${Date.now() - t0} ms`);
+    assert.match(got, /^HTTP\/1\.1 408 /);
+    assert.equal(await metric(e, 'radar_ingest_http_connections_rejected_total{reason="request_timeout"}'), 1);
+  });
+
+  test('an SSE stream outlives http.request_timeout_ms and still receives commands', async () => {
+    const e = await engine({ http: { headers_timeout_ms: 300, request_timeout_ms: 300 } });
+    const port = e.httpAddress!.port;
+    const a = await register(port, 'sse-long');
+    const s = await Stream.open(port, `${BASE}/sse-long/events`, a.accessToken);
+    assert.equal(s.status, 200);
+    // Three request timeouts (and several checks of the listener) pass.
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.equal(s.ended, false, 'the stream is still open');
+    const r = await raw(port, `${BASE}/sse-long/commands`, jsonBody(API, { type: 'replay' }));
+    assert.equal(r.status, 202);
+    await until(() => s.text.includes('event: replay'), 'the command arrives');
+    s.close();
+  });
+
+  test('start-up warns with the numbers when RLIMIT_NOFILE cannot hold both ports\' connection limits', async () => {
+    const p = await cli('nofile', [], {}, 'ulimit -n 512');
+    const warn = logLines(p.out()).find((l) => /RLIMIT_NOFILE/.test(String(l.msg)));
+    assert.ok(warn, 'a warning');
+    assert.equal(warn.soft, 512);
+    assert.equal(warn.needed, 10000 + 1024 + 128);
+    assert.equal(warn.node_max_connections, 10000);
+    assert.equal(warn.http_max_connections, 1024);
+    p.child.kill('SIGTERM');
+    assert.equal(await p.exit, 0);
+    // 100 + 200 + 128 fit under 512: no warning.
+    const ok = await cli('nofile-ok', ['limits:', '  max_connections: 100'], {}, 'ulimit -n 512', ['  max_connections: 200']);
+    assert.ok(!ok.out().includes('RLIMIT_NOFILE'), 'no warning');
+    ok.child.kill('SIGTERM');
+    await ok.exit;
+  });
+});
