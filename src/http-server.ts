@@ -147,6 +147,10 @@ export class HttpServer {
 
   /** Bytes that are not HTTP, headers too large, or too slow: a JSON error when the socket can take one. */
   private clientError(err: Error & { code?: string }, socket: Socket): void {
+    if (err.code === 'ECONNRESET') {
+      socket.destroy(); // the peer is gone: nothing to answer
+      return;
+    }
     let status = 400;
     let reason: HttpRejectReason | null = null;
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {

@@ -593,6 +593,36 @@ describe('streams and tokens', () => {
   });
 });
 
+describe('a stream whose peer does not read', () => {
+  test('is closed once its unsent bytes pass the bound (output_overflow); the command that did not fit stays PENDING and arrives on the next stream', async () => {
+    const e = await engine({ http: { max_body_bytes: 65536 } });
+    const port = e.httpAddress!.port;
+    const a = await register(port, 'slow-a');
+    // A stream that is opened and never read.
+    const s = connect(port, '127.0.0.1');
+    await new Promise<void>((r) => s.on('connect', () => r()));
+    s.on('error', () => undefined);
+    s.pause();
+    s.write(`GET ${BASE}/slow-a/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${a.accessToken}\r\n\r\n`);
+    await until(async () => json(await raw(port, `${BASE}/slow-a`, { headers: bearer(API) })).streamOpen === true, 'stream open');
+    const payload = { blob: 'x'.repeat(60000) };
+    let sent = 0;
+    // Loopback buffers absorb a few MB; the bound is 1 MiB beyond them.
+    while (sent < 400 && (await metric(e, 'radar_ingest_sse_streams_closed_total{reason="output_overflow"}')) === 0) {
+      assert.equal((await raw(port, `${BASE}/slow-a/commands`, jsonBody(API, { type: 'config-update', payload }))).status, 202);
+      sent++;
+    }
+    assert.ok(sent < 400, 'the stream was closed before 400 commands of 60 KB');
+    const list = json(await raw(port, `${BASE}/slow-a/commands?limit=1000`, { headers: bearer(API) })).commands as { id: string; state: string }[];
+    const pending = list.filter((c) => c.state === 'PENDING');
+    assert.ok(pending.length >= 1, 'the command that did not fit is PENDING');
+    s.destroy();
+    const s2 = await Stream.open(port, `${BASE}/slow-a/events`, a.accessToken);
+    await until(() => pending.every((c) => s2.text.includes(`id: ${c.id}`)), 'the pending commands arrive on the next stream');
+    s2.close();
+  });
+});
+
 // ---- 15. nesting ------------------------------------------------------------------------------------
 
 describe('deeply nested bodies', () => {
