@@ -3,7 +3,7 @@
 // limits.reconnect_ban_ms, counted, and shown in its agent (and tracker) state.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, engineFixtures, lineFrame, until, assertAccounting, httpGet } from './helpers.js';
+import { Client, engineFixtures, lineFrame, until, assertAccounting } from './helpers.js';
 import { encodeHello } from '../src/shared/binary-protocol.js';
 
 describe('flapping guard', () => {
@@ -31,7 +31,7 @@ describe('flapping guard', () => {
     assert.equal(m.get('radar_ingest_frames_dropped_total{reason="node_refused"}'), 1);
     assert.equal(sink.of('flappy').length, 3);
     // Shown in the agent's state.
-    const a = JSON.parse((await httpGet(engine.httpAddress!.port, '/api/v1/agents/flappy?access_token=ctl')).body);
+    const a = (await (await fetch(`http://127.0.0.1:${engine.httpAddress!.port}/api/v1/agents/flappy`, { headers: { authorization: 'Bearer ctl' } })).json()) as any;
     assert.equal(typeof a.bannedUntil, 'string');
     assert.ok(Date.parse(a.bannedUntil) > Date.now() - 100);
     // While banned, every attempt is refused (and counted); another node is unaffected.
@@ -50,7 +50,7 @@ describe('flapping guard', () => {
     await until(() => sink.of('flappy').length === 4, 'accepted after the ban');
     assert.deepEqual(sink.of('flappy').map((f) => f.timestamp), [1, 2, 3, 6]);
     assert.equal(back.closed, false);
-    const a2 = JSON.parse((await httpGet(engine.httpAddress!.port, '/api/v1/agents/flappy?access_token=ctl')).body);
+    const a2 = (await (await fetch(`http://127.0.0.1:${engine.httpAddress!.port}/api/v1/agents/flappy`, { headers: { authorization: 'Bearer ctl' } })).json()) as any;
     assert.equal(a2.bannedUntil, null);
     back.destroy();
     other.destroy();

@@ -278,8 +278,10 @@ describe('process guard', () => {
     await until(async () => /radar_ingest_unhandled_errors_total\{kind="rejection"\} 1\b/.test(await count()), 'one rejection counted');
     p.child.kill('SIGUSR2');
     await until(async () => /radar_ingest_unhandled_errors_total\{kind="rejection"\} 2\b/.test(await count()), 'two rejections counted');
-    const logged = logLines(p.out()).filter((l) => l.code === 'RADAR_ERR_UNHANDLED');
-    assert.equal(logged.length, 2);
+    const logged = await until(() => {
+      const l = logLines(p.out()).filter((x) => x.code === 'RADAR_ERR_UNHANDLED');
+      return l.length === 2 && l;
+    }, 'two log lines');
     assert.equal(logged[0]!.kind, 'rejection');
     assert.match(String(logged[0]!.err), /test fault/);
     // Still serving: HTTP and the node port.
@@ -299,7 +301,10 @@ describe('process guard', () => {
     await until(async () => /radar_ingest_frames_written_total 1\b/.test((await raw(p.http, '/metrics')).body), 'a frame in');
     p.child.kill('SIGUSR2');
     assert.equal(await p.exit, 1, 'non-zero exit');
-    const lines = logLines(p.out());
+    const lines = await until(() => {
+      const l = logLines(p.out());
+      return l.some((x) => x.msg === 'radar-ingest stopped') && l;
+    }, 'the log to the end');
     const fatal = lines.find((l) => l.code === 'RADAR_ERR_UNHANDLED');
     assert.ok(fatal, 'logged with the code');
     assert.equal(fatal.kind, 'exception');

@@ -4,7 +4,7 @@ import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { engineFixtures, startEngine, CollectingSink, Client, lineFrame, heartbeat, until, scrape, assertAccounting, getJson, TOKEN } from './helpers.js';
+import { engineFixtures, startEngine, CollectingSink, Client, lineFrame, heartbeat, until, scrape, assertAccounting, TOKEN } from './helpers.js';
 import { encodeHello, encodeFrame } from '../src/shared/binary-protocol.js';
 import { closeIndex } from '../src/shared/counters.js';
 import type { Engine } from '../src/engine.js';
@@ -59,8 +59,8 @@ describe('PROXY protocol on the node port', () => {
     assert.equal(log.remote, '192.0.2.10:51234');
     // ... and in the agent registry.
     const agent = await until(async () => {
-      const r = await getJson(engine.httpAddress!.port, '/api/v1/agents/node-p1?access_token=ctl');
-      return r.status === 200 && r.json;
+      const r = await fetch(`http://127.0.0.1:${engine.httpAddress!.port}/api/v1/agents/node-p1`, { headers: { authorization: 'Bearer ctl' } });
+      return r.status === 200 && (await r.json()) as any;
     }, 'agent node-p1');
     assert.equal(agent.remote, '192.0.2.10:51234');
     // The node's own bytes are intact after the header.
