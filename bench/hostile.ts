@@ -72,7 +72,7 @@ export interface HostileOptions {
 
 export const DEFAULT_SIZES = {
   slowlorisSockets: 1100, amplifiersAuth: 3, amplifiersUnauth: 1, amplifierMaxBytes: 512 * 2 ** 20,
-  floodIds: 2000, oversizeFrames: 30, stormConcurrency: 4, stormCycles: 5000, badUrlRequests: 30,
+  floodIds: 5000, oversizeFrames: 30, stormConcurrency: 4, stormCycles: 5000, badUrlRequests: 30,
 };
 
 // ---------------------------------------------------------------------------
@@ -335,6 +335,8 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
   const problems: string[] = [];
   let metricsEnd: Map<string, number> | null = null;
   let metricsBaseline: Map<string, number> | null = null;
+  let booksStable = false;
+  let booksWaitS: number | null = null;
   let stop: { sent: boolean; exit_code: number | null; signal: string | null; stop_s: number | null } = { sent: false, exit_code: null, signal: null, stop_s: null };
   const maxS = o.baselineS + o.durationS + 180;
   try {
@@ -385,12 +387,24 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
       return null;
     });
     legit = null;
-    // The rings drain (bounded), then the books are read.
-    for (let k = 0; k < 50 && alive(); k++) {
-      metricsEnd = await scrape(httpPort);
-      if (metricsEnd && metricsSum0(metricsEnd, 'radar_ingest_frames_in_rings') && metricsSum0(metricsEnd, 'radar_ingest_frames_in_sink')) break;
-      await sleep(100);
+    // The books are read once they stop moving (rings and sink empty, the same counts
+    // twice 250 ms apart; bounded): a backlog inside the engine is still being counted.
+    const t0 = performance.now();
+    let last: EngineBooks | null = null;
+    while (alive() && performance.now() - t0 < 20000) {
+      const m = await scrape(httpPort);
+      if (m) {
+        const b = engineBooks(m);
+        metricsEnd = m;
+        if (last && b.in_rings === 0 && b.in_sink === 0 && b.received === last.received && b.dropped_total === last.dropped_total) {
+          booksStable = true;
+          break;
+        }
+        last = b;
+      }
+      await sleep(250);
     }
+    booksWaitS = round((performance.now() - t0) / 1000, 2);
     setPhase('end');
   } catch (err) {
     problems.push((err as Error).message);
@@ -494,17 +508,13 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
       stderr_tail: stderrTail.slice(-1500),
       log: { lines: logs.lines, mbytes: round(logs.bytes / 2 ** 20, 1), by_level: logs.byLevel, last_errors: logs.lastErrors },
     },
-    accounting: books ? { ...books, legit: legitBooks } : { engine: 'no /metrics at the end (engine gone)', legit: legitBooks },
+    accounting: books ? { ...books, stable: booksStable, waited_s: booksWaitS, legit: legitBooks } : { engine: 'no /metrics at the end (engine gone)', legit: legitBooks },
     metrics_at_attack_start: interesting(metricsBaseline),
     metrics_end: interesting(metricsEnd),
     attacks: (attackR as AttackResult | null)?.attacks ?? null,
     problems: [...problems, ...((attackR as AttackResult | null)?.errors ?? [])],
     duration_s: round((performance.now() - started) / 1000, 1),
   };
-}
-
-function metricsSum0(m: Map<string, number>, name: string): boolean {
-  return metricSum(m, name) === 0;
 }
 
 async function scrape(port: number): Promise<Map<string, number> | null> {
@@ -536,7 +546,7 @@ export function hostileSummary(r: Record<string, unknown>): string {
   const e = x.engine;
   L.push(`  engine: ${e.survived ? 'survived' : 'DID NOT SURVIVE'}${e.exit && e.died_during_run ? ` (exited during ${e.exit.phase}, ${e.exit.s_into_phase} s in, code ${e.exit.code}, signal ${e.exit.signal})` : ''}${e.sigterm.sent ? `; SIGTERM -> exit ${e.sigterm.exit_code ?? e.sigterm.signal} in ${e.sigterm.stop_s} s` : ''}; ${fmt(e.log.lines)} log lines (${JSON.stringify(e.log.by_level)})`);
   const a = x.accounting;
-  L.push(`  accounting: engine ${a.balanced === undefined ? 'unknown (no /metrics)' : a.balanced ? 'balanced' : 'UNBALANCED'}${a.dropped ? ` (dropped ${JSON.stringify(a.dropped)})` : ''}; legitimate ${a.legit?.balanced ? 'balanced' : 'unknown'}`);
+  L.push(`  accounting: engine ${a.balanced === undefined ? 'unknown (no /metrics)' : a.balanced ? 'balanced' : `UNBALANCED (received ${a.received}, in rings ${a.in_rings} + in sink ${a.in_sink} + delivered ${a.delivered} + dropped ${a.dropped_total})`}${a.stable === false ? ' (counts still moving after 20 s)' : ''}${a.dropped ? ` (dropped ${JSON.stringify(a.dropped)})` : ''}; legitimate ${a.legit?.balanced ? 'balanced' : 'unknown'}`);
   if (x.problems.length) L.push(`  problems: ${x.problems.slice(0, 4).join('; ')}`);
   for (const [k, t] of Object.entries(x.targets) as Array<[string, { pass: boolean; what: string }]>) L.push(`target ${k} (${t.what}): ${t.pass ? 'PASS' : 'FAIL'}`);
   return L.join('\n');
