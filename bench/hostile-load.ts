@@ -48,12 +48,12 @@ export interface AttackOptions {
    * The slow-loris sockets are spread over all of them; the other attackers use the first.
    */
   sources: string[];
-  /** Slow-loris sockets held open at once (reopened when the host closes one, at most 3x in all). */
+  /** Slow-loris sockets held open at once (one the host closes is opened again 1 s later; at most 10x in all). */
   slowlorisSockets: number;
-  /** Never-reading amplifier connections: after a shared-token hello, and without one. */
+  /** Never-reading amplifier connections at once: after a shared-token hello, and without one. */
   amplifiersAuth: number;
   amplifiersUnauth: number;
-  /** Output written per amplifier connection at most, bytes. */
+  /** Bytes written per amplifier connection at most. */
   amplifierMaxBytes: number;
   /** Distinct node ids claimed by the flood (one frame each, spread over the phase). */
   floodIds: number;
@@ -419,7 +419,7 @@ interface Ctx { o: AttackOptions; deadline: number; stopped: () => boolean }
 /** Hundreds of HTTP sockets, each sending one header line every few seconds and never finishing the request. */
 async function slowloris(c: Ctx, st: AttackStats): Promise<void> {
   const n = c.o.slowlorisSockets;
-  const maxOpens = 3 * n;
+  const maxOpens = 10 * n;
   let opens = 0;
   let open = 0;
   let maxOpen = 0;
@@ -452,7 +452,7 @@ async function slowloris(c: Ctx, st: AttackStats): Promise<void> {
       if (connected) open--;
       if (!c.stopped()) {
         if (connected) closedByHost++;
-        setTimeout(openOne, 100);
+        setTimeout(openOne, 1000);
       }
     });
   };
@@ -465,7 +465,10 @@ async function slowloris(c: Ctx, st: AttackStats): Promise<void> {
   for (const s of live) s.destroy();
 }
 
-/** Never-reading connections sending 4-byte malformed messages (length 0), with and without a hello. */
+/**
+ * Never-reading connections sending 4-byte malformed messages (length 0), with and
+ * without a hello; a connection the host closes is opened again (at most 50 times a slot).
+ */
 async function amplifier(c: Ctx, st: AttackStats): Promise<void> {
   const chunk = Buffer.alloc(64 * 1024); // 16,384 messages of length 0
   const per: Array<{ bytes: number; closedAfterMs: number | null }> = [];
@@ -479,6 +482,7 @@ async function amplifier(c: Ctx, st: AttackStats): Promise<void> {
     const finish = (): void => {
       if (done) return;
       done = true;
+      clearInterval(watch);
       s.destroy();
       resolve();
     };
@@ -491,10 +495,7 @@ async function amplifier(c: Ctx, st: AttackStats): Promise<void> {
     // Holds the connection (still not reading) until the phase ends, whether or not
     // the host still takes bytes.
     const watch = setInterval(() => {
-      if (c.stopped()) {
-        clearInterval(watch);
-        finish();
-      }
+      if (c.stopped()) finish();
     }, 100);
     s.on('connect', () => {
       if (auth) s.write(encodeHello(`amp-${i}`, c.o.token));
@@ -504,19 +505,26 @@ async function amplifier(c: Ctx, st: AttackStats): Promise<void> {
     s.on('error', () => undefined);
     s.on('close', () => {
       if (rec.closedAfterMs === null && !c.stopped()) rec.closedAfterMs = Math.round(performance.now() - t0);
-      clearInterval(watch);
       finish();
     });
   });
+  const slot = async (auth: boolean, i: number): Promise<void> => {
+    for (let k = 0; k < 50 && !c.stopped(); k++) {
+      await one(auth, i);
+      await sleep(200);
+    }
+  };
   const all: Promise<void>[] = [];
-  for (let i = 0; i < c.o.amplifiersAuth; i++) all.push(one(true, i));
-  for (let i = 0; i < c.o.amplifiersUnauth; i++) all.push(one(false, i));
+  for (let i = 0; i < c.o.amplifiersAuth; i++) all.push(slot(true, i));
+  for (let i = 0; i < c.o.amplifiersUnauth; i++) all.push(slot(false, i));
   await Promise.all(all);
+  const closed = per.filter((p) => p.closedAfterMs !== null);
   Object.assign(st, {
+    slots: c.o.amplifiersAuth + c.o.amplifiersUnauth,
     connections: per.length,
     mib_written: Math.round(per.reduce((a, p) => a + p.bytes, 0) / 2 ** 20),
-    closed_by_host: per.filter((p) => p.closedAfterMs !== null).length,
-    first_close_after_ms: Math.min(...per.map((p) => p.closedAfterMs ?? Infinity)),
+    closed_by_host: closed.length,
+    first_close_after_ms: Math.min(...closed.map((p) => p.closedAfterMs!)),
   });
 }
 
