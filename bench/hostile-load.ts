@@ -645,40 +645,116 @@ async function storm(c: Ctx, st: AttackStats): Promise<void> {
   Object.assign(st, { cycles, replies, connect_errors: connectErrors });
 }
 
-/** Requests whose target `new URL()` rejects, one a second from the middle of the phase. */
+/**
+ * One HTTP/1.1 connection held open with keep-alive requests (a valid GET a second),
+ * so a request can be sent even while other attackers hold every descriptor of the
+ * host; `request` sends on it and resolves with the next status code, or a reason.
+ */
+class HeldConnection {
+  private buf = '';
+  private from = 0;
+  private waiter: ((r: string) => void) | null = null;
+  closed = false;
+  private readonly s: Socket;
+
+  constructor(c: Ctx) {
+    this.s = connect({ host: c.o.host, port: c.o.httpPort, localAddress: c.o.sources[0] });
+    this.s.on('data', (d: Buffer) => {
+      this.buf += d.toString('latin1');
+      this.check();
+    });
+    this.s.on('error', () => undefined);
+    this.s.on('close', () => {
+      this.closed = true;
+      this.waiter?.(this.buf.length > this.from ? 'closed_without_status' : 'closed');
+      this.waiter = null;
+    });
+  }
+
+  private check(): void {
+    if (!this.waiter) return;
+    const m = /HTTP\/1\.[01] (\d{3})/.exec(this.buf.slice(this.from));
+    if (m) {
+      this.from += m.index + m[0].length;
+      const w = this.waiter;
+      this.waiter = null;
+      w(m[1]!);
+    }
+  }
+
+  request(target: string, timeoutMs: number): Promise<string> {
+    if (this.closed) return Promise.resolve('closed');
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.waiter = null;
+        resolve(`timeout_${timeoutMs}ms`);
+      }, timeoutMs);
+      this.waiter = (r) => {
+        clearTimeout(t);
+        resolve(r);
+      };
+      this.s.write(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+      this.check();
+    });
+  }
+
+  destroy(): void {
+    this.s.destroy();
+  }
+}
+
+/**
+ * Requests whose target `new URL()` rejects (`GET //[` and kin), one a second from
+ * the middle of the phase: on a connection held since the start of the phase while
+ * it is open, else each on a new connection.
+ */
 async function badurl(c: Ctx, st: AttackStats): Promise<void> {
   const targets = ['//[', '/\\[', 'http://['];
   const status: Record<string, number> = {};
+  const keepAlive: Record<string, number> = {};
   const mid = performance.now() + (c.deadline - performance.now()) / 2;
-  while (performance.now() < mid && !c.stopped()) await sleep(100);
+  const held = new HeldConnection(c);
+  while (performance.now() < mid && !c.stopped()) {
+    if (!held.closed) bump(keepAlive, await held.request('/healthz', 1000));
+    await sleep(1000);
+  }
   let sent = 0;
+  let onHeld = 0;
   for (let i = 0; i < c.o.badUrlRequests && !c.stopped(); i++) {
     sent++;
-    const r = await new Promise<string>((resolve) => {
-      const s = connect({ host: c.o.host, port: c.o.httpPort, localAddress: c.o.sources[0] });
-      let buf = '';
-      const t = setTimeout(() => {
-        s.destroy();
-        resolve('timeout_2s');
-      }, 2000);
-      s.on('connect', () => s.write(`GET ${targets[i % targets.length]} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`));
-      s.on('data', (d: Buffer) => {
-        buf += d.toString('latin1');
+    const target = targets[i % targets.length]!;
+    let r: string;
+    if (!held.closed) {
+      onHeld++;
+      r = await held.request(target, 2000);
+    } else {
+      r = await new Promise<string>((resolve) => {
+        const s = connect({ host: c.o.host, port: c.o.httpPort, localAddress: c.o.sources[0] });
+        let buf = '';
+        const t = setTimeout(() => {
+          s.destroy();
+          resolve('timeout_2000ms');
+        }, 2000);
+        s.on('connect', () => s.write(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`));
+        s.on('data', (d: Buffer) => {
+          buf += d.toString('latin1');
+        });
+        s.on('error', (e: NodeJS.ErrnoException) => {
+          clearTimeout(t);
+          resolve(e.code ?? 'error');
+        });
+        s.on('close', () => {
+          clearTimeout(t);
+          const m = /^HTTP\/1\.[01] (\d{3})/.exec(buf);
+          resolve(m ? m[1]! : 'closed_without_status');
+        });
       });
-      s.on('error', (e: NodeJS.ErrnoException) => {
-        clearTimeout(t);
-        resolve(e.code ?? 'error');
-      });
-      s.on('close', () => {
-        clearTimeout(t);
-        const m = /^HTTP\/1\.[01] (\d{3})/.exec(buf);
-        resolve(m ? m[1]! : 'closed_without_status');
-      });
-    });
+    }
     bump(status, r);
     await sleep(1000);
   }
-  Object.assign(st, { sent, results: status, started_after: 'half of the attack phase' });
+  held.destroy();
+  Object.assign(st, { sent, sent_on_held_connection: onHeld, results: status, keep_alive_before: keepAlive, started_after: 'half of the attack phase' });
 }
 
 const ATTACK_FNS: Record<Attack, (c: Ctx, st: AttackStats) => Promise<void>> = { slowloris, amplifier, idflood, oversize, storm, badurl };

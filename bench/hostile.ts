@@ -25,7 +25,9 @@
 // tell it from the legitimate nodes and the probe on 127.0.0.1: slow-loris
 // (1,100 sockets over the ten sources), never-reading error amplifiers, distinct-id flood,
 // oversize frames, reconnect storm, malformed request targets from the middle of
-// the phase on; each attacker bounded in count and time), then the legitimate
+// the phase on, over a keep-alive connection held since the phase began so they
+// reach the host even when slow-loris holds every descriptor; each attacker
+// bounded in count and time), then the legitimate
 // nodes stop and get up to 15 s to have everything settled.
 //
 // Meanwhile, in this process: GET /healthz every 75 ms on a new connection
@@ -290,7 +292,7 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
   const memTimer = setInterval(() => {
     if (!alive()) return;
     const s = procStatusKb(pid);
-    if (!s) return;
+    if (!s || !Number.isFinite(s.rss) || !Number.isFinite(s.hwm)) return; // gone, or a zombie
     mem.peak_rss_kb = Math.max(mem.peak_rss_kb, s.rss);
     mem.hwm_kb = Math.max(mem.hwm_kb, s.hwm);
     if (phase === 'baseline') mem.baseline_peak_rss_kb = Math.max(mem.baseline_peak_rss_kb, s.rss);
