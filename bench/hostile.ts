@@ -27,8 +27,8 @@
 // oversize frames, reconnect storm, malformed request targets from the middle of
 // the phase on, over a keep-alive connection held since the phase began so they
 // reach the host even when slow-loris holds every descriptor; each attacker
-// bounded in count and time), then the legitimate
-// nodes stop and get up to 15 s to have everything settled.
+// bounded in count and time), then the legitimate nodes stop and get up to 15 s
+// to have everything settled.
 //
 // Meanwhile, in this process: GET /healthz every 75 ms on a new connection
 // (latency, failures; a request counts as failed after 2 s), and the engine's
