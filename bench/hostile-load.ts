@@ -471,10 +471,10 @@ async function slowloris(c: Ctx, st: AttackStats): Promise<void> {
  */
 async function amplifier(c: Ctx, st: AttackStats): Promise<void> {
   const chunk = Buffer.alloc(64 * 1024); // 16,384 messages of length 0
-  const per: Array<{ bytes: number; closedAfterMs: number | null }> = [];
+  const per: Array<{ bytes: number; closedAfterMs: number | null; connected: boolean }> = [];
   const t0 = performance.now();
   const one = (auth: boolean, i: number): Promise<void> => new Promise((resolve) => {
-    const rec = { bytes: 0, closedAfterMs: null as number | null };
+    const rec = { bytes: 0, closedAfterMs: null as number | null, connected: false };
     per.push(rec);
     const s = connect({ host: c.o.host, port: c.o.nodePort, localAddress: c.o.sources[0] });
     s.pause(); // never read: replies pile up wherever the host keeps them
@@ -498,13 +498,14 @@ async function amplifier(c: Ctx, st: AttackStats): Promise<void> {
       if (c.stopped()) finish();
     }, 100);
     s.on('connect', () => {
+      rec.connected = true;
       if (auth) s.write(encodeHello(`amp-${i}`, c.o.token));
       pump();
     });
     s.on('drain', pump);
     s.on('error', () => undefined);
     s.on('close', () => {
-      if (rec.closedAfterMs === null && !c.stopped()) rec.closedAfterMs = Math.round(performance.now() - t0);
+      if (rec.connected && rec.closedAfterMs === null && !c.stopped()) rec.closedAfterMs = Math.round(performance.now() - t0);
       finish();
     });
   });
@@ -521,7 +522,8 @@ async function amplifier(c: Ctx, st: AttackStats): Promise<void> {
   const closed = per.filter((p) => p.closedAfterMs !== null);
   Object.assign(st, {
     slots: c.o.amplifiersAuth + c.o.amplifiersUnauth,
-    connections: per.length,
+    connections: per.filter((p) => p.connected).length,
+    connect_errors: per.filter((p) => !p.connected).length,
     mib_written: Math.round(per.reduce((a, p) => a + p.bytes, 0) / 2 ** 20),
     closed_by_host: closed.length,
     first_close_after_ms: Math.min(...closed.map((p) => p.closedAfterMs!)),
