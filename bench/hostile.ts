@@ -18,6 +18,8 @@
 // drain-only sink nothing can be lost after the ring except by a counted drop,
 // which the accounting identity below shows). Latency = first write to the ack
 // that settled the frame (send -> ingest), by the phase the frame was sent in.
+// Binary, not line: the line protocol has no replies, and with the drain-only sink
+// nothing would tell which of a line node's frames got in.
 //
 // Phases: baseline (`baseline` s, legitimate load only), attack (`duration` s, the
 // legitimate load goes on while the attack mix of bench/hostile-load.ts runs, in
