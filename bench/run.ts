@@ -21,6 +21,10 @@
 //            the e2e run: frames/s delivered to the trackers' input at full push, and
 //            send-to-tracker latency p50/p99 at half of that rate (paced generator).
 //            Reports e2e / discard into-ring, both measured in the same invocation.
+//   hostile  64 legitimate binary nodes at 20 Hz against the CLI engine (sink discard),
+//            a baseline, then an attack mix on every port (bench/hostile.ts): legitimate
+//            frames delivered / sent, send->ack p99 under attack / baseline, peak RSS,
+//            /healthz latency, whether the engine survived.
 //
 // Output: one JSON object on stdout, also written to bench/results/<workload>-<ts>.json
 // and bench/results/<workload>-latest.json; a human summary on stderr.
@@ -517,7 +521,7 @@ const fmt = (x: number | null | undefined, d = 0): string => (x === null || x ==
 // Main
 // ---------------------------------------------------------------------------
 
-const USAGE = `usage: node dist/bench/run.js [ingest|ceiling|e2e|burst|connections|fleet|growth|floor] [options]
+const USAGE = `usage: node dist/bench/run.js [ingest|ceiling|e2e|burst|connections|fleet|growth|floor|hostile] [options]
 workloads: ingest (default), ceiling, e2e (see the top of bench/run.ts);
   burst        64 nodes unpaced, both protocols, shards 0 vs default: into rings, end to
                end and raw (bare server) in one run (--reps, --duration; default 3 x 5 s)
@@ -528,6 +532,12 @@ workloads: ingest (default), ceiling, e2e (see the top of bench/run.ts);
                shards: 0 (bench/fleet.ts; --nodes, --fps, --duration, --detections,
                --sinks trackers,discard)
   growth       cost by node count and detections per frame (bench/growth.ts)
+  hostile      legitimate nodes while the host is attacked (bench/hostile.ts; --duration =
+               attack phase (default 60), --baseline S (default 20), --nodes (64),
+               --fps (20 per node), --detections (10), --attacks LIST (default all:
+               slowloris,amplifier,idflood,oversize,storm,badurl), --rss-cap-mb (4096:
+               the engine is killed past it, counted as not surviving), --engine-nofile
+               (ulimit -n for the engine, default 1024; 0 = inherit))
   floor        the design's latency floor on this machine, without the engine: the e2e
                paced generator into a bare Node server (read), + one worker hop per
                read and back (hop), + the shard's decode cost as a busy wait (decode)
@@ -596,6 +606,7 @@ async function main(): Promise<void> {
       'latency-duration': { type: 'string' }, 'latency-warmup': { type: 'string' }, 'load-fraction': { type: 'string' },
       'tick-ms': { type: 'string' }, 'paced-fps': { type: 'string' }, 'tracker-prefix': { type: 'string' }, 'port-start': { type: 'string' }, refs: { type: 'string' }, sinks: { type: 'string' }, tracker: { type: 'string' }, nice: { type: 'string' }, 'quiet-wait': { type: 'string' }, shards: { type: 'string' }, stagger: { type: 'boolean' }, cells: { type: 'string' }, rates: { type: 'string' }, 'ns-per-byte': { type: 'string' },
       'heartbeat-ms': { type: 'string' }, nodes: { type: 'string' }, fps: { type: 'string' },
+      baseline: { type: 'string' }, attacks: { type: 'string' }, 'rss-cap-mb': { type: 'string' }, 'engine-nofile': { type: 'string' },
       'no-save': { type: 'boolean' }, cell: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
@@ -611,7 +622,7 @@ async function main(): Promise<void> {
     return;
   }
   const workload = positionals[0] ?? 'ingest';
-  if (!['ingest', 'ceiling', 'e2e', 'burst', 'connections', 'fleet', 'growth', 'floor'].includes(workload)) throw new Error(`unknown workload ${workload}\n${USAGE}`);
+  if (!['ingest', 'ceiling', 'e2e', 'burst', 'connections', 'fleet', 'growth', 'floor', 'hostile'].includes(workload)) throw new Error(`unknown workload ${workload}\n${USAGE}`);
   const num = (v: string | undefined, def: number): number => {
     if (v === undefined) return def;
     const n = Number(v);
@@ -677,6 +688,25 @@ async function main(): Promise<void> {
     const files = values['no-save'] ? [] : writeResults('fleet', out);
     if (files.length) process.stderr.write(`results in ${files.join(', ')}\n`);
     process.stdout.write(`${JSON.stringify(out)}\n`);
+    return;
+  }
+  if (workload === 'hostile') {
+    // Legitimate nodes through an attack mix on every port, against the CLI engine.
+    const { runHostile, hostileSummary, parseAttacks } = await import('./hostile.js');
+    const opts = {
+      baselineS: num(values.baseline, 20), durationS: num(values.duration, 60), nodes: num(values.nodes, 64),
+      fps: num(values.fps, 20), detections: num(values.detections, 10), attacks: parseAttacks(values.attacks),
+      rssCapMb: num(values['rss-cap-mb'], 4096), engineNofile: num(values['engine-nofile'], 1024),
+    };
+    const watchdog = setTimeout(() => {
+      process.stderr.write('bench: overall time bound exceeded, exiting\n');
+      process.exit(2);
+    }, (opts.baselineS + opts.durationS + 300) * 1000);
+    watchdog.unref();
+    const res = await runHostile(opts);
+    const files = values['no-save'] ? [] : writeResults('hostile', res);
+    process.stderr.write(`${hostileSummary(res)}\n${files.length ? `results in ${files.join(', ')}\n` : ''}`);
+    process.stdout.write(`${JSON.stringify(res)}\n`);
     return;
   }
   if (workload === 'growth') {

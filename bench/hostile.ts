@@ -1,0 +1,564 @@
+// The hostile benchmark: does legitimate traffic get through while the host is
+// attacked from every port at once?
+//
+//   npm run bench -- hostile [--duration 60] [--baseline 20] [--nodes 64] [--fps 20]
+//                            [--attacks slowloris,amplifier,idflood,oversize,storm,badurl]
+//                            [--rss-cap-mb 4096] [--engine-nofile 1024]
+//
+// The engine runs as deployed: the CLI (dist/src/cli.js) as a subprocess with a
+// temporary config (127.0.0.1, free ports, `sink: discard`, shared token, every
+// other key at its default, log level info so log floods are counted), under
+// `ulimit -n 1024` (soft and hard; Node itself raises the soft limit to the hard
+// one, so only a hard limit binds).
+//
+// Legitimate load (bench/hostile-load.ts, a process of its own): `nodes` binary
+// nodes (legit-0..N-1, ids no attacker uses) at `fps` frames/s each, writes spread
+// evenly, for the whole run. Delivered = acked by the host and not refused with an
+// `error` for its seq (an ack means "published in the node's ring"; with the
+// drain-only sink nothing can be lost after the ring except by a counted drop,
+// which the accounting identity below shows). Latency = first write to the ack
+// that settled the frame (send -> ingest), by the phase the frame was sent in.
+// Binary, not line: the line protocol has no replies, and with the drain-only sink
+// nothing would tell which of a line node's frames got in.
+//
+// Phases: baseline (`baseline` s, legitimate load only), attack (`duration` s, the
+// legitimate load goes on while the attack mix of bench/hostile-load.ts runs, in
+// a second process, from source addresses 127.0.0.2-11 so per-source limits can
+// tell it from the legitimate nodes and the probe on 127.0.0.1: slow-loris
+// (1,100 sockets over the ten sources), never-reading error amplifiers, distinct-id flood,
+// oversize frames, reconnect storm, malformed request targets from the middle of
+// the phase on, over a keep-alive connection held since the phase began so they
+// reach the host even when slow-loris holds every descriptor; each attacker
+// bounded in count and time), then the legitimate nodes stop and get up to 15 s
+// to have everything settled.
+//
+// Meanwhile, in this process: GET /healthz every 75 ms on a new connection
+// (latency, failures; a request counts as failed after 2 s), and the engine's
+// VmRSS / VmHWM and open descriptors every 250 ms. Past `rss-cap-mb` the bench
+// SIGKILLs the engine (the machine is shared; counts as not survived).
+//
+// End: /metrics is read (accounting identity: received = in rings + in sink +
+// delivered + dropped by reason), then SIGTERM; survived = the engine was alive
+// until then and exited 0 within 45 s.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { request } from 'node:http';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { HostileChild, ATTACKS, type Attack, type AttackOptions, type AttackResult, type LegitOptions, type LegitResult } from './hostile-load.js';
+import { sleep, round, gitInfo } from './common.js';
+
+const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+const TOKEN = 'hostile-bench-secret';
+
+/** Goals of the hostile-input issue. */
+export const HOSTILE_TARGETS = { delivered_pct: 100, healthz_max_ms: 100 };
+
+export interface HostileOptions {
+  baselineS: number;
+  durationS: number;
+  nodes: number;
+  fps: number;
+  detections: number;
+  attacks: Attack[];
+  rssCapMb: number;
+  /**
+   * RLIMIT_NOFILE (soft and hard: Node raises the soft limit to the hard one at start)
+   * the engine runs under, as with `ulimit -n 1024`. 0: inherit ours.
+   */
+  engineNofile: number;
+  /** Attack sizes (defaults in DEFAULT_SIZES). */
+  sizes?: Partial<Pick<AttackOptions, 'slowlorisSockets' | 'amplifiersAuth' | 'amplifiersUnauth' | 'amplifierMaxBytes' | 'floodIds' | 'oversizeFrames' | 'stormConcurrency' | 'stormCycles' | 'badUrlRequests'>>;
+}
+
+export const DEFAULT_SIZES = {
+  slowlorisSockets: 1100, amplifiersAuth: 3, amplifiersUnauth: 1, amplifierMaxBytes: 512 * 2 ** 20,
+  floodIds: 5000, oversizeFrames: 30, stormConcurrency: 4, stormCycles: 5000, badUrlRequests: 30,
+};
+
+// ---------------------------------------------------------------------------
+// Pure helpers
+// ---------------------------------------------------------------------------
+
+export interface Stats { samples: number; p50_ms: number; p99_ms: number; max_ms: number; mean_ms: number }
+
+/** p50/p99/max/mean of ms samples (NaN when empty). */
+export function stats(xs: number[]): Stats {
+  const n = xs.length;
+  if (n === 0) return { samples: 0, p50_ms: NaN, p99_ms: NaN, max_ms: NaN, mean_ms: NaN };
+  const v = Float64Array.from(xs).sort();
+  const q = (p: number): number => round(v[Math.min(n - 1, Math.floor(p * n))]!, 3);
+  let sum = 0;
+  for (const x of v) sum += x;
+  return { samples: n, p50_ms: q(0.5), p99_ms: q(0.99), max_ms: round(v[n - 1]!, 3), mean_ms: round(sum / n, 3) };
+}
+
+/** Prometheus text exposition -> `name{labels}` -> value (comments and malformed lines skipped). */
+export function parseMetrics(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const sp = line.lastIndexOf(' ');
+    if (sp <= 0) continue;
+    const v = Number(line.slice(sp + 1));
+    if (!Number.isNaN(v)) out.set(line.slice(0, sp), v);
+  }
+  return out;
+}
+
+/** Sum of every sample of `name` (any labels). */
+export function metricSum(m: Map<string, number>, name: string): number {
+  let s = 0;
+  for (const [k, v] of m) if (k === name || k.startsWith(`${name}{`)) s += v;
+  return s;
+}
+
+/** `name{reason="x"}` samples -> { x: value } (non-zero only). */
+export function byLabel(m: Map<string, number>, name: string, label: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  const re = new RegExp(`${label}="([^"]*)"`);
+  for (const [k, v] of m) {
+    if (!k.startsWith(`${name}{`) || v === 0) continue;
+    const l = re.exec(k);
+    if (l) out[l[1]!] = (out[l[1]!] ?? 0) + v;
+  }
+  return out;
+}
+
+export interface EngineBooks {
+  received: number;
+  in_rings: number;
+  in_sink: number;
+  delivered: number;
+  dropped_total: number;
+  dropped: Record<string, number>;
+  balanced: boolean;
+}
+
+/** The engine's accounting identity from its /metrics: received = in rings + in sink + delivered + dropped. */
+export function engineBooks(m: Map<string, number>): EngineBooks {
+  const received = metricSum(m, 'radar_ingest_frames_received_total');
+  const inRings = metricSum(m, 'radar_ingest_frames_in_rings');
+  const inSink = metricSum(m, 'radar_ingest_frames_in_sink');
+  const delivered = metricSum(m, 'radar_ingest_frames_delivered_total');
+  const droppedTotal = metricSum(m, 'radar_ingest_frames_dropped_total');
+  return {
+    received, in_rings: inRings, in_sink: inSink, delivered, dropped_total: droppedTotal,
+    dropped: byLabel(m, 'radar_ingest_frames_dropped_total', 'reason'),
+    balanced: received === inRings + inSink + delivered + droppedTotal,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// I/O helpers
+// ---------------------------------------------------------------------------
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const p = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return p;
+}
+
+/** One HTTP GET on a new connection: status and body, or an error string; bounded by timeoutMs. */
+function httpGet(port: number, path: string, timeoutMs: number): Promise<{ status: number; body: string; ms: number } | { error: string; ms: number }> {
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    let settled = false;
+    const done = (r: { status: number; body: string } | { error: string }): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve({ ...r, ms: performance.now() - t0 });
+    };
+    const req = request({ host: '127.0.0.1', port, path, agent: false, headers: { connection: 'close' } }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (d: Buffer) => parts.push(d));
+      res.on('end', () => done({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString() }));
+      res.on('error', (e: NodeJS.ErrnoException) => done({ error: e.code ?? e.message }));
+    });
+    const timer = setTimeout(() => {
+      done({ error: `timeout_${timeoutMs}ms` });
+      req.destroy();
+    }, timeoutMs);
+    req.on('error', (e: NodeJS.ErrnoException) => done({ error: e.code ?? e.message }));
+    req.end();
+  });
+}
+
+function procStatusKb(pid: number): { rss: number; hwm: number } | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(s)?.[1] ?? NaN);
+    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+  } catch {
+    return null;
+  }
+}
+
+function openFds(pid: number): number | null {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return null;
+  }
+}
+
+/** Log lines the engine wrote (pino JSON on stdout), by level, and the last error/fatal lines. */
+class LogCounter {
+  lines = 0;
+  bytes = 0;
+  byLevel: Record<string, number> = {};
+  lastErrors: string[] = [];
+  private rest = '';
+  private static readonly NAMES: Record<string, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
+
+  push(chunk: Buffer): void {
+    this.bytes += chunk.length;
+    const text = this.rest + chunk.toString('utf8');
+    const parts = text.split('\n');
+    this.rest = parts.pop()!.slice(-65536);
+    for (const l of parts) {
+      this.lines++;
+      const lv = /"level":(\d+)/.exec(l)?.[1];
+      const name = lv ? LogCounter.NAMES[lv] ?? lv : 'other';
+      this.byLevel[name] = (this.byLevel[name] ?? 0) + 1;
+      if (name === 'error' || name === 'fatal' || name === 'other') {
+        this.lastErrors.push(l.slice(0, 400));
+        if (this.lastErrors.length > 8) this.lastErrors.shift();
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The run
+// ---------------------------------------------------------------------------
+
+type Phase = 'setup' | 'baseline' | 'attack' | 'settle' | 'end';
+
+export async function runHostile(o: HostileOptions): Promise<Record<string, unknown>> {
+  const started = performance.now();
+  const startedAt = new Date().toISOString();
+  const sizes = { ...DEFAULT_SIZES, ...o.sizes };
+  const dir = mkdtempSync(join(os.tmpdir(), 'radar-hostile-'));
+  const nodePort = await freePort();
+  const httpPort = await freePort();
+  const config = {
+    sink: 'discard',
+    output_dir: join(dir, 'output'),
+    tcp_server: { enabled: true, host: '127.0.0.1', port: nodePort, token: TOKEN },
+    http: { host: '127.0.0.1', port: httpPort },
+    agents: { key_file: join(dir, 'agents-key.pem') },
+    log: { level: 'info' },
+  };
+  const cfgFile = join(dir, 'config.yaml');
+  writeFileSync(cfgFile, `${JSON.stringify(config, null, 2)}\n`); // JSON is YAML
+
+  let phase = 'setup' as Phase;
+  let phaseAt = performance.now();
+  const setPhase = (p: Phase): void => {
+    phase = p;
+    phaseAt = performance.now();
+  };
+  const env = { ...process.env };
+  delete env.RADAR_INGEST_TOKEN; // must not override the bench token
+  const argv = [process.execPath, CLI, '--config', cfgFile];
+  // sh sets the descriptor limit, then exec: the engine keeps the shell's pid.
+  const engine: ChildProcess = o.engineNofile > 0
+    ? spawn('sh', ['-c', 'ulimit -n "$0" 2>/dev/null; exec "$@"', String(o.engineNofile), ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env, cwd: dir })
+    : spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env, cwd: dir });
+  const pid = engine.pid!;
+  let engineFdLimit: string | null = null;
+  const logs = new LogCounter();
+  let stderrTail = '';
+  engine.stdout!.on('data', (d: Buffer) => logs.push(d));
+  engine.stderr!.on('data', (d: Buffer) => {
+    stderrTail = (stderrTail + d.toString()).slice(-4000);
+  });
+  let exit: { code: number | null; signal: string | null; phase: Phase; at_s: number } | null = null;
+  const exited = new Promise<void>((resolve) => engine.once('exit', (code, signal) => {
+    exit = { code, signal, phase, at_s: round((performance.now() - phaseAt) / 1000, 2) };
+    resolve();
+  }));
+  const alive = (): boolean => exit === null;
+
+  // RSS and descriptors every 250 ms; the cap protects the shared machine.
+  let killedAtCap = false;
+  const mem = { peak_rss_kb: 0, hwm_kb: 0, peak_fds: 0, baseline_peak_rss_kb: 0, attack_peak_rss_kb: 0, rss_at_attack_start_kb: 0, rss_end_kb: 0 };
+  const rssSeries: Array<[number, number]> = [];
+  const memTimer = setInterval(() => {
+    if (!alive()) return;
+    const s = procStatusKb(pid);
+    if (!s || !Number.isFinite(s.rss) || !Number.isFinite(s.hwm)) return; // gone, or a zombie
+    mem.peak_rss_kb = Math.max(mem.peak_rss_kb, s.rss);
+    mem.hwm_kb = Math.max(mem.hwm_kb, s.hwm);
+    if (phase === 'baseline') mem.baseline_peak_rss_kb = Math.max(mem.baseline_peak_rss_kb, s.rss);
+    if (phase === 'attack') mem.attack_peak_rss_kb = Math.max(mem.attack_peak_rss_kb, s.rss);
+    mem.rss_end_kb = s.rss;
+    const f = openFds(pid);
+    if (f !== null) mem.peak_fds = Math.max(mem.peak_fds, f);
+    rssSeries.push([round((performance.now() - started) / 1000, 1), Math.round(s.rss / 1024)]);
+    if (s.rss > o.rssCapMb * 1024 && !killedAtCap) {
+      killedAtCap = true;
+      process.stderr.write(`hostile: engine RSS ${Math.round(s.rss / 1024)} MB over the cap of ${o.rssCapMb} MB: SIGKILL\n`);
+      engine.kill('SIGKILL');
+    }
+  }, 250);
+
+  // /healthz every 75 ms, one request at a time, each on a new connection.
+  const probe: Record<'baseline' | 'attack' | 'settle', { lat: number[]; failures: Record<string, number> }> = {
+    baseline: { lat: [], failures: {} }, attack: { lat: [], failures: {} }, settle: { lat: [], failures: {} },
+  };
+  let probing = true;
+  const probeLoop = (async (): Promise<void> => {
+    while (probing) {
+      const ph = phase;
+      const t0 = performance.now();
+      if (ph === 'baseline' || ph === 'attack' || ph === 'settle') {
+        const r = await httpGet(httpPort, '/healthz', 2000);
+        const rec = probe[ph];
+        if ('status' in r && r.status === 200) rec.lat.push(r.ms);
+        else {
+          const k = 'status' in r ? `status_${r.status}` : r.error;
+          rec.failures[k] = (rec.failures[k] ?? 0) + 1;
+        }
+      }
+      await sleep(Math.max(1, 75 - (performance.now() - t0)));
+    }
+  })();
+
+  let legit: HostileChild<LegitResult> | null = null;
+  let attack: HostileChild<AttackResult> | null = null;
+  let legitR: LegitResult | null = null;
+  let attackR: AttackResult | null = null;
+  const problems: string[] = [];
+  let metricsEnd: Map<string, number> | null = null;
+  let metricsBaseline: Map<string, number> | null = null;
+  let booksStable = false;
+  let booksWaitS: number | null = null;
+  let stop: { sent: boolean; exit_code: number | null; signal: string | null; stop_s: number | null } = { sent: false, exit_code: null, signal: null, stop_s: null };
+  const maxS = o.baselineS + o.durationS + 180;
+  try {
+    // ---- setup ----
+    const upBy = performance.now() + 20000;
+    for (;;) {
+      if (!alive()) throw new Error(`engine exited during start-up: ${stderrTail || logs.lastErrors.join(' | ')}`);
+      const r = await httpGet(httpPort, '/healthz', 1000);
+      if ('status' in r && r.status === 200) break;
+      if (performance.now() > upBy) throw new Error('engine not healthy within 20 s');
+      await sleep(100);
+    }
+    try {
+      engineFdLimit = /^Max open files\s+(\S+)\s+(\S+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))?.slice(1, 3).join('/') ?? null;
+    } catch {
+      engineFdLimit = null;
+    }
+    const legitOpts: LegitOptions = { host: '127.0.0.1', port: nodePort, token: TOKEN, nodes: o.nodes, fps: o.fps, detections: o.detections, maxSeconds: maxS };
+    legit = await HostileChild.start<LegitResult>({ t: 'init', role: 'legit', opts: legitOpts }, 30000);
+    const sources = Array.from({ length: 10 }, (_, i) => `127.0.0.${i + 2}`);
+    const attackOpts: AttackOptions = { host: '127.0.0.1', nodePort, httpPort, token: TOKEN, attacks: o.attacks, sources, ...sizes, maxSeconds: maxS };
+    attack = await HostileChild.start<AttackResult>({ t: 'init', role: 'attack', opts: attackOpts }, 30000);
+
+    // ---- baseline ----
+    setPhase('baseline');
+    legit.send({ t: 'phase', phase: 0 });
+    await sleep(o.baselineS * 1000);
+    metricsBaseline = await scrape(httpPort);
+    mem.rss_at_attack_start_kb = procStatusKb(pid)?.rss ?? 0;
+
+    // ---- attack ----
+    setPhase('attack');
+    legit.send({ t: 'phase', phase: 1 });
+    const atk = attack.finish({ t: 'start', durationS: o.durationS }, o.durationS * 1000 + 30000).then(
+      (r) => { attackR = r; },
+      (e: Error) => { problems.push(`attack load: ${e.message}`); },
+    );
+    await sleep(o.durationS * 1000);
+    attack.send({ t: 'stop', settleMs: 0 });
+    await atk;
+    attack = null;
+
+    // ---- settle: the legitimate nodes stop and get their last frames settled ----
+    setPhase('settle');
+    legit.send({ t: 'phase', phase: 2 });
+    legitR = await legit.finish({ t: 'stop', settleMs: 15000 }, 30000).catch((e: Error) => {
+      problems.push(`legit load: ${e.message}`);
+      return null;
+    });
+    legit = null;
+    // The books are read once they stop moving (rings and sink empty, the same counts
+    // twice 250 ms apart; bounded): a backlog inside the engine is still being counted.
+    const t0 = performance.now();
+    let last: EngineBooks | null = null;
+    while (alive() && performance.now() - t0 < 20000) {
+      const m = await scrape(httpPort);
+      if (m) {
+        const b = engineBooks(m);
+        metricsEnd = m;
+        if (last && b.in_rings === 0 && b.in_sink === 0 && b.received === last.received && b.dropped_total === last.dropped_total) {
+          booksStable = true;
+          break;
+        }
+        last = b;
+      }
+      await sleep(250);
+    }
+    booksWaitS = round((performance.now() - t0) / 1000, 2);
+    setPhase('end');
+  } catch (err) {
+    problems.push((err as Error).message);
+  } finally {
+    probing = false;
+    await probeLoop;
+    clearInterval(memTimer);
+    legit?.kill();
+    attack?.kill();
+    const wasAlive = alive();
+    if (wasAlive) {
+      const t0 = performance.now();
+      stop.sent = true;
+      engine.kill('SIGTERM');
+      const bound = setTimeout(() => engine.kill('SIGKILL'), 45000);
+      await exited;
+      clearTimeout(bound);
+      stop = { sent: true, exit_code: exit!.code, signal: exit!.signal, stop_s: round((performance.now() - t0) / 1000, 2) };
+    } else {
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  // ---- results ----
+  const exitInfo = exit as { code: number | null; signal: string | null; phase: Phase; at_s: number } | null;
+  const diedDuringRun = !stop.sent;
+  const survived = !diedDuringRun && !killedAtCap && stop.exit_code === 0;
+  const L = legitR as LegitResult | null;
+  const latB = stats(L?.phases.baseline.latencies ?? []);
+  const latA = stats(L?.phases.attack.latencies ?? []);
+  const hB = stats(probe.baseline.lat);
+  const hA = stats(probe.attack.lat);
+  const hS = stats(probe.settle.lat);
+  const allHealth = stats([...probe.baseline.lat, ...probe.attack.lat, ...probe.settle.lat]);
+  const failures = (p: { failures: Record<string, number> }): number => Object.values(p.failures).reduce((a, b) => a + b, 0);
+  const healthFailures = failures(probe.baseline) + failures(probe.attack) + failures(probe.settle);
+  const books = metricsEnd ? engineBooks(metricsEnd) : null;
+  const legitBooks = L ? { sent: L.sent, delivered: L.delivered, refused: L.refused, unsettled: L.unsettled, balanced: L.sent === L.delivered + L.refused + L.unsettled } : null;
+  const deliveredPct = L && L.sent > 0 ? round((100 * L.delivered) / L.sent, 3) : null;
+  const p99Ratio = Number.isFinite(latA.p99_ms) && latB.p99_ms > 0 ? round(latA.p99_ms / latB.p99_ms, 2) : null;
+  const strip = (p: { sent: number; delivered: number; refused: number }): { sent: number; delivered: number; refused: number } => ({ sent: p.sent, delivered: p.delivered, refused: p.refused });
+  const interesting = (m: Map<string, number> | null): Record<string, number> | null => {
+    if (!m) return null;
+    const out: Record<string, number> = {};
+    for (const [k, v] of m) {
+      if (v !== 0 && k.startsWith('radar_ingest_') && !k.includes('_bucket{') && !k.startsWith('radar_ingest_ring_')) out[k] = v;
+    }
+    return out;
+  };
+  return {
+    workload: 'hostile',
+    started_at: startedAt,
+    git: gitInfo(),
+    machine: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? '?', mem_gib: round(os.totalmem() / 2 ** 30, 1), node: process.version },
+    params: {
+      baseline_s: o.baselineS, attack_s: o.durationS, nodes: o.nodes, fps: o.fps, detections: o.detections,
+      legit: 'binary protocol, shared token, ids legit-0..N-1; delivered = acked and not refused; latency = first write -> ack',
+      attacks: o.attacks, sizes, rss_cap_mb: o.rssCapMb, healthz_every_ms: 75, engine_nofile: o.engineNofile || 'inherited',
+      sources: { legit_and_probe: '127.0.0.1', attackers: '127.0.0.2-11 (slow-loris spread over all, the others from 127.0.0.2)' },
+      engine: { cli: 'dist/src/cli.js', config },
+    },
+    targets: {
+      delivered: { what: 'legitimate frames delivered / sent', goal_pct: HOSTILE_TARGETS.delivered_pct, value_pct: deliveredPct, pass: deliveredPct === 100 },
+      healthz: { what: '/healthz latency max over the run, and no failures', goal_max_ms: HOSTILE_TARGETS.healthz_max_ms, value_max_ms: allHealth.max_ms, failures: healthFailures, pass: allHealth.max_ms < HOSTILE_TARGETS.healthz_max_ms && healthFailures === 0 },
+      survived: { what: 'engine alive at the end and exit code 0 after SIGTERM', pass: survived },
+      accounting: { what: 'engine books balance; legitimate sent = delivered + refused + unsettled', pass: books?.balanced === true && legitBooks?.balanced === true },
+    },
+    summary: {
+      delivered_pct: deliveredPct,
+      legit_p99_ms: { baseline: latB.p99_ms, attack: latA.p99_ms, ratio_attack_over_baseline: p99Ratio },
+      peak_rss_mb: round(Math.max(mem.peak_rss_kb, mem.hwm_kb) / 1024, 0),
+      healthz_max_ms: allHealth.max_ms,
+      healthz_failures: healthFailures,
+      survived,
+    },
+    legit: L ? {
+      ...legitBooks,
+      phases: { baseline: strip(L.phases.baseline), attack: strip(L.phases.attack), after: strip(L.phases.after) },
+      latency: { baseline: latB, attack: latA, after: stats(L.phases.after.latencies) },
+      nodes_complete: L.nodesComplete, closed_by_host: L.closedByHost, reconnects: L.reconnects, connect_failures: L.connectFailures,
+      host_errors: L.hostErrors, errors: L.errors,
+    } : null,
+    healthz: {
+      baseline: { ...hB, failures: probe.baseline.failures },
+      attack: { ...hA, failures: probe.attack.failures },
+      settle: { ...hS, failures: probe.settle.failures },
+    },
+    memory: {
+      peak_rss_mb: round(mem.peak_rss_kb / 1024, 1), vm_hwm_mb: round(mem.hwm_kb / 1024, 1),
+      baseline_peak_rss_mb: round(mem.baseline_peak_rss_kb / 1024, 1), attack_peak_rss_mb: round(mem.attack_peak_rss_kb / 1024, 1),
+      rss_at_attack_start_mb: round(mem.rss_at_attack_start_kb / 1024, 1), rss_last_mb: round(mem.rss_end_kb / 1024, 1),
+      peak_open_fds: mem.peak_fds, fd_limit_soft_hard_at_start: engineFdLimit, killed_at_rss_cap: killedAtCap,
+      /** [s since start, RSS MB], one a second. */
+      rss_per_s: rssSeries.filter((_, i) => i % 4 === 0),
+    },
+    engine: {
+      survived, died_during_run: diedDuringRun, killed_at_rss_cap: killedAtCap,
+      exit: exitInfo ? { code: exitInfo.code, signal: exitInfo.signal, phase: exitInfo.phase, s_into_phase: exitInfo.at_s } : null,
+      sigterm: stop,
+      stderr_tail: stderrTail.slice(-1500),
+      log: { lines: logs.lines, mbytes: round(logs.bytes / 2 ** 20, 1), by_level: logs.byLevel, last_errors: logs.lastErrors },
+    },
+    accounting: books ? { ...books, stable: booksStable, waited_s: booksWaitS, legit: legitBooks } : { engine: 'no /metrics at the end (engine gone)', legit: legitBooks },
+    metrics_at_attack_start: interesting(metricsBaseline),
+    metrics_end: interesting(metricsEnd),
+    attacks: (attackR as AttackResult | null)?.attacks ?? null,
+    problems: [...problems, ...((attackR as AttackResult | null)?.errors ?? [])],
+    duration_s: round((performance.now() - started) / 1000, 1),
+  };
+}
+
+async function scrape(port: number): Promise<Map<string, number> | null> {
+  const r = await httpGet(port, '/metrics', 5000);
+  return 'status' in r && r.status === 200 ? parseMetrics(r.body) : null;
+}
+
+// ---------------------------------------------------------------------------
+// Summary
+// ---------------------------------------------------------------------------
+
+const fmt = (x: number | null | undefined, d = 0): string => (x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
+
+export function hostileSummary(r: Record<string, unknown>): string {
+  const x = r as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const s = x.summary;
+  const L: string[] = [];
+  L.push(`hostile: ${x.params.nodes} legitimate binary nodes x ${x.params.fps} Hz; baseline ${x.params.baseline_s} s, attack ${x.params.attack_s} s (${x.params.attacks.join(', ')})`);
+  if (x.legit) {
+    L.push(`  legitimate frames: sent ${fmt(x.legit.sent)}, delivered ${fmt(x.legit.delivered)} (${fmt(s.delivered_pct, 3)} %), refused ${fmt(x.legit.refused)}, unsettled ${fmt(x.legit.unsettled)}; ${x.legit.nodes_complete}/${x.params.nodes} nodes complete; closed by host ${x.legit.closed_by_host}, reconnects ${x.legit.reconnects}`);
+    L.push(`  legitimate send->ack p99: baseline ${fmt(x.legit.latency.baseline.p99_ms, 2)} ms, attack ${fmt(x.legit.latency.attack.p99_ms, 2)} ms (x${fmt(s.legit_p99_ms.ratio_attack_over_baseline, 2)}); max under attack ${fmt(x.legit.latency.attack.max_ms, 1)} ms`);
+  } else {
+    L.push('  legitimate load: no result');
+  }
+  const h = x.healthz;
+  const fl = (p: { failures: Record<string, number> }): string => (Object.keys(p.failures).length ? JSON.stringify(p.failures) : '0');
+  L.push(`  /healthz: baseline p99 ${fmt(h.baseline.p99_ms, 1)} max ${fmt(h.baseline.max_ms, 1)} ms; attack p99 ${fmt(h.attack.p99_ms, 1)} max ${fmt(h.attack.max_ms, 1)} ms (${fmt(h.attack.samples)} ok, failures ${fl(h.attack)}); after ${fmt(h.settle.max_ms, 1)} ms max, failures ${fl(h.settle)}`);
+  L.push(`  memory: peak RSS ${fmt(s.peak_rss_mb)} MB (baseline ${fmt(x.memory.baseline_peak_rss_mb)} MB), peak fds ${x.memory.peak_open_fds} (limit ${x.memory.fd_limit_soft_hard_at_start})${x.memory.killed_at_rss_cap ? `, KILLED at the ${x.params.rss_cap_mb} MB cap` : ''}`);
+  const e = x.engine;
+  L.push(`  engine: ${e.survived ? 'survived' : 'DID NOT SURVIVE'}${e.exit && e.died_during_run ? ` (exited during ${e.exit.phase}, ${e.exit.s_into_phase} s in, code ${e.exit.code}, signal ${e.exit.signal})` : ''}${e.sigterm.sent ? `; SIGTERM -> exit ${e.sigterm.exit_code ?? e.sigterm.signal} in ${e.sigterm.stop_s} s` : ''}; ${fmt(e.log.lines)} log lines (${JSON.stringify(e.log.by_level)})`);
+  const a = x.accounting;
+  L.push(`  accounting: engine ${a.balanced === undefined ? 'unknown (no /metrics)' : a.balanced ? 'balanced' : `UNBALANCED (received ${a.received}, in rings ${a.in_rings} + in sink ${a.in_sink} + delivered ${a.delivered} + dropped ${a.dropped_total})`}${a.stable === false ? ' (counts still moving after 20 s)' : ''}${a.dropped ? ` (dropped ${JSON.stringify(a.dropped)})` : ''}; legitimate ${a.legit?.balanced ? 'balanced' : 'unknown'}`);
+  if (x.problems.length) L.push(`  problems: ${x.problems.slice(0, 4).join('; ')}`);
+  for (const [k, t] of Object.entries(x.targets) as Array<[string, { pass: boolean; what: string }]>) L.push(`target ${k} (${t.what}): ${t.pass ? 'PASS' : 'FAIL'}`);
+  return L.join('\n');
+}
+
+export function parseAttacks(v: string | undefined): Attack[] {
+  if (v === undefined || v === 'all') return [...ATTACKS];
+  const out = v.split(',').filter((a) => a !== '');
+  for (const a of out) if (!(ATTACKS as readonly string[]).includes(a)) throw new Error(`--attacks: unknown attack ${a} (${ATTACKS.join(', ')})`);
+  return out as Attack[];
+}
