@@ -19,6 +19,7 @@ import {
 } from '../src/shared/binary-protocol.js';
 import { ErrorCodes } from '../src/shared/errors.js';
 import { MAX_ERROR_STREAK } from '../src/shard/binary-handler.js';
+import { MAX_REFUSED_NODES } from '../src/shard/shard.js';
 
 const API = 'ctl-secret';
 const VICTIM = 'victim-secret';
@@ -218,6 +219,21 @@ describe('a refused node on a gateway connection (line protocol)', () => {
     assert.equal(e.nodes.get('g1')!.bannedUntil, 0);
     assert.equal(logs.filter((l) => l.includes('no tracker port free for g2')).length, 1, 'the refusal is logged once');
     gw.destroy();
+  });
+
+  test(`a line connection whose ${MAX_REFUSED_NODES + 1}th distinct node is refused is closed (an id flood, not a gateway)`, async () => {
+    const e = await eng({}, { hooks: { onUnknownNode: (i) => (i.node.startsWith('x-') ? { accept: false, reason: 'disabled', message: 'no' } : { accept: true }) } });
+    const c = await Client.open(e.tcpAddress!.port);
+    let text = lineFrame('gw-ok', 1);
+    for (let i = 1; i <= MAX_REFUSED_NODES; i++) text += lineFrame(`x-${i}`, 1);
+    await c.send(text);
+    await until(async () => (await metric(e, dropped('node_refused'))) === MAX_REFUSED_NODES, 'all refused');
+    assert.equal(c.closed, false);
+    await c.send(lineFrame(`x-${MAX_REFUSED_NODES + 1}`, 1)).catch(() => undefined);
+    await c.closedP;
+    await until(async () => (await metric(e, rejected('node_refused'))) === 1, 'closed as node_refused');
+    const m = await assertAccounting(e);
+    assert.equal(m.get(dropped('node_refused')), MAX_REFUSED_NODES + 1);
   });
 
   test('binary: a refused node still gets a fatal RADAR_ERR_NODE_REFUSED and the close', async () => {

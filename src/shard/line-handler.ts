@@ -130,6 +130,7 @@ export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number
       return R_CONTINUE;
     }
     // Already authorised on this connection: ask again without a token.
+    c.refusedNodes--;
     slot = sh.claim(c, slot.node, isHeartbeat ? 'heartbeat' : 'frame');
     c.lastSlot = slot;
   }

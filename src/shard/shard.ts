@@ -50,6 +50,8 @@ export const NODE_REVOKED = 3;
  * claimed again by its first frame after this long: a port may have been freed.
  */
 export const REFUSED_RETRY_MS = 10000;
+/** Refused nodes a line connection may hold; one more closes it (node_refused). */
+export const MAX_REFUSED_NODES = 64;
 
 export interface NodeTrace {
   id: string;
@@ -77,6 +79,8 @@ export class Conn {
    * a token of their own may then be carried without repeating it (gateways).
    */
   sharedAuthed = false;
+  /** Line: nodes refused on this connection (bounded by MAX_REFUSED_NODES). */
+  refusedNodes = 0;
   readonly nodes = new Map<string, NodeSlot>();
   /** Last slot used, with the node id bytes that selected it (line fast path). */
   lastSlot: NodeSlot | null = null;
@@ -185,8 +189,9 @@ export class Shard {
           this.dropPendingFrame(c, D_NODE_REFUSED);
         }
         c.blocked = false;
-        if (c.proto === 'line') {
-          // A gateway's other nodes carry on: only this node's frames are refused.
+        // A gateway's other nodes carry on: only this node's frames are refused. Many
+        // refused ids on one connection is an id flood, not a gateway: it is closed.
+        if (c.proto === 'line' && ++c.refusedNodes <= MAX_REFUSED_NODES) {
           this.pump(c);
           break;
         }
