@@ -52,6 +52,11 @@ function frame(seq: number, ts = seq): Buffer {
   return encodeFrame({ seq, timestamp: ts, delay: [1.5], doppler: [2.5], snr: [3.5] });
 }
 
+/** The host closed the connection (bounded: a test fails rather than hangs). */
+async function closed(c: Client): Promise<void> {
+  await until(() => c.closed, 'the host closes the connection');
+}
+
 async function welcomed(c: Client): Promise<Record<string, any>> {
   return until(() => c.messages().find((m) => m.t === 'welcome'), 'welcome');
 }
@@ -147,12 +152,12 @@ describe('per-node tokens (line protocol)', () => {
     // On another gateway, a further node with its own token, without it: the gateway is closed.
     const gw2 = await Client.open(port);
     await gw2.send(lineFrame('g5', 1) + forged('victim', 2)).catch(() => undefined);
-    await gw2.closedP;
+    await closed(gw2);
     await until(() => sink.of('g5').length === 1, 'g5 delivered before the close');
     // A connection authenticated by a node's own token is not a shared-token gateway.
     const own = await Client.open(port);
     await own.send(lineFrame('victim', 3, 2, VICTIM) + forged('g4', 1)).catch(() => undefined);
-    await own.closedP;
+    await closed(own);
     assert.equal(sink.of('g4').length, 0);
     await until(() => sink.of('victim').length === 2, 'the own-token frame arrived');
     const m = await assertAccounting(e);
@@ -166,16 +171,16 @@ describe('per-node tokens (line protocol)', () => {
     // No node id first (any token passes: there is no shared one), then a forged claim.
     const a = await Client.open(port);
     await a.send(`${JSON.stringify({ token: 'x', type: 'heartbeat' })}\n${forged('victim', 1)}`).catch(() => undefined);
-    await a.closedP;
+    await closed(a);
     const b = await Client.open(port);
     await b.send(lineFrame('free', 1, 2, 'anything') + forged('victim', 2)).catch(() => undefined);
-    await b.closedP;
+    await closed(b);
     const c = await Client.open(port);
     await c.send(lineFrame('victim', 3, 2, 'wrong')).catch(() => undefined);
-    await c.closedP;
+    await closed(c);
     const bin = await Client.open(port);
     await bin.send(encodeHello('victim', 'wrong'));
-    await bin.closedP;
+    await closed(bin);
     assert.equal(bin.messages()[0]?.code, ErrorCodes.AUTH_FAILED);
     assert.equal(sink.of('victim').length, 0);
     // The right token works on both protocols; nodes without a token need none.
@@ -230,7 +235,7 @@ describe('a refused node on a gateway connection (line protocol)', () => {
     await until(async () => (await metric(e, dropped('node_refused'))) === MAX_REFUSED_NODES, 'all refused');
     assert.equal(c.closed, false);
     await c.send(lineFrame(`x-${MAX_REFUSED_NODES + 1}`, 1)).catch(() => undefined);
-    await c.closedP;
+    await closed(c);
     await until(async () => (await metric(e, rejected('node_refused'))) === 1, 'closed as node_refused');
     const m = await assertAccounting(e);
     assert.equal(m.get(dropped('node_refused')), MAX_REFUSED_NODES + 1);
@@ -240,7 +245,7 @@ describe('a refused node on a gateway connection (line protocol)', () => {
     const e = await eng({}, { hooks: { onUnknownNode: () => ({ accept: false, reason: 'disabled', message: 'no' }) } });
     const c = await Client.open(e.tcpAddress!.port);
     await c.send(encodeHello('b2', TOKEN));
-    await c.closedP;
+    await closed(c);
     assert.deepEqual(c.messages().map((m) => [m.code, m.fatal]), [[ErrorCodes.NODE_REFUSED, true]]);
     await until(async () => (await metric(e, rejected('node_refused'))) === 1, 'counted');
   });
@@ -317,7 +322,7 @@ describe('replies a peer never reads', () => {
     const c = await Client.open(port);
     const junk = Buffer.concat(Array.from({ length: 1000 }, () => Buffer.from([0, 0, 0, 1, 0x81]))); // a map of one entry, cut short
     await c.send(junk).catch(() => undefined);
-    await c.closedP;
+    await closed(c);
     assert.deepEqual(c.messages().map((m) => [m.code, m.fatal]), [[ErrorCodes.PROTOCOL, true]]);
     await until(async () => (await metric(e, rejected('protocol_error'))) === 1, 'protocol_error counted');
     const m = await assertAccounting(e);
@@ -337,7 +342,7 @@ describe('replies a peer never reads', () => {
     assert.equal(c.closed, false);
     // ... and one more is the fatal one.
     await c.send(bad);
-    await c.closedP;
+    await closed(c);
     const errs = c.messages().filter((m) => m.t === 'error');
     assert.equal(errs.length, 2 * MAX_ERROR_STREAK);
     assert.deepEqual([errs.at(-1)!.code, errs.at(-1)!.fatal], [ErrorCodes.PROTOCOL, true]);
@@ -360,7 +365,7 @@ describe('seq jumps and the resume point', () => {
     await a.send(encodeHello('jumper', TOKEN));
     await welcomed(a);
     await a.send(frame(Number.MAX_SAFE_INTEGER));
-    await a.closedP;
+    await closed(a);
     const err = a.messages().find((m) => m.t === 'error')!;
     assert.deepEqual([err.code, err.fatal], [ErrorCodes.SEQ_JUMP, true]);
     // Reconnected: still at 0; 1..3 accepted, then exactly max_seq_jump ahead is fine, one more is not.
@@ -370,7 +375,7 @@ describe('seq jumps and the resume point', () => {
     await b.send(Buffer.concat([frame(1), frame(2), frame(3), frame(3 + 1_000_000, 4)]));
     await until(() => sink.of('jumper').length === 4, 'four frames');
     await b.send(frame(3 + 2_000_001, 5));
-    await b.closedP;
+    await closed(b);
     const c = await Client.open(port);
     await c.send(encodeHello('jumper', TOKEN));
     assert.equal((await welcomed(c)).last_seq, 1_000_003);
@@ -446,7 +451,7 @@ describe('binary hello fields', () => {
     for (const extra of bad) {
       const c = await Client.open(port);
       await c.send(encodeHello('hello-x', TOKEN, extra)).catch(() => undefined);
-      await c.closedP;
+      await closed(c);
       const msgs = c.messages();
       assert.deepEqual(msgs.map((m) => [m.code, m.fatal]), [[ErrorCodes.INVALID_HELLO, true]], JSON.stringify(extra).slice(0, 80));
       assert.ok(JSON.stringify(msgs).length < 300, 'the error does not echo the field');
