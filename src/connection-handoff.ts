@@ -16,6 +16,8 @@ export interface HandoffLimits {
   firstMessageTimeoutMs: number;
   idleTimeoutMs: number;
   maxInflightBytes: number;
+  /** Replies queued for a peer that does not read them, beyond which it is closed (output_overflow). */
+  maxOutputBytes: number;
 }
 
 export class ConnHandle {
@@ -182,7 +184,14 @@ export class ConnectionHandoff {
 
   write(conn: number, buf: Uint8Array): void {
     const h = this.conns.get(conn);
-    if (!h || h.socketClosed || h.socket.writableEnded) return;
+    if (!h || h.socketClosed || h.socket.destroyed || h.socket.writableEnded) return;
+    if (h.socket.writableLength + buf.byteLength > this.limits.maxOutputBytes) {
+      // A peer that does not read its replies cannot be told either: close at once,
+      // dropping what is queued, so its replies never grow the host's memory.
+      if (h.closeReason === null || h.closeReason === 'socket_error') h.closeReason = 'output_overflow';
+      h.socket.destroy();
+      return;
+    }
     h.socket.write(buf);
   }
 

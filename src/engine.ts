@@ -18,6 +18,7 @@ import { AgentService } from './agents/agent-service.js';
 import { TokenCheck } from './shard/token.js';
 import { TrackerSupervisor } from './tracker/supervisor.js';
 import { mountTrackerApi } from './tracker/tracker-api.js';
+import { mountNodeApi } from './node-api.js';
 import { FORMAT_ANY, FORMAT_JSONL } from './shared/ring-layout.js';
 import {
   S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH, M_TRACE,
@@ -117,6 +118,7 @@ export class Engine {
       firstMessageTimeoutMs: config.limits.first_message_timeout_ms,
       idleTimeoutMs: config.limits.idle_timeout_ms,
       maxInflightBytes: config.limits.max_inflight_bytes,
+      maxOutputBytes: config.limits.max_output_bytes,
     }, this.counters, {
       onSocketClosed: (h) => this.nodes.socketClosed(h.id),
       onGone: (h) => this.log.debug({ conn: h.id, remote: h.remote, reason: h.closeReason ?? 'peer_closed' }, 'connection closed'),
@@ -210,6 +212,7 @@ export class Engine {
       sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', checks });
     });
     this.agents.mount(this.http);
+    mountNodeApi(this.http, this.nodes, config.http.api_token, config.http.max_body_bytes, (msg, obj) => this.log.info(obj, msg));
     if (this.trackers) mountTrackerApi(this.http, this.trackers, config.http.api_token);
   }
 
@@ -255,7 +258,7 @@ export class Engine {
     this.pool.reconfigure({ token: applied.tcp_server.token, tokens: applied.tcp_server.tokens, limits: shardLimits(applied) });
     this.handoff.setLimits({
       maxConnections: l.max_connections, firstMessageTimeoutMs: l.first_message_timeout_ms,
-      idleTimeoutMs: l.idle_timeout_ms, maxInflightBytes: l.max_inflight_bytes,
+      idleTimeoutMs: l.idle_timeout_ms, maxInflightBytes: l.max_inflight_bytes, maxOutputBytes: l.max_output_bytes,
     });
     this.nodes.setReconnectGuard({ max: l.reconnect_max, windowMs: l.reconnect_window_ms, banMs: l.reconnect_ban_ms });
     // The listener's own cap sits above the handoff's limit (the handoff counts refusals itself).

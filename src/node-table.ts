@@ -4,6 +4,7 @@
 // has two producers.
 import { createRingBuffer, RingReader } from './ring-reader.js';
 import { FORMAT_ANY } from './shared/ring-layout.js';
+import { readResumePoint, writeResumePoint } from './resume-point.js';
 import { ErrorCodes, type PlainError } from './shared/errors.js';
 import type { Protocol } from './shared/messages.js';
 import type { CloseReason } from './shared/counters.js';
@@ -166,6 +167,20 @@ export class NodeTable {
     void next.then(() => {
       if (this.chains.get(id) === next) this.chains.delete(id);
     });
+  }
+
+  /**
+   * Moves a node's resume point (operator action, e.g. after a node renumbered or
+   * the host lost its state). Only while no connection owns the node or is claiming
+   * it: the owning shard is the ring header's writer then.
+   */
+  setResumePoint(id: string, seq: number): { previous: number } | 'unknown' | 'connected' {
+    const node = this.nodes.get(id);
+    if (!node) return 'unknown';
+    if (node.owner !== null || this.chains.has(id)) return 'connected';
+    const previous = readResumePoint(node.ring);
+    writeResumePoint(node.ring, seq);
+    return { previous };
   }
 
   /**

@@ -10,6 +10,9 @@ import { readJsonBody } from '../http-body.js';
 import { encodeCursor, parsePageQuery } from '../http-page.js';
 import { ErrorCodes } from '../shared/errors.js';
 import { NODE_ID_PATTERN, NODE_ID_RULE } from '../shared/node-id.js';
+import {
+  GROUP_PATTERN, GROUP_RULE, TEXT_PATTERN, TEXT_RULE, NAME_MAX, VERSION_MAX, CAPS_MAX, CAP_MAX, ROUTES_MAX, ROUTE_MAX,
+} from '../shared/agent-fields.js';
 import { AgentRegistry, AGENT_STATES, AGENT_REFUSED_VIA, type AgentState, type Agent } from './agent-registry.js';
 import { inSlices } from './slices.js';
 import { CommandStore, COMMAND_TYPES, type CommandType, type CommandResult, type Command } from './command-store.js';
@@ -20,14 +23,15 @@ import { AccessTokens } from './access-token.js';
 const PREFIX = '/api/v1/agents';
 
 const idSchema = z.string().regex(NODE_ID_PATTERN, NODE_ID_RULE);
-const groupSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'group must be 1-64 characters of [A-Za-z0-9._-]');
+const groupSchema = z.string().regex(GROUP_PATTERN, GROUP_RULE);
+const textSchema = (min: number, max: number) => z.string().min(min).max(max).regex(TEXT_PATTERN, TEXT_RULE);
 const registerSchema = z.object({
   id: idSchema,
-  name: z.string().min(1).max(128),
+  name: textSchema(1, NAME_MAX),
   group: groupSchema,
-  version: z.string().max(64),
-  capabilities: z.array(z.string().max(64)).max(64),
-  routes: z.array(z.string().max(256)).max(64).optional(),
+  version: textSchema(0, VERSION_MAX),
+  capabilities: z.array(textSchema(0, CAP_MAX)).max(CAPS_MAX),
+  routes: z.array(textSchema(0, ROUTE_MAX)).max(ROUTES_MAX).optional(),
 });
 const commandSchema = (deepTraceMaxMs: number) => z.object({
   type: z.enum(COMMAND_TYPES),

@@ -5,13 +5,14 @@ import type { PlainError } from '../shared/errors.js';
 import { ErrorCodes } from '../shared/errors.js';
 import {
   C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, C_HEARTBEATS,
-  D_MALFORMED, D_INVALID_FRAME, D_FRAME_TOO_LARGE, D_DUPLICATE, D_CONNECTION_CLOSED,
+  D_MALFORMED, D_INVALID_FRAME, D_FRAME_TOO_LARGE, D_DUPLICATE, D_CONNECTION_CLOSED, D_SEQ_JUMP,
 } from '../shared/counters.js';
 import {
   decodeBody, encodeMessage, PROTOCOL_VERSION, T_HELLO, T_WELCOME, T_FRAME, T_HEARTBEAT, T_ERROR,
   DET_STRIDE, HEARTBEAT_MS,
 } from '../shared/binary-protocol.js';
 import { isValidNodeId, NODE_ID_RULE } from '../shared/node-id.js';
+import { helloProblem } from '../shared/agent-fields.js';
 import { writePackedFrame, WRITE_FULL, WRITE_TOO_LARGE } from './frame-writer.js';
 import { identityAllows } from './token.js';
 import { FastFrame, readFastFrame } from './frame-fast-path.js';
@@ -24,21 +25,40 @@ export function sendBinaryError(sh: Shard, c: Conn, e: PlainError, fatal: boolea
   sh.write(c, encodeMessage(m));
 }
 
+/**
+ * Non-fatal errors in a row (no frame written in between) after which the
+ * connection is closed: a node that only produces errors is broken or hostile,
+ * and every error costs a reply.
+ */
+export const MAX_ERROR_STREAK = 100;
+
+/** A non-fatal error reply, or the fatal one that ends a streak of them. */
+function nonFatal(sh: Shard, c: Conn, e: PlainError, seq?: number): number {
+  if (++c.errorStreak > MAX_ERROR_STREAK) {
+    sh.close(c, 'protocol_error', {
+      code: ErrorCodes.PROTOCOL,
+      message: `${MAX_ERROR_STREAK} errors in a row without an accepted frame; last: ${e.code}: ${e.message}`,
+    });
+    return R_CLOSE;
+  }
+  sendBinaryError(sh, c, e, false, seq);
+  return R_CONTINUE;
+}
+
 function reject(sh: Shard, c: Conn, reason: number, code: PlainError['code'], message: string, seq?: number): number {
   sh.drop(c, reason, message);
-  sendBinaryError(sh, c, { code, message }, false, seq);
-  return R_CONTINUE;
+  return nonFatal(sh, c, { code, message }, seq);
 }
 
 export function handleBinaryOversize(sh: Shard, c: Conn, length: number, fatal: boolean): number {
   const message = `message of ${length} bytes exceeds the limit of ${sh.opts.limits.maxFrameBytes} bytes`;
   sh.drop(c, D_FRAME_TOO_LARGE, message);
-  if (fatal) {
+  if (fatal || !c.welcomed) {
+    // Before the hello nothing is trusted: the first message must be a hello of sane size.
     sh.close(c, 'frame_too_large', { code: ErrorCodes.FRAME_TOO_LARGE, message: `${message}; stream cannot be resynchronised` });
     return R_CLOSE;
   }
-  sendBinaryError(sh, c, { code: ErrorCodes.FRAME_TOO_LARGE, message }, false);
-  return R_CONTINUE;
+  return nonFatal(sh, c, { code: ErrorCodes.FRAME_TOO_LARGE, message });
 }
 
 // Scratch for checking detection values (the blob may be unaligned in the message).
@@ -100,13 +120,21 @@ export function handleBinary(sh: Shard, c: Conn, buf: Buffer, s: number, e: numb
     return frame(sh, c, slot, fast.seq, fast.ts, buf.subarray(fast.detStart, fast.detEnd), undefined);
   }
   let msg: unknown;
+  let problem: string | null = null;
   try {
     msg = decodeBody(buf, s, e);
+    if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) problem = 'a message must be a msgpack map';
   } catch (err) {
-    return reject(sh, c, D_MALFORMED, ErrorCodes.MALFORMED, `undecodable msgpack: ${(err as Error).message}`);
+    problem = `undecodable msgpack: ${(err as Error).message}`;
   }
-  if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) {
-    return reject(sh, c, D_MALFORMED, ErrorCodes.MALFORMED, 'a message must be a msgpack map');
+  if (problem !== null) {
+    if (!c.welcomed) {
+      // Before the hello every reply would go to an unauthenticated peer: one error, then the close.
+      sh.drop(c, D_MALFORMED, problem);
+      sh.close(c, 'protocol_error', { code: ErrorCodes.PROTOCOL, message: `the first message must be a hello; ${problem}` });
+      return R_CLOSE;
+    }
+    return reject(sh, c, D_MALFORMED, ErrorCodes.MALFORMED, problem);
   }
   const m = msg as Record<string, unknown>;
 
@@ -149,6 +177,7 @@ function frame(sh: Shard, c: Conn, slot: NodeSlot, seq: unknown, ts: unknown, de
     sh.oweAck(c);
     return R_CONTINUE;
   }
+  if (seq - w.lastSeq > sh.opts.limits.maxSeqJump) return seqJump(sh, c, seq, w.lastSeq);
   let problem: string | null = null;
   if (typeof ts !== 'number' || !Number.isFinite(ts) || ts < 0) problem = 'ts must be a non-negative number (ms since the epoch)';
   else if (!(det instanceof Uint8Array) || det.length % DET_STRIDE !== 0) problem = 'det must be binary of 24*n bytes (delay, doppler, snr as f64 LE)';
@@ -188,6 +217,7 @@ function frame(sh: Shard, c: Conn, slot: NodeSlot, seq: unknown, ts: unknown, de
       `frame ${seq} renders to a ring record over ${w.maxRecord} bytes (half the node's ring); send fewer detections or adsb entries per frame`, seq);
   }
   w.lastSeq = seq;
+  c.errorStreak = 0;
   sh.wrote(w);
   sh.oweAck(c);
   sh.counters[C_FRAMES_RECEIVED]! += 1;
@@ -195,6 +225,20 @@ function frame(sh: Shard, c: Conn, slot: NodeSlot, seq: unknown, ts: unknown, de
   sh.counters[C_DETECTIONS_RECEIVED]! += n;
   if (slot.trace !== null) sh.traceFrame(slot, ts as number, n, d.length, 'written', seq);
   return R_CONTINUE;
+}
+
+/**
+ * A seq too far ahead of the resume point: storing it would make every honest
+ * later frame a duplicate. Fatal, so the node learns at once (a non-fatal refusal
+ * would leave it resending the same seq forever); it reconnects and resumes after
+ * welcome.last_seq.
+ */
+function seqJump(sh: Shard, c: Conn, seq: number, last: number): number {
+  const message = `seq ${seq} is more than ${sh.opts.limits.maxSeqJump} ahead of the last accepted ${last}; ` +
+    'resume after welcome.last_seq (an operator can move the resume point: POST /api/v1/nodes/{id}/resume-point)';
+  sh.drop(c, D_SEQ_JUMP, message);
+  sh.close(c, 'seq_jump', { code: ErrorCodes.SEQ_JUMP, message });
+  return R_CLOSE;
 }
 
 function hello(sh: Shard, c: Conn, m: Record<string, unknown>): number {
@@ -220,6 +264,11 @@ function hello(sh: Shard, c: Conn, m: Record<string, unknown>): number {
   }
   if (!isValidNodeId(m.node)) {
     sh.close(c, 'protocol_error', { code: ErrorCodes.PROTOCOL, message: NODE_ID_RULE });
+    return R_CLOSE;
+  }
+  const bad = helloProblem(m);
+  if (bad !== null) {
+    sh.close(c, 'protocol_error', { code: ErrorCodes.INVALID_HELLO, message: bad });
     return R_CLOSE;
   }
   if (typeof m.token !== 'string' || !sh.token.matches(m.node, m.token)) {

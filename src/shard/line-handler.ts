@@ -57,6 +57,19 @@ function nodeOf(buf: Buffer): string | null {
   return isValidNodeIdBytes(buf, s, e) ? buf.toString('latin1', s, e) : null;
 }
 
+/**
+ * May this message claim `node` for the connection? A node with a token of its own
+ * only with that token, on this very message, whatever authenticated the connection.
+ * Any other node with the shared token, which a connection that showed it need not
+ * repeat (a gateway's further nodes).
+ */
+function mayClaim(sh: Shard, c: Conn, buf: Buffer, node: string): boolean {
+  const hasToken = scan.type[K_TOKEN] === T_STRING;
+  if (sh.token.hasOwn(node)) return hasToken && sh.token.matches(node, stringValue(buf, K_TOKEN));
+  if (c.sharedAuthed) return true;
+  return hasToken && sh.token.matches(node, stringValue(buf, K_TOKEN));
+}
+
 export function handleLineOversize(sh: Shard, c: Conn): number {
   return drop(sh, c, D_FRAME_TOO_LARGE, `line longer than ${sh.opts.limits.maxFrameBytes} bytes`);
 }
@@ -78,6 +91,8 @@ export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number
       sh.close(c, 'auth_failed');
       return R_CLOSE;
     }
+    // A node with its own token was checked against it; anything else against the shared one.
+    c.sharedAuthed = node === null || !sh.token.hasOwn(node);
     sh.authenticated(c);
   }
 
@@ -94,10 +109,8 @@ export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number
     const node = buf.toString('latin1', scan.start[K_NODE_ID]!, scan.end[K_NODE_ID]!);
     slot = c.nodes.get(node) ?? null;
     if (slot === null) {
-      // A new node on this connection: its message must carry the right token too
-      // (and be the certificate's node, if the connection has one).
-      if (!identityAllows(c.identity, node)
-        || (c.nodes.size > 0 && (scan.type[K_TOKEN] !== T_STRING || !sh.token.matches(node, stringValue(buf, K_TOKEN))))) {
+      // A new node on this connection (and the certificate's node, if the connection has one).
+      if (!identityAllows(c.identity, node) || !mayClaim(sh, c, buf, node)) {
         if (!isHeartbeat) drop(sh, c, D_AUTH_FAILED, 'wrong or missing token');
         sh.close(c, 'auth_failed');
         return R_CLOSE;
@@ -107,12 +120,26 @@ export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number
     c.lastSlot = slot;
     c.lastNodeBytes = Buffer.from(node, 'latin1');
   }
+  if (slot.state === NODE_REFUSED) {
+    if (Date.now() < slot.retryAt!) {
+      // Counted, not logged: the refusal itself was logged once.
+      if (!isHeartbeat) {
+        sh.counters[C_FRAMES_RECEIVED]! += 1;
+        sh.counters[D_NODE_REFUSED]! += 1;
+      }
+      return R_CONTINUE;
+    }
+    // Already authorised on this connection: ask again without a token.
+    c.refusedNodes--;
+    slot = sh.claim(c, slot.node, isHeartbeat ? 'heartbeat' : 'frame');
+    c.lastSlot = slot;
+  }
   if (slot.state === NODE_PENDING) {
     c.pendingFrame = !isHeartbeat;
     return R_BLOCKED;
   }
   if (slot.state !== NODE_GRANTED) {
-    if (!isHeartbeat) drop(sh, c, slot.state === NODE_REFUSED ? D_NODE_REFUSED : D_CONNECTION_CLOSED, 'connection closing');
+    if (!isHeartbeat) drop(sh, c, D_CONNECTION_CLOSED, 'connection closing');
     return R_CLOSE;
   }
 

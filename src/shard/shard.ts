@@ -45,6 +45,14 @@ export const NODE_GRANTED = 1;
 export const NODE_REFUSED = 2;
 export const NODE_REVOKED = 3;
 
+/**
+ * A node refused on a line connection (which stays open for its other nodes) is
+ * claimed again by its first frame after this long: a port may have been freed.
+ */
+export const REFUSED_RETRY_MS = 10000;
+/** Refused nodes a line connection may hold; one more closes it (node_refused). */
+export const MAX_REFUSED_NODES = 64;
+
 export interface NodeTrace {
   id: string;
   untilMs: number;
@@ -58,12 +66,21 @@ export interface NodeSlot {
   ringId: number;
   /** Set while a deep-trace command is active for the node (checked per frame). */
   trace: NodeTrace | null;
+  /** NODE_REFUSED on a line connection: when its next frame may claim it again (ms epoch). */
+  retryAt?: number;
 }
 
 export class Conn {
   proto: Protocol | null = null;
   framer: LineFramer | BinaryFramer | null = null;
   authed = false;
+  /**
+   * Authenticated by the shared token (or with none configured): further nodes without
+   * a token of their own may then be carried without repeating it (gateways).
+   */
+  sharedAuthed = false;
+  /** Line: nodes refused on this connection (bounded by MAX_REFUSED_NODES). */
+  refusedNodes = 0;
   readonly nodes = new Map<string, NodeSlot>();
   /** Last slot used, with the node id bytes that selected it (line fast path). */
   lastSlot: NodeSlot | null = null;
@@ -72,6 +89,8 @@ export class Conn {
   binNode: NodeSlot | null = null;
   ackOwed = false;
   welcomed = false;
+  /** Binary: non-fatal errors since the last frame written (see MAX_ERROR_STREAK). */
+  errorStreak = 0;
   /** A framed message that could not be handled yet (blocked). */
   pending = false;
   /** The pending message is a frame (counted as dropped if never written). */
@@ -163,12 +182,19 @@ export class Shard {
         const slot = c?.nodes.get(msg.node);
         if (!c || !slot) break;
         slot.state = NODE_REFUSED;
+        slot.retryAt = Date.now() + REFUSED_RETRY_MS;
         if (c.pending) {
           // The message that claimed the node: a frame is dropped with the reason.
           c.pending = false;
           this.dropPendingFrame(c, D_NODE_REFUSED);
         }
         c.blocked = false;
+        // A gateway's other nodes carry on: only this node's frames are refused. Many
+        // refused ids on one connection is an id flood, not a gateway: it is closed.
+        if (c.proto === 'line' && ++c.refusedNodes <= MAX_REFUSED_NODES) {
+          this.pump(c);
+          break;
+        }
         this.close(c, msg.reason ?? 'node_refused', msg.error);
         break;
       }

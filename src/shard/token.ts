@@ -34,6 +34,11 @@ export class TokenCheck {
     return this.shared === null && this.perNode.size === 0;
   }
 
+  /** The node has a token of its own (tcp_server.tokens): only that token claims it. */
+  hasOwn(node: string): boolean {
+    return this.perNode.has(node);
+  }
+
   /** Does `candidate` authenticate `node` (null: a message without a usable node id)? */
   matches(node: string | null, candidate: string | Uint8Array): boolean {
     const expected = (node !== null ? this.perNode.get(node) : undefined) ?? this.shared;

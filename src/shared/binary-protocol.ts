@@ -13,6 +13,9 @@ export const T_HEARTBEAT = 'hb'; // node -> host: {t}
 export const T_ACK = 'ack'; // host -> node: {t, seq} every seq <= this is settled
 export const T_ERROR = 'error'; // host -> node: {t, code, message, fatal, seq?}
 
+/** Every message type, both directions (the hostile-input tests cover each one by construction). */
+export const MESSAGE_TYPES = [T_HELLO, T_WELCOME, T_FRAME, T_HEARTBEAT, T_ACK, T_ERROR] as const;
+
 /** Bytes per detection in a frame's `det` blob: delay, doppler, snr as f64. */
 export const DET_STRIDE = 24;
 
