@@ -11,7 +11,7 @@ const ONE = /^\/api\/v1\/trackers\/([^/]+)$/;
 export function mountTrackerApi(http: HttpServer, sup: TrackerSupervisor, apiToken: string): void {
   const control = controlCheck(apiToken);
   http.addRoute('GET', '/api/v1/trackers', (_req, res) => {
-    const list = [...sup.instances.values()].map((i) => i.view()).sort((a, b) => a.node_id.localeCompare(b.node_id));
+    const list = sup.views();
     sendJson(res, 200, {
       trackers: list,
       command: sup.command.kind,
@@ -28,9 +28,9 @@ export function mountTrackerApi(http: HttpServer, sup: TrackerSupervisor, apiTok
       return;
     }
     if (req.method === 'GET' || req.method === 'HEAD') {
-      const inst = sup.get(id);
-      if (!inst) sendJson(res, 404, { error: `no tracker for node ${id}` });
-      else sendJson(res, 200, inst.view());
+      const view = sup.view(id);
+      if (!view) sendJson(res, 404, { error: `no tracker for node ${id}` });
+      else sendJson(res, 200, view);
       return;
     }
     if (req.method === 'DELETE') {

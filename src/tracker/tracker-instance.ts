@@ -59,6 +59,8 @@ export interface InstanceView {
   frames_fed: number;
   frames_skipped: { duplicate: number; out_of_order: number };
   frames_lost: number;
+  /** RESET lines sent after a run of out-of-order frames (the tracker then follows the node's clock again). */
+  resets: number;
   tracks_written: number;
   last_output_at: string | null;
   input_blocked: boolean;
@@ -311,6 +313,7 @@ export class TrackerInstance {
       frames_fed: f.framesFed,
       frames_skipped: { duplicate: f.duplicate, out_of_order: f.outOfOrder },
       frames_lost: f.lostInFlight,
+      resets: f.resets,
       tracks_written: this.output.stats().linesWritten,
       last_output_at: iso(this.lastOutputAt),
       input_blocked: f.state === 'blocked',
