@@ -17,6 +17,7 @@ import {
 } from './helpers.js';
 import { encodeHello, encodeFrame } from '../src/shared/binary-protocol.js';
 import { RESYNC_AFTER } from '../src/tracker/ring-feeder.js';
+import { checkFrameLimits } from '../src/shared/frame-limits.js';
 import type { InstanceView } from '../src/tracker/tracker-instance.js';
 
 const T0 = 1757400000000;
@@ -69,6 +70,18 @@ function echoed(dir: string, name: string): { ts: number[]; resets: number } {
 async function trackers(http: number): Promise<InstanceView[]> {
   return (await getJson(http, '/api/v1/trackers')).json.trackers as InstanceView[];
 }
+
+test('checkFrameLimits: detections above the limit, timestamps ahead beyond the skew (not behind), 0 turns the skew check off', () => {
+  const limits = { maxDetections: 10, maxClockSkewMs: 1000 };
+  const now = Date.now();
+  assert.equal(checkFrameLimits(now, 10, limits), null);
+  assert.equal(checkFrameLimits(now, 11, limits)?.reason, 'too_many_detections');
+  assert.equal(checkFrameLimits(now + 500, 1, limits), null);
+  assert.equal(checkFrameLimits(now + 60_000, 1, limits)?.reason, 'clock_skew');
+  assert.equal(checkFrameLimits(1e15, 1, limits)?.reason, 'clock_skew');
+  assert.equal(checkFrameLimits(T0 - 1e9, 1, limits), null, 'old timestamps are accepted');
+  assert.equal(checkFrameLimits(1e15, 1, { maxDetections: 10, maxClockSkewMs: 0 }), null);
+});
 
 describe('frame limits at ingest', () => {
   const setup = engineFixtures({ shards: 1 });

@@ -154,7 +154,7 @@ function frame(sh: Shard, c: Conn, slot: NodeSlot, seq: unknown, ts: unknown, de
   let refusal: FrameRefusal | null = null;
   if (typeof ts !== 'number' || !Number.isFinite(ts) || ts < 0) problem = 'ts must be a non-negative number (ms since the epoch)';
   else if (!(det instanceof Uint8Array) || det.length % DET_STRIDE !== 0) problem = 'det must be binary of 24*n bytes (delay, doppler, snr as f64 LE)';
-  else if ((refusal = checkFrameLimits(ts, det.length / DET_STRIDE, sh.opts.limits, Date.now())) !== null) problem = refusal.message;
+  else if ((refusal = checkFrameLimits(ts, det.length / DET_STRIDE, sh.opts.limits)) !== null) problem = refusal.message;
   else if (!detectionsFinite(det)) problem = 'det contains a non-finite value';
   let adsbJson: Buffer | null = null;
   if (problem === null && adsb !== undefined) {

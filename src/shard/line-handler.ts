@@ -138,7 +138,7 @@ export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number
   if (adsb !== T_NONE && (adsb !== T_ARRAY || scan.count[K_ADSB] !== n || !scan.uniform[K_ADSB])) {
     return drop(sh, c, D_INVALID_FRAME, 'adsb must be an array of null-or-object, one per detection');
   }
-  const refusal = checkFrameLimits(ts, n, sh.opts.limits, Date.now());
+  const refusal = checkFrameLimits(ts, n, sh.opts.limits);
   if (refusal !== null) return drop(sh, c, dropIndex(refusal.reason), refusal.message);
 
   const w = slot.writer!;

@@ -13,20 +13,31 @@ export interface FrameRefusal {
 }
 
 /**
+ * The latest host time read by checkFrameLimits (this thread). The wall clock only
+ * moves forward (NTP slews), so a timestamp within `cachedNow + skew` is within
+ * `now + skew`: the clock is read only for frames that look ahead, not per frame.
+ */
+let cachedNow = 0;
+
+/**
  * Null when a frame with `detections` detections and `timestamp` (ms since the
- * epoch) is within the limits at host time `now`. Only timestamps ahead are
+ * epoch) is within the limits at host time `now()`. Only timestamps ahead are
  * refused: one far in the future would put every later frame out of order at the
  * tracker, while old ones (replays, backfill) harm nothing and are ordered there.
  */
-export function checkFrameLimits(timestamp: number, detections: number, limits: FrameLimits, now: number): FrameRefusal | null {
+export function checkFrameLimits(timestamp: number, detections: number, limits: FrameLimits, now: () => number = Date.now): FrameRefusal | null {
   if (detections > limits.maxDetections) {
     return { reason: 'too_many_detections', message: `${detections} detections in one frame; the limit is ${limits.maxDetections} (limits.max_detections_per_frame)` };
   }
-  if (limits.maxClockSkewMs > 0 && timestamp > now + limits.maxClockSkewMs) {
-    return {
-      reason: 'clock_skew',
-      message: `timestamp ${timestamp} is ${Math.round(timestamp - now)} ms ahead of the host clock; the limit is ${limits.maxClockSkewMs} ms (limits.max_clock_skew_ms)`,
-    };
+  const skew = limits.maxClockSkewMs;
+  if (skew > 0 && timestamp > cachedNow + skew) {
+    cachedNow = now();
+    if (timestamp > cachedNow + skew) {
+      return {
+        reason: 'clock_skew',
+        message: `timestamp ${timestamp} is ${Math.round(timestamp - cachedNow)} ms ahead of the host clock; the limit is ${skew} ms (limits.max_clock_skew_ms)`,
+      };
+    }
   }
   return null;
 }

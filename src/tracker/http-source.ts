@@ -238,7 +238,7 @@ export class HttpSource {
       }
       const frame = toFrame(value);
       if (typeof frame === 'string') return { kind: 'fail', error: `invalid frame: ${frame}`, drop: 'invalid_frame', detail: frame };
-      const refusal = this.opts.limits ? checkFrameLimits(frame.timestamp, frame.delay.length, this.opts.limits(), Date.now()) : null;
+      const refusal = this.opts.limits ? checkFrameLimits(frame.timestamp, frame.delay.length, this.opts.limits()) : null;
       if (refusal !== null) return { kind: 'fail', error: `frame refused: ${refusal.message}`, drop: refusal.reason, detail: refusal.message };
       return { kind: 'ok', frame };
     } catch (err) {
