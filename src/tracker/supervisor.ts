@@ -278,6 +278,7 @@ export class TrackerSupervisor implements RingSink {
   private reconcile(): void {
     const desired = this.desired();
     for (const id of this.unbuilt.keys()) if (!desired.has(id)) this.unbuilt.delete(id);
+    for (const id of this.nameHeld) if (!desired.has(id)) this.nameHeld.delete(id);
     for (const [id, inst] of this.instances) {
       const want = desired.get(id);
       // Gone from the set, or its configuration changed: stop it (a changed one is recreated once stopped).
