@@ -21,6 +21,7 @@ import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './shared/errors.js';
+import { NODE_ID_PATTERN } from './shared/node-id.js';
 
 /** Upper bound for `shards` (explicit or resolved from "auto"). */
 export const MAX_SHARDS = 64;
@@ -209,8 +210,11 @@ export type TrackerMode = 'tcp' | 'http';
 
 const trackerSchema = z
   .strictObject({
-    // required: identifies the tracker (output files, logs, metrics); unique.
-    name: nonEmptyString(),
+    // required: identifies the tracker (output files, logs, metrics); unique. The node-id alphabet,
+    // since it names the track file ({name}_{date}.jsonl).
+    name: z.string().regex(NODE_ID_PATTERN, {
+      error: 'must be 1-64 characters of [A-Za-z0-9._-] starting with a letter or digit (it names the track file)',
+    }),
     // required: TCP port of this tracker's retina-tracker instance.
     tcp_port: fixedPort(),
     // absent: "http" when detection_url is given, else "tcp" (tracker-host rule).

@@ -40,7 +40,7 @@ export interface EngineOptions {
   /** Period of the agent sweep (state changes, command expiry, TCP liveness). */
   agentSweepMs?: number;
   /** Test-only fault injection into the tracker supervisor. */
-  supervisorFaults?: { probe?(nodeId: string): void; pass?(): void };
+  supervisorFaults?: { probe?(nodeId: string): void; pass?(): void; build?(nodeId: string): void };
 }
 
 /** Top-level config keys a reload cannot change (listeners, threads, rings, files): a restart applies them. */
@@ -287,6 +287,7 @@ export class Engine {
         : { ok: true, detail: 'tcp_server disabled' },
       shards: down.length === 0 ? { ok: true } : { ok: false, detail: `shards not running: ${down.join(', ')}` },
       draining: this.stopping === null ? { ok: true } : { ok: false, detail: 'shutting down' },
+      ...(this.trackers ? { trackers: this.trackers.health() } : {}),
     };
   }
 

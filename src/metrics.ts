@@ -288,6 +288,13 @@ export class Metrics {
         for (const [node, v] of src.trackers?.().restarts ?? []) this.inc({ node }, v);
       },
     });
+    new Counter({
+      name: M.trackerResets, help: 'Times a tracker was sent {"type":"RESET"} after a run of out-of-order frames, to follow its node\'s clock again.', registers: reg,
+      collect() {
+        this.reset();
+        this.inc(src.trackers?.().resets ?? 0);
+      },
+    });
     new Gauge({
       name: M.trackers, help: 'Tracker instances by state.', labelNames: ['state'], registers: reg,
       collect() {
@@ -303,7 +310,7 @@ export class Metrics {
       },
     });
     new Counter({
-      name: M.provisionRefused, help: 'Unknown nodes refused a tracker, by reason (disabled, ports_exhausted).', labelNames: ['reason'], registers: reg,
+      name: M.provisionRefused, help: 'Unknown nodes refused a tracker, by reason (disabled, ports_exhausted, name_taken).', labelNames: ['reason'], registers: reg,
       collect() {
         this.reset();
         const t = src.trackers?.();

@@ -171,7 +171,7 @@ describe('HttpSource', () => {
     assert.match(drops[2]![1], /timestamp missing/);
     assert.match(drops[3]![1], /delay is not an array of finite numbers/);
     const st = src.stats();
-    assert.deepEqual(st.dropped, { malformed: 1, invalid_frame: 4, frame_too_large: 1 });
+    assert.deepEqual(st.dropped, { malformed: 1, invalid_frame: 4, frame_too_large: 1, too_many_detections: 0, clock_skew: 0 });
     assert.equal(st.failures, 6);
     assert.equal(st.consecutiveFailures, 0);
     assert.equal(frames[0]!.timestamp, 5000);
@@ -243,7 +243,7 @@ describe('HttpSource', () => {
     await until(() => b.src.stats().failures >= 3, 'three timeouts');
     assert.ok(performance.now() - t0 >= 3 * 60, 'not before the timeouts');
     assert.equal(b.src.lastError, 'timeout after 60 ms');
-    assert.deepEqual(b.src.stats().dropped, { malformed: 0, invalid_frame: 0, frame_too_large: 0 });
+    assert.deepEqual(b.src.stats().dropped, { malformed: 0, invalid_frame: 0, frame_too_large: 0, too_many_detections: 0, clock_skew: 0 });
     await until(() => silent.aborted >= 3, 'the timed-out requests abandoned');
     assert.equal(silent.maxConcurrent, 1);
   });

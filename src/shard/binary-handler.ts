@@ -4,7 +4,7 @@
 import type { PlainError } from '../shared/errors.js';
 import { ErrorCodes } from '../shared/errors.js';
 import {
-  C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, C_HEARTBEATS,
+  C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, C_HEARTBEATS, dropIndex,
   D_MALFORMED, D_INVALID_FRAME, D_FRAME_TOO_LARGE, D_DUPLICATE, D_CONNECTION_CLOSED, D_SEQ_JUMP,
 } from '../shared/counters.js';
 import {
@@ -13,6 +13,7 @@ import {
 } from '../shared/binary-protocol.js';
 import { isValidNodeId, NODE_ID_RULE } from '../shared/node-id.js';
 import { helloProblem } from '../shared/agent-fields.js';
+import { checkFrameLimits, type FrameRefusal } from '../shared/frame-limits.js';
 import { writePackedFrame, WRITE_FULL, WRITE_TOO_LARGE } from './frame-writer.js';
 import { identityAllows } from './token.js';
 import { FastFrame, readFastFrame } from './frame-fast-path.js';
@@ -179,8 +180,10 @@ function frame(sh: Shard, c: Conn, slot: NodeSlot, seq: unknown, ts: unknown, de
   }
   if (seq - w.lastSeq > sh.opts.limits.maxSeqJump) return seqJump(sh, c, seq, w.lastSeq);
   let problem: string | null = null;
+  let refusal: FrameRefusal | null = null;
   if (typeof ts !== 'number' || !Number.isFinite(ts) || ts < 0) problem = 'ts must be a non-negative number (ms since the epoch)';
   else if (!(det instanceof Uint8Array) || det.length % DET_STRIDE !== 0) problem = 'det must be binary of 24*n bytes (delay, doppler, snr as f64 LE)';
+  else if ((refusal = checkFrameLimits(ts, det.length / DET_STRIDE, sh.opts.limits)) !== null) problem = refusal.message;
   else if (!detectionsFinite(det)) problem = 'det contains a non-finite value';
   let adsbJson: Buffer | null = null;
   if (problem === null && adsb !== undefined) {
@@ -198,6 +201,10 @@ function frame(sh: Shard, c: Conn, slot: NodeSlot, seq: unknown, ts: unknown, de
   if (problem !== null) {
     w.lastSeq = seq; // settled (rejected): the node must not resend it
     sh.oweAck(c);
+    if (refusal !== null) {
+      const code = refusal.reason === 'clock_skew' ? ErrorCodes.CLOCK_SKEW : ErrorCodes.TOO_MANY_DETECTIONS;
+      return reject(sh, c, dropIndex(refusal.reason), code, problem, seq);
+    }
     return reject(sh, c, D_INVALID_FRAME, ErrorCodes.INVALID_FRAME, problem, seq);
   }
   const d = det as Uint8Array;

@@ -5,10 +5,11 @@ import {
   K_NODE_ID, K_TOKEN, K_TYPE, K_TIMESTAMP, K_DELAY, K_DOPPLER, K_SNR, K_ADSB,
 } from './json-scan.js';
 import {
-  C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, C_HEARTBEATS,
+  C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, C_HEARTBEATS, dropIndex,
   D_MALFORMED, D_INVALID_UTF8, D_INVALID_FRAME, D_FRAME_TOO_LARGE, D_AUTH_FAILED, D_CONNECTION_CLOSED, D_NODE_REFUSED,
 } from '../shared/counters.js';
 import { isValidNodeIdBytes, NODE_ID_RULE } from '../shared/node-id.js';
+import { checkFrameLimits } from '../shared/frame-limits.js';
 import { writeLineFrame, WRITE_FULL, WRITE_TOO_LARGE } from './frame-writer.js';
 import { identityAllows } from './token.js';
 import { type Shard, type Conn, type NodeSlot, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED, NODE_REFUSED } from './shard.js';
@@ -164,6 +165,8 @@ export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number
   if (adsb !== T_NONE && (adsb !== T_ARRAY || scan.count[K_ADSB] !== n || !scan.uniform[K_ADSB])) {
     return drop(sh, c, D_INVALID_FRAME, 'adsb must be an array of null-or-object, one per detection');
   }
+  const refusal = checkFrameLimits(ts, n, sh.opts.limits);
+  if (refusal !== null) return drop(sh, c, dropIndex(refusal.reason), refusal.message);
 
   const w = slot.writer!;
   const r = writeLineFrame(w, buf, scan, ts, n, sh.onOverflowDrop);

@@ -28,6 +28,7 @@ export const M = {
   framesInSink: `${PREFIX}frames_in_sink`,
   trackerUp: `${PREFIX}tracker_up`,
   trackerRestarts: `${PREFIX}tracker_restarts_total`,
+  trackerResets: `${PREFIX}tracker_resets_total`,
   trackers: `${PREFIX}trackers`,
   tracksWritten: `${PREFIX}tracks_written_total`,
   provisionRefused: `${PREFIX}provision_refused_total`,

@@ -16,7 +16,9 @@
 // first success brings it UP. The caller reads `downSince` to decide when an
 // outage is "extended" (retry.extended_outage_sec).
 
-export type HttpSourceDrop = 'malformed' | 'invalid_frame' | 'frame_too_large';
+import { checkFrameLimits, type FrameLimits } from '../shared/frame-limits.js';
+
+export type HttpSourceDrop = 'malformed' | 'invalid_frame' | 'frame_too_large' | 'too_many_detections' | 'clock_skew';
 
 export interface HttpSourceOptions {
   /** http or https; validated in the constructor (TypeError). */
@@ -34,6 +36,8 @@ export interface HttpSourceOptions {
   /** Larger bodies are dropped as 'frame_too_large' (reading stops there). Default 1 MiB. */
   maxBodyBytes?: number;
   headers?: Record<string, string>;
+  /** The frame limits in force (read per response, so a reload applies). Default: none. */
+  limits?: () => FrameLimits;
   /** Clock for downSince and lastFrameAt (timers use real setTimeout). Default Date.now. */
   now?: () => number;
   /** A new frame, as one retina JSON line (ends with '\n'). Return false if it could not be buffered (the caller counted it). */
@@ -70,7 +74,7 @@ export class HttpSource {
   private streakStart = 0;
   private lastTimestamp: number | null = null;
   private readonly counters = { polls: 0, successes: 0, failures: 0, frames: 0, unchanged: 0, consecutiveFailures: 0 };
-  private readonly dropped: Record<HttpSourceDrop, number> = { malformed: 0, invalid_frame: 0, frame_too_large: 0 };
+  private readonly dropped: Record<HttpSourceDrop, number> = { malformed: 0, invalid_frame: 0, frame_too_large: 0, too_many_detections: 0, clock_skew: 0 };
 
   private started = false;
   private stopped = false;
@@ -234,6 +238,8 @@ export class HttpSource {
       }
       const frame = toFrame(value);
       if (typeof frame === 'string') return { kind: 'fail', error: `invalid frame: ${frame}`, drop: 'invalid_frame', detail: frame };
+      const refusal = this.opts.limits ? checkFrameLimits(frame.timestamp, frame.delay.length, this.opts.limits()) : null;
+      if (refusal !== null) return { kind: 'fail', error: `frame refused: ${refusal.message}`, drop: refusal.reason, detail: refusal.message };
       return { kind: 'ok', frame };
     } catch (err) {
       if (this.stopped) return { kind: 'stopped' };

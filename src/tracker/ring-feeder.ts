@@ -13,6 +13,11 @@
 // only when its timestamp is strictly after the last one fed to the current
 // tracker process (equal: `duplicate`, lower: `outOfOrder`; both skipped). A new
 // tracker process has seen nothing: attach() (or resetOrdering()) starts over.
+// Recovery: one frame stamped far in the future would otherwise make every later
+// frame out of order for as long as the process lives. After RESYNC_AFTER
+// consecutive out-of-order frames, the next out-of-order frame is preceded by a
+// {"type":"RESET"} line (the tracker drops its state) and becomes the new base
+// (counted in `resets`).
 //
 // Accounting. Every frame taken out of the ring ends up in exactly one of
 //   framesFed + inFlight + lostInFlight + duplicate + outOfOrder + badRecords
@@ -59,6 +64,14 @@ export interface RingFeederOptions {
 
 const NL = 0x0a;
 const NL_BUF = Buffer.from('\n');
+const RESET_LINE = Buffer.from('{"type":"RESET"}\n');
+
+/**
+ * Consecutive out-of-order frames after which the feeder resets the tracker and
+ * follows the node's clock again. A node's genuine reordering is a frame or two;
+ * twenty in a row (seconds of a node's frames) means the last frame fed was bogus.
+ */
+export const RESYNC_AFTER = 20;
 
 export class RingFeeder {
   readonly reader: RingReader;
@@ -72,6 +85,8 @@ export class RingFeeder {
   private yieldPending = false;
   private pumping = false;
   private lastTs = -Infinity;
+  /** Out-of-order frames in a row since the last frame fed. */
+  private behind = 0;
 
   // ---- counters ----
   /** Frames whose bytes reached the tracker's input (see the accounting rule above). */
@@ -84,6 +99,8 @@ export class RingFeeder {
   duplicate = 0;
   /** Frames skipped: timestamp before the last one fed. */
   outOfOrder = 0;
+  /** Times the tracker was sent a RESET to follow the node's clock again (RESYNC_AFTER). */
+  resets = 0;
   /** Records of an unknown kind, empty JSON-line records, packed records too short for their detections (skipped). */
   badRecords = 0;
   /** Batches written (one tracker write each). */
@@ -122,6 +139,7 @@ export class RingFeeder {
   /** The next frame fed may have any timestamp (a fresh tracker process has seen none). */
   resetOrdering(): void {
     this.lastTs = -Infinity;
+    this.behind = 0;
   }
 
   /** Feeds a (new) tracker process from now on; resets the ordering. Call pump() once it is connected. */
@@ -250,13 +268,32 @@ export class RingFeeder {
       const plen = b.readUInt32LE(rec + REC_PAYLOAD_LEN);
       if (plen === PAD_MARK) continue;
       const ts = b.readDoubleLE(rec + REC_TIMESTAMP);
+      let reset = false;
       if (!(ts > this.lastTs)) {
-        if (ts === this.lastTs) this.duplicate++;
-        else this.outOfOrder++;
-        continue;
+        if (ts === this.lastTs) {
+          this.duplicate++;
+          continue;
+        }
+        if (this.behind < RESYNC_AFTER) {
+          this.behind++;
+          this.outOfOrder++;
+          continue;
+        }
+        reset = true;
       }
       const kind = b[rec + REC_KIND];
       const ps = rec + REC_HEADER_BYTES + b[rec + REC_SKIP]!;
+      if (reset && (kind === KIND_JSON_LINE || kind === KIND_PACKED)) {
+        // The RESET line may be longer than the record header it would replace in
+        // place: gather from here on.
+        if (parts === null) {
+          parts = w > 0 ? [b.subarray(0, w)] : [];
+          len = w;
+        }
+        parts.push(RESET_LINE);
+        len += RESET_LINE.length;
+        this.resets++;
+      }
       if (kind === KIND_JSON_LINE) {
         if (plen === 0) {
           this.badRecords++;
@@ -293,6 +330,7 @@ export class RingFeeder {
         continue;
       }
       this.lastTs = ts;
+      this.behind = 0;
       frames++;
     }
     if (parts === null) return { buf: b.subarray(0, w), frames };

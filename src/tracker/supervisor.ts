@@ -20,9 +20,9 @@ import {
 import { nextDue, type LifecycleRules, type TrackerPhase } from './lifecycle.js';
 import { PortAllocator } from './port-allocator.js';
 import { resolveTrackerCommand, type TrackerCommand } from './tracker-command.js';
-import { TrackerInstance, type InstanceContext, type InstanceSpec } from './tracker-instance.js';
+import { TrackerInstance, type InstanceContext, type InstanceSpec, type InstanceView } from './tracker-instance.js';
 
-export const PROVISION_REFUSED_REASONS = ['disabled', 'ports_exhausted'] as const;
+export const PROVISION_REFUSED_REASONS = ['disabled', 'ports_exhausted', 'name_taken'] as const;
 export type ProvisionRefusedReason = (typeof PROVISION_REFUSED_REASONS)[number];
 export const TRACKER_STATES: readonly (TrackerPhase | 'probe_error')[] = [
   'idle', 'starting', 'running', 'outage', 'stopping', 'stopped', 'backoff', 'failed', 'probe_error',
@@ -34,7 +34,7 @@ export interface SupervisorOptions {
   log: Logger;
   now?: () => number;
   /** Test-only fault injection: called inside each watcher and each pass (may throw). */
-  faults?: { probe?(nodeId: string): void; pass?(): void };
+  faults?: { probe?(nodeId: string): void; pass?(): void; build?(nodeId: string): void };
   /** Replaces the OS check of provisioned ports (tests). */
   portIsFree?: (port: number) => Promise<boolean>;
 }
@@ -44,6 +44,8 @@ export interface TrackerMetrics {
   up: Array<[string, number]>;
   restarts: Array<[string, number]>;
   tracksWritten: number;
+  /** RESET lines sent to trackers to follow their node's clock again (ring-feeder.ts). */
+  resets: number;
   provisionRefused: Record<ProvisionRefusedReason, number>;
   passes: number;
   passErrors: number;
@@ -62,7 +64,10 @@ function specKey(spec: InstanceSpec): string {
 }
 
 /** Feeder counters of removed instances, so totals never go down. */
-interface Retired { fed: number; duplicate: number; outOfOrder: number; lost: number; bad: number; tracks: number }
+interface Retired { fed: number; duplicate: number; outOfOrder: number; lost: number; bad: number; tracks: number; resets: number }
+
+/** A desired instance whose construction threw: shown as probe_error, retried every pass. */
+interface Unbuilt { spec: InstanceSpec; error: string; since: number }
 
 export class TrackerSupervisor implements RingSink {
   readonly instances = new Map<string, TrackerInstance>();
@@ -74,8 +79,15 @@ export class TrackerSupervisor implements RingSink {
   private readonly configured = new Map<string, InstanceSpec>();
   private readonly writers = new Map<string, RingWriter>();
   private readonly refusedLogged = new Set<string>();
-  private readonly provisionRefused: Record<ProvisionRefusedReason, number> = { disabled: 0, ports_exhausted: 0 };
-  private readonly retired: Retired = { fed: 0, duplicate: 0, outOfOrder: 0, lost: 0, bad: 0, tracks: 0 };
+  private readonly provisionRefused: Record<ProvisionRefusedReason, number> = { disabled: 0, ports_exhausted: 0, name_taken: 0 };
+  private readonly retired: Retired = { fed: 0, duplicate: 0, outOfOrder: 0, lost: 0, bad: 0, tracks: 0, resets: 0 };
+  /** Desired instances that could not be built (by node id). */
+  readonly unbuilt = new Map<string, Unbuilt>();
+  /** Node ids whose instance waits because its name is held by another instance (logged once). */
+  private readonly nameHeld = new Set<string>();
+  /** performance.now() at the end of the last pass that did not throw (readiness). */
+  private lastPassOkAt = performance.now();
+  private lastPassFailed = false;
   private readonly ctx: InstanceContext;
   private rules: LifecycleRules;
   private config: Config;
@@ -226,7 +238,10 @@ export class TrackerSupervisor implements RingSink {
       this.passes++;
       this.opts.faults?.pass?.();
       this.reconcile();
+      this.lastPassFailed = false;
+      this.lastPassOkAt = performance.now();
     } catch (err) {
+      this.lastPassFailed = true;
       this.passErrors++;
       this.lastPassError = (err as Error).message;
       this.log.error({ err: (err as Error).message }, 'tracker supervisor pass failed; carrying on');
@@ -262,6 +277,8 @@ export class TrackerSupervisor implements RingSink {
 
   private reconcile(): void {
     const desired = this.desired();
+    for (const id of this.unbuilt.keys()) if (!desired.has(id)) this.unbuilt.delete(id);
+    for (const id of this.nameHeld) if (!desired.has(id)) this.nameHeld.delete(id);
     for (const [id, inst] of this.instances) {
       const want = desired.get(id);
       // Gone from the set, or its configuration changed: stop it (a changed one is recreated once stopped).
@@ -277,8 +294,30 @@ export class TrackerSupervisor implements RingSink {
         this.morePending = true;
         break;
       }
+      if (this.nameInUse(spec.name, id)) {
+        // Two instances must never share a track file: this one waits until the other is gone.
+        if (!this.nameHeld.has(id)) {
+          this.nameHeld.add(id);
+          this.log.warn({ tracker: spec.name, node: id }, 'tracker name is used by another tracker instance; this one waits until it is free');
+        }
+        continue;
+      }
+      this.nameHeld.delete(id);
       const node = this.opts.nodes.ensure(id);
-      const inst = new TrackerInstance(spec, node, this.ctx);
+      let inst: TrackerInstance;
+      try {
+        this.opts.faults?.build?.(id);
+        inst = new TrackerInstance(spec, node, this.ctx);
+      } catch (err) {
+        // One bad instance must not stop the others: it shows as probe_error and is retried.
+        this.probeErrors++;
+        const msg = (err as Error)?.message ?? String(err);
+        const prev = this.unbuilt.get(id);
+        if (prev?.error !== msg) this.log.error({ tracker: spec.name, node: id, err: msg }, 'tracker instance could not be built (probe_error)');
+        this.unbuilt.set(id, { spec, error: msg, since: prev?.since ?? this.now() });
+        continue;
+      }
+      this.unbuilt.delete(id);
       this.instances.set(id, inst);
       inst.start();
       this.log.info({ tracker: spec.name, node: id, port: spec.port, mode: spec.mode, origin: spec.origin }, 'tracker instance added');
@@ -300,6 +339,28 @@ export class TrackerSupervisor implements RingSink {
     }
   }
 
+  /** True when an instance of another node (running or still stopping) writes the track file `name`. */
+  private nameInUse(name: string, nodeId: string): boolean {
+    for (const i of this.instances.values()) if (i.spec.name === name && i.spec.nodeId !== nodeId) return true;
+    for (const i of this.leaving) if (i.spec.name === name && i.spec.nodeId !== nodeId) return true;
+    return false;
+  }
+
+  /**
+   * Readiness: the reconcile loop completes passes. Fails while passes throw or
+   * when none has completed for 5 intervals (at least 5 s); instances in
+   * probe_error are reported but do not fail it (the other nodes are served).
+   */
+  health(): { ok: boolean; detail?: string } {
+    if (this.lastPassFailed) return { ok: false, detail: `tracker supervisor pass failing: ${this.lastPassError ?? 'unknown error'}` };
+    const age = performance.now() - this.lastPassOkAt;
+    const limit = Math.max(5000, 5 * this.config.tracker.reconcile_interval_ms);
+    if (age > limit) return { ok: false, detail: `no tracker supervisor pass completed for ${Math.round(age)} ms` };
+    let bad = this.unbuilt.size;
+    for (const i of this.instances.values()) if (i.probeError !== null) bad++;
+    return bad > 0 ? { ok: true, detail: `${bad} tracker instance(s) in probe_error` } : { ok: true };
+  }
+
   /** Stops and forgets an instance that left the desired set; releases its port. */
   private retire(id: string, inst: TrackerInstance): void {
     this.instances.delete(id);
@@ -314,6 +375,7 @@ export class TrackerSupervisor implements RingSink {
       r.lost += f.lostInFlight + f.inFlight;
       r.bad += f.badRecords;
       r.tracks += inst.output.stats().linesWritten;
+      r.resets += f.resets;
       this.leaving.delete(inst);
       if (inst.spec.origin === 'provisioned' && inst.spec.port !== undefined) this.ports.release(inst.spec.port);
       this.refusedLogged.clear();
@@ -346,9 +408,15 @@ export class TrackerSupervisor implements RingSink {
         `no free tracker port for node ${id}: auto_provision_port_start..end (${ts.auto_provision_port_start}..${ts.auto_provision_port_end}) ` +
         `is exhausted (${this.ports.inUse} held by trackers${busy})`);
     }
-    const names = new Set([...this.configured.values()].map((s) => s.name));
+    const configuredNames = new Set([...this.configured.values()].map((s) => s.name));
+    const name = configuredNames.has(id) ? `${id}-auto` : id;
+    if (configuredNames.has(name) || [...this.provisioned.values()].some((s) => s.name === name)) {
+      this.ports.release(got.port);
+      return this.refuse(id, 'name_taken',
+        `node ${id} cannot get a tracker: its tracker name "${name}" (track file ${name}_<date>.jsonl) belongs to another tracker`);
+    }
     const spec: InstanceSpec = {
-      name: names.has(id) ? `${id}-auto` : id, nodeId: id, mode: 'tcp', port: got.port, origin: 'provisioned',
+      name, nodeId: id, mode: 'tcp', port: got.port, origin: 'provisioned',
       apiForward: this.config.api_forward,
     };
     this.provisioned.set(id, spec);
@@ -417,9 +485,23 @@ export class TrackerSupervisor implements RingSink {
     return this.instances.get(nodeId);
   }
 
+  /** The API's view of one node's tracker, built or not. */
+  view(nodeId: string): InstanceView | undefined {
+    const u = this.unbuilt.get(nodeId);
+    return u ? unbuiltView(u) : this.instances.get(nodeId)?.view();
+  }
+
+  /** Every instance's view (those that could not be built as probe_error), by node id. */
+  views(): InstanceView[] {
+    return [...[...this.instances.values()].map((i) => i.view()), ...[...this.unbuilt.values()].map(unbuiltView)]
+      .sort((a, b) => a.node_id.localeCompare(b.node_id));
+  }
+
   metrics(): TrackerMetrics {
     const states: Record<string, number> = {};
     for (const s of TRACKER_STATES) states[s] = 0;
+    states.probe_error! += this.unbuilt.size;
+    let resets = this.retired.resets;
     const up: Array<[string, number]> = [];
     const restarts: Array<[string, number]> = [];
     let tracks = this.retired.tracks;
@@ -428,10 +510,14 @@ export class TrackerSupervisor implements RingSink {
       up.push([i.spec.nodeId, i.up ? 1 : 0]);
       restarts.push([i.spec.nodeId, i.state.restarts]);
       tracks += i.output.stats().linesWritten;
+      resets += i.feeder.resets;
     }
-    for (const i of this.leaving) tracks += i.output.stats().linesWritten;
+    for (const i of this.leaving) {
+      tracks += i.output.stats().linesWritten;
+      resets += i.feeder.resets;
+    }
     return {
-      states, up, restarts, tracksWritten: tracks, provisionRefused: { ...this.provisionRefused },
+      states, up, restarts, tracksWritten: tracks, resets, provisionRefused: { ...this.provisionRefused },
       passes: this.passes, passErrors: this.passErrors, probeErrors: this.probeErrors,
     };
   }
@@ -485,6 +571,15 @@ export class TrackerSupervisor implements RingSink {
     if (this.closed) return;
     await this.shutdown(this.now(), 1000);
   }
+}
+
+function unbuiltView(u: Unbuilt): InstanceView {
+  return {
+    name: u.spec.name, node_id: u.spec.nodeId, mode: u.spec.mode, origin: u.spec.origin, state: 'probe_error',
+    since: new Date(u.since).toISOString(), pid: null, port: u.spec.port ?? null, restarts: 0, node_connected: false,
+    last_frame_at: null, frames_fed: 0, frames_skipped: { duplicate: 0, out_of_order: 0 }, frames_lost: 0, resets: 0, tracks_written: 0,
+    last_output_at: null, input_blocked: false, retry_at: null, cooldown_until: null, last_error: u.error, banned_until: null,
+  };
 }
 
 function rulesOf(c: Config): LifecycleRules {

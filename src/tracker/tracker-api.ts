@@ -9,7 +9,7 @@ import type { TrackerSupervisor } from './supervisor.js';
 export function mountTrackerApi(http: HttpServer, sup: TrackerSupervisor, apiToken: string): void {
   const control = controlToken(apiToken);
   http.addRoute('GET', '/api/v1/trackers', (_req, res) => {
-    const list = [...sup.instances.values()].map((i) => i.view()).sort((a, b) => a.node_id.localeCompare(b.node_id));
+    const list = sup.views();
     sendJson(res, 200, {
       trackers: list,
       command: sup.command.kind,
@@ -18,9 +18,9 @@ export function mountTrackerApi(http: HttpServer, sup: TrackerSupervisor, apiTok
     });
   });
   http.addRoute('GET', '/api/v1/trackers/{node_id}', (_req, res, _url, p) => {
-    const inst = sup.get(p.node_id!);
-    if (!inst) sendJson(res, 404, { error: `no tracker for node ${p.node_id}` });
-    else sendJson(res, 200, inst.view());
+    const view = sup.view(p.node_id!);
+    if (!view) sendJson(res, 404, { error: `no tracker for node ${p.node_id}` });
+    else sendJson(res, 200, view);
   });
   http.addRoute('DELETE', '/api/v1/trackers/{node_id}', (_req, res, _url, p) => {
     const id = p.node_id!;

@@ -9,7 +9,7 @@ import type { ApiForwardConfig, Config } from '../config.js';
 import type { NodeEntry } from '../node-table.js';
 import { RateLimit } from '../rate-limit.js';
 import { ApiForwarder } from './api-forwarder.js';
-import { HttpSource } from './http-source.js';
+import { HttpSource, type HttpSourceDrop } from './http-source.js';
 import { initialState, step, type LifecycleEvent, type LifecycleRules, type LifecycleState, type TrackerPhase } from './lifecycle.js';
 import { RingFeeder } from './ring-feeder.js';
 import type { TrackerCommand } from './tracker-command.js';
@@ -40,7 +40,7 @@ export interface InstanceContext {
   /** mode http: write one polled frame into the node's ring; false = not written (counted by the callee). */
   writeFrame(node: NodeEntry, line: Buffer, timestamp: number, detections: number): boolean;
   /** mode http: a polled response that was not a frame. */
-  dropFrame(reason: 'malformed' | 'invalid_frame' | 'frame_too_large'): void;
+  dropFrame(reason: HttpSourceDrop): void;
 }
 
 /** The API's view of an instance (GET /api/v1/trackers). */
@@ -59,6 +59,8 @@ export interface InstanceView {
   frames_fed: number;
   frames_skipped: { duplicate: number; out_of_order: number };
   frames_lost: number;
+  /** RESET lines sent after a run of out-of-order frames (the tracker then follows the node's clock again). */
+  resets: number;
   tracks_written: number;
   last_output_at: string | null;
   input_blocked: boolean;
@@ -121,6 +123,7 @@ export class TrackerInstance {
         healthCheckIntervalMs: ctx.config.retry.health_check_interval_sec * 1000,
         now: ctx.now,
         onFrame: (line, ts, n) => ctx.writeFrame(node, line, ts, n),
+        limits: () => ({ maxDetections: ctx.config.limits.max_detections_per_frame, maxClockSkewMs: ctx.config.limits.max_clock_skew_ms }),
         onDrop: (reason) => ctx.dropFrame(reason),
         onStateChange: (up, error) => {
           ctx.log[up ? 'info' : 'warn']({ tracker: spec.name, url: spec.detectionUrl, error }, up ? 'detection source back' : 'detection source down');
@@ -310,6 +313,7 @@ export class TrackerInstance {
       frames_fed: f.framesFed,
       frames_skipped: { duplicate: f.duplicate, out_of_order: f.outOfOrder },
       frames_lost: f.lostInFlight,
+      resets: f.resets,
       tracks_written: this.output.stats().linesWritten,
       last_output_at: iso(this.lastOutputAt),
       input_blocked: f.state === 'blocked',
