@@ -25,6 +25,10 @@ export interface MetricsSource {
   reloads?(): { ok: number; error: number };
   /** Tracker supervisor state (absent with another sink). */
   trackers?(): TrackerMetrics;
+  /** Rings released (nodes gone for limits.node_release_ms) and the frames consumed from them. */
+  released?(): { nodes: number; consumed: number };
+  /** Entries in each map kept per peer-chosen id (each is bounded). */
+  idMaps?(): Record<string, number>;
   /** Agent registry: counts per state, open SSE streams, commands by type/result. */
   agents?(): { states: Record<string, number>; streams: number; commands: Map<string, number> };
 }
@@ -94,7 +98,7 @@ export class Metrics {
       name: M.framesConsumed, help: 'Frames taken out of rings by the sink.', registers: reg,
       collect() {
         this.reset();
-        let s = 0;
+        let s = src.released?.().consumed ?? 0;
         for (const r of rings()) s += r.consumed;
         this.inc(s);
       },
@@ -152,6 +156,20 @@ export class Metrics {
     new Gauge({
       name: M.nodes, help: 'Nodes known to the host (each has a ring).', registers: reg,
       collect() { this.set(rings().length); },
+    });
+    new Counter({
+      name: M.nodesReleased, help: 'Node rings released after the node was gone for limits.node_release_ms.', registers: reg,
+      collect() {
+        this.reset();
+        this.inc(src.released?.().nodes ?? 0);
+      },
+    });
+    new Gauge({
+      name: M.idMapEntries, help: 'Entries in each map kept per node id or other peer-chosen key (every one is bounded).',
+      labelNames: ['map'], registers: reg,
+      collect() {
+        for (const [map, n] of Object.entries(src.idMaps?.() ?? {})) this.set({ map }, n);
+      },
     });
     new Gauge({
       name: M.nodesConnected, help: 'Nodes with an attached connection (healthy).', registers: reg,
@@ -286,7 +304,7 @@ export class Metrics {
       dropped[r] = shard + (sinkDropped[r] ?? 0);
       droppedTotal += dropped[r]!;
     }
-    let consumed = 0;
+    let consumed = this.src.released?.().consumed ?? 0;
     let inRings = 0;
     for (const r of this.src.rings()) {
       consumed += r.consumed;

@@ -58,6 +58,7 @@ export const CLOSE_REASONS = [
   'tls_failed', // TLS handshake failed (or no valid client certificate when one is required)
   'output_overflow', // the peer did not read its replies: more than limits.max_output_bytes queued
   'seq_jump', // binary protocol: a seq too far ahead (limits.max_seq_jump)
+  'max_nodes', // a new node id while the host has limits.max_nodes nodes
 ] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
 
@@ -77,6 +78,7 @@ export const REJECT_REASONS = [
   'tls_failed',
   'output_overflow',
   'seq_jump',
+  'max_nodes',
 ] as const satisfies readonly CloseReason[];
 
 export const C_FRAMES_RECEIVED = 0; // shards: frames framed (line or binary), whatever their fate

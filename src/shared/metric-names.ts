@@ -19,6 +19,8 @@ export const M = {
   ringBytesCapacity: `${PREFIX}ring_capacity_bytes`,
   nodes: `${PREFIX}nodes`,
   nodesConnected: `${PREFIX}nodes_connected`,
+  nodesReleased: `${PREFIX}nodes_released_total`,
+  idMapEntries: `${PREFIX}id_map_entries`,
   shards: `${PREFIX}shards`,
   shardRestarts: `${PREFIX}shard_restarts_total`,
   agents: `${PREFIX}agents`,
