@@ -177,6 +177,8 @@ export class Engine {
         },
       },
       limits: nodeLimits(config),
+      // Per-id state (flapping guard, resume points) for a few times the nodes the host may have.
+      idCapacity: Math.max(1024, 4 * config.limits.max_nodes),
       ...(this.trackers ? { inUse: (n: NodeEntry) => this.trackers!.usesRing(n.id) } : {}),
       grant: (owner, node) => {
         this.pool.send(owner.shard, { t: M_GRANT, conn: owner.conn, node: node.id, ring: node.ring, ringId: node.ringId });

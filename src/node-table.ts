@@ -82,6 +82,8 @@ export interface NodeTableOptions {
   reconnect?: { max: number; windowMs: number; banMs: number };
   /** Node ids with a ring (limits.max_nodes) and how long a node is gone before its ring is released (limits.node_release_ms, 0: never). */
   limits?: NodeLimits;
+  /** Capacity of the per-id LRUs (flapping guard, resume points); default ID_STATE_CAPACITY. */
+  idCapacity?: number;
   /** Whether the sink still uses a node's ring (a tracker instance reads it): such a ring is not released. */
   inUse?(node: NodeEntry): boolean;
 }
@@ -91,7 +93,7 @@ export interface NodeLimits {
   releaseMs: number;
 }
 
-/** Per-id state that peers can create is kept in LRUs of this size (ids beyond it are forgotten, oldest first). */
+/** Default size of the LRUs that keep per-id state peers can create (ids beyond it are forgotten, oldest first). */
 export const ID_STATE_CAPACITY = 16384;
 
 export class NodeTable {
@@ -100,7 +102,7 @@ export class NodeTable {
   private readonly rings: (NodeEntry | undefined)[] = [];
   private readonly freeRingIds: number[] = [];
   /** Binary nodes' resume points (last_seq) of released rings, restored when the node returns. */
-  readonly resumePoints = new Lru<string, number>(ID_STATE_CAPACITY);
+  readonly resumePoints: Lru<string, number>;
   /** Rings released, and the frames taken out of them (totals must not go down when a ring goes). */
   readonly releasedTotals = { nodes: 0, consumed: 0 };
   /** New nodes refused at limits.max_nodes. */
@@ -114,6 +116,8 @@ export class NodeTable {
   constructor(opts: NodeTableOptions) {
     this.opts = opts;
     this.now = opts.now ?? Date.now;
+    this.resumePoints = new Lru(opts.idCapacity ?? ID_STATE_CAPACITY);
+    this.flaps = new Lru(opts.idCapacity ?? ID_STATE_CAPACITY);
   }
 
   /** Every node with a ring. */
@@ -309,7 +313,7 @@ export class NodeTable {
    * Per node id, bounded: a flood of distinct ids forgets the oldest ids' reconnect
    * history first (a node banned long ago may then be let in early).
    */
-  private readonly flaps = new Lru<string, { times: number[]; lastConn: number; bannedUntil: number }>(ID_STATE_CAPACITY);
+  private readonly flaps: Lru<string, { times: number[]; lastConn: number; bannedUntil: number }>;
 
   /** The shard confirmed the connection stopped writing for the node. */
   revoked(conn: number, nodeId: string): void {

@@ -1,0 +1,178 @@
+// Floods of distinct ids against an engine with small limits: the node table,
+// the rings' memory and every per-id map stay bounded, refusals are counted on
+// /metrics, refusal logs are rate limited, and every frame is accounted for.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { Engine } from '../src/engine.js';
+import { encodeHello, encodeFrame } from '../src/shared/binary-protocol.js';
+import { testConfig, Client, TOKEN, until, scrape, assertAccounting, lineFrame } from './helpers.js';
+
+const MiB = 1024 * 1024;
+
+/** Resident set of this process (the engine runs in it), from the kernel. */
+function rssBytes(): number {
+  const t = readFileSync('/proc/self/smaps_rollup', 'utf8');
+  return Number(/^Rss:\s+(\d+) kB/m.exec(t)![1]) * 1024;
+}
+
+/** An engine whose pino output is kept line by line. */
+async function startCapturing(over: Record<string, unknown>): Promise<{ e: Engine; lines: Record<string, any>[] }> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const lines: Record<string, any>[] = []; // eslint-disable-line @typescript-eslint/no-explicit-any
+  let rest = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      const parts = (rest + chunk.toString('utf8')).split('\n');
+      rest = parts.pop()!;
+      for (const p of parts) if (p !== '') lines.push(JSON.parse(p));
+      cb();
+    },
+  });
+  const e = new Engine({
+    config: testConfig({ log: { level: 'info' }, ...over }), logger: pino({ level: 'info' }, sink), testHooks: true,
+    sweepMs: 20, agentSweepMs: 50,
+  });
+  await e.start();
+  return { e, lines };
+}
+
+/** Opens a line connection for `node`, sends one frame, waits until the host closes it or `keep` ms pass. */
+async function lineNode(port: number, node: string): Promise<Client> {
+  const c = await Client.open(port);
+  await c.send(lineFrame(node, Date.now()));
+  return c;
+}
+
+async function binaryHello(port: number, node: string): Promise<{ c: Client; reply: Record<string, any> }> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const c = await Client.open(port);
+  await c.send(encodeHello(node, TOKEN));
+  const reply = await until(() => c.messages().find((m) => m.t === 'welcome' || m.t === 'error'), `reply to ${node}'s hello`);
+  return { c, reply };
+}
+
+const metric = (m: Map<string, number>, k: string): number => m.get(k) ?? 0;
+
+describe('hostile ids: node table and per-id maps', () => {
+  test('limits.max_nodes refuses new node ids (counted, RADAR_ERR_MAX_NODES); rings of nodes gone for limits.node_release_ms are released with their resume point kept; quiet rings stay small', async () => {
+    const RING = 16 * MiB;
+    // The shard on the main thread: a worker's malloc arena adds tens of MiB of noise to RSS.
+    const { e } = await startCapturing({ shards: 0, limits: { max_nodes: 12, node_release_ms: 500 }, ring: { size_bytes: RING } });
+    const port = e.tcpAddress!.port;
+    try {
+      // A binary node settles seqs 1..5.
+      const { c: b1, reply: w1 } = await binaryHello(port, 'bin-1');
+      assert.equal(w1.t, 'welcome');
+      assert.equal(w1.last_seq, 0);
+      for (let seq = 1; seq <= 5; seq++) await b1.send(encodeFrame({ seq, timestamp: Date.now(), delay: [1], doppler: [2], snr: [3] }));
+      await until(() => b1.messages().some((m) => m.t === 'ack' && m.seq === 5), 'ack of seq 5');
+
+      // Eight nodes each push more than their ring's size, paced as real nodes are
+      // (the sink keeps up). Each ring may only commit what it needed, not 16 MiB.
+      const rss0 = rssBytes();
+      const frame = Buffer.from(lineFrame('x', Date.now(), 150)); // ~4 KB
+      const perNode = Math.ceil((RING + MiB) / frame.length);
+      const busy = await Promise.all(Array.from({ length: 8 }, () => Client.open(port)));
+      const frames = busy.map((_, i) => Buffer.from(lineFrame(`busy-${i}`, Date.now(), 150)));
+      const before = e.totals().consumed;
+      let sent = 0;
+      for (let round = 0; sent < perNode; round++) {
+        const n = Math.min(16, perNode - sent);
+        await Promise.all(busy.map((c, i) => c.send(Buffer.concat(Array(n).fill(frames[i]!)))));
+        sent += n;
+        await until(() => e.totals().consumed - before >= sent * busy.length, 'busy frames consumed');
+      }
+      const grown = rssBytes() - rss0;
+      assert.ok(grown < 80 * MiB, `8 nodes x ${(sent * frame.length / MiB).toFixed(1)} MiB through ${RING / MiB} MiB rings grew RSS by ${(grown / MiB).toFixed(1)} MiB`);
+
+      // 9 nodes + 3 more fill the table (all connected, none released); then new ids are refused.
+      const extra = await Promise.all(Array.from({ length: 3 }, (_, i) => lineNode(port, `extra-${i}`)));
+      await until(async () => metric(await scrape(e), 'radar_ingest_nodes') === 12, '12 nodes');
+      const refusedLine = await Promise.all(Array.from({ length: 20 }, (_, i) => lineNode(port, `flood-${i}`)));
+      await Promise.all(refusedLine.map((c) => c.closedP));
+      const { c: bRefused, reply: err } = await binaryHello(port, 'bin-flood');
+      assert.equal(err.t, 'error');
+      assert.equal(err.code, 'RADAR_ERR_MAX_NODES');
+      await bRefused.closedP;
+      let m = await scrape(e);
+      assert.ok(metric(m, 'radar_ingest_nodes') <= 12);
+      assert.equal(metric(m, 'radar_ingest_connections_rejected_total{reason="max_nodes"}'), 21);
+      assert.equal(metric(m, 'radar_ingest_frames_dropped_total{reason="node_refused"}'), 20, 'each refused line node\'s frame is counted');
+      for (const c of [b1, ...busy, ...extra]) c.destroy();
+
+      // Everybody left: after node_release_ms every ring is released (its frames
+      // were consumed first), and the totals did not go down.
+      const consumedBefore = metric(m, 'radar_ingest_frames_consumed_total');
+      m = await until(async () => {
+        const s = await scrape(e);
+        return metric(s, 'radar_ingest_nodes') === 0 ? s : null;
+      }, 'every ring released', 10000);
+      assert.equal(metric(m, 'radar_ingest_nodes_released_total'), 12);
+      assert.equal(metric(m, 'radar_ingest_ring_capacity_bytes'), 0);
+      assert.ok(metric(m, 'radar_ingest_frames_consumed_total') >= consumedBefore);
+      await assertAccounting(e);
+
+      // A released binary node resumes where it was: its welcome says last_seq 5 and a resend of 5 is a duplicate.
+      const { c: b2, reply: w2 } = await binaryHello(port, 'bin-1');
+      assert.equal(w2.t, 'welcome');
+      assert.equal(w2.last_seq, 5, 'resume point kept across the release');
+      await b2.send(encodeFrame({ seq: 5, timestamp: Date.now(), delay: [1], doppler: [2], snr: [3] }));
+      await b2.send(encodeFrame({ seq: 6, timestamp: Date.now(), delay: [1], doppler: [2], snr: [3] }));
+      await until(() => b2.messages().some((m2) => m2.t === 'ack' && m2.seq === 6), 'ack of seq 6');
+      m = await assertAccounting(e);
+      assert.equal(metric(m, 'radar_ingest_frames_dropped_total{reason="duplicate"}'), 1);
+      b2.destroy();
+    } finally {
+      await e.stop();
+    }
+  });
+
+  test('a flood of distinct refused node ids leaves bounded per-id maps, a bounded log and bounded memory; refusals are counted and summed up in one suppressed-count line', async () => {
+    const { e, lines } = await startCapturing({ limits: { max_nodes: 4, node_release_ms: 0, reconnect_max: 5 } });
+    const port = e.tcpAddress!.port;
+    try {
+      const keep = await Promise.all(Array.from({ length: 4 }, (_, i) => lineNode(port, `keep-${i}`)));
+      await until(() => e.nodes.nodes.size === 4, '4 nodes');
+      const warnBefore = lines.filter((l) => l.level >= 40).length;
+      const rss0 = rssBytes();
+      const IDS = 1600;
+      let refusedBinary = 0;
+      for (let b = 0; b < IDS; b += 100) {
+        await Promise.all(Array.from({ length: 100 }, async (_, i) => {
+          const id = `flood-${b + i}`;
+          if (i % 10 === 0) {
+            const { c, reply } = await binaryHello(port, id);
+            if (reply.code === 'RADAR_ERR_MAX_NODES') refusedBinary++;
+            await c.closedP;
+          } else {
+            const c = await lineNode(port, id);
+            await c.closedP;
+          }
+        }));
+      }
+      assert.equal(refusedBinary, IDS / 10);
+      const m = await scrape(e);
+      assert.equal(metric(m, 'radar_ingest_connections_rejected_total{reason="max_nodes"}'), IDS);
+      assert.equal(metric(m, 'radar_ingest_nodes'), 4);
+      // Every map kept per id is bounded (LRU of max(1024, 4 x max_nodes)) or emptied.
+      assert.ok(metric(m, 'radar_ingest_id_map_entries{map="flap_guard"}') <= 1024, 'flap guard bounded');
+      assert.ok(metric(m, 'radar_ingest_id_map_entries{map="flap_guard"}') >= 1000, 'flap guard remembers recent ids');
+      assert.equal(metric(m, 'radar_ingest_id_map_entries{map="nodes"}'), 4);
+      assert.equal(metric(m, 'radar_ingest_id_map_entries{map="claims"}'), 0);
+      assert.ok(metric(m, 'radar_ingest_id_map_entries{map="log_limit"}') <= 32, 'log rate-limit keys are reasons, not ids');
+      const grown = rssBytes() - rss0;
+      assert.ok(grown < 64 * MiB, `RSS grew ${(grown / MiB).toFixed(1)} MiB`);
+      // The rate limit is global: a handful of warn lines, not one per id.
+      const warns = lines.filter((l) => l.level >= 40).length - warnBefore;
+      assert.ok(warns <= 40, `${warns} warn lines for ${IDS} refused ids`);
+      for (const c of keep) c.destroy();
+      await assertAccounting(e);
+    } finally {
+      await e.stop();
+    }
+    const summary = lines.find((l) => typeof l.msg === 'string' && /^\d+ refusals suppressed in the last 10 s$/.test(l.msg));
+    assert.ok(summary, 'the suppressed refusals are summed up in one line');
+    assert.ok(summary.suppressed >= 1500, `suppressed ${summary.suppressed}`);
+  });
+});
