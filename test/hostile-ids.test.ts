@@ -38,7 +38,7 @@ async function startCapturing(over: Record<string, unknown>): Promise<{ e: Engin
   return { e, lines };
 }
 
-/** Opens a line connection for `node`, sends one frame, waits until the host closes it or `keep` ms pass. */
+/** Opens a line connection for `node` and sends one frame. */
 async function lineNode(port: number, node: string): Promise<Client> {
   const c = await Client.open(port);
   await c.send(lineFrame(node, Date.now()));
@@ -54,8 +54,11 @@ async function binaryHello(port: number, node: string): Promise<{ c: Client; rep
 
 const metric = (m: Map<string, number>, k: string): number => m.get(k) ?? 0;
 
+/** Waits (with a deadline) until the host has closed the client's connection. */
+const closedByHost = (c: Client, what: string): Promise<true> => until(() => c.closed, what, 5000);
+
 describe('hostile ids: node table and per-id maps', () => {
-  test('limits.max_nodes refuses new node ids (counted, RADAR_ERR_MAX_NODES); rings of nodes gone for limits.node_release_ms are released with their resume point kept; quiet rings stay small', async () => {
+  test('limits.max_nodes refuses new node ids (counted, RADAR_ERR_MAX_NODES); rings of nodes gone for limits.node_release_ms are released with their resume point kept; quiet rings stay small', { timeout: 120_000 }, async () => {
     const RING = 16 * MiB;
     // The shard on the main thread: a worker's malloc arena adds tens of MiB of noise to RSS.
     const { e } = await startCapturing({ shards: 0, limits: { max_nodes: 12, node_release_ms: 500 }, ring: { size_bytes: RING } });
@@ -90,11 +93,11 @@ describe('hostile ids: node table and per-id maps', () => {
       const extra = await Promise.all(Array.from({ length: 3 }, (_, i) => lineNode(port, `extra-${i}`)));
       await until(async () => metric(await scrape(e), 'radar_ingest_nodes') === 12, '12 nodes');
       const refusedLine = await Promise.all(Array.from({ length: 20 }, (_, i) => lineNode(port, `flood-${i}`)));
-      await Promise.all(refusedLine.map((c) => c.closedP));
+      await Promise.all(refusedLine.map((c, i) => closedByHost(c, `flood-${i} closed`)));
       const { c: bRefused, reply: err } = await binaryHello(port, 'bin-flood');
       assert.equal(err.t, 'error');
       assert.equal(err.code, 'RADAR_ERR_MAX_NODES');
-      await bRefused.closedP;
+      await closedByHost(bRefused, 'bin-flood closed');
       let m = await scrape(e);
       assert.ok(metric(m, 'radar_ingest_nodes') <= 12);
       assert.equal(metric(m, 'radar_ingest_connections_rejected_total{reason="max_nodes"}'), 21);
@@ -128,7 +131,7 @@ describe('hostile ids: node table and per-id maps', () => {
     }
   });
 
-  test('a flood of distinct refused node ids leaves bounded per-id maps, a bounded log and bounded memory; refusals are counted and summed up in one suppressed-count line', async () => {
+  test('a flood of distinct refused node ids leaves bounded per-id maps, a bounded log and bounded memory; refusals are counted and summed up in one suppressed-count line', { timeout: 120_000 }, async () => {
     const { e, lines } = await startCapturing({ limits: { max_nodes: 4, node_release_ms: 0, reconnect_max: 5 } });
     const port = e.tcpAddress!.port;
     try {
@@ -144,10 +147,10 @@ describe('hostile ids: node table and per-id maps', () => {
           if (i % 10 === 0) {
             const { c, reply } = await binaryHello(port, id);
             if (reply.code === 'RADAR_ERR_MAX_NODES') refusedBinary++;
-            await c.closedP;
+            await closedByHost(c, `${id} closed`);
           } else {
             const c = await lineNode(port, id);
-            await c.closedP;
+            await closedByHost(c, `${id} closed`);
           }
         }));
       }
