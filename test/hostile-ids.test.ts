@@ -8,7 +8,13 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Engine } from '../src/engine.js';
 import { encodeHello, encodeFrame } from '../src/shared/binary-protocol.js';
+import { Worker } from 'node:worker_threads';
+import { setImmediate as tick } from 'node:timers/promises';
+import { RingWriter } from '../src/ring-writer.js';
+import { RingReader, createRingBuffer } from '../src/ring-reader.js';
+import { HEAD64, REWIND_BYTES, posBytes } from '../src/shared/ring-layout.js';
 import { testConfig, Client, TOKEN, until, scrape, assertAccounting, lineFrame } from './helpers.js';
+import { checkPayload, payloadLen, writePayload, PRODUCER_KIND, type ProducerResult } from './fixtures/ring-producer.js';
 
 const MiB = 1024 * 1024;
 
@@ -178,4 +184,74 @@ describe('hostile ids: node table and per-id maps', () => {
     assert.ok(summary, 'the suppressed refusals are summed up in one line');
     assert.ok(summary.suppressed >= 1500, `suppressed ${summary.suppressed}`);
   });
+});
+
+describe('hostile ids: ring memory', () => {
+  test('a ring its consumer keeps up with is written only in its first pages, records intact', () => {
+    const CAP = 1 << 22;
+    const sab = createRingBuffer(CAP);
+    const w = new RingWriter(sab, 'block');
+    const r = new RingReader(sab);
+    const head = new BigUint64Array(sab, 0, 2);
+    let maxOff = 0;
+    let seq = 0;
+    // 8 x the ring's size through it, a batch of 4 records at a time, each batch read at once.
+    for (let total = 0; total < 8 * CAP; seq += 4) {
+      for (let k = 0; k < 4; k++) {
+        const len = 1000 + payloadLen(seq + k);
+        const off = w.reserve(len, seq + k, PRODUCER_KIND, 0);
+        assert.ok(off >= 0);
+        writePayload(w.bytes, off, seq + k);
+        w.commit();
+        total += len;
+      }
+      w.flush();
+      maxOff = Math.max(maxOff, posBytes(Atomics.load(head, HEAD64)) & (CAP - 1));
+      const b = r.read()!;
+      let k = 0;
+      for (const rec of b.records()) {
+        assert.equal(checkPayload(rec.payload.subarray(0, payloadLen(seq + k))), seq + k);
+        k++;
+      }
+      assert.equal(k, 4);
+    }
+    assert.ok(maxOff < REWIND_BYTES + 8 * 1024, `the write position reached ${maxOff} of ${CAP}`);
+    assert.equal(r.consumedFrames, seq);
+  });
+
+  for (const policy of ['block', 'drop-oldest'] as const) {
+    test(`a concurrent producer rewinding an emptied ring (${policy}): every record arrives intact and in order`, { timeout: 20000 }, async () => {
+      const N = 200_000;
+      const sab = createRingBuffer(1 << 18);
+      const reader = new RingReader(sab);
+      const worker = new Worker(new URL('./fixtures/ring-producer.js', import.meta.url), {
+        workerData: { sab, policy, count: N, batch: 16, keepAlive: true },
+      });
+      let result: ProducerResult | null = null;
+      let error: unknown = null;
+      worker.on('message', (m: ProducerResult) => { result = m; });
+      worker.on('error', (e) => { error = e; });
+      const seqs: number[] = [];
+      const t0 = Date.now();
+      try {
+        for (;;) {
+          const b = reader.read();
+          if (b) {
+            for (const rec of b.records()) seqs.push(checkPayload(rec.payload));
+            continue;
+          }
+          if (error) throw error;
+          if (result) break;
+          if (Date.now() - t0 > 15000) throw new Error(`producer did not finish (${seqs.length} received)`);
+          await tick();
+        }
+      } finally {
+        await worker.terminate();
+      }
+      const dropped = (result as ProducerResult | null)!.dropped;
+      assert.equal(seqs.length + dropped, N);
+      if (policy === 'block') assert.equal(dropped, 0);
+      for (let i = 1; i < seqs.length; i++) if (seqs[i]! <= seqs[i - 1]!) assert.fail(`position ${i}: ${seqs[i]} after ${seqs[i - 1]}`);
+    });
+  }
 });
