@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Engine } from '../src/engine.js';
+import type { NodeHooks } from '../src/node-table.js';
 import { encodeHello, encodeFrame } from '../src/shared/binary-protocol.js';
 import { Worker } from 'node:worker_threads';
 import { setImmediate as tick } from 'node:timers/promises';
@@ -25,7 +26,7 @@ function rssBytes(): number {
 }
 
 /** An engine whose pino output is kept line by line. */
-async function startCapturing(over: Record<string, unknown>): Promise<{ e: Engine; lines: Record<string, any>[] }> { // eslint-disable-line @typescript-eslint/no-explicit-any
+async function startCapturing(over: Record<string, unknown>, hooks?: NodeHooks): Promise<{ e: Engine; lines: Record<string, any>[] }> { // eslint-disable-line @typescript-eslint/no-explicit-any
   const lines: Record<string, any>[] = []; // eslint-disable-line @typescript-eslint/no-explicit-any
   let rest = '';
   const sink = new Writable({
@@ -38,7 +39,7 @@ async function startCapturing(over: Record<string, unknown>): Promise<{ e: Engin
   });
   const e = new Engine({
     config: testConfig({ log: { level: 'info' }, ...over }), logger: pino({ level: 'info' }, sink), testHooks: true,
-    sweepMs: 20, agentSweepMs: 50,
+    sweepMs: 20, agentSweepMs: 50, ...(hooks ? { hooks } : {}),
   });
   await e.start();
   return { e, lines };
@@ -137,8 +138,17 @@ describe('hostile ids: node table and per-id maps', () => {
     }
   });
 
-  test('a flood of distinct refused node ids leaves bounded per-id maps, a bounded log and bounded memory; refusals are counted and summed up in one suppressed-count line', { timeout: 120_000 }, async () => {
-    const { e, lines } = await startCapturing({ limits: { max_nodes: 4, node_release_ms: 0, reconnect_max: 5 } });
+  const floods = [
+    { by: 'limits.max_nodes', code: 'RADAR_ERR_MAX_NODES', reason: 'max_nodes', maxNodes: 4 },
+    { by: 'provisioning', code: 'RADAR_ERR_NODE_REFUSED', reason: 'node_refused', maxNodes: 256 },
+  ];
+  for (const f of floods) test(`a flood of distinct node ids refused by ${f.by} leaves bounded per-id maps, a bounded log and bounded memory; refusals are counted and summed up in one suppressed-count line`, { timeout: 120_000 }, async () => {
+    // Provisioning refuses every node but the four kept ones (as a sink without free tracker ports would).
+    const hooks: NodeHooks = {
+      onUnknownNode: (info) => (info.node.startsWith('keep-') ? { accept: true }
+        : { accept: false, reason: 'ports_exhausted', message: `no free tracker port for node ${info.node}` }),
+    };
+    const { e, lines } = await startCapturing({ limits: { max_nodes: f.maxNodes, node_release_ms: 0, reconnect_max: 5 } }, hooks);
     const port = e.tcpAddress!.port;
     try {
       const keep = await Promise.all(Array.from({ length: 4 }, (_, i) => lineNode(port, `keep-${i}`)));
@@ -152,7 +162,7 @@ describe('hostile ids: node table and per-id maps', () => {
           const id = `flood-${b + i}`;
           if (i % 10 === 0) {
             const { c, reply } = await binaryHello(port, id);
-            if (reply.code === 'RADAR_ERR_MAX_NODES') refusedBinary++;
+            if (reply.code === f.code) refusedBinary++;
             await closedByHost(c, `${id} closed`);
           } else {
             const c = await lineNode(port, id);
@@ -162,7 +172,7 @@ describe('hostile ids: node table and per-id maps', () => {
       }
       assert.equal(refusedBinary, IDS / 10);
       const m = await scrape(e);
-      assert.equal(metric(m, 'radar_ingest_connections_rejected_total{reason="max_nodes"}'), IDS);
+      assert.equal(metric(m, `radar_ingest_connections_rejected_total{reason="${f.reason}"}`), IDS);
       assert.equal(metric(m, 'radar_ingest_nodes'), 4);
       // Every map kept per id is bounded (LRU of max(1024, 4 x max_nodes)) or emptied.
       assert.ok(metric(m, 'radar_ingest_id_map_entries{map="flap_guard"}') <= 1024, 'flap guard bounded');
