@@ -513,7 +513,7 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
     const upBy = Date.now() + 60000;
     for (;;) {
       const inst = [...(engine.trackers?.instances.values() ?? [])];
-      if (none && engine.nodes.byRing.length === spec.connections && (binary || out(engine.totals()) >= spec.connections)) break;
+      if (none && engine.nodes.nodes.size === spec.connections && (binary || out(engine.totals()) >= spec.connections)) break;
       if (inst.length === spec.connections && inst.every((i) => i.up) && (binary || engine.totals().delivered >= spec.connections)) break;
       if (Date.now() > upBy) {
         const states = inst.map((i) => `${i.spec.nodeId}:${i.shownState}${i.state.lastError ? ` (${i.state.lastError})` : ''}`);

@@ -465,11 +465,11 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       const t = round((performance.now() - tConnect) / 1000, 1);
       if (t - lastT >= 0.5) {
         lastT = t;
-        timeline.push([t, engine.nodes.byRing.length, inst.length, inst.filter((i) => i.up).length]);
+        timeline.push([t, engine.nodes.nodes.size, inst.length, inst.filter((i) => i.up).length]);
       }
       if (drainOnly) {
         // No trackers: every node has its ring and its first frame was drained.
-        if (engine.nodes.byRing.length === o.nodes && out(engine.totals()) >= o.nodes) {
+        if (engine.nodes.nodes.size === o.nodes && out(engine.totals()) >= o.nodes) {
           provisionedAt = performance.now();
           break;
         }
@@ -478,7 +478,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
         if (inst.length === o.nodes && inst.every((i) => i.up) && engine.totals().delivered >= o.nodes) break;
       }
       if (performance.now() > upBy) {
-        if (drainOnly) throw new Error(`nodes not all drained after ${o.setupTimeoutS} s: ${engine.nodes.byRing.length}/${o.nodes} rings`);
+        if (drainOnly) throw new Error(`nodes not all drained after ${o.setupTimeoutS} s: ${engine.nodes.nodes.size}/${o.nodes} rings`);
         const states = inst.map((i) => `${i.spec.nodeId}:${i.shownState}${i.state.lastError ? ` (${i.state.lastError})` : ''}`);
         throw new Error(`trackers not all up after ${o.setupTimeoutS} s: ${inst.length}/${o.nodes} instances, ${inst.filter((i) => i.up).length} up; ${states.filter((s) => !s.includes(':running')).slice(0, 5).join(', ')}`);
       }

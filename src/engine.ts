@@ -12,6 +12,7 @@ import { Metrics, type Totals } from './metrics.js';
 import { HttpServer, sendJson } from './http-server.js';
 import { createLogger, RateLimit, type Logger } from './logger.js';
 import { fdBudget, readNofile, FD_MARGIN, FDS_PER_TRACKER } from './fd-budget.js';
+import { RefusalLog } from './refusal-log.js';
 import { COUNTER_SLOTS } from './shared/counters.js';
 import { RadarError } from './shared/errors.js';
 import { AgentService } from './agents/agent-service.js';
@@ -50,6 +51,11 @@ const RESTART_TCP_KEYS = [
   'enabled', 'host', 'port', 'tls', 'proxy_protocol', 'proxy_trusted', 'auto_provision_port_start', 'auto_provision_port_end',
 ] as const satisfies ReadonlyArray<keyof Config['tcp_server']>;
 
+/** The node table's limits, from the config. */
+function nodeLimits(c: Config): { maxNodes: number; releaseMs: number } {
+  return { maxNodes: c.limits.max_nodes, releaseMs: c.limits.node_release_ms };
+}
+
 /** The limits the shards apply, from the config. */
 function shardLimits(c: Config): ShardLimits {
   const l = c.limits;
@@ -81,6 +87,8 @@ export class Engine {
   private tcp: Server | null = null;
   private sweep: NodeJS.Timeout | null = null;
   private readonly errLimit = new RateLimit(10, 10000);
+  /** Every node refusal, whatever the id, shares one log rate limit. */
+  private readonly refusals: RefusalLog;
   private started = false;
   private stopping: Promise<void> | null = null;
   tcpAddress: AddressInfo | null = null;
@@ -91,6 +99,7 @@ export class Engine {
   constructor(private readonly opts: EngineOptions) {
     const config = (this.config = opts.config);
     this.log = opts.logger ?? createLogger(config.log.level);
+    this.refusals = new RefusalLog(this.log);
     let nodes: NodeTable | null = null;
     if (!opts.sink && config.sink === 'trackers') {
       this.trackers = new TrackerSupervisor({
@@ -165,12 +174,22 @@ export class Engine {
           this.log.info({ node: node.id }, 'node disconnected');
           hooks.onNodeDisconnected?.(node);
         },
+        onNodeReleased: (node) => {
+          this.lastWrites.delete(node.id);
+          this.traces.delete(node.id);
+          this.log.info({ node: node.id, last_seq: node.reader.lastSeq }, 'node ring released');
+          opts.hooks?.onNodeReleased?.(node);
+        },
       },
+      limits: nodeLimits(config),
+      // Per-id state (flapping guard, resume points) for a few times the nodes the host may have.
+      idCapacity: Math.max(1024, 4 * config.limits.max_nodes),
+      ...(this.trackers ? { inUse: (n: NodeEntry) => this.trackers!.usesRing(n.id) } : {}),
       grant: (owner, node) => {
         this.pool.send(owner.shard, { t: M_GRANT, conn: owner.conn, node: node.id, ring: node.ring, ringId: node.ringId });
       },
       refuse: (owner, node, error, reason) => {
-        if (this.errLimit.take(`refuse:${node}`) >= 0) this.log.warn({ node, code: error.code }, error.message);
+        this.refusals.warn({ node, code: error.code, ...(reason ? { reason } : {}) }, error.message);
         this.pool.send(owner.shard, { t: M_REFUSE, conn: owner.conn, node, error, ...(reason ? { reason } : {}) });
       },
       reconnect: { max: config.limits.reconnect_max, windowMs: config.limits.reconnect_window_ms, banMs: config.limits.reconnect_ban_ms },
@@ -182,10 +201,13 @@ export class Engine {
       reloads: () => this.reloads,
       ...(this.trackers ? { trackers: () => this.trackers!.metrics() } : {}),
       connectionsOpen: () => this.handoff.open,
-      rings: () => this.nodes.byRing.map((n) => ({
+      rings: () => Array.from(this.nodes.byRing, (n) => ({
         frames: n.reader.frames, consumed: n.reader.consumedFrames, used: n.reader.usedBytes,
         capacity: n.reader.capacity, connected: n.healthy,
       })),
+      released: () => this.nodes.releasedTotals,
+      claimsRefused: () => this.nodes.claimsRefused,
+      idMaps: () => ({ ...this.nodes.mapSizes(), log_limit: this.errLimit.size }),
       shards: () => ({ count: this.pool.size, restarts: this.pool.slots.reduce((s, x) => s + x.restarts, 0) }),
       agents: () => ({
         states: this.agents.registry.counts(), streams: this.agents.hub.size, commands: this.agents.commandCounts,
@@ -220,7 +242,7 @@ export class Engine {
   private sinkAccounting(): SinkAccounting {
     const a = this.sink.accounting?.();
     if (a) return a;
-    let consumed = 0;
+    let consumed = this.nodes.releasedTotals.consumed;
     for (const n of this.nodes.byRing) consumed += n.reader.consumedFrames;
     return { delivered: consumed, inFlight: 0, dropped: {} };
   }
@@ -261,6 +283,7 @@ export class Engine {
       idleTimeoutMs: l.idle_timeout_ms, maxInflightBytes: l.max_inflight_bytes, maxOutputBytes: l.max_output_bytes,
     });
     this.nodes.setReconnectGuard({ max: l.reconnect_max, windowMs: l.reconnect_window_ms, banMs: l.reconnect_ban_ms });
+    this.nodes.setLimits(nodeLimits(applied));
     // The listener's own cap sits above the handoff's limit (the handoff counts refusals itself).
     if (this.tcp) this.tcp.maxConnections = l.max_connections + 64;
     this.log.level = applied.log.level;
@@ -353,7 +376,7 @@ export class Engine {
     const t = this.totals();
     const tr = this.trackers?.metrics();
     this.log.info({
-      connections: this.handoff.open, nodes: this.nodes.byRing.length,
+      connections: this.handoff.open, nodes: this.nodes.nodes.size,
       received: t.received, delivered: t.delivered, in_rings: t.inRings, dropped: t.droppedTotal,
       ...(tr ? { trackers: Object.fromEntries(Object.entries(tr.states).filter(([, n]) => n > 0)) } : {}),
     }, 'status');
@@ -380,8 +403,14 @@ export class Engine {
     }
   }
 
-  /** Frames written since the last sweep count as a heartbeat; time-based agent/command states. */
+  /**
+   * Frames written since the last sweep count as a heartbeat; time-based
+   * agent/command states; rings of nodes gone long enough are released.
+   */
   private sweepAgents(): void {
+    this.nodes.releaseIdle();
+    const now = Date.now();
+    for (const [node, t] of this.traces) if (now > t.untilMs) this.traces.delete(node);
     const reg = this.agents.registry;
     for (const n of this.nodes.byRing) {
       const w = n.reader.lastWriteMs;
@@ -410,7 +439,7 @@ export class Engine {
         const w = msg.writes;
         for (let i = 0; i < w.length; i += 2) this.handoff.write(w[i] as number, w[i + 1] as Uint8Array);
         for (const id of msg.wake) {
-          const node = this.nodes.byRing[id];
+          const node = this.nodes.ring(id);
           if (node) this.offer(node);
         }
         for (const n of msg.seen) this.nodes.seen(n);
@@ -496,6 +525,7 @@ export class Engine {
     }
     if (this.agentTimer) clearInterval(this.agentTimer);
     if (this.statusTimer) clearInterval(this.statusTimer);
+    this.refusals.close();
     this.agents.close();
     // 1. Stop accepting and close node connections (they reconnect elsewhere).
     this.handoff.refusing = 'shutdown';

@@ -12,7 +12,7 @@ import { PROVISION_REFUSED_REASONS, TRACKER_STATES } from './tracker/supervisor.
 import {
   ALL_DROP_REASONS, DROP_REASONS, CLOSE_REASONS, REJECT_REASONS, dropIndex, closeIndex,
   C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, C_HEARTBEATS, C_BYTES_RECEIVED,
-  C_CONNECTIONS_ACCEPTED, C_ACKS_SENT,
+  C_CONNECTIONS_ACCEPTED, C_ACKS_SENT, CLAIM_REFUSALS, type ClaimRefusal,
 } from './shared/counters.js';
 
 export interface MetricsSource {
@@ -28,6 +28,12 @@ export interface MetricsSource {
   reloads?(): { ok: number; error: number };
   /** Tracker supervisor state (absent with another sink). */
   trackers?(): TrackerMetrics;
+  /** Rings released (nodes gone for limits.node_release_ms) and the frames consumed from them. */
+  released?(): { nodes: number; consumed: number };
+  /** Node claims refused, by reason (a refused line node keeps its connection, so this is where it shows). */
+  claimsRefused?(): Record<ClaimRefusal, number>;
+  /** Entries in each map kept per peer-chosen id (each is bounded). */
+  idMaps?(): Record<string, number>;
   /** Agent registry: counts per state, open SSE streams, commands by type/result. */
   agents?(): {
     states: Record<string, number>; streams: number; commands: Map<string, number>;
@@ -104,7 +110,7 @@ export class Metrics {
       name: M.framesConsumed, help: 'Frames taken out of rings by the sink.', registers: reg,
       collect() {
         this.reset();
-        let s = 0;
+        let s = src.released?.().consumed ?? 0;
         for (const r of rings()) s += r.consumed;
         this.inc(s);
       },
@@ -162,6 +168,30 @@ export class Metrics {
     new Gauge({
       name: M.nodes, help: 'Nodes known to the host (each has a ring).', registers: reg,
       collect() { this.set(rings().length); },
+    });
+    new Counter({
+      name: M.nodesReleased, help: 'Node rings released after the node was gone for limits.node_release_ms.', registers: reg,
+      collect() {
+        this.reset();
+        this.inc(src.released?.().nodes ?? 0);
+      },
+    });
+    new Counter({
+      name: M.nodeClaimsRefused,
+      help: 'Claims of a node by a connection that were refused: max_nodes (limits.max_nodes), flapping (reconnect guard), node_refused (provisioning or mode).',
+      labelNames: ['reason'], registers: reg,
+      collect() {
+        this.reset();
+        const r = src.claimsRefused?.();
+        for (const k of CLAIM_REFUSALS) this.inc({ reason: k }, r?.[k] ?? 0);
+      },
+    });
+    new Gauge({
+      name: M.idMapEntries, help: 'Entries in each map kept per node id or other peer-chosen key (every one is bounded).',
+      labelNames: ['map'], registers: reg,
+      collect() {
+        for (const [map, n] of Object.entries(src.idMaps?.() ?? {})) this.set({ map }, n);
+      },
     });
     new Gauge({
       name: M.nodesConnected, help: 'Nodes with an attached connection (healthy).', registers: reg,
@@ -356,7 +386,7 @@ export class Metrics {
       dropped[r] = shard + (sinkDropped[r] ?? 0);
       droppedTotal += dropped[r]!;
     }
-    let consumed = 0;
+    let consumed = this.src.released?.().consumed ?? 0;
     let inRings = 0;
     for (const r of this.src.rings()) {
       consumed += r.consumed;

@@ -3,11 +3,12 @@
 // the old writer and waits until its shard confirms it stopped, so a ring never
 // has two producers.
 import { createRingBuffer, RingReader } from './ring-reader.js';
+import { Lru } from './lru.js';
 import { FORMAT_ANY } from './shared/ring-layout.js';
 import { readResumePoint, writeResumePoint } from './resume-point.js';
 import { ErrorCodes, type PlainError } from './shared/errors.js';
 import type { Protocol } from './shared/messages.js';
-import type { CloseReason } from './shared/counters.js';
+import type { CloseReason, ClaimRefusal } from './shared/counters.js';
 
 export interface NodeInfo {
   node: string;
@@ -29,6 +30,8 @@ export interface NodeHooks {
   onNodeDisconnected?(node: NodeEntry): void;
   /** Heartbeats (frames are visible as ring writes). */
   onNodeSeen?(node: NodeEntry): void;
+  /** The node's ring was released (gone for limits.node_release_ms): forget per-node state. */
+  onNodeReleased?(node: NodeEntry): void;
 }
 
 export interface Owner {
@@ -58,6 +61,8 @@ export class NodeEntry {
   bannedUntil = 0;
   /** Connections refused while banned. */
   flapRefusals = 0;
+  /** The ring was released: nothing may read or write it any more. */
+  released = false;
   /** A node is healthy while an open connection is attached to it. */
   get healthy(): boolean {
     return this.owner !== null && this.connected;
@@ -76,11 +81,34 @@ export interface NodeTableOptions {
   now?: () => number;
   /** The flapping guard: more than `max` connections of one node within `windowMs` ban it for `banMs` (max 0: off). */
   reconnect?: { max: number; windowMs: number; banMs: number };
+  /** Node ids with a ring (limits.max_nodes) and how long a node is gone before its ring is released (limits.node_release_ms, 0: never). */
+  limits?: NodeLimits;
+  /** Capacity of the per-id LRUs (flapping guard, resume points); default ID_STATE_CAPACITY. */
+  idCapacity?: number;
+  /** Whether the sink still uses a node's ring (a tracker instance reads it): such a ring is not released. */
+  inUse?(node: NodeEntry): boolean;
 }
+
+export interface NodeLimits {
+  maxNodes: number;
+  releaseMs: number;
+}
+
+/** Default size of the LRUs that keep per-id state peers can create (ids beyond it are forgotten, oldest first). */
+export const ID_STATE_CAPACITY = 16384;
 
 export class NodeTable {
   readonly nodes = new Map<string, NodeEntry>();
-  readonly byRing: NodeEntry[] = [];
+  /** Entries by ring id; a released ring's id is reused by the next new node. */
+  private readonly rings: (NodeEntry | undefined)[] = [];
+  private readonly freeRingIds: number[] = [];
+  /** Binary nodes' resume points (last_seq) of released rings, restored when the node returns. */
+  readonly resumePoints: Lru<string, number>;
+  /** Rings released, and the frames taken out of them (totals must not go down when a ring goes). */
+  readonly releasedTotals = { nodes: 0, consumed: 0 };
+  /** New nodes refused at limits.max_nodes. */
+  /** Claims refused, by reason. */
+  readonly claimsRefused: Record<ClaimRefusal, number> = { max_nodes: 0, flapping: 0, node_refused: 0 };
   private readonly revokeWaiters = new Map<string, () => void>();
   /** Claims for one node id run one after another (also before the node exists). */
   private readonly chains = new Map<string, Promise<void>>();
@@ -90,6 +118,28 @@ export class NodeTable {
   constructor(opts: NodeTableOptions) {
     this.opts = opts;
     this.now = opts.now ?? Date.now;
+    this.resumePoints = new Lru(opts.idCapacity ?? ID_STATE_CAPACITY);
+    this.flaps = new Lru(opts.idCapacity ?? ID_STATE_CAPACITY);
+  }
+
+  /** Every node with a ring. */
+  get byRing(): IterableIterator<NodeEntry> {
+    return this.nodes.values();
+  }
+
+  /** The node that owns ring `ringId` now (a late message may name a released, reused id). */
+  ring(ringId: number): NodeEntry | undefined {
+    return this.rings[ringId];
+  }
+
+  /** Reloaded node limits (a lower max_nodes refuses new nodes only; nodes it already has stay). */
+  setLimits(l: NodeLimits): void {
+    this.opts.limits = l;
+  }
+
+  /** Sizes of the per-id maps (for /metrics: each must stay bounded). */
+  mapSizes(): { nodes: number; resume_points: number; flap_guard: number; claims: number } {
+    return { nodes: this.nodes.size, resume_points: this.resumePoints.size, flap_guard: this.flaps.size, claims: this.chains.size };
   }
 
   /** Reloaded flapping-guard settings (bans in force keep their end time). */
@@ -109,12 +159,69 @@ export class NodeTable {
   ensure(id: string): NodeEntry {
     let node = this.nodes.get(id);
     if (!node) {
-      node = new NodeEntry(id, this.byRing.length, createRingBuffer(this.opts.ringBytes));
+      const ringId = this.freeRingIds.pop() ?? this.rings.length;
+      node = new NodeEntry(id, ringId, createRingBuffer(this.opts.ringBytes));
       node.reader.format = this.opts.ringFormat ?? FORMAT_ANY;
-      this.byRing.push(node);
+      const seq = this.resumePoints.peek(id);
+      if (seq !== undefined) {
+        node.reader.lastSeq = seq;
+        this.resumePoints.delete(id);
+      }
+      this.rings[ringId] = node;
       this.nodes.set(id, node);
     }
     return node;
+  }
+
+  /** Whether a new node would exceed limits.max_nodes. */
+  private full(id: string): boolean {
+    const max = this.opts.limits?.maxNodes;
+    return max !== undefined && !this.nodes.has(id) && this.nodes.size >= max;
+  }
+
+  private refuseClaim(owner: Owner, node: string, error: PlainError, reason: ClaimRefusal = 'node_refused'): void {
+    this.claimsRefused[reason]++;
+    this.opts.refuse(owner, node, error, reason === 'node_refused' ? undefined : reason);
+  }
+
+  private refuseFull(owner: Owner, id: string): void {
+    this.refuseClaim(owner, id, {
+      code: ErrorCodes.MAX_NODES,
+      message: `node ${id} refused: the host already has limits.max_nodes (${this.opts.limits!.maxNodes}) nodes`,
+    }, 'max_nodes');
+  }
+
+  /**
+   * Releases the rings of nodes gone for limits.node_release_ms whose frames have
+   * all been taken by the sink (a ring with frames left is kept until they are) and
+   * that the sink no longer uses. A binary node's resume point is kept (bounded) and
+   * restored when it comes back. Returns how many were released.
+   */
+  releaseIdle(): number {
+    const ms = this.opts.limits?.releaseMs ?? 0;
+    if (ms <= 0) return 0;
+    const now = this.now();
+    let n = 0;
+    for (const node of this.nodes.values()) {
+      if (node.owner !== null || node.connected || node.local || node.disconnectedAt === 0) continue;
+      if (now - node.disconnectedAt < ms || this.chains.has(node.id)) continue;
+      if (node.reader.usedBytes !== 0 || this.opts.inUse?.(node)) continue;
+      this.release(node);
+      n++;
+    }
+    return n;
+  }
+
+  private release(node: NodeEntry): void {
+    const seq = node.reader.lastSeq;
+    if (seq > 0) this.resumePoints.set(node.id, seq);
+    this.releasedTotals.nodes++;
+    this.releasedTotals.consumed += node.reader.consumedFrames;
+    node.released = true;
+    this.nodes.delete(node.id);
+    this.rings[node.ringId] = undefined;
+    this.freeRingIds.push(node.ringId);
+    this.opts.hooks.onNodeReleased?.(node);
   }
 
   claim(owner: Owner, info: NodeInfo): void {
@@ -123,11 +230,15 @@ export class NodeTable {
       const banned = this.flapping(info.node, owner.conn);
       if (banned) {
         if (node) node.flapRefusals++;
-        this.opts.refuse(owner, info.node, { code: ErrorCodes.FLAPPING, message: banned }, 'flapping');
+        this.refuseClaim(owner, info.node, { code: ErrorCodes.FLAPPING, message: banned }, 'flapping');
         return;
       }
       if (node?.local) {
-        this.opts.refuse(owner, info.node, { code: ErrorCodes.NODE_REFUSED, message: `node ${info.node} is polled over HTTP (tracker mode "http"); it cannot also push over TCP` });
+        this.refuseClaim(owner, info.node, { code: ErrorCodes.NODE_REFUSED, message: `node ${info.node} is polled over HTTP (tracker mode "http"); it cannot also push over TCP` });
+        return;
+      }
+      if (!node && this.full(info.node)) {
+        this.refuseFull(owner, info.node);
         return;
       }
       if (!node || !node.admitted) {
@@ -138,7 +249,12 @@ export class NodeTable {
           decision = { accept: false, reason: 'hook_error', message: `provisioning failed: ${(err as Error).message}` };
         }
         if (!decision.accept) {
-          this.opts.refuse(owner, info.node, { code: ErrorCodes.NODE_REFUSED, message: decision.message });
+          this.refuseClaim(owner, info.node, { code: ErrorCodes.NODE_REFUSED, message: decision.message });
+          return;
+        }
+        // Other new nodes may have taken the last places while the hook ran.
+        if (this.full(info.node)) {
+          this.refuseFull(owner, info.node);
           return;
         }
         node = this.ensure(info.node);
@@ -213,7 +329,11 @@ export class NodeTable {
     }
     return null;
   }
-  private readonly flaps = new Map<string, { times: number[]; lastConn: number; bannedUntil: number }>();
+  /**
+   * Per node id, bounded: a flood of distinct ids forgets the oldest ids' reconnect
+   * history first (a node banned long ago may then be let in early).
+   */
+  private readonly flaps: Lru<string, { times: number[]; lastConn: number; bannedUntil: number }>;
 
   /** The shard confirmed the connection stopped writing for the node. */
   revoked(conn: number, nodeId: string): void {

@@ -1,8 +1,21 @@
 // A per-key rate limit for log lines (never log per frame).
-/** Allows `limit` events per `windowMs` for each key; counts what it suppressed. */
+import { Lru } from './lru.js';
+
+/**
+ * Allows `limit` events per `windowMs` for each key; counts what it suppressed.
+ * At most `maxKeys` keys are remembered (the least recently used is forgotten), so
+ * keys a peer can choose cannot grow it without a bound.
+ */
 export class RateLimit {
-  private readonly windows = new Map<string, { start: number; n: number; suppressed: number }>();
-  constructor(private readonly limit: number, private readonly windowMs: number, private readonly now: () => number = Date.now) {}
+  private readonly windows: Lru<string, { start: number; n: number; suppressed: number }>;
+  constructor(private readonly limit: number, private readonly windowMs: number, private readonly now: () => number = Date.now,
+    maxKeys = 1024) {
+    this.windows = new Lru(maxKeys);
+  }
+  /** Keys remembered. */
+  get size(): number {
+    return this.windows.size;
+  }
   /** Returns -1 to suppress, else how many were suppressed since the last allowed one. */
   take(key: string): number {
     const t = this.now();

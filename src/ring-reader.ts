@@ -80,6 +80,8 @@ export class RingReader {
   get lastWriteMs(): number { return this.hf[LAST_WRITE_MS_F64]!; }
   get lastTimestamp(): number { return this.hf[LAST_TIMESTAMP_F64]!; }
   get lastSeq(): number { return this.hf[LAST_SEQ_F64]!; }
+  /** Restores a binary node's resume point into a new ring (before any producer has it). */
+  set lastSeq(v: number) { this.hf[LAST_SEQ_F64] = v; }
   get overflowDrops(): number { return this.hf[OVERFLOW_DROPS_F64]!; }
 
   /**

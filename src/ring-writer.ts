@@ -3,7 +3,7 @@
 // store per batch (flush), so the consumer sees whole batches.
 import {
   HEAD64, TAIL64, CONSUMER_IDLE_I32, PRODUCER_WAITING_I32, TAIL_SEQ_I32, FORMAT_I32, FORMAT_JSONL,
-  LAST_WRITE_MS_F64, LAST_TIMESTAMP_F64, LAST_SEQ_F64, OVERFLOW_DROPS_F64, HEADER_BYTES,
+  LAST_WRITE_MS_F64, LAST_TIMESTAMP_F64, LAST_SEQ_F64, OVERFLOW_DROPS_F64, HEADER_BYTES, REWIND_BYTES,
   REC_LEN, REC_PAYLOAD_LEN, REC_TIMESTAMP, REC_KIND, REC_SKIP, REC_DETECTIONS, REC_HEADER_BYTES, PAD_MARK,
   recordSize, packPos, posBytes, posFrames,
 } from './shared/ring-layout.js';
@@ -86,6 +86,8 @@ export class RingWriter {
     onDrop?: (frames: number) => void, skip = 0): number {
     const size = recordSize(payloadLen, skip);
     if (size > this.maxRecord) return RESERVE_TOO_LARGE;
+    // First record of a batch past the rewind mark: once per batch, not per record.
+    if (!this.dirty && (this.headBytes & this.mask) >= REWIND_BYTES) this.rewindIfEmpty();
     let off = this.headBytes & this.mask;
     const toEnd = this.capacity - off;
     const need = size <= toEnd ? size : toEnd + size;
@@ -142,6 +144,33 @@ export class RingWriter {
     this.hf[LAST_WRITE_MS_F64] = Date.now();
     Atomics.store(this.h64, HEAD64, packPos(this.headFrames, this.headBytes));
     return Atomics.load(this.h32, CONSUMER_IDLE_I32) === 1 && Atomics.exchange(this.h32, CONSUMER_IDLE_I32, 0) === 1;
+  }
+
+  /**
+   * When the consumer has taken everything, starts the next record at the
+   * beginning of the ring instead of further on. A ring's pages become resident
+   * when first written and stay so; without this, a node that sends a few frames
+   * a second would walk through (and commit) the whole ring within minutes, and
+   * every quiet node would cost ring.size_bytes. With it, a ring that the sink
+   * keeps up with stays within its first REWIND_BYTES plus one record; only a
+   * backlog reaches further. The skipped space becomes a published pad record,
+   * and TAIL is moved past it with compare-and-swap: the consumer may have read
+   * the pad itself meanwhile, which moves TAIL to the same place.
+   */
+  private rewindIfEmpty(): void {
+    const tail = Atomics.load(this.h64, TAIL64);
+    const tb = posBytes(tail);
+    this.cachedTail = tb;
+    if (tb !== this.headBytes) return;
+    const off = this.headBytes & this.mask;
+    const toEnd = this.capacity - off;
+    this.dv.setUint32(off + REC_LEN, toEnd, true);
+    this.dv.setUint32(off + REC_PAYLOAD_LEN, PAD_MARK, true);
+    this.headBytes = (this.headBytes + toEnd) >>> 0;
+    const next = packPos(this.headFrames, this.headBytes);
+    Atomics.store(this.h64, HEAD64, next);
+    Atomics.compareExchange(this.h64, TAIL64, tail, next);
+    this.cachedTail = this.headBytes;
   }
 
   /** Drop-oldest: advance TAIL (CAS, racing the consumer) until `need` bytes are free. */

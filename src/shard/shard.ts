@@ -219,6 +219,9 @@ export class Shard {
         break;
       case M_TRACE: {
         const t: NodeTrace = { id: msg.id, untilMs: msg.untilMs, left: msg.maxEvents };
+        // Traces of nodes that sent nothing until they expired are forgotten here.
+        const now = Date.now();
+        for (const [node, old] of this.traces) if (now > old.untilMs) this.traces.delete(node);
         this.traces.set(msg.node, t);
         for (const c of this.conns.values()) {
           const slot = c.nodes.get(msg.node);

@@ -58,8 +58,13 @@ export const CLOSE_REASONS = [
   'tls_failed', // TLS handshake failed (or no valid client certificate when one is required)
   'output_overflow', // the peer did not read its replies: more than limits.max_output_bytes queued
   'seq_jump', // binary protocol: a seq too far ahead (limits.max_seq_jump)
+  'max_nodes', // a new node id while the host has limits.max_nodes nodes
 ] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
+
+/** Why a node claim was refused: also the close reason of a binary connection (a line connection stays open). */
+export const CLAIM_REFUSALS = ['max_nodes', 'flapping', 'node_refused'] as const satisfies readonly CloseReason[];
+export type ClaimRefusal = (typeof CLAIM_REFUSALS)[number];
 
 /** Close reasons that are refusals by a limit or check (connections_rejected_total). */
 export const REJECT_REASONS = [
@@ -77,6 +82,7 @@ export const REJECT_REASONS = [
   'tls_failed',
   'output_overflow',
   'seq_jump',
+  'max_nodes',
 ] as const satisfies readonly CloseReason[];
 
 export const C_FRAMES_RECEIVED = 0; // shards: frames framed (line or binary), whatever their fate

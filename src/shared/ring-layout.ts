@@ -7,8 +7,9 @@
 // count that matches it, in a single atomic load.
 //
 // Single producer (the shard owning the node's connection) / single consumer (the
-// main thread). The only cross-writer is drop-oldest: the producer may advance
-// TAIL, always with compare-and-swap, never with a plain store.
+// main thread). The only cross-writers are drop-oldest and the rewind of an
+// empty ring (ring-writer.ts): the producer may advance TAIL, always with
+// compare-and-swap, never with a plain store.
 
 /** BigUint64 slots (index into a BigUint64Array over the header). */
 export const HEAD64 = 0; // producer: published write position
@@ -65,6 +66,11 @@ export const KIND_JSON_LINE = 1;
 export const KIND_PACKED = 2;
 
 export const MIN_RING_BYTES = 1 << 16;
+/**
+ * A producer that finds its ring empty at this offset or beyond starts again at
+ * offset 0, so a ring the consumer keeps up with only ever touches its first pages.
+ */
+export const REWIND_BYTES = 1 << 16;
 export const MAX_RING_BYTES = 1 << 30;
 
 export function recordSize(payloadLen: number, skip = 0): number {

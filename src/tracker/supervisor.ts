@@ -78,7 +78,6 @@ export class TrackerSupervisor implements RingSink {
   private readonly provisioned = new Map<string, InstanceSpec>();
   private readonly configured = new Map<string, InstanceSpec>();
   private readonly writers = new Map<string, RingWriter>();
-  private readonly refusedLogged = new Set<string>();
   private readonly provisionRefused: Record<ProvisionRefusedReason, number> = { disabled: 0, ports_exhausted: 0, name_taken: 0 };
   private readonly retired: Retired = { fed: 0, duplicate: 0, outOfOrder: 0, lost: 0, bad: 0, tracks: 0, resets: 0 };
   /** Desired instances that could not be built (by node id). */
@@ -199,6 +198,11 @@ export class TrackerSupervisor implements RingSink {
       this.wakePending = false;
       if (!this.closed) this.runPass();
     });
+  }
+
+  /** Whether a node's ring is still read or written here (configured, provisioned or its tracker not yet stopped). */
+  usesRing(id: string): boolean {
+    return this.configured.has(id) || this.provisioned.has(id) || this.instances.has(id) || this.retiring.has(id) || this.writers.has(id);
   }
 
   // ---- ring sink ----
@@ -378,7 +382,6 @@ export class TrackerSupervisor implements RingSink {
       r.resets += f.resets;
       this.leaving.delete(inst);
       if (inst.spec.origin === 'provisioned' && inst.spec.port !== undefined) this.ports.release(inst.spec.port);
-      this.refusedLogged.clear();
       this.log.info({ tracker: inst.spec.name, node: id }, 'tracker instance removed');
       this.removing.delete(p);
       this.retiring.delete(id);
@@ -394,7 +397,7 @@ export class TrackerSupervisor implements RingSink {
     if (this.configured.has(id) || this.provisioned.has(id)) return { accept: true };
     const ts = this.config.tcp_server;
     if (!ts.auto_provision) {
-      return this.refuse(id, 'disabled', `node ${id} has no tracker configured and tcp_server.auto_provision is false`);
+      return this.refuse('disabled', `node ${id} has no tracker configured and tcp_server.auto_provision is false`);
     }
     const got = await this.ports.allocate();
     if (this.provisioned.has(id)) {
@@ -404,7 +407,7 @@ export class TrackerSupervisor implements RingSink {
     }
     if (got.port === null) {
       const busy = got.busy.length > 0 ? `, ${got.busy.length} in use by other programs on this host` : '';
-      return this.refuse(id, 'ports_exhausted',
+      return this.refuse('ports_exhausted',
         `no free tracker port for node ${id}: auto_provision_port_start..end (${ts.auto_provision_port_start}..${ts.auto_provision_port_end}) ` +
         `is exhausted (${this.ports.inUse} held by trackers${busy})`);
     }
@@ -412,7 +415,7 @@ export class TrackerSupervisor implements RingSink {
     const name = configuredNames.has(id) ? `${id}-auto` : id;
     if (configuredNames.has(name) || [...this.provisioned.values()].some((s) => s.name === name)) {
       this.ports.release(got.port);
-      return this.refuse(id, 'name_taken',
+      return this.refuse('name_taken',
         `node ${id} cannot get a tracker: its tracker name "${name}" (track file ${name}_<date>.jsonl) belongs to another tracker`);
     }
     const spec: InstanceSpec = {
@@ -420,19 +423,14 @@ export class TrackerSupervisor implements RingSink {
       apiForward: this.config.api_forward,
     };
     this.provisioned.set(id, spec);
-    this.refusedLogged.delete(id);
     this.log.info({ node: id, port: got.port, remote: info.remote }, 'auto-provisioned a tracker for a new node');
     this.wakeup();
     return { accept: true };
   }
 
-  private refuse(id: string, reason: ProvisionRefusedReason, message: string): NodeDecision {
+  private refuse(reason: ProvisionRefusedReason, message: string): NodeDecision {
     this.provisionRefused[reason]++;
-    // Once per node until something changes, not on every reconnect.
-    if (!this.refusedLogged.has(id)) {
-      this.refusedLogged.add(id);
-      this.log.warn({ node: id, reason }, message);
-    }
+    // Not logged here: the node table logs every refusal under one rate limit.
     return { accept: false, reason, message };
   }
 
