@@ -18,6 +18,7 @@ import {
   C_DETECTIONS_RECEIVED, C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, COUNTER_SLOTS, dropIndex, D_RING_OVERFLOW, D_FRAME_TOO_LARGE,
 } from '../shared/counters.js';
 import { nextDue, type LifecycleRules, type TrackerPhase } from './lifecycle.js';
+import { procReader, type ProcReader } from './memory-watchdog.js';
 import { PortAllocator } from './port-allocator.js';
 import { resolveTrackerCommand, type TrackerCommand } from './tracker-command.js';
 import { TrackerInstance, type InstanceContext, type InstanceSpec, type InstanceView } from './tracker-instance.js';
@@ -37,6 +38,8 @@ export interface SupervisorOptions {
   faults?: { probe?(nodeId: string): void; pass?(): void; build?(nodeId: string): void };
   /** Replaces the OS check of provisioned ports (tests). */
   portIsFree?: (port: number) => Promise<boolean>;
+  /** Replaces /proc for the memory ceiling (tests); null = no /proc. */
+  procReader?: ProcReader | null;
 }
 
 export interface TrackerMetrics {
@@ -50,6 +53,8 @@ export interface TrackerMetrics {
   passes: number;
   passErrors: number;
   probeErrors: number;
+  /** Trackers killed for passing tracker.max_memory_mb. */
+  memoryKills: number;
 }
 
 /** New instances started per reconcile pass (each spawns a process: 5-8 ms of main thread). */
@@ -106,6 +111,7 @@ export class TrackerSupervisor implements RingSink {
   private lostAtShutdown = 0;
   passes = 0;
   passErrors = 0;
+  memoryKills = 0;
   probeErrors = 0;
   lastPassError: string | null = null;
 
@@ -125,6 +131,10 @@ export class TrackerSupervisor implements RingSink {
       dropFrame: (reason) => {
         this.counters[C_FRAMES_RECEIVED]!++;
         this.counters[dropIndex(reason)]!++;
+      },
+      proc: opts.procReader !== undefined ? opts.procReader : procReader(),
+      memoryKilled: () => {
+        this.memoryKills++;
       },
     };
   }
@@ -186,6 +196,10 @@ export class TrackerSupervisor implements RingSink {
 
   /** Creates the configured instances (their trackers start on the first pass) and starts the loop. */
   start(): void {
+    if (this.ctx.proc === null && this.config.tracker.max_memory_mb > 0) {
+      this.log.warn({ max_memory_mb: this.config.tracker.max_memory_mb },
+        'no /proc on this host: tracker.max_memory_mb applies only to the built-in tracker (its V8 heap limit)');
+    }
     this.admitConfigured();
     this.runPass();
   }
@@ -516,7 +530,7 @@ export class TrackerSupervisor implements RingSink {
     }
     return {
       states, up, restarts, tracksWritten: tracks, resets, provisionRefused: { ...this.provisionRefused },
-      passes: this.passes, passErrors: this.passErrors, probeErrors: this.probeErrors,
+      passes: this.passes, passErrors: this.passErrors, probeErrors: this.probeErrors, memoryKills: this.memoryKills,
     };
   }
 
@@ -577,6 +591,7 @@ function unbuiltView(u: Unbuilt): InstanceView {
     since: new Date(u.since).toISOString(), pid: null, port: u.spec.port ?? null, restarts: 0, node_connected: false,
     last_frame_at: null, frames_fed: 0, frames_skipped: { duplicate: 0, out_of_order: 0 }, frames_lost: 0, resets: 0, tracks_written: 0,
     last_output_at: null, input_blocked: false, retry_at: null, cooldown_until: null, last_error: u.error, banned_until: null,
+    rss_bytes: null,
   };
 }
 

@@ -11,6 +11,7 @@ import { RateLimit } from '../rate-limit.js';
 import { ApiForwarder } from './api-forwarder.js';
 import { HttpSource, type HttpSourceDrop } from './http-source.js';
 import { initialState, step, type LifecycleEvent, type LifecycleRules, type LifecycleState, type TrackerPhase } from './lifecycle.js';
+import { memoryVerdict, sampleResident, SAMPLE_INTERVAL_MS, type ProcReader } from './memory-watchdog.js';
 import { RingFeeder } from './ring-feeder.js';
 import type { TrackerCommand } from './tracker-command.js';
 import { TrackerProcess } from './tracker-process.js';
@@ -41,6 +42,10 @@ export interface InstanceContext {
   writeFrame(node: NodeEntry, line: Buffer, timestamp: number, detections: number): boolean;
   /** mode http: a polled response that was not a frame. */
   dropFrame(reason: HttpSourceDrop): void;
+  /** Reads /proc for the memory ceiling; null where there is none. */
+  proc: ProcReader | null;
+  /** A tracker was killed for passing tracker.max_memory_mb (counted). */
+  memoryKilled(): void;
 }
 
 /** The API's view of an instance (GET /api/v1/trackers). */
@@ -69,6 +74,8 @@ export interface InstanceView {
   last_error: string | null;
   /** The node is refused until then for reconnecting too often (limits.reconnect_*). */
   banned_until: string | null;
+  /** Resident memory of the running tracker (and its descendants) at the last sample, null when not sampled. */
+  rss_bytes: number | null;
 }
 
 const iso = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOString() : null);
@@ -90,6 +97,12 @@ export class TrackerInstance {
   private readonly stderrLimit: RateLimit;
   private readonly ctx: InstanceContext;
   private stopWaiters: Array<() => void> = [];
+  /** The running process's resident memory at the last sample (memory-watchdog.ts). */
+  private rssBytes: number | null = null;
+  private rssSampledAt = -Infinity;
+  private sampling = false;
+  /** Why the host killed the current process (its memory ceiling), shown as its exit error. */
+  private killedFor: string | null = null;
 
   constructor(spec: InstanceSpec, node: NodeEntry, ctx: InstanceContext) {
     this.spec = spec;
@@ -174,6 +187,45 @@ export class TrackerInstance {
     this.apply({ type: 'tick', sourceUp: this.sourceUp });
     // Frames may be waiting from before the tracker was up.
     if (this.up && this.feeder.state === 'detached') this.pump();
+    this.sampleMemory();
+  }
+
+  /**
+   * The memory ceiling: at most once per SAMPLE_INTERVAL_MS, reads the process's
+   * resident memory (off the main thread) and SIGKILLs it, with its descendants,
+   * when it is past tracker.max_memory_mb. The exit is then handled like a crash.
+   */
+  private sampleMemory(): void {
+    const reader = this.ctx.proc;
+    const p = this.proc;
+    const pid = p?.pid;
+    if (!reader || !p || pid === undefined || this.sampling || p.state === 'stopping' || p.state === 'exited') return;
+    const now = this.ctx.now();
+    if (now - this.rssSampledAt < SAMPLE_INTERVAL_MS) return;
+    this.rssSampledAt = now;
+    this.sampling = true;
+    sampleResident(pid, reader).then((sample) => {
+      this.sampling = false;
+      if (this.proc !== p || p.state === 'stopping' || p.state === 'exited' || this.killedFor !== null) return;
+      this.rssBytes = sample?.bytes ?? null;
+      const maxMb = this.ctx.config.tracker.max_memory_mb;
+      const verdict = sample ? memoryVerdict(sample.bytes, maxMb) : null;
+      if (!sample || verdict === null) return;
+      this.killedFor = verdict;
+      this.ctx.memoryKilled();
+      this.ctx.log.warn({
+        tracker: this.spec.name, node: this.spec.nodeId, pid, rss_bytes: sample.bytes, max_memory_mb: maxMb, descendants: sample.descendants.length,
+      }, `tracker ${verdict}`);
+      p.kill();
+      // Its children would outlive it and keep the memory: they go with it.
+      for (const c of sample.descendants) {
+        try {
+          process.kill(c, 'SIGKILL');
+        } catch { /* already gone */ }
+      }
+    }, () => {
+      this.sampling = false;
+    });
   }
 
   /** Moves ring data to the tracker if it is up (the ring sink's onData). */
@@ -236,7 +288,7 @@ export class TrackerInstance {
       onExit: (code: number | null, signal: NodeJS.Signals | null) => {
         if (this.proc !== proc) return;
         this.feeder.detach();
-        const why = signal ? `exited on ${signal}` : `exited with code ${code}`;
+        const why = this.killedFor ?? (signal ? `exited on ${signal}` : `exited with code ${code}`);
         this.apply(this._state.phase === 'stopping' ? { type: 'stopped' } : { type: 'exited', error: `tracker ${why}` });
         this.ctx.wake();
       },
@@ -249,6 +301,9 @@ export class TrackerInstance {
       return;
     }
     this.proc = proc;
+    this.rssBytes = null;
+    this.rssSampledAt = -Infinity;
+    this.killedFor = null;
     this.feeder.detach();
     proc.start().then(() => {
       if (this.proc !== proc) return;
@@ -321,6 +376,7 @@ export class TrackerInstance {
       cooldown_until: s.phase === 'failed' ? iso(s.cooldownUntil) : null,
       last_error: this.probeError ?? s.lastError,
       banned_until: this.node.bannedUntil > Date.now() ? iso(this.node.bannedUntil) : null,
+      rss_bytes: this.proc && this.proc.state !== 'exited' ? this.rssBytes : null,
     };
   }
 }
