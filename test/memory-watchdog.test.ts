@@ -20,7 +20,7 @@ function fakeProc(procs: Record<number, { rssKb: number | null; children?: numbe
   const reads: string[] = [];
   return {
     reads,
-    read: async (path) => {
+    read: (path) => {
       reads.push(path);
       const m = /^\/proc\/(\d+)\/(status|task\/(\d+)\/children)$/.exec(path);
       const p = m ? procs[Number(m[1])] : undefined;
@@ -49,7 +49,7 @@ test('memoryVerdict: a tracker at or under tracker.max_memory_mb is kept, one ov
   assert.equal(memoryVerdict(1e15, 0), null);
 });
 
-test('sampleResident sums the tracker and its descendants, skips the vanished, is bounded, and is null for a gone tracker', async () => {
+test('sampleResident sums the tracker and its descendants, skips the vanished, is bounded, and is null for a gone tracker', () => {
   const proc = fakeProc({
     100: { rssKb: 50_000, children: [101, 102, 104] },
     101: { rssKb: 20_000, children: [103] },
@@ -57,30 +57,30 @@ test('sampleResident sums the tracker and its descendants, skips the vanished, i
     104: { rssKb: null }, // a zombie: no VmRSS
     // 102 vanished between the children read and its status read
   });
-  const s = await sampleResident(100, proc);
+  const s = sampleResident(100, proc);
   assert.deepEqual(s, { bytes: 75_000 * 1024, descendants: [101, 103] });
-  assert.equal(await sampleResident(999, proc), null);
+  assert.equal(sampleResident(999, proc), null);
   // A process listing itself or an ancestor as a child is not counted twice.
-  assert.deepEqual(await sampleResident(7, fakeProc({ 7: { rssKb: 10, children: [7, 8] }, 8: { rssKb: 1, children: [7] } })),
+  assert.deepEqual(sampleResident(7, fakeProc({ 7: { rssKb: 10, children: [7, 8] }, 8: { rssKb: 1, children: [7] } })),
     { bytes: 11 * 1024, descendants: [8] });
   // A fork bomb: a long chain is cut at MAX_PROCESSES processes.
   const chain: Record<number, { rssKb: number; children: number[] }> = {};
   for (let i = 1; i <= 500; i++) chain[i] = { rssKb: 1, children: [i + 1] };
   const bomb = fakeProc(chain);
-  const b = await sampleResident(1, bomb);
+  const b = sampleResident(1, bomb);
   assert.equal(b!.bytes, MAX_PROCESSES * 1024);
   assert.ok(bomb.reads.length <= 2 * MAX_PROCESSES + 1, `${bomb.reads.length} reads`);
 });
 
 test('the real /proc: this process resident memory, and a child counted as a descendant', { skip: procReader() === null }, async () => {
   const reader = procReader()!;
-  const own = await sampleResident(process.pid, reader);
+  const own = sampleResident(process.pid, reader);
   const rss = process.memoryUsage().rss;
   assert.ok(own && Math.abs(own.bytes - rss) < 64 * MIB, `${own?.bytes} vs ${rss}`);
   const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 20000)'], { stdio: 'ignore' });
   try {
     await new Promise((r) => child.once('spawn', r));
-    const withChild = await sampleResident(process.pid, reader);
+    const withChild = sampleResident(process.pid, reader);
     assert.ok(withChild!.descendants.includes(child.pid!), JSON.stringify(withChild));
   } finally {
     child.kill('SIGKILL');

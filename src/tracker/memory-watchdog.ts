@@ -11,18 +11,25 @@
 // dozens). A child forked by another thread is not counted. VmRSS includes
 // shared pages, so a tracker and its children sharing pages are counted twice,
 // which errs on the side of the ceiling.
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+//
+// The reads are synchronous: /proc text is generated in the kernel, ~30 us per
+// tracker for status + children, where the asynchronous route costs several
+// times that in thread-pool round trips. A pass samples at most
+// SAMPLES_PER_PASS trackers (the longest unsampled first), so it stays within
+// a few milliseconds however many trackers there are.
+import { existsSync, readFileSync } from 'node:fs';
 
 export const MIB = 1 << 20;
 /** How often one tracker is sampled. */
 export const SAMPLE_INTERVAL_MS = 1000;
 /** Processes counted per tracker at most (a fork bomb must not make a sample unbounded). */
 export const MAX_PROCESSES = 64;
+/** Trackers sampled per reconcile pass at most (~2 ms of main thread). */
+export const SAMPLES_PER_PASS = 64;
 
 export interface ProcReader {
   /** The text of a /proc file, or null when it cannot be read (the process is gone). */
-  read(path: string): Promise<string | null>;
+  read(path: string): string | null;
 }
 
 export interface ResidentSample {
@@ -61,8 +68,8 @@ export function memoryVerdict(bytes: number, maxMb: number): string | null {
  * Resident memory of `pid` and its descendants; null when `pid` itself cannot
  * be read (gone). A descendant that vanished mid-walk counts as 0.
  */
-export async function sampleResident(pid: number, reader: ProcReader): Promise<ResidentSample | null> {
-  const top = await reader.read(`/proc/${pid}/status`);
+export function sampleResident(pid: number, reader: ProcReader): ResidentSample | null {
+  const top = reader.read(`/proc/${pid}/status`);
   const topRss = top === null ? null : parseVmRss(top);
   if (topRss === null) return null;
   let bytes = topRss;
@@ -71,11 +78,11 @@ export async function sampleResident(pid: number, reader: ProcReader): Promise<R
   const queue = [pid];
   while (queue.length > 0 && seen.size < MAX_PROCESSES) {
     const p = queue.shift()!;
-    const kids = await reader.read(`/proc/${p}/task/${p}/children`);
+    const kids = reader.read(`/proc/${p}/task/${p}/children`);
     for (const c of kids === null ? [] : parseChildren(kids)) {
       if (seen.has(c) || seen.size >= MAX_PROCESSES) continue;
       seen.add(c);
-      const s = await reader.read(`/proc/${c}/status`);
+      const s = reader.read(`/proc/${c}/status`);
       const rss = s === null ? null : parseVmRss(s);
       if (rss === null) continue;
       bytes += rss;
@@ -89,5 +96,13 @@ export async function sampleResident(pid: number, reader: ProcReader): Promise<R
 /** The real /proc, or null where there is none (not Linux): then only the built-in tracker's V8 heap limit applies. */
 export function procReader(): ProcReader | null {
   if (!existsSync('/proc/self/status')) return null;
-  return { read: (path) => readFile(path, 'utf8').catch(() => null) };
+  return {
+    read: (path) => {
+      try {
+        return readFileSync(path, 'utf8');
+      } catch {
+        return null;
+      }
+    },
+  };
 }

@@ -2,8 +2,8 @@
 // argv (placeholders left in), a working directory and extra environment. The
 // memory ceiling `tracker.max_memory_mb` is enforced for every command by the
 // supervisor's resident-memory watchdog (memory-watchdog.ts); the built-in
-// tracker also gets a V8 heap limit (--max-old-space-size), so a runaway heap
-// usually ends in a clean V8 out-of-memory exit first.
+// tracker also gets it as its V8 heap limit (--max-old-space-size), which holds
+// even where there is no /proc to watch.
 import { fileURLToPath } from 'node:url';
 import { resolve } from 'node:path';
 import type { Config } from '../config.js';

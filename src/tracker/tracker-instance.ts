@@ -11,7 +11,7 @@ import { RateLimit } from '../rate-limit.js';
 import { ApiForwarder } from './api-forwarder.js';
 import { HttpSource, type HttpSourceDrop } from './http-source.js';
 import { initialState, step, type LifecycleEvent, type LifecycleRules, type LifecycleState, type TrackerPhase } from './lifecycle.js';
-import { memoryVerdict, sampleResident, SAMPLE_INTERVAL_MS, type ProcReader } from './memory-watchdog.js';
+import { memoryVerdict, sampleResident, type ProcReader } from './memory-watchdog.js';
 import { RingFeeder } from './ring-feeder.js';
 import type { TrackerCommand } from './tracker-command.js';
 import { TrackerProcess } from './tracker-process.js';
@@ -42,8 +42,6 @@ export interface InstanceContext {
   writeFrame(node: NodeEntry, line: Buffer, timestamp: number, detections: number): boolean;
   /** mode http: a polled response that was not a frame. */
   dropFrame(reason: HttpSourceDrop): void;
-  /** Reads /proc for the memory ceiling; null where there is none. */
-  proc: ProcReader | null;
   /** A tracker was killed for passing tracker.max_memory_mb (counted). */
   memoryKilled(): void;
 }
@@ -99,8 +97,8 @@ export class TrackerInstance {
   private stopWaiters: Array<() => void> = [];
   /** The running process's resident memory at the last sample (memory-watchdog.ts). */
   private rssBytes: number | null = null;
-  private rssSampledAt = -Infinity;
-  private sampling = false;
+  /** now() of the last sample of the current process (-Infinity: none yet). */
+  rssSampledAt = -Infinity;
   /** Why the host killed the current process (its memory ceiling), shown as its exit error. */
   private killedFor: string | null = null;
 
@@ -187,45 +185,42 @@ export class TrackerInstance {
     this.apply({ type: 'tick', sourceUp: this.sourceUp });
     // Frames may be waiting from before the tracker was up.
     if (this.up && this.feeder.state === 'detached') this.pump();
-    this.sampleMemory();
+  }
+
+  /** A process the memory ceiling watches: spawned, not yet stopping or gone. */
+  get sampleable(): boolean {
+    const p = this.proc;
+    return p !== null && p.pid !== undefined && this.killedFor === null && p.state !== 'new' && p.state !== 'stopping' && p.state !== 'exited';
   }
 
   /**
-   * The memory ceiling: at most once per SAMPLE_INTERVAL_MS, reads the process's
-   * resident memory (off the main thread) and SIGKILLs it, with its descendants,
-   * when it is past tracker.max_memory_mb. The exit is then handled like a crash.
+   * The memory ceiling (the supervisor calls this at most once a second per
+   * tracker): reads the process's resident memory and SIGKILLs it, with its
+   * descendants, when it is past tracker.max_memory_mb. The exit is then handled
+   * like a crash, its last_error saying why.
    */
-  private sampleMemory(): void {
-    const reader = this.ctx.proc;
+  sampleMemory(reader: ProcReader): void {
     const p = this.proc;
-    const pid = p?.pid;
-    if (!reader || !p || pid === undefined || this.sampling || p.state === 'stopping' || p.state === 'exited') return;
-    const now = this.ctx.now();
-    if (now - this.rssSampledAt < SAMPLE_INTERVAL_MS) return;
-    this.rssSampledAt = now;
-    this.sampling = true;
-    sampleResident(pid, reader).then((sample) => {
-      this.sampling = false;
-      if (this.proc !== p || p.state === 'stopping' || p.state === 'exited' || this.killedFor !== null) return;
-      this.rssBytes = sample?.bytes ?? null;
-      const maxMb = this.ctx.config.tracker.max_memory_mb;
-      const verdict = sample ? memoryVerdict(sample.bytes, maxMb) : null;
-      if (!sample || verdict === null) return;
-      this.killedFor = verdict;
-      this.ctx.memoryKilled();
-      this.ctx.log.warn({
-        tracker: this.spec.name, node: this.spec.nodeId, pid, rss_bytes: sample.bytes, max_memory_mb: maxMb, descendants: sample.descendants.length,
-      }, `tracker ${verdict}`);
-      p.kill();
-      // Its children would outlive it and keep the memory: they go with it.
-      for (const c of sample.descendants) {
-        try {
-          process.kill(c, 'SIGKILL');
-        } catch { /* already gone */ }
-      }
-    }, () => {
-      this.sampling = false;
-    });
+    if (!p || !this.sampleable) return;
+    const pid = p.pid!;
+    this.rssSampledAt = this.ctx.now();
+    const sample = sampleResident(pid, reader);
+    this.rssBytes = sample?.bytes ?? null;
+    const maxMb = this.ctx.config.tracker.max_memory_mb;
+    const verdict = sample ? memoryVerdict(sample.bytes, maxMb) : null;
+    if (!sample || verdict === null) return;
+    this.killedFor = verdict;
+    this.ctx.memoryKilled();
+    this.ctx.log.warn({
+      tracker: this.spec.name, node: this.spec.nodeId, pid, rss_bytes: sample.bytes, max_memory_mb: maxMb, descendants: sample.descendants.length,
+    }, `tracker ${verdict}`);
+    p.kill();
+    // Its children would outlive it and keep the memory: they go with it.
+    for (const c of sample.descendants) {
+      try {
+        process.kill(c, 'SIGKILL');
+      } catch { /* already gone */ }
+    }
   }
 
   /** Moves ring data to the tracker if it is up (the ring sink's onData). */
