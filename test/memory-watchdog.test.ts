@@ -1,9 +1,17 @@
 // The tracker memory ceiling's pure parts (the /proc status parser, the decision,
-// the walk over a tracker's descendants) fed exact /proc text, and the real /proc
-// reader checked against this process and a child it spawns.
-import { test } from 'node:test';
+// the walk over a tracker's descendants) fed exact /proc text, the real /proc
+// reader checked against this process and a child it spawns, and the host with
+// an injected /proc: the kill decision end to end, and no /proc at all.
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { startTrackerEngine, Client, until, scrape, getJson, lineFrame, type TrackerEngine } from './helpers.js';
+import type { InstanceView } from '../src/tracker/tracker-instance.js';
 import {
   MAX_PROCESSES, MIB, memoryVerdict, parseChildren, parseVmRss, procReader, sampleResident, type ProcReader,
 } from '../src/tracker/memory-watchdog.js';
@@ -85,4 +93,75 @@ test('the real /proc: this process resident memory, and a child counted as a des
   } finally {
     child.kill('SIGKILL');
   }
+});
+
+const engines: TrackerEngine[] = [];
+const dirs: string[] = [];
+after(async () => {
+  await Promise.all(engines.map((t) => t.e.stop()));
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+async function engineWith(reader: ProcReader | null, logs: string[] = []): Promise<TrackerEngine> {
+  const dir = mkdtempSync(join(tmpdir(), 'ri-memory-watchdog-'));
+  dirs.push(dir);
+  const sink = new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } });
+  const t = await startTrackerEngine(dir, ['--echo'], {}, { procReader: reader, logger: pino({ level: 'info' }, sink) });
+  engines.push(t);
+  return t;
+}
+
+async function view(t: TrackerEngine, node: string): Promise<InstanceView | undefined> {
+  return ((await getJson(t.http, '/api/v1/trackers')).json.trackers as InstanceView[]).find((x) => x.node_id === node);
+}
+
+test('the host SIGKILLs a tracker only once its sampled VmRSS passes tracker.max_memory_mb, and restarts it like a crash', async () => {
+  // Every pid reads 100 MiB until `over` names one: that one reads 1100 MiB.
+  let over = 0;
+  const statusReads = new Map<number, number>();
+  const reader: ProcReader = {
+    read: (path) => {
+      const m = /^\/proc\/(\d+)\/(status|task\/\d+\/children)$/.exec(path);
+      if (!m) return null;
+      const pid = Number(m[1]);
+      if (m[2] !== 'status') return '';
+      statusReads.set(pid, (statusReads.get(pid) ?? 0) + 1);
+      return status(pid === over ? 1100 * 1024 : 100 * 1024);
+    },
+  };
+  const t = await engineWith(reader);
+  const c = await Client.open(t.tcp);
+  await c.send(lineFrame('wd-1', 1757400000000, 2));
+  const first = await until(async () => {
+    const v = await view(t, 'wd-1');
+    return v?.state === 'running' && v.pid && (statusReads.get(v.pid) ?? 0) >= 3 ? v : null;
+  }, 'three samples of the running tracker', 15_000);
+  // Under the ceiling (1024 by default): sampled, shown, never killed.
+  const under = (await view(t, 'wd-1'))!;
+  assert.equal(under.pid, first.pid);
+  assert.equal(under.rss_bytes, 100 * MIB);
+  assert.equal(under.restarts, 0);
+  assert.equal((await scrape(t.e)).get('radar_ingest_tracker_memory_kills_total'), 0);
+  over = first.pid!;
+  const next = await until(async () => {
+    const v = await view(t, 'wd-1');
+    return v && v.restarts === 1 && v.pid && v.pid !== first.pid && v.state === 'running' ? v : null;
+  }, 'a new tracker process after the kill', 15_000);
+  assert.equal(next.last_error, 'tracker killed: resident memory 1100 MiB over tracker.max_memory_mb 1024');
+  const m = await scrape(t.e);
+  assert.equal(m.get('radar_ingest_tracker_memory_kills_total'), 1);
+  assert.equal(m.get('radar_ingest_tracker_restarts_total{node="wd-1"}'), 1);
+  c.destroy();
+});
+
+test('without /proc the host logs once at start that tracker.max_memory_mb applies only to the built-in tracker', async () => {
+  const logs: string[] = [];
+  const t = await engineWith(null, logs);
+  const c = await Client.open(t.tcp);
+  await c.send(lineFrame('wd-2', 1757400000000, 2));
+  await until(async () => (await view(t, 'wd-2'))?.state === 'running', 'tracker running without /proc', 15_000);
+  const said = logs.filter((l) => l.includes('applies only to the built-in tracker'));
+  assert.equal(said.length, 1, logs.join(''));
+  assert.equal((await view(t, 'wd-2'))!.rss_bytes, null);
+  c.destroy();
 });
