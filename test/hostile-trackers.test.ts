@@ -198,7 +198,7 @@ describe('tracker memory ceiling', () => {
     const m = await scrape(t.e);
     assert.equal(m.get('radar_ingest_tracker_memory_kills_total'), 1);
     assert.ok(m.get('radar_ingest_tracker_restarts_total{node="mem-1"}')! >= 1);
-    // The new process got none of the lines (they were lost with the old one) and stays under its ceiling.
+    // The new process starts afresh (what the old one held is gone with it) and stays under its ceiling.
     const again = await until(async () => {
       const v = (await trackers(t.http)).find((x) => x.node_id === 'mem-1');
       return v && v.state === 'running' && v.pid === restarted.pid && v.rss_bytes !== null ? v : null;
@@ -206,6 +206,7 @@ describe('tracker memory ceiling', () => {
     assert.ok(again.rss_bytes! < MAX_MB * 2 ** 20);
     assert.equal((await scrape(t.e)).get('radar_ingest_tracker_memory_kills_total'), 1);
     c.destroy();
+    await assertAccounting(t.e);
   });
 
   test('the built-in tracker runs with a V8 heap limit of tracker.max_memory_mb', async () => {

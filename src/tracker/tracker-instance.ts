@@ -171,6 +171,12 @@ export class TrackerInstance {
   probe(): void {
     const p = this.proc;
     const phase = this._state.phase;
+    // A process the memory ceiling killed closes its input before its exit is
+    // seen: the exit (with the reason) is what ends it, not the closed input.
+    if (this.killedFor !== null) {
+      this.apply({ type: 'tick', sourceUp: this.sourceUp });
+      return;
+    }
     if (p && (phase === 'running' || phase === 'outage') && !p.writable && p.state !== 'stopping' && p.state !== 'exited') {
       this.apply({ type: 'input_lost', error: `tracker input closed (${p.lastError?.message ?? 'connection closed by the tracker'})` });
     }
