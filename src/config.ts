@@ -387,8 +387,9 @@ const trackerSchemaSection = z.strictObject({
   // 120000: a tracker whose input stays full this long (alive, not reading) is restarted
   // like a crashed one; its queued frames count as tracker_lost. 0: never.
   stall_timeout_ms: intMin(0).default(120000),
-  // 1024: memory ceiling of each tracker process in MiB (built-in tracker: V8 heap limit; other
-  // commands: address-space limit). A tracker that hits it dies and is restarted like a crash. 0: none.
+  // 1024: memory ceiling of each tracker in MiB: resident memory (VmRSS of the tracker and its
+  // descendants, sampled each second from /proc); past it the tracker is SIGKILLed and restarted
+  // like a crash. The built-in tracker also gets it as its V8 heap limit. 0: none.
   max_memory_mb: intMin(0).default(1024),
 });
 

@@ -18,6 +18,7 @@ import { RadarError } from './shared/errors.js';
 import { AgentService } from './agents/agent-service.js';
 import { TokenCheck } from './shard/token.js';
 import { TrackerSupervisor } from './tracker/supervisor.js';
+import type { ProcReader } from './tracker/memory-watchdog.js';
 import { mountTrackerApi } from './tracker/tracker-api.js';
 import { mountNodeApi } from './node-api.js';
 import { FORMAT_ANY, FORMAT_JSONL } from './shared/ring-layout.js';
@@ -42,6 +43,8 @@ export interface EngineOptions {
   agentSweepMs?: number;
   /** Test-only fault injection into the tracker supervisor. */
   supervisorFaults?: { probe?(nodeId: string): void; pass?(): void; build?(nodeId: string): void };
+  /** Test-only: replaces /proc for the tracker memory ceiling (null = no /proc). */
+  procReader?: ProcReader | null;
 }
 
 /** Top-level config keys a reload cannot change (listeners, threads, rings, files): a restart applies them. */
@@ -109,6 +112,7 @@ export class Engine {
         log: this.log,
         ...(opts.now ? { now: opts.now } : {}),
         ...(opts.supervisorFaults ? { faults: opts.supervisorFaults } : {}),
+        ...(opts.procReader !== undefined ? { procReader: opts.procReader } : {}),
       });
     }
     this.sink = opts.sink ?? this.trackers ?? new DiscardSink();

@@ -325,6 +325,13 @@ export class Metrics {
         this.inc(src.trackers?.().resets ?? 0);
       },
     });
+    new Counter({
+      name: M.trackerMemoryKills, help: 'Trackers killed (SIGKILL) for resident memory over tracker.max_memory_mb; each is then restarted like a crash.', registers: reg,
+      collect() {
+        this.reset();
+        this.inc(src.trackers?.().memoryKills ?? 0);
+      },
+    });
     new Gauge({
       name: M.trackers, help: 'Tracker instances by state.', labelNames: ['state'], registers: reg,
       collect() {

@@ -170,25 +170,43 @@ describe('frame limits on an HTTP-polled node', () => {
 
 describe('tracker memory ceiling', () => {
   test('a tracker command that allocates past tracker.max_memory_mb dies and is restarted like a crash', async () => {
-    // 128 MiB kept per received line: node itself reserves ~700 MiB of address space,
-    // so within 1024 MiB only a couple fit; without the ceiling it would live on.
-    const t = await trackerEngine(['--alloc-mb-per-line', '128', '--echo'], { tracker: { max_memory_mb: 1024 } });
+    // The fake tracker (node, ~50 MiB resident) keeps 48 MiB per received line. An
+    // address-space limit of 160 MiB would not even let node start (it reserves far
+    // more than it touches); the ceiling is on resident memory, sampled each second.
+    const MAX_MB = 160;
+    const t = await trackerEngine(['--alloc-mb-per-line', '48', '--echo'], { tracker: { max_memory_mb: MAX_MB } });
     const c = await Client.open(t.tcp);
     let ts = T0;
-    const first = await (async () => {
-      await c.send(lineFrame('mem-1', ts++, 2));
-      return until(async () => (await trackers(t.http)).find((x) => x.node_id === 'mem-1' && x.state === 'running' && x.pid), 'tracker running', DEADLINE);
-    })();
-    // Feed until the tracker is restarted with a new process.
+    await c.send(lineFrame('mem-1', ts++, 2));
+    // One line in (~100 MiB): under its ceiling it runs, its resident memory shown, nothing killed.
+    const first = await until(async () => {
+      const v = (await trackers(t.http)).find((x) => x.node_id === 'mem-1');
+      return v && v.state === 'running' && v.pid && echoed(t.out, 'mem-1').ts.length === 1 && v.rss_bytes !== null
+        && v.rss_bytes > 48 * 2 ** 20 ? v : null;
+    }, 'tracker running with its resident memory sampled after one line', DEADLINE);
+    assert.ok(first.rss_bytes! < MAX_MB * 2 ** 20, `${first.rss_bytes}`);
+    assert.equal((await scrape(t.e)).get('radar_ingest_tracker_memory_kills_total'), 0);
+    // Three more (~250 MiB): the host kills it within a sample and a new process starts.
+    for (let i = 0; i < 3; i++) await c.send(lineFrame('mem-1', ts++, 2));
     const restarted = await until(async () => {
-      await c.send(lineFrame('mem-1', ts++, 2));
       const v = (await trackers(t.http)).find((x) => x.node_id === 'mem-1');
       return v && v.restarts >= 1 && v.pid !== null && v.pid !== first.pid ? v : null;
     }, 'a restart after the tracker passed its memory ceiling', 30_000);
-    assert.match(restarted.last_error ?? '', /exited/);
+    assert.match(restarted.last_error ?? '', new RegExp(`^tracker killed: resident memory \\d+ MiB over tracker.max_memory_mb ${MAX_MB}$`));
+    const over = Number(/memory (\d+) MiB/.exec(restarted.last_error!)![1]);
+    assert.ok(over > MAX_MB && over < 400, restarted.last_error!);
     const m = await scrape(t.e);
+    assert.equal(m.get('radar_ingest_tracker_memory_kills_total'), 1);
     assert.ok(m.get('radar_ingest_tracker_restarts_total{node="mem-1"}')! >= 1);
+    // The new process starts afresh (what the old one held is gone with it) and stays under its ceiling.
+    const again = await until(async () => {
+      const v = (await trackers(t.http)).find((x) => x.node_id === 'mem-1');
+      return v && v.state === 'running' && v.pid === restarted.pid && v.rss_bytes !== null ? v : null;
+    }, 'the new tracker sampled', DEADLINE);
+    assert.ok(again.rss_bytes! < MAX_MB * 2 ** 20);
+    assert.equal((await scrape(t.e)).get('radar_ingest_tracker_memory_kills_total'), 1);
     c.destroy();
+    await assertAccounting(t.e);
   });
 
   test('the built-in tracker runs with a V8 heap limit of tracker.max_memory_mb', async () => {

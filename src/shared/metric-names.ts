@@ -32,6 +32,7 @@ export const M = {
   trackerUp: `${PREFIX}tracker_up`,
   trackerRestarts: `${PREFIX}tracker_restarts_total`,
   trackerResets: `${PREFIX}tracker_resets_total`,
+  trackerMemoryKills: `${PREFIX}tracker_memory_kills_total`,
   trackers: `${PREFIX}trackers`,
   tracksWritten: `${PREFIX}tracks_written_total`,
   provisionRefused: `${PREFIX}provision_refused_total`,

@@ -2,9 +2,11 @@
 // desired set (configured trackers + auto-provisioned nodes). Each pass stops
 // what left the set, creates instances for new members, and runs every member's
 // watcher (TrackerInstance.probe: process alive, input open, source up, then one
-// lifecycle step). A watcher that throws leaves its tracker in `probe_error`
-// with the message, and is run again on the next pass; a pass that throws is
-// logged and counted, and the loop carries on. wakeup() runs a pass at once.
+// lifecycle step), then samples the trackers' resident memory against
+// tracker.max_memory_mb (memory-watchdog.ts). A watcher that throws leaves its
+// tracker in `probe_error` with the message, and is run again on the next pass;
+// a pass that throws is logged and counted, and the loop carries on. wakeup()
+// runs a pass at once.
 //
 // It is also the engine's ring sink (onData feeds the node's tracker) and its
 // provisioning hook (onUnknownNode hands out ports).
@@ -18,6 +20,7 @@ import {
   C_DETECTIONS_RECEIVED, C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, COUNTER_SLOTS, dropIndex, D_RING_OVERFLOW, D_FRAME_TOO_LARGE,
 } from '../shared/counters.js';
 import { nextDue, type LifecycleRules, type TrackerPhase } from './lifecycle.js';
+import { procReader, SAMPLE_INTERVAL_MS, SAMPLES_PER_PASS, type ProcReader } from './memory-watchdog.js';
 import { PortAllocator } from './port-allocator.js';
 import { resolveTrackerCommand, type TrackerCommand } from './tracker-command.js';
 import { TrackerInstance, type InstanceContext, type InstanceSpec, type InstanceView } from './tracker-instance.js';
@@ -37,6 +40,8 @@ export interface SupervisorOptions {
   faults?: { probe?(nodeId: string): void; pass?(): void; build?(nodeId: string): void };
   /** Replaces the OS check of provisioned ports (tests). */
   portIsFree?: (port: number) => Promise<boolean>;
+  /** Replaces /proc for the memory ceiling (tests); null = no /proc. */
+  procReader?: ProcReader | null;
 }
 
 export interface TrackerMetrics {
@@ -50,6 +55,8 @@ export interface TrackerMetrics {
   passes: number;
   passErrors: number;
   probeErrors: number;
+  /** Trackers killed for passing tracker.max_memory_mb. */
+  memoryKills: number;
 }
 
 /** New instances started per reconcile pass (each spawns a process: 5-8 ms of main thread). */
@@ -88,6 +95,8 @@ export class TrackerSupervisor implements RingSink {
   private lastPassOkAt = performance.now();
   private lastPassFailed = false;
   private readonly ctx: InstanceContext;
+  /** /proc for the memory ceiling; null where there is none. */
+  private readonly proc: ProcReader | null;
   private rules: LifecycleRules;
   private config: Config;
   /** Node ids whose old instance is still stopping: the new one waits (same port). */
@@ -106,6 +115,7 @@ export class TrackerSupervisor implements RingSink {
   private lostAtShutdown = 0;
   passes = 0;
   passErrors = 0;
+  memoryKills = 0;
   probeErrors = 0;
   lastPassError: string | null = null;
 
@@ -113,6 +123,7 @@ export class TrackerSupervisor implements RingSink {
     const c = (this.config = opts.config);
     this.now = opts.now ?? Date.now;
     this.log = opts.log;
+    this.proc = opts.procReader !== undefined ? opts.procReader : procReader();
     this.command = resolveTrackerCommand(c);
     this.rules = rulesOf(c);
     this.setConfigured(c);
@@ -125,6 +136,9 @@ export class TrackerSupervisor implements RingSink {
       dropFrame: (reason) => {
         this.counters[C_FRAMES_RECEIVED]!++;
         this.counters[dropIndex(reason)]!++;
+      },
+      memoryKilled: () => {
+        this.memoryKills++;
       },
     };
   }
@@ -186,6 +200,10 @@ export class TrackerSupervisor implements RingSink {
 
   /** Creates the configured instances (their trackers start on the first pass) and starts the loop. */
   start(): void {
+    if (this.proc === null && this.config.tracker.max_memory_mb > 0) {
+      this.log.warn({ max_memory_mb: this.config.tracker.max_memory_mb },
+        'no /proc on this host: tracker.max_memory_mb applies only to the built-in tracker (its V8 heap limit)');
+    }
     this.admitConfigured();
     this.runPass();
   }
@@ -339,6 +357,25 @@ export class TrackerSupervisor implements RingSink {
         const msg = (err as Error)?.message ?? String(err);
         if (inst.probeError !== msg) this.log.error({ tracker: inst.spec.name, err: msg }, 'tracker probe failed (probe_error)');
         inst.probeError = msg;
+      }
+    }
+    this.sampleMemory();
+  }
+
+  /** The memory ceiling: samples the trackers due (1 s since their last sample), the longest waiting first, a few per pass. */
+  private sampleMemory(): void {
+    const reader = this.proc;
+    if (!reader) return;
+    const now = this.now();
+    const due: TrackerInstance[] = [];
+    for (const i of this.instances.values()) if (i.sampleable && now - i.rssSampledAt >= SAMPLE_INTERVAL_MS) due.push(i);
+    if (due.length > SAMPLES_PER_PASS) due.sort((a, b) => (a.rssSampledAt === b.rssSampledAt ? 0 : a.rssSampledAt < b.rssSampledAt ? -1 : 1));
+    for (const i of due.slice(0, SAMPLES_PER_PASS)) {
+      try {
+        i.sampleMemory(reader);
+      } catch (err) {
+        this.probeErrors++;
+        this.log.error({ tracker: i.spec.name, err: (err as Error)?.message ?? String(err) }, 'tracker memory sample failed');
       }
     }
   }
@@ -516,7 +553,7 @@ export class TrackerSupervisor implements RingSink {
     }
     return {
       states, up, restarts, tracksWritten: tracks, resets, provisionRefused: { ...this.provisionRefused },
-      passes: this.passes, passErrors: this.passErrors, probeErrors: this.probeErrors,
+      passes: this.passes, passErrors: this.passErrors, probeErrors: this.probeErrors, memoryKills: this.memoryKills,
     };
   }
 
@@ -577,6 +614,7 @@ function unbuiltView(u: Unbuilt): InstanceView {
     since: new Date(u.since).toISOString(), pid: null, port: u.spec.port ?? null, restarts: 0, node_connected: false,
     last_frame_at: null, frames_fed: 0, frames_skipped: { duplicate: 0, out_of_order: 0 }, frames_lost: 0, resets: 0, tracks_written: 0,
     last_output_at: null, input_blocked: false, retry_at: null, cooldown_until: null, last_error: u.error, banned_until: null,
+    rss_bytes: null,
   };
 }
 

@@ -11,6 +11,7 @@ import { RateLimit } from '../rate-limit.js';
 import { ApiForwarder } from './api-forwarder.js';
 import { HttpSource, type HttpSourceDrop } from './http-source.js';
 import { initialState, step, type LifecycleEvent, type LifecycleRules, type LifecycleState, type TrackerPhase } from './lifecycle.js';
+import { memoryVerdict, sampleResident, type ProcReader } from './memory-watchdog.js';
 import { RingFeeder } from './ring-feeder.js';
 import type { TrackerCommand } from './tracker-command.js';
 import { TrackerProcess } from './tracker-process.js';
@@ -41,6 +42,8 @@ export interface InstanceContext {
   writeFrame(node: NodeEntry, line: Buffer, timestamp: number, detections: number): boolean;
   /** mode http: a polled response that was not a frame. */
   dropFrame(reason: HttpSourceDrop): void;
+  /** A tracker was killed for passing tracker.max_memory_mb (counted). */
+  memoryKilled(): void;
 }
 
 /** The API's view of an instance (GET /api/v1/trackers). */
@@ -69,6 +72,8 @@ export interface InstanceView {
   last_error: string | null;
   /** The node is refused until then for reconnecting too often (limits.reconnect_*). */
   banned_until: string | null;
+  /** Resident memory of the running tracker (and its descendants) at the last sample, null when not sampled. */
+  rss_bytes: number | null;
 }
 
 const iso = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOString() : null);
@@ -90,6 +95,12 @@ export class TrackerInstance {
   private readonly stderrLimit: RateLimit;
   private readonly ctx: InstanceContext;
   private stopWaiters: Array<() => void> = [];
+  /** The running process's resident memory at the last sample (memory-watchdog.ts). */
+  private rssBytes: number | null = null;
+  /** now() of the last sample of the current process (-Infinity: none yet). */
+  rssSampledAt = -Infinity;
+  /** Why the host killed the current process (its memory ceiling), shown as its exit error. */
+  private killedFor: string | null = null;
 
   constructor(spec: InstanceSpec, node: NodeEntry, ctx: InstanceContext) {
     this.spec = spec;
@@ -160,6 +171,12 @@ export class TrackerInstance {
   probe(): void {
     const p = this.proc;
     const phase = this._state.phase;
+    // A process the memory ceiling killed closes its input before its exit is
+    // seen: the exit (with the reason) is what ends it, not the closed input.
+    if (this.killedFor !== null) {
+      this.apply({ type: 'tick', sourceUp: this.sourceUp });
+      return;
+    }
     if (p && (phase === 'running' || phase === 'outage') && !p.writable && p.state !== 'stopping' && p.state !== 'exited') {
       this.apply({ type: 'input_lost', error: `tracker input closed (${p.lastError?.message ?? 'connection closed by the tracker'})` });
     }
@@ -174,6 +191,42 @@ export class TrackerInstance {
     this.apply({ type: 'tick', sourceUp: this.sourceUp });
     // Frames may be waiting from before the tracker was up.
     if (this.up && this.feeder.state === 'detached') this.pump();
+  }
+
+  /** A process the memory ceiling watches: spawned, not yet stopping or gone. */
+  get sampleable(): boolean {
+    const p = this.proc;
+    return p !== null && p.pid !== undefined && this.killedFor === null && p.state !== 'new' && p.state !== 'stopping' && p.state !== 'exited';
+  }
+
+  /**
+   * The memory ceiling (the supervisor calls this at most once a second per
+   * tracker): reads the process's resident memory and SIGKILLs it, with its
+   * descendants, when it is past tracker.max_memory_mb. The exit is then handled
+   * like a crash, its last_error saying why.
+   */
+  sampleMemory(reader: ProcReader): void {
+    const p = this.proc;
+    if (!p || !this.sampleable) return;
+    const pid = p.pid!;
+    this.rssSampledAt = this.ctx.now();
+    const sample = sampleResident(pid, reader);
+    this.rssBytes = sample?.bytes ?? null;
+    const maxMb = this.ctx.config.tracker.max_memory_mb;
+    const verdict = sample ? memoryVerdict(sample.bytes, maxMb) : null;
+    if (!sample || verdict === null) return;
+    this.killedFor = verdict;
+    this.ctx.memoryKilled();
+    this.ctx.log.warn({
+      tracker: this.spec.name, node: this.spec.nodeId, pid, rss_bytes: sample.bytes, max_memory_mb: maxMb, descendants: sample.descendants.length,
+    }, `tracker ${verdict}`);
+    p.kill();
+    // Its children would outlive it and keep the memory: they go with it.
+    for (const c of sample.descendants) {
+      try {
+        process.kill(c, 'SIGKILL');
+      } catch { /* already gone */ }
+    }
   }
 
   /** Moves ring data to the tracker if it is up (the ring sink's onData). */
@@ -236,7 +289,7 @@ export class TrackerInstance {
       onExit: (code: number | null, signal: NodeJS.Signals | null) => {
         if (this.proc !== proc) return;
         this.feeder.detach();
-        const why = signal ? `exited on ${signal}` : `exited with code ${code}`;
+        const why = this.killedFor ?? (signal ? `exited on ${signal}` : `exited with code ${code}`);
         this.apply(this._state.phase === 'stopping' ? { type: 'stopped' } : { type: 'exited', error: `tracker ${why}` });
         this.ctx.wake();
       },
@@ -249,6 +302,9 @@ export class TrackerInstance {
       return;
     }
     this.proc = proc;
+    this.rssBytes = null;
+    this.rssSampledAt = -Infinity;
+    this.killedFor = null;
     this.feeder.detach();
     proc.start().then(() => {
       if (this.proc !== proc) return;
@@ -321,6 +377,7 @@ export class TrackerInstance {
       cooldown_until: s.phase === 'failed' ? iso(s.cooldownUntil) : null,
       last_error: this.probeError ?? s.lastError,
       banned_until: this.node.bannedUntil > Date.now() ? iso(this.node.bannedUntil) : null,
+      rss_bytes: this.proc && this.proc.state !== 'exited' ? this.rssBytes : null,
     };
   }
 }

@@ -159,7 +159,7 @@ export class TrackerProcess {
   callbackErrors = 0;
   /** The last error on the input (connection reset, broken pipe) or the process handle, if any. */
   lastError: Error | null = null;
-  /** stop() had to SIGKILL the process. */
+  /** The process was sent SIGKILL (stop() after its grace, or kill()). */
   killed = false;
   startedAt = 0;
   connectedAt = 0;
@@ -389,6 +389,18 @@ export class TrackerProcess {
     const s = this.sink;
     if (!s || s.destroyed || !s.writable || !s.writableNeedDrain || this.exit) return Promise.resolve();
     return new Promise((resolve) => this.writableWaiters.push(resolve));
+  }
+
+  /**
+   * SIGKILL now, without ending the input first: a tracker past its memory
+   * ceiling may not honour SIGTERM promptly, and every second it runs it may grow.
+   * The exit then runs its course (output drained, onExit called).
+   */
+  kill(): void {
+    const child = this.child;
+    if (!child || this.exit !== null || child.exitCode !== null || child.signalCode !== null) return;
+    this.killed = true;
+    child.kill('SIGKILL');
   }
 
   /**
