@@ -5,9 +5,9 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import type { Engine } from '../src/engine.js';
-import type { RingReader } from '../src/ring-reader.js';
-import { TAIL64, posBytes } from '../src/shared/ring-layout.js';
+import type { Engine } from '../src/engine/engine.js';
+import type { RingReader } from '../src/ring/ring-reader.js';
+import { TAIL64, posBytes } from '../src/ring/ring-layout.js';
 import { machineCpu } from './probes.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -22,7 +22,7 @@
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { encodeHello, encodeMessage, decodeBody, T_WELCOME, T_ACK, T_ERROR, T_HEARTBEAT } from '../src/shared/binary-protocol.js';
+import { encodeHello, encodeMessage, decodeBody, T_WELCOME, T_ACK, T_ERROR, T_HEARTBEAT } from '../src/protocol/binary-protocol.js';
 
 export type ConnMix = 'half' | 'binary' | 'line';
 

@@ -61,11 +61,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { performance, PerformanceObserver, monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { parseConfig } from '../src/config.js';
-import { Engine } from '../src/engine.js';
+import { Engine } from '../src/engine/engine.js';
 import {
   C_HEARTBEATS, C_BYTES_RECEIVED, C_CONNECTIONS_ACCEPTED, C_ACKS_SENT, CLOSE_REASONS, REJECT_REASONS, closeIndex,
-} from '../src/shared/counters.js';
-import { encodeMessage, PROTOCOL_VERSION, T_WELCOME, HEARTBEAT_MS } from '../src/shared/binary-protocol.js';
+} from '../src/telemetry/counters.js';
+import { encodeMessage, PROTOCOL_VERSION, T_WELCOME, HEARTBEAT_MS } from '../src/protocol/binary-protocol.js';
 import { snapshot, delta, type ProbeSnapshot } from './probes.js';
 import {
   CONN_CLIENT, isBinary, type ConnMix, type ConnClientOptions, type ClientSample, type CloseReport,

@@ -23,16 +23,16 @@
 //           engine stops (its trackers write their reports); the trackers' frame
 //           counts must add up to `delivered`.
 import { TrackerProcess } from '../src/tracker/tracker-process.js';
-import { DiscardSink } from '../src/ring-sink.js';
-import type { NodeEntry } from '../src/node-table.js';
-import type { Totals } from '../src/metrics.js';
+import { DiscardSink } from '../src/nodes/ring-sink.js';
+import type { NodeEntry } from '../src/nodes/node-table.js';
+import type { Totals } from '../src/engine/metrics.js';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { parseConfig } from '../src/config.js';
-import { Engine } from '../src/engine.js';
+import { Engine } from '../src/engine/engine.js';
 import { Loadgen, type LoadgenSample } from './loadgen.js';
 import { snapshot, delta, type ProbeSnapshot } from './probes.js';
 import { sleep, round, deliveredAll, forEachSendTime, ringBytes } from './common.js';

@@ -19,7 +19,7 @@
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { encodeFrame, encodeHello, decodeBody, T_ACK, T_ERROR, T_WELCOME } from '../src/shared/binary-protocol.js';
+import { encodeFrame, encodeHello, decodeBody, T_ACK, T_ERROR, T_WELCOME } from '../src/protocol/binary-protocol.js';
 
 const SELF = fileURLToPath(import.meta.url);
 

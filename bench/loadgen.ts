@@ -38,7 +38,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { encodeFrame, encodeHello, decodeBody, T_WELCOME, T_ACK, T_ERROR } from '../src/shared/binary-protocol.js';
+import { encodeFrame, encodeHello, decodeBody, T_WELCOME, T_ACK, T_ERROR } from '../src/protocol/binary-protocol.js';
 
 export type BenchProtocol = 'line' | 'binary';
 

@@ -2,9 +2,9 @@
 // radar-ingest [--config PATH]: runs the engine until SIGTERM/SIGINT.
 // Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage or configuration.
 import { loadConfigFile } from './config.js';
-import { ConfigError } from './shared/errors.js';
-import { Engine } from './engine.js';
-import { installProcessGuard, installTestFault } from './process-guard.js';
+import { ConfigError } from './protocol/errors.js';
+import { Engine } from './engine/engine.js';
+import { installProcessGuard, installTestFault } from './engine/process-guard.js';
 
 const USAGE = 'usage: radar-ingest [--config PATH]   (default: ./config.yaml)';
 

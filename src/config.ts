@@ -20,8 +20,8 @@ import os from 'node:os';
 import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { ConfigError } from './shared/errors.js';
-import { NODE_ID_PATTERN } from './shared/node-id.js';
+import { ConfigError } from './protocol/errors.js';
+import { NODE_ID_PATTERN } from './protocol/node-id.js';
 
 /** Upper bound for `shards` (explicit or resolved from "auto"). */
 export const MAX_SHARDS = 64;

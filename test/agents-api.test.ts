@@ -7,9 +7,9 @@ import { request, type IncomingHttpHeaders, type IncomingMessage, type ClientReq
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { startEngine, Client, lineFrame, until, scrape, TOKEN } from './helpers.js';
-import { encodeHello } from '../src/shared/binary-protocol.js';
+import { encodeHello } from '../src/protocol/binary-protocol.js';
 import { verifyCommand } from '../src/agents/signing.js';
-import type { Engine } from '../src/engine.js';
+import type { Engine } from '../src/engine/engine.js';
 
 const CONTROL = 'control-secret';
 const BASE = '/api/v1/agents';

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseMetrics, engineBooks, stats, parseAttacks } from '../bench/hostile.js';
 import { MessageReader } from '../bench/hostile-load.js';
-import { encodeMessage } from '../src/shared/binary-protocol.js';
+import { encodeMessage } from '../src/protocol/binary-protocol.js';
 
 const METRICS = `# HELP radar_ingest_frames_received_total Frames received.
 # TYPE radar_ingest_frames_received_total counter

@@ -1,7 +1,7 @@
 // BinaryFramer: u32 big-endian length-prefixed messages from a chunked stream.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BinaryFramer, SKIP_FACTOR, F_NONE, F_MESSAGE, F_OVERSIZE, F_FATAL } from '../src/shard/binary-framer.js';
+import { BinaryFramer, SKIP_FACTOR, F_NONE, F_MESSAGE, F_OVERSIZE, F_FATAL } from '../src/shard/binary/binary-framer.js';
 
 type Ev = { ev: number; hex?: string; bad?: number };
 

@@ -3,8 +3,8 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { engineFixtures, Client, until, scrape, assertAccounting, TOKEN } from './helpers.js';
-import { encodeHello, encodeFrame, encodeMessage } from '../src/shared/binary-protocol.js';
-import type { NodeInfo } from '../src/node-table.js';
+import { encodeHello, encodeFrame, encodeMessage } from '../src/protocol/binary-protocol.js';
+import type { NodeInfo } from '../src/nodes/node-table.js';
 
 function frame(seq: number, ts: number, n = 3): Buffer {
   const d = Array.from({ length: n }, (_, i) => 10 + i + 0.25);

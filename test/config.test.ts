@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig, loadConfigFile, defaultShards, type Config } from '../src/config.js';
-import { ConfigError } from '../src/shared/errors.js';
+import { ConfigError } from '../src/protocol/errors.js';
 
 /** An environment without RADAR_INGEST_TOKEN, so the host's env cannot leak in. */
 const NO_ENV: NodeJS.ProcessEnv = {};

@@ -3,7 +3,7 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { engineFixtures, CollectingSink, Client, lineFrame, heartbeat, until, scrape, assertAccounting, TOKEN, type EngineFixture } from './helpers.js';
-import { encodeHello, encodeFrame } from '../src/shared/binary-protocol.js';
+import { encodeHello, encodeFrame } from '../src/protocol/binary-protocol.js';
 
 describe('engine', () => {
   const clients: Client[] = [];

@@ -15,9 +15,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import type { Engine, EngineOptions } from '../src/engine.js';
+import type { Engine, EngineOptions } from '../src/engine/engine.js';
 import type { InstanceView } from '../src/tracker/tracker-instance.js';
-import { decodeBody, encodeFrame, encodeHello } from '../src/shared/binary-protocol.js';
+import { decodeBody, encodeFrame, encodeHello } from '../src/protocol/binary-protocol.js';
 import { Client, FAKE_TRACKER, TOKEN, assertAccounting, startTrackerEngine, type TrackerEngine, freePort, freePortRange, getJson, httpGet, lineFrame, pidAlive, scrape, startEngine, until } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));

@@ -4,7 +4,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client, engineFixtures, lineFrame, until, assertAccounting } from './helpers.js';
-import { encodeHello } from '../src/shared/binary-protocol.js';
+import { encodeHello } from '../src/protocol/binary-protocol.js';
 
 describe('flapping guard', () => {
   const setup = engineFixtures({ limits: { reconnect_max: 3, reconnect_window_ms: 60000, reconnect_ban_ms: 800 }, http: { api_token: 'ctl' } });

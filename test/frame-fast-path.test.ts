@@ -3,8 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Packr } from 'msgpackr';
-import { FastFrame, readFastFrame } from '../src/shard/frame-fast-path.js';
-import { encodeFrame, decodeBody } from '../src/shared/binary-protocol.js';
+import { FastFrame, readFastFrame } from '../src/shard/binary/frame-fast-path.js';
+import { encodeFrame, decodeBody } from '../src/protocol/binary-protocol.js';
 import { mulberry32 } from './prng.js';
 
 

@@ -27,18 +27,18 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
 import { availableParallelism } from 'node:os';
 import { Packr } from 'msgpackr';
 import { Shard } from '../src/shard/shard.js';
-import { RingReader, createRingBuffer } from '../src/ring-reader.js';
-import { HEADER_BYTES, KIND_JSON_LINE, KIND_PACKED, FORMAT_ANY, FORMAT_JSONL, LAST_SEQ_F64 } from '../src/shared/ring-layout.js';
-import { RingWriter } from '../src/ring-writer.js';
+import { RingReader, createRingBuffer } from '../src/ring/ring-reader.js';
+import { HEADER_BYTES, KIND_JSON_LINE, KIND_PACKED, FORMAT_ANY, FORMAT_JSONL, LAST_SEQ_F64 } from '../src/ring/ring-layout.js';
+import { RingWriter } from '../src/ring/ring-writer.js';
 import {
   COUNTER_SLOTS, C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, DROP_REASONS, dropIndex, type CloseReason,
-} from '../src/shared/counters.js';
-import { ErrorCodes, type PlainError } from '../src/shared/errors.js';
+} from '../src/telemetry/counters.js';
+import { ErrorCodes, type PlainError } from '../src/protocol/errors.js';
 import {
   M_OPEN, M_DATA, M_END, M_GRANT, M_REFUSE, S_BATCH, S_CLAIM, S_CLOSE, S_CLOSED, S_AUTH, type ShardToMain,
-} from '../src/shared/messages.js';
-import { encodeHello, encodeMessage, decodeBody, packDetections } from '../src/shared/binary-protocol.js';
-import { packedToJson } from '../src/shard/frame-writer.js';
+} from '../src/protocol/thread-messages.js';
+import { encodeHello, encodeMessage, decodeBody, packDetections } from '../src/protocol/binary-protocol.js';
+import { packedToJson } from '../src/ring/record-codec.js';
 import { mulberry32 } from './prng.js';
 
 const TOKEN = 'fuzz-secret';

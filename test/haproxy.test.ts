@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { binaryMessages, engineFixtures, freePort, lineFrame, until, TOKEN } from './helpers.js';
-import { encodeHello, encodeFrame } from '../src/shared/binary-protocol.js';
+import { encodeHello, encodeFrame } from '../src/protocol/binary-protocol.js';
 import { haveOpenssl, makeCerts, type TestCerts } from './certs.js';
 
 // Debian installs it in /usr/sbin, which is not on every user's PATH.

@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import type { Engine } from '../src/engine.js';
-import type { RouteInfo } from '../src/http-server.js';
+import type { Engine } from '../src/engine/engine.js';
+import type { RouteInfo } from '../src/http/server.js';
 import { startEngine, Client, until, scrape, lineFrame, FAKE_TRACKER, TOKEN } from './helpers.js';
 
 const API = 'control-secret';

@@ -10,15 +10,15 @@ import { connect, type Socket } from 'node:net';
 import { request } from 'node:http';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import type { Engine, EngineOptions } from '../src/engine.js';
+import type { Engine, EngineOptions } from '../src/engine/engine.js';
 import {
   startEngine, Client, CollectingSink, until, scrape, assertAccounting, lineFrame, binaryMessages, TOKEN,
 } from './helpers.js';
 import {
   encodeHello, encodeFrame, encodeMessage, MESSAGE_TYPES, T_HELLO, T_FRAME, T_HEARTBEAT,
-} from '../src/shared/binary-protocol.js';
-import { ErrorCodes } from '../src/shared/errors.js';
-import { MAX_ERROR_STREAK } from '../src/shard/binary-handler.js';
+} from '../src/protocol/binary-protocol.js';
+import { ErrorCodes } from '../src/protocol/errors.js';
+import { MAX_ERROR_STREAK } from '../src/shard/binary/binary-handler.js';
 import { MAX_REFUSED_NODES } from '../src/shard/shard.js';
 
 const API = 'ctl-secret';

@@ -15,9 +15,9 @@ import {
   engineFixtures, startTrackerEngine, Client, until, scrape, assertAccounting, getJson, httpGet, lineFrame, freePortRange,
   TOKEN, type TrackerEngine,
 } from './helpers.js';
-import { encodeHello, encodeFrame } from '../src/shared/binary-protocol.js';
+import { encodeHello, encodeFrame } from '../src/protocol/binary-protocol.js';
 import { RESYNC_AFTER } from '../src/tracker/ring-feeder.js';
-import { checkFrameLimits } from '../src/shared/frame-limits.js';
+import { checkFrameLimits } from '../src/protocol/frame-limits.js';
 import type { InstanceView } from '../src/tracker/tracker-instance.js';
 
 const T0 = 1757400000000;

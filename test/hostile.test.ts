@@ -6,9 +6,9 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
-import type { Engine } from '../src/engine.js';
+import type { Engine } from '../src/engine/engine.js';
 import { startEngine, Client, CollectingSink, until, scrape, assertAccounting, httpGet, lineFrame, TOKEN } from './helpers.js';
-import { encodeHello, encodeFrame, encodeMessage } from '../src/shared/binary-protocol.js';
+import { encodeHello, encodeFrame, encodeMessage } from '../src/protocol/binary-protocol.js';
 
 const MIB = 1024 * 1024;
 const API = 'api-secret';

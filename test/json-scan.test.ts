@@ -5,7 +5,7 @@ import {
   scanLine, LineScan, SCAN_OK, SCAN_MALFORMED, SCAN_INVALID_UTF8, MAX_DEPTH,
   T_NONE, T_STRING, T_NUMBER, T_ARRAY, T_OBJECT, T_BOOL, T_NULL,
   K_NODE_ID, K_TOKEN, K_TYPE, K_TIMESTAMP, K_DELAY, K_DOPPLER, K_SNR, K_ADSB,
-} from '../src/shard/json-scan.js';
+} from '../src/shard/line/json-scan.js';
 import { mulberry32 } from './prng.js';
 
 const KEY_NAMES: [number, string][] = [

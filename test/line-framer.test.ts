@@ -1,7 +1,7 @@
 // LineFramer: '\n'-framing of a chunked byte stream with a hard line limit.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LineFramer, F_NONE, F_MESSAGE, F_OVERSIZE } from '../src/shard/line-framer.js';
+import { LineFramer, F_NONE, F_MESSAGE, F_OVERSIZE } from '../src/shard/line/line-framer.js';
 import { mulberry32 } from './prng.js';
 
 type Ev = { ev: number; line?: string };

@@ -2,7 +2,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { engineFixtures, Client, lineFrame, heartbeat, until, scrape, assertAccounting } from './helpers.js';
-import type { NodeInfo } from '../src/node-table.js';
+import type { NodeInfo } from '../src/nodes/node-table.js';
 
 for (const shards of [1, 0]) {
   describe(`line protocol (shards: ${shards})`, () => {

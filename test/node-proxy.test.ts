@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { engineFixtures, startEngine, CollectingSink, Client, lineFrame, heartbeat, until, scrape, assertAccounting, TOKEN } from './helpers.js';
-import { encodeHello, encodeFrame } from '../src/shared/binary-protocol.js';
-import { closeIndex } from '../src/shared/counters.js';
-import type { Engine } from '../src/engine.js';
+import { encodeHello, encodeFrame } from '../src/protocol/binary-protocol.js';
+import { closeIndex } from '../src/telemetry/counters.js';
+import type { Engine } from '../src/engine/engine.js';
 
 const TCP = { enabled: true, host: '127.0.0.1', port: 0, token: TOKEN };
 

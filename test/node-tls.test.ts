@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { connect as tlsConnect, type TLSSocket, type ConnectionOptions } from 'node:tls';
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import { binaryMessages, engineFixtures, Client, lineFrame, heartbeat, until, scrape, assertAccounting, TOKEN, type EngineFixture } from './helpers.js';
-import { encodeHello, encodeFrame } from '../src/shared/binary-protocol.js';
+import { encodeHello, encodeFrame } from '../src/protocol/binary-protocol.js';
 import { haveOpenssl, makeCerts, type TestCerts, type Pem } from './certs.js';
-import type { Engine } from '../src/engine.js';
+import type { Engine } from '../src/engine/engine.js';
 
 /** A TLS client recording what the host sends, like helpers.Client. */
 class TlsClient {

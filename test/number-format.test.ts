@@ -1,7 +1,7 @@
 // formatNumber: the fast JSON rendering of detection values must print exactly what String() prints.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatNumber } from '../src/shared/number-format.js';
+import { formatNumber } from '../src/protocol/number-format.js';
 import { mulberry32 } from './prng.js';
 
 test('edge values print as String() prints them', () => {

@@ -15,9 +15,9 @@ import { spawnSync } from 'node:child_process';
 import { parse as parseYaml } from 'yaml';
 import { startEngine, httpGet } from './helpers.js';
 import { parseConfig } from '../src/config.js';
-import { M } from '../src/shared/metric-names.js';
-import { ALL_DROP_REASONS } from '../src/shared/counters.js';
-import type { Engine } from '../src/engine.js';
+import { M } from '../src/telemetry/metric-names.js';
+import { ALL_DROP_REASONS } from '../src/telemetry/counters.js';
+import type { Engine } from '../src/engine/engine.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DOCS = join(ROOT, 'docs');

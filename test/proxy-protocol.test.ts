@@ -2,7 +2,7 @@
 // the malformed variants a balancer (or an attacker) could send.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseProxyHeader, proxySignature, ProxyHeaderReader, ipv6, V1_MAX_BYTES, type ProxyMode, type ProxyParse, type ProxyRead } from '../src/proxy-protocol.js';
+import { parseProxyHeader, proxySignature, ProxyHeaderReader, ipv6, V1_MAX_BYTES, type ProxyMode, type ProxyParse, type ProxyRead } from '../src/ingress/proxy-protocol.js';
 
 const SIG = '0d0a0d0a000d0a515549540a';
 

@@ -2,10 +2,10 @@
 // subprocess (test/fixtures/fake-tracker.js).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { RingWriter } from '../src/ring-writer.js';
-import { RingReader, createRingBuffer } from '../src/ring-reader.js';
-import { KIND_JSON_LINE, KIND_PACKED } from '../src/shared/ring-layout.js';
-import { packedToJson } from '../src/shard/frame-writer.js';
+import { RingWriter } from '../src/ring/ring-writer.js';
+import { RingReader, createRingBuffer } from '../src/ring/ring-reader.js';
+import { KIND_JSON_LINE, KIND_PACKED } from '../src/ring/ring-layout.js';
+import { packedToJson } from '../src/ring/record-codec.js';
 import { TrackerProcess } from '../src/tracker/tracker-process.js';
 import { RingFeeder } from '../src/tracker/ring-feeder.js';
 import { until, freePort, FAKE_TRACKER } from './helpers.js';

@@ -3,11 +3,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { setImmediate as tick } from 'node:timers/promises';
-import { RingWriter, RESERVE_TOO_LARGE, type OverflowPolicy } from '../src/ring-writer.js';
-import { RingReader, createRingBuffer, type RingBatch } from '../src/ring-reader.js';
+import { RingWriter, RESERVE_TOO_LARGE, type OverflowPolicy } from '../src/ring/ring-writer.js';
+import { RingReader, createRingBuffer, type RingBatch } from '../src/ring/ring-reader.js';
 import {
   HEADER_BYTES, MIN_RING_BYTES, PAD_MARK, REC_LEN, REC_PAYLOAD_LEN, KIND_JSON_LINE, KIND_PACKED, recordSize,
-} from '../src/shared/ring-layout.js';
+} from '../src/ring/ring-layout.js';
 import { checkPayload, payloadLen, PRODUCER_KIND, type ProducerResult } from './fixtures/ring-producer.js';
 import { mulberry32 } from './prng.js';
 

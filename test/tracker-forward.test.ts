@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Client, lineFrame, startEngine, until, assertAccounting, FAKE_TRACKER } from './helpers.js';
-import type { Engine } from '../src/engine.js';
+import type { Engine } from '../src/engine/engine.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'radar-fwd-'));
 const engines: Engine[] = [];

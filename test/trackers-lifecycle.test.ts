@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import type { Engine, EngineOptions } from '../src/engine.js';
-import type { Logger } from '../src/logger.js';
+import type { Engine, EngineOptions } from '../src/engine/engine.js';
+import type { Logger } from '../src/telemetry/logger.js';
 import type { InstanceView } from '../src/tracker/tracker-instance.js';
 import {
   Client, FAKE_TRACKER, TOKEN, assertAccounting, startTrackerEngine, type TrackerEngine, freePort, freePortRange, getJson, httpGet, lineFrame, pidAlive, scrape, until,

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { createServer as createHttpServer, request, type Server as HttpServer } from 'node:http';
 import { startEngine, Client, TOKEN, until, scrape, assertAccounting, freePortRange, getJson, FAKE_TRACKER } from './helpers.js';
-import type { Engine } from '../src/engine.js';
+import type { Engine } from '../src/engine/engine.js';
 import type { InstanceView } from '../src/tracker/tracker-instance.js';
 import { TRACKER_STATES } from '../src/tracker/supervisor.js';
 import { portIsFree } from '../src/tracker/port-allocator.js';

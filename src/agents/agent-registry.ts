@@ -5,7 +5,7 @@
 //   STALE while now - lastHeartbeat <  staleAfter + deadAfter
 //   DEAD  after that, kept until deleted; any heartbeat (or TCP frame) revives it.
 
-import { ErrorCodes, RadarError } from '../shared/errors.js';
+import { ErrorCodes, RadarError } from '../protocol/errors.js';
 
 export const AGENT_STATES = ['LIVE', 'STALE', 'DEAD'] as const;
 /** Where a new agent came from when the registry was full (radar_ingest_agents_refused_total{via}). */

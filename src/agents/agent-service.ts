@@ -2,17 +2,17 @@
 // /api/v1/agents HTTP API. Nodes are the agents: the same node_id on TCP and HTTP
 // is one agent.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { bearer, bearerOrQuery, controlToken, sha256, tokenMatches, unauthorized } from '../http-auth.js';
+import { bearer, bearerOrQuery, controlToken, sha256, tokenMatches, unauthorized } from '../http/auth.js';
 import { z } from 'zod';
 import type { Config } from '../config.js';
-import { sendJson, type HttpServer, type Params } from '../http-server.js';
-import { readJsonBody } from '../http-body.js';
-import { encodeCursor, parsePageQuery } from '../http-page.js';
-import { ErrorCodes } from '../shared/errors.js';
-import { NODE_ID_PATTERN, NODE_ID_RULE } from '../shared/node-id.js';
+import { sendJson, type HttpServer, type Params } from '../http/server.js';
+import { readJsonBody } from '../http/body.js';
+import { encodeCursor, parsePageQuery } from '../http/page.js';
+import { ErrorCodes } from '../protocol/errors.js';
+import { NODE_ID_PATTERN, NODE_ID_RULE } from '../protocol/node-id.js';
 import {
   GROUP_PATTERN, GROUP_RULE, TEXT_PATTERN, TEXT_RULE, NAME_MAX, VERSION_MAX, CAPS_MAX, CAP_MAX, ROUTES_MAX, ROUTE_MAX,
-} from '../shared/agent-fields.js';
+} from '../protocol/agent-fields.js';
 import { AgentRegistry, AGENT_STATES, AGENT_REFUSED_VIA, type AgentState, type Agent } from './agent-registry.js';
 import { inSlices } from './slices.js';
 import { CommandStore, COMMAND_TYPES, type CommandType, type CommandResult, type Command } from './command-store.js';

@@ -3,23 +3,23 @@
 // thread only through messages (see shared/messages.ts), so the same class runs in
 // a worker thread or, with `shards: 0`, on the main thread.
 import type { TransferListItem } from 'node:worker_threads';
-import type { PlainError } from '../shared/errors.js';
-import { ErrorCodes } from '../shared/errors.js';
+import type { PlainError } from '../protocol/errors.js';
+import { ErrorCodes } from '../protocol/errors.js';
 import {
   M_OPEN, M_DATA, M_DATA_BATCH, M_END, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH, M_TRACE, M_CONFIG,
   S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG,
   type MainToShard, type ShardToMain, type Protocol, type BatchMsg, type TraceEvent, type ShardLimits,
-} from '../shared/messages.js';
-import type { CloseReason } from '../shared/counters.js';
-import { C_ACKS_SENT, C_FRAMES_RECEIVED, C_DROPPED_BASE, DROP_REASONS, D_CONNECTION_CLOSED, D_NODE_REFUSED, D_RING_OVERFLOW } from '../shared/counters.js';
-import { RateLimit } from '../rate-limit.js';
-import { encodeMessage, T_ACK } from '../shared/binary-protocol.js';
-import { RingWriter, type OverflowPolicy } from '../ring-writer.js';
-import { LineFramer, F_NONE, F_MESSAGE, F_OVERSIZE } from './line-framer.js';
-import { BinaryFramer } from './binary-framer.js';
+} from '../protocol/thread-messages.js';
+import type { CloseReason } from '../telemetry/counters.js';
+import { C_ACKS_SENT, C_FRAMES_RECEIVED, C_DROPPED_BASE, DROP_REASONS, D_CONNECTION_CLOSED, D_NODE_REFUSED, D_RING_OVERFLOW } from '../telemetry/counters.js';
+import { RateLimit } from '../telemetry/rate-limit.js';
+import { encodeMessage, T_ACK } from '../protocol/binary-protocol.js';
+import { RingWriter, type OverflowPolicy } from '../ring/ring-writer.js';
+import { LineFramer, F_NONE, F_MESSAGE, F_OVERSIZE } from './line/line-framer.js';
+import { BinaryFramer } from './binary/binary-framer.js';
 import { TokenCheck } from './token.js';
-import { handleLine, handleLineOversize } from './line-handler.js';
-import { handleBinary, handleBinaryOversize, sendBinaryError } from './binary-handler.js';
+import { handleLine, handleLineOversize } from './line/line-handler.js';
+import { handleBinary, handleBinaryOversize, sendBinaryError } from './binary/binary-handler.js';
 
 export interface ShardOptions {
   shardId: number;

@@ -16,7 +16,7 @@
 // first success brings it UP. The caller reads `downSince` to decide when an
 // outage is "extended" (retry.extended_outage_sec).
 
-import { checkFrameLimits, type FrameLimits } from '../shared/frame-limits.js';
+import { checkFrameLimits, type FrameLimits } from '../protocol/frame-limits.js';
 
 export type HttpSourceDrop = 'malformed' | 'invalid_frame' | 'frame_too_large' | 'too_many_detections' | 'clock_skew';
 

@@ -33,11 +33,11 @@
 // the tracker died are counted as fed: nothing on this side can know about them.
 // The feeder never reads the ring while no tracker input is open (`detached`), so a
 // tracker that is down or restarting leaves the frames in the ring, not lost.
-import type { RingReader, RingBatch } from '../ring-reader.js';
+import type { RingReader, RingBatch } from '../ring/ring-reader.js';
 import {
   KIND_JSON_LINE, KIND_PACKED, PAD_MARK, REC_DETECTIONS, REC_HEADER_BYTES, REC_KIND, REC_LEN, REC_PAYLOAD_LEN, REC_SKIP, REC_TIMESTAMP,
-} from '../shared/ring-layout.js';
-import { packedRecordToJson } from '../shard/frame-writer.js';
+} from '../ring/ring-layout.js';
+import { packedRecordToJson } from '../ring/record-codec.js';
 import type { TrackerProcess } from './tracker-process.js';
 
 /**

@@ -12,13 +12,13 @@
 // provisioning hook (onUnknownNode hands out ports).
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import type { NodeDecision, NodeEntry, NodeHooks, NodeInfo, NodeTable } from '../node-table.js';
-import type { RingSink, SinkAccounting } from '../ring-sink.js';
-import { RingWriter, RESERVE_TOO_LARGE } from '../ring-writer.js';
-import { KIND_JSON_LINE } from '../shared/ring-layout.js';
+import type { NodeDecision, NodeEntry, NodeHooks, NodeInfo, NodeTable } from '../nodes/node-table.js';
+import type { RingSink, SinkAccounting } from '../nodes/ring-sink.js';
+import { RingWriter, RESERVE_TOO_LARGE } from '../ring/ring-writer.js';
+import { KIND_JSON_LINE } from '../ring/ring-layout.js';
 import {
   C_DETECTIONS_RECEIVED, C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, COUNTER_SLOTS, dropIndex, D_RING_OVERFLOW, D_FRAME_TOO_LARGE,
-} from '../shared/counters.js';
+} from '../telemetry/counters.js';
 import { nextDue, type LifecycleRules, type TrackerPhase } from './lifecycle.js';
 import { procReader, SAMPLE_INTERVAL_MS, SAMPLES_PER_PASS, type ProcReader } from './memory-watchdog.js';
 import { PortAllocator } from './port-allocator.js';

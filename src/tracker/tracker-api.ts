@@ -1,9 +1,9 @@
 // GET /api/v1/trackers, GET|DELETE /api/v1/trackers/{node_id}.
 // Reads are open like /metrics (operational state, no secrets); DELETE, which
 // removes an auto-provisioned instance and frees its port, needs http.api_token.
-import type { HttpServer } from '../http-server.js';
-import { sendJson } from '../http-server.js';
-import { controlToken } from '../http-auth.js';
+import type { HttpServer } from '../http/server.js';
+import { sendJson } from '../http/server.js';
+import { controlToken } from '../http/auth.js';
 import type { TrackerSupervisor } from './supervisor.js';
 
 export function mountTrackerApi(http: HttpServer, sup: TrackerSupervisor, apiToken: string): void {

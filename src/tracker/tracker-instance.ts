@@ -6,8 +6,8 @@
 import { resolve as resolvePath } from 'node:path';
 import type { Logger } from 'pino';
 import type { ApiForwardConfig, Config } from '../config.js';
-import type { NodeEntry } from '../node-table.js';
-import { RateLimit } from '../rate-limit.js';
+import type { NodeEntry } from '../nodes/node-table.js';
+import { RateLimit } from '../telemetry/rate-limit.js';
 import { ApiForwarder } from './api-forwarder.js';
 import { HttpSource, type HttpSourceDrop } from './http-source.js';
 import { initialState, step, type LifecycleEvent, type LifecycleRules, type LifecycleState, type TrackerPhase } from './lifecycle.js';

@@ -1,5 +1,5 @@
 // A per-key rate limit for log lines (never log per frame).
-import { Lru } from './lru.js';
+import { Lru } from '../util/lru.js';
 
 /**
  * Allows `limit` events per `windowMs` for each key; counts what it suppressed.

@@ -2,13 +2,13 @@
 // Claims for a node are serialised; a claim from a new connection first revokes
 // the old writer and waits until its shard confirms it stopped, so a ring never
 // has two producers.
-import { createRingBuffer, RingReader } from './ring-reader.js';
-import { Lru } from './lru.js';
-import { FORMAT_ANY } from './shared/ring-layout.js';
-import { readResumePoint, writeResumePoint } from './resume-point.js';
-import { ErrorCodes, type PlainError } from './shared/errors.js';
-import type { Protocol } from './shared/messages.js';
-import type { CloseReason, ClaimRefusal } from './shared/counters.js';
+import { createRingBuffer, RingReader } from '../ring/ring-reader.js';
+import { Lru } from '../util/lru.js';
+import { FORMAT_ANY } from '../ring/ring-layout.js';
+import { readResumePoint, writeResumePoint } from '../ring/resume-point.js';
+import { ErrorCodes, type PlainError } from '../protocol/errors.js';
+import type { Protocol } from '../protocol/thread-messages.js';
+import type { CloseReason, ClaimRefusal } from '../telemetry/counters.js';
 
 export interface NodeInfo {
   node: string;

@@ -6,7 +6,7 @@ import {
   LAST_WRITE_MS_F64, LAST_TIMESTAMP_F64, LAST_SEQ_F64, OVERFLOW_DROPS_F64, HEADER_BYTES, REWIND_BYTES,
   REC_LEN, REC_PAYLOAD_LEN, REC_TIMESTAMP, REC_KIND, REC_SKIP, REC_DETECTIONS, REC_HEADER_BYTES, PAD_MARK,
   recordSize, packPos, posBytes, posFrames,
-} from './shared/ring-layout.js';
+} from './ring-layout.js';
 
 export type OverflowPolicy = 'block' | 'drop-oldest';
 

@@ -2,7 +2,7 @@
 // the limit is reported before any of the payload is buffered; the payload is then
 // skipped as it arrives (or the stream is declared unrecoverable when the length
 // is absurd: a desynchronised or hostile peer).
-import { F_NONE, F_MESSAGE, F_OVERSIZE, F_FATAL } from './line-framer.js';
+import { F_NONE, F_MESSAGE, F_OVERSIZE, F_FATAL } from '../line/line-framer.js';
 
 export { F_NONE, F_MESSAGE, F_OVERSIZE, F_FATAL };
 

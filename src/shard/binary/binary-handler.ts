@@ -1,24 +1,24 @@
 // One handler per binary-protocol message type. The first message must be a hello;
 // frames carry per-node sequence numbers; the host acks cumulatively once per
 // batch, after the frames are published in the ring.
-import type { PlainError } from '../shared/errors.js';
-import { ErrorCodes } from '../shared/errors.js';
+import type { PlainError } from '../../protocol/errors.js';
+import { ErrorCodes } from '../../protocol/errors.js';
 import {
   C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, C_HEARTBEATS, dropIndex,
   D_MALFORMED, D_INVALID_FRAME, D_FRAME_TOO_LARGE, D_DUPLICATE, D_CONNECTION_CLOSED, D_SEQ_JUMP,
-} from '../shared/counters.js';
+} from '../../telemetry/counters.js';
 import {
   decodeBody, encodeMessage, PROTOCOL_VERSION, T_HELLO, T_WELCOME, T_FRAME, T_HEARTBEAT, T_ERROR,
   DET_STRIDE, HEARTBEAT_MS,
-} from '../shared/binary-protocol.js';
-import { isValidNodeId, NODE_ID_RULE } from '../shared/node-id.js';
-import { helloProblem } from '../shared/agent-fields.js';
-import { checkFrameLimits, type FrameRefusal } from '../shared/frame-limits.js';
-import { writePackedFrame, WRITE_FULL, WRITE_TOO_LARGE } from './frame-writer.js';
-import { identityAllows } from './token.js';
+} from '../../protocol/binary-protocol.js';
+import { isValidNodeId, NODE_ID_RULE } from '../../protocol/node-id.js';
+import { helloProblem } from '../../protocol/agent-fields.js';
+import { checkFrameLimits, type FrameRefusal } from '../../protocol/frame-limits.js';
+import { writePackedFrame, WRITE_FULL, WRITE_TOO_LARGE } from '../../ring/record-codec.js';
+import { identityAllows } from '../token.js';
 import { FastFrame, readFastFrame } from './frame-fast-path.js';
-import { MAX_DEPTH } from './json-scan.js';
-import { type Shard, type Conn, type NodeSlot, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED } from './shard.js';
+import { MAX_DEPTH } from '../line/json-scan.js';
+import { type Shard, type Conn, type NodeSlot, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED } from '../shard.js';
 
 export function sendBinaryError(sh: Shard, c: Conn, e: PlainError, fatal: boolean, seq?: number): void {
   const m: Record<string, unknown> = { t: T_ERROR, code: e.code, message: e.message, fatal };

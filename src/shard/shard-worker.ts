@@ -1,9 +1,9 @@
 // Piscina task hosting one shard for the life of its thread. It is fed over a
 // transferred MessagePort (never a piscina task per frame: 9-30 us each).
 import type { MessagePort } from 'node:worker_threads';
-import { Shard } from '../src/shard/shard.js';
-import { M_SHUTDOWN, S_READY, type MainToShard, type ShardToMain, type ShardLimits } from '../src/shared/messages.js';
-import type { OverflowPolicy } from '../src/ring-writer.js';
+import { Shard } from './shard.js';
+import { M_SHUTDOWN, S_READY, type MainToShard, type ShardToMain, type ShardLimits } from '../protocol/thread-messages.js';
+import type { OverflowPolicy } from '../ring/ring-writer.js';
 
 export interface ShardTaskInput {
   port: MessagePort;

@@ -1,7 +1,7 @@
 // Bearer-token checks shared by the control API routes (agents, trackers).
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { sendJson } from './http-server.js';
+import { sendJson } from './server.js';
 
 export function sha256(s: string): Buffer {
   return createHash('sha256').update(s).digest();

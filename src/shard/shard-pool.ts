@@ -3,11 +3,11 @@
 // its slot's counters carry on (they live in the slot's SharedArrayBuffer).
 import { MessageChannel, type MessagePort, type TransferListItem } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import { Shard } from './shard/shard.js';
-import { COUNTER_BYTES } from './shared/counters.js';
-import { M_CONFIG, M_DATA, M_DATA_BATCH, M_SHUTDOWN, S_READY, type MainToShard, type ShardToMain, type ShardLimits } from './shared/messages.js';
-import type { ShardTaskInput } from '../workers/shard-worker.js';
-import type { OverflowPolicy } from './ring-writer.js';
+import { Shard } from './shard.js';
+import { COUNTER_BYTES } from '../telemetry/counters.js';
+import { M_CONFIG, M_DATA, M_DATA_BATCH, M_SHUTDOWN, S_READY, type MainToShard, type ShardToMain, type ShardLimits } from '../protocol/thread-messages.js';
+import type { ShardTaskInput } from './shard-worker.js';
+import type { OverflowPolicy } from '../ring/ring-writer.js';
 
 export interface ShardPoolOptions {
   shards: number;
@@ -82,7 +82,7 @@ export class ShardPool {
       return;
     }
     this.pool = new Piscina({
-      filename: new URL('../workers/shard-worker.js', import.meta.url).href,
+      filename: new URL('./shard-worker.js', import.meta.url).href,
       minThreads: this.slots.length,
       maxThreads: this.slots.length,
       idleTimeout: Infinity,

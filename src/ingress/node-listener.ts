@@ -11,12 +11,12 @@
 import { createServer, BlockList, isIPv4, type Server, type Socket, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
-import type { Config } from './config.js';
+import type { Config } from '../config.js';
 import type { ConnectionHandoff, HandoffUpstream } from './connection-handoff.js';
-import { RateLimit, type Logger } from './logger.js';
+import { RateLimit, type Logger } from '../telemetry/logger.js';
 import { ProxyHeaderReader, proxySignature, type ProxyMode } from './proxy-protocol.js';
-import { C_BYTES_RECEIVED, closeIndex, type CloseReason } from './shared/counters.js';
-import { isValidNodeId } from './shared/node-id.js';
+import { C_BYTES_RECEIVED, closeIndex, type CloseReason } from '../telemetry/counters.js';
+import { isValidNodeId } from '../protocol/node-id.js';
 
 type TcpServerConfig = Config['tcp_server'];
 

@@ -2,30 +2,30 @@
 // ring -> sink, plus the HTTP listener and metrics. One Engine per process in
 // production; tests run several side by side on port 0.
 import type { Server, AddressInfo } from 'node:net';
-import type { Config } from './config.js';
-import { ShardPool } from './shard-pool.js';
-import { ConnectionHandoff } from './connection-handoff.js';
-import { NodeListener } from './node-listener.js';
-import { NodeTable, type NodeHooks, type NodeEntry } from './node-table.js';
-import { DiscardSink, type RingSink, type SinkAccounting } from './ring-sink.js';
+import type { Config } from '../config.js';
+import { ShardPool } from '../shard/shard-pool.js';
+import { ConnectionHandoff } from '../ingress/connection-handoff.js';
+import { NodeListener } from '../ingress/node-listener.js';
+import { NodeTable, type NodeHooks, type NodeEntry } from '../nodes/node-table.js';
+import { DiscardSink, type RingSink, type SinkAccounting } from '../nodes/ring-sink.js';
 import { Metrics, type Totals } from './metrics.js';
-import { HttpServer, sendJson } from './http-server.js';
-import { createLogger, RateLimit, type Logger } from './logger.js';
+import { HttpServer, sendJson } from '../http/server.js';
+import { createLogger, RateLimit, type Logger } from '../telemetry/logger.js';
 import { fdBudget, readNofile, FD_MARGIN, FDS_PER_TRACKER } from './fd-budget.js';
-import { RefusalLog } from './refusal-log.js';
-import { COUNTER_SLOTS } from './shared/counters.js';
-import { RadarError } from './shared/errors.js';
-import { AgentService } from './agents/agent-service.js';
-import { TokenCheck } from './shard/token.js';
-import { TrackerSupervisor } from './tracker/supervisor.js';
-import type { ProcReader } from './tracker/memory-watchdog.js';
-import { mountTrackerApi } from './tracker/tracker-api.js';
-import { mountNodeApi } from './node-api.js';
-import { FORMAT_ANY, FORMAT_JSONL } from './shared/ring-layout.js';
+import { RefusalLog } from '../telemetry/refusal-log.js';
+import { COUNTER_SLOTS } from '../telemetry/counters.js';
+import { RadarError } from '../protocol/errors.js';
+import { AgentService } from '../agents/agent-service.js';
+import { TokenCheck } from '../shard/token.js';
+import { TrackerSupervisor } from '../tracker/supervisor.js';
+import type { ProcReader } from '../tracker/memory-watchdog.js';
+import { mountTrackerApi } from '../tracker/tracker-api.js';
+import { mountNodeApi } from '../nodes/node-api.js';
+import { FORMAT_ANY, FORMAT_JSONL } from '../ring/ring-layout.js';
 import {
   S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH, M_TRACE,
   type ShardToMain, type ShardLimits,
-} from './shared/messages.js';
+} from '../protocol/thread-messages.js';
 
 export interface EngineOptions {
   config: Config;

@@ -6,8 +6,8 @@
 // handler can tell a known resource from an unknown one (401 before 404).
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { parseTarget, matchPattern, patternRank } from './http-target.js';
-import { ConnectionGate, HTTP_REJECT_REASONS, type HttpRejectReason } from './http-connections.js';
+import { parseTarget, matchPattern, patternRank } from './target.js';
+import { ConnectionGate, HTTP_REJECT_REASONS, type HttpRejectReason } from './connections.js';
 
 export type Params = Record<string, string>;
 export type Handler = (req: IncomingMessage, res: ServerResponse, url: URL, params: Params) => void | Promise<void>;

@@ -2,18 +2,18 @@
 // scrape time (prom-client has no worker_threads aggregation); every labelled series
 // is present from the start, at zero.
 import { Registry, Counter, Gauge, collectDefaultMetrics } from 'prom-client';
-import { M } from './shared/metric-names.js';
-import { HTTP_REJECT_REASONS } from './http-connections.js';
-import { SSE_CLOSE_REASONS } from './agents/sse-hub.js';
-import { AGENT_REFUSED_VIA } from './agents/agent-registry.js';
-import type { SinkAccounting } from './ring-sink.js';
-import type { TrackerMetrics } from './tracker/supervisor.js';
-import { PROVISION_REFUSED_REASONS, TRACKER_STATES } from './tracker/supervisor.js';
+import { M } from '../telemetry/metric-names.js';
+import { HTTP_REJECT_REASONS } from '../http/connections.js';
+import { SSE_CLOSE_REASONS } from '../agents/sse-hub.js';
+import { AGENT_REFUSED_VIA } from '../agents/agent-registry.js';
+import type { SinkAccounting } from '../nodes/ring-sink.js';
+import type { TrackerMetrics } from '../tracker/supervisor.js';
+import { PROVISION_REFUSED_REASONS, TRACKER_STATES } from '../tracker/supervisor.js';
 import {
   ALL_DROP_REASONS, DROP_REASONS, CLOSE_REASONS, REJECT_REASONS, dropIndex, closeIndex,
   C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, C_HEARTBEATS, C_BYTES_RECEIVED,
   C_CONNECTIONS_ACCEPTED, C_ACKS_SENT, CLAIM_REFUSALS, type ClaimRefusal,
-} from './shared/counters.js';
+} from '../telemetry/counters.js';
 
 export interface MetricsSource {
   /** Every counter array (main thread's and each shard slot's). */

@@ -3,10 +3,10 @@
 // {"last_seq": n} (default 0: start again). Refused (409) while the node is
 // connected: its connection's shard owns the ring header then.
 import { z } from 'zod';
-import type { HttpServer } from './http-server.js';
-import { sendJson } from './http-server.js';
-import { controlToken } from './http-auth.js';
-import { readJsonBody } from './http-body.js';
+import type { HttpServer } from '../http/server.js';
+import { sendJson } from '../http/server.js';
+import { controlToken } from '../http/auth.js';
+import { readJsonBody } from '../http/body.js';
 import type { NodeTable } from './node-table.js';
 
 const bodySchema = z.object({ last_seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional() }).strict().optional();

@@ -2,7 +2,7 @@
 // the shards, the HTTP-polled source on the main thread), once the frame is known
 // to be well formed: how many detections it may carry and how far ahead of the
 // host clock its timestamp may be. One rule, so the three paths cannot drift.
-import type { ShardLimits } from './messages.js';
+import type { ShardLimits } from './thread-messages.js';
 
 export type FrameLimits = Pick<ShardLimits, 'maxDetections' | 'maxClockSkewMs'>;
 

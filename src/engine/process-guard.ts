@@ -3,7 +3,7 @@
 // step, so the process keeps serving (logged and counted). An uncaught exception may
 // have left any state inconsistent, so the process drains (engine stop: rings to
 // the trackers, connections closed) and exits non-zero for its supervisor to restart it.
-import { ErrorCodes } from './shared/errors.js';
+import { ErrorCodes } from '../protocol/errors.js';
 
 export interface GuardTarget {
   log: {

@@ -3,7 +3,7 @@
 // takes records out in batches with RingReader.read() or discard(), then re-arms
 // the doorbell with RingReader.arm() once it has emptied the ring.
 import type { NodeEntry } from './node-table.js';
-import type { SinkDropReason } from './shared/counters.js';
+import type { SinkDropReason } from '../telemetry/counters.js';
 
 /**
  * What became of the frames a sink took out of the rings:

@@ -7,9 +7,9 @@
 // nodejs/node#30507); with Node >= 22.12 `reusePort` per worker could replace this
 // module.
 import type { Socket } from 'node:net';
-import type { ShardPool } from './shard-pool.js';
-import { M_OPEN, M_END } from './shared/messages.js';
-import { C_BYTES_RECEIVED, C_CONNECTIONS_ACCEPTED, closeIndex, type CloseReason } from './shared/counters.js';
+import type { ShardPool } from '../shard/shard-pool.js';
+import { M_OPEN, M_END } from '../protocol/thread-messages.js';
+import { C_BYTES_RECEIVED, C_CONNECTIONS_ACCEPTED, closeIndex, type CloseReason } from '../telemetry/counters.js';
 
 export interface HandoffLimits {
   maxConnections: number;

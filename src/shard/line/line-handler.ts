@@ -7,12 +7,12 @@ import {
 import {
   C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, C_HEARTBEATS, dropIndex,
   D_MALFORMED, D_INVALID_UTF8, D_INVALID_FRAME, D_FRAME_TOO_LARGE, D_AUTH_FAILED, D_CONNECTION_CLOSED, D_NODE_REFUSED,
-} from '../shared/counters.js';
-import { isValidNodeIdBytes, NODE_ID_RULE } from '../shared/node-id.js';
-import { checkFrameLimits } from '../shared/frame-limits.js';
-import { writeLineFrame, WRITE_FULL, WRITE_TOO_LARGE } from './frame-writer.js';
-import { identityAllows } from './token.js';
-import { type Shard, type Conn, type NodeSlot, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED, NODE_REFUSED } from './shard.js';
+} from '../../telemetry/counters.js';
+import { isValidNodeIdBytes, NODE_ID_RULE } from '../../protocol/node-id.js';
+import { checkFrameLimits } from '../../protocol/frame-limits.js';
+import { writeLineFrame, WRITE_FULL, WRITE_TOO_LARGE } from '../../ring/record-codec.js';
+import { identityAllows } from '../token.js';
+import { type Shard, type Conn, type NodeSlot, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED, NODE_REFUSED } from '../shard.js';
 
 const scan = new LineScan();
 const HEARTBEAT = Buffer.from('heartbeat');

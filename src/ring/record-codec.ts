@@ -2,10 +2,10 @@
 // spans (the original JSON minus node_id/token/type); binary frames are copied as
 // their packed f64 columns, or encoded as a JSON line when the consumer asked for
 // JSON only.
-import { RESERVE_FULL, RESERVE_TOO_LARGE, type RingWriter } from '../ring-writer.js';
-import { KIND_JSON_LINE, KIND_PACKED } from '../shared/ring-layout.js';
-import type { LineScan } from './json-scan.js';
-import { formatNumber } from '../shared/number-format.js';
+import { RESERVE_FULL, RESERVE_TOO_LARGE, type RingWriter } from './ring-writer.js';
+import { KIND_JSON_LINE, KIND_PACKED } from './ring-layout.js';
+import type { LineScan } from '../shard/line/json-scan.js';
+import { formatNumber } from '../protocol/number-format.js';
 
 const LBRACE = 0x7b;
 const RBRACE = 0x7d;
