@@ -1,4 +1,4 @@
-// The `connections` benchmark (issue 6): N mostly idle node connections against
+// The `connections` benchmark: N mostly idle node connections against
 // a real Engine, and the same N connections against a bare read-and-discard Node
 // `net` server (`raw`, the ceiling), measured in the same invocation.
 //
@@ -76,7 +76,7 @@ import { sleep, round, median, waitQuiet, gitInfo } from './common.js';
 const SELF = fileURLToPath(import.meta.url);
 const TOKEN = 'bench-secret';
 const GIB = 2 ** 30;
-/** Issue 6: 10,000 node connections under 1 GiB of engine RSS. */
+/** Target: 10,000 node connections under 1 GiB of engine RSS. */
 const RSS_TARGET = { connections: 10_000, max_bytes: GIB };
 /** monitorEventLoopDelay sampling period; the histogram holds whole intervals, lag = value - this. */
 const LAG_RES_MS = 10;

@@ -1,4 +1,4 @@
-// The fleet benchmark (issue 6): many nodes at the rate real nodes send, against
+// The fleet benchmark: many nodes at the rate real nodes send, against
 // a real Engine with its production sink (`trackers`) and auto-provisioning.
 //
 //   node dist/bench/fleet.js [--nodes 1000] [--fps 2] [--duration 60] [--detections 10]
@@ -23,8 +23,8 @@
 // worker, the ring and the feeder; it excludes the pipe itself and the tracker
 // process's wake-up (cat cannot timestamp what it reads).
 //
-// Sink `discard` (--sink discard): the issue's other sink, "a configured
-// drain-only consumer for deployments whose trackers run elsewhere": the engine
+// Sink `discard` (--sink discard): the other production sink, a
+// drain-only consumer for deployments whose trackers run elsewhere: the engine
 // runs with `sink: discard` (no tracker processes; each ring is drained as data
 // arrives and the frames are counted as dropped{reason="discarded"}). Latency is
 // then taken where that sink drains a ring: DiscardSink.prototype.onData is
@@ -70,7 +70,7 @@ const TOKEN = 'fleet-secret';
 const CLK_TCK = 100;
 const PAGE = 4096;
 
-/** Targets of issue 6 for a fleet of nodes at 2 Hz. */
+/** Targets for a fleet of nodes at 2 Hz. */
 export const FLEET_TARGETS = { p99_ms: 2, host_cpu_pct_of_core: 15 };
 
 export const MINIMAL_TRACKER = ['sh', '-c', 'exec cat >/dev/null'];

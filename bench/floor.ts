@@ -1,8 +1,8 @@
-// The latency floor of the design on this machine (workload `floor` of bench/run.ts).
+// The latency floor of this architecture on this machine (workload `floor` of bench/run.ts).
 //
 // The e2e workload's paced generator (same connections, frames, send-time markers,
 // nice value) pushes at a fixed rate into a bare Node server that runs none of the
-// engine's code. Three cells, each adding one part of DESIGN's data path:
+// engine's code. Three cells, each adding one part of the engine's data path:
 //   read    the main thread reads every socket and takes the latency at the read;
 //   hop     every read also goes to one worker thread and back (transferred, batched
 //           per event-loop turn, as src/shard-pool.ts does), latency on its return;

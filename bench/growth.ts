@@ -1,4 +1,4 @@
-// Growth benchmark (issue 6): how throughput, CPU, memory and latency grow with
+// Growth benchmark: how throughput, CPU, memory and latency grow with
 // the number of nodes (1, 10, 100, 1,000 at a fixed detections per frame) and
 // with the detections per frame (1, 10, 50, 200 at a fixed node count).
 //

@@ -54,7 +54,7 @@ import { sleep, round, gitInfo } from './common.js';
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const TOKEN = 'hostile-bench-secret';
 
-/** Goals of the hostile-input issue. */
+/** Goals under hostile load: every legitimate frame delivered, /healthz fast. */
 export const HOSTILE_TARGETS = { delivered_pct: 100, healthz_max_ms: 100 };
 
 export interface HostileOptions {

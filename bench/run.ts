@@ -57,7 +57,7 @@ const TARGETS = {
   binary: { metric: 'detections_per_s' as const, min: 15_000_000, what: 'binary protocol detections/s into rings' },
 };
 /**
- * End to end (the tracker issue): delivered to the trackers' input at least this
+ * End to end: delivered to the trackers' input at least this
  * share of the line protocol's into-ring rate with the discard sink (the ingest
  * workload's metric, measured in the same run), and p99 send-to-tracker latency
  * under this at `loadFraction` (half) of the measured end-to-end rate.
@@ -538,7 +538,7 @@ workloads: ingest (default), ceiling, e2e (see the top of bench/run.ts);
                slowloris,amplifier,idflood,oversize,storm,badurl), --rss-cap-mb (4096:
                the engine is killed past it, counted as not surviving), --engine-nofile
                (ulimit -n for the engine, default 1024; 0 = inherit))
-  floor        the design's latency floor on this machine, without the engine: the e2e
+  floor        the architecture's latency floor on this machine, without the engine: the e2e
                paced generator into a bare Node server (read), + one worker hop per
                read and back (hop), + the shard's decode cost as a busy wait (decode)
                and the real engine with the drain-only sink under the same load (engine)
@@ -720,7 +720,7 @@ async function main(): Promise<void> {
     return;
   }
   if (workload === 'floor') {
-    // The design's latency floor here: bare server, + one worker hop, + simulated decode (bench/floor.ts).
+    // The architecture's latency floor here: bare server, + one worker hop, + simulated decode (bench/floor.ts).
     const { runFloor, floorLine, FLOOR_CELLS } = await import('./floor.js');
     const cells = (values.cells ?? FLOOR_CELLS.join(',')).split(',') as FloorCell[];
     for (const c of cells) if (!FLOOR_CELLS.includes(c)) throw new Error(`--cells: unknown cell ${c} (${FLOOR_CELLS.join(', ')})`);

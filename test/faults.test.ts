@@ -800,7 +800,7 @@ describe('SIGTERM under load (CLI)', () => {
 describe('shutdown notice', () => {
   afterEach(cleanup);
 
-  test('binary nodes are told RADAR_ERR_SHUTTING_DOWN before the close (README: Running; docs/protocol.md)', async () => {
+  test('binary nodes are told RADAR_ERR_SHUTTING_DOWN before the close (docs/operations.md: Drain and stop; docs/protocol.md)', async () => {
     const e = await startEngine({ sink: 'discard' });
     engines.push(e);
     const bin = [new BinaryNode(e.tcpAddress!.port, 'sd-b1'), new BinaryNode(e.tcpAddress!.port, 'sd-b2')];

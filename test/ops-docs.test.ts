@@ -253,7 +253,7 @@ describe('operations docs', () => {
     }
     // The whole file, comments included.
     assert.deepEqual(unknownNames(scrape, rulesText), []);
-    // The failure modes the operations issue asks for.
+    // The failure modes an operator must be alerted to.
     const exprs = rules.map((r) => String(r.expr)).join('\n');
     for (const needle of [M.trackerUp, `${M.trackers}{state="failed"}`, M.trackerRestarts, `${M.ringBytesUsed} / ${M.ringBytesCapacity}`,
       M.framesDropped, `${M.agents}{state="STALE"}`, M.shardRestarts, M.provisionRefused, M.supervisorErrors, `${M.configReloads}{result="error"}`, 'up{']) {
@@ -289,7 +289,7 @@ describe('operations docs', () => {
     assert.ok(queries >= 30, `${queries} queries`);
     // Descriptions and variable queries too.
     assert.deepEqual(unknownNames(scrape, dashText), []);
-    // The panels the operations issue asks for.
+    // The panels an operator needs.
     const all = dashboardExprs(d).join('\n');
     for (const name of [M.framesReceived, M.framesDelivered, M.framesDropped, M.framesInRings, M.framesInSink, M.connectionsOpen,
       M.connectionsRejected, M.ringBytesUsed, M.trackers, M.trackerUp, M.trackerRestarts, M.tracksWritten, M.agents, M.sseStreamsOpen,

@@ -651,7 +651,7 @@ describe('trackers: API', () => {
 });
 
 describe('removal', () => {
-  // A removed instance stays in the accounting while its process stops (it used to vanish until then).
+  // A removed instance stays in the accounting while its process stops, so the books still balance.
   test('removing a tracker keeps frames_delivered_total and the accounting identity while its process stops', async (t) => {
     // A tracker that ignores SIGTERM: its removal takes stop_grace_ms (SIGKILL then).
     const f = await setup(t, {

@@ -161,7 +161,7 @@ export class Engine {
     });
     this.nodes = nodes = new NodeTable({
       ringBytes: config.ring.size_bytes,
-      // Trackers read JSON lines: shards encode binary frames as JSON (DESIGN decision 6).
+      // Trackers read JSON lines: shards encode binary frames as JSON, where per-frame work is cheapest.
       ringFormat: this.trackers ? FORMAT_JSONL : FORMAT_ANY,
       hooks: {
         ...hooks,

@@ -1,4 +1,4 @@
-// The tracker supervisor (DESIGN.md section 4): one reconcile loop over the
+// The tracker supervisor: one reconcile loop over the
 // desired set (configured trackers + auto-provisioned nodes). Each pass stops
 // what left the set, creates instances for new members, and runs every member's
 // watcher (TrackerInstance.probe: process alive, input open, source up, then one
