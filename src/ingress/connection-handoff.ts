@@ -7,8 +7,7 @@
 // nodejs/node#30507); with Node >= 22.12 `reusePort` per worker could replace this
 // module.
 import type { Socket } from 'node:net';
-import type { ShardPool } from '../shard/shard-pool.js';
-import { M_OPEN, M_END } from '../protocol/thread-messages.js';
+import { M_OPEN, M_END, type MainToShard } from '../protocol/thread-messages.js';
 import { C_BYTES_RECEIVED, C_CONNECTIONS_ACCEPTED, closeIndex, type CloseReason } from '../telemetry/counters.js';
 
 export interface HandoffLimits {
@@ -51,6 +50,16 @@ export interface HandoffUpstream {
   closePending(reason: CloseReason): void;
 }
 
+/** The shards as the handoff uses them (the shard pool is one): the handoff comes before them on the data path. */
+export interface ShardChannel {
+  readonly size: number;
+  /** `shards: 0`: the shard runs on this thread, so bytes are passed as they are, not transferred. */
+  readonly inline: boolean;
+  isReady(shard: number): boolean;
+  send(shard: number, msg: MainToShard): boolean;
+  sendData(shard: number, conn: number, buf: Uint8Array, transfer?: ArrayBuffer): boolean;
+}
+
 export interface HandoffEvents {
   /** The socket closed (the shard may still be finishing its bytes). */
   onSocketClosed?(h: ConnHandle): void;
@@ -68,7 +77,7 @@ export class ConnectionHandoff {
   upstream: HandoffUpstream | null = null;
 
   constructor(
-    private readonly pool: ShardPool,
+    private readonly pool: ShardChannel,
     private limits: HandoffLimits,
     private readonly counters: Float64Array,
     private readonly events: HandoffEvents = {},

@@ -4,8 +4,14 @@
 // JSON only.
 import { RESERVE_FULL, RESERVE_TOO_LARGE, type RingWriter } from './ring-writer.js';
 import { KIND_JSON_LINE, KIND_PACKED } from './ring-layout.js';
-import type { LineScan } from '../shard/line/json-scan.js';
 import { formatNumber } from '../protocol/number-format.js';
+
+/** The members of a line frame kept for the tracker: byte spans [start, end) of the line (the line scanner fills them). */
+export interface KeptSpans {
+  readonly keptStart: Int32Array;
+  readonly keptEnd: Int32Array;
+  readonly keptCount: number;
+}
 
 const LBRACE = 0x7b;
 const RBRACE = 0x7d;
@@ -34,7 +40,7 @@ const failed = (off: number): WriteResult => (off === RESERVE_TOO_LARGE ? WRITE_
  * Writes a line frame. On WRITE_FULL / WRITE_TOO_LARGE nothing was written.
  * `onDrop` receives frames dropped by drop-oldest to make room.
  */
-export function writeLineFrame(w: RingWriter, line: Uint8Array, scan: LineScan, timestamp: number,
+export function writeLineFrame(w: RingWriter, line: Uint8Array, scan: KeptSpans, timestamp: number,
   detections: number, onDrop: (n: number) => void): WriteResult {
   let len = 3 + scan.keptCount - 1; // '{' '}' '\n' and the commas between spans
   for (let i = 0; i < scan.keptCount; i++) len += scan.keptEnd[i]! - scan.keptStart[i]!;

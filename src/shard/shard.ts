@@ -8,7 +8,7 @@ import { ErrorCodes } from '../protocol/errors.js';
 import {
   M_OPEN, M_DATA, M_DATA_BATCH, M_END, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH, M_TRACE, M_CONFIG,
   S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG,
-  type MainToShard, type ShardToMain, type Protocol, type BatchMsg, type TraceEvent, type ShardLimits,
+  type MainToShard, type ShardToMain, type BatchMsg, type TraceEvent, type ShardLimits,
 } from '../protocol/thread-messages.js';
 import type { CloseReason } from '../telemetry/counters.js';
 import { C_ACKS_SENT, C_FRAMES_RECEIVED, C_DROPPED_BASE, DROP_REASONS, D_CONNECTION_CLOSED, D_NODE_REFUSED, D_RING_OVERFLOW } from '../telemetry/counters.js';
@@ -18,6 +18,10 @@ import { RingWriter, type OverflowPolicy } from '../ring/ring-writer.js';
 import { LineFramer, F_NONE, F_MESSAGE, F_OVERSIZE } from './line/line-framer.js';
 import { BinaryFramer } from './binary/binary-framer.js';
 import { TokenCheck } from './token.js';
+import {
+  Conn, R_BLOCKED, NODE_GRANTED, NODE_PENDING, NODE_REFUSED, NODE_REVOKED,
+  type NodeSlot, type NodeTrace, type ShardContext,
+} from './handler-context.js';
 import { handleLine, handleLineOversize } from './line/line-handler.js';
 import { handleBinary, handleBinaryOversize, sendBinaryError } from './binary/binary-handler.js';
 
@@ -35,16 +39,6 @@ export interface ShardOptions {
   testHooks?: boolean;
 }
 
-/** Handler results. */
-export const R_CONTINUE = 0;
-export const R_BLOCKED = 1; // waiting for a ring grant or ring space; retry the same message
-export const R_CLOSE = 2; // the connection is closing; stop reading it
-
-export const NODE_PENDING = 0;
-export const NODE_GRANTED = 1;
-export const NODE_REFUSED = 2;
-export const NODE_REVOKED = 3;
-
 /**
  * A node refused on a line connection (which stays open for its other nodes) is
  * claimed again by its first frame after this long: a port may have been freed.
@@ -53,57 +47,7 @@ export const REFUSED_RETRY_MS = 10000;
 /** Refused nodes a line connection may hold; one more closes it (node_refused). */
 export const MAX_REFUSED_NODES = 64;
 
-export interface NodeTrace {
-  id: string;
-  untilMs: number;
-  left: number;
-}
-
-export interface NodeSlot {
-  node: string;
-  state: number;
-  writer: RingWriter | null;
-  ringId: number;
-  /** Set while a deep-trace command is active for the node (checked per frame). */
-  trace: NodeTrace | null;
-  /** NODE_REFUSED on a line connection: when its next frame may claim it again (ms epoch). */
-  retryAt?: number;
-}
-
-export class Conn {
-  proto: Protocol | null = null;
-  framer: LineFramer | BinaryFramer | null = null;
-  authed = false;
-  /**
-   * Authenticated by the shared token (or with none configured): further nodes without
-   * a token of their own may then be carried without repeating it (gateways).
-   */
-  sharedAuthed = false;
-  /** Line: nodes refused on this connection (bounded by MAX_REFUSED_NODES). */
-  refusedNodes = 0;
-  readonly nodes = new Map<string, NodeSlot>();
-  /** Last slot used, with the node id bytes that selected it (line fast path). */
-  lastSlot: NodeSlot | null = null;
-  lastNodeBytes: Buffer = Buffer.alloc(0);
-  /** Binary: the node of this connection and whether an ack is owed. */
-  binNode: NodeSlot | null = null;
-  ackOwed = false;
-  welcomed = false;
-  /** Binary: non-fatal errors since the last frame written (see MAX_ERROR_STREAK). */
-  errorStreak = 0;
-  /** A framed message that could not be handled yet (blocked). */
-  pending = false;
-  /** The pending message is a frame (counted as dropped if never written). */
-  pendingFrame = false;
-  blocked = false;
-  closing = false;
-  ended = false;
-  released = false;
-  /** TLS client-certificate CN: the only node id this connection may use (null: any, by token). */
-  constructor(readonly id: number, readonly remote: string, readonly identity: string | null = null) {}
-}
-
-export class Shard {
+export class Shard implements ShardContext {
   readonly opts: ShardOptions;
   readonly counters: Float64Array;
   /** Replaced on a config reload (M_CONFIG). */

@@ -18,9 +18,9 @@ import { writePackedFrame, WRITE_FULL, WRITE_TOO_LARGE } from '../../ring/record
 import { identityAllows } from '../token.js';
 import { FastFrame, readFastFrame } from './frame-fast-path.js';
 import { MAX_DEPTH } from '../line/json-scan.js';
-import { type Shard, type Conn, type NodeSlot, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED } from '../shard.js';
+import { type ShardContext, type Conn, type NodeSlot, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED } from '../handler-context.js';
 
-export function sendBinaryError(sh: Shard, c: Conn, e: PlainError, fatal: boolean, seq?: number): void {
+export function sendBinaryError(sh: ShardContext, c: Conn, e: PlainError, fatal: boolean, seq?: number): void {
   const m: Record<string, unknown> = { t: T_ERROR, code: e.code, message: e.message, fatal };
   if (seq !== undefined) m.seq = seq;
   sh.write(c, encodeMessage(m));
@@ -34,7 +34,7 @@ export function sendBinaryError(sh: Shard, c: Conn, e: PlainError, fatal: boolea
 export const MAX_ERROR_STREAK = 100;
 
 /** A non-fatal error reply, or the fatal one that ends a streak of them. */
-function nonFatal(sh: Shard, c: Conn, e: PlainError, seq?: number): number {
+function nonFatal(sh: ShardContext, c: Conn, e: PlainError, seq?: number): number {
   if (++c.errorStreak > MAX_ERROR_STREAK) {
     sh.close(c, 'protocol_error', {
       code: ErrorCodes.PROTOCOL,
@@ -46,12 +46,12 @@ function nonFatal(sh: Shard, c: Conn, e: PlainError, seq?: number): number {
   return R_CONTINUE;
 }
 
-function reject(sh: Shard, c: Conn, reason: number, code: PlainError['code'], message: string, seq?: number): number {
+function reject(sh: ShardContext, c: Conn, reason: number, code: PlainError['code'], message: string, seq?: number): number {
   sh.drop(c, reason, message);
   return nonFatal(sh, c, { code, message }, seq);
 }
 
-export function handleBinaryOversize(sh: Shard, c: Conn, length: number, fatal: boolean): number {
+export function handleBinaryOversize(sh: ShardContext, c: Conn, length: number, fatal: boolean): number {
   const message = `message of ${length} bytes exceeds the limit of ${sh.opts.limits.maxFrameBytes} bytes`;
   sh.drop(c, D_FRAME_TOO_LARGE, message);
   if (fatal || !c.welcomed) {
@@ -113,7 +113,7 @@ function withinDepth(x: unknown, left: number): boolean {
 
 const fast = new FastFrame();
 
-export function handleBinary(sh: Shard, c: Conn, buf: Buffer, s: number, e: number): number {
+export function handleBinary(sh: ShardContext, c: Conn, buf: Buffer, s: number, e: number): number {
   // Frames from a welcomed node: try the canonical layout before a full decode.
   if (c.welcomed && readFastFrame(buf, s, e, fast)) {
     const slot = c.binNode!;
@@ -160,13 +160,13 @@ export function handleBinary(sh: Shard, c: Conn, buf: Buffer, s: number, e: numb
 }
 
 /** A frame arriving after the node moved to another connection: counted, never written. */
-function closingFrame(sh: Shard): number {
+function closingFrame(sh: ShardContext): number {
   sh.counters[C_FRAMES_RECEIVED]! += 1;
   sh.counters[D_CONNECTION_CLOSED]! += 1;
   return R_CLOSE;
 }
 
-function frame(sh: Shard, c: Conn, slot: NodeSlot, seq: unknown, ts: unknown, det: unknown, adsb: unknown): number {
+function frame(sh: ShardContext, c: Conn, slot: NodeSlot, seq: unknown, ts: unknown, det: unknown, adsb: unknown): number {
   const w = slot.writer!;
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) {
     return reject(sh, c, D_INVALID_FRAME, ErrorCodes.INVALID_FRAME, 'seq must be a positive integer');
@@ -240,7 +240,7 @@ function frame(sh: Shard, c: Conn, slot: NodeSlot, seq: unknown, ts: unknown, de
  * would leave it resending the same seq forever); it reconnects and resumes after
  * welcome.last_seq.
  */
-function seqJump(sh: Shard, c: Conn, seq: number, last: number): number {
+function seqJump(sh: ShardContext, c: Conn, seq: number, last: number): number {
   const message = `seq ${seq} is more than ${sh.opts.limits.maxSeqJump} ahead of the last accepted ${last}; ` +
     'resume after welcome.last_seq (an operator can move the resume point: POST /api/v1/nodes/{id}/resume-point)';
   sh.drop(c, D_SEQ_JUMP, message);
@@ -248,7 +248,7 @@ function seqJump(sh: Shard, c: Conn, seq: number, last: number): number {
   return R_CLOSE;
 }
 
-function hello(sh: Shard, c: Conn, m: Record<string, unknown>): number {
+function hello(sh: ShardContext, c: Conn, m: Record<string, unknown>): number {
   const slot = c.binNode;
   if (slot !== null) {
     // Resumed after the claim was answered.

@@ -12,12 +12,12 @@ import { isValidNodeIdBytes, NODE_ID_RULE } from '../../protocol/node-id.js';
 import { checkFrameLimits } from '../../protocol/frame-limits.js';
 import { writeLineFrame, WRITE_FULL, WRITE_TOO_LARGE } from '../../ring/record-codec.js';
 import { identityAllows } from '../token.js';
-import { type Shard, type Conn, type NodeSlot, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED, NODE_REFUSED } from '../shard.js';
+import { type ShardContext, type Conn, type NodeSlot, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED, NODE_REFUSED } from '../handler-context.js';
 
 const scan = new LineScan();
 const HEARTBEAT = Buffer.from('heartbeat');
 
-function drop(sh: Shard, c: Conn, reason: number, detail: string): number {
+function drop(sh: ShardContext, c: Conn, reason: number, detail: string): number {
   sh.drop(c, reason, detail);
   return R_CONTINUE;
 }
@@ -64,18 +64,18 @@ function nodeOf(buf: Buffer): string | null {
  * Any other node with the shared token, which a connection that showed it need not
  * repeat (a gateway's further nodes).
  */
-function mayClaim(sh: Shard, c: Conn, buf: Buffer, node: string): boolean {
+function mayClaim(sh: ShardContext, c: Conn, buf: Buffer, node: string): boolean {
   const hasToken = scan.type[K_TOKEN] === T_STRING;
   if (sh.token.hasOwn(node)) return hasToken && sh.token.matches(node, stringValue(buf, K_TOKEN));
   if (c.sharedAuthed) return true;
   return hasToken && sh.token.matches(node, stringValue(buf, K_TOKEN));
 }
 
-export function handleLineOversize(sh: Shard, c: Conn): number {
+export function handleLineOversize(sh: ShardContext, c: Conn): number {
   return drop(sh, c, D_FRAME_TOO_LARGE, `line longer than ${sh.opts.limits.maxFrameBytes} bytes`);
 }
 
-export function handleLine(sh: Shard, c: Conn, buf: Buffer, s: number, e: number): number {
+export function handleLine(sh: ShardContext, c: Conn, buf: Buffer, s: number, e: number): number {
   if (s === e) return R_CONTINUE; // blank line: nothing to count
   const err = scanLine(buf, s, e, scan);
   if (err !== SCAN_OK) return drop(sh, c, err === SCAN_INVALID_UTF8 ? D_INVALID_UTF8 : D_MALFORMED, scan.errorMessage);
