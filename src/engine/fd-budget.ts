@@ -4,6 +4,8 @@
 // go further (that needs privileges: systemd's LimitNOFILE=), so the engine reads the
 // limit and warns with the numbers when it is too low.
 import { readFileSync } from 'node:fs';
+import type { Config } from '../config.js';
+import type { Logger } from '../telemetry/logger.js';
 
 /** Descriptors beyond the connection caps: listeners, log files, shards, signing key, ... */
 export const FD_MARGIN = 128;
@@ -38,5 +40,20 @@ export function readNofile(): { soft: number | null; hard: number | null } | nul
     return parseNofile(readFileSync('/proc/self/limits', 'utf8'));
   } catch {
     return null;
+  }
+}
+
+/** Warns (with the numbers) when RLIMIT_NOFILE cannot hold both ports' connection caps and the trackers. */
+export function checkDescriptors(c: Config, log: Logger): void {
+  const trackerSlots = c.sink === 'trackers'
+    ? c.trackers.length + (c.tcp_server.auto_provision ? c.tcp_server.auto_provision_port_end - c.tcp_server.auto_provision_port_start + 1 : 0)
+    : 0;
+  const needed = c.limits.max_connections + c.http.max_connections + FDS_PER_TRACKER * trackerSlots + FD_MARGIN;
+  const b = fdBudget(needed, readNofile());
+  if (!b.ok) {
+    log.warn({
+      soft: b.soft, hard: b.hard, needed, node_max_connections: c.limits.max_connections, http_max_connections: c.http.max_connections,
+      tracker_slots: trackerSlots,
+    }, 'RLIMIT_NOFILE is below what the connection limits need: raise it (systemd LimitNOFILE=, ulimit -n) or lower limits.max_connections / http.max_connections');
   }
 }
