@@ -8,11 +8,11 @@ import type { Config } from '../config.js';
 import type { Logger } from '../telemetry/logger.js';
 
 /** Descriptors beyond the connection caps: listeners, log files, shards, signing key, ... */
-export const FD_MARGIN = 128;
+const FD_MARGIN = 128;
 /** Per tracker: stdin, stdout, stderr pipes and its input socket. */
-export const FDS_PER_TRACKER = 4;
+const FDS_PER_TRACKER = 4;
 
-export interface FdBudget {
+interface FdBudget {
   needed: number;
   soft: number | null;
   hard: number | null;
@@ -20,7 +20,7 @@ export interface FdBudget {
 }
 
 /** The "Max open files" soft and hard limits from /proc/self/limits text (null: unlimited or not found). */
-export function parseNofile(limitsText: string): { soft: number | null; hard: number | null } | null {
+function parseNofile(limitsText: string): { soft: number | null; hard: number | null } | null {
   const line = limitsText.split('\n').find((l) => l.startsWith('Max open files'));
   if (!line) return null;
   const [soft, hard] = line.slice('Max open files'.length).trim().split(/\s+/);
@@ -28,14 +28,14 @@ export function parseNofile(limitsText: string): { soft: number | null; hard: nu
   return { soft: num(soft), hard: num(hard) };
 }
 
-export function fdBudget(needed: number, limits: { soft: number | null; hard: number | null } | null): FdBudget {
+function fdBudget(needed: number, limits: { soft: number | null; hard: number | null } | null): FdBudget {
   const soft = limits?.soft ?? null;
   const hard = limits?.hard ?? null;
   return { needed, soft, hard, ok: soft === null || soft >= needed };
 }
 
 /** This process's limits (Linux); null where /proc is not available. */
-export function readNofile(): { soft: number | null; hard: number | null } | null {
+function readNofile(): { soft: number | null; hard: number | null } | null {
   try {
     return parseNofile(readFileSync('/proc/self/limits', 'utf8'));
   } catch {

@@ -10,7 +10,7 @@ export const PROVISION_REFUSED_REASONS = ['disabled', 'ports_exhausted', 'name_t
 export type ProvisionRefusedReason = (typeof PROVISION_REFUSED_REASONS)[number];
 
 /** The instance specs of the configured trackers, by node id. */
-export function configuredSpecs(c: Config): Map<string, InstanceSpec> {
+function configuredSpecs(c: Config): Map<string, InstanceSpec> {
   const m = new Map<string, InstanceSpec>();
   for (const t of c.trackers) {
     m.set(t.node_id, {
@@ -22,7 +22,7 @@ export function configuredSpecs(c: Config): Map<string, InstanceSpec> {
 }
 
 /** A provisioned tracker's name: the node id, unless a configured tracker already has that name. */
-export function provisionedName(id: string, configuredNames: ReadonlySet<string>): string {
+function provisionedName(id: string, configuredNames: ReadonlySet<string>): string {
   return configuredNames.has(id) ? `${id}-auto` : id;
 }
 
