@@ -86,7 +86,7 @@ export class Engine {
   private stopping: Promise<void> | null = null;
   tcpAddress: AddressInfo | null = null;
   httpAddress: AddressInfo | null = null;
-  /** Caught by the process guard (src/process-guard.ts): radar_ingest_unhandled_errors_total{kind}. */
+  /** Caught by the process guard (process-guard.ts): radar_ingest_unhandled_errors_total{kind}. */
   readonly unhandled = { rejection: 0, exception: 0 };
 
   constructor(private readonly opts: EngineOptions) {
