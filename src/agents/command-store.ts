@@ -8,7 +8,7 @@ export const COMMAND_TYPES = ['config-update', 'deep-trace', 'replay'] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 export type CommandState = 'PENDING' | 'DELIVERED' | 'ACKNOWLEDGED' | 'EXPIRED';
 /** Outcomes counted in radar_ingest_commands_total{type,result}. */
-export const COMMAND_RESULTS = ['created', 'delivered', 'acknowledged', 'expired'] as const;
+const COMMAND_RESULTS = ['created', 'delivered', 'acknowledged', 'expired'] as const;
 export type CommandResult = (typeof COMMAND_RESULTS)[number];
 
 export interface Command {

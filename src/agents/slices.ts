@@ -3,7 +3,7 @@
 import { performance } from 'node:perf_hooks';
 
 /** Longest run of work between two turns of the event loop. */
-export const SLICE_MS = 4;
+const SLICE_MS = 4;
 
 export async function inSlices<T>(items: readonly T[], each: (item: T) => void, sliceMs = SLICE_MS): Promise<void> {
   let i = 0;

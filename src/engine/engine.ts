@@ -9,9 +9,9 @@ import { NodeListener } from '../ingress/node-listener.js';
 import { NodeTable, type NodeHooks, type NodeEntry } from '../nodes/node-table.js';
 import { DiscardSink, type RingSink, type SinkAccounting } from '../nodes/ring-sink.js';
 import { Metrics, type Totals } from './metrics.js';
-import { HttpServer, sendJson } from '../http/server.js';
+import { HttpServer } from '../http/server.js';
 import { createLogger, RateLimit, type Logger } from '../telemetry/logger.js';
-import { fdBudget, readNofile, FD_MARGIN, FDS_PER_TRACKER } from './fd-budget.js';
+import { checkDescriptors } from './fd-budget.js';
 import { RefusalLog } from '../telemetry/refusal-log.js';
 import { COUNTER_SLOTS } from '../telemetry/counters.js';
 import { RadarError } from '../protocol/errors.js';
@@ -22,10 +22,17 @@ import type { ProcReader } from '../tracker/memory-watchdog.js';
 import { mountTrackerApi } from '../tracker/tracker-api.js';
 import { mountNodeApi } from '../nodes/node-api.js';
 import { FORMAT_ANY, FORMAT_JSONL } from '../ring/ring-layout.js';
-import {
-  S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH, M_TRACE,
-  type ShardToMain, type ShardLimits,
-} from '../protocol/thread-messages.js';
+import { M_GRANT, M_REFUSE, M_REVOKE, M_CRASH } from '../protocol/thread-messages.js';
+import { nodeLimits, shardLimits, handoffLimits, reconnectGuard } from './component-limits.js';
+import { reloadedConfig } from './reload.js';
+import { readinessChecks, mountHealth, type Check } from './health.js';
+import { drain } from './shutdown.js';
+import { onShardMessage, onShardCrash, type ShardEventContext } from './shard-events.js';
+import { DeepTraces } from './deep-trace.js';
+import { RingOffer } from './ring-sweep.js';
+import { WriteHeartbeats } from './agent-liveness.js';
+import { statusFields } from './status-log.js';
+import { nodeHooks } from './node-hooks.js';
 
 export interface EngineOptions {
   config: Config;
@@ -47,24 +54,6 @@ export interface EngineOptions {
   procReader?: ProcReader | null;
 }
 
-/** Top-level config keys a reload cannot change (listeners, threads, rings, files): a restart applies them. */
-const RESTART_KEYS = ['shards', 'sink', 'http', 'ring', 'agents', 'output_dir', 'status_interval_sec'] as const satisfies ReadonlyArray<keyof Config>;
-/** tcp_server keys a reload cannot change (the listener and the provisioning range). */
-const RESTART_TCP_KEYS = [
-  'enabled', 'host', 'port', 'tls', 'proxy_protocol', 'proxy_trusted', 'auto_provision_port_start', 'auto_provision_port_end',
-] as const satisfies ReadonlyArray<keyof Config['tcp_server']>;
-
-/** The node table's limits, from the config. */
-function nodeLimits(c: Config): { maxNodes: number; releaseMs: number } {
-  return { maxNodes: c.limits.max_nodes, releaseMs: c.limits.node_release_ms };
-}
-
-/** The limits the shards apply, from the config. */
-function shardLimits(c: Config): ShardLimits {
-  const l = c.limits;
-  return { maxFrameBytes: l.max_frame_bytes, maxDetections: l.max_detections_per_frame, maxClockSkewMs: l.max_clock_skew_ms, maxSeqJump: l.max_seq_jump };
-}
-
 export class Engine {
   /** The config in force (replaced by a successful reload). */
   config: Config;
@@ -82,9 +71,10 @@ export class Engine {
   /** The tracker supervisor (sink "trackers"), else null. */
   readonly trackers: TrackerSupervisor | null = null;
   /** Active deep traces (main-thread side: delivery logging). */
-  private readonly traces = new Map<string, { id: string; untilMs: number }>();
-  /** Ring write clock seen at the last agent sweep, per node (frames count as heartbeats). */
-  private readonly lastWrites = new Map<string, number>();
+  private readonly traces = new DeepTraces();
+  private readonly heartbeats = new WriteHeartbeats();
+  private readonly rings: RingOffer;
+  private readonly shardEvents: ShardEventContext;
   private agentTimer: NodeJS.Timeout | null = null;
   private statusTimer: NodeJS.Timeout | null = null;
   private tcp: Server | null = null;
@@ -96,7 +86,7 @@ export class Engine {
   private stopping: Promise<void> | null = null;
   tcpAddress: AddressInfo | null = null;
   httpAddress: AddressInfo | null = null;
-  /** Caught by the process guard (src/process-guard.ts): radar_ingest_unhandled_errors_total{kind}. */
+  /** Caught by the process guard (process-guard.ts): radar_ingest_unhandled_errors_total{kind}. */
   readonly unhandled = { rejection: 0, exception: 0 };
 
   constructor(private readonly opts: EngineOptions) {
@@ -116,6 +106,7 @@ export class Engine {
       });
     }
     this.sink = opts.sink ?? this.trackers ?? new DiscardSink();
+    this.rings = new RingOffer(this.sink, this.traces, this.log, (err) => this.logError('sink', err));
     this.pool = new ShardPool({
       shards: config.shards,
       token: config.tcp_server.token,
@@ -123,26 +114,13 @@ export class Engine {
       limits: shardLimits(config),
       overflow: config.ring.overflow,
       testHooks: opts.testHooks ?? false,
-      onMessage: (shard, msg) => this.onShardMessage(shard, msg),
-      onCrash: (shard, err) => this.onShardCrash(shard, err),
+      onMessage: (shard, msg) => onShardMessage(this.shardEvents, shard, msg),
+      onCrash: (shard, err) => onShardCrash(this.shardEvents, shard, err),
     });
-    this.handoff = new ConnectionHandoff(this.pool, {
-      maxConnections: config.limits.max_connections,
-      firstMessageTimeoutMs: config.limits.first_message_timeout_ms,
-      idleTimeoutMs: config.limits.idle_timeout_ms,
-      maxInflightBytes: config.limits.max_inflight_bytes,
-      maxOutputBytes: config.limits.max_output_bytes,
-    }, this.counters, {
+    this.handoff = new ConnectionHandoff(this.pool, handoffLimits(config), this.counters, {
       onSocketClosed: (h) => this.nodes.socketClosed(h.id),
       onGone: (h) => this.log.debug({ conn: h.id, remote: h.remote, reason: h.closeReason ?? 'peer_closed' }, 'connection closed'),
     });
-    const th = this.trackers?.hooks ?? {};
-    const hooks: NodeHooks = {
-      onUnknownNode: opts.hooks?.onUnknownNode ?? th.onUnknownNode,
-      onNodeConnected: (n, i) => { th.onNodeConnected?.(n, i); opts.hooks?.onNodeConnected?.(n, i); },
-      onNodeDisconnected: (n) => { th.onNodeDisconnected?.(n); opts.hooks?.onNodeDisconnected?.(n); },
-      onNodeSeen: (n) => { th.onNodeSeen?.(n); opts.hooks?.onNodeSeen?.(n); },
-    };
     this.nodeToken = new TokenCheck(config.tcp_server.token, config.tcp_server.tokens);
     this.agents = new AgentService({
       config,
@@ -163,28 +141,11 @@ export class Engine {
       ringBytes: config.ring.size_bytes,
       // Trackers read JSON lines: shards encode binary frames as JSON, where per-frame work is cheapest.
       ringFormat: this.trackers ? FORMAT_JSONL : FORMAT_ANY,
-      hooks: {
-        ...hooks,
-        onNodeConnected: (node, info) => {
-          this.log.info({ node: node.id, remote: info.remote, protocol: info.protocol }, 'node connected');
-          this.agents.touchNode(node.id, this.agents.registry.now(), info.group, true);
-          hooks.onNodeConnected?.(node, info);
-        },
-        onNodeSeen: (node) => {
-          this.agents.touchNode(node.id, this.agents.registry.now(), undefined, false);
-          hooks.onNodeSeen?.(node);
-        },
-        onNodeDisconnected: (node) => {
-          this.log.info({ node: node.id }, 'node disconnected');
-          hooks.onNodeDisconnected?.(node);
-        },
-        onNodeReleased: (node) => {
-          this.lastWrites.delete(node.id);
-          this.traces.delete(node.id);
-          this.log.info({ node: node.id, last_seq: node.reader.lastSeq }, 'node ring released');
-          opts.hooks?.onNodeReleased?.(node);
-        },
-      },
+      hooks: nodeHooks(this.trackers?.hooks ?? {}, opts.hooks, {
+        log: this.log,
+        agents: this.agents,
+        forget: (id) => { this.heartbeats.forget(id); this.traces.delete(id); },
+      }),
       limits: nodeLimits(config),
       // Per-id state (flapping guard, resume points) for a few times the nodes the host may have.
       idCapacity: Math.max(1024, 4 * config.limits.max_nodes),
@@ -196,9 +157,10 @@ export class Engine {
         this.refusals.warn({ node, code: error.code, ...(reason ? { reason } : {}) }, error.message);
         this.pool.send(owner.shard, { t: M_REFUSE, conn: owner.conn, node, error, ...(reason ? { reason } : {}) });
       },
-      reconnect: { max: config.limits.reconnect_max, windowMs: config.limits.reconnect_window_ms, banMs: config.limits.reconnect_ban_ms },
+      reconnect: reconnectGuard(config),
       revoke: (owner, node) => this.pool.send(owner.shard, { t: M_REVOKE, conn: owner.conn, node }),
     });
+    this.shardEvents = { handoff: this.handoff, nodes: this.nodes, log: this.log, errLimit: this.errLimit, offer: (n) => this.rings.offer(n) };
     this.metrics = new Metrics({
       counterArrays: () => [this.counters, ...(this.trackers ? [this.trackers.counters] : []), ...this.pool.slots.map((s) => s.counters)],
       sink: () => this.sinkAccounting(),
@@ -230,13 +192,7 @@ export class Engine {
       res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
       res.end(body);
     });
-    // Liveness: the process answers and its event loop turns. Never fails for draining.
-    this.http.addRoute('GET', '/healthz', (_req, res) => sendJson(res, 200, { status: 'ok', uptime_s: Math.round(process.uptime()) }));
-    this.http.addRoute('GET', '/readyz', (_req, res) => {
-      const checks = this.readiness();
-      const ok = Object.values(checks).every((c) => c.ok);
-      sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', checks });
-    });
+    mountHealth(this.http, () => this.readiness());
     this.agents.mount(this.http);
     mountNodeApi(this.http, this.nodes, config.http.api_token, config.http.max_body_bytes, (msg, obj) => this.log.info(obj, msg));
     if (this.trackers) mountTrackerApi(this.http, this.trackers, config.http.api_token);
@@ -254,42 +210,19 @@ export class Engine {
   /**
    * Applies a reloaded config (SIGHUP) without dropping connections: node tokens,
    * limits, the flapping guard, trackers and tracker settings, the log level.
-   * Keys that need a restart (listeners, shards, rings, sink, agents, TLS, PROXY,
-   * the provisioning range, output_dir) keep their old values; they are returned
+   * Keys that need a restart (reload.ts) keep their old values; they are returned
    * and logged.
    */
   reload(next: Config): { restartRequired: string[] } {
-    const prev = this.config;
-    const restartRequired: string[] = [];
-    const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
-    // Keep the fixed parts as they are; take everything else from the new file.
-    const applied: Config = { ...next, tcp_server: { ...next.tcp_server } };
-    const keep = <T extends object>(path: string, from: T, into: T, keys: ReadonlyArray<keyof T>): void => {
-      for (const k of keys) {
-        if (!same(from[k], into[k])) restartRequired.push(`${path}${String(k)}`);
-        into[k] = from[k];
-      }
-    };
-    keep('', prev, applied, RESTART_KEYS);
-    keep('tcp_server.', prev.tcp_server, applied.tcp_server, RESTART_TCP_KEYS);
-    // The rings keep their size until a restart: a frame limit they cannot hold
-    // twice (config.ts checks this against the file's own ring size) waits for it too.
-    if (2 * applied.limits.max_frame_bytes + 64 > applied.ring.size_bytes) {
-      restartRequired.push('limits.max_frame_bytes');
-      applied.limits = { ...applied.limits, max_frame_bytes: prev.limits.max_frame_bytes };
-    }
+    const { applied, restartRequired } = reloadedConfig(this.config, next);
     this.config = applied;
-    const l = applied.limits;
     this.nodeToken = new TokenCheck(applied.tcp_server.token, applied.tcp_server.tokens);
     this.pool.reconfigure({ token: applied.tcp_server.token, tokens: applied.tcp_server.tokens, limits: shardLimits(applied) });
-    this.handoff.setLimits({
-      maxConnections: l.max_connections, firstMessageTimeoutMs: l.first_message_timeout_ms,
-      idleTimeoutMs: l.idle_timeout_ms, maxInflightBytes: l.max_inflight_bytes, maxOutputBytes: l.max_output_bytes,
-    });
-    this.nodes.setReconnectGuard({ max: l.reconnect_max, windowMs: l.reconnect_window_ms, banMs: l.reconnect_ban_ms });
+    this.handoff.setLimits(handoffLimits(applied));
+    this.nodes.setReconnectGuard(reconnectGuard(applied));
     this.nodes.setLimits(nodeLimits(applied));
     // The listener's own cap sits above the handoff's limit (the handoff counts refusals itself).
-    if (this.tcp) this.tcp.maxConnections = l.max_connections + 64;
+    if (this.tcp) this.tcp.maxConnections = applied.limits.max_connections + 64;
     this.log.level = applied.log.level;
     this.trackers?.reconfigure(applied);
     this.reloads.ok++;
@@ -305,17 +238,14 @@ export class Engine {
   }
 
   /** Readiness checks (a load balancer should send nodes here only when all pass). */
-  readiness(): Record<string, { ok: boolean; detail?: string }> {
-    const down = this.pool.slots.filter((s) => !s.ready).map((s) => s.id);
-    return {
-      config: { ok: true },
-      listening: this.config.tcp_server.enabled
-        ? { ok: this.tcp?.listening === true, ...(this.tcp?.listening ? {} : { detail: 'node port not listening' }) }
-        : { ok: true, detail: 'tcp_server disabled' },
-      shards: down.length === 0 ? { ok: true } : { ok: false, detail: `shards not running: ${down.join(', ')}` },
-      draining: this.stopping === null ? { ok: true } : { ok: false, detail: 'shutting down' },
+  readiness(): Record<string, Check> {
+    return readinessChecks({
+      tcpEnabled: this.config.tcp_server.enabled,
+      tcpListening: this.tcp?.listening === true,
+      shardsDown: this.pool.slots.filter((s) => !s.ready).map((s) => s.id),
+      draining: this.stopping !== null,
       ...(this.trackers ? { trackers: this.trackers.health() } : {}),
-    };
+    });
   }
 
   /** Starts shards, then the TCP and HTTP listeners. */
@@ -328,7 +258,7 @@ export class Engine {
         ? 'tcp_server.token is empty: node authentication is disabled'
         : 'tcp_server.token is empty: nodes without an entry in tcp_server.tokens are not authenticated');
     }
-    this.checkDescriptors();
+    checkDescriptors(c, this.log);
     await this.pool.start();
     this.trackers?.start();
     this.httpAddress = await this.http.listen(c.http.port, c.http.host);
@@ -342,7 +272,7 @@ export class Engine {
       this.tcpAddress = await listener.listen(c.tcp_server.port, c.tcp_server.host, c.limits.max_connections);
     }
     const sweepMs = this.opts.sweepMs ?? 200;
-    this.sweep = setInterval(() => this.sweepRings(), sweepMs);
+    this.sweep = setInterval(() => this.rings.sweep(this.nodes), sweepMs);
     this.sweep.unref();
     this.agentTimer = setInterval(() => this.sweepAgents(), this.opts.agentSweepMs ?? 1000);
     this.agentTimer.unref();
@@ -359,141 +289,21 @@ export class Engine {
     }, 'radar-ingest started');
   }
 
-  /** Warns (with the numbers) when RLIMIT_NOFILE cannot hold both ports' connection caps and the trackers. */
-  private checkDescriptors(): void {
-    const c = this.config;
-    const trackerSlots = c.sink === 'trackers'
-      ? c.trackers.length + (c.tcp_server.auto_provision ? c.tcp_server.auto_provision_port_end - c.tcp_server.auto_provision_port_start + 1 : 0)
-      : 0;
-    const needed = c.limits.max_connections + c.http.max_connections + FDS_PER_TRACKER * trackerSlots + FD_MARGIN;
-    const b = fdBudget(needed, readNofile());
-    if (!b.ok) {
-      this.log.warn({
-        soft: b.soft, hard: b.hard, needed, node_max_connections: c.limits.max_connections, http_max_connections: c.http.max_connections,
-        tracker_slots: trackerSlots,
-      }, 'RLIMIT_NOFILE is below what the connection limits need: raise it (systemd LimitNOFILE=, ulimit -n) or lower limits.max_connections / http.max_connections');
-    }
-  }
-
-  /** The periodic summary (status_interval_sec): one line, never per frame. */
   private logStatus(): void {
-    const t = this.totals();
-    const tr = this.trackers?.metrics();
-    this.log.info({
-      connections: this.handoff.open, nodes: this.nodes.nodes.size,
-      received: t.received, delivered: t.delivered, in_rings: t.inRings, dropped: t.droppedTotal,
-      ...(tr ? { trackers: Object.fromEntries(Object.entries(tr.states).filter(([, n]) => n > 0)) } : {}),
-    }, 'status');
+    this.log.info(statusFields(this.totals(), this.handoff.open, this.nodes.nodes.size, this.trackers?.metrics()), 'status');
   }
 
-  private sweepRings(): void {
-    for (const n of this.nodes.byRing) {
-      if (n.reader.usedBytes > 0) this.offer(n);
-    }
-  }
-
-  private offer(node: NodeEntry): void {
-    const trace = this.traces.size > 0 ? this.traces.get(node.id) : undefined;
-    const before = trace ? node.reader.consumedFrames : 0;
-    try {
-      this.sink.onData(node);
-    } catch (err) {
-      this.logError('sink', err as Error);
-    }
-    if (trace) {
-      const n = node.reader.consumedFrames - before;
-      if (n > 0) this.log.info({ node: node.id, correlation_id: trace.id, frames: n }, 'deep-trace: delivered');
-      if (Date.now() > trace.untilMs) this.traces.delete(node.id);
-    }
-  }
-
-  /**
-   * Frames written since the last sweep count as a heartbeat; time-based
-   * agent/command states; rings of nodes gone long enough are released.
-   */
+  /** Rings of nodes gone long enough are released; traces end; frames count as heartbeats; agent/command states move on. */
   private sweepAgents(): void {
     this.nodes.releaseIdle();
-    const now = Date.now();
-    for (const [node, t] of this.traces) if (now > t.untilMs) this.traces.delete(node);
-    const reg = this.agents.registry;
-    for (const n of this.nodes.byRing) {
-      const w = n.reader.lastWriteMs;
-      if (w !== 0 && this.lastWrites.get(n.id) !== w) {
-        this.lastWrites.set(n.id, w);
-        this.agents.touchNode(n.id, reg.now(), undefined, false);
-      }
-    }
+    this.traces.expire(Date.now());
+    this.heartbeats.sweep(this.nodes, this.agents);
     this.agents.sweep();
   }
 
   /** deep-trace: every shard logs the node's frames with the command's id, bounded in time and count. */
   traceNode(node: string, id: string, durationMs: number): void {
-    const ms = Math.min(durationMs, this.config.agents.deep_trace_max_ms);
-    const untilMs = Date.now() + ms;
-    this.traces.set(node, { id, untilMs });
-    for (let i = 0; i < this.pool.size; i++) this.pool.send(i, { t: M_TRACE, node, id, untilMs, maxEvents: 10000 });
-    this.log.info({ node, correlation_id: id, duration_ms: ms }, 'deep-trace: started');
-  }
-
-  private onShardMessage(shard: number, msg: ShardToMain): void {
-    switch (msg.t) {
-      case S_BATCH: {
-        const cr = msg.credits;
-        for (let i = 0; i < cr.length; i += 2) this.handoff.credit(cr[i] as number, cr[i + 1] as number);
-        const w = msg.writes;
-        for (let i = 0; i < w.length; i += 2) this.handoff.write(w[i] as number, w[i + 1] as Uint8Array);
-        for (const id of msg.wake) {
-          const node = this.nodes.ring(id);
-          if (node) this.offer(node);
-        }
-        for (const n of msg.seen) this.nodes.seen(n);
-        for (const e of msg.traces) {
-          this.log.info({ shard, node: e.node, correlation_id: e.id, timestamp: e.timestamp, detections: e.detections, bytes: e.bytes, seq: e.seq, outcome: e.outcome }, 'deep-trace: frame decoded');
-        }
-        break;
-      }
-      case S_CLAIM: {
-        const h = this.handoff.conns.get(msg.conn);
-        const info = { node: msg.node, remote: h?.remote ?? '?', protocol: msg.protocol, first: msg.first, ...(msg.group !== undefined ? { group: msg.group } : {}) };
-        this.nodes.claim({ shard, conn: msg.conn }, info);
-        break;
-      }
-      case S_REVOKED:
-        this.nodes.revoked(msg.conn, msg.node);
-        break;
-      case S_CLOSE: {
-        // Closes the host asked for (shutdown, a newer connection of the node) are not problems.
-        if (msg.error && this.errLimit.take(msg.reason) >= 0) {
-          const h = this.handoff.conns.get(msg.conn);
-          const level = msg.reason === 'shutdown' || msg.reason === 'superseded' ? 'info' : 'warn';
-          this.log[level]({ conn: msg.conn, remote: h?.remote, reason: msg.reason, code: msg.error.code }, msg.error.message);
-        }
-        this.handoff.close(msg.conn, msg.reason);
-        break;
-      }
-      case S_CLOSED:
-        this.nodes.connClosed(msg.conn, msg.nodes);
-        this.handoff.released(msg.conn);
-        break;
-      case S_AUTH:
-        this.handoff.authed(msg.conn);
-        break;
-      case S_LOG: {
-        const h = this.handoff.conns.get(msg.conn);
-        this.log.warn({ shard, conn: msg.conn, remote: h?.remote, reason: msg.reason, suppressed: msg.suppressed }, `frame dropped: ${msg.detail}`);
-        break;
-      }
-    }
-  }
-
-  private onShardCrash(shard: number, err: Error): void {
-    this.log.error({ shard, err: err.message }, 'shard worker crashed; closing its connections and replacing it');
-    const owned = this.nodes.ownedByShard(shard);
-    for (const h of this.handoff.ofShard(shard)) {
-      this.handoff.destroy(h.id, 'shard_crashed');
-      this.handoff.released(h.id);
-    }
-    for (const [conn, ids] of owned) this.nodes.connClosed(conn, ids);
+    this.traces.start(this.pool, this.log, node, id, durationMs, this.config.agents.deep_trace_max_ms);
   }
 
   private logError(where: string, err: Error): void {
@@ -511,63 +321,28 @@ export class Engine {
     return this.metrics.totals();
   }
 
-  /** Stops listeners, closes node connections and shards. Idempotent. */
+  /** Stops listeners, closes node connections and shards (shutdown.ts). Idempotent. */
   stop(): Promise<void> {
-    if (!this.stopping) this.stopping = this.doStop();
+    if (!this.stopping) {
+      const engine = this;
+      this.stopping = drain({
+        // Read when used: a reload or the end of start() during the grace period still counts.
+        get config() { return engine.config; },
+        get tcp() { return engine.tcp; },
+        log: this.log, started: this.started, handoff: this.handoff, pool: this.pool,
+        trackers: this.trackers, sink: this.sink, http: this.http, totals: () => this.totals(),
+        stopBackground: () => {
+          if (this.agentTimer) clearInterval(this.agentTimer);
+          if (this.statusTimer) clearInterval(this.statusTimer);
+          this.refusals.close();
+          this.agents.close();
+        },
+        finalSweep: () => {
+          if (this.sweep) clearInterval(this.sweep);
+          this.rings.sweep(this.nodes);
+        },
+      });
+    }
     return this.stopping;
   }
-
-  private async doStop(): Promise<void> {
-    const t0 = Date.now();
-    const deadline = t0 + this.config.shutdown.deadline_ms;
-    // 0. /readyz is 503 from now on (stopping is set). Behind a load balancer, keep
-    //    accepting for the grace period so the balancer notices and stops sending.
-    const grace = this.config.shutdown.drain_grace_ms;
-    if (grace > 0 && this.started) {
-      this.log.info({ grace_ms: grace }, 'draining: /readyz is 503; still accepting connections for the grace period');
-      await new Promise((r) => setTimeout(r, grace));
-    }
-    if (this.agentTimer) clearInterval(this.agentTimer);
-    if (this.statusTimer) clearInterval(this.statusTimer);
-    this.refusals.close();
-    this.agents.close();
-    // 1. Stop accepting and close node connections (they reconnect elsewhere).
-    this.handoff.refusing = 'shutdown';
-    const tcpClosed = this.tcp ? new Promise<void>((r) => this.tcp!.close(() => r())) : Promise.resolve();
-    // The shards close their connections first, so binary nodes get RADAR_ERR_SHUTTING_DOWN
-    // before the close; whatever they have not closed in time is closed here. The time
-    // grows with the connections (10,000 take ~1 s to tell), at most a quarter of the deadline.
-    for (let i = 0; i < this.pool.size; i++) this.pool.send(i, { t: M_SHUTDOWN });
-    const closingBy = Date.now() + Math.min(500 + this.handoff.open / 10, this.config.shutdown.deadline_ms / 4);
-    const anyOpen = (): boolean => {
-      for (const h of this.handoff.conns.values()) if (h.closeReason === null && !h.socketClosed) return true;
-      return false;
-    };
-    while (Date.now() < closingBy && anyOpen()) {
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    this.handoff.closeAll('shutdown');
-    await Promise.race([tcpClosed, new Promise((r) => setTimeout(r, 3000).unref())]);
-    // 2. Stop the shards: every frame they accepted is in a ring (or counted as dropped).
-    //    The ring sweep keeps running meanwhile, so a shard blocked on a full ring can finish.
-    await this.pool.stop();
-    if (this.sweep) clearInterval(this.sweep);
-    this.sweepRings();
-    // 3. Drain the rings into the trackers, then stop them (SIGTERM, SIGKILL after the grace).
-    if (this.trackers) {
-      // A tracker gets up to 2 s to read its input to EOF, then the SIGTERM grace.
-      const stopBudget = this.config.tracker.stop_grace_ms + 3000;
-      const drainUntil = Math.max(Date.now(), deadline - stopBudget);
-      const r = await this.trackers.shutdown(drainUntil, Math.max(0, deadline - Date.now() - this.config.tracker.stop_grace_ms));
-      const t = this.totals();
-      this.log[r.drained ? 'info' : 'warn']({
-        drained: r.drained, left_in_rings: r.leftInRings, delivered: t.delivered, dropped: t.droppedTotal, received: t.received,
-      }, r.drained ? 'rings drained to the trackers' : 'shutdown deadline: frames left in rings were counted as dropped (reason shutdown)');
-    }
-    await this.sink.close?.();
-    await this.http.close();
-    this.log.info({ took_ms: Date.now() - t0 }, 'radar-ingest stopped');
-  }
-
 }
-

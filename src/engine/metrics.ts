@@ -8,7 +8,8 @@ import { SSE_CLOSE_REASONS } from '../agents/sse-hub.js';
 import { AGENT_REFUSED_VIA } from '../agents/agent-registry.js';
 import type { SinkAccounting } from '../nodes/ring-sink.js';
 import type { TrackerMetrics } from '../tracker/supervisor.js';
-import { PROVISION_REFUSED_REASONS, TRACKER_STATES } from '../tracker/supervisor.js';
+import { TRACKER_STATES } from '../tracker/supervisor.js';
+import { PROVISION_REFUSED_REASONS } from '../tracker/provisioning.js';
 import {
   ALL_DROP_REASONS, DROP_REASONS, CLOSE_REASONS, REJECT_REASONS, dropIndex, closeIndex,
   C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, C_HEARTBEATS, C_BYTES_RECEIVED,

@@ -15,7 +15,7 @@ export interface GuardTarget {
 }
 
 /** Exit code after an uncaught exception (1: a runtime failure, as documented for the CLI). */
-export const EXIT_UNCAUGHT = 1;
+const EXIT_UNCAUGHT = 1;
 
 function describe(err: unknown): Record<string, unknown> {
   if (err instanceof Error) return { err: err.message, stack: err.stack };

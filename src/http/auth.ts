@@ -35,16 +35,6 @@ export function unauthorized(res: ServerResponse): void {
   sendJson(res, 401, { error: 'unauthorized' });
 }
 
-/** The operator's control token (http.api_token; empty = nobody). Answers 401 itself when it fails. */
-export function controlCheck(apiToken: string): (req: IncomingMessage, res: ServerResponse) => boolean {
-  const isControl = controlToken(apiToken);
-  return (req, res) => {
-    if (isControl(req)) return true;
-    unauthorized(res);
-    return false;
-  };
-}
-
 /** True when the request carries the operator's control token (http.api_token; empty = nobody). */
 export function controlToken(apiToken: string): (req: IncomingMessage) => boolean {
   const digest = apiToken === '' ? null : sha256(apiToken);

@@ -8,7 +8,7 @@ import { jsonDepthExceeds } from './json-depth.js';
  * every later recursion over a body (validation, signing, JSON.stringify in views)
  * far from the stack limit.
  */
-export const MAX_JSON_DEPTH = 32;
+const MAX_JSON_DEPTH = 32;
 
 export type BodyResult = { ok: true; value: unknown } | { ok: false; status: 400 | 413 | 415; error: string };
 

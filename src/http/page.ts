@@ -1,6 +1,6 @@
 // ?limit=&cursor= for list endpoints: a default and a maximum page, an opaque cursor.
-export const DEFAULT_PAGE_LIMIT = 100;
-export const MAX_PAGE_LIMIT = 1000;
+const DEFAULT_PAGE_LIMIT = 100;
+const MAX_PAGE_LIMIT = 1000;
 
 export type PageQuery = { ok: true; limit: number; cursor: string | null } | { ok: false; path: string; error: string };
 

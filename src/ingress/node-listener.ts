@@ -59,7 +59,7 @@ function readPem(path: string, key: string): Buffer {
 }
 
 /** Parses `proxy_trusted` (validated by the config schema) into a matcher. */
-export function trustList(entries: readonly string[]): BlockList {
+function trustList(entries: readonly string[]): BlockList {
   const list = new BlockList();
   for (const e of entries) {
     const [addr, bits] = e.split('/') as [string, string | undefined];

@@ -41,7 +41,7 @@ export type ProxyRead =
 /** v1: the longest header the specification allows, CRLF included. */
 export const V1_MAX_BYTES = 107;
 /** v2: the largest address + TLV block accepted (the 16-byte fixed part comes on top). */
-export const V2_MAX_LEN = 1024;
+const V2_MAX_LEN = 1024;
 
 const V1_SIG = Buffer.from('PROXY ', 'latin1');
 const V2_SIG = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);

@@ -95,7 +95,7 @@ export interface NodeLimits {
 }
 
 /** Default size of the LRUs that keep per-id state peers can create (ids beyond it are forgotten, oldest first). */
-export const ID_STATE_CAPACITY = 16384;
+const ID_STATE_CAPACITY = 16384;
 
 export class NodeTable {
   readonly nodes = new Map<string, NodeEntry>();

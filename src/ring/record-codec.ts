@@ -29,7 +29,7 @@ function copyBytes(dst: Uint8Array, at: number, src: Uint8Array, s: number, e: n
 }
 
 /** A frame write's outcome: written, ring full (block policy; retry later), or never storable. */
-export const WRITTEN = 0;
+const WRITTEN = 0;
 export const WRITE_FULL = RESERVE_FULL;
 export const WRITE_TOO_LARGE = RESERVE_TOO_LARGE;
 export type WriteResult = typeof WRITTEN | typeof WRITE_FULL | typeof WRITE_TOO_LARGE;

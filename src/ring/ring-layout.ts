@@ -54,7 +54,7 @@ export const REC_KIND = 16;
 export const REC_SKIP = 17;
 export const REC_DETECTIONS = 20;
 export const REC_HEADER_BYTES = 24;
-export const REC_ALIGN = 8;
+const REC_ALIGN = 8;
 export const PAD_MARK = 0xffffffff;
 
 /** Payload: one retina JSON line, '\n'-terminated, node token removed. */

@@ -9,24 +9,21 @@
 // runs a pass at once.
 //
 // It is also the engine's ring sink (onData feeds the node's tracker) and its
-// provisioning hook (onUnknownNode hands out ports).
+// provisioning hook (provisioning.ts); HTTP-polled nodes' frames reach their
+// rings through local-producer.ts.
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import type { NodeDecision, NodeEntry, NodeHooks, NodeInfo, NodeTable } from '../nodes/node-table.js';
+import type { NodeEntry, NodeHooks, NodeTable } from '../nodes/node-table.js';
 import type { RingSink, SinkAccounting } from '../nodes/ring-sink.js';
-import { RingWriter, RESERVE_TOO_LARGE } from '../ring/ring-writer.js';
-import { KIND_JSON_LINE } from '../ring/ring-layout.js';
-import {
-  C_DETECTIONS_RECEIVED, C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, COUNTER_SLOTS, dropIndex, D_RING_OVERFLOW, D_FRAME_TOO_LARGE,
-} from '../telemetry/counters.js';
 import { nextDue, type LifecycleRules, type TrackerPhase } from './lifecycle.js';
 import { procReader, SAMPLE_INTERVAL_MS, SAMPLES_PER_PASS, type ProcReader } from './memory-watchdog.js';
-import { PortAllocator } from './port-allocator.js';
+import type { PortAllocator } from './port-allocator.js';
+import { Provisioning, type ProvisionRefusedReason } from './provisioning.js';
+import { LocalProducer } from './local-producer.js';
+import { drainRings } from './shutdown-drain.js';
 import { resolveTrackerCommand, type TrackerCommand } from './tracker-command.js';
 import { TrackerInstance, type InstanceContext, type InstanceSpec, type InstanceView } from './tracker-instance.js';
 
-export const PROVISION_REFUSED_REASONS = ['disabled', 'ports_exhausted', 'name_taken'] as const;
-export type ProvisionRefusedReason = (typeof PROVISION_REFUSED_REASONS)[number];
 export const TRACKER_STATES: readonly (TrackerPhase | 'probe_error')[] = [
   'idle', 'starting', 'running', 'outage', 'stopping', 'stopped', 'backoff', 'failed', 'probe_error',
 ];
@@ -78,14 +75,12 @@ interface Unbuilt { spec: InstanceSpec; error: string; since: number }
 
 export class TrackerSupervisor implements RingSink {
   readonly instances = new Map<string, TrackerInstance>();
+  /** HTTP-polled nodes' ring producer. */
+  private readonly local = new LocalProducer((node) => this.instances.get(node.id)?.pump());
   /** Main-thread counters for HTTP-polled frames (summed with the shards' at scrape time). */
-  readonly counters = new Float64Array(COUNTER_SLOTS);
-  readonly ports: PortAllocator;
+  readonly counters = this.local.counters;
+  private readonly provisioning: Provisioning;
   command: TrackerCommand;
-  private readonly provisioned = new Map<string, InstanceSpec>();
-  private readonly configured = new Map<string, InstanceSpec>();
-  private readonly writers = new Map<string, RingWriter>();
-  private readonly provisionRefused: Record<ProvisionRefusedReason, number> = { disabled: 0, ports_exhausted: 0, name_taken: 0 };
   private readonly retired: Retired = { fed: 0, duplicate: 0, outOfOrder: 0, lost: 0, bad: 0, tracks: 0, resets: 0 };
   /** Desired instances that could not be built (by node id). */
   readonly unbuilt = new Map<string, Unbuilt>();
@@ -126,31 +121,23 @@ export class TrackerSupervisor implements RingSink {
     this.proc = opts.procReader !== undefined ? opts.procReader : procReader();
     this.command = resolveTrackerCommand(c);
     this.rules = rulesOf(c);
-    this.setConfigured(c);
-    this.ports = new PortAllocator(c.tcp_server.auto_provision_port_start, c.tcp_server.auto_provision_port_end,
-      new Set(c.trackers.map((t) => t.tcp_port)), ...(opts.portIsFree ? [opts.portIsFree] : []));
+    this.provisioning = new Provisioning({
+      config: c, log: this.log, wake: () => this.wakeup(), ...(opts.portIsFree ? { portIsFree: opts.portIsFree } : {}),
+    });
     this.ctx = {
       config: c, command: this.command, rules: this.rules, now: this.now, log: this.log,
       wake: () => this.wakeup(),
-      writeFrame: (node, line, ts, n) => this.writeLocalFrame(node, line, ts, n),
-      dropFrame: (reason) => {
-        this.counters[C_FRAMES_RECEIVED]!++;
-        this.counters[dropIndex(reason)]!++;
-      },
+      writeFrame: (node, line, ts, n) => this.local.write(node, line, ts, n),
+      dropFrame: (reason) => this.local.drop(reason),
       memoryKilled: () => {
         this.memoryKills++;
       },
     };
   }
 
-  private setConfigured(c: Config): void {
-    this.configured.clear();
-    for (const t of c.trackers) {
-      this.configured.set(t.node_id, {
-        name: t.name, nodeId: t.node_id, mode: t.mode, port: t.tcp_port, origin: 'configured',
-        trackerConfig: t.tracker_config, detectionUrl: t.detection_url, apiForward: t.api_forward ?? c.api_forward,
-      });
-    }
+  /** The port range of provisioned trackers. */
+  get ports(): PortAllocator {
+    return this.provisioning.ports;
   }
 
   /**
@@ -167,24 +154,23 @@ export class TrackerSupervisor implements RingSink {
     this.ctx.config = c;
     this.ctx.command = this.command;
     this.ctx.rules = this.rules;
-    const before = [...this.configured.keys()];
-    this.setConfigured(c);
+    const before = [...this.provisioning.configured.keys()];
+    this.provisioning.reconfigure(c);
     for (const id of before) {
       const node = this.opts.nodes.get(id);
-      if (node && !this.configured.has(id)) {
+      if (node && !this.provisioning.configured.has(id)) {
         // No longer configured: a TCP node by that id goes through provisioning again.
         node.local = false;
         node.admitted = false;
       }
     }
-    this.ports.setReserved(new Set(c.trackers.map((t) => t.tcp_port)));
     this.admitConfigured();
     this.runPass();
   }
 
   /** Configured nodes are known in advance (no provisioning); HTTP-polled ones take no TCP pushes. */
   private admitConfigured(): void {
-    for (const spec of this.configured.values()) {
+    for (const spec of this.provisioning.configured.values()) {
       const node = this.opts.nodes.ensure(spec.nodeId);
       node.admitted = true;
       node.local = spec.mode === 'http';
@@ -193,7 +179,7 @@ export class TrackerSupervisor implements RingSink {
 
   /** Hooks for the node table: provisioning and node up/down. */
   readonly hooks: NodeHooks = {
-    onUnknownNode: (info) => this.provision(info),
+    onUnknownNode: (info) => this.provisioning.decide(info),
     onNodeConnected: () => this.wakeup(),
     onNodeDisconnected: () => this.wakeup(),
   };
@@ -220,7 +206,7 @@ export class TrackerSupervisor implements RingSink {
 
   /** Whether a node's ring is still read or written here (configured, provisioned or its tracker not yet stopped). */
   usesRing(id: string): boolean {
-    return this.configured.has(id) || this.provisioned.has(id) || this.instances.has(id) || this.retiring.has(id) || this.writers.has(id);
+    return this.provisioning.has(id) || this.instances.has(id) || this.retiring.has(id) || this.local.has(id);
   }
 
   // ---- ring sink ----
@@ -291,14 +277,8 @@ export class TrackerSupervisor implements RingSink {
     return ms;
   }
 
-  private desired(): Map<string, InstanceSpec> {
-    const d = new Map(this.configured);
-    for (const [id, spec] of this.provisioned) if (!d.has(id)) d.set(id, spec);
-    return d;
-  }
-
   private reconcile(): void {
-    const desired = this.desired();
+    const desired = this.provisioning.desired();
     for (const id of this.unbuilt.keys()) if (!desired.has(id)) this.unbuilt.delete(id);
     for (const id of this.nameHeld) if (!desired.has(id)) this.nameHeld.delete(id);
     for (const [id, inst] of this.instances) {
@@ -427,91 +407,20 @@ export class TrackerSupervisor implements RingSink {
     this.removing.add(p);
   }
 
-  // ---- provisioning ----
-
-  private async provision(info: NodeInfo): Promise<NodeDecision> {
-    const id = info.node;
-    if (this.configured.has(id) || this.provisioned.has(id)) return { accept: true };
-    const ts = this.config.tcp_server;
-    if (!ts.auto_provision) {
-      return this.refuse('disabled', `node ${id} has no tracker configured and tcp_server.auto_provision is false`);
-    }
-    const got = await this.ports.allocate();
-    if (this.provisioned.has(id)) {
-      // A concurrent claim for the same node won (claims are serialised per node, so this is defensive).
-      if (got.port !== null) this.ports.release(got.port);
-      return { accept: true };
-    }
-    if (got.port === null) {
-      const busy = got.busy.length > 0 ? `, ${got.busy.length} in use by other programs on this host` : '';
-      return this.refuse('ports_exhausted',
-        `no free tracker port for node ${id}: auto_provision_port_start..end (${ts.auto_provision_port_start}..${ts.auto_provision_port_end}) ` +
-        `is exhausted (${this.ports.inUse} held by trackers${busy})`);
-    }
-    const configuredNames = new Set([...this.configured.values()].map((s) => s.name));
-    const name = configuredNames.has(id) ? `${id}-auto` : id;
-    if (configuredNames.has(name) || [...this.provisioned.values()].some((s) => s.name === name)) {
-      this.ports.release(got.port);
-      return this.refuse('name_taken',
-        `node ${id} cannot get a tracker: its tracker name "${name}" (track file ${name}_<date>.jsonl) belongs to another tracker`);
-    }
-    const spec: InstanceSpec = {
-      name, nodeId: id, mode: 'tcp', port: got.port, origin: 'provisioned',
-      apiForward: this.config.api_forward,
-    };
-    this.provisioned.set(id, spec);
-    this.log.info({ node: id, port: got.port, remote: info.remote }, 'auto-provisioned a tracker for a new node');
-    this.wakeup();
-    return { accept: true };
-  }
-
-  private refuse(reason: ProvisionRefusedReason, message: string): NodeDecision {
-    this.provisionRefused[reason]++;
-    // Not logged here: the node table logs every refusal under one rate limit.
-    return { accept: false, reason, message };
-  }
-
   /**
    * Removes an auto-provisioned instance: its tracker is stopped, its port released,
    * and the node goes through provisioning again if it comes back.
    */
   remove(nodeId: string): 'removed' | 'not_found' | 'configured' | 'connected' {
-    const spec = this.provisioned.get(nodeId);
-    if (!spec) return this.configured.has(nodeId) ? 'configured' : 'not_found';
+    const { provisioned, configured } = this.provisioning;
+    const spec = provisioned.get(nodeId);
+    if (!spec) return configured.has(nodeId) ? 'configured' : 'not_found';
     const node = this.opts.nodes.get(nodeId);
     if (node?.healthy) return 'connected';
-    this.provisioned.delete(nodeId);
+    provisioned.delete(nodeId);
     if (node) node.admitted = false;
     this.runPass();
     return 'removed';
-  }
-
-  // ---- HTTP-polled nodes: the main thread is the ring's producer ----
-
-  private writeLocalFrame(node: NodeEntry, line: Buffer, timestamp: number, detections: number): boolean {
-    let w = this.writers.get(node.id);
-    if (!w) {
-      w = new RingWriter(node.ring, 'block');
-      this.writers.set(node.id, w);
-    }
-    this.counters[C_FRAMES_RECEIVED]!++;
-    const off = w.reserve(line.length, timestamp, KIND_JSON_LINE, detections);
-    if (off === RESERVE_TOO_LARGE) {
-      this.counters[D_FRAME_TOO_LARGE]!++;
-      return false;
-    }
-    if (off < 0) {
-      // Polling cannot push back on the node: a full ring loses the new frame, counted.
-      this.counters[D_RING_OVERFLOW]!++;
-      return false;
-    }
-    w.bytes.set(line, off);
-    w.commit();
-    w.flush();
-    this.counters[C_FRAMES_WRITTEN]!++;
-    this.counters[C_DETECTIONS_RECEIVED]! += detections;
-    this.instances.get(node.id)?.pump();
-    return true;
   }
 
   // ---- views and metrics ----
@@ -552,7 +461,7 @@ export class TrackerSupervisor implements RingSink {
       resets += i.feeder.resets;
     }
     return {
-      states, up, restarts, tracksWritten: tracks, resets, provisionRefused: { ...this.provisionRefused },
+      states, up, restarts, tracksWritten: tracks, resets, provisionRefused: { ...this.provisioning.refused },
       passes: this.passes, passErrors: this.passErrors, probeErrors: this.probeErrors, memoryKills: this.memoryKills,
     };
   }
@@ -567,26 +476,7 @@ export class TrackerSupervisor implements RingSink {
    */
   async shutdown(drainUntil: number, forwardDeadlineMs: number): Promise<{ drained: boolean; leftInRings: number }> {
     await Promise.all([...this.instances.values()].map((i) => i.source?.stop()));
-    let drained = false;
-    for (;;) {
-      let busy = false;
-      for (const i of this.instances.values()) {
-        const pending = i.node.reader.usedBytes > 0 || i.feeder.inFlight > 0;
-        if (i.up) {
-          i.pump();
-          if (pending) busy = true;
-        } else if (pending && (i.state.phase === 'starting' || i.state.phase === 'backoff')) {
-          // A tracker on its way up (the loop still runs): worth waiting for until the deadline.
-          busy = true;
-        }
-      }
-      if (!busy) {
-        drained = true;
-        break;
-      }
-      if (this.now() >= drainUntil) break;
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    const drained = await drainRings(() => this.instances.values(), this.now, drainUntil);
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;

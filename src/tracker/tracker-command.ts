@@ -17,7 +17,7 @@ export interface TrackerCommand {
 }
 
 /** The built-in tracker, compiled next to this file. */
-export const REFERENCE_TRACKER_JS = fileURLToPath(new URL('./reference-tracker.js', import.meta.url));
+const REFERENCE_TRACKER_JS = fileURLToPath(new URL('./reference-tracker.js', import.meta.url));
 
 const TCP_ARGS = ['--tcp', '--tcp-host', '127.0.0.1', '--tcp-port', '{port}', '-s', '-', '-c', '{config}'];
 

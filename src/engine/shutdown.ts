@@ -1,0 +1,79 @@
+// The drain sequence on SIGTERM: readiness fails first, then node connections close,
+// the shards finish, the rings drain into the trackers, and the HTTP listener closes last.
+import type { Server } from 'node:net';
+import type { Config } from '../config.js';
+import type { ConnectionHandoff } from '../ingress/connection-handoff.js';
+import type { ShardPool } from '../shard/shard-pool.js';
+import type { TrackerSupervisor } from '../tracker/supervisor.js';
+import type { RingSink } from '../nodes/ring-sink.js';
+import type { HttpServer } from '../http/server.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { Totals } from './metrics.js';
+import { M_SHUTDOWN } from '../protocol/thread-messages.js';
+
+export interface DrainParts {
+  readonly config: Config;
+  log: Logger;
+  /** Whether the engine started (a grace period only matters to a listener that was open). */
+  started: boolean;
+  handoff: ConnectionHandoff;
+  pool: ShardPool;
+  readonly tcp: Server | null;
+  trackers: TrackerSupervisor | null;
+  sink: RingSink;
+  http: HttpServer;
+  /** Stops the agent sweep, the status log, the refusal log and the agent service. */
+  stopBackground(): void;
+  /** Stops the periodic ring sweep and offers every ring once more. */
+  finalSweep(): void;
+  totals(): Totals;
+}
+
+export async function drain(p: DrainParts): Promise<void> {
+  const t0 = Date.now();
+  const deadline = t0 + p.config.shutdown.deadline_ms;
+  // 0. /readyz is 503 from now on (stopping is set). Behind a load balancer, keep
+  //    accepting for the grace period so the balancer notices and stops sending.
+  const grace = p.config.shutdown.drain_grace_ms;
+  if (grace > 0 && p.started) {
+    p.log.info({ grace_ms: grace }, 'draining: /readyz is 503; still accepting connections for the grace period');
+    await new Promise((r) => setTimeout(r, grace));
+  }
+  p.stopBackground();
+  // 1. Stop accepting and close node connections (they reconnect elsewhere).
+  p.handoff.refusing = 'shutdown';
+  const tcp = p.tcp;
+  const tcpClosed = tcp ? new Promise<void>((r) => tcp.close(() => r())) : Promise.resolve();
+  // The shards close their connections first, so binary nodes get RADAR_ERR_SHUTTING_DOWN
+  // before the close; whatever they have not closed in time is closed here. The time
+  // grows with the connections (10,000 take ~1 s to tell), at most a quarter of the deadline.
+  for (let i = 0; i < p.pool.size; i++) p.pool.send(i, { t: M_SHUTDOWN });
+  const closingBy = Date.now() + Math.min(500 + p.handoff.open / 10, p.config.shutdown.deadline_ms / 4);
+  const anyOpen = (): boolean => {
+    for (const h of p.handoff.conns.values()) if (h.closeReason === null && !h.socketClosed) return true;
+    return false;
+  };
+  while (Date.now() < closingBy && anyOpen()) {
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  p.handoff.closeAll('shutdown');
+  await Promise.race([tcpClosed, new Promise((r) => setTimeout(r, 3000).unref())]);
+  // 2. Stop the shards: every frame they accepted is in a ring (or counted as dropped).
+  //    The ring sweep keeps running meanwhile, so a shard blocked on a full ring can finish.
+  await p.pool.stop();
+  p.finalSweep();
+  // 3. Drain the rings into the trackers, then stop them (SIGTERM, SIGKILL after the grace).
+  if (p.trackers) {
+    // A tracker gets up to 2 s to read its input to EOF, then the SIGTERM grace.
+    const stopBudget = p.config.tracker.stop_grace_ms + 3000;
+    const drainUntil = Math.max(Date.now(), deadline - stopBudget);
+    const r = await p.trackers.shutdown(drainUntil, Math.max(0, deadline - Date.now() - p.config.tracker.stop_grace_ms));
+    const t = p.totals();
+    p.log[r.drained ? 'info' : 'warn']({
+      drained: r.drained, left_in_rings: r.leftInRings, delivered: t.delivered, dropped: t.droppedTotal, received: t.received,
+    }, r.drained ? 'rings drained to the trackers' : 'shutdown deadline: frames left in rings were counted as dropped (reason shutdown)');
+  }
+  await p.sink.close?.();
+  await p.http.close();
+  p.log.info({ took_ms: Date.now() - t0 }, 'radar-ingest stopped');
+}

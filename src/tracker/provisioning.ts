@@ -1,0 +1,114 @@
+// Which nodes have a tracker: the configured ones, and the ones provisioned when an
+// unknown node first connects (a port from the range, a track-file name of its own).
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import type { NodeDecision, NodeInfo } from '../nodes/node-table.js';
+import { PortAllocator } from './port-allocator.js';
+import type { InstanceSpec } from './tracker-instance.js';
+
+export const PROVISION_REFUSED_REASONS = ['disabled', 'ports_exhausted', 'name_taken'] as const;
+export type ProvisionRefusedReason = (typeof PROVISION_REFUSED_REASONS)[number];
+
+/** The instance specs of the configured trackers, by node id. */
+function configuredSpecs(c: Config): Map<string, InstanceSpec> {
+  const m = new Map<string, InstanceSpec>();
+  for (const t of c.trackers) {
+    m.set(t.node_id, {
+      name: t.name, nodeId: t.node_id, mode: t.mode, port: t.tcp_port, origin: 'configured',
+      trackerConfig: t.tracker_config, detectionUrl: t.detection_url, apiForward: t.api_forward ?? c.api_forward,
+    });
+  }
+  return m;
+}
+
+/** A provisioned tracker's name: the node id, unless a configured tracker already has that name. */
+function provisionedName(id: string, configuredNames: ReadonlySet<string>): string {
+  return configuredNames.has(id) ? `${id}-auto` : id;
+}
+
+export interface ProvisioningOptions {
+  config: Config;
+  log: Logger;
+  /** Asks the reconcile loop for a pass (a node was provisioned). */
+  wake(): void;
+  /** Replaces the OS check of provisioned ports (tests). */
+  portIsFree?: (port: number) => Promise<boolean>;
+}
+
+export class Provisioning {
+  /** Configured trackers, by node id (replaced on reload). */
+  configured = new Map<string, InstanceSpec>();
+  /** Auto-provisioned trackers, by node id. */
+  readonly provisioned = new Map<string, InstanceSpec>();
+  readonly refused: Record<ProvisionRefusedReason, number> = { disabled: 0, ports_exhausted: 0, name_taken: 0 };
+  readonly ports: PortAllocator;
+  private config: Config;
+
+  constructor(private readonly opts: ProvisioningOptions) {
+    const c = (this.config = opts.config);
+    this.configured = configuredSpecs(c);
+    this.ports = new PortAllocator(c.tcp_server.auto_provision_port_start, c.tcp_server.auto_provision_port_end,
+      new Set(c.trackers.map((t) => t.tcp_port)), ...(opts.portIsFree ? [opts.portIsFree] : []));
+  }
+
+  /** A reloaded config: the configured set and the ports it reserves (the range is fixed until a restart). */
+  reconfigure(c: Config): void {
+    this.config = c;
+    this.configured = configuredSpecs(c);
+    this.ports.setReserved(new Set(c.trackers.map((t) => t.tcp_port)));
+  }
+
+  /** Configured and provisioned specs (a configured one wins). */
+  desired(): Map<string, InstanceSpec> {
+    const d = new Map(this.configured);
+    for (const [id, spec] of this.provisioned) if (!d.has(id)) d.set(id, spec);
+    return d;
+  }
+
+  has(id: string): boolean {
+    return this.configured.has(id) || this.provisioned.has(id);
+  }
+
+  /** The unknown-node decision: accept a node with a tracker, or provision one. */
+  async decide(info: NodeInfo): Promise<NodeDecision> {
+    const id = info.node;
+    if (this.configured.has(id) || this.provisioned.has(id)) return { accept: true };
+    const ts = this.config.tcp_server;
+    if (!ts.auto_provision) {
+      return this.refuse('disabled', `node ${id} has no tracker configured and tcp_server.auto_provision is false`);
+    }
+    const got = await this.ports.allocate();
+    if (this.provisioned.has(id)) {
+      // A concurrent claim for the same node won (claims are serialised per node, so this is defensive).
+      if (got.port !== null) this.ports.release(got.port);
+      return { accept: true };
+    }
+    if (got.port === null) {
+      const busy = got.busy.length > 0 ? `, ${got.busy.length} in use by other programs on this host` : '';
+      return this.refuse('ports_exhausted',
+        `no free tracker port for node ${id}: auto_provision_port_start..end (${ts.auto_provision_port_start}..${ts.auto_provision_port_end}) ` +
+        `is exhausted (${this.ports.inUse} held by trackers${busy})`);
+    }
+    const configuredNames = new Set([...this.configured.values()].map((s) => s.name));
+    const name = provisionedName(id, configuredNames);
+    if (configuredNames.has(name) || [...this.provisioned.values()].some((s) => s.name === name)) {
+      this.ports.release(got.port);
+      return this.refuse('name_taken',
+        `node ${id} cannot get a tracker: its tracker name "${name}" (track file ${name}_<date>.jsonl) belongs to another tracker`);
+    }
+    const spec: InstanceSpec = {
+      name, nodeId: id, mode: 'tcp', port: got.port, origin: 'provisioned',
+      apiForward: this.config.api_forward,
+    };
+    this.provisioned.set(id, spec);
+    this.opts.log.info({ node: id, port: got.port, remote: info.remote }, 'auto-provisioned a tracker for a new node');
+    this.opts.wake();
+    return { accept: true };
+  }
+
+  private refuse(reason: ProvisionRefusedReason, message: string): NodeDecision {
+    this.refused[reason]++;
+    // Not logged here: the node table logs every refusal under one rate limit.
+    return { accept: false, reason, message };
+  }
+}
