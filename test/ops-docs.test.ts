@@ -208,7 +208,7 @@ describe('operations docs', () => {
     ].join('\n')), ['radar_ingest_frames_dropped_total{reason="tracker_lots"}', 'radar_ingest_agents: no label status']);
   });
 
-  test('every metric of src/shared/metric-names.ts is in /metrics', () => {
+  test('every metric of src/telemetry/metric-names.ts is in /metrics', () => {
     for (const name of Object.values(M)) assert.ok(scrape.types.has(name), `${name} missing from /metrics`);
   });
 

@@ -3,8 +3,8 @@
 // transferred). Credit-based back-pressure: the socket is paused while more than
 // maxInflightBytes are handed over but not yet framed by the shard.
 //
-// Node 20 cannot hand a socket to a worker (and passing the fd leaks the handle,
-// nodejs/node#30507); with Node >= 22.12 `reusePort` per worker could replace this
+// Node 20 cannot hand a socket to a worker (and passing the fd leaves a main-thread handle
+// that can never be released); with Node >= 22.12 `reusePort` per worker could replace this
 // module.
 import type { Socket } from 'node:net';
 import { M_OPEN, M_END, type MainToShard } from '../protocol/thread-messages.js';
@@ -34,7 +34,7 @@ export class ConnHandle {
     readonly identity: string | null = null) {}
 }
 
-/** What the listener learnt before handing the connection over (src/node-listener.ts). */
+/** What the listener learnt before handing the connection over (node-listener.ts). */
 export interface AcceptInfo {
   /** The node's address: from the PROXY header, else the socket's. */
   remote: string;

@@ -27,7 +27,7 @@ export interface NodeListenerOptions {
   tls: TcpServerConfig['tls'];
   /** Also gives the first-message deadline (reloadable): header, handshake and first message must fit in it. */
   handoff: ConnectionHandoff;
-  /** Main-thread counters (layout: shared/counters.ts). */
+  /** Main-thread counters (layout: telemetry/counters.ts). */
   counters: Float64Array;
   log: Logger;
 }

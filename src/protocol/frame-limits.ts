@@ -7,7 +7,7 @@ import type { ShardLimits } from './thread-messages.js';
 export type FrameLimits = Pick<ShardLimits, 'maxDetections' | 'maxClockSkewMs'>;
 
 export interface FrameRefusal {
-  /** The drop reason (shared/counters.ts). */
+  /** The drop reason (telemetry/counters.ts). */
   reason: 'too_many_detections' | 'clock_skew';
   message: string;
 }

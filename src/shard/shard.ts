@@ -1,6 +1,6 @@
 // A shard: owns the protocol state of its connections (framing, auth, decode,
 // replies) and writes their frames into the per-node rings. It talks to the main
-// thread only through messages (see shared/messages.ts), so the same class runs in
+// thread only through messages (see protocol/thread-messages.ts), so the same class runs in
 // a worker thread or, with `shards: 0`, on the main thread.
 import type { TransferListItem } from 'node:worker_threads';
 import type { PlainError } from '../protocol/errors.js';
@@ -27,7 +27,7 @@ import { handleBinary, handleBinaryOversize, sendBinaryError } from './binary/bi
 
 export interface ShardOptions {
   shardId: number;
-  /** This shard's counters (layout: shared/counters.ts). */
+  /** This shard's counters (layout: telemetry/counters.ts). */
   counters: Float64Array;
   token: string;
   /** Per-node tokens (node_id -> token); others use `token`. */
