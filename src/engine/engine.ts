@@ -15,6 +15,7 @@ import { fdBudget, readNofile, FD_MARGIN, FDS_PER_TRACKER } from './fd-budget.js
 import { RefusalLog } from '../telemetry/refusal-log.js';
 import { COUNTER_SLOTS } from '../telemetry/counters.js';
 import { RadarError } from '../protocol/errors.js';
+import { CLOSES } from '../protocol/close-reasons.js';
 import { AgentService } from '../agents/agent-service.js';
 import { TokenCheck } from '../shard/token.js';
 import { TrackerSupervisor } from '../tracker/supervisor.js';
@@ -465,7 +466,7 @@ export class Engine {
         // Closes the host asked for (shutdown, a newer connection of the node) are not problems.
         if (msg.error && this.errLimit.take(msg.reason) >= 0) {
           const h = this.handoff.conns.get(msg.conn);
-          const level = msg.reason === 'shutdown' || msg.reason === 'superseded' ? 'info' : 'warn';
+          const level = CLOSES[msg.reason].level;
           this.log[level]({ conn: msg.conn, remote: h?.remote, reason: msg.reason, code: msg.error.code }, msg.error.message);
         }
         this.handoff.close(msg.conn, msg.reason);

@@ -1,7 +1,7 @@
 // Messages between the main thread and the shard workers (over one MessagePort per
 // shard). Plain objects with a numeric tag; errors travel as {code, message}.
 import type { PlainError } from './errors.js';
-import type { CloseReason } from '../telemetry/counters.js';
+import type { CloseReason } from './close-reasons.js';
 
 export const M_OPEN = 1; // main -> shard: new connection
 export const M_DATA = 2; // main -> shard: bytes read from the connection

@@ -4,7 +4,7 @@
 // a worker thread or, with `shards: 0`, on the main thread.
 import type { TransferListItem } from 'node:worker_threads';
 import type { PlainError } from '../protocol/errors.js';
-import { ErrorCodes } from '../protocol/errors.js';
+import { closeError } from '../protocol/close-reasons.js';
 import {
   M_OPEN, M_DATA, M_DATA_BATCH, M_END, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH, M_TRACE, M_CONFIG,
   S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG,
@@ -203,13 +203,13 @@ export class Shard {
         const slot = c?.nodes.get(msg.node);
         if (c && slot && (slot.state === NODE_GRANTED || slot.state === NODE_PENDING)) {
           this.releaseSlot(slot);
-          this.close(c, 'superseded', { code: ErrorCodes.SUPERSEDED, message: `node ${msg.node} connected again on a newer connection` });
+          this.close(c, 'superseded', closeError('superseded', `node ${msg.node} connected again on a newer connection`));
         }
         this.opts.post({ t: S_REVOKED, conn: msg.conn, node: msg.node });
         break;
       }
       case M_SHUTDOWN:
-        for (const c of this.conns.values()) this.close(c, 'shutdown', { code: ErrorCodes.SHUTTING_DOWN, message: 'host is shutting down' });
+        for (const c of this.conns.values()) this.close(c, 'shutdown', closeError('shutdown', 'host is shutting down'));
         break;
       case M_CONFIG:
         // New tokens apply to messages from now on (connections stay open); the
