@@ -8,28 +8,23 @@ import { closeError } from '../protocol/close-reasons.js';
 import {
   M_OPEN, M_DATA, M_DATA_BATCH, M_END, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH, M_TRACE, M_CONFIG,
   S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG,
-  type MainToShard, type ShardToMain, type Protocol, type BatchMsg, type TraceEvent, type ShardLimits,
+  type MainToShard, type ShardToMain, type Protocol, type BatchMsg, type TraceEvent, type ShardSettings,
 } from '../protocol/thread-messages.js';
 import type { CloseReason } from '../telemetry/counters.js';
 import { C_ACKS_SENT, C_FRAMES_RECEIVED, C_DROPPED_BASE, DROP_REASONS, D_CONNECTION_CLOSED, D_NODE_REFUSED, D_RING_OVERFLOW } from '../telemetry/counters.js';
 import { RateLimit } from '../telemetry/rate-limit.js';
 import { encodeMessage, T_ACK } from '../protocol/binary-protocol.js';
-import { RingWriter, type OverflowPolicy } from '../ring/ring-writer.js';
+import { RingWriter } from '../ring/ring-writer.js';
 import { LineFramer, F_NONE, F_MESSAGE, F_OVERSIZE } from './line/line-framer.js';
 import { BinaryFramer } from './binary/binary-framer.js';
 import { TokenCheck } from './token.js';
 import { handleLine, handleLineOversize } from './line/line-handler.js';
 import { handleBinary, handleBinaryOversize, sendBinaryError } from './binary/binary-handler.js';
 
-export interface ShardOptions {
+export interface ShardOptions extends ShardSettings {
   shardId: number;
-  /** This shard's counters (layout: shared/counters.ts). */
+  /** This shard's counters (layout: telemetry/counters.ts). */
   counters: Float64Array;
-  token: string;
-  /** Per-node tokens (node_id -> token); others use `token`. */
-  tokens: Record<string, string>;
-  limits: ShardLimits;
-  overflow: OverflowPolicy;
   post: (msg: ShardToMain, transfer?: TransferListItem[]) => void;
   /** Allow M_CRASH (tests only). */
   testHooks?: boolean;
