@@ -510,6 +510,12 @@ export type Config = z.output<typeof configSchema>;
 export type TrackerConfig = Config['trackers'][number];
 export type ApiForwardConfig = Config['api_forward'];
 
+/**
+ * Every setting at its default (the schema applied to an empty file, no environment).
+ * Components that have a default of their own read it here, so it is written once.
+ */
+export const CONFIG_DEFAULTS: Config = configSchema.parse({});
+
 // ---------------------------------------------------------------------------
 // Error mapping
 // ---------------------------------------------------------------------------
