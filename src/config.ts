@@ -21,7 +21,7 @@ import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './protocol/errors.js';
-import { NODE_ID_PATTERN } from './protocol/node-id.js';
+import { NODE_ID_PATTERN, ID_SHAPE } from './protocol/node-id.js';
 
 /** Upper bound for `shards` (explicit or resolved from "auto"). */
 export const MAX_SHARDS = 64;
@@ -170,7 +170,7 @@ const tcpServerSchema = z
     // "": shared secret nodes authenticate with; RADAR_INGEST_TOKEN (non-empty) overrides it.
     token: z.string().default(''),
     // {}: per-node tokens (node_id -> token); a node without an entry uses `token`.
-    tokens: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'node ids are 1-64 characters of [A-Za-z0-9._-]'),
+    tokens: z.record(z.string().regex(NODE_ID_PATTERN, `node ids are ${ID_SHAPE}`),
       nonEmptyString()).default({}),
     // true: unknown nodes get a tracker port automatically (tracker-host default).
     auto_provision: z.boolean().default(true),
@@ -213,7 +213,7 @@ const trackerSchema = z
     // required: identifies the tracker (output files, logs, metrics); unique. The node-id alphabet,
     // since it names the track file ({name}_{date}.jsonl).
     name: z.string().regex(NODE_ID_PATTERN, {
-      error: 'must be 1-64 characters of [A-Za-z0-9._-] starting with a letter or digit (it names the track file)',
+      error: `must be ${ID_SHAPE} (it names the track file)`,
     }),
     // required: TCP port of this tracker's retina-tracker instance.
     tcp_port: fixedPort(),
@@ -509,6 +509,12 @@ export const configSchema = z.preprocess(dropNullKeys, baseSchema);
 export type Config = z.output<typeof configSchema>;
 export type TrackerConfig = Config['trackers'][number];
 export type ApiForwardConfig = Config['api_forward'];
+
+/**
+ * Every setting at its default (the schema applied to an empty file, no environment).
+ * Components that have a default of their own read it here, so it is written once.
+ */
+export const CONFIG_DEFAULTS: Config = configSchema.parse({});
 
 // ---------------------------------------------------------------------------
 // Error mapping

@@ -18,8 +18,8 @@ const SRC = join(ROOT, 'src');
  */
 const LAYERS: readonly (readonly string[])[] = [
   ['util'], //                    generic data structures
-  ['telemetry'], //               counters, metric names, logging
-  ['protocol'], //                wire formats, thread messages, shared rules
+  ['protocol'], //                wire formats, error codes, close reasons, thread messages, shared rules
+  ['telemetry'], //               counters (derived from the close-reason table), metric names, logging
   ['ring', 'http', 'config'], //  the per-node rings; HTTP plumbing; the config schema
   ['ingress'], //                 listener, PROXY protocol, handoff to the shards
   ['shard'], //                   shard pool, worker, line and binary protocols

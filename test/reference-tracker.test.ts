@@ -10,7 +10,7 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  Tracker, LineBuffer, parseMessage, loadConfig, parseArgs, DEFAULT_CONFIG, type Frame, type TrackEvent,
+  Tracker, parseMessage, loadConfig, parseArgs, DEFAULT_CONFIG, type Frame, type TrackEvent,
 } from '../src/tracker/reference-tracker.js';
 
 const PROGRAM = fileURLToPath(new URL('../src/tracker/reference-tracker.js', import.meta.url));
@@ -241,18 +241,6 @@ describe('parsers', () => {
     assert.throws(() => parseArgs(['frames.json']), /unknown argument/);
     assert.throws(() => parseArgs([]), /--tcp is required/);
     assert.equal(DEFAULT_CONFIG.delayGate, 2.0);
-  });
-
-  test('LineBuffer: split and coalesced chunks, split UTF-8, CRLF, oversize lines', () => {
-    let oversize = 0;
-    const lb = new LineBuffer(16, () => oversize++);
-    const bytes = Buffer.from('{"a":"é"}\r\n\n{"b":2}\n{"c":3}\n');
-    const got: string[] = [];
-    for (let i = 0; i < bytes.length; i += 3) got.push(...lb.push(bytes.subarray(i, i + 3))); // splits the 2-byte é
-    assert.deepEqual(got, ['{"a":"é"}', '{"b":2}', '{"c":3}']);
-    assert.deepEqual(lb.push(Buffer.from('x'.repeat(20))), []);
-    assert.deepEqual(lb.push(Buffer.from('yyy\nok\n' + 'z'.repeat(17) + '\nfine\n')), ['ok', 'fine']);
-    assert.equal(oversize, 2);
   });
 });
 

@@ -4,6 +4,7 @@ import type { ConnectionHandoff } from '../ingress/connection-handoff.js';
 import type { NodeEntry, NodeTable } from '../nodes/node-table.js';
 import type { Logger, RateLimit } from '../telemetry/logger.js';
 import { S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG, type ShardToMain } from '../protocol/thread-messages.js';
+import { CLOSES } from '../protocol/close-reasons.js';
 
 export interface ShardEventContext {
   handoff: ConnectionHandoff;
@@ -42,10 +43,10 @@ export function onShardMessage(x: ShardEventContext, shard: number, msg: ShardTo
       x.nodes.revoked(msg.conn, msg.node);
       break;
     case S_CLOSE: {
-      // Closes the host asked for (shutdown, a newer connection of the node) are not problems.
+      // The close table gives the level: closes the host asked for (shutdown, a newer connection of the node) are info.
       if (msg.error && x.errLimit.take(msg.reason) >= 0) {
         const h = x.handoff.conns.get(msg.conn);
-        const level = msg.reason === 'shutdown' || msg.reason === 'superseded' ? 'info' : 'warn';
+        const level = CLOSES[msg.reason].level;
         x.log[level]({ conn: msg.conn, remote: h?.remote, reason: msg.reason, code: msg.error.code }, msg.error.message);
       }
       x.handoff.close(msg.conn, msg.reason);

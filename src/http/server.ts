@@ -45,8 +45,6 @@ export interface HttpLimits {
   requestTimeoutMs: number;
 }
 
-const DEFAULT_LIMITS: HttpLimits = { maxConnections: 1024, maxConnectionsPerSource: 64, headersTimeoutMs: 10000, requestTimeoutMs: 30000 };
-
 /** A request that is being read or answered on a socket (a timeout then is a request timeout, else a headers timeout). */
 const inRequest = new WeakSet<Socket>();
 
@@ -55,7 +53,7 @@ export class HttpServer {
   private readonly table: Route[] = [];
   readonly gate: ConnectionGate;
 
-  constructor(private readonly onError: (err: Error) => void, limits: HttpLimits = DEFAULT_LIMITS) {
+  constructor(private readonly onError: (err: Error) => void, limits: HttpLimits) {
     // Node requires headersTimeout <= requestTimeout; the check interval must be short
     // enough for the timeouts to bite (its default is 30 s).
     const headersTimeout = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs);

@@ -16,6 +16,7 @@ import type { ConnectionHandoff, HandoffUpstream } from './connection-handoff.js
 import { RateLimit, type Logger } from '../telemetry/logger.js';
 import { ProxyHeaderReader, proxySignature, type ProxyMode } from './proxy-protocol.js';
 import { C_BYTES_RECEIVED, closeIndex, type CloseReason } from '../telemetry/counters.js';
+import { closeIsProblem } from '../protocol/close-reasons.js';
 import { isValidNodeId } from '../protocol/node-id.js';
 
 type TcpServerConfig = Config['tcp_server'];
@@ -265,7 +266,7 @@ export class NodeListener implements HandoffUpstream {
     if (p.done) return;
     this.settle(p);
     this.opts.counters[closeIndex(reason)]! += 1;
-    if (reason !== 'shutdown' && reason !== 'peer_closed' && this.logLimit.take(reason) >= 0) {
+    if (closeIsProblem(reason) && this.logLimit.take(reason) >= 0) {
       this.opts.log.warn({ peer: p.peer, remote: p.remote, reason }, detail);
     }
     tlsSocket?.destroy();

@@ -6,7 +6,8 @@ import { createRingBuffer, RingReader } from '../ring/ring-reader.js';
 import { Lru } from '../util/lru.js';
 import { FORMAT_ANY } from '../ring/ring-layout.js';
 import { readResumePoint, writeResumePoint } from '../ring/resume-point.js';
-import { ErrorCodes, type PlainError } from '../protocol/errors.js';
+import type { PlainError } from '../protocol/errors.js';
+import { closeError } from '../protocol/close-reasons.js';
 import type { Protocol } from '../protocol/thread-messages.js';
 import type { CloseReason, ClaimRefusal } from '../telemetry/counters.js';
 
@@ -179,16 +180,13 @@ export class NodeTable {
     return max !== undefined && !this.nodes.has(id) && this.nodes.size >= max;
   }
 
-  private refuseClaim(owner: Owner, node: string, error: PlainError, reason: ClaimRefusal = 'node_refused'): void {
+  private refuseClaim(owner: Owner, node: string, reason: ClaimRefusal, message: string): void {
     this.claimsRefused[reason]++;
-    this.opts.refuse(owner, node, error, reason === 'node_refused' ? undefined : reason);
+    this.opts.refuse(owner, node, closeError(reason, message), reason === 'node_refused' ? undefined : reason);
   }
 
   private refuseFull(owner: Owner, id: string): void {
-    this.refuseClaim(owner, id, {
-      code: ErrorCodes.MAX_NODES,
-      message: `node ${id} refused: the host already has limits.max_nodes (${this.opts.limits!.maxNodes}) nodes`,
-    }, 'max_nodes');
+    this.refuseClaim(owner, id, 'max_nodes', `node ${id} refused: the host already has limits.max_nodes (${this.opts.limits!.maxNodes}) nodes`);
   }
 
   /**
@@ -230,11 +228,11 @@ export class NodeTable {
       const banned = this.flapping(info.node, owner.conn);
       if (banned) {
         if (node) node.flapRefusals++;
-        this.refuseClaim(owner, info.node, { code: ErrorCodes.FLAPPING, message: banned }, 'flapping');
+        this.refuseClaim(owner, info.node, 'flapping', banned);
         return;
       }
       if (node?.local) {
-        this.refuseClaim(owner, info.node, { code: ErrorCodes.NODE_REFUSED, message: `node ${info.node} is polled over HTTP (tracker mode "http"); it cannot also push over TCP` });
+        this.refuseClaim(owner, info.node, 'node_refused', `node ${info.node} is polled over HTTP (tracker mode "http"); it cannot also push over TCP`);
         return;
       }
       if (!node && this.full(info.node)) {
@@ -249,7 +247,7 @@ export class NodeTable {
           decision = { accept: false, reason: 'hook_error', message: `provisioning failed: ${(err as Error).message}` };
         }
         if (!decision.accept) {
-          this.refuseClaim(owner, info.node, { code: ErrorCodes.NODE_REFUSED, message: decision.message });
+          this.refuseClaim(owner, info.node, 'node_refused', decision.message);
           return;
         }
         // Other new nodes may have taken the last places while the hook ran.

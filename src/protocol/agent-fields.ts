@@ -1,10 +1,11 @@
 // What an agent says about itself (group, name, version, capabilities) and the
 // token it shows: one set of rules for the HTTP registration API and the binary
 // hello, so neither path stores or serves what the other would refuse.
+import { NODE_ID_PATTERN, ID_SHAPE } from './node-id.js';
 
 /** Groups select command targets and appear in URLs: the node-id alphabet. */
-export const GROUP_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-export const GROUP_RULE = 'group must be 1-64 characters of [A-Za-z0-9._-] starting with a letter or digit';
+export const GROUP_PATTERN = NODE_ID_PATTERN;
+export const GROUP_RULE = `group must be ${ID_SHAPE}`;
 
 export const NAME_MAX = 128;
 export const VERSION_MAX = 64;

@@ -1,7 +1,10 @@
 // Node ids name files ({name}_{date}.jsonl), metric labels and URL paths, so they
-// are restricted to a safe alphabet.
+// are restricted to a safe alphabet. Every name that shares those uses (tracker names,
+// per-node token keys, agent ids, groups) takes this one rule.
 export const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-export const NODE_ID_RULE = 'node_id must be 1-64 characters of [A-Za-z0-9._-] starting with a letter or digit';
+/** The rule in words, for error messages that name their own field. */
+export const ID_SHAPE = '1-64 characters of [A-Za-z0-9._-] starting with a letter or digit';
+export const NODE_ID_RULE = `node_id must be ${ID_SHAPE}`;
 
 export function isValidNodeId(s: unknown): s is string {
   return typeof s === 'string' && NODE_ID_PATTERN.test(s);

@@ -1,7 +1,7 @@
 // Messages between the main thread and the shard workers (over one MessagePort per
 // shard). Plain objects with a numeric tag; errors travel as {code, message}.
 import type { PlainError } from './errors.js';
-import type { CloseReason } from '../telemetry/counters.js';
+import type { CloseReason } from './close-reasons.js';
 
 export const M_OPEN = 1; // main -> shard: new connection
 export const M_DATA = 2; // main -> shard: bytes read from the connection
@@ -54,7 +54,22 @@ export interface ShardLimits {
   maxSeqJump: number;
 }
 
-export interface ConfigMsg { t: typeof M_CONFIG; token: string; tokens: Record<string, string>; limits: ShardLimits }
+/** What happens when a ring is full: the writer waits, or the oldest frames make room. */
+export type OverflowPolicy = 'block' | 'drop-oldest';
+
+/** What a shard takes from the config: given at its start, and again (less overflow) on reload. */
+export interface ShardSettings {
+  token: string;
+  /** Per-node tokens (node_id -> token); others use `token`. */
+  tokens: Record<string, string>;
+  limits: ShardLimits;
+  /** ring.overflow: a change needs a restart. */
+  overflow: OverflowPolicy;
+}
+/** The settings a reload changes in running shards. */
+export type ShardReload = Omit<ShardSettings, 'overflow'>;
+
+export interface ConfigMsg extends ShardReload { t: typeof M_CONFIG }
 export type MainToShard = OpenMsg | DataMsg | DataBatchMsg | EndMsg | GrantMsg | RefuseMsg | RevokeMsg | ShutdownMsg | CrashMsg | TraceMsg | ConfigMsg;
 
 /** One traced frame (deep-trace), as decoded by the shard. */

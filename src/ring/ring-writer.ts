@@ -7,8 +7,9 @@ import {
   REC_LEN, REC_PAYLOAD_LEN, REC_TIMESTAMP, REC_KIND, REC_SKIP, REC_DETECTIONS, REC_HEADER_BYTES, PAD_MARK,
   recordSize, packPos, posBytes, posFrames,
 } from './ring-layout.js';
+import type { OverflowPolicy } from '../protocol/thread-messages.js';
 
-export type OverflowPolicy = 'block' | 'drop-oldest';
+export type { OverflowPolicy };
 
 /** reserve(): the ring is full under the block policy (retry when the consumer frees space). */
 export const RESERVE_FULL = -1;

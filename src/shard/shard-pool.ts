@@ -5,16 +5,11 @@ import { MessageChannel, type MessagePort, type TransferListItem } from 'node:wo
 import { Piscina } from 'piscina';
 import { Shard } from './shard.js';
 import { COUNTER_BYTES } from '../telemetry/counters.js';
-import { M_CONFIG, M_DATA, M_DATA_BATCH, M_SHUTDOWN, S_READY, type MainToShard, type ShardToMain, type ShardLimits } from '../protocol/thread-messages.js';
+import { M_CONFIG, M_DATA, M_DATA_BATCH, M_SHUTDOWN, S_READY, type MainToShard, type ShardToMain, type ShardSettings, type ShardReload } from '../protocol/thread-messages.js';
 import type { ShardTaskInput } from './shard-worker.js';
-import type { OverflowPolicy } from '../ring/ring-writer.js';
 
-export interface ShardPoolOptions {
+export interface ShardPoolOptions extends ShardSettings {
   shards: number;
-  token: string;
-  tokens: Record<string, string>;
-  limits: ShardLimits;
-  overflow: OverflowPolicy;
   testHooks: boolean;
   onMessage: (shard: number, msg: ShardToMain) => void;
   /** A shard died: every connection it owned is gone. It is being replaced. */
@@ -138,7 +133,7 @@ export class ShardPool {
   }
 
   /** Reloaded settings: live shards get them now, replacements at their start. */
-  reconfigure(c: { token: string; tokens: Record<string, string>; limits: ShardLimits }): void {
+  reconfigure(c: ShardReload): void {
     this.opts.token = c.token;
     this.opts.tokens = c.tokens;
     this.opts.limits = c.limits;

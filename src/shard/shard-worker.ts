@@ -2,17 +2,12 @@
 // transferred MessagePort (never a piscina task per frame: 9-30 us each).
 import type { MessagePort } from 'node:worker_threads';
 import { Shard } from './shard.js';
-import { M_SHUTDOWN, S_READY, type MainToShard, type ShardToMain, type ShardLimits } from '../protocol/thread-messages.js';
-import type { OverflowPolicy } from '../ring/ring-writer.js';
+import { M_SHUTDOWN, S_READY, type MainToShard, type ShardToMain, type ShardSettings } from '../protocol/thread-messages.js';
 
-export interface ShardTaskInput {
+export interface ShardTaskInput extends ShardSettings {
   port: MessagePort;
   shardId: number;
   counters: SharedArrayBuffer;
-  token: string;
-  tokens: Record<string, string>;
-  limits: ShardLimits;
-  overflow: OverflowPolicy;
   testHooks: boolean;
 }
 

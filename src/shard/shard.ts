@@ -4,17 +4,17 @@
 // a worker thread or, with `shards: 0`, on the main thread.
 import type { TransferListItem } from 'node:worker_threads';
 import type { PlainError } from '../protocol/errors.js';
-import { ErrorCodes } from '../protocol/errors.js';
+import { closeError } from '../protocol/close-reasons.js';
 import {
   M_OPEN, M_DATA, M_DATA_BATCH, M_END, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH, M_TRACE, M_CONFIG,
   S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG,
-  type MainToShard, type ShardToMain, type BatchMsg, type TraceEvent, type ShardLimits,
+  type MainToShard, type ShardToMain, type BatchMsg, type TraceEvent, type ShardSettings,
 } from '../protocol/thread-messages.js';
 import type { CloseReason } from '../telemetry/counters.js';
 import { C_ACKS_SENT, C_FRAMES_RECEIVED, C_DROPPED_BASE, DROP_REASONS, D_CONNECTION_CLOSED, D_NODE_REFUSED, D_RING_OVERFLOW } from '../telemetry/counters.js';
 import { RateLimit } from '../telemetry/rate-limit.js';
 import { encodeMessage, T_ACK } from '../protocol/binary-protocol.js';
-import { RingWriter, type OverflowPolicy } from '../ring/ring-writer.js';
+import { RingWriter } from '../ring/ring-writer.js';
 import { LineFramer, F_NONE, F_MESSAGE, F_OVERSIZE } from './line/line-framer.js';
 import { BinaryFramer } from './binary/binary-framer.js';
 import { TokenCheck } from './token.js';
@@ -25,15 +25,10 @@ import {
 import { handleLine, handleLineOversize } from './line/line-handler.js';
 import { handleBinary, handleBinaryOversize, sendBinaryError } from './binary/binary-handler.js';
 
-export interface ShardOptions {
+export interface ShardOptions extends ShardSettings {
   shardId: number;
   /** This shard's counters (layout: telemetry/counters.ts). */
   counters: Float64Array;
-  token: string;
-  /** Per-node tokens (node_id -> token); others use `token`. */
-  tokens: Record<string, string>;
-  limits: ShardLimits;
-  overflow: OverflowPolicy;
   post: (msg: ShardToMain, transfer?: TransferListItem[]) => void;
   /** Allow M_CRASH (tests only). */
   testHooks?: boolean;
@@ -147,13 +142,13 @@ export class Shard implements ShardContext {
         const slot = c?.nodes.get(msg.node);
         if (c && slot && (slot.state === NODE_GRANTED || slot.state === NODE_PENDING)) {
           this.releaseSlot(slot);
-          this.close(c, 'superseded', { code: ErrorCodes.SUPERSEDED, message: `node ${msg.node} connected again on a newer connection` });
+          this.close(c, 'superseded', closeError('superseded', `node ${msg.node} connected again on a newer connection`));
         }
         this.opts.post({ t: S_REVOKED, conn: msg.conn, node: msg.node });
         break;
       }
       case M_SHUTDOWN:
-        for (const c of this.conns.values()) this.close(c, 'shutdown', { code: ErrorCodes.SHUTTING_DOWN, message: 'host is shutting down' });
+        for (const c of this.conns.values()) this.close(c, 'shutdown', closeError('shutdown', 'host is shutting down'));
         break;
       case M_CONFIG:
         // New tokens apply to messages from now on (connections stay open); the

@@ -2,6 +2,7 @@
 // Float64Array with this layout (the shards' live in SharedArrayBuffers) and is its
 // only writer; the main thread sums them at scrape time. Float64 holds exact
 // integers up to 2^53.
+import { CLOSE_REASONS, type CloseReason } from '../protocol/close-reasons.js';
 
 /** Why a frame that was received did not reach a ring (or left it unconsumed). */
 export const DROP_REASONS = [
@@ -37,53 +38,8 @@ export type SinkDropReason = (typeof SINK_DROP_REASONS)[number];
 /** Every label of frames_dropped_total. */
 export const ALL_DROP_REASONS: readonly string[] = [...new Set<string>([...DROP_REASONS, ...SINK_DROP_REASONS])];
 
-/** Why a connection was closed. The first reason recorded for a connection wins. */
-export const CLOSE_REASONS = [
-  'peer_closed',
-  'socket_error',
-  'superseded',
-  'max_connections',
-  'auth_failed',
-  'first_message_timeout',
-  'idle_timeout',
-  'protocol_error',
-  'frame_too_large',
-  'unsupported_version',
-  'node_refused',
-  'shard_crashed',
-  'shutdown',
-  'proxy_malformed', // PROXY protocol header missing, malformed or of the wrong version
-  'proxy_untrusted', // PROXY header from an address not in tcp_server.proxy_trusted
-  'flapping', // the node reconnected too often (limits.reconnect_max) and is banned for a while
-  'tls_failed', // TLS handshake failed (or no valid client certificate when one is required)
-  'output_overflow', // the peer did not read its replies: more than limits.max_output_bytes queued
-  'seq_jump', // binary protocol: a seq too far ahead (limits.max_seq_jump)
-  'max_nodes', // a new node id while the host has limits.max_nodes nodes
-] as const;
-export type CloseReason = (typeof CLOSE_REASONS)[number];
-
-/** Why a node claim was refused: also the close reason of a binary connection (a line connection stays open). */
-export const CLAIM_REFUSALS = ['max_nodes', 'flapping', 'node_refused'] as const satisfies readonly CloseReason[];
-export type ClaimRefusal = (typeof CLAIM_REFUSALS)[number];
-
-/** Close reasons that are refusals by a limit or check (connections_rejected_total). */
-export const REJECT_REASONS = [
-  'max_connections',
-  'auth_failed',
-  'first_message_timeout',
-  'idle_timeout',
-  'protocol_error',
-  'frame_too_large',
-  'unsupported_version',
-  'node_refused',
-  'proxy_malformed',
-  'proxy_untrusted',
-  'flapping',
-  'tls_failed',
-  'output_overflow',
-  'seq_jump',
-  'max_nodes',
-] as const satisfies readonly CloseReason[];
+// The close vocabulary (code, rejection, log level per reason) lives with the wire errors.
+export { CLOSE_REASONS, REJECT_REASONS, CLAIM_REFUSALS, type CloseReason, type ClaimRefusal } from '../protocol/close-reasons.js';
 
 export const C_FRAMES_RECEIVED = 0; // shards: frames framed (line or binary), whatever their fate
 export const C_DETECTIONS_RECEIVED = 1; // shards: detections in frames written to rings

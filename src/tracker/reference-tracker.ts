@@ -9,9 +9,9 @@
 // Tracker class below (feed(frame) -> TrackEvent[]); the I/O shell is main().
 import { createServer, type Socket } from 'node:net';
 import { readFileSync, realpathSync } from 'node:fs';
-import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
+import { LineSplitter } from './line-splitter.js';
 
 export type TrackState = 'tentative' | 'confirmed' | 'coasting' | 'deleted';
 export type Adsb = Record<string, unknown>;
@@ -295,35 +295,6 @@ export function loadConfig(text: string): Partial<TrackerConfig> {
   return out;
 }
 
-/** Splits a byte stream into lines; a line longer than maxChars is dropped whole. */
-export class LineBuffer {
-  private pending = '';
-  private skipping = false;
-  private readonly decoder = new StringDecoder('utf8');
-  constructor(private readonly maxChars: number, private readonly onOversize: () => void) {}
-
-  push(chunk: Buffer): string[] {
-    const parts = (this.pending + this.decoder.write(chunk)).split('\n');
-    this.pending = parts.pop()!;
-    if (this.skipping && parts.length > 0) {
-      parts.shift(); // the tail of an oversize line
-      this.skipping = false;
-    }
-    if (this.pending.length > this.maxChars) {
-      this.pending = '';
-      this.skipping = true;
-      this.onOversize();
-    }
-    const lines: string[] = [];
-    for (const p of parts) {
-      const line = p.endsWith('\r') ? p.slice(0, -1) : p;
-      if (line.length > this.maxChars) this.onOversize();
-      else if (line.trim() !== '') lines.push(line);
-    }
-    return lines;
-  }
-}
-
 export const USAGE = `usage: reference-tracker --tcp [--tcp-host HOST] [--tcp-port PORT] [-s -] [-c CONFIG] [--detection-window N]
   --tcp                 serve detection frames over TCP (the only mode)
   --tcp-host HOST       address to listen on (default 127.0.0.1)
@@ -367,7 +338,7 @@ export function parseArgs(argv: string[]): CliOptions {
   return o;
 }
 
-const MAX_LINE_CHARS = 1024 * 1024;
+const MAX_LINE_BYTES = 1024 * 1024;
 const log = (msg: string): void => void process.stderr.write(`reference-tracker: ${msg}\n`);
 
 function main(argv: string[]): void {
@@ -423,9 +394,11 @@ function main(argv: string[]): void {
     }
     active = sock;
     log(`connected: ${sock.remoteAddress}:${sock.remotePort}`);
-    const lines = new LineBuffer(MAX_LINE_CHARS, () => log('skipping a line over 1 MiB'));
+    const lines = new LineSplitter({ maxLineBytes: MAX_LINE_BYTES });
     sock.on('data', (chunk: Buffer) => {
-      for (const line of lines.push(chunk)) handleLine(line);
+      const oversize = lines.oversizeLines;
+      for (const line of lines.push(chunk)) if (line.trim() !== '') handleLine(line);
+      for (let i = oversize; i < lines.oversizeLines; i++) log('skipping a line over 1 MiB');
       if (out.writableNeedDrain && !sock.isPaused()) {
         sock.pause(); // stdout is full: stop reading until the consumer catches up
         out.once('drain', () => sock.resume());

@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { LineSplitter } from './line-splitter.js';
+import { CONFIG_DEFAULTS } from '../config.js';
 
 export type TrackerInput = 'tcp' | 'stdin';
 
@@ -47,14 +48,14 @@ export interface TrackerProcessOptions {
   input: TrackerInput;
   /**
    * Connection attempts for 'tcp' (tracker-host's tcp_connect_retries: attempts,
-   * not extra retries; 0 is treated as 1). Default 10.
+   * not extra retries; 0 is treated as 1). Default: the config's.
    */
   connectRetries?: number;
-  /** Wait between attempts. Default 500 ms. */
+  /** Wait between attempts. Default: tcp_retry_delay_sec's. */
   retryDelayMs?: number;
-  /** Wait after spawn before the first attempt ('tcp' only). Default 1000 ms. */
+  /** Wait after spawn before the first attempt ('tcp' only). Default: startup_delay_sec's. */
   startupDelayMs?: number;
-  /** Grace before SIGKILL when start() fails and the process has to be stopped. Default 5000 ms. */
+  /** Grace before SIGKILL when start() fails and the process has to be stopped. Default: tracker.stop_grace_ms's. */
   failStopGraceMs?: number;
   /** Longest stdout line kept (bytes, without the newline); longer lines are dropped and counted. Default 4 MiB. */
   maxLineBytes?: number;
@@ -74,10 +75,10 @@ export interface TrackerProcessOptions {
 }
 
 const DEFAULTS = {
-  connectRetries: 10,
-  retryDelayMs: 500,
-  startupDelayMs: 1000,
-  failStopGraceMs: 5000,
+  connectRetries: CONFIG_DEFAULTS.tcp_connect_retries,
+  retryDelayMs: CONFIG_DEFAULTS.tcp_retry_delay_sec * 1000,
+  startupDelayMs: CONFIG_DEFAULTS.startup_delay_sec * 1000,
+  failStopGraceMs: CONFIG_DEFAULTS.tracker.stop_grace_ms,
   maxLineBytes: 4 << 20,
   maxStderrLineBytes: 4096,
 };

@@ -3,6 +3,7 @@
 // batch, after the frames are published in the ring.
 import type { PlainError } from '../../protocol/errors.js';
 import { ErrorCodes } from '../../protocol/errors.js';
+import { closeError } from '../../protocol/close-reasons.js';
 import {
   C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, C_HEARTBEATS, dropIndex,
   D_MALFORMED, D_INVALID_FRAME, D_FRAME_TOO_LARGE, D_DUPLICATE, D_CONNECTION_CLOSED, D_SEQ_JUMP,
@@ -36,10 +37,8 @@ export const MAX_ERROR_STREAK = 100;
 /** A non-fatal error reply, or the fatal one that ends a streak of them. */
 function nonFatal(sh: ShardContext, c: Conn, e: PlainError, seq?: number): number {
   if (++c.errorStreak > MAX_ERROR_STREAK) {
-    sh.close(c, 'protocol_error', {
-      code: ErrorCodes.PROTOCOL,
-      message: `${MAX_ERROR_STREAK} errors in a row without an accepted frame; last: ${e.code}: ${e.message}`,
-    });
+    sh.close(c, 'protocol_error', closeError('protocol_error',
+      `${MAX_ERROR_STREAK} errors in a row without an accepted frame; last: ${e.code}: ${e.message}`));
     return R_CLOSE;
   }
   sendBinaryError(sh, c, e, false, seq);
@@ -56,7 +55,7 @@ export function handleBinaryOversize(sh: ShardContext, c: Conn, length: number, 
   sh.drop(c, D_FRAME_TOO_LARGE, message);
   if (fatal || !c.welcomed) {
     // Before the hello nothing is trusted: the first message must be a hello of sane size.
-    sh.close(c, 'frame_too_large', { code: ErrorCodes.FRAME_TOO_LARGE, message: `${message}; stream cannot be resynchronised` });
+    sh.close(c, 'frame_too_large', closeError('frame_too_large', `${message}; stream cannot be resynchronised`));
     return R_CLOSE;
   }
   return nonFatal(sh, c, { code: ErrorCodes.FRAME_TOO_LARGE, message });
@@ -132,7 +131,7 @@ export function handleBinary(sh: ShardContext, c: Conn, buf: Buffer, s: number, 
     if (!c.welcomed) {
       // Before the hello every reply would go to an unauthenticated peer: one error, then the close.
       sh.drop(c, D_MALFORMED, problem);
-      sh.close(c, 'protocol_error', { code: ErrorCodes.PROTOCOL, message: `the first message must be a hello; ${problem}` });
+      sh.close(c, 'protocol_error', closeError('protocol_error', `the first message must be a hello; ${problem}`));
       return R_CLOSE;
     }
     return reject(sh, c, D_MALFORMED, ErrorCodes.MALFORMED, problem);
@@ -152,7 +151,7 @@ export function handleBinary(sh: ShardContext, c: Conn, buf: Buffer, s: number, 
       sh.oweAck(c);
       return R_CONTINUE;
     case T_HELLO:
-      sh.close(c, 'protocol_error', { code: ErrorCodes.PROTOCOL, message: 'hello sent twice' });
+      sh.close(c, 'protocol_error', closeError('protocol_error', 'hello sent twice'));
       return R_CLOSE;
     default:
       return reject(sh, c, D_MALFORMED, ErrorCodes.PROTOCOL, `unknown message type ${show(m.t)}`);
@@ -244,7 +243,7 @@ function seqJump(sh: ShardContext, c: Conn, seq: number, last: number): number {
   const message = `seq ${seq} is more than ${sh.opts.limits.maxSeqJump} ahead of the last accepted ${last}; ` +
     'resume after welcome.last_seq (an operator can move the resume point: POST /api/v1/nodes/{id}/resume-point)';
   sh.drop(c, D_SEQ_JUMP, message);
-  sh.close(c, 'seq_jump', { code: ErrorCodes.SEQ_JUMP, message });
+  sh.close(c, 'seq_jump', closeError('seq_jump', message));
   return R_CLOSE;
 }
 
@@ -262,28 +261,29 @@ function hello(sh: ShardContext, c: Conn, m: Record<string, unknown>): number {
     return R_CONTINUE;
   }
   if (m.t !== T_HELLO) {
-    sh.close(c, 'protocol_error', { code: ErrorCodes.PROTOCOL, message: 'the first message must be a hello' });
+    sh.close(c, 'protocol_error', closeError('protocol_error', 'the first message must be a hello'));
     return R_CLOSE;
   }
   if (m.v !== PROTOCOL_VERSION) {
-    sh.close(c, 'unsupported_version', { code: ErrorCodes.UNSUPPORTED_VERSION, message: `protocol version ${show(m.v)} is not supported; this host speaks ${PROTOCOL_VERSION}` });
+    sh.close(c, 'unsupported_version', closeError('unsupported_version', `protocol version ${show(m.v)} is not supported; this host speaks ${PROTOCOL_VERSION}`));
     return R_CLOSE;
   }
   if (!isValidNodeId(m.node)) {
-    sh.close(c, 'protocol_error', { code: ErrorCodes.PROTOCOL, message: NODE_ID_RULE });
+    sh.close(c, 'protocol_error', closeError('protocol_error', NODE_ID_RULE));
     return R_CLOSE;
   }
   const bad = helloProblem(m);
   if (bad !== null) {
+    // A more precise code than the reason's own: the hello's fields are named in it.
     sh.close(c, 'protocol_error', { code: ErrorCodes.INVALID_HELLO, message: bad });
     return R_CLOSE;
   }
   if (typeof m.token !== 'string' || !sh.token.matches(m.node, m.token)) {
-    sh.close(c, 'auth_failed', { code: ErrorCodes.AUTH_FAILED, message: 'invalid token' });
+    sh.close(c, 'auth_failed', closeError('auth_failed', 'invalid token'));
     return R_CLOSE;
   }
   if (!identityAllows(c.identity, m.node)) {
-    sh.close(c, 'auth_failed', { code: ErrorCodes.AUTH_FAILED, message: `node ${m.node} does not match the client certificate (CN=${c.identity})` });
+    sh.close(c, 'auth_failed', closeError('auth_failed', `node ${m.node} does not match the client certificate (CN=${c.identity})`));
     return R_CLOSE;
   }
   sh.authenticated(c);
