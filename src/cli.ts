@@ -47,13 +47,11 @@ async function main(): Promise<void> {
   }
   installProcessGuard(engine, engine.config.shutdown.deadline_ms);
   installTestFault(process.env);
-  try {
-    await engine.start();
-  } catch (err) {
-    engine.log.fatal({ err: (err as Error).message }, 'start-up failed');
-    await engine.stop().catch(() => undefined);
-    process.exit(1);
-  }
+  // Signal handlers go in before start-up: until a process installs one, SIGTERM and
+  // SIGINT kill it outright, so a supervisor that signals as soon as it sees the
+  // start-up log line could otherwise skip the drain. A signal during start-up
+  // stops the engine once start() has settled.
+  let startup: Promise<unknown> = Promise.resolve();
   let signals = 0;
   const onSignal = (sig: string): void => {
     signals++;
@@ -67,7 +65,7 @@ async function main(): Promise<void> {
       engine.log.error({ deadline_ms: engine.config.shutdown.deadline_ms }, 'shutdown deadline passed: exiting now');
       process.exit(1);
     }, engine.config.shutdown.deadline_ms + 2000).unref();
-    engine.stop().then(() => process.exit(0), (err: Error) => {
+    void startup.catch(() => undefined).then(() => engine.stop()).then(() => process.exit(0), (err: Error) => {
       engine.log.error({ err: err.message }, 'stop failed');
       process.exit(1);
     });
@@ -85,6 +83,14 @@ async function main(): Promise<void> {
   });
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
+  try {
+    startup = engine.start();
+    await startup;
+  } catch (err) {
+    engine.log.fatal({ err: (err as Error).message }, 'start-up failed');
+    await engine.stop().catch(() => undefined);
+    process.exit(1);
+  }
 }
 
 void main();

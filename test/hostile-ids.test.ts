@@ -180,7 +180,11 @@ describe('hostile ids: node table and per-id maps', () => {
         for (const c of lineConns.splice(0)) c.destroy();
       }
       assert.equal(refusedBinary, IDS / 10);
-      const m = await scrape(e);
+      // Every claim is refused before its frame is dropped; wait for the last ones to be counted.
+      const m = await until(async () => {
+        const s = await scrape(e);
+        return metric(s, `radar_ingest_node_claims_refused_total{reason="${f.reason}"}`) >= IDS ? s : null;
+      }, `${IDS} claims refused`, 10000);
       assert.equal(metric(m, `radar_ingest_connections_rejected_total{reason="${f.reason}"}`), IDS / 10, 'binary connections are closed');
       assert.equal(metric(m, `radar_ingest_node_claims_refused_total{reason="${f.reason}"}`), IDS);
       assert.equal(metric(m, 'radar_ingest_nodes'), 4);
