@@ -7,7 +7,7 @@ import { ShardPool } from './shard-pool.js';
 import { ConnectionHandoff } from './connection-handoff.js';
 import { NodeListener } from './node-listener.js';
 import { NodeTable, type NodeHooks, type NodeEntry } from './node-table.js';
-import { DiscardSink, type RingSink, type SinkAccounting } from './ring-sink.js';
+import { DiscardSink, type EngineProbe, type RingSink, type SinkAccounting } from './ring-sink.js';
 import { Metrics, type Totals } from './metrics.js';
 import { HttpServer, sendJson } from './http-server.js';
 import { createLogger, RateLimit, type Logger } from './logger.js';
@@ -45,6 +45,8 @@ export interface EngineOptions {
   supervisorFaults?: { probe?(nodeId: string): void; pass?(): void; build?(nodeId: string): void };
   /** Test-only: replaces /proc for the tracker memory ceiling (null = no /proc). */
   procReader?: ProcReader | null;
+  /** Observation points for benchmarks (see EngineProbe); none by default. */
+  probe?: EngineProbe;
 }
 
 /** Top-level config keys a reload cannot change (listeners, threads, rings, files): a restart applies them. */
@@ -113,9 +115,10 @@ export class Engine {
         ...(opts.now ? { now: opts.now } : {}),
         ...(opts.supervisorFaults ? { faults: opts.supervisorFaults } : {}),
         ...(opts.procReader !== undefined ? { procReader: opts.procReader } : {}),
+        ...(opts.probe ? { probe: opts.probe } : {}),
       });
     }
-    this.sink = opts.sink ?? this.trackers ?? new DiscardSink();
+    this.sink = opts.sink ?? this.trackers ?? new DiscardSink(opts.probe);
     this.pool = new ShardPool({
       shards: config.shards,
       token: config.tcp_server.token,

@@ -13,7 +13,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { NodeDecision, NodeEntry, NodeHooks, NodeInfo, NodeTable } from '../node-table.js';
-import type { RingSink, SinkAccounting } from '../ring-sink.js';
+import type { EngineProbe, RingSink, SinkAccounting } from '../ring-sink.js';
 import { RingWriter, RESERVE_TOO_LARGE } from '../ring-writer.js';
 import { KIND_JSON_LINE } from '../shared/ring-layout.js';
 import {
@@ -42,6 +42,7 @@ export interface SupervisorOptions {
   portIsFree?: (port: number) => Promise<boolean>;
   /** Replaces /proc for the memory ceiling (tests); null = no /proc. */
   procReader?: ProcReader | null;
+  probe?: EngineProbe;
 }
 
 export interface TrackerMetrics {
@@ -140,6 +141,7 @@ export class TrackerSupervisor implements RingSink {
       memoryKilled: () => {
         this.memoryKills++;
       },
+      ...(opts.probe ? { probe: opts.probe } : {}),
     };
   }
 
