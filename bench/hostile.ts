@@ -41,17 +41,19 @@
 // delivered + dropped by reason), then SIGTERM; survived = the engine was alive
 // until then and exited 0 within 45 s.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { request } from 'node:http';
 import os from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { HostileChild, ATTACKS, type Attack, type AttackOptions, type AttackResult, type LegitOptions, type LegitResult } from './hostile-load.js';
-import { sleep, round, gitInfo } from './common.js';
+import { HostileChild, ATTACKS, type Attack, type AttackOptions, type AttackResult, type LegitOptions, type LegitResult } from './lib/hostile-load.js';
+import { ENGINE_CLI as CLI } from './lib/engine-api.js';
+import { sleep, openFds, procStatus } from './lib/probes.js';
+import { defineWorkload, num, str, SAVE_OPTION } from './lib/options.js';
+import { boundRun, gitInfo, report } from './lib/results.js';
+import { fmt, round, stats } from './lib/stats.js';
 
-const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const TOKEN = 'hostile-bench-secret';
 
 /** Goals of the hostile-input issue. */
@@ -82,19 +84,6 @@ export const DEFAULT_SIZES = {
 // ---------------------------------------------------------------------------
 // Pure helpers
 // ---------------------------------------------------------------------------
-
-export interface Stats { samples: number; p50_ms: number; p99_ms: number; max_ms: number; mean_ms: number }
-
-/** p50/p99/max/mean of ms samples (NaN when empty). */
-export function stats(xs: number[]): Stats {
-  const n = xs.length;
-  if (n === 0) return { samples: 0, p50_ms: NaN, p99_ms: NaN, max_ms: NaN, mean_ms: NaN };
-  const v = Float64Array.from(xs).sort();
-  const q = (p: number): number => round(v[Math.min(n - 1, Math.floor(p * n))]!, 3);
-  let sum = 0;
-  for (const x of v) sum += x;
-  return { samples: n, p50_ms: q(0.5), p99_ms: q(0.99), max_ms: round(v[n - 1]!, 3), mean_ms: round(sum / n, 3) };
-}
 
 /** Prometheus text exposition -> `name{labels}` -> value (comments and malformed lines skipped). */
 export function parseMetrics(text: string): Map<string, number> {
@@ -191,21 +180,8 @@ function httpGet(port: number, path: string, timeoutMs: number): Promise<{ statu
 }
 
 function procStatusKb(pid: number): { rss: number; hwm: number } | null {
-  try {
-    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(s)?.[1] ?? NaN);
-    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
-  } catch {
-    return null;
-  }
-}
-
-function openFds(pid: number): number | null {
-  try {
-    return readdirSync(`/proc/${pid}/fd`).length;
-  } catch {
-    return null;
-  }
+  const st = procStatus(pid);
+  return st.VmRSS === undefined ? null : { rss: st.VmRSS / 1024, hwm: (st.VmHWM ?? NaN) / 1024 };
 }
 
 /** Log lines the engine wrote (pino JSON on stdout), by level, and the last error/fatal lines. */
@@ -530,7 +506,6 @@ async function scrape(port: number): Promise<Map<string, number> | null> {
 // Summary
 // ---------------------------------------------------------------------------
 
-const fmt = (x: number | null | undefined, d = 0): string => (x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
 
 export function hostileSummary(r: Record<string, unknown>): string {
   const x = r as any; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -562,3 +537,28 @@ export function parseAttacks(v: string | undefined): Attack[] {
   for (const a of out) if (!(ATTACKS as readonly string[]).includes(a)) throw new Error(`--attacks: unknown attack ${a} (${ATTACKS.join(', ')})`);
   return out as Attack[];
 }
+
+const options = {
+  baseline: num(20, 'baseline phase (legitimate load only), seconds'),
+  duration: num(60, 'attack phase, seconds'),
+  nodes: num(64, 'legitimate binary nodes', 1),
+  fps: num(20, 'frames/s per legitimate node'),
+  detections: num(10, 'detections per legitimate frame', 1),
+  attacks: str('all', `attack mix: all or a list of ${ATTACKS.join(',')}`),
+  rssCapMb: num(4096, 'the engine is killed past this RSS (counted as not surviving), MB'),
+  engineNofile: num(1024, 'ulimit -n for the engine (0 = inherit)'),
+  ...SAVE_OPTION,
+};
+
+export const workload = defineWorkload({
+  about: 'legitimate binary nodes at 20 Hz against the CLI engine, a baseline, then an attack mix on every port',
+  options,
+  run: async (o) => {
+    boundRun(o.baseline + o.duration + 300);
+    const res = await runHostile({
+      baselineS: o.baseline, durationS: o.duration, nodes: o.nodes, fps: o.fps, detections: o.detections,
+      attacks: parseAttacks(o.attacks), rssCapMb: o.rssCapMb, engineNofile: o.engineNofile,
+    });
+    report('hostile', res, hostileSummary(res), !o.noSave);
+  },
+});

@@ -138,6 +138,7 @@ export class Engine {
     }, this.counters, {
       onSocketClosed: (h) => this.nodes.socketClosed(h.id),
       onGone: (h) => this.log.debug({ conn: h.id, remote: h.remote, reason: h.closeReason ?? 'peer_closed' }, 'connection closed'),
+      ...(opts.probe?.onSocketRead ? { onRead: opts.probe.onSocketRead.bind(opts.probe) } : {}),
     });
     const th = this.trackers?.hooks ?? {};
     const hooks: NodeHooks = {

@@ -31,10 +31,14 @@ export interface RingSink {
  * probe sees a frame at the instant it leaves the ring stage; unset, they cost nothing.
  */
 export interface EngineProbe {
+  /** Bytes were read from a node's socket (the first stage, before the shard). */
+  onSocketRead?(bytes: Buffer): void;
   /** A batch of frames (JSON lines) is being written into a tracker's input. */
   onTrackerWrite?(nodeId: string, bytes: Buffer): void;
   /** The drain-only sink is freeing these ring records (headers and payloads, as stored). */
   onSinkDrain?(nodeId: string, records: Buffer): void;
+  /** A tracker reconcile pass ran from startNs to endNs (process.hrtime). */
+  onReconcilePass?(startNs: number, endNs: number): void;
 }
 
 /**

@@ -258,6 +258,7 @@ export class TrackerSupervisor implements RingSink {
     this.running = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    const t0 = process.hrtime.bigint();
     try {
       this.passes++;
       this.opts.faults?.pass?.();
@@ -271,6 +272,7 @@ export class TrackerSupervisor implements RingSink {
       this.log.error({ err: (err as Error).message }, 'tracker supervisor pass failed; carrying on');
     } finally {
       this.running = false;
+      this.opts.probe?.onReconcilePass?.(Number(t0), Number(process.hrtime.bigint()));
       if (!this.closed) {
         this.timer = setTimeout(() => this.runPass(), this.nextPassIn());
         this.timer.unref();
