@@ -1,48 +1,6 @@
-// Workload `connections`: N mostly idle node connections against
-// a real Engine, and the same N connections against a bare read-and-discard Node
-// `net` server (`raw`, the ceiling), measured in the same invocation.
-//
-// Processes (three per phase, all on 127.0.0.1):
-//   this one      orchestrates; holds no node socket.
-//   server child  this file with --conn-server: the Engine (in process, like
-//                 bench/run.ts does it) or the raw server; measures itself (RSS
-//                 from /proc/self/status, heap after gc(), process and main-thread
-//                 CPU, event-loop utilisation of the main thread and of the shard
-//                 workers, event-loop lag with perf_hooks.monitorEventLoopDelay, GC
-//                 pauses). A fresh process per phase, so the RSS deltas are clean.
-//   client child  the load generator's idle mode: holds the N sockets (the fd limit is per
-//                 process), connects with at most `parallel` connects in progress.
-//
-// Engine config: the defaults except tcp_server (enabled, 127.0.0.1, port 0, token),
-// http (127.0.0.1, port 0), limits.max_connections = max(10,000, N) + headroom,
-// agents.key_file in the temp dir, and sink `discard`: the default sink `trackers`
-// would spawn one tracker process per node (10,000 processes) for connections that
-// send no frame at all. Rings are still allocated per node (ring.size_bytes default).
-// The log level is the default `info` (one line per node connect/disconnect); the
-// server's stdout is read here and counted by level, warnings and errors kept.
-//
-// One phase (engine or raw):
-//   accept     the client connects N (half binary: hello -> welcome; half line: the
-//              first heartbeat authenticates and claims the node). Accept time =
-//              first connect() -> the later of the client's last ready connection
-//              and the server seeing all N (engine: N nodes connected (claimed and
-//              granted) and the line connections' first heartbeats counted; raw:
-//              first bytes from all N). Machine TCP counters (ListenOverflows,
-//              ListenDrops, ...) are read before and after: SYNs dropped by a full
-//              listen queue would show there (and as connects over 900 ms).
-//   memory     1 s later, after gc(): RSS, heap, external/arrayBuffers; RSS per
-//              connection = (after - before) / N, `before` taken after start.
-//   idle       `idle` seconds with no traffic at all (timers, sweeps).
-//   heartbeats every connection sends a heartbeat every `heartbeatMs`, spread evenly;
-//              after a warm-up, a `window` of seconds: heartbeats sent (client) and
-//              counted (radar_ingest_heartbeats_total), the server's CPU, ELU, lag.
-//   books      heartbeats stop; every heartbeat sent must be counted (engine), every
-//              byte sent received (both); no connection closed or refused before
-//              the stop (connections_rejected_total, connections_closed_total by
-//              reason, the client's early closes); /metrics scraped after accept and
-//              after the window (connections_open, nodes_connected, scrape time).
-//   stop       the server closes every connection (engine.stop()), the client sees
-//              N closes, both processes exit.
+// Workload `connections`: N mostly idle node connections against a real Engine and
+// against a bare read-and-discard server (raw), in fresh server processes per phase
+// (accept, memory, idle, heartbeats, books, stop). Details: docs/benchmarks.md.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';

@@ -1,27 +1,6 @@
-// The end-to-end benchmark (workload `e2e` of bench/run.ts): frames from the
-// nodes' sockets to the trackers' input.
-//
-// The engine runs with its default sink (`trackers`) and auto-provisioning: each
-// of the N load-generator connections (nodes bench-0..N-1) gets a tracker process
-// of its own, bench/drain-tracker.ts (counts frames, records send-to-arrival
-// latency from the generator's send-time markers, reports to files when stopped).
-// The generator sends stamped line frames (increasing timestamps: the feeder
-// skips repeated ones; a send-time marker in the first frame of every write).
-//
-// One run:
-//   setup   engine + generator; one frame per node makes the engine provision and
-//           start the N trackers; wait until every tracker runs and got its frame.
-//   max     unpaced push; after the warm-up, over the window: frames/s written
-//           into rings and frames/s delivered to the trackers' input
-//           (engine.totals().delivered: bytes handed to the OS for the tracker),
-//           the engine's threads, the trackers' and the generator's CPU.
-//   pause   the generator stops and the rings drain into the trackers.
-//   half    paced push at `loadFraction` of the delivered rate just measured;
-//           after a warm-up, the latency window: send-time markers sent in it are
-//           the latency samples (measured in the trackers at arrival).
-//   stop    the generator stops, the rings drain, the books are checked; the
-//           engine stops (its trackers write their reports); the trackers' frame
-//           counts must add up to `delivered`.
+// Workload `e2e`: frames from the nodes' sockets to the trackers' input. One drain
+// tracker process per node (auto-provisioned); per rep: the discard-sink reference,
+// the unpaced max phase, then a paced phase for latency. Details: docs/benchmarks.md.
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,53 +1,6 @@
-// The fleet benchmark (issue 6): many nodes at the rate real nodes send, against
-// a real Engine with its production sink (`trackers`) and auto-provisioning.
-//
-//   node dist/bench/fleet.js [--nodes 1000] [--fps 2] [--duration 60] [--detections 10]
-//                            [--heartbeat-ms 5000] [--warmup 3] [--max 0] [--port-start 20000]
-//
-// Load: bench/fleet-client.ts, N line-protocol nodes (fleet-0..N-1, one TCP
-// connection each), `fps` frames/s per node, the fleet's writes spread evenly
-// over time, one heartbeat per node every `heartbeatMs`; frames with strictly
-// increasing timestamps per node and a send-time marker each.
-//
-// Trackers: one per node, auto-provisioned, the minimal command
-// `sh -c 'exec cat >/dev/null'` with `tracker.input: stdin` (about 1 MB each,
-// against ~50 MB for a Node process): it reads its input and prints nothing (no
-// track events). The provisioning range still has to hold N ports (the
-// allocator assigns one per node whatever the input), outside the ephemeral range.
-//
-// Latency: "send to tracker input" is measured where the engine hands a batch to
-// the tracker's input pipe: TrackerProcess.prototype.write is wrapped (as in
-// bench/e2e.ts, half.latency_to_tracker_write) and, for every send-time marker in
-// the batch, records hrtime at that write minus the marker. It includes the
-// generator's socket write, loopback TCP, the engine's main thread, the shard
-// worker, the ring and the feeder; it excludes the pipe itself and the tracker
-// process's wake-up (cat cannot timestamp what it reads).
-//
-// Sink `discard` (--sink discard): the issue's other sink, "a configured
-// drain-only consumer for deployments whose trackers run elsewhere": the engine
-// runs with `sink: discard` (no tracker processes; each ring is drained as data
-// arrives and the frames are counted as dropped{reason="discarded"}). Latency is
-// then taken where that sink drains a ring: DiscardSink.prototype.onData is
-// wrapped to look at the records it is about to free (a copy of the ring's used
-// bytes, markers scanned) before it frees them. The wrapper's work is bench
-// overhead on the engine's main thread, as the write wrapper's is.
-//
-// One run:
-//   setup   engine (sink trackers, auto-provisioning), generator connects every
-//           node and writes one frame each; wait until every tracker process runs
-//           and got its node's first frame. Not in the window.
-//   paced   `warmupS` of paced load, then the window (`durationS`): engine process
-//           CPU (all threads) and main-thread CPU, event-loop utilisation and lag
-//           (the engine's own prom-client monitorEventLoopDelay, read and reset at
-//           the window's edges: no extra timer in the engine), RSS, the latency samples of frames sent in
-//           the window, frames sent vs delivered, the trackers' and the
-//           generator's CPU (separately), supervisor passes and GC pauses.
-//   max     (optional, `maxS` > 0) the generator pushes unpaced: frames/s into
-//           rings and delivered to the trackers, CPU; the growth bench uses it.
-//   stop    the generator stops, the rings drain, the books are checked
-//           (engine.totals(): received = inRings + inSink + delivered + dropped,
-//           sent = received, nothing dropped, heartbeats counted); the engine stops
-//           its trackers; every tracker process must be gone.
+// Workload `fleet`: many field nodes at a low rate with heartbeats, one minimal
+// tracker per node (or the drain-only sink); latency to the tracker's input through
+// the engine's probe, host CPU, memory, event-loop lag. Details: docs/benchmarks.md.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -64,7 +17,7 @@ import type { Mode } from './ingest.js';
 
 const TOKEN = 'fleet-secret';
 
-/** Targets of issue 6 for a fleet of nodes at 2 Hz. */
+/** Targets for a fleet of nodes at 2 Hz. */
 export const FLEET_TARGETS = { p99_ms: 2, host_cpu_pct_of_core: 15 };
 
 export const MINIMAL_TRACKER = ['sh', '-c', 'exec cat >/dev/null'];

@@ -1,18 +1,6 @@
-// Workload `floor`: the latency floor of the design on this machine.
-//
-// The e2e workload's paced generator (same connections, frames, send-time markers,
-// nice value) pushes at a fixed rate into a bare Node server that runs none of the
-// engine's code. Three cells, each adding one part of DESIGN's data path:
-//   read    the main thread reads every socket and takes the latency at the read;
-//   hop     every read also goes to one worker thread and back (transferred, batched
-//           per event-loop turn, as src/shard-pool.ts does), latency on its return;
-//   decode  the same, with the worker busy `nsPerByte` per byte received: the shard's
-//           measured decode cost (~2.2 us per ~175-byte line frame), as a busy wait.
-//   engine  (for comparison) the real engine with the drain-only sink under the same
-//           load: bench/e2e.ts's run with tracker none at this paced rate.
-// No rings, trackers or engine: what any implementation of "the main thread reads,
-// a worker decodes, the main thread feeds the trackers" pays here before its own
-// work. Latency = generator write -> back on the main thread.
+// Workload `floor`: the latency floor of the design on this machine. The e2e paced
+// generator into a bare server (read), + one worker hop per read (hop), + the
+// shard's decode cost as a busy wait (decode), and the real engine (engine).
 import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';

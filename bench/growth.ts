@@ -1,19 +1,6 @@
-// Workload `growth`: how throughput, CPU, memory and latency grow with
-// the number of nodes (1, 10, 100, 1,000 at a fixed detections per frame) and
-// with the detections per frame (1, 10, 50, 200 at a fixed node count).
-//
-// Every cell is one bench/fleet.ts run (runFleet), by default in a fresh process
-// (`run.js fleet ...`) so that one cell's heap, rings and threads do
-// not weigh on the next cell's RSS:
-//  - paced, fleet style (each node 2 frames/s, writes spread evenly, heartbeats,
-//    one minimal `cat` tracker per node): engine CPU, RSS, RSS per node, latency
-//    send -> hand-off to the tracker's input (p50/p99), over `cellS` seconds;
-//  - idle (connected, nothing sent, `idleS` s): the fixed cost of N nodes;
-//  - then unpaced (`maxS` s): the same nodes push as fast as the engine takes
-//    frames, through the same engine (sink trackers): frames/s into rings (max)
-//    and delivered to the trackers' input. The unpaced phase uses the fleet
-//    generator, not bench/loadgen.ts, because loadgen's line frames cycle through
-//    1-5 detections and the detections sweep needs a fixed count per frame.
+// Workload `growth`: how throughput, CPU, memory and latency grow with the number
+// of nodes and with the detections per frame. Every cell is one fleet run, by
+// default in a fresh process so one cell's heap does not weigh on the next.
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
@@ -82,7 +69,6 @@ interface CellRow {
   event_loop_lag_p99_ms: number;
   supervisor_pass_p50_ms: number;
   setup_s: number;
-  spawn_ms_p50: number;
   accounting_ok: boolean;
   violations: string[];
 }
@@ -120,7 +106,6 @@ function rowOf(sweep: CellRow['sweep'], r: any): CellRow {
     event_loop_lag_p99_ms: p.event_loop_lag_ms.p99,
     supervisor_pass_p50_ms: p.supervisor_passes.p50_ms,
     setup_s: r.setup.total_s,
-    spawn_ms_p50: r.setup.spawn_ms.p50,
     accounting_ok: r.accounting.ok,
     violations: r.accounting.violations,
   };

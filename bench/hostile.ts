@@ -1,45 +1,6 @@
-// The hostile benchmark: does legitimate traffic get through while the host is
-// attacked from every port at once?
-//
-//   npm run bench -- hostile [--duration 60] [--baseline 20] [--nodes 64] [--fps 20]
-//                            [--attacks slowloris,amplifier,idflood,oversize,storm,badurl]
-//                            [--rss-cap-mb 4096] [--engine-nofile 1024]
-//
-// The engine runs as deployed: the CLI (dist/src/cli.js) as a subprocess with a
-// temporary config (127.0.0.1, free ports, `sink: discard`, shared token, every
-// other key at its default, log level info so log floods are counted), under
-// `ulimit -n 1024` (soft and hard; Node itself raises the soft limit to the hard
-// one, so only a hard limit binds).
-//
-// Legitimate load (bench/hostile-load.ts, a process of its own): `nodes` binary
-// nodes (legit-0..N-1, ids no attacker uses) at `fps` frames/s each, writes spread
-// evenly, for the whole run. Delivered = acked by the host and not refused with an
-// `error` for its seq (an ack means "published in the node's ring"; with the
-// drain-only sink nothing can be lost after the ring except by a counted drop,
-// which the accounting identity below shows). Latency = first write to the ack
-// that settled the frame (send -> ingest), by the phase the frame was sent in.
-// Binary, not line: the line protocol has no replies, and with the drain-only sink
-// nothing would tell which of a line node's frames got in.
-//
-// Phases: baseline (`baseline` s, legitimate load only), attack (`duration` s, the
-// legitimate load goes on while the attack mix of bench/hostile-load.ts runs, in
-// a second process, from source addresses 127.0.0.2-11 so per-source limits can
-// tell it from the legitimate nodes and the probe on 127.0.0.1: slow-loris
-// (1,100 sockets over the ten sources), never-reading error amplifiers, distinct-id flood,
-// oversize frames, reconnect storm, malformed request targets from the middle of
-// the phase on, over a keep-alive connection held since the phase began so they
-// reach the host even when slow-loris holds every descriptor; each attacker
-// bounded in count and time), then the legitimate nodes stop and get up to 15 s
-// to have everything settled.
-//
-// Meanwhile, in this process: GET /healthz every 75 ms on a new connection
-// (latency, failures; a request counts as failed after 2 s), and the engine's
-// VmRSS / VmHWM and open descriptors every 250 ms. Past `rss-cap-mb` the bench
-// SIGKILLs the engine (the machine is shared; counts as not survived).
-//
-// End: /metrics is read (accounting identity: received = in rings + in sink +
-// delivered + dropped by reason), then SIGTERM; survived = the engine was alive
-// until then and exited 0 within 45 s.
+// Workload `hostile`: legitimate binary nodes against the CLI engine (a subprocess,
+// as deployed), a baseline, then an attack mix on every port; delivered share,
+// send->ack latency, RSS, /healthz and survival. Details: docs/benchmarks.md.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
@@ -56,7 +17,7 @@ import { fmt, round, stats } from './lib/stats.js';
 
 const TOKEN = 'hostile-bench-secret';
 
-/** Goals of the hostile-input issue. */
+/** Goals under hostile input. */
 export const HOSTILE_TARGETS = { delivered_pct: 100, healthz_max_ms: 100 };
 
 export interface HostileOptions {

@@ -23,7 +23,7 @@ export const TARGETS = {
   binary: { metric: 'detections_per_s' as const, min: 15_000_000, what: 'binary protocol detections/s into rings' },
 };
 /**
- * End to end (the tracker issue): delivered to the trackers' input at least this
+ * End to end: delivered to the trackers' input at least this
  * share of the line protocol's into-ring rate with the discard sink (the ingest
  * workload's metric, measured in the same run), and p99 send-to-tracker latency
  * under this at `loadFraction` (half) of the measured end-to-end rate.

@@ -1,21 +1,7 @@
-// The two load processes of the hostile benchmark (bench/hostile.ts), forked from
-// this compiled file so neither shares an event loop with the engine, the probe or
-// each other:
-//
-//  - legit: N binary-protocol nodes (legit-0..N-1, ids no attacker uses) pushing
-//    `fps` frames/s each, spread evenly over time. A frame counts as delivered when
-//    the host acks it (an ack means "published in the node's ring") and no `error`
-//    named its seq; the send-to-ack time is the frame's ingest latency. A node whose
-//    connection is closed reconnects (backoff 200 ms doubling to 2 s) and resends
-//    what `welcome.last_seq` says the host does not have, as docs/protocol.md asks
-//    of a node; frames produced while disconnected wait in the node's queue.
-//  - attack: the attack mix of the attack phase, every attacker bounded in count
-//    and in time (it stops at the phase's deadline whatever the host does):
-//    slow-loris on HTTP, never-reading error amplifiers on the node port,
-//    a distinct-node-id flood, oversize frames, a reconnect storm and malformed
-//    request targets (`GET //[`).
-//
-// Everything goes to 127.0.0.1 only.
+// The load generator's `hostile` mode: legit (binary nodes at a steady rate that
+// reconnect and resend as docs/protocol.md asks; delivered = acked) or attack
+// (slow-loris, never-reading amplifiers, a node-id flood, oversize frames, a
+// reconnect storm, malformed URLs; each bounded in count and time). 127.0.0.1 only.
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';

@@ -1,39 +1,8 @@
-// Fleet load generator (bench/fleet.ts, bench/growth.ts): many field nodes, one
-// TCP connection each (nodes fleet-0..N-1), speaking the line protocol the way
-// retina nodes do, in a process of its own (forked from this compiled file) so
-// it never shares the engine's event loop.
-//
-// Why not bench/loadgen.ts: its paced mode gives every connection its frames at
-// the same instant (all N nodes write in the same millisecond every 1/fps s), it
-// sends no heartbeats, and its line frames cycle through 1-5 detections. A fleet
-// of nodes at 2 Hz is the opposite load: few small writes, evenly spread, with a
-// fixed number of detections per frame and a heartbeat per node now and then.
-//
-// Frames. Every node has a template line
-//   {"node_id":"fleet-7","token":"...","timestamp":<13 digits>,"t":"<19 digits>","delay":[..],"doppler":[..],"snr":[..],"adsb":[..]}
-// with `detections` detections. Before each write the copy to be written is
-// patched in place: the timestamp (TS0 + 500 ms x the node's frame number, so
-// strictly increasing per node: the trackers sink skips repeated and older ones)
-// and the send-time marker "t" = process.hrtime.bigint() at the write
-// (CLOCK_MONOTONIC; the engine passes unknown keys through to the tracker, so the
-// bench can read it back where the engine writes the frame to the tracker).
-//
-// Schedules:
-//  - paced (`go`): `fps` frames/s per node, node i's frames offset by i/N of the
-//    period, so the fleet's writes are spread evenly over time (N x fps writes a
-//    second, one frame each, 1/(N x fps) s apart); a heartbeat line per node
-//    every `heartbeatMs`, spread the same way (offset by half a frame step). Open
-//    loop: a frame more than 200 ms late is skipped and counted (`paceSkipped`);
-//    a node with more than 1 MiB queued in this process skips its frame too
-//    (`backpressureSkipped`).
-//  - unpaced (`flood`): every connection writes batches of whole frames
-//    (`chunkBytes`, `depth` writes in flight) as fast as the engine takes them;
-//    only the batch's first frame carries a real send-time marker.
-//
-// Parent side: FleetClient.start(opts) forks the child, which connects every node
-// (64 connects at a time) and writes one frame per node (the prime: it makes the
-// engine provision the node's tracker) before start() resolves. go(), flood(),
-// pause(), mark() and stop() as in bench/loadgen.ts.
+// The load generator's `fleet` mode: many nodes (fleet-0..N-1), one connection each,
+// line frames with a fixed number of detections, each frame stamped (timestamp and
+// send-time marker) at its write. Paced: node i's frames offset by i/N of the period
+// and a heartbeat per node now and then (late frames skipped and counted); or
+// flooding batches as fast as the engine takes them.
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';

@@ -1,24 +1,6 @@
-// Client process of the `connections` benchmark (bench/connections.ts): holds N
-// mostly idle node connections in a process of its own (the fd limit is per
-// process), forked by the orchestrator and driven over IPC.
-//
-//  connect    opens the N connections with at most `parallel` in progress at once
-//             (a sliding window: a new connect starts when an earlier one is
-//             ready), so the listen queue (somaxconn) never sees a burst of N SYNs.
-//             Connection i speaks the binary protocol or the line protocol (`mix`:
-//             half = even i binary, odd i line). Ready means: binary: hello sent and
-//             welcome received; line: connected and the first heartbeat (which
-//             authenticates the connection and claims the node) written.
-//  hb-start   heartbeats, spread evenly: every connection sends one per
-//             `heartbeatMs` (binary {t:'hb'}, line {"node_id","token","type":"heartbeat"}),
-//             written from a 10 ms tick, connection k due at (k / N) of the interval.
-//  mark       counters now (heartbeats written, bytes, acks received, CPU, ELU).
-//  hb-stop    stops the heartbeats, reports the totals.
-//  expect-close  the server is about to close every connection: reports once all
-//             are closed (or after a bound), then `exit`.
-//
-// Nothing here retries: a connection that fails or is closed early is counted and
-// reported (that is what the benchmark checks). Hard deadline: exits by itself.
+// The load generator's `idle` mode: holds N mostly idle connections (binary, line
+// or half of each), opened through a sliding window of connects, then heartbeats
+// spread evenly; reports connect times, early closes and host errors. Nothing retries.
 import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { encodeHello, encodeMessage, decodeBody, T_WELCOME, T_ACK, T_ERROR, T_HEARTBEAT } from './engine-api.js';

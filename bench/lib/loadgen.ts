@@ -1,38 +1,10 @@
-// Load generator for the ingest benchmarks. Runs in its own process (forked from
-// this compiled file), so it never shares the engine's event loop: N TCP
-// connections (nodes bench-0..N-1) push pre-encoded frames as fast as the engine
-// takes them, for as long as the parent says (bounded by a hard deadline).
-//
-//  - line:   retina JSON lines (1-5 detections a frame, cycling) with node_id and
-//            token. Each connection encodes one large chunk of whole lines once and
-//            writes it over and over; a new write is issued only from the previous
-//            write's callback (socket back-pressure), `depth` writes in flight.
-//  - binary: hello (encodeHello), wait for the welcome, then frames (encodeFrame,
-//            50 detections) with increasing sequence numbers. A batch of frames is
-//            encoded once from templates; before each write the sequence numbers and
-//            timestamps are patched in place (fixed-width msgpack fields), into a
-//            buffer that is not in flight. Acks are read and the last one is kept.
-//
-//  - line with `stamped` (the e2e workload, where a tracker sink skips frames whose
-//            timestamp is not after the last one fed): every write is patched in
-//            place first (LineBatch): increasing timestamps (1 apart per node), and
-//            in the write's first frame a send-time marker "t":"<19 digits>" =
-//            process.hrtime.bigint() at the write (CLOCK_MONOTONIC; the drain
-//            tracker subtracts it from its own hrtime at arrival).
-//
-// Pacing (`go({ fps })`): instead of pushing as fast as the engine takes frames,
-// every `tickMs` each connection writes the frames it owes for a constant rate
-// (fps spread evenly over the connections; open loop: the schedule does not wait
-// for the engine). Frames owed for more than 100 ms, or while a connection has more
-// than 4 MiB queued, are skipped and counted (`paceSkipped`): the generator fell
-// behind and the rate it reports is lower than asked.
-//
-// Parent side: `Loadgen.start(opts)` forks the child(ren), which connect (and do
-// the hello) before `start` resolves; `prime()` writes one frame per connection
-// (stamped line only); `go()` starts the push (unpaced, or paced with `{ fps }`),
-// `pause()` stops it and waits for in-flight writes, `mark()` samples the counters
-// (frames sent so far, generator CPU), `stop()` stops pushing, waits for in-flight
-// writes, ends the connections and returns the final counts.
+// The load generator: a forked process (never the engine's event loop), one program
+// with several modes (`--loadgen-child <mode>`). This file is the `push` mode: N
+// connections push pre-encoded frames (line: whole retina lines, or stamped with
+// increasing timestamps and a send-time marker; binary: renumbered in place, acks
+// read) as fast as the engine takes them, or paced at a rate (`go({ fps })`, open
+// loop: frames owed too long are skipped and counted). Modes fleet and idle are in
+// loadgen-fleet.ts and loadgen-idle.ts, the hostile mode in hostile-load.ts.
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
