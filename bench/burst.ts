@@ -7,11 +7,11 @@ import { calibrate } from './lib/engine-run.js';
 import { defineWorkload, num, type OptValues } from './lib/options.js';
 import { boundRun, header, report } from './lib/results.js';
 import { fmt, med, round } from './lib/stats.js';
-import { TOKEN, baseOf, loadOptions, runOnce, type Mode } from './ingest.js';
+import { CELL_OPTIONS, TOKEN, baseOf, loadOptions, runOnce, type Mode } from './ingest.js';
 import { runCeiling, type CeilingResult } from './ceiling.js';
 import { runE2eOnce } from './e2e.js';
 
-const options = { ...loadOptions(5, 3), portStart: num(19000, 'first tracker port to provision', 1) };
+const options = { ...loadOptions(5, 3), ...CELL_OPTIONS, portStart: num(19000, 'first tracker port to provision', 1) };
 
 interface BurstCell {
   protocol: BenchProtocol;

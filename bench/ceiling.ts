@@ -8,7 +8,7 @@ import { snapshot, delta, sleep } from './lib/probes.js';
 import { defineWorkload } from './lib/options.js';
 import { boundRun, header, report } from './lib/results.js';
 import { fmt, round } from './lib/stats.js';
-import { TOKEN, baseOf, loadOptions, type CellSpec } from './ingest.js';
+import { CELL_OPTIONS, TOKEN, baseOf, loadOptions, type CellSpec } from './ingest.js';
 
 export interface CeilingResult {
   protocol: BenchProtocol;
@@ -81,7 +81,7 @@ export async function runCeiling(spec: CellSpec): Promise<CeilingResult> {
   }
 }
 
-const options = loadOptions(5, 1);
+const options = { ...loadOptions(5, 1), protocols: CELL_OPTIONS.protocols, detections: CELL_OPTIONS.detections };
 
 export const workload = defineWorkload({
   about: 'the generator against a bare read-and-discard server (no engine)',

@@ -113,16 +113,13 @@ export interface RunResult {
   accounting: Accounting;
 }
 
-/** The engine-under-load options shared by ingest, ceiling, burst and e2e. */
+/** The load options shared by ingest, ceiling, burst and e2e. */
 export function loadOptions(durationS: number, reps: number) {
   return {
     duration: num(durationS, 'measured window per run, seconds'),
     warmup: num(1.5, 'load before the window, seconds'),
     reps: num(reps, 'runs per cell, medians reported', 1),
     connections: num(64, 'nodes (TCP connections)', 1),
-    protocols: list<BenchProtocol>(['line', 'binary'], 'protocols', ['line', 'binary']),
-    modes: list<Mode>(['shards0', 'default'], 'engine modes: default (shards: auto), shardsN (shards: N)', /^(default|shards\d+)$/),
-    detections: num(50, 'binary detections per frame', 1),
     chunkKb: num(256, 'bytes per generator write, KiB', 1),
     depth: num(2, 'generator writes in flight per connection', 1),
     procs: num(1, 'generator processes', 1),
@@ -130,6 +127,14 @@ export function loadOptions(durationS: number, reps: number) {
     ...SAVE_OPTION,
   };
 }
+
+/** The cells of ingest, ceiling and burst: protocols x engine modes. */
+export const CELL_OPTIONS = {
+  protocols: list<BenchProtocol>(['line', 'binary'], 'protocols', ['line', 'binary']),
+  modes: list<Mode>(['shards0', 'default'], 'engine modes: default (shards: auto), shardsN (shards: N)', /^(default|shards\d+)$/),
+  detections: num(50, 'binary detections per frame', 1),
+};
+
 type LoadValues = OptValues<ReturnType<typeof loadOptions>>;
 export type Base = Omit<CellSpec, 'protocol' | 'mode' | 'detections'>;
 
@@ -281,7 +286,7 @@ function medians(runs: RunResult[]): Record<string, number | number[]> {
 }
 
 
-async function runIngest(o: LoadValues): Promise<void> {
+async function runIngest(o: LoadValues & OptValues<typeof CELL_OPTIONS>): Promise<void> {
   const { reps, protocols, modes } = o;
   const base = baseOf(o);
   const detFor = (p: BenchProtocol): number => (p === 'binary' ? o.detections : 3);
@@ -369,6 +374,6 @@ async function runIngest(o: LoadValues): Promise<void> {
 
 export const workload = defineWorkload({
   about: 'frames and detections into rings (sink discard), by protocol and engine mode',
-  options: loadOptions(10, 3),
+  options: { ...loadOptions(10, 3), ...CELL_OPTIONS },
   run: runIngest,
 });
