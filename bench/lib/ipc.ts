@@ -1,6 +1,7 @@
 // The parent and child ends of the benchmark's helper processes (load generators,
 // measured servers): requests answered by message type over the IPC channel.
 import { fork, type ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 
@@ -98,6 +99,27 @@ export function childChannel<TOut>(name: string, keep = 20) {
       return c.user + c.system;
     },
     eluActiveMs: (): number => performance.eventLoopUtilization(elu0).active,
+    /** Answers `ready` once `init` resolves; on failure `fail` and exit. */
+    answerInit(init: Promise<void>): void {
+      init.then(() => ch.send({ t: 'ready' } as TOut), (err: Error) => {
+        ch.send({ t: 'fail', error: err.message } as TOut);
+        setTimeout(() => process.exit(1), 50);
+      });
+    },
+    /** Half-closes every open socket, waits (bounded) until the host closed its side, then reports the final message and exits. */
+    closeAndReport(conns: Array<{ socket: Socket; closed: boolean }>, final: () => TOut): void {
+      const closing = conns.map((c) => new Promise<void>((resolve) => {
+        if (c.closed) return resolve();
+        c.socket.once('close', () => resolve());
+        c.socket.end();
+      }));
+      const bound = new Promise<void>((r) => setTimeout(r, 15000).unref());
+      void Promise.race([Promise.all(closing), bound]).then(() => {
+        for (const c of conns) if (!c.closed) c.socket.destroy();
+        ch.send(final());
+        setTimeout(() => process.exit(0), 50);
+      });
+    },
     /** Exits by itself after maxS seconds, whatever the parent does. */
     deadline(maxS: number): void {
       setTimeout(() => {

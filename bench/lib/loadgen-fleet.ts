@@ -321,17 +321,9 @@ export function fleetChild(): void {
     if (doneSent || !stopping) return;
     for (const n of nodes) if (n.inflight > 0) return;
     doneSent = true;
-    const closing = nodes.map((n) => new Promise<void>((resolve) => {
-      if (n.closed) return resolve();
-      n.socket.once('close', () => resolve());
-      n.socket.end();
-    }));
-    const bound = new Promise<void>((r) => setTimeout(r, 15000).unref());
-    void Promise.race([Promise.all(closing), bound]).then(() => {
-      for (const n of nodes) if (!n.closed) n.socket.destroy();
+    ch.closeAndReport(nodes, () => {
       const seqs = nodes.map((n) => n.seq);
-      send({ t: 'done', r: { ...sample(), errors, closedEarly, framesPerNodeMin: Math.min(...seqs), framesPerNodeMax: Math.max(...seqs) } });
-      setTimeout(() => process.exit(0), 50);
+      return { t: 'done', r: { ...sample(), errors, closedEarly, framesPerNodeMin: Math.min(...seqs), framesPerNodeMax: Math.max(...seqs) } };
     });
   }
 
@@ -382,10 +374,7 @@ export function fleetChild(): void {
   process.on('message', (m: ToChild) => {
     switch (m.t) {
       case 'init':
-        init(m.opts).then(() => send({ t: 'ready' }), (err: Error) => {
-          send({ t: 'fail', error: err.message });
-          setTimeout(() => process.exit(1), 50);
-        });
+        ch.answerInit(init(m.opts));
         break;
       case 'go':
         startPaced(m.pace);

@@ -450,19 +450,11 @@ function childMain(): void {
   }
 
   function finish(): void {
-    const closing = conns.map((c) => new Promise<void>((resolve) => {
-      if (c.closed) return resolve();
-      c.socket.once('close', () => resolve());
-      c.socket.end();
+    ch.closeAndReport(conns, () => ({
+      t: 'done', r: { ...sample(), lastSeqSent: conns.map((c) => c.lastSeqSent), lastAck: conns.map((c) => c.lastAck), errors, closedEarly },
     }));
-    const bound = new Promise<void>((r) => setTimeout(r, 15000).unref());
-    void Promise.race([Promise.all(closing), bound]).then(() => {
-      for (const c of conns) if (!c.closed) c.socket.destroy();
-      const s = sample();
-      send({ t: 'done', r: { ...s, lastSeqSent: conns.map((c) => c.lastSeqSent), lastAck: conns.map((c) => c.lastAck), errors, closedEarly } });
-      setTimeout(() => process.exit(0), 50);
-    });
   }
+
 
   async function init(o: LoadgenOptions): Promise<void> {
     opts = o;
@@ -533,10 +525,7 @@ function childMain(): void {
   process.on('message', (m: ToChild) => {
     switch (m.t) {
       case 'init':
-        init(m.opts).then(() => send({ t: 'ready' }), (err: Error) => {
-          send({ t: 'fail', error: err.message });
-          setTimeout(() => process.exit(1), 50);
-        });
+        ch.answerInit(init(m.opts));
         break;
       case 'go':
         if (m.pace) {
