@@ -40,6 +40,7 @@ export const TRACKER_KINDS = {
 } as const;
 export type TrackerKind = keyof typeof TRACKER_KINDS;
 
+/** One e2e run; the flags of the e2e workload (see its options table) fill it. */
 export interface E2eSpec {
   connections: number;
   warmupS: number;
@@ -47,59 +48,31 @@ export interface E2eSpec {
   /** Paced phase: warm-up and latency window, seconds. */
   latencyWarmupS: number;
   latencyS: number;
-  /** Paced rate as a fraction of the delivered rate of the max phase. */
+  /** Paced rate: `pacedFps` frames/s when > 0, else this share of the max phase's delivered rate. */
   loadFraction: number;
-  /** Paced rate in frames/s (overrides loadFraction when > 0). */
   pacedFps: number;
-  /** Pacing period, ms. */
   tickMs: number;
-  /** Paced phase: connections write at phases spread over the tick (independent nodes), not all at once. */
   stagger?: boolean;
   chunkBytes: number;
   depth: number;
   procs: number;
   ringBytes: number | null;
   /**
-   * Provisioning range for the trackers' ports. Keep it out of the ephemeral range
-   * (/proc/sys/net/ipv4/ip_local_port_range, 32768-60999 here): an outgoing
-   * loopback connection can take a port between the allocator's check and the
-   * tracker's listen, and the tracker then fails with EADDRINUSE.
+   * Provisioning range for the trackers' ports, out of the ephemeral range: an outgoing
+   * loopback connection could take a port between the allocator's check and the tracker's listen.
    */
   portStart: number;
   portEnd: number;
   token: string;
-  /** Prepended to the tracker command, e.g. ['nice', '-n', '10'] or ['chrt', '-b', '0'] (experiments). */
   trackerPrefix: string[];
-  /**
-   * The tracker run for every node. 'drain' (default): bench/drain-tracker.ts, a
-   * Node process on the TCP input (as retina-tracker is fed), which counts what it
-   * reads and timestamps the send-time markers on arrival. 'cat': the fleet
-   * bench's minimal tracker, `sh -c 'exec cat >/dev/null'` on `tracker.input:
-   * stdin` (~15 us of CPU per read against ~100 us for a Node process here); it
-   * cannot report, so latency is taken at the engine's write into its input
-   * (latency_to_tracker_write) and the books use the engine's counters only.
-   * 'none': no trackers; the drain-only consumer (`sink: discard`) empties each
-   * ring as data arrives: the ingest path's own latency (socket -> shard -> ring
-   * -> drained), taken where the sink drains the ring; "delivered" is then the
-   * frames it drained (counted dropped{reason="discarded"}).
-   */
+  /** drain (default): bench/lib/drain-tracker.ts on TCP; cat: stdin, cannot report; none: sink discard. */
   tracker?: TrackerKind;
-  /**
-   * Nice value for the generator and the trackers (default 0). The nodes are
-   * remote in a deployment; with 10 here the engine is served first when the two
-   * cores are short, as it would be on a host of its own (an experiment knob).
-   */
   nice?: number;
-  /**
-   * Node protocol (default line, stamped). Binary frames (`detections` each) carry
-   * increasing timestamps but no send-time markers: with binary there is no
-   * latency, so the run stops after the max phase.
-   */
+  /** Binary frames carry no send-time markers: no latency, the run stops after the max phase. */
   protocol?: 'line' | 'binary';
   detections?: number;
-  /** Engine shards (default 'auto'). */
   shards?: number | 'auto';
-  /** Only the max (unpaced) phase: no paced half-load latency phase. */
+  /** Only the max (unpaced) phase. */
   maxOnly?: boolean;
 }
 

@@ -22,43 +22,25 @@ export const FLEET_TARGETS = { p99_ms: 2, host_cpu_pct_of_core: 15 };
 
 export const MINIMAL_TRACKER = ['sh', '-c', 'exec cat >/dev/null'];
 
+/** One fleet run; optional fields default as in runFleet (the workload's options table documents them). */
 export interface FleetOptions {
   nodes: number;
-  /** Frames per second per node. */
   fps: number;
-  /** Measured window (paced), seconds. */
   durationS: number;
   detections: number;
-  /** Heartbeat period per node, ms (0: none). */
   heartbeatMs: number;
-  /**
-   * Before the load: every node connected and every tracker running, nothing sent
-   * for this long (seconds, default 5; 0: skip): the engine's fixed cost of N idle
-   * nodes and trackers.
-   */
   idleS?: number;
-  /** Paced load before the window, seconds (default 3). */
   warmupS?: number;
-  /** Unpaced phase after the window, seconds (default 0: none). */
   maxS?: number;
-  /** Unpaced load before its window, seconds (default 1). */
   maxWarmupS?: number;
   /** Provisioning range (default 20000 .. start + max(1999, nodes - 1)); keep it out of the ephemeral range. */
   portStart?: number;
   portEnd?: number;
-  /** Before the run, wait up to this long for the machine to be idle (default 0). */
   quietWaitS?: number;
   /** Tracker argv (default MINIMAL_TRACKER, input stdin). */
   trackerCommand?: string[];
-  /**
-   * What drains each node's ring: 'trackers' (default: one tracker process per node,
-   * auto-provisioned) or 'discard' (the engine's drain-only consumer, `sink: discard`,
-   * for deployments whose trackers run elsewhere; no tracker processes).
-   */
   sink?: 'trackers' | 'discard';
-  /** Engine shards (default 'auto', the config default; 0 runs the shard code on the main thread). */
   shards?: number | 'auto';
-  /** Diagnostics: write a main-thread CPU profile of the paced window to this file (.cpuprofile). */
   profileFile?: string;
   /** Bound on setup (all trackers running), seconds (default 300). */
   setupTimeoutS?: number;

@@ -6,36 +6,12 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { runFleet, FLEET_TARGETS } from './fleet.js';
 import { waitQuiet } from './lib/probes.js';
-import { defineWorkload, flag, num, nums, SAVE_OPTION } from './lib/options.js';
+import { defineWorkload, flag, num, nums, SAVE_OPTION, type OptValues } from './lib/options.js';
 import { boundRun, machineInfo, report, writeResultFile } from './lib/results.js';
 import { fmt, round } from './lib/stats.js';
 
 const RUN_JS = fileURLToPath(new URL('./run.js', import.meta.url));
 
-export interface GrowthOptions {
-  nodesList?: number[];
-  detList?: number[];
-  /** Node count of the detections sweep (default 100). */
-  fixedNodes?: number;
-  /** Detections per frame of the nodes sweep (default 10). */
-  fixedDet?: number;
-  /** Frames/s per node, paced (default 2). */
-  fps?: number;
-  /** Paced window per cell, seconds (default 15). */
-  cellS?: number;
-  /** Paced warm-up per cell, seconds (default 2). */
-  warmupS?: number;
-  /** Idle window per cell, seconds (default 3). */
-  idleS?: number;
-  /** Unpaced window per cell, seconds (default 5). */
-  maxS?: number;
-  heartbeatMs?: number;
-  /** Each cell in a fresh process (default true). */
-  isolate?: boolean;
-  /** Before each cell, wait up to this long for the machine to be idle (default 5). */
-  quietWaitS?: number;
-  portStart?: number;
-}
 
 interface CellRow {
   sweep: 'nodes' | 'detections' | 'both';
@@ -156,11 +132,24 @@ export function growthTable(rows: CellRow[]): string {
   return L.join('\n');
 }
 
-export async function runGrowth(opts: GrowthOptions = {}): Promise<Record<string, unknown>> {
-  const o = {
-    nodesList: [1, 10, 100, 1000], detList: [1, 10, 50, 200], fixedNodes: 100, fixedDet: 10, fps: 2, cellS: 15, warmupS: 2,
-    idleS: 3, maxS: 5, heartbeatMs: 5000, isolate: true, quietWaitS: 5, portStart: 20000, ...opts,
-  };
+const options = {
+  nodesList: nums([1, 10, 100, 1000], 'node counts of the nodes sweep'),
+  detList: nums([1, 10, 50, 200], 'detections per frame of the detections sweep'),
+  fixedNodes: num(100, 'node count of the detections sweep', 1),
+  fixedDet: num(10, 'detections per frame of the nodes sweep', 1),
+  fps: num(2, 'frames/s per node, paced'),
+  duration: num(15, 'paced window per cell, seconds'),
+  warmup: num(2, 'paced warm-up per cell, seconds'),
+  idle: num(3, 'idle window per cell, seconds'),
+  max: num(5, 'unpaced window per cell, seconds'),
+  heartbeatMs: num(5000, 'heartbeat period per node, ms'),
+  noIsolate: flag('run every cell in this process (default: each in a fresh process)'),
+  quietWait: num(5, 'before each cell, wait up to S s for the machine to be idle'),
+  portStart: num(20000, 'first tracker port to provision', 1),
+  ...SAVE_OPTION,
+};
+
+export async function runGrowth(o: OptValues<typeof options>): Promise<Record<string, unknown>> {
   const started = performance.now();
   const specs: CellSpec[] = [];
   for (const n of o.nodesList) specs.push({ nodes: n, detections: o.fixedDet, sweep: 'nodes' });
@@ -175,15 +164,15 @@ export async function runGrowth(opts: GrowthOptions = {}): Promise<Record<string
   const failures: string[] = [];
   for (const c of specs) {
     const name = `${c.nodes}x${c.detections}`;
-    if (o.quietWaitS > 0) quiet.push({ cell: name, ...(await waitQuiet(o.quietWaitS)) });
+    if (o.quietWait > 0) quiet.push({ cell: name, ...(await waitQuiet(o.quietWait)) });
     const a: FleetArgs = {
-      nodes: c.nodes, fps: o.fps, durationS: o.cellS, detections: c.detections, heartbeatMs: o.heartbeatMs,
-      idleS: o.idleS, warmupS: o.warmupS, maxS: o.maxS, portStart: o.portStart,
+      nodes: c.nodes, fps: o.fps, durationS: o.duration, detections: c.detections, heartbeatMs: o.heartbeatMs,
+      idleS: o.idle, warmupS: o.warmup, maxS: o.max, portStart: o.portStart,
     };
     const t0 = performance.now();
     let r: Record<string, unknown>;
     try {
-      r = o.isolate ? await runIsolated(a, 600) : await runFleet(a);
+      r = !o.noIsolate ? await runIsolated(a, 600) : await runFleet(a);
     } catch (err) {
       failures.push(`${name}: ${(err as Error).message}`);
       process.stderr.write(`growth ${name.padEnd(9)} FAILED: ${(err as Error).message}\n`);
@@ -209,8 +198,8 @@ export async function runGrowth(opts: GrowthOptions = {}): Promise<Record<string
     started_at: new Date(performance.timeOrigin + started).toISOString(),
     machine: machineInfo(),
     params: {
-      nodes_list: o.nodesList, det_list: o.detList, fixed_nodes: o.fixedNodes, fixed_det: o.fixedDet, fps: o.fps, cell_s: o.cellS,
-      warmup_s: o.warmupS, idle_s: o.idleS, max_s: o.maxS, heartbeat_ms: o.heartbeatMs, isolate: o.isolate,
+      nodes_list: o.nodesList, det_list: o.detList, fixed_nodes: o.fixedNodes, fixed_det: o.fixedDet, fps: o.fps, cell_s: o.duration,
+      warmup_s: o.warmup, idle_s: o.idle, max_s: o.max, heartbeat_ms: o.heartbeatMs, isolate: !o.noIsolate,
       tracker: "sh -c 'exec cat >/dev/null' (tracker.input stdin), one per node",
       what: {
         max: 'unpaced fleet generator, same engine (sink trackers): frames/s written into rings and delivered to the trackers\' input',
@@ -233,32 +222,13 @@ export async function runGrowth(opts: GrowthOptions = {}): Promise<Record<string
   };
 }
 
-const options = {
-  nodesList: nums([1, 10, 100, 1000], 'node counts of the nodes sweep'),
-  detList: nums([1, 10, 50, 200], 'detections per frame of the detections sweep'),
-  fixedNodes: num(100, 'node count of the detections sweep', 1),
-  fixedDet: num(10, 'detections per frame of the nodes sweep', 1),
-  fps: num(2, 'frames/s per node, paced'),
-  duration: num(15, 'paced window per cell, seconds'),
-  warmup: num(2, 'paced warm-up per cell, seconds'),
-  idle: num(3, 'idle window per cell, seconds'),
-  max: num(5, 'unpaced window per cell, seconds'),
-  heartbeatMs: num(5000, 'heartbeat period per node, ms'),
-  noIsolate: flag('run every cell in this process (default: each in a fresh process)'),
-  quietWait: num(5, 'before each cell, wait up to S s for the machine to be idle'),
-  portStart: num(20000, 'first tracker port to provision', 1),
-  ...SAVE_OPTION,
-};
 
 export const workload = defineWorkload({
   about: 'cost by node count and by detections per frame (fleet cells)',
   options,
   run: async (o) => {
     boundRun(30 * 60);
-    const r = await runGrowth({
-      nodesList: o.nodesList, detList: o.detList, fixedNodes: o.fixedNodes, fixedDet: o.fixedDet, fps: o.fps, cellS: o.duration,
-      warmupS: o.warmup, idleS: o.idle, maxS: o.max, heartbeatMs: o.heartbeatMs, isolate: !o.noIsolate, quietWaitS: o.quietWait, portStart: o.portStart,
-    });
+    const r = await runGrowth(o);
     const table = r.table_md as string;
     if (!o.noSave) writeResultFile('growth-latest.md', `${table}\n`);
     const acc = r.accounting as { ok: boolean; violations: string[] };
