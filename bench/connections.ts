@@ -3,7 +3,6 @@
 // (accept, memory, idle, heartbeats, books, stop). Details: docs/benchmarks.md.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { get as httpGet } from 'node:http';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +17,7 @@ import {
   isBinary, type ConnMix, type ConnClientOptions, type ClientSample, type CloseReport, type ToClient, type FromClient,
 } from './lib/loadgen-idle.js';
 import { IpcChild } from './lib/ipc.js';
+import { byLabel, scrapeMetrics } from './lib/metrics.js';
 import { defineWorkload, num, str, SAVE_OPTION } from './lib/options.js';
 import { boundRun, gitInfo, report } from './lib/results.js';
 import { fmt, median, round } from './lib/stats.js';
@@ -541,44 +541,21 @@ interface Scrape {
 }
 
 /** GET /metrics and the series this benchmark checks. */
-function scrape(port: number): Promise<Scrape> {
-  const t0 = performance.now();
-  return new Promise((resolve, reject) => {
-    const req = httpGet({ host: '127.0.0.1', port, path: '/metrics', timeout: 20000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => {
-        const ms = performance.now() - t0;
-        const v = (name: string): number => {
-          const m = new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(body);
-          return m ? Number(m[1]) : NaN;
-        };
-        const labelled = (name: string): Record<string, number> => {
-          const out: Record<string, number> = {};
-          for (const m of body.matchAll(new RegExp(`^${name}\\{reason="([^"]+)"\\} ([0-9.e+-]+)$`, 'gm'))) {
-            if (Number(m[2]) !== 0) out[m[1]!] = Number(m[2]);
-          }
-          return out;
-        };
-        resolve({
-          ms: round(ms, 1), bytes: Buffer.byteLength(body),
-          connections_open: v('radar_ingest_connections_open'),
-          connections_accepted: v('radar_ingest_connections_accepted_total'),
-          nodes: v('radar_ingest_nodes'),
-          nodes_connected: v('radar_ingest_nodes_connected'),
-          heartbeats: v('radar_ingest_heartbeats_total'),
-          ring_capacity_bytes: v('radar_ingest_ring_capacity_bytes'),
-          process_resident_memory_bytes: v('process_resident_memory_bytes'),
-          rejected: labelled('radar_ingest_connections_rejected_total'),
-          closed: labelled('radar_ingest_connections_closed_total'),
-        });
-      });
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('GET /metrics timed out')));
-    req.on('error', reject);
-  });
+async function scrape(port: number): Promise<Scrape> {
+  const { m, bytes, ms } = await scrapeMetrics(port);
+  const v = (name: string): number => m.get(name) ?? NaN;
+  return {
+    ms: round(ms, 1), bytes,
+    connections_open: v('radar_ingest_connections_open'),
+    connections_accepted: v('radar_ingest_connections_accepted_total'),
+    nodes: v('radar_ingest_nodes'),
+    nodes_connected: v('radar_ingest_nodes_connected'),
+    heartbeats: v('radar_ingest_heartbeats_total'),
+    ring_capacity_bytes: v('radar_ingest_ring_capacity_bytes'),
+    process_resident_memory_bytes: v('process_resident_memory_bytes'),
+    rejected: byLabel(m, 'radar_ingest_connections_rejected_total', 'reason'),
+    closed: byLabel(m, 'radar_ingest_connections_closed_total', 'reason'),
+  };
 }
 
 interface WindowResult {

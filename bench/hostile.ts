@@ -14,6 +14,9 @@ import { sleep, openFds, procStatus } from './lib/probes.js';
 import { defineWorkload, num, str, SAVE_OPTION } from './lib/options.js';
 import { boundRun, gitInfo, report } from './lib/results.js';
 import { fmt, round, stats } from './lib/stats.js';
+import { byLabel, metricSum, parseMetrics } from './lib/metrics.js';
+
+export { parseMetrics };
 
 const TOKEN = 'hostile-bench-secret';
 
@@ -45,38 +48,6 @@ export const DEFAULT_SIZES = {
 // ---------------------------------------------------------------------------
 // Pure helpers
 // ---------------------------------------------------------------------------
-
-/** Prometheus text exposition -> `name{labels}` -> value (comments and malformed lines skipped). */
-export function parseMetrics(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const sp = line.lastIndexOf(' ');
-    if (sp <= 0) continue;
-    const v = Number(line.slice(sp + 1));
-    if (!Number.isNaN(v)) out.set(line.slice(0, sp), v);
-  }
-  return out;
-}
-
-/** Sum of every sample of `name` (any labels). */
-export function metricSum(m: Map<string, number>, name: string): number {
-  let s = 0;
-  for (const [k, v] of m) if (k === name || k.startsWith(`${name}{`)) s += v;
-  return s;
-}
-
-/** `name{reason="x"}` samples -> { x: value } (non-zero only). */
-export function byLabel(m: Map<string, number>, name: string, label: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  const re = new RegExp(`${label}="([^"]*)"`);
-  for (const [k, v] of m) {
-    if (!k.startsWith(`${name}{`) || v === 0) continue;
-    const l = re.exec(k);
-    if (l) out[l[1]!] = (out[l[1]!] ?? 0) + v;
-  }
-  return out;
-}
 
 export interface EngineBooks {
   received: number;
