@@ -33,26 +33,6 @@ const LAG_RES_MS = 10;
 /** The engine's listen backlog (src/node-listener.ts, NodeListener.listen). */
 const ENGINE_BACKLOG = 4096;
 
-export interface ConnectionsOptions {
-  connections: number;
-  heartbeatMs: number;
-  windowS: number;
-  reps?: number;
-  /** half (default): even connections binary, odd line. */
-  mix?: ConnMix;
-  /** Connects in progress at once (default 256). */
-  parallel?: number;
-  /** Seconds with 10,000 idle connections and no traffic (default 3). */
-  idleS?: number;
-  /** Heartbeats before the window, seconds (default 2). */
-  warmupS?: number;
-  /** Before each phase, wait up to this long for the machine to be quiet (default 5; 0 = never). */
-  quietS?: number;
-  /** Engine log level (default: the config default, info). */
-  logLevel?: string;
-  /** Progress lines on stderr (default true). */
-  progress?: boolean;
-}
 
 type Kind = 'engine' | 'raw';
 
@@ -643,6 +623,7 @@ export interface PhaseResult {
   duration_s: number;
 }
 
+/** One invocation: the workload's options, resolved (progress: lines on stderr). */
 interface Resolved {
   connections: number;
   heartbeatMs: number;
@@ -928,20 +909,7 @@ async function runPhase(kind: Kind, o: Resolved): Promise<PhaseResult> {
  * The `connections` workload and its `raw` counterpart, measured in the same
  * invocation (reps interleaved: engine, raw, engine, raw, ...). Returns the JSON result.
  */
-export async function runConnections(opts: ConnectionsOptions): Promise<object> {
-  const o: Resolved = {
-    connections: opts.connections,
-    heartbeatMs: opts.heartbeatMs,
-    windowS: opts.windowS,
-    reps: Math.max(1, opts.reps ?? 1),
-    mix: opts.mix ?? 'half',
-    parallel: Math.max(1, opts.parallel ?? 256),
-    idleS: opts.idleS ?? 3,
-    warmupS: opts.warmupS ?? 2,
-    quietS: opts.quietS ?? 5,
-    logLevel: opts.logLevel ?? null,
-    progress: opts.progress ?? true,
-  };
+async function runConnections(o: Resolved): Promise<object> {
   if (!Number.isInteger(o.connections) || o.connections < 1) throw new Error(`connections must be a positive integer, got ${o.connections}`);
   if (!(o.heartbeatMs > 0) || !(o.windowS > 0)) throw new Error('heartbeatMs and windowS must be > 0');
   const started = performance.now();
@@ -1095,7 +1063,7 @@ export const workload = defineWorkload({
     boundRun(15 * 60);
     const res = await runConnections({
       connections: o.connections, windowS: o.duration, heartbeatMs: o.heartbeatMs, reps: o.reps, mix: o.mix, parallel: o.parallel,
-      idleS: o.idle, warmupS: o.warmup, quietS: o.quietWait, ...(o.logLevel ? { logLevel: o.logLevel } : {}),
+      idleS: o.idle, warmupS: o.warmup, quietS: o.quietWait, logLevel: o.logLevel || null, progress: true,
     });
     report('connections', res, summarizeConnections(res), !o.noSave);
   },

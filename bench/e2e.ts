@@ -29,12 +29,12 @@ export const TRACKER_KINDS = {
   },
   cat: {
     what: "sh -c 'exec cat >/dev/null' on stdin (one process per node; latency at the engine's write into it)",
-    latencyAt: 'engine write into the tracker input (TrackerProcess.write)',
+    latencyAt: 'engine write into the tracker input (EngineProbe.onTrackerWrite)',
     books: "no tracker restarts (cat trackers cannot count: the engine's counters only)",
   },
   none: {
     what: 'none: the drain-only sink (sink: discard); latency where it drains the ring',
-    latencyAt: 'the drain-only sink draining the ring (DiscardSink.onData)',
+    latencyAt: 'the drain-only sink draining the ring (EngineProbe.onSinkDrain)',
     books: 'every frame drained by the drain-only sink (dropped only as discarded)',
   },
 } as const;

@@ -402,8 +402,8 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       heartbeats_received_per_s: round((b.heartbeats - a.heartbeats) / s, 1),
       latency_to_tracker_write: {
         what: drainOnly
-          ? 'generator write (send-time marker) -> the drain-only sink (sink: discard) taking the frame out of its ring (DiscardSink.onData), hrtime'
-          : 'generator write (send-time marker) -> the engine handing the batch to the tracker\'s stdin pipe (TrackerProcess.write), hrtime; excludes the pipe and the tracker\'s wake-up',
+          ? 'generator write (send-time marker) -> the drain-only sink (sink: discard) taking the frame out of its ring (EngineProbe.onSinkDrain), hrtime'
+          : 'generator write (send-time marker) -> the engine handing the batch to the tracker\'s stdin pipe (EngineProbe.onTrackerWrite), hrtime; excludes the pipe and the tracker\'s wake-up',
         ...lat,
       },
       slow_samples: { over_2ms: slow, overlapping_supervisor_pass: slowInPass, overlapping_gc: slowInGc },

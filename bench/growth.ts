@@ -204,7 +204,7 @@ export async function runGrowth(o: OptValues<typeof options>): Promise<Record<st
       what: {
         max: 'unpaced fleet generator, same engine (sink trackers): frames/s written into rings and delivered to the trackers\' input',
         paced: `each node ${o.fps} frames/s, writes spread evenly, heartbeats every ${o.heartbeatMs} ms`,
-        latency: 'send -> the engine handing the frame to the tracker\'s stdin pipe (TrackerProcess.write)',
+        latency: 'send -> the engine handing the frame to the tracker\'s stdin pipe (EngineProbe.onTrackerWrite)',
         rss_kb_per_node: '(median RSS in the paced window - RSS of the started engine before any node) / nodes (noise below 100 nodes: n/a in the table)',
         max_1000_nodes: 'with many nodes pushing at once the unpaced phase can stall for seconds (see runs[].max.per_second): one M_DATA_BATCH per main-thread turn holds every read (up to limits.max_inflight_bytes per connection) and the shard publishes nothing until it has framed all of it',
         rss_kb_per_added_node: 'nodes sweep: RSS difference to the previous cell / nodes added',
