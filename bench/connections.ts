@@ -1,108 +1,38 @@
-// The `connections` benchmark: N mostly idle node connections against
-// a real Engine, and the same N connections against a bare read-and-discard Node
-// `net` server (`raw`, the ceiling), measured in the same invocation.
-//
-//   node dist/bench/connections.js [--connections N] [--window S] [--heartbeat-ms MS]
-//        [--reps N] [--mix half|binary|line] [--parallel N] [--idle S] [--warmup S]
-//        [--quiet S] [--log-level L]
-//
-// Prints one JSON object on stdout and a short summary on stderr (it does not write
-// bench/results/: bench/run.ts does that for its workloads). `runConnections()` is
-// the same thing as a function, for run.ts.
-//
-// Processes (three per phase, all on 127.0.0.1):
-//   this one      orchestrates; holds no node socket.
-//   server child  this file with --conn-server: the Engine (in process, like
-//                 bench/run.ts does it) or the raw server; measures itself (RSS
-//                 from /proc/self/status, heap after gc(), process and main-thread
-//                 CPU, event-loop utilisation of the main thread and of the shard
-//                 workers, event-loop lag with perf_hooks.monitorEventLoopDelay, GC
-//                 pauses). A fresh process per phase, so the RSS deltas are clean.
-//   client child  bench/conn-client.ts: holds the N sockets (the fd limit is per
-//                 process), connects with at most `parallel` connects in progress.
-//
-// Engine config: the defaults except tcp_server (enabled, 127.0.0.1, port 0, token),
-// http (127.0.0.1, port 0), limits.max_connections = max(10,000, N) + headroom,
-// agents.key_file in the temp dir, and sink `discard`: the default sink `trackers`
-// would spawn one tracker process per node (10,000 processes) for connections that
-// send no frame at all. Rings are still allocated per node (ring.size_bytes default).
-// The log level is the default `info` (one line per node connect/disconnect); the
-// server's stdout is read here and counted by level, warnings and errors kept.
-//
-// One phase (engine or raw):
-//   accept     the client connects N (half binary: hello -> welcome; half line: the
-//              first heartbeat authenticates and claims the node). Accept time =
-//              first connect() -> the later of the client's last ready connection
-//              and the server seeing all N (engine: N nodes connected (claimed and
-//              granted) and the line connections' first heartbeats counted; raw:
-//              first bytes from all N). Machine TCP counters (ListenOverflows,
-//              ListenDrops, ...) are read before and after: SYNs dropped by a full
-//              listen queue would show there (and as connects over 900 ms).
-//   memory     1 s later, after gc(): RSS, heap, external/arrayBuffers; RSS per
-//              connection = (after - before) / N, `before` taken after start.
-//   idle       `idle` seconds with no traffic at all (timers, sweeps).
-//   heartbeats every connection sends a heartbeat every `heartbeatMs`, spread evenly;
-//              after a warm-up, a `window` of seconds: heartbeats sent (client) and
-//              counted (radar_ingest_heartbeats_total), the server's CPU, ELU, lag.
-//   books      heartbeats stop; every heartbeat sent must be counted (engine), every
-//              byte sent received (both); no connection closed or refused before
-//              the stop (connections_rejected_total, connections_closed_total by
-//              reason, the client's early closes); /metrics scraped after accept and
-//              after the window (connections_open, nodes_connected, scrape time).
-//   stop       the server closes every connection (engine.stop()), the client sees
-//              N closes, both processes exit.
-import { fork, execFileSync, type ChildProcess } from 'node:child_process';
+// Workload `connections`: N mostly idle node connections against a real Engine and
+// against a bare read-and-discard server (raw), in fresh server processes per phase
+// (accept, memory, idle, heartbeats, books, stop). Details: docs/benchmarks.md.
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { get as httpGet } from 'node:http';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { performance, PerformanceObserver, monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { parseConfig } from '../src/config.js';
-import { Engine } from '../src/engine/engine.js';
 import {
-  C_HEARTBEATS, C_BYTES_RECEIVED, C_CONNECTIONS_ACCEPTED, C_ACKS_SENT, CLOSE_REASONS, REJECT_REASONS, closeIndex,
-} from '../src/telemetry/counters.js';
-import { encodeMessage, PROTOCOL_VERSION, T_WELCOME, HEARTBEAT_MS } from '../src/protocol/binary-protocol.js';
-import { snapshot, delta, type ProbeSnapshot } from './probes.js';
+  parseConfig, Engine, C_HEARTBEATS, C_BYTES_RECEIVED, C_CONNECTIONS_ACCEPTED, C_ACKS_SENT, CLOSE_REASONS, REJECT_REASONS, closeIndex,
+  encodeMessage, PROTOCOL_VERSION, T_WELCOME, HEARTBEAT_MS,
+} from './lib/engine-api.js';
+import { snapshot, delta, sleep, waitQuiet, procStatus, type ProbeSnapshot } from './lib/probes.js';
 import {
-  CONN_CLIENT, isBinary, type ConnMix, type ConnClientOptions, type ClientSample, type CloseReport,
-  type ToClient, type FromClient,
-} from './conn-client.js';
-import { sleep, round, median, waitQuiet, gitInfo } from './common.js';
+  isBinary, type ConnMix, type ConnClientOptions, type ClientSample, type CloseReport, type ToClient, type FromClient,
+} from './lib/loadgen-idle.js';
+import { IpcChild } from './lib/ipc.js';
+import { byLabel, scrapeMetrics } from './lib/metrics.js';
+import { defineWorkload, num, str, SAVE_OPTION } from './lib/options.js';
+import { boundRun, gitInfo, report } from './lib/results.js';
+import { fmt, median, round } from './lib/stats.js';
 
+const LOADGEN = fileURLToPath(new URL('./lib/loadgen.js', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
 const TOKEN = 'bench-secret';
 const GIB = 2 ** 30;
-/** Target: 10,000 node connections under 1 GiB of engine RSS. */
+/** Issue 6: 10,000 node connections under 1 GiB of engine RSS. */
 const RSS_TARGET = { connections: 10_000, max_bytes: GIB };
 /** monitorEventLoopDelay sampling period; the histogram holds whole intervals, lag = value - this. */
 const LAG_RES_MS = 10;
 /** The engine's listen backlog (src/node-listener.ts, NodeListener.listen). */
 const ENGINE_BACKLOG = 4096;
 
-export interface ConnectionsOptions {
-  connections: number;
-  heartbeatMs: number;
-  windowS: number;
-  reps?: number;
-  /** half (default): even connections binary, odd line. */
-  mix?: ConnMix;
-  /** Connects in progress at once (default 256). */
-  parallel?: number;
-  /** Seconds with 10,000 idle connections and no traffic (default 3). */
-  idleS?: number;
-  /** Heartbeats before the window, seconds (default 2). */
-  warmupS?: number;
-  /** Before each phase, wait up to this long for the machine to be quiet (default 5; 0 = never). */
-  quietS?: number;
-  /** Engine log level (default: the config default, info). */
-  logLevel?: string;
-  /** Progress lines on stderr (default true). */
-  progress?: boolean;
-}
 
 type Kind = 'engine' | 'raw';
 
@@ -204,19 +134,6 @@ const nowEpoch = (): number => performance.timeOrigin + performance.now();
 // ---------------------------------------------------------------------------
 // Server child (--conn-server): the Engine or the raw server, measuring itself
 // ---------------------------------------------------------------------------
-
-function procStatus(): Record<string, number> {
-  const out: Record<string, number> = {};
-  try {
-    for (const line of readFileSync('/proc/self/status', 'utf8').split('\n')) {
-      const m = /^(\w+):\s+(\d+)(?:\s+kB)?$/.exec(line);
-      if (m) out[m[1]!] = Number(m[2]) * (line.endsWith('kB') ? 1024 : 1);
-    }
-  } catch {
-    // not Linux: the process.memoryUsage() fields remain
-  }
-  return out;
-}
 
 function memSnap(doGc: boolean): Mem {
   const g = (globalThis as { gc?: () => void }).gc;
@@ -489,71 +406,6 @@ function serverMain(): void {
 // Orchestrator side
 // ---------------------------------------------------------------------------
 
-/** A forked child answering requests by message type (one outstanding request per key). */
-class IpcChild<TIn, TOut extends { t: string }> {
-  readonly proc: ChildProcess;
-  readonly exited: Promise<void>;
-  private readonly waiters = new Map<string, (m: TOut | Error) => void>();
-  private failed: Error | null = null;
-
-  constructor(readonly name: string, script: string, args: string[], execArgv: string[], pipeStdout: boolean) {
-    this.proc = fork(script, args, { stdio: ['ignore', pipeStdout ? 'pipe' : 'inherit', 'inherit', 'ipc'], execArgv });
-    this.proc.on('message', (m: TOut) => {
-      if (m.t === 'fail') {
-        this.failed = new Error(`${name}: ${(m as unknown as { error: string }).error}`);
-        for (const w of this.waiters.values()) w(this.failed);
-        this.waiters.clear();
-        return;
-      }
-      const key = m.t === 'mark' ? `mark:${(m as unknown as { id: number }).id}` : m.t;
-      const w = this.waiters.get(key);
-      if (w) {
-        this.waiters.delete(key);
-        w(m);
-      }
-    });
-    this.exited = new Promise((resolve) => this.proc.once('exit', (code, sig) => {
-      if (!this.failed) this.failed = new Error(`${name} exited (code ${code}, signal ${sig})`);
-      for (const w of this.waiters.values()) w(this.failed);
-      this.waiters.clear();
-      resolve();
-    }));
-  }
-
-  get alive(): boolean {
-    return this.proc.exitCode === null && this.proc.signalCode === null;
-  }
-
-  send(m: TIn): void {
-    if (this.proc.connected) this.proc.send(m as object);
-  }
-
-  /** Sends `m` (unless null) and waits for the reply `key`. */
-  request<T extends TOut>(m: TIn | null, key: string, timeoutMs: number): Promise<T> {
-    if (this.failed) return Promise.reject(this.failed);
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiters.delete(key);
-        reject(new Error(`${this.name}: no '${key}' reply within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waiters.set(key, (r) => {
-        clearTimeout(timer);
-        if (r instanceof Error) reject(r);
-        else resolve(r as T);
-      });
-      if (m !== null) this.send(m);
-    });
-  }
-
-  /** Waits for the process to exit; SIGKILL after `ms`. */
-  async end(ms: number): Promise<void> {
-    if (!this.alive) return;
-    const t = setTimeout(() => this.proc.kill('SIGKILL'), ms);
-    await this.exited;
-    clearTimeout(t);
-  }
-}
-
 /** The engine's log (pino JSON lines on the server child's stdout): counts by level, warnings and errors kept. */
 class LogTap {
   lines = 0;
@@ -669,44 +521,21 @@ interface Scrape {
 }
 
 /** GET /metrics and the series this benchmark checks. */
-function scrape(port: number): Promise<Scrape> {
-  const t0 = performance.now();
-  return new Promise((resolve, reject) => {
-    const req = httpGet({ host: '127.0.0.1', port, path: '/metrics', timeout: 20000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => {
-        const ms = performance.now() - t0;
-        const v = (name: string): number => {
-          const m = new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(body);
-          return m ? Number(m[1]) : NaN;
-        };
-        const labelled = (name: string): Record<string, number> => {
-          const out: Record<string, number> = {};
-          for (const m of body.matchAll(new RegExp(`^${name}\\{reason="([^"]+)"\\} ([0-9.e+-]+)$`, 'gm'))) {
-            if (Number(m[2]) !== 0) out[m[1]!] = Number(m[2]);
-          }
-          return out;
-        };
-        resolve({
-          ms: round(ms, 1), bytes: Buffer.byteLength(body),
-          connections_open: v('radar_ingest_connections_open'),
-          connections_accepted: v('radar_ingest_connections_accepted_total'),
-          nodes: v('radar_ingest_nodes'),
-          nodes_connected: v('radar_ingest_nodes_connected'),
-          heartbeats: v('radar_ingest_heartbeats_total'),
-          ring_capacity_bytes: v('radar_ingest_ring_capacity_bytes'),
-          process_resident_memory_bytes: v('process_resident_memory_bytes'),
-          rejected: labelled('radar_ingest_connections_rejected_total'),
-          closed: labelled('radar_ingest_connections_closed_total'),
-        });
-      });
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('GET /metrics timed out')));
-    req.on('error', reject);
-  });
+async function scrape(port: number): Promise<Scrape> {
+  const { m, bytes, ms } = await scrapeMetrics(port);
+  const v = (name: string): number => m.get(name) ?? NaN;
+  return {
+    ms: round(ms, 1), bytes,
+    connections_open: v('radar_ingest_connections_open'),
+    connections_accepted: v('radar_ingest_connections_accepted_total'),
+    nodes: v('radar_ingest_nodes'),
+    nodes_connected: v('radar_ingest_nodes_connected'),
+    heartbeats: v('radar_ingest_heartbeats_total'),
+    ring_capacity_bytes: v('radar_ingest_ring_capacity_bytes'),
+    process_resident_memory_bytes: v('process_resident_memory_bytes'),
+    rejected: byLabel(m, 'radar_ingest_connections_rejected_total', 'reason'),
+    closed: byLabel(m, 'radar_ingest_connections_closed_total', 'reason'),
+  };
 }
 
 interface WindowResult {
@@ -794,6 +623,7 @@ export interface PhaseResult {
   duration_s: number;
 }
 
+/** One invocation: the workload's options, resolved (progress: lines on stderr). */
 interface Resolved {
   connections: number;
   heartbeatMs: number;
@@ -825,7 +655,7 @@ async function runPhase(kind: Kind, o: Resolved): Promise<PhaseResult> {
   };
   const maxSeconds = Math.ceil(o.idleS + o.warmupS + o.windowS + 180);
   const execArgv = process.execArgv.filter((a) => !a.startsWith('--inspect')).concat('--expose-gc');
-  const server = new IpcChild<ToServer, FromServer>(`${kind} server`, SELF, ['--conn-server'], execArgv, true);
+  const server = new IpcChild<ToServer, FromServer>(`${kind} server`, SELF, ['--conn-server'], { execArgv, pipeStdout: true });
   const log = kind === 'engine' ? new LogTap(server.proc.stdout!) : null;
   if (!log) server.proc.stdout!.resume();
   let client: IpcChild<ToClient, FromClient> | null = null;
@@ -835,7 +665,7 @@ async function runPhase(kind: Kind, o: Resolved): Promise<PhaseResult> {
       t: 'start', kind, token: TOKEN, maxConnections: maxConnectionsFor(n), logLevel: o.logLevel, maxSeconds,
     }, 'started', 60000);
     const backlog = listenBacklog(started.port);
-    client = new IpcChild<ToClient, FromClient>(`${kind} client`, CONN_CLIENT, ['--conn-client'], [], false);
+    client = new IpcChild<ToClient, FromClient>(`${kind} client`, LOADGEN, ['--loadgen-child', 'idle'], { execArgv: [] });
     const opts: ConnClientOptions = {
       host: '127.0.0.1', port: started.port, connections: n, token: TOKEN, mix: o.mix, parallel: o.parallel, nodePrefix: 'conn-', maxSeconds,
     };
@@ -1079,20 +909,7 @@ async function runPhase(kind: Kind, o: Resolved): Promise<PhaseResult> {
  * The `connections` workload and its `raw` counterpart, measured in the same
  * invocation (reps interleaved: engine, raw, engine, raw, ...). Returns the JSON result.
  */
-export async function runConnections(opts: ConnectionsOptions): Promise<object> {
-  const o: Resolved = {
-    connections: opts.connections,
-    heartbeatMs: opts.heartbeatMs,
-    windowS: opts.windowS,
-    reps: Math.max(1, opts.reps ?? 1),
-    mix: opts.mix ?? 'half',
-    parallel: Math.max(1, opts.parallel ?? 256),
-    idleS: opts.idleS ?? 3,
-    warmupS: opts.warmupS ?? 2,
-    quietS: opts.quietS ?? 5,
-    logLevel: opts.logLevel ?? null,
-    progress: opts.progress ?? true,
-  };
+async function runConnections(o: Resolved): Promise<object> {
   if (!Number.isInteger(o.connections) || o.connections < 1) throw new Error(`connections must be a positive integer, got ${o.connections}`);
   if (!(o.heartbeatMs > 0) || !(o.windowS > 0)) throw new Error('heartbeatMs and windowS must be > 0');
   const started = performance.now();
@@ -1179,7 +996,6 @@ export async function runConnections(opts: ConnectionsOptions): Promise<object> 
 // Standalone entry
 // ---------------------------------------------------------------------------
 
-const fmt = (x: number | null | undefined, d = 0): string => (x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
 
 /** A short human summary of a runConnections() result. */
 export function summarizeConnections(res: object): string {
@@ -1226,59 +1042,32 @@ export function summarizeConnections(res: object): string {
   return `${L.join('\n')}\n`;
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      connections: { type: 'string' }, window: { type: 'string' }, 'heartbeat-ms': { type: 'string' }, reps: { type: 'string' },
-      mix: { type: 'string' }, parallel: { type: 'string' }, idle: { type: 'string' }, warmup: { type: 'string' },
-      'log-level': { type: 'string' }, quiet: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stderr.write(`usage: node dist/bench/connections.js [--connections N (10000)] [--window S (20)] [--heartbeat-ms MS (5000)]
-       [--reps N (1)] [--mix half|binary|line (half)] [--parallel N (256)] [--idle S (3)] [--warmup S (2)]
-       [--quiet S (5): wait up to S for an idle machine before each phase] [--log-level L]\n`);
-    return;
-  }
-  const num = (v: string | undefined, def: number): number => {
-    if (v === undefined) return def;
-    const x = Number(v);
-    if (!Number.isFinite(x) || x < 0) throw new Error(`bad number ${v}`);
-    return x;
-  };
-  const mix = (values.mix ?? 'half') as ConnMix;
-  if (mix !== 'half' && mix !== 'binary' && mix !== 'line') throw new Error(`unknown mix ${mix}`);
-  const watchdog = setTimeout(() => {
-    process.stderr.write('connections bench: overall time bound exceeded, exiting\n');
-    process.exit(2);
-  }, 15 * 60 * 1000);
-  watchdog.unref();
-  const res = await runConnections({
-    connections: num(values.connections, 10_000),
-    windowS: num(values.window, 20),
-    heartbeatMs: num(values['heartbeat-ms'], 5000),
-    reps: num(values.reps, 1),
-    mix,
-    parallel: num(values.parallel, 256),
-    idleS: num(values.idle, 3),
-    warmupS: num(values.warmup, 2),
-    quietS: num(values.quiet, 5),
-    ...(values['log-level'] ? { logLevel: values['log-level'] } : {}),
-  });
-  process.stderr.write(summarizeConnections(res));
-  process.stdout.write(`${JSON.stringify(res)}\n`);
-}
+const options = {
+  connections: num(10_000, 'node connections', 1),
+  duration: num(20, 'heartbeat window, seconds'),
+  heartbeatMs: num(5000, 'heartbeat period per connection, ms', 1),
+  reps: num(1, 'runs per phase', 1),
+  mix: str<ConnMix>('half', 'protocols: half (even binary, odd line), binary, line', ['half', 'binary', 'line']),
+  parallel: num(256, 'connects in progress at once', 1),
+  idle: num(3, 'seconds with every connection idle, no traffic'),
+  warmup: num(2, 'heartbeats before the window, seconds'),
+  quietWait: num(5, 'before each phase, wait up to S s for an idle machine'),
+  logLevel: str('', "the engine's log level (default: the config default, info)"),
+  ...SAVE_OPTION,
+};
 
-if (process.argv[1] === SELF) {
-  if (process.argv.includes('--conn-server')) {
-    serverMain();
-  } else {
-    main().then(
-      () => process.exit(0),
-      (err: Error) => {
-        process.stderr.write(`connections bench: ${err.stack ?? err.message}\n`);
-        process.exit(1);
-      },
-    );
-  }
-}
+export const workload = defineWorkload({
+  about: '10,000 mostly idle connections with heartbeats: the engine vs a bare server (raw)',
+  options,
+  run: async (o) => {
+    boundRun(15 * 60);
+    const res = await runConnections({
+      connections: o.connections, windowS: o.duration, heartbeatMs: o.heartbeatMs, reps: o.reps, mix: o.mix, parallel: o.parallel,
+      idleS: o.idle, warmupS: o.warmup, quietS: o.quietWait, logLevel: o.logLevel || null, progress: true,
+    });
+    report('connections', res, summarizeConnections(res), !o.noSave);
+  },
+});
+
+// The measured server of a phase: this file, forked with --conn-server.
+if (process.argv[1] === SELF && process.argv.includes('--conn-server')) serverMain();

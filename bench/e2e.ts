@@ -1,44 +1,24 @@
-// The end-to-end benchmark (workload `e2e` of bench/run.ts): frames from the
-// nodes' sockets to the trackers' input.
-//
-// The engine runs with its default sink (`trackers`) and auto-provisioning: each
-// of the N load-generator connections (nodes bench-0..N-1) gets a tracker process
-// of its own, bench/drain-tracker.ts (counts frames, records send-to-arrival
-// latency from the generator's send-time markers, reports to files when stopped).
-// The generator sends stamped line frames (increasing timestamps: the feeder
-// skips repeated ones; a send-time marker in the first frame of every write).
-//
-// One run:
-//   setup   engine + generator; one frame per node makes the engine provision and
-//           start the N trackers; wait until every tracker runs and got its frame.
-//   max     unpaced push; after the warm-up, over the window: frames/s written
-//           into rings and frames/s delivered to the trackers' input
-//           (engine.totals().delivered: bytes handed to the OS for the tracker),
-//           the engine's threads, the trackers' and the generator's CPU.
-//   pause   the generator stops and the rings drain into the trackers.
-//   half    paced push at `loadFraction` of the delivered rate just measured;
-//           after a warm-up, the latency window: send-time markers sent in it are
-//           the latency samples (measured in the trackers at arrival).
-//   stop    the generator stops, the rings drain, the books are checked; the
-//           engine stops (its trackers write their reports); the trackers' frame
-//           counts must add up to `delivered`.
-import { TrackerProcess } from '../src/tracker/tracker-process.js';
-import { DiscardSink } from '../src/nodes/ring-sink.js';
-import type { NodeEntry } from '../src/nodes/node-table.js';
-import type { Totals } from '../src/engine/metrics.js';
+// Workload `e2e`: frames from the nodes' sockets to the trackers' input. One drain
+// tracker process per node (auto-provisioned); per rep: the discard-sink reference,
+// the unpaced max phase, then a paced phase for latency. Details: docs/benchmarks.md.
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { parseConfig } from '../src/config.js';
-import { Engine } from '../src/engine/engine.js';
-import { Loadgen, type LoadgenSample } from './loadgen.js';
-import { snapshot, delta, type ProbeSnapshot } from './probes.js';
-import { sleep, round, deliveredAll, forEachSendTime, ringBytes } from './common.js';
+import { parseConfig, Engine, type EngineProbe, type Totals } from './lib/engine-api.js';
+import { Loadgen, type LoadgenSample } from './lib/loadgen.js';
+import { snapshot, delta, sleep, pidStat, type ProbeSnapshot } from './lib/probes.js';
+import { forEachSendTime } from './lib/frames.js';
+import { deliveredAll } from './lib/engine-run.js';
+import { latencyStats, round, fmt, med, type LatencyStats } from './lib/stats.js';
+import { calibrate } from './lib/engine-run.js';
+import { defineWorkload, flag, list, num, optNum, str, type OptValues } from './lib/options.js';
+import { boundRun, header as headerOf, report } from './lib/results.js';
+import { waitQuiet } from './lib/probes.js';
+import { E2E_TARGETS, TOKEN, baseOf, loadOptions, runOnce, type RunResult } from './ingest.js';
 
-const DRAIN_TRACKER = fileURLToPath(new URL('./drain-tracker.js', import.meta.url));
-const CLK_TCK = 100;
+const DRAIN_TRACKER = fileURLToPath(new URL('./lib/drain-tracker.js', import.meta.url));
 
 /** The trackers an e2e run can use (E2eSpec.tracker): what each is, where `latency` is taken, what the books check. */
 export const TRACKER_KINDS = {
@@ -49,17 +29,18 @@ export const TRACKER_KINDS = {
   },
   cat: {
     what: "sh -c 'exec cat >/dev/null' on stdin (one process per node; latency at the engine's write into it)",
-    latencyAt: 'engine write into the tracker input (TrackerProcess.write)',
+    latencyAt: 'engine write into the tracker input (EngineProbe.onTrackerWrite)',
     books: "no tracker restarts (cat trackers cannot count: the engine's counters only)",
   },
   none: {
     what: 'none: the drain-only sink (sink: discard); latency where it drains the ring',
-    latencyAt: 'the drain-only sink draining the ring (DiscardSink.onData)',
+    latencyAt: 'the drain-only sink draining the ring (EngineProbe.onSinkDrain)',
     books: 'every frame drained by the drain-only sink (dropped only as discarded)',
   },
 } as const;
 export type TrackerKind = keyof typeof TRACKER_KINDS;
 
+/** One e2e run; the flags of the e2e workload (see its options table) fill it. */
 export interface E2eSpec {
   connections: number;
   warmupS: number;
@@ -67,71 +48,34 @@ export interface E2eSpec {
   /** Paced phase: warm-up and latency window, seconds. */
   latencyWarmupS: number;
   latencyS: number;
-  /** Paced rate as a fraction of the delivered rate of the max phase. */
+  /** Paced rate: `pacedFps` frames/s when > 0, else this share of the max phase's delivered rate. */
   loadFraction: number;
-  /** Paced rate in frames/s (overrides loadFraction when > 0). */
   pacedFps: number;
-  /** Pacing period, ms. */
   tickMs: number;
-  /** Paced phase: connections write at phases spread over the tick (independent nodes), not all at once. */
   stagger?: boolean;
   chunkBytes: number;
   depth: number;
   procs: number;
   ringBytes: number | null;
   /**
-   * Provisioning range for the trackers' ports. Keep it out of the ephemeral range
-   * (/proc/sys/net/ipv4/ip_local_port_range, 32768-60999 here): an outgoing
-   * loopback connection can take a port between the allocator's check and the
-   * tracker's listen, and the tracker then fails with EADDRINUSE.
+   * Provisioning range for the trackers' ports, out of the ephemeral range: an outgoing
+   * loopback connection could take a port between the allocator's check and the tracker's listen.
    */
   portStart: number;
   portEnd: number;
   token: string;
-  /** Prepended to the tracker command, e.g. ['nice', '-n', '10'] or ['chrt', '-b', '0'] (experiments). */
   trackerPrefix: string[];
-  /**
-   * The tracker run for every node. 'drain' (default): bench/drain-tracker.ts, a
-   * Node process on the TCP input (as retina-tracker is fed), which counts what it
-   * reads and timestamps the send-time markers on arrival. 'cat': the fleet
-   * bench's minimal tracker, `sh -c 'exec cat >/dev/null'` on `tracker.input:
-   * stdin` (~15 us of CPU per read against ~100 us for a Node process here); it
-   * cannot report, so latency is taken at the engine's write into its input
-   * (latency_to_tracker_write) and the books use the engine's counters only.
-   * 'none': no trackers; the drain-only consumer (`sink: discard`) empties each
-   * ring as data arrives: the ingest path's own latency (socket -> shard -> ring
-   * -> drained), taken where the sink drains the ring; "delivered" is then the
-   * frames it drained (counted dropped{reason="discarded"}).
-   */
+  /** drain (default): bench/lib/drain-tracker.ts on TCP; cat: stdin, cannot report; none: sink discard. */
   tracker?: TrackerKind;
-  /**
-   * Nice value for the generator and the trackers (default 0). The nodes are
-   * remote in a deployment; with 10 here the engine is served first when the two
-   * cores are short, as it would be on a host of its own (an experiment knob).
-   */
   nice?: number;
-  /**
-   * Node protocol (default line, stamped). Binary frames (`detections` each) carry
-   * increasing timestamps but no send-time markers: with binary there is no
-   * latency, so the run stops after the max phase.
-   */
+  /** Binary frames carry no send-time markers: no latency, the run stops after the max phase. */
   protocol?: 'line' | 'binary';
   detections?: number;
-  /** Engine shards (default 'auto'). */
   shards?: number | 'auto';
-  /** Only the max (unpaced) phase: no paced half-load latency phase. */
+  /** Only the max (unpaced) phase. */
   maxOnly?: boolean;
 }
 
-export interface LatencyStats {
-  samples: number;
-  p50_ms: number;
-  p90_ms: number;
-  p99_ms: number;
-  p999_ms: number;
-  max_ms: number;
-  mean_ms: number;
-}
 
 export interface FeederRates {
   /** Tracker writes (one batch each) per second, all trackers. */
@@ -278,16 +222,6 @@ function engineConfig(spec: E2eSpec, dir: string) {
   return parseConfig(raw, {}); // {}: RADAR_INGEST_TOKEN must not override the bench token
 }
 
-/** CPU seconds (user + system) of a process, or null (gone, or not Linux). */
-function pidCpuSeconds(pid: number): number | null {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-  } catch {
-    return null;
-  }
-}
 
 function trackerPids(engine: Engine): number[] {
   const out: number[] = [];
@@ -311,7 +245,7 @@ async function sampleAll(engine: Engine, lg: Loadgen, pids: number[]): Promise<S
   const gen = await lg.mark();
   const probes = snapshot(engine.pool.threads);
   const totals = engine.totals();
-  const trackerCpu = new Map(pids.map((p) => [p, pidCpuSeconds(p)]));
+  const trackerCpu = new Map(pids.map((p) => [p, pidStat(p)?.cpu ?? null]));
   const feeder = { batches: 0, bytes: 0, stalls: 0, fed: 0 };
   for (const i of (engine.trackers?.instances.values() ?? [])) {
     feeder.batches += i.feeder.batches;
@@ -375,16 +309,6 @@ function feederRates(a: Sample, b: Sample): FeederRates {
 }
 
 
-/** Percentiles of latency samples in ns, reported in ms. */
-export function latencyStats(lat: Float64Array): LatencyStats {
-  const n = lat.length;
-  if (n === 0) return { samples: 0, p50_ms: NaN, p90_ms: NaN, p99_ms: NaN, p999_ms: NaN, max_ms: NaN, mean_ms: NaN };
-  const v = Float64Array.from(lat).sort();
-  const q = (p: number): number => round(v[Math.min(n - 1, Math.floor(p * n))]! / 1e6, 3);
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += v[i]!;
-  return { samples: n, p50_ms: q(0.5), p90_ms: q(0.9), p99_ms: q(0.99), p999_ms: q(0.999), max_ms: round(v[n - 1]! / 1e6, 3), mean_ms: round(sum / n / 1e6, 3) };
-}
 
 interface TrackerReport {
   pid: number; port: number; connections: number; open: number; bytes: number; frames: number; chunks: number;
@@ -423,17 +347,17 @@ function readReports(dir: string, windows: Array<[number, number]>): { reports: 
 }
 
 /**
- * Host-side latency: the send-time markers in each batch the engine hands to a
- * tracker's input (TrackerProcess.write), measured in this process when the write
- * is made. It separates the engine's own latency from the tracker processes'
- * wake-up, which dominates on a 2-core machine running 64 of them.
+ * Host-side latency, through the engine's probe: the send-time markers in each batch
+ * the engine writes into a tracker's input (or, tracker none, that the drain-only
+ * sink frees), taken in this process at that instant. It separates the engine's own
+ * latency from the tracker processes' wake-up, which dominates on a 2-core machine
+ * running 64 of them. `readLat`: send -> the engine's socket read (the first stage).
  */
 const hostLat: number[] = [];
-/** Send -> the engine's socket read (the first stage), ns, paced window only. */
 const readLat: number[] = [];
 let hostWindow: [number, number] | null = null;
 
-/** Records the send markers in a buffer of frames handed on now (host side) into `into`. */
+/** Records the send markers in a buffer of frames handed on now into `into`. */
 function hostMarkers(buf: Buffer, into = hostLat): void {
   if (hostWindow === null) return;
   const [from, to] = hostWindow;
@@ -443,48 +367,11 @@ function hostMarkers(buf: Buffer, into = hostLat): void {
   });
 }
 
-/**
- * The first stage: the engine's read of the socket (ConnectionHandoff.onData,
- * wrapped on the instance), so that the latency splits into generator -> read
- * and read -> the rest. Line frames only (markers).
- */
-function hookReads(engine: Engine): void {
-  const h = engine.handoff as unknown as { onData(conn: unknown, chunk: Buffer): void };
-  const orig = h.onData.bind(h);
-  h.onData = (conn: unknown, chunk: Buffer): void => {
-    hostMarkers(chunk, readLat);
-    orig(conn, chunk);
-  };
-}
-
-/**
- * Wraps TrackerProcess.prototype.write and (`--tracker none`) DiscardSink.prototype.onData,
- * which reads the markers of the records it is about to free (a copy of the ring's
- * used bytes; bench overhead on the main thread, like the write wrapper's), for one
- * run; returns the undo, so the other workloads of a runner stay untouched.
- */
-function installHostHooks(): () => void {
-  const prevWrite = TrackerProcess.prototype.write;
-  const prevDrain = DiscardSink.prototype.onData;
-  const write = function (this: TrackerProcess, buf: Buffer, done?: (err: Error | null) => void): boolean {
-    hostMarkers(buf);
-    return prevWrite.call(this, buf, done);
-  };
-  const drain = function (this: DiscardSink, node: NodeEntry): void {
-    if (hostWindow !== null) {
-      const buf = ringBytes(node.reader);
-      if (buf !== null) hostMarkers(buf);
-    }
-    prevDrain.call(this, node);
-  };
-  TrackerProcess.prototype.write = write;
-  DiscardSink.prototype.onData = drain;
-  return () => {
-    if (TrackerProcess.prototype.write === write) TrackerProcess.prototype.write = prevWrite;
-    if (DiscardSink.prototype.onData === drain) DiscardSink.prototype.onData = prevDrain;
-    hostWindow = null;
-  };
-}
+const PROBE: EngineProbe = {
+  onSocketRead: (b) => hostMarkers(b, readLat),
+  onTrackerWrite: (_node, b) => hostMarkers(b),
+  onSinkDrain: (_node, b) => hostMarkers(b),
+};
 
 /** One e2e run (see the top of this file). `calibrate` is the caller's machine speed index. */
 export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promise<E2eResult> {
@@ -497,11 +384,9 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
   const dir = mkdtempSync(join(tmpdir(), 'radar-e2e-'));
   mkdirSync(join(dir, 'reports'));
   const tStart = performance.now();
-  const engine = new Engine({ config: engineConfig(spec, dir) });
+  const engine = new Engine({ config: engineConfig(spec, dir), probe: PROBE });
   await engine.start();
-  hookReads(engine);
   let lg: Loadgen | null = null;
-  const uninstallHooks = installHostHooks();
   try {
     lg = await Loadgen.start({
       host: '127.0.0.1', port: engine.tcpAddress!.port, protocol: binary ? 'binary' : 'line', stamped: !binary, connections: spec.connections,
@@ -552,8 +437,8 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
     const target = spec.pacedFps > 0 ? spec.pacedFps : Math.max(spec.connections, Math.round(deliveredPerS * spec.loadFraction));
     let c = b;
     let d = b;
-    let hostLatency = latencyStats(new Float64Array(0));
-    let readLatency = latencyStats(new Float64Array(0));
+    let hostLatency = latencyStats([]);
+    let readLatency = latencyStats([]);
     if (!maxOnly) {
       lg.go({ fps: target, tickMs: spec.tickMs, stagger: spec.stagger ?? false });
       await sleep(spec.latencyWarmupS * 1000);
@@ -566,8 +451,8 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
       hostWindow = [c.hrNs, d.hrNs];
       await sleep(200);
       hostWindow = null;
-      hostLatency = latencyStats(Float64Array.from(hostLat));
-      readLatency = latencyStats(Float64Array.from(readLat));
+      hostLatency = latencyStats(hostLat);
+      readLatency = latencyStats(readLat);
     }
 
     // Stop, drain, books.
@@ -691,7 +576,208 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
   } finally {
     lg?.kill();
     await engine.stop();
-    uninstallHooks();
+    hostWindow = null;
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+const options = {
+  ...loadOptions(8, 3),
+  latencyDuration: optNum('latency window at the paced rate, seconds (default: --duration)'),
+  latencyWarmup: num(1, 'paced load before the latency window, seconds'),
+  loadFraction: num(0.5, 'paced rate as a share of the measured e2e rate'),
+  pacedFps: num(0, 'paced rate in frames/s instead (e.g. 128: 64 nodes at 2 Hz; 0 = use --load-fraction)'),
+  tickMs: num(1, 'pacing period of the generator, ms'),
+  stagger: flag('each node writes once per tick at its own phase (node i at i/N of the tick), as independent nodes do'),
+  shards: optNum("the engine's shards (default auto; 0 = one shard on the main thread)"),
+  tracker: str<TrackerKind>('drain', 'the tracker per node: drain (bench/lib/drain-tracker.ts on TCP), cat (stdin, latency at the write), none (sink discard)', ['drain', 'cat', 'none']),
+  nice: num(0, 'nice value for the generator and the trackers'),
+  trackerPrefix: str('', 'run the trackers under this command, e.g. "nice -n 10" or "chrt -b 0"'),
+  portStart: num(19000, 'first tracker port to provision (100 ports; keep it out of the ephemeral range)', 1),
+  quietWait: num(10, 'before each cell, wait up to S s for the machine to be idle (0 = never)'),
+  refs: list<'ingest' | 'stamped' | 'none'>(['ingest'], 'discard-sink reference cells per rep: ingest, stamped (the e2e generator), none', ['ingest', 'stamped', 'none']),
+};
+
+async function runE2e(o: OptValues<typeof options>): Promise<void> {
+  const base = baseOf(o);
+  const reps = o.reps;
+  const portStart = o.portStart;
+  const spec: E2eSpec = {
+    connections: base.connections,
+    warmupS: base.warmupS,
+    durationS: base.durationS,
+    latencyWarmupS: o.latencyWarmup,
+    latencyS: o.latencyDuration ?? base.durationS,
+    loadFraction: o.loadFraction,
+    pacedFps: o.pacedFps,
+    trackerPrefix: o.trackerPrefix.split(/\s+/).filter((x) => x !== ''),
+    tracker: o.tracker,
+    nice: o.nice,
+    tickMs: o.tickMs,
+    stagger: o.stagger,
+    shards: o.shards ?? 'auto',
+    chunkBytes: base.chunkBytes,
+    depth: base.depth,
+    procs: base.procs,
+    ringBytes: base.ringBytes,
+    portStart,
+    portEnd: Math.min(65535, portStart + Math.max(99, base.connections - 1)),
+    token: TOKEN,
+  };
+  const quietMaxS = o.quietWait;
+  const quiet: Array<{ cell: string; rep: number; waited_s: number; busy: number | null }> = [];
+  const beQuiet = async (cell: string, rep: number): Promise<void> => {
+    if (quietMaxS <= 0) return;
+    const q = await waitQuiet(quietMaxS);
+    quiet.push({ cell, rep, ...q });
+    if (q.busy !== null && q.busy >= 0.3) process.stderr.write(`(machine still busy before ${cell} rep ${rep}: ${fmt(q.busy, 2)} cores after ${fmt(q.waited_s, 1)} s; measuring anyway)\n`);
+  };
+  const refs = o.refs.filter((r) => r !== 'none');
+  const started = performance.now();
+  const perRep = (base.warmupS + base.durationS + 30 + quietMaxS) * refs.length
+    + spec.warmupS + spec.durationS + spec.latencyWarmupS + spec.latencyS + 120 + quietMaxS;
+  boundRun(perRep * reps + 60);
+
+  const header = headerOf('e2e', { ...spec, token: undefined, reps, refs, line_detections: '1-5 cycling', tracker: TRACKER_KINDS[spec.tracker ?? 'drain'].what });
+
+  const refRuns: Record<string, RunResult[]> = Object.fromEntries(refs.map((r) => [r, []]));
+  const runs: E2eResult[] = [];
+  for (let r = 0; r < reps; r++) {
+    for (const ref of refs) {
+      await beQuiet(`ref ${ref}`, r + 1);
+      const res = await runOnce({ ...base, protocol: 'line', mode: 'default', detections: 3, stamped: ref === 'stamped' });
+      refRuns[ref]!.push(res);
+      process.stderr.write(`ref ${ref.padEnd(8)} rep ${r + 1}: ${fmt(res.frames_per_s).padStart(10)} frames/s into rings (sink discard)  main ELU ${fmt(res.main_elu, 3)}  worker ELU ${res.worker_elu.map((x) => fmt(x, 3)).join(',')}  proc CPU ${fmt(res.process_cpu, 2)}  gen CPU ${fmt(res.generator_cpu, 2)}  calib ${fmt(res.calibration_mops, 2)}${(res.other_cpu ?? 0) > 0.2 ? `  (other CPU ${fmt(res.other_cpu, 2)} cores: noisy)` : ''}${res.accounting.violations.length ? `  VIOLATIONS: ${res.accounting.violations.join('; ')}` : ''}\n`);
+    }
+    await beQuiet('e2e', r + 1);
+    const e = await runE2eOnce(spec, calibrate);
+    runs.push(e);
+    const m = e.max;
+    const h = e.half!; // the e2e workload always runs the half phase
+    process.stderr.write(`e2e          rep ${r + 1}: ${fmt(m.delivered_per_s).padStart(10)} frames/s delivered (${fmt(m.into_rings_per_s)} into rings, rings ${fmt(m.rings_fill * 100)}% full)  main ELU ${fmt(m.cpu.main_elu, 3)}  worker ELU ${m.cpu.worker_elu.map((x) => fmt(x, 3)).join(',')}  proc CPU ${fmt(m.cpu.process_cpu, 2)}  trackers CPU ${fmt(m.cpu.trackers_cpu, 2)}  gen CPU ${fmt(m.cpu.generator_cpu, 2)}  calib ${fmt(e.calibration_mops, 2)}${(m.cpu.other_cpu ?? 0) > 0.2 ? `  (other CPU ${fmt(m.cpu.other_cpu, 2)} cores: noisy)` : ''}\n`);
+    process.stderr.write(`  half load  rep ${r + 1}: ${fmt(h.delivered_per_s).padStart(10)} frames/s (target ${fmt(h.target_per_s)})  latency p50 ${fmt(h.latency.p50_ms, 2)} ms  p99 ${fmt(h.latency.p99_ms, 2)} ms  max ${fmt(h.latency.max_ms, 1)} ms (${fmt(h.latency.samples)} samples)  to tracker write p50 ${fmt(h.latency_to_tracker_write.p50_ms, 2)} ms  p99 ${fmt(h.latency_to_tracker_write.p99_ms, 2)} ms  to engine read p50 ${fmt(h.latency_to_engine_read?.p50_ms, 2)} ms  p99 ${fmt(h.latency_to_engine_read?.p99_ms, 2)} ms  main ELU ${fmt(h.cpu.main_elu, 3)}  proc CPU ${fmt(h.cpu.process_cpu, 2)}  trackers CPU ${fmt(h.cpu.trackers_cpu, 2)}  gen CPU ${fmt(h.cpu.generator_cpu, 2)}${(h.cpu.other_cpu ?? 0) > 0.2 ? `  (other CPU ${fmt(h.cpu.other_cpu, 2)} cores: noisy)` : ''}${h.sustained ? '' : '  NOT SUSTAINED (queues grew: the latency is backlog)'}${h.pace_skipped > 0 ? `  generator behind: ${fmt(h.pace_skipped)} frames skipped` : ''}${e.accounting.violations.length ? `  VIOLATIONS: ${e.accounting.violations.join('; ')}` : ''}\n`);
+  }
+
+  const refMedian: Record<string, number> = Object.fromEntries(refs.map((r) => [r, Math.round(med(refRuns[r]!.map((x) => x.frames_per_s)))]));
+  const primary = refs[0];
+  const perRepRatio = runs.map((e, i) => round(e.max.delivered_per_s / (primary ? refRuns[primary]![i]!.frames_per_s : NaN), 4));
+  const cpuMed = (pick: (e: E2eResult) => E2eResult['max']['cpu']): Record<string, number | number[]> => ({
+    process_cpu: med(runs.map((e) => pick(e).process_cpu)),
+    main_thread_cpu: med(runs.map((e) => pick(e).main_thread_cpu)),
+    main_elu: med(runs.map((e) => pick(e).main_elu)),
+    worker_elu: Array.from({ length: Math.max(0, ...runs.map((e) => pick(e).worker_elu.length)) }, (_, k) => med(runs.map((e) => pick(e).worker_elu[k] ?? null))),
+    trackers_cpu: med(runs.map((e) => pick(e).trackers_cpu)),
+    generator_cpu: med(runs.map((e) => pick(e).generator_cpu)),
+    machine_cpu_busy: med(runs.map((e) => pick(e).machine_cpu_busy)),
+    softirq: med(runs.map((e) => pick(e).machine_cpu?.softirq ?? null)),
+    other_cpu: med(runs.map((e) => pick(e).other_cpu)),
+  });
+  const costMed = (pick: (e: E2eResult) => E2eResult['max']['cost_ns_per_frame']): Record<string, number> => Object.fromEntries(
+    (['engine', 'main_thread', 'engine_other_threads', 'trackers', 'generator', 'softirq'] as const).map((k) => [k, Math.round(med(runs.map((e) => pick(e)[k])))]));
+  const medians = {
+    reference_into_rings_per_s: refMedian,
+    reference_main_elu: Object.fromEntries(refs.map((r) => [r, med(refRuns[r]!.map((x) => x.main_elu))])),
+    reference_process_cpu: Object.fromEntries(refs.map((r) => [r, med(refRuns[r]!.map((x) => x.process_cpu))])),
+    reference_generator_cpu: Object.fromEntries(refs.map((r) => [r, med(refRuns[r]!.map((x) => x.generator_cpu))])),
+    e2e_delivered_per_s: Math.round(med(runs.map((e) => e.max.delivered_per_s))),
+    e2e_into_rings_per_s: Math.round(med(runs.map((e) => e.max.into_rings_per_s))),
+    e2e_delivered_per_s_min: Math.min(...runs.map((e) => e.max.delivered_per_s)),
+    e2e_delivered_per_s_max: Math.max(...runs.map((e) => e.max.delivered_per_s)),
+    e2e_main_busy_ns_per_frame: med(runs.map((e) => e.max.main_busy_ns_per_frame)),
+    e2e_rings_fill: med(runs.map((e) => e.max.rings_fill)),
+    e2e_feeder_writes_per_s: Math.round(med(runs.map((e) => e.max.feeder.writes_per_s))),
+    e2e_feeder_frames_per_write: med(runs.map((e) => e.max.feeder.frames_per_write)),
+    e2e_cpu: cpuMed((e) => e.max.cpu),
+    e2e_cost_ns_per_frame: costMed((e) => e.max.cost_ns_per_frame),
+    reference_engine_cpu_ns_per_frame: Object.fromEntries(refs.map((r) => [r, Math.round(med(refRuns[r]!.map((x) => (x.process_cpu / x.frames_per_s) * 1e9)))])),
+    reference_main_cpu_ns_per_frame: Object.fromEntries(refs.map((r) => [r, Math.round(med(refRuns[r]!.map((x) => x.main_cpu_ns_per_frame)))])),
+    e2e_saturated_latency_p50_ms: med(runs.map((e) => e.max.latency.p50_ms)),
+    e2e_saturated_latency_p99_ms: med(runs.map((e) => e.max.latency.p99_ms)),
+    half_target_per_s: Math.round(med(runs.map((e) => e.half!.target_per_s))),
+    half_delivered_per_s: Math.round(med(runs.map((e) => e.half!.delivered_per_s))),
+    half_sustained_reps: runs.filter((e) => e.half!.sustained).length,
+    half_latency_p50_ms: med(runs.map((e) => e.half!.latency.p50_ms)),
+    half_latency_p90_ms: med(runs.map((e) => e.half!.latency.p90_ms)),
+    half_latency_p99_ms: med(runs.map((e) => e.half!.latency.p99_ms)),
+    half_latency_p999_ms: med(runs.map((e) => e.half!.latency.p999_ms)),
+    half_latency_max_ms: med(runs.map((e) => e.half!.latency.max_ms)),
+    half_latency_samples: Math.round(med(runs.map((e) => e.half!.latency.samples))),
+    half_latency_to_tracker_write_p50_ms: med(runs.map((e) => e.half!.latency_to_tracker_write.p50_ms)),
+    half_latency_to_tracker_write_p99_ms: med(runs.map((e) => e.half!.latency_to_tracker_write.p99_ms)),
+    half_latency_to_tracker_write_samples: Math.round(med(runs.map((e) => e.half!.latency_to_tracker_write.samples))),
+    half_latency_to_engine_read_p50_ms: med(runs.map((e) => e.half!.latency_to_engine_read.p50_ms)),
+    half_latency_to_engine_read_p99_ms: med(runs.map((e) => e.half!.latency_to_engine_read.p99_ms)),
+    half_feeder_frames_per_write: med(runs.map((e) => e.half!.feeder.frames_per_write)),
+    half_cpu: cpuMed((e) => e.half!.cpu),
+    half_cost_ns_per_frame: costMed((e) => e.half!.cost_ns_per_frame),
+    half_feeder_writes_per_s: Math.round(med(runs.map((e) => e.half!.feeder.writes_per_s))),
+  };
+  const ratio = round(medians.e2e_delivered_per_s / (primary ? refMedian[primary]! : NaN), 4);
+  const ratios = {
+    /** The ratio that matters: e2e delivered / discard into-ring (medians, same invocation). */
+    e2e_over_discard_into_rings: ratio,
+    e2e_over_discard_per_rep: perRepRatio,
+    e2e_over_discard_per_rep_median: med(perRepRatio),
+    ...(refs.includes('stamped') ? { e2e_over_discard_stamped: round(medians.e2e_delivered_per_s / refMedian.stamped!, 4) } : {}),
+    e2e_delivered_over_into_rings: round(medians.e2e_delivered_per_s / medians.e2e_into_rings_per_s, 4),
+    half_delivered_over_target: round(medians.half_delivered_per_s / medians.half_target_per_s, 4),
+  };
+  const p99Max = Math.max(...runs.map((e) => e.half!.latency.p99_ms));
+  const targets = {
+    throughput: {
+      what: `e2e frames/s delivered to trackers >= ${E2E_TARGETS.min_ratio} x line frames/s into rings (sink discard, same run)`,
+      value: ratio, min: E2E_TARGETS.min_ratio, pass: ratio >= E2E_TARGETS.min_ratio,
+      absolute: {
+        what: `e2e frames/s >= ${E2E_TARGETS.min_ratio} x the ${fmt(E2E_TARGETS.line_target_frames_per_s)} frames/s ingest target`,
+        value: medians.e2e_delivered_per_s, min: E2E_TARGETS.min_ratio * E2E_TARGETS.line_target_frames_per_s,
+        pass: medians.e2e_delivered_per_s >= E2E_TARGETS.min_ratio * E2E_TARGETS.line_target_frames_per_s,
+      },
+    },
+    latency: {
+      what: `p99 send-to-tracker latency < ${E2E_TARGETS.p99_ms} ms at ${spec.pacedFps > 0 ? `${spec.pacedFps} frames/s` : `${spec.loadFraction} x the e2e rate`}`,
+      value: medians.half_latency_p99_ms, worst_rep: p99Max, max: E2E_TARGETS.p99_ms, pass: medians.half_latency_p99_ms < E2E_TARGETS.p99_ms,
+    },
+  };
+  const violations = [
+    ...runs.flatMap((e, i) => e.accounting.violations.map((v) => `e2e rep ${i + 1}: ${v}`)),
+    ...refs.flatMap((ref) => refRuns[ref]!.flatMap((x, i) => x.accounting.violations.map((v) => `ref ${ref} rep ${i + 1}: ${v}`))),
+  ];
+  const out = {
+    ...header,
+    duration_s: round((performance.now() - started) / 1000, 1),
+    targets,
+    ratios,
+    medians,
+    accounting: { ok: violations.length === 0, violations },
+    quiet_waits: quiet,
+    runs,
+    reference_runs: refRuns,
+  };
+
+  const L: string[] = [''];
+  const mc = medians.e2e_cpu;
+  const hc = medians.half_cpu;
+  L.push(`medians of ${reps} (line protocol, ${spec.connections} nodes, 1-5 det/frame, default shards, tracker ${spec.tracker ?? 'drain'}):`);
+  for (const r of refs) L.push(`  discard sink, into rings (${r === 'ingest' ? 'ingest workload generator' : 'e2e generator'}): ${fmt(refMedian[r]).padStart(10)} frames/s  main ELU ${fmt(medians.reference_main_elu[r], 3)}  proc CPU ${fmt(medians.reference_process_cpu[r], 2)}  gen CPU ${fmt(medians.reference_generator_cpu[r], 2)}`);
+  L.push(`  e2e, delivered to trackers:             ${fmt(medians.e2e_delivered_per_s).padStart(10)} frames/s  (${fmt(medians.e2e_delivered_per_s_min)}..${fmt(medians.e2e_delivered_per_s_max)}; into rings ${fmt(medians.e2e_into_rings_per_s)}, rings ${fmt((medians.e2e_rings_fill) * 100)}% full)`);
+  L.push(`    CPU (cores): engine ${fmt(mc.process_cpu as number, 2)} (main ${fmt(mc.main_thread_cpu as number, 2)}, main ELU ${fmt(mc.main_elu as number, 3)}, worker ELU ${(mc.worker_elu as number[]).map((x) => fmt(x, 3)).join(',')})  trackers ${fmt(mc.trackers_cpu as number, 2)}  generator ${fmt(mc.generator_cpu as number, 2)}  softirq ${fmt(mc.softirq as number, 2)}  machine ${fmt(mc.machine_cpu_busy as number, 2)}`);
+  L.push(`    CPU ns per delivered frame: engine ${fmt(medians.e2e_cost_ns_per_frame.engine)} (main thread ${fmt(medians.e2e_cost_ns_per_frame.main_thread)}, other threads ${fmt(medians.e2e_cost_ns_per_frame.engine_other_threads)}), trackers ${fmt(medians.e2e_cost_ns_per_frame.trackers)}, generator ${fmt(medians.e2e_cost_ns_per_frame.generator)}, softirq ${fmt(medians.e2e_cost_ns_per_frame.softirq)}${primary ? `; discard sink: engine ${fmt(medians.reference_engine_cpu_ns_per_frame[primary])} (main thread ${fmt(medians.reference_main_cpu_ns_per_frame[primary])})` : ''}\n    main thread ${fmt(medians.e2e_main_busy_ns_per_frame)} ns busy per delivered frame; ${fmt(medians.e2e_feeder_writes_per_s)} tracker writes/s of ${fmt(medians.e2e_feeder_frames_per_write, 1)} frames; latency at saturation p50 ${fmt(medians.e2e_saturated_latency_p50_ms, 1)} ms p99 ${fmt(medians.e2e_saturated_latency_p99_ms, 1)} ms`);
+  L.push(`  e2e / discard into-ring: x${fmt(ratio, 3)} (per rep ${perRepRatio.map((x) => fmt(x, 3)).join(', ')})${ratios.e2e_over_discard_stamped !== undefined ? `; / stamped-generator discard: x${fmt(ratios.e2e_over_discard_stamped, 3)}` : ''}`);
+  L.push(`  at ${spec.pacedFps > 0 ? `${fmt(spec.pacedFps)} frames/s` : `${spec.loadFraction} load`}: ${fmt(medians.half_delivered_per_s)} frames/s delivered (target ${fmt(medians.half_target_per_s)}), ${medians.half_sustained_reps < reps ? `sustained in ${medians.half_sustained_reps}/${reps} reps, ` : ''}latency send->tracker input p50 ${fmt(medians.half_latency_p50_ms, 2)} ms  p90 ${fmt(medians.half_latency_p90_ms, 2)}  p99 ${fmt(medians.half_latency_p99_ms, 2)}  p99.9 ${fmt(medians.half_latency_p999_ms, 2)}  max ${fmt(medians.half_latency_max_ms, 1)} ms (${fmt(medians.half_latency_samples)} samples/rep)`);
+  L.push(`    CPU (cores): engine ${fmt(hc.process_cpu as number, 2)} (main ELU ${fmt(hc.main_elu as number, 3)}, worker ELU ${(hc.worker_elu as number[]).map((x) => fmt(x, 3)).join(',')})  trackers ${fmt(hc.trackers_cpu as number, 2)}  generator ${fmt(hc.generator_cpu as number, 2)}  machine ${fmt(hc.machine_cpu_busy as number, 2)}; ${fmt(medians.half_feeder_writes_per_s)} tracker writes/s of ${fmt(medians.half_feeder_frames_per_write, 1)} frames`);
+  L.push(`    CPU ns per delivered frame: engine ${fmt(medians.half_cost_ns_per_frame.engine)} (main thread ${fmt(medians.half_cost_ns_per_frame.main_thread)}), trackers ${fmt(medians.half_cost_ns_per_frame.trackers)}, generator ${fmt(medians.half_cost_ns_per_frame.generator)}`);
+  L.push(`target ${targets.throughput.what}: x${fmt(ratio, 3)} ${targets.throughput.pass ? 'PASS' : 'FAIL'}`);
+  L.push(`target ${targets.throughput.absolute.what}: ${fmt(targets.throughput.absolute.value)} ${targets.throughput.absolute.pass ? 'PASS' : 'FAIL'}`);
+  L.push(`target ${targets.latency.what}: ${fmt(targets.latency.value, 2)} ms (worst rep ${fmt(p99Max, 2)}) ${targets.latency.pass ? 'PASS' : 'FAIL'}`);
+  const booksNote = TRACKER_KINDS[spec.tracker ?? 'drain'].books;
+  L.push(`accounting: ${violations.length === 0 ? `OK (sent == received == inRings + inSink + delivered + dropped, nothing dropped, ${booksNote})` : `${violations.length} VIOLATIONS`}`);
+  for (const v of violations.slice(0, 10)) L.push(`  ${v}`);
+  L.push(`total ${fmt(out.duration_s, 1)} s`);
+  report('e2e', out, L.join('\n'), !o.noSave);
+}
+
+export const workload = defineWorkload({
+  about: 'node sockets to tracker input: frames/s delivered at full push, send-to-tracker latency at half of it',
+  options,
+  run: runE2e,
+});

@@ -1,175 +1,58 @@
-// The fleet benchmark: many nodes at the rate real nodes send, against
-// a real Engine with its production sink (`trackers`) and auto-provisioning.
-//
-//   node dist/bench/fleet.js [--nodes 1000] [--fps 2] [--duration 60] [--detections 10]
-//                            [--heartbeat-ms 5000] [--warmup 3] [--max 0] [--port-start 20000]
-//
-// Load: bench/fleet-client.ts, N line-protocol nodes (fleet-0..N-1, one TCP
-// connection each), `fps` frames/s per node, the fleet's writes spread evenly
-// over time, one heartbeat per node every `heartbeatMs`; frames with strictly
-// increasing timestamps per node and a send-time marker each.
-//
-// Trackers: one per node, auto-provisioned, the minimal command
-// `sh -c 'exec cat >/dev/null'` with `tracker.input: stdin` (about 1 MB each,
-// against ~50 MB for a Node process): it reads its input and prints nothing (no
-// track events). The provisioning range still has to hold N ports (the
-// allocator assigns one per node whatever the input), outside the ephemeral range.
-//
-// Latency: "send to tracker input" is measured where the engine hands a batch to
-// the tracker's input pipe: TrackerProcess.prototype.write is wrapped (as in
-// bench/e2e.ts, half.latency_to_tracker_write) and, for every send-time marker in
-// the batch, records hrtime at that write minus the marker. It includes the
-// generator's socket write, loopback TCP, the engine's main thread, the shard
-// worker, the ring and the feeder; it excludes the pipe itself and the tracker
-// process's wake-up (cat cannot timestamp what it reads).
-//
-// Sink `discard` (--sink discard): the other production sink, a
-// drain-only consumer for deployments whose trackers run elsewhere: the engine
-// runs with `sink: discard` (no tracker processes; each ring is drained as data
-// arrives and the frames are counted as dropped{reason="discarded"}). Latency is
-// then taken where that sink drains a ring: DiscardSink.prototype.onData is
-// wrapped to look at the records it is about to free (a copy of the ring's used
-// bytes, markers scanned) before it frees them. The wrapper's work is bench
-// overhead on the engine's main thread, as the write wrapper's is.
-//
-// One run:
-//   setup   engine (sink trackers, auto-provisioning), generator connects every
-//           node and writes one frame each; wait until every tracker process runs
-//           and got its node's first frame. Not in the window.
-//   paced   `warmupS` of paced load, then the window (`durationS`): engine process
-//           CPU (all threads) and main-thread CPU, event-loop utilisation and lag
-//           (the engine's own prom-client monitorEventLoopDelay, read and reset at
-//           the window's edges: no extra timer in the engine), RSS, the latency samples of frames sent in
-//           the window, frames sent vs delivered, the trackers' and the
-//           generator's CPU (separately), supervisor passes and GC pauses.
-//   max     (optional, `maxS` > 0) the generator pushes unpaced: frames/s into
-//           rings and delivered to the trackers, CPU; the growth bench uses it.
-//   stop    the generator stops, the rings drain, the books are checked
-//           (engine.totals(): received = inRings + inSink + delivered + dropped,
-//           sent = received, nothing dropped, heartbeats counted); the engine stops
-//           its trackers; every tracker process must be gone.
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// Workload `fleet`: many field nodes at a low rate with heartbeats, one minimal
+// tracker per node (or the drain-only sink); latency to the tracker's input through
+// the engine's probe, host CPU, memory, event-loop lag. Details: docs/benchmarks.md.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
-import { parseConfig } from '../src/config.js';
-import { Engine } from '../src/engine/engine.js';
-import { C_HEARTBEATS } from '../src/telemetry/counters.js';
-import { DiscardSink } from '../src/nodes/ring-sink.js';
-import type { NodeEntry } from '../src/nodes/node-table.js';
-import type { Totals } from '../src/engine/metrics.js';
-import { TrackerProcess } from '../src/tracker/tracker-process.js';
-import { FleetClient, type FleetSample } from './fleet-client.js';
-import { snapshot, delta, type ProbeSnapshot } from './probes.js';
-import { sleep, round, waitQuiet, deliveredAll, forEachSendTime, ringBytes } from './common.js';
+import { parseConfig, Engine, C_HEARTBEATS, type Totals } from './lib/engine-api.js';
+import { FleetClient, type FleetSample } from './lib/loadgen-fleet.js';
+import { snapshot, delta, sleep, waitQuiet, pidStat, openFds, fdLimit, type ProbeSnapshot } from './lib/probes.js';
+import { forEachSendTime } from './lib/frames.js';
+import { deliveredAll } from './lib/engine-run.js';
+import { fmt, latencyStats, quantile, round } from './lib/stats.js';
+import { defineWorkload, list, num, str, SAVE_OPTION } from './lib/options.js';
+import { boundRun, header, report } from './lib/results.js';
+import type { Mode } from './ingest.js';
 
-const SELF = fileURLToPath(import.meta.url);
 const TOKEN = 'fleet-secret';
-const CLK_TCK = 100;
-const PAGE = 4096;
 
 /** Targets for a fleet of nodes at 2 Hz. */
 export const FLEET_TARGETS = { p99_ms: 2, host_cpu_pct_of_core: 15 };
 
 export const MINIMAL_TRACKER = ['sh', '-c', 'exec cat >/dev/null'];
 
+/** One fleet run; optional fields default as in runFleet (the workload's options table documents them). */
 export interface FleetOptions {
   nodes: number;
-  /** Frames per second per node. */
   fps: number;
-  /** Measured window (paced), seconds. */
   durationS: number;
   detections: number;
-  /** Heartbeat period per node, ms (0: none). */
   heartbeatMs: number;
-  /**
-   * Before the load: every node connected and every tracker running, nothing sent
-   * for this long (seconds, default 5; 0: skip): the engine's fixed cost of N idle
-   * nodes and trackers.
-   */
   idleS?: number;
-  /** Paced load before the window, seconds (default 3). */
   warmupS?: number;
-  /** Unpaced phase after the window, seconds (default 0: none). */
   maxS?: number;
-  /** Unpaced load before its window, seconds (default 1). */
   maxWarmupS?: number;
   /** Provisioning range (default 20000 .. start + max(1999, nodes - 1)); keep it out of the ephemeral range. */
   portStart?: number;
   portEnd?: number;
-  /** Before the run, wait up to this long for the machine to be idle (default 0). */
   quietWaitS?: number;
   /** Tracker argv (default MINIMAL_TRACKER, input stdin). */
   trackerCommand?: string[];
-  /**
-   * What drains each node's ring: 'trackers' (default: one tracker process per node,
-   * auto-provisioned) or 'discard' (the engine's drain-only consumer, `sink: discard`,
-   * for deployments whose trackers run elsewhere; no tracker processes).
-   */
   sink?: 'trackers' | 'discard';
-  /** Engine shards (default 'auto', the config default; 0 runs the shard code on the main thread). */
   shards?: number | 'auto';
-  /** Diagnostics: write a main-thread CPU profile of the paced window to this file (.cpuprofile). */
   profileFile?: string;
   /** Bound on setup (all trackers running), seconds (default 300). */
   setupTimeoutS?: number;
 }
 
 // ---------------------------------------------------------------------------
-// Host-side latency: the engine's write of a batch into a tracker's input
+// Host-side latency, through the engine's probe: the engine's write of a batch
+// into a tracker's input, or (sink discard) the records the sink frees
 // ---------------------------------------------------------------------------
 
 interface HookWindow { from: number; to: number; lat: number[]; at: number[] }
 let hook: HookWindow | null = null;
-/**
- * Tracker spawns: the synchronous part of TrackerProcess.start() (child_process.spawn,
- * i.e. the fork and exec of the tracker, blocking the main thread), ms, in order.
- */
-const spawnMs: number[] = [];
-
-/**
- * Wraps TrackerProcess.prototype.write (latency samples while `hook` is set) and
- * .start (spawn times) for one run; returns the undo. Installed per run, not at
- * import, so a runner that imports this module leaves the other workloads untouched
- * (bench/e2e.ts does the same for its own hooks).
- */
-function installTrackerHooks(): () => void {
-  const proto = TrackerProcess.prototype;
-  const prevWrite = proto.write;
-  const prevStart = proto.start;
-  const prevDrain = DiscardSink.prototype.onData;
-  const write = function (this: TrackerProcess, buf: Buffer, done?: (err: Error | null) => void): boolean {
-    const h = hook;
-    if (h !== null) recordMarkers(buf, h, Number(process.hrtime.bigint()));
-    return prevWrite.call(this, buf, done);
-  };
-  const drain = function (this: DiscardSink, node: NodeEntry): void {
-    const h = hook;
-    if (h !== null) {
-      const b = ringBytes(node.reader);
-      if (b !== null) recordMarkers(b, h, Number(process.hrtime.bigint()));
-    }
-    prevDrain.call(this, node);
-  };
-  const start = function (this: TrackerProcess): Promise<void> {
-    const t0 = performance.now();
-    const p = prevStart.call(this);
-    spawnMs.push(performance.now() - t0);
-    return p;
-  };
-  proto.write = write;
-  proto.start = start;
-  DiscardSink.prototype.onData = drain;
-  spawnMs.length = 0;
-  return () => {
-    if (proto.write === write) proto.write = prevWrite;
-    if (proto.start === start) proto.start = prevStart;
-    if (DiscardSink.prototype.onData === drain) DiscardSink.prototype.onData = prevDrain;
-    hook = null;
-  };
-}
 
 /** For every send-time marker in buf sent inside the window: a latency sample (hrtime ns). */
 function recordMarkers(buf: Buffer, h: HookWindow, now: number): void {
@@ -185,87 +68,6 @@ function recordMarkers(buf: Buffer, h: HookWindow, now: number): void {
 // Helpers
 // ---------------------------------------------------------------------------
 
-
-
-export interface LatencyStats {
-  samples: number;
-  p50_ms: number;
-  p90_ms: number;
-  p99_ms: number;
-  p999_ms: number;
-  max_ms: number;
-  mean_ms: number;
-  over_2ms: number;
-}
-
-function latencyStats(lat: number[]): LatencyStats {
-  const n = lat.length;
-  if (n === 0) return { samples: 0, p50_ms: NaN, p90_ms: NaN, p99_ms: NaN, p999_ms: NaN, max_ms: NaN, mean_ms: NaN, over_2ms: 0 };
-  const v = Float64Array.from(lat).sort();
-  const q = (p: number): number => round(v[Math.min(n - 1, Math.floor(p * n))]! / 1e6, 3);
-  let sum = 0;
-  let over = 0;
-  for (let i = 0; i < n; i++) {
-    sum += v[i]!;
-    if (v[i]! > 2e6) over++;
-  }
-  return { samples: n, p50_ms: q(0.5), p90_ms: q(0.9), p99_ms: q(0.99), p999_ms: q(0.999), max_ms: round(v[n - 1]! / 1e6, 3), mean_ms: round(sum / n / 1e6, 3), over_2ms: over };
-}
-
-function quantile(xs: number[], p: number): number {
-  if (xs.length === 0) return NaN;
-  const v = [...xs].sort((a, b) => a - b);
-  return v[Math.min(v.length - 1, Math.floor(p * v.length))]!;
-}
-
-/**
- * CPU seconds and resident bytes of a process, or null when it is gone. CPU from
- * /proc/PID/schedstat (time on CPU, ns: a tracker woken twice a second uses far
- * less than the 10 ms tick of /proc/PID/stat), else utime + stime.
- */
-function pidStat(pid: number): { cpu: number; rss: number } | null {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    // After the comm field: utime(14) stime(15) ... rss(24) -> indices 11, 12, 21.
-    let cpu = (Number(f[11]) + Number(f[12])) / CLK_TCK;
-    try {
-      const ns = Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ', 1)[0]);
-      if (Number.isFinite(ns)) cpu = ns / 1e9;
-    } catch {
-      // no schedstat: the tick-based figure stays
-    }
-    return { cpu, rss: Number(f[21]) * PAGE };
-  } catch {
-    return null;
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return s.slice(s.lastIndexOf(')') + 2, s.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-function fdLimit(): number | null {
-  try {
-    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
-    return line ? Number(line.split(/\s+/)[3]) : null;
-  } catch {
-    return null;
-  }
-}
-
-function openFds(): number | null {
-  try {
-    return readdirSync('/proc/self/fd').length;
-  } catch {
-    return null;
-  }
-}
 
 
 function engineConfig(o: Required<Pick<FleetOptions, 'portStart' | 'portEnd' | 'trackerCommand' | 'shards' | 'sink'>>, dir: string) {
@@ -366,7 +168,7 @@ function trackersStat(pids: number[]): { at: number; cpu: Map<number, number>; r
   const cpu = new Map<number, number>();
   let rss = 0;
   for (const p of pids) {
-    const s = pidStat(p);
+    const s = pidStat(p, true);
     if (!s) continue;
     cpu.set(p, s.cpu);
     rss += s.rss;
@@ -423,19 +225,15 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
   const started = performance.now();
   const dir = mkdtempSync(join(os.tmpdir(), 'radar-fleet-'));
   const rssEmpty = process.memoryUsage.rss();
-  const engine = new Engine({ config: engineConfig({ portStart: o.portStart, portEnd, trackerCommand: o.trackerCommand, shards: o.shards ?? 'auto', sink: o.sink }, dir) });
-
-  // Supervisor passes (the reconcile loop walks every instance): durations and times.
+  // Supervisor passes (the reconcile loop walks every instance): start and end times.
   const passes: Array<[number, number]> = [];
-  if (engine.trackers) {
-    const sup = engine.trackers as unknown as { runPass(): void };
-    const origPass = Object.getPrototypeOf(sup).runPass as () => void;
-    sup.runPass = function (this: unknown) {
-      const t0 = Number(process.hrtime.bigint());
-      origPass.call(sup);
-      passes.push([t0, Number(process.hrtime.bigint())]);
-    };
-  }
+  const record = (b: Buffer): void => {
+    if (hook !== null) recordMarkers(b, hook, Number(process.hrtime.bigint()));
+  };
+  const engine = new Engine({
+    config: engineConfig({ portStart: o.portStart, portEnd, trackerCommand: o.trackerCommand, shards: o.shards ?? 'auto', sink: o.sink }, dir),
+    probe: { onTrackerWrite: (_n, b) => record(b), onSinkDrain: (_n, b) => record(b), onReconcilePass: (t0, t1) => passes.push([t0, t1]) },
+  });
   // GC pauses (main thread).
   const gcs: Array<[number, number]> = [];
   const gcObs = new PerformanceObserver((list) => {
@@ -444,7 +242,6 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
 
   let client: FleetClient | null = null;
   const pids: number[] = [];
-  const uninstallHooks = installTrackerHooks();
   try {
     await engine.start();
     const rssEngine = process.memoryUsage.rss();
@@ -485,8 +282,6 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       await sleep(50);
     }
     const runningAt = performance.now();
-    const spawns = spawnMs.splice(0);
-    const tenth = Math.max(1, Math.floor(spawns.length / 10));
     if (engine.trackers) for (const i of engine.trackers.instances.values()) if (i.proc?.pid !== undefined) pids.push(i.proc.pid);
     const passesSetup = passes.length;
     // The operator's view: GET /api/v1/trackers (sink trackers only).
@@ -509,13 +304,6 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       supervisor_passes: passesSetup,
       supervisor_pass_max_ms: round(Math.max(0, ...passes.map(([a, b]) => (b - a) / 1e6)), 2),
       supervisor_pass_total_ms: round(passes.reduce((x, [a, b]) => x + (b - a) / 1e6, 0), 1),
-      /** Synchronous part of each tracker start (child_process.spawn: fork + exec), main thread blocked. */
-      spawn_ms: {
-        count: spawns.length, p50: round(quantile(spawns, 0.5), 3), max: round(Math.max(0, ...spawns), 3),
-        total: round(spawns.reduce((x, y) => x + y, 0), 1),
-        first_tenth_mean: round(spawns.slice(0, tenth).reduce((x, y) => x + y, 0) / tenth, 3),
-        last_tenth_mean: round(spawns.slice(-tenth).reduce((x, y) => x + y, 0) / tenth, 3),
-      },
       /** [s since connect, nodes with a ring, tracker instances, trackers up], every 0.5 s. */
       timeline,
       api: apiView,
@@ -575,7 +363,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     gcObs.disconnect();
     const s = (b.at - a.at) / 1000;
     const genS = (b.gen.childAt - a.gen.childAt) / 1000;
-    const lat = latencyStats(win.lat);
+    const lat = latencyStats(win.lat, 1e-6, true);
     const windowPasses = passes.slice(passesA).filter(([p0]) => p0 >= a.hrNs && p0 <= b.hrNs);
     const passMs = windowPasses.map(([p0, p1]) => (p1 - p0) / 1e6);
     const windowGcs = gcs.slice(gcA);
@@ -614,8 +402,8 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       heartbeats_received_per_s: round((b.heartbeats - a.heartbeats) / s, 1),
       latency_to_tracker_write: {
         what: drainOnly
-          ? 'generator write (send-time marker) -> the drain-only sink (sink: discard) taking the frame out of its ring (DiscardSink.onData), hrtime'
-          : 'generator write (send-time marker) -> the engine handing the batch to the tracker\'s stdin pipe (TrackerProcess.write), hrtime; excludes the pipe and the tracker\'s wake-up',
+          ? 'generator write (send-time marker) -> the drain-only sink (sink: discard) taking the frame out of its ring (EngineProbe.onSinkDrain), hrtime'
+          : 'generator write (send-time marker) -> the engine handing the batch to the tracker\'s stdin pipe (EngineProbe.onTrackerWrite), hrtime; excludes the pipe and the tracker\'s wake-up',
         ...lat,
       },
       slow_samples: { over_2ms: slow, overlapping_supervisor_pass: slowInPass, overlapping_gc: slowInGc },
@@ -735,10 +523,10 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     await engine.stop();
     const engineStopS = (performance.now() - tEngineStop) / 1000;
     // Every tracker process must be gone (bounded wait: they exit on EOF of stdin).
-    let left = pids.filter(pidAlive);
+    let left = pids.filter((p) => pidStat(p)?.zombie === false);
     for (let k = 0; k < 50 && left.length > 0; k++) {
       await sleep(100);
-      left = left.filter(pidAlive);
+      left = left.filter((p) => pidStat(p)?.zombie === false);
     }
     const acc = {
       sent: fin.sent, received: end.received, in_rings: end.inRings, in_sink: end.inSink, delivered: end.delivered,
@@ -802,7 +590,6 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     gcObs.disconnect();
     client?.kill();
     await engine.stop();
-    uninstallHooks();
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -817,7 +604,6 @@ function frameBytes(detections: number): number {
 // Summary and standalone entry
 // ---------------------------------------------------------------------------
 
-const fmt = (x: number | null | undefined, d = 0): string => (x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
 
 /** A few lines for a human (stderr). */
 export function fleetSummary(r: Record<string, unknown>): string {
@@ -826,7 +612,7 @@ export function fleetSummary(r: Record<string, unknown>): string {
   const c = p.cpu;
   const L: string[] = [];
   L.push(`fleet (sink ${x.params.sink ?? 'trackers'}): ${fmt(x.params.nodes)} nodes x ${x.params.fps} Hz, ${x.params.detections} det/frame (${x.params.frame_bytes} B), heartbeat ${x.params.heartbeat_ms} ms, window ${fmt(p.window_s, 1)} s`);
-  L.push(`  setup ${fmt(x.setup.total_s, 1)} s (connect+prime ${fmt(x.setup.connect_and_prime_s, 1)} s, all instances ${fmt(x.setup.all_instances_s, 1)} s, all running ${fmt(x.setup.all_running_s, 1)} s; ${x.setup.supervisor_passes} passes, ${fmt(x.setup.supervisor_pass_total_ms)} ms in all, max ${fmt(x.setup.supervisor_pass_max_ms, 1)} ms; spawn ${fmt(x.setup.spawn_ms.p50, 2)} ms p50, first tenth ${fmt(x.setup.spawn_ms.first_tenth_mean, 2)} ms, last tenth ${fmt(x.setup.spawn_ms.last_tenth_mean, 2)} ms, ${fmt(x.setup.spawn_ms.total)} ms in all; GET /api/v1/trackers ${x.setup.api ? `${fmt(x.setup.api.ms, 0)} ms ${fmt(x.setup.api.bytes)} B` : '-'}); fds ${x.setup.fds_open}/${x.setup.fd_limit}`);
+  L.push(`  setup ${fmt(x.setup.total_s, 1)} s (connect+prime ${fmt(x.setup.connect_and_prime_s, 1)} s, all instances ${fmt(x.setup.all_instances_s, 1)} s, all running ${fmt(x.setup.all_running_s, 1)} s; ${x.setup.supervisor_passes} passes, ${fmt(x.setup.supervisor_pass_total_ms)} ms in all, max ${fmt(x.setup.supervisor_pass_max_ms, 1)} ms; GET /api/v1/trackers ${x.setup.api ? `${fmt(x.setup.api.ms, 0)} ms ${fmt(x.setup.api.bytes)} B` : '-'}); fds ${x.setup.fds_open}/${x.setup.fd_limit}`);
   if (x.idle) L.push(`  idle (connected, nothing sent) ${fmt(x.idle.window_s, 1)} s: engine CPU ${fmt(x.idle.cpu.engine_process_cpu, 3)} cores (main thread ${fmt(x.idle.cpu.main_thread_cpu, 3)}), trackers ${fmt(x.idle.cpu.trackers_cpu, 3)}`);
   L.push(`  frames sent ${fmt(p.sent_per_s, 1)}/s, delivered ${fmt(p.delivered_per_s, 1)}/s (target ${fmt(p.target_frames_per_s)}); heartbeats ${fmt(p.heartbeats_sent_per_s, 1)}/s sent, ${fmt(p.heartbeats_received_per_s, 1)}/s received`);
   L.push(`  latency send -> ${x.params.sink === 'discard' ? 'drained by the sink' : 'tracker stdin write'}: p50 ${fmt(p.latency_to_tracker_write.p50_ms, 3)} ms  p90 ${fmt(p.latency_to_tracker_write.p90_ms, 3)}  p99 ${fmt(p.latency_to_tracker_write.p99_ms, 3)}  p99.9 ${fmt(p.latency_to_tracker_write.p999_ms, 3)}  max ${fmt(p.latency_to_tracker_write.max_ms, 2)} ms (${fmt(p.latency_to_tracker_write.samples)} samples; ${fmt(p.slow_samples.over_2ms)} > 2 ms, ${fmt(p.slow_samples.overlapping_supervisor_pass)} during a supervisor pass, ${fmt(p.slow_samples.overlapping_gc)} during GC)`);
@@ -841,62 +627,47 @@ export function fleetSummary(r: Record<string, unknown>): string {
   return L.join('\n');
 }
 
-export function parseFleetArgs(argv: string[]): FleetOptions & { json?: boolean } {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      nodes: { type: 'string' }, fps: { type: 'string' }, duration: { type: 'string' }, detections: { type: 'string' },
-      'heartbeat-ms': { type: 'string' }, idle: { type: 'string' }, warmup: { type: 'string' }, max: { type: 'string' }, 'max-warmup': { type: 'string' },
-      'port-start': { type: 'string' }, 'port-end': { type: 'string' }, profile: { type: 'string' }, shards: { type: 'string' }, sink: { type: 'string' }, 'quiet-wait': { type: 'string' }, help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stderr.write('usage: node dist/bench/fleet.js [--nodes 1000] [--fps 2] [--duration 60] [--detections 10] [--heartbeat-ms 5000] [--idle 5]\n'
-      + '                         [--warmup 3] [--max 0] [--max-warmup 1] [--port-start 20000] [--port-end P] [--quiet-wait 10]\n'
-      + '                         [--shards auto|N] [--sink trackers|discard] [--profile FILE.cpuprofile]\n');
-    process.exit(0);
-  }
-  const num = (v: string | undefined, def: number): number => {
-    if (v === undefined) return def;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) throw new Error(`bad number ${v}`);
-    return n;
-  };
-  const out: FleetOptions = {
-    nodes: num(values.nodes, 1000), fps: num(values.fps, 2), durationS: num(values.duration, 60),
-    detections: num(values.detections, 10), heartbeatMs: num(values['heartbeat-ms'], 5000),
-    idleS: num(values.idle, 5), warmupS: num(values.warmup, 3), maxS: num(values.max, 0), maxWarmupS: num(values['max-warmup'], 1),
-    portStart: num(values['port-start'], 20000), quietWaitS: num(values['quiet-wait'], 10),
-  };
-  if (values['port-end'] !== undefined) out.portEnd = num(values['port-end'], 0);
-  if (values.profile !== undefined) out.profileFile = values.profile;
-  if (values.shards !== undefined) out.shards = values.shards === 'auto' ? 'auto' : num(values.shards, 0);
-  if (values.sink !== undefined) {
-    if (values.sink !== 'trackers' && values.sink !== 'discard') throw new Error(`--sink must be trackers or discard (got ${values.sink})`);
-    out.sink = values.sink;
-  }
-  return out;
-}
+const options = {
+  nodes: num(1000, 'nodes (one connection and one tracker each)', 1),
+  fps: num(2, 'frames per second per node'),
+  duration: num(60, 'measured (paced) window, seconds'),
+  detections: num(10, 'detections per frame', 1),
+  heartbeatMs: num(5000, 'heartbeat period per node, ms (0: none)'),
+  idle: num(5, 'idle phase before the load (connected, nothing sent), seconds; 0 skips it'),
+  warmup: num(3, 'paced load before the window, seconds'),
+  max: num(0, 'unpaced phase after the window, seconds (0: none)'),
+  maxWarmup: num(1, 'unpaced load before its window, seconds'),
+  portStart: num(20000, 'first tracker port to provision', 1),
+  quietWait: num(10, 'before each run, wait up to S s for the machine to be idle'),
+  modes: list<Mode>(['default', 'shards0'], 'engine modes: default (shards: auto), shardsN', /^(default|shards\d+)$/),
+  sinks: list<'trackers' | 'discard'>(['trackers', 'discard'], 'what drains the rings: trackers (one per node), discard', ['trackers', 'discard']),
+  reps: num(1, 'runs per cell', 1),
+  profile: str('', 'write a main-thread CPU profile of the paced window to this .cpuprofile file'),
+  ...SAVE_OPTION,
+};
 
-async function main(): Promise<void> {
-  const opts = parseFleetArgs(process.argv.slice(2));
-  const bound = (opts.quietWaitS ?? 0) + (opts.idleS ?? 5) + (opts.setupTimeoutS ?? 300) + (opts.warmupS ?? 3) + opts.durationS + (opts.maxS ?? 0) + 300;
-  const watchdog = setTimeout(() => {
-    process.stderr.write('fleet: overall time bound exceeded, exiting\n');
-    process.exit(2);
-  }, bound * 1000);
-  watchdog.unref();
-  const r = await runFleet(opts);
-  process.stderr.write(`${fleetSummary(r)}\n`);
-  process.stdout.write(`${JSON.stringify(r)}\n`);
-}
-
-if (process.argv[1] === SELF) {
-  main().then(
-    () => process.exit(0),
-    (err: Error) => {
-      process.stderr.write(`fleet: ${err.stack ?? err.message}\n`);
-      process.exit(1);
-    },
-  );
-}
+export const workload = defineWorkload({
+  about: '1,000 nodes x 2 frames/s with heartbeats, drained by one minimal tracker each and by the drain-only sink',
+  options,
+  run: async (o) => {
+    boundRun(o.reps * o.sinks.length * o.modes.length * (o.quietWait + o.idle + 300 + o.warmup + o.duration + o.max + 300));
+    const head = header('fleet');
+    const runs: Array<{ mode: Mode; sink: string; result: Record<string, unknown> }> = [];
+    const lines: string[] = [];
+    for (let r = 0; r < o.reps; r++) {
+      for (const sink of o.sinks) {
+        for (const mode of o.modes) {
+          const result = await runFleet({
+            nodes: o.nodes, fps: o.fps, durationS: o.duration, detections: o.detections, heartbeatMs: o.heartbeatMs,
+            idleS: o.idle, warmupS: o.warmup, maxS: o.max, maxWarmupS: o.maxWarmup, portStart: o.portStart,
+            shards: mode === 'default' ? 'auto' : Number(mode.slice(6)), quietWaitS: o.quietWait, sink,
+            ...(o.profile ? { profileFile: o.profile } : {}),
+          });
+          runs.push({ mode, sink, result });
+          lines.push(`fleet ${mode} sink ${sink} rep ${r + 1}:\n${fleetSummary(result)}`);
+        }
+      }
+    }
+    report('fleet', { ...head, targets: FLEET_TARGETS, modes: o.modes, sinks: o.sinks, runs }, lines.join('\n'), !o.noSave);
+  },
+});

@@ -1,24 +1,17 @@
-// The latency floor of this architecture on this machine (workload `floor` of bench/run.ts).
-//
-// The e2e workload's paced generator (same connections, frames, send-time markers,
-// nice value) pushes at a fixed rate into a bare Node server that runs none of the
-// engine's code. Three cells, each adding one part of the engine's data path:
-//   read    the main thread reads every socket and takes the latency at the read;
-//   hop     every read also goes to one worker thread and back (transferred, batched
-//           per event-loop turn, as src/shard-pool.ts does), latency on its return;
-//   decode  the same, with the worker busy `nsPerByte` per byte received: the shard's
-//           measured decode cost (~2.2 us per ~175-byte line frame), as a busy wait.
-//   engine  (for comparison) the real engine with the drain-only sink under the same
-//           load: bench/e2e.ts's run with tracker none at this paced rate.
-// No rings, trackers or engine: what any implementation of "the main thread reads,
-// a worker decodes, the main thread feeds the trackers" pays here before its own
-// work. Latency = generator write -> back on the main thread.
+// Workload `floor`: the latency floor of the design on this machine. The e2e paced
+// generator into a bare server (read), + one worker hop per read (hop), + the
+// shard's decode cost as a busy wait (decode), and the real engine (engine).
 import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
-import { Loadgen } from './loadgen.js';
-import { runE2eOnce, latencyStats, type LatencyStats } from './e2e.js';
-import { forEachSendTime, round, sleep } from './common.js';
+import { Loadgen } from './lib/loadgen.js';
+import { runE2eOnce } from './e2e.js';
+import { forEachSendTime } from './lib/frames.js';
+import { sleep } from './lib/probes.js';
+import { calibrate } from './lib/engine-run.js';
+import { defineWorkload, flag, list, num, nums, SAVE_OPTION } from './lib/options.js';
+import { header, report } from './lib/results.js';
+import { latencyStats, round, type LatencyStats } from './lib/stats.js';
 
 /** The cells, in the order of the data path; `engine` is the real engine under the same load. */
 export const FLOOR_CELLS = ['read', 'hop', 'decode', 'engine'] as const;
@@ -156,3 +149,40 @@ export function floorLine(r: FloorResult): string {
     + `p50 ${l.p50_ms} ms  p90 ${l.p90_ms}  p99 ${l.p99_ms}  max ${l.max_ms} (${l.samples} samples)  `
     + `process CPU ${r.process_cpu}  generator CPU ${r.generator_cpu}  sent ${r.sent_per_s}/s`;
 }
+
+const options = {
+  cells: list<FloorCell>([...FLOOR_CELLS], 'cells to run', FLOOR_CELLS),
+  rates: nums([40000, 180000, 360000], 'paced rates, frames/s'),
+  tickMs: num(1, 'pacing period of the generator, ms'),
+  stagger: flag('each node writes once per tick at its own phase'),
+  connections: num(64, 'nodes (TCP connections)', 1),
+  nice: num(10, 'nice value of the generator'),
+  nsPerByte: num(12.5, "the decode cell's busy wait per byte received, ns"),
+  warmup: num(2, 'paced load before the window, seconds'),
+  duration: num(6, 'measured window, seconds'),
+  reps: num(1, 'runs per cell', 1),
+  ...SAVE_OPTION,
+};
+
+export const workload = defineWorkload({
+  about: "the design's latency floor without the engine: bare server (read), + a worker hop (hop), + the decode cost (decode), and the engine",
+  options,
+  run: async (o) => {
+    const head = header('floor');
+    const runs: FloorResult[] = [];
+    const lines: string[] = [];
+    for (let r = 0; r < o.reps; r++) {
+      for (const fps of o.rates) {
+        for (const cell of o.cells) {
+          const res = await runFloor({
+            cell, fps, tickMs: o.tickMs, stagger: o.stagger, connections: o.connections, nice: o.nice, nsPerByte: o.nsPerByte,
+            warmupS: o.warmup, durationS: o.duration,
+          }, calibrate);
+          runs.push(res);
+          lines.push(floorLine(res));
+        }
+      }
+    }
+    report('floor', { ...head, runs }, lines.join('\n'), !o.noSave);
+  },
+});

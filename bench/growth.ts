@@ -1,58 +1,17 @@
-// Growth benchmark: how throughput, CPU, memory and latency grow with
-// the number of nodes (1, 10, 100, 1,000 at a fixed detections per frame) and
-// with the detections per frame (1, 10, 50, 200 at a fixed node count).
-//
-//   node dist/bench/growth.js [--nodes-list 1,10,100,1000] [--det-list 1,10,50,200]
-//                             [--fixed-nodes 100] [--fixed-det 10] [--cell-duration 15]
-//                             [--max 5] [--idle 3] [--no-isolate]
-//
-// Every cell is one bench/fleet.ts run (runFleet), by default in a fresh process
-// (`node dist/bench/fleet.js ...`) so that one cell's heap, rings and threads do
-// not weigh on the next cell's RSS:
-//  - paced, fleet style (each node 2 frames/s, writes spread evenly, heartbeats,
-//    one minimal `cat` tracker per node): engine CPU, RSS, RSS per node, latency
-//    send -> hand-off to the tracker's input (p50/p99), over `cellS` seconds;
-//  - idle (connected, nothing sent, `idleS` s): the fixed cost of N nodes;
-//  - then unpaced (`maxS` s): the same nodes push as fast as the engine takes
-//    frames, through the same engine (sink trackers): frames/s into rings (max)
-//    and delivered to the trackers' input. The unpaced phase uses the fleet
-//    generator, not bench/loadgen.ts, because loadgen's line frames cycle through
-//    1-5 detections and the detections sweep needs a fixed count per frame.
+// Workload `growth`: how throughput, CPU, memory and latency grow with the number
+// of nodes and with the detections per frame. Every cell is one fleet run, by
+// default in a fresh process so one cell's heap does not weigh on the next.
 import { fork } from 'node:child_process';
-import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { runFleet, FLEET_TARGETS } from './fleet.js';
-import { round, waitQuiet } from './common.js';
+import { waitQuiet } from './lib/probes.js';
+import { defineWorkload, flag, num, nums, SAVE_OPTION, type OptValues } from './lib/options.js';
+import { boundRun, machineInfo, report, writeResultFile } from './lib/results.js';
+import { fmt, round } from './lib/stats.js';
 
-const SELF = fileURLToPath(import.meta.url);
-const FLEET_JS = fileURLToPath(new URL('./fleet.js', import.meta.url));
+const RUN_JS = fileURLToPath(new URL('./run.js', import.meta.url));
 
-export interface GrowthOptions {
-  nodesList?: number[];
-  detList?: number[];
-  /** Node count of the detections sweep (default 100). */
-  fixedNodes?: number;
-  /** Detections per frame of the nodes sweep (default 10). */
-  fixedDet?: number;
-  /** Frames/s per node, paced (default 2). */
-  fps?: number;
-  /** Paced window per cell, seconds (default 15). */
-  cellS?: number;
-  /** Paced warm-up per cell, seconds (default 2). */
-  warmupS?: number;
-  /** Idle window per cell, seconds (default 3). */
-  idleS?: number;
-  /** Unpaced window per cell, seconds (default 5). */
-  maxS?: number;
-  heartbeatMs?: number;
-  /** Each cell in a fresh process (default true). */
-  isolate?: boolean;
-  /** Before each cell, wait up to this long for the machine to be idle (default 5). */
-  quietWaitS?: number;
-  portStart?: number;
-}
 
 interface CellRow {
   sweep: 'nodes' | 'detections' | 'both';
@@ -86,7 +45,6 @@ interface CellRow {
   event_loop_lag_p99_ms: number;
   supervisor_pass_p50_ms: number;
   setup_s: number;
-  spawn_ms_p50: number;
   accounting_ok: boolean;
   violations: string[];
 }
@@ -124,7 +82,6 @@ function rowOf(sweep: CellRow['sweep'], r: any): CellRow {
     event_loop_lag_p99_ms: p.event_loop_lag_ms.p99,
     supervisor_pass_p50_ms: p.supervisor_passes.p50_ms,
     setup_s: r.setup.total_s,
-    spawn_ms_p50: r.setup.spawn_ms.p50,
     accounting_ok: r.accounting.ok,
     violations: r.accounting.violations,
   };
@@ -135,15 +92,15 @@ interface CellSpec { nodes: number; detections: number; sweep: CellRow['sweep'] 
 
 type FleetArgs = Parameters<typeof runFleet>[0];
 
-/** One runFleet in a fresh process (node dist/bench/fleet.js): its JSON. */
+/** One runFleet in a fresh process (`run.js fleet`, one cell, not saved): its result. */
 function runIsolated(a: FleetArgs, boundS: number): Promise<Record<string, unknown>> {
   const args = [
-    '--nodes', String(a.nodes), '--fps', String(a.fps), '--duration', String(a.durationS), '--detections', String(a.detections),
+    'fleet', '--nodes', String(a.nodes), '--fps', String(a.fps), '--duration', String(a.durationS), '--detections', String(a.detections),
     '--heartbeat-ms', String(a.heartbeatMs), '--idle', String(a.idleS ?? 0), '--warmup', String(a.warmupS ?? 2), '--max', String(a.maxS ?? 0),
-    '--quiet-wait', '0', ...(a.portStart !== undefined ? ['--port-start', String(a.portStart)] : []),
+    '--quiet-wait', '0', '--port-start', String(a.portStart ?? 20000), '--sinks', 'trackers', '--modes', 'default', '--no-save',
   ];
   return new Promise((resolve, reject) => {
-    const child = fork(FLEET_JS, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const child = fork(RUN_JS, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     let out = '';
     let err = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -153,19 +110,17 @@ function runIsolated(a: FleetArgs, boundS: number): Promise<Record<string, unkno
       clearTimeout(bound);
       if (code !== 0) {
         const lines = err.trim().split('\n');
-        const why = lines.filter((l) => /Error|^fleet:/.test(l)).slice(0, 2);
+        const why = lines.filter((l) => /Error|^bench:/.test(l)).slice(0, 2);
         return reject(new Error(`fleet cell exited with ${sig ?? `code ${code}`}: ${(why.length ? why : lines.slice(-3)).join(' | ')}`));
       }
       try {
-        resolve(JSON.parse(out.trim().split('\n').pop() ?? '') as Record<string, unknown>);
+        resolve((JSON.parse(out.trim().split('\n').pop() ?? '') as { runs: Array<{ result: Record<string, unknown> }> }).runs[0]!.result);
       } catch {
         reject(new Error(`fleet cell printed no result: ${out.slice(-200)} ${err.slice(-200)}`));
       }
     });
   });
 }
-
-const fmt = (x: number | null | undefined, d = 0): string => (x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
 
 export function growthTable(rows: CellRow[]): string {
   const L: string[] = [];
@@ -177,11 +132,24 @@ export function growthTable(rows: CellRow[]): string {
   return L.join('\n');
 }
 
-export async function runGrowth(opts: GrowthOptions = {}): Promise<Record<string, unknown>> {
-  const o = {
-    nodesList: [1, 10, 100, 1000], detList: [1, 10, 50, 200], fixedNodes: 100, fixedDet: 10, fps: 2, cellS: 15, warmupS: 2,
-    idleS: 3, maxS: 5, heartbeatMs: 5000, isolate: true, quietWaitS: 5, portStart: 20000, ...opts,
-  };
+const options = {
+  nodesList: nums([1, 10, 100, 1000], 'node counts of the nodes sweep'),
+  detList: nums([1, 10, 50, 200], 'detections per frame of the detections sweep'),
+  fixedNodes: num(100, 'node count of the detections sweep', 1),
+  fixedDet: num(10, 'detections per frame of the nodes sweep', 1),
+  fps: num(2, 'frames/s per node, paced'),
+  duration: num(15, 'paced window per cell, seconds'),
+  warmup: num(2, 'paced warm-up per cell, seconds'),
+  idle: num(3, 'idle window per cell, seconds'),
+  max: num(5, 'unpaced window per cell, seconds'),
+  heartbeatMs: num(5000, 'heartbeat period per node, ms'),
+  noIsolate: flag('run every cell in this process (default: each in a fresh process)'),
+  quietWait: num(5, 'before each cell, wait up to S s for the machine to be idle'),
+  portStart: num(20000, 'first tracker port to provision', 1),
+  ...SAVE_OPTION,
+};
+
+export async function runGrowth(o: OptValues<typeof options>): Promise<Record<string, unknown>> {
   const started = performance.now();
   const specs: CellSpec[] = [];
   for (const n of o.nodesList) specs.push({ nodes: n, detections: o.fixedDet, sweep: 'nodes' });
@@ -196,15 +164,15 @@ export async function runGrowth(opts: GrowthOptions = {}): Promise<Record<string
   const failures: string[] = [];
   for (const c of specs) {
     const name = `${c.nodes}x${c.detections}`;
-    if (o.quietWaitS > 0) quiet.push({ cell: name, ...(await waitQuiet(o.quietWaitS)) });
+    if (o.quietWait > 0) quiet.push({ cell: name, ...(await waitQuiet(o.quietWait)) });
     const a: FleetArgs = {
-      nodes: c.nodes, fps: o.fps, durationS: o.cellS, detections: c.detections, heartbeatMs: o.heartbeatMs,
-      idleS: o.idleS, warmupS: o.warmupS, maxS: o.maxS, portStart: o.portStart,
+      nodes: c.nodes, fps: o.fps, durationS: o.duration, detections: c.detections, heartbeatMs: o.heartbeatMs,
+      idleS: o.idle, warmupS: o.warmup, maxS: o.max, portStart: o.portStart,
     };
     const t0 = performance.now();
     let r: Record<string, unknown>;
     try {
-      r = o.isolate ? await runIsolated(a, 600) : await runFleet(a);
+      r = !o.noIsolate ? await runIsolated(a, 600) : await runFleet(a);
     } catch (err) {
       failures.push(`${name}: ${(err as Error).message}`);
       process.stderr.write(`growth ${name.padEnd(9)} FAILED: ${(err as Error).message}\n`);
@@ -228,15 +196,15 @@ export async function runGrowth(opts: GrowthOptions = {}): Promise<Record<string
   return {
     workload: 'growth',
     started_at: new Date(performance.timeOrigin + started).toISOString(),
-    machine: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? '?', mem_gib: round(os.totalmem() / 2 ** 30, 1), node: process.version },
+    machine: machineInfo(),
     params: {
-      nodes_list: o.nodesList, det_list: o.detList, fixed_nodes: o.fixedNodes, fixed_det: o.fixedDet, fps: o.fps, cell_s: o.cellS,
-      warmup_s: o.warmupS, idle_s: o.idleS, max_s: o.maxS, heartbeat_ms: o.heartbeatMs, isolate: o.isolate,
+      nodes_list: o.nodesList, det_list: o.detList, fixed_nodes: o.fixedNodes, fixed_det: o.fixedDet, fps: o.fps, cell_s: o.duration,
+      warmup_s: o.warmup, idle_s: o.idle, max_s: o.max, heartbeat_ms: o.heartbeatMs, isolate: !o.noIsolate,
       tracker: "sh -c 'exec cat >/dev/null' (tracker.input stdin), one per node",
       what: {
         max: 'unpaced fleet generator, same engine (sink trackers): frames/s written into rings and delivered to the trackers\' input',
         paced: `each node ${o.fps} frames/s, writes spread evenly, heartbeats every ${o.heartbeatMs} ms`,
-        latency: 'send -> the engine handing the frame to the tracker\'s stdin pipe (TrackerProcess.write)',
+        latency: 'send -> the engine handing the frame to the tracker\'s stdin pipe (EngineProbe.onTrackerWrite)',
         rss_kb_per_node: '(median RSS in the paced window - RSS of the started engine before any node) / nodes (noise below 100 nodes: n/a in the table)',
         max_1000_nodes: 'with many nodes pushing at once the unpaced phase can stall for seconds (see runs[].max.per_second): one M_DATA_BATCH per main-thread turn holds every read (up to limits.max_inflight_bytes per connection) and the shard publishes nothing until it has framed all of it',
         rss_kb_per_added_node: 'nodes sweep: RSS difference to the previous cell / nodes added',
@@ -254,60 +222,16 @@ export async function runGrowth(opts: GrowthOptions = {}): Promise<Record<string
   };
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      'nodes-list': { type: 'string' }, 'det-list': { type: 'string' }, 'fixed-nodes': { type: 'string' }, 'fixed-det': { type: 'string' },
-      fps: { type: 'string' }, 'cell-duration': { type: 'string' }, warmup: { type: 'string' }, idle: { type: 'string' }, max: { type: 'string' },
-      'heartbeat-ms': { type: 'string' }, 'no-isolate': { type: 'boolean' }, 'quiet-wait': { type: 'string' }, 'port-start': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stderr.write('usage: node dist/bench/growth.js [--nodes-list 1,10,100,1000] [--det-list 1,10,50,200] [--fixed-nodes 100] [--fixed-det 10]\n'
-      + '                          [--fps 2] [--cell-duration 15] [--warmup 2] [--idle 3] [--max 5] [--heartbeat-ms 5000] [--quiet-wait 5] [--no-isolate]\n');
-    return;
-  }
-  const num = (v: string | undefined): number | undefined => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) throw new Error(`bad number ${v}`);
-    return n;
-  };
-  const list = (v: string | undefined): number[] | undefined => (v === undefined ? undefined : v.split(',').map((x) => num(x)!));
-  const o: GrowthOptions = {};
-  const set = <K extends keyof GrowthOptions>(k: K, v: GrowthOptions[K] | undefined): void => {
-    if (v !== undefined) o[k] = v;
-  };
-  set('nodesList', list(values['nodes-list']));
-  set('detList', list(values['det-list']));
-  set('fixedNodes', num(values['fixed-nodes']));
-  set('fixedDet', num(values['fixed-det']));
-  set('fps', num(values.fps));
-  set('cellS', num(values['cell-duration']));
-  set('warmupS', num(values.warmup));
-  set('idleS', num(values.idle));
-  set('maxS', num(values.max));
-  set('heartbeatMs', num(values['heartbeat-ms']));
-  set('quietWaitS', num(values['quiet-wait']));
-  set('portStart', num(values['port-start']));
-  if (values['no-isolate']) o.isolate = false;
-  const watchdog = setTimeout(() => {
-    process.stderr.write('growth: overall time bound exceeded, exiting\n');
-    process.exit(2);
-  }, 30 * 60 * 1000);
-  watchdog.unref();
-  const r = await runGrowth(o);
-  process.stderr.write(`\n${r.table_md as string}\n\naccounting: ${(r.accounting as { ok: boolean }).ok ? 'OK in every cell' : `VIOLATIONS: ${(r.accounting as { violations: string[] }).violations.slice(0, 5).join('; ')}`}; total ${fmt(r.duration_s as number, 0)} s\n`);
-  process.stdout.write(`${JSON.stringify(r)}\n`);
-}
 
-if (process.argv[1] === SELF) {
-  main().then(
-    () => process.exit(0),
-    (err: Error) => {
-      process.stderr.write(`growth: ${err.stack ?? err.message}\n`);
-      process.exit(1);
-    },
-  );
-}
+export const workload = defineWorkload({
+  about: 'cost by node count and by detections per frame (fleet cells)',
+  options,
+  run: async (o) => {
+    boundRun(30 * 60);
+    const r = await runGrowth(o);
+    const table = r.table_md as string;
+    if (!o.noSave) writeResultFile('growth-latest.md', `${table}\n`);
+    const acc = r.accounting as { ok: boolean; violations: string[] };
+    report('growth', r, `\n${table}\n\naccounting: ${acc.ok ? 'OK in every cell' : `VIOLATIONS: ${acc.violations.slice(0, 5).join('; ')}`}; total ${fmt(r.duration_s as number, 0)} s`, !o.noSave);
+  },
+});

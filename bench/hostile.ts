@@ -1,60 +1,26 @@
-// The hostile benchmark: does legitimate traffic get through while the host is
-// attacked from every port at once?
-//
-//   npm run bench -- hostile [--duration 60] [--baseline 20] [--nodes 64] [--fps 20]
-//                            [--attacks slowloris,amplifier,idflood,oversize,storm,badurl]
-//                            [--rss-cap-mb 4096] [--engine-nofile 1024]
-//
-// The engine runs as deployed: the CLI (dist/src/cli.js) as a subprocess with a
-// temporary config (127.0.0.1, free ports, `sink: discard`, shared token, every
-// other key at its default, log level info so log floods are counted), under
-// `ulimit -n 1024` (soft and hard; Node itself raises the soft limit to the hard
-// one, so only a hard limit binds).
-//
-// Legitimate load (bench/hostile-load.ts, a process of its own): `nodes` binary
-// nodes (legit-0..N-1, ids no attacker uses) at `fps` frames/s each, writes spread
-// evenly, for the whole run. Delivered = acked by the host and not refused with an
-// `error` for its seq (an ack means "published in the node's ring"; with the
-// drain-only sink nothing can be lost after the ring except by a counted drop,
-// which the accounting identity below shows). Latency = first write to the ack
-// that settled the frame (send -> ingest), by the phase the frame was sent in.
-// Binary, not line: the line protocol has no replies, and with the drain-only sink
-// nothing would tell which of a line node's frames got in.
-//
-// Phases: baseline (`baseline` s, legitimate load only), attack (`duration` s, the
-// legitimate load goes on while the attack mix of bench/hostile-load.ts runs, in
-// a second process, from source addresses 127.0.0.2-11 so per-source limits can
-// tell it from the legitimate nodes and the probe on 127.0.0.1: slow-loris
-// (1,100 sockets over the ten sources), never-reading error amplifiers, distinct-id flood,
-// oversize frames, reconnect storm, malformed request targets from the middle of
-// the phase on, over a keep-alive connection held since the phase began so they
-// reach the host even when slow-loris holds every descriptor; each attacker
-// bounded in count and time), then the legitimate nodes stop and get up to 15 s
-// to have everything settled.
-//
-// Meanwhile, in this process: GET /healthz every 75 ms on a new connection
-// (latency, failures; a request counts as failed after 2 s), and the engine's
-// VmRSS / VmHWM and open descriptors every 250 ms. Past `rss-cap-mb` the bench
-// SIGKILLs the engine (the machine is shared; counts as not survived).
-//
-// End: /metrics is read (accounting identity: received = in rings + in sink +
-// delivered + dropped by reason), then SIGTERM; survived = the engine was alive
-// until then and exited 0 within 45 s.
+// Workload `hostile`: legitimate binary nodes against the CLI engine (a subprocess,
+// as deployed), a baseline, then an attack mix on every port; delivered share,
+// send->ack latency, RSS, /healthz and survival. Details: docs/benchmarks.md.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { request } from 'node:http';
 import os from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { HostileChild, ATTACKS, type Attack, type AttackOptions, type AttackResult, type LegitOptions, type LegitResult } from './hostile-load.js';
-import { sleep, round, gitInfo } from './common.js';
+import { HostileChild, ATTACKS, type Attack, type AttackOptions, type AttackResult, type LegitOptions, type LegitResult } from './lib/hostile-load.js';
+import { ENGINE_CLI as CLI } from './lib/engine-api.js';
+import { sleep, openFds, procStatus } from './lib/probes.js';
+import { defineWorkload, num, str, SAVE_OPTION } from './lib/options.js';
+import { boundRun, gitInfo, report } from './lib/results.js';
+import { fmt, round, stats } from './lib/stats.js';
+import { byLabel, metricSum, parseMetrics } from './lib/metrics.js';
 
-const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+export { parseMetrics };
+
 const TOKEN = 'hostile-bench-secret';
 
-/** Goals under hostile load: every legitimate frame delivered, /healthz fast. */
+/** Goals under hostile input. */
 export const HOSTILE_TARGETS = { delivered_pct: 100, healthz_max_ms: 100 };
 
 export interface HostileOptions {
@@ -82,51 +48,6 @@ export const DEFAULT_SIZES = {
 // ---------------------------------------------------------------------------
 // Pure helpers
 // ---------------------------------------------------------------------------
-
-export interface Stats { samples: number; p50_ms: number; p99_ms: number; max_ms: number; mean_ms: number }
-
-/** p50/p99/max/mean of ms samples (NaN when empty). */
-export function stats(xs: number[]): Stats {
-  const n = xs.length;
-  if (n === 0) return { samples: 0, p50_ms: NaN, p99_ms: NaN, max_ms: NaN, mean_ms: NaN };
-  const v = Float64Array.from(xs).sort();
-  const q = (p: number): number => round(v[Math.min(n - 1, Math.floor(p * n))]!, 3);
-  let sum = 0;
-  for (const x of v) sum += x;
-  return { samples: n, p50_ms: q(0.5), p99_ms: q(0.99), max_ms: round(v[n - 1]!, 3), mean_ms: round(sum / n, 3) };
-}
-
-/** Prometheus text exposition -> `name{labels}` -> value (comments and malformed lines skipped). */
-export function parseMetrics(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const sp = line.lastIndexOf(' ');
-    if (sp <= 0) continue;
-    const v = Number(line.slice(sp + 1));
-    if (!Number.isNaN(v)) out.set(line.slice(0, sp), v);
-  }
-  return out;
-}
-
-/** Sum of every sample of `name` (any labels). */
-export function metricSum(m: Map<string, number>, name: string): number {
-  let s = 0;
-  for (const [k, v] of m) if (k === name || k.startsWith(`${name}{`)) s += v;
-  return s;
-}
-
-/** `name{reason="x"}` samples -> { x: value } (non-zero only). */
-export function byLabel(m: Map<string, number>, name: string, label: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  const re = new RegExp(`${label}="([^"]*)"`);
-  for (const [k, v] of m) {
-    if (!k.startsWith(`${name}{`) || v === 0) continue;
-    const l = re.exec(k);
-    if (l) out[l[1]!] = (out[l[1]!] ?? 0) + v;
-  }
-  return out;
-}
 
 export interface EngineBooks {
   received: number;
@@ -191,21 +112,8 @@ function httpGet(port: number, path: string, timeoutMs: number): Promise<{ statu
 }
 
 function procStatusKb(pid: number): { rss: number; hwm: number } | null {
-  try {
-    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(s)?.[1] ?? NaN);
-    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
-  } catch {
-    return null;
-  }
-}
-
-function openFds(pid: number): number | null {
-  try {
-    return readdirSync(`/proc/${pid}/fd`).length;
-  } catch {
-    return null;
-  }
+  const st = procStatus(pid);
+  return st.VmRSS === undefined ? null : { rss: st.VmRSS / 1024, hwm: (st.VmHWM ?? NaN) / 1024 };
 }
 
 /** Log lines the engine wrote (pino JSON on stdout), by level, and the last error/fatal lines. */
@@ -530,7 +438,6 @@ async function scrape(port: number): Promise<Map<string, number> | null> {
 // Summary
 // ---------------------------------------------------------------------------
 
-const fmt = (x: number | null | undefined, d = 0): string => (x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
 
 export function hostileSummary(r: Record<string, unknown>): string {
   const x = r as any; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -562,3 +469,28 @@ export function parseAttacks(v: string | undefined): Attack[] {
   for (const a of out) if (!(ATTACKS as readonly string[]).includes(a)) throw new Error(`--attacks: unknown attack ${a} (${ATTACKS.join(', ')})`);
   return out as Attack[];
 }
+
+const options = {
+  baseline: num(20, 'baseline phase (legitimate load only), seconds'),
+  duration: num(60, 'attack phase, seconds'),
+  nodes: num(64, 'legitimate binary nodes', 1),
+  fps: num(20, 'frames/s per legitimate node'),
+  detections: num(10, 'detections per legitimate frame', 1),
+  attacks: str('all', `attack mix: all or a list of ${ATTACKS.join(',')}`),
+  rssCapMb: num(4096, 'the engine is killed past this RSS (counted as not surviving), MB'),
+  engineNofile: num(1024, 'ulimit -n for the engine (0 = inherit)'),
+  ...SAVE_OPTION,
+};
+
+export const workload = defineWorkload({
+  about: 'legitimate binary nodes at 20 Hz against the CLI engine, a baseline, then an attack mix on every port',
+  options,
+  run: async (o) => {
+    boundRun(o.baseline + o.duration + 300);
+    const res = await runHostile({
+      baselineS: o.baseline, durationS: o.duration, nodes: o.nodes, fps: o.fps, detections: o.detections,
+      attacks: parseAttacks(o.attacks), rssCapMb: o.rssCapMb, engineNofile: o.engineNofile,
+    });
+    report('hostile', res, hostileSummary(res), !o.noSave);
+  },
+});

@@ -1,9 +1,10 @@
 // The hostile benchmark's books (bench/hostile.ts): the engine's accounting identity
-// read from a /metrics text, and the binary reply splitter its load processes use.
+// read from a /metrics text, and the binary reply splitter its load processes use (bench/lib/frames.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseMetrics, engineBooks, stats, parseAttacks } from '../bench/hostile.js';
-import { MessageReader } from '../bench/hostile-load.js';
+import { parseMetrics, engineBooks, parseAttacks } from '../bench/hostile.js';
+import { stats } from '../bench/lib/stats.js';
+import { MessageReader } from '../bench/lib/frames.js';
 import { encodeMessage } from '../src/protocol/binary-protocol.js';
 
 const METRICS = `# HELP radar_ingest_frames_received_total Frames received.

@@ -1,8 +1,8 @@
-// The bench generator's staggered pacing (bench/loadgen.ts staggeredDue): each
+// The bench generator's staggered pacing (bench/lib/loadgen.ts staggeredDue): each
 // connection owes, at its own phase, everything up to its next period boundary.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { staggeredDue } from '../bench/loadgen.js';
+import { staggeredDue } from '../bench/lib/loadgen.js';
 
 test('before its phase a connection owes nothing', () => {
   assert.equal(staggeredDue(1000, 5, -0.1), 0);

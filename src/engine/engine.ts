@@ -7,7 +7,7 @@ import { ShardPool } from '../shard/shard-pool.js';
 import { ConnectionHandoff } from '../ingress/connection-handoff.js';
 import { NodeListener } from '../ingress/node-listener.js';
 import { NodeTable, type NodeHooks, type NodeEntry } from '../nodes/node-table.js';
-import { DiscardSink, type RingSink, type SinkAccounting } from '../nodes/ring-sink.js';
+import { DiscardSink, type EngineProbe, type RingSink, type SinkAccounting } from '../nodes/ring-sink.js';
 import { Metrics, type Totals } from './metrics.js';
 import { HttpServer } from '../http/server.js';
 import { createLogger, RateLimit, type Logger } from '../telemetry/logger.js';
@@ -52,6 +52,8 @@ export interface EngineOptions {
   supervisorFaults?: { probe?(nodeId: string): void; pass?(): void; build?(nodeId: string): void };
   /** Test-only: replaces /proc for the tracker memory ceiling (null = no /proc). */
   procReader?: ProcReader | null;
+  /** Observation points for benchmarks (see EngineProbe); none by default. */
+  probe?: EngineProbe;
 }
 
 export class Engine {
@@ -103,9 +105,10 @@ export class Engine {
         ...(opts.now ? { now: opts.now } : {}),
         ...(opts.supervisorFaults ? { faults: opts.supervisorFaults } : {}),
         ...(opts.procReader !== undefined ? { procReader: opts.procReader } : {}),
+        ...(opts.probe ? { probe: opts.probe } : {}),
       });
     }
-    this.sink = opts.sink ?? this.trackers ?? new DiscardSink();
+    this.sink = opts.sink ?? this.trackers ?? new DiscardSink(opts.probe);
     this.rings = new RingOffer(this.sink, this.traces, this.log, (err) => this.logError('sink', err));
     this.pool = new ShardPool({
       shards: config.shards,
@@ -120,6 +123,7 @@ export class Engine {
     this.handoff = new ConnectionHandoff(this.pool, handoffLimits(config), this.counters, {
       onSocketClosed: (h) => this.nodes.socketClosed(h.id),
       onGone: (h) => this.log.debug({ conn: h.id, remote: h.remote, reason: h.closeReason ?? 'peer_closed' }, 'connection closed'),
+      ...(opts.probe?.onSocketRead ? { onRead: opts.probe.onSocketRead.bind(opts.probe) } : {}),
     });
     this.nodeToken = new TokenCheck(config.tcp_server.token, config.tcp_server.tokens);
     this.agents = new AgentService({

@@ -65,6 +65,8 @@ export interface HandoffEvents {
   onSocketClosed?(h: ConnHandle): void;
   /** The connection is gone on both sides (socket closed and shard released it). */
   onGone?(h: ConnHandle): void;
+  /** Bytes read from a node's socket, before they go to the shard (EngineProbe.onSocketRead). */
+  onRead?(chunk: Buffer): void;
 }
 
 export class ConnectionHandoff {
@@ -156,6 +158,7 @@ export class ConnectionHandoff {
   }
 
   private onData(h: ConnHandle, chunk: Buffer): void {
+    this.events.onRead?.(chunk);
     const n = chunk.length;
     this.counters[C_BYTES_RECEIVED]! += n;
     if (h.closeReason !== null) return;

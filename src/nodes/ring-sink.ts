@@ -26,15 +26,42 @@ export interface RingSink {
 }
 
 /**
+ * Observation points for benchmarks and diagnostics (EngineOptions.probe). Both are
+ * called synchronously on the main thread with bytes the engine is handing on, so a
+ * probe sees a frame at the instant it leaves the ring stage; unset, they cost nothing.
+ */
+export interface EngineProbe {
+  /** Bytes were read from a node's socket (the first stage, before the shard). */
+  onSocketRead?(bytes: Buffer): void;
+  /** A batch of frames (JSON lines) is being written into a tracker's input. */
+  onTrackerWrite?(nodeId: string, bytes: Buffer): void;
+  /** The drain-only sink is freeing these ring records (headers and payloads, as stored). */
+  onSinkDrain?(nodeId: string, records: Buffer): void;
+  /** A tracker reconcile pass ran from startNs to endNs (process.hrtime). */
+  onReconcilePass?(startNs: number, endNs: number): void;
+}
+
+/**
  * Drains rings in batches and drops the frames (counted as `discarded`): for
  * benchmarks and ingest-only deployments whose trackers run elsewhere.
  */
 export class DiscardSink implements RingSink {
   private discarded = 0;
+  constructor(private readonly probe?: EngineProbe) {}
   onData(node: NodeEntry): void {
     const r = node.reader;
+    const drained = this.probe?.onSinkDrain;
     for (;;) {
-      this.discarded += r.discard();
+      if (drained) {
+        // A probe needs the bytes: copy them out instead of only moving the tail.
+        const b = r.read();
+        if (b) {
+          this.discarded += b.frames;
+          drained(node.id, b.buffer);
+        }
+      } else {
+        this.discarded += r.discard();
+      }
       if (r.arm()) return;
     }
   }

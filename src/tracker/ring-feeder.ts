@@ -60,6 +60,8 @@ export interface RingFeederOptions {
   /** Batches per pump() before yielding to the event loop (setImmediate). Default 16. */
   maxBatchesPerPump?: number;
   now?: () => number;
+  /** Sees each batch just before it is written to the tracker (EngineProbe.onTrackerWrite). */
+  onWrite?: (buf: Buffer) => void;
 }
 
 const NL = 0x0a;
@@ -112,11 +114,14 @@ export class RingFeeder {
   /** Wall clock (now()) of the last write of frames to the tracker; 0 = never. */
   lastFrameAt = 0;
 
+  private readonly onWrite: ((buf: Buffer) => void) | undefined;
+
   constructor(opts: RingFeederOptions) {
     this.reader = opts.reader;
     this.tracker = opts.tracker ?? null;
     this.maxBatches = Math.max(1, opts.maxBatchesPerPump ?? 16);
     this.now = opts.now ?? Date.now;
+    this.onWrite = opts.onWrite;
   }
 
   get state(): FeederState {
@@ -199,6 +204,7 @@ export class RingFeeder {
       if (frames > 0) {
         this.inFlight += frames;
         let ok: boolean;
+        this.onWrite?.(buf);
         try {
           ok = t.write(buf, (err) => {
             this.inFlight -= frames;

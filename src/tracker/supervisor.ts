@@ -14,7 +14,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { NodeEntry, NodeHooks, NodeTable } from '../nodes/node-table.js';
-import type { RingSink, SinkAccounting } from '../nodes/ring-sink.js';
+import type { EngineProbe, RingSink, SinkAccounting } from '../nodes/ring-sink.js';
 import { nextDue, type LifecycleRules, type TrackerPhase } from './lifecycle.js';
 import { procReader, SAMPLE_INTERVAL_MS, SAMPLES_PER_PASS, type ProcReader } from './memory-watchdog.js';
 import type { PortAllocator } from './port-allocator.js';
@@ -39,6 +39,7 @@ export interface SupervisorOptions {
   portIsFree?: (port: number) => Promise<boolean>;
   /** Replaces /proc for the memory ceiling (tests); null = no /proc. */
   procReader?: ProcReader | null;
+  probe?: EngineProbe;
 }
 
 export interface TrackerMetrics {
@@ -132,6 +133,7 @@ export class TrackerSupervisor implements RingSink {
       memoryKilled: () => {
         this.memoryKills++;
       },
+      ...(opts.probe ? { probe: opts.probe } : {}),
     };
   }
 
@@ -242,6 +244,7 @@ export class TrackerSupervisor implements RingSink {
     this.running = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    const t0 = process.hrtime.bigint();
     try {
       this.passes++;
       this.opts.faults?.pass?.();
@@ -255,6 +258,7 @@ export class TrackerSupervisor implements RingSink {
       this.log.error({ err: (err as Error).message }, 'tracker supervisor pass failed; carrying on');
     } finally {
       this.running = false;
+      this.opts.probe?.onReconcilePass?.(Number(t0), Number(process.hrtime.bigint()));
       if (!this.closed) {
         this.timer = setTimeout(() => this.runPass(), this.nextPassIn());
         this.timer.unref();

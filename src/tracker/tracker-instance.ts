@@ -16,6 +16,7 @@ import { RingFeeder } from './ring-feeder.js';
 import type { TrackerCommand } from './tracker-command.js';
 import { TrackerProcess } from './tracker-process.js';
 import { TrackFileWriter } from './track-output.js';
+import type { EngineProbe } from '../nodes/ring-sink.js';
 
 export interface InstanceSpec {
   name: string;
@@ -44,6 +45,7 @@ export interface InstanceContext {
   dropFrame(reason: HttpSourceDrop): void;
   /** A tracker was killed for passing tracker.max_memory_mb (counted). */
   memoryKilled(): void;
+  probe?: EngineProbe;
 }
 
 /** The API's view of an instance (GET /api/v1/trackers). */
@@ -110,7 +112,8 @@ export class TrackerInstance {
     // A configured TCP tracker starts at boot: its source counts as down since now,
     // so it runs for extended_outage and is then stopped if its node never came.
     this._state = initialState(now, spec.mode === 'tcp' ? node.healthy : true);
-    this.feeder = new RingFeeder({ reader: node.reader, now: ctx.now });
+    const probe = ctx.probe?.onTrackerWrite?.bind(ctx.probe);
+    this.feeder = new RingFeeder({ reader: node.reader, now: ctx.now, ...(probe ? { onWrite: (b: Buffer) => probe(node.id, b) } : {}) });
     this.output = new TrackFileWriter({
       outputDir: ctx.config.output_dir,
       name: spec.name,

@@ -1,23 +1,7 @@
-// A minimal tracker for the end-to-end benchmark (`node dist/bench/run.js e2e`):
-// it takes the place of the retina tracker behind the engine's tracker
-// supervisor, reads its input and does as little as possible with it, so that
-// what the benchmark measures is the engine, not a tracker.
-//
-//   node dist/bench/drain-tracker.js --tcp-port P [--report PATH]
-//
-// Listens on 127.0.0.1:P (the engine connects once per tracker process) and, per
-// chunk read: counts bytes and '\n'-terminated frames, and looks for send-time
-// markers `"t":"<19 digits>"` (process.hrtime.bigint() of the load generator at
-// the write that carried the frame; CLOCK_MONOTONIC, comparable between processes
-// on one machine). For each marker it records (send ns, arrival ns - send ns),
-// the arrival being this process's hrtime when the chunk was read.
-//
-// Report (with --report PATH): PATH.json with the counts, PATH.bin with the
-// samples as float64 pairs (send ns, latency ns). Written when the input
-// connection closes (the engine ends it when it stops the tracker), at SIGTERM
-// (after waiting, bounded, for the input to close so that nothing the kernel still
-// holds is left uncounted) and at SIGINT. Nothing is printed on stdout (stdout
-// lines would be track events).
+// A minimal tracker for the e2e workload: counts bytes and frames on its TCP input
+// and records (send ns, latency ns) for every send-time marker at its read; writes
+// PATH.json and PATH.bin (--report PATH) when the input closes or at SIGTERM/SIGINT.
+//   node dist/bench/lib/drain-tracker.js --tcp-port P [--report PATH]
 import { createServer, type Socket } from 'node:net';
 import { renameSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';

@@ -1,44 +1,16 @@
-// Load generator for the ingest benchmarks. Runs in its own process (forked from
-// this compiled file), so it never shares the engine's event loop: N TCP
-// connections (nodes bench-0..N-1) push pre-encoded frames as fast as the engine
-// takes them, for as long as the parent says (bounded by a hard deadline).
-//
-//  - line:   retina JSON lines (1-5 detections a frame, cycling) with node_id and
-//            token. Each connection encodes one large chunk of whole lines once and
-//            writes it over and over; a new write is issued only from the previous
-//            write's callback (socket back-pressure), `depth` writes in flight.
-//  - binary: hello (encodeHello), wait for the welcome, then frames (encodeFrame,
-//            50 detections) with increasing sequence numbers. A batch of frames is
-//            encoded once from templates; before each write the sequence numbers and
-//            timestamps are patched in place (fixed-width msgpack fields), into a
-//            buffer that is not in flight. Acks are read and the last one is kept.
-//
-//  - line with `stamped` (the e2e workload, where a tracker sink skips frames whose
-//            timestamp is not after the last one fed): every write is patched in
-//            place first (LineBatch): increasing timestamps (1 apart per node), and
-//            in the write's first frame a send-time marker "t":"<19 digits>" =
-//            process.hrtime.bigint() at the write (CLOCK_MONOTONIC; the drain
-//            tracker subtracts it from its own hrtime at arrival).
-//
-// Pacing (`go({ fps })`): instead of pushing as fast as the engine takes frames,
-// every `tickMs` each connection writes the frames it owes for a constant rate
-// (fps spread evenly over the connections; open loop: the schedule does not wait
-// for the engine). Frames owed for more than 100 ms, or while a connection has more
-// than 4 MiB queued, are skipped and counted (`paceSkipped`): the generator fell
-// behind and the rate it reports is lower than asked.
-//
-// Parent side: `Loadgen.start(opts)` forks the child(ren), which connect (and do
-// the hello) before `start` resolves; `prime()` writes one frame per connection
-// (stamped line only); `go()` starts the push (unpaced, or paced with `{ fps }`),
-// `pause()` stops it and waits for in-flight writes, `mark()` samples the counters
-// (frames sent so far, generator CPU), `stop()` stops pushing, waits for in-flight
-// writes, ends the connections and returns the final counts.
-import os from 'node:os';
-import { fork, type ChildProcess } from 'node:child_process';
+// The load generator: a forked process (never the engine's event loop), one program
+// with several modes (`--loadgen-child <mode>`). This file is the `push` mode: N
+// connections push pre-encoded frames (line: whole retina lines, or stamped with
+// increasing timestamps and a send-time marker; binary: renumbered in place, acks
+// read) as fast as the engine takes them, or paced at a rate (`go({ fps })`, open
+// loop: frames owed too long are skipped and counted). Modes fleet and idle are in
+// loadgen-fleet.ts and loadgen-idle.ts, the hostile mode in hostile-load.ts.
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { encodeFrame, encodeHello, decodeBody, T_WELCOME, T_ACK, T_ERROR } from '../src/protocol/binary-protocol.js';
+import { encodeHello, decodeBody, T_WELCOME, T_ACK, T_ERROR } from './engine-api.js';
+import { IpcChild, childChannel } from './ipc.js';
+import { BinaryBatch, LineBatch, TS0, lineChunk, type Chunk } from './frames.js';
 
 export type BenchProtocol = 'line' | 'binary';
 
@@ -125,215 +97,6 @@ export interface LoadgenResult extends LoadgenSample {
 }
 
 // ---------------------------------------------------------------------------
-// Frame encoders (pure; used by the child and by tests of the harness)
-// ---------------------------------------------------------------------------
-
-const TS0 = 1757400000000;
-
-function round2(x: number): number {
-  return Math.round(x * 100) / 100;
-}
-
-/** One retina line-protocol frame with n detections (deterministic values from i). */
-export function retinaLine(node: string, token: string, i: number, n: number): string {
-  const delay: number[] = [];
-  const doppler: number[] = [];
-  const snr: number[] = [];
-  const adsb: null[] = [];
-  for (let k = 0; k < n; k++) {
-    delay.push(round2(20 + ((i * 7 + k * 13) % 400) * 0.37));
-    doppler.push(round2(-200 + ((i * 11 + k * 29) % 4000) * 0.1));
-    snr.push(round2(6 + ((i * 3 + k * 5) % 200) * 0.09));
-    adsb.push(null);
-  }
-  return `${JSON.stringify({ node_id: node, token, timestamp: TS0 + i * 500, delay, doppler, snr, adsb })}\n`;
-}
-
-export interface Chunk {
-  buf: Buffer;
-  frames: number;
-  detections: number;
-}
-
-/** Whole lines, 1-5 detections cycling, until at least chunkBytes. */
-export function lineChunk(node: string, token: string, chunkBytes: number): Chunk {
-  const parts: string[] = [];
-  let size = 0;
-  let frames = 0;
-  let detections = 0;
-  // A multiple of 5 frames so every chunk has the same detection mix.
-  while (size < chunkBytes || frames % 5 !== 0) {
-    const n = 1 + (frames % 5);
-    const line = retinaLine(node, token, frames, n);
-    parts.push(line);
-    size += Buffer.byteLength(line);
-    frames++;
-    detections += n;
-  }
-  return { buf: Buffer.from(parts.join('')), frames, detections };
-}
-
-const TS_DIGITS = 13;
-const T_DIGITS = 19;
-
-/** Writes v (a non-negative integer below 2^53) as `width` ASCII digits, zero-padded. */
-function writeDigits(buf: Buffer, off: number, width: number, v: number): void {
-  for (let i = off + width - 1; i >= off; i--) {
-    const q = Math.floor(v / 10);
-    buf[i] = 0x30 + (v - q * 10);
-    v = q;
-  }
-}
-
-/**
- * Whole line frames of one node (1-5 detections cycling), patched in place before
- * each write: frame j of a write gets timestamp TS0 + seq0 + j (13 digits), and the
- * first frame carries the send-time marker `"t":"<19 digits>"`. A write of k frames
- * is the first k frames of a patched copy (writes always start at frame 0).
- */
-export class LineBatch {
-  readonly frames: number;
-  readonly template: Buffer;
-  /** Offset of each frame's timestamp digits. */
-  readonly tsOff: Int32Array;
-  /** End of each frame (after its '\n'). */
-  readonly end: Int32Array;
-  /** Detections in the first k frames (index k). */
-  readonly detUpTo: Int32Array;
-  /** Offset of the marker's digits (in frame 0). */
-  readonly tOff: number;
-
-  constructor(node: string, token: string, chunkBytes: number) {
-    const lines: string[] = [];
-    let size = 0;
-    while (size < chunkBytes || lines.length % 5 !== 0) {
-      const j = lines.length;
-      const n = 1 + (j % 5);
-      const delay: number[] = [];
-      const doppler: number[] = [];
-      const snr: number[] = [];
-      const adsb: null[] = [];
-      for (let k = 0; k < n; k++) {
-        delay.push(round2(20 + ((j * 7 + k * 13) % 400) * 0.37));
-        doppler.push(round2(-200 + ((j * 11 + k * 29) % 4000) * 0.1));
-        snr.push(round2(6 + ((j * 3 + k * 5) % 200) * 0.09));
-        adsb.push(null);
-      }
-      const head = { node_id: node, token, timestamp: TS0 };
-      const line = `${JSON.stringify(j === 0 ? { ...head, t: '0'.repeat(T_DIGITS) } : head).slice(0, -1)},${JSON.stringify({ delay, doppler, snr, adsb }).slice(1)}\n`;
-      lines.push(line);
-      size += Buffer.byteLength(line);
-    }
-    this.frames = lines.length;
-    this.template = Buffer.from(lines.join(''));
-    this.tsOff = new Int32Array(this.frames);
-    this.end = new Int32Array(this.frames);
-    this.detUpTo = new Int32Array(this.frames + 1);
-    let p = 0;
-    const key = Buffer.from('"timestamp":');
-    for (let j = 0; j < this.frames; j++) {
-      const at = this.template.indexOf(key, p);
-      if (at < 0) throw new Error('LineBatch: timestamp key not found');
-      this.tsOff[j] = at + key.length;
-      p += Buffer.byteLength(lines[j]!);
-      this.end[j] = p;
-      this.detUpTo[j + 1] = this.detUpTo[j]! + 1 + (j % 5);
-    }
-    const t = this.template.indexOf('"t":"');
-    if (t < 0 || t > this.end[0]!) throw new Error('LineBatch: marker not in the first frame');
-    this.tOff = t + 5;
-  }
-
-  /** A private copy of the template, to be patched and written. */
-  copy(): Buffer {
-    return Buffer.from(this.template);
-  }
-
-  /** Patches the first k frames of `buf` (timestamps from seq0, marker tNs); returns their byte length. */
-  patch(buf: Buffer, seq0: number, k: number, tNs: number): number {
-    for (let j = 0; j < k; j++) writeDigits(buf, this.tsOff[j]!, TS_DIGITS, TS0 + seq0 + j);
-    writeDigits(buf, this.tOff, T_DIGITS, tNs);
-    return this.end[k - 1]!;
-  }
-}
-
-/**
- * A batch of binary frames that can be renumbered in place: every frame has the
- * same length, its seq is a msgpack uint32 (0xce) and its ts a float64 (0xcb) or
- * uint64 (0xcf) at known offsets.
- */
-export class BinaryBatch {
-  readonly frameLen: number;
-  readonly seqOff: number;
-  readonly tsOff: number;
-  readonly tsKind: number;
-  readonly frames: number;
-  readonly template: Buffer;
-
-  constructor(readonly detections: number, chunkBytes: number, variants = 8) {
-    const probe = binaryFrame(0x10000, TS0, detections, 0);
-    this.frameLen = probe.length;
-    this.seqOff = valueOffset(probe, 'seq', 0xce);
-    const ts = findKey(probe, 'ts');
-    this.tsKind = probe[ts]!;
-    if (this.tsKind !== 0xcb && this.tsKind !== 0xcf) throw new Error(`unexpected msgpack type 0x${this.tsKind.toString(16)} for ts`);
-    this.tsOff = ts + 1;
-    this.frames = Math.max(1, Math.floor(chunkBytes / this.frameLen));
-    this.template = Buffer.allocUnsafe(this.frames * this.frameLen);
-    for (let j = 0; j < this.frames; j++) {
-      const f = binaryFrame(0x10000, TS0, detections, j % variants);
-      if (f.length !== this.frameLen) throw new Error('binary frame length varies between variants');
-      f.copy(this.template, j * this.frameLen);
-    }
-  }
-
-  /** A private copy of the template, to be patched and written. */
-  copy(): Buffer {
-    return Buffer.from(this.template);
-  }
-
-  /** Numbers the frames of `buf` seq0, seq0+1, ...; timestamps 500 ms apart. */
-  patch(buf: Buffer, seq0: number): void {
-    const L = this.frameLen;
-    const cb = this.tsKind === 0xcb;
-    for (let j = 0, p = 0; j < this.frames; j++, p += L) {
-      const seq = seq0 + j;
-      buf.writeUInt32BE(seq, p + this.seqOff);
-      const ts = TS0 + seq * 500;
-      if (cb) buf.writeDoubleBE(ts, p + this.tsOff);
-      else buf.writeBigUInt64BE(BigInt(ts), p + this.tsOff);
-    }
-  }
-}
-
-function binaryFrame(seq: number, ts: number, n: number, variant: number): Buffer {
-  const delay = new Float64Array(n);
-  const doppler = new Float64Array(n);
-  const snr = new Float64Array(n);
-  // Two decimals, like the line generator and retina nodes (40.46, -27.99, 12.08).
-  for (let k = 0; k < n; k++) {
-    delay[k] = round2(20 + ((variant * 37 + k * 13) % 400) * 0.37);
-    doppler[k] = round2(-200 + ((variant * 53 + k * 29) % 4000) * 0.1);
-    snr[k] = round2(6 + ((variant * 3 + k * 5) % 200) * 0.09);
-  }
-  return encodeFrame({ seq, timestamp: ts, delay, doppler, snr });
-}
-
-/** Offset of the msgpack type byte of the value of fixstr key `key`. */
-function findKey(msg: Buffer, key: string): number {
-  const k = Buffer.concat([Buffer.from([0xa0 | key.length]), Buffer.from(key)]);
-  const at = msg.indexOf(k, 4);
-  if (at < 0) throw new Error(`key ${key} not found in encoded frame`);
-  return at + k.length;
-}
-
-function valueOffset(msg: Buffer, key: string, type: number): number {
-  const at = findKey(msg, key);
-  if (msg[at] !== type) throw new Error(`unexpected msgpack type 0x${msg[at]!.toString(16)} for ${key}`);
-  return at + 1;
-}
-
-// ---------------------------------------------------------------------------
 // Parent side
 // ---------------------------------------------------------------------------
 
@@ -354,58 +117,9 @@ type FromChild =
 
 const SELF = fileURLToPath(import.meta.url);
 
-class Child {
-  readonly proc: ChildProcess;
-  private waiters = new Map<string, (m: FromChild) => void>();
-  private failed: Error | null = null;
-  readonly exited: Promise<void>;
-
+class Child extends IpcChild<ToChild, FromChild> {
   constructor(readonly connections: number, nice = 0) {
-    // Profiling flags given to the benchmark are meant for the engine, not for the generator.
-    const execArgv = process.execArgv.filter((a) => !a.startsWith('--cpu-prof') && !a.startsWith('--heap-prof') && !a.startsWith('--prof'));
-    this.proc = fork(SELF, ['--loadgen-child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
-    // The nodes are remote in production: a niced generator does not take CPU from the engine it measures.
-    if (nice !== 0 && this.proc.pid !== undefined) os.setPriority(this.proc.pid, nice);
-    this.proc.on('message', (m: FromChild) => {
-      const key = m.t === 'mark' ? `mark:${m.id}` : m.t === 'fail' ? '*' : m.t;
-      if (m.t === 'fail') {
-        this.failed = new Error(`load generator: ${m.error}`);
-        for (const w of this.waiters.values()) w(m);
-        this.waiters.clear();
-        return;
-      }
-      const w = this.waiters.get(key);
-      if (w) {
-        this.waiters.delete(key);
-        w(m);
-      }
-    });
-    this.exited = new Promise((resolve) => this.proc.once('exit', (code, sig) => {
-      if (!this.failed && this.waiters.size > 0) this.failed = new Error(`load generator exited (code ${code}, signal ${sig})`);
-      for (const w of this.waiters.values()) w({ t: 'fail', error: this.failed?.message ?? 'exited' });
-      this.waiters.clear();
-      resolve();
-    }));
-  }
-
-  send(m: ToChild): void {
-    this.proc.send(m);
-  }
-
-  request<T extends FromChild>(m: ToChild, key: string, timeoutMs: number): Promise<T> {
-    if (this.failed) return Promise.reject(this.failed);
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiters.delete(key);
-        reject(new Error(`load generator: no '${key}' reply within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waiters.set(key, (r) => {
-        clearTimeout(timer);
-        if (r.t === 'fail') reject(this.failed ?? new Error(r.error));
-        else resolve(r as T);
-      });
-      if (m.t !== 'init' || this.proc.connected) this.send(m);
-    });
+    super('load generator', SELF, ['--loadgen-child', 'push'], { nice });
   }
 }
 
@@ -431,7 +145,7 @@ export class Loadgen {
       }
       await Promise.all(ready);
     } catch (err) {
-      for (const c of children) c.proc.kill();
+      for (const c of children) c.kill();
       throw err;
     }
     return new Loadgen(children, opts);
@@ -491,17 +205,13 @@ export class Loadgen {
       }
       return out;
     } finally {
-      await Promise.all(this.children.map(async (c) => {
-        const t = setTimeout(() => c.proc.kill('SIGKILL'), 3000);
-        await c.exited;
-        clearTimeout(t);
-      }));
+      await Promise.all(this.children.map((c) => c.end()));
     }
   }
 
   /** Ends the child processes at once (error paths). */
   kill(): void {
-    for (const c of this.children) c.proc.kill('SIGKILL');
+    for (const c of this.children) c.kill();
   }
 }
 
@@ -531,8 +241,9 @@ interface Conn {
 
 function childMain(): void {
   let opts: LoadgenOptions;
+  const ch = childChannel<FromChild>('load generator');
   const conns: Conn[] = [];
-  const errors: string[] = [];
+  const errors = ch.errors;
   let running = false;
   let stopping = false;
   let sent = 0;
@@ -551,23 +262,12 @@ function childMain(): void {
   let lastTickAt = 0;
   /** Resolvers of prime/pause: called once no write is in flight. */
   let idleWaiters: Array<() => void> = [];
-  const cpu0 = process.cpuUsage();
-  const elu0 = performance.eventLoopUtilization();
-  const send = (m: FromChild): void => {
-    process.send!(m);
-  };
-  const note = (e: string): void => {
-    if (errors.length < 20) errors.push(e);
-  };
-  const sample = (): Omit<LoadgenSample, 'at'> => {
-    const c = process.cpuUsage(cpu0);
-    return {
-      sent, detections, bytes, cpuUs: c.user + c.system, eluActiveMs: performance.eventLoopUtilization(elu0).active,
-      childAt: performance.timeOrigin + performance.now(), paceSkipped, paceTicks, paceMaxGapMs,
-    };
-  };
-
-  process.on('disconnect', () => process.exit(3));
+  const send = ch.send;
+  const note = ch.note;
+  const sample = (): Omit<LoadgenSample, 'at'> => ({
+    sent, detections, bytes, cpuUs: ch.cpuUs(), eluActiveMs: ch.eluActiveMs(),
+    childAt: performance.timeOrigin + performance.now(), paceSkipped, paceTicks, paceMaxGapMs,
+  });
 
   /** Stamped line: a buffer to patch (a new copy when all are in flight, up to 16 per connection). */
   function freeBuffer(c: Conn): Buffer | null {
@@ -750,26 +450,15 @@ function childMain(): void {
   }
 
   function finish(): void {
-    const closing = conns.map((c) => new Promise<void>((resolve) => {
-      if (c.closed) return resolve();
-      c.socket.once('close', () => resolve());
-      c.socket.end();
+    ch.closeAndReport(conns, () => ({
+      t: 'done', r: { ...sample(), lastSeqSent: conns.map((c) => c.lastSeqSent), lastAck: conns.map((c) => c.lastAck), errors, closedEarly },
     }));
-    const bound = new Promise<void>((r) => setTimeout(r, 15000).unref());
-    void Promise.race([Promise.all(closing), bound]).then(() => {
-      for (const c of conns) if (!c.closed) c.socket.destroy();
-      const s = sample();
-      send({ t: 'done', r: { ...s, lastSeqSent: conns.map((c) => c.lastSeqSent), lastAck: conns.map((c) => c.lastAck), errors, closedEarly } });
-      setTimeout(() => process.exit(0), 50);
-    });
   }
+
 
   async function init(o: LoadgenOptions): Promise<void> {
     opts = o;
-    setTimeout(() => {
-      process.stderr.write(`load generator: hard deadline of ${o.maxSeconds} s reached, exiting\n`);
-      process.exit(4);
-    }, o.maxSeconds * 1000).unref();
+    ch.deadline(o.maxSeconds);
     const chunkBytes = o.chunkBytes ?? 256 * 1024;
     const base = o.nodeBase ?? 0;
     const depth = o.depth ?? 2;
@@ -836,10 +525,7 @@ function childMain(): void {
   process.on('message', (m: ToChild) => {
     switch (m.t) {
       case 'init':
-        init(m.opts).then(() => send({ t: 'ready' }), (err: Error) => {
-          send({ t: 'fail', error: err.message });
-          setTimeout(() => process.exit(1), 50);
-        });
+        ch.answerInit(init(m.opts));
         break;
       case 'go':
         if (m.pace) {
@@ -887,4 +573,12 @@ function childMain(): void {
 
 const EMPTY = Buffer.alloc(0);
 
-if (process.argv[1] === SELF && process.argv.includes('--loadgen-child')) childMain();
+// One program for every generator mode: `--loadgen-child <mode>` runs that mode's child.
+if (process.argv[1] === SELF && process.argv[2] === '--loadgen-child') {
+  const mode = process.argv[3];
+  if (mode === 'push') childMain();
+  else if (mode === 'fleet') void import('./loadgen-fleet.js').then((m) => m.fleetChild());
+  else if (mode === 'idle') void import('./loadgen-idle.js').then((m) => m.idleChild());
+  else if (mode === 'hostile') void import('./hostile-load.js').then((m) => m.hostileChild());
+  else process.exit(2);
+}

@@ -1,27 +1,16 @@
-// The two load processes of the hostile benchmark (bench/hostile.ts), forked from
-// this compiled file so neither shares an event loop with the engine, the probe or
-// each other:
-//
-//  - legit: N binary-protocol nodes (legit-0..N-1, ids no attacker uses) pushing
-//    `fps` frames/s each, spread evenly over time. A frame counts as delivered when
-//    the host acks it (an ack means "published in the node's ring") and no `error`
-//    named its seq; the send-to-ack time is the frame's ingest latency. A node whose
-//    connection is closed reconnects (backoff 200 ms doubling to 2 s) and resends
-//    what `welcome.last_seq` says the host does not have, as docs/protocol.md asks
-//    of a node; frames produced while disconnected wait in the node's queue.
-//  - attack: the attack mix of the attack phase, every attacker bounded in count
-//    and in time (it stops at the phase's deadline whatever the host does):
-//    slow-loris on HTTP, never-reading error amplifiers on the node port,
-//    a distinct-node-id flood, oversize frames, a reconnect storm and malformed
-//    request targets (`GET //[`).
-//
-// Everything goes to 127.0.0.1 only.
+// The load generator's `hostile` mode: legit (binary nodes at a steady rate that
+// reconnect and resend as docs/protocol.md asks; delivered = acked) or attack
+// (slow-loris, never-reading amplifiers, a node-id flood, oversize frames, a
+// reconnect storm, malformed URLs; each bounded in count and time). 127.0.0.1 only.
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { encodeFrame, encodeHello, decodeBody, T_ACK, T_ERROR, T_WELCOME } from '../src/protocol/binary-protocol.js';
+import { encodeFrame, encodeHello, T_ACK, T_ERROR, T_WELCOME } from './engine-api.js';
+import { IpcChild, childChannel } from './ipc.js';
+import { MessageReader } from './frames.js';
+import { sleep } from './probes.js';
 
-const SELF = fileURLToPath(import.meta.url);
+const LOADGEN = fileURLToPath(new URL('./loadgen.js', import.meta.url));
 
 export const ATTACKS = ['slowloris', 'amplifier', 'idflood', 'oversize', 'storm', 'badurl'] as const;
 export type Attack = typeof ATTACKS[number];
@@ -109,119 +98,43 @@ type FromChild =
 // Parent side
 // ---------------------------------------------------------------------------
 
-/** A forked load process: init, messages, and its one final result. */
+/** A forked load process (the generator's hostile mode): init, messages, and its one final result. */
 export class HostileChild<R> {
-  private readyWait: { resolve: () => void; reject: (e: Error) => void } | null = null;
-  private doneWait: { resolve: (r: R) => void; reject: (e: Error) => void } | null = null;
-  private result: R | null = null;
-  private failure: Error | null = null;
-  readonly exited: Promise<void>;
-
-  private constructor(readonly proc: ReturnType<typeof import('node:child_process').fork>) {
-    proc.on('message', (m: FromChild) => {
-      if (m.t === 'ready') this.readyWait?.resolve();
-      else if (m.t === 'fail') this.fail(new Error(m.error));
-      else if (m.t === 'done') {
-        this.result = m.r as R;
-        this.doneWait?.resolve(this.result);
-      }
-    });
-    this.exited = new Promise((resolve) => proc.once('exit', (code, sig) => {
-      if (this.result === null) this.fail(new Error(`load process exited (code ${code}, signal ${sig})`));
-      resolve();
-    }));
-  }
-
-  private fail(e: Error): void {
-    this.failure ??= e;
-    this.readyWait?.reject(e);
-    this.doneWait?.reject(e);
-  }
+  private constructor(private readonly c: IpcChild<ToChild, FromChild>) {}
 
   static async start<R>(init: Extract<ToChild, { t: 'init' }>, timeoutMs: number): Promise<HostileChild<R>> {
-    const { fork } = await import('node:child_process');
-    const execArgv = process.execArgv.filter((a) => !a.startsWith('--cpu-prof') && !a.startsWith('--heap-prof') && !a.startsWith('--prof'));
-    const proc = fork(SELF, ['--hostile-child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
-    const c = new HostileChild<R>(proc);
+    const c = new IpcChild<ToChild, FromChild>(`${init.role} load`, LOADGEN, ['--loadgen-child', 'hostile']);
     try {
-      await withTimeout(new Promise<void>((resolve, reject) => {
-        c.readyWait = { resolve, reject };
-        proc.send(init);
-      }), timeoutMs, `${init.role} load: not ready within ${timeoutMs} ms`);
+      await c.request(init, 'ready', timeoutMs);
     } catch (err) {
-      proc.kill('SIGKILL');
+      c.kill();
       throw err;
     }
-    return c;
+    return new HostileChild<R>(c);
   }
 
   send(m: ToChild): void {
-    if (this.proc.connected) this.proc.send(m);
+    this.c.send(m);
   }
 
   /** Sends `m` (if given) and waits for the final result (bounded). */
   async finish(m: ToChild | null, timeoutMs: number): Promise<R> {
     try {
-      if (this.result !== null) return this.result;
-      if (this.failure) throw this.failure;
-      const p = new Promise<R>((resolve, reject) => {
-        this.doneWait = { resolve, reject };
-      });
-      if (m) this.send(m);
-      return await withTimeout(p, timeoutMs, `load process: no result within ${timeoutMs} ms`);
+      return (await this.c.request<Extract<FromChild, { t: 'done' }>>(m, 'done', timeoutMs)).r as R;
     } finally {
-      const t = setTimeout(() => this.proc.kill('SIGKILL'), 3000);
-      await this.exited;
-      clearTimeout(t);
+      await this.c.end();
     }
   }
 
   kill(): void {
-    this.proc.kill('SIGKILL');
+    this.c.kill();
   }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(what)), ms);
-    p.then((v) => {
-      clearTimeout(t);
-      resolve(v);
-    }, (e: Error) => {
-      clearTimeout(t);
-      reject(e);
-    });
-  });
 }
 
 // ---------------------------------------------------------------------------
 // Shared child helpers
 // ---------------------------------------------------------------------------
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Splits a binary-protocol byte stream into message bodies (u32 BE length prefix). */
-export class MessageReader {
-  private buf: Buffer = Buffer.alloc(0);
-
-  push(chunk: Buffer, fn: (msg: Record<string, unknown>) => void): void {
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
-    let at = 0;
-    while (this.buf.length - at >= 4) {
-      const len = this.buf.readUInt32BE(at);
-      if (this.buf.length - at - 4 < len) break;
-      let m: unknown;
-      try {
-        m = decodeBody(this.buf, at + 4, at + 4 + len);
-      } catch {
-        m = null;
-      }
-      at += 4 + len;
-      if (m !== null && typeof m === 'object') fn(m as Record<string, unknown>);
-    }
-    this.buf = at === this.buf.length ? Buffer.alloc(0) : this.buf.subarray(at);
-  }
-}
 
 function bump(rec: Record<string, number>, key: string, by = 1): void {
   rec[key] = (rec[key] ?? 0) + by;
@@ -793,23 +706,15 @@ function attackMain(o: AttackOptions, send: (m: FromChild) => void): { onMessage
   };
 }
 
-function childMain(): void {
-  const send = (m: FromChild): void => {
-    process.send!(m);
-  };
+export function hostileChild(): void {
   let role: { onMessage(m: ToChild): void } | null = null;
-  process.on('disconnect', () => process.exit(3));
+  const ch = childChannel<FromChild>('hostile load');
   process.on('message', (m: ToChild) => {
     if (m.t === 'init') {
-      setTimeout(() => {
-        process.stderr.write(`hostile ${m.role} load: hard deadline of ${m.opts.maxSeconds} s reached, exiting\n`);
-        process.exit(4);
-      }, m.opts.maxSeconds * 1000).unref();
-      role = m.role === 'legit' ? legitMain(m.opts, send) : attackMain(m.opts, send);
+      ch.deadline(m.opts.maxSeconds);
+      role = m.role === 'legit' ? legitMain(m.opts, ch.send) : attackMain(m.opts, ch.send);
     } else {
       role?.onMessage(m);
     }
   });
 }
-
-if (process.argv[1] === SELF && process.argv.includes('--hostile-child')) childMain();

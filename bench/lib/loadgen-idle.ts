@@ -1,28 +1,12 @@
-// Client process of the `connections` benchmark (bench/connections.ts): holds N
-// mostly idle node connections in a process of its own (the fd limit is per
-// process), forked by the orchestrator and driven over IPC.
-//
-//  connect    opens the N connections with at most `parallel` in progress at once
-//             (a sliding window: a new connect starts when an earlier one is
-//             ready), so the listen queue (somaxconn) never sees a burst of N SYNs.
-//             Connection i speaks the binary protocol or the line protocol (`mix`:
-//             half = even i binary, odd i line). Ready means: binary: hello sent and
-//             welcome received; line: connected and the first heartbeat (which
-//             authenticates the connection and claims the node) written.
-//  hb-start   heartbeats, spread evenly: every connection sends one per
-//             `heartbeatMs` (binary {t:'hb'}, line {"node_id","token","type":"heartbeat"}),
-//             written from a 10 ms tick, connection k due at (k / N) of the interval.
-//  mark       counters now (heartbeats written, bytes, acks received, CPU, ELU).
-//  hb-stop    stops the heartbeats, reports the totals.
-//  expect-close  the server is about to close every connection: reports once all
-//             are closed (or after a bound), then `exit`.
-//
-// Nothing here retries: a connection that fails or is closed early is counted and
-// reported (that is what the benchmark checks). Hard deadline: exits by itself.
+// The load generator's `idle` mode: holds N mostly idle connections (binary, line
+// or half of each), opened through a sliding window of connects, then heartbeats
+// spread evenly; reports connect times, early closes and host errors. Nothing retries.
 import { connect, type Socket } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { encodeHello, encodeMessage, decodeBody, T_WELCOME, T_ACK, T_ERROR, T_HEARTBEAT } from '../src/protocol/binary-protocol.js';
+import { encodeHello, encodeMessage, decodeBody, T_WELCOME, T_ACK, T_ERROR, T_HEARTBEAT } from './engine-api.js';
+import { childChannel } from './ipc.js';
+import { heartbeatLine } from './frames.js';
+import { percentiles, type Percentiles } from './stats.js';
 
 export type ConnMix = 'half' | 'binary' | 'line';
 
@@ -38,13 +22,6 @@ export interface ConnClientOptions {
   nodePrefix: string;
   /** Hard bound on the process's life, seconds. */
   maxSeconds: number;
-}
-
-export interface Percentiles {
-  n: number;
-  p50: number;
-  p99: number;
-  max: number;
 }
 
 export interface ConnectResult {
@@ -116,24 +93,9 @@ export type FromClient =
   | { t: 'closed'; r: CloseReport }
   | { t: 'fail'; error: string };
 
-export const CONN_CLIENT = fileURLToPath(import.meta.url);
-
-/** The line protocol heartbeat of one node (also its first, authenticating, message). */
-export function lineHeartbeat(node: string, token: string): Buffer {
-  return Buffer.from(`${JSON.stringify({ node_id: node, token, type: 'heartbeat' })}\n`);
-}
-
 /** Connection i speaks the binary protocol. */
 export function isBinary(mix: ConnMix, i: number): boolean {
   return mix === 'binary' || (mix === 'half' && i % 2 === 0);
-}
-
-export function percentiles(xs: Float64Array | number[], n = xs.length): Percentiles {
-  const v = Array.from(xs.slice(0, n)).filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return { n: 0, p50: NaN, p99: NaN, max: NaN };
-  const at = (q: number): number => v[Math.min(v.length - 1, Math.floor(q * v.length))]!;
-  const r = (x: number): number => Math.round(x * 100) / 100;
-  return { n: v.length, p50: r(at(0.5)), p99: r(at(0.99)), max: r(v[v.length - 1]!) };
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -150,19 +112,12 @@ interface Conn {
   closed: boolean;
 }
 
-function childMain(): void {
+export function idleChild(): void {
   const now = (): number => performance.timeOrigin + performance.now();
-  const send = (m: FromClient): void => {
-    if (process.connected) process.send!(m);
-  };
-  const cpu0 = process.cpuUsage();
-  const elu0 = performance.eventLoopUtilization();
-  const errors: string[] = [];
-  let errorCount = 0;
-  const note = (e: string): void => {
-    errorCount++;
-    if (errors.length < 10) errors.push(e);
-  };
+  const ch = childChannel<FromClient>('conn-client', 10);
+  const send = ch.send;
+  const errors = ch.errors;
+  const note = ch.note;
   const hostErrorCodes: Record<string, number> = {};
   let conns: Conn[] = [];
   let hbBinary = 0;
@@ -177,13 +132,10 @@ function childMain(): void {
   let hbSkipped = 0;
   let onAllClosed: (() => void) | null = null;
 
-  process.on('disconnect', () => process.exit(3));
-
   const sample = (): ClientSample => {
-    const c = process.cpuUsage(cpu0);
     return {
       at: now(), hb_binary: hbBinary, hb_line: hbLine, bytes_sent: bytesSent, acks, host_errors: hostErrors,
-      closed_early: closedEarly, cpu_us: c.user + c.system, elu_active_ms: performance.eventLoopUtilization(elu0).active,
+      closed_early: closedEarly, cpu_us: ch.cpuUs(), elu_active_ms: ch.eluActiveMs(),
       rss_bytes: process.memoryUsage.rss(), max_writable: maxWritable, hb_skipped: hbSkipped,
     };
   };
@@ -245,7 +197,7 @@ function childMain(): void {
           connections: n, binary, line: n - binary, ready, failed,
           first_connect_at: firstAt, last_tcp_connect_at: lastTcpAt, last_ready_at: lastReadyAt,
           connect_ms: percentiles(connectMs), ready_ms: percentiles(readyMs), slow_connects: slow,
-          errors: errors.slice(), error_count: errorCount, client_rss_bytes: process.memoryUsage.rss(),
+          errors: errors.slice(), error_count: ch.errorCount, client_rss_bytes: process.memoryUsage.rss(),
           client_cpu_s: (() => {
             const c = process.cpuUsage(cpuStart);
             return (c.user + c.system) / 1e6;
@@ -276,7 +228,7 @@ function childMain(): void {
         const t0 = now();
         if (firstAt === 0) firstAt = t0;
         const socket = connect({ host: o.host, port: o.port, noDelay: true });
-        const c: Conn = { i, socket, binary, hb: binary ? HB : lineHeartbeat(node, o.token), rx: EMPTY, settled: false, ready: false, closed: false };
+        const c: Conn = { i, socket, binary, hb: binary ? HB : heartbeatLine(node, o.token), rx: EMPTY, settled: false, ready: false, closed: false };
         conns[i] = c;
         socket.once('connect', () => {
           const t = now();
@@ -361,7 +313,7 @@ function childMain(): void {
         t: 'closed',
         r: {
           closed, closed_early: closedEarly, still_open: conns.length - closed, wait_ms: Date.now() - t0,
-          errors: errors.slice(), error_count: errorCount, host_error_codes: hostErrorCodes,
+          errors: errors.slice(), error_count: ch.errorCount, host_error_codes: hostErrorCodes,
         },
       });
     };
@@ -376,10 +328,7 @@ function childMain(): void {
   process.on('message', (m: ToClient) => {
     switch (m.t) {
       case 'connect':
-        setTimeout(() => {
-          process.stderr.write(`conn-client: hard deadline of ${m.opts.maxSeconds} s reached, exiting\n`);
-          process.exit(4);
-        }, m.opts.maxSeconds * 1000).unref();
+        ch.deadline(m.opts.maxSeconds);
         connectAll(m.opts).then((r) => send({ t: 'connected', r }), (err: Error) => send({ t: 'fail', error: err.message }));
         break;
       case 'hb-start':
@@ -401,5 +350,3 @@ function childMain(): void {
     }
   });
 }
-
-if (process.argv[1] === CONN_CLIENT && process.argv.includes('--conn-client')) childMain();

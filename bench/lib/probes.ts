@@ -1,7 +1,7 @@
 // Measurement probes for the benchmarks: CPU of this process and of its main
 // thread, of the whole machine, and event-loop utilisation of the main thread and
 // of worker threads. Linux /proc gives per-thread CPU; elsewhere those fields are null.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import type { Worker } from 'node:worker_threads';
@@ -99,4 +99,83 @@ function machineKinds(a: MachineCpu, b: MachineCpu): { user: number; system: num
   const k = os.availableParallelism() / (b.total - a.total);
   const r = (x: number): number => Math.round(x * k * 1000) / 1000;
   return { user: r(b.user - a.user), system: r(b.system - a.system), softirq: r(b.softirq - a.softirq), steal: r(b.steal - a.steal) };
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Waits (at most maxS) until the machine is quiet: less than `cores` of CPU busy
+ * over 0.5 s. Other jobs on a shared 2-core machine (a test suite, a compiler)
+ * would otherwise be measured as engine slowness. Returns the seconds waited and
+ * the busy cores seen last.
+ */
+export async function waitQuiet(maxS: number, cores = 0.3): Promise<{ waited_s: number; busy: number | null }> {
+  const t0 = performance.now();
+  for (;;) {
+    const a = machineCpu();
+    await sleep(500);
+    const b = machineCpu();
+    if (!a || !b) return { waited_s: 0, busy: null };
+    const busy = ((b.busy - a.busy) / (b.total - a.total)) * os.availableParallelism();
+    const waited = (performance.now() - t0) / 1000;
+    if (busy < cores || waited >= maxS) return { waited_s: Math.round(waited * 10) / 10, busy: Math.round(busy * 100) / 100 };
+  }
+}
+
+/**
+ * CPU seconds and resident bytes of a process, or null when it is gone. With
+ * `precise`, CPU from /proc/PID/schedstat (time on CPU, ns: a tracker woken twice
+ * a second uses far less than the 10 ms tick of /proc/PID/stat).
+ */
+export function pidStat(pid: number, precise = false): { cpu: number; rss: number; zombie: boolean } | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    // After the comm field: state(3) utime(14) stime(15) ... rss(24) -> indices 0, 11, 12, 21.
+    let cpu = (Number(f[11]) + Number(f[12])) / CLK_TCK;
+    if (precise) {
+      try {
+        const ns = Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ', 1)[0]);
+        if (Number.isFinite(ns)) cpu = ns / 1e9;
+      } catch {
+        // no schedstat: the tick-based figure stays
+      }
+    }
+    return { cpu, rss: Number(f[21]) * 4096, zombie: f[0] === 'Z' };
+  } catch {
+    return null;
+  }
+}
+
+/** Open file descriptors of a process (default this one), null off Linux. */
+export function openFds(pid: number | 'self' = 'self'): number | null {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return null;
+  }
+}
+
+/** /proc/PID/status fields (kB values in bytes), {} off Linux. */
+export function procStatus(pid: number | 'self' = 'self'): Record<string, number> {
+  const out: Record<string, number> = {};
+  try {
+    for (const line of readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
+      const m = /^(\w+):\s+(\d+)(?:\s+kB)?$/.exec(line);
+      if (m) out[m[1]!] = Number(m[2]) * (line.endsWith('kB') ? 1024 : 1);
+    }
+  } catch {
+    // not Linux
+  }
+  return out;
+}
+
+/** This process's limit on open files, null off Linux. */
+export function fdLimit(): number | null {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+    return line ? Number(line.split(/\s+/)[3]) : null;
+  } catch {
+    return null;
+  }
 }

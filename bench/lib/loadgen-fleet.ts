@@ -1,43 +1,13 @@
-// Fleet load generator (bench/fleet.ts, bench/growth.ts): many field nodes, one
-// TCP connection each (nodes fleet-0..N-1), speaking the line protocol the way
-// retina nodes do, in a process of its own (forked from this compiled file) so
-// it never shares the engine's event loop.
-//
-// Why not bench/loadgen.ts: its paced mode gives every connection its frames at
-// the same instant (all N nodes write in the same millisecond every 1/fps s), it
-// sends no heartbeats, and its line frames cycle through 1-5 detections. A fleet
-// of nodes at 2 Hz is the opposite load: few small writes, evenly spread, with a
-// fixed number of detections per frame and a heartbeat per node now and then.
-//
-// Frames. Every node has a template line
-//   {"node_id":"fleet-7","token":"...","timestamp":<13 digits>,"t":"<19 digits>","delay":[..],"doppler":[..],"snr":[..],"adsb":[..]}
-// with `detections` detections. Before each write the copy to be written is
-// patched in place: the timestamp (TS0 + 500 ms x the node's frame number, so
-// strictly increasing per node: the trackers sink skips repeated and older ones)
-// and the send-time marker "t" = process.hrtime.bigint() at the write
-// (CLOCK_MONOTONIC; the engine passes unknown keys through to the tracker, so the
-// bench can read it back where the engine writes the frame to the tracker).
-//
-// Schedules:
-//  - paced (`go`): `fps` frames/s per node, node i's frames offset by i/N of the
-//    period, so the fleet's writes are spread evenly over time (N x fps writes a
-//    second, one frame each, 1/(N x fps) s apart); a heartbeat line per node
-//    every `heartbeatMs`, spread the same way (offset by half a frame step). Open
-//    loop: a frame more than 200 ms late is skipped and counted (`paceSkipped`);
-//    a node with more than 1 MiB queued in this process skips its frame too
-//    (`backpressureSkipped`).
-//  - unpaced (`flood`): every connection writes batches of whole frames
-//    (`chunkBytes`, `depth` writes in flight) as fast as the engine takes them;
-//    only the batch's first frame carries a real send-time marker.
-//
-// Parent side: FleetClient.start(opts) forks the child, which connects every node
-// (64 connects at a time) and writes one frame per node (the prime: it makes the
-// engine provision the node's tracker) before start() resolves. go(), flood(),
-// pause(), mark() and stop() as in bench/loadgen.ts.
-import { fork, type ChildProcess } from 'node:child_process';
+// The load generator's `fleet` mode: many nodes (fleet-0..N-1), one connection each,
+// line frames with a fixed number of detections, each frame stamped (timestamp and
+// send-time marker) at its write. Paced: node i's frames offset by i/N of the period
+// and a heartbeat per node now and then (late frames skipped and counted); or
+// flooding batches as fast as the engine takes them.
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import { IpcChild, childChannel } from './ipc.js';
+import { FrameTemplate, TS0, heartbeatLine } from './frames.js';
 
 export interface FleetClientOptions {
   host: string;
@@ -102,66 +72,6 @@ export interface FleetResult extends FleetSample {
 // Frame templates (pure)
 // ---------------------------------------------------------------------------
 
-export const TS0 = 1757400000000;
-const TS_DIGITS = 13;
-const T_DIGITS = 19;
-
-function round2(x: number): number {
-  return Math.round(x * 100) / 100;
-}
-
-/** Writes v (an integer in [0, 2^53)) as `width` ASCII digits, zero-padded. */
-function writeDigits(buf: Buffer, off: number, width: number, v: number): void {
-  for (let i = off + width - 1; i >= off; i--) {
-    const q = Math.floor(v / 10);
-    buf[i] = 0x30 + (v - q * 10);
-    v = q;
-  }
-}
-
-/** One node's frame, patchable in place (timestamp and send-time marker at fixed offsets). */
-export class FrameTemplate {
-  readonly line: Buffer;
-  readonly tsOff: number;
-  readonly tOff: number;
-
-  constructor(node: string, token: string, detections: number, variant: number) {
-    const delay: number[] = [];
-    const doppler: number[] = [];
-    const snr: number[] = [];
-    const adsb: null[] = [];
-    for (let k = 0; k < detections; k++) {
-      delay.push(round2(20 + ((variant * 7 + k * 13) % 400) * 0.37));
-      doppler.push(round2(-200 + ((variant * 11 + k * 29) % 4000) * 0.1));
-      snr.push(round2(6 + ((variant * 3 + k * 5) % 200) * 0.09));
-      adsb.push(null);
-    }
-    const head = JSON.stringify({ node_id: node, token, timestamp: TS0, t: '0'.repeat(T_DIGITS) }).slice(0, -1);
-    const body = JSON.stringify({ delay, doppler, snr, adsb }).slice(1);
-    this.line = Buffer.from(`${head},${body}\n`);
-    const ts = this.line.indexOf('"timestamp":');
-    const t = this.line.indexOf('"t":"');
-    if (ts < 0 || t < 0) throw new Error('FrameTemplate: fields not found');
-    this.tsOff = ts + 12;
-    this.tOff = t + 5;
-  }
-
-  /** Patches frame `seq`'s timestamp and the marker into `buf` at `at` (a copy of the line). */
-  patch(buf: Buffer, at: number, seq: number, tNs: number): void {
-    writeDigits(buf, at + this.tsOff, TS_DIGITS, TS0 + seq * 500);
-    writeDigits(buf, at + this.tOff, T_DIGITS, tNs);
-  }
-}
-
-/** The heartbeat line of a node (docs/protocol.md). */
-export function heartbeatLine(node: string, token: string): Buffer {
-  return Buffer.from(`${JSON.stringify({ node_id: node, token, type: 'heartbeat' })}\n`);
-}
-
-// ---------------------------------------------------------------------------
-// Parent side
-// ---------------------------------------------------------------------------
-
 type ToChild =
   | { t: 'init'; opts: FleetClientOptions }
   | { t: 'go'; pace: PaceSpec }
@@ -176,103 +86,57 @@ type FromChild =
   | { t: 'mark'; id: number; s: FleetSample }
   | { t: 'done'; r: FleetResult };
 
-const SELF = fileURLToPath(import.meta.url);
+const LOADGEN = fileURLToPath(new URL('./loadgen.js', import.meta.url));
 
+/** The fleet mode of the load generator (parent side). */
 export class FleetClient {
-  private readonly waiters = new Map<string, (m: FromChild) => void>();
-  private failed: Error | null = null;
   private markId = 0;
-  readonly exited: Promise<void>;
-
-  private constructor(readonly proc: ChildProcess, readonly opts: FleetClientOptions) {
-    proc.on('message', (m: FromChild) => {
-      if (m.t === 'fail') {
-        this.failed = new Error(`fleet generator: ${m.error}`);
-        for (const w of this.waiters.values()) w(m);
-        this.waiters.clear();
-        return;
-      }
-      const key = m.t === 'mark' ? `mark:${m.id}` : m.t;
-      const w = this.waiters.get(key);
-      if (w) {
-        this.waiters.delete(key);
-        w(m);
-      }
-    });
-    this.exited = new Promise((resolve) => proc.once('exit', (code, sig) => {
-      if (!this.failed && this.waiters.size > 0) this.failed = new Error(`fleet generator exited (code ${code}, signal ${sig})`);
-      for (const w of this.waiters.values()) w({ t: 'fail', error: this.failed?.message ?? 'exited' });
-      this.waiters.clear();
-      resolve();
-    }));
-  }
+  private constructor(private readonly c: IpcChild<ToChild, FromChild>, readonly opts: FleetClientOptions) {}
 
   /** Forks the generator; resolves once every node is connected and its first frame was written. */
   static async start(opts: FleetClientOptions, timeoutMs = 120000): Promise<FleetClient> {
-    // Profiling flags given to the benchmark are meant for the engine, not the generator.
-    const execArgv = process.execArgv.filter((a) => !a.startsWith('--cpu-prof') && !a.startsWith('--heap-prof') && !a.startsWith('--prof'));
-    const proc = fork(SELF, ['--fleet-client-child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
-    const c = new FleetClient(proc, opts);
+    const c = new IpcChild<ToChild, FromChild>('fleet generator', LOADGEN, ['--loadgen-child', 'fleet']);
     try {
       await c.request({ t: 'init', opts }, 'ready', timeoutMs);
     } catch (err) {
-      proc.kill('SIGKILL');
+      c.kill();
       throw err;
     }
-    return c;
-  }
-
-  private request<T extends FromChild>(m: ToChild, key: string, timeoutMs: number): Promise<T> {
-    if (this.failed) return Promise.reject(this.failed);
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiters.delete(key);
-        reject(new Error(`fleet generator: no '${key}' reply within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waiters.set(key, (r) => {
-        clearTimeout(timer);
-        if (r.t === 'fail') reject(this.failed ?? new Error(r.error));
-        else resolve(r as T);
-      });
-      this.proc.send(m);
-    });
+    return new FleetClient(c, opts);
   }
 
   /** Paced push (switches from any other mode). */
   go(pace: PaceSpec): void {
-    this.proc.send({ t: 'go', pace } satisfies ToChild);
+    this.c.send({ t: 'go', pace });
   }
 
   /** Unpaced push (switches from any other mode). */
   flood(flood: FloodSpec): void {
-    this.proc.send({ t: 'flood', flood } satisfies ToChild);
+    this.c.send({ t: 'flood', flood });
   }
 
   /** Stops pushing; resolves when no write is in flight (connections stay open). */
   async pause(timeoutMs = 30000): Promise<void> {
-    await this.request({ t: 'pause' }, 'paused', timeoutMs);
+    await this.c.request({ t: 'pause' }, 'paused', timeoutMs);
   }
 
   async mark(): Promise<FleetSample & { at: number }> {
     const id = ++this.markId;
-    const m = await this.request<{ t: 'mark'; id: number; s: FleetSample }>({ t: 'mark', id }, `mark:${id}`, 30000);
+    const m = await this.c.request<{ t: 'mark'; id: number; s: FleetSample }>({ t: 'mark', id }, `mark:${id}`, 30000);
     return { ...m.s, at: performance.now() };
   }
 
   /** Stops, lets in-flight writes finish, closes the connections; the totals. */
   async stop(timeoutMs = 30000): Promise<FleetResult> {
     try {
-      const m = await this.request<{ t: 'done'; r: FleetResult }>({ t: 'stop' }, 'done', timeoutMs);
-      return m.r;
+      return (await this.c.request<{ t: 'done'; r: FleetResult }>({ t: 'stop' }, 'done', timeoutMs)).r;
     } finally {
-      const t = setTimeout(() => this.proc.kill('SIGKILL'), 3000);
-      await this.exited;
-      clearTimeout(t);
+      await this.c.end();
     }
   }
 
   kill(): void {
-    this.proc.kill('SIGKILL');
+    this.c.kill();
   }
 }
 
@@ -297,9 +161,10 @@ interface Node {
 const PACE_MAX_QUEUED = 1 << 20;
 const PACE_MAX_LATE_MS = 200;
 
-function childMain(): void {
+export function fleetChild(): void {
+  const ch = childChannel<FromChild>('fleet generator');
   const nodes: Node[] = [];
-  const errors: string[] = [];
+  const errors = ch.errors;
   let sent = 0;
   let heartbeats = 0;
   let bytes = 0;
@@ -317,23 +182,13 @@ function childMain(): void {
   let mode: 'idle' | 'paced' | 'flood' = 'idle';
   let flood: FloodSpec | null = null;
   let idleWaiters: Array<() => void> = [];
-  const cpu0 = process.cpuUsage();
-  const elu0 = performance.eventLoopUtilization();
-  const send = (m: FromChild): void => {
-    process.send!(m);
-  };
-  const note = (e: string): void => {
-    if (errors.length < 20) errors.push(e);
-  };
-  const sample = (): FleetSample => {
-    const c = process.cpuUsage(cpu0);
-    return {
-      sent, heartbeats, bytes, cpuUs: c.user + c.system, eluActiveMs: performance.eventLoopUtilization(elu0).active,
-      childAt: performance.timeOrigin + performance.now(), paceSkipped, backpressureSkipped,
-      lateMaxMs: Math.round(lateMaxMs * 1000) / 1000, late1ms, late5ms, writes, ticks,
-    };
-  };
-  process.on('disconnect', () => process.exit(3));
+  const send = ch.send;
+  const note = ch.note;
+  const sample = (): FleetSample => ({
+    sent, heartbeats, bytes, cpuUs: ch.cpuUs(), eluActiveMs: ch.eluActiveMs(),
+    childAt: performance.timeOrigin + performance.now(), paceSkipped, backpressureSkipped,
+    lateMaxMs: Math.round(lateMaxMs * 1000) / 1000, late1ms, late5ms, writes, ticks,
+  });
 
   function settled(): void {
     if (idleWaiters.length > 0 && nodes.every((n) => n.inflight === 0)) {
@@ -466,27 +321,16 @@ function childMain(): void {
     if (doneSent || !stopping) return;
     for (const n of nodes) if (n.inflight > 0) return;
     doneSent = true;
-    const closing = nodes.map((n) => new Promise<void>((resolve) => {
-      if (n.closed) return resolve();
-      n.socket.once('close', () => resolve());
-      n.socket.end();
-    }));
-    const bound = new Promise<void>((r) => setTimeout(r, 15000).unref());
-    void Promise.race([Promise.all(closing), bound]).then(() => {
-      for (const n of nodes) if (!n.closed) n.socket.destroy();
+    ch.closeAndReport(nodes, () => {
       const seqs = nodes.map((n) => n.seq);
-      send({ t: 'done', r: { ...sample(), errors, closedEarly, framesPerNodeMin: Math.min(...seqs), framesPerNodeMax: Math.max(...seqs) } });
-      setTimeout(() => process.exit(0), 50);
+      return { t: 'done', r: { ...sample(), errors, closedEarly, framesPerNodeMin: Math.min(...seqs), framesPerNodeMax: Math.max(...seqs) } };
     });
   }
 
   // ---- init ----
 
   async function init(o: FleetClientOptions): Promise<void> {
-    setTimeout(() => {
-      process.stderr.write(`fleet generator: hard deadline of ${o.maxSeconds} s reached, exiting\n`);
-      process.exit(4);
-    }, o.maxSeconds * 1000).unref();
+    ch.deadline(o.maxSeconds);
     const prefix = o.prefix ?? 'fleet-';
     // Self-check: a patched frame parses to what we meant.
     const tpl = new FrameTemplate('x-1', o.token, o.detections, 3);
@@ -530,10 +374,7 @@ function childMain(): void {
   process.on('message', (m: ToChild) => {
     switch (m.t) {
       case 'init':
-        init(m.opts).then(() => send({ t: 'ready' }), (err: Error) => {
-          send({ t: 'fail', error: err.message });
-          setTimeout(() => process.exit(1), 50);
-        });
+        ch.answerInit(init(m.opts));
         break;
       case 'go':
         startPaced(m.pace);
@@ -558,5 +399,3 @@ function childMain(): void {
     }
   });
 }
-
-if (process.argv[1] === SELF && process.argv.includes('--fleet-client-child')) childMain();

@@ -1,0 +1,106 @@
+// Workload `burst`: 64 nodes unpaced, both protocols, shards: 0 vs default; into rings
+// (sink discard), end to end (sink trackers, one drain tracker per node) and the raw
+// ceiling (bare server, same generator) in one run.
+import { performance } from 'node:perf_hooks';
+import { type BenchProtocol } from './lib/loadgen.js';
+import { calibrate } from './lib/engine-run.js';
+import { defineWorkload, num, type OptValues } from './lib/options.js';
+import { boundRun, header, report } from './lib/results.js';
+import { fmt, med, round } from './lib/stats.js';
+import { CELL_OPTIONS, TOKEN, baseOf, loadOptions, runOnce, type Mode } from './ingest.js';
+import { runCeiling, type CeilingResult } from './ceiling.js';
+import { runE2eOnce } from './e2e.js';
+
+const options = { ...loadOptions(5, 3), ...CELL_OPTIONS, portStart: num(19000, 'first tracker port to provision', 1) };
+
+interface BurstCell {
+  protocol: BenchProtocol;
+  mode: Mode;
+  shards: number;
+  into_rings: { frames_per_s: number; detections_per_s: number; mbytes_per_s: number; process_cpu: number; main_elu: number };
+  e2e: { delivered_per_s: number; into_rings_per_s: number; mbytes_per_s: number; process_cpu: number; trackers_cpu: number | null; main_elu: number };
+}
+
+async function runBurst(o: OptValues<typeof options>): Promise<void> {
+  const base = baseOf(o);
+  const { reps, protocols, modes, portStart } = o;
+  const detFor = (p: BenchProtocol): number => (p === 'binary' ? o.detections : 3);
+  const started = performance.now();
+  const perRep = protocols.length * ((base.warmupS + base.durationS + 30) * (1 + 2 * modes.length) + 60 * modes.length);
+  boundRun(perRep * reps + 60);
+  const shardsOf = (m: Mode): number | 'auto' => (m === 'default' ? 'auto' : Number(m.slice(6)));
+  const raw: Record<string, CeilingResult[]> = Object.fromEntries(protocols.map((p) => [p, []]));
+  const runs: Record<string, BurstCell[]> = {};
+  for (let r = 0; r < reps; r++) {
+    for (const protocol of protocols) {
+      const detections = detFor(protocol);
+      // Line: the stamped generator (increasing timestamps: a tracker skips repeats) into the
+      // engine; the raw server gets the plain generator (same frame sizes: the stamped one does
+      // not keep up with a server that never pushes back).
+      const stamped = protocol === 'line';
+      const c = await runCeiling({ ...base, protocol, mode: 'default', detections });
+      raw[protocol]!.push(c);
+      process.stderr.write(`raw  ${protocol.padEnd(6)}         rep ${r + 1}: ${fmt(c.frames_per_s).padStart(10)} frames/s ${fmt(c.mbytes_per_s, 1).padStart(7)} MB/s (bare server)\n`);
+      for (const mode of modes) {
+        const ing = await runOnce({ ...base, protocol, mode, detections, stamped });
+        const e = await runE2eOnce({
+          connections: base.connections, warmupS: base.warmupS, durationS: base.durationS, latencyWarmupS: 0, latencyS: 0,
+          loadFraction: 0.5, pacedFps: 0, tickMs: 1, chunkBytes: base.chunkBytes, depth: base.depth, procs: base.procs,
+          ringBytes: base.ringBytes, portStart, portEnd: Math.min(65535, portStart + Math.max(99, base.connections - 1)), token: TOKEN,
+          trackerPrefix: [], protocol, detections, shards: shardsOf(mode), maxOnly: true,
+        }, calibrate);
+        if (e.accounting.violations.length) process.stderr.write(`  e2e VIOLATIONS: ${e.accounting.violations.join('; ')}\n`);
+        if (ing.accounting.violations.length) process.stderr.write(`  into-rings VIOLATIONS: ${ing.accounting.violations.join('; ')}\n`);
+        const cell: BurstCell = {
+          protocol, mode, shards: ing.shards,
+          into_rings: { frames_per_s: ing.frames_per_s, detections_per_s: ing.detections_per_s, mbytes_per_s: ing.mbytes_per_s, process_cpu: ing.process_cpu, main_elu: ing.main_elu },
+          e2e: {
+            delivered_per_s: e.max.delivered_per_s, into_rings_per_s: e.max.into_rings_per_s, mbytes_per_s: round(e.max.bytes_received_per_s / 1e6, 1),
+            process_cpu: e.max.cpu.process_cpu, trackers_cpu: e.max.cpu.trackers_cpu, main_elu: e.max.cpu.main_elu,
+          },
+        };
+        (runs[`${protocol}/${mode}`] ??= []).push(cell);
+        process.stderr.write(`     ${protocol.padEnd(6)} ${mode.padEnd(8)} rep ${r + 1}: into rings ${fmt(cell.into_rings.frames_per_s).padStart(10)} frames/s ${fmt(cell.into_rings.mbytes_per_s, 1).padStart(7)} MB/s;  e2e delivered ${fmt(cell.e2e.delivered_per_s).padStart(10)} frames/s ${fmt(cell.e2e.mbytes_per_s, 1).padStart(7)} MB/s\n`);
+      }
+    }
+  }
+  const medCell = (cs: BurstCell[]): BurstCell => ({
+    protocol: cs[0]!.protocol, mode: cs[0]!.mode, shards: cs[0]!.shards,
+    into_rings: Object.fromEntries(Object.keys(cs[0]!.into_rings).map((k) => [k, med(cs.map((c) => (c.into_rings as unknown as Record<string, number>)[k]!))])) as BurstCell['into_rings'],
+    e2e: Object.fromEntries(Object.keys(cs[0]!.e2e).map((k) => [k, med(cs.map((c) => (c.e2e as unknown as Record<string, number | null>)[k] ?? null))])) as BurstCell['e2e'],
+  });
+  const cells = Object.values(runs).map(medCell);
+  const rawMed = Object.fromEntries(protocols.map((p) => [p, { frames_per_s: Math.round(med(raw[p]!.map((c) => c.frames_per_s))), mbytes_per_s: med(raw[p]!.map((c) => c.mbytes_per_s)) }]));
+  const ratios = cells.map((c) => ({
+    protocol: c.protocol, mode: c.mode,
+    e2e_over_raw_bytes: round(c.e2e.mbytes_per_s / rawMed[c.protocol]!.mbytes_per_s, 3),
+    into_rings_over_raw_bytes: round(c.into_rings.mbytes_per_s / rawMed[c.protocol]!.mbytes_per_s, 3),
+    e2e_over_into_rings: round(c.e2e.delivered_per_s / c.into_rings.frames_per_s, 3),
+  }));
+  const target = ratios.filter((x) => x.mode === 'default').map((x) => ({ protocol: x.protocol, e2e_over_raw_bytes: x.e2e_over_raw_bytes, min: 0.5, pass: x.e2e_over_raw_bytes >= 0.5 }));
+  const out = {
+    ...header('burst', { ...base, reps, protocols, modes, binary_detections: detFor('binary'), line_detections: '1-5 cycling (stamped generator)', tracker: 'bench/lib/drain-tracker.ts (one process per node)' }),
+    started_at: new Date(Date.now() - (performance.now() - started)).toISOString(),
+    duration_s: round((performance.now() - started) / 1000, 1),
+    raw: rawMed,
+    cells,
+    ratios,
+    targets: { burst_e2e_at_least_half_of_raw_bytes: target },
+    runs: { raw, cells: runs },
+  };
+  const L: string[] = ['', `medians of ${reps} (64 nodes unpaced; into rings = sink discard; e2e = sink trackers, delivered to the trackers' input; raw = bare Node server reading and discarding):`];
+  L.push('protocol mode     shards  into rings f/s    MB/s   e2e delivered f/s    MB/s   raw MB/s  e2e/raw  e2e/into');
+  for (const c of cells) {
+    const rt = ratios.find((x) => x.protocol === c.protocol && x.mode === c.mode)!;
+    L.push(`${c.protocol.padEnd(8)} ${c.mode.padEnd(8)} ${String(c.shards).padStart(6)} ${fmt(c.into_rings.frames_per_s).padStart(15)} ${fmt(c.into_rings.mbytes_per_s, 1).padStart(7)} ${fmt(c.e2e.delivered_per_s).padStart(19)} ${fmt(c.e2e.mbytes_per_s, 1).padStart(7)} ${fmt(rawMed[c.protocol]!.mbytes_per_s, 1).padStart(10)} ${fmt(rt.e2e_over_raw_bytes, 2).padStart(8)} ${fmt(rt.e2e_over_into_rings, 2).padStart(9)}`);
+  }
+  for (const t of target) L.push(`target burst e2e >= 0.5 x raw bytes/s (${t.protocol}, default): x${fmt(t.e2e_over_raw_bytes, 2)} ${t.pass ? 'PASS' : 'FAIL'}`);
+  L.push(`total ${fmt(out.duration_s, 1)} s`);
+  report('burst', out, L.join('\n'), !o.noSave);
+}
+
+export const workload = defineWorkload({
+  about: 'unpaced push: into rings, end to end and raw (bare server) in one run, by protocol and engine mode',
+  options,
+  run: runBurst,
+});

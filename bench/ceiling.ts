@@ -1,0 +1,108 @@
+// Workload `ceiling`: the push generator against a bare server that reads and
+// discards (no engine): what the generator and loopback TCP deliver on this machine.
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { encodeMessage, PROTOCOL_VERSION, T_WELCOME, HEARTBEAT_MS } from './lib/engine-api.js';
+import { Loadgen, type BenchProtocol } from './lib/loadgen.js';
+import { snapshot, delta, sleep } from './lib/probes.js';
+import { defineWorkload } from './lib/options.js';
+import { boundRun, header, report } from './lib/results.js';
+import { fmt, round } from './lib/stats.js';
+import { CELL_OPTIONS, TOKEN, baseOf, loadOptions, type CellSpec } from './ingest.js';
+
+export interface CeilingResult {
+  protocol: BenchProtocol;
+  window_s: number;
+  frames_per_s: number;
+  detections_per_s: number;
+  mbytes_per_s: number;
+  server_main_elu: number;
+  generator_cpu: number;
+  generator_elu: number;
+  machine_cpu_busy: number | null;
+  machine_cpu: { user: number; system: number; softirq: number; steal: number } | null;
+}
+
+export async function runCeiling(spec: CellSpec): Promise<CeilingResult> {
+  let bytes = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer({ noDelay: true }, (s) => {
+    sockets.add(s);
+    let first = true;
+    s.on('data', (d: Buffer) => {
+      bytes += d.length;
+      if (first && spec.protocol === 'binary') {
+        s.write(encodeMessage({ t: T_WELCOME, v: PROTOCOL_VERSION, node: 'x', last_seq: 0, max_frame: 1 << 20, hb_ms: HEARTBEAT_MS }));
+      }
+      first = false;
+    });
+    s.on('error', () => undefined);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as AddressInfo).port;
+  let lg: Loadgen | null = null;
+  try {
+    lg = await Loadgen.start({
+      host: '127.0.0.1', port, protocol: spec.protocol, connections: spec.connections, token: TOKEN,
+      detections: spec.detections, chunkBytes: spec.chunkBytes, depth: spec.depth, procs: spec.procs,
+      maxSeconds: spec.warmupS + spec.durationS + 60, stamped: spec.stamped === true,
+    });
+    // The bare server never acks: the generator's end-of-run ack wait is bounded.
+    lg.go();
+    await sleep(spec.warmupS * 1000);
+    const p0 = snapshot([]);
+    const g0 = await lg.mark();
+    const by0 = bytes;
+    await sleep(spec.durationS * 1000);
+    const p1 = snapshot([]);
+    const g1 = await lg.mark();
+    const by1 = bytes;
+    const genS = (g1.childAt - g0.childAt) / 1000;
+    await lg.stop(30000);
+    lg = null;
+    const d = delta(p0, p1);
+    return {
+      protocol: spec.protocol,
+      window_s: round(genS, 3),
+      frames_per_s: Math.round((g1.sent - g0.sent) / genS),
+      detections_per_s: Math.round((g1.detections - g0.detections) / genS),
+      mbytes_per_s: round((by1 - by0) / d.seconds / 1e6, 1),
+      server_main_elu: round(d.mainElu, 4),
+      generator_cpu: round((g1.cpuUs - g0.cpuUs) / 1e6 / genS, 3),
+      generator_elu: round((g1.eluActiveMs - g0.eluActiveMs) / 1000 / genS, 3),
+      machine_cpu_busy: d.machineBusy === null ? null : round(d.machineBusy, 3),
+      machine_cpu: d.machine,
+    };
+  } finally {
+    lg?.kill();
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+}
+
+const options = { ...loadOptions(5, 1), protocols: CELL_OPTIONS.protocols, detections: CELL_OPTIONS.detections };
+
+export const workload = defineWorkload({
+  about: 'the generator against a bare read-and-discard server (no engine)',
+  options,
+  run: async (o) => {
+    const base = baseOf(o);
+    const started = performance.now();
+    boundRun((base.warmupS + base.durationS + 30) * o.reps * o.protocols.length + 60);
+    const head = header('ceiling', { ...base, reps: o.reps, protocols: o.protocols, binary_detections: o.detections, line_detections: '1-5 cycling' });
+    const results: CeilingResult[] = [];
+    const lines: string[] = [];
+    for (const protocol of o.protocols) {
+      const spec: CellSpec = { ...base, protocol, mode: 'default', detections: protocol === 'binary' ? o.detections : 3 };
+      const runs: CeilingResult[] = [];
+      for (let r = 0; r < o.reps; r++) {
+        const res = await runCeiling(spec);
+        runs.push(res);
+        lines.push(`ceiling ${protocol} rep ${r + 1}: ${fmt(res.frames_per_s)} frames/s, ${fmt(res.mbytes_per_s, 1)} MB/s, generator CPU ${fmt(res.generator_cpu, 2)} cores`);
+      }
+      results.push(runs.sort((a, b) => a.frames_per_s - b.frames_per_s)[runs.length >> 1]!);
+    }
+    report('ceiling', { ...head, duration_s: round((performance.now() - started) / 1000, 1), results }, lines.join('\n'), !o.noSave);
+  },
+});

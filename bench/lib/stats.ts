@@ -1,0 +1,78 @@
+// Small statistics shared by every workload: rounding, medians, percentiles.
+
+export function round(x: number, digits = 0): number {
+  if (!Number.isFinite(x)) return x;
+  const k = 10 ** digits;
+  return Math.round(x * k) / k;
+}
+
+/** Median of the finite values (NaN when there are none). */
+export function median(xs: number[]): number {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+}
+
+/** Median of the non-null values, rounded to 4 digits (the workloads' summary of repetitions). */
+export const med = (xs: Array<number | null>): number => round(median(xs.filter((x): x is number => x !== null)), 4);
+
+/** The p-quantile (nearest rank below) of unsorted values, NaN when empty. */
+export function quantile(xs: ArrayLike<number>, p: number): number {
+  if (xs.length === 0) return NaN;
+  const v = Float64Array.from(xs).sort();
+  return v[Math.min(v.length - 1, Math.floor(p * v.length))]!;
+}
+
+export interface LatencyStats {
+  samples: number;
+  p50_ms: number;
+  p90_ms: number;
+  p99_ms: number;
+  p999_ms: number;
+  max_ms: number;
+  mean_ms: number;
+  /** Samples above `overMs` (only when asked for). */
+  over_2ms?: number;
+}
+
+/** Percentiles of latency samples taken in `unitMs` (1e-6 for ns), reported in ms. */
+export function latencyStats(lat: ArrayLike<number>, unitMs = 1e-6, countOver2ms = false): LatencyStats {
+  const n = lat.length;
+  const over = countOver2ms ? { over_2ms: 0 } : {};
+  if (n === 0) return { samples: 0, p50_ms: NaN, p90_ms: NaN, p99_ms: NaN, p999_ms: NaN, max_ms: NaN, mean_ms: NaN, ...over };
+  const v = Float64Array.from(lat).sort();
+  const q = (p: number): number => round(v[Math.min(n - 1, Math.floor(p * n))]! * unitMs, 3);
+  let sum = 0;
+  let above = 0;
+  for (let i = 0; i < n; i++) {
+    sum += v[i]!;
+    if (v[i]! * unitMs > 2) above++;
+  }
+  return {
+    samples: n, p50_ms: q(0.5), p90_ms: q(0.9), p99_ms: q(0.99), p999_ms: q(0.999), max_ms: round(v[n - 1]! * unitMs, 3),
+    mean_ms: round((sum / n) * unitMs, 3), ...(countOver2ms ? { over_2ms: above } : {}),
+  };
+}
+
+export interface Stats { samples: number; p50_ms: number; p99_ms: number; max_ms: number; mean_ms: number }
+
+/** p50/p99/max/mean of ms samples (NaN when empty). */
+export function stats(xs: number[]): Stats {
+  const s = latencyStats(xs, 1);
+  return { samples: s.samples, p50_ms: s.p50_ms, p99_ms: s.p99_ms, max_ms: s.max_ms, mean_ms: s.mean_ms };
+}
+
+export interface Percentiles { n: number; p50: number; p99: number; max: number }
+
+/** n/p50/p99/max of the finite values among the first n, two decimals. */
+export function percentiles(xs: Float64Array | number[], n = xs.length): Percentiles {
+  const v = Array.from(xs.slice(0, n)).filter((x) => Number.isFinite(x));
+  const r = (x: number): number => round(x, 2);
+  if (v.length === 0) return { n: 0, p50: NaN, p99: NaN, max: NaN };
+  return { n: v.length, p50: r(quantile(v, 0.5)), p99: r(quantile(v, 0.99)), max: r(quantile(v, 1)) };
+}
+
+/** A number for the human summaries: grouped digits, '-' when missing. */
+export const fmt = (x: number | null | undefined, d = 0): string => (x === null || x === undefined || !Number.isFinite(x)
+  ? '-' : x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
