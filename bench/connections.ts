@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import os, { tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance, PerformanceObserver, monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
@@ -19,8 +19,8 @@ import {
 import { IpcChild } from './lib/ipc.js';
 import { byLabel, scrapeMetrics } from './lib/metrics.js';
 import { defineWorkload, num, str, SAVE_OPTION } from './lib/options.js';
-import { boundRun, gitInfo, report } from './lib/results.js';
-import { fmt, median, round } from './lib/stats.js';
+import { boundRun, gitInfo, machineInfo, report, summaryLine } from './lib/results.js';
+import { median, round } from './lib/stats.js';
 
 const LOADGEN = fileURLToPath(new URL('./lib/loadgen.js', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
@@ -33,12 +33,7 @@ const LAG_RES_MS = 10;
 /** The engine's listen backlog (src/node-listener.ts, NodeListener.listen). */
 const ENGINE_BACKLOG = 4096;
 
-
 type Kind = 'engine' | 'raw';
-
-// ---------------------------------------------------------------------------
-// Measurements shared by both sides of the IPC
-// ---------------------------------------------------------------------------
 
 interface Mem {
   rss: number;
@@ -128,12 +123,6 @@ type FromServer =
   | { t: 'fail'; error: string };
 
 const nowEpoch = (): number => performance.timeOrigin + performance.now();
-
-
-
-// ---------------------------------------------------------------------------
-// Server child (--conn-server): the Engine or the raw server, measuring itself
-// ---------------------------------------------------------------------------
 
 function memSnap(doGc: boolean): Mem {
   const g = (globalThis as { gc?: () => void }).gc;
@@ -402,10 +391,6 @@ function serverMain(): void {
   });
 }
 
-// ---------------------------------------------------------------------------
-// Orchestrator side
-// ---------------------------------------------------------------------------
-
 /** The engine's log (pino JSON lines on the server child's stdout): counts by level, warnings and errors kept. */
 class LogTap {
   lines = 0;
@@ -641,7 +626,6 @@ interface Resolved {
 function maxConnectionsFor(n: number): number {
   return Math.max(10_000, n) + Math.max(1024, Math.ceil(n / 10));
 }
-
 
 async function runPhase(kind: Kind, o: Resolved): Promise<PhaseResult> {
   const quiet = o.quietS > 0 ? await waitQuiet(o.quietS) : null;
@@ -904,7 +888,6 @@ async function runPhase(kind: Kind, o: Resolved): Promise<PhaseResult> {
   }
 }
 
-
 /**
  * The `connections` workload and its `raw` counterpart, measured in the same
  * invocation (reps interleaved: engine, raw, engine, raw, ...). Returns the JSON result.
@@ -918,8 +901,7 @@ async function runConnections(o: Resolved): Promise<object> {
     started_at: new Date().toISOString(),
     git: gitInfo(),
     machine: {
-      cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? '?', mem_gib: round(os.totalmem() / GIB, 1), node: process.version,
-      platform: `${os.platform()} ${os.release()}`,
+      ...machineInfo(),
       somaxconn: sysctl('/proc/sys/net/core/somaxconn'), tcp_max_syn_backlog: sysctl('/proc/sys/net/ipv4/tcp_max_syn_backlog'),
       tcp_syncookies: sysctl('/proc/sys/net/ipv4/tcp_syncookies'),
     },
@@ -992,56 +974,6 @@ async function runConnections(o: Resolved): Promise<object> {
   };
 }
 
-// ---------------------------------------------------------------------------
-// Standalone entry
-// ---------------------------------------------------------------------------
-
-
-/** A short human summary of a runConnections() result. */
-export function summarizeConnections(res: object): string {
-  const r = res as {
-    params: { connections: number; heartbeat_ms: number; mix: string; reps: number };
-    medians: { engine: Record<string, number>; raw: Record<string, number> };
-    ratios: Record<string, number>;
-    targets: { rss: { what: string; value_mib: number; how: string; pass: boolean } };
-    accounting: { ok: boolean; violations: string[] };
-    duration_s: number;
-  };
-  const e = r.medians.engine;
-  const w = r.medians.raw;
-  const L: string[] = [''];
-  L.push(`connections: ${fmt(r.params.connections)} (${r.params.mix}), heartbeat every ${fmt(r.params.heartbeat_ms)} ms, ${r.params.reps > 1 ? `medians of ${r.params.reps}` : '1 rep'}`);
-  L.push('                        engine        raw    engine/raw');
-  const row = (label: string, k: string, d: number, ratio?: number): void => {
-    L.push(`${label.padEnd(22)}${fmt(e[k], d).padStart(8)}${fmt(w[k], d).padStart(11)}${ratio !== undefined ? `    x${fmt(ratio, 2)}` : ''}`);
-  };
-  row('accept, s', 'accept_s', 2, r.ratios.accept_s);
-  row('accept CPU us/conn', 'accept_cpu_us_per_conn', 0, r.ratios.accept_cpu_us_per_conn);
-  row('accept main ELU', 'accept_main_elu', 3);
-  row('accept client CPU', 'accept_client_cpu', 3);
-  row('accept lag p99, ms', 'accept_lag_p99_ms', 1);
-  row('RSS before, MiB', 'rss_before_mib', 1);
-  row('RSS after, MiB', 'rss_after_accept_mib', 1, r.ratios.rss_after_accept);
-  row('RSS per conn, bytes', 'rss_per_conn_bytes', 0, r.ratios.rss_per_conn);
-  row('heap per conn, bytes', 'heap_used_per_conn_bytes', 0);
-  row('peak RSS, MiB', 'peak_rss_mib', 1);
-  row('idle CPU, cores', 'idle_process_cpu', 3, r.ratios.idle_process_cpu);
-  row('hb sent/s', 'hb_sent_per_s', 0);
-  row('hb counted/s', 'hb_counted_per_s', 0);
-  row('hb CPU, cores', 'hb_process_cpu', 3);
-  row('hb main-thread CPU', 'hb_main_thread_cpu', 3);
-  row('hb main ELU', 'hb_main_elu', 3, r.ratios.hb_main_elu);
-  row('hb CPU us/hb', 'hb_cpu_us_per_hb', 1, r.ratios.hb_cpu_us_per_hb);
-  row('hb lag p99, ms', 'hb_lag_p99_ms', 2);
-  row('hb other CPU (noise)', 'hb_other_cpu', 2);
-  row('/metrics scrape, ms', 'metrics_scrape_ms', 1);
-  L.push(`target ${r.targets.rss.what}: ${fmt(r.targets.rss.value_mib, 1)} MiB (${r.targets.rss.how}) ${r.targets.rss.pass ? 'PASS' : 'FAIL'}`);
-  L.push(`accounting: ${r.accounting.ok ? 'OK (every connection ready, none closed or refused, every heartbeat counted, every byte received)' : `${r.accounting.violations.length} VIOLATIONS`}`);
-  for (const v of r.accounting.violations.slice(0, 10)) L.push(`  ${v}`);
-  L.push(`total ${fmt(r.duration_s, 1)} s`);
-  return `${L.join('\n')}\n`;
-}
-
 const options = {
   connections: num(10_000, 'node connections', 1),
   duration: num(20, 'heartbeat window, seconds'),
@@ -1065,7 +997,7 @@ export const workload = defineWorkload({
       connections: o.connections, windowS: o.duration, heartbeatMs: o.heartbeatMs, reps: o.reps, mix: o.mix, parallel: o.parallel,
       idleS: o.idle, warmupS: o.warmup, quietS: o.quietWait, logLevel: o.logLevel || null, progress: true,
     });
-    report('connections', res, summarizeConnections(res), !o.noSave);
+    report('connections', res, summaryLine('connections', res), !o.noSave);
   },
 });
 

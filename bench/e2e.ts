@@ -14,7 +14,7 @@ import { deliveredAll } from './lib/engine-run.js';
 import { latencyStats, round, fmt, med, type LatencyStats } from './lib/stats.js';
 import { calibrate } from './lib/engine-run.js';
 import { defineWorkload, flag, list, num, optNum, str, type OptValues } from './lib/options.js';
-import { boundRun, header as headerOf, report } from './lib/results.js';
+import { boundRun, header as headerOf, report, summaryLine } from './lib/results.js';
 import { waitQuiet } from './lib/probes.js';
 import { E2E_TARGETS, TOKEN, baseOf, loadOptions, runOnce, type RunResult } from './ingest.js';
 
@@ -75,7 +75,6 @@ export interface E2eSpec {
   /** Only the max (unpaced) phase. */
   maxOnly?: boolean;
 }
-
 
 export interface FeederRates {
   /** Tracker writes (one batch each) per second, all trackers. */
@@ -190,8 +189,6 @@ export interface E2eAccounting {
   violations: string[];
 }
 
-
-
 function engineConfig(spec: E2eSpec, dir: string) {
   const raw: Record<string, unknown> = {
     shards: spec.shards ?? 'auto',
@@ -221,7 +218,6 @@ function engineConfig(spec: E2eSpec, dir: string) {
   if (spec.ringBytes) raw.ring = { size_bytes: spec.ringBytes };
   return parseConfig(raw, {}); // {}: RADAR_INGEST_TOKEN must not override the bench token
 }
-
 
 function trackerPids(engine: Engine): number[] {
   const out: number[] = [];
@@ -307,8 +303,6 @@ function feederRates(a: Sample, b: Sample): FeederRates {
     stalls_per_s: round((b.feeder.stalls - a.feeder.stalls) / s, 1),
   };
 }
-
-
 
 interface TrackerReport {
   pid: number; port: number; connections: number; open: number; bytes: number; frames: number; chunks: number;
@@ -754,26 +748,7 @@ async function runE2e(o: OptValues<typeof options>): Promise<void> {
     reference_runs: refRuns,
   };
 
-  const L: string[] = [''];
-  const mc = medians.e2e_cpu;
-  const hc = medians.half_cpu;
-  L.push(`medians of ${reps} (line protocol, ${spec.connections} nodes, 1-5 det/frame, default shards, tracker ${spec.tracker ?? 'drain'}):`);
-  for (const r of refs) L.push(`  discard sink, into rings (${r === 'ingest' ? 'ingest workload generator' : 'e2e generator'}): ${fmt(refMedian[r]).padStart(10)} frames/s  main ELU ${fmt(medians.reference_main_elu[r], 3)}  proc CPU ${fmt(medians.reference_process_cpu[r], 2)}  gen CPU ${fmt(medians.reference_generator_cpu[r], 2)}`);
-  L.push(`  e2e, delivered to trackers:             ${fmt(medians.e2e_delivered_per_s).padStart(10)} frames/s  (${fmt(medians.e2e_delivered_per_s_min)}..${fmt(medians.e2e_delivered_per_s_max)}; into rings ${fmt(medians.e2e_into_rings_per_s)}, rings ${fmt((medians.e2e_rings_fill) * 100)}% full)`);
-  L.push(`    CPU (cores): engine ${fmt(mc.process_cpu as number, 2)} (main ${fmt(mc.main_thread_cpu as number, 2)}, main ELU ${fmt(mc.main_elu as number, 3)}, worker ELU ${(mc.worker_elu as number[]).map((x) => fmt(x, 3)).join(',')})  trackers ${fmt(mc.trackers_cpu as number, 2)}  generator ${fmt(mc.generator_cpu as number, 2)}  softirq ${fmt(mc.softirq as number, 2)}  machine ${fmt(mc.machine_cpu_busy as number, 2)}`);
-  L.push(`    CPU ns per delivered frame: engine ${fmt(medians.e2e_cost_ns_per_frame.engine)} (main thread ${fmt(medians.e2e_cost_ns_per_frame.main_thread)}, other threads ${fmt(medians.e2e_cost_ns_per_frame.engine_other_threads)}), trackers ${fmt(medians.e2e_cost_ns_per_frame.trackers)}, generator ${fmt(medians.e2e_cost_ns_per_frame.generator)}, softirq ${fmt(medians.e2e_cost_ns_per_frame.softirq)}${primary ? `; discard sink: engine ${fmt(medians.reference_engine_cpu_ns_per_frame[primary])} (main thread ${fmt(medians.reference_main_cpu_ns_per_frame[primary])})` : ''}\n    main thread ${fmt(medians.e2e_main_busy_ns_per_frame)} ns busy per delivered frame; ${fmt(medians.e2e_feeder_writes_per_s)} tracker writes/s of ${fmt(medians.e2e_feeder_frames_per_write, 1)} frames; latency at saturation p50 ${fmt(medians.e2e_saturated_latency_p50_ms, 1)} ms p99 ${fmt(medians.e2e_saturated_latency_p99_ms, 1)} ms`);
-  L.push(`  e2e / discard into-ring: x${fmt(ratio, 3)} (per rep ${perRepRatio.map((x) => fmt(x, 3)).join(', ')})${ratios.e2e_over_discard_stamped !== undefined ? `; / stamped-generator discard: x${fmt(ratios.e2e_over_discard_stamped, 3)}` : ''}`);
-  L.push(`  at ${spec.pacedFps > 0 ? `${fmt(spec.pacedFps)} frames/s` : `${spec.loadFraction} load`}: ${fmt(medians.half_delivered_per_s)} frames/s delivered (target ${fmt(medians.half_target_per_s)}), ${medians.half_sustained_reps < reps ? `sustained in ${medians.half_sustained_reps}/${reps} reps, ` : ''}latency send->tracker input p50 ${fmt(medians.half_latency_p50_ms, 2)} ms  p90 ${fmt(medians.half_latency_p90_ms, 2)}  p99 ${fmt(medians.half_latency_p99_ms, 2)}  p99.9 ${fmt(medians.half_latency_p999_ms, 2)}  max ${fmt(medians.half_latency_max_ms, 1)} ms (${fmt(medians.half_latency_samples)} samples/rep)`);
-  L.push(`    CPU (cores): engine ${fmt(hc.process_cpu as number, 2)} (main ELU ${fmt(hc.main_elu as number, 3)}, worker ELU ${(hc.worker_elu as number[]).map((x) => fmt(x, 3)).join(',')})  trackers ${fmt(hc.trackers_cpu as number, 2)}  generator ${fmt(hc.generator_cpu as number, 2)}  machine ${fmt(hc.machine_cpu_busy as number, 2)}; ${fmt(medians.half_feeder_writes_per_s)} tracker writes/s of ${fmt(medians.half_feeder_frames_per_write, 1)} frames`);
-  L.push(`    CPU ns per delivered frame: engine ${fmt(medians.half_cost_ns_per_frame.engine)} (main thread ${fmt(medians.half_cost_ns_per_frame.main_thread)}), trackers ${fmt(medians.half_cost_ns_per_frame.trackers)}, generator ${fmt(medians.half_cost_ns_per_frame.generator)}`);
-  L.push(`target ${targets.throughput.what}: x${fmt(ratio, 3)} ${targets.throughput.pass ? 'PASS' : 'FAIL'}`);
-  L.push(`target ${targets.throughput.absolute.what}: ${fmt(targets.throughput.absolute.value)} ${targets.throughput.absolute.pass ? 'PASS' : 'FAIL'}`);
-  L.push(`target ${targets.latency.what}: ${fmt(targets.latency.value, 2)} ms (worst rep ${fmt(p99Max, 2)}) ${targets.latency.pass ? 'PASS' : 'FAIL'}`);
-  const booksNote = TRACKER_KINDS[spec.tracker ?? 'drain'].books;
-  L.push(`accounting: ${violations.length === 0 ? `OK (sent == received == inRings + inSink + delivered + dropped, nothing dropped, ${booksNote})` : `${violations.length} VIOLATIONS`}`);
-  for (const v of violations.slice(0, 10)) L.push(`  ${v}`);
-  L.push(`total ${fmt(out.duration_s, 1)} s`);
-  report('e2e', out, L.join('\n'), !o.noSave);
+  report('e2e', out, summaryLine('e2e', out), !o.noSave);
 }
 
 export const workload = defineWorkload({

@@ -10,9 +10,9 @@ import { FleetClient, type FleetSample } from './lib/loadgen-fleet.js';
 import { snapshot, delta, sleep, waitQuiet, pidStat, openFds, fdLimit, type ProbeSnapshot } from './lib/probes.js';
 import { forEachSendTime } from './lib/frames.js';
 import { deliveredAll } from './lib/engine-run.js';
-import { fmt, latencyStats, quantile, round } from './lib/stats.js';
+import { latencyStats, quantile, round } from './lib/stats.js';
 import { defineWorkload, list, num, str, SAVE_OPTION } from './lib/options.js';
-import { boundRun, header, report } from './lib/results.js';
+import { boundRun, header, report, summaryLine } from './lib/results.js';
 import type { Mode } from './ingest.js';
 
 const TOKEN = 'fleet-secret';
@@ -63,12 +63,6 @@ function recordMarkers(buf: Buffer, h: HookWindow, now: number): void {
     }
   });
 }
-
-// ---------------------------------------------------------------------------
-// Helpers
-// ---------------------------------------------------------------------------
-
-
 
 function engineConfig(o: Required<Pick<FleetOptions, 'portStart' | 'portEnd' | 'trackerCommand' | 'shards' | 'sink'>>, dir: string) {
   return parseConfig({
@@ -131,7 +125,6 @@ async function startProfile(): Promise<{ stop(file: string): Promise<void> }> {
 function heartbeatsReceived(engine: Engine): number {
   return engine.pool.slots.reduce((n, s) => n + s.counters[C_HEARTBEATS]!, engine.counters[C_HEARTBEATS]!);
 }
-
 
 interface Sample {
   at: number;
@@ -206,10 +199,6 @@ function cpuOf(a: Sample, b: Sample, tr: number) {
     other_cpu: d.machineBusy === null || !d.machine ? null : round(d.machineBusy - d.processCpu - tr - gen - d.machine.softirq, 3),
   };
 }
-
-// ---------------------------------------------------------------------------
-// One run
-// ---------------------------------------------------------------------------
 
 export async function runFleet(opts: FleetOptions): Promise<Record<string, unknown>> {
   const o = {
@@ -600,33 +589,6 @@ function frameBytes(detections: number): number {
   return Buffer.byteLength(`${JSON.stringify({ node_id: 'fleet-0', token: TOKEN, timestamp: 1757400000000, t: '0'.repeat(19), delay: d, doppler: d, snr: d, adsb: d.map(() => null) })}\n`);
 }
 
-// ---------------------------------------------------------------------------
-// Summary and standalone entry
-// ---------------------------------------------------------------------------
-
-
-/** A few lines for a human (stderr). */
-export function fleetSummary(r: Record<string, unknown>): string {
-  const x = r as any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  const p = x.paced;
-  const c = p.cpu;
-  const L: string[] = [];
-  L.push(`fleet (sink ${x.params.sink ?? 'trackers'}): ${fmt(x.params.nodes)} nodes x ${x.params.fps} Hz, ${x.params.detections} det/frame (${x.params.frame_bytes} B), heartbeat ${x.params.heartbeat_ms} ms, window ${fmt(p.window_s, 1)} s`);
-  L.push(`  setup ${fmt(x.setup.total_s, 1)} s (connect+prime ${fmt(x.setup.connect_and_prime_s, 1)} s, all instances ${fmt(x.setup.all_instances_s, 1)} s, all running ${fmt(x.setup.all_running_s, 1)} s; ${x.setup.supervisor_passes} passes, ${fmt(x.setup.supervisor_pass_total_ms)} ms in all, max ${fmt(x.setup.supervisor_pass_max_ms, 1)} ms; GET /api/v1/trackers ${x.setup.api ? `${fmt(x.setup.api.ms, 0)} ms ${fmt(x.setup.api.bytes)} B` : '-'}); fds ${x.setup.fds_open}/${x.setup.fd_limit}`);
-  if (x.idle) L.push(`  idle (connected, nothing sent) ${fmt(x.idle.window_s, 1)} s: engine CPU ${fmt(x.idle.cpu.engine_process_cpu, 3)} cores (main thread ${fmt(x.idle.cpu.main_thread_cpu, 3)}), trackers ${fmt(x.idle.cpu.trackers_cpu, 3)}`);
-  L.push(`  frames sent ${fmt(p.sent_per_s, 1)}/s, delivered ${fmt(p.delivered_per_s, 1)}/s (target ${fmt(p.target_frames_per_s)}); heartbeats ${fmt(p.heartbeats_sent_per_s, 1)}/s sent, ${fmt(p.heartbeats_received_per_s, 1)}/s received`);
-  L.push(`  latency send -> ${x.params.sink === 'discard' ? 'drained by the sink' : 'tracker stdin write'}: p50 ${fmt(p.latency_to_tracker_write.p50_ms, 3)} ms  p90 ${fmt(p.latency_to_tracker_write.p90_ms, 3)}  p99 ${fmt(p.latency_to_tracker_write.p99_ms, 3)}  p99.9 ${fmt(p.latency_to_tracker_write.p999_ms, 3)}  max ${fmt(p.latency_to_tracker_write.max_ms, 2)} ms (${fmt(p.latency_to_tracker_write.samples)} samples; ${fmt(p.slow_samples.over_2ms)} > 2 ms, ${fmt(p.slow_samples.overlapping_supervisor_pass)} during a supervisor pass, ${fmt(p.slow_samples.overlapping_gc)} during GC)`);
-  L.push(`  CPU (cores): engine ${fmt(c.engine_process_cpu, 3)} (${fmt(c.engine_process_cpu_pct_of_core, 1)}% of a core; main thread ${fmt(c.main_thread_cpu, 3)}, main ELU ${fmt(c.main_elu, 3)}, worker ELU ${c.worker_elu.map((w: number) => fmt(w, 3)).join(',')})  trackers ${fmt(c.trackers_cpu, 3)}  generator ${fmt(c.generator_cpu, 3)}  machine ${fmt(c.machine_cpu_busy, 2)}${(c.other_cpu ?? 0) > 0.2 ? `  (other CPU ${fmt(c.other_cpu, 2)} cores: noisy)` : ''}`);
-  L.push(`  event-loop lag p50 ${fmt(p.event_loop_lag_ms.p50, 2)} ms  p99 ${fmt(p.event_loop_lag_ms.p99, 2)}  max ${fmt(p.event_loop_lag_ms.max, 2)}; supervisor passes ${p.supervisor_passes.count} (p50 ${fmt(p.supervisor_passes.p50_ms, 2)} ms, max ${fmt(p.supervisor_passes.max_ms, 2)}); GC ${p.gc.count} (max ${fmt(p.gc.max_ms, 2)} ms)`);
-  L.push(`  memory: RSS ${fmt(p.memory.rss_mb_median, 0)} MB median, ${fmt(p.memory.rss_mb_max, 0)} max (engine without nodes ${fmt(p.memory.rss_mb_engine_no_nodes, 0)} MB; ${fmt(p.memory.rss_kb_per_node, 1)} KB/node); rings ${fmt(p.memory.rings_virtual_mb)} MB virtual (all resident after ~${fmt(p.memory.rings_fully_resident_after_min)} min at this rate); trackers ${fmt(p.memory.trackers_rss_mb_total, 0)} MB (${fmt(p.memory.trackers_rss_kb_mean)} KB each)`);
-  if (x.max) L.push(`  unpaced: ${fmt(x.max.into_rings_per_s)} frames/s into rings, ${fmt(x.max.delivered_per_s)} delivered; engine CPU ${fmt(x.max.cpu.engine_process_cpu, 2)}  trackers ${fmt(x.max.cpu.trackers_cpu, 2)}  generator ${fmt(x.max.cpu.generator_cpu, 2)}`);
-  L.push(`  teardown: engine.stop ${fmt(x.teardown.engine_stop_s, 1)} s, tracker processes left ${x.teardown.tracker_processes_left}`);
-  L.push(`target ${x.targets.latency.what}: ${fmt(x.targets.latency.value, 3)} ms ${x.targets.latency.pass ? 'PASS' : 'FAIL'}`);
-  L.push(`target ${x.targets.host_cpu.what}: ${fmt(x.targets.host_cpu.value_pct, 1)}% ${x.targets.host_cpu.pass ? 'PASS' : 'FAIL'}`);
-  L.push(`accounting: ${x.accounting.ok ? 'OK (sent == received == inRings + inSink + delivered + dropped, nothing dropped, heartbeats counted, every tracker gone)' : `VIOLATIONS: ${x.accounting.violations.join('; ')}`}`);
-  return L.join('\n');
-}
-
 const options = {
   nodes: num(1000, 'nodes (one connection and one tracker each)', 1),
   fps: num(2, 'frames per second per node'),
@@ -664,7 +626,7 @@ export const workload = defineWorkload({
             ...(o.profile ? { profileFile: o.profile } : {}),
           });
           runs.push({ mode, sink, result });
-          lines.push(`fleet ${mode} sink ${sink} rep ${r + 1}:\n${fleetSummary(result)}`);
+          lines.push(summaryLine(`fleet ${mode} sink ${sink} rep ${r + 1}`, result));
         }
       }
     }

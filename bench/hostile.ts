@@ -12,8 +12,8 @@ import { HostileChild, ATTACKS, type Attack, type AttackOptions, type AttackResu
 import { ENGINE_CLI as CLI } from './lib/engine-api.js';
 import { sleep, openFds, procStatus } from './lib/probes.js';
 import { defineWorkload, num, str, SAVE_OPTION } from './lib/options.js';
-import { boundRun, gitInfo, report } from './lib/results.js';
-import { fmt, round, stats } from './lib/stats.js';
+import { boundRun, gitInfo, report, summaryLine } from './lib/results.js';
+import { round, stats } from './lib/stats.js';
 import { byLabel, metricSum, parseMetrics } from './lib/metrics.js';
 
 export { parseMetrics };
@@ -434,35 +434,6 @@ async function scrape(port: number): Promise<Map<string, number> | null> {
   return 'status' in r && r.status === 200 ? parseMetrics(r.body) : null;
 }
 
-// ---------------------------------------------------------------------------
-// Summary
-// ---------------------------------------------------------------------------
-
-
-export function hostileSummary(r: Record<string, unknown>): string {
-  const x = r as any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  const s = x.summary;
-  const L: string[] = [];
-  L.push(`hostile: ${x.params.nodes} legitimate binary nodes x ${x.params.fps} Hz; baseline ${x.params.baseline_s} s, attack ${x.params.attack_s} s (${x.params.attacks.join(', ')})`);
-  if (x.legit) {
-    L.push(`  legitimate frames: sent ${fmt(x.legit.sent)}, delivered ${fmt(x.legit.delivered)} (${fmt(s.delivered_pct, 3)} %), refused ${fmt(x.legit.refused)}, unsettled ${fmt(x.legit.unsettled)}; ${x.legit.nodes_complete}/${x.params.nodes} nodes complete; closed by host ${x.legit.closed_by_host}, reconnects ${x.legit.reconnects}`);
-    L.push(`  legitimate send->ack p99: baseline ${fmt(x.legit.latency.baseline.p99_ms, 2)} ms, attack ${fmt(x.legit.latency.attack.p99_ms, 2)} ms (x${fmt(s.legit_p99_ms.ratio_attack_over_baseline, 2)}); max under attack ${fmt(x.legit.latency.attack.max_ms, 1)} ms`);
-  } else {
-    L.push('  legitimate load: no result');
-  }
-  const h = x.healthz;
-  const fl = (p: { failures: Record<string, number> }): string => (Object.keys(p.failures).length ? JSON.stringify(p.failures) : '0');
-  L.push(`  /healthz: baseline p99 ${fmt(h.baseline.p99_ms, 1)} max ${fmt(h.baseline.max_ms, 1)} ms; attack p99 ${fmt(h.attack.p99_ms, 1)} max ${fmt(h.attack.max_ms, 1)} ms (${fmt(h.attack.samples)} ok, failures ${fl(h.attack)}); after ${fmt(h.settle.max_ms, 1)} ms max, failures ${fl(h.settle)}`);
-  L.push(`  memory: peak RSS ${fmt(s.peak_rss_mb)} MB (baseline ${fmt(x.memory.baseline_peak_rss_mb)} MB), peak fds ${x.memory.peak_open_fds} (limit ${x.memory.fd_limit_soft_hard_at_start})${x.memory.killed_at_rss_cap ? `, KILLED at the ${x.params.rss_cap_mb} MB cap` : ''}`);
-  const e = x.engine;
-  L.push(`  engine: ${e.survived ? 'survived' : 'DID NOT SURVIVE'}${e.exit && e.died_during_run ? ` (exited during ${e.exit.phase}, ${e.exit.s_into_phase} s in, code ${e.exit.code}, signal ${e.exit.signal})` : ''}${e.sigterm.sent ? `; SIGTERM -> exit ${e.sigterm.exit_code ?? e.sigterm.signal} in ${e.sigterm.stop_s} s` : ''}; ${fmt(e.log.lines)} log lines (${JSON.stringify(e.log.by_level)})`);
-  const a = x.accounting;
-  L.push(`  accounting: engine ${a.balanced === undefined ? 'unknown (no /metrics)' : a.balanced ? 'balanced' : `UNBALANCED (received ${a.received}, in rings ${a.in_rings} + in sink ${a.in_sink} + delivered ${a.delivered} + dropped ${a.dropped_total})`}${a.stable === false ? ' (counts still moving after 20 s)' : ''}${a.dropped ? ` (dropped ${JSON.stringify(a.dropped)})` : ''}; legitimate ${a.legit?.balanced ? 'balanced' : 'unknown'}`);
-  if (x.problems.length) L.push(`  problems: ${x.problems.slice(0, 4).join('; ')}`);
-  for (const [k, t] of Object.entries(x.targets) as Array<[string, { pass: boolean; what: string }]>) L.push(`target ${k} (${t.what}): ${t.pass ? 'PASS' : 'FAIL'}`);
-  return L.join('\n');
-}
-
 export function parseAttacks(v: string | undefined): Attack[] {
   if (v === undefined || v === 'all') return [...ATTACKS];
   const out = v.split(',').filter((a) => a !== '');
@@ -491,6 +462,6 @@ export const workload = defineWorkload({
       baselineS: o.baseline, durationS: o.duration, nodes: o.nodes, fps: o.fps, detections: o.detections,
       attacks: parseAttacks(o.attacks), rssCapMb: o.rssCapMb, engineNofile: o.engineNofile,
     });
-    report('hostile', res, hostileSummary(res), !o.noSave);
+    report('hostile', res, summaryLine('hostile', res), !o.noSave);
   },
 });

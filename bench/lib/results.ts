@@ -54,3 +54,13 @@ export function boundRun(seconds: number): void {
     process.exit(2);
   }, seconds * 1000).unref();
 }
+
+interface Verdict { what?: string; pass?: boolean }
+
+/** One line for a human: each target's pass/fail and the books; the JSON holds the numbers. */
+export function summaryLine(label: string, res: unknown): string {
+  const r = res as { targets?: Record<string, Verdict>; accounting?: { ok: boolean; violations?: string[] }; duration_s?: number };
+  const t = Object.entries(r.targets ?? {}).map(([k, v]) => `${k} ${v.pass ? 'PASS' : 'FAIL'}`);
+  const a = r.accounting?.violations ? [r.accounting.ok ? 'books OK' : `${r.accounting.violations.length} violations: ${r.accounting.violations.slice(0, 3).join('; ')}`] : [];
+  return `${label}: ${[...t, ...a].join(', ') || 'done'}${r.duration_s !== undefined ? ` (${r.duration_s} s)` : ''}`;
+}
