@@ -18,7 +18,7 @@ import {
 } from './lib/loadgen-idle.js';
 import { IpcChild } from './lib/ipc.js';
 import { byLabel, scrapeMetrics } from './lib/metrics.js';
-import { defineWorkload, num, str, SAVE_OPTION } from './lib/options.js';
+import { defineWorkload, num, str, SAVE_OPTION, type OptValues } from './lib/options.js';
 import { boundRun, gitInfo, machineInfo, report, summaryLine } from './lib/results.js';
 import { median, round } from './lib/stats.js';
 
@@ -548,36 +548,21 @@ async function measureWindow(server: IpcChild<ToServer, FromServer>, client: Ipc
   return { server: b.cpu, c0: a.c, c1: b.c, k0: k0.s, k1: k1.s };
 }
 
-interface WindowCpu {
-  seconds: number;
-  process_cpu: number;
-  main_thread_cpu: number | null;
-  main_elu: number;
-  worker_elu: number[];
+type WindowCpu = Omit<CpuStats, 'lag'> & {
   lag_ms: Lag;
-  gc: GcStats;
-  machine_cpu_busy: number | null;
-  machine_cpu: CpuStats['machine_cpu'];
   client_cpu: number;
   client_elu: number;
   /** Machine CPU not used by the server, the client or softirq (cores): other jobs on the machine. Near 0 when quiet. */
   other_cpu: number | null;
-}
+};
 
 function cpuOf(w: WindowResult): WindowCpu {
-  const s = w.server;
+  const { lag, ...s } = w.server;
   const ks = (w.k1.at - w.k0.at) / 1000;
   const clientCpu = (w.k1.cpu_us - w.k0.cpu_us) / 1e6 / ks;
   return {
-    seconds: s.seconds,
-    process_cpu: s.process_cpu,
-    main_thread_cpu: s.main_thread_cpu,
-    main_elu: s.main_elu,
-    worker_elu: s.worker_elu,
-    lag_ms: s.lag,
-    gc: s.gc,
-    machine_cpu_busy: s.machine_cpu_busy,
-    machine_cpu: s.machine_cpu,
+    ...s,
+    lag_ms: lag,
     client_cpu: round(clientCpu, 4),
     client_elu: round((w.k1.elu_active_ms - w.k0.elu_active_ms) / 1000 / ks, 4),
     other_cpu: s.machine_cpu_busy === null || !s.machine_cpu ? null : round(s.machine_cpu_busy - s.process_cpu - clientCpu - s.machine_cpu.softirq, 3),
@@ -608,36 +593,21 @@ export interface PhaseResult {
   duration_s: number;
 }
 
-/** One invocation: the workload's options, resolved (progress: lines on stderr). */
-interface Resolved {
-  connections: number;
-  heartbeatMs: number;
-  windowS: number;
-  reps: number;
-  mix: ConnMix;
-  parallel: number;
-  idleS: number;
-  warmupS: number;
-  quietS: number;
-  logLevel: string | null;
-  progress: boolean;
-}
+type Resolved = OptValues<typeof options>;
 
 function maxConnectionsFor(n: number): number {
   return Math.max(10_000, n) + Math.max(1024, Math.ceil(n / 10));
 }
 
 async function runPhase(kind: Kind, o: Resolved): Promise<PhaseResult> {
-  const quiet = o.quietS > 0 ? await waitQuiet(o.quietS) : null;
-  if (quiet && o.progress && (quiet.busy ?? 0) >= 0.3) process.stderr.write(`[${kind}] machine still busy (${quiet.busy} cores) after ${quiet.waited_s} s; measuring anyway\n`);
+  const quiet = o.quietWait > 0 ? await waitQuiet(o.quietWait) : null;
+  if (quiet && (quiet.busy ?? 0) >= 0.3) process.stderr.write(`[${kind}] machine still busy (${quiet.busy} cores) after ${quiet.waited_s} s; measuring anyway\n`);
   const t0 = performance.now();
   const n = o.connections;
   let lineN = 0;
   for (let i = 0; i < n; i++) if (!isBinary(o.mix, i)) lineN++;
-  const say = (s: string): void => {
-    if (o.progress) process.stderr.write(`[${kind}] ${s}\n`);
-  };
-  const maxSeconds = Math.ceil(o.idleS + o.warmupS + o.windowS + 180);
+  const say = (s: string): boolean => process.stderr.write(`[${kind}] ${s}\n`);
+  const maxSeconds = Math.ceil(o.idle + o.warmup + o.duration + 180);
   const execArgv = process.execArgv.filter((a) => !a.startsWith('--inspect')).concat('--expose-gc');
   const server = new IpcChild<ToServer, FromServer>(`${kind} server`, SELF, ['--conn-server'], { execArgv, pipeStdout: true });
   const log = kind === 'engine' ? new LogTap(server.proc.stdout!) : null;
@@ -646,7 +616,7 @@ async function runPhase(kind: Kind, o: Resolved): Promise<PhaseResult> {
   const violations: string[] = [];
   try {
     const started = await server.request<Extract<FromServer, { t: 'started' }>>({
-      t: 'start', kind, token: TOKEN, maxConnections: maxConnectionsFor(n), logLevel: o.logLevel, maxSeconds,
+      t: 'start', kind, token: TOKEN, maxConnections: maxConnectionsFor(n), logLevel: o.logLevel || null, maxSeconds,
     }, 'started', 60000);
     const backlog = listenBacklog(started.port);
     client = new IpcChild<ToClient, FromClient>(`${kind} client`, LOADGEN, ['--loadgen-child', 'idle'], { execArgv: [] });
@@ -672,12 +642,12 @@ async function runPhase(kind: Kind, o: Resolved): Promise<PhaseResult> {
 
     // ---- idle ----
     await sleep(300);
-    const idle = o.idleS > 0 ? await measureWindow(server, client, o.idleS) : null;
+    const idle = o.idle > 0 ? await measureWindow(server, client, o.idle) : null;
 
     // ---- heartbeats ----
     client.send({ t: 'hb-start', heartbeatMs: o.heartbeatMs });
-    await sleep(o.warmupS * 1000);
-    const hb = await measureWindow(server, client, o.windowS);
+    await sleep(o.warmup * 1000);
+    const hb = await measureWindow(server, client, o.duration);
     const stopped = (await client.request<Extract<FromClient, { t: 'hb-stopped' }>>({ t: 'hb-stop' }, 'hb-stopped', 15000)).s;
     // Let the server count what is in flight (bounded).
     const hbSentTotal = stopped.hb_binary + stopped.hb_line;
@@ -761,7 +731,7 @@ async function runPhase(kind: Kind, o: Resolved): Promise<PhaseResult> {
     const heartbeats = {
       interval_ms: o.heartbeatMs,
       per_interval: n,
-      warmup_s: o.warmupS,
+      warmup_s: o.warmup,
       window_s: round(hbS, 3),
       sent_in_window: hbSent,
       sent_per_s: round(hbSent / hbS, 1),
@@ -894,7 +864,7 @@ async function runPhase(kind: Kind, o: Resolved): Promise<PhaseResult> {
  */
 async function runConnections(o: Resolved): Promise<object> {
   if (!Number.isInteger(o.connections) || o.connections < 1) throw new Error(`connections must be a positive integer, got ${o.connections}`);
-  if (!(o.heartbeatMs > 0) || !(o.windowS > 0)) throw new Error('heartbeatMs and windowS must be > 0');
+  if (!(o.heartbeatMs > 0) || !(o.duration > 0)) throw new Error('heartbeatMs and windowS must be > 0');
   const started = performance.now();
   const header = {
     workload: 'connections',
@@ -906,8 +876,8 @@ async function runConnections(o: Resolved): Promise<object> {
       tcp_syncookies: sysctl('/proc/sys/net/ipv4/tcp_syncookies'),
     },
     params: {
-      connections: o.connections, heartbeat_ms: o.heartbeatMs, window_s: o.windowS, reps: o.reps, mix: o.mix, parallel: o.parallel,
-      idle_s: o.idleS, warmup_s: o.warmupS, quiet_wait_max_s: o.quietS,
+      connections: o.connections, heartbeat_ms: o.heartbeatMs, window_s: o.duration, reps: o.reps, mix: o.mix, parallel: o.parallel,
+      idle_s: o.idle, warmup_s: o.warmup, quiet_wait_max_s: o.quietWait,
     },
     engine_config: {
       overrides: {
@@ -923,7 +893,7 @@ async function runConnections(o: Resolved): Promise<object> {
   const runs: Record<Kind, PhaseResult[]> = { engine: [], raw: [] };
   for (let r = 0; r < o.reps; r++) {
     for (const kind of ['engine', 'raw'] as const) {
-      if (o.progress) process.stderr.write(`[${kind}] rep ${r + 1}/${o.reps}: ${o.connections} connections (${o.mix})\n`);
+      process.stderr.write(`[${kind}] rep ${r + 1}/${o.reps}: ${o.connections} connections (${o.mix})\n`);
       runs[kind].push(await runPhase(kind, o));
     }
   }
@@ -993,10 +963,7 @@ export const workload = defineWorkload({
   options,
   run: async (o) => {
     boundRun(15 * 60);
-    const res = await runConnections({
-      connections: o.connections, windowS: o.duration, heartbeatMs: o.heartbeatMs, reps: o.reps, mix: o.mix, parallel: o.parallel,
-      idleS: o.idle, warmupS: o.warmup, quietS: o.quietWait, logLevel: o.logLevel || null, progress: true,
-    });
+    const res = await runConnections(o);
     report('connections', res, summaryLine('connections', res), !o.noSave);
   },
 });

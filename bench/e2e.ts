@@ -8,14 +8,12 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { parseConfig, Engine, type EngineProbe, type Totals } from './lib/engine-api.js';
 import { Loadgen, type LoadgenSample } from './lib/loadgen.js';
-import { snapshot, delta, sleep, pidStat, type ProbeSnapshot } from './lib/probes.js';
+import { snapshot, delta, sleep, pidStat, perSecond, waitQuiet, type ProbeSnapshot } from './lib/probes.js';
 import { forEachSendTime } from './lib/frames.js';
-import { deliveredAll } from './lib/engine-run.js';
+import { calibrate, deliveredAll } from './lib/engine-run.js';
 import { latencyStats, round, fmt, med, type LatencyStats } from './lib/stats.js';
-import { calibrate } from './lib/engine-run.js';
 import { defineWorkload, flag, list, num, optNum, str, type OptValues } from './lib/options.js';
 import { boundRun, header as headerOf, report, summaryLine } from './lib/results.js';
-import { waitQuiet } from './lib/probes.js';
 import { E2E_TARGETS, TOKEN, baseOf, loadOptions, runOnce, type RunResult } from './ingest.js';
 
 const DRAIN_TRACKER = fileURLToPath(new URL('./lib/drain-tracker.js', import.meta.url));
@@ -407,18 +405,9 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
     lg.go();
     await sleep(spec.warmupS * 1000);
     const a = await sampleAll(engine, lg, pids);
-    const perSecond: number[] = [];
-    let lastD = out(a.totals);
-    let lastAt = performance.now();
-    const tick = setInterval(() => {
-      const d = out(engine.totals());
-      const now = performance.now();
-      perSecond.push(Math.round(((d - lastD) * 1000) / (now - lastAt)));
-      lastD = d;
-      lastAt = now;
-    }, 1000);
+    const tick = perSecond(() => out(engine.totals()), out(a.totals));
     await sleep(spec.durationS * 1000);
-    clearInterval(tick);
+    const rates = tick.stop();
     const b = await sampleAll(engine, lg, pids);
 
     // Pause and drain.
@@ -533,7 +522,7 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
         sent_per_s: Math.round((b.gen.sent - a.gen.sent) / genS1),
         detections_into_rings_per_s: Math.round((b.totals.detections - a.totals.detections) / s1),
         delivered_over_into_rings: round(deliveredPerS / into, 4),
-        per_second: perSecond,
+        per_second: rates,
         in_rings_end: b.totals.inRings,
         rings_fill: round(b.ringsUsed / ringCap, 3),
         main_busy_ns_per_frame: round(((d1.mainElu * s1) / (deliveredPerS * s1)) * 1e9, 1),

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { parseConfig, Engine, C_HEARTBEATS, type Totals } from './lib/engine-api.js';
 import { FleetClient, type FleetSample } from './lib/loadgen-fleet.js';
-import { snapshot, delta, sleep, waitQuiet, pidStat, openFds, fdLimit, type ProbeSnapshot } from './lib/probes.js';
+import { snapshot, delta, sleep, perSecond, waitQuiet, pidStat, openFds, fdLimit, type ProbeSnapshot } from './lib/probes.js';
 import { forEachSendTime } from './lib/frames.js';
 import { deliveredAll } from './lib/engine-run.js';
 import { latencyStats, quantile, round } from './lib/stats.js';
@@ -325,19 +325,9 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     await eventLoopLag(engine); // resets the engine's delay histogram
     const prof = o.profileFile ? await startProfile() : null;
     const rss: number[] = [process.memoryUsage.rss()];
-    const perSecond: number[] = [];
-    let lastD = out(a.totals);
-    let lastAt = performance.now();
-    const tick = setInterval(() => {
-      rss.push(process.memoryUsage.rss());
-      const dl = out(engine.totals());
-      const now = performance.now();
-      perSecond.push(Math.round(((dl - lastD) * 1000) / (now - lastAt)));
-      lastD = dl;
-      lastAt = now;
-    }, 1000);
+    const tick = perSecond(() => out(engine.totals()), out(a.totals), () => rss.push(process.memoryUsage.rss()));
     await sleep(o.durationS * 1000);
-    clearInterval(tick);
+    const rates = tick.stop();
     const lag = await eventLoopLag(engine);
     if (prof) await prof.stop(o.profileFile!);
     const b = await sampleAll(engine, client);
@@ -386,7 +376,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       /** Sink trackers: written into a tracker's input; sink discard: drained by the drain-only consumer. */
       delivered_frames: out(b.totals) - out(a.totals),
       delivered_per_s: round((out(b.totals) - out(a.totals)) / s, 1),
-      delivered_per_s_by_second: perSecond,
+      delivered_per_s_by_second: rates,
       heartbeats_sent_per_s: round((b.gen.heartbeats - a.gen.heartbeats) / genS, 1),
       heartbeats_received_per_s: round((b.heartbeats - a.heartbeats) / s, 1),
       latency_to_tracker_write: {

@@ -9,7 +9,7 @@
 import { performance } from 'node:perf_hooks';
 import { parseConfig, Engine, C_BYTES_RECEIVED } from './lib/engine-api.js';
 import { Loadgen, type BenchProtocol, type LoadgenSample } from './lib/loadgen.js';
-import { snapshot, delta, sleep, type ProbeSnapshot } from './lib/probes.js';
+import { snapshot, delta, sleep, perSecond, type ProbeSnapshot } from './lib/probes.js';
 import { acksSent, calibrate, drained } from './lib/engine-run.js';
 import { defineWorkload, list, num, optNum, SAVE_OPTION, type OptValues } from './lib/options.js';
 import { boundRun, header as headerOf, report } from './lib/results.js';
@@ -180,18 +180,9 @@ export async function runOnce(spec: CellSpec): Promise<RunResult> {
     const a0 = acksSent(engine);
     const p0: ProbeSnapshot = snapshot(workers);
     const g0: LoadgenSample = await lg.mark();
-    const perSecond: number[] = [];
-    let lastWritten = t0.written;
-    let lastAt = performance.now();
-    const tick = setInterval(() => {
-      const w = engine.totals().written;
-      const now = performance.now();
-      perSecond.push(Math.round(((w - lastWritten) * 1000) / (now - lastAt)));
-      lastWritten = w;
-      lastAt = now;
-    }, 1000);
+    const tick = perSecond(() => engine.totals().written, t0.written);
     await sleep(spec.durationS * 1000);
-    clearInterval(tick);
+    const rates = tick.stop();
     const p1 = snapshot(workers);
     const t1 = engine.totals();
     const b1 = engine.counters[C_BYTES_RECEIVED]!;
@@ -252,7 +243,7 @@ export async function runOnce(spec: CellSpec): Promise<RunResult> {
         : round(d.machineBusy - d.processCpu - (g1.cpuUs - g0.cpuUs) / 1e6 / genS - d.machine.softirq, 3),
       generator_cpu: round((g1.cpuUs - g0.cpuUs) / 1e6 / genS, 3),
       generator_elu: round((g1.eluActiveMs - g0.eluActiveMs) / 1000 / genS, 3),
-      per_second: perSecond,
+      per_second: rates,
       calibration_mops: round(calibrationMops, 3),
       setup_s: round(setupS, 2),
       teardown_s: round(teardownS, 2),

@@ -179,3 +179,19 @@ export function fdLimit(): number | null {
     return null;
   }
 }
+
+/** The rate of a growing count, one value a second from `from`, until stop(); `each` runs at every tick too. */
+export function perSecond(read: () => number, from = read(), each?: () => void): { stop(): number[] } {
+  const rates: number[] = [];
+  let last = from;
+  let lastAt = performance.now();
+  const timer = setInterval(() => {
+    each?.();
+    const v = read();
+    const now = performance.now();
+    rates.push(Math.round(((v - last) * 1000) / (now - lastAt)));
+    last = v;
+    lastAt = now;
+  }, 1000);
+  return { stop: () => (clearInterval(timer), rates) };
+}
