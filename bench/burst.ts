@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { type BenchProtocol } from './lib/loadgen.js';
 import { calibrate } from './lib/engine-run.js';
 import { defineWorkload, num, type OptValues } from './lib/options.js';
-import { boundRun, header, report } from './lib/results.js';
+import { boundRun, header, report, summaryLine } from './lib/results.js';
 import { fmt, med, round } from './lib/stats.js';
 import { CELL_OPTIONS, TOKEN, baseOf, loadOptions, runOnce, type Mode } from './ingest.js';
 import { runCeiling, type CeilingResult } from './ceiling.js';
@@ -88,15 +88,7 @@ async function runBurst(o: OptValues<typeof options>): Promise<void> {
     targets: { burst_e2e_at_least_half_of_raw_bytes: target },
     runs: { raw, cells: runs },
   };
-  const L: string[] = ['', `medians of ${reps} (64 nodes unpaced; into rings = sink discard; e2e = sink trackers, delivered to the trackers' input; raw = bare Node server reading and discarding):`];
-  L.push('protocol mode     shards  into rings f/s    MB/s   e2e delivered f/s    MB/s   raw MB/s  e2e/raw  e2e/into');
-  for (const c of cells) {
-    const rt = ratios.find((x) => x.protocol === c.protocol && x.mode === c.mode)!;
-    L.push(`${c.protocol.padEnd(8)} ${c.mode.padEnd(8)} ${String(c.shards).padStart(6)} ${fmt(c.into_rings.frames_per_s).padStart(15)} ${fmt(c.into_rings.mbytes_per_s, 1).padStart(7)} ${fmt(c.e2e.delivered_per_s).padStart(19)} ${fmt(c.e2e.mbytes_per_s, 1).padStart(7)} ${fmt(rawMed[c.protocol]!.mbytes_per_s, 1).padStart(10)} ${fmt(rt.e2e_over_raw_bytes, 2).padStart(8)} ${fmt(rt.e2e_over_into_rings, 2).padStart(9)}`);
-  }
-  for (const t of target) L.push(`target burst e2e >= 0.5 x raw bytes/s (${t.protocol}, default): x${fmt(t.e2e_over_raw_bytes, 2)} ${t.pass ? 'PASS' : 'FAIL'}`);
-  L.push(`total ${fmt(out.duration_s, 1)} s`);
-  report('burst', out, L.join('\n'), !o.noSave);
+  report('burst', out, summaryLine('burst', out), !o.noSave);
 }
 
 export const workload = defineWorkload({

@@ -12,7 +12,7 @@ import { Loadgen, type BenchProtocol, type LoadgenSample } from './lib/loadgen.j
 import { snapshot, delta, sleep, perSecond, type ProbeSnapshot } from './lib/probes.js';
 import { acksSent, calibrate, drained } from './lib/engine-run.js';
 import { defineWorkload, list, num, optNum, SAVE_OPTION, type OptValues } from './lib/options.js';
-import { boundRun, header as headerOf, report } from './lib/results.js';
+import { boundRun, header as headerOf, report, summaryLine } from './lib/results.js';
 import { fmt, median, round } from './lib/stats.js';
 
 export const TOKEN = 'bench-secret';
@@ -333,34 +333,7 @@ async function runIngest(o: LoadValues & OptValues<typeof CELL_OPTIONS>): Promis
     cells,
   };
 
-  // Human summary.
-  const lines: string[] = [];
-  lines.push('');
-  lines.push('medians:');
-  lines.push('protocol mode     shards     frames/s        det/s   main ELU  ELU/Mfps  main ns/frame  main CPU  share  proc CPU  gen CPU  machine  worker ELU   frames/s min..max');
-  for (const c of cells) {
-    const m = c.median;
-    lines.push(`${c.protocol.padEnd(8)} ${c.mode.padEnd(8)} ${String(c.shards).padStart(6)} ${fmt(m.frames_per_s as number).padStart(12)} ${fmt(m.detections_per_s as number).padStart(12)} ${fmt(m.main_elu as number, 3).padStart(10)} ${fmt(m.main_elu_per_mfps as number, 3).padStart(9)} ${fmt(m.main_busy_ns_per_frame as number, 0).padStart(14)} ${fmt(m.main_thread_cpu as number, 2).padStart(9)} ${fmt(m.main_cpu_share as number, 2).padStart(6)} ${fmt(m.process_cpu as number, 2).padStart(9)} ${fmt(m.generator_cpu as number, 2).padStart(8)} ${fmt(m.machine_cpu_busy as number, 2).padStart(8)}  ${((m.worker_elu as number[]).map((x) => fmt(x, 3)).join(',') || '-').padEnd(11)} ${fmt(m.frames_per_s_min as number)}..${fmt(m.frames_per_s_max as number)}`);
-  }
-  lines.push('(main ELU/Mfps: main-thread event-loop utilisation per 1,000,000 frames/s; share: main thread / engine process CPU;');
-  lines.push(' CPU columns in cores; machine: whole machine CPU busy incl. generator and loopback TCP)');
-  lines.push('');
-  for (const [p, r] of Object.entries(ratios)) {
-    lines.push(`${p}: default/shards0  frames/s x${fmt(r.frames_per_s, 2)}  main ELU x${fmt(r.main_elu, 2)}  main ns/frame x${fmt(r.main_busy_ns_per_frame, 2)}  process CPU x${fmt(r.process_cpu, 2)}`);
-  }
-  for (const t of targets) {
-    const parts = modes.map((m) => {
-      const x = (t as unknown as Record<string, { value: number; pass: boolean }>)[m]!;
-      return `${m} ${fmt(x.value)} ${x.pass ? 'PASS' : 'FAIL'}`;
-    });
-    lines.push(`target ${t.what} >= ${fmt(t.min)}: ${parts.join(', ')}`);
-  }
-  const lineDefault = med('line', 'default')?.frames_per_s as number | undefined;
-  if (lineDefault) lines.push(`line default vs Python tracker-host (${fmt(PYTHON_REFERENCE_FRAMES_PER_S)} frames/s): x${fmt(lineDefault / PYTHON_REFERENCE_FRAMES_PER_S, 1)}`);
-  lines.push(`accounting: ${violations.length === 0 ? 'OK (sent == received == written + dropped, written == consumed + inRings, nothing dropped)' : `${violations.length} VIOLATIONS`}`);
-  for (const v of violations.slice(0, 10)) lines.push(`  ${v}`);
-  lines.push(`total ${fmt(out.duration_s, 1)} s`);
-  report('ingest', out, lines.join('\n'), !o.noSave);
+  report('ingest', out, summaryLine('ingest', out), !o.noSave);
 }
 
 export const workload = defineWorkload({

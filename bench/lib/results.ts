@@ -55,12 +55,13 @@ export function boundRun(seconds: number): void {
   }, seconds * 1000).unref();
 }
 
-interface Verdict { what?: string; pass?: boolean }
+interface Verdict { protocol?: string; pass?: boolean | null }
+const passed = (v: Verdict | Verdict[]): boolean => (Array.isArray(v) ? v.every((x) => x.pass) : v.pass === true);
 
 /** One line for a human: each target's pass/fail and the books; the JSON holds the numbers. */
 export function summaryLine(label: string, res: unknown): string {
-  const r = res as { targets?: Record<string, Verdict>; accounting?: { ok: boolean; violations?: string[] }; duration_s?: number };
-  const t = Object.entries(r.targets ?? {}).map(([k, v]) => `${k} ${v.pass ? 'PASS' : 'FAIL'}`);
+  const r = res as { targets?: Record<string, Verdict | Verdict[]> | Verdict[]; accounting?: { ok: boolean; violations?: string[] }; duration_s?: number };
+  const t = Object.entries(r.targets ?? {}).map(([k, v]) => `${(v as Verdict).protocol ?? k} ${passed(v) ? 'PASS' : 'FAIL'}`);
   const a = r.accounting?.violations ? [r.accounting.ok ? 'books OK' : `${r.accounting.violations.length} violations: ${r.accounting.violations.slice(0, 3).join('; ')}`] : [];
   return `${label}: ${[...t, ...a].join(', ') || 'done'}${r.duration_s !== undefined ? ` (${r.duration_s} s)` : ''}`;
 }
