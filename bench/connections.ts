@@ -21,6 +21,7 @@ import { byLabel, scrapeMetrics } from './lib/metrics.js';
 import { defineWorkload, num, str, SAVE_OPTION, type OptValues } from './lib/options.js';
 import { boundRun, gitInfo, machineInfo, report, summaryLine } from './lib/results.js';
 import { median, round } from './lib/stats.js';
+import { counterSum } from './lib/engine-run.js';
 
 const LOADGEN = fileURLToPath(new URL('./lib/loadgen.js', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
@@ -214,12 +215,7 @@ function serverMain(): void {
   let target = { n: Infinity, lineN: 0 };
 
   const workers = (): readonly import('node:worker_threads').Worker[] => (engine ? engine.pool.threads : []);
-  const sumCounter = (i: number): number => {
-    if (!engine) return 0;
-    let s = engine.counters[i]!;
-    for (const slot of engine.pool.slots) s += slot.counters[i]!;
-    return s;
-  };
+  const sumCounter = (i: number): number => (engine ? counterSum(engine, i) : 0);
   const counters = (): ServerCounters => {
     if (raw) {
       return {

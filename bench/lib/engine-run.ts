@@ -1,9 +1,19 @@
 // Helpers around an in-process Engine under load: settling, counters, a speed index.
 import { performance } from 'node:perf_hooks';
-import { C_ACKS_SENT, type Engine } from './engine-api.js';
+import { C_ACKS_SENT, parseConfig, type Engine } from './engine-api.js';
 import { sleep } from './probes.js';
 
 type Totals = ReturnType<Engine['totals']>;
+
+/** A config on loopback ports the system picks, with the bench token and silent logs; `raw` on top, `tcp` into tcp_server. */
+export function benchConfig(token: string, raw: Record<string, unknown>, tcp: Record<string, unknown> = {}): ReturnType<typeof parseConfig> {
+  return parseConfig({
+    tcp_server: { enabled: true, host: '127.0.0.1', port: 0, token, ...tcp },
+    http: { host: '127.0.0.1', port: 0 },
+    log: { level: 'silent' },
+    ...raw,
+  }, {}); // {}: RADAR_INGEST_TOKEN must not override the bench token
+}
 
 /** Waits (bounded) until the counters stop moving and the rings (and, with `sink`, the sink) are empty. */
 async function settled(engine: Engine, boundMs: number, same: (a: Totals, b: Totals) => boolean): Promise<Totals> {
@@ -31,9 +41,38 @@ export const drained = (engine: Engine, boundMs = 10000): Promise<Totals> =>
 export const deliveredAll = (engine: Engine, boundMs = 30000): Promise<Totals> =>
   settled(engine, boundMs, (a, b) => a.received === b.received && a.delivered === b.delivered && b.inSink === 0);
 
+/** A counter summed over the main thread and every shard. */
+export function counterSum(engine: Engine, i: number): number {
+  return engine.pool.slots.reduce((n, s) => n + s.counters[i]!, engine.counters[i]!);
+}
+
 /** Ack messages sent by the main thread and every shard. */
-export function acksSent(engine: Engine): number {
-  return engine.pool.slots.reduce((n, s) => n + s.counters[C_ACKS_SENT]!, engine.counters[C_ACKS_SENT]!);
+export const acksSent = (engine: Engine): number => counterSum(engine, C_ACKS_SENT);
+
+/** What the feeders wrote into the trackers so far, summed over every tracker. */
+export function feederTotals(engine: Engine): { batches: number; bytes: number; stalls: number; fed: number } {
+  const f = { batches: 0, bytes: 0, stalls: 0, fed: 0 };
+  for (const i of (engine.trackers?.instances.values() ?? [])) {
+    f.batches += i.feeder.batches;
+    f.bytes += i.feeder.bytes;
+    f.stalls += i.feeder.stalls;
+    f.fed += i.feeder.framesFed;
+  }
+  return f;
+}
+
+/** Bytes in all rings. */
+export function ringsUsed(engine: Engine): number {
+  let n = 0;
+  for (const r of engine.nodes.byRing) n += r.reader.usedBytes;
+  return n;
+}
+
+/** The pids of the running tracker processes. */
+export function trackerPids(engine: Engine): number[] {
+  const out: number[] = [];
+  for (const i of (engine.trackers?.instances.values() ?? [])) if (i.proc?.pid !== undefined) out.push(i.proc.pid);
+  return out;
 }
 
 /** A fixed CPU-bound task for 200 ms: millions of small JSON.parse per second (shows host drift between runs). */
