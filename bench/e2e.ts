@@ -6,11 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { parseConfig, Engine, type EngineProbe, type Totals } from './lib/engine-api.js';
+import { Engine, type EngineProbe, type Totals } from './lib/engine-api.js';
 import { Loadgen, type LoadgenSample } from './lib/loadgen.js';
 import { snapshot, delta, sleep, pidStat, perSecond, waitQuiet, type ProbeSnapshot } from './lib/probes.js';
 import { forEachSendTime } from './lib/frames.js';
-import { calibrate, deliveredAll } from './lib/engine-run.js';
+import { benchConfig, calibrate, deliveredAll, feederTotals, ringsUsed, trackerPids } from './lib/engine-run.js';
 import { latencyStats, round, fmt, med, type LatencyStats } from './lib/stats.js';
 import { defineWorkload, flag, list, num, optNum, str, type OptValues } from './lib/options.js';
 import { boundRun, header as headerOf, report, summaryLine } from './lib/results.js';
@@ -188,17 +188,13 @@ export interface E2eAccounting {
 }
 
 function engineConfig(spec: E2eSpec, dir: string) {
-  const raw: Record<string, unknown> = {
+  return benchConfig(spec.token, {
     shards: spec.shards ?? 'auto',
     sink: spec.tracker === 'none' ? 'discard' : 'trackers',
     output_dir: join(dir, 'output'),
     startup_delay_sec: 0,
     tcp_connect_retries: 400,
     tcp_retry_delay_sec: 0.05,
-    tcp_server: {
-      enabled: true, host: '127.0.0.1', port: 0, token: spec.token,
-      auto_provision: true, auto_provision_port_start: spec.portStart, auto_provision_port_end: spec.portEnd,
-    },
     tracker: {
       command: [
         ...(spec.nice ? ['nice', '-n', String(spec.nice)] : []), ...spec.trackerPrefix,
@@ -210,17 +206,8 @@ function engineConfig(spec: E2eSpec, dir: string) {
       reconcile_interval_ms: 100,
     },
     shutdown: { deadline_ms: 60000 },
-    http: { host: '127.0.0.1', port: 0 },
-    log: { level: 'silent' },
-  };
-  if (spec.ringBytes) raw.ring = { size_bytes: spec.ringBytes };
-  return parseConfig(raw, {}); // {}: RADAR_INGEST_TOKEN must not override the bench token
-}
-
-function trackerPids(engine: Engine): number[] {
-  const out: number[] = [];
-  for (const i of (engine.trackers?.instances.values() ?? [])) if (i.proc?.pid !== undefined) out.push(i.proc.pid);
-  return out;
+    ...(spec.ringBytes ? { ring: { size_bytes: spec.ringBytes } } : {}),
+  }, { auto_provision: true, auto_provision_port_start: spec.portStart, auto_provision_port_end: spec.portEnd });
 }
 
 interface Sample {
@@ -240,16 +227,9 @@ async function sampleAll(engine: Engine, lg: Loadgen, pids: number[]): Promise<S
   const probes = snapshot(engine.pool.threads);
   const totals = engine.totals();
   const trackerCpu = new Map(pids.map((p) => [p, pidStat(p)?.cpu ?? null]));
-  const feeder = { batches: 0, bytes: 0, stalls: 0, fed: 0 };
-  for (const i of (engine.trackers?.instances.values() ?? [])) {
-    feeder.batches += i.feeder.batches;
-    feeder.bytes += i.feeder.bytes;
-    feeder.stalls += i.feeder.stalls;
-    feeder.fed += i.feeder.framesFed;
-  }
-  let ringsUsed = 0;
-  for (const n of engine.nodes.byRing) ringsUsed += n.reader.usedBytes;
-  return { at: performance.now(), hrNs: Number(process.hrtime.bigint()), totals, probes, gen, trackerCpu, feeder, ringsUsed };
+  return {
+    at: performance.now(), hrNs: Number(process.hrtime.bigint()), totals, probes, gen, trackerCpu, feeder: feederTotals(engine), ringsUsed: ringsUsed(engine),
+  };
 }
 
 function cpuSplit(a: Sample, b: Sample): CpuSplit {

@@ -5,11 +5,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
-import { parseConfig, Engine, C_HEARTBEATS, type Totals } from './lib/engine-api.js';
+import { Engine, C_HEARTBEATS, type Totals } from './lib/engine-api.js';
 import { FleetClient, type FleetSample } from './lib/loadgen-fleet.js';
 import { snapshot, delta, sleep, perSecond, waitQuiet, pidStat, openFds, fdLimit, type ProbeSnapshot } from './lib/probes.js';
 import { forEachSendTime } from './lib/frames.js';
-import { deliveredAll } from './lib/engine-run.js';
+import { benchConfig, counterSum, deliveredAll, feederTotals, ringsUsed, trackerPids } from './lib/engine-run.js';
 import { latencyStats, quantile, round } from './lib/stats.js';
 import { defineWorkload, list, num, str, SAVE_OPTION } from './lib/options.js';
 import { boundRun, header, report, summaryLine } from './lib/results.js';
@@ -46,10 +46,7 @@ export interface FleetOptions {
   setupTimeoutS?: number;
 }
 
-// ---------------------------------------------------------------------------
-// Host-side latency, through the engine's probe: the engine's write of a batch
-// into a tracker's input, or (sink discard) the records the sink frees
-// ---------------------------------------------------------------------------
+// Host-side latency through the engine's probe: its write into a tracker's input, or (sink discard) the records the sink frees.
 
 interface HookWindow { from: number; to: number; lat: number[]; at: number[] }
 let hook: HookWindow | null = null;
@@ -65,20 +62,14 @@ function recordMarkers(buf: Buffer, h: HookWindow, now: number): void {
 }
 
 function engineConfig(o: Required<Pick<FleetOptions, 'portStart' | 'portEnd' | 'trackerCommand' | 'shards' | 'sink'>>, dir: string) {
-  return parseConfig({
+  return benchConfig(TOKEN, {
     shards: o.shards,
     sink: o.sink,
     output_dir: join(dir, 'output'),
-    tcp_server: {
-      enabled: true, host: '127.0.0.1', port: 0, token: TOKEN,
-      auto_provision: true, auto_provision_port_start: o.portStart, auto_provision_port_end: o.portEnd,
-    },
     tracker: { command: o.trackerCommand, input: 'stdin', stop_grace_ms: 5000 },
     shutdown: { deadline_ms: 120000 },
-    http: { host: '127.0.0.1', port: 0 },
     agents: { key_file: join(dir, 'agents-key.pem') },
-    log: { level: 'silent' },
-  }, {}); // {}: RADAR_INGEST_TOKEN must not override the bench token
+  }, { auto_provision: true, auto_provision_port_start: o.portStart, auto_provision_port_end: o.portEnd });
 }
 
 /**
@@ -122,10 +113,6 @@ async function startProfile(): Promise<{ stop(file: string): Promise<void> }> {
   };
 }
 
-function heartbeatsReceived(engine: Engine): number {
-  return engine.pool.slots.reduce((n, s) => n + s.counters[C_HEARTBEATS]!, engine.counters[C_HEARTBEATS]!);
-}
-
 interface Sample {
   at: number;
   hrNs: number;
@@ -133,18 +120,7 @@ interface Sample {
   probes: ProbeSnapshot;
   gen: FleetSample & { at: number };
   heartbeats: number;
-  feeder: { batches: number; fed: number };
-}
-
-function feederTotals(engine: Engine): { batches: number; fed: number } {
-  let batches = 0;
-  let fed = 0;
-  if (!engine.trackers) return { batches, fed };
-  for (const i of engine.trackers.instances.values()) {
-    batches += i.feeder.batches;
-    fed += i.feeder.framesFed;
-  }
-  return { batches, fed };
+  feeder: ReturnType<typeof feederTotals>;
 }
 
 async function sampleAll(engine: Engine, client: FleetClient): Promise<Sample> {
@@ -152,7 +128,7 @@ async function sampleAll(engine: Engine, client: FleetClient): Promise<Sample> {
   const probes = snapshot(engine.pool.threads);
   return {
     at: performance.now(), hrNs: Number(process.hrtime.bigint()), totals: engine.totals(), probes, gen,
-    heartbeats: heartbeatsReceived(engine), feeder: feederTotals(engine),
+    heartbeats: counterSum(engine, C_HEARTBEATS), feeder: feederTotals(engine),
   };
 }
 
@@ -271,7 +247,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       await sleep(50);
     }
     const runningAt = performance.now();
-    if (engine.trackers) for (const i of engine.trackers.instances.values()) if (i.proc?.pid !== undefined) pids.push(i.proc.pid);
+    pids.push(...trackerPids(engine));
     const passesSetup = passes.length;
     // The operator's view: GET /api/v1/trackers (sink trackers only).
     let apiView: { status: number; ms: number; bytes: number; trackers: number; states: Record<string, number> } | null = null;
@@ -462,8 +438,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       clearInterval(t2);
       const d = await sampleAll(engine, client);
       const tB = trackersStat(pids);
-      let ringsUsed = 0;
-      for (const n of engine.nodes.byRing) ringsUsed += n.reader.usedBytes;
+      const ringsNow = ringsUsed(engine);
       const rssAfter = process.memoryUsage.rss();
       // In-flight writes complete as the engine reads them: after a stall that can take a while.
       await client.pause(120000);
@@ -476,7 +451,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
         into_rings_per_s: Math.round((d.totals.written - c.totals.written) / s2),
         delivered_per_s: Math.round((out(d.totals) - out(c.totals)) / s2),
         detections_into_rings_per_s: Math.round((d.totals.detections - c.totals.detections) / s2),
-        rings_fill_end: round(ringsUsed / (engine.config.ring.size_bytes * o.nodes), 4),
+        rings_fill_end: round(ringsNow / (engine.config.ring.size_bytes * o.nodes), 4),
         feeder_frames_per_write: round((d.feeder.fed - c.feeder.fed) / Math.max(1, d.feeder.batches - c.feeder.batches), 1),
         cpu: cpuOf(c, d, trackersCpu(tA, tB)),
         rss_mb_after: round(rssAfter / 2 ** 20, 1),
@@ -490,7 +465,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     const fin = await client.stop();
     client = null;
     const end = await deliveredAll(engine);
-    const hbEnd = heartbeatsReceived(engine);
+    const hbEnd = counterSum(engine, C_HEARTBEATS);
     let restarts = 0;
     let notUp = 0;
     const instances = engine.trackers ? [...engine.trackers.instances.values()] : [];

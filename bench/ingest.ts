@@ -7,10 +7,10 @@
 // load stops and the rings drain the books are checked: sent == received == written +
 // dropped, written == consumed + inRings.
 import { performance } from 'node:perf_hooks';
-import { parseConfig, Engine, C_BYTES_RECEIVED } from './lib/engine-api.js';
+import { Engine, C_BYTES_RECEIVED } from './lib/engine-api.js';
 import { Loadgen, type BenchProtocol, type LoadgenSample } from './lib/loadgen.js';
 import { snapshot, delta, sleep, perSecond, type ProbeSnapshot } from './lib/probes.js';
-import { acksSent, calibrate, drained } from './lib/engine-run.js';
+import { acksSent, benchConfig, calibrate, drained } from './lib/engine-run.js';
 import { defineWorkload, list, num, optNum, SAVE_OPTION, type OptValues } from './lib/options.js';
 import { boundRun, header as headerOf, report, summaryLine } from './lib/results.js';
 import { fmt, median, round } from './lib/stats.js';
@@ -146,15 +146,11 @@ export function baseOf(o: LoadValues): Base {
 }
 
 function engineConfig(spec: CellSpec) {
-  const raw: Record<string, unknown> = {
+  return benchConfig(TOKEN, {
     shards: spec.mode === 'default' ? 'auto' : Number(spec.mode.slice(6)),
     sink: 'discard',
-    tcp_server: { enabled: true, host: '127.0.0.1', port: 0, token: TOKEN },
-    http: { host: '127.0.0.1', port: 0 },
-    log: { level: 'silent' },
-  };
-  if (spec.ringBytes) raw.ring = { size_bytes: spec.ringBytes };
-  return parseConfig(raw, {}); // {}: RADAR_INGEST_TOKEN must not override the bench token
+    ...(spec.ringBytes ? { ring: { size_bytes: spec.ringBytes } } : {}),
+  });
 }
 
 export async function runOnce(spec: CellSpec): Promise<RunResult> {
@@ -255,7 +251,6 @@ export async function runOnce(spec: CellSpec): Promise<RunResult> {
   }
 }
 
-
 const MEDIAN_FIELDS = [
   'frames_per_s', 'detections_per_s', 'received_per_s', 'sent_per_s', 'mbytes_per_s', 'acks_per_s', 'main_elu', 'main_elu_per_mfps',
   'main_busy_ns_per_frame', 'main_thread_cpu', 'main_cpu_ns_per_frame', 'process_cpu', 'main_cpu_share',
@@ -275,7 +270,6 @@ function medians(runs: RunResult[]): Record<string, number | number[]> {
   out.frames_per_s_max = Math.max(...fps);
   return out;
 }
-
 
 async function runIngest(o: LoadValues & OptValues<typeof CELL_OPTIONS>): Promise<void> {
   const { reps, protocols, modes } = o;

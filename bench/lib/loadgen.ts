@@ -96,9 +96,7 @@ export interface LoadgenResult extends LoadgenSample {
   closedEarly: number;
 }
 
-// ---------------------------------------------------------------------------
-// Parent side
-// ---------------------------------------------------------------------------
+// ---- Parent side ----
 
 type ToChild =
   | { t: 'init'; opts: LoadgenOptions }
@@ -121,6 +119,15 @@ class Child extends IpcChild<ToChild, FromChild> {
   constructor(readonly connections: number, nice = 0) {
     super('load generator', SELF, ['--loadgen-child', 'push'], { nice });
   }
+}
+
+/** The samples of every generator process as one: counts summed, the latest clock and the longest gap kept. */
+function sumSamples(xs: Array<Omit<LoadgenSample, 'at'>>, at: number): LoadgenSample {
+  return xs.reduce<LoadgenSample>((a, s) => ({
+    sent: a.sent + s.sent, detections: a.detections + s.detections, bytes: a.bytes + s.bytes,
+    cpuUs: a.cpuUs + s.cpuUs, eluActiveMs: a.eluActiveMs + s.eluActiveMs, at, childAt: Math.max(a.childAt, s.childAt),
+    paceSkipped: a.paceSkipped + s.paceSkipped, paceTicks: a.paceTicks + s.paceTicks, paceMaxGapMs: Math.max(a.paceMaxGapMs, s.paceMaxGapMs),
+  }), { sent: 0, detections: 0, bytes: 0, cpuUs: 0, eluActiveMs: 0, at, childAt: 0, paceSkipped: 0, paceTicks: 0, paceMaxGapMs: 0 });
 }
 
 export class Loadgen {
@@ -171,39 +178,18 @@ export class Loadgen {
   async mark(): Promise<LoadgenSample> {
     const id = ++this.markId;
     const all = await Promise.all(this.children.map((c) => c.request<{ t: 'mark'; id: number; s: Omit<LoadgenSample, 'at'> }>({ t: 'mark', id }, `mark:${id}`, 10000)));
-    const at = performance.now();
-    return all.reduce<LoadgenSample>((a, m) => ({
-      sent: a.sent + m.s.sent, detections: a.detections + m.s.detections, bytes: a.bytes + m.s.bytes,
-      cpuUs: a.cpuUs + m.s.cpuUs, eluActiveMs: a.eluActiveMs + m.s.eluActiveMs, at, childAt: Math.max(a.childAt, m.s.childAt),
-      paceSkipped: a.paceSkipped + m.s.paceSkipped, paceTicks: a.paceTicks + m.s.paceTicks, paceMaxGapMs: Math.max(a.paceMaxGapMs, m.s.paceMaxGapMs),
-    }), { sent: 0, detections: 0, bytes: 0, cpuUs: 0, eluActiveMs: 0, at, childAt: 0, paceSkipped: 0, paceTicks: 0, paceMaxGapMs: 0 });
+    return sumSamples(all.map((m) => m.s), performance.now());
   }
 
   /** Stops pushing, lets in-flight writes finish, closes the connections; returns the totals. */
   async stop(timeoutMs = 20000): Promise<LoadgenResult> {
     try {
       const all = await Promise.all(this.children.map((c) => c.request<{ t: 'done'; r: Omit<LoadgenResult, 'at'> }>({ t: 'stop' }, 'done', timeoutMs)));
-      const at = performance.now();
-      const out: LoadgenResult = {
-        sent: 0, detections: 0, bytes: 0, cpuUs: 0, eluActiveMs: 0, at, childAt: 0, paceSkipped: 0, paceTicks: 0, paceMaxGapMs: 0,
-        lastSeqSent: [], lastAck: [], errors: [], closedEarly: 0,
+      const rs = all.map((m) => m.r);
+      return {
+        ...sumSamples(rs, performance.now()), lastSeqSent: rs.flatMap((r) => r.lastSeqSent), lastAck: rs.flatMap((r) => r.lastAck),
+        errors: rs.flatMap((r) => r.errors), closedEarly: rs.reduce((n, r) => n + r.closedEarly, 0),
       };
-      for (const { r } of all) {
-        out.sent += r.sent;
-        out.detections += r.detections;
-        out.bytes += r.bytes;
-        out.cpuUs += r.cpuUs;
-        out.eluActiveMs += r.eluActiveMs;
-        out.childAt = Math.max(out.childAt, r.childAt);
-        out.paceSkipped += r.paceSkipped;
-        out.paceTicks += r.paceTicks;
-        out.paceMaxGapMs = Math.max(out.paceMaxGapMs, r.paceMaxGapMs);
-        out.lastSeqSent.push(...r.lastSeqSent);
-        out.lastAck.push(...r.lastAck);
-        out.errors.push(...r.errors);
-        out.closedEarly += r.closedEarly;
-      }
-      return out;
     } finally {
       await Promise.all(this.children.map((c) => c.end()));
     }
@@ -215,9 +201,7 @@ export class Loadgen {
   }
 }
 
-// ---------------------------------------------------------------------------
-// Child side
-// ---------------------------------------------------------------------------
+// ---- Child side ----
 
 interface Conn {
   socket: Socket;
@@ -454,7 +438,6 @@ function childMain(): void {
       t: 'done', r: { ...sample(), lastSeqSent: conns.map((c) => c.lastSeqSent), lastAck: conns.map((c) => c.lastAck), errors, closedEarly },
     }));
   }
-
 
   async function init(o: LoadgenOptions): Promise<void> {
     opts = o;
