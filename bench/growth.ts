@@ -12,7 +12,6 @@ import { fmt, round } from './lib/stats.js';
 
 const RUN_JS = fileURLToPath(new URL('./run.js', import.meta.url));
 
-
 interface CellRow {
   sweep: 'nodes' | 'detections' | 'both';
   nodes: number;
@@ -221,7 +220,6 @@ export async function runGrowth(o: OptValues<typeof options>): Promise<Record<st
     runs,
   };
 }
-
 
 export const workload = defineWorkload({
   about: 'cost by node count and by detections per frame (fleet cells)',

@@ -45,9 +45,7 @@ export const DEFAULT_SIZES = {
   floodIds: 5000, oversizeFrames: 30, stormConcurrency: 4, stormCycles: 5000, badUrlRequests: 30,
 };
 
-// ---------------------------------------------------------------------------
-// Pure helpers
-// ---------------------------------------------------------------------------
+// ---- Pure helpers ----
 
 export interface EngineBooks {
   received: number;
@@ -73,9 +71,7 @@ export function engineBooks(m: Map<string, number>): EngineBooks {
   };
 }
 
-// ---------------------------------------------------------------------------
-// I/O helpers
-// ---------------------------------------------------------------------------
+// ---- I/O helpers ----
 
 async function freePort(): Promise<number> {
   const s = createServer();
@@ -143,9 +139,7 @@ class LogCounter {
   }
 }
 
-// ---------------------------------------------------------------------------
-// The run
-// ---------------------------------------------------------------------------
+// ---- The run ----
 
 type Phase = 'setup' | 'baseline' | 'attack' | 'settle' | 'end';
 

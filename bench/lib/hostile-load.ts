@@ -94,9 +94,7 @@ type FromChild =
   | { t: 'fail'; error: string }
   | { t: 'done'; r: LegitResult | AttackResult };
 
-// ---------------------------------------------------------------------------
-// Parent side
-// ---------------------------------------------------------------------------
+// ---- Parent side ----
 
 /** A forked load process (the generator's hostile mode): init, messages, and its one final result. */
 export class HostileChild<R> {
@@ -131,18 +129,13 @@ export class HostileChild<R> {
   }
 }
 
-// ---------------------------------------------------------------------------
-// Shared child helpers
-// ---------------------------------------------------------------------------
-
+// ---- Shared child helpers ----
 
 function bump(rec: Record<string, number>, key: string, by = 1): void {
   rec[key] = (rec[key] ?? 0) + by;
 }
 
-// ---------------------------------------------------------------------------
-// Legitimate nodes
-// ---------------------------------------------------------------------------
+// ---- Legitimate nodes ----
 
 interface Pending { seq: number; sentAt: number; phase: number; buf: Buffer }
 
@@ -323,9 +316,7 @@ function legitMain(o: LegitOptions, send: (m: FromChild) => void): { onMessage(m
   };
 }
 
-// ---------------------------------------------------------------------------
-// Attackers
-// ---------------------------------------------------------------------------
+// ---- Attackers ----
 
 interface Ctx { o: AttackOptions; deadline: number; stopped: () => boolean }
 

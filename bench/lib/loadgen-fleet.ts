@@ -68,9 +68,7 @@ export interface FleetResult extends FleetSample {
   framesPerNodeMax: number;
 }
 
-// ---------------------------------------------------------------------------
-// Frame templates (pure)
-// ---------------------------------------------------------------------------
+// ---- Parent side ----
 
 type ToChild =
   | { t: 'init'; opts: FleetClientOptions }
@@ -140,9 +138,7 @@ export class FleetClient {
   }
 }
 
-// ---------------------------------------------------------------------------
-// Child side
-// ---------------------------------------------------------------------------
+// ---- Child side ----
 
 interface Node {
   id: string;
