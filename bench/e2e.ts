@@ -10,7 +10,7 @@ import { Engine, type EngineProbe, type Totals } from './lib/engine-api.js';
 import { Loadgen, type LoadgenSample } from './lib/loadgen.js';
 import { snapshot, delta, sleep, pidStat, perSecond, waitQuiet, type ProbeSnapshot } from './lib/probes.js';
 import { forEachSendTime } from './lib/frames.js';
-import { benchConfig, calibrate, deliveredAll, feederTotals, ringsUsed, trackerPids } from './lib/engine-run.js';
+import { benchConfig, calibrate, deliveredAll, nonZero, sinkViolations, feederTotals, ringsUsed, trackerPids } from './lib/engine-run.js';
 import { latencyStats, round, fmt, med, type LatencyStats } from './lib/stats.js';
 import { defineWorkload, flag, list, num, optNum, str, type OptValues } from './lib/options.js';
 import { boundRun, header as headerOf, report, summaryLine } from './lib/results.js';
@@ -453,18 +453,11 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number): Promis
     const acc: E2eAccounting = {
       sent: fin.sent, received: end.received, written: end.written, inRings: end.inRings, inSink: end.inSink,
       delivered: end.delivered, droppedTotal: end.droppedTotal,
-      dropped: Object.fromEntries(Object.entries(end.dropped).filter(([, v]) => v !== 0)),
+      dropped: nonZero(end.dropped),
       trackerFrames, trackerBytes, feederBytes, trackerReports: rep.reports.size, restarts,
-      errors: [...fin.errors, ...rep.errors], violations: [],
+      errors: [...fin.errors, ...rep.errors], violations: sinkViolations(fin.sent, end, none),
     };
     const v = acc.violations;
-    if (acc.received !== acc.inRings + acc.inSink + acc.delivered + acc.droppedTotal) {
-      v.push(`received ${acc.received} != inRings ${acc.inRings} + inSink ${acc.inSink} + delivered ${acc.delivered} + dropped ${acc.droppedTotal}`);
-    }
-    if (acc.sent !== acc.received) v.push(`generator sent ${acc.sent} != engine received ${acc.received}`);
-    const discarded = none ? (end.dropped.discarded ?? 0) : 0;
-    if (acc.droppedTotal !== discarded) v.push(`dropped ${acc.droppedTotal - discarded} frames: ${JSON.stringify(acc.dropped)}`);
-    if (none && discarded !== acc.received) v.push(`the drain-only sink drained ${discarded} of ${acc.received} frames`);
     if (reports) {
       if (acc.trackerReports !== spec.connections) v.push(`${acc.trackerReports} tracker reports for ${spec.connections} nodes`);
       if (acc.trackerFrames !== acc.delivered) v.push(`trackers counted ${acc.trackerFrames} frames, engine delivered ${acc.delivered}`);

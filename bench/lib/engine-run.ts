@@ -1,9 +1,8 @@
 // Helpers around an in-process Engine under load: settling, counters, a speed index.
 import { performance } from 'node:perf_hooks';
-import { C_ACKS_SENT, parseConfig, type Engine } from './engine-api.js';
+import { C_ACKS_SENT, parseConfig, type Engine, type Totals } from './engine-api.js';
 import { sleep } from './probes.js';
 
-type Totals = ReturnType<Engine['totals']>;
 
 /** A config on loopback ports the system picks, with the bench token and silent logs; `raw` on top, `tcp` into tcp_server. */
 export function benchConfig(token: string, raw: Record<string, unknown>, tcp: Record<string, unknown> = {}): ReturnType<typeof parseConfig> {
@@ -40,6 +39,25 @@ export const drained = (engine: Engine, boundMs = 10000): Promise<Totals> =>
 /** Sink trackers: nothing received or delivered any more, rings and sink empty. */
 export const deliveredAll = (engine: Engine, boundMs = 30000): Promise<Totals> =>
   settled(engine, boundMs, (a, b) => a.received === b.received && a.delivered === b.delivered && b.inSink === 0);
+
+/** The entries that are not zero. */
+export const nonZero = (r: Record<string, number>): Record<string, number> => Object.fromEntries(Object.entries(r).filter(([, v]) => v !== 0));
+
+/**
+ * The books of a run with a sink: every frame sent was received and is in a ring, in the sink,
+ * delivered or dropped, and dropped only as `discarded` by the drain-only sink, which drains them all.
+ */
+export function sinkViolations(sent: number, t: Totals, drainOnly: boolean): string[] {
+  const v: string[] = [];
+  if (t.received !== t.inRings + t.inSink + t.delivered + t.droppedTotal) {
+    v.push(`received ${t.received} != inRings ${t.inRings} + inSink ${t.inSink} + delivered ${t.delivered} + dropped ${t.droppedTotal}`);
+  }
+  if (sent !== t.received) v.push(`generator sent ${sent} != engine received ${t.received}`);
+  const discarded = drainOnly ? (t.dropped.discarded ?? 0) : 0;
+  if (t.droppedTotal !== discarded) v.push(`dropped ${t.droppedTotal - discarded} frames: ${JSON.stringify(nonZero(t.dropped))}`);
+  if (drainOnly && discarded !== t.received) v.push(`the drain-only sink drained ${discarded} of ${t.received} frames`);
+  return v;
+}
 
 /** A counter summed over the main thread and every shard. */
 export function counterSum(engine: Engine, i: number): number {
