@@ -1,10 +1,9 @@
 // Workload `ceiling`: the push generator against a bare server that reads and
 // discards (no engine): what the generator and loopback TCP deliver on this machine.
-import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { encodeMessage, PROTOCOL_VERSION, T_WELCOME, HEARTBEAT_MS } from './lib/engine-api.js';
 import { Loadgen, type BenchProtocol } from './lib/loadgen.js';
 import { snapshot, delta, sleep } from './lib/probes.js';
+import { RawServer } from './lib/raw-server.js';
 import { defineWorkload } from './lib/options.js';
 import { boundRun, header, report } from './lib/results.js';
 import { fmt, round } from './lib/stats.js';
@@ -24,23 +23,8 @@ export interface CeilingResult {
 }
 
 export async function runCeiling(spec: CellSpec): Promise<CeilingResult> {
-  let bytes = 0;
-  const sockets = new Set<Socket>();
-  const server = createServer({ noDelay: true }, (s) => {
-    sockets.add(s);
-    let first = true;
-    s.on('data', (d: Buffer) => {
-      bytes += d.length;
-      if (first && spec.protocol === 'binary') {
-        s.write(encodeMessage({ t: T_WELCOME, v: PROTOCOL_VERSION, node: 'x', last_seq: 0, max_frame: 1 << 20, hb_ms: HEARTBEAT_MS }));
-      }
-      first = false;
-    });
-    s.on('error', () => undefined);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const port = (server.address() as AddressInfo).port;
+  const raw = new RawServer();
+  const { port } = await raw.listen();
   let lg: Loadgen | null = null;
   try {
     lg = await Loadgen.start({
@@ -53,11 +37,11 @@ export async function runCeiling(spec: CellSpec): Promise<CeilingResult> {
     await sleep(spec.warmupS * 1000);
     const p0 = snapshot([]);
     const g0 = await lg.mark();
-    const by0 = bytes;
+    const by0 = raw.bytes;
     await sleep(spec.durationS * 1000);
     const p1 = snapshot([]);
     const g1 = await lg.mark();
-    const by1 = bytes;
+    const by1 = raw.bytes;
     const genS = (g1.childAt - g0.childAt) / 1000;
     await lg.stop(30000);
     lg = null;
@@ -76,8 +60,7 @@ export async function runCeiling(spec: CellSpec): Promise<CeilingResult> {
     };
   } finally {
     lg?.kill();
-    for (const s of sockets) s.destroy();
-    await new Promise<void>((r) => server.close(() => r()));
+    await raw.stop();
   }
 }
 

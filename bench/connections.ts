@@ -3,20 +3,19 @@
 // (accept, memory, idle, heartbeats, books, stop). Details: docs/benchmarks.md.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance, PerformanceObserver, monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import {
   parseConfig, Engine, C_HEARTBEATS, C_BYTES_RECEIVED, C_CONNECTIONS_ACCEPTED, C_ACKS_SENT, CLOSE_REASONS, REJECT_REASONS, closeIndex,
-  encodeMessage, PROTOCOL_VERSION, T_WELCOME, HEARTBEAT_MS,
 } from './lib/engine-api.js';
 import { snapshot, delta, sleep, waitQuiet, procStatus, type ProbeSnapshot } from './lib/probes.js';
 import {
   isBinary, type ConnMix, type ConnClientOptions, type ClientSample, type CloseReport, type ToClient, type FromClient,
 } from './lib/loadgen-idle.js';
 import { IpcChild } from './lib/ipc.js';
+import { ENGINE_BACKLOG, RawServer } from './lib/raw-server.js';
 import { byLabel, scrapeMetrics } from './lib/metrics.js';
 import { defineWorkload, num, str, SAVE_OPTION, type OptValues } from './lib/options.js';
 import { boundRun, gitInfo, machineInfo, report, summaryLine } from './lib/results.js';
@@ -31,8 +30,6 @@ const GIB = 2 ** 30;
 const RSS_TARGET = { connections: 10_000, max_bytes: GIB };
 /** monitorEventLoopDelay sampling period; the histogram holds whole intervals, lag = value - this. */
 const LAG_RES_MS = 10;
-/** The engine's listen backlog (src/node-listener.ts, NodeListener.listen). */
-const ENGINE_BACKLOG = 4096;
 
 type Kind = 'engine' | 'raw';
 
@@ -138,56 +135,6 @@ function memSnap(doGc: boolean): Mem {
     rss_anon: s.RssAnon ?? NaN, rss_file: s.RssFile ?? NaN, rss_shmem: s.RssShmem ?? NaN, vm_hwm: s.VmHWM ?? NaN,
     vm_size: s.VmSize ?? NaN, threads: s.Threads ?? NaN,
   };
-}
-
-/** A bare server: reads and discards; answers a binary hello with a welcome (so the same client works). */
-class RawServer {
-  readonly sockets = new Set<Socket>();
-  readonly server: Server;
-  bytes = 0;
-  accepted = 0;
-  firstData = 0;
-  allReadyAt = 0;
-  target = Infinity;
-  closedByPeer = 0;
-  stopping = false;
-  private readonly welcome = encodeMessage({ t: T_WELCOME, v: PROTOCOL_VERSION, node: 'raw', last_seq: 0, max_frame: 1 << 20, hb_ms: HEARTBEAT_MS });
-
-  constructor() {
-    this.server = createServer({ noDelay: true }, (s) => {
-      this.accepted++;
-      this.sockets.add(s);
-      let first = true;
-      s.on('data', (d: Buffer) => {
-        this.bytes += d.length;
-        if (first) {
-          first = false;
-          if (d[0] === 0x00) s.write(this.welcome);
-          if (++this.firstData === this.target) this.allReadyAt = nowEpoch();
-        }
-      });
-      s.on('error', () => undefined);
-      s.on('close', () => {
-        this.sockets.delete(s);
-        if (!this.stopping) this.closedByPeer++;
-      });
-    });
-  }
-
-  listen(): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      // The engine's backlog (src/node-listener.ts), so both see the same listen queue.
-      this.server.listen({ port: 0, host: '127.0.0.1', backlog: ENGINE_BACKLOG }, () => resolve(this.server.address() as AddressInfo));
-    });
-  }
-
-  async stop(): Promise<void> {
-    this.stopping = true;
-    const closed = new Promise<void>((r) => this.server.close(() => r()));
-    for (const s of this.sockets) s.destroy();
-    await closed;
-  }
 }
 
 function serverMain(): void {
