@@ -329,6 +329,32 @@ describe('replies a peer never reads', () => {
     assert.equal(m.get(dropped('malformed')), 1);
   });
 
+  test('a peer that keeps pumping after its fatal error is dropped within 64 KiB more, not read at line rate until the kill timer', async () => {
+    const e = await eng();
+    const s = connect(e.tcpAddress!.port, '127.0.0.1');
+    await new Promise<void>((r) => s.once('connect', () => r()));
+    let gone = false;
+    s.on('error', () => undefined);
+    s.on('close', () => { gone = true; });
+    s.pause(); // never reads, as an amplifier does
+    const t0 = Date.now();
+    // A malformed first message (fatal), then 64 KiB chunks for as long as the host takes them.
+    s.write(Buffer.from([0, 0, 0, 1, 0x81]));
+    const chunk = Buffer.alloc(64 * 1024, 0x41);
+    let sent = 0;
+    while (!gone && sent < 512 * MIB && Date.now() - t0 < 5000) {
+      if (!s.write(chunk)) await new Promise((r) => { s.once('drain', r); setTimeout(r, 50); });
+      sent += chunk.length;
+    }
+    await until(() => gone, 'the host drops the pumping peer', 5000);
+    // Before, the host drained a closing peer for 2 s at line rate (hundreds of MB).
+    const read = await metric(e, 'radar_ingest_bytes_received_total');
+    assert.ok(read < 8 * MIB, `the host read ${(read / MIB).toFixed(1)} MiB from a peer it had closed`);
+    assert.ok(Date.now() - t0 < 1900, `dropped after ${Date.now() - t0} ms (the kill timer is 2 s)`);
+    await until(async () => (await metric(e, rejected('protocol_error'))) === 1, 'protocol_error counted');
+    await assertAccounting(e);
+  });
+
   test(`after the hello, ${MAX_ERROR_STREAK} errors in a row without an accepted frame are fatal (RADAR_ERR_PROTOCOL)`, async () => {
     const sink = new CollectingSink();
     const e = await eng({}, { sink });

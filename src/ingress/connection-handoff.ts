@@ -19,6 +19,14 @@ export interface HandoffLimits {
   maxOutputBytes: number;
 }
 
+/**
+ * A closing connection is read (and dropped) so the peer's FIN arrives and the
+ * close completes; a peer that keeps sending past this many bytes is not closing
+ * but pumping, and is dropped at once instead of being read at line rate until
+ * the kill timer.
+ */
+const MAX_DRAIN_AFTER_CLOSE = 64 * 1024;
+
 export class ConnHandle {
   inflight = 0;
   paused = false;
@@ -26,6 +34,8 @@ export class ConnHandle {
   closeReason: CloseReason | null = null;
   firstTimer: NodeJS.Timeout | null = null;
   killTimer: NodeJS.Timeout | null = null;
+  /** Bytes read and dropped after the close began (a closing peer is drained, not decoded). */
+  drainedAfterClose = 0;
   /** The shard still holds state for this connection (until S_CLOSED). */
   shardHolds = true;
   socketClosed = false;
@@ -161,7 +171,11 @@ export class ConnectionHandoff {
     this.events.onRead?.(chunk);
     const n = chunk.length;
     this.counters[C_BYTES_RECEIVED]! += n;
-    if (h.closeReason !== null) return;
+    if (h.closeReason !== null) {
+      h.drainedAfterClose += n;
+      if (h.drainedAfterClose > MAX_DRAIN_AFTER_CLOSE) h.socket.destroy();
+      return;
+    }
     h.inflight += n;
     let ok: boolean;
     if (this.pool.inline) {
