@@ -107,9 +107,13 @@ export class NodeTable {
   readonly resumePoints: Lru<string, number>;
   /** Rings released, and the frames taken out of them (totals must not go down when a ring goes). */
   readonly releasedTotals = { nodes: 0, consumed: 0 };
-  /** New nodes refused at limits.max_nodes. */
   /** Claims refused, by reason. */
   readonly claimsRefused: Record<ClaimRefusal, number> = { max_nodes: 0, flapping: 0, node_refused: 0 };
+  /**
+   * The flapping guard's history per node id, bounded: a flood of distinct ids forgets
+   * the oldest ids' reconnect history first (a node banned long ago may then be let in early).
+   */
+  private readonly flaps: Lru<string, { times: number[]; lastConn: number; bannedUntil: number }>;
   private readonly revokeWaiters = new Map<string, () => void>();
   /** Claims for one node id run one after another (also before the node exists). */
   private readonly chains = new Map<string, Promise<void>>();
@@ -327,11 +331,6 @@ export class NodeTable {
     }
     return null;
   }
-  /**
-   * Per node id, bounded: a flood of distinct ids forgets the oldest ids' reconnect
-   * history first (a node banned long ago may then be let in early).
-   */
-  private readonly flaps: Lru<string, { times: number[]; lastConn: number; bannedUntil: number }>;
 
   /** The shard confirmed the connection stopped writing for the node. */
   revoked(conn: number, nodeId: string): void {

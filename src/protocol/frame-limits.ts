@@ -3,12 +3,15 @@
 // to be well formed: how many detections it may carry and how far ahead of the
 // host clock its timestamp may be. One rule, so the three paths cannot drift.
 import type { ShardLimits } from './thread-messages.js';
+import { ErrorCodes } from './errors.js';
 
 export type FrameLimits = Pick<ShardLimits, 'maxDetections' | 'maxClockSkewMs'>;
 
 export interface FrameRefusal {
   /** The drop reason (telemetry/counters.ts). */
   reason: 'too_many_detections' | 'clock_skew';
+  /** What a binary node is told (a non-fatal error with the frame's seq). */
+  code: typeof ErrorCodes.TOO_MANY_DETECTIONS | typeof ErrorCodes.CLOCK_SKEW;
   message: string;
 }
 
@@ -27,7 +30,7 @@ let cachedNow = 0;
  */
 export function checkFrameLimits(timestamp: number, detections: number, limits: FrameLimits, now: () => number = Date.now): FrameRefusal | null {
   if (detections > limits.maxDetections) {
-    return { reason: 'too_many_detections', message: `${detections} detections in one frame; the limit is ${limits.maxDetections} (limits.max_detections_per_frame)` };
+    return { reason: 'too_many_detections', code: ErrorCodes.TOO_MANY_DETECTIONS, message: `${detections} detections in one frame; the limit is ${limits.maxDetections} (limits.max_detections_per_frame)` };
   }
   const skew = limits.maxClockSkewMs;
   if (skew > 0 && timestamp > cachedNow + skew) {
@@ -35,6 +38,7 @@ export function checkFrameLimits(timestamp: number, detections: number, limits: 
     if (timestamp > cachedNow + skew) {
       return {
         reason: 'clock_skew',
+        code: ErrorCodes.CLOCK_SKEW,
         message: `timestamp ${timestamp} is ${Math.round(timestamp - cachedNow)} ms ahead of the host clock; the limit is ${skew} ms (limits.max_clock_skew_ms)`,
       };
     }

@@ -200,10 +200,7 @@ function frame(sh: ShardContext, c: Conn, slot: NodeSlot, seq: unknown, ts: unkn
   if (problem !== null) {
     w.lastSeq = seq; // settled (rejected): the node must not resend it
     sh.oweAck(c);
-    if (refusal !== null) {
-      const code = refusal.reason === 'clock_skew' ? ErrorCodes.CLOCK_SKEW : ErrorCodes.TOO_MANY_DETECTIONS;
-      return reject(sh, c, dropIndex(refusal.reason), code, problem, seq);
-    }
+    if (refusal !== null) return reject(sh, c, dropIndex(refusal.reason), refusal.code, problem, seq);
     return reject(sh, c, D_INVALID_FRAME, ErrorCodes.INVALID_FRAME, problem, seq);
   }
   const d = det as Uint8Array;
