@@ -323,3 +323,14 @@ export async function assertAccounting(engine: Engine): Promise<Map<string, numb
   }
   return m;
 }
+
+/** Status and headers (names lower-cased) of a raw HTTP/1.1 response whose head ends at `headEnd` (the blank line). */
+export function parseHttpHead(b: Buffer, headEnd: number): { status: number; headers: Record<string, string> } {
+  const lines = b.subarray(0, headEnd).toString('latin1').split('\r\n');
+  const headers: Record<string, string> = {};
+  for (const l of lines.slice(1)) {
+    const i = l.indexOf(':');
+    headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+  }
+  return { status: Number(lines[0]!.split(' ')[1]), headers };
+}

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import type { Engine } from '../src/engine/engine.js';
 import type { RouteInfo } from '../src/http/server.js';
-import { startEngine, Client, until, scrape, lineFrame, FAKE_TRACKER, TOKEN } from './helpers.js';
+import { startEngine, Client, until, scrape, lineFrame, FAKE_TRACKER, parseHttpHead, TOKEN } from './helpers.js';
 
 const API = 'control-secret';
 const BASE = '/api/v1/agents';
@@ -76,13 +76,7 @@ function raw(port: number, target: string, o: RawOpts = {}): Promise<Raw> {
         if (closed) finish({ status: 0, headers: {}, body: b.toString('latin1'), ms: performance.now() - t0 });
         return;
       }
-      const lines = b.subarray(0, he).toString('latin1').split('\r\n');
-      const hs: Record<string, string> = {};
-      for (const l of lines.slice(1)) {
-        const i = l.indexOf(':');
-        hs[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
-      }
-      const status = Number(lines[0]!.split(' ')[1]);
+      const { status, headers: hs } = parseHttpHead(b, he);
       if ((hs['content-type'] ?? '').startsWith('text/event-stream')) {
         finish({ status, headers: hs, body: '', ms: performance.now() - t0 });
         return;

@@ -7,7 +7,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import type { Engine } from '../src/engine/engine.js';
-import { startEngine, Client, CollectingSink, until, scrape, assertAccounting, httpGet, lineFrame, TOKEN } from './helpers.js';
+import { startEngine, Client, CollectingSink, until, scrape, assertAccounting, httpGet, lineFrame, parseHttpHead, TOKEN } from './helpers.js';
 import { encodeHello, encodeFrame, encodeMessage } from '../src/protocol/binary-protocol.js';
 
 const MIB = 1024 * 1024;
@@ -394,13 +394,7 @@ function rawHttp(port: number, method: string, path: string, headers: Record<str
       const b = Buffer.concat(got);
       const he = b.indexOf('\r\n\r\n');
       if (he < 0) return;
-      const lines = b.subarray(0, he).toString('latin1').split('\r\n');
-      const status = Number(lines[0]!.split(' ')[1]);
-      const hs: Record<string, string> = {};
-      for (const l of lines.slice(1)) {
-        const i = l.indexOf(':');
-        hs[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
-      }
+      const { status, headers: hs } = parseHttpHead(b, he);
       const n = Number(hs['content-length'] ?? 0);
       if (b.length - he - 4 < n) return;
       finish({ status, headers: hs, body: b.subarray(he + 4, he + 4 + n).toString('utf8') });
