@@ -101,6 +101,11 @@ const apiForwardSchema = z.strictObject({
   url: z.string().default(''),
   // {}: no extra HTTP headers (e.g. Authorization) unless configured.
   headers: z.record(z.string(), z.string()).default({}),
+  // 1: one track event per POST, the body being that JSON object (tracker-host's format). Above 1: the body
+  // is a JSON array of up to this many events (opt-in batching for receivers that accept arrays).
+  batch_max_events: intIn(1, 10000).default(1),
+  // 100: with batching, the longest an event waits for its batch to fill.
+  batch_max_ms: intIn(0, 60000).default(100),
 });
 
 /** Legacy tracker-host HTTP server block; also the default for `http`. */
@@ -231,6 +236,11 @@ const trackerSchema = z
     api_forward: apiForwardSchema.optional(),
     // {enabled: false, tcp_port: 0}: no geolocator unless configured.
     geolocator: trackerGeolocatorSchema.prefault({}),
+    // true: the host runs this tracker as a subprocess. false: the tracker runs elsewhere, at
+    // tcp_host:tcp_port; the host only feeds it (tracker-host's remote-tracker variant).
+    spawn_tracker: z.boolean().default(true),
+    // "127.0.0.1": where the host connects to feed this tracker (a remote tracker's address).
+    tcp_host: nonEmptyString().default('127.0.0.1'),
   })
   .superRefine((t, ctx) => {
     if (t.mode === 'http' && t.detection_url === undefined) {
@@ -366,6 +376,9 @@ const trackerSchemaSection = z.strictObject({
   input: z.enum(['tcp', 'stdin']).default('tcp'),
   // absent: the engine's working directory ("retina": retina_tracker_path).
   cwd: z.string().optional(),
+  // "python3": the interpreter that runs retina-tracker (command "retina"); a virtualenv's python for sites
+  // that install retina there.
+  python: nonEmptyString().default('python3'),
   // {}: extra environment variables for the tracker, merged over the engine's.
   env: z.record(z.string(), z.string()).default({}),
   // 5000: SIGTERM, then SIGKILL after this long.
@@ -393,6 +406,19 @@ const trackerSchemaSection = z.strictObject({
   max_memory_mb: intMin(0).default(1024),
 });
 
+const geolocatorSectionSchema = z.strictObject({
+  // "retina": retina-geolocator (`{python} -m scripts.stream_solutions --tcp --tcp-port {port} --radar-config
+  // {radar_config} [--config {config}]` run in retina_geolocator_path). Or an argv list with the placeholders
+  // {port}, {node_id}, {radar_config}, {config}.
+  command: z.union([z.literal('retina'), z.array(nonEmptyString()).min(1, { error: 'must list at least the program' })], {
+    error: 'must be "retina" or a list of strings (program first)',
+  }).default('retina'),
+  // "python3": the interpreter that runs retina-geolocator (command "retina").
+  python: nonEmptyString().default('python3'),
+  // {}: extra environment variables for geolocators, merged over the engine's.
+  env: z.record(z.string(), z.string()).default({}),
+});
+
 const shutdownSchema = z.strictObject({
   // 30000: SIGTERM/SIGINT: the whole shutdown (drain rings to trackers, stop them) ends within this.
   deadline_ms: intMin(100).default(30000),
@@ -415,6 +441,8 @@ const baseSchema = z
     // ---- legacy tracker-host keys (same defaults as tracker-host) ----
     // "./output": where per-tracker output files are written (tracker-host default).
     output_dir: nonEmptyString().default('./output'),
+    // "local": track files are named by the host's local date, as tracker-host names them; "utc": by the UTC date.
+    output_date: z.enum(['local', 'utc']).default('local'),
     // 0.5: HTTP detection polling interval for mode "http" trackers (tracker-host default).
     poll_interval_sec: seconds().default(0.5),
     // 30.0: how often a status summary is logged (tracker-host default).
@@ -465,6 +493,8 @@ const baseSchema = z
     log: logSchema.prefault({}),
     // the tracker subprocess run for every node (sink "trackers").
     tracker: trackerSchemaSection.prefault({}),
+    // the geolocator subprocess paired with trackers that enable one (trackers[].geolocator).
+    geolocator: geolocatorSectionSchema.prefault({}),
     // graceful shutdown.
     shutdown: shutdownSchema.prefault({}),
     // agent registry and command push (SSE).

@@ -55,7 +55,9 @@ test('empty and null documents give all defaults', () => {
     assert.equal(c.retina_geolocator_path, '../retina-geolocator');
     assert.deepEqual(c.server, { host: '0.0.0.0', port: 8080, geolocator_enabled: false, geolocator_tcp_port_base: 31000 });
     assert.deepEqual(c.retry, { max_attempts: 5, backoff_base_sec: 2, extended_outage_sec: 60, health_check_interval_sec: 30 });
-    assert.deepEqual(c.api_forward, { enabled: false, url: '', headers: {} });
+    assert.deepEqual(c.api_forward, { enabled: false, url: '', headers: {}, batch_max_events: 1, batch_max_ms: 100 });
+    assert.equal(c.output_date, 'local');
+    assert.deepEqual(c.geolocator, { command: 'retina', python: 'python3', env: {} });
     assert.deepEqual(c.tcp_server, {
       enabled: false,
       host: '0.0.0.0',
@@ -73,7 +75,7 @@ test('empty and null documents give all defaults', () => {
     assert.equal(c.shards, defaultShards());
     assert.equal(c.sink, 'trackers');
     assert.deepEqual(c.tracker, {
-      command: 'reference', input: 'tcp', env: {}, stop_grace_ms: 5000, restart_backoff_ms: 1000, restart_backoff_max_ms: 60000,
+      command: 'reference', input: 'tcp', env: {}, python: 'python3', stop_grace_ms: 5000, restart_backoff_ms: 1000, restart_backoff_max_ms: 60000,
       flap_max_restarts: 5, flap_window_ms: 300000, flap_cooldown_ms: 600000, reconcile_interval_ms: 1000, stderr_lines_per_10s: 20,
       stall_timeout_ms: 120000, max_memory_mb: 1024,
     });
@@ -181,6 +183,8 @@ test('a full tracker-host config loads unchanged and its values come through', (
       enabled: true,
       url: 'https://api.example.net/tracks',
       headers: { Authorization: 'Bearer abc123', 'X-Network': 'north' },
+      batch_max_events: 1,
+      batch_max_ms: 100,
     });
     assert.equal(c.tcp_server.enabled, true);
     assert.equal(c.tcp_server.token, 'shared-secret');
@@ -199,7 +203,7 @@ test('a full tracker-host config loads unchanged and its values come through', (
     assert.equal(a.tcp_port, 30012);
     assert.equal(a.tracker_config, './radar-a-tracker.yaml');
     assert.deepEqual(a.geolocator, { enabled: true, tcp_port: 31012, geolocator_config_path: './radar-a-geo.yaml' });
-    assert.deepEqual(a.api_forward, { enabled: true, url: 'https://other.example.net/tracks', headers: {} });
+    assert.deepEqual(a.api_forward, { enabled: true, url: 'https://other.example.net/tracks', headers: {}, batch_max_events: 1, batch_max_ms: 100 });
     assert.equal(b.name, 'radar-b');
     assert.equal(b.mode, 'tcp');
     assert.equal(b.node_id, 'ret0a1b2c3d');
