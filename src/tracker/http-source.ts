@@ -8,15 +8,17 @@
 // downstream feeder owns ordering and counts it out_of_order.
 //
 // One request at a time. After a success the next poll starts pollIntervalMs
-// after the previous one started (at once if it took longer). After the n-th
-// consecutive failure the wait is backoffBaseMs * 2^(n-1), capped at
-// healthCheckIntervalMs, counted from the end of the failed poll so a slow or
-// timing-out node really gets the pause. After maxAttempts consecutive
-// failures the source is DOWN and is probed every healthCheckIntervalMs; the
-// first success brings it UP. The caller reads `downSince` to decide when an
-// outage is "extended" (retry.extended_outage_sec).
+// after the previous one started (at once if it took longer). Failures follow
+// http-retry.ts (tracker-host's rule): after the n-th failure in a row the
+// next poll waits backoffBaseSec ** n seconds (at most 30) plus the poll
+// interval, counted from the end of the failed poll so a slow or timing-out
+// node really gets the pause; the failure that comes once failures have
+// lasted extendedOutageMs takes the source DOWN (the caller stops the
+// tracker); while DOWN it is probed every healthCheckIntervalMs and any 2xx
+// answer brings it UP.
 
 import { checkFrameLimits, type FrameLimits } from '../protocol/frame-limits.js';
+import { HTTP_RETRY_INITIAL, retryStep, type HttpRetryRules, type HttpRetryState } from './http-retry.js';
 
 export type HttpSourceDrop = 'malformed' | 'invalid_frame' | 'frame_too_large' | 'too_many_detections' | 'clock_skew';
 
@@ -25,11 +27,11 @@ export interface HttpSourceOptions {
   url: string;
   /** Normal period between the starts of polls. */
   pollIntervalMs: number;
-  /** Wait after the n-th consecutive failure: backoffBaseMs * 2^(n-1), at most healthCheckIntervalMs. */
-  backoffBaseMs: number;
-  /** Consecutive failures after which the source is DOWN (0 or 1: the first failure). */
-  maxAttempts: number;
-  /** Poll period while DOWN. */
+  /** retry.backoff_base_sec: the n-th consecutive failure waits this ** n seconds (at most 30), plus pollIntervalMs. */
+  backoffBaseSec: number;
+  /** retry.extended_outage_sec in ms: failures lasting this long take the source DOWN. */
+  extendedOutageMs: number;
+  /** Probe period while DOWN. */
   healthCheckIntervalMs: number;
   /** Per request, response body included. Default 5000 ms. */
   requestTimeoutMs?: number;
@@ -44,7 +46,7 @@ export interface HttpSourceOptions {
   onFrame(line: Buffer, timestamp: number, detections: number): boolean;
   /** A response that is not a usable frame (also counted in stats). */
   onDrop?(reason: HttpSourceDrop, detail: string): void;
-  /** UP <-> DOWN transitions (DOWN after maxAttempts consecutive failures; UP at the first success). */
+  /** UP <-> DOWN transitions (DOWN once failures have lasted extendedOutageMs; UP at the first 2xx). */
   onStateChange?(up: boolean, error: string | null): void;
 }
 
@@ -55,7 +57,8 @@ interface Frame { timestamp: number; delay: number[]; doppler: number[]; snr: nu
 
 type Outcome =
   | { kind: 'ok'; frame: Frame }
-  | { kind: 'fail'; error: string; drop?: HttpSourceDrop; detail?: string }
+  /** httpOk: the answer was a 2xx (its body was not a usable frame). */
+  | { kind: 'fail'; error: string; drop?: HttpSourceDrop; detail?: string; httpOk?: boolean }
   | { kind: 'stopped' };
 
 export class HttpSource {
@@ -64,14 +67,12 @@ export class HttpSource {
   private readonly headers: Headers;
   private readonly requestTimeoutMs: number;
   private readonly maxBodyBytes: number;
-  private readonly downAfter: number;
+  private readonly rules: HttpRetryRules;
   private readonly now: () => number;
 
-  private _up = true;
-  private _downSince: number | null = null;
+  private retry: HttpRetryState = HTTP_RETRY_INITIAL;
   private _lastError: string | null = null;
   private _lastFrameAt = 0;
-  private streakStart = 0;
   private lastTimestamp: number | null = null;
   private readonly counters = { polls: 0, successes: 0, failures: 0, frames: 0, unchanged: 0, consecutiveFailures: 0 };
   private readonly dropped: Record<HttpSourceDrop, number> = { malformed: 0, invalid_frame: 0, frame_too_large: 0, too_many_detections: 0, clock_skew: 0 };
@@ -92,20 +93,24 @@ export class HttpSource {
     if (u.protocol !== 'http:' && u.protocol !== 'https:') {
       throw new TypeError(`detection_url must be http or https: ${JSON.stringify(opts.url)}`);
     }
-    for (const k of ['pollIntervalMs', 'backoffBaseMs', 'healthCheckIntervalMs', 'maxAttempts'] as const) checkNumber(k, opts[k], 0);
+    for (const k of ['pollIntervalMs', 'backoffBaseSec', 'healthCheckIntervalMs', 'extendedOutageMs'] as const) checkNumber(k, opts[k], 0);
     this.url = opts.url;
     this.opts = opts;
     this.requestTimeoutMs = checkNumber('requestTimeoutMs', opts.requestTimeoutMs ?? 5000, 1);
     this.maxBodyBytes = checkNumber('maxBodyBytes', opts.maxBodyBytes ?? 1024 * 1024, 1);
-    this.downAfter = Math.max(1, opts.maxAttempts);
+    this.rules = {
+      backoffBaseSec: opts.backoffBaseSec, pollIntervalMs: opts.pollIntervalMs,
+      extendedOutageMs: opts.extendedOutageMs, healthCheckIntervalMs: opts.healthCheckIntervalMs,
+    };
     this.now = opts.now ?? Date.now;
     // Built once: validates header names and values now rather than per poll.
     this.headers = new Headers(opts.headers ?? {});
     if (!this.headers.has('accept')) this.headers.set('accept', 'application/json');
   }
 
-  get up(): boolean { return this._up; }
-  get downSince(): number | null { return this._downSince; }
+  get up(): boolean { return this.retry.phase === 'up'; }
+  /** While DOWN: the first failure of the streak that took it down. */
+  get downSince(): number | null { return this.retry.phase === 'down' ? this.retry.firstFailureAt : null; }
   /** The most recent error; kept after recovery (null: none yet). */
   get lastError(): string | null { return this._lastError; }
   get lastFrameAt(): number { return this._lastFrameAt; }
@@ -153,33 +158,30 @@ export class HttpSource {
   /** Applies a poll's outcome; returns the wait before the next poll (null: stopped). */
   private account(o: Outcome, startedAt: number): number | null {
     if (o.kind === 'stopped' || this.stopped) return null;
+    const result = o.kind === 'ok' ? 'ok' : o.httpOk ? 'http_ok' : 'fail';
+    const wasUp = this.retry.phase === 'up';
+    const t = retryStep(this.retry, result, this.now(), this.rules);
+    this.retry = t.state;
     if (o.kind === 'ok') {
       this.counters.successes++;
-      this.counters.consecutiveFailures = 0;
-      if (!this._up) {
-        this._up = true;
-        this._downSince = null;
-        this.callback(() => this.opts.onStateChange?.(true, null));
+    } else {
+      this.counters.failures++;
+      this._lastError = o.error;
+      if (o.drop) {
+        this.dropped[o.drop]++;
+        const { drop, detail = o.error } = o;
+        this.callback(() => this.opts.onDrop?.(drop, detail));
       }
-      this.emit(o.frame);
-      return Math.max(0, this.opts.pollIntervalMs - (performance.now() - startedAt));
     }
-    this.counters.failures++;
-    const n = ++this.counters.consecutiveFailures;
-    if (n === 1) this.streakStart = this.now();
-    this._lastError = o.error;
-    if (o.drop) {
-      this.dropped[o.drop]++;
-      const { drop, detail = o.error } = o;
-      this.callback(() => this.opts.onDrop?.(drop, detail));
+    this.counters.consecutiveFailures = t.state.failures;
+    if (t.change !== 'none') {
+      const error = o.kind === 'fail' && t.change === 'down' ? o.error : null;
+      this.callback(() => this.opts.onStateChange?.(t.change === 'up', error));
     }
-    if (this._up && n >= this.downAfter) {
-      this._up = false;
-      this._downSince = this.streakStart;
-      this.callback(() => this.opts.onStateChange?.(false, o.error));
-    }
-    if (!this._up) return this.opts.healthCheckIntervalMs;
-    return Math.min(this.opts.backoffBaseMs * 2 ** (n - 1), this.opts.healthCheckIntervalMs);
+    if (o.kind === 'ok') this.emit(o.frame);
+    // The normal period runs from the start of the previous poll; waits after a failure from its end.
+    if (o.kind === 'ok' && wasUp) return Math.max(0, t.waitMs - (performance.now() - startedAt));
+    return t.waitMs;
   }
 
   private emit(f: Frame): void {
@@ -227,19 +229,19 @@ export class HttpSource {
       const body = await this.readCapped(res);
       if (body === null) {
         const detail = `body over ${this.maxBodyBytes} bytes`;
-        return { kind: 'fail', error: detail, drop: 'frame_too_large', detail };
+        return { kind: 'fail', error: detail, drop: 'frame_too_large', detail, httpOk: true };
       }
       let value: unknown;
       try {
         value = JSON.parse(body.toString('utf8'));
       } catch (err) {
         const detail = errorText(err);
-        return { kind: 'fail', error: `malformed JSON: ${detail}`, drop: 'malformed', detail };
+        return { kind: 'fail', error: `malformed JSON: ${detail}`, drop: 'malformed', detail, httpOk: true };
       }
       const frame = toFrame(value);
-      if (typeof frame === 'string') return { kind: 'fail', error: `invalid frame: ${frame}`, drop: 'invalid_frame', detail: frame };
+      if (typeof frame === 'string') return { kind: 'fail', error: `invalid frame: ${frame}`, drop: 'invalid_frame', detail: frame, httpOk: true };
       const refusal = this.opts.limits ? checkFrameLimits(frame.timestamp, frame.delay.length, this.opts.limits()) : null;
-      if (refusal !== null) return { kind: 'fail', error: `frame refused: ${refusal.message}`, drop: refusal.reason, detail: refusal.message };
+      if (refusal !== null) return { kind: 'fail', error: `frame refused: ${refusal.message}`, drop: refusal.reason, detail: refusal.message, httpOk: true };
       return { kind: 'ok', frame };
     } catch (err) {
       if (this.stopped) return { kind: 'stopped' };

@@ -69,8 +69,11 @@ export interface LifecycleState {
 }
 
 export type LifecycleEvent =
-  /** Periodic evaluation (reconcile pass) with the source's state. */
-  | { type: 'tick'; sourceUp: boolean }
+  /**
+   * Periodic evaluation (reconcile pass) with the source's state. downSince: when
+   * a source that is down went down, if it knows (default: this tick's now).
+   */
+  | { type: 'tick'; sourceUp: boolean; downSince?: number }
   /** The tracker's input opened. */
   | { type: 'started' }
   /** Spawning or connecting failed; the process is gone. */
@@ -136,7 +139,7 @@ const to = (s: LifecycleState, phase: TrackerPhase, now: number, patch: Partial<
 export function step(s: LifecycleState, ev: LifecycleEvent, now: number, rules: LifecycleRules): Transition {
   switch (ev.type) {
     case 'tick':
-      return tick(s, ev.sourceUp, now, rules);
+      return tick(s, ev.sourceUp, now, rules, ev.downSince);
     case 'started':
       if (s.phase !== 'starting') return { state: s, action: 'none' };
       return { state: to(s, s.downSince === null ? 'running' : 'outage', now, { startedAt: now }), action: 'none' };
@@ -199,8 +202,8 @@ function failure(s: LifecycleState, error: string, now: number, rules: Lifecycle
   };
 }
 
-function tick(s0: LifecycleState, sourceUp: boolean, now: number, rules: LifecycleRules): Transition {
-  const s = sourceUp ? (s0.downSince === null ? s0 : { ...s0, downSince: null }) : (s0.downSince === null ? { ...s0, downSince: now } : s0);
+function tick(s0: LifecycleState, sourceUp: boolean, now: number, rules: LifecycleRules, downSince?: number): Transition {
+  const s = sourceUp ? (s0.downSince === null ? s0 : { ...s0, downSince: null }) : (s0.downSince === null ? { ...s0, downSince: Math.min(now, downSince ?? now) } : s0);
   const want = wanted(s, now, rules);
   const spawn = (restart: boolean): Transition => ({
     state: to(s, 'starting', now, {

@@ -132,8 +132,8 @@ export class TrackerInstance {
       ? new HttpSource({
         url: spec.detectionUrl!,
         pollIntervalMs: ctx.config.poll_interval_sec * 1000,
-        backoffBaseMs: ctx.config.retry.backoff_base_sec * 1000,
-        maxAttempts: ctx.config.retry.max_attempts,
+        backoffBaseSec: ctx.config.retry.backoff_base_sec,
+        extendedOutageMs: ctx.config.retry.extended_outage_sec * 1000,
         healthCheckIntervalMs: ctx.config.retry.health_check_interval_sec * 1000,
         now: ctx.now,
         onFrame: (line, ts, n) => ctx.writeFrame(node, line, ts, n),
@@ -161,6 +161,14 @@ export class TrackerInstance {
   get sourceUp(): boolean {
     return this.source ? this.source.up : this.node.healthy;
   }
+  /**
+   * The lifecycle's tick. A polled source goes down only once its failures have
+   * lasted extended_outage_sec, so its outage counts from its first failure.
+   */
+  private tickEvent(): LifecycleEvent {
+    const downSince = this.source?.downSince ?? null;
+    return { type: 'tick', sourceUp: this.sourceUp, ...(downSince !== null ? { downSince } : {}) };
+  }
 
   start(): void {
     this.source?.start();
@@ -177,7 +185,7 @@ export class TrackerInstance {
     // A process the memory ceiling killed closes its input before its exit is
     // seen: the exit (with the reason) is what ends it, not the closed input.
     if (this.killedFor !== null) {
-      this.apply({ type: 'tick', sourceUp: this.sourceUp });
+      this.apply(this.tickEvent());
       return;
     }
     if (p && (phase === 'running' || phase === 'outage') && !p.writable && p.state !== 'stopping' && p.state !== 'exited') {
@@ -191,7 +199,7 @@ export class TrackerInstance {
       && this.ctx.now() - since >= stallMs) {
       this.apply({ type: 'input_lost', error: `tracker has not read its input for ${this.ctx.now() - since} ms (tracker.stall_timeout_ms ${stallMs})` });
     }
-    this.apply({ type: 'tick', sourceUp: this.sourceUp });
+    this.apply(this.tickEvent());
     // Frames may be waiting from before the tracker was up.
     if (this.up && this.feeder.state === 'detached') this.pump();
   }
