@@ -131,6 +131,12 @@ const retrySchema = z.strictObject({
   health_check_interval_sec: seconds().default(30.0),
 });
 
+/** An IPv4/IPv6 address or a DNS host name (labels of letters, digits and inner hyphens, at most 253 characters). */
+function isHostOrIp(v: string): boolean {
+  if (isIP(v) !== 0) return true;
+  return v.length <= 253 && v.split('.').every((l) => /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l));
+}
+
 /** An IPv4/IPv6 address, or a CIDR block (`10.0.0.0/8`, `fd00::/8`). */
 function cidr() {
   return z.string().refine((v) => {
@@ -239,8 +245,9 @@ const trackerSchema = z
     // true: the host runs this tracker as a subprocess. false: the tracker runs elsewhere, at
     // tcp_host:tcp_port; the host only feeds it (tracker-host's remote-tracker variant).
     spawn_tracker: z.boolean().default(true),
-    // "127.0.0.1": where the host connects to feed this tracker (a remote tracker's address).
-    tcp_host: nonEmptyString().default('127.0.0.1'),
+    // "127.0.0.1": where the host connects to feed this tracker (a remote tracker's address; a
+    // spawned tracker is always reached on 127.0.0.1). An IP address or a DNS host name.
+    tcp_host: z.string().refine(isHostOrIp, { error: 'must be an IP address or a DNS host name' }).default('127.0.0.1'),
   })
   .superRefine((t, ctx) => {
     if (t.mode === 'http' && t.detection_url === undefined) {
@@ -255,12 +262,14 @@ const trackerSchema = z
 const trackersSchema = z.array(trackerSchema).superRefine((list, ctx) => {
   const names = new Map<string, number>();
   const nodes = new Map<string, number>();
-  const ports = new Map<number, number>();
+  const ports = new Map<string, number>();
   // One tracker per name (output files), per node (its ring) and per port; the first problem of an entry is reported.
   list.forEach((t, i) => {
     const first = names.get(t.name);
     const n = nodes.get(t.node_id);
-    const p = ports.get(t.tcp_port);
+    // A remote tracker's port is on its own host: only the same host and port clash.
+    const portKey = t.spawn_tracker ? String(t.tcp_port) : `${t.tcp_host}:${t.tcp_port}`;
+    const p = ports.get(portKey);
     if (first !== undefined) {
       ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate tracker name "${t.name}" (also trackers[${first}].name)` });
     } else if (n !== undefined) {
@@ -270,7 +279,7 @@ const trackersSchema = z.array(trackerSchema).superRefine((list, ctx) => {
     }
     if (!names.has(t.name)) names.set(t.name, i);
     if (!nodes.has(t.node_id)) nodes.set(t.node_id, i);
-    if (!ports.has(t.tcp_port)) ports.set(t.tcp_port, i);
+    if (!ports.has(portKey)) ports.set(portKey, i);
   });
 });
 
@@ -501,6 +510,13 @@ const baseSchema = z
     agents: agentsSchema.prefault({}),
   })
   .superRefine((c, ctx) => {
+    const remote = c.trackers.findIndex((t) => !t.spawn_tracker);
+    if (remote >= 0 && c.tracker.input !== 'tcp') {
+      ctx.addIssue({
+        code: 'custom', path: ['trackers', remote, 'spawn_tracker'],
+        message: `false (a remote tracker, fed over TCP at tcp_host:tcp_port) needs tracker.input "tcp", not "${c.tracker.input}"`,
+      });
+    }
     if (c.shutdown.drain_grace_ms >= c.shutdown.deadline_ms) {
       ctx.addIssue({ code: 'custom', path: ['shutdown', 'drain_grace_ms'], message: `must be < shutdown.deadline_ms (${c.shutdown.deadline_ms})` });
     }

@@ -505,7 +505,7 @@ export class TrackerSupervisor implements RingSink {
 function unbuiltView(u: Unbuilt): InstanceView {
   return {
     name: u.spec.name, node_id: u.spec.nodeId, mode: u.spec.mode, origin: u.spec.origin, state: 'probe_error',
-    since: new Date(u.since).toISOString(), pid: null, port: u.spec.port ?? null, restarts: 0, node_connected: false,
+    since: new Date(u.since).toISOString(), process: u.spec.remoteHost !== undefined ? 'remote' : 'local', pid: null, port: u.spec.port ?? null, restarts: 0, node_connected: false,
     last_frame_at: null, frames_fed: 0, frames_skipped: { duplicate: 0, out_of_order: 0 }, frames_lost: 0, resets: 0, tracks_written: 0,
     last_output_at: null, input_blocked: false, retry_at: null, cooldown_until: null, last_error: u.error, banned_until: null,
     rss_bytes: null,

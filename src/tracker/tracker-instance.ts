@@ -15,6 +15,7 @@ import { memoryVerdict, sampleResident, type ProcReader } from './memory-watchdo
 import { RingFeeder } from './ring-feeder.js';
 import type { TrackerCommand } from './tracker-command.js';
 import { TrackerProcess } from './tracker-process.js';
+import { RemoteTracker, type TrackerHandle } from './remote-tracker.js';
 import { TrackFileWriter } from './track-output.js';
 import type { EngineProbe } from '../nodes/ring-sink.js';
 
@@ -28,6 +29,8 @@ export interface InstanceSpec {
   trackerConfig?: string | undefined;
   detectionUrl?: string | undefined;
   apiForward: ApiForwardConfig;
+  /** Set for a tracker that runs elsewhere (spawn_tracker: false): the host only connects to remoteHost:port. */
+  remoteHost?: string | undefined;
 }
 
 /** Shared by every instance; a config reload updates it in place. */
@@ -56,6 +59,8 @@ export interface InstanceView {
   origin: 'configured' | 'provisioned';
   state: TrackerPhase | 'probe_error';
   since: string;
+  /** local: a subprocess of this host; remote: a tracker elsewhere that the host only feeds (pid null). */
+  process: 'local' | 'remote';
   pid: number | null;
   port: number | null;
   restarts: number;
@@ -88,7 +93,7 @@ export class TrackerInstance {
   readonly forwarder: ApiForwarder | null;
   readonly source: HttpSource | null;
   private _state: LifecycleState;
-  proc: TrackerProcess | null = null;
+  proc: TrackerHandle | null = null;
   /** The message of the probe that threw on the last pass (shown as state probe_error). */
   probeError: string | null = null;
   lastOutputAt = 0;
@@ -305,9 +310,9 @@ export class TrackerInstance {
         this.ctx.wake();
       },
     };
-    let proc: TrackerProcess;
+    let proc: TrackerHandle;
     try {
-      proc = new TrackerProcess(opts);
+      proc = spec.remoteHost !== undefined ? this.remote(spec.remoteHost) : new TrackerProcess(opts);
     } catch (err) {
       this.apply({ type: 'start_failed', error: (err as Error).message });
       return;
@@ -321,13 +326,26 @@ export class TrackerInstance {
       if (this.proc !== proc) return;
       this.feeder.attach(proc);
       this.apply({ type: 'started' });
-      this.ctx.log.info({ tracker: spec.name, node: spec.nodeId, pid: proc.pid, port: spec.port }, 'tracker running');
+      this.ctx.log.info({ tracker: spec.name, node: spec.nodeId, pid: proc.pid, port: spec.port, ...(spec.remoteHost !== undefined ? { remote: spec.remoteHost } : {}) }, 'tracker running');
       this.pump();
     }, (err: Error) => {
       if (this.proc !== proc) return;
       // start() rejects only after the process is gone (onExit already ran if it had spawned).
       this.apply(this._state.phase === 'stopping' ? { type: 'stopped' } : { type: 'start_failed', error: err.message });
       this.ctx.wake();
+    });
+  }
+
+  /** A tracker elsewhere: connected to and fed, nothing spawned (its input closing is a crash). */
+  private remote(host: string): RemoteTracker {
+    const c = this.ctx.config;
+    return new RemoteTracker({
+      nodeId: this.spec.nodeId,
+      host,
+      port: this.spec.port!,
+      connectRetries: c.tcp_connect_retries,
+      retryDelayMs: c.tcp_retry_delay_sec * 1000,
+      onClose: () => this.ctx.wake(),
     });
   }
 
@@ -372,6 +390,7 @@ export class TrackerInstance {
       origin: this.spec.origin,
       state: this.shownState,
       since: new Date(s.since).toISOString(),
+      process: this.spec.remoteHost !== undefined ? 'remote' : 'local',
       pid: this.proc && this.proc.state !== 'exited' ? this.proc.pid ?? null : null,
       port: this.spec.port ?? null,
       restarts: s.restarts,
