@@ -121,9 +121,9 @@ const serverSchema = z.strictObject({
 });
 
 const retrySchema = z.strictObject({
-  // 5: failed attempts before a source is considered in extended outage (tracker-host default).
+  // 5: accepted and not used, as in tracker-host (the outage is a duration: extended_outage_sec).
   max_attempts: intMin(0).default(5),
-  // 2.0: exponential backoff base, giving 2s, 4s, 8s, ... (tracker-host default).
+  // 2.0: the n-th failed poll in a row waits backoff_base_sec ** n s, at most 30 s (tracker-host rule).
   backoff_base_sec: seconds().default(2.0),
   // 60.0: failures lasting this long stop the tracker until the source is back (tracker-host default).
   extended_outage_sec: seconds().default(60.0),

@@ -140,6 +140,8 @@ export class TrackerInstance {
         backoffBaseSec: ctx.config.retry.backoff_base_sec,
         extendedOutageMs: ctx.config.retry.extended_outage_sec * 1000,
         healthCheckIntervalMs: ctx.config.retry.health_check_interval_sec * 1000,
+        // tracker-host's request timeout: a node slower than that is failing.
+        requestTimeoutMs: 10_000,
         now: ctx.now,
         onFrame: (line, ts, n) => ctx.writeFrame(node, line, ts, n),
         limits: () => ({ maxDetections: ctx.config.limits.max_detections_per_frame, maxClockSkewMs: ctx.config.limits.max_clock_skew_ms }),
