@@ -44,6 +44,8 @@ export class RemoteTracker implements TrackerHandle {
   private writableWaiters: Array<() => void> = [];
   private stopWaiters: Array<() => void> = [];
   private stopped: Promise<TrackerExit> | null = null;
+  /** The connection attempt in flight (stop() cuts it short). */
+  private pending: Socket | null = null;
 
   constructor(opts: RemoteTrackerOptions) {
     if (!Number.isInteger(opts.port) || opts.port < 1 || opts.port > 65535) {
@@ -95,15 +97,18 @@ export class RemoteTracker implements TrackerHandle {
   private tryConnect(): Promise<Socket | Error> {
     return new Promise((resolve) => {
       const s = connect({ host: this.opts.host, port: this.opts.port });
+      this.pending = s;
       const timer = setTimeout(() => fail(new Error(`connect timeout after ${this.opts.connectTimeoutMs ?? 5000} ms`)), this.opts.connectTimeoutMs ?? 5000);
-      function fail(err: Error): void {
+      const fail = (err: Error): void => {
         clearTimeout(timer);
+        this.pending = null;
         s.destroy();
         resolve(err);
-      }
+      };
       s.once('error', fail);
       s.once('connect', () => {
         clearTimeout(timer);
+        this.pending = null;
         s.off('error', fail);
         // An ephemeral port on this host can connect to itself (simultaneous open) when nothing listens.
         if (s.localPort === s.remotePort && s.localAddress === s.remoteAddress) {
@@ -187,6 +192,8 @@ export class RemoteTracker implements TrackerHandle {
     const prev = this._state;
     this._state = 'stopping';
     this.settleStop();
+    // An attempt in flight to an unreachable host could take the whole connect timeout.
+    this.pending?.destroy(new Error('stopped'));
     const s = this.sock;
     this.stopped = new Promise<TrackerExit>((resolve) => {
       const finish = (): void => {
