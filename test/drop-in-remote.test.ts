@@ -17,7 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { parseConfig } from '../src/config.js';
 import { backoffAfterFailureMs, HTTP_RETRY_INITIAL, retryStep, type HttpRetryRules, type HttpRetryState } from '../src/tracker/http-retry.js';
 import { initialState, step, type LifecycleRules } from '../src/tracker/lifecycle.js';
-import { Client, freePort, getJson, lineFrame, startTrackerEngine, assertAccounting, until, TOKEN } from './helpers.js';
+import { Client, freePort, getJson, lineFrame, startTrackerEngine, assertAccounting, scrape, until, TOKEN } from './helpers.js';
 
 const dirs: string[] = [];
 after(async () => {
@@ -341,6 +341,14 @@ describe('remote trackers (spawn_tracker: false)', () => {
       assert.match(v.last_error, /tracker input closed/);
       assert.equal(v.frames_lost, 0);
       await assertAccounting(e);
+
+      // Shutdown: what the node sent is delivered, then the connection is ended (the tracker reads to EOF).
+      await send(5);
+      await until(async () => (await scrape(e)).get('radar_ingest_frames_received_total') === 50, 'the last frames received');
+      await e.stop();
+      await until(() => remote.timestamps().length === 50, 'the last frames delivered at shutdown');
+      assert.deepEqual(remote.timestamps(), sent);
+      await until(() => remote.conns[1]!.ended, 'the connection ended at shutdown');
     } finally {
       client.destroy();
       await e.stop();
