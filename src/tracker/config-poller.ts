@@ -19,6 +19,9 @@
 export const CONFIG_POLL_FAILURES = ['http_status', 'timeout', 'too_large', 'invalid_json', 'network'] as const;
 export type ConfigPollFailure = (typeof CONFIG_POLL_FAILURES)[number];
 
+/** The shortest interval between polls, whatever config_poll_interval_sec says. */
+export const MIN_INTERVAL_MS = 100;
+
 /** The longest wait between polls of a failing endpoint (unless the interval itself is longer). */
 export const MAX_BACKOFF_MS = 300_000;
 
@@ -143,9 +146,9 @@ export class ConfigPoller {
       throw new TypeError(`config_url is not a valid URL: ${JSON.stringify(opts.url)}`);
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError(`config_url must be http or https: ${JSON.stringify(opts.url)}`);
-    if (!(opts.intervalMs > 0)) throw new RangeError(`config poll interval must be > 0, got ${opts.intervalMs}`);
     this.url = opts.url;
-    this.opts = opts;
+    // config_poll_interval_sec 0 would poll in a tight loop: at most 10 polls a second.
+    this.opts = { ...opts, intervalMs: Math.max(MIN_INTERVAL_MS, Number.isFinite(opts.intervalMs) ? opts.intervalMs : MIN_INTERVAL_MS) };
     this.now = opts.now ?? Date.now;
     this.timeoutMs = opts.requestTimeoutMs ?? 10_000;
     this.maxBody = opts.maxBodyBytes ?? 1024 * 1024;
