@@ -18,6 +18,7 @@ import {
 import { encodeHello, encodeFrame, encodeReset } from '../src/protocol/binary-protocol.js';
 import { canonicalJson, failureDelayMs, initialPollState, onAnswer, onFailure, MAX_BACKOFF_MS } from '../src/tracker/config-poller.js';
 import type { InstanceView } from '../src/tracker/tracker-instance.js';
+import { initialState, step, type LifecycleRules } from '../src/tracker/lifecycle.js';
 
 const T0 = 1757400000000;
 const DEADLINE = 15_000;
@@ -182,6 +183,24 @@ describe('config_url polling', () => {
     assert.equal(r.state.failuresInRow, 0);
     assert.equal(failureDelayMs(40, 1000), MAX_BACKOFF_MS);
     assert.equal(failureDelayMs(40, 10 * MAX_BACKOFF_MS), 10 * MAX_BACKOFF_MS);
+  });
+
+  test('lifecycle: a config change stops a running tracker and starts it afresh, not as a crash; a tracker not running is left alone', () => {
+    const rules: LifecycleRules = {
+      extendedOutageMs: 60_000, backoffBaseMs: 100, backoffMaxMs: 1000, flapMaxRestarts: 3, flapWindowMs: 10_000, flapCooldownMs: 5000, stableAfterMs: 10_000,
+    };
+    let t = step(initialState(0, true), { type: 'tick', sourceUp: true }, 0, rules);
+    t = step(t.state, { type: 'started' }, 10, rules);
+    assert.equal(t.state.phase, 'running');
+    t = step(t.state, { type: 'reconfigure' }, 20, rules);
+    assert.deepEqual([t.state.phase, t.action], ['stopping', 'stop']);
+    t = step(t.state, { type: 'stopped' }, 30, rules);
+    assert.equal(t.state.phase, 'idle');
+    t = step(t.state, { type: 'tick', sourceUp: true }, 31, rules);
+    assert.deepEqual([t.state.phase, t.action, t.state.restarts, t.state.consecutiveFailures], ['starting', 'spawn', 0, 0]);
+    const crashed = step(step(t.state, { type: 'started' }, 40, rules).state, { type: 'exited', error: 'boom' }, 50, rules).state;
+    assert.equal(crashed.phase, 'backoff');
+    assert.deepEqual(step(crashed, { type: 'reconfigure' }, 60, rules), { state: crashed, action: 'none' });
   });
 
   test('a changed answer restarts the tracker (new pid, fresh start); reordered keys, errors and oversize answers do not', async () => {

@@ -496,7 +496,8 @@ export class TrackerSupervisor implements RingSink {
    * (reason `shutdown`). The caller has stopped the producers first.
    */
   async shutdown(drainUntil: number, forwardDeadlineMs: number): Promise<{ drained: boolean; leftInRings: number }> {
-    await Promise.all([...this.instances.values()].map((i) => i.source?.stop()));
+    // No new frames polled, and no config change restarting a tracker during the drain.
+    await Promise.all([...this.instances.values()].flatMap((i) => [i.source?.stop(), i.configPoller?.stop()]));
     const drained = await drainRings(() => this.instances.values(), this.now, drainUntil);
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
