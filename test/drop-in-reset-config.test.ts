@@ -19,6 +19,7 @@ import { encodeHello, encodeFrame, encodeReset } from '../src/protocol/binary-pr
 import { canonicalJson, failureDelayMs, initialPollState, onAnswer, onFailure, MAX_BACKOFF_MS } from '../src/tracker/config-poller.js';
 import type { InstanceView } from '../src/tracker/tracker-instance.js';
 import { initialState, step, type LifecycleRules } from '../src/tracker/lifecycle.js';
+import { parseConfig } from '../src/config.js';
 
 const T0 = 1757400000000;
 const DEADLINE = 15_000;
@@ -183,6 +184,12 @@ describe('config_url polling', () => {
     assert.equal(r.state.failuresInRow, 0);
     assert.equal(failureDelayMs(40, 1000), MAX_BACKOFF_MS);
     assert.equal(failureDelayMs(40, 10 * MAX_BACKOFF_MS), 10 * MAX_BACKOFF_MS);
+  });
+
+  test('a config_url that is not an http(s) URL is a config error naming the key; "" means none', () => {
+    assert.throws(() => parseConfig({ trackers: [{ name: 'a', tcp_port: 30012, config_url: 'radar3/api/config' }] }, {}),
+      /trackers\[0\]\.config_url: must be an http or https URL/);
+    assert.equal(parseConfig({ trackers: [{ name: 'a', tcp_port: 30012, config_url: '' }] }, {}).trackers[0]!.config_url, '');
   });
 
   test('lifecycle: a config change stops a running tracker and starts it afresh, not as a crash; a tracker not running is left alone', () => {
