@@ -253,6 +253,10 @@ const trackerSchema = z
     if (t.mode === 'http' && t.detection_url === undefined) {
       ctx.addIssue({ code: 'custom', path: ['detection_url'], message: 'is required when mode is "http"' });
     }
+    // Polled from boot: a bad URL is a config error now, not a tracker in probe_error later. "" = none, as in tracker-host.
+    if (t.config_url && !/^https?:$/.test(URL.canParse(t.config_url) ? new URL(t.config_url).protocol : '')) {
+      ctx.addIssue({ code: 'custom', path: ['config_url'], message: 'must be an http or https URL' });
+    }
   })
   .transform((t) => {
     const mode: TrackerMode = t.mode ?? (t.detection_url !== undefined ? 'http' : 'tcp');

@@ -15,7 +15,7 @@ import {
   startEngine, Client, CollectingSink, until, scrape, assertAccounting, lineFrame, binaryMessages, TOKEN,
 } from './helpers.js';
 import {
-  encodeHello, encodeFrame, encodeMessage, MESSAGE_TYPES, T_HELLO, T_FRAME, T_HEARTBEAT,
+  encodeHello, encodeFrame, encodeMessage, MESSAGE_TYPES, T_HELLO, T_FRAME, T_HEARTBEAT, T_RESET,
 } from '../src/protocol/binary-protocol.js';
 import { ErrorCodes } from '../src/protocol/errors.js';
 import { MAX_ERROR_STREAK } from '../src/shard/binary/binary-handler.js';
@@ -543,7 +543,7 @@ function expected(t: string, v: Variant, afterHello: boolean): { code: string | 
   if (v === 'oversize') return { code: ErrorCodes.FRAME_TOO_LARGE, fatal: false };
   if (v === 'malformed') return { code: ErrorCodes.MALFORMED, fatal: false };
   if (t === T_HELLO) return { code: ErrorCodes.PROTOCOL, fatal: true }; // hello twice
-  if (t === T_FRAME) return { code: ErrorCodes.INVALID_FRAME, fatal: false };
+  if (t === T_FRAME || t === T_RESET) return { code: ErrorCodes.INVALID_FRAME, fatal: false }; // no valid seq
   if (t === T_HEARTBEAT) return { code: null, fatal: false }; // answered with an ack
   return { code: ErrorCodes.PROTOCOL, fatal: false }; // a host-to-node type: unknown here
 }

@@ -257,7 +257,7 @@ describe('one bogus future timestamp', () => {
     assert.deepEqual(e.ts.slice(4), [0, 1, 2, 3, 4].map((i) => T0 + 1000 + (RESYNC_AFTER + i) * 100));
     const m = await scrape(t.e);
     assert.equal(m.get('radar_ingest_frames_dropped_total{reason="out_of_order"}'), RESYNC_AFTER);
-    assert.equal(m.get('radar_ingest_tracker_resets_total'), 1);
+    assert.equal(m.get('radar_ingest_tracker_resets_total{source="resync"}'), 1);
     const v = (await trackers(t.http)).find((x) => x.node_id === 'skew-off')!;
     assert.equal(v.resets, 1);
     c.destroy();

@@ -192,10 +192,11 @@ for (const shards of [1, 0]) {
       c.destroy();
     });
 
-    test('a type:"RESET" or other type field never reaches the tracker', async () => {
+    // {"type":"RESET"} is a reset, passed on as such: drop-in-reset-config.test.ts.
+    test('a frame\'s type field (other than RESET) never reaches the tracker', async () => {
       const { sink, port } = await setup();
       const c = await Client.open(port);
-      await c.send(lineFrame('node-t', 1, 1, undefined, { type: 'RESET' }));
+      await c.send(lineFrame('node-t', 1, 1, undefined, { type: 'detections' }));
       const [f] = await until(() => sink.of('node-t').length === 1 && sink.of('node-t'), 'frame');
       assert.equal('type' in JSON.parse(f!.line), false);
       c.destroy();

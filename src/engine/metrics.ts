@@ -10,6 +10,7 @@ import type { SinkAccounting } from '../nodes/ring-sink.js';
 import type { TrackerMetrics } from '../tracker/supervisor.js';
 import { TRACKER_STATES } from '../tracker/supervisor.js';
 import { PROVISION_REFUSED_REASONS } from '../tracker/provisioning.js';
+import { CONFIG_POLL_FAILURES } from '../tracker/config-poller.js';
 import {
   ALL_DROP_REASONS, DROP_REASONS, CLOSE_REASONS, REJECT_REASONS, dropIndex, closeIndex,
   C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, C_HEARTBEATS, C_BYTES_RECEIVED,
@@ -320,10 +321,29 @@ export class Metrics {
       },
     });
     new Counter({
-      name: M.trackerResets, help: 'Times a tracker was sent {"type":"RESET"} after a run of out-of-order frames, to follow its node\'s clock again.', registers: reg,
+      name: M.trackerResets,
+      help: 'Times a tracker was sent {"type":"RESET"}: source="resync" after a run of out-of-order frames (to follow its node\'s clock again), source="node" passing on the node\'s own RESET.',
+      labelNames: ['source'], registers: reg,
       collect() {
         this.reset();
-        this.inc(src.trackers?.().resets ?? 0);
+        const t = src.trackers?.();
+        this.inc({ source: 'resync' }, t?.resets ?? 0);
+        this.inc({ source: 'node' }, t?.nodeResets ?? 0);
+      },
+    });
+    new Counter({
+      name: M.nodeConfigChanges, help: 'Per node with a config_url: changes of the config it serves (each restarts its tracker).', labelNames: ['node'], registers: reg,
+      collect() {
+        this.reset();
+        for (const [node, v] of src.trackers?.().configChanges ?? []) this.inc({ node }, v);
+      },
+    });
+    new Counter({
+      name: M.nodeConfigPollFailures, help: 'Failed polls of trackers[].config_url, by reason (the last good config stays in force).', labelNames: ['reason'], registers: reg,
+      collect() {
+        this.reset();
+        const f = src.trackers?.().configPollFailures;
+        for (const r of CONFIG_POLL_FAILURES) this.inc({ reason: r }, f?.[r] ?? 0);
       },
     });
     new Counter({

@@ -10,11 +10,12 @@ export const T_HELLO = 'hello'; // node -> host: {t, v, node, token, caps?, grou
 export const T_WELCOME = 'welcome'; // host -> node: {t, v, node, last_seq, max_frame, hb_ms}
 export const T_FRAME = 'f'; // node -> host: {t, seq, ts, det, adsb?}
 export const T_HEARTBEAT = 'hb'; // node -> host: {t}
+export const T_RESET = 'reset'; // node -> host: {t, seq} reset the node's tracker, in order with the frames
 export const T_ACK = 'ack'; // host -> node: {t, seq} every seq <= this is settled
 export const T_ERROR = 'error'; // host -> node: {t, code, message, fatal, seq?}
 
 /** Every message type, both directions (the hostile-input tests cover each one by construction). */
-export const MESSAGE_TYPES = [T_HELLO, T_WELCOME, T_FRAME, T_HEARTBEAT, T_ACK, T_ERROR] as const;
+export const MESSAGE_TYPES = [T_HELLO, T_WELCOME, T_FRAME, T_HEARTBEAT, T_RESET, T_ACK, T_ERROR] as const;
 
 /** Bytes per detection in a frame's `det` blob: delay, doppler, snr as f64. */
 export const DET_STRIDE = 24;
@@ -69,6 +70,11 @@ export function encodeFrame(f: FrameInput): Buffer {
   const m: Record<string, unknown> = { t: T_FRAME, seq: f.seq, ts: f.timestamp, det: packDetections(f.delay, f.doppler, f.snr) };
   if (f.adsb) m.adsb = f.adsb;
   return encodeMessage(m);
+}
+
+/** A reset of the node's tracker; `seq` shares the frames' sequence (acked, resumed and deduplicated alike). */
+export function encodeReset(seq: number): Buffer {
+  return encodeMessage({ t: T_RESET, seq });
 }
 
 export function encodeHello(node: string, token: string, extra: Record<string, unknown> = {}): Buffer {

@@ -1,9 +1,9 @@
 // Writes validated frames into a node's ring. Line frames are copied as raw byte
 // spans (the original JSON minus node_id/token/type); binary frames are copied as
 // their packed f64 columns, or encoded as a JSON line when the consumer asked for
-// JSON only.
+// JSON only. A node's RESET is a payload-less control record.
 import { RESERVE_FULL, RESERVE_TOO_LARGE, type RingWriter } from './ring-writer.js';
-import { KIND_JSON_LINE, KIND_PACKED } from './ring-layout.js';
+import { KIND_JSON_LINE, KIND_PACKED, KIND_RESET } from './ring-layout.js';
 import { formatNumber } from '../protocol/number-format.js';
 
 /** The members of a line frame kept for the tracker: byte spans [start, end) of the line (the line scanner fills them). */
@@ -60,6 +60,17 @@ export function writeLineFrame(w: RingWriter, line: Uint8Array, scan: KeptSpans,
   }
   d[p++] = RBRACE;
   d[p] = NL;
+  w.commit();
+  return WRITTEN;
+}
+
+/**
+ * Writes a RESET control record (no payload): the consumer passes it to the
+ * tracker at its place among the frames. Counted by the caller like a frame.
+ */
+export function writeResetRecord(w: RingWriter, onDrop: (n: number) => void): WriteResult {
+  const off = w.reserve(0, w.lastTimestamp, KIND_RESET, 0, onDrop);
+  if (off < 0) return failed(off);
   w.commit();
   return WRITTEN;
 }

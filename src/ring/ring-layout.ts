@@ -64,6 +64,13 @@ export const KIND_JSON_LINE = 1;
  * array as UTF-8 JSON (possibly empty = no adsb).
  */
 export const KIND_PACKED = 2;
+/**
+ * Payload: none. The node asked for its tracker's state to be reset: a control
+ * record that travels in order with the frames (the consumer sends the tracker
+ * {"type":"RESET"} at its place). Its timestamp is the last one the producer
+ * wrote, so LAST_TIMESTAMP_F64 is unchanged; detections 0.
+ */
+export const KIND_RESET = 3;
 
 export const MIN_RING_BYTES = 1 << 16;
 /**

@@ -33,6 +33,8 @@ export const M = {
   trackerRestarts: `${PREFIX}tracker_restarts_total`,
   trackerResets: `${PREFIX}tracker_resets_total`,
   trackerMemoryKills: `${PREFIX}tracker_memory_kills_total`,
+  nodeConfigChanges: `${PREFIX}node_config_changes_total`,
+  nodeConfigPollFailures: `${PREFIX}node_config_poll_failures_total`,
   trackers: `${PREFIX}trackers`,
   tracksWritten: `${PREFIX}tracks_written_total`,
   provisionRefused: `${PREFIX}provision_refused_total`,

@@ -45,7 +45,7 @@ export interface LifecycleRules {
   stableAfterMs: number;
 }
 
-export type StopReason = 'outage' | 'removed' | 'shutdown' | 'input_lost';
+export type StopReason = 'outage' | 'removed' | 'shutdown' | 'input_lost' | 'reconfigure';
 
 export interface LifecycleState {
   readonly phase: TrackerPhase;
@@ -85,7 +85,13 @@ export type LifecycleEvent =
   /** The tracker's input closed while the process runs: stop it and restart it like a crash. */
   | { type: 'input_lost'; error: string }
   /** A stop asked for has completed (the process is gone). */
-  | { type: 'stopped' };
+  | { type: 'stopped' }
+  /**
+   * The node's config changed: a running tracker is stopped and started afresh
+   * (not a crash: no backoff, not counted in restarts). A tracker that is not
+   * running starts with the new config anyway.
+   */
+  | { type: 'reconfigure' };
 
 export type LifecycleAction = 'none' | 'spawn' | 'stop';
 
@@ -167,6 +173,9 @@ export function step(s: LifecycleState, ev: LifecycleEvent, now: number, rules: 
       return { state: to(s, 'idle', now, { stopReason: ev.reason }), action: 'none' };
     case 'stopped':
       return s.phase === 'stopping' ? stopped(s, now, rules) : { state: s, action: 'none' };
+    case 'reconfigure':
+      if (s.phase !== 'starting' && s.phase !== 'running' && s.phase !== 'outage') return { state: s, action: 'none' };
+      return { state: to(s, 'stopping', now, { stopReason: 'reconfigure', startedAt: null }), action: 'stop' };
   }
 }
 

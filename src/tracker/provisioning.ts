@@ -17,6 +17,7 @@ function configuredSpecs(c: Config): Map<string, InstanceSpec> {
       name: t.name, nodeId: t.node_id, mode: t.mode, port: t.tcp_port, origin: 'configured',
       trackerConfig: t.tracker_config, detectionUrl: t.detection_url, apiForward: t.api_forward ?? c.api_forward,
       ...(t.spawn_tracker ? {} : { remoteHost: t.tcp_host }),
+      ...(t.config_url ? { configUrl: t.config_url } : {}),
     });
   }
   return m;

@@ -18,6 +18,8 @@
 // consecutive out-of-order frames, the next out-of-order frame is preceded by a
 // {"type":"RESET"} line (the tracker drops its state) and becomes the new base
 // (counted in `resets`).
+// A node's own RESET (a KIND_RESET record) is passed on at its place and also
+// starts the ordering afresh (counted in `nodeResets`, and as a frame fed).
 //
 // Accounting. Every frame taken out of the ring ends up in exactly one of
 //   framesFed + inFlight + lostInFlight + duplicate + outOfOrder + badRecords
@@ -35,7 +37,7 @@
 // tracker that is down or restarting leaves the frames in the ring, not lost.
 import type { RingReader, RingBatch } from '../ring/ring-reader.js';
 import {
-  KIND_JSON_LINE, KIND_PACKED, PAD_MARK, REC_DETECTIONS, REC_HEADER_BYTES, REC_KIND, REC_LEN, REC_PAYLOAD_LEN, REC_SKIP, REC_TIMESTAMP,
+  KIND_JSON_LINE, KIND_PACKED, KIND_RESET, PAD_MARK, REC_DETECTIONS, REC_HEADER_BYTES, REC_KIND, REC_LEN, REC_PAYLOAD_LEN, REC_SKIP, REC_TIMESTAMP,
 } from '../ring/ring-layout.js';
 import { packedRecordToJson } from '../ring/record-codec.js';
 import type { TrackerProcess } from './tracker-process.js';
@@ -103,6 +105,8 @@ export class RingFeeder {
   outOfOrder = 0;
   /** Times the tracker was sent a RESET to follow the node's clock again (RESYNC_AFTER). */
   resets = 0;
+  /** RESETs the node sent, passed on to the tracker (each also counted as a frame in the accounting). */
+  nodeResets = 0;
   /** Records of an unknown kind, empty JSON-line records, packed records too short for their detections (skipped). */
   badRecords = 0;
   /** Batches written (one tracker write each). */
@@ -274,6 +278,20 @@ export class RingFeeder {
       const plen = b.readUInt32LE(rec + REC_PAYLOAD_LEN);
       if (plen === PAD_MARK) continue;
       const ts = b.readDoubleLE(rec + REC_TIMESTAMP);
+      if (b[rec + REC_KIND] === KIND_RESET) {
+        // The node's own reset: passed on at its place; the tracker starts afresh,
+        // so the ordering does too. Delivered like a frame.
+        if (parts === null) {
+          parts = w > 0 ? [b.subarray(0, w)] : [];
+          len = w;
+        }
+        parts.push(RESET_LINE);
+        len += RESET_LINE.length;
+        this.nodeResets++;
+        this.resetOrdering();
+        frames++;
+        continue;
+      }
       let reset = false;
       if (!(ts > this.lastTs)) {
         if (ts === this.lastTs) {

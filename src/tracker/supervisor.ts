@@ -20,6 +20,7 @@ import { procReader, SAMPLE_INTERVAL_MS, SAMPLES_PER_PASS, type ProcReader } fro
 import type { PortAllocator } from './port-allocator.js';
 import { Provisioning, type ProvisionRefusedReason } from './provisioning.js';
 import { LocalProducer } from './local-producer.js';
+import { CONFIG_POLL_FAILURES, type ConfigPollFailure } from './config-poller.js';
 import { drainRings } from './shutdown-drain.js';
 import { resolveTrackerCommand, type TrackerCommand } from './tracker-command.js';
 import { TrackerInstance, type InstanceContext, type InstanceSpec, type InstanceView } from './tracker-instance.js';
@@ -49,6 +50,12 @@ export interface TrackerMetrics {
   tracksWritten: number;
   /** RESET lines sent to trackers to follow their node's clock again (ring-feeder.ts). */
   resets: number;
+  /** RESETs nodes sent, passed on to their trackers. */
+  nodeResets: number;
+  /** Per node with a config_url: changes of its fetched config (config-poller.ts). */
+  configChanges: Array<[string, number]>;
+  /** Failed config_url polls by reason, over every instance (removed ones included). */
+  configPollFailures: Record<ConfigPollFailure, number>;
   provisionRefused: Record<ProvisionRefusedReason, number>;
   passes: number;
   passErrors: number;
@@ -69,7 +76,7 @@ function specKey(spec: InstanceSpec): string {
 }
 
 /** Feeder counters of removed instances, so totals never go down. */
-interface Retired { fed: number; duplicate: number; outOfOrder: number; lost: number; bad: number; tracks: number; resets: number }
+interface Retired { fed: number; duplicate: number; outOfOrder: number; lost: number; bad: number; tracks: number; resets: number; nodeResets: number }
 
 /** A desired instance whose construction threw: shown as probe_error, retried every pass. */
 interface Unbuilt { spec: InstanceSpec; error: string; since: number }
@@ -82,7 +89,8 @@ export class TrackerSupervisor implements RingSink {
   readonly counters = this.local.counters;
   private readonly provisioning: Provisioning;
   command: TrackerCommand;
-  private readonly retired: Retired = { fed: 0, duplicate: 0, outOfOrder: 0, lost: 0, bad: 0, tracks: 0, resets: 0 };
+  private readonly retired: Retired = { fed: 0, duplicate: 0, outOfOrder: 0, lost: 0, bad: 0, tracks: 0, resets: 0, nodeResets: 0 };
+  private readonly configPollFailures = zeroPollFailures();
   /** Desired instances that could not be built (by node id). */
   readonly unbuilt = new Map<string, Unbuilt>();
   /** Node ids whose instance waits because its name is held by another instance (logged once). */
@@ -132,6 +140,9 @@ export class TrackerSupervisor implements RingSink {
       dropFrame: (reason) => this.local.drop(reason),
       memoryKilled: () => {
         this.memoryKills++;
+      },
+      configPollFailed: (reason) => {
+        this.configPollFailures[reason]++;
       },
       ...(opts.probe ? { probe: opts.probe } : {}),
     };
@@ -401,6 +412,7 @@ export class TrackerSupervisor implements RingSink {
       r.bad += f.badRecords;
       r.tracks += inst.output.stats().linesWritten;
       r.resets += f.resets;
+      r.nodeResets += f.nodeResets;
       this.leaving.delete(inst);
       if (inst.spec.origin === 'provisioned' && inst.spec.port !== undefined) this.ports.release(inst.spec.port);
       this.log.info({ tracker: inst.spec.name, node: id }, 'tracker instance removed');
@@ -450,6 +462,8 @@ export class TrackerSupervisor implements RingSink {
     for (const s of TRACKER_STATES) states[s] = 0;
     states.probe_error! += this.unbuilt.size;
     let resets = this.retired.resets;
+    let nodeResets = this.retired.nodeResets;
+    const configChanges: Array<[string, number]> = [];
     const up: Array<[string, number]> = [];
     const restarts: Array<[string, number]> = [];
     let tracks = this.retired.tracks;
@@ -459,13 +473,16 @@ export class TrackerSupervisor implements RingSink {
       restarts.push([i.spec.nodeId, i.state.restarts]);
       tracks += i.output.stats().linesWritten;
       resets += i.feeder.resets;
+      nodeResets += i.feeder.nodeResets;
+      if (i.configPoller) configChanges.push([i.spec.nodeId, i.configPoller.state.changes]);
     }
     for (const i of this.leaving) {
       tracks += i.output.stats().linesWritten;
       resets += i.feeder.resets;
+      nodeResets += i.feeder.nodeResets;
     }
     return {
-      states, up, restarts, tracksWritten: tracks, resets, provisionRefused: { ...this.provisioning.refused },
+      states, up, restarts, tracksWritten: tracks, resets, nodeResets, configChanges, configPollFailures: { ...this.configPollFailures }, provisionRefused: { ...this.provisioning.refused },
       passes: this.passes, passErrors: this.passErrors, probeErrors: this.probeErrors, memoryKills: this.memoryKills,
     };
   }
@@ -479,7 +496,8 @@ export class TrackerSupervisor implements RingSink {
    * (reason `shutdown`). The caller has stopped the producers first.
    */
   async shutdown(drainUntil: number, forwardDeadlineMs: number): Promise<{ drained: boolean; leftInRings: number }> {
-    await Promise.all([...this.instances.values()].map((i) => i.source?.stop()));
+    // No new frames polled, and no config change restarting a tracker during the drain.
+    await Promise.all([...this.instances.values()].flatMap((i) => [i.source?.stop(), i.configPoller?.stop()]));
     const drained = await drainRings(() => this.instances.values(), this.now, drainUntil);
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
@@ -502,13 +520,17 @@ export class TrackerSupervisor implements RingSink {
   }
 }
 
+function zeroPollFailures(): Record<ConfigPollFailure, number> {
+  return Object.fromEntries(CONFIG_POLL_FAILURES.map((r) => [r, 0])) as Record<ConfigPollFailure, number>;
+}
+
 function unbuiltView(u: Unbuilt): InstanceView {
   return {
     name: u.spec.name, node_id: u.spec.nodeId, mode: u.spec.mode, origin: u.spec.origin, state: 'probe_error',
     since: new Date(u.since).toISOString(), process: u.spec.remoteHost !== undefined ? 'remote' : 'local', pid: null, port: u.spec.port ?? null, restarts: 0, node_connected: false,
     last_frame_at: null, frames_fed: 0, frames_skipped: { duplicate: 0, out_of_order: 0 }, frames_lost: 0, resets: 0, tracks_written: 0,
     last_output_at: null, input_blocked: false, retry_at: null, cooldown_until: null, last_error: u.error, banned_until: null,
-    rss_bytes: null,
+    rss_bytes: null, node_resets: 0, node_config: null,
   };
 }
 

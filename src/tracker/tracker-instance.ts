@@ -9,6 +9,7 @@ import type { ApiForwardConfig, Config } from '../config.js';
 import type { NodeEntry } from '../nodes/node-table.js';
 import { RateLimit } from '../telemetry/rate-limit.js';
 import { ApiForwarder } from './api-forwarder.js';
+import { ConfigPoller, type ConfigPollFailure, type ConfigPollView } from './config-poller.js';
 import { HttpSource, type HttpSourceDrop } from './http-source.js';
 import { initialState, step, type LifecycleEvent, type LifecycleRules, type LifecycleState, type TrackerPhase } from './lifecycle.js';
 import { memoryVerdict, sampleResident, type ProcReader } from './memory-watchdog.js';
@@ -28,6 +29,8 @@ export interface InstanceSpec {
   origin: 'configured' | 'provisioned';
   trackerConfig?: string | undefined;
   detectionUrl?: string | undefined;
+  /** The node's radar config, polled every config_poll_interval_sec; a change restarts the tracker. */
+  configUrl?: string | undefined;
   apiForward: ApiForwardConfig;
   /** Set for a tracker that runs elsewhere (spawn_tracker: false): the host only connects to remoteHost:port. */
   remoteHost?: string | undefined;
@@ -48,6 +51,8 @@ export interface InstanceContext {
   dropFrame(reason: HttpSourceDrop): void;
   /** A tracker was killed for passing tracker.max_memory_mb (counted). */
   memoryKilled(): void;
+  /** A config_url poll failed (counted). */
+  configPollFailed?(reason: ConfigPollFailure): void;
   probe?: EngineProbe;
 }
 
@@ -81,6 +86,10 @@ export interface InstanceView {
   banned_until: string | null;
   /** Resident memory of the running tracker (and its descendants) at the last sample, null when not sampled. */
   rss_bytes: number | null;
+  /** RESETs the node sent, passed on to its tracker. */
+  node_resets: number;
+  /** The node's config from config_url (null: no config_url). */
+  node_config: ConfigPollView | null;
 }
 
 const iso = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOString() : null);
@@ -92,6 +101,12 @@ export class TrackerInstance {
   readonly output: TrackFileWriter;
   readonly forwarder: ApiForwarder | null;
   readonly source: HttpSource | null;
+  /**
+   * Polls the node's config_url (null without one). Other stages read the latest
+   * config (`configPoller.latest`) and hear the baseline and each change
+   * (`configPoller.subscribe`).
+   */
+  readonly configPoller: ConfigPoller | null;
   private _state: LifecycleState;
   proc: TrackerHandle | null = null;
   /** The message of the probe that threw on the last pass (shown as state probe_error). */
@@ -152,6 +167,29 @@ export class TrackerInstance {
         },
       })
       : null;
+    this.configPoller = spec.configUrl
+      ? new ConfigPoller({
+        url: spec.configUrl,
+        intervalMs: ctx.config.config_poll_interval_sec * 1000,
+        now: ctx.now,
+        onFailure: (reason, error) => {
+          ctx.configPollFailed?.(reason);
+          ctx.log.warn({ tracker: spec.name, node: spec.nodeId, url: spec.configUrl, reason, error }, 'node config poll failed');
+        },
+      })
+      : null;
+    this.configPoller?.subscribe((ev) => {
+      if (ev.first) {
+        ctx.log.info({ tracker: spec.name, node: spec.nodeId, url: spec.configUrl }, 'node config baseline fetched');
+        return;
+      }
+      // The tracker takes the node's geometry at start: restart it (a tracker that
+      // is not running starts with the new config anyway).
+      ctx.log.warn({ tracker: spec.name, node: spec.nodeId, url: spec.configUrl, state: this._state.phase },
+        'node config changed: restarting its tracker');
+      this.apply({ type: 'reconfigure' });
+      ctx.wake();
+    });
   }
 
   get state(): LifecycleState {
@@ -179,6 +217,7 @@ export class TrackerInstance {
 
   start(): void {
     this.source?.start();
+    this.configPoller?.start();
   }
 
   /**
@@ -254,7 +293,7 @@ export class TrackerInstance {
 
   /** Stop for good (removal or shutdown); resolves when the process is gone. */
   async stop(reason: 'removed' | 'shutdown'): Promise<void> {
-    await this.source?.stop();
+    await Promise.all([this.source?.stop(), this.configPoller?.stop()]);
     this.apply({ type: 'stop', reason });
     if (this._state.phase === 'stopping') await new Promise<void>((r) => this.stopWaiters.push(r));
   }
@@ -410,6 +449,8 @@ export class TrackerInstance {
       last_error: this.probeError ?? s.lastError,
       banned_until: this.node.bannedUntil > Date.now() ? iso(this.node.bannedUntil) : null,
       rss_bytes: this.proc && this.proc.state !== 'exited' ? this.rssBytes : null,
+      node_resets: f.nodeResets,
+      node_config: this.configPoller?.view() ?? null,
     };
   }
 }

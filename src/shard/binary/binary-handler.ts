@@ -9,13 +9,13 @@ import {
   D_MALFORMED, D_INVALID_FRAME, D_FRAME_TOO_LARGE, D_DUPLICATE, D_CONNECTION_CLOSED, D_SEQ_JUMP,
 } from '../../telemetry/counters.js';
 import {
-  decodeBody, encodeMessage, PROTOCOL_VERSION, T_HELLO, T_WELCOME, T_FRAME, T_HEARTBEAT, T_ERROR,
+  decodeBody, encodeMessage, PROTOCOL_VERSION, T_HELLO, T_WELCOME, T_FRAME, T_HEARTBEAT, T_RESET, T_ERROR,
   DET_STRIDE, HEARTBEAT_MS,
 } from '../../protocol/binary-protocol.js';
 import { isValidNodeId, NODE_ID_RULE } from '../../protocol/node-id.js';
 import { helloProblem } from '../../protocol/agent-fields.js';
 import { checkFrameLimits, type FrameRefusal } from '../../protocol/frame-limits.js';
-import { writePackedFrame, WRITE_FULL, WRITE_TOO_LARGE } from '../../ring/record-codec.js';
+import { writePackedFrame, writeResetRecord, WRITE_FULL, WRITE_TOO_LARGE } from '../../ring/record-codec.js';
 import { identityAllows } from '../token.js';
 import { FastFrame, readFastFrame } from './frame-fast-path.js';
 import { MAX_DEPTH } from '../line/json-scan.js';
@@ -141,10 +141,12 @@ export function handleBinary(sh: ShardContext, c: Conn, buf: Buffer, s: number, 
   if (!c.welcomed) return hello(sh, c, m);
 
   const slot = c.binNode!;
-  if (slot.state !== NODE_GRANTED) return m.t === T_FRAME ? closingFrame(sh) : R_CLOSE;
+  if (slot.state !== NODE_GRANTED) return m.t === T_FRAME || m.t === T_RESET ? closingFrame(sh) : R_CLOSE;
   switch (m.t) {
     case T_FRAME:
       return frame(sh, c, slot, m.seq, m.ts, m.det, m.adsb);
+    case T_RESET:
+      return reset(sh, c, slot, m.seq);
     case T_HEARTBEAT:
       sh.counters[C_HEARTBEATS]! += 1;
       sh.sawHeartbeat(slot.node);
@@ -227,6 +229,38 @@ function frame(sh: ShardContext, c: Conn, slot: NodeSlot, seq: unknown, ts: unkn
   sh.counters[C_FRAMES_WRITTEN]! += 1;
   sh.counters[C_DETECTIONS_RECEIVED]! += n;
   if (slot.trace !== null) sh.traceFrame(slot, ts as number, n, d.length, 'written', seq);
+  return R_CONTINUE;
+}
+
+/**
+ * A node's reset of its tracker: a ring record in the frames' sequence, so it is
+ * acked, resumed and deduplicated like a frame and reaches the tracker at its
+ * place. Counted as a frame received and written (no detections).
+ */
+function reset(sh: ShardContext, c: Conn, slot: NodeSlot, seq: unknown): number {
+  const w = slot.writer!;
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) {
+    return reject(sh, c, D_INVALID_FRAME, ErrorCodes.INVALID_FRAME, 'seq must be a positive integer');
+  }
+  if (seq <= w.lastSeq) {
+    sh.counters[C_FRAMES_RECEIVED]! += 1;
+    sh.counters[D_DUPLICATE]! += 1;
+    sh.oweAck(c);
+    return R_CONTINUE;
+  }
+  if (seq - w.lastSeq > sh.opts.limits.maxSeqJump) return seqJump(sh, c, seq, w.lastSeq);
+  if (writeResetRecord(w, sh.onOverflowDrop) === WRITE_FULL) {
+    c.pendingFrame = true;
+    sh.waitForSpace(c, w);
+    return R_BLOCKED;
+  }
+  w.lastSeq = seq;
+  c.errorStreak = 0;
+  sh.wrote(w);
+  sh.oweAck(c);
+  sh.counters[C_FRAMES_RECEIVED]! += 1;
+  sh.counters[C_FRAMES_WRITTEN]! += 1;
+  if (slot.trace !== null) sh.traceFrame(slot, w.lastTimestamp, 0, 0, 'reset', seq);
   return R_CONTINUE;
 }
 

@@ -10,12 +10,20 @@ import {
 } from '../../telemetry/counters.js';
 import { isValidNodeIdBytes, NODE_ID_RULE } from '../../protocol/node-id.js';
 import { checkFrameLimits } from '../../protocol/frame-limits.js';
-import { writeLineFrame, WRITE_FULL, WRITE_TOO_LARGE } from '../../ring/record-codec.js';
+import { writeLineFrame, writeResetRecord, WRITE_FULL, WRITE_TOO_LARGE } from '../../ring/record-codec.js';
 import { identityAllows } from '../token.js';
 import { type ShardContext, type Conn, type NodeSlot, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED, NODE_REFUSED } from '../handler-context.js';
 
 const scan = new LineScan();
 const HEARTBEAT = Buffer.from('heartbeat');
+const RESET = Buffer.from('RESET');
+
+/** `"type":"RESET"` (as a JSON parser reads it: escapes decoded), retina-tracker's reset message. */
+function isResetType(buf: Buffer): boolean {
+  if (scan.type[K_TYPE] !== T_STRING) return false;
+  if (!scan.escaped[K_TYPE]) return bytesEqual(buf, scan.start[K_TYPE]!, scan.end[K_TYPE]!, RESET);
+  return stringValue(buf, K_TYPE) === 'RESET';
+}
 
 function drop(sh: ShardContext, c: Conn, reason: number, detail: string): number {
   sh.drop(c, reason, detail);
@@ -147,6 +155,23 @@ export function handleLine(sh: ShardContext, c: Conn, buf: Buffer, s: number, e:
   if (isHeartbeat) {
     sh.counters[C_HEARTBEATS]! += 1;
     sh.sawHeartbeat(slot.node);
+    return R_CONTINUE;
+  }
+
+  // A node's RESET: passed to its tracker as {"type":"RESET"} at its place among
+  // the frames (its other members are of no use to the tracker). Counted as a
+  // frame received and written; it carries no detections.
+  if (isResetType(buf)) {
+    const w = slot.writer!;
+    if (writeResetRecord(w, sh.onOverflowDrop) === WRITE_FULL) {
+      c.pendingFrame = true;
+      sh.waitForSpace(c, w);
+      return R_BLOCKED;
+    }
+    sh.wrote(w);
+    sh.counters[C_FRAMES_RECEIVED]! += 1;
+    sh.counters[C_FRAMES_WRITTEN]! += 1;
+    if (slot.trace !== null) sh.traceFrame(slot, w.lastTimestamp, 0, e - s, 'reset');
     return R_CONTINUE;
   }
 
