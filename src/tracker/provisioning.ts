@@ -16,6 +16,9 @@ function configuredSpecs(c: Config): Map<string, InstanceSpec> {
     m.set(t.node_id, {
       name: t.name, nodeId: t.node_id, mode: t.mode, port: t.tcp_port, origin: 'configured',
       trackerConfig: t.tracker_config, detectionUrl: t.detection_url, apiForward: t.api_forward ?? c.api_forward,
+      ...(t.geolocator.enabled
+        ? { geolocator: { port: t.geolocator.tcp_port, configPath: t.geolocator.geolocator_config_path, configUrl: t.config_url } }
+        : {}),
     });
   }
   return m;

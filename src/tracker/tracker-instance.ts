@@ -9,6 +9,7 @@ import type { ApiForwardConfig, Config } from '../config.js';
 import type { NodeEntry } from '../nodes/node-table.js';
 import { RateLimit } from '../telemetry/rate-limit.js';
 import { ApiForwarder } from './api-forwarder.js';
+import { GeolocatorStage, type GeolocatorShared, type GeolocatorSpec, type GeolocatorView } from './geolocator.js';
 import { HttpSource, type HttpSourceDrop } from './http-source.js';
 import { initialState, step, type LifecycleEvent, type LifecycleRules, type LifecycleState, type TrackerPhase } from './lifecycle.js';
 import { memoryVerdict, sampleResident, type ProcReader } from './memory-watchdog.js';
@@ -28,6 +29,8 @@ export interface InstanceSpec {
   trackerConfig?: string | undefined;
   detectionUrl?: string | undefined;
   apiForward: ApiForwardConfig;
+  /** trackers[].geolocator when enabled: the second stage (geolocator.ts). */
+  geolocator?: GeolocatorSpec | undefined;
 }
 
 /** Shared by every instance; a config reload updates it in place. */
@@ -46,6 +49,8 @@ export interface InstanceContext {
   /** A tracker was killed for passing tracker.max_memory_mb (counted). */
   memoryKilled(): void;
   probe?: EngineProbe;
+  /** Ports and retired counters of geolocators. */
+  geolocators?: GeolocatorShared;
 }
 
 /** The API's view of an instance (GET /api/v1/trackers). */
@@ -76,6 +81,8 @@ export interface InstanceView {
   banned_until: string | null;
   /** Resident memory of the running tracker (and its descendants) at the last sample, null when not sampled. */
   rss_bytes: number | null;
+  /** The tracker's geolocator (null without one). */
+  geolocator: GeolocatorView | null;
 }
 
 const iso = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOString() : null);
@@ -87,6 +94,8 @@ export class TrackerInstance {
   readonly output: TrackFileWriter;
   readonly forwarder: ApiForwarder | null;
   readonly source: HttpSource | null;
+  /** The second stage: the geolocator fed with this tracker's events (null without one). */
+  readonly geolocator: GeolocatorStage | null;
   private _state: LifecycleState;
   proc: TrackerProcess | null = null;
   /** The message of the probe that threw on the last pass (shown as state probe_error). */
@@ -145,6 +154,9 @@ export class TrackerInstance {
         },
       })
       : null;
+    this.geolocator = spec.geolocator && ctx.geolocators
+      ? new GeolocatorStage(spec.name, spec.nodeId, spec.geolocator, ctx, ctx.geolocators, () => this.geolocator?.follow(this._state))
+      : null;
   }
 
   get state(): LifecycleState {
@@ -192,6 +204,7 @@ export class TrackerInstance {
       this.apply({ type: 'input_lost', error: `tracker has not read its input for ${this.ctx.now() - since} ms (tracker.stall_timeout_ms ${stallMs})` });
     }
     this.apply({ type: 'tick', sourceUp: this.sourceUp });
+    this.geolocator?.follow(this._state);
     // Frames may be waiting from before the tracker was up.
     if (this.up && this.feeder.state === 'detached') this.pump();
   }
@@ -242,12 +255,14 @@ export class TrackerInstance {
     await this.source?.stop();
     this.apply({ type: 'stop', reason });
     if (this._state.phase === 'stopping') await new Promise<void>((r) => this.stopWaiters.push(r));
+    // After the tracker: its last events are queued for the geolocator, which gets them before it stops.
+    await this.geolocator?.stop(reason);
   }
 
   /** Closes the output side (after stop()): flushes the track file and the forwarder. */
   async close(forwardDeadlineMs: number): Promise<void> {
     this.feeder.close();
-    await Promise.all([this.output.close(), this.forwarder?.close(forwardDeadlineMs)]);
+    await Promise.all([this.output.close(), this.forwarder?.close(forwardDeadlineMs), this.geolocator?.close()]);
   }
 
   private apply(ev: LifecycleEvent): void {
@@ -269,6 +284,7 @@ export class TrackerInstance {
     }
     if (t.action === 'spawn') this.spawn();
     else if (t.action === 'stop') this.stopProcess();
+    if (t.state.phase !== before.phase) this.geolocator?.follow(this._state);
   }
 
   private spawn(): void {
@@ -343,6 +359,7 @@ export class TrackerInstance {
     this.lastOutputAt = this.ctx.now();
     this.output.write(line);
     this.forwarder?.enqueue(line);
+    this.geolocator?.offer(line);
   }
 
   private stderrLine(line: string): void {
@@ -381,6 +398,7 @@ export class TrackerInstance {
       last_error: this.probeError ?? s.lastError,
       banned_until: this.node.bannedUntil > Date.now() ? iso(this.node.bannedUntil) : null,
       rss_bytes: this.proc && this.proc.state !== 'exited' ? this.rssBytes : null,
+      geolocator: this.geolocator?.view() ?? null,
     };
   }
 }
