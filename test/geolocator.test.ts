@@ -27,6 +27,7 @@ const dir = mkdtempSync(join(tmpdir(), 'radar-geolocator-'));
  * The stand-in geolocator. Flags besides retina's:
  *   --crash-once-after N  exit with code 3 after N events, the first time only (a marker file remembers)
  *   --hold                print nothing until the input ends, then one solution per event and exit 0
+ *   --no-read             accept the connection and never read from it (a hung solver)
  * At start it prints a line that is not JSON (a progress message), which the host must skip.
  */
 const STANDIN = join(dir, 'stand-in-geolocator.cjs');
@@ -48,6 +49,7 @@ let n = 0;
 const held = [];
 const solve = (ev) => out({ solution_for: ev, n: ++n, pid: process.pid, radar, config });
 const server = net.createServer((sock) => {
+  if (args.includes('--no-read')) { sock.pause(); return; }
   let rest = '';
   sock.setEncoding('utf8');
   sock.on('data', (s) => {
@@ -148,7 +150,7 @@ function solutions(out: string, name: string): any[] {
 const solvedTimestamps = (rows: any[]): number[] => rows.map((r) => r.solution_for.echo.timestamp);
 const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 const T0 = 1_757_400_000_000;
-const frames = (node: string, from: number, to: number): string => range(from, to).map((i) => lineFrame(node, T0 + i)).join('');
+const frames = (node: string, from: number, to: number, n = 2): string => range(from, to).map((i) => lineFrame(node, T0 + i, n)).join('');
 
 async function geoView(g: GeoEngine): Promise<any> {
   const { status, json } = await getJson(g.http, `/api/v1/trackers/${g.node}`);
@@ -264,6 +266,26 @@ describe('geolocators', () => {
     // After stop() resolves: every event solved and in the file, the process gone.
     assert.deepEqual(solvedTimestamps(solutions(g.out, 'geo-d')), range(1, 8).map((i) => T0 + i));
     assert.equal(pidAlive(pid), false);
+  });
+
+  test('a geolocator that never reads does not hold the tracker back: its oldest events are dropped, counted', async () => {
+    const g = await geoEngine('geo-f', ['--no-read']);
+    const c = await open(g.tcp);
+    await until(async () => (await geoView(g)).state === 'running', 'geolocator running', 10_000);
+    // 60 MB of events (~2.5 KB each, 50 detections): more than the socket buffers (here up to 36 MiB:
+    // tcp_rmem max + tcp_wmem max) and the queue (32 MiB at most) can hold.
+    const total = 24_000;
+    for (let from = 1; from <= total; from += 500) await c.send(frames('geo-f', from, from + 499, 50));
+    // The tracker's output is not held back: every event is in the track file.
+    await until(async () => (await getJson(g.http, '/api/v1/trackers/geo-f')).json.tracks_written === total, 'every track written', 60_000);
+    const v = await geoView(g);
+    assert.equal(v.events_received, total);
+    assert.ok(v.events_dropped.queue_full > 0, `queue_full drops: ${JSON.stringify(v)}`);
+    assert.ok(v.events_queued <= 10_000 + 256, 'the queue stays within its bound (plus one batch in flight)');
+    const dropped = Object.values(v.events_dropped as Record<string, number>).reduce((a, b) => a + b, 0);
+    assert.equal(v.events_received, v.events_fed + v.events_queued + dropped, 'every event accounted for');
+    const m = await scrape(g.e);
+    assert.equal(m.get('radar_ingest_geolocator_events_dropped_total{reason="queue_full"}'), v.events_dropped.queue_full);
   });
 
   test('without config_url the geolocator cannot start (last_error says why) and the tracker runs on', async () => {

@@ -220,6 +220,7 @@ export class GeolocatorStage {
   /** After stop(): flushes the solutions file; no more starts. */
   async close(): Promise<void> {
     this.closed = true;
+    this.launch = null;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     const left = this.queue.clear();
