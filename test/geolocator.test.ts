@@ -288,6 +288,53 @@ describe('geolocators', () => {
     assert.equal(m.get('radar_ingest_geolocator_events_dropped_total{reason="queue_full"}'), v.events_dropped.queue_full);
   });
 
+  test('a radar config handed over (by a config_url poller) restarts a running geolocator with the new file', async () => {
+    const g = await geoEngine('geo-g', []);
+    const c = await open(g.tcp);
+    await c.send(frames('geo-g', 1, 1));
+    const first = (await until(() => solutions(g.out, 'geo-g')[0], 'a solution', 10_000));
+    assert.deepEqual(parseYaml(first.radar), RADAR);
+    const stage = g.e.trackers!.get('geo-g')!.geolocator!;
+    stage.setRadarConfig(RADAR);
+    assert.equal((await geoView(g)).pid, first.pid, 'the same config: no restart');
+    const moved = { ...RADAR, location: { ...RADAR.location, rx: { latitude: -35, longitude: 138.5, altitude: 60 } } };
+    stage.setRadarConfig(moved);
+    await until(async () => {
+      const v = await geoView(g);
+      return v.state === 'running' && v.pid !== first.pid;
+    }, 'the geolocator restarted with the new radar config', 10_000);
+    await c.send(frames('geo-g', 2, 2));
+    const rows = await until(() => {
+      const r = solutions(g.out, 'geo-g');
+      return r.length >= 2 && r;
+    }, 'a solution from the new process', 10_000);
+    assert.deepEqual(parseYaml(rows[1].radar), moved);
+    const v = await geoView(g);
+    assert.equal(v.restarts, 0, 'a new radar config is not a crash');
+    assert.deepEqual(v.events_dropped, { queue_full: 0, not_running: 0, lost: 0, shutdown: 0 });
+  });
+
+  test('a geolocator port another program listens on fails the start with that reason; the tracker runs on', async () => {
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    const busy = (blocker.address() as { port: number }).port;
+    try {
+      const g = await geoEngine('geo-h', [], { tracker: { restart_backoff_ms: 10_000 } }, { tcp_port: busy });
+      const c = await open(g.tcp);
+      await c.send(frames('geo-h', 1, 2));
+      const v = await until(async () => {
+        const { json } = await getJson(g.http, '/api/v1/trackers/geo-h');
+        return json.geolocator.last_error && json;
+      }, 'the start failure', 10_000);
+      assert.match(v.geolocator.last_error, new RegExp(`port ${busy} is already in use`));
+      assert.equal(v.geolocator.port, busy);
+      assert.equal(v.state, 'running');
+      await until(async () => (await getJson(g.http, '/api/v1/trackers/geo-h')).json.tracks_written === 2, 'the track file written');
+    } finally {
+      blocker.close();
+    }
+  });
+
   test('without config_url the geolocator cannot start (last_error says why) and the tracker runs on', async () => {
     const [trackerPort, geoBase] = await freePortRange(2);
     const t = await startTrackerEngine(subdir('out'), ['--echo'], {
