@@ -79,6 +79,8 @@ const RADAR = { name: 'radar-geo', location: { rx: { latitude: -34.9, longitude:
 
 let radarServer: Server;
 let radarUrl = '';
+/** While true the radar config endpoint answers 404. */
+let radarFailing = false;
 const engines: Engine[] = [];
 const clients: Client[] = [];
 
@@ -93,7 +95,7 @@ afterEach(async () => {
 async function radarConfigServer(): Promise<void> {
   if (radarUrl) return;
   radarServer = createServer((req, res) => {
-    if (req.url !== '/api/config') {
+    if (req.url !== '/api/config' || radarFailing) {
       res.writeHead(404).end();
       return;
     }
@@ -116,10 +118,11 @@ interface GeoEngine extends TrackerEngine {
 }
 
 /** An engine with one configured TCP tracker `node` whose geolocator is the stand-in (extra flags `geoArgs`). */
-async function geoEngine(node: string, geoArgs: string[], over: Record<string, any> = {}, geo: Record<string, unknown> = {}): Promise<GeoEngine> {
+async function geoEngine(node: string, geoArgs: string[], over: Record<string, any> = {}, geo: Record<string, unknown> = {},
+  trackerArgs: string[] = []): Promise<GeoEngine> {
   await radarConfigServer();
   const [trackerPort, geoBase] = await freePortRange(2);
-  const t = await startTrackerEngine(subdir('out'), ['--echo'], {
+  const t = await startTrackerEngine(subdir('out'), ['--echo', ...trackerArgs], {
     trackers: [{ name: node, tcp_port: trackerPort, config_url: radarUrl, geolocator: { enabled: true, tcp_port: 0, ...geo } }],
     geolocator: { command: [process.execPath, STANDIN, '--tcp', '--tcp-port', '{port}', '--radar-config', '{radar_config}', '--config', '{config}', ...geoArgs] },
     geolocator_startup_delay_sec: 0,
@@ -223,6 +226,52 @@ describe('geolocators', () => {
     const m = await scrape(g.e);
     assert.equal(m.get('radar_ingest_geolocator_restarts_total{node="geo-b"}'), 1);
     assert.equal(m.get('radar_ingest_tracker_restarts_total{node="geo-b"}'), 0, 'the tracker was not restarted');
+  });
+
+  test('a restart whose radar config fetch fails starts with the last config fetched', async () => {
+    const marker = join(subdir('marker'), 'crashed');
+    const g = await geoEngine('geo-i', ['--crash-once-after', '1', '--marker', marker]);
+    const c = await open(g.tcp);
+    await until(async () => (await geoView(g)).state === 'running', 'the geolocator running with a fetched config', 10_000);
+    radarFailing = true;
+    try {
+      await c.send(frames('geo-i', 1, 1));
+      await until(async () => {
+        const v = await geoView(g);
+        return v.restarts === 1 && v.state === 'running' && v;
+      }, 'the geolocator restarted', 10_000);
+      await c.send(frames('geo-i', 2, 2));
+      const rows = await until(() => {
+        const r = solutions(g.out, 'geo-i');
+        return r.length >= 2 && r;
+      }, 'a solution after the restart', 10_000);
+      assert.notEqual(rows[1].pid, rows[0].pid);
+      assert.deepEqual(parseYaml(rows[1].radar), RADAR);
+    } finally {
+      radarFailing = false;
+    }
+  });
+
+  test('a tracker crash restarts the tracker, not its geolocator, which keeps getting the events', async () => {
+    const g = await geoEngine('geo-j', [], {}, {}, ['--exit-after', '2']);
+    const c = await open(g.tcp);
+    await c.send(frames('geo-j', 1, 2));
+    const first = await until(() => {
+      const r = solutions(g.out, 'geo-j');
+      return r.length >= 2 && r;
+    }, 'two solutions', 10_000);
+    await until(async () => {
+      const { json } = await getJson(g.http, '/api/v1/trackers/geo-j');
+      return json.restarts >= 1 && json.state === 'running';
+    }, 'the tracker restarted', 10_000);
+    await c.send(frames('geo-j', 3, 4));
+    const rows = await until(() => {
+      const r = solutions(g.out, 'geo-j');
+      return r.length >= 4 && r;
+    }, 'solutions after the tracker restart', 10_000);
+    assert.deepEqual(solvedTimestamps(rows), range(1, 4).map((i) => T0 + i));
+    assert.equal(rows[3].pid, first[0].pid, 'the same geolocator process');
+    assert.equal((await geoView(g)).restarts, 0);
   });
 
   test('the geolocator is stopped with its tracker after an extended outage and started again with it', async () => {
