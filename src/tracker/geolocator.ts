@@ -181,11 +181,20 @@ export class GeolocatorStage {
     this.apply({ type: 'tick', sourceUp: this.paired });
   }
 
+  /**
+   * Events are kept while a geolocator runs or is on its way (starting, waiting to
+   * restart, restarting for a new radar config); not while there is none to come.
+   */
+  private get accepting(): boolean {
+    const p = this._state.phase;
+    if (this.closed || p === 'failed') return false;
+    return this.paired || (p !== 'idle' && p !== 'stopped' && p !== 'stopping');
+  }
+
   /** One track event (a line of the track file). Never blocks: queued, or dropped and counted. */
   offer(line: string): void {
     this.counters.received++;
-    const p = this._state.phase;
-    if (this.closed || p === 'idle' || p === 'stopped' || p === 'failed' || p === 'stopping') {
+    if (!this.accepting) {
       this.dropped.not_running++;
       return;
     }
@@ -280,7 +289,7 @@ export class GeolocatorStage {
         ...(t.state.lastError && t.state.lastError !== before.lastError ? { error: t.state.lastError } : {}),
         ...(phase === 'backoff' ? { retry_in_ms: t.state.retryAt - this.ctx.now() } : {}),
       }, 'geolocator state');
-      if (phase === 'idle' || phase === 'stopped' || phase === 'failed') {
+      if ((phase === 'idle' || phase === 'stopped' || phase === 'failed') && !this.accepting) {
         // Nothing will read them: counted, not kept.
         const n = this.queue.clear();
         if (t.state.stopReason === 'shutdown') this.dropped.shutdown += n;
