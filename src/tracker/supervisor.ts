@@ -161,7 +161,7 @@ export class TrackerSupervisor implements RingSink {
     this.ctx.rules = this.rules;
     const before = [...this.provisioning.configured.keys()];
     this.provisioning.reconfigure(c);
-    this.ctx.geolocators!.ports.setReserved(geolocatorReservedPorts(c));
+    this.ctx.geolocators.ports.setReserved(geolocatorReservedPorts(c));
     for (const id of before) {
       const node = this.opts.nodes.get(id);
       if (node && !this.provisioning.configured.has(id)) {
@@ -406,7 +406,7 @@ export class TrackerSupervisor implements RingSink {
       r.tracks += inst.output.stats().linesWritten;
       r.resets += f.resets;
       if (inst.geolocator) {
-        retireTotals(this.ctx.geolocators!.retired, inst.geolocator);
+        retireTotals(this.ctx.geolocators.retired, inst.geolocator);
         inst.geolocator.release();
       }
       this.leaving.delete(inst);
@@ -475,7 +475,7 @@ export class TrackerSupervisor implements RingSink {
     return {
       states, up, restarts, tracksWritten: tracks, resets, provisionRefused: { ...this.provisioning.refused },
       passes: this.passes, passErrors: this.passErrors, probeErrors: this.probeErrors, memoryKills: this.memoryKills,
-      geolocators: geolocatorMetrics(stagesOf(this.instances.values()), this.ctx.geolocators!.retired, stagesOf(this.leaving)),
+      geolocators: geolocatorMetrics(stagesOf(this.instances.values()), this.ctx.geolocators.retired, stagesOf(this.leaving)),
     };
   }
 

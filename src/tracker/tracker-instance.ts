@@ -50,7 +50,7 @@ export interface InstanceContext {
   memoryKilled(): void;
   probe?: EngineProbe;
   /** Ports and retired counters of geolocators. */
-  geolocators?: GeolocatorShared;
+  geolocators: GeolocatorShared;
 }
 
 /** The API's view of an instance (GET /api/v1/trackers). */
@@ -154,7 +154,7 @@ export class TrackerInstance {
         },
       })
       : null;
-    this.geolocator = spec.geolocator && ctx.geolocators
+    this.geolocator = spec.geolocator
       ? new GeolocatorStage(spec.name, spec.nodeId, spec.geolocator, ctx, ctx.geolocators, () => this.geolocator?.follow(this._state))
       : null;
   }
