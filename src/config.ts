@@ -116,7 +116,8 @@ const serverSchema = z.strictObject({
   port: listenPort().default(8080),
   // false: server-side geolocators are opt-in (tracker-host default).
   geolocator_enabled: z.boolean().default(false),
-  // 31000: first TCP port handed to server-side geolocators (tracker-host default).
+  // 31000: first TCP port handed to server-side geolocators (tracker-host default), and to trackers'
+  // geolocators whose tcp_port is 0 (skipping tracker ports and the auto-provisioning range).
   geolocator_tcp_port_base: fixedPort().default(31000),
 });
 
@@ -211,7 +212,7 @@ const tcpServerSchema = z
 const trackerGeolocatorSchema = z.strictObject({
   // false: a geolocator per tracker is opt-in (tracker-host default).
   enabled: z.boolean().default(false),
-  // 0: tracker-host default ("not set").
+  // 0: tracker-host default ("not set"); a port is allocated from server.geolocator_tcp_port_base upward.
   tcp_port: listenPort().default(0),
   // absent: the geolocator derives its config from the node's radar config.
   geolocator_config_path: z.string().optional(),

@@ -11,6 +11,7 @@ import type { TrackerMetrics } from '../tracker/supervisor.js';
 import { TRACKER_STATES } from '../tracker/supervisor.js';
 import { PROVISION_REFUSED_REASONS } from '../tracker/provisioning.js';
 import { CONFIG_POLL_FAILURES } from '../tracker/config-poller.js';
+import { registerGeolocatorMetrics } from './geolocator-metrics.js';
 import {
   ALL_DROP_REASONS, DROP_REASONS, CLOSE_REASONS, REJECT_REASONS, dropIndex, closeIndex,
   C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, C_HEARTBEATS, C_BYTES_RECEIVED,
@@ -205,6 +206,7 @@ export class Metrics {
     });
     this.agentMetrics(reg);
     this.trackerMetrics(reg);
+    registerGeolocatorMetrics(reg, () => src.trackers?.().geolocators);
     this.httpMetrics(reg);
     new Counter({
       name: M.configReloads, help: 'Config reloads (SIGHUP), by result: ok (applied) or error (rejected, the old config stays).',

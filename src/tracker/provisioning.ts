@@ -18,6 +18,9 @@ function configuredSpecs(c: Config): Map<string, InstanceSpec> {
       trackerConfig: t.tracker_config, detectionUrl: t.detection_url, apiForward: t.api_forward ?? c.api_forward,
       ...(t.spawn_tracker ? {} : { remoteHost: t.tcp_host }),
       ...(t.config_url ? { configUrl: t.config_url } : {}),
+      ...(t.geolocator.enabled
+        ? { geolocator: { port: t.geolocator.tcp_port, configPath: t.geolocator.geolocator_config_path, configUrl: t.config_url } }
+        : {}),
     });
   }
   return m;

@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { NodeEntry, NodeHooks, NodeTable } from '../nodes/node-table.js';
 import type { EngineProbe, RingSink, SinkAccounting } from '../nodes/ring-sink.js';
+import { createGeolocatorShared, geolocatorMetrics, geolocatorReservedPorts, retireTotals, type GeolocatorMetrics } from './geolocator.js';
 import { nextDue, type LifecycleRules, type TrackerPhase } from './lifecycle.js';
 import { procReader, SAMPLE_INTERVAL_MS, SAMPLES_PER_PASS, type ProcReader } from './memory-watchdog.js';
 import type { PortAllocator } from './port-allocator.js';
@@ -62,6 +63,7 @@ export interface TrackerMetrics {
   probeErrors: number;
   /** Trackers killed for passing tracker.max_memory_mb. */
   memoryKills: number;
+  geolocators: GeolocatorMetrics;
 }
 
 /** New instances started per reconcile pass (each spawns a process: 5-8 ms of main thread). */
@@ -145,6 +147,7 @@ export class TrackerSupervisor implements RingSink {
         this.configPollFailures[reason]++;
       },
       ...(opts.probe ? { probe: opts.probe } : {}),
+      geolocators: createGeolocatorShared(c, opts.portIsFree),
     };
   }
 
@@ -169,6 +172,7 @@ export class TrackerSupervisor implements RingSink {
     this.ctx.rules = this.rules;
     const before = [...this.provisioning.configured.keys()];
     this.provisioning.reconfigure(c);
+    this.ctx.geolocators.ports.setReserved(geolocatorReservedPorts(c));
     for (const id of before) {
       const node = this.opts.nodes.get(id);
       if (node && !this.provisioning.configured.has(id)) {
@@ -413,6 +417,10 @@ export class TrackerSupervisor implements RingSink {
       r.tracks += inst.output.stats().linesWritten;
       r.resets += f.resets;
       r.nodeResets += f.nodeResets;
+      if (inst.geolocator) {
+        retireTotals(this.ctx.geolocators.retired, inst.geolocator);
+        inst.geolocator.release();
+      }
       this.leaving.delete(inst);
       if (inst.spec.origin === 'provisioned' && inst.spec.port !== undefined) this.ports.release(inst.spec.port);
       this.log.info({ tracker: inst.spec.name, node: id }, 'tracker instance removed');
@@ -484,6 +492,7 @@ export class TrackerSupervisor implements RingSink {
     return {
       states, up, restarts, tracksWritten: tracks, resets, nodeResets, configChanges, configPollFailures: { ...this.configPollFailures }, provisionRefused: { ...this.provisioning.refused },
       passes: this.passes, passErrors: this.passErrors, probeErrors: this.probeErrors, memoryKills: this.memoryKills,
+      geolocators: geolocatorMetrics(stagesOf(this.instances.values()), this.ctx.geolocators.retired, stagesOf(this.leaving)),
     };
   }
 
@@ -530,8 +539,12 @@ function unbuiltView(u: Unbuilt): InstanceView {
     since: new Date(u.since).toISOString(), process: u.spec.remoteHost !== undefined ? 'remote' : 'local', pid: null, port: u.spec.port ?? null, restarts: 0, node_connected: false,
     last_frame_at: null, frames_fed: 0, frames_skipped: { duplicate: 0, out_of_order: 0 }, frames_lost: 0, resets: 0, tracks_written: 0,
     last_output_at: null, input_blocked: false, retry_at: null, cooldown_until: null, last_error: u.error, banned_until: null,
-    rss_bytes: null, node_resets: 0, node_config: null,
+    rss_bytes: null, node_resets: 0, node_config: null, geolocator: null,
   };
+}
+
+function* stagesOf(list: Iterable<TrackerInstance>): Iterable<NonNullable<TrackerInstance['geolocator']>> {
+  for (const i of list) if (i.geolocator) yield i.geolocator;
 }
 
 function rulesOf(c: Config): LifecycleRules {

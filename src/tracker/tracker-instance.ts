@@ -10,6 +10,7 @@ import type { NodeEntry } from '../nodes/node-table.js';
 import { RateLimit } from '../telemetry/rate-limit.js';
 import { ApiForwarder } from './api-forwarder.js';
 import { ConfigPoller, type ConfigPollFailure, type ConfigPollView } from './config-poller.js';
+import { GeolocatorStage, type GeolocatorShared, type GeolocatorSpec, type GeolocatorView } from './geolocator.js';
 import { HttpSource, type HttpSourceDrop } from './http-source.js';
 import { initialState, step, type LifecycleEvent, type LifecycleRules, type LifecycleState, type TrackerPhase } from './lifecycle.js';
 import { memoryVerdict, sampleResident, type ProcReader } from './memory-watchdog.js';
@@ -34,6 +35,8 @@ export interface InstanceSpec {
   apiForward: ApiForwardConfig;
   /** Set for a tracker that runs elsewhere (spawn_tracker: false): the host only connects to remoteHost:port. */
   remoteHost?: string | undefined;
+  /** trackers[].geolocator when enabled: the second stage (geolocator.ts). */
+  geolocator?: GeolocatorSpec | undefined;
 }
 
 /** Shared by every instance; a config reload updates it in place. */
@@ -54,6 +57,8 @@ export interface InstanceContext {
   /** A config_url poll failed (counted). */
   configPollFailed?(reason: ConfigPollFailure): void;
   probe?: EngineProbe;
+  /** Ports and retired counters of geolocators. */
+  geolocators: GeolocatorShared;
 }
 
 /** The API's view of an instance (GET /api/v1/trackers). */
@@ -90,6 +95,8 @@ export interface InstanceView {
   node_resets: number;
   /** The node's config from config_url (null: no config_url). */
   node_config: ConfigPollView | null;
+  /** The tracker's geolocator (null without one). */
+  geolocator: GeolocatorView | null;
 }
 
 const iso = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOString() : null);
@@ -107,6 +114,8 @@ export class TrackerInstance {
    * (`configPoller.subscribe`).
    */
   readonly configPoller: ConfigPoller | null;
+  /** The second stage: the geolocator fed with this tracker's events (null without one). */
+  readonly geolocator: GeolocatorStage | null;
   private _state: LifecycleState;
   proc: TrackerHandle | null = null;
   /** The message of the probe that threw on the last pass (shown as state probe_error). */
@@ -179,6 +188,8 @@ export class TrackerInstance {
       })
       : null;
     this.configPoller?.subscribe((ev) => {
+      // One fetch of the node's config serves both stages.
+      this.geolocator?.setRadarConfig(ev.value);
       if (ev.first) {
         ctx.log.info({ tracker: spec.name, node: spec.nodeId, url: spec.configUrl }, 'node config baseline fetched');
         return;
@@ -190,6 +201,9 @@ export class TrackerInstance {
       this.apply({ type: 'reconfigure' });
       ctx.wake();
     });
+    this.geolocator = spec.geolocator
+      ? new GeolocatorStage(spec.name, spec.nodeId, spec.geolocator, ctx, ctx.geolocators, () => this.geolocator?.follow(this._state))
+      : null;
   }
 
   get state(): LifecycleState {
@@ -246,6 +260,7 @@ export class TrackerInstance {
       this.apply({ type: 'input_lost', error: `tracker has not read its input for ${this.ctx.now() - since} ms (tracker.stall_timeout_ms ${stallMs})` });
     }
     this.apply(this.tickEvent());
+    this.geolocator?.follow(this._state);
     // Frames may be waiting from before the tracker was up.
     if (this.up && this.feeder.state === 'detached') this.pump();
   }
@@ -296,12 +311,14 @@ export class TrackerInstance {
     await Promise.all([this.source?.stop(), this.configPoller?.stop()]);
     this.apply({ type: 'stop', reason });
     if (this._state.phase === 'stopping') await new Promise<void>((r) => this.stopWaiters.push(r));
+    // After the tracker: its last events are queued for the geolocator, which gets them before it stops.
+    await this.geolocator?.stop(reason);
   }
 
   /** Closes the output side (after stop()): flushes the track file and the forwarder. */
   async close(forwardDeadlineMs: number): Promise<void> {
     this.feeder.close();
-    await Promise.all([this.output.close(), this.forwarder?.close(forwardDeadlineMs)]);
+    await Promise.all([this.output.close(), this.forwarder?.close(forwardDeadlineMs), this.geolocator?.close()]);
   }
 
   private apply(ev: LifecycleEvent): void {
@@ -323,6 +340,7 @@ export class TrackerInstance {
     }
     if (t.action === 'spawn') this.spawn();
     else if (t.action === 'stop') this.stopProcess();
+    if (t.state.phase !== before.phase) this.geolocator?.follow(this._state);
   }
 
   private spawn(): void {
@@ -410,6 +428,7 @@ export class TrackerInstance {
     this.lastOutputAt = this.ctx.now();
     this.output.write(line);
     this.forwarder?.enqueue(line);
+    this.geolocator?.offer(line);
   }
 
   private stderrLine(line: string): void {
@@ -451,6 +470,7 @@ export class TrackerInstance {
       rss_bytes: this.proc && this.proc.state !== 'exited' ? this.rssBytes : null,
       node_resets: f.nodeResets,
       node_config: this.configPoller?.view() ?? null,
+      geolocator: this.geolocator?.view() ?? null,
     };
   }
 }
