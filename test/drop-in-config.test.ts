@@ -65,9 +65,22 @@ async function started(r: Run): Promise<{ tcp: number; http: number }> {
   return { tcp: Number(String(info.tcp).split(':').pop()), http: Number(String(info.http).split(':').pop()) };
 }
 
+/** The exit code, within a deadline (a process that keeps running fails the test instead of hanging it). */
+async function exitCode(r: Run, ms = 15000): Promise<number | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still running after ${ms} ms: ${r.out().slice(-500)}`)), ms);
+  });
+  try {
+    return await Promise.race([r.exit, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function stop(r: Run): Promise<void> {
   r.child.kill('SIGTERM');
-  assert.equal(await r.exit, 0, r.err());
+  assert.equal(await exitCode(r), 0, r.err());
 }
 
 function file(dir: string, name: string, text: string): string {
@@ -213,19 +226,19 @@ describe('an unchanged tracker-host config runs retina-tracker', () => {
       'shards: 1', 'agents:', `  key_file: "${TEST_KEY_FILE}"`, `output_dir: "${join(dir, 'out')}"`];
     const gone = join(dir, 'no-such-checkout');
     const r1 = run(['--config', file(dir, 'a.yaml', [...base, `retina_tracker_path: "${gone}"`, ''].join('\n'))]);
-    assert.equal(await r1.exit, 2);
+    assert.equal(await exitCode(r1), 2);
     assert.match(r1.err(), new RegExp(`config error: retina_tracker_path: retina-tracker checkout not found: ${gone} `));
     assert.doesNotMatch(r1.out(), /radar-ingest started/);
 
     const empty = join(dir, 'empty-checkout');
     mkdirSync(empty);
     const r2 = run(['--config', file(dir, 'b.yaml', [...base, `retina_tracker_path: "${empty}"`, ''].join('\n'))]);
-    assert.equal(await r2.exit, 2);
+    assert.equal(await exitCode(r2), 2);
     assert.match(r2.err(), new RegExp(`config error: retina_tracker_path: ${empty} has no retina_tracker/track_detections.py`));
 
     const ckpt = retinaCheckout(dir);
     const r3 = run(['--config', file(dir, 'c.yaml', [...base, `retina_tracker_path: "${ckpt}"`, 'tracker:', '  python: /nonexistent/venv/bin/python', ''].join('\n'))]);
-    assert.equal(await r3.exit, 2);
+    assert.equal(await exitCode(r3), 2);
     assert.match(r3.err(), /config error: tracker\.python: interpreter not found or not executable: \/nonexistent\/venv\/bin\/python/);
 
     // The same file with an explicit command needs no checkout.
@@ -284,8 +297,6 @@ describe('track files are named by the local date by default', () => {
       const before = Date.now();
       const r = run(['-c', cfg], { TZ: tz });
       const { tcp, http } = await started(r);
-      // A custom command is reported as its argv.
-      assert.deepEqual((await getJson(http, '/api/v1/trackers')).json.command, [process.execPath, FAKE_TRACKER, '--tcp-port', '{port}', '--echo']);
       const node = await Client.open(tcp);
       await node.send(lineFrame('tz-node', 1757400000000, 2, 'tz-secret'));
       await until(() => trackLines(out, 'tz-node_').length === 1, 'the echoed frame in a track file', 15000);
@@ -294,6 +305,8 @@ describe('track files are named by the local date by default', () => {
       const names = readdirSync(out);
       assert.equal(names.length, 1);
       assert.ok([dateAt(before), dateAt(after)].some((d) => names[0] === `tz-node_${d}.jsonl`), `${names[0]} for ${rule} date in ${tz}`);
+      // A custom command is reported as its argv.
+      assert.deepEqual((await getJson(http, '/api/v1/trackers')).json.command, [process.execPath, FAKE_TRACKER, '--tcp-port', '{port}', '--echo']);
       node.destroy();
       await stop(r);
     });
@@ -334,7 +347,7 @@ describe('auto_provision: false refuses an unknown node, not the connection', ()
       // The binary protocol has a reply channel: the refusal is fatal and says why.
       const bin = await Client.open(te.tcp);
       await bin.send(encodeHello('stranger-bin', 'test-secret'));
-      await bin.closedP;
+      await until(() => bin.closed, 'closed');
       const err = bin.messages().find((x) => x.t === 'error');
       assert.equal(err?.code, ErrorCodes.NODE_REFUSED);
       assert.equal(err?.fatal, true);
@@ -353,8 +366,6 @@ describe('an empty shared token is the token ""', () => {
     const sink = new CollectingSink();
     const e = await startEngine({ tcp_server: { token: '' } }, { sink, logger });
     try {
-      const warn = lines.find((l) => l.level === 40 && l.key === 'tcp_server.token');
-      assert.match(String(warn?.msg), /tcp_server\.token is EMPTY.*"token": ""/);
       const port = e.tcpAddress!.port;
       const frame = (node: string, ts: number, token?: string): string => {
         const f = JSON.parse(lineFrame(node, ts)) as Record<string, unknown>;
@@ -364,16 +375,16 @@ describe('an empty shared token is the token ""', () => {
       };
       const missing = await Client.open(port);
       await missing.send(frame('no-token', 1)).catch(() => undefined);
-      await missing.closedP;
+      await until(() => missing.closed, 'closed');
       const other = await Client.open(port);
       await other.send(frame('other-token', 1, 'anything')).catch(() => undefined);
-      await other.closedP;
+      await until(() => other.closed, 'closed');
       const ok = await Client.open(port);
       // Only the first message is checked, as tracker-host does: a gateway's further node needs no token.
       await ok.send(frame('empty-token', 1, '') + frame('empty-token', 2) + frame('gw-node', 3));
       const binBad = await Client.open(port);
       await binBad.send(encodeHello('bin-other', 'anything'));
-      await binBad.closedP;
+      await until(() => binBad.closed, 'closed');
       assert.equal(binBad.messages()[0]?.code, ErrorCodes.AUTH_FAILED);
       const binOk = await Client.open(port);
       await binOk.send(encodeHello('bin-empty', ''));
@@ -384,6 +395,8 @@ describe('an empty shared token is the token ""', () => {
       const m = await assertAccounting(e);
       assert.equal(m.get('radar_ingest_connections_rejected_total{reason="auth_failed"}'), 3);
       assert.equal(ok.closed, false);
+      const warn = lines.find((l) => l.level === 40 && l.key === 'tcp_server.token');
+      assert.match(String(warn?.msg), /tcp_server\.token is EMPTY.*"token": ""/);
       ok.destroy();
       binOk.destroy();
     } finally {
