@@ -172,7 +172,8 @@ const tcpServerSchema = z
     host: nonEmptyString().default('0.0.0.0'),
     // 30050: the port radar nodes push to (tracker-host default); 0 = ephemeral (tests).
     port: listenPort().default(30050),
-    // "": shared secret nodes authenticate with; RADAR_INGEST_TOKEN (non-empty) overrides it.
+    // "": shared secret nodes authenticate with; RADAR_INGEST_TOKEN (non-empty) overrides it. Empty is a token
+    // too (nodes send "token": "", as with tracker-host); the engine warns that it protects nothing.
     token: z.string().default(''),
     // {}: per-node tokens (node_id -> token); a node without an entry uses `token`.
     tokens: z.record(z.string().regex(NODE_ID_PATTERN, `node ids are ${ID_SHAPE}`),
