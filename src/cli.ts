@@ -1,23 +1,36 @@
 #!/usr/bin/env node
-// radar-ingest [--config PATH]: runs the engine until SIGTERM/SIGINT.
+// radar-ingest [-c|--config PATH] [-v|--verbose] [--server]: runs the engine until SIGTERM/SIGINT.
+// The flags are tracker-host's, so its service files run unchanged.
 // Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage or configuration.
-import { loadConfigFile } from './config.js';
+import { loadConfigFile, type Config } from './config.js';
 import { ConfigError } from './protocol/errors.js';
 import { Engine } from './engine/engine.js';
 import { installProcessGuard, installTestFault } from './engine/process-guard.js';
 
-const USAGE = 'usage: radar-ingest [--config PATH]   (default: ./config.yaml)';
+const USAGE = 'usage: radar-ingest [-c|--config PATH] [-v|--verbose] [--server]   (default config: ./config.yaml)';
 
-function parseArgs(argv: string[]): { config: string } | null {
-  let config = 'config.yaml';
+interface Args {
+  config: string;
+  /** -v: debug logs, over log.level. */
+  verbose: boolean;
+  /** --server: tracker-host's server mode, whose routes are always served here. */
+  server: boolean;
+}
+
+function parseArgs(argv: string[]): Args | null {
+  const args: Args = { config: 'config.yaml', verbose: false, server: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--config' || a === '-c') {
       const v = argv[++i];
       if (v === undefined) return null;
-      config = v;
+      args.config = v;
     } else if (a.startsWith('--config=')) {
-      config = a.slice('--config='.length);
+      args.config = a.slice('--config='.length);
+    } else if (a === '-v' || a === '--verbose') {
+      args.verbose = true;
+    } else if (a === '--server') {
+      args.server = true;
     } else if (a === '--help' || a === '-h') {
       process.stdout.write(`${USAGE}\n`);
       process.exit(0);
@@ -25,7 +38,13 @@ function parseArgs(argv: string[]): { config: string } | null {
       return null;
     }
   }
-  return { config };
+  return args;
+}
+
+/** The config file with the command line's overrides (a reload keeps them). */
+function load(args: Args): Config {
+  const c = loadConfigFile(args.config);
+  return args.verbose ? { ...c, log: { ...c.log, level: 'debug' } } : c;
 }
 
 async function main(): Promise<void> {
@@ -37,7 +56,7 @@ async function main(): Promise<void> {
   const args = parsed;
   let engine: Engine;
   try {
-    engine = new Engine({ config: loadConfigFile(args.config) });
+    engine = new Engine({ config: load(args) });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`radar-ingest: config error: ${err.message}\n`);
@@ -45,6 +64,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  if (args.server) engine.log.info('--server accepted for compatibility: the server-mode routes are always served');
   installProcessGuard(engine, engine.config.shutdown.deadline_ms);
   installTestFault(process.env);
   // Signal handlers go in before start-up: until a process installs one, SIGTERM and
@@ -74,7 +94,7 @@ async function main(): Promise<void> {
   process.on('SIGHUP', () => {
     let next;
     try {
-      next = loadConfigFile(args.config);
+      next = load(args);
     } catch (err) {
       engine.reloadFailed(err as Error);
       return;

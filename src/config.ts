@@ -179,7 +179,8 @@ const tcpServerSchema = z
     host: nonEmptyString().default('0.0.0.0'),
     // 30050: the port radar nodes push to (tracker-host default); 0 = ephemeral (tests).
     port: listenPort().default(30050),
-    // "": shared secret nodes authenticate with; RADAR_INGEST_TOKEN (non-empty) overrides it.
+    // "": shared secret nodes authenticate with; RADAR_INGEST_TOKEN (non-empty) overrides it. Empty is a token
+    // too (nodes send "token": "", as with tracker-host); the engine warns that it protects nothing.
     token: z.string().default(''),
     // {}: per-node tokens (node_id -> token); a node without an entry uses `token`.
     tokens: z.record(z.string().regex(NODE_ID_PATTERN, `node ids are ${ID_SHAPE}`),
@@ -383,9 +384,11 @@ const trackerSchemaSection = z.strictObject({
   // "reference": the built-in tracker (node, no Python needed). "retina": retina-tracker
   // (`python3 -m retina_tracker.track_detections --tcp --tcp-host 127.0.0.1 --tcp-port {port} -s - -c {config}`
   // run in retina_tracker_path). Or an argv list with the placeholders {port}, {node_id}, {config}.
+  // Absent: "retina" when the file sets retina_tracker_path (a tracker-host config meant retina), else
+  // "reference"; resolved in the top-level transform.
   command: z.union([z.enum(['reference', 'retina']), z.array(nonEmptyString()).min(1, { error: 'must list at least the program' })], {
     error: 'must be "reference", "retina" or a list of strings (program first)',
-  }).default('reference'),
+  }).optional(),
   // "tcp": the host connects to the tracker's {port} (retina-tracker's input); "stdin": writes to its stdin.
   input: z.enum(['tcp', 'stdin']).default('tcp'),
   // absent: the engine's working directory ("retina": retina_tracker_path).
@@ -472,7 +475,8 @@ const baseSchema = z
     // 60.0: how often node radar configs are re-fetched (tracker-host default).
     config_poll_interval_sec: seconds().default(60.0),
     // "../retina-tracker": retina-tracker checkout, relative to the working directory (tracker-host default).
-    retina_tracker_path: z.string().default('../retina-tracker'),
+    // Its default is applied in the transform below: whether the file set it decides tracker.command.
+    retina_tracker_path: z.string().optional(),
     // "../retina-geolocator": retina-geolocator checkout (tracker-host default).
     retina_geolocator_path: z.string().default('../retina-geolocator'),
     // legacy HTTP server block; its host/port are the defaults for `http`.
@@ -539,6 +543,8 @@ const baseSchema = z
   .transform((c) => ({
     ...c,
     http: { ...c.http, host: c.http.host ?? c.server.host, port: c.http.port ?? c.server.port },
+    retina_tracker_path: c.retina_tracker_path ?? '../retina-tracker',
+    tracker: { ...c.tracker, command: c.tracker.command ?? (c.retina_tracker_path !== undefined ? 'retina' as const : 'reference' as const) },
   }));
 
 /** Null-valued keys count as absent (recursively); list items are left alone. */

@@ -168,12 +168,12 @@ describe('per-node tokens (line protocol)', () => {
     const sink = new CollectingSink();
     const e = await eng({ tcp_server: { token: '', tokens: { victim: VICTIM } } }, { sink });
     const port = e.tcpAddress!.port;
-    // No node id first (any token passes: there is no shared one), then a forged claim.
+    // No node id first (the empty shared token passes), then a forged claim.
     const a = await Client.open(port);
-    await a.send(`${JSON.stringify({ token: 'x', type: 'heartbeat' })}\n${forged('victim', 1)}`).catch(() => undefined);
+    await a.send(`${JSON.stringify({ token: '', type: 'heartbeat' })}\n${forged('victim', 1)}`).catch(() => undefined);
     await closed(a);
     const b = await Client.open(port);
-    await b.send(lineFrame('free', 1, 2, 'anything') + forged('victim', 2)).catch(() => undefined);
+    await b.send(lineFrame('free', 1, 2, '') + forged('victim', 2)).catch(() => undefined);
     await closed(b);
     const c = await Client.open(port);
     await c.send(lineFrame('victim', 3, 2, 'wrong')).catch(() => undefined);
@@ -183,11 +183,11 @@ describe('per-node tokens (line protocol)', () => {
     await closed(bin);
     assert.equal(bin.messages()[0]?.code, ErrorCodes.AUTH_FAILED);
     assert.equal(sink.of('victim').length, 0);
-    // The right token works on both protocols; nodes without a token need none.
+    // The right token works on both protocols; nodes without a token of their own show the empty one.
     const ok = await Client.open(port);
     await ok.send(lineFrame('victim', 4, 2, VICTIM));
     const okBin = await Client.open(port);
-    await okBin.send(encodeHello('free-bin', 'whatever'));
+    await okBin.send(encodeHello('free-bin', ''));
     await welcomed(okBin);
     await until(() => sink.of('victim').length === 1 && sink.of('free').length === 1, 'accepted frames');
     const m = await assertAccounting(e);

@@ -20,6 +20,7 @@ import { TokenCheck } from '../shard/token.js';
 import { TrackerSupervisor } from '../tracker/supervisor.js';
 import type { ProcReader } from '../tracker/memory-watchdog.js';
 import { mountTrackerApi } from '../tracker/tracker-api.js';
+import { trackerCommandProblem } from '../tracker/tracker-command.js';
 import { mountNodeApi } from '../nodes/node-api.js';
 import { FORMAT_ANY, FORMAT_JSONL } from '../ring/ring-layout.js';
 import { M_GRANT, M_REFUSE, M_REVOKE, M_CRASH } from '../protocol/thread-messages.js';
@@ -33,6 +34,7 @@ import { RingOffer } from './ring-sweep.js';
 import { WriteHeartbeats } from './agent-liveness.js';
 import { statusFields } from './status-log.js';
 import { nodeHooks } from './node-hooks.js';
+import { tokenWarnings } from './token-warnings.js';
 
 export interface EngineOptions {
   config: Config;
@@ -97,6 +99,8 @@ export class Engine {
     this.refusals = new RefusalLog(this.log);
     let nodes: NodeTable | null = null;
     if (!opts.sink && config.sink === 'trackers') {
+      const problem = trackerCommandProblem(config);
+      if (problem) throw problem;
       this.trackers = new TrackerSupervisor({
         config,
         // The node table is created below; the supervisor only uses it after start().
@@ -219,6 +223,12 @@ export class Engine {
    */
   reload(next: Config): { restartRequired: string[] } {
     const { applied, restartRequired } = reloadedConfig(this.config, next);
+    // A tracker program that cannot run is refused like any invalid file: the old config stays.
+    const problem = this.trackers ? trackerCommandProblem(applied) : null;
+    if (problem) {
+      this.reloadFailed(problem);
+      return { restartRequired: [] };
+    }
     this.config = applied;
     this.nodeToken = new TokenCheck(applied.tcp_server.token, applied.tcp_server.tokens);
     this.pool.reconfigure({ token: applied.tcp_server.token, tokens: applied.tcp_server.tokens, limits: shardLimits(applied) });
@@ -257,11 +267,7 @@ export class Engine {
     if (this.started) throw new Error('engine already started');
     this.started = true;
     const c = this.config;
-    if (c.tcp_server.token === '') {
-      this.log.warn(Object.keys(c.tcp_server.tokens).length === 0
-        ? 'tcp_server.token is empty: node authentication is disabled'
-        : 'tcp_server.token is empty: nodes without an entry in tcp_server.tokens are not authenticated');
-    }
+    for (const w of tokenWarnings(c.tcp_server)) this.log.warn({ key: 'tcp_server.token' }, w);
     checkDescriptors(c, this.log);
     await this.pool.start();
     this.trackers?.start();

@@ -3,7 +3,7 @@
 import type { Config } from '../config.js';
 
 /** Top-level config keys a reload cannot change (listeners, threads, rings, files): a restart applies them. */
-const RESTART_KEYS = ['shards', 'sink', 'http', 'ring', 'agents', 'output_dir', 'status_interval_sec'] as const satisfies ReadonlyArray<keyof Config>;
+const RESTART_KEYS = ['shards', 'sink', 'http', 'ring', 'agents', 'output_dir', 'output_date', 'status_interval_sec'] as const satisfies ReadonlyArray<keyof Config>;
 /** tcp_server keys a reload cannot change (the listener and the provisioning range). */
 const RESTART_TCP_KEYS = [
   'enabled', 'host', 'port', 'tls', 'proxy_protocol', 'proxy_trusted', 'auto_provision_port_start', 'auto_provision_port_end',

@@ -31,7 +31,8 @@ function text(x: unknown, field: string, min: number, max: number): string | nul
  * checked by the caller (its own error), `v` and `t` by the protocol.
  */
 export function helloProblem(m: Record<string, unknown>): string | null {
-  const tok = text(m.token, 'token', 1, TOKEN_MAX);
+  // An empty token is a token: it matches an empty tcp_server.token (and nothing else).
+  const tok = text(m.token, 'token', 0, TOKEN_MAX);
   if (tok !== null) return tok;
   if (m.group !== undefined && (typeof m.group !== 'string' || !GROUP_PATTERN.test(m.group))) return GROUP_RULE;
   if (m.name !== undefined) {

@@ -16,22 +16,24 @@ export function identityAllows(identity: string | null, node: string | null): bo
 }
 
 export class TokenCheck {
-  private readonly shared: Buffer | null;
+  private readonly shared: Buffer;
+  private readonly sharedEmpty: boolean;
   private readonly perNode = new Map<string, Buffer>();
 
-  /** An empty shared token with no per-node token disables authentication for that node (the engine warns). */
+  /**
+   * An empty shared token is still a token: a message must carry `"token": ""`
+   * exactly (tracker-host's rule; a message without one is refused). The engine
+   * warns at start that it protects nothing.
+   */
   constructor(shared: string, perNode: Record<string, string> = {}) {
-    this.shared = shared === '' ? null : digest(shared);
+    this.shared = digest(shared);
+    this.sharedEmpty = shared === '';
     for (const [node, t] of Object.entries(perNode)) this.perNode.set(node, digest(t));
   }
 
-  /** No token at all applies to `node` (authentication is off for it). */
+  /** Only the empty shared token applies to `node`: no secret authenticates it (agent registration refuses it). */
   disabledFor(node: string | null): boolean {
-    return this.shared === null && (node === null || !this.perNode.has(node));
-  }
-
-  get disabled(): boolean {
-    return this.shared === null && this.perNode.size === 0;
+    return this.sharedEmpty && (node === null || !this.perNode.has(node));
   }
 
   /** The node has a token of its own (tcp_server.tokens): only that token claims it. */
@@ -42,7 +44,6 @@ export class TokenCheck {
   /** Does `candidate` authenticate `node` (null: a message without a usable node id)? */
   matches(node: string | null, candidate: string | Uint8Array): boolean {
     const expected = (node !== null ? this.perNode.get(node) : undefined) ?? this.shared;
-    if (expected === null) return true;
     return timingSafeEqual(digest(candidate), expected);
   }
 }

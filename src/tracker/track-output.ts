@@ -1,20 +1,20 @@
 // Track output of a tracker subprocess: its stdout lines (line-splitter.ts) are
-// appended to one JSONL file per UTC day
-// (TrackFileWriter), `{outputDir}/{name}_{YYYY-MM-DD}.jsonl` as tracker-host
-// names them.
+// appended to one JSONL file per day (TrackFileWriter),
+// `{outputDir}/{name}_{YYYY-MM-DD}.jsonl` as tracker-host names them. The day is
+// the host's local date by default (tracker-host's rule; config `output_date`),
+// or the UTC date.
 //
 // TrackFileWriter never throws from write(): file-system errors (EACCES,
 // ENOSPC, a missing mount, ...) go to `onError`, the lines that could not be
 // stored are counted in `linesFailed`, and the file is reopened on the next
-// write after `reopenDelayMs` (or at once when the UTC day changes). Writing is
+// write after `reopenDelayMs` (or at once when the day changes). Writing is
 // buffered through a fs.WriteStream; write() returns false when the buffer is
 // above its high-water mark, and drained() resolves when it is worth writing
 // again, so the caller can pause the tracker's stdout.
 
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
-
-const DAY_MS = 86_400_000;
+import { dayOf, type OutputDate } from './file-date.js';
 
 // ---------------------------------------------------------------------------
 // TrackFileWriter
@@ -25,8 +25,12 @@ export interface TrackFileWriterOptions {
   outputDir: string;
   /** Tracker name: the file-name prefix. Must not contain path separators. */
   name: string;
-  /** Clock in ms since the epoch; decides the file's UTC date at each write. Default Date.now. */
+  /** Clock in ms since the epoch; decides the file's date at each write. Default Date.now. */
   now?: () => number;
+  /** "local" (default): the file is named by the date in `timeZone`; "utc": by the UTC date. */
+  date?: OutputDate;
+  /** IANA zone for "local"; default the host's zone (TZ). */
+  timeZone?: string;
   /** File-system errors (the writer never throws from write()). Called at most once per failed open/stream. */
   onError?: (err: Error) => void;
   /** WriteStream buffer size above which write() returns false. Default 64 KiB. */
@@ -48,17 +52,19 @@ export interface TrackFileWriterStats {
   errors: number;
 }
 
-/** `{name}_{YYYY-MM-DD}.jsonl` for the UTC date of `ms`. */
-export function trackFileName(name: string, ms: number): string {
-  return `${name}_${new Date(ms).toISOString().slice(0, 10)}.jsonl`;
+/** `{name}_{YYYY-MM-DD}.jsonl` for the date of `ms` (UTC unless `date` is "local"). */
+export function trackFileName(name: string, ms: number, date: OutputDate = 'utc', timeZone?: string): string {
+  return `${name}_${dayOf(ms, date, timeZone).date}.jsonl`;
 }
 
-/** Appends track lines to `{outputDir}/{name}_{YYYY-MM-DD}.jsonl`, one file per UTC day. */
+/** Appends track lines to `{outputDir}/{name}_{YYYY-MM-DD}.jsonl`, one file per (local or UTC) day. */
 export class TrackFileWriter {
   readonly outputDir: string;
   readonly name: string;
 
   private readonly now: () => number;
+  private readonly date: OutputDate;
+  private readonly timeZone: string | undefined;
   private readonly onError: (err: Error) => void;
   private readonly highWaterMark: number;
   private readonly reopenDelayMs: number;
@@ -68,6 +74,7 @@ export class TrackFileWriter {
   /** [dayStart, dayEnd) of the open (or last attempted) file, in ms. */
   private dayStart = 0;
   private dayEnd = -1;
+  private day = '';
   private hadFile = false;
   private failedAt: number | null = null;
   private closed = false;
@@ -86,6 +93,8 @@ export class TrackFileWriter {
     this.outputDir = opts.outputDir;
     this.name = name;
     this.now = opts.now ?? Date.now;
+    this.date = opts.date ?? 'local';
+    this.timeZone = opts.timeZone;
     this.onError = opts.onError ?? (() => {});
     this.highWaterMark = opts.highWaterMark ?? 64 * 1024;
     this.reopenDelayMs = opts.reopenDelayMs ?? 5000;
@@ -107,7 +116,7 @@ export class TrackFileWriter {
 
   /**
    * Appends one line (a trailing '\n' is added unless present; the caller must
-   * not pass embedded newlines). The line goes whole into the file of the UTC
+   * not pass embedded newlines). The line goes whole into the file of the
    * date at this call. Never throws. Returns false when the stream's buffer is
    * above its high-water mark: wait for drained() before writing more.
    */
@@ -157,16 +166,17 @@ export class TrackFileWriter {
   }
 
   private openFor(t: number): void {
-    const dayStart = Math.floor(t / DAY_MS) * DAY_MS;
-    const switching = this.hadFile && dayStart !== this.dayStart;
+    const day = dayOf(t, this.date, this.timeZone);
+    const switching = this.hadFile && day.date !== this.day;
     if (this.stream !== null) this.releaseStream();
-    this.dayStart = dayStart;
-    this.dayEnd = dayStart + DAY_MS;
+    this.day = day.date;
+    this.dayStart = day.start;
+    this.dayEnd = day.end;
     this.failedAt = null;
     if (switching) this.counters.rotations++;
     this.hadFile = true;
 
-    const path = join(this.outputDir, trackFileName(this.name, dayStart));
+    const path = join(this.outputDir, `${this.name}_${day.date}.jsonl`);
     this.path = path;
     try {
       mkdirSync(this.outputDir, { recursive: true });

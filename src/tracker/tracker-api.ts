@@ -5,6 +5,7 @@ import type { HttpServer } from '../http/server.js';
 import { sendJson } from '../http/server.js';
 import { controlToken } from '../http/auth.js';
 import type { TrackerSupervisor } from './supervisor.js';
+import { describeCommand } from './tracker-command.js';
 
 export function mountTrackerApi(http: HttpServer, sup: TrackerSupervisor, apiToken: string): void {
   const control = controlToken(apiToken);
@@ -12,7 +13,7 @@ export function mountTrackerApi(http: HttpServer, sup: TrackerSupervisor, apiTok
     const list = sup.views();
     sendJson(res, 200, {
       trackers: list,
-      command: sup.command.kind,
+      command: describeCommand(sup.command),
       ports: { start: sup.ports.start, end: sup.ports.end, in_use: sup.ports.inUse },
       supervisor: { passes: sup.passes, pass_errors: sup.passErrors, probe_errors: sup.probeErrors, last_pass_error: sup.lastPassError },
     });

@@ -3,7 +3,6 @@
 // API forwarder, and for mode http the poller that produces the frames. The
 // supervisor calls probe() on every pass; events (process exit, start result,
 // node up/down) apply a lifecycle step at once and wake the supervisor.
-import { resolve as resolvePath } from 'node:path';
 import type { Logger } from 'pino';
 import type { ApiForwardConfig, Config } from '../config.js';
 import type { NodeEntry } from '../nodes/node-table.js';
@@ -15,7 +14,7 @@ import { HttpSource, type HttpSourceDrop } from './http-source.js';
 import { initialState, step, type LifecycleEvent, type LifecycleRules, type LifecycleState, type TrackerPhase } from './lifecycle.js';
 import { memoryVerdict, sampleResident, type ProcReader } from './memory-watchdog.js';
 import { RingFeeder } from './ring-feeder.js';
-import type { TrackerCommand } from './tracker-command.js';
+import { trackerConfigPath, type TrackerCommand } from './tracker-command.js';
 import { TrackerProcess } from './tracker-process.js';
 import { RemoteTracker, type TrackerHandle } from './remote-tracker.js';
 import { TrackFileWriter } from './track-output.js';
@@ -147,6 +146,7 @@ export class TrackerInstance {
       outputDir: ctx.config.output_dir,
       name: spec.name,
       now: ctx.now,
+      date: ctx.config.output_date,
       onError: (err) => ctx.log.error({ tracker: spec.name, err: err.message }, 'track file error'),
     });
     this.forwarder = spec.apiForward.enabled
@@ -352,7 +352,7 @@ export class TrackerInstance {
       env: this.ctx.command.env,
       nodeId: spec.nodeId,
       ...(spec.port !== undefined ? { port: spec.port } : {}),
-      ...(spec.trackerConfig ? { configPath: resolvePath(spec.trackerConfig) } : {}),
+      ...(spec.trackerConfig ? { configPath: trackerConfigPath(this.ctx.command, spec.trackerConfig) } : {}),
       input: c.tracker.input,
       connectRetries: c.tcp_connect_retries,
       retryDelayMs: c.tcp_retry_delay_sec * 1000,
