@@ -11,6 +11,7 @@
 // It is also the engine's ring sink (onData feeds the node's tracker) and its
 // provisioning hook (provisioning.ts); HTTP-polled nodes' frames reach their
 // rings through local-producer.ts.
+import { sumConsumption, type InputConsumption } from './input-report.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { NodeEntry, NodeHooks, NodeTable } from '../nodes/node-table.js';
@@ -478,7 +479,7 @@ export class TrackerSupervisor implements RingSink {
    * flushes track files and forwarders, and counts frames still in rings as lost
    * (reason `shutdown`). The caller has stopped the producers first.
    */
-  async shutdown(drainUntil: number, forwardDeadlineMs: number): Promise<{ drained: boolean; leftInRings: number }> {
+  async shutdown(drainUntil: number, forwardDeadlineMs: number): Promise<{ drained: boolean; leftInRings: number; consumption: InputConsumption }> {
     await Promise.all([...this.instances.values()].map((i) => i.source?.stop()));
     const drained = await drainRings(() => this.instances.values(), this.now, drainUntil);
     this.closed = true;
@@ -486,13 +487,14 @@ export class TrackerSupervisor implements RingSink {
     this.timer = null;
     const all = [...this.instances.values()];
     await Promise.all(all.map((i) => i.stop('shutdown')));
+    const consumption = sumConsumption(all.map((i) => i.inputConsumption()));
     await Promise.all([...this.removing]);
     await Promise.all(all.map((i) => i.close(forwardDeadlineMs)));
     let left = 0;
     for (const n of this.opts.nodes.byRing) left += n.reader.frames;
     for (const n of this.opts.nodes.byRing) n.reader.discard();
     this.lostAtShutdown += left;
-    return { drained: drained && left === 0, leftInRings: left };
+    return { drained: drained && left === 0, leftInRings: left, consumption };
   }
 
   /** Stops without draining (an engine that never started its loop, or tests). */

@@ -244,6 +244,12 @@ export class TrackerInstance {
     if (this._state.phase === 'stopping') await new Promise<void>((r) => this.stopWaiters.push(r));
   }
 
+  /** The current process's input: frames handed over, and what it reported reading (null: no report). */
+  inputConsumption(): { fed: number; read: number | null } {
+    const p = this.proc;
+    return p ? { fed: p.framesHanded, read: p.framesReadReported } : { fed: 0, read: null };
+  }
+
   /** Closes the output side (after stop()): flushes the track file and the forwarder. */
   async close(forwardDeadlineMs: number): Promise<void> {
     this.feeder.close();
@@ -282,6 +288,7 @@ export class TrackerInstance {
       ...(spec.port !== undefined ? { port: spec.port } : {}),
       ...(spec.trackerConfig ? { configPath: resolvePath(spec.trackerConfig) } : {}),
       input: c.tracker.input,
+      ...(this.ctx.command.parentPipe === true && c.tracker.input === 'tcp' ? { parentPipe: true } : {}),
       connectRetries: c.tcp_connect_retries,
       retryDelayMs: c.tcp_retry_delay_sec * 1000,
       startupDelayMs: c.startup_delay_sec * 1000,
