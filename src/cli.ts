@@ -5,8 +5,9 @@ import { loadConfigFile } from './config.js';
 import { ConfigError } from './protocol/errors.js';
 import { Engine } from './engine/engine.js';
 import { installProcessGuard, installTestFault } from './engine/process-guard.js';
+import { runStatus } from './cli/status-command.js';
 
-const USAGE = 'usage: radar-ingest [--config PATH]   (default: ./config.yaml)';
+const USAGE = 'usage: radar-ingest [--config PATH]   (default: ./config.yaml)\n       radar-ingest status [--url URL] [--token TOKEN] [--json]';
 
 function parseArgs(argv: string[]): { config: string } | null {
   let config = 'config.yaml';
@@ -29,6 +30,11 @@ function parseArgs(argv: string[]): { config: string } | null {
 }
 
 async function main(): Promise<void> {
+  // `radar-ingest status ...`: a client of a running engine, not the engine.
+  if (process.argv[2] === 'status') {
+    process.exitCode = await runStatus(process.argv.slice(3), process.env, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+    return;
+  }
   const parsed = parseArgs(process.argv.slice(2));
   if (!parsed) {
     process.stderr.write(`${USAGE}\n`);
