@@ -9,7 +9,8 @@ import { mkdtempSync, writeFileSync, rmSync, readdirSync, readFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Client, lineFrame, httpGet, getJson, until, freePortRange, pidAlive } from './helpers.js';
+import { Client, lineFrame, httpGet, getJson, until, freePort, freePortRange, pidAlive } from './helpers.js';
+import { TrackerProcess } from '../src/tracker/tracker-process.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'radar-ctrlc-'));
@@ -105,6 +106,41 @@ describe('Ctrl-C (SIGINT to the whole process group)', () => {
     } finally {
       if (!exited) process.kill(-cli.child.pid!, 'SIGKILL');
       if (pid && pidAlive(pid)) process.kill(pid, 'SIGKILL');
+    }
+  });
+
+  test('a tracker leads its own process group, and stopping it takes the helpers it started with it', async () => {
+    // A stand-in tracker (retina may start helpers too): it starts `sleep`, says its pid on stderr, and listens.
+    const script = `const h = require('node:child_process').spawn('sleep', ['300'], { stdio: 'ignore' });
+      process.stderr.write('helper ' + h.pid + '\\n');
+      require('node:net').createServer((s) => s.resume()).listen(Number(process.argv[1]), '127.0.0.1');
+      process.on('SIGTERM', () => process.exit(0));`;
+    let helper = 0;
+    const proc = new TrackerProcess({
+      command: [process.execPath, '-e', script, '{port}'], nodeId: 'node-group', port: await freePort(), input: 'tcp',
+      startupDelayMs: 0, retryDelayMs: 50, connectRetries: 100,
+      stderrLine: (l) => { const m = /^helper (\d+)$/.exec(l); if (m) helper = Number(m[1]); },
+    });
+    await proc.start();
+    try {
+      await until(() => helper, 'helper pid');
+      const pgid = (pid: number): number => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[2]);
+      assert.equal(pgid(proc.pid!), proc.pid, 'the tracker leads its own group');
+      assert.notEqual(pgid(proc.pid!), pgid(process.pid), 'not the engine\'s group');
+      assert.equal(pgid(helper), proc.pid, 'its helper is in its group');
+      await proc.stop(500);
+      // Gone, or a zombie waiting for a reaper that is not ours to be.
+      const alive = (pid: number): boolean => {
+        try {
+          return !/^\S+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+        } catch {
+          return false;
+        }
+      };
+      await until(() => !alive(helper), `helper ${helper} stopped with its tracker`);
+    } finally {
+      await proc.stop(0);
+      if (helper && pidAlive(helper)) process.kill(helper, 'SIGKILL');
     }
   });
 });
