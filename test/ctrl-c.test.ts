@@ -144,3 +144,16 @@ describe('Ctrl-C (SIGINT to the whole process group)', () => {
     }
   });
 });
+
+describe('end-of-input reports', () => {
+  test('the last well-formed EOF line counts; anything else is no report; trackers without one are unconfirmed', async () => {
+    const { parseInputReport, sumConsumption } = await import('../src/tracker/input-report.js');
+    assert.equal(parseInputReport('{"type":"EOF","frames_read":12}\n'), 12);
+    assert.equal(parseInputReport('noise\n{"type":"EOF","frames_read":3}\n{"type":"EOF","frames_read":5}'), 5);
+    for (const bad of ['', 'garbage', '{"frames_read":3}', '{"type":"EOF","frames_read":-1}', '{"type":"EOF","frames_read":"3"}', '{"type":"EOF","frames_read":1.5}']) {
+      assert.equal(parseInputReport(bad), null, bad);
+    }
+    assert.deepEqual(sumConsumption([{ fed: 10, read: 10 }, { fed: 8, read: 5 }, { fed: 4, read: null }, { fed: 0, read: null }]),
+      { fed: 22, read: 15, unread: 3, unconfirmed: 1 });
+  });
+});

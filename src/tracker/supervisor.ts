@@ -11,7 +11,6 @@
 // It is also the engine's ring sink (onData feeds the node's tracker) and its
 // provisioning hook (provisioning.ts); HTTP-polled nodes' frames reach their
 // rings through local-producer.ts.
-import { sumConsumption, type InputConsumption } from './input-report.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { NodeEntry, NodeHooks, NodeTable } from '../nodes/node-table.js';
@@ -22,6 +21,7 @@ import type { PortAllocator } from './port-allocator.js';
 import { Provisioning, type ProvisionRefusedReason } from './provisioning.js';
 import { LocalProducer } from './local-producer.js';
 import { drainRings } from './shutdown-drain.js';
+import { sumConsumption, type InputConsumption } from './input-report.js';
 import { resolveTrackerCommand, type TrackerCommand } from './tracker-command.js';
 import { TrackerInstance, type InstanceContext, type InstanceSpec, type InstanceView } from './tracker-instance.js';
 
