@@ -6,8 +6,9 @@ import { loadConfigFile, type Config } from './config.js';
 import { ConfigError } from './protocol/errors.js';
 import { Engine } from './engine/engine.js';
 import { installProcessGuard, installTestFault } from './engine/process-guard.js';
+import { runStatus } from './cli/status-command.js';
 
-const USAGE = 'usage: radar-ingest [-c|--config PATH] [-v|--verbose] [--server]   (default config: ./config.yaml)';
+const USAGE = 'usage: radar-ingest [-c|--config PATH] [-v|--verbose] [--server]   (default config: ./config.yaml)\n       radar-ingest status [--url URL] [--token TOKEN] [--json]';
 
 interface Args {
   config: string;
@@ -48,6 +49,11 @@ function load(args: Args): Config {
 }
 
 async function main(): Promise<void> {
+  // `radar-ingest status ...`: a client of a running engine, not the engine.
+  if (process.argv[2] === 'status') {
+    process.exitCode = await runStatus(process.argv.slice(3), process.env, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+    return;
+  }
   const parsed = parseArgs(process.argv.slice(2));
   if (!parsed) {
     process.stderr.write(`${USAGE}\n`);

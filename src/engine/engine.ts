@@ -22,6 +22,7 @@ import type { ProcReader } from '../tracker/memory-watchdog.js';
 import { mountTrackerApi } from '../tracker/tracker-api.js';
 import { trackerCommandProblem } from '../tracker/tracker-command.js';
 import { mountNodeApi } from '../nodes/node-api.js';
+import { mountStatusPage } from '../http/status-page.js';
 import { FORMAT_ANY, FORMAT_JSONL } from '../ring/ring-layout.js';
 import { M_GRANT, M_REFUSE, M_REVOKE, M_CRASH } from '../protocol/thread-messages.js';
 import { nodeLimits, shardLimits, handoffLimits, reconnectGuard } from './component-limits.js';
@@ -203,6 +204,7 @@ export class Engine {
     mountHealth(this.http, () => this.readiness());
     this.agents.mount(this.http);
     mountNodeApi(this.http, this.nodes, config.http.api_token, config.http.max_body_bytes, (msg, obj) => this.log.info(obj, msg));
+    mountStatusPage(this.http);
     if (this.trackers) mountTrackerApi(this.http, this.trackers, config.http.api_token);
   }
 

@@ -69,9 +69,16 @@ export async function drain(p: DrainParts): Promise<void> {
     const drainUntil = Math.max(Date.now(), deadline - stopBudget);
     const r = await p.trackers.shutdown(drainUntil, Math.max(0, deadline - Date.now() - p.config.tracker.stop_grace_ms));
     const t = p.totals();
-    p.log[r.drained ? 'info' : 'warn']({
+    const c = r.consumption;
+    // delivered counts frames handed to a tracker's input; what the trackers then
+    // read is theirs to say (tracker_read, reported by those that report: the
+    // built-in one does; tracker_unconfirmed counts those that did not).
+    const ok = r.drained && c.unread === 0;
+    p.log[ok ? 'info' : 'warn']({
       drained: r.drained, left_in_rings: r.leftInRings, delivered: t.delivered, dropped: t.droppedTotal, received: t.received,
-    }, r.drained ? 'rings drained to the trackers' : 'shutdown deadline: frames left in rings were counted as dropped (reason shutdown)');
+      tracker_fed: c.fed, tracker_read: c.read, tracker_unread: c.unread, tracker_unconfirmed: c.unconfirmed,
+    }, !r.drained ? 'shutdown deadline: frames left in rings were counted as dropped (reason shutdown)'
+      : c.unread > 0 ? 'rings drained, but trackers exited without reading every frame handed to them' : 'rings drained to the trackers');
   }
   await p.sink.close?.();
   await p.http.close();

@@ -302,9 +302,10 @@ export const USAGE = `usage: reference-tracker --tcp [--tcp-host HOST] [--tcp-po
   -s, --stream-output - track events to stdout (the only output; other values are ignored)
   -c, --config FILE     JSON or YAML tracker settings
   --detection-window N  most detections in a track's first event (default 20)
+  --exit-with-stdin     exit when stdin reaches its end (the engine holds it open, so the tracker dies with it)
 `;
 
-export interface CliOptions { host: string; port: number; stream: string; config: string | null; detectionWindow: number | null; help: boolean }
+export interface CliOptions { host: string; port: number; stream: string; config: string | null; detectionWindow: number | null; help: boolean; exitWithStdin?: boolean }
 
 /** Parses argv (without node and script); throws an Error with the reason on bad usage. */
 export function parseArgs(argv: string[]): CliOptions {
@@ -332,6 +333,7 @@ export function parseArgs(argv: string[]): CliOptions {
     else if (arg === '-c' || arg === '--config') o.config = value();
     else if (arg === '--detection-window') o.detectionWindow = int(1, 1e6);
     else if ((arg === '-h' || arg === '--help') && inline === undefined) o.help = true;
+    else if (arg === '--exit-with-stdin' && inline === undefined) o.exitWithStdin = true;
     else throw new Error(`unknown argument ${JSON.stringify(arg)}`);
   }
   if (!tcp && !o.help) throw new Error('--tcp is required (file input is not supported)');
@@ -339,6 +341,8 @@ export function parseArgs(argv: string[]): CliOptions {
 }
 
 const MAX_LINE_BYTES = 1024 * 1024;
+/** A RESET line is a command, not a frame (cheap pre-check; handleLine parses it properly). */
+const RESET_RE = /^\s*\{\s*"type"\s*:\s*"RESET"\s*\}\s*$/;
 const log = (msg: string): void => void process.stderr.write(`reference-tracker: ${msg}\n`);
 
 function main(argv: string[]): void {
@@ -386,7 +390,8 @@ function main(argv: string[]): void {
   };
 
   let active: Socket | null = null;
-  const server = createServer((sock) => {
+  // allowHalfOpen: at the end of the input the tracker still writes its report back.
+  const server = createServer({ allowHalfOpen: true }, (sock) => {
     if (active !== null) {
       log(`refusing a second connection from ${sock.remoteAddress}:${sock.remotePort}`);
       sock.destroy();
@@ -395,14 +400,25 @@ function main(argv: string[]): void {
     active = sock;
     log(`connected: ${sock.remoteAddress}:${sock.remotePort}`);
     const lines = new LineSplitter({ maxLineBytes: MAX_LINE_BYTES });
+    let framesRead = 0;
     sock.on('data', (chunk: Buffer) => {
       const oversize = lines.oversizeLines;
-      for (const line of lines.push(chunk)) if (line.trim() !== '') handleLine(line);
+      for (const line of lines.push(chunk)) {
+        if (line.trim() === '') continue;
+        if (!RESET_RE.test(line)) framesRead++;
+        handleLine(line);
+      }
       for (let i = oversize; i < lines.oversizeLines; i++) log('skipping a line over 1 MiB');
       if (out.writableNeedDrain && !sock.isPaused()) {
         sock.pause(); // stdout is full: stop reading until the consumer catches up
         out.once('drain', () => sock.resume());
       }
+    });
+    // End of input: say how many frames were read (every one was handled: reading
+    // is paused, never skipped), then close our side.
+    sock.once('end', () => {
+      log(`end of input after ${framesRead} frames`);
+      sock.end(`${JSON.stringify({ type: 'EOF', frames_read: framesRead })}\n`);
     });
     sock.on('error', (e) => log(`connection error: ${e.message}`));
     sock.on('close', () => {
@@ -429,6 +445,13 @@ function main(argv: string[]): void {
     setTimeout(() => process.exit(0), 2000); // a consumer that never reads cannot hold us
     out.write('', () => process.exit(0)); // called once everything queued before it is flushed
   };
+  if (opts.exitWithStdin === true) {
+    // The engine's pipe: its end means the engine is gone (even by SIGKILL, which
+    // it cannot pass on to a tracker in another process group).
+    process.stdin.on('error', () => stop('stdin error'));
+    process.stdin.once('end', () => stop('stdin closed'));
+    process.stdin.resume();
+  }
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }

@@ -13,7 +13,8 @@ import type { TrackerExit, TrackerProcess, TrackerState } from './tracker-proces
 
 /** What the tracker instance and the feeder use of a tracker, local or remote. */
 export type TrackerHandle = Pick<TrackerProcess,
-  'state' | 'pid' | 'writable' | 'lastError' | 'start' | 'stop' | 'kill' | 'write' | 'whenWritable'>;
+  'state' | 'pid' | 'writable' | 'lastError' | 'start' | 'stop' | 'kill' | 'write' | 'whenWritable'
+  | 'framesHanded' | 'framesReadReported'>;
 
 export interface RemoteTrackerOptions {
   nodeId: string;
@@ -38,6 +39,10 @@ export class RemoteTracker implements TrackerHandle {
   readonly pid: number | undefined = undefined;
   lastError: Error | null = null;
   connectAttempts = 0;
+  /** Frames whose batch reached the OS. */
+  framesHanded = 0;
+  /** A remote tracker reports nothing back about what it read. */
+  readonly framesReadReported: number | null = null;
   private _state: TrackerState = 'new';
   private sock: Socket | null = null;
   private readonly opts: RemoteTrackerOptions;
@@ -167,11 +172,15 @@ export class RemoteTracker implements TrackerHandle {
   }
 
   /** As TrackerProcess.write: one batch, false when back-pressured; `done` says whether the OS took it. */
-  write(buf: Buffer, done?: (err: Error | null) => void): boolean {
+  write(buf: Buffer, done?: (err: Error | null) => void, frames = 0): boolean {
     if (!this.writable) throw new Error(`remote tracker for node ${this.nodeId}: input is not open (state ${this._state})`);
     const s = this.sock!;
     // A write still queued when the socket is destroyed is reported as a success: only a live socket's completion counts.
-    return s.write(buf, done ? (err) => done(err ?? (s.destroyed ? new Error('connection closed before the batch was handed to the OS') : null)) : undefined);
+    return s.write(buf, (e) => {
+      const err = e ?? (s.destroyed ? new Error('connection closed before the batch was handed to the OS') : null);
+      if (!err) this.framesHanded += frames;
+      done?.(err);
+    });
   }
 
   whenWritable(): Promise<void> {

@@ -214,7 +214,7 @@ export class RingFeeder {
             this.inFlight -= frames;
             if (err) this.lostInFlight += frames;
             else this.framesFed += frames;
-          });
+          }, frames);
         } catch {
           // Not writable after all (checked above; only a misbehaving target gets here).
           this.inFlight -= frames;

@@ -23,6 +23,7 @@ import { Provisioning, type ProvisionRefusedReason } from './provisioning.js';
 import { LocalProducer } from './local-producer.js';
 import { CONFIG_POLL_FAILURES, type ConfigPollFailure } from './config-poller.js';
 import { drainRings } from './shutdown-drain.js';
+import { sumConsumption, type InputConsumption } from './input-report.js';
 import { resolveTrackerCommand, type TrackerCommand } from './tracker-command.js';
 import { TrackerInstance, type InstanceContext, type InstanceSpec, type InstanceView } from './tracker-instance.js';
 
@@ -504,7 +505,7 @@ export class TrackerSupervisor implements RingSink {
    * flushes track files and forwarders, and counts frames still in rings as lost
    * (reason `shutdown`). The caller has stopped the producers first.
    */
-  async shutdown(drainUntil: number, forwardDeadlineMs: number): Promise<{ drained: boolean; leftInRings: number }> {
+  async shutdown(drainUntil: number, forwardDeadlineMs: number): Promise<{ drained: boolean; leftInRings: number; consumption: InputConsumption }> {
     // No new frames polled, and no config change restarting a tracker during the drain.
     await Promise.all([...this.instances.values()].flatMap((i) => [i.source?.stop(), i.configPoller?.stop()]));
     const drained = await drainRings(() => this.instances.values(), this.now, drainUntil);
@@ -513,13 +514,14 @@ export class TrackerSupervisor implements RingSink {
     this.timer = null;
     const all = [...this.instances.values()];
     await Promise.all(all.map((i) => i.stop('shutdown')));
+    const consumption = sumConsumption(all.map((i) => i.inputConsumption()));
     await Promise.all([...this.removing]);
     await Promise.all(all.map((i) => i.close(forwardDeadlineMs)));
     let left = 0;
     for (const n of this.opts.nodes.byRing) left += n.reader.frames;
     for (const n of this.opts.nodes.byRing) n.reader.discard();
     this.lostAtShutdown += left;
-    return { drained: drained && left === 0, leftInRings: left };
+    return { drained: drained && left === 0, leftInRings: left, consumption };
   }
 
   /** Stops without draining (an engine that never started its loop, or tests). */

@@ -16,6 +16,8 @@ export interface TrackerCommand {
   env: Record<string, string>;
   /** "reference", "retina" or "custom": for logs and the API. */
   kind: 'reference' | 'retina' | 'custom';
+  /** The tracker exits at EOF on a stdin pipe the engine holds (TrackerProcessOptions.parentPipe). */
+  parentPipe?: boolean;
 }
 
 /** The built-in tracker, compiled next to this file. */
@@ -32,7 +34,9 @@ export function resolveTrackerCommand(config: Config): TrackerCommand {
   const mb = t.max_memory_mb;
   if (t.command === 'reference') {
     const heap = mb > 0 ? [`--max-old-space-size=${mb}`] : [];
-    return { argv: [process.execPath, ...heap, REFERENCE_TRACKER_JS, ...TCP_ARGS], cwd: t.cwd, env, kind: 'reference' };
+    return {
+      argv: [process.execPath, ...heap, REFERENCE_TRACKER_JS, '--exit-with-stdin', ...TCP_ARGS], cwd: t.cwd, env, kind: 'reference', parentPipe: true,
+    };
   }
   if (t.command === 'retina') {
     // tracker-host ran `python -m retina_tracker.track_detections` from its

@@ -315,6 +315,12 @@ export class TrackerInstance {
     await this.geolocator?.stop(reason);
   }
 
+  /** The current process's input: frames handed over, and what it reported reading (null: no report). */
+  inputConsumption(): { fed: number; read: number | null } {
+    const p = this.proc;
+    return p ? { fed: p.framesHanded, read: p.framesReadReported } : { fed: 0, read: null };
+  }
+
   /** Closes the output side (after stop()): flushes the track file and the forwarder. */
   async close(forwardDeadlineMs: number): Promise<void> {
     this.feeder.close();
@@ -354,6 +360,7 @@ export class TrackerInstance {
       ...(spec.port !== undefined ? { port: spec.port } : {}),
       ...(spec.trackerConfig ? { configPath: trackerConfigPath(this.ctx.command, spec.trackerConfig) } : {}),
       input: c.tracker.input,
+      ...(this.ctx.command.parentPipe === true && c.tracker.input === 'tcp' ? { parentPipe: true } : {}),
       connectRetries: c.tcp_connect_retries,
       retryDelayMs: c.tcp_retry_delay_sec * 1000,
       startupDelayMs: c.startup_delay_sec * 1000,

@@ -11,6 +11,7 @@ import { connect, type Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { LineSplitter } from './line-splitter.js';
 import { CONFIG_DEFAULTS } from '../config.js';
+import { INPUT_REPORT_MAX_BYTES, parseInputReport } from './input-report.js';
 
 export type TrackerInput = 'tcp' | 'stdin';
 
@@ -46,6 +47,13 @@ export interface TrackerProcessOptions {
   configPath?: string;
   /** 'tcp': connect to 127.0.0.1:port; 'stdin': write to the child's stdin. */
   input: TrackerInput;
+  /**
+   * 'tcp' only: give the child a stdin pipe that is never written nor closed while
+   * the engine lives. The tracker runs in its own process group, so it outlives an
+   * engine killed by SIGKILL; a tracker that exits at EOF on stdin (the built-in
+   * one's --exit-with-stdin) goes with it.
+   */
+  parentPipe?: boolean;
   /**
    * Connection attempts for 'tcp' (tracker-host's tcp_connect_retries: attempts,
    * not extra retries; 0 is treated as 1). Default: the config's.
@@ -132,6 +140,11 @@ export class TrackerProcess {
   // ---- counters and facts (read by the supervisor and metrics) ----
   /** Bytes handed to the input (accepted by write()). */
   bytesWritten = 0;
+  /** Frames (as counted by the caller of write()) whose batch reached the OS. */
+  framesHanded = 0;
+  /** frames_read of the tracker's end-of-input report (input-report.ts), null until one arrives. */
+  framesReadReported: number | null = null;
+  private backText = '';
   /** Calls to write() that were accepted (one per batch). */
   writes = 0;
   /** Times write() returned false (the input was back-pressured). */
@@ -216,11 +229,14 @@ export class TrackerProcess {
     this._state = 'starting';
     this.startedAt = this.now();
     const env = this.opts.env ? { ...process.env, ...this.opts.env } : process.env;
+    // detached: its own session and process group, so a signal to the engine's group
+    // (Ctrl-C in a terminal) does not reach it: the engine's drain decides when it stops.
     const child = spawn(this.argv[0]!, this.argv.slice(1), {
       cwd: this.opts.cwd,
       env,
-      stdio: [this.input === 'stdin' ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      stdio: [this.input === 'stdin' || this.opts.parentPipe === true ? 'pipe' : 'ignore', 'pipe', 'pipe'],
       windowsHide: true,
+      detached: true,
     });
     this.child = child;
     this.readOutput(child);
@@ -295,9 +311,14 @@ export class TrackerProcess {
         }
         r.setNoDelay(true);
         this.attachSink(r);
-        // Track events are on stdout; anything the tracker sends back is ignored,
-        // but read so that its end (the tracker closing) is seen.
-        r.resume();
+        // Track events are on stdout; what the tracker sends back is read so that its
+        // end (the tracker closing) is seen, and kept (bounded) for its end-of-input report.
+        r.on('data', (chunk: Buffer) => {
+          if (this.backText.length < INPUT_REPORT_MAX_BYTES) this.backText += chunk.toString('utf8', 0, INPUT_REPORT_MAX_BYTES - this.backText.length);
+        });
+        r.once('end', () => {
+          this.framesReadReported = parseInputReport(this.backText);
+        });
         this._state = 'connected';
         this.connectedAt = this.now();
         return '';
@@ -369,7 +390,7 @@ export class TrackerProcess {
    * lost them (the tracker died, the connection reset, stop()). Throws when the
    * input is not open (check `writable`).
    */
-  write(buf: Buffer, done?: (err: Error | null) => void): boolean {
+  write(buf: Buffer, done?: (err: Error | null) => void, frames = 0): boolean {
     if (!this.writable) throw new Error(`tracker for node ${this.nodeId}: input is not open (state ${this._state})`);
     this.writes++;
     this.bytesWritten += buf.length;
@@ -377,7 +398,11 @@ export class TrackerProcess {
     // Node reports a write that was still with the OS when the stream was destroyed
     // (connection reset, process gone) as a success (callback(null)): only a
     // completion on a live stream means the bytes were handed over.
-    const ok = sink.write(buf, done ? (err) => done(err ?? (sink.destroyed ? new Error('input closed before the batch was handed to the OS') : null)) : undefined);
+    const ok = sink.write(buf, (e) => {
+      const err = e ?? (sink.destroyed ? new Error('input closed before the batch was handed to the OS') : null);
+      if (!err) this.framesHanded += frames;
+      done?.(err);
+    });
     if (!ok) this.backpressured++;
     return ok;
   }
@@ -401,7 +426,21 @@ export class TrackerProcess {
     const child = this.child;
     if (!child || this.exit !== null || child.exitCode !== null || child.signalCode !== null) return;
     this.killed = true;
-    child.kill('SIGKILL');
+    this.signal('SIGKILL');
+  }
+
+  /**
+   * Signals the tracker's process group (it leads one: spawned detached), so
+   * helpers it started go with it; the process alone if the group is gone.
+   */
+  private signal(sig: NodeJS.Signals): void {
+    const child = this.child;
+    if (!child || child.pid === undefined) return;
+    try {
+      process.kill(-child.pid, sig);
+    } catch {
+      child.kill(sig);
+    }
   }
 
   /**
@@ -427,12 +466,12 @@ export class TrackerProcess {
     const sink = this.sink;
     const term = (): void => {
       if (!child || this.exit !== null) return;
-      child.kill('SIGTERM');
+      this.signal('SIGTERM');
       this.killTimer = setTimeout(() => {
         this.killTimer = null;
         if (this.exit === null && child.exitCode === null && child.signalCode === null) {
           this.killed = true;
-          child.kill('SIGKILL');
+          this.signal('SIGKILL');
         }
       }, Math.max(0, graceMs));
     };
@@ -505,6 +544,13 @@ export class TrackerProcess {
 
   private exited(code: number | null, signal: NodeJS.Signals | null): void {
     this.exit = { code, signal };
+    // Being stopped: whatever the tracker started in its group goes too (no one else
+    // would stop it now that the tracker is detached from the engine's group).
+    if (this._state === 'stopping' && this.child?.pid !== undefined) {
+      try {
+        process.kill(-this.child.pid, 'SIGKILL');
+      } catch { /* the group is gone */ }
+    }
     this.exitedAt = this.now();
     if (this.killTimer) {
       clearTimeout(this.killTimer);
