@@ -35,6 +35,8 @@ export const M = {
   trackerMemoryKills: `${PREFIX}tracker_memory_kills_total`,
   trackers: `${PREFIX}trackers`,
   tracksWritten: `${PREFIX}tracks_written_total`,
+  trackerOutputSkipped: `${PREFIX}tracker_output_skipped_total`,
+  tracksForwarded: `${PREFIX}tracks_forwarded_total`,
   provisionRefused: `${PREFIX}provision_refused_total`,
   supervisorPasses: `${PREFIX}supervisor_passes_total`,
   supervisorErrors: `${PREFIX}supervisor_errors_total`,

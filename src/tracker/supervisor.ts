@@ -21,6 +21,8 @@ import type { PortAllocator } from './port-allocator.js';
 import { Provisioning, type ProvisionRefusedReason } from './provisioning.js';
 import { LocalProducer } from './local-producer.js';
 import { drainRings } from './shutdown-drain.js';
+import type { TrackSummary } from './active-tracks.js';
+import { addOutputCounts, zeroOutputCounts, type OutputCounts } from './output-counts.js';
 import { resolveTrackerCommand, type TrackerCommand } from './tracker-command.js';
 import { TrackerInstance, type InstanceContext, type InstanceSpec, type InstanceView } from './tracker-instance.js';
 
@@ -55,6 +57,14 @@ export interface TrackerMetrics {
   probeErrors: number;
   /** Trackers killed for passing tracker.max_memory_mb. */
   memoryKills: number;
+  /** stdout lines skipped (not track events) and events forwarded, summed over instances. */
+  output: OutputCounts;
+}
+
+/** One instance's line in the status log: its state and active tracks. */
+export interface InstanceTracks extends TrackSummary {
+  name: string;
+  state: string;
 }
 
 /** New instances started per reconcile pass (each spawns a process: 5-8 ms of main thread). */
@@ -69,7 +79,7 @@ function specKey(spec: InstanceSpec): string {
 }
 
 /** Feeder counters of removed instances, so totals never go down. */
-interface Retired { fed: number; duplicate: number; outOfOrder: number; lost: number; bad: number; tracks: number; resets: number }
+interface Retired { fed: number; duplicate: number; outOfOrder: number; lost: number; bad: number; tracks: number; resets: number; output: OutputCounts }
 
 /** A desired instance whose construction threw: shown as probe_error, retried every pass. */
 interface Unbuilt { spec: InstanceSpec; error: string; since: number }
@@ -82,7 +92,7 @@ export class TrackerSupervisor implements RingSink {
   readonly counters = this.local.counters;
   private readonly provisioning: Provisioning;
   command: TrackerCommand;
-  private readonly retired: Retired = { fed: 0, duplicate: 0, outOfOrder: 0, lost: 0, bad: 0, tracks: 0, resets: 0 };
+  private readonly retired: Retired = { fed: 0, duplicate: 0, outOfOrder: 0, lost: 0, bad: 0, tracks: 0, resets: 0, output: zeroOutputCounts() };
   /** Desired instances that could not be built (by node id). */
   readonly unbuilt = new Map<string, Unbuilt>();
   /** Node ids whose instance waits because its name is held by another instance (logged once). */
@@ -401,6 +411,7 @@ export class TrackerSupervisor implements RingSink {
       r.bad += f.badRecords;
       r.tracks += inst.output.stats().linesWritten;
       r.resets += f.resets;
+      addOutputCounts(r.output, inst.outputCounts());
       this.leaving.delete(inst);
       if (inst.spec.origin === 'provisioned' && inst.spec.port !== undefined) this.ports.release(inst.spec.port);
       this.log.info({ tracker: inst.spec.name, node: id }, 'tracker instance removed');
@@ -453,6 +464,8 @@ export class TrackerSupervisor implements RingSink {
     const up: Array<[string, number]> = [];
     const restarts: Array<[string, number]> = [];
     let tracks = this.retired.tracks;
+    const output = addOutputCounts(zeroOutputCounts(), this.retired.output);
+    for (const i of [...this.instances.values(), ...this.leaving]) addOutputCounts(output, i.outputCounts());
     for (const i of this.instances.values()) {
       states[i.shownState] = (states[i.shownState] ?? 0) + 1;
       up.push([i.spec.nodeId, i.up ? 1 : 0]);
@@ -466,8 +479,14 @@ export class TrackerSupervisor implements RingSink {
     }
     return {
       states, up, restarts, tracksWritten: tracks, resets, provisionRefused: { ...this.provisioning.refused },
-      passes: this.passes, passErrors: this.passErrors, probeErrors: this.probeErrors, memoryKills: this.memoryKills,
+      passes: this.passes, passErrors: this.passErrors, probeErrors: this.probeErrors, memoryKills: this.memoryKills, output,
     };
+  }
+
+  /** Per instance, its state and active tracks (the status log). */
+  trackSummaries(): InstanceTracks[] {
+    const now = this.now();
+    return [...this.instances.values()].map((i) => ({ name: i.spec.name, state: i.shownState, ...i.tracks.summary(now) }));
   }
 
   // ---- shutdown ----
@@ -508,7 +527,7 @@ function unbuiltView(u: Unbuilt): InstanceView {
     since: new Date(u.since).toISOString(), pid: null, port: u.spec.port ?? null, restarts: 0, node_connected: false,
     last_frame_at: null, frames_fed: 0, frames_skipped: { duplicate: 0, out_of_order: 0 }, frames_lost: 0, resets: 0, tracks_written: 0,
     last_output_at: null, input_blocked: false, retry_at: null, cooldown_until: null, last_error: u.error, banned_until: null,
-    rss_bytes: null,
+    rss_bytes: null, active_tracks: 0, longest_tracks: [], output_skipped: zeroOutputCounts().skipped, forward: null,
   };
 }
 

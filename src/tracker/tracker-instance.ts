@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { ApiForwardConfig, Config } from '../config.js';
 import type { NodeEntry } from '../nodes/node-table.js';
 import { RateLimit } from '../telemetry/rate-limit.js';
+import { ActiveTracks, type TrackLength } from './active-tracks.js';
 import { ApiForwarder } from './api-forwarder.js';
 import { HttpSource, type HttpSourceDrop } from './http-source.js';
 import { initialState, step, type LifecycleEvent, type LifecycleRules, type LifecycleState, type TrackerPhase } from './lifecycle.js';
@@ -16,6 +17,8 @@ import { RingFeeder } from './ring-feeder.js';
 import type { TrackerCommand } from './tracker-command.js';
 import { TrackerProcess } from './tracker-process.js';
 import { TrackFileWriter } from './track-output.js';
+import { classifyTrackLine, type OutputSkipReason } from './track-line.js';
+import { zeroOutputCounts, type OutputCounts } from './output-counts.js';
 import type { EngineProbe } from '../nodes/ring-sink.js';
 
 export interface InstanceSpec {
@@ -76,7 +79,20 @@ export interface InstanceView {
   banned_until: string | null;
   /** Resident memory of the running tracker (and its descendants) at the last sample, null when not sampled. */
   rss_bytes: number | null;
+  /** Tracks of the running tracker with an event in the last minute (active-tracks.ts). */
+  active_tracks: number;
+  /** The longest of them, longest first, at most 10. */
+  longest_tracks: TrackLength[];
+  /** stdout lines that were not track events, by reason (not stored, not forwarded). */
+  output_skipped: Record<OutputSkipReason, number>;
+  /** api_forward: events sent, failed, dropped, and waiting now; null when forwarding is off. */
+  forward: { sent: number; failed: number; dropped: number; queued: number } | null;
 }
+
+/** Warnings about skipped stdout lines per tracker per 10 s; the rest are counted only. */
+const SKIP_WARNINGS_PER_10S = 5;
+/** Characters of a skipped line quoted in its warning. */
+const SKIP_QUOTE_CHARS = 100;
 
 const iso = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOString() : null);
 
@@ -95,6 +111,13 @@ export class TrackerInstance {
   /** Lines the tracker printed on stderr that the rate limit kept out of the log. */
   stderrSuppressed = 0;
   private readonly stderrLimit: RateLimit;
+  /** Active tracks of the current process, from its track events. */
+  readonly tracks = new ActiveTracks();
+  /** stdout lines skipped as not JSON objects (lines the splitter dropped are counted by the process). */
+  private readonly skipped = { not_json: 0, not_object: 0 };
+  /** Lines the line splitter of earlier processes dropped: over-long, or an unterminated non-JSON tail. */
+  private readonly pastDrops = { tooLong: 0, partial: 0 };
+  private readonly skipLimit: RateLimit;
   private readonly ctx: InstanceContext;
   private stopWaiters: Array<() => void> = [];
   /** The running process's resident memory at the last sample (memory-watchdog.ts). */
@@ -124,10 +147,13 @@ export class TrackerInstance {
       ? new ApiForwarder({
         url: spec.apiForward.url,
         headers: spec.apiForward.headers,
+        batchMaxEvents: spec.apiForward.batch_max_events,
+        batchWindowMs: spec.apiForward.batch_max_ms,
         onError: (err) => ctx.log.warn({ tracker: spec.name, status: err.status, events: err.events, attempts: err.attempts }, `track forwarding failed: ${err.message}`),
       })
       : null;
     this.stderrLimit = new RateLimit(Math.max(1, ctx.config.tracker.stderr_lines_per_10s), 10_000, ctx.now);
+    this.skipLimit = new RateLimit(SKIP_WARNINGS_PER_10S, 10_000, ctx.now);
     this.source = spec.mode === 'http'
       ? new HttpSource({
         url: spec.detectionUrl!,
@@ -292,6 +318,7 @@ export class TrackerInstance {
       onExit: (code: number | null, signal: NodeJS.Signals | null) => {
         if (this.proc !== proc) return;
         this.feeder.detach();
+        this.tracks.clear();
         const why = this.killedFor ?? (signal ? `exited on ${signal}` : `exited with code ${code}`);
         this.apply(this._state.phase === 'stopping' ? { type: 'stopped' } : { type: 'exited', error: `tracker ${why}` });
         this.ctx.wake();
@@ -304,6 +331,8 @@ export class TrackerInstance {
       this.apply({ type: 'start_failed', error: (err as Error).message });
       return;
     }
+    this.retireProcessCounts(this.proc);
+    this.tracks.clear();
     this.proc = proc;
     this.rssBytes = null;
     this.rssSampledAt = -Infinity;
@@ -339,10 +368,54 @@ export class TrackerInstance {
     }, () => undefined);
   }
 
+  /**
+   * One stdout line: a JSON object is a track event (stored, forwarded, folded
+   * into the active tracks); anything else is skipped, counted and warned about.
+   */
   private trackLine(line: string): void {
-    this.lastOutputAt = this.ctx.now();
-    this.output.write(line);
-    this.forwarder?.enqueue(line);
+    const t = classifyTrackLine(line);
+    if (t.kind === 'blank') return;
+    if (t.kind === 'skip') {
+      this.skipped[t.reason]++;
+      this.warnSkipped(t.reason, line);
+      return;
+    }
+    const now = this.ctx.now();
+    this.lastOutputAt = now;
+    this.output.write(t.text);
+    this.forwarder?.enqueueJson(t.text);
+    this.tracks.observe(t.event, now);
+  }
+
+  private warnSkipped(reason: OutputSkipReason, line: string): void {
+    const n = this.skipLimit.take('skip');
+    if (n < 0) return;
+    this.ctx.log.warn({
+      tracker: this.spec.name, node: this.spec.nodeId, reason, line: line.slice(0, SKIP_QUOTE_CHARS), ...(n > 0 ? { suppressed: n } : {}),
+    }, 'tracker output skipped: not a JSON object');
+  }
+
+  /** A replaced process's line-splitter drops stay counted. */
+  private retireProcessCounts(p: TrackerProcess | null): void {
+    if (!p) return;
+    this.pastDrops.tooLong += p.stdoutLinesDropped - p.stdoutPartialDropped;
+    this.pastDrops.partial += p.stdoutPartialDropped;
+  }
+
+  /** Skipped lines and forwarded events so far (every process of this instance). */
+  outputCounts(): OutputCounts {
+    const c = zeroOutputCounts();
+    const p = this.proc;
+    c.skipped.not_json = this.skipped.not_json + this.pastDrops.partial + (p ? p.stdoutPartialDropped : 0);
+    c.skipped.not_object = this.skipped.not_object;
+    c.skipped.too_long = this.pastDrops.tooLong + (p ? p.stdoutLinesDropped - p.stdoutPartialDropped : 0);
+    if (this.forwarder) {
+      const f = this.forwarder.stats();
+      c.forwarded.sent = f.sent;
+      c.forwarded.failed = f.failed;
+      c.forwarded.dropped = f.dropped;
+    }
+    return c;
   }
 
   private stderrLine(line: string): void {
@@ -381,6 +454,19 @@ export class TrackerInstance {
       last_error: this.probeError ?? s.lastError,
       banned_until: this.node.bannedUntil > Date.now() ? iso(this.node.bannedUntil) : null,
       rss_bytes: this.proc && this.proc.state !== 'exited' ? this.rssBytes : null,
+      ...this.trackFields(),
+    };
+  }
+
+  /** The view's fields about the tracker's output: active tracks, skipped lines, forwarding. */
+  private trackFields(): Pick<InstanceView, 'active_tracks' | 'longest_tracks' | 'output_skipped' | 'forward'> {
+    const t = this.tracks.summary(this.ctx.now());
+    const f = this.forwarder?.stats();
+    return {
+      active_tracks: t.active,
+      longest_tracks: t.longest,
+      output_skipped: this.outputCounts().skipped,
+      forward: f ? { sent: f.sent, failed: f.failed, dropped: f.dropped, queued: f.queued + f.inFlight } : null,
     };
   }
 }
