@@ -19,11 +19,11 @@
 // connection, so one event per POST costs a round trip on an open socket,
 // not a new connection (docs/trackers.md has the measured rate).
 //
-// Failures: a network error, a timeout (`requestTimeoutMs`, AbortSignal.timeout),
+// Failures: a network error, a timeout (`requestTimeoutMs`, the whole exchange),
 // a 5xx or a 429 is retried, up to `maxAttempts` attempts in all, after
 // exponential backoff (`backoffBaseMs` doubling, at most `backoffMaxMs`, with
 // jitter; a Retry-After header is honoured up to backoffMaxMs). Any other
-// non-2xx status (4xx but 429, or a 3xx left after redirects) fails the request at
+// non-2xx status (4xx but 429, or a 3xx: redirects are not followed) fails the request at
 // once: resending the same body would fail the same way. A request that runs out
 // of attempts is counted `failed`, and the forwarder pauses `backoffMaxMs`
 // before the next one so a dead endpoint is not hammered. Meanwhile the queue
@@ -32,6 +32,8 @@
 // when the endpoint comes back.
 // A retry after a timeout or a 5xx resends a body the server may already have
 // processed: delivery is at least once, with duplicates only from retries.
+
+import { HttpPoster } from './http-post.js';
 
 const DEFAULTS = {
   batchMaxEvents: 1,
@@ -178,7 +180,8 @@ export class ApiForwarder {
   readonly enabled: boolean;
   readonly url: string;
 
-  private readonly headers: Headers;
+  /** The connection to `url` (null when disabled). */
+  private readonly poster: HttpPoster | null = null;
   private readonly batchMaxEvents: number;
   private readonly batchMaxChars: number;
   private readonly maxQueueChars: number;
@@ -216,9 +219,9 @@ export class ApiForwarder {
     this.requestTimeoutMs = positiveInt('requestTimeoutMs', opts.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs);
     this.onError = opts.onError ?? (() => {});
     // Validates header names and values now rather than on every request.
-    this.headers = new Headers(opts.headers ?? {});
-    if (!this.headers.has('content-type')) this.headers.set('content-type', 'application/json');
-    if (!this.headers.has('accept')) this.headers.set('accept', 'application/json');
+    const headers = new Headers(opts.headers ?? {});
+    if (!headers.has('content-type')) headers.set('content-type', 'application/json');
+    if (!headers.has('accept')) headers.set('accept', 'application/json');
     if (this.enabled) {
       let u: URL;
       try {
@@ -229,6 +232,7 @@ export class ApiForwarder {
       if (u.protocol !== 'http:' && u.protocol !== 'https:') {
         throw new TypeError(`api_forward.url must be http or https: ${JSON.stringify(opts.url)}`);
       }
+      this.poster = new HttpPoster(opts.url, headers, this.requestTimeoutMs);
     }
   }
 
@@ -299,6 +303,7 @@ export class ApiForwarder {
       clearTimeout(timer);
       this.closeAbort.abort(new Error('api forwarder closed'));
       this.counters.dropped += this.queue.clear();
+      this.poster?.close();
     }
   }
 
@@ -372,25 +377,17 @@ export class ApiForwarder {
   }
 
   private async attempt(body: string): Promise<Attempt> {
-    let res: Response;
-    const signal = AbortSignal.any([AbortSignal.timeout(this.requestTimeoutMs), this.closeAbort.signal]);
+    let res;
     try {
-      res = await fetch(this.url, { method: 'POST', headers: this.headers, body, signal });
+      res = await this.poster!.post(body, this.closeAbort.signal);
     } catch (err) {
-      return { kind: 'retry', err: describeFetchError(err, this.requestTimeoutMs) };
+      return { kind: 'retry', err: err instanceof Error ? err : new Error(String(err)) };
     }
-    // Read the (small) body so the connection can be reused; its content only matters for messages.
-    let text = '';
-    try {
-      text = await res.text();
-    } catch {
-      // 2xx stays a success: the status says the batch was accepted
-    }
-    if (res.ok) return { kind: 'ok' };
-    const detail = text.length > 0 ? `: ${text.slice(0, 200)}` : '';
+    if (res.status >= 200 && res.status < 300) return { kind: 'ok' };
+    const detail = res.text.length > 0 ? `: ${res.text}` : '';
     const err = new Error(`HTTP ${res.status}${detail}`);
     if (res.status >= 500 || res.status === 429) {
-      const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));
+      const retryAfterMs = parseRetryAfter(res.retryAfter);
       return retryAfterMs === undefined ? { kind: 'retry', err, status: res.status } : { kind: 'retry', err, status: res.status, retryAfterMs };
     }
     return { kind: 'fatal', err, status: res.status };
@@ -441,17 +438,6 @@ export class ApiForwarder {
       // a throwing callback must not stop the forwarder
     }
   }
-}
-
-function describeFetchError(err: unknown, timeoutMs: number): Error {
-  if (err instanceof Error) {
-    if (err.name === 'TimeoutError') return new Error(`request timed out after ${timeoutMs} ms`, { cause: err });
-    // undici: TypeError('fetch failed') with the socket error as cause
-    const cause = (err as { cause?: unknown }).cause;
-    if (cause instanceof Error) return new Error(`${err.message}: ${cause.message}`, { cause: err });
-    return err;
-  }
-  return new Error(String(err));
 }
 
 function parseRetryAfter(v: string | null): number | undefined {
