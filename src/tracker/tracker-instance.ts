@@ -89,7 +89,7 @@ export interface InstanceView {
   forward: { sent: number; failed: number; dropped: number; queued: number } | null;
 }
 
-/** Warnings about skipped stdout lines per tracker per 10 s; the rest are counted only. */
+/** Warnings about skipped stdout lines (and, separately, failed forwards) per tracker per 10 s; the rest are counted only. */
 const SKIP_WARNINGS_PER_10S = 5;
 /** Characters of a skipped line quoted in its warning. */
 const SKIP_QUOTE_CHARS = 100;
@@ -117,7 +117,8 @@ export class TrackerInstance {
   private readonly skipped = { not_json: 0, not_object: 0 };
   /** Lines the line splitter of earlier processes dropped: over-long, or an unterminated non-JSON tail. */
   private readonly pastDrops = { tooLong: 0, partial: 0 };
-  private readonly skipLimit: RateLimit;
+  /** Rate limit of the warnings about skipped lines and failed forwards (one key each). */
+  private readonly warnLimit: RateLimit;
   private readonly ctx: InstanceContext;
   private stopWaiters: Array<() => void> = [];
   /** The running process's resident memory at the last sample (memory-watchdog.ts). */
@@ -143,17 +144,21 @@ export class TrackerInstance {
       now: ctx.now,
       onError: (err) => ctx.log.error({ tracker: spec.name, err: err.message }, 'track file error'),
     });
+    this.warnLimit = new RateLimit(SKIP_WARNINGS_PER_10S, 10_000, ctx.now);
     this.forwarder = spec.apiForward.enabled
       ? new ApiForwarder({
         url: spec.apiForward.url,
         headers: spec.apiForward.headers,
         batchMaxEvents: spec.apiForward.batch_max_events,
         batchWindowMs: spec.apiForward.batch_max_ms,
-        onError: (err) => ctx.log.warn({ tracker: spec.name, status: err.status, events: err.events, attempts: err.attempts }, `track forwarding failed: ${err.message}`),
+        onError: (err) => {
+          // One event per request: a receiver refusing every event must not put a log line per event.
+          const n = this.warnLimit.take('forward');
+          if (n >= 0) ctx.log.warn({ tracker: spec.name, status: err.status, events: err.events, attempts: err.attempts, ...(n > 0 ? { suppressed: n } : {}) }, `track forwarding failed: ${err.message}`);
+        },
       })
       : null;
     this.stderrLimit = new RateLimit(Math.max(1, ctx.config.tracker.stderr_lines_per_10s), 10_000, ctx.now);
-    this.skipLimit = new RateLimit(SKIP_WARNINGS_PER_10S, 10_000, ctx.now);
     this.source = spec.mode === 'http'
       ? new HttpSource({
         url: spec.detectionUrl!,
@@ -388,7 +393,7 @@ export class TrackerInstance {
   }
 
   private warnSkipped(reason: OutputSkipReason, line: string): void {
-    const n = this.skipLimit.take('skip');
+    const n = this.warnLimit.take('skip');
     if (n < 0) return;
     this.ctx.log.warn({
       tracker: this.spec.name, node: this.spec.nodeId, reason, line: line.slice(0, SKIP_QUOTE_CHARS), ...(n > 0 ? { suppressed: n } : {}),
