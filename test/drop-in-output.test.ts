@@ -33,7 +33,7 @@ after(async () => {
 const STAND_IN = join(root, 'stand-in-tracker.mjs');
 writeFileSync(STAND_IN, `// Stand-in for retina-tracker (see the test file's header).
 import { createServer } from 'node:net';
-import { readFileSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 const a = process.argv.slice(2);
 const port = Number(a[a.indexOf('--tcp-port') + 1]);
 const script = a[a.indexOf('--print') + 1];
@@ -43,7 +43,7 @@ createServer((sock) => {
   sock.on('data', (d) => {
     if (printed || !d.includes(10)) return;
     printed = true;
-    writeSync(1, readFileSync(script, 'utf8'));
+    process.stdout.write(readFileSync(script, 'utf8'));
   });
   sock.on('end', () => sock.end());
 }).listen(port, '127.0.0.1');
@@ -219,6 +219,8 @@ describe('tracker stdout that is not a JSON object', () => {
       `  ${ev({ track_id: 'b', length: 7 })}  `,
       '{"track_id": "c", "length": ',
       'true',
+      // Over the 4 MiB line limit: dropped whole (a cut record is not an event), counted too_long.
+      ev({ track_id: 'huge', pad: 'x'.repeat(4 * 1024 * 1024) }),
       ev({ track_id: 'c', length: 1 }),
     ];
     const objects = [ev({ track_id: 'a', length: 3 }), ev({ track_id: 'b', length: 7 }), ev({ track_id: 'c', length: 1 })];
@@ -234,10 +236,10 @@ describe('tracker stdout that is not a JSON object', () => {
     assert.deepEqual(trackFile(te.out, 'mixed'), objects);
     assert.deepEqual(rx.posts.map((p) => p.body), objects);
     assert.equal(m.get('radar_ingest_tracker_output_skipped_total{reason="not_json"}'), 2);
-    assert.equal(m.get('radar_ingest_tracker_output_skipped_total{reason="too_long"}'), 0);
+    assert.equal(m.get('radar_ingest_tracker_output_skipped_total{reason="too_long"}'), 1);
     assert.equal(m.get('radar_ingest_tracks_written_total'), 3);
     const view = (await getJson(te.http, '/api/v1/trackers/mixed')).json;
-    assert.deepEqual(view.output_skipped, { not_json: 2, not_object: 5, too_long: 0 });
+    assert.deepEqual(view.output_skipped, { not_json: 2, not_object: 5, too_long: 1 });
     // Seven skipped lines, five warnings in 10 s: the rest are counted, not logged.
     const warns = log.records.filter((r) => r.msg === 'tracker output skipped: not a JSON object');
     assert.equal(warns.length, 5);
