@@ -14,6 +14,7 @@ const WORKLOADS: Record<string, () => Promise<{ workload: Workload }>> = {
   connections: () => import('./connections.js'),
   floor: () => import('./floor.js'),
   hostile: () => import('./hostile.js'),
+  forward: () => import('./forward.js'),
 };
 
 async function main(argv: string[]): Promise<void> {

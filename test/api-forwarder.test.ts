@@ -1,4 +1,4 @@
-// ApiForwarder against a real HTTP server on 127.0.0.1:0: headers, batching,
+// ApiForwarder (batching mode) against a real HTTP server on 127.0.0.1:0: headers, batching,
 // retries (5xx, timeout), no retry on 4xx, bounded queue, close().
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -79,6 +79,8 @@ function forwarder(url: string, over: Partial<ApiForwarderOptions> = {}): { f: A
   const errors: ForwardError[] = [];
   const f = new ApiForwarder({
     url,
+    // These tests are about the batching mode (JSON arrays); the default, one object per POST, is in drop-in-output.test.ts.
+    batchMaxEvents: 100,
     batchWindowMs: 20,
     backoffBaseMs: 10,
     backoffMaxMs: 40,

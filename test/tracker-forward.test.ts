@@ -32,7 +32,7 @@ test('track lines go to the track file and are POSTed to api_forward.url with it
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/tracks`;
   const base = 20000 + Math.floor(Math.random() * 20000);
   const engine = await startEngine({
-    sink: 'trackers', output_dir: dir, startup_delay_sec: 0, tcp_retry_delay_sec: 0.02,
+    sink: 'trackers', output_dir: dir, startup_delay_sec: 0, tcp_retry_delay_sec: 0.02, tcp_connect_retries: 200,
     tcp_server: { auto_provision_port_start: base, auto_provision_port_end: base + 3 },
     api_forward: { enabled: true, url, headers: { authorization: 'Bearer fwd-secret', 'x-site': 'north' } },
     tracker: { command: [process.execPath, FAKE_TRACKER, '--tcp-port', '{port}', '--echo'], reconcile_interval_ms: 20 },

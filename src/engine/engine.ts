@@ -302,7 +302,7 @@ export class Engine {
   }
 
   private logStatus(): void {
-    this.log.info(statusFields(this.totals(), this.handoff.open, this.nodes.nodes.size, this.trackers?.metrics()), 'status');
+    this.log.info(statusFields(this.totals(), this.handoff.open, this.nodes.nodes.size, this.trackers?.metrics(), this.trackers?.trackSummaries()), 'status');
   }
 
   /** Rings of nodes gone long enough are released; traces end; frames count as heartbeats; agent/command states move on. */

@@ -12,6 +12,8 @@ import { TRACKER_STATES } from '../tracker/supervisor.js';
 import { PROVISION_REFUSED_REASONS } from '../tracker/provisioning.js';
 import { CONFIG_POLL_FAILURES } from '../tracker/config-poller.js';
 import { registerGeolocatorMetrics } from './geolocator-metrics.js';
+import { OUTPUT_SKIP_REASONS } from '../tracker/track-line.js';
+import { FORWARD_RESULTS } from '../tracker/output-counts.js';
 import {
   ALL_DROP_REASONS, DROP_REASONS, CLOSE_REASONS, REJECT_REASONS, dropIndex, closeIndex,
   C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, C_HEARTBEATS, C_BYTES_RECEIVED,
@@ -367,6 +369,22 @@ export class Metrics {
       collect() {
         this.reset();
         this.inc(src.trackers?.().tracksWritten ?? 0);
+      },
+    });
+    new Counter({
+      name: M.trackerOutputSkipped, help: 'Tracker stdout lines that were not track events (not_json, not_object, too_long): not written, not forwarded.', labelNames: ['reason'], registers: reg,
+      collect() {
+        this.reset();
+        const o = src.trackers?.().output;
+        for (const r of OUTPUT_SKIP_REASONS) this.inc({ reason: r }, o?.skipped[r] ?? 0);
+      },
+    });
+    new Counter({
+      name: M.tracksForwarded, help: 'Track events POSTed to api_forward.url, by result (sent, failed, dropped).', labelNames: ['result'], registers: reg,
+      collect() {
+        this.reset();
+        const o = src.trackers?.().output;
+        for (const r of FORWARD_RESULTS) this.inc({ result: r }, o?.forwarded[r] ?? 0);
       },
     });
     new Counter({

@@ -42,6 +42,8 @@ export const M = {
   geolocatorEventsFed: `${PREFIX}geolocator_events_fed_total`,
   geolocatorEventsDropped: `${PREFIX}geolocator_events_dropped_total`,
   geolocatorSolutionsWritten: `${PREFIX}geolocator_solutions_written_total`,
+  trackerOutputSkipped: `${PREFIX}tracker_output_skipped_total`,
+  tracksForwarded: `${PREFIX}tracks_forwarded_total`,
   provisionRefused: `${PREFIX}provision_refused_total`,
   supervisorPasses: `${PREFIX}supervisor_passes_total`,
   supervisorErrors: `${PREFIX}supervisor_errors_total`,

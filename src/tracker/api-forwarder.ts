@@ -1,37 +1,42 @@
 // Forwards track events to an HTTP endpoint (`api_forward: {enabled, url,
-// headers}`), with batching, bounded retries and a bounded queue.
+// headers, batch_max_events, batch_max_ms}`), with bounded retries and a
+// bounded queue.
 //
-// Batching: an event waits at most `batchWindowMs` (100 ms) before it is sent;
-// a batch goes at once when `batchMaxEvents` (100) events, or `batchMaxChars`
-// (1 Mi characters) of them, are waiting. While a request is in flight events
-// accumulate; when it completes, whatever waited is sent at once (within those
-// two limits a request). So an idle endpoint sees at most one POST per window,
-// a busy one one POST per round trip, and no event waits longer than the
-// window plus the request ahead of it. One request at a time per forwarder, so
-// events arrive in order.
+// Wire format: POST `url` with the configured headers, `content-type:
+// application/json` and `accept: application/json` (unless the headers set
+// them). With `batchMaxEvents` 1 (the default, tracker-host's format) each
+// event is its own request and the body is that one JSON object, the
+// tracker's line as it is. Above 1 the body is a JSON array of up to that many
+// events, `[{...},{...}]`, even for one event: an opt-in for receivers that
+// accept arrays. Events are never re-serialised.
 //
-// Wire format: POST `url` with the configured headers and
-// `content-type: application/json` (unless the headers set one); the body is
-// always a JSON array of track events, `[{...},{...}]`, even for one event. The
-// events are the tracker's lines as they are (checked to be JSON, not
-// re-serialised).
+// Order and pace: one request at a time per forwarder, so events arrive in
+// the order the tracker printed them. An event is sent as soon as no request
+// is in flight; while one is, events wait in the queue. With batching, a
+// batch goes when `batchMaxEvents` (or `batchMaxChars`) events wait, or
+// `batchWindowMs` after its first event; when a request completes, whatever
+// waited goes at once (within those limits). Requests reuse a kept-alive
+// connection, so one event per POST costs a round trip on an open socket,
+// not a new connection (docs/trackers.md has the measured rate).
 //
-// Failures: a network error, a timeout (`requestTimeoutMs`, AbortSignal.timeout),
+// Failures: a network error, a timeout (`requestTimeoutMs`, the whole exchange),
 // a 5xx or a 429 is retried, up to `maxAttempts` attempts in all, after
 // exponential backoff (`backoffBaseMs` doubling, at most `backoffMaxMs`, with
 // jitter; a Retry-After header is honoured up to backoffMaxMs). Any other
-// non-2xx status (4xx but 429, or a 3xx left after redirects) fails the batch at
-// once: resending the same body would fail the same way. A batch that runs out
+// non-2xx status (4xx but 429, or a 3xx: redirects are not followed) fails the request at
+// once: resending the same body would fail the same way. A request that runs out
 // of attempts is counted `failed`, and the forwarder pauses `backoffMaxMs`
-// before the next batch so a dead endpoint is not hammered. Meanwhile the queue
+// before the next one so a dead endpoint is not hammered. Meanwhile the queue
 // keeps at most `maxQueue` events (and `maxQueueChars` characters), dropping
 // the oldest (counted `dropped`), so the freshest tracks are the ones delivered
 // when the endpoint comes back.
-// A retry after a timeout or a 5xx resends a batch the server may already have
+// A retry after a timeout or a 5xx resends a body the server may already have
 // processed: delivery is at least once, with duplicates only from retries.
 
+import { HttpPoster } from './http-post.js';
+
 const DEFAULTS = {
-  batchMaxEvents: 100,
+  batchMaxEvents: 1,
   batchMaxChars: 1024 * 1024,
   batchWindowMs: 100,
   maxQueue: 10_000,
@@ -39,7 +44,7 @@ const DEFAULTS = {
   maxAttempts: 3,
   backoffBaseMs: 250,
   backoffMaxMs: 5_000,
-  requestTimeoutMs: 5_000,
+  requestTimeoutMs: 10_000,
   closeDeadlineMs: 5_000,
 };
 
@@ -50,7 +55,7 @@ export interface ApiForwarderOptions {
   url: string;
   /** Extra request headers, e.g. Authorization. */
   headers?: Record<string, string>;
-  /** Events per POST at most. Default 100. */
+  /** Events per POST at most; 1 (default): the body is the event itself, not an array. */
   batchMaxEvents?: number;
   /** Body size per POST at most, in characters of event JSON; a single larger event goes alone. Default 1 Mi. */
   batchMaxChars?: number;
@@ -66,7 +71,7 @@ export interface ApiForwarderOptions {
   backoffBaseMs?: number;
   /** Backoff cap, and the pause after a batch that exhausted its attempts. Default 5000 ms. */
   backoffMaxMs?: number;
-  /** Per request, response body included. Default 5000 ms. */
+  /** Per request, response body included. Default 10 000 ms. */
   requestTimeoutMs?: number;
   /** A batch that failed for good (after its last attempt, or rejected with a 4xx). Never per retry. */
   onError?: (err: ForwardError) => void;
@@ -175,7 +180,8 @@ export class ApiForwarder {
   readonly enabled: boolean;
   readonly url: string;
 
-  private readonly headers: Headers;
+  /** The connection to `url` (null when disabled). */
+  private readonly poster: HttpPoster | null = null;
   private readonly batchMaxEvents: number;
   private readonly batchMaxChars: number;
   private readonly maxQueueChars: number;
@@ -213,8 +219,9 @@ export class ApiForwarder {
     this.requestTimeoutMs = positiveInt('requestTimeoutMs', opts.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs);
     this.onError = opts.onError ?? (() => {});
     // Validates header names and values now rather than on every request.
-    this.headers = new Headers(opts.headers ?? {});
-    if (!this.headers.has('content-type')) this.headers.set('content-type', 'application/json');
+    const headers = new Headers(opts.headers ?? {});
+    if (!headers.has('content-type')) headers.set('content-type', 'application/json');
+    if (!headers.has('accept')) headers.set('accept', 'application/json');
     if (this.enabled) {
       let u: URL;
       try {
@@ -225,6 +232,7 @@ export class ApiForwarder {
       if (u.protocol !== 'http:' && u.protocol !== 'https:') {
         throw new TypeError(`api_forward.url must be http or https: ${JSON.stringify(opts.url)}`);
       }
+      this.poster = new HttpPoster(opts.url, headers, this.requestTimeoutMs);
     }
   }
 
@@ -239,10 +247,6 @@ export class ApiForwarder {
    */
   enqueue(event: string | object): void {
     if (!this.enabled) return;
-    if (this.closed) {
-      this.counters.dropped++;
-      return;
-    }
     let text: string;
     try {
       if (typeof event === 'string') {
@@ -255,7 +259,13 @@ export class ApiForwarder {
       this.counters.invalid++;
       return;
     }
-    if (text.length > this.maxQueueChars) {
+    this.enqueueJson(text);
+  }
+
+  /** Queues one event whose text the caller has already parsed as a JSON object (not checked again). */
+  enqueueJson(text: string): void {
+    if (!this.enabled) return;
+    if (this.closed || text.length > this.maxQueueChars) {
       this.counters.dropped++;
       return;
     }
@@ -293,6 +303,7 @@ export class ApiForwarder {
       clearTimeout(timer);
       this.closeAbort.abort(new Error('api forwarder closed'));
       this.counters.dropped += this.queue.clear();
+      this.poster?.close();
     }
   }
 
@@ -345,7 +356,7 @@ export class ApiForwarder {
 
   /** Sends one batch with retries. Returns true when it failed for an outage (not a rejection). */
   private async deliver(batch: string[]): Promise<boolean> {
-    const body = `[${batch.join(',')}]`;
+    const body = this.batchMaxEvents === 1 ? batch[0]! : `[${batch.join(',')}]`;
     for (let attempt = 1; ; attempt++) {
       this.counters.requests++;
       const r = await this.attempt(body);
@@ -366,25 +377,17 @@ export class ApiForwarder {
   }
 
   private async attempt(body: string): Promise<Attempt> {
-    let res: Response;
-    const signal = AbortSignal.any([AbortSignal.timeout(this.requestTimeoutMs), this.closeAbort.signal]);
+    let res;
     try {
-      res = await fetch(this.url, { method: 'POST', headers: this.headers, body, signal });
+      res = await this.poster!.post(body, this.closeAbort.signal);
     } catch (err) {
-      return { kind: 'retry', err: describeFetchError(err, this.requestTimeoutMs) };
+      return { kind: 'retry', err: err instanceof Error ? err : new Error(String(err)) };
     }
-    // Read the (small) body so the connection can be reused; its content only matters for messages.
-    let text = '';
-    try {
-      text = await res.text();
-    } catch {
-      // 2xx stays a success: the status says the batch was accepted
-    }
-    if (res.ok) return { kind: 'ok' };
-    const detail = text.length > 0 ? `: ${text.slice(0, 200)}` : '';
+    if (res.status >= 200 && res.status < 300) return { kind: 'ok' };
+    const detail = res.text.length > 0 ? `: ${res.text}` : '';
     const err = new Error(`HTTP ${res.status}${detail}`);
     if (res.status >= 500 || res.status === 429) {
-      const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));
+      const retryAfterMs = parseRetryAfter(res.retryAfter);
       return retryAfterMs === undefined ? { kind: 'retry', err, status: res.status } : { kind: 'retry', err, status: res.status, retryAfterMs };
     }
     return { kind: 'fatal', err, status: res.status };
@@ -435,17 +438,6 @@ export class ApiForwarder {
       // a throwing callback must not stop the forwarder
     }
   }
-}
-
-function describeFetchError(err: unknown, timeoutMs: number): Error {
-  if (err instanceof Error) {
-    if (err.name === 'TimeoutError') return new Error(`request timed out after ${timeoutMs} ms`, { cause: err });
-    // undici: TypeError('fetch failed') with the socket error as cause
-    const cause = (err as { cause?: unknown }).cause;
-    if (cause instanceof Error) return new Error(`${err.message}: ${cause.message}`, { cause: err });
-    return err;
-  }
-  return new Error(String(err));
 }
 
 function parseRetryAfter(v: string | null): number | undefined {

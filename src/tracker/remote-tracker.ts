@@ -14,7 +14,7 @@ import type { TrackerExit, TrackerProcess, TrackerState } from './tracker-proces
 /** What the tracker instance and the feeder use of a tracker, local or remote. */
 export type TrackerHandle = Pick<TrackerProcess,
   'state' | 'pid' | 'writable' | 'lastError' | 'start' | 'stop' | 'kill' | 'write' | 'whenWritable'
-  | 'framesHanded' | 'framesReadReported'>;
+  | 'framesHanded' | 'framesReadReported' | 'stdoutLinesDropped' | 'stdoutPartialDropped'>;
 
 export interface RemoteTrackerOptions {
   nodeId: string;
@@ -43,6 +43,9 @@ export class RemoteTracker implements TrackerHandle {
   framesHanded = 0;
   /** A remote tracker reports nothing back about what it read. */
   readonly framesReadReported: number | null = null;
+  /** No stdout: what a remote tracker prints stays on its own host. */
+  readonly stdoutLinesDropped = 0;
+  readonly stdoutPartialDropped = 0;
   private _state: TrackerState = 'new';
   private sock: Socket | null = null;
   private readonly opts: RemoteTrackerOptions;

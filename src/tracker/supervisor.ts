@@ -24,6 +24,8 @@ import { LocalProducer } from './local-producer.js';
 import { CONFIG_POLL_FAILURES, type ConfigPollFailure } from './config-poller.js';
 import { drainRings } from './shutdown-drain.js';
 import { sumConsumption, type InputConsumption } from './input-report.js';
+import type { TrackSummary } from './active-tracks.js';
+import { addOutputCounts, zeroOutputCounts, type OutputCounts } from './output-counts.js';
 import { resolveTrackerCommand, type TrackerCommand } from './tracker-command.js';
 import { TrackerInstance, type InstanceContext, type InstanceSpec, type InstanceView } from './tracker-instance.js';
 
@@ -65,6 +67,14 @@ export interface TrackerMetrics {
   /** Trackers killed for passing tracker.max_memory_mb. */
   memoryKills: number;
   geolocators: GeolocatorMetrics;
+  /** stdout lines skipped (not track events) and events forwarded, summed over instances. */
+  output: OutputCounts;
+}
+
+/** One instance's line in the status log: its state and active tracks. */
+export interface InstanceTracks extends TrackSummary {
+  name: string;
+  state: string;
 }
 
 /** New instances started per reconcile pass (each spawns a process: 5-8 ms of main thread). */
@@ -79,7 +89,7 @@ function specKey(spec: InstanceSpec): string {
 }
 
 /** Feeder counters of removed instances, so totals never go down. */
-interface Retired { fed: number; duplicate: number; outOfOrder: number; lost: number; bad: number; tracks: number; resets: number; nodeResets: number }
+interface Retired { fed: number; duplicate: number; outOfOrder: number; lost: number; bad: number; tracks: number; resets: number; nodeResets: number; output: OutputCounts }
 
 /** A desired instance whose construction threw: shown as probe_error, retried every pass. */
 interface Unbuilt { spec: InstanceSpec; error: string; since: number }
@@ -92,7 +102,7 @@ export class TrackerSupervisor implements RingSink {
   readonly counters = this.local.counters;
   private readonly provisioning: Provisioning;
   command: TrackerCommand;
-  private readonly retired: Retired = { fed: 0, duplicate: 0, outOfOrder: 0, lost: 0, bad: 0, tracks: 0, resets: 0, nodeResets: 0 };
+  private readonly retired: Retired = { fed: 0, duplicate: 0, outOfOrder: 0, lost: 0, bad: 0, tracks: 0, resets: 0, nodeResets: 0, output: zeroOutputCounts() };
   private readonly configPollFailures = zeroPollFailures();
   /** Desired instances that could not be built (by node id). */
   readonly unbuilt = new Map<string, Unbuilt>();
@@ -422,6 +432,7 @@ export class TrackerSupervisor implements RingSink {
         retireTotals(this.ctx.geolocators.retired, inst.geolocator);
         inst.geolocator.release();
       }
+      addOutputCounts(r.output, inst.outputCounts());
       this.leaving.delete(inst);
       if (inst.spec.origin === 'provisioned' && inst.spec.port !== undefined) this.ports.release(inst.spec.port);
       this.log.info({ tracker: inst.spec.name, node: id }, 'tracker instance removed');
@@ -476,6 +487,8 @@ export class TrackerSupervisor implements RingSink {
     const up: Array<[string, number]> = [];
     const restarts: Array<[string, number]> = [];
     let tracks = this.retired.tracks;
+    const output = addOutputCounts(zeroOutputCounts(), this.retired.output);
+    for (const i of [...this.instances.values(), ...this.leaving]) addOutputCounts(output, i.outputCounts());
     for (const i of this.instances.values()) {
       states[i.shownState] = (states[i.shownState] ?? 0) + 1;
       up.push([i.spec.nodeId, i.up ? 1 : 0]);
@@ -493,8 +506,14 @@ export class TrackerSupervisor implements RingSink {
     return {
       states, up, restarts, tracksWritten: tracks, resets, nodeResets, configChanges, configPollFailures: { ...this.configPollFailures }, provisionRefused: { ...this.provisioning.refused },
       passes: this.passes, passErrors: this.passErrors, probeErrors: this.probeErrors, memoryKills: this.memoryKills,
-      geolocators: geolocatorMetrics(stagesOf(this.instances.values()), this.ctx.geolocators.retired, stagesOf(this.leaving)),
+      geolocators: geolocatorMetrics(stagesOf(this.instances.values()), this.ctx.geolocators.retired, stagesOf(this.leaving)), output,
     };
+  }
+
+  /** Per instance, its state and active tracks (the status log). */
+  trackSummaries(): InstanceTracks[] {
+    const now = this.now();
+    return [...this.instances.values()].map((i) => ({ name: i.spec.name, state: i.shownState, ...i.tracks.summary(now) }));
   }
 
   // ---- shutdown ----
@@ -542,6 +561,7 @@ function unbuiltView(u: Unbuilt): InstanceView {
     last_frame_at: null, frames_fed: 0, frames_skipped: { duplicate: 0, out_of_order: 0 }, frames_lost: 0, resets: 0, tracks_written: 0,
     last_output_at: null, input_blocked: false, retry_at: null, cooldown_until: null, last_error: u.error, banned_until: null,
     rss_bytes: null, node_resets: 0, node_config: null, geolocator: null,
+    active_tracks: 0, longest_tracks: [], output_skipped: zeroOutputCounts().skipped, forward: null,
   };
 }
 

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { ApiForwardConfig, Config } from '../config.js';
 import type { NodeEntry } from '../nodes/node-table.js';
 import { RateLimit } from '../telemetry/rate-limit.js';
+import { ActiveTracks, type TrackLength } from './active-tracks.js';
 import { ApiForwarder } from './api-forwarder.js';
 import { ConfigPoller, type ConfigPollFailure, type ConfigPollView } from './config-poller.js';
 import { GeolocatorStage, type GeolocatorShared, type GeolocatorSpec, type GeolocatorView } from './geolocator.js';
@@ -18,6 +19,8 @@ import { trackerConfigPath, type TrackerCommand } from './tracker-command.js';
 import { TrackerProcess } from './tracker-process.js';
 import { RemoteTracker, type TrackerHandle } from './remote-tracker.js';
 import { TrackFileWriter } from './track-output.js';
+import { classifyTrackLine, type OutputSkipReason } from './track-line.js';
+import { zeroOutputCounts, type OutputCounts } from './output-counts.js';
 import type { EngineProbe } from '../nodes/ring-sink.js';
 
 export interface InstanceSpec {
@@ -96,7 +99,20 @@ export interface InstanceView {
   node_config: ConfigPollView | null;
   /** The tracker's geolocator (null without one). */
   geolocator: GeolocatorView | null;
+  /** Tracks of the running tracker with an event in the last minute (active-tracks.ts). */
+  active_tracks: number;
+  /** The longest of them, longest first, at most 10. */
+  longest_tracks: TrackLength[];
+  /** stdout lines that were not track events, by reason (not stored, not forwarded). */
+  output_skipped: Record<OutputSkipReason, number>;
+  /** api_forward: events sent, failed, dropped, and waiting now; null when forwarding is off. */
+  forward: { sent: number; failed: number; dropped: number; queued: number } | null;
 }
+
+/** Warnings about skipped stdout lines (and, separately, failed forwards) per tracker per 10 s; the rest are counted only. */
+const SKIP_WARNINGS_PER_10S = 5;
+/** Characters of a skipped line quoted in its warning. */
+const SKIP_QUOTE_CHARS = 100;
 
 const iso = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOString() : null);
 
@@ -123,6 +139,14 @@ export class TrackerInstance {
   /** Lines the tracker printed on stderr that the rate limit kept out of the log. */
   stderrSuppressed = 0;
   private readonly stderrLimit: RateLimit;
+  /** Active tracks of the current process, from its track events. */
+  readonly tracks = new ActiveTracks();
+  /** stdout lines skipped as not JSON objects (lines the splitter dropped are counted by the process). */
+  private readonly skipped = { not_json: 0, not_object: 0 };
+  /** Lines the line splitter of earlier processes dropped: over-long, or an unterminated non-JSON tail. */
+  private readonly pastDrops = { tooLong: 0, partial: 0 };
+  /** Rate limit of the warnings about skipped lines and failed forwards (one key each). */
+  private readonly warnLimit: RateLimit;
   private readonly ctx: InstanceContext;
   private stopWaiters: Array<() => void> = [];
   /** The running process's resident memory at the last sample (memory-watchdog.ts). */
@@ -149,11 +173,18 @@ export class TrackerInstance {
       date: ctx.config.output_date,
       onError: (err) => ctx.log.error({ tracker: spec.name, err: err.message }, 'track file error'),
     });
+    this.warnLimit = new RateLimit(SKIP_WARNINGS_PER_10S, 10_000, ctx.now);
     this.forwarder = spec.apiForward.enabled
       ? new ApiForwarder({
         url: spec.apiForward.url,
         headers: spec.apiForward.headers,
-        onError: (err) => ctx.log.warn({ tracker: spec.name, status: err.status, events: err.events, attempts: err.attempts }, `track forwarding failed: ${err.message}`),
+        batchMaxEvents: spec.apiForward.batch_max_events,
+        batchWindowMs: spec.apiForward.batch_max_ms,
+        onError: (err) => {
+          // One event per request: a receiver refusing every event must not put a log line per event.
+          const n = this.warnLimit.take('forward');
+          if (n >= 0) ctx.log.warn({ tracker: spec.name, status: err.status, events: err.events, attempts: err.attempts, ...(n > 0 ? { suppressed: n } : {}) }, `track forwarding failed: ${err.message}`);
+        },
       })
       : null;
     this.stderrLimit = new RateLimit(Math.max(1, ctx.config.tracker.stderr_lines_per_10s), 10_000, ctx.now);
@@ -371,6 +402,7 @@ export class TrackerInstance {
       onExit: (code: number | null, signal: NodeJS.Signals | null) => {
         if (this.proc !== proc) return;
         this.feeder.detach();
+        this.tracks.clear();
         const why = this.killedFor ?? (signal ? `exited on ${signal}` : `exited with code ${code}`);
         this.apply(this._state.phase === 'stopping' ? { type: 'stopped' } : { type: 'exited', error: `tracker ${why}` });
         this.ctx.wake();
@@ -383,6 +415,8 @@ export class TrackerInstance {
       this.apply({ type: 'start_failed', error: (err as Error).message });
       return;
     }
+    this.retireProcessCounts(this.proc);
+    this.tracks.clear();
     this.proc = proc;
     this.rssBytes = null;
     this.rssSampledAt = -Infinity;
@@ -431,11 +465,55 @@ export class TrackerInstance {
     }, () => undefined);
   }
 
+  /**
+   * One stdout line: a JSON object is a track event (stored, forwarded, folded
+   * into the active tracks); anything else is skipped, counted and warned about.
+   */
   private trackLine(line: string): void {
-    this.lastOutputAt = this.ctx.now();
-    this.output.write(line);
-    this.forwarder?.enqueue(line);
-    this.geolocator?.offer(line);
+    const t = classifyTrackLine(line);
+    if (t.kind === 'blank') return;
+    if (t.kind === 'skip') {
+      this.skipped[t.reason]++;
+      this.warnSkipped(t.reason, line);
+      return;
+    }
+    const now = this.ctx.now();
+    this.lastOutputAt = now;
+    this.output.write(t.text);
+    this.forwarder?.enqueueJson(t.text);
+    this.geolocator?.offer(t.text);
+    this.tracks.observe(t.event, now);
+  }
+
+  private warnSkipped(reason: OutputSkipReason, line: string): void {
+    const n = this.warnLimit.take('skip');
+    if (n < 0) return;
+    this.ctx.log.warn({
+      tracker: this.spec.name, node: this.spec.nodeId, reason, line: line.slice(0, SKIP_QUOTE_CHARS), ...(n > 0 ? { suppressed: n } : {}),
+    }, 'tracker output skipped: not a JSON object');
+  }
+
+  /** A replaced process's line-splitter drops stay counted. */
+  private retireProcessCounts(p: TrackerHandle | null): void {
+    if (!p) return;
+    this.pastDrops.tooLong += p.stdoutLinesDropped - p.stdoutPartialDropped;
+    this.pastDrops.partial += p.stdoutPartialDropped;
+  }
+
+  /** Skipped lines and forwarded events so far (every process of this instance). */
+  outputCounts(): OutputCounts {
+    const c = zeroOutputCounts();
+    const p = this.proc;
+    c.skipped.not_json = this.skipped.not_json + this.pastDrops.partial + (p ? p.stdoutPartialDropped : 0);
+    c.skipped.not_object = this.skipped.not_object;
+    c.skipped.too_long = this.pastDrops.tooLong + (p ? p.stdoutLinesDropped - p.stdoutPartialDropped : 0);
+    if (this.forwarder) {
+      const f = this.forwarder.stats();
+      c.forwarded.sent = f.sent;
+      c.forwarded.failed = f.failed;
+      c.forwarded.dropped = f.dropped;
+    }
+    return c;
   }
 
   private stderrLine(line: string): void {
@@ -478,6 +556,19 @@ export class TrackerInstance {
       node_resets: f.nodeResets,
       node_config: this.configPoller?.view() ?? null,
       geolocator: this.geolocator?.view() ?? null,
+      ...this.trackFields(),
+    };
+  }
+
+  /** The view's fields about the tracker's output: active tracks, skipped lines, forwarding. */
+  private trackFields(): Pick<InstanceView, 'active_tracks' | 'longest_tracks' | 'output_skipped' | 'forward'> {
+    const t = this.tracks.summary(this.ctx.now());
+    const f = this.forwarder?.stats();
+    return {
+      active_tracks: t.active,
+      longest_tracks: t.longest,
+      output_skipped: this.outputCounts().skipped,
+      forward: f ? { sent: f.sent, failed: f.failed, dropped: f.dropped, queued: f.queued + f.inFlight } : null,
     };
   }
 }
