@@ -33,6 +33,8 @@ import { RingOffer } from './ring-sweep.js';
 import { WriteHeartbeats } from './agent-liveness.js';
 import { statusFields } from './status-log.js';
 import { nodeHooks } from './node-hooks.js';
+import { PushRegistry } from '../server-mode/push-registry.js';
+import { mountPushApi, type PushCounts } from '../server-mode/push-api.js';
 
 export interface EngineOptions {
   config: Config;
@@ -70,6 +72,9 @@ export class Engine {
   readonly http: HttpServer;
   readonly sink: RingSink;
   readonly agents: AgentService;
+  /** Server mode: nodes that run their own tracker and push its output. */
+  readonly push: PushRegistry;
+  private readonly pushCounts: PushCounts;
   /** The tracker supervisor (sink "trackers"), else null. */
   readonly trackers: TrackerSupervisor | null = null;
   /** Active deep traces (main-thread side: delivery logging). */
@@ -185,6 +190,7 @@ export class Engine {
       }),
       http: () => ({ open: this.http.gate.open, rejected: this.http.rejected() }),
       unhandled: () => this.unhandled,
+      push: () => ({ requests: this.pushCounts, lines: this.push.lines, nodes: this.push.size, evicted: this.push.evicted }),
     });
     const h = config.http;
     this.http = new HttpServer((err) => this.logError('http', err), {
@@ -200,6 +206,16 @@ export class Engine {
     this.agents.mount(this.http);
     mountNodeApi(this.http, this.nodes, config.http.api_token, config.http.max_body_bytes, (msg, obj) => this.log.info(obj, msg));
     if (this.trackers) mountTrackerApi(this.http, this.trackers, config.http.api_token);
+    this.push = new PushRegistry({ outputDir: config.output_dir, apiForward: () => this.config.api_forward, log: this.log });
+    this.pushCounts = mountPushApi(this.http, {
+      registry: this.push,
+      authenticates: (name, token) => (!this.nodeToken.disabledFor(name) && this.nodeToken.matches(name, token))
+        || this.agents.holdsAccessToken(name, token),
+      nameTaken: (name) => this.trackers !== null
+        && (this.config.trackers.some((t) => t.name === name) || [...this.trackers.instances.values()].some((i) => i.spec.name === name)),
+      maxConfigBytes: () => this.config.http.max_body_bytes,
+      maxTracksBytes: () => this.config.http.max_track_body_bytes,
+    });
   }
 
   /** The sink's accounting; a sink without one delivered everything it consumed. */
@@ -334,7 +350,7 @@ export class Engine {
         get config() { return engine.config; },
         get tcp() { return engine.tcp; },
         log: this.log, started: this.started, handoff: this.handoff, pool: this.pool,
-        trackers: this.trackers, sink: this.sink, http: this.http, totals: () => this.totals(),
+        trackers: this.trackers, sink: this.sink, http: this.http, push: this.push, totals: () => this.totals(),
         stopBackground: () => {
           if (this.agentTimer) clearInterval(this.agentTimer);
           if (this.statusTimer) clearInterval(this.statusTimer);
