@@ -353,6 +353,18 @@ describe('server mode bounds and conflicts', () => {
     }
   });
 
+  test('an api_forward that cannot be used (no url) does not fail a push: the lines are still written', async () => {
+    const out = mkdtempSync(join(dir, 'nourl-'));
+    const e = await startEngine({ output_dir: out, api_forward: { enabled: true, url: '' } });
+    try {
+      const r = await postTracks(e.httpAddress!.port, 'radar3', '{"track_id":"a"}\n');
+      assert.equal(r.status, 200, r.body);
+      await until(() => trackLines(out, 'radar3').length === 1, 'the line written');
+    } finally {
+      await e.stop();
+    }
+  });
+
   test('at shutdown every accepted line is in the file and every forwarded event reached the receiver', async () => {
     const receiver = new Receiver();
     await receiver.start();

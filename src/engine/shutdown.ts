@@ -77,6 +77,6 @@ export async function drain(p: DrainParts): Promise<void> {
   }
   await p.sink.close?.();
   await p.http.close();
-  await p.push?.close(Math.max(1000, deadline - Date.now()));
+  await p.push?.close(Math.max(0, deadline - Date.now()));
   p.log.info({ took_ms: Date.now() - t0 }, 'radar-ingest stopped');
 }

@@ -58,7 +58,8 @@ const iso = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOString() 
 export class PushRegistry {
   private readonly nodes: Lru<string, PushNode>;
   private readonly now: () => number;
-  private readonly warnLimit: RateLimit;
+  /** Log lines about peer-chosen names, limited per key (`node:{name}`, `registered`, `forgotten`). */
+  private readonly logLimit: RateLimit;
   /** Flushes of evicted nodes still running (awaited by close()). */
   private readonly flushing = new Set<Promise<void>>();
   private closed = false;
@@ -68,7 +69,7 @@ export class PushRegistry {
   constructor(private readonly opts: PushRegistryOptions) {
     this.now = opts.now ?? Date.now;
     this.nodes = new Lru(opts.capacity ?? MAX_PUSH_NODES);
-    this.warnLimit = new RateLimit(5, 10_000, this.now);
+    this.logLimit = new RateLimit(5, 10_000, this.now);
   }
 
   /** Names held now. */
@@ -88,7 +89,8 @@ export class PushRegistry {
     // As tracker-host's bool(config): an empty object is no config.
     node.hasConfig = Object.keys(config).length > 0;
     node.configAt = this.now();
-    this.opts.log.info({ node: name, has_config: node.hasConfig }, created ? 'pushing node registered' : 'pushing node config updated');
+    const n = this.logLimit.take(created ? 'registered' : `node:${name}`);
+    if (n >= 0) this.opts.log.info({ node: name, has_config: node.hasConfig, suppressed: n }, created ? 'pushing node registered' : 'pushing node config updated');
   }
 
   /** The config a node posted (JSON text), or null. */
@@ -103,11 +105,14 @@ export class PushRegistry {
    */
   async appendTracks(name: string, batch: TrackBatch): Promise<void> {
     const { node, created } = this.entry(name);
-    if (created) this.opts.log.info({ node: name }, 'pushing node registered by its first tracks');
+    if (created) {
+      const n = this.logLimit.take('registered');
+      if (n >= 0) this.opts.log.info({ node: name, suppressed: n }, 'pushing node registered by its first tracks');
+    }
     if (batch.invalid > 0) {
       node.invalid += batch.invalid;
       this.lines.invalid += batch.invalid;
-      const n = this.warnLimit.take(name);
+      const n = this.logLimit.take(`node:${name}`);
       if (n >= 0) this.opts.log.warn({ node: name, lines: batch.invalid, suppressed: n }, 'pushed track lines that are not JSON objects were skipped');
     }
     if (batch.lines.length === 0) return;
@@ -150,7 +155,8 @@ export class PushRegistry {
       const oldest = this.nodes.values().next();
       if (!oldest.done) {
         this.nodes.delete(oldest.value.name);
-        this.opts.log.warn({ node: oldest.value.name, held: this.nodes.capacity }, 'pushing node forgotten to make room for a new name');
+        const n = this.logLimit.take('forgotten');
+        if (n >= 0) this.opts.log.warn({ node: oldest.value.name, held: this.nodes.capacity, suppressed: n }, 'pushing node forgotten to make room for a new name');
         const p = this.release(oldest.value, EVICT_FLUSH_MS).finally(() => this.flushing.delete(p));
         this.flushing.add(p);
       }
@@ -173,16 +179,22 @@ export class PushRegistry {
   private forwarderOf(node: PushNode): ApiForwarder | null {
     if (node.forwarder !== undefined) return node.forwarder;
     const af = this.opts.apiForward();
-    node.forwarder = af.enabled && !this.closed
-      ? new ApiForwarder({
+    node.forwarder = null;
+    if (!af.enabled || this.closed) return null;
+    try {
+      node.forwarder = new ApiForwarder({
         url: af.url,
         headers: af.headers,
         batchMaxEvents: af.batch_max_events,
         batchWindowMs: af.batch_max_ms,
         maxQueueChars: FORWARD_QUEUE_CHARS,
         onError: (err) => this.opts.log.warn({ node: node.name, status: err.status, events: err.events, attempts: err.attempts }, `track forwarding failed: ${err.message}`),
-      })
-      : null;
+      });
+    } catch (err) {
+      // A bad api_forward.url (or header) must not fail the push: the file still gets the lines.
+      const n = this.logLimit.take('forward_config');
+      if (n >= 0) this.opts.log.error({ node: node.name, err: (err as Error).message, suppressed: n }, 'pushed tracks are not forwarded: api_forward is invalid');
+    }
     return node.forwarder;
   }
 
