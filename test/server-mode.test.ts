@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Engine } from '../src/engine/engine.js';
-import { startEngine, startTrackerEngine, scrape, until, freePort, TOKEN } from './helpers.js';
+import { startEngine, startTrackerEngine, scrape, until, freePort, Client, lineFrame, TOKEN } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'radar-server-mode-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -362,6 +362,35 @@ describe('server mode bounds and conflicts', () => {
       await until(() => trackLines(out, 'radar3').length === 1, 'the line written');
     } finally {
       await e.stop();
+    }
+  });
+
+  test('a pushed track file is named by the same date rule as a local tracker\'s (output_date local and utc), also where the local date is not the UTC date', async () => {
+    const saved = process.env.TZ;
+    // UTC+14 or UTC-12: at any instant one of them is on another date than UTC.
+    const utcDay = new Date().toISOString().slice(0, 10);
+    process.env.TZ = 'Etc/GMT-14';
+    if (new Date().toLocaleDateString('en-CA') === utcDay) process.env.TZ = 'Etc/GMT+12';
+    try {
+      assert.notEqual(new Date().toLocaleDateString('en-CA'), utcDay, 'the local date differs from the UTC date');
+      for (const outputDate of ['local', 'utc']) {
+        const out = mkdtempSync(join(dir, `date-${outputDate}-`));
+        const { e, http, tcp } = await startTrackerEngine(out, ['--echo'], { output_date: outputDate });
+        const c = await Client.open(tcp);
+        try {
+          await c.send(lineFrame('n1', Date.now()));
+          const local = await until(() => readdirSync(out).find((f) => f.startsWith('n1_')), 'the local tracker\'s track file');
+          assert.equal((await postTracks(http, 'remote1', '{"track_id":"a"}\n')).status, 200);
+          const pushedFile = await until(() => readdirSync(out).find((f) => f.startsWith('remote1_')), 'the pushed track file');
+          assert.equal(pushedFile.slice('remote1'.length), local.slice('n1'.length), `output_date ${outputDate}: ${pushedFile} vs ${local}`);
+        } finally {
+          c.destroy();
+          await e.stop();
+        }
+      }
+    } finally {
+      if (saved === undefined) delete process.env.TZ;
+      else process.env.TZ = saved;
     }
   });
 
