@@ -190,7 +190,7 @@ export class Engine {
       }),
       http: () => ({ open: this.http.gate.open, rejected: this.http.rejected() }),
       unhandled: () => this.unhandled,
-      push: () => ({ requests: this.pushCounts, lines: this.push.lines, nodes: this.push.size, evicted: this.push.evicted }),
+      push: () => ({ requests: this.pushCounts, lines: this.push.lines, nodes: this.push.size }),
     });
     const h = config.http;
     this.http = new HttpServer((err) => this.logError('http', err), {

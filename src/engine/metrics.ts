@@ -45,8 +45,8 @@ export interface MetricsSource {
   http?(): { open: number; rejected: Record<string, number> };
   /** Unhandled promise rejections and uncaught exceptions caught by the process guard. */
   unhandled?(): { rejection: number; exception: number };
-  /** Server mode: push requests by route and result, pushed lines, pushing nodes held and forgotten. */
-  push?(): { requests: PushCounts; lines: { accepted: number; invalid: number }; nodes: number; evicted: number };
+  /** Server mode: push requests by route and result, pushed lines, pushing nodes held. */
+  push?(): { requests: PushCounts; lines: { accepted: number; invalid: number }; nodes: number };
 }
 
 export interface Totals {

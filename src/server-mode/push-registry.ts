@@ -77,11 +77,6 @@ export class PushRegistry {
     return this.nodes.size;
   }
 
-  /** Names forgotten to make room for new ones. */
-  get evicted(): number {
-    return this.nodes.evicted;
-  }
-
   /** Stores (or replaces) a node's config; the name must already be valid. */
   storeConfig(name: string, config: Record<string, unknown>): void {
     const { node, created } = this.entry(name);
@@ -130,7 +125,8 @@ export class PushRegistry {
   }
 
   list(): Record<string, PushNodeView> {
-    const out: Record<string, PushNodeView> = {};
+    // No prototype: a node may be called "__proto__".
+    const out = Object.create(null) as Record<string, PushNodeView>;
     for (const n of this.nodes.values()) {
       out[n.name] = {
         has_config: n.hasConfig, active_tracks: n.tally.count, events_written: n.events, invalid_lines: n.invalid,
