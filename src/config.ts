@@ -299,6 +299,9 @@ const httpSchema = z.strictObject({
   api_token: z.string().default(''),
   // 65536: request bodies above this are refused with 413 before they are read in full.
   max_body_bytes: intIn(1024, 16 * ONE_MIB).default(64 * 1024),
+  // 1048576: bodies of POST /api/node/{name}/tracks (NDJSON batches from nodes that run their own tracker)
+  // above this get 413; 1 MiB is what tracker-host's server accepted.
+  max_track_body_bytes: intIn(1024, 64 * ONE_MIB).default(ONE_MIB),
   // 1024: open HTTP connections (SSE streams included); beyond it new ones are closed at accept.
   max_connections: intMin(1).default(1024),
   // 64: open HTTP connections from one source address; beyond it new ones are closed at accept.

@@ -25,6 +25,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['shard'], //                   shard pool, worker, line and binary protocols
   ['nodes'], //                   node table, node API, ring sink
   ['tracker', 'agents'], //       trackers fed from the rings; agents and their commands
+  ['server-mode'], //             nodes that run their own tracker and push its output (track files, api_forward)
   ['engine'], //                  wiring, metrics, process guard
   ['cli'], //                     the command
 ];

@@ -81,7 +81,7 @@ test('empty and null documents give all defaults', () => {
     });
     assert.deepEqual(c.shutdown, { deadline_ms: 30000, drain_grace_ms: 0 });
     assert.deepEqual(c.http, {
-      host: '0.0.0.0', port: 8080, api_token: '', max_body_bytes: 65536,
+      host: '0.0.0.0', port: 8080, api_token: '', max_body_bytes: 65536, max_track_body_bytes: 1048576,
       max_connections: 1024, max_connections_per_source: 64, headers_timeout_ms: 10000, request_timeout_ms: 30000,
     });
     assert.deepEqual(c.limits, {

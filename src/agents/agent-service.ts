@@ -154,6 +154,11 @@ export class AgentService {
 
   // ---- auth -----------------------------------------------------------------
 
+  /** A token the host issued to this agent, unexpired and not revoked by a newer registration. */
+  holdsAccessToken(id: string, token: string): boolean {
+    return this.agentTokenExpiry(token, id) !== null && tokenMatches(token, this.currentToken.get(id));
+  }
+
   /** The expiry of a token the host issued for this agent id (signature, expiry, subject), else null. */
   private agentTokenExpiry(token: string | null, id: string): number | null {
     return token === null ? null : this.tokens.expiresAt(token, id);

@@ -36,6 +36,8 @@ import { WriteHeartbeats } from './agent-liveness.js';
 import { statusFields } from './status-log.js';
 import { nodeHooks } from './node-hooks.js';
 import { tokenWarnings } from './token-warnings.js';
+import { PushRegistry } from '../server-mode/push-registry.js';
+import { mountPushApi, type PushCounts } from '../server-mode/push-api.js';
 
 export interface EngineOptions {
   config: Config;
@@ -73,6 +75,9 @@ export class Engine {
   readonly http: HttpServer;
   readonly sink: RingSink;
   readonly agents: AgentService;
+  /** Server mode: nodes that run their own tracker and push its output. */
+  readonly push: PushRegistry;
+  private readonly pushCounts: PushCounts;
   /** The tracker supervisor (sink "trackers"), else null. */
   readonly trackers: TrackerSupervisor | null = null;
   /** Active deep traces (main-thread side: delivery logging). */
@@ -190,6 +195,7 @@ export class Engine {
       }),
       http: () => ({ open: this.http.gate.open, rejected: this.http.rejected() }),
       unhandled: () => this.unhandled,
+      push: () => ({ requests: this.pushCounts, lines: this.push.lines, nodes: this.push.size }),
     });
     const h = config.http;
     this.http = new HttpServer((err) => this.logError('http', err), {
@@ -206,6 +212,16 @@ export class Engine {
     mountNodeApi(this.http, this.nodes, config.http.api_token, config.http.max_body_bytes, (msg, obj) => this.log.info(obj, msg));
     mountStatusPage(this.http);
     if (this.trackers) mountTrackerApi(this.http, this.trackers, config.http.api_token);
+    this.push = new PushRegistry({ outputDir: config.output_dir, outputDate: config.output_date, apiForward: () => this.config.api_forward, log: this.log });
+    this.pushCounts = mountPushApi(this.http, {
+      registry: this.push,
+      authenticates: (name, token) => (!this.nodeToken.disabledFor(name) && this.nodeToken.matches(name, token))
+        || this.agents.holdsAccessToken(name, token),
+      nameTaken: (name) => this.trackers !== null
+        && (this.config.trackers.some((t) => t.name === name) || [...this.trackers.instances.values()].some((i) => i.spec.name === name)),
+      maxConfigBytes: () => this.config.http.max_body_bytes,
+      maxTracksBytes: () => this.config.http.max_track_body_bytes,
+    });
   }
 
   /** The sink's accounting; a sink without one delivered everything it consumed. */
@@ -342,7 +358,7 @@ export class Engine {
         get config() { return engine.config; },
         get tcp() { return engine.tcp; },
         log: this.log, started: this.started, handoff: this.handoff, pool: this.pool,
-        trackers: this.trackers, sink: this.sink, http: this.http, totals: () => this.totals(),
+        trackers: this.trackers, sink: this.sink, http: this.http, push: this.push, totals: () => this.totals(),
         stopBackground: () => {
           if (this.agentTimer) clearInterval(this.agentTimer);
           if (this.statusTimer) clearInterval(this.statusTimer);

@@ -14,6 +14,7 @@ import { CONFIG_POLL_FAILURES } from '../tracker/config-poller.js';
 import { registerGeolocatorMetrics } from './geolocator-metrics.js';
 import { OUTPUT_SKIP_REASONS } from '../tracker/track-line.js';
 import { FORWARD_RESULTS } from '../tracker/output-counts.js';
+import { PUSH_RESULTS, PUSH_ROUTES, type PushCounts } from '../server-mode/push-api.js';
 import {
   ALL_DROP_REASONS, DROP_REASONS, CLOSE_REASONS, REJECT_REASONS, dropIndex, closeIndex,
   C_FRAMES_RECEIVED, C_FRAMES_WRITTEN, C_DETECTIONS_RECEIVED, C_HEARTBEATS, C_BYTES_RECEIVED,
@@ -48,6 +49,8 @@ export interface MetricsSource {
   http?(): { open: number; rejected: Record<string, number> };
   /** Unhandled promise rejections and uncaught exceptions caught by the process guard. */
   unhandled?(): { rejection: number; exception: number };
+  /** Server mode: push requests by route and result, pushed lines, pushing nodes held. */
+  push?(): { requests: PushCounts; lines: { accepted: number; invalid: number }; nodes: number };
 }
 
 export interface Totals {
@@ -210,6 +213,7 @@ export class Metrics {
     this.trackerMetrics(reg);
     registerGeolocatorMetrics(reg, () => src.trackers?.().geolocators);
     this.httpMetrics(reg);
+    this.pushMetrics(reg);
     new Counter({
       name: M.configReloads, help: 'Config reloads (SIGHUP), by result: ok (applied) or error (rejected, the old config stays).',
       labelNames: ['result'], registers: reg,
@@ -305,6 +309,34 @@ export class Metrics {
         this.inc({ kind: 'rejection' }, u.rejection);
         this.inc({ kind: 'exception' }, u.exception);
       },
+    });
+  }
+
+  private pushMetrics(reg: Registry[]): void {
+    const src = this.src;
+    new Counter({
+      name: M.nodePushRequests,
+      help: 'Server mode: POST /api/node/{name}/config and /tracks by route and result (accepted, unauthorized, bad_name, name_taken, bad_body, too_large).',
+      labelNames: ['route', 'result'], registers: reg,
+      collect() {
+        this.reset();
+        const p = src.push?.();
+        for (const route of PUSH_ROUTES) for (const result of PUSH_RESULTS) this.inc({ route, result }, p?.requests[route][result] ?? 0);
+      },
+    });
+    new Counter({
+      name: M.nodePushLines, help: 'Server mode: pushed track lines written and forwarded (accepted) or skipped (invalid: not a JSON object).',
+      labelNames: ['result'], registers: reg,
+      collect() {
+        this.reset();
+        const p = src.push?.();
+        this.inc({ result: 'accepted' }, p?.lines.accepted ?? 0);
+        this.inc({ result: 'invalid' }, p?.lines.invalid ?? 0);
+      },
+    });
+    new Gauge({
+      name: M.nodePushNodes, help: 'Server mode: pushing nodes held (at most 1024; the least recently active is forgotten beyond).', registers: reg,
+      collect() { this.set(src.push?.().nodes ?? 0); },
     });
   }
 

@@ -22,6 +22,8 @@ export interface DrainParts {
   trackers: TrackerSupervisor | null;
   sink: RingSink;
   http: HttpServer;
+  /** Server mode's track files and forwarders, flushed once no request can arrive. */
+  push?: { close(deadlineMs: number): Promise<void> };
   /** Stops the agent sweep, the status log, the refusal log and the agent service. */
   stopBackground(): void;
   /** Stops the periodic ring sweep and offers every ring once more. */
@@ -82,5 +84,6 @@ export async function drain(p: DrainParts): Promise<void> {
   }
   await p.sink.close?.();
   await p.http.close();
+  await p.push?.close(Math.max(0, deadline - Date.now()));
   p.log.info({ took_ms: Date.now() - t0 }, 'radar-ingest stopped');
 }

@@ -54,4 +54,7 @@ export const M = {
   agentTakeovers: `${PREFIX}agent_takeovers_total`,
   sseStreamsClosed: `${PREFIX}sse_streams_closed_total`,
   unhandledErrors: `${PREFIX}unhandled_errors_total`,
+  nodePushRequests: `${PREFIX}node_push_requests_total`,
+  nodePushLines: `${PREFIX}node_push_lines_total`,
+  nodePushNodes: `${PREFIX}node_push_nodes`,
 } as const;
