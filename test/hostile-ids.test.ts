@@ -107,6 +107,8 @@ describe('hostile ids: node table and per-id maps', () => {
       assert.equal(err.t, 'error');
       assert.equal(err.code, 'RADAR_ERR_MAX_NODES');
       await closedByHost(bRefused, 'bin-flood closed');
+      // The shard reports the rejection after it closed the socket: wait for the count, then check it stays exact.
+      await until(async () => metric(await scrape(e), 'radar_ingest_connections_rejected_total{reason="max_nodes"}') >= 1, 'the rejection counted');
       let m = await scrape(e);
       assert.ok(metric(m, 'radar_ingest_nodes') <= 12);
       assert.equal(metric(m, 'radar_ingest_connections_rejected_total{reason="max_nodes"}'), 1, 'only the binary connection is closed');
