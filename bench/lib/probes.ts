@@ -5,6 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import type { Worker } from 'node:worker_threads';
+import { round } from './stats.js';
 
 const CLK_TCK = 100; // USER_HZ on Linux
 
@@ -100,6 +101,28 @@ function machineKinds(a: MachineCpu, b: MachineCpu): { user: number; system: num
   const r = (x: number): number => Math.round(x * k * 1000) / 1000;
   return { user: r(b.user - a.user), system: r(b.system - a.system), softirq: r(b.softirq - a.softirq), steal: r(b.steal - a.steal) };
 }
+
+/**
+ * A window's CPU by where it went, cores: this process (all threads, the main thread),
+ * event-loop utilisations, the machine by kind, the named `others` (trackers, the
+ * generator), and `other_cpu`: machine CPU none of these nor softirq explain (other
+ * jobs on the machine; near 0 in a clean run).
+ */
+export function cpuBreakdown<K extends string>(d: ProbeDelta, others: Record<K, number | null>) {
+  const r = (x: number | null, k = 4): number | null => (x === null ? null : round(x, k));
+  const known = Object.values<number | null>(others).reduce<number>((a, b) => a + (b ?? 0), 0);
+  return {
+    process_cpu: round(d.processCpu, 4), main_thread_cpu: r(d.mainThreadCpu), main_elu: round(d.mainElu, 4),
+    worker_elu: d.workerElu.map((x) => round(x, 4)),
+    ...(Object.fromEntries(Object.entries<number | null>(others).map(([k, v]) => [k, r(v)])) as Record<K, number | null>),
+    machine_cpu_busy: r(d.machineBusy, 3), machine_cpu: d.machine,
+    other_cpu: d.machineBusy === null || !d.machine ? null : round(d.machineBusy - d.processCpu - known - d.machine.softirq, 3),
+  };
+}
+
+/** A generator's CPU, cores, between two of its samples (CPU µs and its own clock, epoch ms). */
+export const genCpu = (a: { cpuUs: number; childAt: number }, b: { cpuUs: number; childAt: number }): number =>
+  (b.cpuUs - a.cpuUs) / 1e3 / (b.childAt - a.childAt);
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -73,6 +73,22 @@ export function percentiles(xs: Float64Array | number[], n = xs.length): Percent
   return { n: v.length, p50: r(quantile(v, 0.5)), p99: r(quantile(v, 0.99)), max: r(quantile(v, 1)) };
 }
 
+/**
+ * The medians of runs of one shape: each numeric leaf (null where missing) becomes the
+ * median over the runs (arrays element-wise); any other leaf is taken from the first run.
+ */
+export function medianTree<T>(xs: T[]): T {
+  const vs = xs as unknown[];
+  const first = vs[0];
+  if (vs.every((x) => typeof x === 'number' || x === null)) return (vs.some((x) => x !== null) ? med(vs as Array<number | null>) : null) as T;
+  if (Array.isArray(first) && first.every((x) => typeof x === 'number')) {
+    const n = Math.max(...vs.map((a) => (a as number[]).length));
+    return Array.from({ length: n }, (_, i) => med(vs.map((a) => (a as number[])[i] ?? null))) as T;
+  }
+  if (first === null || typeof first !== 'object' || Array.isArray(first)) return first as T;
+  return Object.fromEntries(Object.keys(first).map((k) => [k, medianTree(vs.map((x) => (x as Record<string, unknown>)[k]))])) as T;
+}
+
 /** A number for the human summaries: grouped digits, '-' when missing. */
 export const fmt = (x: number | null | undefined, d = 0): string => (x === null || x === undefined || !Number.isFinite(x)
   ? '-' : x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
