@@ -11,8 +11,9 @@ import { performance } from 'node:perf_hooks';
 import { HostileChild, ATTACKS, type Attack, type AttackOptions, type AttackResult, type LegitOptions, type LegitResult } from './lib/hostile-load.js';
 import { ENGINE_CLI as CLI } from './lib/engine-api.js';
 import { sleep, openFds, procStatus } from './lib/probes.js';
-import { defineWorkload, num, str, SAVE_OPTION } from './lib/options.js';
-import { boundRun, gitInfo, report, summaryLine } from './lib/results.js';
+import { defineWorkload, num, str, SAVE_OPTION, type OptValues } from './lib/options.js';
+import { EngineLog } from './lib/engine-log.js';
+import { boundRun, header, report, summaryLine } from './lib/results.js';
 import { round, stats } from './lib/stats.js';
 import { byLabel, metricSum, parseMetrics } from './lib/metrics.js';
 
@@ -23,42 +24,16 @@ const TOKEN = 'hostile-bench-secret';
 /** Goals under hostile input. */
 export const HOSTILE_TARGETS = { delivered_pct: 100, healthz_max_ms: 100 };
 
-export interface HostileOptions {
-  baselineS: number;
-  durationS: number;
-  nodes: number;
-  fps: number;
-  detections: number;
-  attacks: Attack[];
-  rssCapMb: number;
-  /**
-   * RLIMIT_NOFILE (soft and hard: Node raises the soft limit to the hard one at start)
-   * the engine runs under, as with `ulimit -n 1024`. 0: inherit ours.
-   */
-  engineNofile: number;
-  /** Attack sizes (defaults in DEFAULT_SIZES). */
-  sizes?: Partial<Pick<AttackOptions, 'slowlorisSockets' | 'amplifiersAuth' | 'amplifiersUnauth' | 'amplifierMaxBytes' | 'floodIds' | 'oversizeFrames' | 'stormConcurrency' | 'stormCycles' | 'badUrlRequests'>>;
-}
-
-export const DEFAULT_SIZES = {
+/** Attack sizes (see AttackOptions). */
+const SIZES = {
   slowlorisSockets: 1100, amplifiersAuth: 3, amplifiersUnauth: 1, amplifierMaxBytes: 512 * 2 ** 20,
   floodIds: 5000, oversizeFrames: 30, stormConcurrency: 4, stormCycles: 5000, badUrlRequests: 30,
 };
 
 // ---- Pure helpers ----
 
-export interface EngineBooks {
-  received: number;
-  in_rings: number;
-  in_sink: number;
-  delivered: number;
-  dropped_total: number;
-  dropped: Record<string, number>;
-  balanced: boolean;
-}
-
 /** The engine's accounting identity from its /metrics: received = in rings + in sink + delivered + dropped. */
-export function engineBooks(m: Map<string, number>): EngineBooks {
+export function engineBooks(m: Map<string, number>) {
   const received = metricSum(m, 'radar_ingest_frames_received_total');
   const inRings = metricSum(m, 'radar_ingest_frames_in_rings');
   const inSink = metricSum(m, 'radar_ingest_frames_in_sink');
@@ -112,41 +87,15 @@ function procStatusKb(pid: number): { rss: number; hwm: number } | null {
   return st.VmRSS === undefined ? null : { rss: st.VmRSS / 1024, hwm: (st.VmHWM ?? NaN) / 1024 };
 }
 
-/** Log lines the engine wrote (pino JSON on stdout), by level, and the last error/fatal lines. */
-class LogCounter {
-  lines = 0;
-  bytes = 0;
-  byLevel: Record<string, number> = {};
-  lastErrors: string[] = [];
-  private rest = '';
-  private static readonly NAMES: Record<string, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
-
-  push(chunk: Buffer): void {
-    this.bytes += chunk.length;
-    const text = this.rest + chunk.toString('utf8');
-    const parts = text.split('\n');
-    this.rest = parts.pop()!.slice(-65536);
-    for (const l of parts) {
-      this.lines++;
-      const lv = /"level":(\d+)/.exec(l)?.[1];
-      const name = lv ? LogCounter.NAMES[lv] ?? lv : 'other';
-      this.byLevel[name] = (this.byLevel[name] ?? 0) + 1;
-      if (name === 'error' || name === 'fatal' || name === 'other') {
-        this.lastErrors.push(l.slice(0, 400));
-        if (this.lastErrors.length > 8) this.lastErrors.shift();
-      }
-    }
-  }
-}
-
 // ---- The run ----
 
 type Phase = 'setup' | 'baseline' | 'attack' | 'settle' | 'end';
 
-export async function runHostile(o: HostileOptions): Promise<Record<string, unknown>> {
+async function runHostile(o: OptValues<typeof options>): Promise<Record<string, unknown>> {
   const started = performance.now();
-  const startedAt = new Date().toISOString();
-  const sizes = { ...DEFAULT_SIZES, ...o.sizes };
+  const head = header('hostile');
+  const sizes = SIZES;
+  const attacks = parseAttacks(o.attacks);
   const dir = mkdtempSync(join(os.tmpdir(), 'radar-hostile-'));
   const nodePort = await freePort();
   const httpPort = await freePort();
@@ -176,9 +125,8 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
     : spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env, cwd: dir });
   const pid = engine.pid!;
   let engineFdLimit: string | null = null;
-  const logs = new LogCounter();
+  const logs = new EngineLog(engine.stdout!, 50);
   let stderrTail = '';
-  engine.stdout!.on('data', (d: Buffer) => logs.push(d));
   engine.stderr!.on('data', (d: Buffer) => {
     stderrTail = (stderrTail + d.toString()).slice(-4000);
   });
@@ -244,12 +192,12 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
   let booksStable = false;
   let booksWaitS: number | null = null;
   let stop: { sent: boolean; exit_code: number | null; signal: string | null; stop_s: number | null } = { sent: false, exit_code: null, signal: null, stop_s: null };
-  const maxS = o.baselineS + o.durationS + 180;
+  const maxS = o.baseline + o.duration + 180;
   try {
     // ---- setup ----
     const upBy = performance.now() + 20000;
     for (;;) {
-      if (!alive()) throw new Error(`engine exited during start-up: ${stderrTail || logs.lastErrors.join(' | ')}`);
+      if (!alive()) throw new Error(`engine exited during start-up: ${stderrTail || logs.summary().last_problems.join(' | ')}`);
       const r = await httpGet(httpPort, '/healthz', 1000);
       if ('status' in r && r.status === 200) break;
       if (performance.now() > upBy) throw new Error('engine not healthy within 20 s');
@@ -263,24 +211,24 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
     const legitOpts: LegitOptions = { host: '127.0.0.1', port: nodePort, token: TOKEN, nodes: o.nodes, fps: o.fps, detections: o.detections, maxSeconds: maxS };
     legit = await HostileChild.start<LegitResult>({ t: 'init', role: 'legit', opts: legitOpts }, 30000);
     const sources = Array.from({ length: 10 }, (_, i) => `127.0.0.${i + 2}`);
-    const attackOpts: AttackOptions = { host: '127.0.0.1', nodePort, httpPort, token: TOKEN, attacks: o.attacks, sources, ...sizes, maxSeconds: maxS };
+    const attackOpts: AttackOptions = { host: '127.0.0.1', nodePort, httpPort, token: TOKEN, attacks, sources, ...sizes, maxSeconds: maxS };
     attack = await HostileChild.start<AttackResult>({ t: 'init', role: 'attack', opts: attackOpts }, 30000);
 
     // ---- baseline ----
     setPhase('baseline');
     legit.send({ t: 'phase', phase: 0 });
-    await sleep(o.baselineS * 1000);
+    await sleep(o.baseline * 1000);
     metricsBaseline = await scrape(httpPort);
     mem.rss_at_attack_start_kb = procStatusKb(pid)?.rss ?? 0;
 
     // ---- attack ----
     setPhase('attack');
     legit.send({ t: 'phase', phase: 1 });
-    const atk = attack.finish({ t: 'start', durationS: o.durationS }, o.durationS * 1000 + 30000).then(
+    const atk = attack.finish({ t: 'start', durationS: o.duration }, o.duration * 1000 + 30000).then(
       (r) => { attackR = r; },
       (e: Error) => { problems.push(`attack load: ${e.message}`); },
     );
-    await sleep(o.durationS * 1000);
+    await sleep(o.duration * 1000);
     attack.send({ t: 'stop', settleMs: 0 });
     await atk;
     attack = null;
@@ -296,7 +244,7 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
     // The books are read once they stop moving (rings and sink empty, the same counts
     // twice 250 ms apart; bounded): a backlog inside the engine is still being counted.
     const t0 = performance.now();
-    let last: EngineBooks | null = null;
+    let last: ReturnType<typeof engineBooks> | null = null;
     while (alive() && performance.now() - t0 < 20000) {
       const m = await scrape(httpPort);
       if (m) {
@@ -362,14 +310,11 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
     return out;
   };
   return {
-    workload: 'hostile',
-    started_at: startedAt,
-    git: gitInfo(),
-    machine: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? '?', mem_gib: round(os.totalmem() / 2 ** 30, 1), node: process.version },
+    ...head,
     params: {
-      baseline_s: o.baselineS, attack_s: o.durationS, nodes: o.nodes, fps: o.fps, detections: o.detections,
+      baseline_s: o.baseline, attack_s: o.duration, nodes: o.nodes, fps: o.fps, detections: o.detections,
       legit: 'binary protocol, shared token, ids legit-0..N-1; delivered = acked and not refused; latency = first write -> ack',
-      attacks: o.attacks, sizes, rss_cap_mb: o.rssCapMb, healthz_every_ms: 75, engine_nofile: o.engineNofile || 'inherited',
+      attacks, sizes, rss_cap_mb: o.rssCapMb, healthz_every_ms: 75, engine_nofile: o.engineNofile || 'inherited',
       sources: { legit_and_probe: '127.0.0.1', attackers: '127.0.0.2-11 (slow-loris spread over all, the others from 127.0.0.2)' },
       engine: { cli: 'dist/src/cli.js', config },
     },
@@ -412,7 +357,7 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
       exit: exitInfo ? { code: exitInfo.code, signal: exitInfo.signal, phase: exitInfo.phase, s_into_phase: exitInfo.at_s } : null,
       sigterm: stop,
       stderr_tail: stderrTail.slice(-1500),
-      log: { lines: logs.lines, mbytes: round(logs.bytes / 2 ** 20, 1), by_level: logs.byLevel, last_errors: logs.lastErrors },
+      log: logs.summary(),
     },
     accounting: books ? { ...books, stable: booksStable, waited_s: booksWaitS, legit: legitBooks } : { engine: 'no /metrics at the end (engine gone)', legit: legitBooks },
     metrics_at_attack_start: interesting(metricsBaseline),
@@ -452,10 +397,7 @@ export const workload = defineWorkload({
   options,
   run: async (o) => {
     boundRun(o.baseline + o.duration + 300);
-    const res = await runHostile({
-      baselineS: o.baseline, durationS: o.duration, nodes: o.nodes, fps: o.fps, detections: o.detections,
-      attacks: parseAttacks(o.attacks), rssCapMb: o.rssCapMb, engineNofile: o.engineNofile,
-    });
+    const res = await runHostile(o);
     report('hostile', res, summaryLine('hostile', res), !o.noSave);
   },
 });
