@@ -1,17 +1,17 @@
 // Workload `fleet`: many field nodes at a low rate with heartbeats, one minimal
 // tracker per node (or the drain-only sink); latency to the tracker's input through
 // the engine's probe, host CPU, memory, event-loop lag. Details: docs/benchmarks.md.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { Engine, C_HEARTBEATS, type Totals } from './lib/engine-api.js';
 import { FleetClient, type FleetSample } from './lib/loadgen-fleet.js';
-import { snapshot, delta, sleep, perSecond, waitQuiet, pidStat, openFds, fdLimit, type ProbeSnapshot } from './lib/probes.js';
+import { snapshot, delta, sleep, perSecond, waitQuiet, pidStat, openFds, fdLimit, cpuBreakdown, genCpu, type ProbeSnapshot } from './lib/probes.js';
 import { forEachSendTime } from './lib/frames.js';
 import { benchConfig, counterSum, deliveredAll, nonZero, sinkViolations, feederTotals, ringsUsed, trackerPids } from './lib/engine-run.js';
 import { latencyStats, quantile, round } from './lib/stats.js';
-import { defineWorkload, list, num, str, SAVE_OPTION } from './lib/options.js';
+import { defineWorkload, list, num, SAVE_OPTION } from './lib/options.js';
 import { boundRun, header, report, summaryLine } from './lib/results.js';
 import type { Mode } from './ingest.js';
 
@@ -32,18 +32,11 @@ export interface FleetOptions {
   idleS?: number;
   warmupS?: number;
   maxS?: number;
-  maxWarmupS?: number;
-  /** Provisioning range (default 20000 .. start + max(1999, nodes - 1)); keep it out of the ephemeral range. */
+  /** Provisioning range start (default 20000; keep it out of the ephemeral range). */
   portStart?: number;
-  portEnd?: number;
   quietWaitS?: number;
-  /** Tracker argv (default MINIMAL_TRACKER, input stdin). */
-  trackerCommand?: string[];
   sink?: 'trackers' | 'discard';
   shards?: number | 'auto';
-  profileFile?: string;
-  /** Bound on setup (all trackers running), seconds (default 300). */
-  setupTimeoutS?: number;
 }
 
 // Host-side latency through the engine's probe: its write into a tracker's input, or (sink discard) the records the sink frees.
@@ -61,12 +54,12 @@ function recordMarkers(buf: Buffer, h: HookWindow, now: number): void {
   });
 }
 
-function engineConfig(o: Required<Pick<FleetOptions, 'portStart' | 'portEnd' | 'trackerCommand' | 'shards' | 'sink'>>, dir: string) {
+function engineConfig(o: Required<Pick<FleetOptions, 'portStart' | 'shards' | 'sink'>> & { portEnd: number }, dir: string) {
   return benchConfig(TOKEN, {
     shards: o.shards,
     sink: o.sink,
     output_dir: join(dir, 'output'),
-    tracker: { command: o.trackerCommand, input: 'stdin', stop_grace_ms: 5000 },
+    tracker: { command: MINIMAL_TRACKER, input: 'stdin', stop_grace_ms: 5000 },
     shutdown: { deadline_ms: 120000 },
     agents: { key_file: join(dir, 'agents-key.pem') },
   }, { auto_provision: true, auto_provision_port_start: o.portStart, auto_provision_port_end: o.portEnd });
@@ -90,26 +83,6 @@ async function eventLoopLag(engine: Engine): Promise<{ p50: number; p90: number;
     p50: await g('nodejs_eventloop_lag_p50_seconds'), p90: await g('nodejs_eventloop_lag_p90_seconds'),
     p99: await g('nodejs_eventloop_lag_p99_seconds'), max: await g('nodejs_eventloop_lag_max_seconds'),
     mean: await g('nodejs_eventloop_lag_mean_seconds'),
-  };
-}
-
-/** Main-thread CPU profile through the inspector (diagnostics only: it costs CPU). */
-async function startProfile(): Promise<{ stop(file: string): Promise<void> }> {
-  const { Session } = await import('node:inspector');
-  const session = new Session();
-  session.connect();
-  const post = (method: string, params?: object): Promise<unknown> => new Promise((resolve, reject) => {
-    session.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res)));
-  });
-  await post('Profiler.enable');
-  await post('Profiler.setSamplingInterval', { interval: 200 });
-  await post('Profiler.start');
-  return {
-    async stop(file: string): Promise<void> {
-      const r = (await post('Profiler.stop')) as { profile: unknown };
-      writeFileSync(file, JSON.stringify(r.profile));
-      session.disconnect();
-    },
   };
 }
 
@@ -155,36 +128,16 @@ function trackersCpu(a: ReturnType<typeof trackersStat>, b: ReturnType<typeof tr
 }
 
 function cpuOf(a: Sample, b: Sample, tr: number) {
-  const d = delta(a.probes, b.probes);
-  const genS = (b.gen.childAt - a.gen.childAt) / 1000;
-  const gen = (b.gen.cpuUs - a.gen.cpuUs) / 1e6 / genS;
-  return {
-    /** Engine process, all threads (main, shard workers, libuv, GC), cores. */
-    engine_process_cpu: round(d.processCpu, 4),
-    engine_process_cpu_pct_of_core: round(d.processCpu * 100, 2),
-    main_thread_cpu: d.mainThreadCpu === null ? null : round(d.mainThreadCpu, 4),
-    main_elu: round(d.mainElu, 4),
-    worker_elu: d.workerElu.map((x) => round(x, 4)),
-    trackers_cpu: round(tr, 4),
-    generator_cpu: round(gen, 4),
-    machine_cpu_busy: d.machineBusy === null ? null : round(d.machineBusy, 3),
-    softirq: d.machine?.softirq ?? null,
-    /** Machine CPU by kind, cores (steal: the hypervisor ran something else on our vCPU). */
-    machine_cpu: d.machine,
-    /** Machine CPU not explained by engine, trackers, generator or softirq: other jobs on the machine. */
-    other_cpu: d.machineBusy === null || !d.machine ? null : round(d.machineBusy - d.processCpu - tr - gen - d.machine.softirq, 3),
-  };
+  const c = cpuBreakdown(delta(a.probes, b.probes), { trackers_cpu: tr, generator_cpu: genCpu(a.gen, b.gen) });
+  return { ...c, engine_process_cpu_pct_of_core: round(c.process_cpu * 100, 2) };
 }
 
 export async function runFleet(opts: FleetOptions): Promise<Record<string, unknown>> {
-  const o = {
-    idleS: 5, warmupS: 3, maxS: 0, maxWarmupS: 1, quietWaitS: 0, setupTimeoutS: 300, trackerCommand: MINIMAL_TRACKER,
-    portStart: 20000, sink: 'trackers' as const, ...opts,
-  };
+  const o = { idleS: 5, warmupS: 3, maxS: 0, maxWarmupS: 1, quietWaitS: 0, setupTimeoutS: 300, portStart: 20000, sink: 'trackers' as const, ...opts };
   const drainOnly = o.sink === 'discard';
   /** Frames handed on by the sink: to a tracker's input, or drained by the drain-only consumer. */
   const out = (t: Totals): number => (drainOnly ? t.consumed : t.delivered);
-  const portEnd = o.portEnd ?? Math.min(65535, o.portStart + Math.max(1999, o.nodes - 1));
+  const portEnd = Math.min(65535, o.portStart + Math.max(1999, o.nodes - 1));
   if (portEnd - o.portStart + 1 < o.nodes) throw new Error(`provisioning range ${o.portStart}..${portEnd} holds fewer than ${o.nodes} ports`);
   const quiet = o.quietWaitS > 0 ? await waitQuiet(o.quietWaitS) : null;
   const started = performance.now();
@@ -196,7 +149,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     if (hook !== null) recordMarkers(b, hook, Number(process.hrtime.bigint()));
   };
   const engine = new Engine({
-    config: engineConfig({ portStart: o.portStart, portEnd, trackerCommand: o.trackerCommand, shards: o.shards ?? 'auto', sink: o.sink }, dir),
+    config: engineConfig({ portStart: o.portStart, portEnd, shards: o.shards ?? 'auto', sink: o.sink }, dir),
     probe: { onTrackerWrite: (_n, b) => record(b), onSinkDrain: (_n, b) => record(b), onReconcilePass: (t0, t1) => passes.push([t0, t1]) },
   });
   // GC pauses (main thread).
@@ -299,13 +252,11 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     gcObs.observe({ entryTypes: ['gc'] });
     hook = { from: a.hrNs, to: Number.MAX_SAFE_INTEGER, lat: [], at: [] };
     await eventLoopLag(engine); // resets the engine's delay histogram
-    const prof = o.profileFile ? await startProfile() : null;
     const rss: number[] = [process.memoryUsage.rss()];
     const tick = perSecond(() => out(engine.totals()), out(a.totals), () => rss.push(process.memoryUsage.rss()));
     await sleep(o.durationS * 1000);
     const rates = tick.stop();
     const lag = await eventLoopLag(engine);
-    if (prof) await prof.stop(o.profileFile!);
     const b = await sampleAll(engine, client);
     const trB = trackersStat(pids);
     hook.to = b.hrNs;
@@ -503,13 +454,11 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     const p99 = lat.p99_ms;
     const cpuPct = cpu.engine_process_cpu_pct_of_core;
     return {
-      workload: 'fleet',
-      started_at: new Date(performance.timeOrigin + started).toISOString(),
-      machine: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? '?', mem_gib: round(os.totalmem() / 2 ** 30, 1), node: process.version },
+      ...header('fleet'),
       params: {
         nodes: o.nodes, fps: o.fps, duration_s: o.durationS, warmup_s: o.warmupS, detections: o.detections, heartbeat_ms: o.heartbeatMs,
         max_s: o.maxS, port_range: [o.portStart, portEnd], shards: engine.config.shards, sink: o.sink,
-        tracker: drainOnly ? null : { command: o.trackerCommand, input: 'stdin' }, frame_bytes: frameBytes(o.detections),
+        tracker: drainOnly ? null : { command: MINIMAL_TRACKER, input: 'stdin' }, frame_bytes: frameBytes(o.detections),
         protocol: 'line (retina JSON), one TCP connection per node, writes spread evenly, one frame per write',
       },
       quiet_wait: quiet,
@@ -555,13 +504,11 @@ const options = {
   idle: num(5, 'idle phase before the load (connected, nothing sent), seconds; 0 skips it'),
   warmup: num(3, 'paced load before the window, seconds'),
   max: num(0, 'unpaced phase after the window, seconds (0: none)'),
-  maxWarmup: num(1, 'unpaced load before its window, seconds'),
   portStart: num(20000, 'first tracker port to provision', 1),
   quietWait: num(10, 'before each run, wait up to S s for the machine to be idle'),
   modes: list<Mode>(['default', 'shards0'], 'engine modes: default (shards: auto), shardsN', /^(default|shards\d+)$/),
   sinks: list<'trackers' | 'discard'>(['trackers', 'discard'], 'what drains the rings: trackers (one per node), discard', ['trackers', 'discard']),
   reps: num(1, 'runs per cell', 1),
-  profile: str('', 'write a main-thread CPU profile of the paced window to this .cpuprofile file'),
   ...SAVE_OPTION,
 };
 
@@ -578,9 +525,8 @@ export const workload = defineWorkload({
         for (const mode of o.modes) {
           const result = await runFleet({
             nodes: o.nodes, fps: o.fps, durationS: o.duration, detections: o.detections, heartbeatMs: o.heartbeatMs,
-            idleS: o.idle, warmupS: o.warmup, maxS: o.max, maxWarmupS: o.maxWarmup, portStart: o.portStart,
+            idleS: o.idle, warmupS: o.warmup, maxS: o.max, portStart: o.portStart,
             shards: mode === 'default' ? 'auto' : Number(mode.slice(6)), quietWaitS: o.quietWait, sink,
-            ...(o.profile ? { profileFile: o.profile } : {}),
           });
           runs.push({ mode, sink, result });
           lines.push(summaryLine(`fleet ${mode} sink ${sink} rep ${r + 1}`, result));

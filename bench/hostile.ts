@@ -182,8 +182,8 @@ async function runHostile(o: OptValues<typeof options>): Promise<Record<string, 
     }
   })();
 
-  let legit: HostileChild<LegitResult> | null = null;
-  let attack: HostileChild<AttackResult> | null = null;
+  let legit: HostileChild | null = null;
+  let attack: HostileChild | null = null;
   let legitR: LegitResult | null = null;
   let attackR: AttackResult | null = null;
   const problems: string[] = [];
@@ -209,10 +209,10 @@ async function runHostile(o: OptValues<typeof options>): Promise<Record<string, 
       engineFdLimit = null;
     }
     const legitOpts: LegitOptions = { host: '127.0.0.1', port: nodePort, token: TOKEN, nodes: o.nodes, fps: o.fps, detections: o.detections, maxSeconds: maxS };
-    legit = await HostileChild.start<LegitResult>({ t: 'init', role: 'legit', opts: legitOpts }, 30000);
+    legit = await HostileChild.start({ t: 'init', role: 'legit', opts: legitOpts }, 30000);
     const sources = Array.from({ length: 10 }, (_, i) => `127.0.0.${i + 2}`);
     const attackOpts: AttackOptions = { host: '127.0.0.1', nodePort, httpPort, token: TOKEN, attacks, sources, ...sizes, maxSeconds: maxS };
-    attack = await HostileChild.start<AttackResult>({ t: 'init', role: 'attack', opts: attackOpts }, 30000);
+    attack = await HostileChild.start({ t: 'init', role: 'attack', opts: attackOpts }, 30000);
 
     // ---- baseline ----
     setPhase('baseline');
@@ -224,7 +224,7 @@ async function runHostile(o: OptValues<typeof options>): Promise<Record<string, 
     // ---- attack ----
     setPhase('attack');
     legit.send({ t: 'phase', phase: 1 });
-    const atk = attack.finish({ t: 'start', durationS: o.duration }, o.duration * 1000 + 30000).then(
+    const atk = attack.finish<AttackResult>({ t: 'start', durationS: o.duration }, o.duration * 1000 + 30000).then(
       (r) => { attackR = r; },
       (e: Error) => { problems.push(`attack load: ${e.message}`); },
     );
@@ -236,7 +236,7 @@ async function runHostile(o: OptValues<typeof options>): Promise<Record<string, 
     // ---- settle: the legitimate nodes stop and get their last frames settled ----
     setPhase('settle');
     legit.send({ t: 'phase', phase: 2 });
-    legitR = await legit.finish({ t: 'stop', settleMs: 15000 }, 30000).catch((e: Error) => {
+    legitR = await legit.finish<LegitResult>({ t: 'stop', settleMs: 15000 }, 30000).catch((e: Error) => {
       problems.push(`legit load: ${e.message}`);
       return null;
     });

@@ -3,14 +3,11 @@
 // (slow-loris, never-reading amplifiers, a node-id flood, oversize frames, a
 // reconnect storm, malformed URLs; each bounded in count and time). 127.0.0.1 only.
 import { connect, type Socket } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { encodeFrame, encodeHello, T_ACK, T_ERROR, T_WELCOME } from './engine-api.js';
-import { IpcChild, childChannel } from './ipc.js';
+import { GenChild, childChannel } from './ipc.js';
 import { MessageReader } from './frames.js';
 import { sleep } from './probes.js';
-
-const LOADGEN = fileURLToPath(new URL('./loadgen.js', import.meta.url));
 
 export const ATTACKS = ['slowloris', 'amplifier', 'idflood', 'oversize', 'storm', 'badurl'] as const;
 export type Attack = typeof ATTACKS[number];
@@ -94,38 +91,10 @@ type FromChild =
   | { t: 'fail'; error: string }
   | { t: 'done'; r: LegitResult | AttackResult };
 
-// ---- Parent side ----
-
-/** A forked load process (the generator's hostile mode): init, messages, and its one final result. */
-export class HostileChild<R> {
-  private constructor(private readonly c: IpcChild<ToChild, FromChild>) {}
-
-  static async start<R>(init: Extract<ToChild, { t: 'init' }>, timeoutMs: number): Promise<HostileChild<R>> {
-    const c = new IpcChild<ToChild, FromChild>(`${init.role} load`, LOADGEN, ['--loadgen-child', 'hostile']);
-    try {
-      await c.request(init, 'ready', timeoutMs);
-    } catch (err) {
-      c.kill();
-      throw err;
-    }
-    return new HostileChild<R>(c);
-  }
-
-  send(m: ToChild): void {
-    this.c.send(m);
-  }
-
-  /** Sends `m` (if given) and waits for the final result (bounded). */
-  async finish(m: ToChild | null, timeoutMs: number): Promise<R> {
-    try {
-      return (await this.c.request<Extract<FromChild, { t: 'done' }>>(m, 'done', timeoutMs)).r as R;
-    } finally {
-      await this.c.end();
-    }
-  }
-
-  kill(): void {
-    this.c.kill();
+/** A hostile load process (the generator's hostile mode, parent side): init, messages, and its one final result. */
+export class HostileChild extends GenChild<ToChild, FromChild> {
+  static start(init: Extract<ToChild, { t: 'init' }>, timeoutMs: number): Promise<HostileChild> {
+    return new HostileChild('hostile').init(init, timeoutMs);
   }
 }
 

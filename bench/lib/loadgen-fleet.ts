@@ -4,9 +4,8 @@
 // and a heartbeat per node now and then (late frames skipped and counted); or
 // flooding batches as fast as the engine takes them.
 import { connect, type Socket } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { IpcChild, childChannel } from './ipc.js';
+import { GenChild, childChannel } from './ipc.js';
 import { FrameTemplate, TS0, heartbeatLine } from './frames.js';
 
 export interface FleetClientOptions {
@@ -36,105 +35,65 @@ export interface FloodSpec {
   depth: number;
 }
 
+/**
+ * The generator's counters: frames and heartbeats written, bytes, CPU (µs), ELU active
+ * ms, its clock (epoch ms); paced: frames skipped more than 200 ms late or with 1 MiB
+ * queued (the engine did not read), the lateness of writes (max, how many over 1 / 5 ms),
+ * writes made and timer callbacks run.
+ */
 export interface FleetSample {
-  /** Frames whose write completed (handed to the kernel). */
   sent: number;
   heartbeats: number;
   bytes: number;
-  /** Generator CPU time so far (user + system), microseconds. */
   cpuUs: number;
   eluActiveMs: number;
-  /** Epoch ms in the generator when sampled. */
   childAt: number;
-  /** Paced: frames skipped because the generator was more than 200 ms late. */
   paceSkipped: number;
-  /** Paced: frames skipped because the node had more than 1 MiB queued (the engine did not read). */
   backpressureSkipped: number;
-  /** Paced: lateness of writes against the schedule: max, and how many were more than 1 / 5 ms late. */
   lateMaxMs: number;
   late1ms: number;
   late5ms: number;
-  /** Paced: writes made (frames + heartbeats) and timer callbacks run. */
   writes: number;
   ticks: number;
 }
 
+/** The totals at the stop: errors, connections the host closed early, frames sent per node (min, max). */
 export interface FleetResult extends FleetSample {
   errors: string[];
-  /** Connections closed by the host before the generator stopped. */
   closedEarly: number;
-  /** Frames per node sent (last frame number + 1), summed. */
   framesPerNodeMin: number;
   framesPerNodeMax: number;
 }
-
-// ---- Parent side ----
 
 type ToChild =
   | { t: 'init'; opts: FleetClientOptions }
   | { t: 'go'; pace: PaceSpec }
   | { t: 'flood'; flood: FloodSpec }
-  | { t: 'pause' }
-  | { t: 'mark'; id: number }
-  | { t: 'stop' };
+  | { t: 'pause' | 'stop' }
+  | { t: 'mark'; id: number };
 type FromChild =
-  | { t: 'ready' }
-  | { t: 'paused' }
+  | { t: 'ready' | 'paused' }
   | { t: 'fail'; error: string }
   | { t: 'mark'; id: number; s: FleetSample }
   | { t: 'done'; r: FleetResult };
 
-const LOADGEN = fileURLToPath(new URL('./loadgen.js', import.meta.url));
-
-/** The fleet mode of the load generator (parent side). */
-export class FleetClient {
-  private markId = 0;
-  private constructor(private readonly c: IpcChild<ToChild, FromChild>, readonly opts: FleetClientOptions) {}
-
+/** The fleet mode of the load generator (parent side): paced (`go`) or flooding, `pause`, `mark`, `stop`. */
+export class FleetClient extends GenChild<ToChild, FromChild, FleetSample> {
   /** Forks the generator; resolves once every node is connected and its first frame was written. */
-  static async start(opts: FleetClientOptions, timeoutMs = 120000): Promise<FleetClient> {
-    const c = new IpcChild<ToChild, FromChild>('fleet generator', LOADGEN, ['--loadgen-child', 'fleet']);
-    try {
-      await c.request({ t: 'init', opts }, 'ready', timeoutMs);
-    } catch (err) {
-      c.kill();
-      throw err;
-    }
-    return new FleetClient(c, opts);
+  static start(opts: FleetClientOptions, timeoutMs = 120000): Promise<FleetClient> {
+    return new FleetClient('fleet').init({ t: 'init', opts }, timeoutMs);
   }
 
-  /** Paced push (switches from any other mode). */
   go(pace: PaceSpec): void {
-    this.c.send({ t: 'go', pace });
+    this.send({ t: 'go', pace });
   }
 
-  /** Unpaced push (switches from any other mode). */
   flood(flood: FloodSpec): void {
-    this.c.send({ t: 'flood', flood });
+    this.send({ t: 'flood', flood });
   }
 
-  /** Stops pushing; resolves when no write is in flight (connections stay open). */
-  async pause(timeoutMs = 30000): Promise<void> {
-    await this.c.request({ t: 'pause' }, 'paused', timeoutMs);
-  }
-
-  async mark(): Promise<FleetSample & { at: number }> {
-    const id = ++this.markId;
-    const m = await this.c.request<{ t: 'mark'; id: number; s: FleetSample }>({ t: 'mark', id }, `mark:${id}`, 30000);
-    return { ...m.s, at: performance.now() };
-  }
-
-  /** Stops, lets in-flight writes finish, closes the connections; the totals. */
-  async stop(timeoutMs = 30000): Promise<FleetResult> {
-    try {
-      return (await this.c.request<{ t: 'done'; r: FleetResult }>({ t: 'stop' }, 'done', timeoutMs)).r;
-    } finally {
-      await this.c.end();
-    }
-  }
-
-  kill(): void {
-    this.c.kill();
+  stop(timeoutMs = 30000): Promise<FleetResult> {
+    return this.finish({ t: 'stop' }, timeoutMs);
   }
 }
 

@@ -9,7 +9,7 @@ import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { encodeHello, decodeBody, T_WELCOME, T_ACK, T_ERROR } from './engine-api.js';
-import { IpcChild, childChannel } from './ipc.js';
+import { GenChild, childChannel } from './ipc.js';
 import { BinaryBatch, LineBatch, TS0, lineChunk, type Chunk } from './frames.js';
 
 export type BenchProtocol = 'line' | 'binary';
@@ -23,14 +23,6 @@ export interface LoadgenOptions {
   token: string;
   /** Binary: detections per frame (default 50). Line frames cycle through 1..5. */
   detections?: number;
-  /** Bytes per write (approximate: whole frames only). Default 256 KiB. */
-  chunkBytes?: number;
-  /** Writes in flight per connection. Default 2. */
-  depth?: number;
-  /** Generator processes sharing the connections. Default 1. */
-  procs?: number;
-  /** First node index (so several generators can use disjoint node ids). */
-  nodeBase?: number;
   /** Hard bound on the child's life, in seconds (it exits by itself after it). */
   maxSeconds: number;
   /**
@@ -39,9 +31,13 @@ export interface LoadgenOptions {
    * chunk is written over and over (cheapest for the generator).
    */
   stamped?: boolean;
-  /** Nice value of the generator process(es) (default 0). */
+  /** Nice value of the generator process (default 0). */
   nice?: number;
 }
+
+/** Bytes per write (whole frames: about this) and writes in flight per connection. */
+const CHUNK_BYTES = 256 * 1024;
+const DEPTH = 2;
 
 /** Paced push: `fps` frames/s in total, each connection writing every `tickMs`. */
 export interface PaceOptions {
@@ -65,139 +61,60 @@ export function staggeredDue(perConnFps: number, periodMs: number, sinceMs: numb
   return Math.floor((perConnFps * boundary) / 1000);
 }
 
-/** Counters of a generator at one instant. */
+/** Counters of the generator: frames written (handed to the kernel), its CPU (µs) and event-loop active time (ms), its clock (epoch ms); paced: frames skipped behind the schedule, ticks, the longest gap between ticks. */
 export interface LoadgenSample {
-  /** Frames whose write completed (handed to the kernel). */
   sent: number;
   detections: number;
   bytes: number;
-  /** Generator CPU time so far (user + system), microseconds, summed over processes. */
   cpuUs: number;
-  /** Event-loop active time so far, ms, summed over processes. */
   eluActiveMs: number;
-  /** Wall time of the sample in the parent (performance.now()). */
-  at: number;
-  /** Wall time of the sample in the generator (epoch ms; the latest over processes). */
   childAt: number;
-  /** Paced: frames skipped because the generator fell behind its schedule. */
   paceSkipped: number;
-  /** Paced: timer ticks run, and the longest gap between two ticks (ms). */
   paceTicks: number;
   paceMaxGapMs: number;
 }
 
+/** The totals at the stop; binary: per connection the last sequence number sent and acked; host or socket errors; connections the host closed early. */
 export interface LoadgenResult extends LoadgenSample {
-  /** Binary: per connection, the last sequence number sent and the last one acked. */
   lastSeqSent: number[];
   lastAck: number[];
-  /** Error messages received from the host (binary) or socket errors. */
   errors: string[];
-  /** Connections closed by the host before the generator stopped. */
   closedEarly: number;
 }
-
-// ---- Parent side ----
 
 type ToChild =
   | { t: 'init'; opts: LoadgenOptions }
   | { t: 'go'; pace?: PaceOptions }
-  | { t: 'prime' }
-  | { t: 'pause' }
-  | { t: 'mark'; id: number }
-  | { t: 'stop' };
+  | { t: 'prime' | 'pause' | 'stop' }
+  | { t: 'mark'; id: number };
 type FromChild =
-  | { t: 'ready' }
-  | { t: 'primed' }
-  | { t: 'paused' }
+  | { t: 'ready' | 'primed' | 'paused' }
   | { t: 'fail'; error: string }
-  | { t: 'mark'; id: number; s: Omit<LoadgenSample, 'at'> }
-  | { t: 'done'; r: Omit<LoadgenResult, 'at'> };
+  | { t: 'mark'; id: number; s: LoadgenSample }
+  | { t: 'done'; r: LoadgenResult };
 
 const SELF = fileURLToPath(import.meta.url);
 
-class Child extends IpcChild<ToChild, FromChild> {
-  constructor(readonly connections: number, nice = 0) {
-    super('load generator', SELF, ['--loadgen-child', 'push'], { nice });
-  }
-}
-
-/** The samples of every generator process as one: counts summed, the latest clock and the longest gap kept. */
-function sumSamples(xs: Array<Omit<LoadgenSample, 'at'>>, at: number): LoadgenSample {
-  return xs.reduce<LoadgenSample>((a, s) => ({
-    sent: a.sent + s.sent, detections: a.detections + s.detections, bytes: a.bytes + s.bytes,
-    cpuUs: a.cpuUs + s.cpuUs, eluActiveMs: a.eluActiveMs + s.eluActiveMs, at, childAt: Math.max(a.childAt, s.childAt),
-    paceSkipped: a.paceSkipped + s.paceSkipped, paceTicks: a.paceTicks + s.paceTicks, paceMaxGapMs: Math.max(a.paceMaxGapMs, s.paceMaxGapMs),
-  }), { sent: 0, detections: 0, bytes: 0, cpuUs: 0, eluActiveMs: 0, at, childAt: 0, paceSkipped: 0, paceTicks: 0, paceMaxGapMs: 0 });
-}
-
-export class Loadgen {
-  private markId = 0;
-  private constructor(private readonly children: Child[], readonly opts: LoadgenOptions) {}
-
-  /** Forks the generator process(es); resolves once every connection is ready to push. */
-  static async start(opts: LoadgenOptions): Promise<Loadgen> {
-    const procs = Math.max(1, Math.min(opts.procs ?? 1, opts.connections));
-    const children: Child[] = [];
-    let base = opts.nodeBase ?? 0;
-    const per = Math.floor(opts.connections / procs);
-    const rest = opts.connections % procs;
-    try {
-      const ready: Promise<unknown>[] = [];
-      for (let i = 0; i < procs; i++) {
-        const n = per + (i < rest ? 1 : 0);
-        const c = new Child(n, opts.nice ?? 0);
-        children.push(c);
-        ready.push(c.request({ t: 'init', opts: { ...opts, connections: n, nodeBase: base, procs: 1 } }, 'ready', 30000));
-        base += n;
-      }
-      await Promise.all(ready);
-    } catch (err) {
-      for (const c of children) c.kill();
-      throw err;
-    }
-    return new Loadgen(children, opts);
+/** The push mode (parent side). */
+export class Loadgen extends GenChild<ToChild, FromChild, LoadgenSample> {
+  /** Forks the generator; resolves once every connection is ready to push. */
+  static start(opts: LoadgenOptions): Promise<Loadgen> {
+    return new Loadgen('push', { nice: opts.nice ?? 0 }).init({ t: 'init', opts }, 30000);
   }
 
-  /** Starts pushing: as fast as possible, or paced at `pace.fps` in total (switches a running push). */
+  /** Starts pushing: as fast as possible, or paced at `pace.fps` (switches a running push). */
   go(pace?: PaceOptions): void {
-    for (const c of this.children) {
-      c.send(pace ? { t: 'go', pace: { ...pace, fps: (pace.fps * c.connections) / this.opts.connections } } : { t: 'go' });
-    }
+    this.send({ t: 'go', pace });
   }
 
   /** Stamped line: one frame per connection; resolves when every write completed. */
   async prime(): Promise<void> {
-    await Promise.all(this.children.map((c) => c.request({ t: 'prime' }, 'primed', 10000)));
-  }
-
-  /** Stops pushing; resolves when no write is in flight (the connections stay open). */
-  async pause(): Promise<void> {
-    await Promise.all(this.children.map((c) => c.request({ t: 'pause' }, 'paused', 30000)));
-  }
-
-  async mark(): Promise<LoadgenSample> {
-    const id = ++this.markId;
-    const all = await Promise.all(this.children.map((c) => c.request<{ t: 'mark'; id: number; s: Omit<LoadgenSample, 'at'> }>({ t: 'mark', id }, `mark:${id}`, 10000)));
-    return sumSamples(all.map((m) => m.s), performance.now());
+    await this.request({ t: 'prime' }, 'primed', 10000);
   }
 
   /** Stops pushing, lets in-flight writes finish, closes the connections; returns the totals. */
-  async stop(timeoutMs = 20000): Promise<LoadgenResult> {
-    try {
-      const all = await Promise.all(this.children.map((c) => c.request<{ t: 'done'; r: Omit<LoadgenResult, 'at'> }>({ t: 'stop' }, 'done', timeoutMs)));
-      const rs = all.map((m) => m.r);
-      return {
-        ...sumSamples(rs, performance.now()), lastSeqSent: rs.flatMap((r) => r.lastSeqSent), lastAck: rs.flatMap((r) => r.lastAck),
-        errors: rs.flatMap((r) => r.errors), closedEarly: rs.reduce((n, r) => n + r.closedEarly, 0),
-      };
-    } finally {
-      await Promise.all(this.children.map((c) => c.end()));
-    }
-  }
-
-  /** Ends the child processes at once (error paths). */
-  kill(): void {
-    for (const c of this.children) c.kill();
+  stop(timeoutMs = 20000): Promise<LoadgenResult> {
+    return this.finish({ t: 'stop' }, timeoutMs);
   }
 }
 
@@ -224,7 +141,6 @@ interface Conn {
 }
 
 function childMain(): void {
-  let opts: LoadgenOptions;
   const ch = childChannel<FromChild>('load generator');
   const conns: Conn[] = [];
   const errors = ch.errors;
@@ -248,7 +164,7 @@ function childMain(): void {
   let idleWaiters: Array<() => void> = [];
   const send = ch.send;
   const note = ch.note;
-  const sample = (): Omit<LoadgenSample, 'at'> => ({
+  const sample = (): LoadgenSample => ({
     sent, detections, bytes, cpuUs: ch.cpuUs(), eluActiveMs: ch.eluActiveMs(),
     childAt: performance.timeOrigin + performance.now(), paceSkipped, paceTicks, paceMaxGapMs,
   });
@@ -304,7 +220,7 @@ function childMain(): void {
   }
 
   function pump(c: Conn, i: number): void {
-    const depth = opts.depth ?? 2;
+    const depth = DEPTH;
     while (running && !c.closed && c.inflight < depth) {
       if (stamped) {
         if (!writeStamped(c, i, c.lb!.frames, Number(process.hrtime.bigint()))) return;
@@ -440,11 +356,10 @@ function childMain(): void {
   }
 
   async function init(o: LoadgenOptions): Promise<void> {
-    opts = o;
     ch.deadline(o.maxSeconds);
-    const chunkBytes = o.chunkBytes ?? 256 * 1024;
-    const base = o.nodeBase ?? 0;
-    const depth = o.depth ?? 2;
+    const chunkBytes = CHUNK_BYTES;
+    const base = 0;
+    const depth = DEPTH;
     stamped = o.protocol === 'line' && o.stamped === true;
     if (o.protocol === 'line' && !stamped) {
       lineChunks = [];
