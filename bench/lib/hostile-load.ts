@@ -581,14 +581,14 @@ class HeldConnection {
 /**
  * Requests whose target `new URL()` rejects (`GET //[` and kin), one a second from
  * the middle of the phase: on a connection held since the start of the phase while
- * it is open, else each on a new connection.
+ * it is open, else on a new one.
  */
 async function badurl(c: Ctx, st: AttackStats): Promise<void> {
   const targets = ['//[', '/\\[', 'http://['];
   const status: Record<string, number> = {};
   const keepAlive: Record<string, number> = {};
   const mid = performance.now() + (c.deadline - performance.now()) / 2;
-  const held = new HeldConnection(c);
+  let held = new HeldConnection(c);
   while (performance.now() < mid && !c.stopped()) {
     if (!held.closed) bump(keepAlive, await held.request('/healthz', 1000));
     await sleep(1000);
@@ -598,33 +598,9 @@ async function badurl(c: Ctx, st: AttackStats): Promise<void> {
   for (let i = 0; i < c.o.badUrlRequests && !c.stopped(); i++) {
     sent++;
     const target = targets[i % targets.length]!;
-    let r: string;
-    if (!held.closed) {
-      onHeld++;
-      r = await held.request(target, 2000);
-    } else {
-      r = await new Promise<string>((resolve) => {
-        const s = connect({ host: c.o.host, port: c.o.httpPort, localAddress: c.o.sources[0] });
-        let buf = '';
-        const t = setTimeout(() => {
-          s.destroy();
-          resolve('timeout_2000ms');
-        }, 2000);
-        s.on('connect', () => s.write(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`));
-        s.on('data', (d: Buffer) => {
-          buf += d.toString('latin1');
-        });
-        s.on('error', (e: NodeJS.ErrnoException) => {
-          clearTimeout(t);
-          resolve(e.code ?? 'error');
-        });
-        s.on('close', () => {
-          clearTimeout(t);
-          const m = /^HTTP\/1\.[01] (\d{3})/.exec(buf);
-          resolve(m ? m[1]! : 'closed_without_status');
-        });
-      });
-    }
+    if (!held.closed) onHeld++;
+    else held = new HeldConnection(c); // the held one was closed: the request goes on a new connection
+    const r = await held.request(target, 2000);
     bump(status, r);
     await sleep(1000);
   }

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { encodeHello, decodeBody, T_WELCOME, T_ACK, T_ERROR } from './engine-api.js';
 import { GenChild, childChannel } from './ipc.js';
-import { BinaryBatch, LineBatch, TS0, lineChunk, type Chunk } from './frames.js';
+import { BinaryBatch, LineBatch, MessageReader, TS0, lineChunk, type Chunk } from './frames.js';
 
 export type BenchProtocol = 'line' | 'binary';
 
@@ -135,7 +135,6 @@ interface Conn {
   nextSeq: number;
   lastSeqSent: number;
   lastAck: number;
-  rx: Buffer;
   welcome: ((lastSeq: number) => void) | null;
   closed: boolean;
 }
@@ -286,36 +285,7 @@ function childMain(): void {
     return new Promise((resolve) => idleWaiters.push(resolve));
   }
 
-  function onData(c: Conn, chunk: Buffer): void {
-    let b = c.rx.length ? Buffer.concat([c.rx, chunk]) : chunk;
-    let p = 0;
-    let last = -1;
-    let lastEnd = -1;
-    while (b.length - p >= 4) {
-      const len = b.readUInt32BE(p);
-      if (b.length - p - 4 < len) break;
-      const s = p + 4;
-      p = s + len;
-      // Acks are tiny; anything bigger (welcome, error) is decoded at once.
-      if (len > 24 || c.welcome) handleMsg(c, b, s, p);
-      else {
-        last = s;
-        lastEnd = p;
-      }
-    }
-    if (last >= 0) handleMsg(c, b, last, lastEnd);
-    c.rx = p < b.length ? Buffer.from(b.subarray(p)) : EMPTY;
-    b = EMPTY;
-  }
-
-  function handleMsg(c: Conn, b: Buffer, s: number, e: number): void {
-    let m: Record<string, unknown>;
-    try {
-      m = decodeBody(b, s, e) as Record<string, unknown>;
-    } catch (err) {
-      note(`${c.node}: undecodable reply: ${(err as Error).message}`);
-      return;
-    }
+  function onMessage(c: Conn, m: Record<string, unknown>): void {
     if (m.t === T_ACK && typeof m.seq === 'number') {
       if (m.seq > c.lastAck) c.lastAck = m.seq;
     } else if (m.t === T_WELCOME && c.welcome) {
@@ -389,7 +359,7 @@ function childMain(): void {
       const socket = connect({ host: o.host, port: o.port, noDelay: true });
       const c: Conn = {
         socket, node, inflight: 0, free: [], lb: stamped ? new LineBatch(node, o.token, chunkBytes) : null, copies: 0, issued: 0,
-        nextSeq: 1, lastSeqSent: 0, lastAck: 0, rx: EMPTY, welcome: null, closed: false,
+        nextSeq: 1, lastSeqSent: 0, lastAck: 0, welcome: null, closed: false,
       };
       if (batch) for (let k = 0; k <= depth; k++) c.free.push(batch.copy());
       if (c.lb) for (; c.copies <= depth; c.copies++) c.free.push(c.lb.copy());
@@ -411,7 +381,8 @@ function childMain(): void {
             c.nextSeq = Math.max(lastSeq + 1, 0x10000);
             resolve();
           };
-          socket.on('data', (d: Buffer) => onData(c, d));
+          const rd = new MessageReader();
+          socket.on('data', (d: Buffer) => rd.push(d, (m) => onMessage(c, m)));
           socket.write(encodeHello(node, o.token));
         });
         socket.once('close', () => reject(new Error(`${node}: closed before it was ready (${errors.join('; ') || 'no error message'})`)));
@@ -468,8 +439,6 @@ function childMain(): void {
     }
   });
 }
-
-const EMPTY = Buffer.alloc(0);
 
 // One program for every generator mode: `--loadgen-child <mode>` runs that mode's child.
 if (process.argv[1] === SELF && process.argv[2] === '--loadgen-child') {
