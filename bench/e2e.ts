@@ -8,9 +8,9 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { Engine, type EngineProbe, type Totals } from './lib/engine-api.js';
 import { Loadgen, type LoadgenSample } from './lib/loadgen.js';
-import { snapshot, delta, sleep, pidStat, perSecond, waitQuiet, cpuBreakdown, genCpu, type ProbeSnapshot } from './lib/probes.js';
+import { snapshot, delta, sleep, pidsStat, pidsCpu, perSecond, waitQuiet, cpuBreakdown, genCpu, type ProbeSnapshot } from './lib/probes.js';
 import { forEachSendTime } from './lib/frames.js';
-import { benchConfig, calibrate, deliveredAll, nonZero, sinkViolations, feederTotals, ringsUsed, trackerPids } from './lib/engine-run.js';
+import { benchConfig, calibrate, deliveredAll, nonZero, sinkViolations, feederTotals, ringsUsed, trackerPids, untilUp } from './lib/engine-run.js';
 import { latencyStats, round, fmt, medianTree } from './lib/stats.js';
 import { defineWorkload, flag, list, num, optNum, str, type OptValues } from './lib/options.js';
 import { boundRun, header, report, summaryLine } from './lib/results.js';
@@ -87,7 +87,7 @@ interface Sample {
   totals: ReturnType<Engine['totals']>;
   probes: ProbeSnapshot;
   gen: LoadgenSample;
-  trackerCpu: Map<number, number | null>;
+  trackers: ReturnType<typeof pidsStat>;
   feeder: { batches: number; bytes: number; stalls: number; fed: number };
   /** Bytes in all rings. */
   ringsUsed: number;
@@ -97,19 +97,14 @@ async function sampleAll(engine: Engine, lg: Loadgen, pids: number[]): Promise<S
   const gen = await lg.mark();
   const probes = snapshot(engine.pool.threads);
   const totals = engine.totals();
-  const trackerCpu = new Map(pids.map((p) => [p, pidStat(p)?.cpu ?? null]));
   return {
-    at: performance.now(), hrNs: Number(process.hrtime.bigint()), totals, probes, gen, trackerCpu, feeder: feederTotals(engine), ringsUsed: ringsUsed(engine),
+    at: performance.now(), hrNs: Number(process.hrtime.bigint()), totals, probes, gen, trackers: pidsStat(pids), feeder: feederTotals(engine), ringsUsed: ringsUsed(engine),
   };
 }
 
 function cpuSplit(a: Sample, b: Sample) {
   const d = delta(a.probes, b.probes);
-  const known = [...a.trackerCpu].flatMap(([pid, c0]) => {
-    const c1 = b.trackerCpu.get(pid);
-    return c0 === null || c1 === null || c1 === undefined ? [] : [c1 - c0];
-  });
-  return cpuBreakdown(d, { trackers_cpu: known.length > 0 ? known.reduce((x, y) => x + y, 0) / d.seconds : null, generator_cpu: genCpu(a.gen, b.gen) });
+  return cpuBreakdown(d, { trackers_cpu: pidsCpu(a.trackers, b.trackers), generator_cpu: genCpu(a.gen, b.gen) });
 }
 
 /** CPU time per frame handed on, ns, by where it was spent (engine_other_threads: shard worker(s), libuv, GC). */
@@ -216,17 +211,7 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number) {
     });
     // Setup: one frame per node provisions and starts every tracker (binary: the hello does).
     if (!binary) await lg.prime();
-    const upBy = Date.now() + 60000;
-    for (;;) {
-      const inst = [...(engine.trackers?.instances.values() ?? [])];
-      if (none && engine.nodes.nodes.size === spec.connections && (binary || out(engine.totals()) >= spec.connections)) break;
-      if (inst.length === spec.connections && inst.every((i) => i.up) && (binary || engine.totals().delivered >= spec.connections)) break;
-      if (Date.now() > upBy) {
-        const states = inst.map((i) => `${i.spec.nodeId}:${i.shownState}${i.state.lastError ? ` (${i.state.lastError})` : ''}`);
-        throw new Error(`trackers not all up after 60 s: ${inst.length}/${spec.connections} instances; ${states.filter((s) => !s.includes(':running')).slice(0, 5).join(', ')}`);
-      }
-      await sleep(50);
-    }
+    await untilUp(engine, spec.connections, { drainOnly: none, handedOn: binary ? 0 : spec.connections, timeoutS: 60 });
     const setupS = (performance.now() - tStart) / 1000;
     const pids = trackerPids(engine);
 

@@ -7,9 +7,9 @@ import { join } from 'node:path';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { Engine, C_HEARTBEATS, type Totals } from './lib/engine-api.js';
 import { FleetClient, type FleetSample } from './lib/loadgen-fleet.js';
-import { snapshot, delta, sleep, perSecond, waitQuiet, pidStat, openFds, fdLimit, cpuBreakdown, genCpu, type ProbeSnapshot } from './lib/probes.js';
+import { snapshot, delta, sleep, perSecond, waitQuiet, pidStat, pidsStat, pidsCpu, openFds, fdLimit, cpuBreakdown, genCpu, type ProbeSnapshot } from './lib/probes.js';
 import { forEachSendTime } from './lib/frames.js';
-import { benchConfig, counterSum, deliveredAll, nonZero, sinkViolations, feederTotals, ringsUsed, trackerPids } from './lib/engine-run.js';
+import { benchConfig, counterSum, deliveredAll, nonZero, sinkViolations, feederTotals, ringsUsed, trackerPids, untilUp } from './lib/engine-run.js';
 import { latencyStats, quantile, round } from './lib/stats.js';
 import { defineWorkload, list, num, SAVE_OPTION } from './lib/options.js';
 import { boundRun, header, report, summaryLine } from './lib/results.js';
@@ -94,41 +94,20 @@ interface Sample {
   gen: FleetSample & { at: number };
   heartbeats: number;
   feeder: ReturnType<typeof feederTotals>;
+  trackers: ReturnType<typeof pidsStat>;
 }
 
-async function sampleAll(engine: Engine, client: FleetClient): Promise<Sample> {
+async function sampleAll(engine: Engine, client: FleetClient, pids: number[]): Promise<Sample> {
   const gen = await client.mark();
   const probes = snapshot(engine.pool.threads);
   return {
     at: performance.now(), hrNs: Number(process.hrtime.bigint()), totals: engine.totals(), probes, gen,
-    heartbeats: counterSum(engine, C_HEARTBEATS), feeder: feederTotals(engine),
+    heartbeats: counterSum(engine, C_HEARTBEATS), feeder: feederTotals(engine), trackers: pidsStat(pids),
   };
 }
 
-/** Sum of the trackers' CPU seconds (and RSS) now; `at` in performance.now() ms. */
-function trackersStat(pids: number[]): { at: number; cpu: Map<number, number>; rss: number; alive: number } {
-  const cpu = new Map<number, number>();
-  let rss = 0;
-  for (const p of pids) {
-    const s = pidStat(p, true);
-    if (!s) continue;
-    cpu.set(p, s.cpu);
-    rss += s.rss;
-  }
-  return { at: performance.now(), cpu, rss, alive: cpu.size };
-}
-
-function trackersCpu(a: ReturnType<typeof trackersStat>, b: ReturnType<typeof trackersStat>): number {
-  let s = 0;
-  for (const [p, c0] of a.cpu) {
-    const c1 = b.cpu.get(p);
-    if (c1 !== undefined) s += c1 - c0;
-  }
-  return s / ((b.at - a.at) / 1000);
-}
-
-function cpuOf(a: Sample, b: Sample, tr: number) {
-  const c = cpuBreakdown(delta(a.probes, b.probes), { trackers_cpu: tr, generator_cpu: genCpu(a.gen, b.gen) });
+function cpuOf(a: Sample, b: Sample) {
+  const c = cpuBreakdown(delta(a.probes, b.probes), { trackers_cpu: pidsCpu(a.trackers, b.trackers), generator_cpu: genCpu(a.gen, b.gen) });
   return { ...c, engine_process_cpu_pct_of_core: round(c.process_cpu * 100, 2) };
 }
 
@@ -171,34 +150,17 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       maxSeconds: o.setupTimeoutS + o.idleS + o.warmupS + o.durationS + o.maxWarmupS + o.maxS + 300,
     }, o.setupTimeoutS * 1000);
     const connectS = (performance.now() - tConnect) / 1000;
-    const upBy = performance.now() + o.setupTimeoutS * 1000;
     let provisionedAt = 0;
     const timeline: Array<[number, number, number, number]> = [];
-    let lastT = -1;
-    for (;;) {
-      const inst = engine.trackers ? [...engine.trackers.instances.values()] : [];
-      const t = round((performance.now() - tConnect) / 1000, 1);
-      if (t - lastT >= 0.5) {
-        lastT = t;
-        timeline.push([t, engine.nodes.nodes.size, inst.length, inst.filter((i) => i.up).length]);
-      }
-      if (drainOnly) {
-        // No trackers: every node has its ring and its first frame was drained.
-        if (engine.nodes.nodes.size === o.nodes && out(engine.totals()) >= o.nodes) {
-          provisionedAt = performance.now();
-          break;
-        }
-      } else {
+    await untilUp(engine, o.nodes, {
+      drainOnly, handedOn: o.nodes, timeoutS: o.setupTimeoutS,
+      each: (inst) => {
+        const t = round((performance.now() - tConnect) / 1000, 1);
+        if (t - (timeline.at(-1)?.[0] ?? -1) >= 0.5) timeline.push([t, engine.nodes.nodes.size, inst.length, inst.filter((i) => i.up).length]);
         if (provisionedAt === 0 && inst.length === o.nodes) provisionedAt = performance.now();
-        if (inst.length === o.nodes && inst.every((i) => i.up) && engine.totals().delivered >= o.nodes) break;
-      }
-      if (performance.now() > upBy) {
-        if (drainOnly) throw new Error(`nodes not all drained after ${o.setupTimeoutS} s: ${engine.nodes.nodes.size}/${o.nodes} rings`);
-        const states = inst.map((i) => `${i.spec.nodeId}:${i.shownState}${i.state.lastError ? ` (${i.state.lastError})` : ''}`);
-        throw new Error(`trackers not all up after ${o.setupTimeoutS} s: ${inst.length}/${o.nodes} instances, ${inst.filter((i) => i.up).length} up; ${states.filter((s) => !s.includes(':running')).slice(0, 5).join(', ')}`);
-      }
-      await sleep(50);
-    }
+      },
+    });
+    provisionedAt ||= performance.now();
     const runningAt = performance.now();
     pids.push(...trackerPids(engine));
     const passesSetup = passes.length;
@@ -234,19 +196,16 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     let idle: Record<string, unknown> | null = null;
     if (o.idleS > 0) {
       await sleep(500);
-      const tA = trackersStat(pids);
-      const c = await sampleAll(engine, client);
+      const c = await sampleAll(engine, client, pids);
       await sleep(o.idleS * 1000);
-      const d = await sampleAll(engine, client);
-      const tB = trackersStat(pids);
-      idle = { window_s: round((d.at - c.at) / 1000, 3), cpu: cpuOf(c, d, trackersCpu(tA, tB)), rss_mb: round(process.memoryUsage.rss() / 2 ** 20, 1) };
+      const d = await sampleAll(engine, client, pids);
+      idle = { window_s: round((d.at - c.at) / 1000, 3), cpu: cpuOf(c, d), rss_mb: round(process.memoryUsage.rss() / 2 ** 20, 1) };
     }
 
     // ---- paced window ----
     client.go({ fps: o.fps, heartbeatMs: o.heartbeatMs });
     await sleep(o.warmupS * 1000);
-    const trA = trackersStat(pids);
-    const a = await sampleAll(engine, client);
+    const a = await sampleAll(engine, client, pids);
     const passesA = passes.length;
     const gcA = gcs.length;
     gcObs.observe({ entryTypes: ['gc'] });
@@ -257,8 +216,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     await sleep(o.durationS * 1000);
     const rates = tick.stop();
     const lag = await eventLoopLag(engine);
-    const b = await sampleAll(engine, client);
-    const trB = trackersStat(pids);
+    const b = await sampleAll(engine, client, pids);
     hook.to = b.hrNs;
     const mem = process.memoryUsage();
     rss.push(mem.rss);
@@ -290,7 +248,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       if (windowPasses.some(([p0, p1]) => p0 < end && p1 > begin)) slowInPass++;
       if (gcNs.some(([g0, gd]) => g0 < end && g0 + gd > begin)) slowInGc++;
     }
-    const cpu = cpuOf(a, b, trackersCpu(trA, trB));
+    const cpu = cpuOf(a, b);
     const lagMs = (v: number): number => round(Math.max(0, v / 1e6 - 10), 3);
     const rssMax = Math.max(...rss);
     const rssMed = quantile(rss, 0.5);
@@ -335,8 +293,8 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
         rings_virtual_mb: round((engine.config.ring.size_bytes * o.nodes) / 2 ** 20, 0),
         /** At this rate a ring has wrapped (all of it resident) after this many minutes: the long-run RSS is about rings_virtual_mb more. */
         rings_fully_resident_after_min: round(engine.config.ring.size_bytes / (o.fps * frameBytes(o.detections)) / 60, 0),
-        trackers_rss_mb_total: round(trB.rss / 2 ** 20, 1),
-        trackers_rss_kb_mean: round(trB.rss / Math.max(1, trB.alive) / 1024, 0),
+        trackers_rss_mb_total: round(b.trackers.rss / 2 ** 20, 1),
+        trackers_rss_kb_mean: round(b.trackers.rss / Math.max(1, b.trackers.alive) / 1024, 0),
       },
       supervisor_passes: {
         count: windowPasses.length, p50_ms: round(quantile(passMs, 0.5), 3), max_ms: round(Math.max(0, ...passMs), 3),
@@ -356,7 +314,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
         writes_per_s: round((b.gen.writes - a.gen.writes) / genS, 1), timer_ticks_per_s: round((b.gen.ticks - a.gen.ticks) / genS, 1),
       },
       fds_open: fdsWindow,
-      trackers_alive: trB.alive,
+      trackers_alive: b.trackers.alive,
     };
 
     // ---- optional unpaced phase ----
@@ -367,8 +325,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       const chunkBytes = Math.max(4096, Math.min(256 * 1024, Math.floor((32 << 20) / o.nodes)));
       client.flood({ chunkBytes, depth: 2 });
       await sleep(o.maxWarmupS * 1000);
-      const tA = trackersStat(pids);
-      const c = await sampleAll(engine, client);
+      const c = await sampleAll(engine, client, pids);
       // Second by second: [frames/s into rings, delivered/s, frames in rings, RSS MB, main ELU].
       const perSec: Array<[number, number, number, number, number]> = [];
       let lt = c.totals;
@@ -387,8 +344,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       }, 1000);
       await sleep(o.maxS * 1000);
       clearInterval(t2);
-      const d = await sampleAll(engine, client);
-      const tB = trackersStat(pids);
+      const d = await sampleAll(engine, client, pids);
       const ringsNow = ringsUsed(engine);
       const rssAfter = process.memoryUsage.rss();
       // In-flight writes complete as the engine reads them: after a stall that can take a while.
@@ -404,7 +360,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
         detections_into_rings_per_s: Math.round((d.totals.detections - c.totals.detections) / s2),
         rings_fill_end: round(ringsNow / (engine.config.ring.size_bytes * o.nodes), 4),
         feeder_frames_per_write: round((d.feeder.fed - c.feeder.fed) / Math.max(1, d.feeder.batches - c.feeder.batches), 1),
-        cpu: cpuOf(c, d, trackersCpu(tA, tB)),
+        cpu: cpuOf(c, d),
         rss_mb_after: round(rssAfter / 2 ** 20, 1),
         /** [into rings /s, delivered /s, frames in rings, RSS MB, main ELU] each second. */
         per_second: perSec,

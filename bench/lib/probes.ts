@@ -170,6 +170,23 @@ export function pidStat(pid: number, precise = false): { cpu: number; rss: numbe
   }
 }
 
+/** CPU seconds (schedstat, precise) and resident bytes of processes now, the gone ones left out; `at`: performance.now(). */
+export function pidsStat(pids: number[]) {
+  const cpu = new Map<number, number>();
+  let rss = 0;
+  for (const p of pids) {
+    const s = pidStat(p, true);
+    if (s) cpu.set(p, s.cpu), (rss += s.rss);
+  }
+  return { at: performance.now(), cpu, rss, alive: cpu.size };
+}
+
+/** The CPU of those processes between two `pidsStat`s, cores (the ones in both); null when there are none. */
+export function pidsCpu(a: ReturnType<typeof pidsStat>, b: ReturnType<typeof pidsStat>): number | null {
+  const ds = [...a.cpu].flatMap(([p, c0]) => (b.cpu.has(p) ? [b.cpu.get(p)! - c0] : []));
+  return ds.length ? ds.reduce((x, y) => x + y, 0) / ((b.at - a.at) / 1000) : null;
+}
+
 /** Open file descriptors of a process (default this one), null off Linux. */
 export function openFds(pid: number | 'self' = 'self'): number | null {
   try {
