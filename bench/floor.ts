@@ -11,34 +11,18 @@ import { sleep, genCpu } from './lib/probes.js';
 import { calibrate } from './lib/engine-run.js';
 import { defineWorkload, flag, list, num, nums, SAVE_OPTION } from './lib/options.js';
 import { header, report } from './lib/results.js';
-import { latencyStats, round, type LatencyStats } from './lib/stats.js';
+import { latencyStats, round } from './lib/stats.js';
 
 /** The cells, in the order of the data path; `engine` is the real engine under the same load. */
 export const FLOOR_CELLS = ['read', 'hop', 'decode', 'engine'] as const;
 export type FloorCell = (typeof FLOOR_CELLS)[number];
 
-export interface FloorSpec {
-  cell: FloorCell;
-  fps: number;
-  tickMs: number;
-  stagger: boolean;
-  connections: number;
-  nice: number;
-  /** Simulated decode cost in the worker (cell decode). */
-  nsPerByte: number;
-  warmupS: number;
-  durationS: number;
+/** One cell: `nsPerByte` is the decode cell's simulated cost in the worker. */
+interface FloorSpec {
+  cell: FloorCell; fps: number; tickMs: number; stagger: boolean; connections: number; nice: number; nsPerByte: number; warmupS: number; durationS: number;
 }
-
-export interface FloorResult {
-  spec: FloorSpec;
-  /** Frames/s the generator sent in the window. */
-  sent_per_s: number;
-  /** CPU of this process (main + worker), cores. */
-  process_cpu: number;
-  generator_cpu: number;
-  latency: LatencyStats;
-}
+/** Frames/s the generator sent in the window, this process's CPU (main + worker) and the generator's, cores; the latency. */
+type FloorResult = Awaited<ReturnType<typeof runBare>>;
 
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -67,7 +51,7 @@ async function runEngineCell(spec: FloorSpec, calibrate: () => number): Promise<
   return { spec, sent_per_s: h.sent_per_s, process_cpu: h.cpu.process_cpu, generator_cpu: h.cpu.generator_cpu!, latency: h.latency };
 }
 
-async function runBare(spec: FloorSpec): Promise<FloorResult> {
+async function runBare(spec: FloorSpec) {
   let measuring = false;
   /** Latency samples, ns. */
   const lat: number[] = [];

@@ -4,18 +4,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
-import { request } from 'node:http';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { HostileChild, ATTACKS, type Attack, type AttackOptions, type AttackResult, type LegitOptions, type LegitResult } from './lib/hostile-load.js';
+import { HostileChild, ATTACKS, ATTACK_SIZES, type Attack, type AttackOptions, type AttackResult, type LegitOptions, type LegitResult } from './lib/hostile-load.js';
 import { ENGINE_CLI as CLI } from './lib/engine-api.js';
 import { sleep, openFds, procStatus } from './lib/probes.js';
 import { defineWorkload, num, str, SAVE_OPTION, type OptValues } from './lib/options.js';
 import { EngineLog } from './lib/engine-log.js';
 import { boundRun, header, report, summaryLine } from './lib/results.js';
 import { round, stats } from './lib/stats.js';
-import { byLabel, metricSum, parseMetrics } from './lib/metrics.js';
+import { byLabel, httpGet, metricSum, parseMetrics, scrapeMetrics } from './lib/metrics.js';
 
 export { parseMetrics };
 
@@ -23,12 +22,6 @@ const TOKEN = 'hostile-bench-secret';
 
 /** Goals under hostile input. */
 export const HOSTILE_TARGETS = { delivered_pct: 100, healthz_max_ms: 100 };
-
-/** Attack sizes (see AttackOptions). */
-const SIZES = {
-  slowlorisSockets: 1100, amplifiersAuth: 3, amplifiersUnauth: 1, amplifierMaxBytes: 512 * 2 ** 20,
-  floodIds: 5000, oversizeFrames: 30, stormConcurrency: 4, stormCycles: 5000, badUrlRequests: 30,
-};
 
 // ---- Pure helpers ----
 
@@ -56,32 +49,6 @@ async function freePort(): Promise<number> {
   return p;
 }
 
-/** One HTTP GET on a new connection: status and body, or an error string; bounded by timeoutMs. */
-function httpGet(port: number, path: string, timeoutMs: number): Promise<{ status: number; body: string; ms: number } | { error: string; ms: number }> {
-  const t0 = performance.now();
-  return new Promise((resolve) => {
-    let settled = false;
-    const done = (r: { status: number; body: string } | { error: string }): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      resolve({ ...r, ms: performance.now() - t0 });
-    };
-    const req = request({ host: '127.0.0.1', port, path, agent: false, headers: { connection: 'close' } }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (d: Buffer) => parts.push(d));
-      res.on('end', () => done({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString() }));
-      res.on('error', (e: NodeJS.ErrnoException) => done({ error: e.code ?? e.message }));
-    });
-    const timer = setTimeout(() => {
-      done({ error: `timeout_${timeoutMs}ms` });
-      req.destroy();
-    }, timeoutMs);
-    req.on('error', (e: NodeJS.ErrnoException) => done({ error: e.code ?? e.message }));
-    req.end();
-  });
-}
-
 function procStatusKb(pid: number): { rss: number; hwm: number } | null {
   const st = procStatus(pid);
   return st.VmRSS === undefined ? null : { rss: st.VmRSS / 1024, hwm: (st.VmHWM ?? NaN) / 1024 };
@@ -94,7 +61,7 @@ type Phase = 'setup' | 'baseline' | 'attack' | 'settle' | 'end';
 async function runHostile(o: OptValues<typeof options>): Promise<Record<string, unknown>> {
   const started = performance.now();
   const head = header('hostile');
-  const sizes = SIZES;
+  const sizes = ATTACK_SIZES;
   const attacks = parseAttacks(o.attacks);
   const dir = mkdtempSync(join(os.tmpdir(), 'radar-hostile-'));
   const nodePort = await freePort();
@@ -218,7 +185,7 @@ async function runHostile(o: OptValues<typeof options>): Promise<Record<string, 
     setPhase('baseline');
     legit.send({ t: 'phase', phase: 0 });
     await sleep(o.baseline * 1000);
-    metricsBaseline = await scrape(httpPort);
+    metricsBaseline = await scrapeMetrics(httpPort, 5000).then((r) => r.m, () => null);
     mem.rss_at_attack_start_kb = procStatusKb(pid)?.rss ?? 0;
 
     // ---- attack ----
@@ -246,7 +213,7 @@ async function runHostile(o: OptValues<typeof options>): Promise<Record<string, 
     const t0 = performance.now();
     let last: ReturnType<typeof engineBooks> | null = null;
     while (alive() && performance.now() - t0 < 20000) {
-      const m = await scrape(httpPort);
+      const m = await scrapeMetrics(httpPort, 5000).then((r) => r.m, () => null);
       if (m) {
         const b = engineBooks(m);
         metricsEnd = m;
@@ -366,11 +333,6 @@ async function runHostile(o: OptValues<typeof options>): Promise<Record<string, 
     problems: [...problems, ...((attackR as AttackResult | null)?.errors ?? [])],
     duration_s: round((performance.now() - started) / 1000, 1),
   };
-}
-
-async function scrape(port: number): Promise<Map<string, number> | null> {
-  const r = await httpGet(port, '/metrics', 5000);
-  return 'status' in r && r.status === 200 ? parseMetrics(r.body) : null;
 }
 
 export function parseAttacks(v: string | undefined): Attack[] {

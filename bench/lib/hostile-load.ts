@@ -12,69 +12,41 @@ import { sleep } from './probes.js';
 export const ATTACKS = ['slowloris', 'amplifier', 'idflood', 'oversize', 'storm', 'badurl'] as const;
 export type Attack = typeof ATTACKS[number];
 
-export interface LegitOptions {
-  host: string;
-  port: number;
-  token: string;
-  nodes: number;
-  fps: number;
-  detections: number;
-  maxSeconds: number;
-}
+export interface LegitOptions { host: string; port: number; token: string; nodes: number; fps: number; detections: number; maxSeconds: number }
 
-export interface AttackOptions {
-  host: string;
-  nodePort: number;
-  httpPort: number;
-  token: string;
-  attacks: Attack[];
-  /**
-   * Source addresses of the attackers (127.0.0.x: all loopback on Linux), so a per-source
-   * limit of the host can tell them from the legitimate nodes and the probe (127.0.0.1).
-   * The slow-loris sockets are spread over all of them; the other attackers use the first.
-   */
-  sources: string[];
+/** How big each attacker is (the hostile workload's defaults). */
+export const ATTACK_SIZES = {
   /** Slow-loris sockets held open at once (one the host closes is opened again 1 s later; at most 10x in all). */
-  slowlorisSockets: number;
-  /** Never-reading amplifier connections at once: after a shared-token hello, and without one. */
-  amplifiersAuth: number;
-  amplifiersUnauth: number;
-  /** Bytes written per amplifier connection at most. */
-  amplifierMaxBytes: number;
+  slowlorisSockets: 1100,
+  /** Never-reading amplifier connections at once, after a shared-token hello and without one; bytes written per connection at most. */
+  amplifiersAuth: 3, amplifiersUnauth: 1, amplifierMaxBytes: 512 * 2 ** 20,
   /** Distinct node ids claimed by the flood (one frame each, spread over the phase). */
-  floodIds: number;
+  floodIds: 5000,
   /** Oversize frames in all (1 MiB lines, 2 MiB lines, 43,000-detection binary frames, in turn). */
-  oversizeFrames: number;
+  oversizeFrames: 30,
   /** Reconnect storm: concurrent loops and connect/hello/close cycles in all. */
-  stormConcurrency: number;
-  stormCycles: number;
+  stormConcurrency: 4, stormCycles: 5000,
   /** Malformed-target requests in all (one a second from the middle of the phase). */
-  badUrlRequests: number;
-  maxSeconds: number;
-}
+  badUrlRequests: 30,
+};
 
-export interface PhaseStats {
-  sent: number;
-  delivered: number;
-  refused: number;
-  /** ms from the frame's first write to the ack that settled it. */
-  latencies: number[];
-}
+/**
+ * The attack mix. `sources`: the attackers' source addresses (127.0.0.x: all loopback on
+ * Linux), so a per-source limit of the host can tell them from the legitimate nodes and
+ * the probe (127.0.0.1); slow-loris spreads over all of them, the others use the first.
+ */
+export type AttackOptions = typeof ATTACK_SIZES & {
+  host: string; nodePort: number; httpPort: number; token: string; attacks: Attack[]; sources: string[]; maxSeconds: number;
+};
 
+/** Per phase: frames sent, delivered (acked), refused; ms from a frame's first write to the ack that settled it. */
+export interface PhaseStats { sent: number; delivered: number; refused: number; latencies: number[] }
+
+/** The legitimate nodes' totals: refused = settled by an `error` naming the seq; unsettled = neither acked nor refused at the stop. */
 export interface LegitResult {
   phases: { baseline: PhaseStats; attack: PhaseStats; after: PhaseStats };
-  sent: number;
-  delivered: number;
-  /** Settled with an `error` naming their seq (the host refused them). */
-  refused: number;
-  /** Neither acked nor refused when the generator stopped. */
-  unsettled: number;
-  nodesComplete: number;
-  closedByHost: number;
-  reconnects: number;
-  connectFailures: number;
-  hostErrors: Record<string, number>;
-  errors: string[];
+  sent: number; delivered: number; refused: number; unsettled: number;
+  nodesComplete: number; closedByHost: number; reconnects: number; connectFailures: number; hostErrors: Record<string, number>; errors: string[];
 }
 
 export type AttackStats = Record<string, number | string | Record<string, number>>;
