@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { encodeHello, decodeBody, T_WELCOME, T_ACK, T_ERROR } from './engine-api.js';
 import { GenChild, childChannel } from './ipc.js';
-import { BinaryBatch, LineBatch, MessageReader, TS0, lineChunk, type Chunk } from './frames.js';
+import { BinaryBatch, LineBatch, MessageReader, TS0 } from './frames.js';
 
 export type BenchProtocol = 'line' | 'binary';
 
@@ -149,7 +149,6 @@ function childMain(): void {
   let detections = 0;
   let bytes = 0;
   let closedEarly = 0;
-  let lineChunks: Chunk[] = [];
   let batch: BinaryBatch | null = null;
   let stamped = false;
   /** Paced push in progress (null: unpaced or idle). */
@@ -233,8 +232,8 @@ function childMain(): void {
         c.lastSeqSent = c.nextSeq - 1;
         write(c, i, b, batch.frames, batch.frames * batch.detections, b);
       } else {
-        const ch = lineChunks[i]!;
-        write(c, i, ch.buf, ch.frames, ch.detections, null);
+        const lb = c.lb!; // unstamped line: the same frames, written as they are
+        write(c, i, lb.template, lb.frames, lb.detUpTo[lb.frames]!, null);
       }
     }
   }
@@ -328,13 +327,9 @@ function childMain(): void {
   async function init(o: LoadgenOptions): Promise<void> {
     ch.deadline(o.maxSeconds);
     const chunkBytes = CHUNK_BYTES;
-    const base = 0;
     const depth = DEPTH;
     stamped = o.protocol === 'line' && o.stamped === true;
-    if (o.protocol === 'line' && !stamped) {
-      lineChunks = [];
-      for (let i = 0; i < o.connections; i++) lineChunks.push(lineChunk(`bench-${base + i}`, o.token, chunkBytes));
-    } else if (stamped) {
+    if (stamped) {
       // Self-check: a patched buffer holds whole frames with the timestamps and marker meant.
       const lb = new LineBatch('bench-x', o.token, 4096);
       const t = lb.copy();
@@ -343,7 +338,7 @@ function childMain(): void {
       if (got.length !== 3 || got[0]!.timestamp !== TS0 + 42 || got[2]!.timestamp !== TS0 + 44 || got[0]!.t !== '0000000000123456789' || got[1]!.t !== undefined) {
         throw new Error('line frame patching self-check failed');
       }
-    } else {
+    } else if (o.protocol === 'binary') {
       batch = new BinaryBatch(o.detections ?? 50, chunkBytes);
       // Self-check: a patched frame decodes to what we meant.
       const t = batch.copy();
@@ -355,14 +350,14 @@ function childMain(): void {
     }
     const ready = [];
     for (let i = 0; i < o.connections; i++) {
-      const node = `bench-${base + i}`;
+      const node = `bench-${i}`;
       const socket = connect({ host: o.host, port: o.port, noDelay: true });
       const c: Conn = {
-        socket, node, inflight: 0, free: [], lb: stamped ? new LineBatch(node, o.token, chunkBytes) : null, copies: 0, issued: 0,
+        socket, node, inflight: 0, free: [], lb: batch ? null : new LineBatch(node, o.token, chunkBytes), copies: 0, issued: 0,
         nextSeq: 1, lastSeqSent: 0, lastAck: 0, welcome: null, closed: false,
       };
       if (batch) for (let k = 0; k <= depth; k++) c.free.push(batch.copy());
-      if (c.lb) for (; c.copies <= depth; c.copies++) c.free.push(c.lb.copy());
+      if (stamped) for (; c.copies <= depth; c.copies++) c.free.push(c.lb!.copy());
       conns.push(c);
       socket.on('error', (err) => note(`${node}: ${err.message}`));
       socket.on('close', () => {
