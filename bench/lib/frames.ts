@@ -183,15 +183,7 @@ export function heartbeatLine(node: string, token: string): Buffer {
   return Buffer.from(`${JSON.stringify({ node_id: node, token, type: 'heartbeat' })}\n`);
 }
 
-/** The send-time marker of the stamped frames: `"t":"<hrtime ns, 19 digits>"`. */
-const SEND_MARKER = Buffer.from('"t":"');
-
-/** Calls `fn` with the send time (hrtime ns) of every marker in `buf`. */
-export function forEachSendTime(buf: Buffer, fn: (sentNs: number) => void): void {
-  for (let at = buf.indexOf(SEND_MARKER); at >= 0; at = buf.indexOf(SEND_MARKER, at + 24)) {
-    fn(Number(buf.toString('latin1', at + 5, at + 24)));
-  }
-}
+export { forEachSendTime } from './send-marker.js';
 
 /** Splits a binary-protocol byte stream into message bodies (u32 BE length prefix). */
 export class MessageReader {
