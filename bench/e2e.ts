@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { Engine, type EngineProbe, type Totals } from './lib/engine-api.js';
 import { Loadgen, type LoadgenSample } from './lib/loadgen.js';
 import { snapshot, delta, sleep, pidsStat, pidsCpu, perSecond, waitQuiet, cpuBreakdown, genCpu, type ProbeSnapshot } from './lib/probes.js';
-import { forEachSendTime } from './lib/frames.js';
+import { MarkerLatency } from './lib/send-marker.js';
 import { benchConfig, calibrate, deliveredAll, nonZero, sinkViolations, feederTotals, ringsUsed, trackerPids, untilUp } from './lib/engine-run.js';
 import { latencyStats, round, fmt, medianTree } from './lib/stats.js';
 import { defineWorkload, flag, list, num, optNum, str, type OptValues } from './lib/options.js';
@@ -167,26 +167,14 @@ function readReports(dir: string, windows: Array<[number, number]>): { reports: 
  * the engine writes into a tracker's input (or, tracker none, that the drain-only
  * sink frees), taken in this process at that instant. It separates the engine's own
  * latency from the tracker processes' wake-up, which dominates on a 2-core machine
- * running 64 of them. `readLat`: send -> the engine's socket read (the first stage).
+ * running 64 of them. `toRead`: send -> the engine's socket read (the first stage).
  */
-const hostLat: number[] = [];
-const readLat: number[] = [];
-let hostWindow: [number, number] | null = null;
-
-/** Records the send markers in a buffer of frames handed on now into `into`. */
-function hostMarkers(buf: Buffer, into = hostLat): void {
-  if (hostWindow === null) return;
-  const [from, to] = hostWindow;
-  const now = Number(process.hrtime.bigint());
-  forEachSendTime(buf, (sent) => {
-    if (sent >= from && sent <= to && into.length < 2_000_000) into.push(now - sent);
-  });
-}
-
+const toHandOn = new MarkerLatency(2_000_000);
+const toRead = new MarkerLatency(2_000_000);
 const PROBE: EngineProbe = {
-  onSocketRead: (b) => hostMarkers(b, readLat),
-  onTrackerWrite: (_node, b) => hostMarkers(b),
-  onSinkDrain: (_node, b) => hostMarkers(b),
+  onSocketRead: (b) => toRead.record(b),
+  onTrackerWrite: (_node, b) => toHandOn.record(b),
+  onSinkDrain: (_node, b) => toHandOn.record(b),
 };
 
 /** One e2e run (see the top of this file). `calibrate` is the caller's machine speed index. */
@@ -240,16 +228,14 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number) {
       lg.go({ fps: target, tickMs: spec.tickMs, stagger: spec.stagger ?? false });
       await sleep(spec.latencyWarmupS * 1000);
       c = await sampleAll(engine, lg, pids);
-      hostLat.length = 0;
-      readLat.length = 0;
-      hostWindow = [c.hrNs, Number.MAX_SAFE_INTEGER];
+      for (const l of [toHandOn, toRead]) l.open(c.hrNs);
       await sleep(spec.latencyS * 1000);
       d = await sampleAll(engine, lg, pids);
-      hostWindow = [c.hrNs, d.hrNs];
+      for (const l of [toHandOn, toRead]) l.until(d.hrNs);
       await sleep(200);
-      hostWindow = null;
-      hostLatency = latencyStats(hostLat);
-      readLatency = latencyStats(readLat);
+      for (const l of [toHandOn, toRead]) l.close();
+      hostLatency = latencyStats(toHandOn.lat);
+      readLatency = latencyStats(toRead.lat);
     }
 
     // Stop, drain, books.
@@ -366,7 +352,7 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number) {
   } finally {
     lg?.kill();
     await engine.stop();
-    hostWindow = null;
+    for (const l of [toHandOn, toRead]) l.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -8,7 +8,7 @@ import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { Engine, C_HEARTBEATS, type Totals } from './lib/engine-api.js';
 import { FleetClient, type FleetSample } from './lib/loadgen-fleet.js';
 import { snapshot, delta, sleep, perSecond, waitQuiet, pidStat, pidsStat, pidsCpu, openFds, fdLimit, cpuBreakdown, genCpu, type ProbeSnapshot } from './lib/probes.js';
-import { forEachSendTime } from './lib/frames.js';
+import { MarkerLatency } from './lib/send-marker.js';
 import { benchConfig, counterSum, deliveredAll, nonZero, sinkViolations, feederTotals, ringsUsed, trackerPids, untilUp } from './lib/engine-run.js';
 import { latencyStats, quantile, round } from './lib/stats.js';
 import { defineWorkload, list, num, SAVE_OPTION } from './lib/options.js';
@@ -41,18 +41,7 @@ export interface FleetOptions {
 
 // Host-side latency through the engine's probe: its write into a tracker's input, or (sink discard) the records the sink frees.
 
-interface HookWindow { from: number; to: number; lat: number[]; at: number[] }
-let hook: HookWindow | null = null;
-
-/** For every send-time marker in buf sent inside the window: a latency sample (hrtime ns). */
-function recordMarkers(buf: Buffer, h: HookWindow, now: number): void {
-  forEachSendTime(buf, (sent) => {
-    if (sent >= h.from && sent <= h.to && h.lat.length < 4_000_000) {
-      h.lat.push(now - sent);
-      h.at.push(now);
-    }
-  });
-}
+const hook = new MarkerLatency();
 
 function engineConfig(o: Required<Pick<FleetOptions, 'portStart' | 'shards' | 'sink'>> & { portEnd: number }, dir: string) {
   return benchConfig(TOKEN, {
@@ -124,9 +113,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
   const rssEmpty = process.memoryUsage.rss();
   // Supervisor passes (the reconcile loop walks every instance): start and end times.
   const passes: Array<[number, number]> = [];
-  const record = (b: Buffer): void => {
-    if (hook !== null) recordMarkers(b, hook, Number(process.hrtime.bigint()));
-  };
+  const record = (b: Buffer): void => hook.record(b);
   const engine = new Engine({
     config: engineConfig({ portStart: o.portStart, portEnd, shards: o.shards ?? 'auto', sink: o.sink }, dir),
     probe: { onTrackerWrite: (_n, b) => record(b), onSinkDrain: (_n, b) => record(b), onReconcilePass: (t0, t1) => passes.push([t0, t1]) },
@@ -209,7 +196,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     const passesA = passes.length;
     const gcA = gcs.length;
     gcObs.observe({ entryTypes: ['gc'] });
-    hook = { from: a.hrNs, to: Number.MAX_SAFE_INTEGER, lat: [], at: [] };
+    hook.open(a.hrNs);
     await eventLoopLag(engine); // resets the engine's delay histogram
     const rss: number[] = [process.memoryUsage.rss()];
     const tick = perSecond(() => out(engine.totals()), out(a.totals), () => rss.push(process.memoryUsage.rss()));
@@ -217,13 +204,13 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     const rates = tick.stop();
     const lag = await eventLoopLag(engine);
     const b = await sampleAll(engine, client, pids);
-    hook.to = b.hrNs;
+    hook.until(b.hrNs);
     const mem = process.memoryUsage();
     rss.push(mem.rss);
     const fdsWindow = openFds();
     await sleep(300); // frames sent just before the end of the window reach their tracker
+    hook.close();
     const win = hook;
-    hook = null;
     gcObs.disconnect();
     const s = (b.at - a.at) / 1000;
     const genS = (b.gen.childAt - a.gen.childAt) / 1000;
@@ -437,7 +424,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       duration_s: round((performance.now() - started) / 1000, 1),
     };
   } finally {
-    hook = null;
+    hook.close();
     gcObs.disconnect();
     client?.kill();
     await engine.stop();

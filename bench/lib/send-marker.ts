@@ -12,3 +12,43 @@ export function forEachSendTime(buf: Buffer, fn: (sentNs: number) => void, from 
     fn(/^\d{19}$/.test(digits) && buf[at + MARKER_LEN - 1] === 0x22 ? Number(digits) : NaN);
   }
 }
+
+/**
+ * Latency samples where frames are handed on (an engine probe hook, a server's read):
+ * for every marker sent inside the open window, now - sent (ns) and now; bounded.
+ */
+export class MarkerLatency {
+  lat: number[] = [];
+  at: number[] = [];
+  private win: [number, number] | null = null;
+
+  constructor(private readonly cap = 4_000_000) {}
+
+  /** Starts a window of send times from `from` (hrtime ns); the samples start empty. */
+  open(from: number): void {
+    this.win = [from, Number.MAX_SAFE_INTEGER];
+    this.lat = [];
+    this.at = [];
+  }
+
+  /** Frames sent after `to` no longer count (the ones before may still arrive). */
+  until(to: number): void {
+    if (this.win) this.win[1] = to;
+  }
+
+  close(): void {
+    this.win = null;
+  }
+
+  record(buf: Buffer): void {
+    const w = this.win;
+    if (w === null) return;
+    const now = Number(process.hrtime.bigint());
+    forEachSendTime(buf, (sent) => {
+      if (sent >= w[0] && sent <= w[1] && this.lat.length < this.cap) {
+        this.lat.push(now - sent);
+        this.at.push(now);
+      }
+    });
+  }
+}
