@@ -33,30 +33,18 @@ const TRACKER_KINDS = {
 type TrackerKind = keyof typeof TRACKER_KINDS;
 
 /** One e2e run; the flags of the e2e workload (see its options table) fill it. */
+/**
+ * One e2e run. The paced phase: warm-up and latency window, seconds; its rate `pacedFps`
+ * frames/s when > 0, else `loadFraction` of the max phase's delivered rate. `portStart`:
+ * the trackers' provisioning range (100 ports at least, out of the ephemeral range).
+ * Binary frames carry no send-time markers: no latency, the run stops after the max
+ * phase (as with `maxOnly`).
+ */
 export interface E2eSpec {
-  connections: number;
-  warmupS: number;
-  durationS: number;
-  /** Paced phase: warm-up and latency window, seconds. */
-  latencyWarmupS: number;
-  latencyS: number;
-  /** Paced rate: `pacedFps` frames/s when > 0, else this share of the max phase's delivered rate. */
-  loadFraction: number;
-  pacedFps: number;
-  tickMs: number;
-  stagger?: boolean;
-  /** Provisioning range for the trackers' ports (100 ports at least), out of the ephemeral range. */
-  portStart: number;
-  trackerPrefix?: string[];
-  /** drain (default): bench/lib/drain-tracker.ts on TCP; cat: stdin, cannot report; none: sink discard. */
-  tracker?: TrackerKind;
-  nice?: number;
-  /** Binary frames carry no send-time markers: no latency, the run stops after the max phase. */
-  protocol?: 'line' | 'binary';
-  detections?: number;
-  shards?: number | 'auto';
-  /** Only the max (unpaced) phase. */
-  maxOnly?: boolean;
+  connections: number; warmupS: number; durationS: number; latencyWarmupS: number; latencyS: number;
+  loadFraction: number; pacedFps: number; tickMs: number; stagger?: boolean; portStart: number;
+  trackerPrefix?: string[]; tracker?: TrackerKind; nice?: number; protocol?: 'line' | 'binary'; detections?: number;
+  shards?: number | 'auto'; maxOnly?: boolean;
 }
 
 function engineConfig(spec: E2eSpec, dir: string) {
@@ -301,41 +289,24 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number) {
     const half2 = (out(d.totals) - out(c.totals)) / s2;
     const cpu1 = cpuSplit(a, b);
     const cpu2 = cpuSplit(c, d);
+    const perS1 = (f: (t: Totals) => number): number => Math.round((f(b.totals) - f(a.totals)) / s1);
     return {
-      shards: engine.config.shards,
-      trackers: instances.length,
-      calibration_mops: round(calibrationMops, 3),
-      setup_s: round(setupS, 2),
-      teardown_s: round(teardownS, 2),
+      shards: engine.config.shards, trackers: instances.length, calibration_mops: round(calibrationMops, 3),
+      setup_s: round(setupS, 2), teardown_s: round(teardownS, 2),
+      /** Unpaced: frames/s written into rings and handed on, rings' fill at the end, main-thread busy time per frame; latency at saturation (queueing in full rings; informative). */
       max: {
-        window_s: round(s1, 3),
-        into_rings_per_s: Math.round(into),
-        delivered_per_s: Math.round(deliveredPerS),
-        received_per_s: Math.round((b.totals.received - a.totals.received) / s1),
-        sent_per_s: Math.round((b.gen.sent - a.gen.sent) / genS1),
-        detections_into_rings_per_s: Math.round((b.totals.detections - a.totals.detections) / s1),
-        delivered_over_into_rings: round(deliveredPerS / into, 4),
-        per_second: rates,
-        in_rings_end: b.totals.inRings,
-        rings_fill: round(b.ringsUsed / ringCap, 3),
-        main_busy_ns_per_frame: round(((d1.mainElu * s1) / (deliveredPerS * s1)) * 1e9, 1),
-        cpu: cpu1,
-        cost_ns_per_frame: frameCost(cpu1, deliveredPerS),
-        feeder: feederRates(a, b),
-        latency: latencyStats(rep.lat[0]!),
-        bytes_received_per_s: Math.round((b.totals.bytesReceived - a.totals.bytesReceived) / s1),
+        window_s: round(s1, 3), into_rings_per_s: Math.round(into), delivered_per_s: Math.round(deliveredPerS), received_per_s: perS1((t) => t.received),
+        sent_per_s: Math.round((b.gen.sent - a.gen.sent) / genS1), detections_into_rings_per_s: perS1((t) => t.detections),
+        delivered_over_into_rings: round(deliveredPerS / into, 4), per_second: rates, in_rings_end: b.totals.inRings, rings_fill: round(b.ringsUsed / ringCap, 3),
+        main_busy_ns_per_frame: round((d1.mainElu / deliveredPerS) * 1e9, 1),
+        cpu: cpu1, cost_ns_per_frame: frameCost(cpu1, deliveredPerS), feeder: feederRates(a, b),
+        latency: latencyStats(rep.lat[0]!), bytes_received_per_s: perS1((t) => t.bytesReceived),
       },
+      /** Paced at the target: sustained when at least 97% was delivered (else queues grew through the window); the pacer's skipped frames. */
       half: maxOnly ? null : {
-        target_per_s: target,
-        sustained: half2 >= 0.97 * target,
-        window_s: round(s2, 3),
-        sent_per_s: Math.round((d.gen.sent - c.gen.sent) / genS2),
-        delivered_per_s: Math.round(half2),
-        pace_skipped: d.gen.paceSkipped - c.gen.paceSkipped,
-        pace_max_gap_ms: round(d.gen.paceMaxGapMs, 2),
-        cpu: cpu2,
-        cost_ns_per_frame: frameCost(cpu2, half2),
-        feeder: feederRates(c, d),
+        target_per_s: target, sustained: half2 >= 0.97 * target, window_s: round(s2, 3), sent_per_s: Math.round((d.gen.sent - c.gen.sent) / genS2),
+        delivered_per_s: Math.round(half2), pace_skipped: d.gen.paceSkipped - c.gen.paceSkipped, pace_max_gap_ms: round(d.gen.paceMaxGapMs, 2),
+        cpu: cpu2, cost_ns_per_frame: frameCost(cpu2, half2), feeder: feederRates(c, d),
         /** Send -> the tracker's read (drain), else -> the host-side hand-on (latency_at says where). */
         latency: reports ? latencyStats(rep.lat[1]!) : hostLatency,
         latency_at: TRACKER_KINDS[spec.tracker ?? 'drain'].latencyAt,

@@ -24,24 +24,14 @@ export const MINIMAL_TRACKER = ['sh', '-c', 'exec cat >/dev/null'];
 
 /** One fleet run; optional fields default as in runFleet (the workload's options table documents them). */
 export interface FleetOptions {
-  nodes: number;
-  fps: number;
-  durationS: number;
-  detections: number;
-  heartbeatMs: number;
-  idleS?: number;
-  warmupS?: number;
-  maxS?: number;
-  /** Provisioning range start (default 20000; keep it out of the ephemeral range). */
-  portStart?: number;
-  quietWaitS?: number;
-  sink?: 'trackers' | 'discard';
-  shards?: number | 'auto';
+  nodes: number; fps: number; durationS: number; detections: number; heartbeatMs: number;
+  idleS?: number; warmupS?: number; maxS?: number; portStart?: number; quietWaitS?: number; sink?: 'trackers' | 'discard'; shards?: number | 'auto';
 }
 
 // Host-side latency through the engine's probe: its write into a tracker's input, or (sink discard) the records the sink frees.
 
 const hook = new MarkerLatency();
+const sum = (xs: number[]): number => xs.reduce((x, y) => x + y, 0);
 
 function engineConfig(o: Required<Pick<FleetOptions, 'portStart' | 'shards' | 'sink'>> & { portEnd: number }, dir: string) {
   return benchConfig(TOKEN, {
@@ -239,18 +229,13 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     const lagMs = (v: number): number => round(Math.max(0, v / 1e6 - 10), 3);
     const rssMax = Math.max(...rss);
     const rssMed = quantile(rss, 0.5);
+    const mb = (x: number): number => round(x / 2 ** 20, 1);
     const paced = {
-      window_s: round(s, 3),
-      target_frames_per_s: o.nodes * o.fps,
-      sent_frames: b.gen.sent - a.gen.sent,
-      sent_per_s: round((b.gen.sent - a.gen.sent) / genS, 1),
+      window_s: round(s, 3), target_frames_per_s: o.nodes * o.fps, sent_frames: b.gen.sent - a.gen.sent, sent_per_s: round((b.gen.sent - a.gen.sent) / genS, 1),
       received_per_s: round((b.totals.received - a.totals.received) / s, 1),
       /** Sink trackers: written into a tracker's input; sink discard: drained by the drain-only consumer. */
-      delivered_frames: out(b.totals) - out(a.totals),
-      delivered_per_s: round((out(b.totals) - out(a.totals)) / s, 1),
-      delivered_per_s_by_second: rates,
-      heartbeats_sent_per_s: round((b.gen.heartbeats - a.gen.heartbeats) / genS, 1),
-      heartbeats_received_per_s: round((b.heartbeats - a.heartbeats) / s, 1),
+      delivered_frames: out(b.totals) - out(a.totals), delivered_per_s: round((out(b.totals) - out(a.totals)) / s, 1), delivered_per_s_by_second: rates,
+      heartbeats_sent_per_s: round((b.gen.heartbeats - a.gen.heartbeats) / genS, 1), heartbeats_received_per_s: round((b.heartbeats - a.heartbeats) / s, 1),
       latency_to_tracker_write: {
         what: drainOnly
           ? 'generator write (send-time marker) -> the drain-only sink (sink: discard) taking the frame out of its ring (EngineProbe.onSinkDrain), hrtime'
@@ -264,33 +249,20 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
         p50: lagMs(lag.p50), p90: lagMs(lag.p90), p99: lagMs(lag.p99), max: lagMs(lag.max), mean: lagMs(lag.mean),
       },
       memory: {
-        rss_mb_before_engine: round(rssEmpty / 2 ** 20, 1),
-        rss_mb_engine_no_nodes: round(rssEngine / 2 ** 20, 1),
-        rss_mb_start: round(rss[0]! / 2 ** 20, 1),
-        rss_mb_end: round(mem.rss / 2 ** 20, 1),
-        rss_mb_max: round(rssMax / 2 ** 20, 1),
-        rss_mb_median: round(rssMed / 2 ** 20, 1),
+        rss_mb_before_engine: mb(rssEmpty), rss_mb_engine_no_nodes: mb(rssEngine), rss_mb_start: mb(rss[0]!), rss_mb_end: mb(mem.rss),
+        rss_mb_max: mb(rssMax), rss_mb_median: mb(rssMed),
         /** (median RSS in the window - RSS of the started engine before any node) / nodes. */
         rss_kb_per_node: round((rssMed - rssEngine) / o.nodes / 1024, 1),
-        heap_used_mb: round(mem.heapUsed / 2 ** 20, 1),
-        external_mb: round(mem.external / 2 ** 20, 1),
-        array_buffers_mb: round(mem.arrayBuffers / 2 ** 20, 1),
-        ring_bytes_per_node: engine.config.ring.size_bytes,
+        heap_used_mb: mb(mem.heapUsed), external_mb: mb(mem.external), array_buffers_mb: mb(mem.arrayBuffers), ring_bytes_per_node: engine.config.ring.size_bytes,
         /** Rings are SharedArrayBuffers: address space now, resident as pages are first written (each ring fully resident once it wrapped). */
         rings_virtual_mb: round((engine.config.ring.size_bytes * o.nodes) / 2 ** 20, 0),
         /** At this rate a ring has wrapped (all of it resident) after this many minutes: the long-run RSS is about rings_virtual_mb more. */
         rings_fully_resident_after_min: round(engine.config.ring.size_bytes / (o.fps * frameBytes(o.detections)) / 60, 0),
-        trackers_rss_mb_total: round(b.trackers.rss / 2 ** 20, 1),
+        trackers_rss_mb_total: mb(b.trackers.rss),
         trackers_rss_kb_mean: round(b.trackers.rss / Math.max(1, b.trackers.alive) / 1024, 0),
       },
-      supervisor_passes: {
-        count: windowPasses.length, p50_ms: round(quantile(passMs, 0.5), 3), max_ms: round(Math.max(0, ...passMs), 3),
-        total_ms: round(passMs.reduce((x, y) => x + y, 0), 1),
-      },
-      gc: {
-        count: windowGcs.length, max_ms: round(Math.max(0, ...windowGcs.map(([, d]) => d)), 3),
-        total_ms: round(windowGcs.reduce((x, [, d]) => x + d, 0), 1),
-      },
+      supervisor_passes: { count: passMs.length, p50_ms: round(quantile(passMs, 0.5), 3), max_ms: round(Math.max(0, ...passMs), 3), total_ms: round(sum(passMs), 1) },
+      gc: { count: windowGcs.length, max_ms: round(Math.max(0, ...windowGcs.map(([, d]) => d)), 3), total_ms: round(sum(windowGcs.map(([, d]) => d)), 1) },
       feeder: {
         writes_per_s: round((b.feeder.batches - a.feeder.batches) / s, 1),
         frames_per_write: round((b.feeder.fed - a.feeder.fed) / Math.max(1, b.feeder.batches - a.feeder.batches), 2),

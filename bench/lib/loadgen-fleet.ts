@@ -8,32 +8,12 @@ import { performance } from 'node:perf_hooks';
 import { GenChild, childChannel } from './ipc.js';
 import { FrameTemplate, TS0, heartbeatLine } from './frames.js';
 
-export interface FleetClientOptions {
-  host: string;
-  port: number;
-  nodes: number;
-  token: string;
-  /** Detections per frame (fixed). */
-  detections: number;
-  /** Node id prefix (default "fleet-"). */
-  prefix?: string;
-  /** Hard bound on the child's life, seconds. */
-  maxSeconds: number;
-}
-
-export interface PaceSpec {
-  /** Frames per second per node. */
-  fps: number;
-  /** Heartbeat period per node, ms (0: none). */
-  heartbeatMs: number;
-}
-
-export interface FloodSpec {
-  /** Bytes per write (whole frames, at least one). */
-  chunkBytes: number;
-  /** Writes in flight per connection. */
-  depth: number;
-}
+/** `nodes` connections (node ids `prefix`0.., default "fleet-"), `detections` per frame (fixed), a hard bound on the child's life. */
+export interface FleetClientOptions { host: string; port: number; nodes: number; token: string; detections: number; prefix?: string; maxSeconds: number }
+/** Paced: frames per second per node, a heartbeat per node every `heartbeatMs` (0: none). */
+export interface PaceSpec { fps: number; heartbeatMs: number }
+/** Flooding: bytes per write (whole frames, at least one), writes in flight per connection. */
+export interface FloodSpec { chunkBytes: number; depth: number }
 
 /**
  * The generator's counters: frames and heartbeats written, bytes, CPU (µs), ELU active
@@ -42,28 +22,12 @@ export interface FloodSpec {
  * writes made and timer callbacks run.
  */
 export interface FleetSample {
-  sent: number;
-  heartbeats: number;
-  bytes: number;
-  cpuUs: number;
-  eluActiveMs: number;
-  childAt: number;
-  paceSkipped: number;
-  backpressureSkipped: number;
-  lateMaxMs: number;
-  late1ms: number;
-  late5ms: number;
-  writes: number;
-  ticks: number;
+  sent: number; heartbeats: number; bytes: number; cpuUs: number; eluActiveMs: number; childAt: number;
+  paceSkipped: number; backpressureSkipped: number; lateMaxMs: number; late1ms: number; late5ms: number; writes: number; ticks: number;
 }
 
 /** The totals at the stop: errors, connections the host closed early, frames sent per node (min, max). */
-export interface FleetResult extends FleetSample {
-  errors: string[];
-  closedEarly: number;
-  framesPerNodeMin: number;
-  framesPerNodeMax: number;
-}
+export interface FleetResult extends FleetSample { errors: string[]; closedEarly: number; framesPerNodeMin: number; framesPerNodeMax: number }
 
 type ToChild =
   | { t: 'init'; opts: FleetClientOptions }
@@ -99,19 +63,8 @@ export class FleetClient extends GenChild<ToChild, FromChild, FleetSample> {
 
 // ---- Child side ----
 
-interface Node {
-  id: string;
-  socket: Socket;
-  tpl: FrameTemplate;
-  hb: Buffer;
-  /** Next frame number (the prime is frame 0). */
-  seq: number;
-  inflight: number;
-  closed: boolean;
-  /** Flood: batch buffers not in flight, and the frames per batch. */
-  free: Buffer[];
-  batchFrames: number;
-}
+/** A node: `seq` is its next frame number (the prime is frame 0); flood: the batch buffers not in flight, and the frames per batch. */
+interface Node { id: string; socket: Socket; tpl: FrameTemplate; hb: Buffer; seq: number; inflight: number; closed: boolean; free: Buffer[]; batchFrames: number }
 
 const PACE_MAX_QUEUED = 1 << 20;
 const PACE_MAX_LATE_MS = 200;

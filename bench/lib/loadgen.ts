@@ -63,24 +63,12 @@ export function staggeredDue(perConnFps: number, periodMs: number, sinceMs: numb
 
 /** Counters of the generator: frames written (handed to the kernel), its CPU (µs) and event-loop active time (ms), its clock (epoch ms); paced: frames skipped behind the schedule, ticks, the longest gap between ticks. */
 export interface LoadgenSample {
-  sent: number;
-  detections: number;
-  bytes: number;
-  cpuUs: number;
-  eluActiveMs: number;
-  childAt: number;
-  paceSkipped: number;
-  paceTicks: number;
-  paceMaxGapMs: number;
+  sent: number; detections: number; bytes: number; cpuUs: number; eluActiveMs: number; childAt: number;
+  paceSkipped: number; paceTicks: number; paceMaxGapMs: number;
 }
 
 /** The totals at the stop; binary: per connection the last sequence number sent and acked; host or socket errors; connections the host closed early. */
-export interface LoadgenResult extends LoadgenSample {
-  lastSeqSent: number[];
-  lastAck: number[];
-  errors: string[];
-  closedEarly: number;
-}
+export interface LoadgenResult extends LoadgenSample { lastSeqSent: number[]; lastAck: number[]; errors: string[]; closedEarly: number }
 
 type ToChild =
   | { t: 'init'; opts: LoadgenOptions }
@@ -120,23 +108,14 @@ export class Loadgen extends GenChild<ToChild, FromChild, LoadgenSample> {
 
 // ---- Child side ----
 
+/**
+ * A connection: writes in flight; binary and stamped line, the buffers not in flight
+ * (ready to be patched); line, the node's frames (and the copies made); paced, the
+ * frames scheduled (written or skipped) since the pace started.
+ */
 interface Conn {
-  socket: Socket;
-  node: string;
-  /** Writes in flight. */
-  inflight: number;
-  /** Binary and stamped line: buffers not in flight, ready to be patched. */
-  free: Buffer[];
-  /** Stamped line: this node's frames, and the copies made of them. */
-  lb: LineBatch | null;
-  copies: number;
-  /** Paced: frames scheduled (written or skipped) since the pace started. */
-  issued: number;
-  nextSeq: number;
-  lastSeqSent: number;
-  lastAck: number;
-  welcome: ((lastSeq: number) => void) | null;
-  closed: boolean;
+  socket: Socket; node: string; inflight: number; free: Buffer[]; lb: LineBatch | null; copies: number; issued: number;
+  nextSeq: number; lastSeqSent: number; lastAck: number; welcome: ((lastSeq: number) => void) | null; closed: boolean;
 }
 
 function childMain(): void {
