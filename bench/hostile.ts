@@ -7,7 +7,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { HostileChild, ATTACKS, ATTACK_SIZES, type Attack, type AttackOptions, type AttackResult, type LegitOptions, type LegitResult } from './lib/hostile-load.js';
+import { HostileChild, ATTACKS, ATTACK_SIZES, type Attack, type AttackOptions, type AttackResult, type LegitOptions, type LegitResult, type PhaseStats } from './lib/hostile-load.js';
 import { ENGINE_CLI as CLI } from './lib/engine-api.js';
 import { sleep, openFds, procStatus } from './lib/probes.js';
 import { defineWorkload, num, str, SAVE_OPTION, type OptValues } from './lib/options.js';
@@ -257,9 +257,6 @@ async function runHostile(o: OptValues<typeof options>): Promise<Record<string, 
   const L = legitR as LegitResult | null;
   const latB = stats(L?.phases.baseline.latencies ?? []);
   const latA = stats(L?.phases.attack.latencies ?? []);
-  const hB = stats(probe.baseline.lat);
-  const hA = stats(probe.attack.lat);
-  const hS = stats(probe.settle.lat);
   const allHealth = stats([...probe.baseline.lat, ...probe.attack.lat, ...probe.settle.lat]);
   const failures = (p: { failures: Record<string, number> }): number => Object.values(p.failures).reduce((a, b) => a + b, 0);
   const healthFailures = failures(probe.baseline) + failures(probe.attack) + failures(probe.settle);
@@ -267,15 +264,10 @@ async function runHostile(o: OptValues<typeof options>): Promise<Record<string, 
   const legitBooks = L ? { sent: L.sent, delivered: L.delivered, refused: L.refused, unsettled: L.unsettled, balanced: L.sent === L.delivered + L.refused + L.unsettled } : null;
   const deliveredPct = L && L.sent > 0 ? round((100 * L.delivered) / L.sent, 3) : null;
   const p99Ratio = Number.isFinite(latA.p99_ms) && latB.p99_ms > 0 ? round(latA.p99_ms / latB.p99_ms, 2) : null;
-  const strip = (p: { sent: number; delivered: number; refused: number }): { sent: number; delivered: number; refused: number } => ({ sent: p.sent, delivered: p.delivered, refused: p.refused });
-  const interesting = (m: Map<string, number> | null): Record<string, number> | null => {
-    if (!m) return null;
-    const out: Record<string, number> = {};
-    for (const [k, v] of m) {
-      if (v !== 0 && k.startsWith('radar_ingest_') && !k.includes('_bucket{') && !k.startsWith('radar_ingest_ring_')) out[k] = v;
-    }
-    return out;
-  };
+  const byPhase = <T>(f: (p: PhaseStats) => T) => (L ? { baseline: f(L.phases.baseline), attack: f(L.phases.attack), after: f(L.phases.after) } : null);
+  /** The engine's own non-zero series, without histogram buckets and per-ring gauges. */
+  const interesting = (m: Map<string, number> | null): Record<string, number> | null => (m ? Object.fromEntries([...m].filter(([k, v]) =>
+    v !== 0 && k.startsWith('radar_ingest_') && !k.includes('_bucket{') && !k.startsWith('radar_ingest_ring_'))) : null);
   return {
     ...head,
     params: {
@@ -301,16 +293,12 @@ async function runHostile(o: OptValues<typeof options>): Promise<Record<string, 
     },
     legit: L ? {
       ...legitBooks,
-      phases: { baseline: strip(L.phases.baseline), attack: strip(L.phases.attack), after: strip(L.phases.after) },
-      latency: { baseline: latB, attack: latA, after: stats(L.phases.after.latencies) },
+      phases: byPhase((p) => ({ sent: p.sent, delivered: p.delivered, refused: p.refused })),
+      latency: byPhase((p) => stats(p.latencies)),
       nodes_complete: L.nodesComplete, closed_by_host: L.closedByHost, reconnects: L.reconnects, connect_failures: L.connectFailures,
       host_errors: L.hostErrors, errors: L.errors,
     } : null,
-    healthz: {
-      baseline: { ...hB, failures: probe.baseline.failures },
-      attack: { ...hA, failures: probe.attack.failures },
-      settle: { ...hS, failures: probe.settle.failures },
-    },
+    healthz: Object.fromEntries(Object.entries(probe).map(([ph, p]) => [ph, { ...stats(p.lat), failures: p.failures }])),
     memory: {
       peak_rss_mb: round(mem.peak_rss_kb / 1024, 1), vm_hwm_mb: round(mem.hwm_kb / 1024, 1),
       baseline_peak_rss_mb: round(mem.baseline_peak_rss_kb / 1024, 1), attack_peak_rss_mb: round(mem.attack_peak_rss_kb / 1024, 1),
@@ -320,11 +308,8 @@ async function runHostile(o: OptValues<typeof options>): Promise<Record<string, 
       rss_per_s: rssSeries.filter((_, i) => i % 4 === 0),
     },
     engine: {
-      survived, died_during_run: diedDuringRun, killed_at_rss_cap: killedAtCap,
+      survived, died_during_run: diedDuringRun, killed_at_rss_cap: killedAtCap, sigterm: stop, stderr_tail: stderrTail.slice(-1500), log: logs.summary(),
       exit: exitInfo ? { code: exitInfo.code, signal: exitInfo.signal, phase: exitInfo.phase, s_into_phase: exitInfo.at_s } : null,
-      sigterm: stop,
-      stderr_tail: stderrTail.slice(-1500),
-      log: logs.summary(),
     },
     accounting: books ? { ...books, stable: booksStable, waited_s: booksWaitS, legit: legitBooks } : { engine: 'no /metrics at the end (engine gone)', legit: legitBooks },
     metrics_at_attack_start: interesting(metricsBaseline),

@@ -80,18 +80,10 @@ function bump(rec: Record<string, number>, key: string, by = 1): void {
 
 interface Pending { seq: number; sentAt: number; phase: number; buf: Buffer }
 
+/** A node: its frames not settled yet are queue[head..]; a seq the host refused by an `error` is in refusedSeqs until settled. */
 interface LegitNode {
-  id: string;
-  socket: Socket | null;
-  ready: boolean;
-  nextSeq: number;
-  queue: Pending[];
-  head: number;
-  refusedSeqs: Set<number>;
-  sent: number;
-  delivered: number;
-  backoffMs: number;
-  reader: MessageReader;
+  id: string; socket: Socket | null; ready: boolean; nextSeq: number; queue: Pending[]; head: number; refusedSeqs: Set<number>;
+  sent: number; delivered: number; backoffMs: number; reader: MessageReader;
 }
 
 function legitMain(o: LegitOptions, send: (m: FromChild) => void): { onMessage(m: ToChild): void } {

@@ -73,16 +73,7 @@ export function fleetChild(): void {
   const ch = childChannel<FromChild>('fleet generator');
   const nodes: Node[] = [];
   const errors = ch.errors;
-  let sent = 0;
-  let heartbeats = 0;
-  let bytes = 0;
-  let writes = 0;
-  let ticks = 0;
-  let paceSkipped = 0;
-  let backpressureSkipped = 0;
-  let lateMaxMs = 0;
-  let late1ms = 0;
-  let late5ms = 0;
+  const cnt = { sent: 0, heartbeats: 0, bytes: 0, writes: 0, ticks: 0, paceSkipped: 0, backpressureSkipped: 0, lateMaxMs: 0, late1ms: 0, late5ms: 0 };
   let closedEarly = 0;
   let stopping = false;
   /** Bumped on every mode change: stale timers and write callbacks of the old mode stop. */
@@ -93,9 +84,7 @@ export function fleetChild(): void {
   const send = ch.send;
   const note = ch.note;
   const sample = (): FleetSample => ({
-    sent, heartbeats, bytes, cpuUs: ch.cpuUs(), eluActiveMs: ch.eluActiveMs(),
-    childAt: performance.timeOrigin + performance.now(), paceSkipped, backpressureSkipped,
-    lateMaxMs: Math.round(lateMaxMs * 1000) / 1000, late1ms, late5ms, writes, ticks,
+    ...cnt, cpuUs: ch.cpuUs(), eluActiveMs: ch.eluActiveMs(), childAt: performance.timeOrigin + performance.now(), lateMaxMs: Math.round(cnt.lateMaxMs * 1000) / 1000,
   });
 
   function settled(): void {
@@ -114,19 +103,17 @@ export function fleetChild(): void {
   /** One write of `frames` frames (or a heartbeat when frames is 0); `owner` goes back to the free list after. */
   function write(n: Node, buf: Buffer, frames: number, owner: Buffer | null): void {
     n.inflight++;
-    writes++;
+    cnt.writes++;
     const g = gen;
     n.socket.write(buf, (err) => {
       n.inflight--;
       if (owner) n.free.push(owner);
       if (err) {
         note(`write ${n.id}: ${err.message}`);
-      } else if (frames > 0) {
-        sent += frames;
-        bytes += buf.length;
       } else {
-        heartbeats++;
-        bytes += buf.length;
+        cnt.bytes += buf.length;
+        if (frames > 0) cnt.sent += frames;
+        else cnt.heartbeats++;
       }
       if (mode === 'flood' && g === gen && !stopping) pump(n);
       settled();
@@ -156,25 +143,25 @@ export function fleetChild(): void {
     let h = 0;
     const tick = (): void => {
       if (g !== gen || stopping) return;
-      ticks++;
+      cnt.ticks++;
       const now = performance.now();
       for (let due = t0 + k * stepF; due <= now; due = t0 + k * stepF) {
         const n = nodes[k % N]!;
         k++;
         const late = now - due;
         if (late > PACE_MAX_LATE_MS) {
-          paceSkipped++;
+          cnt.paceSkipped++;
           n.seq++;
           continue;
         }
         if (n.closed) continue;
         if (n.socket.writableLength > PACE_MAX_QUEUED) {
-          backpressureSkipped++;
+          cnt.backpressureSkipped++;
           continue;
         }
-        if (late > lateMaxMs) lateMaxMs = late;
-        if (late > 1) late1ms++;
-        if (late > 5) late5ms++;
+        if (late > cnt.lateMaxMs) cnt.lateMaxMs = late;
+        if (late > 1) cnt.late1ms++;
+        if (late > 5) cnt.late5ms++;
         writeFrame(n);
       }
       for (let due = t0 + offH + h * stepH; due <= now; due = t0 + offH + h * stepH) {

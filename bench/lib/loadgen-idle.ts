@@ -76,15 +76,7 @@ export function isBinary(mix: ConnMix, i: number): boolean {
 
 const HB = encodeMessage({ t: T_HEARTBEAT });
 
-interface Conn {
-  i: number;
-  socket: Socket;
-  binary: boolean;
-  hb: Buffer;
-  settled: boolean;
-  ready: boolean;
-  closed: boolean;
-}
+interface Conn { i: number; socket: Socket; binary: boolean; hb: Buffer; settled: boolean; ready: boolean; closed: boolean }
 
 export function idleChild(): void {
   const now = (): number => performance.timeOrigin + performance.now();
@@ -94,38 +86,25 @@ export function idleChild(): void {
   const note = ch.note;
   const hostErrorCodes: Record<string, number> = {};
   let conns: Conn[] = [];
-  let hbBinary = 0;
-  let hbLine = 0;
-  let bytesSent = 0;
-  let acks = 0;
-  let hostErrors = 0;
-  let closedEarly = 0;
+  const cnt = { hb_binary: 0, hb_line: 0, bytes_sent: 0, acks: 0, host_errors: 0, closed_early: 0, max_writable: 0, hb_skipped: 0 };
   let closed = 0;
   let expectingClose = false;
-  let maxWritable = 0;
-  let hbSkipped = 0;
   let onAllClosed: (() => void) | null = null;
 
-  const sample = (): ClientSample => {
-    return {
-      at: now(), hb_binary: hbBinary, hb_line: hbLine, bytes_sent: bytesSent, acks, host_errors: hostErrors,
-      closed_early: closedEarly, cpu_us: ch.cpuUs(), elu_active_ms: ch.eluActiveMs(),
-      rss_bytes: process.memoryUsage.rss(), max_writable: maxWritable, hb_skipped: hbSkipped,
-    };
-  };
+  const sample = (): ClientSample => ({ ...cnt, at: now(), cpu_us: ch.cpuUs(), elu_active_ms: ch.eluActiveMs(), rss_bytes: process.memoryUsage.rss() });
 
   function write(c: Conn, buf: Buffer): void {
     c.socket.write(buf);
-    bytesSent += buf.length;
+    cnt.bytes_sent += buf.length;
     const w = c.socket.writableLength;
-    if (w > maxWritable) maxWritable = w;
+    if (w > cnt.max_writable) cnt.max_writable = w;
   }
 
   function onMessage(c: Conn, m: Record<string, unknown>, onWelcome: () => void): void {
-    if (m.t === T_ACK) acks++;
+    if (m.t === T_ACK) cnt.acks++;
     else if (m.t === T_WELCOME && !c.ready) onWelcome();
     else if (m.t === T_ERROR) {
-      hostErrors++;
+      cnt.host_errors++;
       const code = String(m.code);
       hostErrorCodes[code] = (hostErrorCodes[code] ?? 0) + 1;
       if (!expectingClose) note(`conn ${c.i}: host error ${code}: ${String(m.message)}`);
@@ -197,7 +176,7 @@ export function idleChild(): void {
             write(c, encodeHello(node, o.token));
           } else {
             write(c, c.hb);
-            hbLine++;
+            cnt.hb_line++;
             settle(c, t0, true);
           }
         });
@@ -211,7 +190,7 @@ export function idleChild(): void {
           c.closed = true;
           closed++;
           if (!expectingClose) {
-            closedEarly++;
+            cnt.closed_early++;
             if (c.settled) note(`conn ${i} (${binary ? 'binary' : 'line'}): closed by the host`);
           }
           settle(c, t0, false);
@@ -238,18 +217,18 @@ export function idleChild(): void {
       const due = Math.floor(((performance.now() - t0) * n) / intervalMs);
       // Never more than one interval's worth at once (a stalled tick skips, it does not burst).
       if (due - issued > n) {
-        hbSkipped += due - issued - n;
+        cnt.hb_skipped += due - issued - n;
         issued = due - n;
       }
       for (; issued < due; issued++) {
         const c = conns[issued % n]!;
         if (c.closed || !c.ready) {
-          hbSkipped++;
+          cnt.hb_skipped++;
           continue;
         }
         write(c, c.hb);
-        if (c.binary) hbBinary++;
-        else hbLine++;
+        if (c.binary) cnt.hb_binary++;
+        else cnt.hb_line++;
       }
     }, 10);
   }
@@ -271,7 +250,7 @@ export function idleChild(): void {
       send({
         t: 'closed',
         r: {
-          closed, closed_early: closedEarly, still_open: conns.length - closed, wait_ms: Date.now() - t0,
+          closed, closed_early: cnt.closed_early, still_open: conns.length - closed, wait_ms: Date.now() - t0,
           errors: errors.slice(), error_count: ch.errorCount, host_error_codes: hostErrorCodes,
         },
       });

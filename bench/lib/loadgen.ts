@@ -124,27 +124,19 @@ function childMain(): void {
   const errors = ch.errors;
   let running = false;
   let stopping = false;
-  let sent = 0;
-  let detections = 0;
-  let bytes = 0;
+  const cnt = { sent: 0, detections: 0, bytes: 0, paceSkipped: 0, paceTicks: 0, paceMaxGapMs: 0 };
   let closedEarly = 0;
   let batch: BinaryBatch | null = null;
   let stamped = false;
   /** Paced push in progress (null: unpaced or idle). */
   let pace: { fps: number; tickMs: number; stagger: boolean; t0: number; gen: number } | null = null;
   let paceGen = 0;
-  let paceSkipped = 0;
-  let paceTicks = 0;
-  let paceMaxGapMs = 0;
   let lastTickAt = 0;
   /** Resolvers of prime/pause: called once no write is in flight. */
   let idleWaiters: Array<() => void> = [];
   const send = ch.send;
   const note = ch.note;
-  const sample = (): LoadgenSample => ({
-    sent, detections, bytes, cpuUs: ch.cpuUs(), eluActiveMs: ch.eluActiveMs(),
-    childAt: performance.timeOrigin + performance.now(), paceSkipped, paceTicks, paceMaxGapMs,
-  });
+  const sample = (): LoadgenSample => ({ ...cnt, cpuUs: ch.cpuUs(), eluActiveMs: ch.eluActiveMs(), childAt: performance.timeOrigin + performance.now() });
 
   /** Stamped line: a buffer to patch (a new copy when all are in flight, up to 16 per connection). */
   function freeBuffer(c: Conn): Buffer | null {
@@ -165,9 +157,9 @@ function childMain(): void {
       if (err) {
         note(`write ${c.node}: ${err.message}`);
       } else {
-        sent += frames;
-        detections += dets;
-        bytes += buf.length;
+        cnt.sent += frames;
+        cnt.detections += dets;
+        cnt.bytes += buf.length;
       }
       if (stopping) maybeDone();
       else if (running) {
@@ -225,8 +217,8 @@ function childMain(): void {
     const p = pace;
     if (!p || p.gen !== gen || stopping) return;
     const now = performance.now();
-    paceTicks++;
-    if (lastTickAt > 0) paceMaxGapMs = Math.max(paceMaxGapMs, now - lastTickAt);
+    cnt.paceTicks++;
+    if (lastTickAt > 0) cnt.paceMaxGapMs = Math.max(cnt.paceMaxGapMs, now - lastTickAt);
     lastTickAt = now;
     const perConn = p.fps / conns.length;
     const elapsed = now - p.t0;
@@ -239,7 +231,7 @@ function childMain(): void {
       const dueHere = p.stagger ? staggeredDue(perConn, p.tickMs, elapsed - (i * p.tickMs) / conns.length) : due;
       let owed = dueHere - c.issued;
       if (owed > maxOwed) {
-        paceSkipped += owed - maxOwed;
+        cnt.paceSkipped += owed - maxOwed;
         c.issued += owed - maxOwed;
         owed = maxOwed;
       }
