@@ -189,8 +189,7 @@ function serverMain(): void {
         acceptResult = null;
         acceptMark = mark();
         poll = setInterval(checkAccept, 5);
-        send({ t: 'armed' });
-        break;
+        return send({ t: 'armed' });
       case 'await-ready': {
         if (!acceptResult) {
           let timer: NodeJS.Timeout | null = null;
@@ -198,22 +197,17 @@ function serverMain(): void {
           if (timer) clearTimeout(timer);
           if (!acceptResult) finishAccept(false);
         }
-        send({ t: 'ready', r: acceptResult! });
-        break;
+        return send({ t: 'ready', r: acceptResult! });
       }
       case 'mem':
-        send({ t: 'mem', mem: memSnap(true) });
-        break;
+        return send({ t: 'mem', mem: memSnap(true) });
       case 'snap':
-        send({ t: 'snap', c: counters() });
-        break;
+        return send({ t: 'snap', c: counters() });
       case 'window-start':
         windowMark = mark();
-        send({ t: 'window-started', c: counters() });
-        break;
+        return send({ t: 'window-started', c: counters() });
       case 'window-end':
-        send({ t: 'window', cpu: cpuSince(windowMark), c: counters() });
-        break;
+        return send({ t: 'window', cpu: cpuSince(windowMark), c: counters() });
       case 'stop': {
         const t0 = performance.now();
         await engine?.stop();

@@ -21,14 +21,8 @@ const DRAIN_TRACKER = fileURLToPath(new URL('./lib/drain-tracker.js', import.met
 /** The trackers an e2e run can use (E2eSpec.tracker): what each is and where `latency` is taken. */
 const TRACKER_KINDS = {
   drain: { what: 'bench/lib/drain-tracker.ts (one process per node)', latencyAt: 'tracker read (drain-tracker arrival)' },
-  cat: {
-    what: "sh -c 'exec cat >/dev/null' on stdin (one process per node; latency at the engine's write into it)",
-    latencyAt: 'engine write into the tracker input (EngineProbe.onTrackerWrite)',
-  },
-  none: {
-    what: 'none: the drain-only sink (sink: discard); latency where it drains the ring',
-    latencyAt: 'the drain-only sink draining the ring (EngineProbe.onSinkDrain)',
-  },
+  cat: { what: "sh -c 'exec cat >/dev/null' on stdin (one process per node)", latencyAt: 'engine write into the tracker input (EngineProbe.onTrackerWrite)' },
+  none: { what: 'none: the drain-only sink (sink: discard)', latencyAt: 'the drain-only sink draining the ring (EngineProbe.onSinkDrain)' },
 } as const;
 type TrackerKind = keyof typeof TRACKER_KINDS;
 
@@ -124,13 +118,7 @@ function readReports(dir: string, windows: Array<[number, number]>): { reports: 
   const reports = new Map<string, TrackerReport>();
   const errors: string[] = [];
   const lat: number[][] = windows.map(() => []);
-  let files: string[] = [];
-  try {
-    files = readdirSync(dir);
-  } catch {
-    return { reports, lat: lat.map((l) => Float64Array.from(l)), errors: [`no report directory ${dir}`] };
-  }
-  for (const f of files) {
+  for (const f of readdirSync(dir)) {
     if (!f.endsWith('.json')) continue;
     const node = f.slice(0, -5);
     try {
@@ -231,13 +219,9 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number) {
     const fin = await lg.stop();
     lg = null;
     const end = await deliveredAll(engine);
-    let feederBytes = 0;
-    let restarts = 0;
     const instances = [...(engine.trackers?.instances.values() ?? [])];
-    for (const i of instances) {
-      feederBytes += i.feeder.bytes;
-      restarts += i.state.restarts;
-    }
+    const feederBytes = instances.reduce((n, i) => n + i.feeder.bytes, 0);
+    const restarts = instances.reduce((n, i) => n + i.state.restarts, 0);
     await engine.stop();
     const teardownS = (performance.now() - tStop) / 1000;
     // Only the drain trackers report (cat cannot count; none has no trackers).
@@ -246,23 +230,11 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number) {
       ? readReports(join(dir, 'reports'), [[a.hrNs, b.hrNs], [c.hrNs, d.hrNs]])
       : { reports: new Map<string, TrackerReport>(), lat: [new Float64Array(0), new Float64Array(0)], errors: [] as string[] };
 
-    let trackerFrames = 0;
-    let trackerBytes = 0;
-    let reads = 0;
-    let cpuUs = 0;
-    let rss = 0;
-    for (const r of rep.reports.values()) {
-      trackerFrames += r.frames;
-      trackerBytes += r.bytes;
-      reads += r.chunks;
-      cpuUs += r.cpu_us;
-      rss += r.rss_bytes;
-    }
+    const total = (k: 'frames' | 'bytes' | 'chunks' | 'cpu_us' | 'rss_bytes'): number => [...rep.reports.values()].reduce((n, r) => n + r[k], 0);
+    const [trackerFrames, trackerBytes, reads, cpuUs, rss] = [total('frames'), total('bytes'), total('chunks'), total('cpu_us'), total('rss_bytes')];
     const acc = {
       sent: fin.sent, received: end.received, written: end.written, inRings: end.inRings, inSink: end.inSink,
-      delivered: end.delivered, droppedTotal: end.droppedTotal,
-      dropped: nonZero(end.dropped),
-      trackerFrames, trackerBytes, feederBytes, trackerReports: rep.reports.size, restarts,
+      delivered: end.delivered, droppedTotal: end.droppedTotal, dropped: nonZero(end.dropped), trackerFrames, trackerBytes, feederBytes, trackerReports: rep.reports.size, restarts,
       errors: [...fin.errors, ...rep.errors], violations: sinkViolations(fin.sent, end, none),
     };
     const v = acc.violations;

@@ -9,6 +9,7 @@ import { Engine, C_HEARTBEATS, type Totals } from './lib/engine-api.js';
 import { FleetClient, type FleetSample } from './lib/loadgen-fleet.js';
 import { snapshot, delta, sleep, perSecond, waitQuiet, pidStat, pidsStat, pidsCpu, openFds, fdLimit, cpuBreakdown, genCpu, type ProbeSnapshot } from './lib/probes.js';
 import { MarkerLatency } from './lib/send-marker.js';
+import { httpGet } from './lib/metrics.js';
 import { benchConfig, counterSum, deliveredAll, nonZero, sinkViolations, feederTotals, ringsUsed, trackerPids, untilUp } from './lib/engine-run.js';
 import { latencyStats, quantile, round } from './lib/stats.js';
 import { defineWorkload, list, num, SAVE_OPTION } from './lib/options.js';
@@ -141,29 +142,18 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     const runningAt = performance.now();
     pids.push(...trackerPids(engine));
     const passesSetup = passes.length;
-    // The operator's view: GET /api/v1/trackers (sink trackers only).
-    let apiView: { status: number; ms: number; bytes: number; trackers: number; states: Record<string, number> } | null = null;
-    if (!drainOnly) {
-      const tApi = performance.now();
-      const resp = await fetch(`http://127.0.0.1:${engine.httpAddress!.port}/api/v1/trackers`);
-      const apiBody = await resp.text();
-      const apiMs = performance.now() - tApi;
-      const api = JSON.parse(apiBody) as { trackers: Array<{ state: string; pid: number | null }> };
-      const apiStates: Record<string, number> = {};
-      for (const t of api.trackers) apiStates[t.state] = (apiStates[t.state] ?? 0) + 1;
-      apiView = { status: resp.status, ms: round(apiMs, 1), bytes: apiBody.length, trackers: api.trackers.length, states: apiStates };
-    }
+    const api = drainOnly ? null : await httpGet(engine.httpAddress!.port, '/api/v1/trackers', 30000);
+    const apiTrackers = api && 'body' in api ? (JSON.parse(api.body) as { trackers: Array<{ state: string }> }).trackers : [];
+    const passMsSetup = passes.map(([a, b]) => (b - a) / 1e6);
     const setup = {
-      total_s: round((runningAt - started) / 1000, 2),
-      connect_and_prime_s: round(connectS, 2),
-      all_instances_s: round((provisionedAt - tConnect) / 1000, 2),
-      all_running_s: round((runningAt - tConnect) / 1000, 2),
-      supervisor_passes: passesSetup,
-      supervisor_pass_max_ms: round(Math.max(0, ...passes.map(([a, b]) => (b - a) / 1e6)), 2),
-      supervisor_pass_total_ms: round(passes.reduce((x, [a, b]) => x + (b - a) / 1e6, 0), 1),
+      total_s: round((runningAt - started) / 1000, 2), connect_and_prime_s: round(connectS, 2),
+      all_instances_s: round((provisionedAt - tConnect) / 1000, 2), all_running_s: round((runningAt - tConnect) / 1000, 2),
+      supervisor_passes: passesSetup, supervisor_pass_max_ms: round(Math.max(0, ...passMsSetup), 2), supervisor_pass_total_ms: round(sum(passMsSetup), 1),
       /** [s since connect, nodes with a ring, tracker instances, trackers up], every 0.5 s. */
       timeline,
-      api: apiView,
+      /** The operator's view: GET /api/v1/trackers (sink trackers only). */
+      api: api && ('body' in api ? { status: api.status, ms: round(api.ms, 1), bytes: api.body.length, trackers: apiTrackers.length,
+        states: Object.fromEntries([...new Set(apiTrackers.map((t) => t.state))].map((st) => [st, apiTrackers.filter((t) => t.state === st).length])) } : api),
       fds_open: openFds(),
       fd_limit: fdLimit(),
       tracker_pids: pids.length,
@@ -332,13 +322,9 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     client = null;
     const end = await deliveredAll(engine);
     const hbEnd = counterSum(engine, C_HEARTBEATS);
-    let restarts = 0;
-    let notUp = 0;
     const instances = engine.trackers ? [...engine.trackers.instances.values()] : [];
-    for (const i of instances) {
-      restarts += i.state.restarts;
-      if (!i.up) notUp++;
-    }
+    const restarts = instances.reduce((n, i) => n + i.state.restarts, 0);
+    const notUp = instances.filter((i) => !i.up).length;
     const tEngineStop = performance.now();
     await engine.stop();
     const engineStopS = (performance.now() - tEngineStop) / 1000;

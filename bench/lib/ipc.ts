@@ -95,14 +95,11 @@ export class GenChild<TIn extends { t: string }, TOut extends { t: string }, S =
   }
 
   /** Sends `init` and waits for `ready`; the process is killed when it fails. */
-  async init(m: TIn, timeoutMs: number): Promise<this> {
-    try {
-      await this.request(m, 'ready', timeoutMs);
-      return this;
-    } catch (err) {
+  init(m: TIn, timeoutMs: number): Promise<this> {
+    return this.request(m, 'ready', timeoutMs).then(() => this, (err: Error) => {
       this.kill();
       throw err;
-    }
+    });
   }
 
   /** The generator's counters now (its `s`), with the parent's clock (`at`, performance.now()). */

@@ -1,10 +1,7 @@
 // The load generator: a forked process (never the engine's event loop), one program
-// with several modes (`--loadgen-child <mode>`). This file is the `push` mode: N
-// connections push pre-encoded frames (line: whole retina lines, or stamped with
-// increasing timestamps and a send-time marker; binary: renumbered in place, acks
-// read) as fast as the engine takes them, or paced at a rate (`go({ fps })`, open
-// loop: frames owed too long are skipped and counted). Modes fleet and idle are in
-// loadgen-fleet.ts and loadgen-idle.ts, the hostile mode in hostile-load.ts.
+// with modes (`--loadgen-child <mode>`: fleet, idle, hostile in their own files). This
+// file is the `push` mode: N connections push pre-encoded frames as fast as the engine
+// takes them, or paced at a rate (open loop: frames owed too long are skipped, counted).
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
