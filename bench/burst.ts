@@ -6,20 +6,12 @@ import { type BenchProtocol } from './lib/loadgen.js';
 import { calibrate } from './lib/engine-run.js';
 import { defineWorkload, num, type OptValues } from './lib/options.js';
 import { boundRun, header, report, summaryLine } from './lib/results.js';
-import { fmt, med, round } from './lib/stats.js';
-import { CELL_OPTIONS, TOKEN, baseOf, loadOptions, runOnce, type Mode } from './ingest.js';
+import { fmt, med, medianTree, round } from './lib/stats.js';
+import { CELL_OPTIONS, baseOf, loadOptions, runOnce, shardsOf, type Mode, type RunResult } from './ingest.js';
 import { runCeiling, type CeilingResult } from './ceiling.js';
 import { runE2eOnce } from './e2e.js';
 
 const options = { ...loadOptions(5, 3), ...CELL_OPTIONS, portStart: num(19000, 'first tracker port to provision', 1) };
-
-interface BurstCell {
-  protocol: BenchProtocol;
-  mode: Mode;
-  shards: number;
-  into_rings: { frames_per_s: number; detections_per_s: number; mbytes_per_s: number; process_cpu: number; main_elu: number };
-  e2e: { delivered_per_s: number; into_rings_per_s: number; mbytes_per_s: number; process_cpu: number; trackers_cpu: number | null; main_elu: number };
-}
 
 async function runBurst(o: OptValues<typeof options>): Promise<void> {
   const base = baseOf(o);
@@ -28,9 +20,16 @@ async function runBurst(o: OptValues<typeof options>): Promise<void> {
   const started = performance.now();
   const perRep = protocols.length * ((base.warmupS + base.durationS + 30) * (1 + 2 * modes.length) + 60 * modes.length);
   boundRun(perRep * reps + 60);
-  const shardsOf = (m: Mode): number | 'auto' => (m === 'default' ? 'auto' : Number(m.slice(6)));
   const raw: Record<string, CeilingResult[]> = Object.fromEntries(protocols.map((p) => [p, []]));
-  const runs: Record<string, BurstCell[]> = {};
+  const runs: Record<string, Array<ReturnType<typeof cellOf>>> = {};
+  const cellOf = (protocol: BenchProtocol, mode: Mode, ing: RunResult, e: Awaited<ReturnType<typeof runE2eOnce>>) => ({
+    protocol, mode, shards: ing.shards,
+    into_rings: { frames_per_s: ing.frames_per_s, detections_per_s: ing.detections_per_s, mbytes_per_s: ing.mbytes_per_s, process_cpu: ing.process_cpu, main_elu: ing.main_elu },
+    e2e: {
+      delivered_per_s: e.max.delivered_per_s, into_rings_per_s: e.max.into_rings_per_s, mbytes_per_s: round(e.max.bytes_received_per_s / 1e6, 1),
+      process_cpu: e.max.cpu.process_cpu, trackers_cpu: e.max.cpu.trackers_cpu, main_elu: e.max.cpu.main_elu,
+    },
+  });
   for (let r = 0; r < reps; r++) {
     for (const protocol of protocols) {
       const detections = detFor(protocol);
@@ -44,32 +43,17 @@ async function runBurst(o: OptValues<typeof options>): Promise<void> {
       for (const mode of modes) {
         const ing = await runOnce({ ...base, protocol, mode, detections, stamped });
         const e = await runE2eOnce({
-          connections: base.connections, warmupS: base.warmupS, durationS: base.durationS, latencyWarmupS: 0, latencyS: 0,
-          loadFraction: 0.5, pacedFps: 0, tickMs: 1, chunkBytes: base.chunkBytes, depth: base.depth, procs: base.procs,
-          ringBytes: base.ringBytes, portStart, portEnd: Math.min(65535, portStart + Math.max(99, base.connections - 1)), token: TOKEN,
-          trackerPrefix: [], protocol, detections, shards: shardsOf(mode), maxOnly: true,
+          ...base, latencyWarmupS: 0, latencyS: 0, loadFraction: 0.5, pacedFps: 0, tickMs: 1, portStart, protocol, detections, shards: shardsOf(mode), maxOnly: true,
         }, calibrate);
         if (e.accounting.violations.length) process.stderr.write(`  e2e VIOLATIONS: ${e.accounting.violations.join('; ')}\n`);
         if (ing.accounting.violations.length) process.stderr.write(`  into-rings VIOLATIONS: ${ing.accounting.violations.join('; ')}\n`);
-        const cell: BurstCell = {
-          protocol, mode, shards: ing.shards,
-          into_rings: { frames_per_s: ing.frames_per_s, detections_per_s: ing.detections_per_s, mbytes_per_s: ing.mbytes_per_s, process_cpu: ing.process_cpu, main_elu: ing.main_elu },
-          e2e: {
-            delivered_per_s: e.max.delivered_per_s, into_rings_per_s: e.max.into_rings_per_s, mbytes_per_s: round(e.max.bytes_received_per_s / 1e6, 1),
-            process_cpu: e.max.cpu.process_cpu, trackers_cpu: e.max.cpu.trackers_cpu, main_elu: e.max.cpu.main_elu,
-          },
-        };
+        const cell = cellOf(protocol, mode, ing, e);
         (runs[`${protocol}/${mode}`] ??= []).push(cell);
         process.stderr.write(`     ${protocol.padEnd(6)} ${mode.padEnd(8)} rep ${r + 1}: into rings ${fmt(cell.into_rings.frames_per_s).padStart(10)} frames/s ${fmt(cell.into_rings.mbytes_per_s, 1).padStart(7)} MB/s;  e2e delivered ${fmt(cell.e2e.delivered_per_s).padStart(10)} frames/s ${fmt(cell.e2e.mbytes_per_s, 1).padStart(7)} MB/s\n`);
       }
     }
   }
-  const medCell = (cs: BurstCell[]): BurstCell => ({
-    protocol: cs[0]!.protocol, mode: cs[0]!.mode, shards: cs[0]!.shards,
-    into_rings: Object.fromEntries(Object.keys(cs[0]!.into_rings).map((k) => [k, med(cs.map((c) => (c.into_rings as unknown as Record<string, number>)[k]!))])) as BurstCell['into_rings'],
-    e2e: Object.fromEntries(Object.keys(cs[0]!.e2e).map((k) => [k, med(cs.map((c) => (c.e2e as unknown as Record<string, number | null>)[k] ?? null))])) as BurstCell['e2e'],
-  });
-  const cells = Object.values(runs).map(medCell);
+  const cells = Object.values(runs).map((cs) => medianTree(cs));
   const rawMed = Object.fromEntries(protocols.map((p) => [p, { frames_per_s: Math.round(med(raw[p]!.map((c) => c.frames_per_s))), mbytes_per_s: med(raw[p]!.map((c) => c.mbytes_per_s)) }]));
   const ratios = cells.map((c) => ({
     protocol: c.protocol, mode: c.mode,

@@ -1,36 +1,22 @@
 // Workload `ceiling`: the push generator against a bare server that reads and
 // discards (no engine): what the generator and loopback TCP deliver on this machine.
 import { performance } from 'node:perf_hooks';
-import { Loadgen, type BenchProtocol } from './lib/loadgen.js';
-import { snapshot, delta, sleep } from './lib/probes.js';
+import { Loadgen } from './lib/loadgen.js';
+import { snapshot, delta, sleep, genCpu } from './lib/probes.js';
 import { RawServer } from './lib/raw-server.js';
 import { defineWorkload } from './lib/options.js';
 import { boundRun, header, report } from './lib/results.js';
 import { fmt, round } from './lib/stats.js';
 import { CELL_OPTIONS, TOKEN, baseOf, loadOptions, type CellSpec } from './ingest.js';
 
-export interface CeilingResult {
-  protocol: BenchProtocol;
-  window_s: number;
-  frames_per_s: number;
-  detections_per_s: number;
-  mbytes_per_s: number;
-  server_main_elu: number;
-  generator_cpu: number;
-  generator_elu: number;
-  machine_cpu_busy: number | null;
-  machine_cpu: { user: number; system: number; softirq: number; steal: number } | null;
-}
-
-export async function runCeiling(spec: CellSpec): Promise<CeilingResult> {
+export async function runCeiling(spec: CellSpec) {
   const raw = new RawServer();
   const { port } = await raw.listen();
   let lg: Loadgen | null = null;
   try {
     lg = await Loadgen.start({
       host: '127.0.0.1', port, protocol: spec.protocol, connections: spec.connections, token: TOKEN,
-      detections: spec.detections, chunkBytes: spec.chunkBytes, depth: spec.depth, procs: spec.procs,
-      maxSeconds: spec.warmupS + spec.durationS + 60, stamped: spec.stamped === true,
+      detections: spec.detections, maxSeconds: spec.warmupS + spec.durationS + 60, stamped: spec.stamped === true,
     });
     // The bare server never acks: the generator's end-of-run ack wait is bounded.
     lg.go();
@@ -53,7 +39,7 @@ export async function runCeiling(spec: CellSpec): Promise<CeilingResult> {
       detections_per_s: Math.round((g1.detections - g0.detections) / genS),
       mbytes_per_s: round((by1 - by0) / d.seconds / 1e6, 1),
       server_main_elu: round(d.mainElu, 4),
-      generator_cpu: round((g1.cpuUs - g0.cpuUs) / 1e6 / genS, 3),
+      generator_cpu: round(genCpu(g0, g1), 3),
       generator_elu: round((g1.eluActiveMs - g0.eluActiveMs) / 1000 / genS, 3),
       machine_cpu_busy: d.machineBusy === null ? null : round(d.machineBusy, 3),
       machine_cpu: d.machine,
@@ -63,6 +49,7 @@ export async function runCeiling(spec: CellSpec): Promise<CeilingResult> {
     await raw.stop();
   }
 }
+export type CeilingResult = Awaited<ReturnType<typeof runCeiling>>;
 
 const options = { ...loadOptions(5, 1), protocols: CELL_OPTIONS.protocols, detections: CELL_OPTIONS.detections };
 

@@ -1,17 +1,18 @@
 // Workload `fleet`: many field nodes at a low rate with heartbeats, one minimal
 // tracker per node (or the drain-only sink); latency to the tracker's input through
 // the engine's probe, host CPU, memory, event-loop lag. Details: docs/benchmarks.md.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { Engine, C_HEARTBEATS, type Totals } from './lib/engine-api.js';
 import { FleetClient, type FleetSample } from './lib/loadgen-fleet.js';
-import { snapshot, delta, sleep, perSecond, waitQuiet, pidStat, openFds, fdLimit, type ProbeSnapshot } from './lib/probes.js';
-import { forEachSendTime } from './lib/frames.js';
-import { benchConfig, counterSum, deliveredAll, nonZero, sinkViolations, feederTotals, ringsUsed, trackerPids } from './lib/engine-run.js';
+import { snapshot, delta, sleep, perSecond, waitQuiet, pidStat, pidsStat, pidsCpu, openFds, fdLimit, cpuBreakdown, genCpu, type ProbeSnapshot } from './lib/probes.js';
+import { MarkerLatency } from './lib/send-marker.js';
+import { httpGet } from './lib/metrics.js';
+import { benchConfig, counterSum, deliveredAll, nonZero, sinkViolations, feederTotals, ringsUsed, trackerPids, untilUp } from './lib/engine-run.js';
 import { latencyStats, quantile, round } from './lib/stats.js';
-import { defineWorkload, list, num, str, SAVE_OPTION } from './lib/options.js';
+import { defineWorkload, list, num, SAVE_OPTION } from './lib/options.js';
 import { boundRun, header, report, summaryLine } from './lib/results.js';
 import type { Mode } from './ingest.js';
 
@@ -24,49 +25,21 @@ export const MINIMAL_TRACKER = ['sh', '-c', 'exec cat >/dev/null'];
 
 /** One fleet run; optional fields default as in runFleet (the workload's options table documents them). */
 export interface FleetOptions {
-  nodes: number;
-  fps: number;
-  durationS: number;
-  detections: number;
-  heartbeatMs: number;
-  idleS?: number;
-  warmupS?: number;
-  maxS?: number;
-  maxWarmupS?: number;
-  /** Provisioning range (default 20000 .. start + max(1999, nodes - 1)); keep it out of the ephemeral range. */
-  portStart?: number;
-  portEnd?: number;
-  quietWaitS?: number;
-  /** Tracker argv (default MINIMAL_TRACKER, input stdin). */
-  trackerCommand?: string[];
-  sink?: 'trackers' | 'discard';
-  shards?: number | 'auto';
-  profileFile?: string;
-  /** Bound on setup (all trackers running), seconds (default 300). */
-  setupTimeoutS?: number;
+  nodes: number; fps: number; durationS: number; detections: number; heartbeatMs: number;
+  idleS?: number; warmupS?: number; maxS?: number; portStart?: number; quietWaitS?: number; sink?: 'trackers' | 'discard'; shards?: number | 'auto';
 }
 
 // Host-side latency through the engine's probe: its write into a tracker's input, or (sink discard) the records the sink frees.
 
-interface HookWindow { from: number; to: number; lat: number[]; at: number[] }
-let hook: HookWindow | null = null;
+const hook = new MarkerLatency();
+const sum = (xs: number[]): number => xs.reduce((x, y) => x + y, 0);
 
-/** For every send-time marker in buf sent inside the window: a latency sample (hrtime ns). */
-function recordMarkers(buf: Buffer, h: HookWindow, now: number): void {
-  forEachSendTime(buf, (sent) => {
-    if (sent >= h.from && sent <= h.to && h.lat.length < 4_000_000) {
-      h.lat.push(now - sent);
-      h.at.push(now);
-    }
-  });
-}
-
-function engineConfig(o: Required<Pick<FleetOptions, 'portStart' | 'portEnd' | 'trackerCommand' | 'shards' | 'sink'>>, dir: string) {
+function engineConfig(o: Required<Pick<FleetOptions, 'portStart' | 'shards' | 'sink'>> & { portEnd: number }, dir: string) {
   return benchConfig(TOKEN, {
     shards: o.shards,
     sink: o.sink,
     output_dir: join(dir, 'output'),
-    tracker: { command: o.trackerCommand, input: 'stdin', stop_grace_ms: 5000 },
+    tracker: { command: MINIMAL_TRACKER, input: 'stdin', stop_grace_ms: 5000 },
     shutdown: { deadline_ms: 120000 },
     agents: { key_file: join(dir, 'agents-key.pem') },
   }, { auto_provision: true, auto_provision_port_start: o.portStart, auto_provision_port_end: o.portEnd });
@@ -93,26 +66,6 @@ async function eventLoopLag(engine: Engine): Promise<{ p50: number; p90: number;
   };
 }
 
-/** Main-thread CPU profile through the inspector (diagnostics only: it costs CPU). */
-async function startProfile(): Promise<{ stop(file: string): Promise<void> }> {
-  const { Session } = await import('node:inspector');
-  const session = new Session();
-  session.connect();
-  const post = (method: string, params?: object): Promise<unknown> => new Promise((resolve, reject) => {
-    session.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res)));
-  });
-  await post('Profiler.enable');
-  await post('Profiler.setSamplingInterval', { interval: 200 });
-  await post('Profiler.start');
-  return {
-    async stop(file: string): Promise<void> {
-      const r = (await post('Profiler.stop')) as { profile: unknown };
-      writeFileSync(file, JSON.stringify(r.profile));
-      session.disconnect();
-    },
-  };
-}
-
 interface Sample {
   at: number;
   hrNs: number;
@@ -121,70 +74,29 @@ interface Sample {
   gen: FleetSample & { at: number };
   heartbeats: number;
   feeder: ReturnType<typeof feederTotals>;
+  trackers: ReturnType<typeof pidsStat>;
 }
 
-async function sampleAll(engine: Engine, client: FleetClient): Promise<Sample> {
+async function sampleAll(engine: Engine, client: FleetClient, pids: number[]): Promise<Sample> {
   const gen = await client.mark();
   const probes = snapshot(engine.pool.threads);
   return {
     at: performance.now(), hrNs: Number(process.hrtime.bigint()), totals: engine.totals(), probes, gen,
-    heartbeats: counterSum(engine, C_HEARTBEATS), feeder: feederTotals(engine),
+    heartbeats: counterSum(engine, C_HEARTBEATS), feeder: feederTotals(engine), trackers: pidsStat(pids),
   };
 }
 
-/** Sum of the trackers' CPU seconds (and RSS) now; `at` in performance.now() ms. */
-function trackersStat(pids: number[]): { at: number; cpu: Map<number, number>; rss: number; alive: number } {
-  const cpu = new Map<number, number>();
-  let rss = 0;
-  for (const p of pids) {
-    const s = pidStat(p, true);
-    if (!s) continue;
-    cpu.set(p, s.cpu);
-    rss += s.rss;
-  }
-  return { at: performance.now(), cpu, rss, alive: cpu.size };
-}
-
-function trackersCpu(a: ReturnType<typeof trackersStat>, b: ReturnType<typeof trackersStat>): number {
-  let s = 0;
-  for (const [p, c0] of a.cpu) {
-    const c1 = b.cpu.get(p);
-    if (c1 !== undefined) s += c1 - c0;
-  }
-  return s / ((b.at - a.at) / 1000);
-}
-
-function cpuOf(a: Sample, b: Sample, tr: number) {
-  const d = delta(a.probes, b.probes);
-  const genS = (b.gen.childAt - a.gen.childAt) / 1000;
-  const gen = (b.gen.cpuUs - a.gen.cpuUs) / 1e6 / genS;
-  return {
-    /** Engine process, all threads (main, shard workers, libuv, GC), cores. */
-    engine_process_cpu: round(d.processCpu, 4),
-    engine_process_cpu_pct_of_core: round(d.processCpu * 100, 2),
-    main_thread_cpu: d.mainThreadCpu === null ? null : round(d.mainThreadCpu, 4),
-    main_elu: round(d.mainElu, 4),
-    worker_elu: d.workerElu.map((x) => round(x, 4)),
-    trackers_cpu: round(tr, 4),
-    generator_cpu: round(gen, 4),
-    machine_cpu_busy: d.machineBusy === null ? null : round(d.machineBusy, 3),
-    softirq: d.machine?.softirq ?? null,
-    /** Machine CPU by kind, cores (steal: the hypervisor ran something else on our vCPU). */
-    machine_cpu: d.machine,
-    /** Machine CPU not explained by engine, trackers, generator or softirq: other jobs on the machine. */
-    other_cpu: d.machineBusy === null || !d.machine ? null : round(d.machineBusy - d.processCpu - tr - gen - d.machine.softirq, 3),
-  };
+function cpuOf(a: Sample, b: Sample) {
+  const c = cpuBreakdown(delta(a.probes, b.probes), { trackers_cpu: pidsCpu(a.trackers, b.trackers), generator_cpu: genCpu(a.gen, b.gen) });
+  return { ...c, engine_process_cpu_pct_of_core: round(c.process_cpu * 100, 2) };
 }
 
 export async function runFleet(opts: FleetOptions): Promise<Record<string, unknown>> {
-  const o = {
-    idleS: 5, warmupS: 3, maxS: 0, maxWarmupS: 1, quietWaitS: 0, setupTimeoutS: 300, trackerCommand: MINIMAL_TRACKER,
-    portStart: 20000, sink: 'trackers' as const, ...opts,
-  };
+  const o = { idleS: 5, warmupS: 3, maxS: 0, maxWarmupS: 1, quietWaitS: 0, setupTimeoutS: 300, portStart: 20000, sink: 'trackers' as const, ...opts };
   const drainOnly = o.sink === 'discard';
   /** Frames handed on by the sink: to a tracker's input, or drained by the drain-only consumer. */
   const out = (t: Totals): number => (drainOnly ? t.consumed : t.delivered);
-  const portEnd = o.portEnd ?? Math.min(65535, o.portStart + Math.max(1999, o.nodes - 1));
+  const portEnd = Math.min(65535, o.portStart + Math.max(1999, o.nodes - 1));
   if (portEnd - o.portStart + 1 < o.nodes) throw new Error(`provisioning range ${o.portStart}..${portEnd} holds fewer than ${o.nodes} ports`);
   const quiet = o.quietWaitS > 0 ? await waitQuiet(o.quietWaitS) : null;
   const started = performance.now();
@@ -192,11 +104,9 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
   const rssEmpty = process.memoryUsage.rss();
   // Supervisor passes (the reconcile loop walks every instance): start and end times.
   const passes: Array<[number, number]> = [];
-  const record = (b: Buffer): void => {
-    if (hook !== null) recordMarkers(b, hook, Number(process.hrtime.bigint()));
-  };
+  const record = (b: Buffer): void => hook.record(b);
   const engine = new Engine({
-    config: engineConfig({ portStart: o.portStart, portEnd, trackerCommand: o.trackerCommand, shards: o.shards ?? 'auto', sink: o.sink }, dir),
+    config: engineConfig({ portStart: o.portStart, portEnd, shards: o.shards ?? 'auto', sink: o.sink }, dir),
     probe: { onTrackerWrite: (_n, b) => record(b), onSinkDrain: (_n, b) => record(b), onReconcilePass: (t0, t1) => passes.push([t0, t1]) },
   });
   // GC pauses (main thread).
@@ -218,60 +128,32 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       maxSeconds: o.setupTimeoutS + o.idleS + o.warmupS + o.durationS + o.maxWarmupS + o.maxS + 300,
     }, o.setupTimeoutS * 1000);
     const connectS = (performance.now() - tConnect) / 1000;
-    const upBy = performance.now() + o.setupTimeoutS * 1000;
     let provisionedAt = 0;
     const timeline: Array<[number, number, number, number]> = [];
-    let lastT = -1;
-    for (;;) {
-      const inst = engine.trackers ? [...engine.trackers.instances.values()] : [];
-      const t = round((performance.now() - tConnect) / 1000, 1);
-      if (t - lastT >= 0.5) {
-        lastT = t;
-        timeline.push([t, engine.nodes.nodes.size, inst.length, inst.filter((i) => i.up).length]);
-      }
-      if (drainOnly) {
-        // No trackers: every node has its ring and its first frame was drained.
-        if (engine.nodes.nodes.size === o.nodes && out(engine.totals()) >= o.nodes) {
-          provisionedAt = performance.now();
-          break;
-        }
-      } else {
+    await untilUp(engine, o.nodes, {
+      drainOnly, handedOn: o.nodes, timeoutS: o.setupTimeoutS,
+      each: (inst) => {
+        const t = round((performance.now() - tConnect) / 1000, 1);
+        if (t - (timeline.at(-1)?.[0] ?? -1) >= 0.5) timeline.push([t, engine.nodes.nodes.size, inst.length, inst.filter((i) => i.up).length]);
         if (provisionedAt === 0 && inst.length === o.nodes) provisionedAt = performance.now();
-        if (inst.length === o.nodes && inst.every((i) => i.up) && engine.totals().delivered >= o.nodes) break;
-      }
-      if (performance.now() > upBy) {
-        if (drainOnly) throw new Error(`nodes not all drained after ${o.setupTimeoutS} s: ${engine.nodes.nodes.size}/${o.nodes} rings`);
-        const states = inst.map((i) => `${i.spec.nodeId}:${i.shownState}${i.state.lastError ? ` (${i.state.lastError})` : ''}`);
-        throw new Error(`trackers not all up after ${o.setupTimeoutS} s: ${inst.length}/${o.nodes} instances, ${inst.filter((i) => i.up).length} up; ${states.filter((s) => !s.includes(':running')).slice(0, 5).join(', ')}`);
-      }
-      await sleep(50);
-    }
+      },
+    });
+    provisionedAt ||= performance.now();
     const runningAt = performance.now();
     pids.push(...trackerPids(engine));
     const passesSetup = passes.length;
-    // The operator's view: GET /api/v1/trackers (sink trackers only).
-    let apiView: { status: number; ms: number; bytes: number; trackers: number; states: Record<string, number> } | null = null;
-    if (!drainOnly) {
-      const tApi = performance.now();
-      const resp = await fetch(`http://127.0.0.1:${engine.httpAddress!.port}/api/v1/trackers`);
-      const apiBody = await resp.text();
-      const apiMs = performance.now() - tApi;
-      const api = JSON.parse(apiBody) as { trackers: Array<{ state: string; pid: number | null }> };
-      const apiStates: Record<string, number> = {};
-      for (const t of api.trackers) apiStates[t.state] = (apiStates[t.state] ?? 0) + 1;
-      apiView = { status: resp.status, ms: round(apiMs, 1), bytes: apiBody.length, trackers: api.trackers.length, states: apiStates };
-    }
+    const api = drainOnly ? null : await httpGet(engine.httpAddress!.port, '/api/v1/trackers', 30000);
+    const apiTrackers = api && 'body' in api ? (JSON.parse(api.body) as { trackers: Array<{ state: string }> }).trackers : [];
+    const passMsSetup = passes.map(([a, b]) => (b - a) / 1e6);
     const setup = {
-      total_s: round((runningAt - started) / 1000, 2),
-      connect_and_prime_s: round(connectS, 2),
-      all_instances_s: round((provisionedAt - tConnect) / 1000, 2),
-      all_running_s: round((runningAt - tConnect) / 1000, 2),
-      supervisor_passes: passesSetup,
-      supervisor_pass_max_ms: round(Math.max(0, ...passes.map(([a, b]) => (b - a) / 1e6)), 2),
-      supervisor_pass_total_ms: round(passes.reduce((x, [a, b]) => x + (b - a) / 1e6, 0), 1),
+      total_s: round((runningAt - started) / 1000, 2), connect_and_prime_s: round(connectS, 2),
+      all_instances_s: round((provisionedAt - tConnect) / 1000, 2), all_running_s: round((runningAt - tConnect) / 1000, 2),
+      supervisor_passes: passesSetup, supervisor_pass_max_ms: round(Math.max(0, ...passMsSetup), 2), supervisor_pass_total_ms: round(sum(passMsSetup), 1),
       /** [s since connect, nodes with a ring, tracker instances, trackers up], every 0.5 s. */
       timeline,
-      api: apiView,
+      /** The operator's view: GET /api/v1/trackers (sink trackers only). */
+      api: api && ('body' in api ? { status: api.status, ms: round(api.ms, 1), bytes: api.body.length, trackers: apiTrackers.length,
+        states: Object.fromEntries([...new Set(apiTrackers.map((t) => t.state))].map((st) => [st, apiTrackers.filter((t) => t.state === st).length])) } : api),
       fds_open: openFds(),
       fd_limit: fdLimit(),
       tracker_pids: pids.length,
@@ -281,40 +163,34 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     let idle: Record<string, unknown> | null = null;
     if (o.idleS > 0) {
       await sleep(500);
-      const tA = trackersStat(pids);
-      const c = await sampleAll(engine, client);
+      const c = await sampleAll(engine, client, pids);
       await sleep(o.idleS * 1000);
-      const d = await sampleAll(engine, client);
-      const tB = trackersStat(pids);
-      idle = { window_s: round((d.at - c.at) / 1000, 3), cpu: cpuOf(c, d, trackersCpu(tA, tB)), rss_mb: round(process.memoryUsage.rss() / 2 ** 20, 1) };
+      const d = await sampleAll(engine, client, pids);
+      idle = { window_s: round((d.at - c.at) / 1000, 3), cpu: cpuOf(c, d), rss_mb: round(process.memoryUsage.rss() / 2 ** 20, 1) };
     }
 
     // ---- paced window ----
     client.go({ fps: o.fps, heartbeatMs: o.heartbeatMs });
     await sleep(o.warmupS * 1000);
-    const trA = trackersStat(pids);
-    const a = await sampleAll(engine, client);
+    const a = await sampleAll(engine, client, pids);
     const passesA = passes.length;
     const gcA = gcs.length;
     gcObs.observe({ entryTypes: ['gc'] });
-    hook = { from: a.hrNs, to: Number.MAX_SAFE_INTEGER, lat: [], at: [] };
+    hook.open(a.hrNs);
     await eventLoopLag(engine); // resets the engine's delay histogram
-    const prof = o.profileFile ? await startProfile() : null;
     const rss: number[] = [process.memoryUsage.rss()];
     const tick = perSecond(() => out(engine.totals()), out(a.totals), () => rss.push(process.memoryUsage.rss()));
     await sleep(o.durationS * 1000);
     const rates = tick.stop();
     const lag = await eventLoopLag(engine);
-    if (prof) await prof.stop(o.profileFile!);
-    const b = await sampleAll(engine, client);
-    const trB = trackersStat(pids);
-    hook.to = b.hrNs;
+    const b = await sampleAll(engine, client, pids);
+    hook.until(b.hrNs);
     const mem = process.memoryUsage();
     rss.push(mem.rss);
     const fdsWindow = openFds();
     await sleep(300); // frames sent just before the end of the window reach their tracker
+    hook.close();
     const win = hook;
-    hook = null;
     gcObs.disconnect();
     const s = (b.at - a.at) / 1000;
     const genS = (b.gen.childAt - a.gen.childAt) / 1000;
@@ -339,22 +215,17 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       if (windowPasses.some(([p0, p1]) => p0 < end && p1 > begin)) slowInPass++;
       if (gcNs.some(([g0, gd]) => g0 < end && g0 + gd > begin)) slowInGc++;
     }
-    const cpu = cpuOf(a, b, trackersCpu(trA, trB));
+    const cpu = cpuOf(a, b);
     const lagMs = (v: number): number => round(Math.max(0, v / 1e6 - 10), 3);
     const rssMax = Math.max(...rss);
     const rssMed = quantile(rss, 0.5);
+    const mb = (x: number): number => round(x / 2 ** 20, 1);
     const paced = {
-      window_s: round(s, 3),
-      target_frames_per_s: o.nodes * o.fps,
-      sent_frames: b.gen.sent - a.gen.sent,
-      sent_per_s: round((b.gen.sent - a.gen.sent) / genS, 1),
+      window_s: round(s, 3), target_frames_per_s: o.nodes * o.fps, sent_frames: b.gen.sent - a.gen.sent, sent_per_s: round((b.gen.sent - a.gen.sent) / genS, 1),
       received_per_s: round((b.totals.received - a.totals.received) / s, 1),
       /** Sink trackers: written into a tracker's input; sink discard: drained by the drain-only consumer. */
-      delivered_frames: out(b.totals) - out(a.totals),
-      delivered_per_s: round((out(b.totals) - out(a.totals)) / s, 1),
-      delivered_per_s_by_second: rates,
-      heartbeats_sent_per_s: round((b.gen.heartbeats - a.gen.heartbeats) / genS, 1),
-      heartbeats_received_per_s: round((b.heartbeats - a.heartbeats) / s, 1),
+      delivered_frames: out(b.totals) - out(a.totals), delivered_per_s: round((out(b.totals) - out(a.totals)) / s, 1), delivered_per_s_by_second: rates,
+      heartbeats_sent_per_s: round((b.gen.heartbeats - a.gen.heartbeats) / genS, 1), heartbeats_received_per_s: round((b.heartbeats - a.heartbeats) / s, 1),
       latency_to_tracker_write: {
         what: drainOnly
           ? 'generator write (send-time marker) -> the drain-only sink (sink: discard) taking the frame out of its ring (EngineProbe.onSinkDrain), hrtime'
@@ -368,33 +239,20 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
         p50: lagMs(lag.p50), p90: lagMs(lag.p90), p99: lagMs(lag.p99), max: lagMs(lag.max), mean: lagMs(lag.mean),
       },
       memory: {
-        rss_mb_before_engine: round(rssEmpty / 2 ** 20, 1),
-        rss_mb_engine_no_nodes: round(rssEngine / 2 ** 20, 1),
-        rss_mb_start: round(rss[0]! / 2 ** 20, 1),
-        rss_mb_end: round(mem.rss / 2 ** 20, 1),
-        rss_mb_max: round(rssMax / 2 ** 20, 1),
-        rss_mb_median: round(rssMed / 2 ** 20, 1),
+        rss_mb_before_engine: mb(rssEmpty), rss_mb_engine_no_nodes: mb(rssEngine), rss_mb_start: mb(rss[0]!), rss_mb_end: mb(mem.rss),
+        rss_mb_max: mb(rssMax), rss_mb_median: mb(rssMed),
         /** (median RSS in the window - RSS of the started engine before any node) / nodes. */
         rss_kb_per_node: round((rssMed - rssEngine) / o.nodes / 1024, 1),
-        heap_used_mb: round(mem.heapUsed / 2 ** 20, 1),
-        external_mb: round(mem.external / 2 ** 20, 1),
-        array_buffers_mb: round(mem.arrayBuffers / 2 ** 20, 1),
-        ring_bytes_per_node: engine.config.ring.size_bytes,
+        heap_used_mb: mb(mem.heapUsed), external_mb: mb(mem.external), array_buffers_mb: mb(mem.arrayBuffers), ring_bytes_per_node: engine.config.ring.size_bytes,
         /** Rings are SharedArrayBuffers: address space now, resident as pages are first written (each ring fully resident once it wrapped). */
         rings_virtual_mb: round((engine.config.ring.size_bytes * o.nodes) / 2 ** 20, 0),
         /** At this rate a ring has wrapped (all of it resident) after this many minutes: the long-run RSS is about rings_virtual_mb more. */
         rings_fully_resident_after_min: round(engine.config.ring.size_bytes / (o.fps * frameBytes(o.detections)) / 60, 0),
-        trackers_rss_mb_total: round(trB.rss / 2 ** 20, 1),
-        trackers_rss_kb_mean: round(trB.rss / Math.max(1, trB.alive) / 1024, 0),
+        trackers_rss_mb_total: mb(b.trackers.rss),
+        trackers_rss_kb_mean: round(b.trackers.rss / Math.max(1, b.trackers.alive) / 1024, 0),
       },
-      supervisor_passes: {
-        count: windowPasses.length, p50_ms: round(quantile(passMs, 0.5), 3), max_ms: round(Math.max(0, ...passMs), 3),
-        total_ms: round(passMs.reduce((x, y) => x + y, 0), 1),
-      },
-      gc: {
-        count: windowGcs.length, max_ms: round(Math.max(0, ...windowGcs.map(([, d]) => d)), 3),
-        total_ms: round(windowGcs.reduce((x, [, d]) => x + d, 0), 1),
-      },
+      supervisor_passes: { count: passMs.length, p50_ms: round(quantile(passMs, 0.5), 3), max_ms: round(Math.max(0, ...passMs), 3), total_ms: round(sum(passMs), 1) },
+      gc: { count: windowGcs.length, max_ms: round(Math.max(0, ...windowGcs.map(([, d]) => d)), 3), total_ms: round(sum(windowGcs.map(([, d]) => d)), 1) },
       feeder: {
         writes_per_s: round((b.feeder.batches - a.feeder.batches) / s, 1),
         frames_per_write: round((b.feeder.fed - a.feeder.fed) / Math.max(1, b.feeder.batches - a.feeder.batches), 2),
@@ -405,7 +263,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
         writes_per_s: round((b.gen.writes - a.gen.writes) / genS, 1), timer_ticks_per_s: round((b.gen.ticks - a.gen.ticks) / genS, 1),
       },
       fds_open: fdsWindow,
-      trackers_alive: trB.alive,
+      trackers_alive: b.trackers.alive,
     };
 
     // ---- optional unpaced phase ----
@@ -416,8 +274,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       const chunkBytes = Math.max(4096, Math.min(256 * 1024, Math.floor((32 << 20) / o.nodes)));
       client.flood({ chunkBytes, depth: 2 });
       await sleep(o.maxWarmupS * 1000);
-      const tA = trackersStat(pids);
-      const c = await sampleAll(engine, client);
+      const c = await sampleAll(engine, client, pids);
       // Second by second: [frames/s into rings, delivered/s, frames in rings, RSS MB, main ELU].
       const perSec: Array<[number, number, number, number, number]> = [];
       let lt = c.totals;
@@ -436,8 +293,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       }, 1000);
       await sleep(o.maxS * 1000);
       clearInterval(t2);
-      const d = await sampleAll(engine, client);
-      const tB = trackersStat(pids);
+      const d = await sampleAll(engine, client, pids);
       const ringsNow = ringsUsed(engine);
       const rssAfter = process.memoryUsage.rss();
       // In-flight writes complete as the engine reads them: after a stall that can take a while.
@@ -453,7 +309,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
         detections_into_rings_per_s: Math.round((d.totals.detections - c.totals.detections) / s2),
         rings_fill_end: round(ringsNow / (engine.config.ring.size_bytes * o.nodes), 4),
         feeder_frames_per_write: round((d.feeder.fed - c.feeder.fed) / Math.max(1, d.feeder.batches - c.feeder.batches), 1),
-        cpu: cpuOf(c, d, trackersCpu(tA, tB)),
+        cpu: cpuOf(c, d),
         rss_mb_after: round(rssAfter / 2 ** 20, 1),
         /** [into rings /s, delivered /s, frames in rings, RSS MB, main ELU] each second. */
         per_second: perSec,
@@ -466,13 +322,9 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     client = null;
     const end = await deliveredAll(engine);
     const hbEnd = counterSum(engine, C_HEARTBEATS);
-    let restarts = 0;
-    let notUp = 0;
     const instances = engine.trackers ? [...engine.trackers.instances.values()] : [];
-    for (const i of instances) {
-      restarts += i.state.restarts;
-      if (!i.up) notUp++;
-    }
+    const restarts = instances.reduce((n, i) => n + i.state.restarts, 0);
+    const notUp = instances.filter((i) => !i.up).length;
     const tEngineStop = performance.now();
     await engine.stop();
     const engineStopS = (performance.now() - tEngineStop) / 1000;
@@ -503,13 +355,11 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     const p99 = lat.p99_ms;
     const cpuPct = cpu.engine_process_cpu_pct_of_core;
     return {
-      workload: 'fleet',
-      started_at: new Date(performance.timeOrigin + started).toISOString(),
-      machine: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? '?', mem_gib: round(os.totalmem() / 2 ** 30, 1), node: process.version },
+      ...header('fleet'),
       params: {
         nodes: o.nodes, fps: o.fps, duration_s: o.durationS, warmup_s: o.warmupS, detections: o.detections, heartbeat_ms: o.heartbeatMs,
         max_s: o.maxS, port_range: [o.portStart, portEnd], shards: engine.config.shards, sink: o.sink,
-        tracker: drainOnly ? null : { command: o.trackerCommand, input: 'stdin' }, frame_bytes: frameBytes(o.detections),
+        tracker: drainOnly ? null : { command: MINIMAL_TRACKER, input: 'stdin' }, frame_bytes: frameBytes(o.detections),
         protocol: 'line (retina JSON), one TCP connection per node, writes spread evenly, one frame per write',
       },
       quiet_wait: quiet,
@@ -532,7 +382,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       duration_s: round((performance.now() - started) / 1000, 1),
     };
   } finally {
-    hook = null;
+    hook.close();
     gcObs.disconnect();
     client?.kill();
     await engine.stop();
@@ -555,13 +405,11 @@ const options = {
   idle: num(5, 'idle phase before the load (connected, nothing sent), seconds; 0 skips it'),
   warmup: num(3, 'paced load before the window, seconds'),
   max: num(0, 'unpaced phase after the window, seconds (0: none)'),
-  maxWarmup: num(1, 'unpaced load before its window, seconds'),
   portStart: num(20000, 'first tracker port to provision', 1),
   quietWait: num(10, 'before each run, wait up to S s for the machine to be idle'),
   modes: list<Mode>(['default', 'shards0'], 'engine modes: default (shards: auto), shardsN', /^(default|shards\d+)$/),
   sinks: list<'trackers' | 'discard'>(['trackers', 'discard'], 'what drains the rings: trackers (one per node), discard', ['trackers', 'discard']),
   reps: num(1, 'runs per cell', 1),
-  profile: str('', 'write a main-thread CPU profile of the paced window to this .cpuprofile file'),
   ...SAVE_OPTION,
 };
 
@@ -578,9 +426,8 @@ export const workload = defineWorkload({
         for (const mode of o.modes) {
           const result = await runFleet({
             nodes: o.nodes, fps: o.fps, durationS: o.duration, detections: o.detections, heartbeatMs: o.heartbeatMs,
-            idleS: o.idle, warmupS: o.warmup, maxS: o.max, maxWarmupS: o.maxWarmup, portStart: o.portStart,
+            idleS: o.idle, warmupS: o.warmup, maxS: o.max, portStart: o.portStart,
             shards: mode === 'default' ? 'auto' : Number(mode.slice(6)), quietWaitS: o.quietWait, sink,
-            ...(o.profile ? { profileFile: o.profile } : {}),
           });
           runs.push({ mode, sink, result });
           lines.push(summaryLine(`fleet ${mode} sink ${sink} rep ${r + 1}`, result));

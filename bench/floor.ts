@@ -7,38 +7,22 @@ import { performance } from 'node:perf_hooks';
 import { Loadgen } from './lib/loadgen.js';
 import { runE2eOnce } from './e2e.js';
 import { forEachSendTime } from './lib/frames.js';
-import { sleep } from './lib/probes.js';
+import { sleep, genCpu } from './lib/probes.js';
 import { calibrate } from './lib/engine-run.js';
 import { defineWorkload, flag, list, num, nums, SAVE_OPTION } from './lib/options.js';
 import { header, report } from './lib/results.js';
-import { latencyStats, round, type LatencyStats } from './lib/stats.js';
+import { latencyStats, round } from './lib/stats.js';
 
 /** The cells, in the order of the data path; `engine` is the real engine under the same load. */
 export const FLOOR_CELLS = ['read', 'hop', 'decode', 'engine'] as const;
 export type FloorCell = (typeof FLOOR_CELLS)[number];
 
-export interface FloorSpec {
-  cell: FloorCell;
-  fps: number;
-  tickMs: number;
-  stagger: boolean;
-  connections: number;
-  nice: number;
-  /** Simulated decode cost in the worker (cell decode). */
-  nsPerByte: number;
-  warmupS: number;
-  durationS: number;
+/** One cell: `nsPerByte` is the decode cell's simulated cost in the worker. */
+interface FloorSpec {
+  cell: FloorCell; fps: number; tickMs: number; stagger: boolean; connections: number; nice: number; nsPerByte: number; warmupS: number; durationS: number;
 }
-
-export interface FloorResult {
-  spec: FloorSpec;
-  /** Frames/s the generator sent in the window. */
-  sent_per_s: number;
-  /** CPU of this process (main + worker), cores. */
-  process_cpu: number;
-  generator_cpu: number;
-  latency: LatencyStats;
-}
+/** Frames/s the generator sent in the window, this process's CPU (main + worker) and the generator's, cores; the latency. */
+type FloorResult = Awaited<ReturnType<typeof runBare>>;
 
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -61,15 +45,13 @@ export function runFloor(spec: FloorSpec, calibrate: () => number): Promise<Floo
 async function runEngineCell(spec: FloorSpec, calibrate: () => number): Promise<FloorResult> {
   const e = await runE2eOnce({
     connections: spec.connections, warmupS: 0.5, durationS: 1, latencyWarmupS: spec.warmupS, latencyS: spec.durationS,
-    loadFraction: 0, pacedFps: spec.fps, tickMs: spec.tickMs, stagger: spec.stagger, chunkBytes: 256 * 1024, depth: 2, procs: 1,
-    ringBytes: null, portStart: 19000, portEnd: 19000 + Math.max(99, spec.connections - 1), token: 'floor', trackerPrefix: [],
-    tracker: 'none', nice: spec.nice, shards: 'auto',
+    loadFraction: 0, pacedFps: spec.fps, tickMs: spec.tickMs, stagger: spec.stagger, portStart: 19000, tracker: 'none', nice: spec.nice,
   }, calibrate);
   const h = e.half!;
-  return { spec, sent_per_s: h.sent_per_s, process_cpu: h.cpu.process_cpu, generator_cpu: h.cpu.generator_cpu, latency: h.latency };
+  return { spec, sent_per_s: h.sent_per_s, process_cpu: h.cpu.process_cpu, generator_cpu: h.cpu.generator_cpu!, latency: h.latency };
 }
 
-async function runBare(spec: FloorSpec): Promise<FloorResult> {
+async function runBare(spec: FloorSpec) {
   let measuring = false;
   /** Latency samples, ns. */
   const lat: number[] = [];
@@ -131,7 +113,7 @@ async function runBare(spec: FloorSpec): Promise<FloorResult> {
       spec,
       sent_per_s: Math.round((g1.sent - g0.sent) / ((g1.at - g0.at) / 1000)),
       process_cpu: round((c.user + c.system) / 1e6 / dt, 3),
-      generator_cpu: round((g1.cpuUs - g0.cpuUs) / 1e6 / ((g1.at - g0.at) / 1000), 3),
+      generator_cpu: round(genCpu(g0, g1), 3),
       latency: latencyStats(Float64Array.from(lat)),
     };
   } finally {

@@ -4,92 +4,47 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { runFleet, FLEET_TARGETS } from './fleet.js';
+import { FLEET_TARGETS, type FleetOptions } from './fleet.js';
 import { waitQuiet } from './lib/probes.js';
-import { defineWorkload, flag, num, nums, SAVE_OPTION, type OptValues } from './lib/options.js';
-import { boundRun, machineInfo, report, writeResultFile } from './lib/results.js';
+import { defineWorkload, num, nums, SAVE_OPTION, type OptValues } from './lib/options.js';
+import { boundRun, header, report, writeResultFile } from './lib/results.js';
 import { fmt, round } from './lib/stats.js';
 
 const RUN_JS = fileURLToPath(new URL('./run.js', import.meta.url));
 
-interface CellRow {
-  sweep: 'nodes' | 'detections' | 'both';
-  nodes: number;
-  detections: number;
-  frame_bytes: number;
-  /** Unpaced: frames/s into rings, and delivered to the trackers' input. */
-  max_frames_per_s: number | null;
-  max_delivered_per_s: number | null;
-  max_detections_per_s: number | null;
-  max_engine_cpu: number | null;
-  max_generator_cpu: number | null;
-  /** Paced: delivered/s against the target nodes x fps. */
-  paced_target_per_s: number;
-  paced_delivered_per_s: number;
-  engine_cpu_pct: number;
-  main_thread_cpu_pct: number | null;
-  engine_cpu_us_per_frame: number;
-  idle_engine_cpu_pct: number | null;
-  trackers_cpu_pct: number;
-  generator_cpu_pct: number;
-  other_cpu: number | null;
-  rss_mb: number;
-  rss_kb_per_node: number;
-  /** Nodes sweep: (RSS - RSS of the previous cell) / (nodes - nodes of the previous cell). */
-  rss_kb_per_added_node: number | null;
-  p50_ms: number;
-  p99_ms: number;
-  max_ms: number;
-  latency_samples: number;
-  event_loop_lag_p99_ms: number;
-  supervisor_pass_p50_ms: number;
-  setup_s: number;
-  accounting_ok: boolean;
-  violations: string[];
-}
+type Sweep = 'nodes' | 'detections' | 'both';
 
+/** One table row from a fleet result (`max`: unpaced; `paced`: against the target nodes x fps). */
 /* eslint-disable @typescript-eslint/no-explicit-any */
-function rowOf(sweep: CellRow['sweep'], r: any): CellRow {
+function rowOf(sweep: Sweep, r: any) {
   const p = r.paced;
   const m = r.max ?? null;
+  const lat = p.latency_to_tracker_write;
   return {
-    sweep,
-    nodes: r.params.nodes,
-    detections: r.params.detections,
-    frame_bytes: r.params.frame_bytes,
-    max_frames_per_s: m ? m.into_rings_per_s : null,
-    max_delivered_per_s: m ? m.delivered_per_s : null,
-    max_detections_per_s: m ? m.detections_into_rings_per_s : null,
-    max_engine_cpu: m ? m.cpu.engine_process_cpu : null,
-    max_generator_cpu: m ? m.cpu.generator_cpu : null,
-    paced_target_per_s: p.target_frames_per_s,
-    paced_delivered_per_s: p.delivered_per_s,
-    engine_cpu_pct: p.cpu.engine_process_cpu_pct_of_core,
+    sweep, nodes: r.params.nodes as number, detections: r.params.detections as number, frame_bytes: r.params.frame_bytes as number,
+    max_frames_per_s: (m?.into_rings_per_s ?? null) as number | null, max_delivered_per_s: (m?.delivered_per_s ?? null) as number | null,
+    max_detections_per_s: (m?.detections_into_rings_per_s ?? null) as number | null,
+    max_engine_cpu: (m?.cpu.process_cpu ?? null) as number | null, max_generator_cpu: (m?.cpu.generator_cpu ?? null) as number | null,
+    paced_target_per_s: p.target_frames_per_s as number, paced_delivered_per_s: p.delivered_per_s as number,
+    engine_cpu_pct: p.cpu.engine_process_cpu_pct_of_core as number,
     main_thread_cpu_pct: p.cpu.main_thread_cpu === null ? null : round(p.cpu.main_thread_cpu * 100, 2),
-    engine_cpu_us_per_frame: round((p.cpu.engine_process_cpu / p.delivered_per_s) * 1e6, 1),
-    idle_engine_cpu_pct: r.idle ? r.idle.cpu.engine_process_cpu_pct_of_core : null,
-    trackers_cpu_pct: round(p.cpu.trackers_cpu * 100, 2),
-    generator_cpu_pct: round(p.cpu.generator_cpu * 100, 2),
-    other_cpu: p.cpu.other_cpu,
-    rss_mb: p.memory.rss_mb_median,
-    rss_kb_per_node: p.memory.rss_kb_per_node,
-    rss_kb_per_added_node: null,
-    p50_ms: p.latency_to_tracker_write.p50_ms,
-    p99_ms: p.latency_to_tracker_write.p99_ms,
-    max_ms: p.latency_to_tracker_write.max_ms,
-    latency_samples: p.latency_to_tracker_write.samples,
-    event_loop_lag_p99_ms: p.event_loop_lag_ms.p99,
-    supervisor_pass_p50_ms: p.supervisor_passes.p50_ms,
-    setup_s: r.setup.total_s,
-    accounting_ok: r.accounting.ok,
-    violations: r.accounting.violations,
+    engine_cpu_us_per_frame: round((p.cpu.process_cpu / p.delivered_per_s) * 1e6, 1),
+    idle_engine_cpu_pct: (r.idle ? r.idle.cpu.engine_process_cpu_pct_of_core : null) as number | null,
+    trackers_cpu_pct: round(p.cpu.trackers_cpu * 100, 2), generator_cpu_pct: round(p.cpu.generator_cpu * 100, 2),
+    other_cpu: p.cpu.other_cpu as number | null, rss_mb: p.memory.rss_mb_median as number, rss_kb_per_node: p.memory.rss_kb_per_node as number,
+    /** Nodes sweep: (RSS - RSS of the previous cell) / (nodes - nodes of the previous cell). */
+    rss_kb_per_added_node: null as number | null,
+    p50_ms: lat.p50_ms as number, p99_ms: lat.p99_ms as number, max_ms: lat.max_ms as number, latency_samples: lat.samples as number,
+    event_loop_lag_p99_ms: p.event_loop_lag_ms.p99 as number, supervisor_pass_p50_ms: p.supervisor_passes.p50_ms as number,
+    setup_s: r.setup.total_s as number, accounting_ok: r.accounting.ok as boolean, violations: r.accounting.violations as string[],
   };
 }
 /* eslint-enable @typescript-eslint/no-explicit-any */
+type CellRow = ReturnType<typeof rowOf>;
 
-interface CellSpec { nodes: number; detections: number; sweep: CellRow['sweep'] }
+interface CellSpec { nodes: number; detections: number; sweep: Sweep }
 
-type FleetArgs = Parameters<typeof runFleet>[0];
+type FleetArgs = FleetOptions;
 
 /** One runFleet in a fresh process (`run.js fleet`, one cell, not saved): its result. */
 function runIsolated(a: FleetArgs, boundS: number): Promise<Record<string, unknown>> {
@@ -142,7 +97,6 @@ const options = {
   idle: num(3, 'idle window per cell, seconds'),
   max: num(5, 'unpaced window per cell, seconds'),
   heartbeatMs: num(5000, 'heartbeat period per node, ms'),
-  noIsolate: flag('run every cell in this process (default: each in a fresh process)'),
   quietWait: num(5, 'before each cell, wait up to S s for the machine to be idle'),
   portStart: num(20000, 'first tracker port to provision', 1),
   ...SAVE_OPTION,
@@ -171,7 +125,7 @@ export async function runGrowth(o: OptValues<typeof options>): Promise<Record<st
     const t0 = performance.now();
     let r: Record<string, unknown>;
     try {
-      r = !o.noIsolate ? await runIsolated(a, 600) : await runFleet(a);
+      r = await runIsolated(a, 600);
     } catch (err) {
       failures.push(`${name}: ${(err as Error).message}`);
       process.stderr.write(`growth ${name.padEnd(9)} FAILED: ${(err as Error).message}\n`);
@@ -193,12 +147,10 @@ export async function runGrowth(o: OptValues<typeof options>): Promise<Record<st
   const table = growthTable(ordered);
   const violations = [...failures, ...rows.flatMap((r) => r.violations.map((v) => `${r.nodes}x${r.detections}: ${v}`))];
   return {
-    workload: 'growth',
-    started_at: new Date(performance.timeOrigin + started).toISOString(),
-    machine: machineInfo(),
+    ...header('growth'),
     params: {
       nodes_list: o.nodesList, det_list: o.detList, fixed_nodes: o.fixedNodes, fixed_det: o.fixedDet, fps: o.fps, cell_s: o.duration,
-      warmup_s: o.warmup, idle_s: o.idle, max_s: o.max, heartbeat_ms: o.heartbeatMs, isolate: !o.noIsolate,
+      warmup_s: o.warmup, idle_s: o.idle, max_s: o.max, heartbeat_ms: o.heartbeatMs, isolate: true,
       tracker: "sh -c 'exec cat >/dev/null' (tracker.input stdin), one per node",
       what: {
         max: 'unpaced fleet generator, same engine (sink trackers): frames/s written into rings and delivered to the trackers\' input',

@@ -4,17 +4,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
-import { request } from 'node:http';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { HostileChild, ATTACKS, type Attack, type AttackOptions, type AttackResult, type LegitOptions, type LegitResult } from './lib/hostile-load.js';
+import { HostileChild, ATTACKS, ATTACK_SIZES, type Attack, type AttackOptions, type AttackResult, type LegitOptions, type LegitResult, type PhaseStats } from './lib/hostile-load.js';
 import { ENGINE_CLI as CLI } from './lib/engine-api.js';
 import { sleep, openFds, procStatus } from './lib/probes.js';
-import { defineWorkload, num, str, SAVE_OPTION } from './lib/options.js';
-import { boundRun, gitInfo, report, summaryLine } from './lib/results.js';
+import { defineWorkload, num, str, SAVE_OPTION, type OptValues } from './lib/options.js';
+import { EngineLog } from './lib/engine-log.js';
+import { boundRun, header, report, summaryLine } from './lib/results.js';
 import { round, stats } from './lib/stats.js';
-import { byLabel, metricSum, parseMetrics } from './lib/metrics.js';
+import { byLabel, httpGet, metricSum, parseMetrics, scrapeMetrics } from './lib/metrics.js';
 
 export { parseMetrics };
 
@@ -23,42 +23,10 @@ const TOKEN = 'hostile-bench-secret';
 /** Goals under hostile input. */
 export const HOSTILE_TARGETS = { delivered_pct: 100, healthz_max_ms: 100 };
 
-export interface HostileOptions {
-  baselineS: number;
-  durationS: number;
-  nodes: number;
-  fps: number;
-  detections: number;
-  attacks: Attack[];
-  rssCapMb: number;
-  /**
-   * RLIMIT_NOFILE (soft and hard: Node raises the soft limit to the hard one at start)
-   * the engine runs under, as with `ulimit -n 1024`. 0: inherit ours.
-   */
-  engineNofile: number;
-  /** Attack sizes (defaults in DEFAULT_SIZES). */
-  sizes?: Partial<Pick<AttackOptions, 'slowlorisSockets' | 'amplifiersAuth' | 'amplifiersUnauth' | 'amplifierMaxBytes' | 'floodIds' | 'oversizeFrames' | 'stormConcurrency' | 'stormCycles' | 'badUrlRequests'>>;
-}
-
-export const DEFAULT_SIZES = {
-  slowlorisSockets: 1100, amplifiersAuth: 3, amplifiersUnauth: 1, amplifierMaxBytes: 512 * 2 ** 20,
-  floodIds: 5000, oversizeFrames: 30, stormConcurrency: 4, stormCycles: 5000, badUrlRequests: 30,
-};
-
 // ---- Pure helpers ----
 
-export interface EngineBooks {
-  received: number;
-  in_rings: number;
-  in_sink: number;
-  delivered: number;
-  dropped_total: number;
-  dropped: Record<string, number>;
-  balanced: boolean;
-}
-
 /** The engine's accounting identity from its /metrics: received = in rings + in sink + delivered + dropped. */
-export function engineBooks(m: Map<string, number>): EngineBooks {
+export function engineBooks(m: Map<string, number>) {
   const received = metricSum(m, 'radar_ingest_frames_received_total');
   const inRings = metricSum(m, 'radar_ingest_frames_in_rings');
   const inSink = metricSum(m, 'radar_ingest_frames_in_sink');
@@ -81,72 +49,20 @@ async function freePort(): Promise<number> {
   return p;
 }
 
-/** One HTTP GET on a new connection: status and body, or an error string; bounded by timeoutMs. */
-function httpGet(port: number, path: string, timeoutMs: number): Promise<{ status: number; body: string; ms: number } | { error: string; ms: number }> {
-  const t0 = performance.now();
-  return new Promise((resolve) => {
-    let settled = false;
-    const done = (r: { status: number; body: string } | { error: string }): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      resolve({ ...r, ms: performance.now() - t0 });
-    };
-    const req = request({ host: '127.0.0.1', port, path, agent: false, headers: { connection: 'close' } }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (d: Buffer) => parts.push(d));
-      res.on('end', () => done({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString() }));
-      res.on('error', (e: NodeJS.ErrnoException) => done({ error: e.code ?? e.message }));
-    });
-    const timer = setTimeout(() => {
-      done({ error: `timeout_${timeoutMs}ms` });
-      req.destroy();
-    }, timeoutMs);
-    req.on('error', (e: NodeJS.ErrnoException) => done({ error: e.code ?? e.message }));
-    req.end();
-  });
-}
-
 function procStatusKb(pid: number): { rss: number; hwm: number } | null {
   const st = procStatus(pid);
   return st.VmRSS === undefined ? null : { rss: st.VmRSS / 1024, hwm: (st.VmHWM ?? NaN) / 1024 };
-}
-
-/** Log lines the engine wrote (pino JSON on stdout), by level, and the last error/fatal lines. */
-class LogCounter {
-  lines = 0;
-  bytes = 0;
-  byLevel: Record<string, number> = {};
-  lastErrors: string[] = [];
-  private rest = '';
-  private static readonly NAMES: Record<string, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
-
-  push(chunk: Buffer): void {
-    this.bytes += chunk.length;
-    const text = this.rest + chunk.toString('utf8');
-    const parts = text.split('\n');
-    this.rest = parts.pop()!.slice(-65536);
-    for (const l of parts) {
-      this.lines++;
-      const lv = /"level":(\d+)/.exec(l)?.[1];
-      const name = lv ? LogCounter.NAMES[lv] ?? lv : 'other';
-      this.byLevel[name] = (this.byLevel[name] ?? 0) + 1;
-      if (name === 'error' || name === 'fatal' || name === 'other') {
-        this.lastErrors.push(l.slice(0, 400));
-        if (this.lastErrors.length > 8) this.lastErrors.shift();
-      }
-    }
-  }
 }
 
 // ---- The run ----
 
 type Phase = 'setup' | 'baseline' | 'attack' | 'settle' | 'end';
 
-export async function runHostile(o: HostileOptions): Promise<Record<string, unknown>> {
+async function runHostile(o: OptValues<typeof options>): Promise<Record<string, unknown>> {
   const started = performance.now();
-  const startedAt = new Date().toISOString();
-  const sizes = { ...DEFAULT_SIZES, ...o.sizes };
+  const head = header('hostile');
+  const sizes = ATTACK_SIZES;
+  const attacks = parseAttacks(o.attacks);
   const dir = mkdtempSync(join(os.tmpdir(), 'radar-hostile-'));
   const nodePort = await freePort();
   const httpPort = await freePort();
@@ -176,9 +92,8 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
     : spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env, cwd: dir });
   const pid = engine.pid!;
   let engineFdLimit: string | null = null;
-  const logs = new LogCounter();
+  const logs = new EngineLog(engine.stdout!, 50);
   let stderrTail = '';
-  engine.stdout!.on('data', (d: Buffer) => logs.push(d));
   engine.stderr!.on('data', (d: Buffer) => {
     stderrTail = (stderrTail + d.toString()).slice(-4000);
   });
@@ -234,8 +149,8 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
     }
   })();
 
-  let legit: HostileChild<LegitResult> | null = null;
-  let attack: HostileChild<AttackResult> | null = null;
+  let legit: HostileChild | null = null;
+  let attack: HostileChild | null = null;
   let legitR: LegitResult | null = null;
   let attackR: AttackResult | null = null;
   const problems: string[] = [];
@@ -244,12 +159,12 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
   let booksStable = false;
   let booksWaitS: number | null = null;
   let stop: { sent: boolean; exit_code: number | null; signal: string | null; stop_s: number | null } = { sent: false, exit_code: null, signal: null, stop_s: null };
-  const maxS = o.baselineS + o.durationS + 180;
+  const maxS = o.baseline + o.duration + 180;
   try {
     // ---- setup ----
     const upBy = performance.now() + 20000;
     for (;;) {
-      if (!alive()) throw new Error(`engine exited during start-up: ${stderrTail || logs.lastErrors.join(' | ')}`);
+      if (!alive()) throw new Error(`engine exited during start-up: ${stderrTail || logs.summary().last_problems.join(' | ')}`);
       const r = await httpGet(httpPort, '/healthz', 1000);
       if ('status' in r && r.status === 200) break;
       if (performance.now() > upBy) throw new Error('engine not healthy within 20 s');
@@ -261,26 +176,26 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
       engineFdLimit = null;
     }
     const legitOpts: LegitOptions = { host: '127.0.0.1', port: nodePort, token: TOKEN, nodes: o.nodes, fps: o.fps, detections: o.detections, maxSeconds: maxS };
-    legit = await HostileChild.start<LegitResult>({ t: 'init', role: 'legit', opts: legitOpts }, 30000);
+    legit = await HostileChild.start({ t: 'init', role: 'legit', opts: legitOpts }, 30000);
     const sources = Array.from({ length: 10 }, (_, i) => `127.0.0.${i + 2}`);
-    const attackOpts: AttackOptions = { host: '127.0.0.1', nodePort, httpPort, token: TOKEN, attacks: o.attacks, sources, ...sizes, maxSeconds: maxS };
-    attack = await HostileChild.start<AttackResult>({ t: 'init', role: 'attack', opts: attackOpts }, 30000);
+    const attackOpts: AttackOptions = { host: '127.0.0.1', nodePort, httpPort, token: TOKEN, attacks, sources, ...sizes, maxSeconds: maxS };
+    attack = await HostileChild.start({ t: 'init', role: 'attack', opts: attackOpts }, 30000);
 
     // ---- baseline ----
     setPhase('baseline');
     legit.send({ t: 'phase', phase: 0 });
-    await sleep(o.baselineS * 1000);
-    metricsBaseline = await scrape(httpPort);
+    await sleep(o.baseline * 1000);
+    metricsBaseline = await scrapeMetrics(httpPort, 5000).then((r) => r.m, () => null);
     mem.rss_at_attack_start_kb = procStatusKb(pid)?.rss ?? 0;
 
     // ---- attack ----
     setPhase('attack');
     legit.send({ t: 'phase', phase: 1 });
-    const atk = attack.finish({ t: 'start', durationS: o.durationS }, o.durationS * 1000 + 30000).then(
+    const atk = attack.finish<AttackResult>({ t: 'start', durationS: o.duration }, o.duration * 1000 + 30000).then(
       (r) => { attackR = r; },
       (e: Error) => { problems.push(`attack load: ${e.message}`); },
     );
-    await sleep(o.durationS * 1000);
+    await sleep(o.duration * 1000);
     attack.send({ t: 'stop', settleMs: 0 });
     await atk;
     attack = null;
@@ -288,7 +203,7 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
     // ---- settle: the legitimate nodes stop and get their last frames settled ----
     setPhase('settle');
     legit.send({ t: 'phase', phase: 2 });
-    legitR = await legit.finish({ t: 'stop', settleMs: 15000 }, 30000).catch((e: Error) => {
+    legitR = await legit.finish<LegitResult>({ t: 'stop', settleMs: 15000 }, 30000).catch((e: Error) => {
       problems.push(`legit load: ${e.message}`);
       return null;
     });
@@ -296,9 +211,9 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
     // The books are read once they stop moving (rings and sink empty, the same counts
     // twice 250 ms apart; bounded): a backlog inside the engine is still being counted.
     const t0 = performance.now();
-    let last: EngineBooks | null = null;
+    let last: ReturnType<typeof engineBooks> | null = null;
     while (alive() && performance.now() - t0 < 20000) {
-      const m = await scrape(httpPort);
+      const m = await scrapeMetrics(httpPort, 5000).then((r) => r.m, () => null);
       if (m) {
         const b = engineBooks(m);
         metricsEnd = m;
@@ -342,9 +257,6 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
   const L = legitR as LegitResult | null;
   const latB = stats(L?.phases.baseline.latencies ?? []);
   const latA = stats(L?.phases.attack.latencies ?? []);
-  const hB = stats(probe.baseline.lat);
-  const hA = stats(probe.attack.lat);
-  const hS = stats(probe.settle.lat);
   const allHealth = stats([...probe.baseline.lat, ...probe.attack.lat, ...probe.settle.lat]);
   const failures = (p: { failures: Record<string, number> }): number => Object.values(p.failures).reduce((a, b) => a + b, 0);
   const healthFailures = failures(probe.baseline) + failures(probe.attack) + failures(probe.settle);
@@ -352,24 +264,16 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
   const legitBooks = L ? { sent: L.sent, delivered: L.delivered, refused: L.refused, unsettled: L.unsettled, balanced: L.sent === L.delivered + L.refused + L.unsettled } : null;
   const deliveredPct = L && L.sent > 0 ? round((100 * L.delivered) / L.sent, 3) : null;
   const p99Ratio = Number.isFinite(latA.p99_ms) && latB.p99_ms > 0 ? round(latA.p99_ms / latB.p99_ms, 2) : null;
-  const strip = (p: { sent: number; delivered: number; refused: number }): { sent: number; delivered: number; refused: number } => ({ sent: p.sent, delivered: p.delivered, refused: p.refused });
-  const interesting = (m: Map<string, number> | null): Record<string, number> | null => {
-    if (!m) return null;
-    const out: Record<string, number> = {};
-    for (const [k, v] of m) {
-      if (v !== 0 && k.startsWith('radar_ingest_') && !k.includes('_bucket{') && !k.startsWith('radar_ingest_ring_')) out[k] = v;
-    }
-    return out;
-  };
+  const byPhase = <T>(f: (p: PhaseStats) => T) => (L ? { baseline: f(L.phases.baseline), attack: f(L.phases.attack), after: f(L.phases.after) } : null);
+  /** The engine's own non-zero series, without histogram buckets and per-ring gauges. */
+  const interesting = (m: Map<string, number> | null): Record<string, number> | null => (m ? Object.fromEntries([...m].filter(([k, v]) =>
+    v !== 0 && k.startsWith('radar_ingest_') && !k.includes('_bucket{') && !k.startsWith('radar_ingest_ring_'))) : null);
   return {
-    workload: 'hostile',
-    started_at: startedAt,
-    git: gitInfo(),
-    machine: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? '?', mem_gib: round(os.totalmem() / 2 ** 30, 1), node: process.version },
+    ...head,
     params: {
-      baseline_s: o.baselineS, attack_s: o.durationS, nodes: o.nodes, fps: o.fps, detections: o.detections,
+      baseline_s: o.baseline, attack_s: o.duration, nodes: o.nodes, fps: o.fps, detections: o.detections,
       legit: 'binary protocol, shared token, ids legit-0..N-1; delivered = acked and not refused; latency = first write -> ack',
-      attacks: o.attacks, sizes, rss_cap_mb: o.rssCapMb, healthz_every_ms: 75, engine_nofile: o.engineNofile || 'inherited',
+      attacks, sizes, rss_cap_mb: o.rssCapMb, healthz_every_ms: 75, engine_nofile: o.engineNofile || 'inherited',
       sources: { legit_and_probe: '127.0.0.1', attackers: '127.0.0.2-11 (slow-loris spread over all, the others from 127.0.0.2)' },
       engine: { cli: 'dist/src/cli.js', config },
     },
@@ -389,16 +293,12 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
     },
     legit: L ? {
       ...legitBooks,
-      phases: { baseline: strip(L.phases.baseline), attack: strip(L.phases.attack), after: strip(L.phases.after) },
-      latency: { baseline: latB, attack: latA, after: stats(L.phases.after.latencies) },
+      phases: byPhase((p) => ({ sent: p.sent, delivered: p.delivered, refused: p.refused })),
+      latency: byPhase((p) => stats(p.latencies)),
       nodes_complete: L.nodesComplete, closed_by_host: L.closedByHost, reconnects: L.reconnects, connect_failures: L.connectFailures,
       host_errors: L.hostErrors, errors: L.errors,
     } : null,
-    healthz: {
-      baseline: { ...hB, failures: probe.baseline.failures },
-      attack: { ...hA, failures: probe.attack.failures },
-      settle: { ...hS, failures: probe.settle.failures },
-    },
+    healthz: Object.fromEntries(Object.entries(probe).map(([ph, p]) => [ph, { ...stats(p.lat), failures: p.failures }])),
     memory: {
       peak_rss_mb: round(mem.peak_rss_kb / 1024, 1), vm_hwm_mb: round(mem.hwm_kb / 1024, 1),
       baseline_peak_rss_mb: round(mem.baseline_peak_rss_kb / 1024, 1), attack_peak_rss_mb: round(mem.attack_peak_rss_kb / 1024, 1),
@@ -408,11 +308,8 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
       rss_per_s: rssSeries.filter((_, i) => i % 4 === 0),
     },
     engine: {
-      survived, died_during_run: diedDuringRun, killed_at_rss_cap: killedAtCap,
+      survived, died_during_run: diedDuringRun, killed_at_rss_cap: killedAtCap, sigterm: stop, stderr_tail: stderrTail.slice(-1500), log: logs.summary(),
       exit: exitInfo ? { code: exitInfo.code, signal: exitInfo.signal, phase: exitInfo.phase, s_into_phase: exitInfo.at_s } : null,
-      sigterm: stop,
-      stderr_tail: stderrTail.slice(-1500),
-      log: { lines: logs.lines, mbytes: round(logs.bytes / 2 ** 20, 1), by_level: logs.byLevel, last_errors: logs.lastErrors },
     },
     accounting: books ? { ...books, stable: booksStable, waited_s: booksWaitS, legit: legitBooks } : { engine: 'no /metrics at the end (engine gone)', legit: legitBooks },
     metrics_at_attack_start: interesting(metricsBaseline),
@@ -421,11 +318,6 @@ export async function runHostile(o: HostileOptions): Promise<Record<string, unkn
     problems: [...problems, ...((attackR as AttackResult | null)?.errors ?? [])],
     duration_s: round((performance.now() - started) / 1000, 1),
   };
-}
-
-async function scrape(port: number): Promise<Map<string, number> | null> {
-  const r = await httpGet(port, '/metrics', 5000);
-  return 'status' in r && r.status === 200 ? parseMetrics(r.body) : null;
 }
 
 export function parseAttacks(v: string | undefined): Attack[] {
@@ -452,10 +344,7 @@ export const workload = defineWorkload({
   options,
   run: async (o) => {
     boundRun(o.baseline + o.duration + 300);
-    const res = await runHostile({
-      baselineS: o.baseline, durationS: o.duration, nodes: o.nodes, fps: o.fps, detections: o.detections,
-      attacks: parseAttacks(o.attacks), rssCapMb: o.rssCapMb, engineNofile: o.engineNofile,
-    });
+    const res = await runHostile(o);
     report('hostile', res, summaryLine('hostile', res), !o.noSave);
   },
 });

@@ -5,13 +5,12 @@
 import { createServer, type Socket } from 'node:net';
 import { renameSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { forEachSendTime, MARKER_LEN } from './send-marker.js';
 
 const { values } = parseArgs({
   options: {
     'tcp-port': { type: 'string' },
-    'tcp-host': { type: 'string' },
     report: { type: 'string' },
-    'max-samples': { type: 'string' },
   },
   strict: false,
 });
@@ -20,14 +19,8 @@ if (!Number.isInteger(port) || port < 1 || port > 65535) {
   process.stderr.write(`drain-tracker: --tcp-port must be a port number (got ${String(values['tcp-port'])})\n`);
   process.exit(2);
 }
-const host = typeof values['tcp-host'] === 'string' ? values['tcp-host'] : '127.0.0.1';
 const reportPath = typeof values.report === 'string' ? values.report : null;
-const maxSamples = Number(values['max-samples'] ?? 2_000_000);
-
-const MARKER = Buffer.from('"t":"');
-const DIGITS = 19;
-/** Marker, digits and the closing quote. */
-const HIT_LEN = MARKER.length + DIGITS + 1;
+const MAX_SAMPLES = 2_000_000;
 
 let bytes = 0;
 let frames = 0;
@@ -42,7 +35,7 @@ let samples = new Float64Array(2 * 65536);
 let nSamples = 0;
 
 function addSample(sendNs: number, latNs: number): void {
-  if (nSamples >= maxSamples) {
+  if (nSamples >= MAX_SAMPLES) {
     samplesDropped++;
     return;
   }
@@ -63,46 +56,20 @@ function countLines(b: Buffer): number {
   return n;
 }
 
-/** Records the complete markers of b that start at or after `from`; returns where a trailing incomplete one starts, or -1. */
-function scanMarkers(b: Buffer, from: number, until: number, now: number): number {
-  for (let p = b.indexOf(MARKER, from); p !== -1 && p < until; p = b.indexOf(MARKER, p + 1)) {
-    const d = p + MARKER.length;
-    if (d + DIGITS + 1 > b.length) return p; // incomplete: completed by the next chunk
-    let v = 0;
-    let ok = b[d + DIGITS] === 0x22;
-    for (let i = d; i < d + DIGITS; i++) {
-      const c = b[i]! - 0x30;
-      if (c < 0 || c > 9) ok = false;
-      v = v * 10 + c;
-    }
-    if (ok && v > 0 && now > 0) addSample(v, now - v);
-    else if (now > 0) badMarkers++;
-  }
-  return -1;
-}
-
-/** Bytes at the end of b that may begin a marker completed by the next chunk (null: none). */
-function carryOf(b: Buffer, incompleteAt: number): Buffer | null {
-  if (incompleteAt >= 0) return Buffer.from(b.subarray(incompleteAt));
-  const n = b.length;
-  for (let k = Math.min(MARKER.length - 1, n); k >= 1; k--) {
-    let match = true;
-    for (let i = 0; i < k; i++) {
-      if (b[n - k + i] !== MARKER[i]) {
-        match = false;
-        break;
-      }
-    }
-    if (match) return Buffer.from(b.subarray(n - k));
-  }
-  return null;
+/** A latency sample for every readable marker (`now` 0: a warm-up, nothing recorded). */
+function scan(b: Buffer, now: number, from = 0, until = b.length): void {
+  forEachSendTime(b, (v) => {
+    if (now === 0) return;
+    if (v > 0) addSample(v, now - v);
+    else badMarkers++;
+  }, from, until);
 }
 
 function onConnection(s: Socket): void {
   connections++;
   open++;
-  /** The start of a marker cut by the end of the previous chunk. */
-  let carry: Buffer | null = null;
+  /** The last bytes read: the start of a marker the chunk boundary cut. */
+  let tail = Buffer.alloc(0);
   s.on('data', (chunk: Buffer) => {
     const now = Number(process.hrtime.bigint());
     if (firstDataNs === 0) firstDataNs = now;
@@ -110,18 +77,11 @@ function onConnection(s: Socket): void {
     chunks++;
     bytes += chunk.length;
     frames += countLines(chunk);
-    if (carry) {
-      if (chunk.length <= HIT_LEN) {
-        // A tiny chunk: search it together with the carried bytes, carry what is still cut.
-        const joint = Buffer.concat([carry, chunk]);
-        carry = carryOf(joint, scanMarkers(joint, 0, joint.length, now));
-        return;
-      }
-      // Markers starting in the carried bytes (complete now: the chunk has HIT_LEN bytes more).
-      scanMarkers(Buffer.concat([carry, chunk.subarray(0, HIT_LEN)]), 0, carry.length, now);
-      carry = null;
-    }
-    carry = carryOf(chunk, scanMarkers(chunk, 0, chunk.length, now));
+    // Markers starting in the tail are complete only now; those starting in the chunk are scanned in it.
+    const joint = Buffer.concat([tail, chunk.subarray(0, MARKER_LEN)]);
+    scan(joint, now, 0, tail.length);
+    scan(chunk, now);
+    tail = Buffer.from((chunk.length >= MARKER_LEN - 1 ? chunk : Buffer.concat([tail, chunk])).subarray(-(MARKER_LEN - 1)));
   });
   s.on('error', () => undefined);
   s.on('close', () => {
@@ -142,7 +102,7 @@ function warmUp(): void {
   let n = 0;
   for (let i = 0; i < 1000; i++) {
     n += countLines(b);
-    scanMarkers(b, 0, b.length, 0);
+    scan(b, 0);
   }
   if (n !== 64 * 1000) throw new Error('drain-tracker: warm-up self-check failed');
 }
@@ -194,4 +154,4 @@ server.on('error', (err) => {
   process.stderr.write(`drain-tracker: ${err.message}\n`);
   process.exit(1);
 });
-server.listen(port, host);
+server.listen(port, '127.0.0.1');

@@ -93,6 +93,25 @@ export function trackerPids(engine: Engine): number[] {
   return out;
 }
 
+/**
+ * Polls (bounded) until every node has its tracker running and `handedOn` frames were
+ * handed on (the drain-only sink: every node has a ring); `each` sees every poll's trackers.
+ */
+export async function untilUp(engine: Engine, nodes: number, o: { drainOnly: boolean; handedOn: number; timeoutS: number; each?: (inst: Array<{ up: boolean }>) => void }): Promise<void> {
+  const upBy = performance.now() + o.timeoutS * 1000;
+  for (;;) {
+    const inst = [...(engine.trackers?.instances.values() ?? [])];
+    o.each?.(inst);
+    const t = engine.totals();
+    if (o.drainOnly ? engine.nodes.nodes.size === nodes && t.consumed >= o.handedOn : inst.length === nodes && inst.every((i) => i.up) && t.delivered >= o.handedOn) return;
+    if (performance.now() > upBy) {
+      const down = inst.filter((i) => !i.up).slice(0, 5).map((i) => `${i.spec.nodeId}:${i.shownState}${i.state.lastError ? ` (${i.state.lastError})` : ''}`);
+      throw new Error(`not all up after ${o.timeoutS} s: ${engine.nodes.nodes.size}/${nodes} rings, ${inst.length} tracker instances, ${inst.filter((i) => i.up).length} up; ${down.join(', ')}`);
+    }
+    await sleep(50);
+  }
+}
+
 /** A fixed CPU-bound task for 200 ms: millions of small JSON.parse per second (shows host drift between runs). */
 export function calibrate(): number {
   const line = '{"timestamp":1757400000000,"delay":[40.46,120.3,77.1],"doppler":[-27.99,88.1,3.5],"snr":[12.08,7.2,9.9]}';

@@ -21,32 +21,10 @@ function detectionValues(n: number, v: number, a = 7, b = 11): { delay: number[]
   return out;
 }
 
-/** One retina line-protocol frame with n detections (deterministic values from i). */
-export function retinaLine(node: string, token: string, i: number, n: number): string {
-  return `${JSON.stringify({ node_id: node, token, timestamp: TS0 + i * 500, ...detectionValues(n, i) })}\n`;
-}
-
 /** A line frame with the send-time marker field: `{"node_id",..,"timestamp":TS0,"t":"000..",<detections>}`. */
 function markedLine(node: string, token: string, n: number, v: number, marker: boolean): string {
   const head = { node_id: node, token, timestamp: TS0, ...(marker ? { t: '0'.repeat(T_DIGITS) } : {}) };
   return `${JSON.stringify(head).slice(0, -1)},${JSON.stringify(detectionValues(n, v)).slice(1)}\n`;
-}
-
-export interface Chunk { buf: Buffer; frames: number; detections: number }
-
-/** Whole lines, 1-5 detections cycling, until at least chunkBytes (a multiple of 5 frames: the same mix in every chunk). */
-export function lineChunk(node: string, token: string, chunkBytes: number): Chunk {
-  const parts: string[] = [];
-  let size = 0;
-  let detections = 0;
-  while (size < chunkBytes || parts.length % 5 !== 0) {
-    const n = 1 + (parts.length % 5);
-    const line = retinaLine(node, token, parts.length, n);
-    parts.push(line);
-    size += Buffer.byteLength(line);
-    detections += n;
-  }
-  return { buf: Buffer.from(parts.join('')), frames: parts.length, detections };
 }
 
 /** Writes v (a non-negative integer below 2^53) as `width` ASCII digits, zero-padded. */
@@ -205,15 +183,7 @@ export function heartbeatLine(node: string, token: string): Buffer {
   return Buffer.from(`${JSON.stringify({ node_id: node, token, type: 'heartbeat' })}\n`);
 }
 
-/** The send-time marker of the stamped frames: `"t":"<hrtime ns, 19 digits>"`. */
-const SEND_MARKER = Buffer.from('"t":"');
-
-/** Calls `fn` with the send time (hrtime ns) of every marker in `buf`. */
-export function forEachSendTime(buf: Buffer, fn: (sentNs: number) => void): void {
-  for (let at = buf.indexOf(SEND_MARKER); at >= 0; at = buf.indexOf(SEND_MARKER, at + 24)) {
-    fn(Number(buf.toString('latin1', at + 5, at + 24)));
-  }
-}
+export { forEachSendTime } from './send-marker.js';
 
 /** Splits a binary-protocol byte stream into message bodies (u32 BE length prefix). */
 export class MessageReader {

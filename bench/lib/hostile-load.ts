@@ -3,81 +3,50 @@
 // (slow-loris, never-reading amplifiers, a node-id flood, oversize frames, a
 // reconnect storm, malformed URLs; each bounded in count and time). 127.0.0.1 only.
 import { connect, type Socket } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { encodeFrame, encodeHello, T_ACK, T_ERROR, T_WELCOME } from './engine-api.js';
-import { IpcChild, childChannel } from './ipc.js';
+import { GenChild, childChannel } from './ipc.js';
 import { MessageReader } from './frames.js';
 import { sleep } from './probes.js';
-
-const LOADGEN = fileURLToPath(new URL('./loadgen.js', import.meta.url));
 
 export const ATTACKS = ['slowloris', 'amplifier', 'idflood', 'oversize', 'storm', 'badurl'] as const;
 export type Attack = typeof ATTACKS[number];
 
-export interface LegitOptions {
-  host: string;
-  port: number;
-  token: string;
-  nodes: number;
-  fps: number;
-  detections: number;
-  maxSeconds: number;
-}
+export interface LegitOptions { host: string; port: number; token: string; nodes: number; fps: number; detections: number; maxSeconds: number }
 
-export interface AttackOptions {
-  host: string;
-  nodePort: number;
-  httpPort: number;
-  token: string;
-  attacks: Attack[];
-  /**
-   * Source addresses of the attackers (127.0.0.x: all loopback on Linux), so a per-source
-   * limit of the host can tell them from the legitimate nodes and the probe (127.0.0.1).
-   * The slow-loris sockets are spread over all of them; the other attackers use the first.
-   */
-  sources: string[];
+/** How big each attacker is (the hostile workload's defaults). */
+export const ATTACK_SIZES = {
   /** Slow-loris sockets held open at once (one the host closes is opened again 1 s later; at most 10x in all). */
-  slowlorisSockets: number;
-  /** Never-reading amplifier connections at once: after a shared-token hello, and without one. */
-  amplifiersAuth: number;
-  amplifiersUnauth: number;
-  /** Bytes written per amplifier connection at most. */
-  amplifierMaxBytes: number;
+  slowlorisSockets: 1100,
+  /** Never-reading amplifier connections at once, after a shared-token hello and without one; bytes written per connection at most. */
+  amplifiersAuth: 3, amplifiersUnauth: 1, amplifierMaxBytes: 512 * 2 ** 20,
   /** Distinct node ids claimed by the flood (one frame each, spread over the phase). */
-  floodIds: number;
+  floodIds: 5000,
   /** Oversize frames in all (1 MiB lines, 2 MiB lines, 43,000-detection binary frames, in turn). */
-  oversizeFrames: number;
+  oversizeFrames: 30,
   /** Reconnect storm: concurrent loops and connect/hello/close cycles in all. */
-  stormConcurrency: number;
-  stormCycles: number;
+  stormConcurrency: 4, stormCycles: 5000,
   /** Malformed-target requests in all (one a second from the middle of the phase). */
-  badUrlRequests: number;
-  maxSeconds: number;
-}
+  badUrlRequests: 30,
+};
 
-export interface PhaseStats {
-  sent: number;
-  delivered: number;
-  refused: number;
-  /** ms from the frame's first write to the ack that settled it. */
-  latencies: number[];
-}
+/**
+ * The attack mix. `sources`: the attackers' source addresses (127.0.0.x: all loopback on
+ * Linux), so a per-source limit of the host can tell them from the legitimate nodes and
+ * the probe (127.0.0.1); slow-loris spreads over all of them, the others use the first.
+ */
+export type AttackOptions = typeof ATTACK_SIZES & {
+  host: string; nodePort: number; httpPort: number; token: string; attacks: Attack[]; sources: string[]; maxSeconds: number;
+};
 
+/** Per phase: frames sent, delivered (acked), refused; ms from a frame's first write to the ack that settled it. */
+export interface PhaseStats { sent: number; delivered: number; refused: number; latencies: number[] }
+
+/** The legitimate nodes' totals: refused = settled by an `error` naming the seq; unsettled = neither acked nor refused at the stop. */
 export interface LegitResult {
   phases: { baseline: PhaseStats; attack: PhaseStats; after: PhaseStats };
-  sent: number;
-  delivered: number;
-  /** Settled with an `error` naming their seq (the host refused them). */
-  refused: number;
-  /** Neither acked nor refused when the generator stopped. */
-  unsettled: number;
-  nodesComplete: number;
-  closedByHost: number;
-  reconnects: number;
-  connectFailures: number;
-  hostErrors: Record<string, number>;
-  errors: string[];
+  sent: number; delivered: number; refused: number; unsettled: number;
+  nodesComplete: number; closedByHost: number; reconnects: number; connectFailures: number; hostErrors: Record<string, number>; errors: string[];
 }
 
 export type AttackStats = Record<string, number | string | Record<string, number>>;
@@ -94,38 +63,10 @@ type FromChild =
   | { t: 'fail'; error: string }
   | { t: 'done'; r: LegitResult | AttackResult };
 
-// ---- Parent side ----
-
-/** A forked load process (the generator's hostile mode): init, messages, and its one final result. */
-export class HostileChild<R> {
-  private constructor(private readonly c: IpcChild<ToChild, FromChild>) {}
-
-  static async start<R>(init: Extract<ToChild, { t: 'init' }>, timeoutMs: number): Promise<HostileChild<R>> {
-    const c = new IpcChild<ToChild, FromChild>(`${init.role} load`, LOADGEN, ['--loadgen-child', 'hostile']);
-    try {
-      await c.request(init, 'ready', timeoutMs);
-    } catch (err) {
-      c.kill();
-      throw err;
-    }
-    return new HostileChild<R>(c);
-  }
-
-  send(m: ToChild): void {
-    this.c.send(m);
-  }
-
-  /** Sends `m` (if given) and waits for the final result (bounded). */
-  async finish(m: ToChild | null, timeoutMs: number): Promise<R> {
-    try {
-      return (await this.c.request<Extract<FromChild, { t: 'done' }>>(m, 'done', timeoutMs)).r as R;
-    } finally {
-      await this.c.end();
-    }
-  }
-
-  kill(): void {
-    this.c.kill();
+/** A hostile load process (the generator's hostile mode, parent side): init, messages, and its one final result. */
+export class HostileChild extends GenChild<ToChild, FromChild> {
+  static start(init: Extract<ToChild, { t: 'init' }>, timeoutMs: number): Promise<HostileChild> {
+    return new HostileChild('hostile').init(init, timeoutMs);
   }
 }
 
@@ -139,18 +80,10 @@ function bump(rec: Record<string, number>, key: string, by = 1): void {
 
 interface Pending { seq: number; sentAt: number; phase: number; buf: Buffer }
 
+/** A node: its frames not settled yet are queue[head..]; a seq the host refused by an `error` is in refusedSeqs until settled. */
 interface LegitNode {
-  id: string;
-  socket: Socket | null;
-  ready: boolean;
-  nextSeq: number;
-  queue: Pending[];
-  head: number;
-  refusedSeqs: Set<number>;
-  sent: number;
-  delivered: number;
-  backoffMs: number;
-  reader: MessageReader;
+  id: string; socket: Socket | null; ready: boolean; nextSeq: number; queue: Pending[]; head: number; refusedSeqs: Set<number>;
+  sent: number; delivered: number; backoffMs: number; reader: MessageReader;
 }
 
 function legitMain(o: LegitOptions, send: (m: FromChild) => void): { onMessage(m: ToChild): void } {
@@ -612,14 +545,14 @@ class HeldConnection {
 /**
  * Requests whose target `new URL()` rejects (`GET //[` and kin), one a second from
  * the middle of the phase: on a connection held since the start of the phase while
- * it is open, else each on a new connection.
+ * it is open, else on a new one.
  */
 async function badurl(c: Ctx, st: AttackStats): Promise<void> {
   const targets = ['//[', '/\\[', 'http://['];
   const status: Record<string, number> = {};
   const keepAlive: Record<string, number> = {};
   const mid = performance.now() + (c.deadline - performance.now()) / 2;
-  const held = new HeldConnection(c);
+  let held = new HeldConnection(c);
   while (performance.now() < mid && !c.stopped()) {
     if (!held.closed) bump(keepAlive, await held.request('/healthz', 1000));
     await sleep(1000);
@@ -629,33 +562,9 @@ async function badurl(c: Ctx, st: AttackStats): Promise<void> {
   for (let i = 0; i < c.o.badUrlRequests && !c.stopped(); i++) {
     sent++;
     const target = targets[i % targets.length]!;
-    let r: string;
-    if (!held.closed) {
-      onHeld++;
-      r = await held.request(target, 2000);
-    } else {
-      r = await new Promise<string>((resolve) => {
-        const s = connect({ host: c.o.host, port: c.o.httpPort, localAddress: c.o.sources[0] });
-        let buf = '';
-        const t = setTimeout(() => {
-          s.destroy();
-          resolve('timeout_2000ms');
-        }, 2000);
-        s.on('connect', () => s.write(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`));
-        s.on('data', (d: Buffer) => {
-          buf += d.toString('latin1');
-        });
-        s.on('error', (e: NodeJS.ErrnoException) => {
-          clearTimeout(t);
-          resolve(e.code ?? 'error');
-        });
-        s.on('close', () => {
-          clearTimeout(t);
-          const m = /^HTTP\/1\.[01] (\d{3})/.exec(buf);
-          resolve(m ? m[1]! : 'closed_without_status');
-        });
-      });
-    }
+    if (!held.closed) onHeld++;
+    else held = new HeldConnection(c); // the held one was closed: the request goes on a new connection
+    const r = await held.request(target, 2000);
     bump(status, r);
     await sleep(1000);
   }

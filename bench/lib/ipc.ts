@@ -1,6 +1,7 @@
 // The parent and child ends of the benchmark's helper processes (load generators,
 // measured servers): requests answered by message type over the IPC channel.
 import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import type { Socket } from 'node:net';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -76,6 +77,50 @@ export class IpcChild<TIn, TOut extends { t: string }> {
 
   kill(): void {
     this.proc.kill('SIGKILL');
+  }
+}
+
+const LOADGEN = fileURLToPath(new URL('./loadgen.js', import.meta.url));
+
+/**
+ * A load generator mode in its own process (`loadgen.js --loadgen-child <mode>`): started
+ * by an `init` answered with `ready`; `mark` samples, `pause`, and `finish` waits for the
+ * mode's final `done` result and the process's exit.
+ */
+export class GenChild<TIn extends { t: string }, TOut extends { t: string }, S = unknown> extends IpcChild<TIn, TOut> {
+  private markId = 0;
+
+  constructor(mode: string, opts: { nice?: number; execArgv?: string[] } = {}) {
+    super(`${mode} generator`, LOADGEN, ['--loadgen-child', mode], opts);
+  }
+
+  /** Sends `init` and waits for `ready`; the process is killed when it fails. */
+  init(m: TIn, timeoutMs: number): Promise<this> {
+    return this.request(m, 'ready', timeoutMs).then(() => this, (err: Error) => {
+      this.kill();
+      throw err;
+    });
+  }
+
+  /** The generator's counters now (its `s`), with the parent's clock (`at`, performance.now()). */
+  async mark(timeoutMs = 30000): Promise<S & { at: number }> {
+    const id = ++this.markId;
+    const m = await this.request({ t: 'mark', id } as unknown as TIn, `mark:${id}`, timeoutMs);
+    return { ...(m as unknown as { s: S }).s, at: performance.now() };
+  }
+
+  /** Stops sending; resolves when no write is in flight (the connections stay open). */
+  async pause(timeoutMs = 30000): Promise<void> {
+    await this.request({ t: 'pause' } as TIn, 'paused', timeoutMs);
+  }
+
+  /** Sends `m` (unless null), waits (bounded) for the final `done` result, then for the exit. */
+  async finish<R>(m: TIn | null, timeoutMs: number): Promise<R> {
+    try {
+      return (await this.request(m, 'done', timeoutMs) as unknown as { r: R }).r;
+    } finally {
+      await this.end();
+    }
   }
 }
 

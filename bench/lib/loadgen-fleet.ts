@@ -4,155 +4,67 @@
 // and a heartbeat per node now and then (late frames skipped and counted); or
 // flooding batches as fast as the engine takes them.
 import { connect, type Socket } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { IpcChild, childChannel } from './ipc.js';
+import { GenChild, childChannel } from './ipc.js';
 import { FrameTemplate, TS0, heartbeatLine } from './frames.js';
 
-export interface FleetClientOptions {
-  host: string;
-  port: number;
-  nodes: number;
-  token: string;
-  /** Detections per frame (fixed). */
-  detections: number;
-  /** Node id prefix (default "fleet-"). */
-  prefix?: string;
-  /** Hard bound on the child's life, seconds. */
-  maxSeconds: number;
-}
+/** `nodes` connections (node ids `prefix`0.., default "fleet-"), `detections` per frame (fixed), a hard bound on the child's life. */
+export interface FleetClientOptions { host: string; port: number; nodes: number; token: string; detections: number; prefix?: string; maxSeconds: number }
+/** Paced: frames per second per node, a heartbeat per node every `heartbeatMs` (0: none). */
+export interface PaceSpec { fps: number; heartbeatMs: number }
+/** Flooding: bytes per write (whole frames, at least one), writes in flight per connection. */
+export interface FloodSpec { chunkBytes: number; depth: number }
 
-export interface PaceSpec {
-  /** Frames per second per node. */
-  fps: number;
-  /** Heartbeat period per node, ms (0: none). */
-  heartbeatMs: number;
-}
-
-export interface FloodSpec {
-  /** Bytes per write (whole frames, at least one). */
-  chunkBytes: number;
-  /** Writes in flight per connection. */
-  depth: number;
-}
-
+/**
+ * The generator's counters: frames and heartbeats written, bytes, CPU (µs), ELU active
+ * ms, its clock (epoch ms); paced: frames skipped more than 200 ms late or with 1 MiB
+ * queued (the engine did not read), the lateness of writes (max, how many over 1 / 5 ms),
+ * writes made and timer callbacks run.
+ */
 export interface FleetSample {
-  /** Frames whose write completed (handed to the kernel). */
-  sent: number;
-  heartbeats: number;
-  bytes: number;
-  /** Generator CPU time so far (user + system), microseconds. */
-  cpuUs: number;
-  eluActiveMs: number;
-  /** Epoch ms in the generator when sampled. */
-  childAt: number;
-  /** Paced: frames skipped because the generator was more than 200 ms late. */
-  paceSkipped: number;
-  /** Paced: frames skipped because the node had more than 1 MiB queued (the engine did not read). */
-  backpressureSkipped: number;
-  /** Paced: lateness of writes against the schedule: max, and how many were more than 1 / 5 ms late. */
-  lateMaxMs: number;
-  late1ms: number;
-  late5ms: number;
-  /** Paced: writes made (frames + heartbeats) and timer callbacks run. */
-  writes: number;
-  ticks: number;
+  sent: number; heartbeats: number; bytes: number; cpuUs: number; eluActiveMs: number; childAt: number;
+  paceSkipped: number; backpressureSkipped: number; lateMaxMs: number; late1ms: number; late5ms: number; writes: number; ticks: number;
 }
 
-export interface FleetResult extends FleetSample {
-  errors: string[];
-  /** Connections closed by the host before the generator stopped. */
-  closedEarly: number;
-  /** Frames per node sent (last frame number + 1), summed. */
-  framesPerNodeMin: number;
-  framesPerNodeMax: number;
-}
-
-// ---- Parent side ----
+/** The totals at the stop: errors, connections the host closed early, frames sent per node (min, max). */
+export interface FleetResult extends FleetSample { errors: string[]; closedEarly: number; framesPerNodeMin: number; framesPerNodeMax: number }
 
 type ToChild =
   | { t: 'init'; opts: FleetClientOptions }
   | { t: 'go'; pace: PaceSpec }
   | { t: 'flood'; flood: FloodSpec }
-  | { t: 'pause' }
-  | { t: 'mark'; id: number }
-  | { t: 'stop' };
+  | { t: 'pause' | 'stop' }
+  | { t: 'mark'; id: number };
 type FromChild =
-  | { t: 'ready' }
-  | { t: 'paused' }
+  | { t: 'ready' | 'paused' }
   | { t: 'fail'; error: string }
   | { t: 'mark'; id: number; s: FleetSample }
   | { t: 'done'; r: FleetResult };
 
-const LOADGEN = fileURLToPath(new URL('./loadgen.js', import.meta.url));
-
-/** The fleet mode of the load generator (parent side). */
-export class FleetClient {
-  private markId = 0;
-  private constructor(private readonly c: IpcChild<ToChild, FromChild>, readonly opts: FleetClientOptions) {}
-
+/** The fleet mode of the load generator (parent side): paced (`go`) or flooding, `pause`, `mark`, `stop`. */
+export class FleetClient extends GenChild<ToChild, FromChild, FleetSample> {
   /** Forks the generator; resolves once every node is connected and its first frame was written. */
-  static async start(opts: FleetClientOptions, timeoutMs = 120000): Promise<FleetClient> {
-    const c = new IpcChild<ToChild, FromChild>('fleet generator', LOADGEN, ['--loadgen-child', 'fleet']);
-    try {
-      await c.request({ t: 'init', opts }, 'ready', timeoutMs);
-    } catch (err) {
-      c.kill();
-      throw err;
-    }
-    return new FleetClient(c, opts);
+  static start(opts: FleetClientOptions, timeoutMs = 120000): Promise<FleetClient> {
+    return new FleetClient('fleet').init({ t: 'init', opts }, timeoutMs);
   }
 
-  /** Paced push (switches from any other mode). */
   go(pace: PaceSpec): void {
-    this.c.send({ t: 'go', pace });
+    this.send({ t: 'go', pace });
   }
 
-  /** Unpaced push (switches from any other mode). */
   flood(flood: FloodSpec): void {
-    this.c.send({ t: 'flood', flood });
+    this.send({ t: 'flood', flood });
   }
 
-  /** Stops pushing; resolves when no write is in flight (connections stay open). */
-  async pause(timeoutMs = 30000): Promise<void> {
-    await this.c.request({ t: 'pause' }, 'paused', timeoutMs);
-  }
-
-  async mark(): Promise<FleetSample & { at: number }> {
-    const id = ++this.markId;
-    const m = await this.c.request<{ t: 'mark'; id: number; s: FleetSample }>({ t: 'mark', id }, `mark:${id}`, 30000);
-    return { ...m.s, at: performance.now() };
-  }
-
-  /** Stops, lets in-flight writes finish, closes the connections; the totals. */
-  async stop(timeoutMs = 30000): Promise<FleetResult> {
-    try {
-      return (await this.c.request<{ t: 'done'; r: FleetResult }>({ t: 'stop' }, 'done', timeoutMs)).r;
-    } finally {
-      await this.c.end();
-    }
-  }
-
-  kill(): void {
-    this.c.kill();
+  stop(timeoutMs = 30000): Promise<FleetResult> {
+    return this.finish({ t: 'stop' }, timeoutMs);
   }
 }
 
 // ---- Child side ----
 
-interface Node {
-  id: string;
-  socket: Socket;
-  tpl: FrameTemplate;
-  hb: Buffer;
-  /** Next frame number (the prime is frame 0). */
-  seq: number;
-  inflight: number;
-  closed: boolean;
-  /** Flood: batch buffers not in flight, and the frames per batch. */
-  free: Buffer[];
-  batchFrames: number;
-}
+/** A node: `seq` is its next frame number (the prime is frame 0); flood: the batch buffers not in flight, and the frames per batch. */
+interface Node { id: string; socket: Socket; tpl: FrameTemplate; hb: Buffer; seq: number; inflight: number; closed: boolean; free: Buffer[]; batchFrames: number }
 
 const PACE_MAX_QUEUED = 1 << 20;
 const PACE_MAX_LATE_MS = 200;
@@ -161,16 +73,7 @@ export function fleetChild(): void {
   const ch = childChannel<FromChild>('fleet generator');
   const nodes: Node[] = [];
   const errors = ch.errors;
-  let sent = 0;
-  let heartbeats = 0;
-  let bytes = 0;
-  let writes = 0;
-  let ticks = 0;
-  let paceSkipped = 0;
-  let backpressureSkipped = 0;
-  let lateMaxMs = 0;
-  let late1ms = 0;
-  let late5ms = 0;
+  const cnt = { sent: 0, heartbeats: 0, bytes: 0, writes: 0, ticks: 0, paceSkipped: 0, backpressureSkipped: 0, lateMaxMs: 0, late1ms: 0, late5ms: 0 };
   let closedEarly = 0;
   let stopping = false;
   /** Bumped on every mode change: stale timers and write callbacks of the old mode stop. */
@@ -181,9 +84,7 @@ export function fleetChild(): void {
   const send = ch.send;
   const note = ch.note;
   const sample = (): FleetSample => ({
-    sent, heartbeats, bytes, cpuUs: ch.cpuUs(), eluActiveMs: ch.eluActiveMs(),
-    childAt: performance.timeOrigin + performance.now(), paceSkipped, backpressureSkipped,
-    lateMaxMs: Math.round(lateMaxMs * 1000) / 1000, late1ms, late5ms, writes, ticks,
+    ...cnt, cpuUs: ch.cpuUs(), eluActiveMs: ch.eluActiveMs(), childAt: performance.timeOrigin + performance.now(), lateMaxMs: Math.round(cnt.lateMaxMs * 1000) / 1000,
   });
 
   function settled(): void {
@@ -202,19 +103,17 @@ export function fleetChild(): void {
   /** One write of `frames` frames (or a heartbeat when frames is 0); `owner` goes back to the free list after. */
   function write(n: Node, buf: Buffer, frames: number, owner: Buffer | null): void {
     n.inflight++;
-    writes++;
+    cnt.writes++;
     const g = gen;
     n.socket.write(buf, (err) => {
       n.inflight--;
       if (owner) n.free.push(owner);
       if (err) {
         note(`write ${n.id}: ${err.message}`);
-      } else if (frames > 0) {
-        sent += frames;
-        bytes += buf.length;
       } else {
-        heartbeats++;
-        bytes += buf.length;
+        cnt.bytes += buf.length;
+        if (frames > 0) cnt.sent += frames;
+        else cnt.heartbeats++;
       }
       if (mode === 'flood' && g === gen && !stopping) pump(n);
       settled();
@@ -244,25 +143,25 @@ export function fleetChild(): void {
     let h = 0;
     const tick = (): void => {
       if (g !== gen || stopping) return;
-      ticks++;
+      cnt.ticks++;
       const now = performance.now();
       for (let due = t0 + k * stepF; due <= now; due = t0 + k * stepF) {
         const n = nodes[k % N]!;
         k++;
         const late = now - due;
         if (late > PACE_MAX_LATE_MS) {
-          paceSkipped++;
+          cnt.paceSkipped++;
           n.seq++;
           continue;
         }
         if (n.closed) continue;
         if (n.socket.writableLength > PACE_MAX_QUEUED) {
-          backpressureSkipped++;
+          cnt.backpressureSkipped++;
           continue;
         }
-        if (late > lateMaxMs) lateMaxMs = late;
-        if (late > 1) late1ms++;
-        if (late > 5) late5ms++;
+        if (late > cnt.lateMaxMs) cnt.lateMaxMs = late;
+        if (late > 1) cnt.late1ms++;
+        if (late > 5) cnt.late5ms++;
         writeFrame(n);
       }
       for (let due = t0 + offH + h * stepH; due <= now; due = t0 + offH + h * stepH) {

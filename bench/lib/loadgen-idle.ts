@@ -3,9 +3,9 @@
 // spread evenly; reports connect times, early closes and host errors. Nothing retries.
 import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { encodeHello, encodeMessage, decodeBody, T_WELCOME, T_ACK, T_ERROR, T_HEARTBEAT } from './engine-api.js';
+import { encodeHello, encodeMessage, T_WELCOME, T_ACK, T_ERROR, T_HEARTBEAT } from './engine-api.js';
 import { childChannel } from './ipc.js';
-import { heartbeatLine } from './frames.js';
+import { heartbeatLine, MessageReader } from './frames.js';
 import { percentiles, type Percentiles } from './stats.js';
 
 export type ConnMix = 'half' | 'binary' | 'line';
@@ -24,58 +24,34 @@ export interface ConnClientOptions {
   maxSeconds: number;
 }
 
+/**
+ * The connect phase: counts; epoch ms (performance.timeOrigin + now) of the first
+ * connect() call, the last TCP connect and the last ready; connect() to TCP connect and
+ * to ready (binary: welcome received), ms; connects over 900 ms (a SYN dropped and
+ * retransmitted: listen queue full); errors; the client's RSS and CPU (user + system)
+ * from the first connect() to the last connection settled, seconds.
+ */
 export interface ConnectResult {
-  connections: number;
-  binary: number;
-  line: number;
-  ready: number;
-  failed: number;
-  /** Epoch ms (performance.timeOrigin + now): first connect() call, last TCP connect, last ready. */
-  first_connect_at: number;
-  last_tcp_connect_at: number;
-  last_ready_at: number;
-  /** connect() to the TCP 'connect' event, ms. */
-  connect_ms: Percentiles;
-  /** connect() to ready (binary: welcome received), ms. */
-  ready_ms: Percentiles;
-  /** Connects that took over 900 ms: a SYN was dropped and retransmitted (listen queue full). */
-  slow_connects: number;
-  errors: string[];
-  error_count: number;
-  client_rss_bytes: number;
-  /** Client CPU (user + system) from the first connect() to the last connection settled, seconds. */
-  client_cpu_s: number;
+  connections: number; binary: number; line: number; ready: number; failed: number;
+  first_connect_at: number; last_tcp_connect_at: number; last_ready_at: number;
+  connect_ms: Percentiles; ready_ms: Percentiles; slow_connects: number;
+  errors: string[]; error_count: number; client_rss_bytes: number; client_cpu_s: number;
 }
 
+/**
+ * The client's counters at an instant (epoch ms): heartbeats and bytes sent, acks and host
+ * error messages received, connections closed before the server was expected to close
+ * them, CPU and ELU, RSS, the largest write buffer seen on a socket (client back-pressure),
+ * heartbeats due on a connection that was not open (skipped).
+ */
 export interface ClientSample {
-  /** Epoch ms. */
-  at: number;
-  hb_binary: number;
-  hb_line: number;
-  bytes_sent: number;
-  acks: number;
-  /** Host error messages received (binary). */
-  host_errors: number;
-  /** Connections closed before the server was expected to close them. */
-  closed_early: number;
-  cpu_us: number;
-  elu_active_ms: number;
-  rss_bytes: number;
-  /** Largest bytes queued in one socket's write buffer seen (client-side back-pressure). */
-  max_writable: number;
-  /** Heartbeats due on a connection that was not open (skipped). */
-  hb_skipped: number;
+  at: number; hb_binary: number; hb_line: number; bytes_sent: number; acks: number; host_errors: number; closed_early: number;
+  cpu_us: number; elu_active_ms: number; rss_bytes: number; max_writable: number; hb_skipped: number;
 }
 
+/** The stop: connections closed by the host (early ones apart), still open, the wait, host error codes (e.g. RADAR_ERR_SHUTTING_DOWN). */
 export interface CloseReport {
-  closed: number;
-  closed_early: number;
-  still_open: number;
-  wait_ms: number;
-  errors: string[];
-  error_count: number;
-  /** Host error messages by code (binary: e.g. RADAR_ERR_SHUTTING_DOWN at shutdown). */
-  host_error_codes: Record<string, number>;
+  closed: number; closed_early: number; still_open: number; wait_ms: number; errors: string[]; error_count: number; host_error_codes: Record<string, number>;
 }
 
 export type ToClient =
@@ -98,19 +74,9 @@ export function isBinary(mix: ConnMix, i: number): boolean {
   return mix === 'binary' || (mix === 'half' && i % 2 === 0);
 }
 
-const EMPTY = Buffer.alloc(0);
 const HB = encodeMessage({ t: T_HEARTBEAT });
 
-interface Conn {
-  i: number;
-  socket: Socket;
-  binary: boolean;
-  hb: Buffer;
-  rx: Buffer;
-  settled: boolean;
-  ready: boolean;
-  closed: boolean;
-}
+interface Conn { i: number; socket: Socket; binary: boolean; hb: Buffer; settled: boolean; ready: boolean; closed: boolean }
 
 export function idleChild(): void {
   const now = (): number => performance.timeOrigin + performance.now();
@@ -120,58 +86,29 @@ export function idleChild(): void {
   const note = ch.note;
   const hostErrorCodes: Record<string, number> = {};
   let conns: Conn[] = [];
-  let hbBinary = 0;
-  let hbLine = 0;
-  let bytesSent = 0;
-  let acks = 0;
-  let hostErrors = 0;
-  let closedEarly = 0;
+  const cnt = { hb_binary: 0, hb_line: 0, bytes_sent: 0, acks: 0, host_errors: 0, closed_early: 0, max_writable: 0, hb_skipped: 0 };
   let closed = 0;
   let expectingClose = false;
-  let maxWritable = 0;
-  let hbSkipped = 0;
   let onAllClosed: (() => void) | null = null;
 
-  const sample = (): ClientSample => {
-    return {
-      at: now(), hb_binary: hbBinary, hb_line: hbLine, bytes_sent: bytesSent, acks, host_errors: hostErrors,
-      closed_early: closedEarly, cpu_us: ch.cpuUs(), elu_active_ms: ch.eluActiveMs(),
-      rss_bytes: process.memoryUsage.rss(), max_writable: maxWritable, hb_skipped: hbSkipped,
-    };
-  };
+  const sample = (): ClientSample => ({ ...cnt, at: now(), cpu_us: ch.cpuUs(), elu_active_ms: ch.eluActiveMs(), rss_bytes: process.memoryUsage.rss() });
 
   function write(c: Conn, buf: Buffer): void {
     c.socket.write(buf);
-    bytesSent += buf.length;
+    cnt.bytes_sent += buf.length;
     const w = c.socket.writableLength;
-    if (w > maxWritable) maxWritable = w;
+    if (w > cnt.max_writable) cnt.max_writable = w;
   }
 
-  function onData(c: Conn, chunk: Buffer, onWelcome: () => void): void {
-    const b = c.rx.length ? Buffer.concat([c.rx, chunk]) : chunk;
-    let p = 0;
-    while (b.length - p >= 4) {
-      const len = b.readUInt32BE(p);
-      if (b.length - p - 4 < len) break;
-      const s = p + 4;
-      p = s + len;
-      let m: Record<string, unknown>;
-      try {
-        m = decodeBody(b, s, p) as Record<string, unknown>;
-      } catch (err) {
-        note(`conn ${c.i}: undecodable reply: ${(err as Error).message}`);
-        continue;
-      }
-      if (m.t === T_ACK) acks++;
-      else if (m.t === T_WELCOME && !c.ready) onWelcome();
-      else if (m.t === T_ERROR) {
-        hostErrors++;
-        const code = String(m.code);
-        hostErrorCodes[code] = (hostErrorCodes[code] ?? 0) + 1;
-        if (!expectingClose) note(`conn ${c.i}: host error ${code}: ${String(m.message)}`);
-      }
+  function onMessage(c: Conn, m: Record<string, unknown>, onWelcome: () => void): void {
+    if (m.t === T_ACK) cnt.acks++;
+    else if (m.t === T_WELCOME && !c.ready) onWelcome();
+    else if (m.t === T_ERROR) {
+      cnt.host_errors++;
+      const code = String(m.code);
+      hostErrorCodes[code] = (hostErrorCodes[code] ?? 0) + 1;
+      if (!expectingClose) note(`conn ${c.i}: host error ${code}: ${String(m.message)}`);
     }
-    c.rx = p < b.length ? Buffer.from(b.subarray(p)) : EMPTY;
   }
 
   async function connectAll(o: ConnClientOptions): Promise<ConnectResult> {
@@ -228,7 +165,7 @@ export function idleChild(): void {
         const t0 = now();
         if (firstAt === 0) firstAt = t0;
         const socket = connect({ host: o.host, port: o.port, noDelay: true });
-        const c: Conn = { i, socket, binary, hb: binary ? HB : heartbeatLine(node, o.token), rx: EMPTY, settled: false, ready: false, closed: false };
+        const c: Conn = { i, socket, binary, hb: binary ? HB : heartbeatLine(node, o.token), settled: false, ready: false, closed: false };
         conns[i] = c;
         socket.once('connect', () => {
           const t = now();
@@ -239,11 +176,12 @@ export function idleChild(): void {
             write(c, encodeHello(node, o.token));
           } else {
             write(c, c.hb);
-            hbLine++;
+            cnt.hb_line++;
             settle(c, t0, true);
           }
         });
-        if (binary) socket.on('data', (d: Buffer) => onData(c, d, () => settle(c, t0, true)));
+        const rd = new MessageReader();
+        if (binary) socket.on('data', (d: Buffer) => rd.push(d, (m) => onMessage(c, m, () => settle(c, t0, true))));
         else socket.on('data', () => undefined); // the host says nothing on the line protocol
         socket.on('error', (err) => {
           if (!expectingClose) note(`conn ${i} (${binary ? 'binary' : 'line'}): ${err.message}`);
@@ -252,7 +190,7 @@ export function idleChild(): void {
           c.closed = true;
           closed++;
           if (!expectingClose) {
-            closedEarly++;
+            cnt.closed_early++;
             if (c.settled) note(`conn ${i} (${binary ? 'binary' : 'line'}): closed by the host`);
           }
           settle(c, t0, false);
@@ -279,18 +217,18 @@ export function idleChild(): void {
       const due = Math.floor(((performance.now() - t0) * n) / intervalMs);
       // Never more than one interval's worth at once (a stalled tick skips, it does not burst).
       if (due - issued > n) {
-        hbSkipped += due - issued - n;
+        cnt.hb_skipped += due - issued - n;
         issued = due - n;
       }
       for (; issued < due; issued++) {
         const c = conns[issued % n]!;
         if (c.closed || !c.ready) {
-          hbSkipped++;
+          cnt.hb_skipped++;
           continue;
         }
         write(c, c.hb);
-        if (c.binary) hbBinary++;
-        else hbLine++;
+        if (c.binary) cnt.hb_binary++;
+        else cnt.hb_line++;
       }
     }, 10);
   }
@@ -312,7 +250,7 @@ export function idleChild(): void {
       send({
         t: 'closed',
         r: {
-          closed, closed_early: closedEarly, still_open: conns.length - closed, wait_ms: Date.now() - t0,
+          closed, closed_early: cnt.closed_early, still_open: conns.length - closed, wait_ms: Date.now() - t0,
           errors: errors.slice(), error_count: ch.errorCount, host_error_codes: hostErrorCodes,
         },
       });

@@ -1,16 +1,13 @@
 // The load generator: a forked process (never the engine's event loop), one program
-// with several modes (`--loadgen-child <mode>`). This file is the `push` mode: N
-// connections push pre-encoded frames (line: whole retina lines, or stamped with
-// increasing timestamps and a send-time marker; binary: renumbered in place, acks
-// read) as fast as the engine takes them, or paced at a rate (`go({ fps })`, open
-// loop: frames owed too long are skipped and counted). Modes fleet and idle are in
-// loadgen-fleet.ts and loadgen-idle.ts, the hostile mode in hostile-load.ts.
+// with modes (`--loadgen-child <mode>`: fleet, idle, hostile in their own files). This
+// file is the `push` mode: N connections push pre-encoded frames as fast as the engine
+// takes them, or paced at a rate (open loop: frames owed too long are skipped, counted).
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { encodeHello, decodeBody, T_WELCOME, T_ACK, T_ERROR } from './engine-api.js';
-import { IpcChild, childChannel } from './ipc.js';
-import { BinaryBatch, LineBatch, TS0, lineChunk, type Chunk } from './frames.js';
+import { GenChild, childChannel } from './ipc.js';
+import { BinaryBatch, LineBatch, MessageReader, TS0 } from './frames.js';
 
 export type BenchProtocol = 'line' | 'binary';
 
@@ -23,14 +20,6 @@ export interface LoadgenOptions {
   token: string;
   /** Binary: detections per frame (default 50). Line frames cycle through 1..5. */
   detections?: number;
-  /** Bytes per write (approximate: whole frames only). Default 256 KiB. */
-  chunkBytes?: number;
-  /** Writes in flight per connection. Default 2. */
-  depth?: number;
-  /** Generator processes sharing the connections. Default 1. */
-  procs?: number;
-  /** First node index (so several generators can use disjoint node ids). */
-  nodeBase?: number;
   /** Hard bound on the child's life, in seconds (it exits by itself after it). */
   maxSeconds: number;
   /**
@@ -39,9 +28,13 @@ export interface LoadgenOptions {
    * chunk is written over and over (cheapest for the generator).
    */
   stamped?: boolean;
-  /** Nice value of the generator process(es) (default 0). */
+  /** Nice value of the generator process (default 0). */
   nice?: number;
 }
+
+/** Bytes per write (whole frames: about this) and writes in flight per connection. */
+const CHUNK_BYTES = 256 * 1024;
+const DEPTH = 2;
 
 /** Paced push: `fps` frames/s in total, each connection writing every `tickMs`. */
 export interface PaceOptions {
@@ -65,193 +58,82 @@ export function staggeredDue(perConnFps: number, periodMs: number, sinceMs: numb
   return Math.floor((perConnFps * boundary) / 1000);
 }
 
-/** Counters of a generator at one instant. */
+/** Counters of the generator: frames written (handed to the kernel), its CPU (µs) and event-loop active time (ms), its clock (epoch ms); paced: frames skipped behind the schedule, ticks, the longest gap between ticks. */
 export interface LoadgenSample {
-  /** Frames whose write completed (handed to the kernel). */
-  sent: number;
-  detections: number;
-  bytes: number;
-  /** Generator CPU time so far (user + system), microseconds, summed over processes. */
-  cpuUs: number;
-  /** Event-loop active time so far, ms, summed over processes. */
-  eluActiveMs: number;
-  /** Wall time of the sample in the parent (performance.now()). */
-  at: number;
-  /** Wall time of the sample in the generator (epoch ms; the latest over processes). */
-  childAt: number;
-  /** Paced: frames skipped because the generator fell behind its schedule. */
-  paceSkipped: number;
-  /** Paced: timer ticks run, and the longest gap between two ticks (ms). */
-  paceTicks: number;
-  paceMaxGapMs: number;
+  sent: number; detections: number; bytes: number; cpuUs: number; eluActiveMs: number; childAt: number;
+  paceSkipped: number; paceTicks: number; paceMaxGapMs: number;
 }
 
-export interface LoadgenResult extends LoadgenSample {
-  /** Binary: per connection, the last sequence number sent and the last one acked. */
-  lastSeqSent: number[];
-  lastAck: number[];
-  /** Error messages received from the host (binary) or socket errors. */
-  errors: string[];
-  /** Connections closed by the host before the generator stopped. */
-  closedEarly: number;
-}
-
-// ---- Parent side ----
+/** The totals at the stop; binary: per connection the last sequence number sent and acked; host or socket errors; connections the host closed early. */
+export interface LoadgenResult extends LoadgenSample { lastSeqSent: number[]; lastAck: number[]; errors: string[]; closedEarly: number }
 
 type ToChild =
   | { t: 'init'; opts: LoadgenOptions }
   | { t: 'go'; pace?: PaceOptions }
-  | { t: 'prime' }
-  | { t: 'pause' }
-  | { t: 'mark'; id: number }
-  | { t: 'stop' };
+  | { t: 'prime' | 'pause' | 'stop' }
+  | { t: 'mark'; id: number };
 type FromChild =
-  | { t: 'ready' }
-  | { t: 'primed' }
-  | { t: 'paused' }
+  | { t: 'ready' | 'primed' | 'paused' }
   | { t: 'fail'; error: string }
-  | { t: 'mark'; id: number; s: Omit<LoadgenSample, 'at'> }
-  | { t: 'done'; r: Omit<LoadgenResult, 'at'> };
+  | { t: 'mark'; id: number; s: LoadgenSample }
+  | { t: 'done'; r: LoadgenResult };
 
 const SELF = fileURLToPath(import.meta.url);
 
-class Child extends IpcChild<ToChild, FromChild> {
-  constructor(readonly connections: number, nice = 0) {
-    super('load generator', SELF, ['--loadgen-child', 'push'], { nice });
-  }
-}
-
-/** The samples of every generator process as one: counts summed, the latest clock and the longest gap kept. */
-function sumSamples(xs: Array<Omit<LoadgenSample, 'at'>>, at: number): LoadgenSample {
-  return xs.reduce<LoadgenSample>((a, s) => ({
-    sent: a.sent + s.sent, detections: a.detections + s.detections, bytes: a.bytes + s.bytes,
-    cpuUs: a.cpuUs + s.cpuUs, eluActiveMs: a.eluActiveMs + s.eluActiveMs, at, childAt: Math.max(a.childAt, s.childAt),
-    paceSkipped: a.paceSkipped + s.paceSkipped, paceTicks: a.paceTicks + s.paceTicks, paceMaxGapMs: Math.max(a.paceMaxGapMs, s.paceMaxGapMs),
-  }), { sent: 0, detections: 0, bytes: 0, cpuUs: 0, eluActiveMs: 0, at, childAt: 0, paceSkipped: 0, paceTicks: 0, paceMaxGapMs: 0 });
-}
-
-export class Loadgen {
-  private markId = 0;
-  private constructor(private readonly children: Child[], readonly opts: LoadgenOptions) {}
-
-  /** Forks the generator process(es); resolves once every connection is ready to push. */
-  static async start(opts: LoadgenOptions): Promise<Loadgen> {
-    const procs = Math.max(1, Math.min(opts.procs ?? 1, opts.connections));
-    const children: Child[] = [];
-    let base = opts.nodeBase ?? 0;
-    const per = Math.floor(opts.connections / procs);
-    const rest = opts.connections % procs;
-    try {
-      const ready: Promise<unknown>[] = [];
-      for (let i = 0; i < procs; i++) {
-        const n = per + (i < rest ? 1 : 0);
-        const c = new Child(n, opts.nice ?? 0);
-        children.push(c);
-        ready.push(c.request({ t: 'init', opts: { ...opts, connections: n, nodeBase: base, procs: 1 } }, 'ready', 30000));
-        base += n;
-      }
-      await Promise.all(ready);
-    } catch (err) {
-      for (const c of children) c.kill();
-      throw err;
-    }
-    return new Loadgen(children, opts);
+/** The push mode (parent side). */
+export class Loadgen extends GenChild<ToChild, FromChild, LoadgenSample> {
+  /** Forks the generator; resolves once every connection is ready to push. */
+  static start(opts: LoadgenOptions): Promise<Loadgen> {
+    return new Loadgen('push', { nice: opts.nice ?? 0 }).init({ t: 'init', opts }, 30000);
   }
 
-  /** Starts pushing: as fast as possible, or paced at `pace.fps` in total (switches a running push). */
+  /** Starts pushing: as fast as possible, or paced at `pace.fps` (switches a running push). */
   go(pace?: PaceOptions): void {
-    for (const c of this.children) {
-      c.send(pace ? { t: 'go', pace: { ...pace, fps: (pace.fps * c.connections) / this.opts.connections } } : { t: 'go' });
-    }
+    this.send({ t: 'go', pace });
   }
 
   /** Stamped line: one frame per connection; resolves when every write completed. */
   async prime(): Promise<void> {
-    await Promise.all(this.children.map((c) => c.request({ t: 'prime' }, 'primed', 10000)));
-  }
-
-  /** Stops pushing; resolves when no write is in flight (the connections stay open). */
-  async pause(): Promise<void> {
-    await Promise.all(this.children.map((c) => c.request({ t: 'pause' }, 'paused', 30000)));
-  }
-
-  async mark(): Promise<LoadgenSample> {
-    const id = ++this.markId;
-    const all = await Promise.all(this.children.map((c) => c.request<{ t: 'mark'; id: number; s: Omit<LoadgenSample, 'at'> }>({ t: 'mark', id }, `mark:${id}`, 10000)));
-    return sumSamples(all.map((m) => m.s), performance.now());
+    await this.request({ t: 'prime' }, 'primed', 10000);
   }
 
   /** Stops pushing, lets in-flight writes finish, closes the connections; returns the totals. */
-  async stop(timeoutMs = 20000): Promise<LoadgenResult> {
-    try {
-      const all = await Promise.all(this.children.map((c) => c.request<{ t: 'done'; r: Omit<LoadgenResult, 'at'> }>({ t: 'stop' }, 'done', timeoutMs)));
-      const rs = all.map((m) => m.r);
-      return {
-        ...sumSamples(rs, performance.now()), lastSeqSent: rs.flatMap((r) => r.lastSeqSent), lastAck: rs.flatMap((r) => r.lastAck),
-        errors: rs.flatMap((r) => r.errors), closedEarly: rs.reduce((n, r) => n + r.closedEarly, 0),
-      };
-    } finally {
-      await Promise.all(this.children.map((c) => c.end()));
-    }
-  }
-
-  /** Ends the child processes at once (error paths). */
-  kill(): void {
-    for (const c of this.children) c.kill();
+  stop(timeoutMs = 20000): Promise<LoadgenResult> {
+    return this.finish({ t: 'stop' }, timeoutMs);
   }
 }
 
 // ---- Child side ----
 
+/**
+ * A connection: writes in flight; binary and stamped line, the buffers not in flight
+ * (ready to be patched); line, the node's frames (and the copies made); paced, the
+ * frames scheduled (written or skipped) since the pace started.
+ */
 interface Conn {
-  socket: Socket;
-  node: string;
-  /** Writes in flight. */
-  inflight: number;
-  /** Binary and stamped line: buffers not in flight, ready to be patched. */
-  free: Buffer[];
-  /** Stamped line: this node's frames, and the copies made of them. */
-  lb: LineBatch | null;
-  copies: number;
-  /** Paced: frames scheduled (written or skipped) since the pace started. */
-  issued: number;
-  nextSeq: number;
-  lastSeqSent: number;
-  lastAck: number;
-  rx: Buffer;
-  welcome: ((lastSeq: number) => void) | null;
-  closed: boolean;
+  socket: Socket; node: string; inflight: number; free: Buffer[]; lb: LineBatch | null; copies: number; issued: number;
+  nextSeq: number; lastSeqSent: number; lastAck: number; welcome: ((lastSeq: number) => void) | null; closed: boolean;
 }
 
 function childMain(): void {
-  let opts: LoadgenOptions;
   const ch = childChannel<FromChild>('load generator');
   const conns: Conn[] = [];
   const errors = ch.errors;
   let running = false;
   let stopping = false;
-  let sent = 0;
-  let detections = 0;
-  let bytes = 0;
+  const cnt = { sent: 0, detections: 0, bytes: 0, paceSkipped: 0, paceTicks: 0, paceMaxGapMs: 0 };
   let closedEarly = 0;
-  let lineChunks: Chunk[] = [];
   let batch: BinaryBatch | null = null;
   let stamped = false;
   /** Paced push in progress (null: unpaced or idle). */
   let pace: { fps: number; tickMs: number; stagger: boolean; t0: number; gen: number } | null = null;
   let paceGen = 0;
-  let paceSkipped = 0;
-  let paceTicks = 0;
-  let paceMaxGapMs = 0;
   let lastTickAt = 0;
   /** Resolvers of prime/pause: called once no write is in flight. */
   let idleWaiters: Array<() => void> = [];
   const send = ch.send;
   const note = ch.note;
-  const sample = (): Omit<LoadgenSample, 'at'> => ({
-    sent, detections, bytes, cpuUs: ch.cpuUs(), eluActiveMs: ch.eluActiveMs(),
-    childAt: performance.timeOrigin + performance.now(), paceSkipped, paceTicks, paceMaxGapMs,
-  });
+  const sample = (): LoadgenSample => ({ ...cnt, cpuUs: ch.cpuUs(), eluActiveMs: ch.eluActiveMs(), childAt: performance.timeOrigin + performance.now() });
 
   /** Stamped line: a buffer to patch (a new copy when all are in flight, up to 16 per connection). */
   function freeBuffer(c: Conn): Buffer | null {
@@ -272,9 +154,9 @@ function childMain(): void {
       if (err) {
         note(`write ${c.node}: ${err.message}`);
       } else {
-        sent += frames;
-        detections += dets;
-        bytes += buf.length;
+        cnt.sent += frames;
+        cnt.detections += dets;
+        cnt.bytes += buf.length;
       }
       if (stopping) maybeDone();
       else if (running) {
@@ -304,7 +186,7 @@ function childMain(): void {
   }
 
   function pump(c: Conn, i: number): void {
-    const depth = opts.depth ?? 2;
+    const depth = DEPTH;
     while (running && !c.closed && c.inflight < depth) {
       if (stamped) {
         if (!writeStamped(c, i, c.lb!.frames, Number(process.hrtime.bigint()))) return;
@@ -318,8 +200,8 @@ function childMain(): void {
         c.lastSeqSent = c.nextSeq - 1;
         write(c, i, b, batch.frames, batch.frames * batch.detections, b);
       } else {
-        const ch = lineChunks[i]!;
-        write(c, i, ch.buf, ch.frames, ch.detections, null);
+        const lb = c.lb!; // unstamped line: the same frames, written as they are
+        write(c, i, lb.template, lb.frames, lb.detUpTo[lb.frames]!, null);
       }
     }
   }
@@ -332,8 +214,8 @@ function childMain(): void {
     const p = pace;
     if (!p || p.gen !== gen || stopping) return;
     const now = performance.now();
-    paceTicks++;
-    if (lastTickAt > 0) paceMaxGapMs = Math.max(paceMaxGapMs, now - lastTickAt);
+    cnt.paceTicks++;
+    if (lastTickAt > 0) cnt.paceMaxGapMs = Math.max(cnt.paceMaxGapMs, now - lastTickAt);
     lastTickAt = now;
     const perConn = p.fps / conns.length;
     const elapsed = now - p.t0;
@@ -346,7 +228,7 @@ function childMain(): void {
       const dueHere = p.stagger ? staggeredDue(perConn, p.tickMs, elapsed - (i * p.tickMs) / conns.length) : due;
       let owed = dueHere - c.issued;
       if (owed > maxOwed) {
-        paceSkipped += owed - maxOwed;
+        cnt.paceSkipped += owed - maxOwed;
         c.issued += owed - maxOwed;
         owed = maxOwed;
       }
@@ -370,36 +252,7 @@ function childMain(): void {
     return new Promise((resolve) => idleWaiters.push(resolve));
   }
 
-  function onData(c: Conn, chunk: Buffer): void {
-    let b = c.rx.length ? Buffer.concat([c.rx, chunk]) : chunk;
-    let p = 0;
-    let last = -1;
-    let lastEnd = -1;
-    while (b.length - p >= 4) {
-      const len = b.readUInt32BE(p);
-      if (b.length - p - 4 < len) break;
-      const s = p + 4;
-      p = s + len;
-      // Acks are tiny; anything bigger (welcome, error) is decoded at once.
-      if (len > 24 || c.welcome) handleMsg(c, b, s, p);
-      else {
-        last = s;
-        lastEnd = p;
-      }
-    }
-    if (last >= 0) handleMsg(c, b, last, lastEnd);
-    c.rx = p < b.length ? Buffer.from(b.subarray(p)) : EMPTY;
-    b = EMPTY;
-  }
-
-  function handleMsg(c: Conn, b: Buffer, s: number, e: number): void {
-    let m: Record<string, unknown>;
-    try {
-      m = decodeBody(b, s, e) as Record<string, unknown>;
-    } catch (err) {
-      note(`${c.node}: undecodable reply: ${(err as Error).message}`);
-      return;
-    }
+  function onMessage(c: Conn, m: Record<string, unknown>): void {
     if (m.t === T_ACK && typeof m.seq === 'number') {
       if (m.seq > c.lastAck) c.lastAck = m.seq;
     } else if (m.t === T_WELCOME && c.welcome) {
@@ -440,16 +293,11 @@ function childMain(): void {
   }
 
   async function init(o: LoadgenOptions): Promise<void> {
-    opts = o;
     ch.deadline(o.maxSeconds);
-    const chunkBytes = o.chunkBytes ?? 256 * 1024;
-    const base = o.nodeBase ?? 0;
-    const depth = o.depth ?? 2;
+    const chunkBytes = CHUNK_BYTES;
+    const depth = DEPTH;
     stamped = o.protocol === 'line' && o.stamped === true;
-    if (o.protocol === 'line' && !stamped) {
-      lineChunks = [];
-      for (let i = 0; i < o.connections; i++) lineChunks.push(lineChunk(`bench-${base + i}`, o.token, chunkBytes));
-    } else if (stamped) {
+    if (stamped) {
       // Self-check: a patched buffer holds whole frames with the timestamps and marker meant.
       const lb = new LineBatch('bench-x', o.token, 4096);
       const t = lb.copy();
@@ -458,7 +306,7 @@ function childMain(): void {
       if (got.length !== 3 || got[0]!.timestamp !== TS0 + 42 || got[2]!.timestamp !== TS0 + 44 || got[0]!.t !== '0000000000123456789' || got[1]!.t !== undefined) {
         throw new Error('line frame patching self-check failed');
       }
-    } else {
+    } else if (o.protocol === 'binary') {
       batch = new BinaryBatch(o.detections ?? 50, chunkBytes);
       // Self-check: a patched frame decodes to what we meant.
       const t = batch.copy();
@@ -470,14 +318,14 @@ function childMain(): void {
     }
     const ready = [];
     for (let i = 0; i < o.connections; i++) {
-      const node = `bench-${base + i}`;
+      const node = `bench-${i}`;
       const socket = connect({ host: o.host, port: o.port, noDelay: true });
       const c: Conn = {
-        socket, node, inflight: 0, free: [], lb: stamped ? new LineBatch(node, o.token, chunkBytes) : null, copies: 0, issued: 0,
-        nextSeq: 1, lastSeqSent: 0, lastAck: 0, rx: EMPTY, welcome: null, closed: false,
+        socket, node, inflight: 0, free: [], lb: batch ? null : new LineBatch(node, o.token, chunkBytes), copies: 0, issued: 0,
+        nextSeq: 1, lastSeqSent: 0, lastAck: 0, welcome: null, closed: false,
       };
       if (batch) for (let k = 0; k <= depth; k++) c.free.push(batch.copy());
-      if (c.lb) for (; c.copies <= depth; c.copies++) c.free.push(c.lb.copy());
+      if (stamped) for (; c.copies <= depth; c.copies++) c.free.push(c.lb!.copy());
       conns.push(c);
       socket.on('error', (err) => note(`${node}: ${err.message}`));
       socket.on('close', () => {
@@ -496,7 +344,8 @@ function childMain(): void {
             c.nextSeq = Math.max(lastSeq + 1, 0x10000);
             resolve();
           };
-          socket.on('data', (d: Buffer) => onData(c, d));
+          const rd = new MessageReader();
+          socket.on('data', (d: Buffer) => rd.push(d, (m) => onMessage(c, m)));
           socket.write(encodeHello(node, o.token));
         });
         socket.once('close', () => reject(new Error(`${node}: closed before it was ready (${errors.join('; ') || 'no error message'})`)));
@@ -553,8 +402,6 @@ function childMain(): void {
     }
   });
 }
-
-const EMPTY = Buffer.alloc(0);
 
 // One program for every generator mode: `--loadgen-child <mode>` runs that mode's child.
 if (process.argv[1] === SELF && process.argv[2] === '--loadgen-child') {

@@ -1,5 +1,5 @@
 // Reading the engine's /metrics (Prometheus text exposition).
-import { get } from 'node:http';
+import { request } from 'node:http';
 import { performance } from 'node:perf_hooks';
 
 /** Prometheus text exposition -> `name{labels}` -> value (comments and malformed lines skipped). */
@@ -34,18 +34,35 @@ export function byLabel(m: Map<string, number>, name: string, label: string): Re
   return out;
 }
 
-/** GET /metrics on 127.0.0.1:port: the samples, the body's size and the time it took. */
-export function scrapeMetrics(port: number, timeoutMs = 20000): Promise<{ m: Map<string, number>; bytes: number; ms: number }> {
+export /** One HTTP GET on a new connection: status and body, or an error string; bounded by timeoutMs. */
+function httpGet(port: number, path: string, timeoutMs: number): Promise<{ status: number; body: string; ms: number } | { error: string; ms: number }> {
   const t0 = performance.now();
-  return new Promise((resolve, reject) => {
-    const req = get({ host: '127.0.0.1', port, path: '/metrics', timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ m: parseMetrics(body), bytes: Buffer.byteLength(body), ms: performance.now() - t0 }));
-      res.on('error', reject);
+  return new Promise((resolve) => {
+    let settled = false;
+    const done = (r: { status: number; body: string } | { error: string }): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve({ ...r, ms: performance.now() - t0 });
+    };
+    const req = request({ host: '127.0.0.1', port, path, agent: false, headers: { connection: 'close' } }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (d: Buffer) => parts.push(d));
+      res.on('end', () => done({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString() }));
+      res.on('error', (e: NodeJS.ErrnoException) => done({ error: e.code ?? e.message }));
     });
-    req.on('timeout', () => req.destroy(new Error('GET /metrics timed out')));
-    req.on('error', reject);
+    const timer = setTimeout(() => {
+      done({ error: `timeout_${timeoutMs}ms` });
+      req.destroy();
+    }, timeoutMs);
+    req.on('error', (e: NodeJS.ErrnoException) => done({ error: e.code ?? e.message }));
+    req.end();
   });
+}
+
+/** GET /metrics on 127.0.0.1:port: the samples, the body's size and the time it took (rejects on a failure or a status not 200). */
+export async function scrapeMetrics(port: number, timeoutMs = 20000): Promise<{ m: Map<string, number>; bytes: number; ms: number }> {
+  const r = await httpGet(port, '/metrics', timeoutMs);
+  if (!('status' in r) || r.status !== 200) throw new Error(`GET /metrics: ${'status' in r ? r.status : r.error}`);
+  return { m: parseMetrics(r.body), bytes: Buffer.byteLength(r.body), ms: r.ms };
 }

@@ -10,25 +10,21 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const RESULTS_DIR = `${ROOT}bench/results/`;
 
 /** The commit measured, and whether src/ had uncommitted changes. */
-export function gitInfo(): { commit: string | null; dirty: boolean | null } {
+function gitInfo(): { commit: string | null; dirty: boolean | null } {
   try {
     const git = (args: string[]): string => execFileSync('git', args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-    return { commit: git(['rev-parse', 'HEAD']), dirty: git(['status', '--porcelain', '--', 'src', 'workers']) !== '' };
+    return { commit: git(['rev-parse', 'HEAD']), dirty: git(['status', '--porcelain', '--', 'src']) !== '' };
   } catch {
     return { commit: null, dirty: null };
   }
 }
 
-export function machineInfo(): Record<string, unknown> {
-  return {
-    cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? '?', mem_gib: round(os.totalmem() / 2 ** 30, 1),
-    node: process.version, platform: `${os.platform()} ${os.release()}`,
-  };
-}
-
-/** The fields every result starts with. */
+/** The fields every result starts with: the workload, when, the commit and the machine measured, the parameters. */
 export function header(workload: string, params?: unknown): Record<string, unknown> {
-  return { workload, started_at: new Date().toISOString(), git: gitInfo(), machine: machineInfo(), ...(params ? { params } : {}) };
+  const machine = {
+    cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? '?', mem_gib: round(os.totalmem() / 2 ** 30, 1), node: process.version, platform: `${os.platform()} ${os.release()}`,
+  };
+  return { workload, started_at: new Date().toISOString(), git: gitInfo(), machine, ...(params ? { params } : {}) };
 }
 
 /** Writes bench/results/<name> atomically; returns its repository path. */

@@ -24,22 +24,10 @@ export function quantile(xs: ArrayLike<number>, p: number): number {
   return v[Math.min(v.length - 1, Math.floor(p * v.length))]!;
 }
 
-export interface LatencyStats {
-  samples: number;
-  p50_ms: number;
-  p90_ms: number;
-  p99_ms: number;
-  p999_ms: number;
-  max_ms: number;
-  mean_ms: number;
-  /** Samples above `overMs` (only when asked for). */
-  over_2ms?: number;
-}
-
-/** Percentiles of latency samples taken in `unitMs` (1e-6 for ns), reported in ms. */
-export function latencyStats(lat: ArrayLike<number>, unitMs = 1e-6, countOver2ms = false): LatencyStats {
+/** Percentiles of latency samples taken in `unitMs` (1e-6 for ns), reported in ms; with `countOver2ms`, the samples over 2 ms. */
+export function latencyStats(lat: ArrayLike<number>, unitMs = 1e-6, countOver2ms = false) {
   const n = lat.length;
-  const over = countOver2ms ? { over_2ms: 0 } : {};
+  const over: { over_2ms?: number } = countOver2ms ? { over_2ms: 0 } : {};
   if (n === 0) return { samples: 0, p50_ms: NaN, p90_ms: NaN, p99_ms: NaN, p999_ms: NaN, max_ms: NaN, mean_ms: NaN, ...over };
   const v = Float64Array.from(lat).sort();
   const q = (p: number): number => round(v[Math.min(n - 1, Math.floor(p * n))]! * unitMs, 3);
@@ -51,14 +39,12 @@ export function latencyStats(lat: ArrayLike<number>, unitMs = 1e-6, countOver2ms
   }
   return {
     samples: n, p50_ms: q(0.5), p90_ms: q(0.9), p99_ms: q(0.99), p999_ms: q(0.999), max_ms: round(v[n - 1]! * unitMs, 3),
-    mean_ms: round((sum / n) * unitMs, 3), ...(countOver2ms ? { over_2ms: above } : {}),
+    mean_ms: round((sum / n) * unitMs, 3), ...(countOver2ms ? { over_2ms: above } : over),
   };
 }
 
-export interface Stats { samples: number; p50_ms: number; p99_ms: number; max_ms: number; mean_ms: number }
-
 /** p50/p99/max/mean of ms samples (NaN when empty). */
-export function stats(xs: number[]): Stats {
+export function stats(xs: number[]) {
   const s = latencyStats(xs, 1);
   return { samples: s.samples, p50_ms: s.p50_ms, p99_ms: s.p99_ms, max_ms: s.max_ms, mean_ms: s.mean_ms };
 }
@@ -71,6 +57,22 @@ export function percentiles(xs: Float64Array | number[], n = xs.length): Percent
   const r = (x: number): number => round(x, 2);
   if (v.length === 0) return { n: 0, p50: NaN, p99: NaN, max: NaN };
   return { n: v.length, p50: r(quantile(v, 0.5)), p99: r(quantile(v, 0.99)), max: r(quantile(v, 1)) };
+}
+
+/**
+ * The medians of runs of one shape: each numeric leaf (null where missing) becomes the
+ * median over the runs (arrays element-wise); any other leaf is taken from the first run.
+ */
+export function medianTree<T>(xs: T[]): T {
+  const vs = xs as unknown[];
+  const first = vs[0];
+  if (vs.every((x) => typeof x === 'number' || x === null)) return (vs.some((x) => x !== null) ? med(vs as Array<number | null>) : null) as T;
+  if (Array.isArray(first) && first.every((x) => typeof x === 'number')) {
+    const n = Math.max(...vs.map((a) => (a as number[]).length));
+    return Array.from({ length: n }, (_, i) => med(vs.map((a) => (a as number[])[i] ?? null))) as T;
+  }
+  if (first === null || typeof first !== 'object' || Array.isArray(first)) return first as T;
+  return Object.fromEntries(Object.keys(first).map((k) => [k, medianTree(vs.map((x) => (x as Record<string, unknown>)[k]))])) as T;
 }
 
 /** A number for the human summaries: grouped digits, '-' when missing. */
