@@ -3,11 +3,11 @@
 //
 // A track event names its track (`track_id`) and says how long the track is
 // (`length`, else `n_associated`, else 0); the latest event of a track gives
-// its length. Trackers print no "ended" event: retina-tracker prints an event
-// for every live track on every frame, so a track that has printed nothing for
-// `idleMs` has ended. The built-in tracker does print one: a `deleted` event
-// (`"state":"deleted"`) ends its track at once. A new tracker process starts
-// with no tracks (clear()).
+// its length. retina-tracker prints no "ended" event, but one for every live
+// track on every frame, so a track that has printed nothing for `idleMs` has
+// ended. The built-in tracker does end its tracks: a `deleted` event
+// (`"state":"deleted"`) ends one at once. A new tracker process starts with no
+// tracks (clear()).
 //
 // Memory is bounded whatever a tracker prints: at most `maxTracks` tracks are
 // kept (the least recently updated leaves first) and a track id is cut to
