@@ -302,7 +302,7 @@ describe('track files are named by the local date by default', () => {
       await until(() => trackLines(out, 'tz-node_').length === 1, 'the echoed frame in a track file', 15000);
       const after = Date.now();
       const dateAt = (ms: number): string => new Date(ms + (rule === 'local' ? offsetH * 3_600_000 : 0)).toISOString().slice(0, 10);
-      const names = readdirSync(out);
+      const names = readdirSync(out).filter((n) => !n.startsWith('.')); // not the track-id epoch file
       assert.equal(names.length, 1);
       assert.ok([dateAt(before), dateAt(after)].some((d) => names[0] === `tz-node_${d}.jsonl`), `${names[0]} for ${rule} date in ${tz}`);
       // A custom command is reported as its argv.

@@ -233,15 +233,18 @@ describe('trackers: auto-provisioning', () => {
       return l.length >= 4 && l;
     }, 'track events in the track file', DEADLINE);
     assert.equal(lines.length, 4);
+    // The track id carries the tracker process's run id ({epoch}.{spawn}-T0001).
+    const id = lines[0]!.track_id as string;
+    assert.match(id, /^\d+\.\d+-T0001$/);
     assert.deepEqual(lines.map((e) => [e.track_id, e.length, e.timestamp, e.state]), [
-      ['T0001', 3, T0 + 1000, 'confirmed'],
-      ['T0001', 4, T0 + 1500, 'confirmed'],
-      ['T0001', 5, T0 + 2000, 'confirmed'],
-      ['T0001', 6, T0 + 2500, 'confirmed'],
+      [id, 3, T0 + 1000, 'confirmed'],
+      [id, 4, T0 + 1500, 'confirmed'],
+      [id, 5, T0 + 2000, 'confirmed'],
+      [id, 6, T0 + 2500, 'confirmed'],
     ]);
     // Each event carries the detections not reported before: the frames, in order.
     assert.deepEqual(lines.flatMap((e) => e.detections.map((d: any) => d.timestamp)), [0, 1, 2, 3, 4, 5].map((i) => T0 + 500 * i));
-    assert.deepEqual(readdirSync(f.dir), [`node-1_${utcDate()}.jsonl`]);
+    assert.deepEqual(readdirSync(f.dir).filter((n) => n.endsWith('.jsonl')), [`node-1_${utcDate()}.jsonl`]);
 
     await until(async () => (await view(f, 'node-1'))?.tracks_written === 4, 'tracks_written 4', DEADLINE);
     const m = await assertAccounting(f.engine);
@@ -379,7 +382,9 @@ describe('trackers: auto-provisioning', () => {
       const x = trackLines(f.dir, 'node-r');
       return x.length >= 5 && x;
     }, '5 track events', DEADLINE);
-    assert.deepEqual(lines.map((e) => [e.track_id, e.length]), [['T0001', 3], ['T0001', 4], ['T0001', 5], ['T0001', 6], ['T0001', 7]]);
+    const id = lines[0]!.track_id as string;
+    assert.match(id, /^\d+\.\d+-T0001$/);
+    assert.deepEqual(lines.map((e) => [e.track_id, e.length]), [[id, 3], [id, 4], [id, 5], [id, 6], [id, 7]]);
     await until(async () => (await view(f, 'node-r'))?.tracks_written === 5, 'tracks_written 5', DEADLINE);
     const m = await assertAccounting(f.engine);
     assert.equal(m.get('radar_ingest_frames_delivered_total'), 7);
@@ -495,7 +500,7 @@ describe('trackers: configured', () => {
     l = await list(f);
     assert.equal(l.ports.in_use, 1);
     await until(() => trackLines(f.dir, 'node-new').length === 1, 'node-new frame echoed', DEADLINE);
-    assert.deepEqual(readdirSync(f.dir).sort(), [`cfg-http_${utcDate()}.jsonl`, `cfg-tcp_${utcDate()}.jsonl`, `node-new_${utcDate()}.jsonl`]);
+    assert.deepEqual(readdirSync(f.dir).filter((n) => n.endsWith('.jsonl')).sort(), [`cfg-http_${utcDate()}.jsonl`, `cfg-tcp_${utcDate()}.jsonl`, `node-new_${utcDate()}.jsonl`]);
 
     const m = await assertAccounting(f.engine);
     assert.equal(m.get('radar_ingest_frames_delivered_total'), 5 + 3 + 1);

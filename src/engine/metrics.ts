@@ -404,6 +404,17 @@ export class Metrics {
       },
     });
     new Counter({
+      name: M.tracksStarted, help: 'Tracks seen for the first time in trackers\' output (a track_id not active before).', registers: reg,
+      collect() {
+        this.reset();
+        this.inc(src.trackers?.().tracksStarted ?? 0);
+      },
+    });
+    new Gauge({
+      name: M.tracksActive, help: 'Live tracks, over every tracker: ended by a deleted event, 60 s without an event, or the tracker process ending.', registers: reg,
+      collect() { this.set(src.trackers?.().tracksActive ?? 0); },
+    });
+    new Counter({
       name: M.trackerOutputSkipped, help: 'Tracker stdout lines that were not track events (not_json, not_object, too_long): not written, not forwarded.', labelNames: ['reason'], registers: reg,
       collect() {
         this.reset();

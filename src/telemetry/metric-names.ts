@@ -37,6 +37,8 @@ export const M = {
   nodeConfigPollFailures: `${PREFIX}node_config_poll_failures_total`,
   trackers: `${PREFIX}trackers`,
   tracksWritten: `${PREFIX}tracks_written_total`,
+  tracksStarted: `${PREFIX}tracks_started_total`,
+  tracksActive: `${PREFIX}tracks_active`,
   geolocatorUp: `${PREFIX}geolocator_up`,
   geolocatorRestarts: `${PREFIX}geolocator_restarts_total`,
   geolocatorEventsFed: `${PREFIX}geolocator_events_fed_total`,

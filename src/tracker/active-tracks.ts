@@ -3,9 +3,11 @@
 //
 // A track event names its track (`track_id`) and says how long the track is
 // (`length`, else `n_associated`, else 0); the latest event of a track gives
-// its length. Trackers print no "ended" event: retina-tracker prints an event
-// for every live track on every frame, so a track that has printed nothing for
-// `idleMs` has ended. A new tracker process starts with no tracks (clear()).
+// its length. retina-tracker prints no "ended" event, but one for every live
+// track on every frame, so a track that has printed nothing for `idleMs` has
+// ended. The built-in tracker does end its tracks: a `deleted` event
+// (`"state":"deleted"`) ends one at once. A new tracker process starts with no
+// tracks (clear()).
 //
 // Memory is bounded whatever a tracker prints: at most `maxTracks` tracks are
 // kept (the least recently updated leaves first) and a track id is cut to
@@ -45,6 +47,8 @@ export class ActiveTracks {
   private readonly tracks = new Map<string, Entry>();
   /** Tracks forgotten to stay within maxTracks while still active. */
   evicted = 0;
+  /** Tracks seen for the first time: an event whose id is not active (not a `deleted` one). Never reset. */
+  started = 0;
 
   constructor(opts: ActiveTracksOptions = {}) {
     this.maxTracks = opts.maxTracks ?? 1000;
@@ -58,7 +62,10 @@ export class ActiveTracks {
     if (id === null) return;
     const length = num(event.length) || num(event.n_associated) || 0;
     this.expire(now);
-    if (!this.tracks.delete(id) && this.tracks.size >= this.maxTracks) {
+    const known = this.tracks.delete(id);
+    if (event.state === 'deleted') return;
+    if (!known) this.started++;
+    if (!known && this.tracks.size >= this.maxTracks) {
       const oldest = this.tracks.keys().next().value as string;
       this.tracks.delete(oldest);
       this.evicted++;
@@ -69,6 +76,12 @@ export class ActiveTracks {
   /** The tracker process ended: its tracks with it. */
   clear(): void {
     this.tracks.clear();
+  }
+
+  /** Active tracks now. */
+  count(now: number): number {
+    this.expire(now);
+    return this.tracks.size;
   }
 
   summary(now: number, top = 10): TrackSummary {

@@ -54,6 +54,8 @@ export interface TrackerConfig {
   dopplerToDelayRate: number;
   /** After this many frames in a row not after the last one, reset and follow the new clock. 0 = never. */
   resyncAfter: number;
+  /** Put in front of every track id as `{idPrefix}-T0001`; '' = plain `T0001`. */
+  idPrefix: string;
 }
 
 export const DEFAULT_CONFIG: Readonly<TrackerConfig> = {
@@ -64,7 +66,11 @@ export const DEFAULT_CONFIG: Readonly<TrackerConfig> = {
   detectionWindow: 20,
   dopplerToDelayRate: 0,
   resyncAfter: 10,
+  idPrefix: '',
 };
+
+/** What --id-prefix accepts: the host's run id (digits and dots today), room for a host id or a fence, never a line break or a quote. */
+export const ID_PREFIX_RE = /^[A-Za-z0-9._:@]{1,64}$/;
 
 interface Track {
   id: string | null; // assigned on confirmation
@@ -206,7 +212,8 @@ export class Tracker {
   private confirmIfReady(tr: Track): void {
     if (tr.state !== 'tentative' || tr.length < this.config.minLength) return;
     tr.state = 'confirmed';
-    tr.id = `T${String(this.nextId++).padStart(4, '0')}`;
+    const n = `T${String(this.nextId++).padStart(4, '0')}`;
+    tr.id = this.config.idPrefix === '' ? n : `${this.config.idPrefix}-${n}`;
   }
 
   /** An event carries only the detections not in an earlier event of its track (as retina-tracker does). */
@@ -275,7 +282,8 @@ export function loadConfig(text: string): Partial<TrackerConfig> {
     positiveCount: [(v: number) => Number.isInteger(v) && v >= 1, 'an integer >= 1'],
     number: [() => true, 'a number'],
   } as const;
-  const spec: [keyof TrackerConfig, string, unknown, keyof typeof kinds][] = [
+  type NumericKey = Exclude<keyof TrackerConfig, 'idPrefix'>;
+  const spec: [NumericKey, string, unknown, keyof typeof kinds][] = [
     ['delayGate', 'delay_gate', tracklet['max_delay_residual'], 'gate'],
     ['dopplerGate', 'doppler_gate', tracklet['max_doppler_residual'], 'gate'],
     ['maxMissed', 'max_missed', retina['n_delete'], 'count'],
@@ -284,7 +292,7 @@ export function loadConfig(text: string): Partial<TrackerConfig> {
     ['dopplerToDelayRate', 'doppler_to_delay_rate', undefined, 'number'],
     ['resyncAfter', 'resync_after', undefined, 'count'],
   ];
-  const out: Partial<TrackerConfig> = {};
+  const out: Partial<Pick<TrackerConfig, NumericKey>> = {};
   for (const [field, key, fallback, kind] of spec) {
     const v = doc[key] ?? fallback;
     if (v === undefined || v === null) continue;
@@ -303,9 +311,12 @@ export const USAGE = `usage: reference-tracker --tcp [--tcp-host HOST] [--tcp-po
   -c, --config FILE     JSON or YAML tracker settings
   --detection-window N  most detections in a track's first event (default 20)
   --exit-with-stdin     exit when stdin reaches its end (the engine holds it open, so the tracker dies with it)
+  --id-prefix RUN       track ids are RUN-T0001, RUN-T0002, ... (RUN: letters, digits, . : @; at most 64)
 `;
 
-export interface CliOptions { host: string; port: number; stream: string; config: string | null; detectionWindow: number | null; help: boolean; exitWithStdin?: boolean }
+export interface CliOptions {
+  host: string; port: number; stream: string; config: string | null; detectionWindow: number | null; help: boolean; exitWithStdin?: boolean; idPrefix?: string;
+}
 
 /** Parses argv (without node and script); throws an Error with the reason on bad usage. */
 export function parseArgs(argv: string[]): CliOptions {
@@ -334,6 +345,11 @@ export function parseArgs(argv: string[]): CliOptions {
     else if (arg === '--detection-window') o.detectionWindow = int(1, 1e6);
     else if ((arg === '-h' || arg === '--help') && inline === undefined) o.help = true;
     else if (arg === '--exit-with-stdin' && inline === undefined) o.exitWithStdin = true;
+    else if (arg === '--id-prefix') {
+      const p = value();
+      if (!ID_PREFIX_RE.test(p)) throw new Error(`--id-prefix: bad value ${JSON.stringify(p)} (letters, digits, ".", ":", "@"; 1 to 64)`);
+      o.idPrefix = p;
+    }
     else throw new Error(`unknown argument ${JSON.stringify(arg)}`);
   }
   if (!tcp && !o.help) throw new Error('--tcp is required (file input is not supported)');
@@ -365,6 +381,7 @@ function main(argv: string[]): void {
     process.exit(2);
   }
   if (opts.detectionWindow !== null) config.detectionWindow = opts.detectionWindow;
+  if (opts.idPrefix !== undefined) config.idPrefix = opts.idPrefix;
   if (opts.stream !== '-') log(`-s ${opts.stream}: only "-" (stdout) is supported; writing to stdout`);
 
   const tracker = new Tracker(config);
@@ -439,9 +456,13 @@ function main(argv: string[]): void {
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    log(`${signal}: exiting`);
     server.close();
     active?.destroy();
+    // Every live track ends here: a consumer sees a `deleted` event for each one
+    // instead of a track that stops without a word.
+    const ended = tracker.reset();
+    emit(ended);
+    log(`${signal}: exiting${ended.length > 0 ? ` (${ended.length} live track${ended.length === 1 ? '' : 's'} reported deleted)` : ''}`);
     setTimeout(() => process.exit(0), 2000); // a consumer that never reads cannot hold us
     out.write('', () => process.exit(0)); // called once everything queued before it is flushed
   };

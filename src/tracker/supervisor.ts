@@ -28,6 +28,7 @@ import type { TrackSummary } from './active-tracks.js';
 import { addOutputCounts, zeroOutputCounts, type OutputCounts } from './output-counts.js';
 import { resolveTrackerCommand, type TrackerCommand } from './tracker-command.js';
 import { TrackerInstance, type InstanceContext, type InstanceSpec, type InstanceView } from './tracker-instance.js';
+import { RunIds } from './run-id.js';
 
 export const TRACKER_STATES: readonly (TrackerPhase | 'probe_error')[] = [
   'idle', 'starting', 'running', 'outage', 'stopping', 'stopped', 'backoff', 'failed', 'probe_error',
@@ -52,6 +53,10 @@ export interface TrackerMetrics {
   up: Array<[string, number]>;
   restarts: Array<[string, number]>;
   tracksWritten: number;
+  /** Tracks seen for the first time (active-tracks.ts), over every instance, removed ones included. */
+  tracksStarted: number;
+  /** Live tracks now, summed over instances. */
+  tracksActive: number;
   /** RESET lines sent to trackers to follow their node's clock again (ring-feeder.ts). */
   resets: number;
   /** RESETs nodes sent, passed on to their trackers. */
@@ -89,7 +94,7 @@ function specKey(spec: InstanceSpec): string {
 }
 
 /** Feeder counters of removed instances, so totals never go down. */
-interface Retired { fed: number; duplicate: number; outOfOrder: number; lost: number; bad: number; tracks: number; resets: number; nodeResets: number; output: OutputCounts }
+interface Retired { fed: number; duplicate: number; outOfOrder: number; lost: number; bad: number; tracks: number; started: number; resets: number; nodeResets: number; output: OutputCounts }
 
 /** A desired instance whose construction threw: shown as probe_error, retried every pass. */
 interface Unbuilt { spec: InstanceSpec; error: string; since: number }
@@ -102,7 +107,7 @@ export class TrackerSupervisor implements RingSink {
   readonly counters = this.local.counters;
   private readonly provisioning: Provisioning;
   command: TrackerCommand;
-  private readonly retired: Retired = { fed: 0, duplicate: 0, outOfOrder: 0, lost: 0, bad: 0, tracks: 0, resets: 0, nodeResets: 0, output: zeroOutputCounts() };
+  private readonly retired: Retired = { fed: 0, duplicate: 0, outOfOrder: 0, lost: 0, bad: 0, tracks: 0, started: 0, resets: 0, nodeResets: 0, output: zeroOutputCounts() };
   private readonly configPollFailures = zeroPollFailures();
   /** Desired instances that could not be built (by node id). */
   readonly unbuilt = new Map<string, Unbuilt>();
@@ -159,8 +164,15 @@ export class TrackerSupervisor implements RingSink {
       },
       ...(opts.probe ? { probe: opts.probe } : {}),
       geolocators: createGeolocatorShared(c, opts.portIsFree),
+      nextRunId: () => this.runIds.next(),
     };
   }
+
+  /** Run ids of the tracker processes (track ids unique across restarts). */
+  private readonly runIds = new RunIds(() => this.config.output_dir, (claim) => {
+    if (claim.problem !== null) this.log.warn({ epoch: claim.epoch, problem: claim.problem }, 'track id epoch: the counter in output_dir could not be used; the clock is the epoch');
+    else this.log.info({ epoch: claim.epoch, output_dir: this.config.output_dir }, 'track id epoch claimed');
+  });
 
   /** The port range of provisioned trackers. */
   get ports(): PortAllocator {
@@ -426,6 +438,7 @@ export class TrackerSupervisor implements RingSink {
       r.lost += f.lostInFlight + f.inFlight;
       r.bad += f.badRecords;
       r.tracks += inst.output.stats().linesWritten;
+      r.started += inst.tracks.started;
       r.resets += f.resets;
       r.nodeResets += f.nodeResets;
       if (inst.geolocator) {
@@ -487,6 +500,9 @@ export class TrackerSupervisor implements RingSink {
     const up: Array<[string, number]> = [];
     const restarts: Array<[string, number]> = [];
     let tracks = this.retired.tracks;
+    let started = this.retired.started;
+    let active = 0;
+    const now = this.now();
     const output = addOutputCounts(zeroOutputCounts(), this.retired.output);
     for (const i of [...this.instances.values(), ...this.leaving]) addOutputCounts(output, i.outputCounts());
     for (const i of this.instances.values()) {
@@ -494,17 +510,20 @@ export class TrackerSupervisor implements RingSink {
       up.push([i.spec.nodeId, i.up ? 1 : 0]);
       restarts.push([i.spec.nodeId, i.state.restarts]);
       tracks += i.output.stats().linesWritten;
+      started += i.tracks.started;
+      active += i.tracks.count(now);
       resets += i.feeder.resets;
       nodeResets += i.feeder.nodeResets;
       if (i.configPoller) configChanges.push([i.spec.nodeId, i.configPoller.state.changes]);
     }
     for (const i of this.leaving) {
       tracks += i.output.stats().linesWritten;
+      started += i.tracks.started;
       resets += i.feeder.resets;
       nodeResets += i.feeder.nodeResets;
     }
     return {
-      states, up, restarts, tracksWritten: tracks, resets, nodeResets, configChanges, configPollFailures: { ...this.configPollFailures }, provisionRefused: { ...this.provisioning.refused },
+      states, up, restarts, tracksWritten: tracks, tracksStarted: started, tracksActive: active, resets, nodeResets, configChanges, configPollFailures: { ...this.configPollFailures }, provisionRefused: { ...this.provisioning.refused },
       passes: this.passes, passErrors: this.passErrors, probeErrors: this.probeErrors, memoryKills: this.memoryKills,
       geolocators: geolocatorMetrics(stagesOf(this.instances.values()), this.ctx.geolocators.retired, stagesOf(this.leaving)), output,
     };
@@ -561,7 +580,7 @@ function unbuiltView(u: Unbuilt): InstanceView {
     last_frame_at: null, frames_fed: 0, frames_skipped: { duplicate: 0, out_of_order: 0 }, frames_lost: 0, resets: 0, tracks_written: 0,
     last_output_at: null, input_blocked: false, retry_at: null, cooldown_until: null, last_error: u.error, banned_until: null,
     rss_bytes: null, node_resets: 0, node_config: null, geolocator: null,
-    active_tracks: 0, longest_tracks: [], output_skipped: zeroOutputCounts().skipped, forward: null,
+    active_tracks: 0, longest_tracks: [], tracks_active: 0, tracks_started: 0, output_skipped: zeroOutputCounts().skipped, forward: null,
   };
 }
 

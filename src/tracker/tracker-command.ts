@@ -35,7 +35,8 @@ export function resolveTrackerCommand(config: Config): TrackerCommand {
   if (t.command === 'reference') {
     const heap = mb > 0 ? [`--max-old-space-size=${mb}`] : [];
     return {
-      argv: [process.execPath, ...heap, REFERENCE_TRACKER_JS, '--exit-with-stdin', ...TCP_ARGS], cwd: t.cwd, env, kind: 'reference', parentPipe: true,
+      // --id-prefix: track ids unique across restarts (run-id.ts).
+      argv: [process.execPath, ...heap, REFERENCE_TRACKER_JS, '--exit-with-stdin', '--id-prefix', '{run_id}', ...TCP_ARGS], cwd: t.cwd, env, kind: 'reference', parentPipe: true,
     };
   }
   if (t.command === 'retina') {

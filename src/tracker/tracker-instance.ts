@@ -61,6 +61,8 @@ export interface InstanceContext {
   probe?: EngineProbe;
   /** Ports and retired counters of geolocators. */
   geolocators: GeolocatorShared;
+  /** A run id for each tracker process spawned (run-id.ts); none: no `{run_id}`. */
+  nextRunId?(): string;
 }
 
 /** The API's view of an instance (GET /api/v1/trackers). */
@@ -103,6 +105,10 @@ export interface InstanceView {
   active_tracks: number;
   /** The longest of them, longest first, at most 10. */
   longest_tracks: TrackLength[];
+  /** Live tracks: the same count as active_tracks (a `deleted` event ends a track at once). */
+  tracks_active: number;
+  /** Tracks seen for the first time, over every process of this instance. */
+  tracks_started: number;
   /** stdout lines that were not track events, by reason (not stored, not forwarded). */
   output_skipped: Record<OutputSkipReason, number>;
   /** api_forward: events sent, failed, dropped, and waiting now; null when forwarding is off. */
@@ -390,6 +396,7 @@ export class TrackerInstance {
       nodeId: spec.nodeId,
       ...(spec.port !== undefined ? { port: spec.port } : {}),
       ...(spec.trackerConfig ? { configPath: trackerConfigPath(this.ctx.command, spec.trackerConfig) } : {}),
+      ...(spec.remoteHost === undefined && this.ctx.nextRunId ? { runId: this.ctx.nextRunId() } : {}),
       input: c.tracker.input,
       ...(this.ctx.command.parentPipe === true && c.tracker.input === 'tcp' ? { parentPipe: true } : {}),
       connectRetries: c.tcp_connect_retries,
@@ -561,12 +568,14 @@ export class TrackerInstance {
   }
 
   /** The view's fields about the tracker's output: active tracks, skipped lines, forwarding. */
-  private trackFields(): Pick<InstanceView, 'active_tracks' | 'longest_tracks' | 'output_skipped' | 'forward'> {
+  private trackFields(): Pick<InstanceView, 'active_tracks' | 'longest_tracks' | 'tracks_active' | 'tracks_started' | 'output_skipped' | 'forward'> {
     const t = this.tracks.summary(this.ctx.now());
     const f = this.forwarder?.stats();
     return {
       active_tracks: t.active,
       longest_tracks: t.longest,
+      tracks_active: t.active,
+      tracks_started: this.tracks.started,
       output_skipped: this.outputCounts().skipped,
       forward: f ? { sent: f.sent, failed: f.failed, dropped: f.dropped, queued: f.queued + f.inFlight } : null,
     };

@@ -35,7 +35,9 @@ export interface TrackerProcessOptions {
    * replacement, so `--port={port}` works). When `configPath` is not set, every
    * element containing `{config}` is dropped, together with an immediately
    * preceding `-c` or `--config` element; so `[..., '-c', '{config}']` becomes
-   * `[...]`. A `{port}` placeholder without a port is an error.
+   * `[...]`. A `{port}` placeholder without a port is an error. `{run_id}` is
+   * `runId` (run-id.ts); without one it is dropped like `{config}`, with an
+   * immediately preceding `--id-prefix`.
    */
   command: string[];
   cwd?: string;
@@ -45,6 +47,8 @@ export interface TrackerProcessOptions {
   /** The tracker's input TCP port on 127.0.0.1 (required for input 'tcp'). */
   port?: number;
   configPath?: string;
+  /** This process's run id (run-id.ts): `{run_id}` in the command, and RADAR_INGEST_RUN_ID in its environment. */
+  runId?: string;
   /** 'tcp': connect to 127.0.0.1:port; 'stdin': write to the child's stdin. */
   input: TrackerInput;
   /**
@@ -98,13 +102,18 @@ const INPUT_DRAIN_MAX_MS = 2000;
 const STDIO_CLOSE_AFTER_EXIT_MS = 1000;
 
 /** Substitutes the placeholders of a tracker command (see TrackerProcessOptions.command). */
-export function expandCommand(command: readonly string[], vars: { port?: number; nodeId: string; configPath?: string }): string[] {
+export function expandCommand(command: readonly string[], vars: { port?: number; nodeId: string; configPath?: string; runId?: string }): string[] {
   const out: string[] = [];
   const hasConfig = vars.configPath !== undefined && vars.configPath !== '';
+  const hasRunId = vars.runId !== undefined && vars.runId !== '';
   for (const arg of command) {
     if (arg.includes('{config}') && !hasConfig) {
       const prev = out[out.length - 1];
       if (prev === '-c' || prev === '--config') out.pop();
+      continue;
+    }
+    if (arg.includes('{run_id}') && !hasRunId) {
+      if (out[out.length - 1] === '--id-prefix') out.pop();
       continue;
     }
     if (arg.includes('{port}') && vars.port === undefined) {
@@ -113,7 +122,8 @@ export function expandCommand(command: readonly string[], vars: { port?: number;
     out.push(arg
       .replaceAll('{port}', String(vars.port))
       .replaceAll('{node_id}', vars.nodeId)
-      .replaceAll('{config}', vars.configPath ?? ''));
+      .replaceAll('{config}', vars.configPath ?? '')
+      .replaceAll('{run_id}', vars.runId ?? ''));
   }
   return out;
 }
@@ -188,9 +198,10 @@ export class TrackerProcess {
     if (opts.input === 'tcp' && (!Number.isInteger(opts.port) || opts.port! < 1 || opts.port! > 65535)) {
       throw new RangeError(`tracker for node ${opts.nodeId}: input "tcp" needs a port between 1 and 65535 (got ${opts.port})`);
     }
-    const argv: { port?: number; nodeId: string; configPath?: string } = { nodeId: opts.nodeId };
+    const argv: { port?: number; nodeId: string; configPath?: string; runId?: string } = { nodeId: opts.nodeId };
     if (opts.port !== undefined) argv.port = opts.port;
     if (opts.configPath !== undefined) argv.configPath = opts.configPath;
+    if (opts.runId !== undefined) argv.runId = opts.runId;
     this.argv = expandCommand(opts.command, argv);
     if (this.argv.length === 0 || this.argv[0] === '') throw new Error(`tracker for node ${opts.nodeId}: empty command`);
     this.outLines = new LineSplitter({ maxLineBytes: opts.maxLineBytes ?? DEFAULTS.maxLineBytes, oversize: 'drop' });
@@ -228,7 +239,8 @@ export class TrackerProcess {
     if (this._state !== 'new') throw new Error(`tracker for node ${this.nodeId}: start() called twice`);
     this._state = 'starting';
     this.startedAt = this.now();
-    const env = this.opts.env ? { ...process.env, ...this.opts.env } : process.env;
+    const runEnv = this.opts.runId !== undefined ? { RADAR_INGEST_RUN_ID: this.opts.runId } : {};
+    const env = this.opts.env || this.opts.runId !== undefined ? { ...process.env, ...this.opts.env, ...runEnv } : process.env;
     // detached: its own session and process group, so a signal to the engine's group
     // (Ctrl-C in a terminal) does not reach it: the engine's drain decides when it stops.
     const child = spawn(this.argv[0]!, this.argv.slice(1), {
