@@ -429,6 +429,16 @@ async function simulate(a: SimulateArgs, out: (s: string) => void, err: (s: stri
     });
   }
 
+  // A run of --duration lasts that long, not just until its last frame is due.
+  if (!failed && !stopped && a.duration !== null) {
+    const end = started + a.duration * 1000;
+    while (!failed && !stopped && Date.now() < end) {
+      await new Promise<void>((r) => {
+        wake = r;
+        setTimeout(kick, Math.min(50, Math.max(1, end - Date.now())));
+      });
+    }
+  }
   // Binary: every frame sent should be settled before we hang up.
   if (!failed && a.protocol === 'binary') {
     const deadline = Date.now() + ACK_WAIT_MS;
@@ -437,9 +447,9 @@ async function simulate(a: SimulateArgs, out: (s: string) => void, err: (s: stri
       if (!n.allAcked() && n.stats.error === null) n.stats.error = `${n.seq - n.ackedSeq} frames not acked within ${ACK_WAIT_MS / 1000} s`;
     }
   }
+  if (Date.now() - started >= 1000) progress(Date.now());
   await Promise.all(nodes.map((n) => n.finish()));
   const elapsed = (Date.now() - started) / 1000;
-  if (elapsed >= 1) progress(Date.now());
 
   const stats = nodes.map((n) => n.stats);
   const ok = stats.every((s) => s.error === null);
