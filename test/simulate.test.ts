@@ -8,6 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createServer } from 'node:net';
 import { Scene, WAVELENGTH_M, type SceneOptions } from '../src/cli/sim-targets.js';
 import { getJson, scrape, startTrackerEngine, until, freePort, TOKEN, type TrackerEngine } from './helpers.js';
 
@@ -249,6 +250,19 @@ describe('radar-ingest simulate usage', () => {
     const down = await runCli(['--port', String(port), '--token', 'x', '--duration', '1']);
     assert.equal(down.code, 1);
     assert.match(down.err, new RegExp(`cannot connect to 127\\.0\\.0\\.1:${port}: ECONNREFUSED`));
+    // A host that is not radar-ingest (here: answers the hello with a 4 GiB length prefix) is not buffered.
+    const fake = createServer((c) => {
+      c.on('error', () => undefined);
+      c.once('data', () => c.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x80])));
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    try {
+      const odd = await runCli(['--port', String((fake.address() as { port: number }).port), '--token', 'x', '--protocol', 'binary', '--duration', '1']);
+      assert.equal(odd.code, 1);
+      assert.match(odd.err, /sim-1: the host sent a 4294967295-byte message: not the radar-ingest binary protocol/);
+    } finally {
+      fake.close();
+    }
     const help = await runCli(['--help']);
     assert.equal(help.code, 0);
     assert.match(help.out, /--protocol P/);

@@ -41,6 +41,8 @@ const MAX_CLUTTER = 100;
 const ACK_WAIT_MS = 10_000;
 /** A connection that takes longer than this to answer the hello or to open has failed. */
 const CONNECT_TIMEOUT_MS = 10_000;
+/** The host's largest reply (a welcome, an ack or an error) is well under this. */
+const MAX_REPLY_BYTES = 1 << 20;
 
 export interface SimulateArgs {
   host: string;
@@ -175,11 +177,13 @@ interface NodeStats {
 /** Splits the host's replies (u32 length + msgpack) into messages. */
 class ReplyReader {
   private buf: Buffer = Buffer.alloc(0);
-  push(chunk: Buffer, fn: (m: Record<string, unknown>) => void): void {
+  /** Returns an error instead of buffering a reply no host sends (the protocol's replies are small). */
+  push(chunk: Buffer, fn: (m: Record<string, unknown>) => void): string | null {
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     let at = 0;
     while (this.buf.length - at >= 4) {
       const len = this.buf.readUInt32BE(at);
+      if (len > MAX_REPLY_BYTES) return `the host sent a ${len}-byte message: not the radar-ingest binary protocol`;
       if (this.buf.length - at - 4 < len) break;
       let m: unknown = null;
       try {
@@ -189,6 +193,7 @@ class ReplyReader {
       if (m !== null && typeof m === 'object') fn(m as Record<string, unknown>);
     }
     this.buf = this.buf.subarray(at);
+    return null;
   }
 }
 
@@ -265,7 +270,10 @@ class SimNode {
     });
     if (this.a.protocol === 'binary') {
       const reader = new ReplyReader();
-      s.on('data', (chunk: Buffer) => reader.push(chunk, (m) => this.onReply(m, timer)));
+      s.on('data', (chunk: Buffer) => {
+        const bad = reader.push(chunk, (m) => this.onReply(m, timer));
+        if (bad !== null) this.fail(bad);
+      });
     } else {
       s.resume(); // the line protocol sends nothing back; never let a stray byte fill the buffer
     }
