@@ -7,8 +7,9 @@ import { ConfigError } from './protocol/errors.js';
 import { Engine } from './engine/engine.js';
 import { installProcessGuard, installTestFault } from './engine/process-guard.js';
 import { runStatus } from './cli/status-command.js';
+import { runSimulate } from './cli/simulate-command.js';
 
-const USAGE = 'usage: radar-ingest [-c|--config PATH] [-v|--verbose] [--server]   (default config: ./config.yaml)\n       radar-ingest status [--url URL] [--token TOKEN] [--json]';
+const USAGE = 'usage: radar-ingest [-c|--config PATH] [-v|--verbose] [--server]   (default config: ./config.yaml)\n       radar-ingest status [--url URL] [--token TOKEN] [--json]\n       radar-ingest simulate [--nodes N] [--rate HZ] [--targets K] [--protocol line|binary] [--duration S] ... (--help)';
 
 interface Args {
   config: string;
@@ -52,6 +53,11 @@ async function main(): Promise<void> {
   // `radar-ingest status ...`: a client of a running engine, not the engine.
   if (process.argv[2] === 'status') {
     process.exitCode = await runStatus(process.argv.slice(3), process.env, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+    return;
+  }
+  // `radar-ingest simulate ...`: simulated nodes pushing frames to a host.
+  if (process.argv[2] === 'simulate') {
+    process.exitCode = await runSimulate(process.argv.slice(3));
     return;
   }
   const parsed = parseArgs(process.argv.slice(2));
