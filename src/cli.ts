@@ -1,15 +1,17 @@
 #!/usr/bin/env node
 // radar-ingest [-c|--config PATH] [-v|--verbose] [--server]: runs the engine until SIGTERM/SIGINT.
+// radar-ingest COMMAND ...: a subcommand (cli/subcommands.ts: check, status).
 // The flags are tracker-host's, so its service files run unchanged.
 // Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage or configuration.
 import { loadConfigFile, type Config } from './config.js';
 import { ConfigError } from './protocol/errors.js';
 import { Engine } from './engine/engine.js';
 import { installProcessGuard, installTestFault } from './engine/process-guard.js';
-import { runStatus } from './cli/status-command.js';
-import { runSimulate } from './cli/simulate-command.js';
-
-const USAGE = 'usage: radar-ingest [-c|--config PATH] [-v|--verbose] [--server]   (default config: ./config.yaml)\n       radar-ingest status [--url URL] [--token TOKEN] [--json]\n       radar-ingest simulate [--nodes N] [--rate HZ] [--targets K] [--protocol line|binary] [--duration S] ... (--help)';
+import { didYouMean } from './util/did-you-mean.js';
+import { EXIT_CONFIG, EXIT_USAGE, newCommand, parseArgv } from './cli/parser.js';
+import { findSubcommand, SUBCOMMANDS } from './cli/subcommands.js';
+import { helpEpilogue } from './cli/help.js';
+import { VERSION } from './cli/package-info.js';
 
 interface Args {
   config: string;
@@ -19,28 +21,34 @@ interface Args {
   server: boolean;
 }
 
-function parseArgs(argv: string[]): Args | null {
-  const args: Args = { config: 'config.yaml', verbose: false, server: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--config' || a === '-c') {
-      const v = argv[++i];
-      if (v === undefined) return null;
-      args.config = v;
-    } else if (a.startsWith('--config=')) {
-      args.config = a.slice('--config='.length);
-    } else if (a === '-v' || a === '--verbose') {
-      args.verbose = true;
-    } else if (a === '--server') {
-      args.server = true;
-    } else if (a === '--help' || a === '-h') {
-      process.stdout.write(`${USAGE}\n`);
-      process.exit(0);
-    } else {
-      return null;
-    }
+const out = (s: string): void => void process.stdout.write(s);
+const err = (s: string): void => void process.stderr.write(s);
+
+/** The engine's flags; an exit code when there is nothing to run (--help, --version, bad usage). */
+function parseArgs(argv: string[]): Args | number {
+  const program = newCommand('radar-ingest', out, err)
+    .description('Ingest host for passive-radar networks: nodes push detection frames over TCP, each node\'s ' +
+      'frames feed its tracker, tracks are written to files and forwarded. Runs until SIGTERM/SIGINT.')
+    .usage('[options]          run the engine (default config: ./config.yaml)\n       radar-ingest COMMAND [options]')
+    .version(VERSION, '-V, --version', 'print the version and exit')
+    .option('-c, --config <path>', 'the config file', 'config.yaml')
+    .option('-v, --verbose', 'debug logs (overrides log.level)')
+    .option('--server', "accepted for tracker-host's service files: the server-mode routes are always served")
+    .allowExcessArguments(true)
+    .addHelpText('after', helpEpilogue(SUBCOMMANDS));
+  const code = parseArgv(program, argv);
+  if (code !== null) return code;
+  const stray = program.args[0];
+  if (stray !== undefined) {
+    // A subcommand goes first (`radar-ingest check -c F`); anything else is a typo.
+    const near = didYouMean(stray, SUBCOMMANDS.map((c) => c.name));
+    const what = findSubcommand(stray) ? `'${stray}' is a command: it goes first (radar-ingest ${stray} [options])`
+      : `unknown command '${stray}'${near ? ` (did you mean ${near}?)` : ''}`;
+    err(`radar-ingest: ${what}\n(run 'radar-ingest --help' for usage)\n`);
+    return EXIT_USAGE;
   }
-  return args;
+  const o = program.opts<{ config: string; verbose?: boolean; server?: boolean }>();
+  return { config: o.config, verbose: o.verbose === true, server: o.server === true };
 }
 
 /** The config file with the command line's overrides (a reload keeps them). */
@@ -50,20 +58,19 @@ function load(args: Args): Config {
 }
 
 async function main(): Promise<void> {
-  // `radar-ingest status ...`: a client of a running engine, not the engine.
-  if (process.argv[2] === 'status') {
-    process.exitCode = await runStatus(process.argv.slice(3), process.env, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+  const argv = process.argv.slice(2);
+  // `radar-ingest help [COMMAND]` is `--help` (of that command).
+  if (argv[0] === 'help') argv.splice(0, 2, ...(findSubcommand(argv[1]) ? [argv[1]!, '--help'] : ['--help']));
+  // `radar-ingest COMMAND ...`: a subcommand (a client of a running engine, a check...), not the engine.
+  const sub = findSubcommand(argv[0]);
+  if (sub) {
+    process.exitCode = await sub.run(argv.slice(1));
     return;
   }
-  // `radar-ingest simulate ...`: simulated nodes pushing frames to a host.
-  if (process.argv[2] === 'simulate') {
-    process.exitCode = await runSimulate(process.argv.slice(3));
+  const parsed = parseArgs(argv);
+  if (typeof parsed === 'number') {
+    process.exitCode = parsed;
     return;
-  }
-  const parsed = parseArgs(process.argv.slice(2));
-  if (!parsed) {
-    process.stderr.write(`${USAGE}\n`);
-    process.exit(2);
   }
   const args = parsed;
   let engine: Engine;
@@ -71,8 +78,10 @@ async function main(): Promise<void> {
     engine = new Engine({ config: load(args) });
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`radar-ingest: config error: ${err.message}\n`);
-      process.exit(2);
+      // A key's error may not be the file's only one: check lists them all.
+      const more = err.path === '' ? '' : `(run 'radar-ingest check --config ${args.config}' to list every error)\n`;
+      process.stderr.write(`radar-ingest: config error: ${err.message}\n${more}`);
+      process.exit(EXIT_CONFIG);
     }
     throw err;
   }

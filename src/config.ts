@@ -11,8 +11,10 @@
 //  - A key whose value is null (e.g. `token:` with nothing after it) counts as absent,
 //    i.e. it takes its default (or "is required" if it has none). List items are not
 //    touched: `trackers: [~]` is an error.
-//  - Only the first problem is reported, as a ConfigError whose `path` is the dotted key
-//    path (`trackers[1].tcp_port`) and whose message is short and precise.
+//  - parseConfig reports the first problem, as a ConfigError whose `path` is the dotted key
+//    path (`trackers[1].tcp_port`) and whose message is short and precise; configErrors and
+//    checkConfigFile report every one (`radar-ingest check`). An unknown key names the
+//    closest known key of its mapping, if one is close (`prot: unknown key (did you mean "port"?)`).
 //  - Durations in seconds are finite numbers >= 0; byte sizes and milliseconds are integers.
 
 import { readFileSync } from 'node:fs';
@@ -22,6 +24,7 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './protocol/errors.js';
 import { NODE_ID_PATTERN, ID_SHAPE } from './protocol/node-id.js';
+import { didYouMean } from './util/did-you-mean.js';
 
 /** Upper bound for `shards` (explicit or resolved from "auto"). */
 export const MAX_SHARDS = 64;
@@ -614,32 +617,61 @@ function issueMessage(iss: z.core.$ZodRawIssue): string | undefined {
   }
 }
 
-function toConfigError(issue: z.core.$ZodIssue): ConfigError {
-  if (issue.code === 'unrecognized_keys') {
-    // One issue lists every unknown key of an object; report the first.
-    return new ConfigError(formatPath([...issue.path, issue.keys[0] ?? '']), 'unknown key');
+/** An unknown key, with the closest known key of the same mapping when one is close. */
+export class UnknownKeyError extends ConfigError {
+  constructor(path: string, readonly key: string, readonly suggestion: string | undefined) {
+    super(path, suggestion === undefined ? 'unknown key' : `unknown key (did you mean "${suggestion}"?)`);
   }
-  return new ConfigError(formatPath(issue.path), issue.message);
+}
+
+/** The schema under its wrappers (defaults, optionals, pipes of a transform or a preprocess). */
+function unwrap(schema: z.core.$ZodType): z.core.$ZodType {
+  let s = schema;
+  for (let i = 0; i < 16; i++) {
+    const def = s._zod.def as unknown as { type: string; innerType?: z.core.$ZodType; in?: z.core.$ZodType; out?: z.core.$ZodType };
+    if (def.innerType) s = def.innerType;
+    else if (def.type === 'pipe' && def.in && def.out) s = def.in._zod.def.type === 'transform' ? def.out : def.in;
+    else break;
+  }
+  return s;
+}
+
+/** The keys the schema knows for the mapping at `path` (empty where it is not a fixed mapping). */
+function knownKeysAt(path: readonly PropertyKey[]): string[] {
+  let s: z.core.$ZodType = configSchema;
+  for (const seg of path) {
+    const def = unwrap(s)._zod.def as unknown as { type: string; shape?: Record<string, z.core.$ZodType>; element?: z.core.$ZodType };
+    const next = typeof seg === 'number' ? def.element : def.shape?.[String(seg)];
+    if (!next) return [];
+    s = next;
+  }
+  const def = unwrap(s)._zod.def as unknown as { type: string; shape?: Record<string, z.core.$ZodType> };
+  return def.type === 'object' && def.shape ? Object.keys(def.shape) : [];
+}
+
+function toConfigErrors(issue: z.core.$ZodIssue): ConfigError[] {
+  if (issue.code === 'unrecognized_keys') {
+    // One issue lists every unknown key of a mapping.
+    const known = knownKeysAt(issue.path);
+    return issue.keys.map((k) => new UnknownKeyError(formatPath([...issue.path, k]), k, didYouMean(k, known)));
+  }
+  return [new ConfigError(formatPath(issue.path), issue.message)];
 }
 
 // ---------------------------------------------------------------------------
 // Public API
 // ---------------------------------------------------------------------------
 
-/**
- * Validates a parsed config document and applies defaults. An empty document
- * (undefined/null) yields all defaults. A non-empty RADAR_INGEST_TOKEN in `env`
- * overrides tcp_server.token. Throws ConfigError describing the first problem.
- */
-export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env): Config {
+/** The config, or every problem with it (schema order). */
+function validate(raw: unknown, env: NodeJS.ProcessEnv): { config: Config } | { errors: ConfigError[] } {
   const doc = raw ?? {};
   if (typeof doc !== 'object' || Array.isArray(doc)) {
-    throw new ConfigError('', `config must be a mapping at the top level, got ${typeName(doc)}`);
+    return { errors: [new ConfigError('', `config must be a mapping at the top level, got ${typeName(doc)}`)] };
   }
   const result = configSchema.safeParse(doc, { error: issueMessage });
   if (!result.success) {
-    const first = result.error.issues[0];
-    throw first ? toConfigError(first) : new ConfigError('', 'invalid config');
+    const errors = result.error.issues.flatMap(toConfigErrors);
+    return { errors: errors.length > 0 ? errors : [new ConfigError('', 'invalid config')] };
   }
   let config = result.data;
   const token = env.RADAR_INGEST_TOKEN;
@@ -650,7 +682,51 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env):
   if (apiToken !== undefined && apiToken !== '') {
     config = { ...config, http: { ...config.http, api_token: apiToken } };
   }
-  return config;
+  return { config };
+}
+
+/**
+ * Validates a parsed config document and applies defaults. An empty document
+ * (undefined/null) yields all defaults. A non-empty RADAR_INGEST_TOKEN in `env`
+ * overrides tcp_server.token. Throws ConfigError describing the first problem.
+ */
+export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env): Config {
+  const r = validate(raw, env);
+  if ('errors' in r) throw r.errors[0]!;
+  return r.config;
+}
+
+/** Every problem of a parsed config document (parseConfig throws the first); empty when it is valid. */
+export function configErrors(raw: unknown, env: NodeJS.ProcessEnv = process.env): ConfigError[] {
+  const r = validate(raw, env);
+  return 'errors' in r ? r.errors : [];
+}
+
+/** A config file's document, or why it cannot be read: not found, unreadable, or every YAML error. */
+function readConfigDocument(path: string): { doc: unknown } | { errors: ConfigError[] } {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT') return { errors: [new ConfigError('', `config file not found: ${path}`)] };
+    return { errors: [new ConfigError('', `cannot read config file ${path}: ${e.message}`)] };
+  }
+  // YAML 1.2 core schema plus `<<` merge keys (which PyYAML-era configs may use).
+  const doc = parseDocument(text, { merge: true, prettyErrors: true });
+  // Warnings (e.g. an unresolved !tag) silently change values, so they are errors here.
+  const problems = [...doc.errors, ...doc.warnings];
+  if (problems.length > 0) {
+    return {
+      errors: problems.map((problem) => {
+        const pos = problem.linePos?.[0];
+        const where = pos ? `${path}:${pos.line}:${pos.col}` : path;
+        const reason = (problem.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+        return new ConfigError('', `${where}: invalid YAML: ${reason || problem.code}`);
+      }),
+    };
+  }
+  return { doc: doc.toJS() };
 }
 
 /**
@@ -658,23 +734,13 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env):
  * Missing/unreadable files and YAML syntax errors are ConfigErrors with path ''.
  */
 export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): Config {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ENOENT') throw new ConfigError('', `config file not found: ${path}`);
-    throw new ConfigError('', `cannot read config file ${path}: ${e.message}`);
-  }
-  // YAML 1.2 core schema plus `<<` merge keys (which PyYAML-era configs may use).
-  const doc = parseDocument(text, { merge: true, prettyErrors: true });
-  // Warnings (e.g. an unresolved !tag) silently change values, so they are errors here.
-  const problem = doc.errors[0] ?? doc.warnings[0];
-  if (problem) {
-    const pos = problem.linePos?.[0];
-    const where = pos ? `${path}:${pos.line}:${pos.col}` : path;
-    const reason = (problem.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
-    throw new ConfigError('', `${where}: invalid YAML: ${reason || problem.code}`);
-  }
-  return parseConfig(doc.toJS(), env);
+  const r = readConfigDocument(path);
+  if ('errors' in r) throw r.errors[0]!;
+  return parseConfig(r.doc, env);
+}
+
+/** A config file checked whole: the config when it is valid, else every problem with it. */
+export function checkConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): { config: Config } | { errors: ConfigError[] } {
+  const r = readConfigDocument(path);
+  return 'errors' in r ? r : validate(r.doc, env);
 }

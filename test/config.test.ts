@@ -263,7 +263,7 @@ test('tracker mode is inferred from detection_url and node_id defaults to name',
 });
 
 test('unknown top-level key is rejected', () => {
-  assertConfigError({ output_dir: './out', shardz: 4 }, 'shardz', 'unknown key');
+  assertConfigError({ output_dir: './out', shardz: 4 }, 'shardz', 'unknown key (did you mean "shards"?)');
 });
 
 test('unknown nested key is rejected with its dotted path', () => {

@@ -2,6 +2,9 @@
 // HTTP listener and prints its nodes, trackers, agents and drops (status-table.ts).
 // Exit codes: 0 the engine answered, 1 it could not be reached, 2 bad usage.
 import { buildSnapshot, renderStatus, type Fetched, type StatusInputs } from './status-table.js';
+import { didYouMean } from '../util/did-you-mean.js';
+
+const FLAGS = ['--url', '--token', '--json', '--help'];
 
 export const STATUS_USAGE = `usage: radar-ingest status [--url URL] [--token TOKEN] [--json]
   --url URL      the engine's HTTP listener (default http://127.0.0.1:8080, or RADAR_INGEST_URL)
@@ -26,7 +29,10 @@ export function parseStatusArgs(argv: string[], env: NodeJS.ProcessEnv): StatusA
       else a.token = v;
     } else if (arg === '--json' && inline === undefined) a.json = true;
     else if ((arg === '--help' || arg === '-h') && inline === undefined) return 'help';
-    else return { error: `unknown argument ${JSON.stringify(argv[i])}` };
+    else {
+      const near = arg.startsWith('-') ? didYouMean(arg, FLAGS) : undefined;
+      return { error: `unknown argument ${JSON.stringify(argv[i])}${near ? ` (did you mean ${near}?)` : ''}` };
+    }
   }
   try {
     const u = new URL(a.url);
