@@ -75,6 +75,7 @@ export class RedisServer {
   async stop(): Promise<void> {
     const proc = this.proc;
     if (!proc) return;
+    if (proc.exitCode !== null || proc.signalCode !== null) { this.proc = null; return; }
     await new Promise<void>((resolve) => {
       proc.once('exit', () => resolve());
       proc.kill('SIGTERM');
