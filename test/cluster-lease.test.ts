@@ -118,7 +118,7 @@ describe(`node leases in Redis (${REDIS_SERVER ?? 'redis-server not installed'})
       ...over,
     });
     keepers.push(keeper);
-    assert.equal(await keeper.start(), true);
+    assert.equal(await keeper.start(), redis.running);
     return { keeper, lost, asked, registry };
   }
 
@@ -205,19 +205,20 @@ describe(`node leases in Redis (${REDIS_SERVER ?? 'redis-server not installed'})
 
   test('a dead holder: its grant expires after lease_ms and the other host takes the node with a higher fence', async () => {
     const p = prefix();
-    const a = await host('host-a', 600, p);
-    const b = await host('host-b', 600, p);
+    const a = await host('host-a', 1200, p);
+    const b = await host('host-b', 1200, p);
     const ra = await a.keeper.acquire('n');
     assert.ok(ra.acquired);
-    await until(async () => (await metric(a, CLUSTER_M.leaseRenewals, '{result="ok"}')) >= 2, 'A renews');
+    await until(async () => (await metric(a, CLUSTER_M.leaseRenewals, '{result="ok"}')) >= 2, 'A renews')
+      .catch(async (e) => { throw new Error(`${(e as Error).message}: ${await a.registry.metrics()} lost ${JSON.stringify(a.lost)}`); });
     const diedAt = Date.now();
     a.keeper.abandon(); // no release: as a crash
     const held = await b.keeper.acquire('n');
     assert.deepEqual(held, { acquired: false, holder: 'host-a', fence: ra.fence }, 'still held just after the crash');
     assert.equal(await b.keeper.requestHandover('n'), 0, 'a dead holder hears nothing');
-    const rb = await until(async () => { const r = await b.keeper.acquire('n'); return r.acquired ? r : null; }, 'B acquires after expiry', 2000);
+    const rb = await until(async () => { const r = await b.keeper.acquire('n'); return r.acquired ? r : null; }, 'B acquires after expiry', 3000);
     const waited = Date.now() - diedAt;
-    assert.ok(waited >= 600 - 200 - 50, `taken ${waited} ms after the crash: not before the last renew's grant ran out`);
+    assert.ok(waited >= 1200 - 400 - 50, `taken ${waited} ms after the crash: not before the last renew's grant ran out`);
     assert.ok(rb.fence > ra.fence);
     await b.keeper.stop();
   });
@@ -277,6 +278,21 @@ describe(`node leases in Redis (${REDIS_SERVER ?? 'redis-server not installed'})
     await redis.restart();
     const r2 = await until(async () => { const r = await a.keeper.acquire('n'); return r.acquired ? r : null; }, 'A acquires', 5000);
     assert.equal(r2.fence, future + 2, 'the floor this host sent, not the restarted Redis\'s clock');
+    await a.keeper.stop();
+  });
+
+  test('a host started while Redis is down: start says so, acquires fail fast, and work once Redis is up', async () => {
+    const p = prefix();
+    await redis.stop();
+    const a = await host('host-a', 600, p);
+    assert.equal(a.keeper.isUp(), false);
+    const r = await a.keeper.acquire('n');
+    assert.ok(!r.acquired && 'error' in r);
+    assert.equal(await metric(a, CLUSTER_M.leaseAcquisitions, '{result="error"}'), 1);
+    await redis.restart();
+    const ok = await until(async () => { const x = await a.keeper.acquire('n'); return x.acquired ? x : null; }, 'acquired once Redis is up', 5000);
+    assert.ok(ok.fence > 0);
+    assert.equal(await redis.running, true);
     await a.keeper.stop();
   });
 });
