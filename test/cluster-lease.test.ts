@@ -150,6 +150,11 @@ describe(`node leases in Redis (${REDIS_SERVER ?? 'redis-server not installed'})
     const fenceA = ra.fence;
     assert.deepEqual(await b.keeper.acquire('node-1'), { acquired: false, holder: 'host-a', fence: fenceA });
     assert.deepEqual(await a.keeper.acquire('node-1'), { acquired: true, fence: fenceA }, 'the holder asking again keeps its grant');
+    const twice = await Promise.all([a.keeper.acquire('node-3'), a.keeper.acquire('node-3')]);
+    assert.ok(twice[0].acquired && twice[1].acquired && twice[0].fence === twice[1].fence, 'one grant for two concurrent attempts');
+    assert.equal(await b.keeper.requestHandover('node-3'), 1, 'and its holder still listens');
+    await until(() => a.asked.some((q) => q.node === 'node-3'), 'node-3 request heard');
+    a.asked.length = 0;
 
     assert.equal(await b.keeper.requestHandover('node-1'), 1, 'PUBLISH reached the holder');
     await until(() => a.asked.length === 1, 'the holder hears the request');
@@ -175,11 +180,11 @@ describe(`node leases in Redis (${REDIS_SERVER ?? 'redis-server not installed'})
     const left = await asB.check('node-1', rb.fence);
     assert.ok(left > 0 && left <= 5000, `ms left ${left}`);
 
-    assert.equal(await metric(a, CLUSTER_M.leaseAcquisitions, '{result="acquired"}'), 1);
+    assert.equal(await metric(a, CLUSTER_M.leaseAcquisitions, '{result="acquired"}'), 2);
     assert.equal(await metric(b, CLUSTER_M.leaseAcquisitions, '{result="held"}'), 1);
-    assert.equal(await metric(b, CLUSTER_M.handoversRequested, '{result="received"}'), 1);
+    assert.equal(await metric(b, CLUSTER_M.handoversRequested, '{result="received"}'), 2);
     assert.equal(await metric(b, CLUSTER_M.handoversRequested, '{result="no_listener"}'), 1);
-    assert.equal(await metric(a, CLUSTER_M.handoverRequestsReceived), 1);
+    assert.equal(await metric(a, CLUSTER_M.handoverRequestsReceived), 2);
     assert.equal(await metric(a, CLUSTER_M.leaseLosses, '{reason="unrenewed"}'), 0, 'series start at zero');
     await a.keeper.stop();
     await b.keeper.stop();

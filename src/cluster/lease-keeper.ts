@@ -35,6 +35,7 @@ export class LeaseKeeper {
   private timer: NodeJS.Timeout | null = null;
   private wakeAt = Infinity;
   private stopped = false;
+  private readonly pending = new Map<string, Promise<KeeperAcquireResult>>();
 
   constructor(private readonly opts: LeaseKeeperOptions) {
     this.table = new LeaseTable(opts.leaseMs);
@@ -90,9 +91,18 @@ export class LeaseKeeper {
    * Takes the node for this host. Held by this host already: its grant. Held by
    * another: that holder and its fence (ask it with requestHandover, or wait for expiry).
    */
-  async acquire(node: string): Promise<KeeperAcquireResult> {
+  acquire(node: string): Promise<KeeperAcquireResult> {
     const mine = this.table.fenceOf(node);
-    if (mine !== undefined) return { acquired: true, fence: mine };
+    if (mine !== undefined) return Promise.resolve({ acquired: true, fence: mine });
+    // One attempt per node at a time: a second one would unsubscribe the winner's channel.
+    const pending = this.pending.get(node);
+    if (pending) return pending;
+    const p = this.tryAcquire(node).finally(() => this.pending.delete(node));
+    this.pending.set(node, p);
+    return p;
+  }
+
+  private async tryAcquire(node: string): Promise<KeeperAcquireResult> {
     const channel = this.leases.handoverChannel(node);
     const sentAt = this.now();
     try {
@@ -158,6 +168,9 @@ export class LeaseKeeper {
     for (const { node } of this.table.owned()) await this.release(node);
     this.shutdown();
     await Promise.allSettled([this.cmd.quit(), this.sub.quit()]);
+    // quit() cannot run while Redis is unreachable; this also cancels the reconnects.
+    this.cmd.disconnect();
+    this.sub.disconnect();
   }
 
   /** Stops as a crashed host would: no release, connections dropped; other hosts wait for expiry. */
