@@ -11,6 +11,7 @@ import { LeaseTable, MAX_REMEMBERED_FENCES, type LeaseAction } from '../src/clus
 import { LeaseKeeper, type LeaseKeeperOptions } from '../src/cluster/lease-keeper.js';
 import { NodeLeases, decodeHandover } from '../src/cluster/node-lease.js';
 import { registerLeaseMetrics } from '../src/cluster/lease-metrics.js';
+import { FENCE_GUARD_LUA, leaseValue } from '../src/cluster/lease-scripts.js';
 import { CLUSTER_M } from '../src/telemetry/metric-names.js';
 import { RedisServer, REDIS_SERVER, redisSkip } from './redis-server.js';
 import { until } from './helpers.js';
@@ -175,6 +176,13 @@ describe(`node leases in Redis (${REDIS_SERVER ?? 'redis-server not installed'})
     assert.equal(await asA.release('node-1', rb.fence), false);
     assert.equal(await asA.check('node-1', rb.fence), 0);
     assert.equal(await b.keeper.check('node-1'), true, 'B still holds it');
+    // A write that matters, guarded by the fence: A's stale grant writes nothing, B's writes.
+    const guarded = `${FENCE_GUARD_LUA}\nredis.call('SET', KEYS[2], ARGV[2])\nreturn 1`;
+    const c = raw();
+    await assert.rejects(c.eval(guarded, 2, `${p}lease:node-1`, `${p}resume:node-1`, leaseValue('host-a', fenceA), 'from-a'), /FENCED/);
+    assert.equal(await c.get(`${p}resume:node-1`), null);
+    assert.equal(await c.eval(guarded, 2, `${p}lease:node-1`, `${p}resume:node-1`, leaseValue('host-b', rb.fence), 'from-b'), 1);
+    assert.equal(await c.get(`${p}resume:node-1`), 'from-b');
     assert.equal(await a.keeper.check('node-1'), false);
     const asB = new NodeLeases(raw(), 'host-b', 5000, p);
     const left = await asB.check('node-1', rb.fence);
