@@ -442,6 +442,34 @@ const geolocatorSectionSchema = z.strictObject({
   env: z.record(z.string(), z.string()).default({}),
 });
 
+/** A host id: what other hosts see as a lease holder; letters, digits, '.', '_', '-'. */
+const HOST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** The default host id: the host name and the process id, unique per running process. */
+export function defaultHostId(): string {
+  const name = os.hostname().replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 40) || 'host';
+  return `${name}-${process.pid}`;
+}
+
+const clusterSchema = z.strictObject({
+  // required: the Redis (7.x, or Valkey) the hosts coordinate through: redis://[user:pass@]host:port[/db],
+  // or rediss:// for TLS. Its password is never logged.
+  redis_url: z.string().refine((u) => /^rediss?:\/\/[^\s]+$/.test(u), { error: 'must be a redis:// or rediss:// URL' }),
+  // host name + "-" + pid: this process's name in the fleet. Unique per running process, so a restarted
+  // process never mistakes the leases of its previous run for its own (it waits for them to expire).
+  host_id: z.string().refine((s) => HOST_ID.test(s), { error: 'must be 1-64 letters, digits, ".", "_" or "-"' }).optional(),
+  // 10000: node lease length. Renewed every third of it; a host that cannot renew for two thirds of it
+  // stops feeding the node; a dead host's nodes are taken over after it.
+  lease_ms: intIn(300, 600000).default(10000),
+  // "accept": while Redis is unreachable, new nodes are served unfenced; "refuse": they are refused.
+  on_redis_down: z.enum(['accept', 'refuse']).default('accept'),
+  // "radar-ingest:": prefix of every Redis key and channel, so several fleets can share one Redis.
+  key_prefix: z.string().refine((s) => /^[A-Za-z0-9._:-]{0,64}$/.test(s), { error: 'must be at most 64 letters, digits, ".", "_", ":" or "-"' })
+    .default('radar-ingest:'),
+}).transform((c) => ({ ...c, host_id: c.host_id ?? defaultHostId() }));
+
+export type ClusterConfig = z.output<typeof clusterSchema>;
+
 const shutdownSchema = z.strictObject({
   // 30000: SIGTERM/SIGINT: the whole shutdown (drain rings to trackers, stop them) ends within this.
   deadline_ms: intMin(100).default(30000),
@@ -523,6 +551,8 @@ const baseSchema = z
     shutdown: shutdownSchema.prefault({}),
     // agent registry and command push (SSE).
     agents: agentsSchema.prefault({}),
+    // absent: a single host, no Redis. Present: several hosts coordinated through Redis.
+    cluster: clusterSchema.optional(),
   })
   .superRefine((c, ctx) => {
     const remote = c.trackers.findIndex((t) => !t.spawn_tracker);

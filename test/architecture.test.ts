@@ -21,6 +21,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['protocol'], //                wire formats, error codes, close reasons, thread messages, shared rules
   ['telemetry'], //               counters (derived from the close-reason table), metric names, logging
   ['ring', 'http', 'config'], //  the per-node rings; HTTP plumbing; the config schema
+  ['cluster'], //                several hosts: node leases and fences in Redis
   ['ingress'], //                 listener, PROXY protocol, handoff to the shards
   ['shard'], //                   shard pool, worker, line and binary protocols
   ['nodes'], //                   node table, node API, ring sink

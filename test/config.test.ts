@@ -58,6 +58,7 @@ test('empty and null documents give all defaults', () => {
     assert.deepEqual(c.api_forward, { enabled: false, url: '', headers: {}, batch_max_events: 1, batch_max_ms: 100 });
     assert.equal(c.output_date, 'local');
     assert.deepEqual(c.geolocator, { command: 'retina', python: 'python3', env: {} });
+    assert.equal(c.cluster, undefined, 'no cluster section: a single host, no Redis');
     assert.deepEqual(c.tcp_server, {
       enabled: false,
       host: '0.0.0.0',
@@ -457,4 +458,23 @@ test('operations keys: proxy protocol, trusted sources, TLS, reconnect guard, dr
   assert.throws(() => parseConfig({ limits: { reconnect_max: -1 } }, NO_ENV), { path: 'limits.reconnect_max' });
   assert.throws(() => parseConfig({ shutdown: { deadline_ms: 1000, drain_grace_ms: 1000 } }, NO_ENV),
     { path: 'shutdown.drain_grace_ms', message: /must be < shutdown.deadline_ms \(1000\)/ });
+});
+
+test('cluster: absent is a single host; present needs a redis:// URL and fills its defaults', () => {
+  assert.equal(parse({}).cluster, undefined);
+  const c = parse({ cluster: { redis_url: 'redis://10.0.0.5:6379/2' } }).cluster!;
+  assert.equal(c.redis_url, 'redis://10.0.0.5:6379/2');
+  assert.equal(c.lease_ms, 10000);
+  assert.equal(c.on_redis_down, 'accept');
+  assert.equal(c.key_prefix, 'radar-ingest:');
+  assert.match(c.host_id, new RegExp(`-${process.pid}$`), 'default host_id: host name and pid');
+  assert.match(c.host_id, /^[A-Za-z0-9._-]{1,64}$/);
+  const t = parse({ cluster: { redis_url: 'rediss://user:pw@redis.example:6380', host_id: 'ingest-a', lease_ms: 600, on_redis_down: 'refuse' } }).cluster!;
+  assert.deepEqual(t, { redis_url: 'rediss://user:pw@redis.example:6380', host_id: 'ingest-a', lease_ms: 600, on_redis_down: 'refuse', key_prefix: 'radar-ingest:' });
+  assertConfigError({ cluster: {} }, 'cluster.redis_url', 'is required');
+  assertConfigError({ cluster: { redis_url: 'http://10.0.0.5:6379' } }, 'cluster.redis_url', 'must be a redis:// or rediss:// URL');
+  assertConfigError({ cluster: { redis_url: 'redis://r', host_id: 'a|b' } }, 'cluster.host_id', /must be 1-64 letters/);
+  assertConfigError({ cluster: { redis_url: 'redis://r', lease_ms: 100 } }, 'cluster.lease_ms', /300/);
+  assertConfigError({ cluster: { redis_url: 'redis://r', on_redis_down: 'maybe' } }, 'cluster.on_redis_down', 'must be one of "accept", "refuse"');
+  assertConfigError({ cluster: { redis_url: 'redis://r', redis: 'x' } }, 'cluster.redis', 'unknown key');
 });

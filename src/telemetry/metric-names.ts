@@ -60,3 +60,13 @@ export const M = {
   nodePushLines: `${PREFIX}node_push_lines_total`,
   nodePushNodes: `${PREFIX}node_push_nodes`,
 } as const;
+
+// Several hosts (the `cluster` config section): registered only when it is present, so a
+// single host's /metrics is unchanged. Same prefix and rules as above.
+export const CLUSTER_M = {
+  leaseAcquisitions: `${PREFIX}cluster_lease_acquisitions_total`,
+  leaseRenewals: `${PREFIX}cluster_lease_renewals_total`,
+  leaseLosses: `${PREFIX}cluster_lease_losses_total`,
+  handoversRequested: `${PREFIX}cluster_handovers_requested_total`,
+  handoverRequestsReceived: `${PREFIX}cluster_handover_requests_received_total`,
+} as const;
