@@ -7,6 +7,7 @@ import { ConfigError } from './protocol/errors.js';
 import { Engine } from './engine/engine.js';
 import { installProcessGuard, installTestFault } from './engine/process-guard.js';
 import { runStatus } from './cli/status-command.js';
+import { ListenError } from './engine/listen-error.js';
 
 const USAGE = 'usage: radar-ingest [-c|--config PATH] [-v|--verbose] [--server]   (default config: ./config.yaml)\n       radar-ingest status [--url URL] [--token TOKEN] [--json]';
 
@@ -113,8 +114,11 @@ async function main(): Promise<void> {
     startup = engine.start();
     await startup;
   } catch (err) {
-    engine.log.fatal({ err: (err as Error).message }, 'start-up failed');
+    // Stop first, so the last line is the reason (with the key to change), not a clean-stop message.
     await engine.stop().catch(() => undefined);
+    const e = err as Error;
+    const where = e instanceof ListenError ? { key: e.key, address: e.address, code: e.code } : {};
+    engine.log.fatal({ err: e.message, ...where }, `start-up failed: ${e.message}`);
     process.exit(1);
   }
 }
