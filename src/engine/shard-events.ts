@@ -61,7 +61,7 @@ export function onShardMessage(x: ShardEventContext, shard: number, msg: ShardTo
       break;
     case S_LOG: {
       const h = x.handoff.conns.get(msg.conn);
-      x.log.warn({ shard, conn: msg.conn, remote: h?.remote, reason: msg.reason, suppressed: msg.suppressed }, `frame dropped: ${msg.detail}`);
+      x.log.warn({ shard, conn: msg.conn, node: msg.node, remote: h?.remote, reason: msg.reason, suppressed: msg.suppressed }, `frame dropped: ${msg.detail}`);
       break;
     }
   }
