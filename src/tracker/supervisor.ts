@@ -240,7 +240,10 @@ export class TrackerSupervisor implements RingSink {
   // ---- ring sink ----
 
   onData(node: NodeEntry): void {
-    this.instances.get(node.id)?.pump();
+    const inst = this.instances.get(node.id);
+    if (inst) inst.pump();
+    // A new node's first frame is in its ring: now it gets its tracker.
+    else if (this.provisioning.awaiting.has(node.id)) void this.provisioning.provision(node.id).catch(() => undefined);
   }
 
   accounting(): SinkAccounting {
@@ -274,6 +277,7 @@ export class TrackerSupervisor implements RingSink {
     try {
       this.passes++;
       this.opts.faults?.pass?.();
+      this.provisioning.prune((id) => this.opts.nodes.get(id) !== undefined);
       this.reconcile();
       this.lastPassFailed = false;
       this.lastPassOkAt = performance.now();
