@@ -18,7 +18,9 @@ export function prettyLogs(format: LogFormat, stdoutIsTty: boolean): boolean {
 export function createLogger(level: string, format: LogFormat = 'json'): Logger {
   const base = { level, base: { service: 'radar-ingest' } };
   const tty = process.stdout.isTTY === true;
-  if (!prettyLogs(format, tty)) return pino(base);
+  // Synchronous writes: an asynchronous line still in flight at process.exit() can land
+  // after one flushed at exit, and the last line an operator reads must be the last logged.
+  if (!prettyLogs(format, tty)) return pino(base, pino.destination({ dest: 1, sync: true }));
   // Synchronous on the main thread (no transport worker), so a fatal line written just
   // before process.exit() is on the terminal. Colour only where a terminal shows it.
   const colour = tty && process.env.NO_COLOR === undefined;
