@@ -193,7 +193,7 @@ describe('the operator\'s first hour', () => {
     }
   });
 
-  test('shutdown says what it waits for (trackers, frames in rings, seconds left), again while it waits', async () => {
+  test('shutdown says what it waits for (trackers, frames in rings, seconds left), again while it waits; the closes name the node', async () => {
     const cap = capture();
     // The tracker ignores SIGTERM, so the stop waits out stop_grace_ms.
     const f = await startTrackerEngine(join(dir, 'slow-stop'), ['--ignore-sigterm'],
@@ -201,8 +201,11 @@ describe('the operator\'s first hour', () => {
     const c = await Client.open(f.tcp);
     await c.send(lineFrame('slow-node', T0));
     await until(async () => (await getJson(f.http, '/api/v1/trackers/slow-node')).json.state === 'running', 'tracker running', DEADLINE);
-    c.destroy();
     await f.e.stop();
+    c.destroy();
+    // The close of the node's connection names it.
+    assert.ok(cap.lines.some((l) => l.code === 'RADAR_ERR_SHUTTING_DOWN' && l.node === 'slow-node'),
+      JSON.stringify(cap.lines.filter((l) => l.code)));
     const waits = cap.lines.filter((l) => l.waiting_for === 'trackers');
     assert.ok(waits.length >= 2, `a line at the start and at least one while waiting: ${JSON.stringify(waits)}`);
     assert.equal(waits[0]!.trackers, 1);
