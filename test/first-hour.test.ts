@@ -20,7 +20,7 @@ import { loadConfigFile } from '../src/config.js';
 import { tokenWarnings } from '../src/engine/token-warnings.js';
 import type { Engine } from '../src/engine/engine.js';
 import {
-  startEngine, startTrackerEngine, Client, lineFrame, httpGet, getJson, until, scrape, assertAccounting, TOKEN, TEST_KEY_FILE,
+  startEngine, startTrackerEngine, Client, lineFrame, httpGet, getJson, until, scrape, assertAccounting, freePort, TOKEN, TEST_KEY_FILE,
 } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
@@ -250,5 +250,16 @@ describe('the operator\'s first hour', () => {
     assert.ok(cap.lines.some((l) => l.node === 'bad-node' && /auto-provisioned/.test(l.msg)));
     c.destroy();
     await assertAccounting(f.e);
+  });
+
+  test('the status line names the node of a tracker whose name is not its node id', async () => {
+    const cap = capture();
+    const f = await startTrackerEngine(join(dir, 'status'), [], {
+      status_interval_sec: 0.2, tcp_server: { token: TOKEN },
+      trackers: [{ name: 'alpha', node_id: 'node-x', tcp_port: await freePort() }],
+    }, { logger: cap.logger });
+    engines.push(f.e);
+    const line = await until(() => cap.lines.find((l) => l.msg === 'status' && l.tracks?.alpha), 'a status line listing alpha', DEADLINE);
+    assert.equal(line.tracks.alpha.node, 'node-x');
   });
 });

@@ -53,8 +53,8 @@ export class Provisioning {
   readonly ports: PortAllocator;
   /** Admitted new nodes whose first frame has not reached their ring yet (bounded by the node table). */
   readonly awaiting = new Map<string, { remote: string; retryAt: number }>();
-  /** Nodes whose provision() is running (one at a time per node). */
-  private readonly busy = new Set<string>();
+  /** Nodes whose provision() is running (one at a time per node; a second call joins it). */
+  private readonly inFlight = new Map<string, Promise<void>>();
   private config: Config;
 
   constructor(private readonly opts: ProvisioningOptions) {
@@ -109,11 +109,18 @@ export class Provisioning {
    * If the port it was admitted with went to another node meanwhile, this is retried
    * (at most every PROVISION_RETRY_MS) while its frames wait in the ring.
    */
-  async provision(id: string, now = Date.now()): Promise<void> {
+  provision(id: string, now = Date.now()): Promise<void> {
+    const running = this.inFlight.get(id);
+    if (running) return running;
     const wait = this.awaiting.get(id);
-    if (!wait || this.busy.has(id) || now < wait.retryAt) return;
-    this.busy.add(id);
-    try {
+    if (!wait || now < wait.retryAt) return Promise.resolve();
+    const p = this.provisionNow(id, wait, now).finally(() => this.inFlight.delete(id));
+    this.inFlight.set(id, p);
+    return p;
+  }
+
+  private async provisionNow(id: string, wait: { remote: string; retryAt: number }, now: number): Promise<void> {
+    {
       const taken = this.nameProblem(id);
       const got = taken ? null : await this.ports.allocate();
       if (this.provisioned.has(id) || this.configured.has(id) || !this.awaiting.has(id)) {
@@ -135,14 +142,20 @@ export class Provisioning {
       this.provisioned.set(id, spec);
       this.opts.log.info({ node: id, port: got.port, remote: wait.remote }, 'auto-provisioned a tracker for a new node (its first frame arrived)');
       this.opts.wake();
-    } finally {
-      this.busy.delete(id);
     }
   }
 
-  /** Forgets admitted nodes that are gone from the node table before their first frame. */
-  prune(known: (id: string) => boolean): void {
-    for (const id of this.awaiting.keys()) if (!known(id)) this.awaiting.delete(id);
+  /**
+   * Each pass: forgets admitted nodes gone from the node table before their first
+   * frame, and provisions those whose ring holds frames (a ring's wake-up can be
+   * missed: the consumer-idle flag belongs to a tracker that does not exist yet).
+   */
+  sweep(ringBytes: (id: string) => number | undefined): void {
+    for (const id of this.awaiting.keys()) {
+      const n = ringBytes(id);
+      if (n === undefined) this.awaiting.delete(id);
+      else if (n > 0) void this.provision(id).catch(() => undefined);
+    }
   }
 
   /** A provisioned tracker's name clashes with a configured or provisioned one: the refusal, else null. */

@@ -74,6 +74,8 @@ export interface TrackerMetrics {
 /** One instance's line in the status log: its state and active tracks. */
 export interface InstanceTracks extends TrackSummary {
   name: string;
+  /** The node id the tracker serves. */
+  node: string;
   state: string;
 }
 
@@ -277,7 +279,7 @@ export class TrackerSupervisor implements RingSink {
     try {
       this.passes++;
       this.opts.faults?.pass?.();
-      this.provisioning.prune((id) => this.opts.nodes.get(id) !== undefined);
+      this.provisioning.sweep((id) => this.opts.nodes.get(id)?.reader.usedBytes);
       this.reconcile();
       this.lastPassFailed = false;
       this.lastPassOkAt = performance.now();
@@ -517,7 +519,7 @@ export class TrackerSupervisor implements RingSink {
   /** Per instance, its state and active tracks (the status log). */
   trackSummaries(): InstanceTracks[] {
     const now = this.now();
-    return [...this.instances.values()].map((i) => ({ name: i.spec.name, state: i.shownState, ...i.tracks.summary(now) }));
+    return [...this.instances.values()].map((i) => ({ name: i.spec.name, node: i.spec.nodeId, state: i.shownState, ...i.tracks.summary(now) }));
   }
 
   // ---- shutdown ----
@@ -531,6 +533,13 @@ export class TrackerSupervisor implements RingSink {
   async shutdown(drainUntil: number, forwardDeadlineMs: number): Promise<{ drained: boolean; leftInRings: number; consumption: InputConsumption }> {
     // No new frames polled, and no config change restarting a tracker during the drain.
     await Promise.all([...this.instances.values()].flatMap((i) => [i.source?.stop(), i.configPoller?.stop()]));
+    // New nodes whose first frames are in their rings but whose tracker is not provisioned
+    // yet get it now (it starts like any other), so the drain reaches their frames too.
+    const early = [...this.provisioning.awaiting.keys()].filter((id) => (this.opts.nodes.get(id)?.reader.usedBytes ?? 0) > 0);
+    if (early.length > 0) {
+      await Promise.all(early.map((id) => this.provisioning.provision(id).catch(() => undefined)));
+      this.runPass();
+    }
     const drained = await drainRings(() => this.instances.values(), this.now, drainUntil);
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
