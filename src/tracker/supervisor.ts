@@ -210,7 +210,11 @@ export class TrackerSupervisor implements RingSink {
   /** Hooks for the node table: provisioning and node up/down. */
   readonly hooks: NodeHooks = {
     onUnknownNode: (info) => this.provisioning.decide(info),
-    onNodeConnected: () => this.wakeup(),
+    onNodeConnected: (node) => {
+      // A node admitted without a tracker yet: its first frame rings the doorbell (onData provisions it).
+      if (this.provisioning.awaiting.has(node.id) && !node.reader.arm()) void this.provisioning.provision(node.id).catch(() => undefined);
+      this.wakeup();
+    },
     onNodeDisconnected: () => this.wakeup(),
   };
 
