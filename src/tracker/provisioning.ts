@@ -120,29 +120,27 @@ export class Provisioning {
   }
 
   private async provisionNow(id: string, wait: { remote: string; retryAt: number }, now: number): Promise<void> {
-    {
-      const taken = this.nameProblem(id);
-      const got = taken ? null : await this.ports.allocate();
-      if (this.provisioned.has(id) || this.configured.has(id) || !this.awaiting.has(id)) {
-        if (got?.port != null) this.ports.release(got.port);
-        return;
-      }
-      if (taken || got === null || got.port === null) {
-        wait.retryAt = now + PROVISION_RETRY_MS;
-        const d = taken ?? this.exhausted(id, got && got.port === null ? got.busy : []);
-        this.opts.log.warn({ node: id, reason: d.accept ? undefined : d.reason }, `${d.accept ? '' : d.message}; its frames wait in its ring, retried in ${PROVISION_RETRY_MS / 1000} s`);
-        return;
-      }
-      const configuredNames = new Set([...this.configured.values()].map((s) => s.name));
-      const spec: InstanceSpec = {
-        name: provisionedName(id, configuredNames), nodeId: id, mode: 'tcp', port: got.port, origin: 'provisioned',
-        apiForward: this.config.api_forward,
-      };
-      this.awaiting.delete(id);
-      this.provisioned.set(id, spec);
-      this.opts.log.info({ node: id, port: got.port, remote: wait.remote }, 'auto-provisioned a tracker for a new node (its first frame arrived)');
-      this.opts.wake();
+    const taken = this.nameProblem(id);
+    const got = taken ? null : await this.ports.allocate();
+    if (this.provisioned.has(id) || this.configured.has(id) || !this.awaiting.has(id)) {
+      if (got?.port != null) this.ports.release(got.port);
+      return;
     }
+    if (taken || got === null || got.port === null) {
+      wait.retryAt = now + PROVISION_RETRY_MS;
+      const d = taken ?? this.exhausted(id, got && got.port === null ? got.busy : []);
+      this.opts.log.warn({ node: id, reason: d.accept ? undefined : d.reason }, `${d.accept ? '' : d.message}; its frames wait in its ring, retried in ${PROVISION_RETRY_MS / 1000} s`);
+      return;
+    }
+    const configuredNames = new Set([...this.configured.values()].map((s) => s.name));
+    const spec: InstanceSpec = {
+      name: provisionedName(id, configuredNames), nodeId: id, mode: 'tcp', port: got.port, origin: 'provisioned',
+      apiForward: this.config.api_forward,
+    };
+    this.awaiting.delete(id);
+    this.provisioned.set(id, spec);
+    this.opts.log.info({ node: id, port: got.port, remote: wait.remote }, 'auto-provisioned a tracker for a new node (its first frame arrived)');
+    this.opts.wake();
   }
 
   /**
