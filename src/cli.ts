@@ -12,6 +12,7 @@ import { EXIT_CONFIG, EXIT_USAGE, newCommand, parseArgv } from './cli/parser.js'
 import { findSubcommand, SUBCOMMANDS } from './cli/subcommands.js';
 import { helpEpilogue } from './cli/help.js';
 import { VERSION } from './cli/package-info.js';
+import { ListenError } from './engine/listen-error.js';
 
 interface Args {
   config: string;
@@ -128,8 +129,11 @@ async function main(): Promise<void> {
     startup = engine.start();
     await startup;
   } catch (err) {
-    engine.log.fatal({ err: (err as Error).message }, 'start-up failed');
+    // Stop first, so the last line is the reason (with the key to change), not a clean-stop message.
     await engine.stop().catch(() => undefined);
+    const e = err as Error;
+    const where = e instanceof ListenError ? { key: e.key, address: e.address, code: e.code } : {};
+    engine.log.fatal({ err: e.message, ...where }, `start-up failed: ${e.message}`);
     process.exit(1);
   }
 }

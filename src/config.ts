@@ -300,6 +300,10 @@ const httpSchema = z.strictObject({
   // "": bearer token for the control API (agents list/get/delete/commands). Empty = the
   // control API answers 401 to everyone. RADAR_INGEST_API_TOKEN overrides it.
   api_token: z.string().default(''),
+  // true: GET /api/v1/trackers*, GET /api/nodes and the status page's data need no token (operational
+  // state, no secrets). false: they need `Authorization: Bearer <api_token>`, for a listener opened to a
+  // network the operator does not trust. /metrics, /healthz and /readyz stay open either way.
+  open_reads: z.boolean().default(true),
   // 65536: request bodies above this are refused with 413 before they are read in full.
   max_body_bytes: intIn(1024, 16 * ONE_MIB).default(64 * 1024),
   // 1048576: bodies of POST /api/node/{name}/tracks (NDJSON batches from nodes that run their own tracker)
@@ -481,6 +485,9 @@ const shutdownSchema = z.strictObject({
 const logSchema = z.strictObject({
   // "info": connection lifecycle and errors without per-frame noise.
   level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  // "auto": coloured lines for a person when stdout is a terminal, JSON lines otherwise (journald,
+  // files, collectors). "json" / "pretty" force one.
+  format: z.enum(['auto', 'json', 'pretty']).default('auto'),
 });
 
 // ---------------------------------------------------------------------------

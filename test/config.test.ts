@@ -82,7 +82,7 @@ test('empty and null documents give all defaults', () => {
     });
     assert.deepEqual(c.shutdown, { deadline_ms: 30000, drain_grace_ms: 0 });
     assert.deepEqual(c.http, {
-      host: '0.0.0.0', port: 8080, api_token: '', max_body_bytes: 65536, max_track_body_bytes: 1048576,
+      host: '0.0.0.0', port: 8080, api_token: '', open_reads: true, max_body_bytes: 65536, max_track_body_bytes: 1048576,
       max_connections: 1024, max_connections_per_source: 64, headers_timeout_ms: 10000, request_timeout_ms: 30000,
     });
     assert.deepEqual(c.limits, {
@@ -102,7 +102,7 @@ test('empty and null documents give all defaults', () => {
       max_seq_jump: 1000000,
     });
     assert.deepEqual(c.ring, { size_bytes: 4194304, overflow: 'block' });
-    assert.deepEqual(c.log, { level: 'info' });
+    assert.deepEqual(c.log, { level: 'info', format: 'auto' });
   }
 });
 

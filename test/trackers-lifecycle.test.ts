@@ -616,7 +616,8 @@ async function drainScenario({ waitRunning }: { waitRunning: boolean }): Promise
   await c.send(frames(node, tss));
   const total = tss[tss.length - 1]!;
   await until(async () => (await metric(http, 'radar_ingest_frames_received_total')) === total, `${total} frames received`, 10000);
-  const pid = (await getJson(http, `/api/v1/trackers/${node}`)).json.pid as number;
+  // The tracker is provisioned with the node's first frame in its ring: wait for its process (still starting).
+  const pid = await until(async () => (await getJson(http, `/api/v1/trackers/${node}`)).json.pid as number, 'tracker process spawned', 10000);
   if (pid) strayPids.push(pid);
   const t0 = Date.now();
   r.child.kill('SIGTERM');

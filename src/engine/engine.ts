@@ -27,7 +27,7 @@ import { FORMAT_ANY, FORMAT_JSONL } from '../ring/ring-layout.js';
 import { M_GRANT, M_REFUSE, M_REVOKE, M_CRASH } from '../protocol/thread-messages.js';
 import { nodeLimits, shardLimits, handoffLimits, reconnectGuard } from './component-limits.js';
 import { reloadedConfig } from './reload.js';
-import { readinessChecks, mountHealth, type Check } from './health.js';
+import { readinessChecks, mountHealth, ingestSources, NO_SOURCE, type Check } from './health.js';
 import { drain } from './shutdown.js';
 import { onShardMessage, onShardCrash, type ShardEventContext } from './shard-events.js';
 import { DeepTraces } from './deep-trace.js';
@@ -36,6 +36,8 @@ import { WriteHeartbeats } from './agent-liveness.js';
 import { statusFields } from './status-log.js';
 import { nodeHooks } from './node-hooks.js';
 import { tokenWarnings } from './token-warnings.js';
+import { readAccess } from '../http/auth.js';
+import { listenAs } from './listen-error.js';
 import { PushRegistry } from '../server-mode/push-registry.js';
 import { mountPushApi, type PushCounts } from '../server-mode/push-api.js';
 
@@ -101,7 +103,7 @@ export class Engine {
 
   constructor(private readonly opts: EngineOptions) {
     const config = (this.config = opts.config);
-    this.log = opts.logger ?? createLogger(config.log.level);
+    this.log = opts.logger ?? createLogger(config.log.level, config.log.format);
     this.refusals = new RefusalLog(this.log);
     let nodes: NodeTable | null = null;
     if (!opts.sink && config.sink === 'trackers') {
@@ -211,7 +213,7 @@ export class Engine {
     this.agents.mount(this.http);
     mountNodeApi(this.http, this.nodes, config.http.api_token, config.http.max_body_bytes, (msg, obj) => this.log.info(obj, msg));
     mountStatusPage(this.http);
-    if (this.trackers) mountTrackerApi(this.http, this.trackers, config.http.api_token);
+    if (this.trackers) mountTrackerApi(this.http, this.trackers, config.http.api_token, config.http.open_reads);
     this.push = new PushRegistry({ outputDir: config.output_dir, outputDate: config.output_date, apiForward: () => this.config.api_forward, log: this.log });
     this.pushCounts = mountPushApi(this.http, {
       registry: this.push,
@@ -221,6 +223,7 @@ export class Engine {
         && (this.config.trackers.some((t) => t.name === name) || [...this.trackers.instances.values()].some((i) => i.spec.name === name)),
       maxConfigBytes: () => this.config.http.max_body_bytes,
       maxTracksBytes: () => this.config.http.max_track_body_bytes,
+      reads: readAccess(config.http.api_token, config.http.open_reads),
     });
   }
 
@@ -277,6 +280,7 @@ export class Engine {
       shardsDown: this.pool.slots.filter((s) => !s.ready).map((s) => s.id),
       draining: this.stopping !== null,
       ...(this.trackers ? { trackers: this.trackers.health() } : {}),
+      sources: ingestSources(this.config, this.trackers !== null),
     });
   }
 
@@ -286,10 +290,11 @@ export class Engine {
     this.started = true;
     const c = this.config;
     for (const w of tokenWarnings(c.tcp_server)) this.log.warn({ key: 'tcp_server.token' }, w);
+    if (ingestSources(c, this.trackers !== null).length === 0) this.log.warn({ key: 'tcp_server.enabled' }, `${NO_SOURCE}; /readyz answers 503`);
     checkDescriptors(c, this.log);
     await this.pool.start();
     this.trackers?.start();
-    this.httpAddress = await this.http.listen(c.http.port, c.http.host);
+    this.httpAddress = await listenAs('http.port', 'http.host', c.http.host, c.http.port, () => this.http.listen(c.http.port, c.http.host));
     if (c.tcp_server.enabled) {
       // The node port: PROXY header and TLS (if configured), then the handoff.
       const listener = new NodeListener({
@@ -297,7 +302,8 @@ export class Engine {
         handoff: this.handoff, counters: this.counters, log: this.log,
       });
       this.tcp = listener.server;
-      this.tcpAddress = await listener.listen(c.tcp_server.port, c.tcp_server.host, c.limits.max_connections);
+      this.tcpAddress = await listenAs('tcp_server.port', 'tcp_server.host', c.tcp_server.host, c.tcp_server.port,
+        () => listener.listen(c.tcp_server.port, c.tcp_server.host, c.limits.max_connections));
     }
     const sweepMs = this.opts.sweepMs ?? 200;
     this.sweep = setInterval(() => this.rings.sweep(this.nodes), sweepMs);

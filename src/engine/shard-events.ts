@@ -47,7 +47,10 @@ export function onShardMessage(x: ShardEventContext, shard: number, msg: ShardTo
       if (msg.error && x.errLimit.take(msg.reason) >= 0) {
         const h = x.handoff.conns.get(msg.conn);
         const level = CLOSES[msg.reason].level;
-        x.log[level]({ conn: msg.conn, remote: h?.remote, reason: msg.reason, code: msg.error.code }, msg.error.message);
+        // A connection carries one node (binary) or several (a line-protocol gateway): name one, count many.
+        const ids = x.nodes.nodesOf(msg.conn);
+        const who = ids.length === 1 ? { node: ids[0] } : ids.length > 1 ? { nodes: ids.length } : {};
+        x.log[level]({ conn: msg.conn, ...who, remote: h?.remote, reason: msg.reason, code: msg.error.code }, msg.error.message);
       }
       x.handoff.close(msg.conn, msg.reason);
       break;
@@ -61,7 +64,7 @@ export function onShardMessage(x: ShardEventContext, shard: number, msg: ShardTo
       break;
     case S_LOG: {
       const h = x.handoff.conns.get(msg.conn);
-      x.log.warn({ shard, conn: msg.conn, remote: h?.remote, reason: msg.reason, suppressed: msg.suppressed }, `frame dropped: ${msg.detail}`);
+      x.log.warn({ shard, conn: msg.conn, node: msg.node, remote: h?.remote, reason: msg.reason, suppressed: msg.suppressed }, `frame dropped: ${msg.detail}`);
       break;
     }
   }

@@ -10,6 +10,7 @@ import type { HttpServer } from '../http/server.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Totals } from './metrics.js';
 import { M_SHUTDOWN } from '../protocol/thread-messages.js';
+import { watchDrain } from './shutdown-progress.js';
 
 export interface DrainParts {
   readonly config: Config;
@@ -49,6 +50,7 @@ export async function drain(p: DrainParts): Promise<void> {
   // The shards close their connections first, so binary nodes get RADAR_ERR_SHUTTING_DOWN
   // before the close; whatever they have not closed in time is closed here. The time
   // grows with the connections (10,000 take ~1 s to tell), at most a quarter of the deadline.
+  if (p.handoff.open > 0) p.log.info({ waiting_for: 'connections', connections: p.handoff.open }, `shutdown: closing ${p.handoff.open} node connection(s)`);
   for (let i = 0; i < p.pool.size; i++) p.pool.send(i, { t: M_SHUTDOWN });
   const closingBy = Date.now() + Math.min(500 + p.handoff.open / 10, p.config.shutdown.deadline_ms / 4);
   const anyOpen = (): boolean => {
@@ -69,7 +71,11 @@ export async function drain(p: DrainParts): Promise<void> {
     // A tracker gets up to 2 s to read its input to EOF, then the SIGTERM grace.
     const stopBudget = p.config.tracker.stop_grace_ms + 3000;
     const drainUntil = Math.max(Date.now(), deadline - stopBudget);
-    const r = await p.trackers.shutdown(drainUntil, Math.max(0, deadline - Date.now() - p.config.tracker.stop_grace_ms));
+    const sup = p.trackers;
+    const done = watchDrain(p.log, () => ({
+      trackers: [...sup.instances.values()].filter((i) => i.proc !== null).length, inRings: p.totals().inRings,
+    }), deadline);
+    const r = await sup.shutdown(drainUntil, Math.max(0, deadline - Date.now() - p.config.tracker.stop_grace_ms)).finally(done);
     const t = p.totals();
     const c = r.consumption;
     // delivered counts frames handed to a tracker's input; what the trackers then

@@ -24,7 +24,10 @@ function trackFields(all: InstanceTracks[]): Record<string, unknown> {
   const shown = [...all].sort((a, b) => b.active - a.active || a.name.localeCompare(b.name)).slice(0, STATUS_MAX_INSTANCES);
   shown.sort((a, b) => a.name.localeCompare(b.name));
   return {
-    tracks: Object.fromEntries(shown.map((i) => [i.name, { state: i.state, active: i.active, lengths: i.longest.map((l) => l.length) }])),
+    // Keyed by tracker name, which is the node id unless a configured tracker says otherwise: then `node` says it.
+    tracks: Object.fromEntries(shown.map((i) => [i.name, {
+      ...(i.node !== i.name ? { node: i.node } : {}), state: i.state, active: i.active, lengths: i.longest.map((l) => l.length),
+    }])),
     ...(all.length > shown.length ? { tracks_omitted: all.length - shown.length } : {}),
   };
 }

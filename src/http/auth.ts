@@ -40,3 +40,13 @@ export function controlToken(apiToken: string): (req: IncomingMessage) => boolea
   const digest = apiToken === '' ? null : sha256(apiToken);
   return (req) => tokenMatches(bearer(req), digest);
 }
+
+/**
+ * Route options for a read-only operational route: open when http.open_reads is
+ * true, else the control token (a listener opened to an untrusted network).
+ */
+export function readAccess(apiToken: string, openReads: boolean): { auth?: 'control'; authorize?: (req: IncomingMessage) => boolean } {
+  if (openReads) return {};
+  const control = controlToken(apiToken);
+  return { auth: 'control', authorize: (req) => control(req) };
+}

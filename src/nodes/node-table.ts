@@ -362,6 +362,12 @@ export class NodeTable {
     return out;
   }
 
+  /** The ids of the nodes `conn` owns (for the logs about that connection). */
+  nodesOf(conn: number): string[] {
+    const owned = this.byConn.get(conn);
+    return owned ? [...owned].map((n) => n.id) : [];
+  }
+
   /** The socket of `conn` closed: its nodes are unhealthy now, even if frames are still being written. */
   socketClosed(conn: number): void {
     const owned = this.byConn.get(conn);

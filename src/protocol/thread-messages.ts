@@ -99,5 +99,5 @@ export interface CloseMsg { t: typeof S_CLOSE; conn: number; reason: CloseReason
 export interface ClosedMsg { t: typeof S_CLOSED; conn: number; nodes: string[] }
 export interface AuthMsg { t: typeof S_AUTH; conn: number; protocol: Protocol }
 export interface ReadyMsg { t: typeof S_READY; shard: number }
-export interface LogMsg { t: typeof S_LOG; conn: number; reason: string; detail: string; suppressed: number }
+export interface LogMsg { t: typeof S_LOG; conn: number; reason: string; detail: string; suppressed: number; node?: string }
 export type ShardToMain = BatchMsg | ClaimMsg | RevokedMsg | CloseMsg | ClosedMsg | AuthMsg | ReadyMsg | LogMsg;

@@ -11,7 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { bearer } from '../http/auth.js';
 import { readJsonBody } from '../http/body.js';
 import { readRawBody } from '../http/raw-body.js';
-import { sendJson, type HttpServer, type Params } from '../http/server.js';
+import { sendJson, type HttpServer, type Params, type RouteOptions } from '../http/server.js';
 import { pushNameError } from './push-name.js';
 import type { PushRegistry } from './push-registry.js';
 import { parseTrackBatch } from './track-batch.js';
@@ -32,6 +32,8 @@ export interface PushApiOptions {
   maxConfigBytes(): number;
   /** Limit of a tracks body (http.max_track_body_bytes). */
   maxTracksBytes(): number;
+  /** Who may read GET /api/nodes (http.open_reads); absent = everyone. */
+  reads?: RouteOptions;
 }
 
 export type PushCounts = Record<PushRoute, Record<PushResult, number>>;
@@ -100,6 +102,6 @@ export function mountPushApi(http: HttpServer, o: PushApiOptions): PushCounts {
 
   http.addRoute('GET', '/api/nodes', (_req, res) => {
     sendJson(res, 200, { nodes: o.registry.list() });
-  });
+  }, o.reads ?? {});
   return counts;
 }

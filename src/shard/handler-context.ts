@@ -85,7 +85,8 @@ export interface ShardContext {
   /** Blocks the connection until the ring has room. */
   waitForSpace(c: Conn, w: RingWriter): void;
   /** Counts a frame received and dropped for `reason` (a D_* index). */
-  drop(c: Conn, reason: number, detail: string): void;
+  /** `node`: the frame's node when known (binary: the connection's); named in the drop warning. */
+  drop(c: Conn, reason: number, detail: string, node?: string): void;
   traceFrame(slot: NodeSlot, timestamp: number, detections: number, bytes: number, outcome: string, seq?: number): void;
   sawHeartbeat(node: string): void;
   write(c: Conn, buf: Uint8Array): void;

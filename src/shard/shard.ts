@@ -258,12 +258,13 @@ export class Shard implements ShardContext {
   }
 
   /** Counts a frame received and dropped for `reason` (a D_* index), with a rate-limited log. */
-  drop(c: Conn, reason: number, detail: string): void {
+  drop(c: Conn, reason: number, detail: string, node?: string): void {
     this.counters[C_FRAMES_RECEIVED]! += 1;
     this.counters[reason]! += 1;
     const name = DROP_REASONS[reason - C_DROPPED_BASE]!;
     const suppressed = this.logLimit.take(name);
-    if (suppressed >= 0) this.opts.post({ t: S_LOG, conn: c.id, reason: name, detail, suppressed });
+    const who = node ?? c.binNode?.node;
+    if (suppressed >= 0) this.opts.post({ t: S_LOG, conn: c.id, reason: name, detail, suppressed, ...(who !== undefined ? { node: who } : {}) });
   }
 
   /** Records a traced frame; ends the trace when its time or event budget is spent. */

@@ -79,6 +79,8 @@ export interface TrackerMetrics {
 /** One instance's line in the status log: its state and active tracks. */
 export interface InstanceTracks extends TrackSummary {
   name: string;
+  /** The node id the tracker serves. */
+  node: string;
   state: string;
 }
 
@@ -220,7 +222,11 @@ export class TrackerSupervisor implements RingSink {
   /** Hooks for the node table: provisioning and node up/down. */
   readonly hooks: NodeHooks = {
     onUnknownNode: (info) => this.provisioning.decide(info),
-    onNodeConnected: () => this.wakeup(),
+    onNodeConnected: (node) => {
+      // A node admitted without a tracker yet: its first frame rings the doorbell (onData provisions it).
+      if (this.provisioning.awaiting.has(node.id) && !node.reader.arm()) void this.provisioning.provision(node.id).catch(() => undefined);
+      this.wakeup();
+    },
     onNodeDisconnected: () => this.wakeup(),
   };
 
@@ -252,7 +258,10 @@ export class TrackerSupervisor implements RingSink {
   // ---- ring sink ----
 
   onData(node: NodeEntry): void {
-    this.instances.get(node.id)?.pump();
+    const inst = this.instances.get(node.id);
+    if (inst) inst.pump();
+    // A new node's first frame is in its ring: now it gets its tracker.
+    else if (this.provisioning.awaiting.has(node.id)) void this.provisioning.provision(node.id).catch(() => undefined);
   }
 
   accounting(): SinkAccounting {
@@ -286,6 +295,7 @@ export class TrackerSupervisor implements RingSink {
     try {
       this.passes++;
       this.opts.faults?.pass?.();
+      this.provisioning.sweep((id) => this.opts.nodes.get(id)?.reader.usedBytes);
       this.reconcile();
       this.lastPassFailed = false;
       this.lastPassOkAt = performance.now();
@@ -532,7 +542,7 @@ export class TrackerSupervisor implements RingSink {
   /** Per instance, its state and active tracks (the status log). */
   trackSummaries(): InstanceTracks[] {
     const now = this.now();
-    return [...this.instances.values()].map((i) => ({ name: i.spec.name, state: i.shownState, ...i.tracks.summary(now) }));
+    return [...this.instances.values()].map((i) => ({ name: i.spec.name, node: i.spec.nodeId, state: i.shownState, ...i.tracks.summary(now) }));
   }
 
   // ---- shutdown ----
@@ -546,6 +556,13 @@ export class TrackerSupervisor implements RingSink {
   async shutdown(drainUntil: number, forwardDeadlineMs: number): Promise<{ drained: boolean; leftInRings: number; consumption: InputConsumption }> {
     // No new frames polled, and no config change restarting a tracker during the drain.
     await Promise.all([...this.instances.values()].flatMap((i) => [i.source?.stop(), i.configPoller?.stop()]));
+    // New nodes whose first frames are in their rings but whose tracker is not provisioned
+    // yet get it now (it starts like any other), so the drain reaches their frames too.
+    const early = [...this.provisioning.awaiting.keys()].filter((id) => (this.opts.nodes.get(id)?.reader.usedBytes ?? 0) > 0);
+    if (early.length > 0) {
+      await Promise.all(early.map((id) => this.provisioning.provision(id).catch(() => undefined)));
+      this.runPass();
+    }
     const drained = await drainRings(() => this.instances.values(), this.now, drainUntil);
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);

@@ -1,14 +1,16 @@
 // GET /api/v1/trackers, GET|DELETE /api/v1/trackers/{node_id}.
-// Reads are open like /metrics (operational state, no secrets); DELETE, which
-// removes an auto-provisioned instance and frees its port, needs http.api_token.
+// Reads are open like /metrics (operational state, no secrets) unless
+// http.open_reads is false; DELETE, which removes an auto-provisioned instance and
+// frees its port, always needs http.api_token.
 import type { HttpServer } from '../http/server.js';
 import { sendJson } from '../http/server.js';
-import { controlToken } from '../http/auth.js';
+import { controlToken, readAccess } from '../http/auth.js';
 import type { TrackerSupervisor } from './supervisor.js';
 import { describeCommand } from './tracker-command.js';
 
-export function mountTrackerApi(http: HttpServer, sup: TrackerSupervisor, apiToken: string): void {
+export function mountTrackerApi(http: HttpServer, sup: TrackerSupervisor, apiToken: string, openReads = true): void {
   const control = controlToken(apiToken);
+  const reads = readAccess(apiToken, openReads);
   http.addRoute('GET', '/api/v1/trackers', (_req, res) => {
     const list = sup.views();
     sendJson(res, 200, {
@@ -17,12 +19,12 @@ export function mountTrackerApi(http: HttpServer, sup: TrackerSupervisor, apiTok
       ports: { start: sup.ports.start, end: sup.ports.end, in_use: sup.ports.inUse },
       supervisor: { passes: sup.passes, pass_errors: sup.passErrors, probe_errors: sup.probeErrors, last_pass_error: sup.lastPassError },
     });
-  });
+  }, reads);
   http.addRoute('GET', '/api/v1/trackers/{node_id}', (_req, res, _url, p) => {
     const view = sup.view(p.node_id!);
     if (!view) sendJson(res, 404, { error: `no tracker for node ${p.node_id}` });
     else sendJson(res, 200, view);
-  });
+  }, reads);
   http.addRoute('DELETE', '/api/v1/trackers/{node_id}', (_req, res, _url, p) => {
     const id = p.node_id!;
     switch (sup.remove(id)) {

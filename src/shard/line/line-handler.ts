@@ -25,8 +25,8 @@ function isResetType(buf: Buffer): boolean {
   return stringValue(buf, K_TYPE) === 'RESET';
 }
 
-function drop(sh: ShardContext, c: Conn, reason: number, detail: string): number {
-  sh.drop(c, reason, detail);
+function drop(sh: ShardContext, c: Conn, reason: number, detail: string, node?: string): number {
+  sh.drop(c, reason, detail, node);
   return R_CONTINUE;
 }
 
@@ -120,7 +120,7 @@ export function handleLine(sh: ShardContext, c: Conn, buf: Buffer, s: number, e:
     if (slot === null) {
       // A new node on this connection (and the certificate's node, if the connection has one).
       if (!identityAllows(c.identity, node) || !mayClaim(sh, c, buf, node)) {
-        if (!isHeartbeat) drop(sh, c, D_AUTH_FAILED, 'wrong or missing token');
+        if (!isHeartbeat) drop(sh, c, D_AUTH_FAILED, 'wrong or missing token', node);
         sh.close(c, 'auth_failed');
         return R_CLOSE;
       }
@@ -148,7 +148,7 @@ export function handleLine(sh: ShardContext, c: Conn, buf: Buffer, s: number, e:
     return R_BLOCKED;
   }
   if (slot.state !== NODE_GRANTED) {
-    if (!isHeartbeat) drop(sh, c, D_CONNECTION_CLOSED, 'connection closing');
+    if (!isHeartbeat) drop(sh, c, D_CONNECTION_CLOSED, 'connection closing', slot.node);
     return R_CLOSE;
   }
 
@@ -176,27 +176,27 @@ export function handleLine(sh: ShardContext, c: Conn, buf: Buffer, s: number, e:
   }
 
   // Frame checks: what would kill or confuse the tracker is rejected here.
-  if (scan.duplicateKey) return drop(sh, c, D_INVALID_FRAME, 'duplicate key');
-  if (scan.type[K_TIMESTAMP] !== T_NUMBER) return drop(sh, c, D_INVALID_FRAME, 'timestamp missing or not a number');
+  if (scan.duplicateKey) return drop(sh, c, D_INVALID_FRAME, 'duplicate key', slot.node);
+  if (scan.type[K_TIMESTAMP] !== T_NUMBER) return drop(sh, c, D_INVALID_FRAME, 'timestamp missing or not a number', slot.node);
   const ts = numberValue(buf, K_TIMESTAMP);
-  if (!Number.isFinite(ts) || ts < 0) return drop(sh, c, D_INVALID_FRAME, 'timestamp out of range');
+  if (!Number.isFinite(ts) || ts < 0) return drop(sh, c, D_INVALID_FRAME, 'timestamp out of range', slot.node);
   if (scan.type[K_DELAY] !== T_ARRAY || scan.type[K_DOPPLER] !== T_ARRAY || scan.type[K_SNR] !== T_ARRAY) {
-    return drop(sh, c, D_INVALID_FRAME, 'delay, doppler and snr must be arrays');
+    return drop(sh, c, D_INVALID_FRAME, 'delay, doppler and snr must be arrays', slot.node);
   }
   const n = scan.count[K_DELAY]!;
-  if (scan.count[K_DOPPLER] !== n || scan.count[K_SNR] !== n) return drop(sh, c, D_INVALID_FRAME, 'delay, doppler and snr differ in length');
-  if (!scan.uniform[K_DELAY] || !scan.uniform[K_DOPPLER] || !scan.uniform[K_SNR]) return drop(sh, c, D_INVALID_FRAME, 'delay, doppler and snr must hold finite numbers only');
+  if (scan.count[K_DOPPLER] !== n || scan.count[K_SNR] !== n) return drop(sh, c, D_INVALID_FRAME, 'delay, doppler and snr differ in length', slot.node);
+  if (!scan.uniform[K_DELAY] || !scan.uniform[K_DOPPLER] || !scan.uniform[K_SNR]) return drop(sh, c, D_INVALID_FRAME, 'delay, doppler and snr must hold finite numbers only', slot.node);
   const adsb = scan.type[K_ADSB];
   if (adsb !== T_NONE && (adsb !== T_ARRAY || scan.count[K_ADSB] !== n || !scan.uniform[K_ADSB])) {
-    return drop(sh, c, D_INVALID_FRAME, 'adsb must be an array of null-or-object, one per detection');
+    return drop(sh, c, D_INVALID_FRAME, 'adsb must be an array of null-or-object, one per detection', slot.node);
   }
   const refusal = checkFrameLimits(ts, n, sh.opts.limits);
-  if (refusal !== null) return drop(sh, c, dropIndex(refusal.reason), refusal.message);
+  if (refusal !== null) return drop(sh, c, dropIndex(refusal.reason), refusal.message, slot.node);
 
   const w = slot.writer!;
   const r = writeLineFrame(w, buf, scan, ts, n, sh.onOverflowDrop);
   // Config keeps ring_bytes >= 2 * max_frame_bytes + 64, so a line always fits; kept for safety.
-  if (r === WRITE_TOO_LARGE) return drop(sh, c, D_FRAME_TOO_LARGE, `frame renders to a ring record over ${w.maxRecord} bytes`);
+  if (r === WRITE_TOO_LARGE) return drop(sh, c, D_FRAME_TOO_LARGE, `frame renders to a ring record over ${w.maxRecord} bytes`, slot.node);
   if (r === WRITE_FULL) {
     c.pendingFrame = true;
     sh.waitForSpace(c, w);
