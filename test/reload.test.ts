@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, TOKEN, lineFrame, httpGet, scrape, until, startEngine, testConfig, freePort, FAKE_TRACKER } from './helpers.js';
 import type { Engine } from '../src/engine/engine.js';
+import { parseConfig } from '../src/config.js';
+import { reloadedConfig } from '../src/engine/reload.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'radar-reload-'));
@@ -144,4 +146,14 @@ describe('config reload', () => {
     await until(() => !sup.get('cfg-1'), 'removed');
     await until(() => { try { process.kill(pid2, 0); return false; } catch { return true; } }, 'old tracker gone');
   });
+});
+
+test('reload policy: log.format and cluster wait for a restart and are reported; log.level applies at once', () => {
+  const prev = parseConfig({}, {});
+  const next = parseConfig({ log: { level: 'debug', format: 'pretty' }, cluster: { redis_url: 'redis://127.0.0.1:6379' } }, {});
+  const r = reloadedConfig(prev, next);
+  assert.deepEqual(r.restartRequired.sort(), ['cluster', 'log.format']);
+  assert.equal(r.applied.log.level, 'debug');
+  assert.equal(r.applied.log.format, prev.log.format);
+  assert.equal(r.applied.cluster, undefined);
 });
