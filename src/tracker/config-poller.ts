@@ -14,6 +14,7 @@
 //   intervalMs * 2^(n-1) after the n-th failure in a row, at most
 //   max(intervalMs, MAX_BACKOFF_MS): a broken endpoint is asked less often, and
 //   never less than once per MAX_BACKOFF_MS (or per interval, if that is longer).
+import { readCapped } from '../util/read-capped.js';
 
 /** Why a poll failed (the label of radar_ingest_node_config_poll_failures_total). */
 export const CONFIG_POLL_FAILURES = ['http_status', 'timeout', 'too_large', 'invalid_json', 'network'] as const;
@@ -260,27 +261,5 @@ export class ConfigPoller {
       clearTimeout(timer);
       if (this.abort === ac) this.abort = null;
     }
-  }
-}
-
-/** The body, or null once it passes `max` bytes (the rest is cancelled, not read). */
-async function readCapped(res: Response, max: number): Promise<Buffer | null> {
-  if (!res.body) return Buffer.alloc(0);
-  if (Number(res.headers.get('content-length')) > max) {
-    await res.body.cancel().catch(() => undefined);
-    return null;
-  }
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) return Buffer.concat(chunks, size);
-    size += value.byteLength;
-    if (size > max) {
-      await reader.cancel().catch(() => undefined);
-      return null;
-    }
-    chunks.push(value);
   }
 }

@@ -6,6 +6,7 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
+import { readCapped } from '../util/read-capped.js';
 
 export interface RadarConfigFetchOptions {
   /** Whole request, body included. */
@@ -26,7 +27,8 @@ export async function fetchRadarConfig(url: string, opts: RadarConfigFetchOption
       await res.body?.cancel().catch(() => undefined);
       throw new Error(`HTTP ${res.status}`);
     }
-    const body = await readBounded(res, opts.maxBodyBytes);
+    const body = await readCapped(res, opts.maxBodyBytes);
+    if (body === null) throw new Error(`the response is larger than ${opts.maxBodyBytes} bytes`);
     try {
       return JSON.parse(body.toString('utf8'));
     } catch {
@@ -38,21 +40,6 @@ export async function fetchRadarConfig(url: string, opts: RadarConfigFetchOption
   } finally {
     clearTimeout(timer);
   }
-}
-
-async function readBounded(res: Response, max: number): Promise<Buffer> {
-  if (!res.body) return Buffer.alloc(0);
-  const chunks: Buffer[] = [];
-  let n = 0;
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    n += chunk.byteLength;
-    if (n > max) {
-      await res.body.cancel().catch(() => undefined);
-      throw new Error(`the response is larger than ${max} bytes`);
-    }
-    chunks.push(Buffer.from(chunk));
-  }
-  return Buffer.concat(chunks);
 }
 
 /** `{outputDir}/.{name}_config.yml`, absolute. */

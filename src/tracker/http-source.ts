@@ -17,6 +17,7 @@
 // tracker); while DOWN it is probed every healthCheckIntervalMs and any 2xx
 // answer brings it UP.
 
+import { readCapped } from '../util/read-capped.js';
 import { checkFrameLimits, type FrameLimits } from '../protocol/frame-limits.js';
 import { HTTP_RETRY_INITIAL, retryStep, type HttpRetryRules, type HttpRetryState } from './http-retry.js';
 
@@ -226,7 +227,7 @@ export class HttpSource {
         await res.body?.cancel().catch(() => undefined);
         return { kind: 'fail', error: `HTTP ${res.status}` };
       }
-      const body = await this.readCapped(res);
+      const body = await readCapped(res, this.maxBodyBytes);
       if (body === null) {
         const detail = `body over ${this.maxBodyBytes} bytes`;
         return { kind: 'fail', error: detail, drop: 'frame_too_large', detail, httpOk: true };
@@ -250,28 +251,6 @@ export class HttpSource {
     } finally {
       clearTimeout(timer);
       if (this.abort === ac) this.abort = null;
-    }
-  }
-
-  /** The body, or null once it passes maxBodyBytes (the rest is cancelled, not read). */
-  private async readCapped(res: Response): Promise<Buffer | null> {
-    if (!res.body) return Buffer.alloc(0);
-    if (Number(res.headers.get('content-length')) > this.maxBodyBytes) {
-      await res.body.cancel().catch(() => undefined);
-      return null;
-    }
-    const reader = res.body.getReader();
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return Buffer.concat(chunks, size);
-      size += value.byteLength;
-      if (size > this.maxBodyBytes) {
-        await reader.cancel().catch(() => undefined);
-        return null;
-      }
-      chunks.push(value);
     }
   }
 }
