@@ -2,6 +2,7 @@
 // over-long body), nesting depth and JSON syntax, each with its own status and a clear message.
 import type { IncomingMessage } from 'node:http';
 import { jsonDepthExceeds } from './json-depth.js';
+import { readRawBody } from './raw-body.js';
 
 /**
  * The deepest nesting a body may have. Real bodies nest 3-4 levels; a bound keeps
@@ -20,42 +21,16 @@ export function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<Bo
   if (!/^application\/json\s*(;|$)/i.test(ct)) {
     return Promise.resolve({ ok: false, status: 415, error: `content-type must be application/json, got ${ct === '' ? 'none' : JSON.stringify(ct)}` });
   }
-  if (len !== undefined && Number(len) > maxBytes) {
-    return Promise.resolve({ ok: false, status: 413, error: `request body of ${len} bytes exceeds the limit of ${maxBytes} bytes` });
-  }
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    req.on('data', (c: Buffer) => {
-      if (done) return;
-      size += c.length;
-      if (size > maxBytes) {
-        done = true;
-        resolve({ ok: false, status: 413, error: `request body exceeds the limit of ${maxBytes} bytes` });
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => {
-      if (done) return;
-      done = true;
-      const text = Buffer.concat(chunks).toString('utf8');
-      if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) {
-        resolve({ ok: false, status: 400, error: `invalid JSON: nested deeper than ${MAX_JSON_DEPTH} levels` });
-        return;
-      }
-      try {
-        resolve({ ok: true, value: text === '' ? undefined : JSON.parse(text) });
-      } catch (err) {
-        resolve({ ok: false, status: 400, error: `invalid JSON: ${(err as Error).message}` });
-      }
-    });
-    req.on('error', () => {
-      if (!done) {
-        done = true;
-        resolve({ ok: false, status: 400, error: 'request body could not be read' });
-      }
-    });
+  return readRawBody(req, maxBytes).then((r) => {
+    if (!r.ok) return r;
+    const text = r.body.toString('utf8');
+    if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) {
+      return { ok: false, status: 400, error: `invalid JSON: nested deeper than ${MAX_JSON_DEPTH} levels` };
+    }
+    try {
+      return { ok: true, value: text === '' ? undefined : JSON.parse(text) as unknown };
+    } catch (err) {
+      return { ok: false, status: 400, error: `invalid JSON: ${(err as Error).message}` };
+    }
   });
 }

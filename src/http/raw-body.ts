@@ -1,6 +1,6 @@
-// Request bodies read as bytes, for routes whose body is not one JSON document
-// (NDJSON batches): the size limit is enforced like readJsonBody's (413 before
-// reading when the declared length is over it, else as soon as the bytes are).
+// Request bodies read as bytes, with the size limit every body has: 413 before
+// reading when the declared length is over it, else as soon as the bytes are.
+// NDJSON routes use it as it is; readJsonBody parses on top of it.
 import type { IncomingMessage } from 'node:http';
 
 export type RawBodyResult = { ok: true; body: Buffer } | { ok: false; status: 400 | 413; error: string };
