@@ -151,7 +151,9 @@ describe('the operator\'s first hour', () => {
       t.skip('util-linux `script` is not installed');
       return;
     }
-    const tty = spawn('script', ['-qfec', `${process.execPath} ${CLI} --config ${cfg}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, TERM: 'xterm' } });
+    // `exec`: the engine replaces script's shell, so Ctrl-C reaches the engine only. A
+    // non-interactive shell that stayed in between would itself die of the SIGINT.
+    const tty = spawn('script', ['-qfec', `exec ${process.execPath} ${CLI} --config ${cfg}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, TERM: 'xterm' } });
     let screen = '';
     tty.stdout.on('data', (d) => (screen += d));
     const ttyExit = new Promise<number | null>((r) => tty.on('exit', (c) => r(c)));
