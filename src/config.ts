@@ -202,6 +202,9 @@ const tcpServerSchema = z
     proxy_trusted: z.array(cidr()).default(['127.0.0.1/32', '::1/128']),
     // TLS on the node port (off by default: retina nodes speak plain TCP).
     tls: tlsSchema.prefault({}),
+    // "delivered": a binary-protocol frame is acked once its tracker's input has taken it (a host crash
+    // loses no acked frame). "ring": acked once it is in the node's in-memory ring (faster, lost on a crash).
+    ack: z.enum(['delivered', 'ring']).default('delivered'),
   })
   .superRefine((t, ctx) => {
     if (t.auto_provision_port_start > t.auto_provision_port_end) {
@@ -470,6 +473,11 @@ const clusterSchema = z.strictObject({
   // "radar-ingest:": prefix of every Redis key and channel, so several fleets can share one Redis.
   key_prefix: z.string().refine((s) => /^[A-Za-z0-9._:-]{0,64}$/.test(s), { error: 'must be at most 64 letters, digits, ".", "_", ":" or "-"' })
     .default('radar-ingest:'),
+  // absent: http.host:http.port (with this machine's host name for 0.0.0.0). The address other hosts and
+  // GET /api/v1/cluster show for this host's HTTP API.
+  address: z.string().min(1).max(256).optional(),
+  // 50: on SIGTERM, nodes handed over to other hosts per second (gradually, so the fleet is not stormed).
+  drain_nodes_per_s: intIn(1, 100000).default(50),
 }).transform((c) => ({ ...c, host_id: c.host_id ?? defaultHostId() }));
 
 export type ClusterConfig = z.output<typeof clusterSchema>;

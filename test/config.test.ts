@@ -71,6 +71,7 @@ test('empty and null documents give all defaults', () => {
       proxy_protocol: 'off',
       proxy_trusted: ['127.0.0.1/32', '::1/128'],
       tls: { enabled: false, client_cert: 'off' },
+      ack: 'delivered',
     });
     assert.deepEqual(c.trackers, []);
     assert.equal(c.shards, defaultShards());
@@ -470,7 +471,7 @@ test('cluster: absent is a single host; present needs a redis:// URL and fills i
   assert.match(c.host_id, new RegExp(`-${process.pid}$`), 'default host_id: host name and pid');
   assert.match(c.host_id, /^[A-Za-z0-9._-]{1,64}$/);
   const t = parse({ cluster: { redis_url: 'rediss://user:pw@redis.example:6380', host_id: 'ingest-a', lease_ms: 600, on_redis_down: 'refuse' } }).cluster!;
-  assert.deepEqual(t, { redis_url: 'rediss://user:pw@redis.example:6380', host_id: 'ingest-a', lease_ms: 600, on_redis_down: 'refuse', key_prefix: 'radar-ingest:' });
+  assert.deepEqual(t, { redis_url: 'rediss://user:pw@redis.example:6380', host_id: 'ingest-a', lease_ms: 600, on_redis_down: 'refuse', key_prefix: 'radar-ingest:', drain_nodes_per_s: 50 });
   assertConfigError({ cluster: {} }, 'cluster.redis_url', 'is required');
   assertConfigError({ cluster: { redis_url: 'http://10.0.0.5:6379' } }, 'cluster.redis_url', 'must be a redis:// or rediss:// URL');
   assertConfigError({ cluster: { redis_url: 'redis://r', host_id: 'a|b' } }, 'cluster.host_id', /must be 1-64 letters/);
