@@ -85,8 +85,18 @@ export function withProvenance(text: string, event: Record<string, unknown>, p: 
     else delete copy.run_id;
     return JSON.stringify(copy);
   }
-  const add = `"node_id":${JSON.stringify(p.nodeId)},"host":${JSON.stringify(p.host)},"fence":${fence}${p.runId !== null ? `,"run_id":${JSON.stringify(p.runId)}` : ''}`;
+  const add = fieldsText(p.nodeId, p.host, fence, p.runId);
   const body = text.slice(0, -1).trimEnd();
   // `{}` (or `{ }`): nothing to separate from.
   return body === '{' ? `{${add}}` : `${body},${add}}`;
+}
+
+/** The last fields' text: they change only with the node, the process or the fence, not per event. */
+let last = { nodeId: '', host: '', fence: -1, runId: null as string | null, text: '' };
+function fieldsText(nodeId: string, host: string, fence: number, runId: string | null): string {
+  const l = last;
+  if (l.nodeId === nodeId && l.host === host && l.fence === fence && l.runId === runId) return l.text;
+  const text = `"node_id":${JSON.stringify(nodeId)},"host":${JSON.stringify(host)},"fence":${fence}${runId !== null ? `,"run_id":${JSON.stringify(runId)}` : ''}`;
+  last = { nodeId, host, fence, runId, text };
+  return text;
 }
