@@ -14,6 +14,8 @@ export const MAX_RECORD_BYTES = 4096;
 export const MAX_SNAPSHOT_TRACKERS = 5000;
 /** A snapshot longer than this is refused as a whole when read. */
 export const MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024;
+/** All snapshots one fleet-wide read takes together; the hosts beyond it are left out (and said to be). */
+export const MAX_FLEET_SNAPSHOT_BYTES = 32 * 1024 * 1024;
 /** Strings in a record or snapshot entry (node ids, names, times, addresses). */
 const MAX_STRING = 256;
 

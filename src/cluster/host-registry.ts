@@ -10,7 +10,7 @@
 // string (anything else is reported as invalid, not fetched).
 import { Redis } from 'ioredis';
 import {
-  MAX_HOSTS, MAX_RECORD_BYTES, MAX_SNAPSHOT_BYTES, decodeHostRecord, decodeSnapshot, encodeHostRecord, hostEntry,
+  MAX_FLEET_SNAPSHOT_BYTES, MAX_HOSTS, MAX_RECORD_BYTES, MAX_SNAPSHOT_BYTES, decodeHostRecord, decodeSnapshot, encodeHostRecord, hostEntry,
   type HostEntry, type HostRecord, type TrackerSnapshot,
 } from './host-record.js';
 
@@ -60,15 +60,22 @@ end
 return out
 `;
 
-/** KEYS: the snapshot keys. ARGV: max_bytes. Reply: per key its value, or false (absent, not a string, too long). */
+/**
+ * KEYS: the snapshot keys. ARGV: max_bytes each, max_bytes in all. Reply: per key its value, or
+ * false (absent, not a string, too long, or over the budget of the whole read).
+ */
 export const READ_BOUNDED_LUA = `
 local out = {}
+local left = tonumber(ARGV[2])
 for i = 1, #KEYS do
   local k = KEYS[i]
-  if redis.call('TYPE', k).ok == 'string' and redis.call('STRLEN', k) <= tonumber(ARGV[1]) then
-    out[i] = redis.call('GET', k)
-  else
-    out[i] = false
+  out[i] = false
+  if redis.call('TYPE', k).ok == 'string' then
+    local n = redis.call('STRLEN', k)
+    if n <= tonumber(ARGV[1]) and n <= left then
+      left = left - n
+      out[i] = redis.call('GET', k)
+    end
   end
 end
 return out
@@ -188,7 +195,7 @@ export class HostRegistry {
     let invalid = 0;
     if (ids.length === 0) return { snapshots, invalid, missing };
     const keys = ids.map((id) => this.key('trackers', id));
-    const reply = await this.redis.radarReadBounded(keys.length, ...keys, MAX_SNAPSHOT_BYTES);
+    const reply = await this.redis.radarReadBounded(keys.length, ...keys, MAX_SNAPSHOT_BYTES, MAX_FLEET_SNAPSHOT_BYTES);
     ids.forEach((id, i) => {
       const raw = reply[i];
       if (typeof raw !== 'string') {
