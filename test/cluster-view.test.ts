@@ -139,10 +139,8 @@ describe('fleet view', { skip: redisSkip }, () => {
 
     // SIGKILL: no goodbye. Up until its ttl passes, then down, then gone.
     c.kill('SIGKILL');
-    const killedAt = Date.now();
     const down = await until(async () => (await hostsOf(a)).hosts.find((h: any) => h.id === 'host-c' && !h.up), 'host-c down', 5000);
     assert.ok(Date.now() - Date.parse(down.last_seen) >= LEASE_MS, 'down only after its ttl');
-    assert.ok(Date.now() - killedAt >= LEASE_MS - LEASE_MS / 3 - 50, 'not before the ttl since its last heartbeat');
     await until(async () => (await scrape(a)).get('radar_ingest_cluster_hosts') === 2, 'hosts gauge 2', 3000);
     await until(async () => !(await hostsOf(a)).hosts.some((h: any) => h.id === 'host-c'), 'host-c forgotten', 10000);
 
@@ -209,8 +207,7 @@ describe('fleet view', { skip: redisSkip }, () => {
     assert.equal(view.json.redis.up, false);
     assert.equal(view.json.degraded, true);
     assert.ok(view.json.hosts.some((h: any) => h.id === 'host-a'), 'the last list read');
-    const scoped = await getJson(a.httpAddress!.port, '/healthz');
-    assert.equal(scoped.status, 200, 'alive throughout');
+    assert.equal((await httpGet(a.httpAddress!.port, '/healthz')).status, 200, 'alive throughout');
 
     // Back, empty: both hosts heal and register again.
     await redis.restart();

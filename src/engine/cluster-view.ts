@@ -37,7 +37,8 @@ export interface ClusterViewOptions {
   http: HttpServer;
   apiToken: string;
   openReads: boolean;
-  nodes: Iterable<NodeEntry>;
+  /** This host's node entries. */
+  nodes: () => Iterable<NodeEntry>;
   trackers: TrackerSupervisor | null;
   registry: Registry;
   /** The engine's stop (drain) has begun. */
@@ -145,7 +146,7 @@ export class ClusterView {
 
   private record(): HostRecord {
     return {
-      id: this.hostId, address: this.address, started: this.started, nodes_owned: ownedNodes(this.opts.nodes),
+      id: this.hostId, address: this.address, started: this.started, nodes_owned: ownedNodes(this.opts.nodes()),
       draining: this.opts.draining(), ttl_ms: this.ttlMs,
     };
   }

@@ -219,7 +219,7 @@ export class Engine {
     if (config.cluster) {
       this.cluster = new ClusterView({
         cluster: config.cluster, http: this.http, apiToken: config.http.api_token, openReads: config.http.open_reads,
-        nodes: { [Symbol.iterator]: () => this.nodes.nodes.values() }, trackers: this.trackers, registry: this.metrics.registry,
+        nodes: () => this.nodes.nodes.values(), trackers: this.trackers, registry: this.metrics.registry,
         draining: () => this.stopping !== null, log: this.log,
       });
     }
