@@ -218,6 +218,17 @@ describe('fleet view', { skip: redisSkip }, () => {
     assert.equal(a.unhandled.rejection + a.unhandled.exception + r.unhandled.rejection + r.unhandled.exception, 0);
   });
 
+  test('with http.open_reads false the fleet reads need the control token', async () => {
+    n++;
+    const a = await startEngine({ cluster: cluster('host-a'), http: { open_reads: false, api_token: 'ops-token' } });
+    engines.push(a);
+    const base = `http://127.0.0.1:${a.httpAddress!.port}`;
+    assert.equal((await fetch(`${base}/api/v1/cluster`)).status, 401);
+    const ok = await fetch(`${base}/api/v1/cluster`, { headers: { authorization: 'Bearer ops-token' } });
+    assert.equal(ok.status, 200);
+    assert.equal(((await ok.json()) as any).self.id, 'host-a');
+  });
+
   test('records written into Redis by someone else are checked and skipped, and counted', async () => {
     n++;
     const a = await startEngine({ cluster: cluster('host-a') });
