@@ -111,6 +111,8 @@ export interface RegistryOptions {
   /** Per command: a Redis slower than this counts as unreachable. */
   commandTimeoutMs: number;
   onRedisError?: (err: Error) => void;
+  /** The connection is (again) ready for commands. */
+  onReady?: () => void;
 }
 
 export class HostRegistry {
@@ -127,6 +129,7 @@ export class HostRegistry {
       retryStrategy: () => 500,
     });
     redis.on('error', (err: Error) => opts.onRedisError?.(err));
+    redis.on('ready', () => opts.onReady?.());
     redis.defineCommand('radarHostBeat', { numberOfKeys: 2, lua: HEARTBEAT_LUA });
     redis.defineCommand('radarHostList', { numberOfKeys: 1, lua: LIST_LUA });
     redis.defineCommand('radarReadBounded', { lua: READ_BOUNDED_LUA });

@@ -94,6 +94,8 @@ export class ClusterView {
     this.registry = new HostRegistry({
       redisUrl: c.redis_url, keyPrefix: c.key_prefix, forgetMs: FORGET_TTLS * this.ttlMs, commandTimeoutMs: PING_MS,
       onRedisError: (err) => this.redisError(err),
+      // Checked at once when the connection is (back) up, not at the next period.
+      onReady: () => { this.tick().catch(() => {}); },
     });
     this.metrics = registerFleetMetrics(opts.registry, {
       up: () => this.up(), degraded: () => this.degraded(), hostsUp: () => (this.up() ? this.hostsUp : 0),
@@ -136,7 +138,6 @@ export class ClusterView {
     };
     every(PING_MS, () => this.tick());
     every(Math.max(100, Math.floor(this.ttlMs / 3)), () => this.beat());
-    this.tick().catch(() => {});
   }
 
   /** At the start of a stop: tell the fleet at once that this host drains. */
