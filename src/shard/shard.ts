@@ -142,7 +142,8 @@ export class Shard implements ShardContext {
         const slot = c?.nodes.get(msg.node);
         if (c && slot && (slot.state === NODE_GRANTED || slot.state === NODE_PENDING)) {
           this.releaseSlot(slot);
-          this.close(c, 'superseded', closeError('superseded', `node ${msg.node} connected again on a newer connection`));
+          const reason = msg.reason ?? 'superseded';
+          this.close(c, reason, closeError(reason, msg.message ?? `node ${msg.node} connected again on a newer connection`));
         }
         this.opts.post({ t: S_REVOKED, conn: msg.conn, node: msg.node });
         break;

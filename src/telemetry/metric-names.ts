@@ -69,4 +69,9 @@ export const CLUSTER_M = {
   leaseLosses: `${PREFIX}cluster_lease_losses_total`,
   handoversRequested: `${PREFIX}cluster_handovers_requested_total`,
   handoverRequestsReceived: `${PREFIX}cluster_handover_requests_received_total`,
+  takeovers: `${PREFIX}cluster_takeovers_total`,
+  nodesGivenUp: `${PREFIX}cluster_nodes_given_up_total`,
+  unfencedNodes: `${PREFIX}cluster_unfenced_nodes`,
+  resumeWrites: `${PREFIX}cluster_resume_writes_total`,
+  resumeReads: `${PREFIX}cluster_resume_reads_total`,
 } as const;
