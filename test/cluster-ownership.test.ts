@@ -304,6 +304,33 @@ describe('cluster ownership', { skip: redisSkip }, () => {
     }
   });
 
+  test('a node held by a host that never hands over is refused with RADAR_ERR_NODE_OWNED; a malformed resume point in Redis is ignored', async () => {
+    const p = `held${prefixN++}`;
+    // A grant of a host that is alive in Redis but never answers, and garbage where a resume point belongs.
+    await redisDo(redis.url, async (r) => {
+      await r.set(`${p}:lease:h1`, 'ghost-host|5', 'PX', 60000);
+      await r.set(`${p}:resume:h2`, 'not|a|resume point');
+    });
+    const a = await host('held-a', p, { limits: { first_message_timeout_ms: 600 } }, { lease_ms: 400 });
+    const t0 = Date.now();
+    const { c, m } = await hello(a.port, 'h1');
+    clients.push(c);
+    assert.equal(m.t, 'error');
+    assert.equal(m.code, 'RADAR_ERR_NODE_OWNED');
+    assert.match(m.message, /ghost-host/);
+    assert.ok(Date.now() - t0 >= 500, 'it waited for a handover first');
+    await c.closedP;
+    const second = await hello(a.port, 'h2');
+    clients.push(second.c);
+    assert.equal(second.m.t, 'welcome');
+    assert.equal(second.m.last_seq, 0);
+    const metrics = await scrape(a.e);
+    assert.equal(metrics.get('radar_ingest_connections_rejected_total{reason="node_owned_elsewhere"}'), 1);
+    assert.equal(metrics.get('radar_ingest_node_claims_refused_total{reason="node_owned_elsewhere"}'), 1);
+    assert.ok(metrics.get('radar_ingest_cluster_handovers_requested_total{result="no_listener"}')! >= 1);
+    assert.equal(metrics.get('radar_ingest_cluster_resume_reads_total{result="invalid"}'), 1);
+  });
+
   test('without a cluster section: no lease, no cluster metrics, fence 0', async () => {
     const e = await startEngine({}, { sink: new CollectingSink() });
     engines.push(e);

@@ -33,6 +33,8 @@ export interface ClusterOwnershipOptions {
   trackers: TrackerSupervisor | null;
   registry: Registry;
   log: Logger;
+  /** Whether the claiming connection is still open (a claim stops waiting for a node whose connection left). */
+  connOpen?(conn: number): boolean;
   now?: () => number;
 }
 
@@ -103,7 +105,7 @@ export class ClusterOwnership {
   // ---- the claim gate ----
 
   /** NodeHooks.onOwnership: holds the node's lease before it is granted, or says why not. */
-  async decide(info: NodeInfo): Promise<OwnershipDecision> {
+  async decide(info: NodeInfo, conn = -1): Promise<OwnershipDecision> {
     const id = info.node;
     const elsewhere = (message: string): OwnershipDecision => ({ ok: false, reason: 'node_owned_elsewhere', message });
     if (this.draining) return elsewhere(`node ${id}: this host is draining; connect to another host`);
@@ -134,6 +136,9 @@ export class ClusterOwnership {
         return { ok: true, fence: r.fence, ...await this.readResume(id) };
       }
       holder ??= r.holder;
+      if (conn >= 0 && this.o.connOpen && !this.o.connOpen(conn)) {
+        return elsewhere(`node ${id}: the connection closed while host ${r.holder} still owned the node`);
+      }
       if (this.now() >= deadline) {
         return elsewhere(`node ${id} is owned by host ${r.holder}, which did not hand it over in time; reconnect`);
       }

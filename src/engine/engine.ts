@@ -6,7 +6,7 @@ import type { Config } from '../config.js';
 import { ShardPool } from '../shard/shard-pool.js';
 import { ConnectionHandoff } from '../ingress/connection-handoff.js';
 import { NodeListener } from '../ingress/node-listener.js';
-import { NodeTable, type NodeHooks, type NodeEntry, type NodeInfo } from '../nodes/node-table.js';
+import { NodeTable, type NodeHooks, type NodeEntry, type NodeInfo, type Owner } from '../nodes/node-table.js';
 import { DiscardSink, type EngineProbe, type RingSink, type SinkAccounting } from '../nodes/ring-sink.js';
 import { Metrics, type Totals } from './metrics.js';
 import { HttpServer } from '../http/server.js';
@@ -166,7 +166,7 @@ export class Engine {
           agents: this.agents,
           forget: (id) => { this.heartbeats.forget(id); this.traces.delete(id); },
         }),
-        ...(config.cluster ? { onOwnership: (info: NodeInfo) => this.ownership!.decide(info) } : {}),
+        ...(config.cluster ? { onOwnership: (info: NodeInfo, owner: Owner) => this.ownership!.decide(info, owner.conn) } : {}),
       },
       limits: nodeLimits(config),
       // Per-id state (flapping guard, resume points) for a few times the nodes the host may have.
@@ -209,6 +209,7 @@ export class Engine {
       this.ownership = new ClusterOwnership({
         cluster: config.cluster, firstMessageTimeoutMs: config.limits.first_message_timeout_ms,
         nodes: this.nodes, trackers: this.trackers, registry: this.metrics.registry, log: this.log,
+        connOpen: (conn) => { const h = this.handoff.conns.get(conn); return h !== undefined && h.closeReason === null && !h.socketClosed; },
       });
     }
     const h = config.http;

@@ -40,7 +40,7 @@ export interface NodeHooks {
    * Several hosts: awaited before provisioning and the grant, so no ring is granted and no
    * tracker starts before this host owns the node. Absent: a single host, fence 0.
    */
-  onOwnership?(info: NodeInfo): Promise<OwnershipDecision>;
+  onOwnership?(info: NodeInfo, owner: Owner): Promise<OwnershipDecision>;
   onNodeConnected?(node: NodeEntry, info: NodeInfo): void;
   onNodeDisconnected?(node: NodeEntry): void;
   /** Heartbeats (frames are visible as ring writes). */
@@ -262,7 +262,7 @@ export class NodeTable {
       let owned: OwnershipDecision = { ok: true, fence: 0 };
       if (this.opts.hooks.onOwnership) {
         try {
-          owned = await this.opts.hooks.onOwnership(info);
+          owned = await this.opts.hooks.onOwnership(info, owner);
         } catch (err) {
           owned = { ok: false, reason: 'cluster_unavailable', message: `node ${info.node}: ownership check failed: ${(err as Error).message}` };
         }
