@@ -24,6 +24,8 @@ export function resumeSeqOf(node: NodeEntry): number {
 export const RESUME_FLUSH_MS = 150;
 /** Unfenced nodes re-asserted per pass once Redis is back (bounded work per pass). */
 const REASSERT_PER_PASS = 500;
+/** Above this many unfenced ids, those whose claim did not end with a node here are forgotten. */
+const UNFENCED_PRUNE_AT = 1024;
 
 export interface ClusterOwnershipOptions {
   cluster: ClusterConfig;
@@ -185,6 +187,8 @@ export class ClusterOwnership {
     if (this.o.cluster.on_redis_down === 'refuse') {
       return { ok: false, reason: 'cluster_unavailable', message: `node ${id}: Redis is unreachable and cluster.on_redis_down is "refuse"; reconnect later` };
     }
+    // Claims refused after this gate (provisioning, max_nodes) leave ids without a node: a flood of ids stays bounded.
+    if (this.unfenced.size >= UNFENCED_PRUNE_AT) for (const u of this.unfenced) if (!this.o.nodes.get(u)) this.unfenced.delete(u);
     this.unfenced.add(id);
     this.warn('unfenced', { node: id, err: err.message }, 'cluster: Redis unreachable; node served unfenced (fence 0) until it is back');
     return { ok: true, fence: 0 };
