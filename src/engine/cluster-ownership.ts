@@ -255,9 +255,20 @@ export class ClusterOwnership {
     state.done = (async () => {
       const evicted = this.o.nodes.evict(node, closeReason, message);
       await evicted.now;
-      if (!state.lost) await this.waitFor(() => state.lost || (this.o.nodes.get(node)?.reader.usedBytes ?? 0) === 0, until);
+      // Claims that passed the gate before are closed too (bounded: a lost lease waits for nothing).
       await Promise.race([evicted.all, sleep(state.lost ? 0 : Math.max(0, until - this.now()))]);
-      await this.stopTracker(node, state.lost ? this.now() + 2000 : Math.max(until, this.now() + 2000));
+      if (!state.lost) await this.waitFor(() => state.lost || (this.o.nodes.get(node)?.reader.usedBytes ?? 0) === 0, until);
+      let stopped = await this.stopTracker(node, state.lost ? this.now() + 2000 : Math.max(until, this.now() + 2000));
+      if (!stopped) {
+        // A connection still feeds the node here: close it and try once more.
+        await this.o.nodes.evict(node, closeReason, message).now;
+        stopped = await this.stopTracker(node, this.now() + 2000);
+      }
+      if (!stopped) {
+        // Releasing now could let two hosts feed the node: keep the lease; the next request or loss tries again.
+        this.o.log.error({ node, fence, reason }, 'cluster: node could not be stopped; its lease is kept');
+        return;
+      }
       if (!state.lost && fence > 0) {
         await this.writeFinal(node, fence);
         await this.keeper.release(node);
@@ -279,14 +290,17 @@ export class ClusterOwnership {
     while (!cond() && this.now() < until) await sleep(5);
   }
 
-  /** Stops the node's provisioned tracker and waits until it no longer reads the ring (bounded). */
-  private async stopTracker(node: string, until: number): Promise<void> {
+  /** Stops the node's provisioned tracker and waits until it no longer reads the ring (bounded); false: a connection still owns the node. */
+  private async stopTracker(node: string, until: number): Promise<boolean> {
+    if (this.o.nodes.get(node)?.healthy) return false;
     const sup = this.o.trackers;
-    if (!sup) return;
+    if (!sup) return true;
     const r = sup.remove(node);
+    if (r === 'connected') return false;
     // A configured tracker stays (every host has it); it is fed by no one while the node is elsewhere.
-    if (r !== 'removed') return;
+    if (r !== 'removed') return true;
     await this.waitFor(() => !sup.usesRing(node), until);
+    return true;
   }
 
   private async writeFinal(node: string, fence: number): Promise<void> {
