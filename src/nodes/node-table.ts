@@ -314,9 +314,9 @@ export class NodeTable {
   }
 
   /**
-   * Closes the node's connection (its lease moves to another host, or the host drains):
-   * queued behind the claims in flight, so none of them grants the node afterwards; resolves
-   * once the owning shard stopped writing the ring. No connection: nothing to do.
+   * Closes the node's connection (its lease moves to another host, or the host drains).
+   * `now`: the current owner stopped writing the ring. `all`: also the owner granted by a
+   * claim that was already in flight (it is closed after its grant). No connection: nothing to do.
    */
   evict(id: string, reason: 'superseded' | 'shutdown', message: string): { now: Promise<void>; all: Promise<void> } {
     const run = async (): Promise<void> => {
