@@ -122,6 +122,7 @@ export class ClusterOwnership {
     const step = Math.max(10, Math.floor(lease / 12));
     let holder: string | null = null;
     let heard = false;
+    let tries = 0;
     for (;;) {
       const r = await this.keeper.acquire(id);
       if ('error' in r) return this.redisDown(id, r.error);
@@ -145,11 +146,14 @@ export class ClusterOwnership {
         return elsewhere(`node ${id} is owned by host ${r.holder}, which did not hand it over in time; reconnect`);
       }
       // Asked every step: a holder that was busy (or a request that raced its subscription) hears the next one.
+      let n = 0;
       if (r.holder !== this.hostId) {
-        const n = await this.keeper.requestHandover(id).catch(() => 0);
+        n = await this.keeper.requestHandover(id).catch(() => 0);
         if (n > 0) heard = true;
       }
-      await sleep(step);
+      // A holder that heard us releases within milliseconds to seconds (its ring is delivered
+      // first): ask again soon, backing off to the step. A dead holder's lease only expires.
+      await sleep(n > 0 ? Math.min(step, 10 * 2 ** tries++) : step);
     }
   }
 
