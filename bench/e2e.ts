@@ -39,6 +39,8 @@ export interface E2eSpec {
   loadFraction: number; pacedFps: number; tickMs: number; stagger?: boolean; portStart: number;
   trackerPrefix?: string[]; tracker?: TrackerKind; nice?: number; protocol?: 'line' | 'binary'; detections?: number;
   shards?: number | 'auto'; maxOnly?: boolean;
+  /** tcp_server.ack (default: the config default, delivered). */
+  ack?: 'delivered' | 'ring';
 }
 
 function engineConfig(spec: E2eSpec, dir: string) {
@@ -60,7 +62,10 @@ function engineConfig(spec: E2eSpec, dir: string) {
       reconcile_interval_ms: 100,
     },
     shutdown: { deadline_ms: 60000 },
-  }, { auto_provision: true, auto_provision_port_start: spec.portStart, auto_provision_port_end: Math.min(65535, spec.portStart + Math.max(99, spec.connections - 1)) });
+  }, {
+    auto_provision: true, auto_provision_port_start: spec.portStart, auto_provision_port_end: Math.min(65535, spec.portStart + Math.max(99, spec.connections - 1)),
+    ...(spec.ack ? { ack: spec.ack } : {}),
+  });
 }
 
 interface Sample {
