@@ -313,7 +313,8 @@ export class Shard implements ShardContext {
     if (this.opts.ack !== 'delivered') return;
     c.ackWindow = new AckWindow(w.ackedSeq);
     c.ackWindow.settle(w.headFrames, w.lastSeq);
-    if (c.ackWindow.size > 0) this.ackDelivered(c, w, false);
+    // Sent with the batch, after the welcome the grant lets the hello write.
+    if (c.ackWindow.size > 0) this.oweAck(c);
   }
 
   /** Asks the main thread to close the connection (after queued writes). */
@@ -433,14 +434,10 @@ export class Shard implements ShardContext {
    */
   private ackDelivered(c: Conn, w: RingWriter, reply: boolean): void {
     const win = c.ackWindow!;
+    const before = win.acked;
     for (;;) {
       const seen = w.deliveredFrames;
-      const seq = win.advance(seen);
-      if (seq >= 0) {
-        w.ackedSeq = seq;
-        this.ackSeq(c, seq);
-        reply = false;
-      }
+      win.advance(seen);
       if (win.size === 0 || c.ackWaiting) break;
       const wait = w.waitForDelivered(seen, ACK_WAIT_MS);
       if (wait === null) continue; // it moved meanwhile: look again
@@ -453,7 +450,8 @@ export class Shard implements ShardContext {
       });
       break;
     }
-    if (reply) this.ackSeq(c, win.acked);
+    if (win.acked > before) w.ackedSeq = win.acked;
+    if (win.acked > before || reply) this.ackSeq(c, win.acked);
   }
 
   /** Publishes rings, then acks (an ack never precedes its frames), in one message. */
