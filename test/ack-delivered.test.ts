@@ -60,13 +60,13 @@ after(async () => {
 });
 
 /** An engine whose trackers are the stand-in, gated on `gate` (it reads nothing until the file exists). */
-async function gatedEngine(ack: 'delivered' | 'ring', shards: number): Promise<{ t: TrackerEngine; gate: string; out: string }> {
+async function gatedEngine(ack: 'delivered' | 'ring', shards: number, over: Record<string, unknown> = {}): Promise<{ t: TrackerEngine; gate: string; out: string }> {
   const n = ++seq;
   const gate = join(dir, `gate-${n}`);
   const out = join(dir, `lines-${n}`);
   const pidFile = join(dir, `pid-${n}`);
   pidFiles.push(pidFile);
-  const t = await startTrackerEngine(join(dir, `out-${n}`), [], { shards, tcp_server: { ack }, tracker: { input: 'stdin' } }, {},
+  const t = await startTrackerEngine(join(dir, `out-${n}`), [], { shards, tcp_server: { ack }, tracker: { input: 'stdin' }, ...over }, {},
     [process.execPath, SLOW_TRACKER, '--out', out, '--gate', gate, '--pid-file', pidFile, '--chunk', '65536', '--tick-ms', '5']);
   engines.push(t);
   return { t, gate, out };
@@ -132,6 +132,26 @@ for (const shards of [1, 0]) {
     });
   });
 }
+
+test('delivered, ring overflow drop-oldest: acks move past the frames the ring dropped once later frames are delivered', async () => {
+  const { t, gate, out } = await gatedEngine('delivered', 1, { ring: { size_bytes: 65536, overflow: 'drop-oldest' }, limits: { max_frame_bytes: 16384 } });
+  const c = await Client.open(t.tcp);
+  await hello(c, 'ack-o');
+  await c.send(frames(1, N));
+  const m = await until(async () => {
+    const s = await scrape(t.e);
+    return s.get('radar_ingest_frames_received_total') === N ? s : null;
+  }, 'all received');
+  const dropped = m.get('radar_ingest_frames_dropped_total{reason="ring_overflow"}')!;
+  assert.ok(dropped > 0, 'the small ring dropped frames');
+  assert.ok(maxAck(c) < N);
+  writeFileSync(gate, '');
+  await until(() => maxAck(c) === N, 'ack of the last frame', 20000);
+  await until(async () => (await scrape(t.e)).get('radar_ingest_frames_in_rings') === 0, 'ring drained');
+  await until(() => existsSync(out) && readFileSync(out, 'utf8').split('\n').length - 1 === N - dropped, 'the tracker got every frame not dropped', 20000);
+  c.destroy();
+  await assertAccounting(t.e);
+});
 
 interface Cli { child: ChildProcess; out: () => string; tcp: number }
 
