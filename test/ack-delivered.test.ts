@@ -143,8 +143,9 @@ test('delivered, ring overflow drop-oldest: acks move past the frames the ring d
     return s.get('radar_ingest_frames_received_total') === N ? s : null;
   }, 'all received');
   const dropped = m.get('radar_ingest_frames_dropped_total{reason="ring_overflow"}')!;
-  assert.ok(dropped > 0, 'the small ring dropped frames');
-  assert.ok(maxAck(c) < N);
+  assert.ok(dropped > 0, `the small ring dropped frames (${dropped})`);
+  // (If the tracker started only after the burst, what the ring kept may all fit in its input's socket
+  // buffer: then every frame is delivered or dropped and the ack is already at N. Either way:)
   writeFileSync(gate, '');
   await until(() => maxAck(c) === N, 'ack of the last frame', 20000);
   await until(async () => (await scrape(t.e)).get('radar_ingest_frames_in_rings') === 0, 'ring drained');
