@@ -80,7 +80,11 @@ for (const shards of [1, 0]) {
       const { t, gate, out } = await gatedEngine('delivered', shards);
       const c = await Client.open(t.tcp);
       assert.equal((await hello(c, 'ack-d')).last_seq, 0);
-      await c.send(frames(1, N));
+      // The first frame provisions the tracker; the rest follow once it takes frames (a burst into a
+      // tracker not yet started would be one batch larger than its pipe: nothing would complete).
+      await c.send(frames(1, 1));
+      await until(() => maxAck(c) === 1, 'ack 1 (the tracker is up)', 20000);
+      await c.send(frames(2, N));
       // Every frame is received; the tracker's pipe is full; the acks caught up with delivery.
       const m = await until(async () => {
         const s = await scrape(t.e);
@@ -191,8 +195,10 @@ async function killUnderLoad(ack: 'delivered' | 'ring', killWhen: (acked: number
   const cli = await startCli(name, ack, lines, pidFile);
   const c = await Client.open(cli.tcp);
   assert.equal((await hello(c, 'node-kill')).t, 'welcome');
+  await c.send(frames(1, 1));
+  await until(() => maxAck(c) === 1, 'ack 1 (the tracker is up)', 20000);
   // A node under load: batches of frames as fast as the host takes them.
-  let next = 1;
+  let next = 2;
   let stop = false;
   const sending = (async () => {
     while (!stop && !c.closed) {
@@ -201,7 +207,7 @@ async function killUnderLoad(ack: 'delivered' | 'ring', killWhen: (acked: number
       if (next > 200_000) break;
     }
   })();
-  await until(() => killWhen(maxAck(c)), `ack condition (${ack})`, 30000);
+  await until(() => killWhen(maxAck(c)), `ack condition (${ack})`, 45000);
   cli.child.kill('SIGKILL');
   const sent = next - 1;
   stop = true;
