@@ -134,6 +134,7 @@ export class Engine {
       tokens: config.tcp_server.tokens,
       limits: shardLimits(config),
       overflow: config.ring.overflow,
+      ack: config.tcp_server.ack,
       testHooks: opts.testHooks ?? false,
       onMessage: (shard, msg) => onShardMessage(this.shardEvents, shard, msg),
       onCrash: (shard, err) => onShardCrash(this.shardEvents, shard, err),
