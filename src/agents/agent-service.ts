@@ -15,10 +15,14 @@ import {
 } from '../protocol/agent-fields.js';
 import { AgentRegistry, AGENT_STATES, AGENT_REFUSED_VIA, type AgentState, type Agent } from './agent-registry.js';
 import { inSlices } from './slices.js';
-import { CommandStore, COMMAND_TYPES, type CommandType, type CommandResult, type Command } from './command-store.js';
+import { CommandStore, COMMAND_TYPES, type CommandType, type CommandResult, type Command, type AckOutcome } from './command-store.js';
 import { SseHub } from './sse-hub.js';
 import { CommandSigner, canonicalJson } from './signing.js';
 import { AccessTokens } from './access-token.js';
+import type { RedisFleetStore } from './fleet-store-redis.js';
+import type { FleetMessage } from './fleet-messages.js';
+import { deliverMessages } from './fleet-messages.js';
+import type { FleetAgentRecord } from './fleet-records.js';
 
 const PREFIX = '/api/v1/agents';
 
@@ -71,6 +75,22 @@ export interface AgentServiceOptions {
   log?: (level: 'info' | 'warn', obj: Record<string, unknown>, msg: string) => void;
 }
 
+/** Where a command created here went: radar_ingest_cluster_commands_routed_total{result}. */
+export const ROUTE_RESULTS = ['local', 'published', 'no_listener', 'no_stream', 'error'] as const;
+export type RouteResult = (typeof ROUTE_RESULTS)[number];
+
+/** The fleet's registry and commands (several hosts), and what this host counts about them. */
+export interface FleetLink {
+  store: RedisFleetStore;
+  hostId: string;
+  routed(result: RouteResult, n: number): void;
+  /** A request served from this host's memory because Redis was unreachable. */
+  servedLocally(): void;
+}
+
+/** Commands created here and kept in the fleet, awaiting their expiry to be counted (oldest dropped beyond it). */
+const MAX_EXPIRY_WATCH = 100000;
+
 export class AgentService {
   readonly registry: AgentRegistry;
   readonly commands: CommandStore;
@@ -88,6 +108,13 @@ export class AgentService {
   private readonly cfg: Config['agents'];
   private readonly commandBody: ReturnType<typeof commandSchema>;
   private readonly isControl: (req: IncomingMessage) => boolean;
+  private fleet: FleetLink | null = null;
+  /** When each of this host's agents got its current token (a write back never revokes a newer one). */
+  private readonly tokenAt = new Map<string, number>();
+  /** TCP traffic since the last sweep, written to the fleet registry then. */
+  private readonly touches = new Map<string, { at: number; group: string | undefined }>();
+  private expiryWatch: { id: string; type: CommandType; createdAt: number }[] = [];
+  private sweeping = false;
 
   constructor(private readonly opts: AgentServiceOptions) {
     const c = opts.config;
@@ -113,6 +140,10 @@ export class AgentService {
 
   /** A node seen on TCP; false (counted once per connection when `connected`) if the registry is full. */
   touchNode(id: string, at: number, group: string | undefined, connected: boolean): void {
+    if (this.fleet && (this.touches.has(id) || this.touches.size < this.cfg.max_agents)) {
+      const prev = this.touches.get(id);
+      this.touches.set(id, { at: Math.max(at, prev?.at ?? 0), group: group ?? prev?.group });
+    }
     if (!this.registry.touch(id, at, group) && connected) {
       this.refused.tcp++;
       this.opts.log?.('warn', { agent: id, max_agents: this.cfg.max_agents, code: ErrorCodes.MAX_AGENTS }, 'agent registry full: node not listed');
@@ -124,6 +155,10 @@ export class AgentService {
     this.registry.sweep();
     this.commands.sweep();
     this.hub.expire(this.registry.now());
+    if (this.fleet && !this.sweeping) {
+      this.sweeping = true;
+      this.sweepFleet().catch((err: Error) => this.fleetError(err)).finally(() => { this.sweeping = false; });
+    }
   }
 
   close(): void {
@@ -169,16 +204,199 @@ export class AgentService {
    * agent must exist (404 after a host restart or a delete: register again) and the
    * token must be its latest (401 once revoked by a newer registration).
    */
-  private agentCurrent(res: ServerResponse, id: string, token: string | null): boolean {
-    if (!this.registry.get(id)) {
-      sendJson(res, 404, { error: `unknown agent ${id}` });
-      return false;
+  private async agentCurrent(res: ServerResponse, id: string, token: string | null): Promise<boolean> {
+    const f = await this.viaFleet((st) => st.get(id));
+    let digest: Buffer | undefined;
+    if (f.ok) {
+      if (f.v === null) {
+        sendJson(res, 404, { error: `unknown agent ${id}` });
+        return false;
+      }
+      digest = f.v.tokenDigest === null ? undefined : Buffer.from(f.v.tokenDigest, 'hex');
+      if (tokenMatches(token, digest)) this.mirror(f.v);
+    } else {
+      if (!this.registry.get(id)) {
+        sendJson(res, 404, { error: `unknown agent ${id}` });
+        return false;
+      }
+      digest = this.currentToken.get(id);
     }
-    if (!tokenMatches(token, this.currentToken.get(id))) {
+    if (!tokenMatches(token, digest)) {
       unauthorized(res);
       return false;
     }
     return true;
+  }
+
+  // ---- the fleet (several hosts) ----------------------------------------------
+
+  /** Registry and commands of the whole fleet (in Redis) from now on; this host's memory is the fallback. */
+  attachFleet(link: FleetLink): void {
+    this.fleet = link;
+  }
+
+  /**
+   * True while a cluster is configured and Redis is unreachable: the registry and the
+   * commands are this host's only (false on a single host).
+   */
+  get degraded(): boolean {
+    return this.fleet !== null && this.fleet.store.degraded;
+  }
+
+  /** The fleet's answer, or not ok (Redis unreachable, or no fleet): serve from this host's memory. */
+  private async viaFleet<T>(op: (st: RedisFleetStore) => Promise<T>): Promise<{ ok: true; v: T } | { ok: false }> {
+    const f = this.fleet;
+    if (!f) return { ok: false };
+    if (f.store.degraded) {
+      f.servedLocally();
+      return { ok: false };
+    }
+    try {
+      return { ok: true, v: await op(f.store) };
+    } catch (err) {
+      f.servedLocally();
+      this.fleetError(err as Error);
+      return { ok: false };
+    }
+  }
+
+  private fleetError(err: Error): void {
+    this.opts.log?.('warn', { err: err.message }, 'agents: a fleet registry operation failed; served from this host');
+  }
+
+  /** An agent this host served from the fleet is kept here too, so it is served while Redis is away. */
+  private mirror(r: FleetAgentRecord): void {
+    const a = r.agent;
+    const local = this.registry.get(a.id);
+    if (!local) {
+      if (!a.registered || this.registry.tryRegister(a.id, a) === null) return;
+    } else if (a.registered) {
+      Object.assign(local, { name: a.name, group: a.group, version: a.version, capabilities: a.capabilities, routes: a.routes, registered: true });
+    }
+    if (r.tokenDigest !== null && this.currentToken.get(a.id)?.toString('hex') !== r.tokenDigest) {
+      this.currentToken.set(a.id, Buffer.from(r.tokenDigest, 'hex'));
+      this.tokenAt.set(a.id, 0); // issued elsewhere: a write back never puts it above the fleet's
+    }
+  }
+
+  /** Redis reachable again: this host's agents (registered or re-registered meanwhile) and streams go back to the fleet. */
+  async writeBack(): Promise<number> {
+    const f = this.fleet;
+    if (!f) return 0;
+    let n = 0;
+    for (const a of this.registry.list()) {
+      const digest = this.currentToken.get(a.id);
+      if (await f.store.register({ agent: a, tokenDigest: digest ? digest.toString('hex') : null, tokenAt: this.tokenAt.get(a.id) ?? 0 }, this.cfg.max_agents)) n++;
+    }
+    const now = this.registry.now();
+    for (const s of this.hub.streams()) await f.store.streamOpened(s.agentId, s.auth.expiresAt - now);
+    return n;
+  }
+
+  /** A message from another host on this host's channel. */
+  onFleetMessage(m: FleetMessage): void {
+    switch (m.t) {
+      case 'deliver':
+        for (const [agent, id] of m.c) {
+          if (!this.hub.get(agent)) continue;
+          this.viaFleet(async (st) => {
+            const c = await st.getCommand(agent, id);
+            if (c) await this.deliverFleet(st, c);
+          }).catch(() => {});
+        }
+        return;
+      case 'close': {
+        if (m.r === 'deleted') {
+          this.forgetLocal(m.a);
+          this.hub.close(m.a, 'deleted');
+          return;
+        }
+        const s = this.hub.get(m.a);
+        if (m.d !== undefined) {
+          this.currentToken.set(m.a, Buffer.from(m.d, 'hex'));
+          this.tokenAt.set(m.a, 0);
+        }
+        if (s && (m.d === undefined || s.auth.tokenDigest.toString('hex') !== m.d)) this.hub.close(m.a, 'token_revoked');
+        return;
+      }
+      case 'trace':
+        this.opts.traceNode?.(m.n, m.c, m.ms);
+        return;
+    }
+  }
+
+  private forgetLocal(id: string): boolean {
+    const found = this.registry.delete(id);
+    this.currentToken.delete(id);
+    this.tokenAt.delete(id);
+    this.commands.forget(id);
+    return found;
+  }
+
+  /** Claims a fleet command for this host's stream and writes it; false when not written. */
+  private async deliverFleet(st: RedisFleetStore, c: Command): Promise<boolean> {
+    if (!this.hub.get(c.agentId)) return false;
+    const at = this.registry.now();
+    if (!(await st.claim(c, at, this.cfg.command_ttl_ms))) return false;
+    const s = this.hub.get(c.agentId);
+    if (s && s.send(c.id, c.type, this.commands.eventData(c))) {
+      c.deliveredAt = at;
+      this.countCommand(c.type, 'delivered');
+      return true;
+    }
+    await st.unclaim(c, at); // stays PENDING for the next stream
+    return false;
+  }
+
+  /** Sends new fleet commands to the hosts holding their agents' streams. */
+  private async route(st: RedisFleetStore, f: FleetLink, cs: readonly Command[]): Promise<void> {
+    const holders = await st.streamHolders(cs.map((c) => c.agentId));
+    const byHost = new Map<string, [string, string][]>();
+    let none = 0;
+    for (let i = 0; i < cs.length; i++) {
+      const h = holders[i];
+      if (h === null || h === undefined) none++;
+      else if (h === f.hostId) {
+        await this.deliverFleet(st, cs[i]!);
+        f.routed('local', 1);
+      } else {
+        let l = byHost.get(h);
+        if (!l) byHost.set(h, (l = []));
+        l.push([cs[i]!.agentId, cs[i]!.id]);
+      }
+    }
+    if (none > 0) f.routed('no_stream', none);
+    for (const [host, pairs] of byHost) {
+      const msgs = deliverMessages(pairs);
+      for (let i = 0; i < msgs.length; i++) {
+        const n = Math.min(32, pairs.length - 32 * i);
+        try {
+          f.routed((await st.publish(host, msgs[i]!)) > 0 ? 'published' : 'no_listener', n);
+        } catch {
+          f.routed('error', n);
+        }
+      }
+    }
+  }
+
+  /** Periodic fleet work: TCP liveness written to the registry; fleet commands created here counted when they expire. */
+  private async sweepFleet(): Promise<void> {
+    const f = this.fleet!;
+    if (f.store.degraded) return;
+    if (this.touches.size > 0) {
+      const entries = [...this.touches].map(([id, t]) => ({ id, ...t }));
+      this.touches.clear();
+      await f.store.touch(entries, this.cfg.max_agents);
+    }
+    const now = this.registry.now();
+    const ttl = this.cfg.command_ttl_ms;
+    let n = 0;
+    while (n < this.expiryWatch.length && n < 1000 && now >= this.expiryWatch[n]!.createdAt + ttl) n++;
+    if (n === 0) return;
+    const due = this.expiryWatch.slice(0, n);
+    const acked = await f.store.acknowledged(due.map((d) => d.id));
+    this.expiryWatch = this.expiryWatch.slice(n);
+    due.forEach((d, i) => { if (acked[i] === false) this.countCommand(d.type, 'expired'); });
   }
 
   private async body<T>(req: IncomingMessage, res: ServerResponse, schema: z.ZodType<T>): Promise<{ ok: true; value: T } | { ok: false }> {
@@ -208,8 +426,21 @@ export class AgentService {
     const v = b.value;
     if (!this.opts.checkNodeToken(v.id, token)) return unauthorized(res);
     const remote = req.socket.remoteAddress ?? '?';
+    const info = { name: v.name, group: v.group, version: v.version, capabilities: v.capabilities, routes: v.routes ?? [] };
+    const issued = this.tokens.issue(v.id);
+    const digest = sha(issued.token);
+    const now = this.registry.now();
+    const f = await this.viaFleet(async (st) => {
+      const prev = (await st.get(v.id))?.agent;
+      const agent: Agent = { id: v.id, ...info, registeredAt: prev?.registered ? prev.registeredAt : now, lastHeartbeatAt: now, registered: true };
+      if (!(await st.register({ agent, tokenDigest: digest.toString('hex'), tokenAt: now }, this.cfg.max_agents))) return false;
+      // The previous token is revoked, and with it the stream it opened, wherever that stream is.
+      const [holder] = await st.streamHolders([v.id]);
+      if (holder && holder !== this.fleet!.hostId) await st.publish(holder, { t: 'close', a: v.id, r: 'token_revoked', d: digest.toString('hex') });
+      return true;
+    });
     const live = this.hub.get(v.id);
-    const a = this.registry.tryRegister(v.id, { name: v.name, group: v.group, version: v.version, capabilities: v.capabilities, routes: v.routes ?? [] });
+    const a = f.ok && !f.v ? null : this.registry.tryRegister(v.id, info);
     if (a === null) {
       this.refused.register++;
       this.opts.log?.('warn', { agent: v.id, max_agents: this.cfg.max_agents, code: ErrorCodes.MAX_AGENTS }, 'agent registry full: registration refused');
@@ -219,8 +450,8 @@ export class AgentService {
       this.takeovers++;
       this.opts.log?.('warn', { agent: v.id, stream_remote: live.auth.remote, remote }, 'agent registered again from another address while its stream was open; the stream is closed');
     }
-    const issued = this.tokens.issue(v.id);
-    this.currentToken.set(v.id, sha(issued.token));
+    this.currentToken.set(v.id, digest);
+    this.tokenAt.set(v.id, now);
     // The previous token is revoked, and with it the stream it opened.
     this.hub.close(v.id, 'token_revoked');
     this.opts.log?.('info', { agent: v.id, group: v.group, version: v.version }, 'agent registered');
@@ -235,7 +466,8 @@ export class AgentService {
   }
 
   private async heartbeat(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-    if (!this.agentCurrent(res, id, bearer(req))) return;
+    if (!(await this.agentCurrent(res, id, bearer(req)))) return;
+    await this.viaFleet((st) => st.heartbeat(id, this.registry.now()));
     this.registry.heartbeat(id);
     sendJson(res, 200, { id, state: 'LIVE' });
   }
@@ -247,50 +479,86 @@ export class AgentService {
     }
     const q = parsePageQuery(url);
     if (!q.ok) return sendJson(res, 400, { error: q.error, path: q.path });
-    const page = this.registry.page(q.limit, q.cursor, (status as AgentState | null) ?? undefined);
+    const st = (status as AgentState | null) ?? undefined;
+    const f = await this.viaFleet((s) => s.page(q.limit, q.cursor, st, this.registry.now(), this.registry.timing));
+    const page = f.ok ? f.v : this.registry.page(q.limit, q.cursor, st);
     const agents = page.agents.map((a) => ({ ...this.registry.view(a), ...this.opts.nodeStatus?.(a.id) }));
     sendJson(res, 200, { agents, next_cursor: page.next === null ? null : encodeCursor(page.next) });
   }
 
   private async getOne(_req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-    const a = this.registry.get(id);
+    const f = await this.viaFleet(async (st) => ({ rec: await st.get(id), holder: (await st.streamHolders([id]))[0] ?? null }));
+    const a = f.ok ? f.v.rec?.agent : this.registry.get(id);
     if (!a) return sendJson(res, 404, { error: `unknown agent ${id}` });
-    sendJson(res, 200, { ...this.registry.view(a), ...this.opts.nodeStatus?.(a.id), streamOpen: this.hub.get(id) !== undefined });
+    const streamOpen = this.hub.get(id) !== undefined || (f.ok && f.v.holder !== null);
+    sendJson(res, 200, { ...this.registry.view(a), ...this.opts.nodeStatus?.(a.id), streamOpen });
   }
 
   private async remove(_req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-    if (!this.registry.delete(id)) return sendJson(res, 404, { error: `unknown agent ${id}` });
-    this.currentToken.delete(id);
+    const f = await this.viaFleet(async (st) => {
+      const r = await st.delete(id);
+      if (r.holder !== null && r.holder !== this.fleet!.hostId) await st.publish(r.holder, { t: 'close', a: id, r: 'deleted' });
+      return r.found;
+    });
+    const local = this.forgetLocal(id);
+    if (!(f.ok ? f.v || local : local)) return sendJson(res, 404, { error: `unknown agent ${id}` });
     this.hub.close(id, 'deleted');
-    this.commands.forget(id);
     sendJson(res, 200, { id, deleted: true });
   }
 
   private async events(req: IncomingMessage, res: ServerResponse, url: URL, id: string): Promise<void> {
     const token = bearerOrQuery(req, url);
-    if (!this.agentCurrent(res, id, token)) return;
+    if (!(await this.agentCurrent(res, id, token))) return;
     const last = req.headers['last-event-id'];
+    const expiresAt = this.agentTokenExpiry(token, id)!;
     // Last-Event-ID is accepted but nothing is replayed: delivered commands are not re-sent.
-    this.hub.open(id, res, typeof last === 'string' ? last : null, {
-      tokenDigest: sha(token!), expiresAt: this.agentTokenExpiry(token, id)!, remote: req.socket.remoteAddress ?? '?',
+    const stream = this.hub.open(id, res, typeof last === 'string' ? last : null, {
+      tokenDigest: sha(token!), expiresAt, remote: req.socket.remoteAddress ?? '?',
     });
     this.registry.heartbeat(id);
     for (const c of this.commands.undelivered(id)) this.deliver(c);
+    const fl = this.fleet;
+    if (!fl) return;
+    res.on('close', () => {
+      if (this.hub.get(id) === undefined && !fl.store.degraded) fl.store.streamClosed(id).catch(() => {});
+    });
+    // Held here from now on: commands created after this are routed here; those created
+    // before are read now (a command both routed and read is claimed once).
+    await this.viaFleet(async (st) => {
+      const now = this.registry.now();
+      await st.heartbeat(id, now);
+      await st.streamOpened(id, expiresAt - now);
+      const { commands } = await st.commandsOf(id, this.cfg.max_commands_kept, 0);
+      for (const c of commands) {
+        if (stream.closed) break;
+        if (c.deliveredAt === null && this.commands.state(c) === 'PENDING') await this.deliverFleet(st, c);
+      }
+    });
   }
 
   private async send(req: IncomingMessage, res: ServerResponse, scope: 'agent' | 'group' | 'all', key: string | null): Promise<void> {
     let targets: Agent[];
     let target: string;
+    const now = this.registry.now();
+    const f = await this.viaFleet(async (st) => {
+      if (scope === 'agent') {
+        const r = await st.get(key!);
+        return r ? [r.agent] : [];
+      }
+      const live = await st.live(now, this.registry.timing.staleAfterMs);
+      return scope === 'group' ? live.filter((a) => a.group === key) : live;
+    });
+    const fleet = f.ok ? this.fleet : null;
     if (scope === 'agent') {
-      const a = this.registry.get(key!);
+      const a = f.ok ? f.v[0] : this.registry.get(key!);
       if (!a) return sendJson(res, 404, { error: `unknown agent ${key}` });
       targets = [a];
       target = `agent:${key}`;
     } else if (scope === 'group') {
-      targets = this.registry.list('LIVE').filter((a) => a.group === key);
+      targets = f.ok ? f.v : this.registry.list('LIVE').filter((a) => a.group === key);
       target = `group:${key}`;
     } else {
-      targets = this.registry.list('LIVE');
+      targets = f.ok ? f.v : this.registry.list('LIVE');
       target = 'all';
     }
     const b = await this.body(req, res, this.commandBody);
@@ -302,22 +570,66 @@ export class AgentService {
     } catch (err) {
       return sendJson(res, 400, { error: 'invalid request body', path: 'payload', message: `cannot be signed: ${(err as Error).message}` });
     }
+    const dur = type === 'deep-trace' ? (payload as { duration_ms?: number }).duration_ms ?? Math.min(60000, this.cfg.deep_trace_max_ms) : 0;
     // One canonical payload for every command; signing (one per command: the id is
     // signed) runs in slices so a broadcast does not hold the event loop.
-    const results: string[] = [];
+    const built: Command[] = [];
     await inSlices(targets, (a) => {
-      if (!this.registry.get(a.id)) return; // deleted meanwhile
-      const cmd = this.commands.create(a.id, type, payload, target, canonical);
-      this.deliver(cmd);
-      if (type === 'deep-trace') {
-        const dur = (payload as { duration_ms?: number }).duration_ms ?? Math.min(60000, this.cfg.deep_trace_max_ms);
-        this.opts.traceNode?.(a.id, cmd.id, dur);
+      if (fleet) built.push(this.commands.build(a.id, type, payload, target, canonical));
+      else {
+        if (!this.registry.get(a.id)) return; // deleted meanwhile
+        const cmd = this.commands.create(a.id, type, payload, target, canonical);
+        this.deliver(cmd);
+        if (type === 'deep-trace') this.opts.traceNode?.(a.id, cmd.id, dur);
+        built.push(cmd);
       }
-      results.push(JSON.stringify({ agentId: a.id, commandId: cmd.id, state: this.commands.state(cmd) }));
     });
+    if (fleet) await this.sendFleet(fleet, built, type, dur);
+    const results = built.map((c) => JSON.stringify({ agentId: c.agentId, commandId: c.id, state: this.commands.state(c) }));
     const body = `{"target":${JSON.stringify(target)},"type":${JSON.stringify(type)},"commands":[${results.join(',')}]}`;
     res.writeHead(202, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
     res.end(body);
+  }
+
+  /** Stores commands once in the fleet and routes them; those the fleet did not take are kept here. */
+  private async sendFleet(f: FleetLink, built: Command[], type: CommandType, traceMs: number): Promise<void> {
+    for (let i = 0; i < built.length; i += 500) {
+      const chunk = built.slice(i, i + 500);
+      const stored = await this.viaFleet(async (st) => {
+        await st.createCommands(chunk, this.cfg.max_commands_kept);
+        return st;
+      });
+      if (!stored.ok) {
+        for (const c of chunk) {
+          this.commands.keep(c);
+          this.deliver(c);
+          if (type === 'deep-trace') this.opts.traceNode?.(c.agentId, c.id, traceMs);
+        }
+        continue;
+      }
+      for (const c of chunk) {
+        this.countCommand(type, 'created');
+        this.expiryWatch.push({ id: c.id, type, createdAt: c.createdAt });
+      }
+      if (this.expiryWatch.length > MAX_EXPIRY_WATCH) this.expiryWatch = this.expiryWatch.slice(-MAX_EXPIRY_WATCH);
+      try {
+        await this.route(stored.v, f, chunk);
+      } catch (err) {
+        f.routed('error', chunk.length);
+        this.fleetError(err as Error);
+      }
+      if (type === 'deep-trace') for (const c of chunk) await this.traceOnOwner(c.agentId, c.id, traceMs);
+    }
+  }
+
+  /** deep-trace: tracing runs on the host that owns the node (its lease), else here. */
+  private async traceOnOwner(node: string, id: string, ms: number): Promise<void> {
+    const f = await this.viaFleet(async (st) => {
+      const owner = await st.nodeOwner(node);
+      if (owner === null || owner === this.fleet!.hostId) return false;
+      return (await st.publish(owner, { t: 'trace', n: node, c: id, ms })) > 0;
+    });
+    if (!(f.ok && f.v)) this.opts.traceNode?.(node, id, ms);
   }
 
   private deliver(c: Command): void {
@@ -327,23 +639,41 @@ export class AgentService {
   }
 
   private async listCommands(_req: IncomingMessage, res: ServerResponse, url: URL, id: string): Promise<void> {
-    if (!this.registry.get(id)) return sendJson(res, 404, { error: `unknown agent ${id}` });
     const q = parsePageQuery(url);
+    const f = await this.viaFleet(async (st) => (await st.get(id)) !== null);
+    if (!(f.ok ? f.v : this.registry.get(id))) return sendJson(res, 404, { error: `unknown agent ${id}` });
     if (!q.ok) return sendJson(res, 400, { error: q.error, path: q.path });
     const after = q.cursor === null ? 0 : Number(q.cursor);
     if (!Number.isSafeInteger(after) || after < 0) return sendJson(res, 400, { error: 'cursor is not one this server gave out', path: 'cursor' });
-    const page = this.commands.page(id, q.limit, after);
+    const fp = f.ok ? await this.viaFleet((st) => st.commandsOf(id, q.limit, after)) : { ok: false as const };
+    const page = fp.ok
+      ? { commands: fp.v.commands, next: fp.v.more && fp.v.commands.length > 0 ? fp.v.commands[fp.v.commands.length - 1]!.seq : null }
+      : this.commands.page(id, q.limit, after);
     sendJson(res, 200, { commands: page.commands.map((c) => this.commands.view(c)), next_cursor: page.next === null ? null : encodeCursor(String(page.next)) });
   }
 
   private async ack(req: IncomingMessage, res: ServerResponse, id: string, commandId: string): Promise<void> {
-    if (!this.agentCurrent(res, id, bearer(req))) return;
+    if (!(await this.agentCurrent(res, id, bearer(req)))) return;
     const b = await this.body(req, res, ackSchema);
     if (!b.ok) return;
-    const outcome = this.commands.ack(id, commandId, b.value?.result);
+    const result = b.value?.result;
+    // A command created while Redis was unreachable lives here only.
+    const local = this.commands.get(id, commandId) !== undefined;
+    const f = local ? { ok: false as const } : await this.viaFleet(async (st) => {
+      const c = await st.getCommand(id, commandId);
+      if (!c) return { outcome: 'unknown' as AckOutcome, c };
+      const outcome = await st.ack(id, commandId, result, this.registry.now(), this.cfg.command_ttl_ms);
+      if (outcome === 'acknowledged') {
+        c.acknowledgedAt = this.registry.now();
+        c.result = result;
+        this.countCommand(c.type, 'acknowledged');
+      }
+      return { outcome, c };
+    });
+    const outcome = f.ok ? f.v.outcome : this.commands.ack(id, commandId, result);
     switch (outcome) {
       case 'acknowledged':
-        return sendJson(res, 200, this.commands.view(this.commands.get(id, commandId)!));
+        return sendJson(res, 200, this.commands.view(f.ok ? f.v.c! : this.commands.get(id, commandId)!));
       case 'unknown':
         return sendJson(res, 404, { error: `unknown command ${commandId} for agent ${id}` });
       case 'expired':

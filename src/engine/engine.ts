@@ -33,6 +33,7 @@ import { onShardMessage, onShardCrash, type ShardEventContext } from './shard-ev
 import { DeepTraces } from './deep-trace.js';
 import { RingOffer } from './ring-sweep.js';
 import { WriteHeartbeats } from './agent-liveness.js';
+import { ClusterAgents } from './cluster-agents.js';
 import { statusFields } from './status-log.js';
 import { nodeHooks } from './node-hooks.js';
 import { tokenWarnings } from './token-warnings.js';
@@ -77,6 +78,8 @@ export class Engine {
   readonly http: HttpServer;
   readonly sink: RingSink;
   readonly agents: AgentService;
+  /** The fleet's registry and commands in Redis (only with a `cluster` section). */
+  readonly clusterAgents: ClusterAgents | null;
   /** Server mode: nodes that run their own tracker and push its output. */
   readonly push: PushRegistry;
   private readonly pushCounts: PushCounts;
@@ -199,6 +202,7 @@ export class Engine {
       unhandled: () => this.unhandled,
       push: () => ({ requests: this.pushCounts, lines: this.push.lines, nodes: this.push.size }),
     });
+    this.clusterAgents = config.cluster ? new ClusterAgents(config.cluster, config, this.agents, this.metrics.registry, this.log) : null;
     const h = config.http;
     this.http = new HttpServer((err) => this.logError('http', err), {
       maxConnections: h.max_connections, maxConnectionsPerSource: h.max_connections_per_source,
@@ -293,6 +297,7 @@ export class Engine {
     if (ingestSources(c, this.trackers !== null).length === 0) this.log.warn({ key: 'tcp_server.enabled' }, `${NO_SOURCE}; /readyz answers 503`);
     checkDescriptors(c, this.log);
     await this.pool.start();
+    await this.clusterAgents?.start();
     this.trackers?.start();
     this.httpAddress = await listenAs('http.port', 'http.host', c.http.host, c.http.port, () => this.http.listen(c.http.port, c.http.host));
     if (c.tcp_server.enabled) {
@@ -370,6 +375,7 @@ export class Engine {
           if (this.statusTimer) clearInterval(this.statusTimer);
           this.refusals.close();
           this.agents.close();
+          this.clusterAgents?.close();
         },
         finalSweep: () => {
           if (this.sweep) clearInterval(this.sweep);

@@ -69,4 +69,7 @@ export const CLUSTER_M = {
   leaseLosses: `${PREFIX}cluster_lease_losses_total`,
   handoversRequested: `${PREFIX}cluster_handovers_requested_total`,
   handoverRequestsReceived: `${PREFIX}cluster_handover_requests_received_total`,
+  commandsRouted: `${PREFIX}cluster_commands_routed_total`,
+  agentRequestsLocal: `${PREFIX}cluster_agent_requests_local_total`,
+  agentMessagesInvalid: `${PREFIX}cluster_agent_messages_invalid_total`,
 } as const;
