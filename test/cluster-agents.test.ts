@@ -17,6 +17,8 @@ import { call, SseClient, type Resp } from './agents-http.js';
 import { RedisServer, redisSkip } from './redis-server.js';
 import { verifyCommand } from '../src/agents/signing.js';
 import { CLUSTER_M } from '../src/telemetry/metric-names.js';
+import { decodeFleetMessage, deliverMessages, leaseHolder, MAX_DELIVERIES_PER_MESSAGE } from '../src/agents/fleet-messages.js';
+import { decodeAgent, decodeCommand } from '../src/agents/fleet-records.js';
 
 const CONTROL = 'control-secret';
 const BASE = '/api/v1/agents';
@@ -32,6 +34,44 @@ interface Host {
 function regBody(id: string, group = 'north'): Record<string, unknown> {
   return { id, name: `Node ${id}`, group, version: '1.0.0', capabilities: ['det-f64'] };
 }
+
+const CMD = '0f8fad5b-d9cb-469f-a165-70867728950e';
+
+test('host messages: only well-formed, bounded messages are taken', () => {
+  assert.deepEqual(decodeFleetMessage(`{"t":"deliver","c":[["node-1","${CMD}"]]}`, 60000), { t: 'deliver', c: [['node-1', CMD]] });
+  assert.deepEqual(decodeFleetMessage(`{"t":"trace","n":"node-1","c":"${CMD}","ms":500}`, 60000), { t: 'trace', n: 'node-1', c: CMD, ms: 500 });
+  assert.deepEqual(decodeFleetMessage('{"t":"close","a":"n","r":"deleted","f":"host-a"}', 1), { t: 'close', a: 'n', r: 'deleted', f: 'host-a' });
+  for (const bad of [
+    'nope', '[]', 'null', '{"t":"other"}', '{"t":"deliver","c":[]}', `{"t":"deliver","c":[["../etc","${CMD}"]]}`,
+    '{"t":"deliver","c":[["n","not-a-uuid"]]}', `{"t":"trace","n":"n","c":"${CMD}","ms":60001}`, `{"t":"trace","n":"n","c":"${CMD}","ms":1.5}`,
+    '{"t":"close","a":"n","r":"other","f":"h"}', '{"t":"close","a":"n","r":"deleted"}', '{"t":"close","a":"n","r":"token_revoked","d":"xyz","f":"h"}',
+    `{"t":"deliver","c":${JSON.stringify(Array.from({ length: MAX_DELIVERIES_PER_MESSAGE + 1 }, () => ['n', CMD]))}}`,
+    `{"t":"trace","n":"n","c":"${CMD}","ms":5,"pad":"${'x'.repeat(9000)}"}`,
+  ]) assert.equal(decodeFleetMessage(bad, 60000), null, bad.slice(0, 80));
+  const msgs = deliverMessages(Array.from({ length: 70 }, (_, i) => [`n${i}`, CMD] as [string, string]));
+  assert.equal(msgs.length, 3);
+  assert.ok(msgs.every((m) => decodeFleetMessage(m, 1) !== null));
+  assert.equal(leaseHolder('host-b|1790000000000'), 'host-b');
+  for (const v of [null, 'host-b', '|1', 'bad host|1', `${'h'.repeat(65)}|1`]) assert.equal(leaseHolder(v), null, String(v));
+});
+
+test('records read from Redis: a field of the wrong shape or size makes the record absent', () => {
+  const h = { name: 'N', group: 'north', version: '1', capabilities: '["a"]', routes: '[]', registered: '1', registeredAt: '5', token: 'ab'.repeat(32) };
+  assert.equal(decodeAgent('n1', h, '7')?.agent.lastHeartbeatAt, 7);
+  assert.equal(decodeAgent('n1', h, '7')?.tokenDigest, 'ab'.repeat(32));
+  for (const over of [{ group: '../x' }, { capabilities: '{"a":1}' }, { capabilities: JSON.stringify(Array(65).fill('c')) }, { name: 'x'.repeat(200) },
+    { registered: 'yes' }, { registeredAt: '-1' }, { token: 'zz' }, { name: 'bell' }]) {
+    assert.equal(decodeAgent('n1', { ...h, ...over }, '7'), null, JSON.stringify(over).slice(0, 60));
+  }
+  assert.equal(decodeAgent('../n', h, '7'), null);
+  assert.equal(decodeAgent('n1', h, 'NaN'), null);
+  const c = { agent: 'n1', type: 'replay', target: 'agent:n1', createdAt: '10', payload: '{"a":1}', signature: 'c2ln', seq: '3' };
+  assert.deepEqual(decodeCommand(CMD, c, 1000)?.payload, { a: 1 });
+  for (const over of [{ type: 'rm-rf' }, { target: 'agent:../x' }, { payload: 'not json' }, { payload: `"${'x'.repeat(2000)}"` }, { seq: '1e3' }, { signature: 'a b' }]) {
+    assert.equal(decodeCommand(CMD, { ...c, ...over }, 1000), null, JSON.stringify(over).slice(0, 60));
+  }
+  assert.equal(decodeCommand(CMD, {}, 1000), null);
+});
 
 describe('agents across hosts (one Redis)', { skip: redisSkip }, () => {
   let redis: RedisServer;
@@ -210,6 +250,10 @@ describe('agents across hosts (one Redis)', { skip: redisSkip }, () => {
 
   test('Redis restarted mid-run: nothing crashes, each host serves its own agents, and writes them back', async () => {
     const before = await register(A, 'keep-1');
+    // Deleted on B while A holds a copy: the copy goes too, so A's write back does not bring it back.
+    await register(A, 'gone-1');
+    assert.equal((await call(B.port, 'DELETE', `${BASE}/gone-1`, { token: CONTROL })).status, 200);
+    await until(() => A.engine.agents.registry.get('gone-1') === undefined, 'A forgets its copy of the deleted agent');
     await redis.stop();
     await until(() => hosts.every((h) => h.engine.agents.degraded), 'every host degraded');
     const reg = await register(A, 'down-1');
@@ -226,6 +270,7 @@ describe('agents across hosts (one Redis)', { skip: redisSkip }, () => {
     await redis.restart();
     await until(() => hosts.every((h) => !h.engine.agents.degraded), 'every host back', 15000);
     await until(async () => (await listed(B)).has('down-1') && (await listed(B)).has('keep-1'), 'B lists A\'s agents written back');
+    assert.ok(!(await listed(B)).has('gone-1'), 'a deleted agent is not written back');
     const ok = await call(C.port, 'POST', `${BASE}/down-1/heartbeat`, { token: reg.accessToken });
     assert.equal(ok.status, 200, `the token issued while Redis was away is the fleet's now: ${ok.text}`);
     const later = await command(C, `${BASE}/down-1/commands`, 'config-update');

@@ -306,13 +306,14 @@ export class AgentService {
         }
         return;
       case 'close': {
+        if (m.f === this.fleet?.hostId) return; // done here already
         if (m.r === 'deleted') {
           this.forgetLocal(m.a);
           this.hub.close(m.a, 'deleted');
           return;
         }
         const s = this.hub.get(m.a);
-        if (m.d !== undefined) {
+        if (m.d !== undefined && this.currentToken.has(m.a) && this.currentToken.get(m.a)!.toString('hex') !== m.d) {
           this.currentToken.set(m.a, Buffer.from(m.d, 'hex'));
           this.tokenAt.set(m.a, 0);
         }
@@ -435,8 +436,7 @@ export class AgentService {
       const agent: Agent = { id: v.id, ...info, registeredAt: prev?.registered ? prev.registeredAt : now, lastHeartbeatAt: now, registered: true };
       if (!(await st.register({ agent, tokenDigest: digest.toString('hex'), tokenAt: now }, this.cfg.max_agents))) return false;
       // The previous token is revoked, and with it the stream it opened, wherever that stream is.
-      const [holder] = await st.streamHolders([v.id]);
-      if (holder && holder !== this.fleet!.hostId) await st.publish(holder, { t: 'close', a: v.id, r: 'token_revoked', d: digest.toString('hex') });
+      await st.publishAll({ t: 'close', a: v.id, r: 'token_revoked', d: digest.toString('hex'), f: this.fleet!.hostId });
       return true;
     });
     const live = this.hub.get(v.id);
@@ -497,7 +497,7 @@ export class AgentService {
   private async remove(_req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
     const f = await this.viaFleet(async (st) => {
       const r = await st.delete(id);
-      if (r.holder !== null && r.holder !== this.fleet!.hostId) await st.publish(r.holder, { t: 'close', a: id, r: 'deleted' });
+      await st.publishAll({ t: 'close', a: id, r: 'deleted', f: this.fleet!.hostId });
       return r.found;
     });
     const local = this.forgetLocal(id);

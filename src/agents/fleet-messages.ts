@@ -10,12 +10,13 @@ export const MAX_DELIVERIES_PER_MESSAGE = 32;
 
 const COMMAND_ID = /^[0-9a-f-]{36}$/;
 const DIGEST = /^[0-9a-f]{64}$/;
+const HOST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 export type FleetMessage =
   /** Write these commands to the agents' streams held here. */
   | { t: 'deliver'; c: [agent: string, command: string][] }
-  /** Close the agent's stream: deleted, or its token revoked (unless the stream holds token `d`). */
-  | { t: 'close'; a: string; r: 'deleted' | 'token_revoked'; d?: string }
+  /** Close the agent's stream: deleted, or its token revoked (unless the stream holds token `d`); sent by host `f`. */
+  | { t: 'close'; a: string; r: 'deleted' | 'token_revoked'; d?: string; f: string }
   /** Turn on tracing of a node's frames: this host owns the node. */
   | { t: 'trace'; n: string; c: string; ms: number };
 
@@ -47,7 +48,8 @@ export function decodeFleetMessage(s: string, maxTraceMs: number): FleetMessage 
     case 'close': {
       if (!isId(o.a) || (o.r !== 'deleted' && o.r !== 'token_revoked')) return null;
       if (o.d !== undefined && (typeof o.d !== 'string' || !DIGEST.test(o.d))) return null;
-      return { t: 'close', a: o.a, r: o.r, ...(typeof o.d === 'string' ? { d: o.d } : {}) };
+      if (typeof o.f !== 'string' || !HOST_ID.test(o.f)) return null;
+      return { t: 'close', a: o.a, r: o.r, f: o.f, ...(typeof o.d === 'string' ? { d: o.d } : {}) };
     }
     case 'trace': {
       if (!isId(o.n) || typeof o.c !== 'string' || !COMMAND_ID.test(o.c)) return null;
@@ -78,5 +80,5 @@ export function leaseHolder(value: string | null): string | null {
   const bar = value.lastIndexOf('|');
   if (bar <= 0) return null;
   const host = value.slice(0, bar);
-  return /^[A-Za-z0-9._-]{1,64}$/.test(host) ? host : null;
+  return HOST_ID.test(host) ? host : null;
 }

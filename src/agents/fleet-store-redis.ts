@@ -86,14 +86,14 @@ export class RedisFleetStore {
     this.cmd.on('error', onError);
     this.sub.on('error', onError);
     this.sub.on('message', (channel: string, message: string) => {
-      if (channel !== this.channel(opts.hostId)) return;
+      if (channel !== this.channel(opts.hostId) && channel !== this.everyHost) return;
       const m = decodeFleetMessage(message, opts.maxTraceMs);
       if (m) opts.onMessage(m);
       else opts.onInvalid();
     });
     // Subscribed again on every (re)connect: a subscription made while down was refused.
     this.sub.on('ready', () => {
-      this.sub.subscribe(this.channel(opts.hostId)).then(() => this.check(), () => {});
+      this.sub.subscribe(this.channel(opts.hostId), this.everyHost).then(() => this.check(), () => {});
     });
     for (const c of [this.cmd, this.sub]) {
       c.on('ready', () => this.check());
@@ -131,6 +131,8 @@ export class RedisFleetStore {
   // ---- keys -------------------------------------------------------------------
 
   channel(host: string): string { return `${this.p}agents:host:${host}`; }
+  /** Heard by every host: deletions and revoked tokens (each host keeps copies of agents it served). */
+  private get everyHost(): string { return `${this.p}agents:all`; }
   private doc(id: string): string { return `${this.p}agent:${id}`; }
   private get ids(): string { return `${this.p}agents:ids`; }
   private get hb(): string { return `${this.p}agents:hb`; }
@@ -230,6 +232,11 @@ export class RedisFleetStore {
   /** Sends a message to one host's channel: how many hosts heard it (0: none listens). */
   async publish(host: string, m: FleetMessage | string): Promise<number> {
     return this.cmd.publish(this.channel(host), typeof m === 'string' ? m : encodeFleetMessage(m));
+  }
+
+  /** Sends a message to every host: how many heard it. */
+  async publishAll(m: FleetMessage): Promise<number> {
+    return this.cmd.publish(this.everyHost, encodeFleetMessage(m));
   }
 
   /** The host that owns a node (its lease), or null when none does. */
