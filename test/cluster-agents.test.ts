@@ -23,6 +23,8 @@ import { decodeAgent, decodeCommand } from '../src/agents/fleet-records.js';
 const CONTROL = 'control-secret';
 const BASE = '/api/v1/agents';
 const PREFIX = 'agents-test:';
+/** Command lifetime: long enough for a loaded machine, short enough to watch one expire. */
+const TTL = 6000;
 
 interface Host {
   id: string;
@@ -84,7 +86,7 @@ describe('agents across hosts (one Redis)', { skip: redisSkip }, () => {
     const out = new Writable({ write(chunk, _enc, cb) { for (const l of String(chunk).split('\n')) if (l) logs.push(JSON.parse(l)); cb(); } });
     const config = testConfig({
       http: { api_token: CONTROL },
-      agents: { keepalive_ms: 60000 },
+      agents: { keepalive_ms: 60000, command_ttl_ms: TTL },
       ...(cluster ? { cluster: { redis_url: redis.url, host_id: id, key_prefix: PREFIX } } : {}),
     });
     const engine = new Engine({ config, logger: pino({ level: 'info' }, out), sweepMs: 50, agentSweepMs: 50 });
@@ -217,6 +219,23 @@ describe('agents across hosts (one Redis)', { skip: redisSkip }, () => {
     const s = await stream(B, 'late-1', reg.accessToken);
     await until(() => s.events.some((e) => e.id === id), 'the pending command on the new stream');
     await until(async () => (await commandState(A, 'late-1', id)) === 'DELIVERED', 'DELIVERED seen from A');
+  });
+
+  test('a command nobody acknowledges reads EXPIRED on every host, is counted once where it was created, and its ack is refused', async () => {
+    const reg = await register(B, 'exp-1');
+    // The only deep-trace command so far: its expiry count is this command's alone.
+    const r = await command(C, `${BASE}/exp-1/commands`, 'deep-trace', { duration_ms: 10 });
+    assert.equal(r.status, 202, r.text);
+    const id = r.body.commands[0].commandId as string;
+    assert.equal(await commandState(A, 'exp-1', id), 'PENDING');
+    await until(async () => (await commandState(A, 'exp-1', id)) === 'EXPIRED', 'EXPIRED from A', TTL + 5000);
+    for (const h of [B, C]) assert.equal(await commandState(h, 'exp-1', id), 'EXPIRED', h.id);
+    const ack = await call(A.port, 'POST', `${BASE}/exp-1/commands/${id}/ack`, { token: reg.accessToken, json: {} });
+    assert.equal(ack.status, 409, ack.text);
+    assert.equal(ack.body.state, 'EXPIRED');
+    const key = 'radar_ingest_commands_total{type="deep-trace",result="expired"}';
+    await until(async () => (await scrape(C.engine)).get(key) === 1, 'counted by the host that created it');
+    assert.equal((await scrape(A.engine)).get(key), 0, 'not by another host');
   });
 
   test('registering again on B revokes the token and closes the stream held by A', async () => {
