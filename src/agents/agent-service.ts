@@ -20,9 +20,7 @@ import { SseHub } from './sse-hub.js';
 import { CommandSigner, canonicalJson } from './signing.js';
 import { AccessTokens } from './access-token.js';
 import type { RedisFleetStore } from './fleet-store-redis.js';
-import type { FleetMessage } from './fleet-messages.js';
-import { deliverMessages } from './fleet-messages.js';
-import type { FleetAgentRecord } from './fleet-records.js';
+import { FleetPlane, type FleetLink } from './fleet-plane.js';
 
 const PREFIX = '/api/v1/agents';
 
@@ -75,22 +73,6 @@ export interface AgentServiceOptions {
   log?: (level: 'info' | 'warn', obj: Record<string, unknown>, msg: string) => void;
 }
 
-/** Where a command created here went: radar_ingest_cluster_commands_routed_total{result}. */
-export const ROUTE_RESULTS = ['local', 'published', 'no_listener', 'no_stream', 'error'] as const;
-export type RouteResult = (typeof ROUTE_RESULTS)[number];
-
-/** The fleet's registry and commands (several hosts), and what this host counts about them. */
-export interface FleetLink {
-  store: RedisFleetStore;
-  hostId: string;
-  routed(result: RouteResult, n: number): void;
-  /** A request served from this host's memory because Redis was unreachable. */
-  servedLocally(): void;
-}
-
-/** Commands created here and kept in the fleet, awaiting their expiry to be counted (oldest dropped beyond it). */
-const MAX_EXPIRY_WATCH = 100000;
-
 export class AgentService {
   readonly registry: AgentRegistry;
   readonly commands: CommandStore;
@@ -108,13 +90,10 @@ export class AgentService {
   private readonly cfg: Config['agents'];
   private readonly commandBody: ReturnType<typeof commandSchema>;
   private readonly isControl: (req: IncomingMessage) => boolean;
-  private fleet: FleetLink | null = null;
+  /** With a `cluster` section: the fleet's registry and commands. */
+  private fleet: FleetPlane | null = null;
   /** When each of this host's agents got its current token (a write back never revokes a newer one). */
   private readonly tokenAt = new Map<string, number>();
-  /** TCP traffic since the last sweep, written to the fleet registry then. */
-  private readonly touches = new Map<string, { at: number; group: string | undefined }>();
-  private expiryWatch: { id: string; type: CommandType; createdAt: number }[] = [];
-  private sweeping = false;
 
   constructor(private readonly opts: AgentServiceOptions) {
     const c = opts.config;
@@ -140,10 +119,7 @@ export class AgentService {
 
   /** A node seen on TCP; false (counted once per connection when `connected`) if the registry is full. */
   touchNode(id: string, at: number, group: string | undefined, connected: boolean): void {
-    if (this.fleet && (this.touches.has(id) || this.touches.size < this.cfg.max_agents)) {
-      const prev = this.touches.get(id);
-      this.touches.set(id, { at: Math.max(at, prev?.at ?? 0), group: group ?? prev?.group });
-    }
+    this.fleet?.touch(id, at, group);
     if (!this.registry.touch(id, at, group) && connected) {
       this.refused.tcp++;
       this.opts.log?.('warn', { agent: id, max_agents: this.cfg.max_agents, code: ErrorCodes.MAX_AGENTS }, 'agent registry full: node not listed');
@@ -155,10 +131,7 @@ export class AgentService {
     this.registry.sweep();
     this.commands.sweep();
     this.hub.expire(this.registry.now());
-    if (this.fleet && !this.sweeping) {
-      this.sweeping = true;
-      this.sweepFleet().catch((err: Error) => this.fleetError(err)).finally(() => { this.sweeping = false; });
-    }
+    this.fleet?.sweep();
   }
 
   close(): void {
@@ -213,7 +186,7 @@ export class AgentService {
         return false;
       }
       digest = f.v.tokenDigest === null ? undefined : Buffer.from(f.v.tokenDigest, 'hex');
-      if (tokenMatches(token, digest)) this.mirror(f.v);
+      if (tokenMatches(token, digest)) this.fleet!.mirror(f.v);
     } else {
       if (!this.registry.get(id)) {
         sendJson(res, 404, { error: `unknown agent ${id}` });
@@ -231,8 +204,16 @@ export class AgentService {
   // ---- the fleet (several hosts) ----------------------------------------------
 
   /** Registry and commands of the whole fleet (in Redis) from now on; this host's memory is the fallback. */
-  attachFleet(link: FleetLink): void {
-    this.fleet = link;
+  attachFleet(link: FleetLink): FleetPlane {
+    this.fleet = new FleetPlane(link, {
+      registry: this.registry, commands: this.commands, hub: this.hub, cfg: this.cfg,
+      currentToken: this.currentToken, tokenAt: this.tokenAt,
+      countCommand: (type, result) => this.countCommand(type, result),
+      forget: (id) => this.forgetLocal(id),
+      ...(this.opts.traceNode ? { traceNode: this.opts.traceNode } : {}),
+      ...(this.opts.log ? { log: this.opts.log } : {}),
+    });
+    return this.fleet;
   }
 
   /**
@@ -240,90 +221,12 @@ export class AgentService {
    * commands are this host's only (false on a single host).
    */
   get degraded(): boolean {
-    return this.fleet !== null && this.fleet.store.degraded;
+    return this.fleet !== null && this.fleet.degraded;
   }
 
   /** The fleet's answer, or not ok (Redis unreachable, or no fleet): serve from this host's memory. */
-  private async viaFleet<T>(op: (st: RedisFleetStore) => Promise<T>): Promise<{ ok: true; v: T } | { ok: false }> {
-    const f = this.fleet;
-    if (!f) return { ok: false };
-    if (f.store.degraded) {
-      f.servedLocally();
-      return { ok: false };
-    }
-    try {
-      return { ok: true, v: await op(f.store) };
-    } catch (err) {
-      f.servedLocally();
-      this.fleetError(err as Error);
-      return { ok: false };
-    }
-  }
-
-  private fleetError(err: Error): void {
-    this.opts.log?.('warn', { err: err.message }, 'agents: a fleet registry operation failed; served from this host');
-  }
-
-  /** An agent this host served from the fleet is kept here too, so it is served while Redis is away. */
-  private mirror(r: FleetAgentRecord): void {
-    const a = r.agent;
-    const local = this.registry.get(a.id);
-    if (!local) {
-      if (!a.registered || this.registry.tryRegister(a.id, a) === null) return;
-    } else if (a.registered) {
-      Object.assign(local, { name: a.name, group: a.group, version: a.version, capabilities: a.capabilities, routes: a.routes, registered: true });
-    }
-    if (r.tokenDigest !== null && this.currentToken.get(a.id)?.toString('hex') !== r.tokenDigest) {
-      this.currentToken.set(a.id, Buffer.from(r.tokenDigest, 'hex'));
-      this.tokenAt.set(a.id, 0); // issued elsewhere: a write back never puts it above the fleet's
-    }
-  }
-
-  /** Redis reachable again: this host's agents (registered or re-registered meanwhile) and streams go back to the fleet. */
-  async writeBack(): Promise<number> {
-    const f = this.fleet;
-    if (!f) return 0;
-    let n = 0;
-    for (const a of this.registry.list()) {
-      const digest = this.currentToken.get(a.id);
-      if (await f.store.register({ agent: a, tokenDigest: digest ? digest.toString('hex') : null, tokenAt: this.tokenAt.get(a.id) ?? 0 }, this.cfg.max_agents)) n++;
-    }
-    const now = this.registry.now();
-    for (const s of this.hub.streams()) await f.store.streamOpened(s.agentId, s.auth.expiresAt - now);
-    return n;
-  }
-
-  /** A message from another host on this host's channel. */
-  onFleetMessage(m: FleetMessage): void {
-    switch (m.t) {
-      case 'deliver':
-        for (const [agent, id] of m.c) {
-          if (!this.hub.get(agent)) continue;
-          this.viaFleet(async (st) => {
-            const c = await st.getCommand(agent, id);
-            if (c) await this.deliverFleet(st, c);
-          }).catch(() => {});
-        }
-        return;
-      case 'close': {
-        if (m.f === this.fleet?.hostId) return; // done here already
-        if (m.r === 'deleted') {
-          this.forgetLocal(m.a);
-          this.hub.close(m.a, 'deleted');
-          return;
-        }
-        const s = this.hub.get(m.a);
-        if (m.d !== undefined && this.currentToken.has(m.a) && this.currentToken.get(m.a)!.toString('hex') !== m.d) {
-          this.currentToken.set(m.a, Buffer.from(m.d, 'hex'));
-          this.tokenAt.set(m.a, 0);
-        }
-        if (s && (m.d === undefined || s.auth.tokenDigest.toString('hex') !== m.d)) this.hub.close(m.a, 'token_revoked');
-        return;
-      }
-      case 'trace':
-        this.opts.traceNode?.(m.n, m.c, m.ms);
-        return;
-    }
+  private viaFleet<T>(op: (st: RedisFleetStore) => Promise<T>): Promise<{ ok: true; v: T } | { ok: false }> {
+    return this.fleet ? this.fleet.via(op) : Promise.resolve({ ok: false });
   }
 
   private forgetLocal(id: string): boolean {
@@ -332,72 +235,6 @@ export class AgentService {
     this.tokenAt.delete(id);
     this.commands.forget(id);
     return found;
-  }
-
-  /** Claims a fleet command for this host's stream and writes it; false when not written. */
-  private async deliverFleet(st: RedisFleetStore, c: Command): Promise<boolean> {
-    if (!this.hub.get(c.agentId)) return false;
-    const at = this.registry.now();
-    if (!(await st.claim(c, at, this.cfg.command_ttl_ms))) return false;
-    const s = this.hub.get(c.agentId);
-    if (s && s.send(c.id, c.type, this.commands.eventData(c))) {
-      c.deliveredAt = at;
-      this.countCommand(c.type, 'delivered');
-      return true;
-    }
-    await st.unclaim(c, at); // stays PENDING for the next stream
-    return false;
-  }
-
-  /** Sends new fleet commands to the hosts holding their agents' streams. */
-  private async route(st: RedisFleetStore, f: FleetLink, cs: readonly Command[]): Promise<void> {
-    const holders = await st.streamHolders(cs.map((c) => c.agentId));
-    const byHost = new Map<string, [string, string][]>();
-    let none = 0;
-    for (let i = 0; i < cs.length; i++) {
-      const h = holders[i];
-      if (h === null || h === undefined) none++;
-      else if (h === f.hostId) {
-        await this.deliverFleet(st, cs[i]!);
-        f.routed('local', 1);
-      } else {
-        let l = byHost.get(h);
-        if (!l) byHost.set(h, (l = []));
-        l.push([cs[i]!.agentId, cs[i]!.id]);
-      }
-    }
-    if (none > 0) f.routed('no_stream', none);
-    for (const [host, pairs] of byHost) {
-      const msgs = deliverMessages(pairs);
-      for (let i = 0; i < msgs.length; i++) {
-        const n = Math.min(32, pairs.length - 32 * i);
-        try {
-          f.routed((await st.publish(host, msgs[i]!)) > 0 ? 'published' : 'no_listener', n);
-        } catch {
-          f.routed('error', n);
-        }
-      }
-    }
-  }
-
-  /** Periodic fleet work: TCP liveness written to the registry; fleet commands created here counted when they expire. */
-  private async sweepFleet(): Promise<void> {
-    const f = this.fleet!;
-    if (f.store.degraded) return;
-    if (this.touches.size > 0) {
-      const entries = [...this.touches].map(([id, t]) => ({ id, ...t }));
-      this.touches.clear();
-      await f.store.touch(entries, this.cfg.max_agents);
-    }
-    const now = this.registry.now();
-    const ttl = this.cfg.command_ttl_ms;
-    let n = 0;
-    while (n < this.expiryWatch.length && n < 1000 && now >= this.expiryWatch[n]!.createdAt + ttl) n++;
-    if (n === 0) return;
-    const due = this.expiryWatch.slice(0, n);
-    const acked = await f.store.acknowledged(due.map((d) => d.id));
-    this.expiryWatch = this.expiryWatch.slice(n);
-    due.forEach((d, i) => { if (acked[i] === false) this.countCommand(d.type, 'expired'); });
   }
 
   private async body<T>(req: IncomingMessage, res: ServerResponse, schema: z.ZodType<T>): Promise<{ ok: true; value: T } | { ok: false }> {
@@ -520,20 +357,9 @@ export class AgentService {
     const fl = this.fleet;
     if (!fl) return;
     res.on('close', () => {
-      if (this.hub.get(id) === undefined && !fl.store.degraded) fl.store.streamClosed(id).catch(() => {});
+      if (this.hub.get(id) === undefined) fl.streamClosed(id);
     });
-    // Held here from now on: commands created after this are routed here; those created
-    // before are read now (a command both routed and read is claimed once).
-    await this.viaFleet(async (st) => {
-      const now = this.registry.now();
-      await st.heartbeat(id, now);
-      await st.streamOpened(id, expiresAt - now);
-      const { commands } = await st.commandsOf(id, this.cfg.max_commands_kept, 0);
-      for (const c of commands) {
-        if (stream.closed) break;
-        if (c.deliveredAt === null && this.commands.state(c) === 'PENDING') await this.deliverFleet(st, c);
-      }
-    });
+    await fl.streamOpened(id, expiresAt, () => stream.closed);
   }
 
   private async send(req: IncomingMessage, res: ServerResponse, scope: 'agent' | 'group' | 'all', key: string | null): Promise<void> {
@@ -584,52 +410,18 @@ export class AgentService {
         built.push(cmd);
       }
     });
-    if (fleet) await this.sendFleet(fleet, built, type, dur);
+    if (fleet) {
+      // Commands the fleet did not take (Redis failed meanwhile) are this host's.
+      for (const c of await fleet.send(built, type, dur)) {
+        this.commands.keep(c);
+        this.deliver(c);
+        if (type === 'deep-trace') this.opts.traceNode?.(c.agentId, c.id, dur);
+      }
+    }
     const results = built.map((c) => JSON.stringify({ agentId: c.agentId, commandId: c.id, state: this.commands.state(c) }));
     const body = `{"target":${JSON.stringify(target)},"type":${JSON.stringify(type)},"commands":[${results.join(',')}]}`;
     res.writeHead(202, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
     res.end(body);
-  }
-
-  /** Stores commands once in the fleet and routes them; those the fleet did not take are kept here. */
-  private async sendFleet(f: FleetLink, built: Command[], type: CommandType, traceMs: number): Promise<void> {
-    for (let i = 0; i < built.length; i += 500) {
-      const chunk = built.slice(i, i + 500);
-      const stored = await this.viaFleet(async (st) => {
-        await st.createCommands(chunk, this.cfg.max_commands_kept);
-        return st;
-      });
-      if (!stored.ok) {
-        for (const c of chunk) {
-          this.commands.keep(c);
-          this.deliver(c);
-          if (type === 'deep-trace') this.opts.traceNode?.(c.agentId, c.id, traceMs);
-        }
-        continue;
-      }
-      for (const c of chunk) {
-        this.countCommand(type, 'created');
-        this.expiryWatch.push({ id: c.id, type, createdAt: c.createdAt });
-      }
-      if (this.expiryWatch.length > MAX_EXPIRY_WATCH) this.expiryWatch = this.expiryWatch.slice(-MAX_EXPIRY_WATCH);
-      try {
-        await this.route(stored.v, f, chunk);
-      } catch (err) {
-        f.routed('error', chunk.length);
-        this.fleetError(err as Error);
-      }
-      if (type === 'deep-trace') for (const c of chunk) await this.traceOnOwner(c.agentId, c.id, traceMs);
-    }
-  }
-
-  /** deep-trace: tracing runs on the host that owns the node (its lease), else here. */
-  private async traceOnOwner(node: string, id: string, ms: number): Promise<void> {
-    const f = await this.viaFleet(async (st) => {
-      const owner = await st.nodeOwner(node);
-      if (owner === null || owner === this.fleet!.hostId) return false;
-      return (await st.publish(owner, { t: 'trace', n: node, c: id, ms })) > 0;
-    });
-    if (!(f.ok && f.v)) this.opts.traceNode?.(node, id, ms);
   }
 
   private deliver(c: Command): void {

@@ -7,7 +7,8 @@ import type { Logger } from '../telemetry/logger.js';
 import type { ClusterConfig, Config } from '../config.js';
 import { CLUSTER_M } from '../telemetry/metric-names.js';
 import { RedisFleetStore } from '../agents/fleet-store-redis.js';
-import { ROUTE_RESULTS, type AgentService } from '../agents/agent-service.js';
+import type { AgentService } from '../agents/agent-service.js';
+import { ROUTE_RESULTS, type FleetPlane } from '../agents/fleet-plane.js';
 
 export class ClusterAgents {
   readonly store: RedisFleetStore;
@@ -28,6 +29,7 @@ export class ClusterAgents {
       help: 'Messages on this host\'s agent channel that were not valid (dropped).',
     });
     let errorsLogged = 0;
+    let plane: FleetPlane | null = null; // attached right below; Redis is not connected before start()
     this.store = new RedisFleetStore({
       redisUrl: cluster.redis_url,
       hostId: cluster.host_id,
@@ -35,7 +37,7 @@ export class ClusterAgents {
       commandTimeoutMs: 1000,
       maxPayloadChars: 4 * config.http.max_body_bytes,
       maxTraceMs: config.agents.deep_trace_max_ms,
-      onMessage: (m) => agents.onFleetMessage(m),
+      onMessage: (m) => plane?.onMessage(m),
       onInvalid: () => invalid.inc(),
       onDegraded: (d) => {
         if (d) {
@@ -46,7 +48,7 @@ export class ClusterAgents {
         const since = this.outageSince;
         this.outageSince = null;
         errorsLogged = 0;
-        agents.writeBack().then(
+        (plane ? plane.writeBack() : Promise.resolve(0)).then(
           (n) => log.info({ written_back: n, ...(since !== null ? { outage_ms: Date.now() - since } : {}) }, 'agents: Redis reachable; fleet registry and commands in use'),
           (err: Error) => log.warn({ err: err.message }, 'agents: writing this host\'s agents back to Redis failed'),
         );
@@ -54,7 +56,7 @@ export class ClusterAgents {
       // Connection errors repeat while Redis is away: the outage is logged once, above.
       onRedisError: (err) => { if (errorsLogged++ === 0 && this.outageSince === null) log.debug({ err: err.message }, 'agents: Redis connection error'); },
     });
-    agents.attachFleet({
+    plane = agents.attachFleet({
       store: this.store,
       hostId: cluster.host_id,
       routed: (r, n) => routed.inc({ result: r }, n),
