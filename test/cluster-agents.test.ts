@@ -9,6 +9,9 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { Redis } from 'ioredis';
 import { Engine } from '../src/engine/engine.js';
@@ -81,12 +84,12 @@ describe('agents across hosts (one Redis)', { skip: redisSkip }, () => {
   const hosts: Host[] = [];
   const streams: SseClient[] = [];
 
-  async function startHost(id: string, cluster = true): Promise<Host> {
+  async function startHost(id: string, cluster = true, keyFile?: string): Promise<Host> {
     const logs: Record<string, unknown>[] = [];
     const out = new Writable({ write(chunk, _enc, cb) { for (const l of String(chunk).split('\n')) if (l) logs.push(JSON.parse(l)); cb(); } });
     const config = testConfig({
       http: { api_token: CONTROL },
-      agents: { keepalive_ms: 60000, command_ttl_ms: TTL },
+      agents: { keepalive_ms: 60000, command_ttl_ms: TTL, ...(keyFile ? { key_file: keyFile } : {}) },
       ...(cluster ? { cluster: { redis_url: redis.url, host_id: id, key_prefix: PREFIX } } : {}),
     });
     const engine = new Engine({ config, logger: pino({ level: 'info' }, out), sweepMs: 50, agentSweepMs: 50 });
@@ -294,6 +297,17 @@ describe('agents across hosts (one Redis)', { skip: redisSkip }, () => {
     assert.equal(ok.status, 200, `the token issued while Redis was away is the fleet's now: ${ok.text}`);
     const later = await command(C, `${BASE}/down-1/commands`, 'config-update');
     await until(() => s.events.some((e) => e.id === later.body.commands[0].commandId), 'routed again to the stream on A');
+  });
+
+  test('a host whose agents.key_file is not the fleet\'s says so at start', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'radar-ingest-other-key-'));
+    try {
+      const d = await startHost('host-d', true, join(dir, 'other.pem'));
+      await until(() => d.logs.some((l) => String(l.msg).startsWith('agents: this host\'s agents.key_file is not the fleet\'s')), 'the key mismatch logged');
+      assert.ok(!A.logs.some((l) => String(l.msg).includes('is not the fleet')), 'not by the hosts that share the key');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('without a cluster section there is no fleet: no Redis, no cluster metrics', async () => {

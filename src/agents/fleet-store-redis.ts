@@ -239,6 +239,17 @@ export class RedisFleetStore {
     return this.cmd.publish(this.everyHost, encodeFleetMessage(m));
   }
 
+  /**
+   * Records this host's command-signing public key as the fleet's if none is yet; the
+   * fleet's key when it is another one (the hosts do not share agents.key_file), else null.
+   */
+  async signingKeyMismatch(publicKey: string): Promise<string | null> {
+    const key = `${this.p}agents:signing-key`;
+    await this.cmd.set(key, publicKey, 'NX');
+    const fleet = await this.cmd.get(key);
+    return fleet !== null && fleet !== publicKey ? fleet.slice(0, 100) : null;
+  }
+
   /** The host that owns a node (its lease), or null when none does. */
   async nodeOwner(node: string): Promise<string | null> {
     return leaseHolder(await this.cmd.get(`${this.p}lease:${node}`));

@@ -45,6 +45,12 @@ export class ClusterAgents {
           log.warn({ redis: 'unreachable' }, 'agents: Redis unreachable; the registry and commands are this host\'s until it is back');
           return;
         }
+        this.store.signingKeyMismatch(agents.signer.publicKeyBase64).then((other) => {
+          if (other !== null) {
+            log.error({ key_file: config.agents.key_file, public_key: agents.signer.publicKeyBase64, fleet_public_key: other },
+              'agents: this host\'s agents.key_file is not the fleet\'s: agents registered elsewhere cannot verify its commands and their tokens are refused here');
+          }
+        }, () => {});
         const since = this.outageSince;
         this.outageSince = null;
         errorsLogged = 0;
