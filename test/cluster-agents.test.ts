@@ -162,6 +162,19 @@ describe('agents across hosts (one Redis)', { skip: redisSkip }, () => {
     assert.equal(onB.group, 'north');
     assert.ok((await listed(C, 'LIVE')).has('reg-1'));
     assert.ok(!(await listed(C, 'DEAD')).has('reg-1'));
+    // Pages in id order over agents registered on three hosts.
+    await register(B, 'reg-2');
+    await register(C, 'reg-3');
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: Resp = await get(A, `${BASE}?status=LIVE&limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+      assert.equal(page.status, 200, page.text);
+      assert.ok(page.body.agents.length <= 2);
+      seen.push(...page.body.agents.map((a: any) => a.id));
+      cursor = page.body.next_cursor;
+    } while (cursor !== null);
+    assert.deepEqual(seen, ['reg-1', 'reg-2', 'reg-3']);
     const one = await get(C, `${BASE}/reg-1`);
     assert.equal(one.status, 200);
     assert.equal(one.body.streamOpen, false);

@@ -317,7 +317,7 @@ export class AgentService {
     const q = parsePageQuery(url);
     if (!q.ok) return sendJson(res, 400, { error: q.error, path: q.path });
     const st = (status as AgentState | null) ?? undefined;
-    const f = await this.viaFleet((s) => s.page(q.limit, q.cursor, st, this.registry.now(), this.registry.timing));
+    const f = await this.viaFleet((s) => s.page(q.limit, q.cursor, st, this.registry.now(), this.registry.timing, this.cfg.max_agents));
     const page = f.ok ? f.v : this.registry.page(q.limit, q.cursor, st);
     const agents = page.agents.map((a) => ({ ...this.registry.view(a), ...this.opts.nodeStatus?.(a.id) }));
     sendJson(res, 200, { agents, next_cursor: page.next === null ? null : encodeCursor(page.next) });
@@ -371,7 +371,7 @@ export class AgentService {
         const r = await st.get(key!);
         return r ? [r.agent] : [];
       }
-      const live = await st.live(now, this.registry.timing.staleAfterMs);
+      const live = await st.live(now, this.registry.timing.staleAfterMs, this.cfg.max_agents);
       return scope === 'group' ? live.filter((a) => a.group === key) : live;
     });
     const fleet = f.ok ? this.fleet : null;

@@ -82,8 +82,9 @@ return {found, holder}
 
 /**
  * One page of ids in id order, optionally of one state. KEYS: ids, hb.
- * ARGV: after ('' = from the start), limit, status ('' = any), now, staleAfterMs, deadAfterMs.
- * Returns {more (0/1), id...}. Walks the index in chunks; the index is bounded by agents.max_agents.
+ * ARGV: after ('' = from the start), limit, status ('' = any), now, staleAfterMs, deadAfterMs, maxScan.
+ * Returns {more (0/1), id...}. Walks the index in chunks, at most maxScan ids (the index holds at most
+ * agents.max_agents; a larger one, written by something else, does not hold Redis for longer).
  */
 export const PAGE_LUA = `
 local limit = tonumber(ARGV[2])
@@ -91,7 +92,8 @@ local now, stale, dead = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local start = '-'
 if ARGV[1] ~= '' then start = '(' .. ARGV[1] end
 local out = {0}
-while true do
+local budget = tonumber(ARGV[7])
+while budget > 0 do
   local ids = redis.call('ZRANGEBYLEX', KEYS[1], start, '+', 'LIMIT', 0, 256)
   if #ids == 0 then return out end
   for _, id in ipairs(ids) do
@@ -108,8 +110,10 @@ while true do
       out[#out + 1] = id
     end
   end
+  budget = budget - #ids
   start = '(' .. ids[#ids]
 end
+return out
 `;
 
 /**

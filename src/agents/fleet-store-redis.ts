@@ -35,7 +35,7 @@ interface Scripts {
   fleetTouch(doc: string, ids: string, hb: string, id: string, at: number, max: number, group: string): Promise<number>;
   fleetHeartbeat(doc: string, hb: string, id: string, now: number): Promise<number>;
   fleetDelete(doc: string, ids: string, hb: string, cmds: string, stream: string, id: string, cmdPrefix: string): Promise<[number, string]>;
-  fleetPage(ids: string, hb: string, after: string, limit: number, status: string, now: number, stale: number, dead: number): Promise<(number | string)[]>;
+  fleetPage(ids: string, hb: string, after: string, limit: number, status: string, now: number, stale: number, dead: number, maxScan: number): Promise<(number | string)[]>;
   fleetCreate(cmd: string, cmds: string, seq: string, ...argv: (string | number)[]): Promise<number>;
   fleetClaim(cmd: string, agent: string, now: number, ttl: number): Promise<number>;
   fleetUnclaim(cmd: string, at: number): Promise<number>;
@@ -191,17 +191,17 @@ export class RedisFleetStore {
   }
 
   /** Up to `limit` agents after `after` in id order, optionally of one state; next: the id to continue after. */
-  async page(limit: number, after: string | null, status: AgentState | undefined, now: number, t: AgentTiming): Promise<{ agents: Agent[]; next: string | null }> {
-    const r = await this.cmd.fleetPage(this.ids, this.hb, after ?? '', limit, status ?? '', now, t.staleAfterMs, t.deadAfterMs);
+  async page(limit: number, after: string | null, status: AgentState | undefined, now: number, t: AgentTiming, maxAgents: number): Promise<{ agents: Agent[]; next: string | null }> {
+    const r = await this.cmd.fleetPage(this.ids, this.hb, after ?? '', limit, status ?? '', now, t.staleAfterMs, t.deadAfterMs, maxAgents + limit + 1);
     const more = Number(r[0]) === 1;
     const ids = r.slice(1).map(String);
     const agents = await this.many(ids);
     return { agents, next: more && ids.length > 0 ? ids[ids.length - 1]! : null };
   }
 
-  /** Every LIVE agent of the fleet (bounded by agents.max_agents). */
-  async live(now: number, staleAfterMs: number): Promise<Agent[]> {
-    const ids = await this.cmd.zrangebyscore(this.hb, `(${now - staleAfterMs}`, '+inf');
+  /** Every LIVE agent of the fleet (at most maxAgents). */
+  async live(now: number, staleAfterMs: number, maxAgents: number): Promise<Agent[]> {
+    const ids = await this.cmd.zrangebyscore(this.hb, `(${now - staleAfterMs}`, '+inf', 'LIMIT', 0, maxAgents);
     return this.many(ids);
   }
 
