@@ -115,15 +115,11 @@ export class FleetPlane {
   onMessage(m: FleetMessage): void {
     const { hub, currentToken, tokenAt } = this.local;
     switch (m.t) {
-      case 'deliver':
-        for (const [agent, id] of m.c) {
-          if (!hub.get(agent)) continue;
-          this.via(async (st) => {
-            const c = await st.getCommand(agent, id);
-            if (c) await this.deliver(st, c);
-          }).catch(() => {});
-        }
+      case 'deliver': {
+        const here = m.c.filter(([agent]) => hub.get(agent) !== undefined);
+        if (here.length > 0) this.via(async (st) => this.deliver(st, await st.getCommands(here))).catch(() => {});
         return;
+      }
       case 'close': {
         if (m.f === this.hostId) return; // done here already
         if (m.r === 'deleted') {
@@ -145,20 +141,27 @@ export class FleetPlane {
     }
   }
 
-  /** Claims a fleet command for this host's stream and writes it; false when not written. */
-  private async deliver(st: RedisFleetStore, c: Command): Promise<boolean> {
+  /** Claims fleet commands for this host's streams (one round trip) and writes them; how many were written. */
+  private async deliver(st: RedisFleetStore, cs: readonly Command[]): Promise<number> {
     const { hub, registry, commands, cfg } = this.local;
-    if (!hub.get(c.agentId)) return false;
+    const here = cs.filter((c) => hub.get(c.agentId) !== undefined);
+    if (here.length === 0) return 0;
     const at = registry.now();
-    if (!(await st.claim(c, at, cfg.command_ttl_ms))) return false;
-    const s = hub.get(c.agentId);
-    if (s && s.send(c.id, c.type, commands.eventData(c))) {
-      c.deliveredAt = at;
-      this.local.countCommand(c.type, 'delivered');
-      return true;
+    const claimed = await st.claimMany(here, at, cfg.command_ttl_ms);
+    let n = 0;
+    for (let i = 0; i < here.length; i++) {
+      if (!claimed[i]) continue;
+      const c = here[i]!;
+      const s = hub.get(c.agentId);
+      if (s && s.send(c.id, c.type, commands.eventData(c))) {
+        c.deliveredAt = at;
+        this.local.countCommand(c.type, 'delivered');
+        n++;
+      } else {
+        await st.unclaim(c, at); // stays PENDING for the next stream
+      }
     }
-    await st.unclaim(c, at); // stays PENDING for the next stream
-    return false;
+    return n;
   }
 
   /**
@@ -171,10 +174,9 @@ export class FleetPlane {
       await st.heartbeat(id, now);
       await st.streamOpened(id, expiresAt - now);
       const { commands } = await st.commandsOf(id, this.local.cfg.max_commands_kept, 0);
-      for (const c of commands) {
-        if (closed()) break;
-        if (c.deliveredAt === null && this.local.commands.state(c) === 'PENDING') await this.deliver(st, c);
-      }
+      if (closed()) return;
+      // In creation order: claimed together, written in order.
+      await this.deliver(st, commands.filter((c) => c.deliveredAt === null && this.local.commands.state(c) === 'PENDING'));
     });
   }
 
@@ -221,30 +223,31 @@ export class FleetPlane {
     const holders = await st.streamHolders(cs.map((c) => c.agentId));
     const byHost = new Map<string, [string, string][]>();
     let none = 0;
+    const here: Command[] = [];
     for (let i = 0; i < cs.length; i++) {
       const h = holders[i];
       if (h === null || h === undefined) none++;
-      else if (h === f.hostId) {
-        await this.deliver(st, cs[i]!);
-        f.routed('local', 1);
-      } else {
+      else if (h === f.hostId) here.push(cs[i]!);
+      else {
         let l = byHost.get(h);
         if (!l) byHost.set(h, (l = []));
         l.push([cs[i]!.agentId, cs[i]!.id]);
       }
     }
     if (none > 0) f.routed('no_stream', none);
-    for (const [host, pairs] of byHost) {
-      const msgs = deliverMessages(pairs);
-      for (let i = 0; i < msgs.length; i++) {
-        const n = Math.min(MAX_DELIVERIES_PER_MESSAGE, pairs.length - MAX_DELIVERIES_PER_MESSAGE * i);
-        try {
-          f.routed((await st.publish(host, msgs[i]!)) > 0 ? 'published' : 'no_listener', n);
-        } catch {
-          f.routed('error', n);
-        }
-      }
+    if (here.length > 0) {
+      await this.deliver(st, here);
+      f.routed('local', here.length);
     }
+    // Published together: one round trip for the lot, not one per message.
+    const sends: Promise<void>[] = [];
+    for (const [host, pairs] of byHost) {
+      deliverMessages(pairs).forEach((msg, i) => {
+        const n = Math.min(MAX_DELIVERIES_PER_MESSAGE, pairs.length - MAX_DELIVERIES_PER_MESSAGE * i);
+        sends.push(st.publish(host, msg).then((heard) => f.routed(heard > 0 ? 'published' : 'no_listener', n), () => f.routed('error', n)));
+      });
+    }
+    await Promise.all(sends);
   }
 
   /** deep-trace: tracing runs on the host that owns the node (its lease), else here. */

@@ -277,6 +277,22 @@ export class RedisFleetStore {
     return c && c.agentId === agentId ? c : null;
   }
 
+  /** Commands by (agent, id), in one round trip; absent or malformed ones are left out. */
+  async getCommands(pairs: readonly (readonly [string, string])[]): Promise<Command[]> {
+    if (pairs.length === 0) return [];
+    const pipe = this.cmd.pipeline();
+    for (const [, id] of pairs) pipe.hgetall(this.cmdPrefix + id);
+    const res = (await pipe.exec()) ?? [];
+    const out: Command[] = [];
+    res.forEach(([err, h], i) => {
+      if (err) throw err;
+      const [agent, id] = pairs[i]!;
+      const c = decodeCommand(id, h as Record<string, string>, this.opts.maxPayloadChars);
+      if (c && c.agentId === agent) out.push(c);
+    });
+    return out;
+  }
+
   /** The agent's kept commands, oldest first, with seq > after (at most `limit`, and whether more follow). */
   async commandsOf(agentId: string, limit: number, after: number): Promise<{ commands: Command[]; more: boolean }> {
     const ids = await this.cmd.zrangebyscore(this.cmds(agentId), `(${after}`, '+inf', 'LIMIT', 0, limit + 1);
@@ -298,6 +314,18 @@ export class RedisFleetStore {
   /** PENDING -> DELIVERED for this host: true when it may write the event. */
   async claim(c: Command, now: number, ttlMs: number): Promise<boolean> {
     return (await this.cmd.fleetClaim(this.cmdPrefix + c.id, c.agentId, now, ttlMs)) === 1;
+  }
+
+  /** claim() for many commands in one round trip. */
+  async claimMany(cs: readonly Command[], now: number, ttlMs: number): Promise<boolean[]> {
+    if (cs.length === 0) return [];
+    const pipe = this.cmd.pipeline() as unknown as Scripts & { exec(): Promise<[Error | null, unknown][] | null> };
+    for (const c of cs) pipe.fleetClaim(this.cmdPrefix + c.id, c.agentId, now, ttlMs);
+    const res = (await pipe.exec()) ?? [];
+    return res.map(([err, v]) => {
+      if (err) throw err;
+      return v === 1;
+    });
   }
 
   async unclaim(c: Command, at: number): Promise<void> {
