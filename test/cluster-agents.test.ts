@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { Redis } from 'ioredis';
 import { Engine } from '../src/engine/engine.js';
-import { testConfig, until, scrape, TOKEN } from './helpers.js';
+import { testConfig, until, scrape, TOKEN, Client, lineFrame } from './helpers.js';
 import { call, SseClient, type Resp } from './agents-http.js';
 import { RedisServer, redisSkip } from './redis-server.js';
 import { verifyCommand } from '../src/agents/signing.js';
@@ -83,6 +83,7 @@ describe('agents across hosts (one Redis)', { skip: redisSkip }, () => {
   let peek: Redis;
   const hosts: Host[] = [];
   const streams: SseClient[] = [];
+  const clients: Client[] = [];
 
   async function startHost(id: string, cluster = true, keyFile?: string): Promise<Host> {
     const logs: Record<string, unknown>[] = [];
@@ -146,6 +147,7 @@ describe('agents across hosts (one Redis)', { skip: redisSkip }, () => {
 
   after(async () => {
     for (const s of streams) s.close();
+    for (const c of clients) c.destroy();
     await Promise.all(hosts.map((h) => h.engine.stop()));
     peek?.disconnect();
     await redis?.dispose();
@@ -178,6 +180,16 @@ describe('agents across hosts (one Redis)', { skip: redisSkip }, () => {
     const one = await get(C, `${BASE}/reg-1`);
     assert.equal(one.status, 200);
     assert.equal(one.body.streamOpen, false);
+  });
+
+  test('a node seen only on TCP at A is listed by B (its frames are its heartbeats)', async () => {
+    const c = await Client.open(A.engine.tcpAddress!.port);
+    clients.push(c);
+    await c.send(lineFrame('tcp-1', Date.now()));
+    await until(async () => (await listed(B)).get('tcp-1')?.state === 'LIVE', 'B lists the TCP node of A');
+    const onB = (await listed(B)).get('tcp-1');
+    assert.equal(onB.registered, false);
+    assert.equal(onB.group, 'default');
   });
 
   test('a command created on B reaches the stream on A, is acked on C, and reads ACKNOWLEDGED on every host', async () => {
