@@ -40,6 +40,8 @@ import { readAccess } from '../http/auth.js';
 import { listenAs } from './listen-error.js';
 import { PushRegistry } from '../server-mode/push-registry.js';
 import { mountPushApi, type PushCounts } from '../server-mode/push-api.js';
+import type { PlacementPolicy } from '../ingress/placement.js';
+import { placementMetrics, mountNodeViews } from './placement-view.js';
 
 export interface EngineOptions {
   config: Config;
@@ -49,6 +51,8 @@ export interface EngineOptions {
   logger?: Logger;
   /** Enables test-only controls (crashing a shard). */
   testHooks?: boolean;
+  /** Internal: placement thresholds for `shards: auto` (tests and benchmarks; see ingress/placement.ts). */
+  placement?: Partial<PlacementPolicy>;
   /** Period of the safety sweep that offers non-empty rings to the sink. */
   sweepMs?: number;
   /** Clock for the agent registry and commands (tests inject a fake one). */
@@ -136,7 +140,7 @@ export class Engine {
       onSocketClosed: (h) => this.nodes.socketClosed(h.id),
       onGone: (h) => this.log.debug({ conn: h.id, remote: h.remote, reason: h.closeReason ?? 'peer_closed' }, 'connection closed'),
       ...(opts.probe?.onSocketRead ? { onRead: opts.probe.onSocketRead.bind(opts.probe) } : {}),
-    });
+    }, { ...(opts.placement ? { policy: opts.placement } : {}) });
     this.nodeToken = new TokenCheck(config.tcp_server.token, config.tcp_server.tokens);
     this.agents = new AgentService({
       config,
@@ -167,14 +171,14 @@ export class Engine {
       idCapacity: Math.max(1024, 4 * config.limits.max_nodes),
       ...(this.trackers ? { inUse: (n: NodeEntry) => this.trackers!.usesRing(n.id) } : {}),
       grant: (owner, node) => {
-        this.pool.send(owner.shard, { t: M_GRANT, conn: owner.conn, node: node.id, ring: node.ring, ringId: node.ringId });
+        this.handoff.sendConn(owner.shard, { t: M_GRANT, conn: owner.conn, node: node.id, ring: node.ring, ringId: node.ringId });
       },
       refuse: (owner, node, error, reason) => {
         this.refusals.warn({ node, code: error.code, ...(reason ? { reason } : {}) }, error.message);
-        this.pool.send(owner.shard, { t: M_REFUSE, conn: owner.conn, node, error, ...(reason ? { reason } : {}) });
+        this.handoff.sendConn(owner.shard, { t: M_REFUSE, conn: owner.conn, node, error, ...(reason ? { reason } : {}) });
       },
       reconnect: reconnectGuard(config),
-      revoke: (owner, node) => this.pool.send(owner.shard, { t: M_REVOKE, conn: owner.conn, node }),
+      revoke: (owner, node) => this.handoff.sendConn(owner.shard, { t: M_REVOKE, conn: owner.conn, node }),
     });
     this.shardEvents = { handoff: this.handoff, nodes: this.nodes, log: this.log, errLimit: this.errLimit, offer: (n) => this.rings.offer(n) };
     this.metrics = new Metrics({
@@ -213,6 +217,9 @@ export class Engine {
     this.agents.mount(this.http);
     mountNodeApi(this.http, this.nodes, config.http.api_token, config.http.max_body_bytes, (msg, obj) => this.log.info(obj, msg));
     mountStatusPage(this.http);
+    placementMetrics(this.metrics.registry, this.handoff);
+    mountNodeViews(this.http, this.nodes, this.handoff, config.shards === 'auto' ? null : config.shards === 0 ? 'main' : 'shard',
+      config.http.api_token, config.http.open_reads);
     if (this.trackers) mountTrackerApi(this.http, this.trackers, config.http.api_token, config.http.open_reads);
     this.push = new PushRegistry({ outputDir: config.output_dir, outputDate: config.output_date, apiForward: () => this.config.api_forward, log: this.log });
     this.pushCounts = mountPushApi(this.http, {
@@ -293,6 +300,7 @@ export class Engine {
     if (ingestSources(c, this.trackers !== null).length === 0) this.log.warn({ key: 'tcp_server.enabled' }, `${NO_SOURCE}; /readyz answers 503`);
     checkDescriptors(c, this.log);
     await this.pool.start();
+    this.handoff.startPlacement();
     this.trackers?.start();
     this.httpAddress = await listenAs('http.port', 'http.host', c.http.host, c.http.port, () => this.http.listen(c.http.port, c.http.host));
     if (c.tcp_server.enabled) {
@@ -368,6 +376,7 @@ export class Engine {
         stopBackground: () => {
           if (this.agentTimer) clearInterval(this.agentTimer);
           if (this.statusTimer) clearInterval(this.statusTimer);
+          this.handoff.stopPlacement();
           this.refusals.close();
           this.agents.close();
         },
