@@ -49,7 +49,7 @@ export function loadOptions(durationS: number, reps: number) {
 /** The cells of ingest, ceiling and burst: protocols x engine modes. */
 export const CELL_OPTIONS = {
   protocols: list<BenchProtocol>(['line', 'binary'], 'protocols', ['line', 'binary']),
-  modes: list<Mode>(['shards0', 'default'], 'engine modes: default (shards: auto), shardsN (shards: N)', /^(default|shards\d+)$/),
+  modes: list<Mode>(['shards0', 'shards1', 'default'], 'engine modes: default (shards: auto), shardsN (shards: N)', /^(default|shards\d+)$/),
   detections: num(50, 'binary detections per frame', 1),
 };
 
