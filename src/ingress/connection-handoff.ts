@@ -393,6 +393,12 @@ export class ConnectionHandoff {
     if (!h) return;
     if (h.closeReason === null) h.closeReason = reason;
     h.shardHolds = false;
+    if (h.move) {
+      // A move from the dead shard never completes: its reservation and held input go.
+      this.perShard[h.move.to]!--;
+      h.move = null;
+      h.placement?.end(this.now(), null);
+    }
     h.socket.destroy();
   }
 
