@@ -91,3 +91,19 @@ test('alternateMs (test hook) moves every period whatever the rate', () => {
   const moves = run(p, clock, 0, 2000);
   assert.deepEqual(moves, ['shard', 'main', 'shard', 'main']);
 });
+
+test('a saturated main thread lowers the up threshold; the way back is a quarter of the threshold moved up at', () => {
+  const clock = { t: 0 };
+  const p = new PlacementState(policy, clock.t); // up 100 KB/s, busy factor 8: 12.5 KB/s while busy
+  for (let i = 0; i < 8; i++) assert.equal(p.tick((clock.t += 250), 5_000), null, '20 KB/s, main thread not busy: stays');
+  let to: Placement | null = null;
+  for (let i = 0; i < 4 && to === null; i++) to = p.tick((clock.t += 250), 5_000, true);
+  assert.equal(to, 'shard');
+  p.begin();
+  p.end(clock.t, 'shard');
+  // 20 KB/s is below the usual down threshold (25 KB/s) but above 12.5 / 4: stays on the worker.
+  for (let i = 0; i < 40; i++) assert.equal(p.tick((clock.t += 250), 5_000), null);
+  to = null;
+  for (let i = 0; i < 16 && to === null; i++) to = p.tick((clock.t += 250), 500);
+  assert.equal(to, 'main');
+});

@@ -7,6 +7,7 @@
 // that can never be released); with Node >= 22.12 `reusePort` per worker could replace this
 // module.
 import type { Socket } from 'node:net';
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { M_OPEN, M_END, M_DETACH, M_ATTACH, type MainToShard, type DetachedMsg } from '../protocol/thread-messages.js';
 import { C_BYTES_RECEIVED, C_CONNECTIONS_ACCEPTED, closeIndex, type CloseReason } from '../telemetry/counters.js';
 import { PlacementState, placementPolicy, type Placement, type PlacementPolicy } from './placement.js';
@@ -109,6 +110,8 @@ export class ConnectionHandoff {
   private readonly policy: PlacementPolicy;
   private placementTimer: NodeJS.Timeout | null = null;
   private readonly now: () => number;
+  /** Main-thread event-loop utilisation at the last placement tick. */
+  private elu: EventLoopUtilization | null = null;
 
   constructor(
     private readonly pool: ShardChannel,
@@ -138,12 +141,15 @@ export class ConnectionHandoff {
   /** Each connection's rate since the last tick decides whether it moves. */
   placementTick(): void {
     const now = this.now();
+    const elu = performance.eventLoopUtilization();
+    const busy = this.elu !== null && performance.eventLoopUtilization(elu, this.elu).utilization > 0.9;
+    this.elu = elu;
     for (const h of this.conns.values()) {
       const p = h.placement;
       if (!p) continue;
       const bytes = h.tickBytes;
       h.tickBytes = 0;
-      const to = p.tick(now, bytes);
+      const to = p.tick(now, bytes, busy);
       if (to === null || h.closeReason !== null || h.socketClosed || !h.shardHolds) continue;
       const target = this.targetShard(to);
       if (target < 0 || target === h.shard) continue;

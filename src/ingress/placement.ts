@@ -7,6 +7,11 @@
 // its rate stayed above `upBytesPerS` for `upForMs`, and back only after it stayed
 // below `downBytesPerS` (a quarter of the up threshold by default) for `downForMs`
 // (four times as long). A rate between the two resets both clocks.
+//
+// While the main thread is saturated the up threshold is divided by `busyFactor`:
+// many medium connections can fill the main thread although none reaches the
+// threshold alone (each one's rate is then capped by the main thread). The way
+// back is then a quarter of the threshold the connection moved up at.
 
 export type Placement = 'main' | 'shard';
 
@@ -19,6 +24,8 @@ export interface PlacementPolicy {
   downForMs: number;
   /** How often the rates are evaluated (the handoff's timer). */
   tickMs: number;
+  /** While the main thread is saturated, the up threshold is divided by this. */
+  busyFactor: number;
   /**
    * Test hook: move to the other side every this many ms whatever the rate
    * (0: off). Lets tests force many moves mid-stream.
@@ -37,6 +44,7 @@ export const DEFAULT_PLACEMENT: PlacementPolicy = {
   downBytesPerS: 128 * 1024,
   downForMs: 4000,
   tickMs: 250,
+  busyFactor: 8,
   alternateMs: 0,
 };
 
@@ -50,6 +58,7 @@ export function placementPolicy(o: Partial<PlacementPolicy> = {}): PlacementPoli
     downBytesPerS: o.downBytesPerS ?? up / 4,
     downForMs: o.downForMs ?? upFor * 4,
     tickMs: o.tickMs ?? DEFAULT_PLACEMENT.tickMs,
+    busyFactor: o.busyFactor ?? DEFAULT_PLACEMENT.busyFactor,
     alternateMs: o.alternateMs ?? 0,
   };
 }
@@ -66,18 +75,22 @@ export class PlacementState {
   /** Since when the rate has been on the far side of the threshold (-1: it is not). */
   private since = -1;
   private placedAt: number;
+  /** On a worker: the rate below which it goes back (a quarter of the threshold it moved up at). */
+  private downAt: number;
+  private nextDownAt: number;
 
   constructor(private readonly policy: PlacementPolicy, now: number, start: Placement = 'main') {
     this.lastAt = now;
     this.placedAt = now;
     this.placement = start;
+    this.downAt = this.nextDownAt = policy.downBytesPerS;
   }
 
   /**
-   * One evaluation: `bytes` read since the last tick. Returns the side to move to,
-   * or null to stay.
+   * One evaluation: `bytes` read since the last tick; `busy`: the main thread was
+   * saturated over it. Returns the side to move to, or null to stay.
    */
-  tick(now: number, bytes: number): Placement | null {
+  tick(now: number, bytes: number, busy = false): Placement | null {
     const dt = now - this.lastAt;
     if (dt <= 0) return null;
     this.lastAt = now;
@@ -86,7 +99,8 @@ export class PlacementState {
     const p = this.policy;
     const other: Placement = this.placement === 'main' ? 'shard' : 'main';
     if (p.alternateMs > 0) return now - this.placedAt >= p.alternateMs ? other : null;
-    const beyond = this.placement === 'main' ? this.rate > p.upBytesPerS : this.rate < p.downBytesPerS;
+    const up = busy ? p.upBytesPerS / p.busyFactor : p.upBytesPerS;
+    const beyond = this.placement === 'main' ? this.rate > up : this.rate < this.downAt;
     if (!beyond) {
       this.since = -1;
       return null;
@@ -94,7 +108,9 @@ export class PlacementState {
     // The interval just measured already counts as time beyond the threshold.
     if (this.since < 0) this.since = now - dt;
     const need = this.placement === 'main' ? p.upForMs : p.downForMs;
-    return now - this.since >= need ? other : null;
+    if (now - this.since < need) return null;
+    if (other === 'shard') this.nextDownAt = Math.min(p.downBytesPerS, up / 4);
+    return other;
   }
 
   /** A move was started. */
@@ -108,6 +124,7 @@ export class PlacementState {
     // Declined (the connection was waiting for its ring): retried at the next tick.
     if (to === null) return;
     this.since = -1;
+    if (to === 'shard') this.downAt = this.nextDownAt;
     this.placement = to;
     this.placedAt = now;
     this.moves[to]++;
