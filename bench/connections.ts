@@ -178,7 +178,7 @@ function serverMain(): void {
         await sleep(300);
         send({
           t: 'started', port: engine ? engine.tcpAddress!.port : (raw!.server.address() as { port: number }).port,
-          httpPort: engine?.httpAddress!.port ?? null, pid: process.pid, shards: engine?.config.shards ?? 0, mem: memSnap(true),
+          httpPort: engine?.httpAddress!.port ?? null, pid: process.pid, shards: engine?.pool.workers ?? 0, mem: memSnap(true),
         });
         break;
       }

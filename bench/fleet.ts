@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { Engine, C_HEARTBEATS, type Totals } from './lib/engine-api.js';
 import { FleetClient, type FleetSample } from './lib/loadgen-fleet.js';
+import { Loadgen, type LoadgenSample } from './lib/loadgen.js';
 import { snapshot, delta, sleep, perSecond, waitQuiet, pidStat, pidsStat, pidsCpu, openFds, fdLimit, cpuBreakdown, genCpu, type ProbeSnapshot } from './lib/probes.js';
 import { MarkerLatency } from './lib/send-marker.js';
 import { httpGet } from './lib/metrics.js';
@@ -27,6 +28,8 @@ export const MINIMAL_TRACKER = ['sh', '-c', 'exec cat >/dev/null'];
 export interface FleetOptions {
   nodes: number; fps: number; durationS: number; detections: number; heartbeatMs: number;
   idleS?: number; warmupS?: number; maxS?: number; portStart?: number; quietWaitS?: number; sink?: 'trackers' | 'discard'; shards?: number | 'auto';
+  /** Mixed fleet: this many unpaced binary nodes besides the paced ones (0: none). */
+  fast?: number;
 }
 
 // Host-side latency through the engine's probe: its write into a tracker's input, or (sink discard) the records the sink frees.
@@ -116,6 +119,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
   });
 
   let client: FleetClient | null = null;
+  let fastGen: Loadgen | null = null;
   const pids: number[] = [];
   try {
     await engine.start();
@@ -169,9 +173,23 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       idle = { window_s: round((d.at - c.at) / 1000, 3), cpu: cpuOf(c, d), rss_mb: round(process.memoryUsage.rss() / 2 ** 20, 1) };
     }
 
+    // ---- mixed fleet: the fast nodes alone first (their burst rate here), then beside the paced ones ----
+    const fastRate = (x: LoadgenSample & { at: number }, y: LoadgenSample & { at: number }): number => Math.round((y.sent - x.sent) / ((y.childAt - x.childAt) / 1000));
+    let fastAlone: number | null = null;
+    if ((o.fast ?? 0) > 0) {
+      fastGen = await Loadgen.start({ host: '127.0.0.1', port: engine.tcpAddress!.port, protocol: 'binary', connections: o.fast!, token: TOKEN, detections: 50,
+        maxSeconds: o.setupTimeoutS + o.warmupS * 2 + o.durationS * 2 + o.maxS + 600 });
+      fastGen.go();
+      await sleep(Math.max(3, o.warmupS) * 1000); // provisioning, and the moves to the workers (shards: auto)
+      const f0 = await fastGen.mark();
+      await sleep((o.durationS / 2) * 1000);
+      fastAlone = fastRate(f0, await fastGen.mark());
+    }
+
     // ---- paced window ----
     client.go({ fps: o.fps, heartbeatMs: o.heartbeatMs });
     await sleep(o.warmupS * 1000);
+    const fa = fastGen ? await fastGen.mark() : null;
     const a = await sampleAll(engine, client, pids);
     const passesA = passes.length;
     const gcA = gcs.length;
@@ -184,6 +202,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     const rates = tick.stop();
     const lag = await eventLoopLag(engine);
     const b = await sampleAll(engine, client, pids);
+    const fb = fastGen ? await fastGen.mark() : null;
     hook.until(b.hrNs);
     const mem = process.memoryUsage();
     rss.push(mem.rss);
@@ -264,7 +283,18 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       },
       fds_open: fdsWindow,
       trackers_alive: b.trackers.alive,
+      /** shards: auto: connections moved to a worker / back to the main thread since the start. */
+      placement_moves: { ...engine.handoff.moves },
+      ...(fa && fb && fastAlone !== null ? {
+        mixed: {
+          what: `${o.fast} unpaced binary nodes (50 detections a frame) beside the paced ones; their frames carry no send-time marker, so the latency above is the paced nodes' alone`,
+          fast_nodes: o.fast, fast_alone_frames_per_s: fastAlone, fast_mixed_frames_per_s: fastRate(fa, fb),
+          fast_mixed_over_alone: round(fastRate(fa, fb) / Math.max(1, fastAlone), 3),
+        },
+      } : {}),
     };
+    const fastFin = fastGen ? await fastGen.stop() : null;
+    fastGen = null;
 
     // ---- optional unpaced phase ----
     let max: Record<string, unknown> | null = null;
@@ -318,8 +348,9 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
 
     // ---- stop and check the books ----
     const tStop = performance.now();
-    const fin = await client.stop();
+    const fin0 = await client.stop();
     client = null;
+    const fin = fastFin ? { ...fin0, sent: fin0.sent + fastFin.sent, errors: [...fin0.errors, ...fastFin.errors], closedEarly: fin0.closedEarly + fastFin.closedEarly } : fin0;
     const end = await deliveredAll(engine);
     const hbEnd = counterSum(engine, C_HEARTBEATS);
     const instances = engine.trackers ? [...engine.trackers.instances.values()] : [];
@@ -345,7 +376,8 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     };
     const v = acc.violations;
     if (acc.heartbeats_sent !== acc.heartbeats_received) v.push(`heartbeats sent ${acc.heartbeats_sent} != received ${acc.heartbeats_received}`);
-    if (acc.instances !== (drainOnly ? 0 : o.nodes)) v.push(`${acc.instances} tracker instances for ${o.nodes} nodes`);
+    const allNodes = o.nodes + (o.fast ?? 0);
+    if (acc.instances !== (drainOnly ? 0 : allNodes)) v.push(`${acc.instances} tracker instances for ${allNodes} nodes`);
     if (notUp > 0) v.push(`${notUp} trackers not up at the end of the load`);
     if (restarts > 0) v.push(`${restarts} tracker restarts`);
     if (fin.closedEarly > 0) v.push(`${fin.closedEarly} node connections closed by the host during the run`);
@@ -358,7 +390,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       ...header('fleet'),
       params: {
         nodes: o.nodes, fps: o.fps, duration_s: o.durationS, warmup_s: o.warmupS, detections: o.detections, heartbeat_ms: o.heartbeatMs,
-        max_s: o.maxS, port_range: [o.portStart, portEnd], shards: engine.config.shards, sink: o.sink,
+        max_s: o.maxS, fast_nodes: o.fast ?? 0, port_range: [o.portStart, portEnd], shards: engine.config.shards, sink: o.sink,
         tracker: drainOnly ? null : { command: MINIMAL_TRACKER, input: 'stdin' }, frame_bytes: frameBytes(o.detections),
         protocol: 'line (retina JSON), one TCP connection per node, writes spread evenly, one frame per write',
       },
@@ -385,6 +417,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     hook.close();
     gcObs.disconnect();
     client?.kill();
+    fastGen?.kill();
     await engine.stop();
     rmSync(dir, { recursive: true, force: true });
   }
@@ -405,9 +438,10 @@ const options = {
   idle: num(5, 'idle phase before the load (connected, nothing sent), seconds; 0 skips it'),
   warmup: num(3, 'paced load before the window, seconds'),
   max: num(0, 'unpaced phase after the window, seconds (0: none)'),
+  fast: num(0, 'mixed fleet: unpaced binary nodes beside the paced ones (0: none); their rate alone is measured first'),
   portStart: num(20000, 'first tracker port to provision', 1),
   quietWait: num(10, 'before each run, wait up to S s for the machine to be idle'),
-  modes: list<Mode>(['default', 'shards0'], 'engine modes: default (shards: auto), shardsN', /^(default|shards\d+)$/),
+  modes: list<Mode>(['default', 'shards0', 'shards1'], 'engine modes: default (shards: auto), shardsN', /^(default|shards\d+)$/),
   sinks: list<'trackers' | 'discard'>(['trackers', 'discard'], 'what drains the rings: trackers (one per node), discard', ['trackers', 'discard']),
   reps: num(1, 'runs per cell', 1),
   ...SAVE_OPTION,
@@ -417,7 +451,7 @@ export const workload = defineWorkload({
   about: '1,000 nodes x 2 frames/s with heartbeats, drained by one minimal tracker each and by the drain-only sink',
   options,
   run: async (o) => {
-    boundRun(o.reps * o.sinks.length * o.modes.length * (o.quietWait + o.idle + 300 + o.warmup + o.duration + o.max + 300));
+    boundRun(o.reps * o.sinks.length * o.modes.length * (o.quietWait + o.idle + 300 + 2 * o.warmup + 2 * o.duration + o.max + 300));
     const head = header('fleet');
     const runs: Array<{ mode: Mode; sink: string; result: Record<string, unknown> }> = [];
     const lines: string[] = [];
@@ -426,7 +460,7 @@ export const workload = defineWorkload({
         for (const mode of o.modes) {
           const result = await runFleet({
             nodes: o.nodes, fps: o.fps, durationS: o.duration, detections: o.detections, heartbeatMs: o.heartbeatMs,
-            idleS: o.idle, warmupS: o.warmup, maxS: o.max, portStart: o.portStart,
+            idleS: o.idle, warmupS: o.warmup, maxS: o.max, portStart: o.portStart, fast: o.fast,
             shards: mode === 'default' ? 'auto' : Number(mode.slice(6)), quietWaitS: o.quietWait, sink,
           });
           runs.push({ mode, sink, result });

@@ -49,7 +49,7 @@ export function loadOptions(durationS: number, reps: number) {
 /** The cells of ingest, ceiling and burst: protocols x engine modes. */
 export const CELL_OPTIONS = {
   protocols: list<BenchProtocol>(['line', 'binary'], 'protocols', ['line', 'binary']),
-  modes: list<Mode>(['shards0', 'default'], 'engine modes: default (shards: auto), shardsN (shards: N)', /^(default|shards\d+)$/),
+  modes: list<Mode>(['shards0', 'shards1', 'default'], 'engine modes: default (shards: auto), shardsN (shards: N)', /^(default|shards\d+)$/),
   detections: num(50, 'binary detections per frame', 1),
 };
 
@@ -167,7 +167,7 @@ async function runIngest(o: LoadValues & OptValues<typeof CELL_OPTIONS>): Promis
 
   // Repetitions are interleaved (rep 1 of every cell, then rep 2, ...) so that a slow
   // drift of the machine's speed (shared host) does not bias one cell against another.
-  const cells = protocols.flatMap((protocol) => modes.map((mode) => ({ protocol, mode, shards: -1, runs: [] as RunResult[], median: null as RunResult | null })));
+  const cells = protocols.flatMap((protocol) => modes.map((mode) => ({ protocol, mode, shards: -1 as number | 'auto', runs: [] as RunResult[], median: null as RunResult | null })));
   for (let r = 0; r < reps; r++) {
     for (const cell of cells) {
       const { protocol, mode } = cell;

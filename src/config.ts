@@ -540,13 +540,13 @@ const baseSchema = z
     trackers: trackersSchema.default([]),
 
     // ---- radar-ingest keys ----
-    // "auto": one shard per CPU minus one (defaultShards()); 0 runs shard code on the main thread.
+    // "auto": slow connections are decoded on the main thread, fast ones on one of
+    // defaultShards() workers (ingress/placement.ts); 0 pins all to the main thread, N to N workers.
     shards: z
       .union([intIn(0, MAX_SHARDS), z.literal('auto')], {
         error: `must be "auto" or an integer between 0 and ${MAX_SHARDS}`,
       })
-      .default('auto')
-      .transform((s) => (s === 'auto' ? defaultShards() : s)),
+      .default('auto'),
     // "trackers": each node's frames go to its tracker subprocess. "discard": counted and
     // dropped (benchmarks, or deployments whose trackers run elsewhere).
     sink: z.enum(['trackers', 'discard']).default('trackers'),

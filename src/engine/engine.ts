@@ -43,6 +43,8 @@ import { PushRegistry } from '../server-mode/push-registry.js';
 import { mountPushApi, type PushCounts } from '../server-mode/push-api.js';
 import { ClusterView } from './cluster-view.js';
 import { ClusterOwnership } from './cluster-ownership.js';
+import type { PlacementPolicy } from '../ingress/placement.js';
+import { placementMetrics, mountNodeViews } from './placement-view.js';
 
 export interface EngineOptions {
   config: Config;
@@ -52,6 +54,8 @@ export interface EngineOptions {
   logger?: Logger;
   /** Enables test-only controls (crashing a shard). */
   testHooks?: boolean;
+  /** Internal: placement thresholds for `shards: auto` (tests and benchmarks; see ingress/placement.ts). */
+  placement?: Partial<PlacementPolicy>;
   /** Period of the safety sweep that offers non-empty rings to the sink. */
   sweepMs?: number;
   /** Clock for the agent registry and commands (tests inject a fake one). */
@@ -146,7 +150,7 @@ export class Engine {
       onSocketClosed: (h) => this.nodes.socketClosed(h.id),
       onGone: (h) => this.log.debug({ conn: h.id, remote: h.remote, reason: h.closeReason ?? 'peer_closed' }, 'connection closed'),
       ...(opts.probe?.onSocketRead ? { onRead: opts.probe.onSocketRead.bind(opts.probe) } : {}),
-    });
+    }, { ...(opts.placement ? { policy: opts.placement } : {}) });
     this.nodeToken = new TokenCheck(config.tcp_server.token, config.tcp_server.tokens);
     this.agents = new AgentService({
       config,
@@ -180,14 +184,14 @@ export class Engine {
       idCapacity: Math.max(1024, 4 * config.limits.max_nodes),
       ...(this.trackers ? { inUse: (n: NodeEntry) => this.trackers!.usesRing(n.id) } : {}),
       grant: (owner, node) => {
-        this.pool.send(owner.shard, { t: M_GRANT, conn: owner.conn, node: node.id, ring: node.ring, ringId: node.ringId });
+        this.handoff.sendConn(owner.shard, { t: M_GRANT, conn: owner.conn, node: node.id, ring: node.ring, ringId: node.ringId });
       },
       refuse: (owner, node, error, reason) => {
         this.refusals.warn({ node, code: error.code, ...(reason ? { reason } : {}) }, error.message);
-        this.pool.send(owner.shard, { t: M_REFUSE, conn: owner.conn, node, error, ...(reason ? { reason } : {}) });
+        this.handoff.sendConn(owner.shard, { t: M_REFUSE, conn: owner.conn, node, error, ...(reason ? { reason } : {}) });
       },
       reconnect: reconnectGuard(config),
-      revoke: (owner, node, why) => this.pool.send(owner.shard, { t: M_REVOKE, conn: owner.conn, node, ...why }),
+      revoke: (owner, node, why) => this.handoff.sendConn(owner.shard, { t: M_REVOKE, conn: owner.conn, node, ...why }),
     });
     this.shardEvents = { handoff: this.handoff, nodes: this.nodes, log: this.log, errLimit: this.errLimit, offer: (n) => this.rings.offer(n) };
     this.metrics = new Metrics({
@@ -234,6 +238,9 @@ export class Engine {
     this.agents.mount(this.http);
     mountNodeApi(this.http, this.nodes, config.http.api_token, config.http.max_body_bytes, (msg, obj) => this.log.info(obj, msg));
     mountStatusPage(this.http);
+    placementMetrics(this.metrics.registry, this.handoff);
+    mountNodeViews(this.http, this.nodes, this.handoff, config.shards === 'auto' ? null : config.shards === 0 ? 'main' : 'shard',
+      config.http.api_token, config.http.open_reads);
     if (config.cluster) {
       this.cluster = new ClusterView({
         cluster: config.cluster, http: this.http, apiToken: config.http.api_token, openReads: config.http.open_reads,
@@ -328,6 +335,7 @@ export class Engine {
     await this.pool.start();
     await this.ownership?.start();
     await this.clusterAgents?.start();
+    this.handoff.startPlacement();
     this.trackers?.start();
     this.httpAddress = await listenAs('http.port', 'http.host', c.http.host, c.http.port, () => this.http.listen(c.http.port, c.http.host));
     this.cluster?.start(this.httpAddress);
@@ -405,6 +413,7 @@ export class Engine {
         stopBackground: () => {
           if (this.agentTimer) clearInterval(this.agentTimer);
           if (this.statusTimer) clearInterval(this.statusTimer);
+          this.handoff.stopPlacement();
           this.refusals.close();
           this.agents.close();
           this.clusterAgents?.close();

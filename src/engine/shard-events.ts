@@ -3,7 +3,7 @@
 import type { ConnectionHandoff } from '../ingress/connection-handoff.js';
 import type { NodeEntry, NodeTable } from '../nodes/node-table.js';
 import type { Logger, RateLimit } from '../telemetry/logger.js';
-import { S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG, type ShardToMain } from '../protocol/thread-messages.js';
+import { S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG, S_DETACHED, type ShardToMain } from '../protocol/thread-messages.js';
 import { CLOSES } from '../protocol/close-reasons.js';
 
 export interface ShardEventContext {
@@ -62,6 +62,9 @@ export function onShardMessage(x: ShardEventContext, shard: number, msg: ShardTo
     case S_AUTH:
       x.handoff.authed(msg.conn);
       break;
+    case S_DETACHED:
+      x.handoff.detached(msg);
+      break;
     case S_LOG: {
       const h = x.handoff.conns.get(msg.conn);
       x.log.warn({ shard, conn: msg.conn, node: msg.node, remote: h?.remote, reason: msg.reason, suppressed: msg.suppressed }, `frame dropped: ${msg.detail}`);
@@ -73,7 +76,9 @@ export function onShardMessage(x: ShardEventContext, shard: number, msg: ShardTo
 /** A shard worker died: its connections are closed (the nodes reconnect) and their claims dropped; the pool replaces the worker. */
 export function onShardCrash(x: Pick<ShardEventContext, 'handoff' | 'nodes' | 'log'>, shard: number, err: Error): void {
   x.log.error({ shard, err: err.message }, 'shard worker crashed; closing its connections and replacing it');
-  const owned = x.nodes.ownedByShard(shard);
+  // The handoff knows which shard holds a connection now (placement moves it).
+  const owned = new Map<number, string[]>();
+  for (const h of x.handoff.ofShard(shard)) owned.set(h.id, x.nodes.nodesOf(h.id));
   for (const h of x.handoff.ofShard(shard)) {
     x.handoff.destroy(h.id, 'shard_crashed');
     x.handoff.released(h.id);

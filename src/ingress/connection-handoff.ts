@@ -7,8 +7,10 @@
 // that can never be released); with Node >= 22.12 `reusePort` per worker could replace this
 // module.
 import type { Socket } from 'node:net';
-import { M_OPEN, M_END, type MainToShard } from '../protocol/thread-messages.js';
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
+import { M_OPEN, M_END, M_DETACH, M_ATTACH, type MainToShard, type DetachedMsg } from '../protocol/thread-messages.js';
 import { C_BYTES_RECEIVED, C_CONNECTIONS_ACCEPTED, closeIndex, type CloseReason } from '../telemetry/counters.js';
+import { PlacementState, placementPolicy, type Placement, type PlacementPolicy } from './placement.js';
 
 export interface HandoffLimits {
   maxConnections: number;
@@ -27,6 +29,12 @@ export interface HandoffLimits {
  */
 const MAX_DRAIN_AFTER_CLOSE = 64 * 1024;
 
+/** A placement move under way: the shard it goes to, and reads and messages held until it arrives, in order. */
+interface ConnMove {
+  to: number;
+  held: (Buffer | (MainToShard & { conn: number }))[];
+}
+
 export class ConnHandle {
   inflight = 0;
   paused = false;
@@ -39,7 +47,13 @@ export class ConnHandle {
   /** The shard still holds state for this connection (until S_CLOSED). */
   shardHolds = true;
   socketClosed = false;
-  constructor(readonly id: number, readonly socket: Socket, readonly shard: number, readonly remote: string,
+  /** `shards: auto`: where the connection is decoded and how its rate looks (null: pinned). */
+  placement: PlacementState | null = null;
+  /** Bytes read since the last placement tick. */
+  tickBytes = 0;
+  /** A move under way: what arrives meanwhile is held for the new shard. */
+  move: ConnMove | null = null;
+  constructor(readonly id: number, readonly socket: Socket, public shard: number, readonly remote: string,
     /** The verified client certificate's CN (TLS): the only node id the connection may use. */
     readonly identity: string | null = null) {}
 }
@@ -63,8 +77,12 @@ export interface HandoffUpstream {
 /** The shards as the handoff uses them (the shard pool is one): the handoff comes before them on the data path. */
 export interface ShardChannel {
   readonly size: number;
-  /** `shards: 0`: the shard runs on this thread, so bytes are passed as they are, not transferred. */
-  readonly inline: boolean;
+  /** `shards: auto`: connections start on the main-thread shard and move by their rate. */
+  readonly adaptive: boolean;
+  /** The main-thread shard (-1: none). */
+  readonly inlineShard: number;
+  /** A shard on this thread gets bytes as they are, not transferred. */
+  isInline(shard: number): boolean;
   isReady(shard: number): boolean;
   send(shard: number, msg: MainToShard): boolean;
   sendData(shard: number, conn: number, buf: Uint8Array, transfer?: ArrayBuffer): boolean;
@@ -87,15 +105,128 @@ export class ConnectionHandoff {
   refusing: CloseReason | null = null;
   /** The listener in front (set by it). */
   upstream: HandoffUpstream | null = null;
+  /** Completed placement moves, by destination (radar_ingest_connection_moves_total{to}). */
+  readonly moves = { main: 0, shard: 0 };
+  private readonly policy: PlacementPolicy;
+  private placementTimer: NodeJS.Timeout | null = null;
+  private readonly now: () => number;
+  /** Main-thread event-loop utilisation at the last placement tick. */
+  private elu: EventLoopUtilization | null = null;
 
   constructor(
     private readonly pool: ShardChannel,
     private limits: HandoffLimits,
     private readonly counters: Float64Array,
     private readonly events: HandoffEvents = {},
+    placement: { policy?: Partial<PlacementPolicy>; now?: () => number } = {},
   ) {
     this.perShard = new Array(pool.size).fill(0);
     this.resumeBelow = Math.floor(limits.maxInflightBytes / 2);
+    this.policy = placementPolicy(placement.policy);
+    this.now = placement.now ?? Date.now;
+  }
+
+  /** Starts the placement timer (`shards: auto` only). */
+  startPlacement(): void {
+    if (!this.pool.adaptive || this.placementTimer) return;
+    this.placementTimer = setInterval(() => this.placementTick(), this.policy.tickMs);
+    this.placementTimer.unref();
+  }
+
+  stopPlacement(): void {
+    if (this.placementTimer) clearInterval(this.placementTimer);
+    this.placementTimer = null;
+  }
+
+  /** Each connection's rate since the last tick decides whether it moves. */
+  placementTick(): void {
+    const now = this.now();
+    const elu = performance.eventLoopUtilization();
+    const busy = this.elu !== null && performance.eventLoopUtilization(elu, this.elu).utilization > 0.9;
+    this.elu = elu;
+    for (const h of this.conns.values()) {
+      const p = h.placement;
+      if (!p) continue;
+      const bytes = h.tickBytes;
+      h.tickBytes = 0;
+      const to = p.tick(now, bytes, busy);
+      if (to === null || h.closeReason !== null || h.socketClosed || !h.shardHolds) continue;
+      const target = this.targetShard(to);
+      if (target < 0 || target === h.shard) continue;
+      if (!this.pool.send(h.shard, { t: M_DETACH, conn: h.id })) continue;
+      p.begin();
+      this.perShard[target]!++; // reserved, so moves in one tick spread over the workers
+      h.move = { to: target, held: [] };
+    }
+  }
+
+  private targetShard(to: Placement): number {
+    if (to === 'main') return this.pool.isReady(this.pool.inlineShard) ? this.pool.inlineShard : -1;
+    let best = -1;
+    for (let i = 0; i < this.perShard.length; i++) {
+      if (i === this.pool.inlineShard || !this.pool.isReady(i)) continue;
+      if (best < 0 || this.perShard[i]! < this.perShard[best]!) best = i;
+    }
+    return best;
+  }
+
+  /** The old shard answered a move: the connection goes on at the new one, or stays. */
+  detached(msg: DetachedMsg): void {
+    const h = this.conns.get(msg.conn);
+    if (!h || !h.move) return;
+    const move = h.move;
+    h.move = null;
+    const from = h.shard;
+    if (msg.state !== null) {
+      // A closed socket already gave its count back (for `from`); the reservation goes too.
+      this.perShard[h.socketClosed ? move.to : from]!--;
+      h.shard = move.to;
+      const to: Placement = move.to === this.pool.inlineShard ? 'main' : 'shard';
+      this.moves[to]++;
+      h.placement?.end(this.now(), to);
+      // The partial message is framed again by the new shard, which credits it again.
+      if (msg.state.leftover !== null) h.inflight += msg.state.leftover.byteLength;
+    } else {
+      this.perShard[move.to]!--;
+      h.placement?.end(this.now(), null);
+    }
+    if (msg.state !== null) {
+      const attach: MainToShard = { t: M_ATTACH, conn: h.id, remote: h.remote, state: msg.state };
+      if (h.identity !== null) attach.identity = h.identity;
+      if (!this.pool.send(h.shard, attach)) {
+        // The new shard died in between: the connection's state is gone with the move.
+        this.destroy(h.id, 'shard_crashed');
+        this.released(h.id);
+        return;
+      }
+    }
+    // What arrived during the move, in the order it arrived.
+    for (const x of move.held) {
+      if (Buffer.isBuffer(x)) this.forward(h, x);
+      else this.pool.send(h.shard, x);
+    }
+  }
+
+  /**
+   * A message for a connection's shard (grant, refuse, revoke): held while the
+   * connection moves, so it reaches the shard that owns it then. `shard` is used
+   * when the connection is already gone.
+   */
+  sendConn(shard: number, msg: MainToShard & { conn: number }): boolean {
+    const h = this.conns.get(msg.conn);
+    if (!h) return this.pool.send(shard, msg);
+    if (h.move) {
+      h.move.held.push(msg);
+      return true;
+    }
+    return this.pool.send(h.shard, msg);
+  }
+
+  /** Where a connection is decoded now (null: unknown connection or pinned placement). */
+  placementOf(conn: number): { placement: Placement; moves: number; rate_bytes_per_s: number } | null {
+    const p = this.conns.get(conn)?.placement;
+    if (!p) return null;
+    return { placement: p.placement, moves: p.moves.main + p.moves.shard, rate_bytes_per_s: Math.round(p.rate) };
   }
 
   /** The first-message deadline (the listener's PROXY/TLS steps count against it). */
@@ -128,7 +259,7 @@ export class ConnectionHandoff {
       socket.destroy();
       return;
     }
-    const shard = this.pickShard();
+    const shard = this.pool.adaptive && this.pool.isReady(this.pool.inlineShard) ? this.pool.inlineShard : this.pickShard();
     if (shard < 0) {
       this.counters[closeIndex('shard_crashed')]! += 1;
       socket.destroy();
@@ -138,6 +269,7 @@ export class ConnectionHandoff {
     const h = new ConnHandle(this.nextId++, socket, shard, remote, info?.identity ?? null);
     this.conns.set(h.id, h);
     this.perShard[shard]!++;
+    if (this.pool.adaptive) h.placement = new PlacementState(this.policy, this.now(), shard === this.pool.inlineShard ? 'main' : 'shard');
     socket.setNoDelay(true);
     this.pool.send(shard, info?.identity !== undefined ? { t: M_OPEN, conn: h.id, remote, identity: info.identity } : { t: M_OPEN, conn: h.id, remote });
 
@@ -161,7 +293,8 @@ export class ConnectionHandoff {
   private pickShard(): number {
     let best = -1;
     for (let i = 0; i < this.perShard.length; i++) {
-      if (!this.pool.isReady(i)) continue;
+      // Pinned connections go to the workers; the main-thread shard takes them only with `shards: 0`.
+      if (!this.pool.isReady(i) || (i === this.pool.inlineShard && this.perShard.length > 1)) continue;
       if (best < 0 || this.perShard[i]! < this.perShard[best]!) best = i;
     }
     return best;
@@ -177,16 +310,12 @@ export class ConnectionHandoff {
       return;
     }
     h.inflight += n;
+    h.tickBytes += n;
     let ok: boolean;
-    if (this.pool.inline) {
-      ok = this.pool.sendData(h.shard, h.id, chunk);
-    } else {
-      // Each read normally owns its ArrayBuffer: transfer it. Copy only when the
-      // chunk is a slice of a larger (pooled) buffer.
-      const own = chunk.byteOffset === 0 && chunk.buffer.byteLength === n ? chunk : new Uint8Array(chunk);
-      const view = new Uint8Array(own.buffer, own.byteOffset, n);
-      ok = this.pool.sendData(h.shard, h.id, view, own.buffer as ArrayBuffer);
-    }
+    if (h.move) {
+      h.move.held.push(chunk);
+      ok = true;
+    } else ok = this.forward(h, chunk);
     if (!ok) return;
     if (!h.paused && h.inflight > this.limits.maxInflightBytes) {
       h.paused = true;
@@ -195,6 +324,22 @@ export class ConnectionHandoff {
       // the idle timer would close a node that is only waiting for its tracker.
       if (this.limits.idleTimeoutMs > 0) h.socket.setTimeout(0);
     }
+  }
+
+  /** Passes one read to the connection's shard. */
+  private forward(h: ConnHandle, chunk: Buffer): boolean {
+    const n = chunk.length;
+    let ok: boolean;
+    if (this.pool.isInline(h.shard)) {
+      ok = this.pool.sendData(h.shard, h.id, chunk);
+    } else {
+      // Each read normally owns its ArrayBuffer: transfer it. Copy only when the
+      // chunk is a slice of a larger (pooled) buffer.
+      const own = chunk.byteOffset === 0 && chunk.buffer.byteLength === n ? chunk : new Uint8Array(chunk);
+      const view = new Uint8Array(own.buffer, own.byteOffset, n);
+      ok = this.pool.sendData(h.shard, h.id, view, own.buffer as ArrayBuffer);
+    }
+    return ok;
   }
 
   credit(conn: number, bytes: number): void {
@@ -254,6 +399,12 @@ export class ConnectionHandoff {
     if (!h) return;
     if (h.closeReason === null) h.closeReason = reason;
     h.shardHolds = false;
+    if (h.move) {
+      // A move from the dead shard never completes: its reservation and held input go.
+      this.perShard[h.move.to]!--;
+      h.move = null;
+      h.placement?.end(this.now(), null);
+    }
     h.socket.destroy();
   }
 
@@ -263,7 +414,7 @@ export class ConnectionHandoff {
     if (h.killTimer) clearTimeout(h.killTimer);
     this.counters[closeIndex(h.closeReason ?? 'peer_closed')]! += 1;
     this.perShard[h.shard]!--;
-    if (h.shardHolds) this.pool.send(h.shard, { t: M_END, conn: h.id });
+    if (h.shardHolds) this.sendConn(h.shard, { t: M_END, conn: h.id });
     this.events.onSocketClosed?.(h);
     this.maybeGone(h);
   }

@@ -14,6 +14,8 @@ export const M_CRASH = 8; // main -> shard: test hook, throw from the event loop
 export const M_TRACE = 9; // main -> shard: log a node's frames (deep-trace command) until a deadline
 export const M_DATA_BATCH = 11; // main -> shard: several reads (any connections) in one message, in order
 export const M_CONFIG = 10; // main -> shard: reloaded settings (tokens, frame limit for new connections)
+export const M_DETACH = 12; // main -> shard: hand the connection's state back at a frame boundary (placement move)
+export const M_ATTACH = 13; // main -> shard: take over a connection detached from another shard
 
 export const S_BATCH = 101; // shard -> main: credits, socket writes, doorbells, sightings
 export const S_CLAIM = 102; // shard -> main: a connection wants to write for a node
@@ -23,6 +25,7 @@ export const S_CLOSED = 105; // shard -> main: connection state released; its cl
 export const S_AUTH = 106; // shard -> main: first valid message seen (clears the deadline)
 export const S_READY = 107; // shard -> main: the shard task is running
 export const S_LOG = 108; // shard -> main: a rate-limited warning about a rejected message
+export const S_DETACHED = 109; // shard -> main: the connection's state (or null: not at a boundary now)
 
 export type Protocol = 'line' | 'binary';
 
@@ -83,7 +86,26 @@ export interface ShardSettings {
 export type ShardReload = Omit<ShardSettings, 'overflow' | 'ack'>;
 
 export interface ConfigMsg extends ShardReload { t: typeof M_CONFIG }
-export type MainToShard = OpenMsg | DataMsg | DataBatchMsg | EndMsg | GrantMsg | RefuseMsg | RevokeMsg | ShutdownMsg | CrashMsg | TraceMsg | ConfigMsg;
+export interface DetachMsg { t: typeof M_DETACH; conn: number }
+export interface AttachMsg { t: typeof M_ATTACH; conn: number; remote: string; identity?: string; state: ConnState }
+export type MainToShard = OpenMsg | DataMsg | DataBatchMsg | EndMsg | GrantMsg | RefuseMsg | RevokeMsg | ShutdownMsg | CrashMsg | TraceMsg | ConfigMsg
+  | DetachMsg | AttachMsg;
+
+/** A node slot of a moving connection; `ring` is set while the connection holds the node's ring. */
+export interface SlotState { node: string; state: number; ring: SharedArrayBuffer | null; ringId: number; retryAt?: number }
+/**
+ * A connection's protocol state between two shards: its scalar fields (auth, welcome,
+ * counters), its node slots, and the bytes of a partial message not yet framed.
+ */
+export interface ConnState {
+  proto: Protocol | null;
+  maxFrameBytes: number;
+  fields: Record<string, number | boolean | string | null>;
+  slots: SlotState[];
+  /** Binary: the connection's node. */
+  binNode: string | null;
+  leftover: Uint8Array | null;
+}
 
 /** One traced frame (deep-trace), as decoded by the shard. */
 export interface TraceEvent { node: string; id: string; timestamp: number; detections: number; bytes: number; seq?: number; outcome: string }
@@ -113,4 +135,5 @@ export interface ClosedMsg { t: typeof S_CLOSED; conn: number; nodes: string[] }
 export interface AuthMsg { t: typeof S_AUTH; conn: number; protocol: Protocol }
 export interface ReadyMsg { t: typeof S_READY; shard: number }
 export interface LogMsg { t: typeof S_LOG; conn: number; reason: string; detail: string; suppressed: number; node?: string }
-export type ShardToMain = BatchMsg | ClaimMsg | RevokedMsg | CloseMsg | ClosedMsg | AuthMsg | ReadyMsg | LogMsg;
+export interface DetachedMsg { t: typeof S_DETACHED; conn: number; state: ConnState | null }
+export type ShardToMain = BatchMsg | ClaimMsg | RevokedMsg | CloseMsg | ClosedMsg | AuthMsg | ReadyMsg | LogMsg | DetachedMsg;

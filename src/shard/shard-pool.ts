@@ -1,5 +1,6 @@
 // Hosts the shards: N piscina threads each running one long-lived shard task, or
-// (shards: 0) one shard on the main thread. A crashed shard thread is replaced and
+// (shards: 0) one shard on the main thread, or (shards: auto) both: workers plus a
+// main-thread shard where slow connections are decoded (see ingress/placement.ts). A crashed shard thread is replaced and
 // its slot's counters carry on (they live in the slot's SharedArrayBuffer).
 import { MessageChannel, type MessagePort, type TransferListItem } from 'node:worker_threads';
 import { Piscina } from 'piscina';
@@ -7,9 +8,11 @@ import { Shard } from './shard.js';
 import { COUNTER_BYTES } from '../telemetry/counters.js';
 import { M_CONFIG, M_DATA, M_DATA_BATCH, M_SHUTDOWN, S_READY, type MainToShard, type ShardToMain, type ShardSettings, type ShardReload } from '../protocol/thread-messages.js';
 import type { ShardTaskInput } from './shard-worker.js';
+import { defaultShards } from '../config.js';
 
 export interface ShardPoolOptions extends ShardSettings {
-  shards: number;
+  /** Workers, 0 (main thread only), or "auto" (workers and a main-thread shard). */
+  shards: number | 'auto';
   testHooks: boolean;
   onMessage: (shard: number, msg: ShardToMain) => void;
   /** A shard died: every connection it owned is gone. It is being replaced. */
@@ -42,17 +45,32 @@ export class ShardPool {
   private stopping = false;
   private readonly opts: ShardPoolOptions;
 
+  /** Worker threads (0 with `shards: 0`). */
+  readonly workers: number;
+  /** Index of the main-thread shard (-1: none). It is the last slot. */
+  readonly inlineShard: number;
+
   constructor(opts: ShardPoolOptions) {
     this.opts = opts;
-    const n = Math.max(1, opts.shards);
+    this.workers = opts.shards === 'auto' ? defaultShards() : opts.shards;
+    const n = this.workers + (opts.shards === 'auto' || opts.shards === 0 ? 1 : 0);
+    this.inlineShard = n > this.workers ? n - 1 : -1;
     for (let i = 0; i < n; i++) {
       const sab = new SharedArrayBuffer(COUNTER_BYTES);
       this.slots.push({ id: i, counters: new Float64Array(sab), countersSab: sab, port: null, inline: null, ready: false, restarts: 0, generation: 0, data: null });
     }
   }
 
+  /** Every connection is decoded on the main thread (`shards: 0`). */
   get inline(): boolean {
-    return this.opts.shards === 0;
+    return this.workers === 0;
+  }
+  /** Connections start on the main-thread shard and move by their rate (`shards: auto`). */
+  get adaptive(): boolean {
+    return this.opts.shards === 'auto';
+  }
+  isInline(shard: number): boolean {
+    return shard === this.inlineShard;
   }
   get size(): number {
     return this.slots.length;
@@ -60,10 +78,10 @@ export class ShardPool {
 
   /** Resolves when every shard reported ready. */
   async start(): Promise<void> {
-    if (this.inline) {
-      const slot = this.slots[0]!;
+    if (this.inlineShard >= 0) {
+      const slot = this.slots[this.inlineShard]!;
       slot.inline = new Shard({
-        shardId: 0,
+        shardId: slot.id,
         counters: slot.counters,
         token: this.opts.token,
         tokens: this.opts.tokens,
@@ -75,19 +93,19 @@ export class ShardPool {
         post: (msg) => queueMicrotask(() => this.opts.onMessage(0, msg)),
       });
       slot.ready = true;
-      return;
+      if (this.workers === 0) return;
     }
     this.pool = new Piscina({
       filename: new URL('./shard-worker.js', import.meta.url).href,
-      minThreads: this.slots.length,
-      maxThreads: this.slots.length,
+      minThreads: this.workers,
+      maxThreads: this.workers,
       idleTimeout: Infinity,
       concurrentTasksPerWorker: 1,
       // A socket-owning worker must never block in Atomics.wait.
       atomics: 'disabled',
       maxQueue: 'auto',
     });
-    await Promise.all(this.slots.map((s) => this.launch(s)));
+    await Promise.all(this.slots.slice(0, this.workers).map((s) => this.launch(s)));
   }
 
   private launch(slot: Slot): Promise<void> {

@@ -8,7 +8,8 @@ import { closeError } from '../protocol/close-reasons.js';
 import {
   M_OPEN, M_DATA, M_DATA_BATCH, M_END, M_GRANT, M_REFUSE, M_REVOKE, M_SHUTDOWN, M_CRASH, M_TRACE, M_CONFIG,
   S_BATCH, S_CLAIM, S_REVOKED, S_CLOSE, S_CLOSED, S_AUTH, S_LOG,
-  type MainToShard, type ShardToMain, type BatchMsg, type TraceEvent, type ShardSettings,
+  M_DETACH, M_ATTACH, S_DETACHED,
+  type MainToShard, type ShardToMain, type BatchMsg, type TraceEvent, type ShardSettings, type AttachMsg,
 } from '../protocol/thread-messages.js';
 import type { CloseReason } from '../telemetry/counters.js';
 import { C_ACKS_SENT, C_FRAMES_RECEIVED, C_DROPPED_BASE, DROP_REASONS, D_CONNECTION_CLOSED, D_NODE_REFUSED, D_RING_OVERFLOW } from '../telemetry/counters.js';
@@ -25,6 +26,7 @@ import {
 } from './handler-context.js';
 import { handleLine, handleLineOversize } from './line/line-handler.js';
 import { handleBinary, handleBinaryOversize, sendBinaryError } from './binary/binary-handler.js';
+import { movable, restoreConn, takeConnState } from './conn-transfer.js';
 
 export interface ShardOptions extends ShardSettings {
   shardId: number;
@@ -179,9 +181,62 @@ export class Shard implements ShardContext {
         }
         break;
       }
+      case M_DETACH:
+        this.detach(msg.conn);
+        break;
+      case M_ATTACH:
+        this.attach(msg);
+        break;
       case M_CRASH:
         if (this.opts.testHooks) setImmediate(() => { throw new Error('shard crash requested by a test'); });
         break;
+    }
+  }
+
+  /**
+   * A placement move: hands the connection's state to the main thread at a frame
+   * boundary (rings published, writers dropped), or answers null when it is busy
+   * (waiting for a claim or ring space, closing) and stays here.
+   */
+  private detach(conn: number): void {
+    const c = this.conns.get(conn);
+    if (!c || movable(c) !== null) {
+      this.opts.post({ t: S_DETACHED, conn, state: null });
+      return;
+    }
+    this.flush(); // rings published and acks written before the state leaves
+    const state = takeConnState(c);
+    if (state === null) {
+      this.opts.post({ t: S_DETACHED, conn, state: null });
+      return;
+    }
+    for (const slot of c.nodes.values()) {
+      for (const [w, id] of this.ringIds) if (id === slot.ringId) this.ringIds.delete(w);
+    }
+    c.released = true; // a pending waitForSpace callback must not touch it
+    this.conns.delete(conn);
+    this.ackConns.delete(c);
+    const n = c.framer ? c.framer.takeConsumed() : 0;
+    if (n > 0) this.credits.push(conn, n);
+    this.flush();
+    this.opts.post({ t: S_DETACHED, conn, state });
+  }
+
+  /** A connection moved here from another shard: its state, then its partial message. */
+  private attach(msg: AttachMsg): void {
+    const { conn: c, writers } = restoreConn(msg.conn, msg.remote, msg.identity ?? null, msg.state, this.opts.overflow,
+      (node) => this.traces.get(node) ?? null);
+    for (const [w, id] of writers) this.ringIds.set(w, id);
+    this.conns.set(c.id, c);
+    // Acks `delivered`: the window of seqs waiting for the sink starts again here (the
+    // old shard's entries collapse into one at the ring's head: acks can only come later).
+    c.ackWaiting = false;
+    const bw = c.binNode?.writer;
+    if (bw) this.startAcks(c, bw);
+    if (msg.state.leftover !== null && c.framer !== null) {
+      const b = msg.state.leftover;
+      c.framer.push(Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+      this.pump(c);
     }
   }
 

@@ -24,6 +24,7 @@ export const M = {
   idMapEntries: `${PREFIX}id_map_entries`,
   shards: `${PREFIX}shards`,
   shardRestarts: `${PREFIX}shard_restarts_total`,
+  connectionMoves: `${PREFIX}connection_moves_total`,
   agents: `${PREFIX}agents`,
   sseStreamsOpen: `${PREFIX}sse_streams_open`,
   commands: `${PREFIX}commands_total`,

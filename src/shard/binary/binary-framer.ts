@@ -45,6 +45,37 @@ export class BinaryFramer {
     return n;
   }
 
+  /**
+   * The bytes not yet framed (a partial header or message, rebuilt with its length
+   * prefix), handed to another shard when the connection moves; the framer is spent
+   * afterwards. Every byte counts as consumed (the receiving shard credits them
+   * again). Null while an oversize message is being skipped.
+   */
+  leftover(): Buffer | null {
+    if (this.skip > 0) return null;
+    const parts: Buffer[] = [];
+    let prefix = 0;
+    if (this.need < 0) {
+      parts.push(Buffer.from(this.hdr.subarray(0, this.hdrLen)));
+      prefix = this.hdrLen;
+    } else {
+      const h = Buffer.alloc(4);
+      h.writeUInt32BE(this.need, 0);
+      parts.push(h, this.asm.subarray(0, this.asmLen));
+      prefix = 4 + this.asmLen;
+    }
+    if (this.cur) parts.push(this.cur.subarray(this.pos));
+    parts.push(...this.queue);
+    const out = Buffer.concat(parts);
+    this.consumed += out.length - prefix;
+    this.cur = null;
+    this.queue.length = 0;
+    this.hdrLen = 0;
+    this.need = -1;
+    this.asmLen = 0;
+    return out;
+  }
+
   next(): number {
     for (;;) {
       let cur = this.cur;

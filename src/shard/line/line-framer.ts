@@ -39,6 +39,25 @@ export class LineFramer {
     return n;
   }
 
+  /**
+   * The bytes not yet framed (a partial line), handed to another shard when the
+   * connection moves; the framer is spent afterwards. Every byte counts as consumed
+   * (the receiving shard credits them again). Null while an over-long line is
+   * being skipped: the move waits for the next line.
+   */
+  leftover(): Buffer | null {
+    if (this.skipping) return null;
+    const parts: Buffer[] = [this.carry.subarray(0, this.carryLen)];
+    if (this.cur) parts.push(this.cur.subarray(this.pos));
+    parts.push(...this.queue);
+    const out = Buffer.concat(parts);
+    this.consumed += out.length - this.carryLen;
+    this.cur = null;
+    this.queue.length = 0;
+    this.carryLen = 0;
+    return out;
+  }
+
   next(): number {
     for (;;) {
       let cur = this.cur;
