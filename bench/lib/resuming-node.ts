@@ -5,7 +5,7 @@
 // seqs reached it. Used by the fleet tests and the cluster benchmark.
 import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { encodeFrame, encodeHello, T_ACK, T_ERROR, T_WELCOME } from '../../src/protocol/binary-protocol.js';
+import { encodeFrame, encodeHello, T_ACK, T_ERROR, T_WELCOME } from './engine-api.js';
 import { MessageReader, TS0 } from './frames.js';
 
 export interface ResumingNodeOptions {
@@ -19,6 +19,8 @@ export interface ResumingNodeOptions {
   reconnectMs?: number;
   /** Unacked frames kept at most; beyond it the oldest is dropped and counted. */
   maxBuffered?: number;
+  /** Detections per frame (1: small frames; many make a tracker's input pipe fill sooner). */
+  detections?: number;
 }
 
 /** One outage: the connection closed at `closedAt`; the first ack on a later connection came at `resumedAt` (null: not yet). */
@@ -45,6 +47,8 @@ export class ResumingNode {
   /** Errors by code, as the hosts sent them. */
   readonly errors = new Map<string, number>();
   readonly outages: Outage[] = [];
+  /** Welcomes whose last_seq was below the highest seq already acked (first few). */
+  readonly welcomesBehind: Array<{ lastSeq: number; acked: number }> = [];
   /** Every connection's end, for diagnosis: close reasons seen. */
   lastError: string | null = null;
 
@@ -81,7 +85,9 @@ export class ResumingNode {
   /** Generates the next frame (buffered; sent at once when connected). */
   frame(): number {
     const seq = ++this.seq;
-    const bytes = encodeFrame({ seq, timestamp: this.ts0 + seq, delay: [10 + (seq % 50)], doppler: [1], snr: [9] });
+    const n = this.o.detections ?? 1;
+    const delay = Array.from({ length: n }, (_, i) => 10 + ((seq + i) % 50));
+    const bytes = encodeFrame({ seq, timestamp: this.ts0 + seq, delay, doppler: delay.map((d) => d / 7), snr: delay.map(() => 9) });
     this.buf.push({ seq, bytes });
     if (this.buffered > this.maxBuffered) {
       this.head++;
@@ -133,6 +139,8 @@ export class ResumingNode {
     if (m.t === T_WELCOME) {
       const last = typeof m.last_seq === 'number' ? m.last_seq : 0;
       this.welcomes++;
+      // A resume point behind what was acked: the host did not know where the node was.
+      if (last < this.acked) this.welcomesBehind.push({ lastSeq: last, acked: this.acked });
       this.welcomedAt = Math.max(this.welcomedAt, last);
       this.settle(last);
       // Resend everything the host has not got, in order.
