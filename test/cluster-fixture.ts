@@ -17,6 +17,8 @@ import { REDIS_SERVER, RedisServer } from './redis-server.js';
 export const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 export const FLEET_TOKEN = 'fleet-secret';
 export const FLEET_API_TOKEN = 'fleet-control';
+/** How long a `slow-` node's tracker reads nothing after it starts. */
+export const SLOW_TRACKER_S = 4;
 export const HOST_IDS = ['host-a', 'host-b', 'host-c', 'host-d', 'host-e'];
 
 // Debian installs both in /usr/sbin, which is not on every user's PATH.
@@ -263,13 +265,17 @@ export class Fleet {
       http: { host: '127.0.0.1', port: httpPort, api_token: FLEET_API_TOKEN },
       tracker: {
         // Every input line appended to the node's file on this host: what the tracker received.
-        command: ['sh', '-c', 'exec cat >> "$0"', join(dir, 'input', '{node_id}.jsonl')],
+        // A node whose id starts with `slow-` gets a tracker that reads nothing for its first
+        // SLOW_TRACKER_S: its input pipe fills and frames wait in the host's ring.
+        command: ['sh', '-c', `case "$1" in slow-*) sleep ${SLOW_TRACKER_S};; esac; exec cat >> "$0"`, join(dir, 'input', '{node_id}.jsonl'), '{node_id}'],
         input: 'stdin', stop_grace_ms: 2000,
       },
       agents: { key_file: keyFile },
       // The balancer sees /readyz fail within its check interval, then the host stops accepting.
       shutdown: { deadline_ms: 15000, drain_grace_ms: 600 },
       log: { level: o.logLevel, format: 'json' },
+      // Tests move nodes between hosts far more often than the flapping guard allows.
+      limits: { reconnect_max: 0 },
     };
     const cfg: Record<string, unknown> = {
       ...base, output_dir: output, shards: o.shards,
