@@ -156,6 +156,18 @@ export const workload = defineWorkload({
       const until = async (t: number): Promise<void> => { const d = t - performance.now(); if (d > 0) await sleep(d); };
       cpu.sample(fleet.hosts);
       nodes.start(o.fps, 2000);
+      // Every 2 s: what the nodes generated, got acked, hold unacked, and how many are connected.
+      const timeline: Array<Record<string, number>> = [];
+      const gen0 = process.cpuUsage();
+      const tick = setInterval(() => {
+        const u = process.cpuUsage(gen0);
+        timeline.push({
+          t_s: round((performance.now() - t0) / 1000, 1), generated: nodes.generated, acked: nodes.ackedTotal,
+          unacked: nodes.nodes.reduce((k, n) => k + n.buffered, 0), connected: nodes.nodes.filter((n) => n.connected).length,
+          generator_cpu_s: round((u.user + u.system) / 1e6, 2),
+        });
+      }, 2000);
+      tick.unref();
       await sleep(Math.max(3, warm) * 1000);
       const r0 = await commandCalls(redisPort);
       const rt0 = performance.now();
@@ -185,6 +197,7 @@ export const workload = defineWorkload({
       await until(at(1));
       cpu.sample(fleet.hosts);
       nodes.pause();
+      clearInterval(tick);
       const rEnd = await commandCalls(redisPort);
       const allAcked = await untilAcked(nodes, 30);
       await deliveriesSettled(fleet, 20);
@@ -234,6 +247,7 @@ export const workload = defineWorkload({
           fleet_whole_run: { cpu_s: round(cpuTotal, 2), us_per_delivered_frame: round((cpuTotal / Math.max(1, d.total)) * 1e6, 1) },
         },
         crashes: fleet.crashes,
+        timeline,
         node_errors: Object.fromEntries([...nodes.nodes.reduce((m, n) => { for (const [k, v] of n.errors) m.set(k, (m.get(k) ?? 0) + v); return m; }, new Map<string, number>())]),
       };
       const summary = `cluster: acked lost ${lost} (goal 0), duplicates ${d.duplicates}, takeover p50/p99 kill ${result.takeover_ms.after_kill.p50}/${result.takeover_ms.after_kill.p99} ms, `

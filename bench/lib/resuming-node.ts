@@ -174,12 +174,17 @@ export class ResumingNode {
   private flush(): void {
     const s = this.socket;
     if (!s || !this.welcomed) return;
-    let i = this.head;
-    while (i < this.buf.length && this.buf[i]!.seq <= this.sentUpTo) i++;
+    // The buffer is in seq order: the first unsent frame by binary search (a backlog can be long).
+    let lo = this.head;
+    let hi = this.buf.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.buf[mid]!.seq <= this.sentUpTo) lo = mid + 1; else hi = mid;
+    }
+    let i = lo;
     const out: Buffer[] = [];
     for (; i < this.buf.length; i++) {
       const f = this.buf[i]!;
-      if (f.seq <= this.sentUpTo) continue;
       out.push(f.bytes);
       if (f.seq <= this.sentBefore) this.resent++;
       this.sentUpTo = f.seq;
