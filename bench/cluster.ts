@@ -46,7 +46,7 @@ function redisInfo(port: number, section: string): Promise<Map<string, string>> 
   return new Promise((resolve, reject) => {
     const s = connect(port, '127.0.0.1');
     let got = '';
-    const t = setTimeout(() => { s.destroy(); reject(new Error('redis INFO timed out')); }, 3000);
+    const t = setTimeout(() => { s.destroy(); reject(new Error('redis INFO timed out')); }, 5000);
     s.on('connect', () => s.write(`INFO ${section}\r\n`));
     s.on('data', (d) => {
       got += d.toString('latin1');
@@ -67,10 +67,13 @@ function redisInfo(port: number, section: string): Promise<Map<string, string>> 
   });
 }
 
-/** Commands by name since the start (INFO commandstats: `cmdstat_x:calls=N,...`). */
-async function commandCalls(port: number): Promise<Record<string, number>> {
+/** Commands by name since the start (INFO commandstats: `cmdstat_x:calls=N,...`); null when Redis did not answer (three tries). */
+async function commandCalls(port: number): Promise<Record<string, number> | null> {
   const out: Record<string, number> = {};
-  for (const [k, v] of await redisInfo(port, 'commandstats')) {
+  let info: Map<string, string> | null = null;
+  for (let i = 0; i < 3 && info === null; i++) info = await redisInfo(port, 'commandstats').catch(() => null);
+  if (info === null) return null;
+  for (const [k, v] of info) {
     const calls = /calls=(\d+)/.exec(v);
     // INFO is this benchmark asking.
     if (k.startsWith('cmdstat_') && k !== 'cmdstat_info' && calls) out[k.slice(8)] = Number(calls[1]);
@@ -222,8 +225,8 @@ export const workload = defineWorkload({
       const kill = gaps(tKill, tKill + 10000);
       const drain = gaps(tDrain, tDrained + 1000);
       const sum = (r: Record<string, number>): number => Object.values(r).reduce((a, b) => a + b, 0);
-      const redisOps = sum(r1) - sum(r0);
-      const byCmd = Object.fromEntries(Object.entries(r1).map(([k, v]) => [k, round((v - (r0[k] ?? 0)) / redisSteadyS, 1)]).filter(([, v]) => (v as number) > 0));
+      const redisOps = r0 && r1 ? sum(r1) - sum(r0) : null;
+      const byCmd = r0 && r1 ? Object.fromEntries(Object.entries(r1).map(([k, v]) => [k, round((v - (r0[k] ?? 0)) / redisSteadyS, 1)]).filter(([, v]) => (v as number) > 0)) : null;
       const overhead = baseline ? round((steady.us_per_frame / baseline.us_per_frame - 1) * 100, 1) : null;
       const result = {
         ...header('cluster', o),
@@ -238,8 +241,8 @@ export const workload = defineWorkload({
           after_drain: { ...percentiles(drain.map((x) => round(x, 1))), still_waiting: pending(tDrain, tDrained + 1000), drain_s: round((tDrained - tDrain) / 1000, 2), exit_code: drainCode },
         },
         redis: {
-          ops_per_s_steady: round(redisOps / redisSteadyS, 1), by_command_per_s: byCmd,
-          ops_whole_run: sum(rEnd) - sum(r0),
+          ops_per_s_steady: redisOps === null ? null : round(redisOps / redisSteadyS, 1), by_command_per_s: byCmd,
+          ops_whole_run: r0 && rEnd ? sum(rEnd) - sum(r0) : null,
         },
         cpu: {
           baseline_one_host_no_redis: baseline, fleet_steady: steady,
