@@ -5,7 +5,7 @@
 // {host dir}/input/{node_id}.jsonl, so a test can tell which frames each host's
 // trackers received. Used by test/cluster-fleet.test.ts and bench/cluster.ts.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -111,9 +111,15 @@ export class FleetHost {
     }, `${this.id} ready on http ${this.httpPort}`, timeoutMs);
   }
 
-  /** kill -9: no drain, nothing flushed (the trackers see their input close). */
-  kill(): Promise<void> {
-    return this.signal('SIGKILL');
+  /** Tracker pids of runs that were killed: they outlive the host (they read their input to the end), and dispose() ends them. */
+  readonly orphans: number[] = [];
+
+  /** kill -9: no drain, nothing flushed (the trackers see their input close and finish on their own). */
+  async kill(): Promise<void> {
+    if (!this.proc) return;
+    const r = await Promise.race([this.api('/api/v1/trackers').catch(() => null), new Promise<null>((res) => setTimeout(() => res(null), 2000))]);
+    for (const t of (r?.json?.trackers ?? []) as Array<{ pid: number | null }>) if (typeof t.pid === 'number') this.orphans.push(t.pid);
+    await this.signal('SIGKILL');
   }
 
   /** SIGTERM: the host drains and exits; resolves with its exit code. */
@@ -394,7 +400,20 @@ export class Fleet {
 
   /** Stops everything this fleet started and removes its files. */
   async dispose(): Promise<void> {
-    await Promise.all(this.hosts.map((h) => h.kill().catch(() => undefined)));
+    // SIGTERM stops each host's trackers with it; one that does not exit in time is killed.
+    await Promise.all(this.hosts.map(async (h) => {
+      const t = setTimeout(() => void h.kill(), 8000);
+      await h.term().catch(() => undefined);
+      clearTimeout(t);
+    }));
+    for (const pid of this.hosts.flatMap((h) => h.orphans)) {
+      // Only a tracker stand-in of ours (sh or cat writing into this fleet's directory).
+      let what = '';
+      try { what = readFileSync(`/proc/${pid}/cmdline`, 'utf8') + readlinkSync(`/proc/${pid}/fd/1`); } catch { /* gone, or not ours */ }
+      if (what.includes(this.dir)) {
+        try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+      }
+    }
     const b = this.balancer;
     if (b && b.exitCode === null && b.signalCode === null) {
       await new Promise((r) => { b.once('exit', r); b.kill('SIGTERM'); });
