@@ -214,7 +214,7 @@ export class Engine {
     mountNodeApi(this.http, this.nodes, config.http.api_token, config.http.max_body_bytes, (msg, obj) => this.log.info(obj, msg));
     mountStatusPage(this.http);
     if (this.trackers) mountTrackerApi(this.http, this.trackers, config.http.api_token, config.http.open_reads);
-    this.push = new PushRegistry({ outputDir: config.output_dir, outputDate: config.output_date, apiForward: () => this.config.api_forward, log: this.log });
+    this.push = new PushRegistry({ outputDir: config.output_dir, outputDate: config.output_date, apiForward: () => this.config.api_forward, log: this.log, host: config.cluster?.host_id });
     this.pushCounts = mountPushApi(this.http, {
       registry: this.push,
       authenticates: (name, token) => (!this.nodeToken.disabledFor(name) && this.nodeToken.matches(name, token))

@@ -51,6 +51,8 @@ export class NodeEntry {
   protocol: Protocol | null = null;
   remote = '';
   group: string | undefined;
+  /** Cluster: the fence of this host's lease on the node (0: single host, or served unfenced while Redis was down). */
+  fence = 0;
   constructor(readonly id: string, readonly ringId: number, readonly ring: SharedArrayBuffer) {
     this.reader = new RingReader(ring);
   }

@@ -10,6 +10,7 @@ import { Lru } from '../util/lru.js';
 import { RateLimit } from '../telemetry/rate-limit.js';
 import { ApiForwarder } from '../tracker/api-forwarder.js';
 import { TrackFileWriter } from '../tracker/track-output.js';
+import { withProvenance } from '../tracker/track-provenance.js';
 import type { TrackBatch } from './track-batch.js';
 import { TrackTally } from './track-tally.js';
 
@@ -39,6 +40,8 @@ export interface PushRegistryOptions {
   log: Logger;
   now?: () => number;
   capacity?: number;
+  /** Cluster: this host's id. Files are `{name}_{host}_{date}.jsonl` and every event carries node_id, host and fence 0 (a push holds no lease). */
+  host?: string | undefined;
 }
 
 class PushNode {
@@ -116,9 +119,11 @@ export class PushRegistry {
     if (batch.lines.length === 0) return;
     const writer = node.writer ??= this.openWriter(name);
     const forwarder = this.forwarderOf(node);
+    const host = this.opts.host;
     for (const l of batch.lines) {
-      writer.write(l.text);
-      forwarder?.enqueue(l.text);
+      const text = host === undefined ? l.text : withProvenance(l.text, JSON.parse(l.text) as Record<string, unknown>, { nodeId: name, host, fence: 0, runId: null });
+      writer.write(text);
+      forwarder?.enqueue(text);
       if (l.trackId !== null) node.tally.update(l.trackId, l.length);
     }
     node.events += batch.lines.length;
@@ -170,6 +175,7 @@ export class PushRegistry {
       outputDir: this.opts.outputDir,
       date: this.opts.outputDate,
       name,
+      host: this.opts.host,
       now: this.now,
       onError: (err) => this.opts.log.error({ node: name, err: err.message }, 'track file error'),
     });

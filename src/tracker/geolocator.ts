@@ -155,6 +155,7 @@ export class GeolocatorStage {
     this.output = new TrackFileWriter({
       outputDir: ctx.config.output_dir,
       name: `${name}_solutions`,
+      host: ctx.config.cluster?.host_id,
       now: ctx.now,
       onError: (err) => ctx.log.error({ tracker: name, err: err.message }, 'solutions file error'),
     });

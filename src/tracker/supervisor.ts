@@ -29,6 +29,7 @@ import { addOutputCounts, zeroOutputCounts, type OutputCounts } from './output-c
 import { resolveTrackerCommand, type TrackerCommand } from './tracker-command.js';
 import { TrackerInstance, type InstanceContext, type InstanceSpec, type InstanceView } from './tracker-instance.js';
 import { RunIds } from './run-id.js';
+import { runIdFor } from './track-provenance.js';
 
 export const TRACKER_STATES: readonly (TrackerPhase | 'probe_error')[] = [
   'idle', 'starting', 'running', 'outage', 'stopping', 'stopped', 'backoff', 'failed', 'probe_error',
@@ -166,7 +167,7 @@ export class TrackerSupervisor implements RingSink {
       },
       ...(opts.probe ? { probe: opts.probe } : {}),
       geolocators: createGeolocatorShared(c, opts.portIsFree),
-      nextRunId: () => this.runIds.next(),
+      nextRunId: (node) => runIdFor(this.config.cluster, node.fence, this.runIds.next()),
     };
   }
 

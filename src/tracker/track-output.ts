@@ -2,7 +2,9 @@
 // appended to one JSONL file per day (TrackFileWriter),
 // `{outputDir}/{name}_{YYYY-MM-DD}.jsonl` as tracker-host names them. The day is
 // the host's local date by default (tracker-host's rule; config `output_date`),
-// or the UTC date.
+// or the UTC date. On a host of a cluster the file also names the host,
+// `{name}_{host}_{YYYY-MM-DD}.jsonl`, so hosts sharing an output directory never
+// append to one file.
 //
 // TrackFileWriter never throws from write(): file-system errors (EACCES,
 // ENOSPC, a missing mount, ...) go to `onError`, the lines that could not be
@@ -25,6 +27,8 @@ export interface TrackFileWriterOptions {
   outputDir: string;
   /** Tracker name: the file-name prefix. Must not contain path separators. */
   name: string;
+  /** Cluster: this host's id, put between the name and the date. Absent: `{name}_{date}.jsonl`. */
+  host?: string | undefined;
   /** Clock in ms since the epoch; decides the file's date at each write. Default Date.now. */
   now?: () => number;
   /** "local" (default): the file is named by the date in `timeZone`; "utc": by the UTC date. */
@@ -52,15 +56,20 @@ export interface TrackFileWriterStats {
   errors: number;
 }
 
-/** `{name}_{YYYY-MM-DD}.jsonl` for the date of `ms` (UTC unless `date` is "local"). */
-export function trackFileName(name: string, ms: number, date: OutputDate = 'utc', timeZone?: string): string {
-  return `${name}_${dayOf(ms, date, timeZone).date}.jsonl`;
+/** `{name}_{YYYY-MM-DD}.jsonl` for the date of `ms` (UTC unless `date` is "local"); `{name}_{host}_{YYYY-MM-DD}.jsonl` with a host. */
+export function trackFileName(name: string, ms: number, date: OutputDate = 'utc', timeZone?: string, host?: string): string {
+  return fileNameFor(name, dayOf(ms, date, timeZone).date, host);
+}
+
+function fileNameFor(name: string, day: string, host: string | undefined): string {
+  return host === undefined ? `${name}_${day}.jsonl` : `${name}_${host}_${day}.jsonl`;
 }
 
 /** Appends track lines to `{outputDir}/{name}_{YYYY-MM-DD}.jsonl`, one file per (local or UTC) day. */
 export class TrackFileWriter {
   readonly outputDir: string;
   readonly name: string;
+  readonly host: string | undefined;
 
   private readonly now: () => number;
   private readonly date: OutputDate;
@@ -92,6 +101,10 @@ export class TrackFileWriter {
     }
     this.outputDir = opts.outputDir;
     this.name = name;
+    if (opts.host !== undefined && (opts.host === '' || /[/\\\0]/.test(opts.host))) {
+      throw new TypeError(`invalid host id for a file name: ${JSON.stringify(opts.host)}`);
+    }
+    this.host = opts.host;
     this.now = opts.now ?? Date.now;
     this.date = opts.date ?? 'local';
     this.timeZone = opts.timeZone;
@@ -176,7 +189,7 @@ export class TrackFileWriter {
     if (switching) this.counters.rotations++;
     this.hadFile = true;
 
-    const path = join(this.outputDir, `${this.name}_${day.date}.jsonl`);
+    const path = join(this.outputDir, fileNameFor(this.name, day.date, this.host));
     this.path = path;
     try {
       mkdirSync(this.outputDir, { recursive: true });

@@ -20,6 +20,7 @@ import { TrackerProcess } from './tracker-process.js';
 import { RemoteTracker, type TrackerHandle } from './remote-tracker.js';
 import { TrackFileWriter } from './track-output.js';
 import { classifyTrackLine, type OutputSkipReason } from './track-line.js';
+import { withProvenance } from './track-provenance.js';
 import { zeroOutputCounts, type OutputCounts } from './output-counts.js';
 import type { EngineProbe } from '../nodes/ring-sink.js';
 
@@ -61,8 +62,8 @@ export interface InstanceContext {
   probe?: EngineProbe;
   /** Ports and retired counters of geolocators. */
   geolocators: GeolocatorShared;
-  /** A run id for each tracker process spawned (run-id.ts); none: no `{run_id}`. */
-  nextRunId?(): string;
+  /** A run id for each tracker process spawned (run-id.ts; with a cluster, track-provenance.ts); none: no `{run_id}`. */
+  nextRunId?(node: NodeEntry): string;
 }
 
 /** The API's view of an instance (GET /api/v1/trackers). */
@@ -177,6 +178,7 @@ export class TrackerInstance {
       name: spec.name,
       now: ctx.now,
       date: ctx.config.output_date,
+      host: ctx.config.cluster?.host_id,
       onError: (err) => ctx.log.error({ tracker: spec.name, err: err.message }, 'track file error'),
     });
     this.warnLimit = new RateLimit(SKIP_WARNINGS_PER_10S, 10_000, ctx.now);
@@ -389,6 +391,8 @@ export class TrackerInstance {
   private spawn(): void {
     const c = this.ctx.config;
     const spec = this.spec;
+    // Taken at spawn: with a cluster it holds the fence this process runs under.
+    const runId = spec.remoteHost === undefined && this.ctx.nextRunId ? this.ctx.nextRunId(this.node) : undefined;
     const opts = {
       command: this.ctx.command.argv,
       ...(this.ctx.command.cwd !== undefined ? { cwd: this.ctx.command.cwd } : {}),
@@ -396,7 +400,7 @@ export class TrackerInstance {
       nodeId: spec.nodeId,
       ...(spec.port !== undefined ? { port: spec.port } : {}),
       ...(spec.trackerConfig ? { configPath: trackerConfigPath(this.ctx.command, spec.trackerConfig) } : {}),
-      ...(spec.remoteHost === undefined && this.ctx.nextRunId ? { runId: this.ctx.nextRunId() } : {}),
+      ...(runId !== undefined ? { runId } : {}),
       input: c.tracker.input,
       ...(this.ctx.command.parentPipe === true && c.tracker.input === 'tcp' ? { parentPipe: true } : {}),
       connectRetries: c.tcp_connect_retries,
@@ -404,7 +408,7 @@ export class TrackerInstance {
       startupDelayMs: c.startup_delay_sec * 1000,
       failStopGraceMs: c.tracker.stop_grace_ms,
       now: this.ctx.now,
-      trackLine: (line: string) => this.trackLine(line),
+      trackLine: (line: string) => this.trackLine(line, runId ?? null),
       stderrLine: (line: string) => this.stderrLine(line),
       onExit: (code: number | null, signal: NodeJS.Signals | null) => {
         if (this.proc !== proc) return;
@@ -476,7 +480,7 @@ export class TrackerInstance {
    * One stdout line: a JSON object is a track event (stored, forwarded, folded
    * into the active tracks); anything else is skipped, counted and warned about.
    */
-  private trackLine(line: string): void {
+  private trackLine(line: string, runId: string | null): void {
     const t = classifyTrackLine(line);
     if (t.kind === 'blank') return;
     if (t.kind === 'skip') {
@@ -486,8 +490,11 @@ export class TrackerInstance {
     }
     const now = this.ctx.now();
     this.lastOutputAt = now;
-    this.output.write(t.text);
-    this.forwarder?.enqueueJson(t.text);
+    // With a cluster, the host's fence on the node now (it may have changed since the spawn).
+    const host = this.ctx.config.cluster?.host_id;
+    const text = host === undefined ? t.text : withProvenance(t.text, t.event, { nodeId: this.spec.nodeId, host, fence: this.node.fence, runId });
+    this.output.write(text);
+    this.forwarder?.enqueueJson(text);
     this.geolocator?.offer(t.text);
     this.tracks.observe(t.event, now);
   }
