@@ -187,7 +187,7 @@ export const workload = defineWorkload({
       await victim.kill();
       log(`killed ${victim.id} at ${round((tKill - t0) / 1000, 1)} s`);
       await until(at(0.45));
-      await victim.start();
+      await victim.start(60000);
       await until(at(0.6));
       const drained = fleet.hosts[1]!;
       const tDrain = performance.now();
@@ -196,7 +196,7 @@ export const workload = defineWorkload({
       const tDrained = performance.now();
       log(`drained ${drained.id} in ${round((tDrained - tDrain) / 1000, 1)} s (exit ${drainCode})`);
       await until(at(0.8));
-      await drained.start();
+      await drained.start(60000);
       await until(at(1));
       cpu.sample(fleet.hosts);
       nodes.pause();
