@@ -130,7 +130,8 @@ export const workload = defineWorkload({
     const ack = o.ackRing ? 'ring' : 'delivered';
     const maxNodes = o.nodes + 50;
     const warm = Math.min(5, o.duration * 0.1);
-    const log = (s: string): void => { process.stderr.write(`cluster: ${s}\n`); };
+    const started = performance.now();
+    const log = (s: string): void => { process.stderr.write(`cluster: [${round((performance.now() - started) / 1000, 1)} s] ${s}\n`); };
 
     // 1. One host, no Redis, same balancer and load: the baseline cost of a frame.
     let baseline: Awaited<ReturnType<typeof steadyCost>> | null = null;
@@ -172,13 +173,15 @@ export const workload = defineWorkload({
       }, 2000);
       tick.unref();
       await sleep(Math.max(3, warm) * 1000);
+      log('warm');
       const r0 = await commandCalls(redisPort);
+      log('redis INFO');
       const rt0 = performance.now();
       const steadyS = Math.max(2, o.duration * 0.3 - Math.max(3, warm) - 1);
       const steady = await steadyCost(fleet, steadyS);
       const r1 = await commandCalls(redisPort);
       const redisSteadyS = (performance.now() - rt0) / 1000;
-      log(`fleet steady: ${steady.us_per_frame} us CPU per delivered frame, ${steady.frames_per_s} frames/s`);
+      log(`fleet steady (${round(redisSteadyS, 1)} s window): ${steady.us_per_frame} us CPU per delivered frame, ${steady.frames_per_s} frames/s`);
 
       await until(at(0.3));
       const victim = fleet.hosts[0]!;
@@ -222,8 +225,11 @@ export const workload = defineWorkload({
       const gaps = (from: number, to: number): number[] => nodes.nodes.flatMap((n) => n.outages
         .filter((x) => x.closedAt >= from && x.closedAt < to && x.resumedAt !== null).map((x) => x.resumedAt! - x.closedAt));
       const pending = (from: number, to: number): number => nodes.nodes.reduce((k, n) => k + n.outages.filter((x) => x.closedAt >= from && x.closedAt < to && x.resumedAt === null).length, 0);
-      const kill = gaps(tKill, tKill + 10000);
-      const drain = gaps(tDrain, tDrained + 1000);
+      // A connection closes only when its host goes (the restarts close none): every close
+      // between the kill and the drain is the kill's, every later one the drain's.
+      const tEnd = performance.now();
+      const kill = gaps(tKill, tDrain);
+      const drain = gaps(tDrain, tEnd);
       const sum = (r: Record<string, number>): number => Object.values(r).reduce((a, b) => a + b, 0);
       const redisOps = r0 && r1 ? sum(r1) - sum(r0) : null;
       const byCmd = r0 && r1 ? Object.fromEntries(Object.entries(r1).map(([k, v]) => [k, round((v - (r0[k] ?? 0)) / redisSteadyS, 1)]).filter(([, v]) => (v as number) > 0)) : null;
@@ -237,8 +243,8 @@ export const workload = defineWorkload({
         duplicates_delivered: d.duplicates,
         resent_by_nodes: nodes.nodes.reduce((k, n) => k + n.resent, 0),
         takeover_ms: {
-          after_kill: { ...percentiles(kill.map((x) => round(x, 1))), still_waiting: pending(tKill, tKill + 10000) },
-          after_drain: { ...percentiles(drain.map((x) => round(x, 1))), still_waiting: pending(tDrain, tDrained + 1000), drain_s: round((tDrained - tDrain) / 1000, 2), exit_code: drainCode },
+          after_kill: { ...percentiles(kill.map((x) => round(x, 1))), still_waiting: pending(tKill, tDrain) },
+          after_drain: { ...percentiles(drain.map((x) => round(x, 1))), still_waiting: pending(tDrain, tEnd), drain_s: round((tDrained - tDrain) / 1000, 2), exit_code: drainCode },
         },
         redis: {
           ops_per_s_steady: redisOps === null ? null : round(redisOps / redisSteadyS, 1), by_command_per_s: byCmd,
