@@ -126,7 +126,11 @@ export const workload = defineWorkload({
   options: OPTIONS,
   async run(o) {
     if (fleetSkip) throw new Error(fleetSkip);
-    boundRun(o.duration + o.baseline + 240);
+    boundRun(o.duration + o.baseline + 600);
+    // The engines, HAProxy and Redis are child processes: never leave them behind (time bound, Ctrl-C).
+    const live = new Set<Fleet>();
+    process.once('exit', () => { for (const f of live) f.killNow(); });
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
     const ack = o.ackRing ? 'ring' : 'delivered';
     const maxNodes = o.nodes + 50;
     const warm = Math.min(5, o.duration * 0.1);
@@ -137,6 +141,7 @@ export const workload = defineWorkload({
     let baseline: Awaited<ReturnType<typeof steadyCost>> | null = null;
     if (o.baseline > 0) {
       const single = await Fleet.start({ hosts: 1, cluster: false, ack, maxNodes, logLevel: 'warn' });
+      live.add(single);
       const nodes = new NodeFleet(ids(o.nodes), { host: '127.0.0.1', port: single.nodePort, token: FLEET_TOKEN, maxBuffered: 100000 });
       try {
         nodes.start(o.fps, 2000);
@@ -146,11 +151,13 @@ export const workload = defineWorkload({
       } finally {
         nodes.stop();
         await single.dispose();
+        live.delete(single);
       }
     }
 
     // 2. The fleet: steady window, kill one host, start it again, drain another, start it again.
     const fleet = await Fleet.start({ hosts: 3, cluster: true, leaseMs: o.leaseMs, ack, maxNodes, logLevel: 'warn' });
+    live.add(fleet);
     const nodes = new NodeFleet(ids(o.nodes), { host: '127.0.0.1', port: fleet.nodePort, token: FLEET_TOKEN, maxBuffered: 100000 });
     const redisPort = fleet.redis!.port;
     const cpu = new EngineCpu();
