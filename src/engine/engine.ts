@@ -40,6 +40,7 @@ import { readAccess } from '../http/auth.js';
 import { listenAs } from './listen-error.js';
 import { PushRegistry } from '../server-mode/push-registry.js';
 import { mountPushApi, type PushCounts } from '../server-mode/push-api.js';
+import { ClusterView } from './cluster-view.js';
 
 export interface EngineOptions {
   config: Config;
@@ -82,6 +83,8 @@ export class Engine {
   private readonly pushCounts: PushCounts;
   /** The tracker supervisor (sink "trackers"), else null. */
   readonly trackers: TrackerSupervisor | null = null;
+  /** The fleet view and Redis health (a `cluster` section), else null. */
+  readonly cluster: ClusterView | null = null;
   /** Active deep traces (main-thread side: delivery logging). */
   private readonly traces = new DeepTraces();
   private readonly heartbeats = new WriteHeartbeats();
@@ -213,7 +216,17 @@ export class Engine {
     this.agents.mount(this.http);
     mountNodeApi(this.http, this.nodes, config.http.api_token, config.http.max_body_bytes, (msg, obj) => this.log.info(obj, msg));
     mountStatusPage(this.http);
-    if (this.trackers) mountTrackerApi(this.http, this.trackers, config.http.api_token, config.http.open_reads);
+    if (config.cluster) {
+      this.cluster = new ClusterView({
+        cluster: config.cluster, http: this.http, apiToken: config.http.api_token, openReads: config.http.open_reads,
+        nodes: () => this.nodes.nodes.values(), trackers: this.trackers, registry: this.metrics.registry,
+        draining: () => this.stopping !== null, log: this.log,
+      });
+    }
+    if (this.trackers) {
+      mountTrackerApi(this.http, this.trackers, config.http.api_token, config.http.open_reads,
+        this.cluster ? (res) => this.cluster!.answerTrackers(res) : null);
+    }
     this.push = new PushRegistry({ outputDir: config.output_dir, outputDate: config.output_date, apiForward: () => this.config.api_forward, log: this.log, host: config.cluster?.host_id });
     this.pushCounts = mountPushApi(this.http, {
       registry: this.push,
@@ -274,7 +287,7 @@ export class Engine {
 
   /** Readiness checks (a load balancer should send nodes here only when all pass). */
   readiness(): Record<string, Check> {
-    return readinessChecks({
+    const checks = readinessChecks({
       tcpEnabled: this.config.tcp_server.enabled,
       tcpListening: this.tcp?.listening === true,
       shardsDown: this.pool.slots.filter((s) => !s.ready).map((s) => s.id),
@@ -282,6 +295,7 @@ export class Engine {
       ...(this.trackers ? { trackers: this.trackers.health() } : {}),
       sources: ingestSources(this.config, this.trackers !== null),
     });
+    return this.cluster ? { ...checks, cluster: this.cluster.check() } : checks;
   }
 
   /** Starts shards, then the TCP and HTTP listeners. */
@@ -295,6 +309,7 @@ export class Engine {
     await this.pool.start();
     this.trackers?.start();
     this.httpAddress = await listenAs('http.port', 'http.host', c.http.host, c.http.port, () => this.http.listen(c.http.port, c.http.host));
+    this.cluster?.start(this.httpAddress);
     if (c.tcp_server.enabled) {
       // The node port: PROXY header and TLS (if configured), then the handoff.
       const listener = new NodeListener({
@@ -375,7 +390,8 @@ export class Engine {
           if (this.sweep) clearInterval(this.sweep);
           this.rings.sweep(this.nodes);
         },
-      });
+      }).finally(() => this.cluster?.stop());
+      this.cluster?.drainBegan();
     }
     return this.stopping;
   }

@@ -69,4 +69,9 @@ export const CLUSTER_M = {
   leaseLosses: `${PREFIX}cluster_lease_losses_total`,
   handoversRequested: `${PREFIX}cluster_handovers_requested_total`,
   handoverRequestsReceived: `${PREFIX}cluster_handover_requests_received_total`,
+  clusterUp: `${PREFIX}cluster_up`,
+  clusterDegraded: `${PREFIX}cluster_degraded`,
+  clusterHosts: `${PREFIX}cluster_hosts`,
+  clusterRedisRtt: `${PREFIX}cluster_redis_rtt_seconds`,
+  clusterRecordsInvalid: `${PREFIX}cluster_records_invalid_total`,
 } as const;

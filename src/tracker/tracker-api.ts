@@ -2,16 +2,26 @@
 // Reads are open like /metrics (operational state, no secrets) unless
 // http.open_reads is false; DELETE, which removes an auto-provisioned instance and
 // frees its port, always needs http.api_token.
+import type { ServerResponse } from 'node:http';
 import type { HttpServer } from '../http/server.js';
 import { sendJson } from '../http/server.js';
 import { controlToken, readAccess } from '../http/auth.js';
 import type { TrackerSupervisor } from './supervisor.js';
 import { describeCommand } from './tracker-command.js';
 
-export function mountTrackerApi(http: HttpServer, sup: TrackerSupervisor, apiToken: string, openReads = true): void {
+/**
+ * `clusterScope` answers ?scope=cluster (the whole fleet's trackers) on a host with a
+ * cluster section; without one that scope is 404.
+ */
+export function mountTrackerApi(http: HttpServer, sup: TrackerSupervisor, apiToken: string, openReads = true,
+  clusterScope: ((res: ServerResponse) => Promise<void>) | null = null): void {
   const control = controlToken(apiToken);
   const reads = readAccess(apiToken, openReads);
-  http.addRoute('GET', '/api/v1/trackers', (_req, res) => {
+  http.addRoute('GET', '/api/v1/trackers', (_req, res, url) => {
+    if (url.searchParams.get('scope') === 'cluster') {
+      if (clusterScope) return clusterScope(res);
+      return sendJson(res, 404, { error: 'scope=cluster needs a cluster section in the config (this host is alone)' });
+    }
     const list = sup.views();
     sendJson(res, 200, {
       trackers: list,
