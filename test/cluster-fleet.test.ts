@@ -371,7 +371,7 @@ describe('a fleet of three hosts behind HAProxy, coordinated through Redis', { s
     nodes.stop();
   });
 
-  test('Redis down: every host says so in radar_ingest_cluster_up and _degraded, and recovers', { todo: 'needs the cluster metrics' }, async () => {
+  test('Redis down: every host says so in radar_ingest_cluster_up and _degraded, and recovers', async () => {
     await allUp();
     const gauge = async (h: FleetHost, name: string): Promise<number | undefined> => (await h.metrics()).get(name);
     for (const h of fleet.hosts) assert.equal(await gauge(h, 'radar_ingest_cluster_up'), 1, `${h.id} cluster_up`);
