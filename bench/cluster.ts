@@ -126,6 +126,7 @@ export const workload = defineWorkload({
   options: OPTIONS,
   async run(o) {
     if (fleetSkip) throw new Error(fleetSkip);
+    const head = header('cluster', o); // when the run started
     boundRun(o.duration + o.baseline + 600);
     // The engines, HAProxy and Redis are child processes: never leave them behind (time bound, Ctrl-C).
     const live = new Set<Fleet>();
@@ -242,7 +243,7 @@ export const workload = defineWorkload({
       const byCmd = r0 && r1 ? Object.fromEntries(Object.entries(r1).map(([k, v]) => [k, round((v - (r0[k] ?? 0)) / redisSteadyS, 1)]).filter(([, v]) => (v as number) > 0)) : null;
       const overhead = baseline ? round((steady.us_per_frame / baseline.us_per_frame - 1) * 100, 1) : null;
       const result = {
-        ...header('cluster', o),
+        ...head,
         note: 'three engines, HAProxy, Redis, the node generator and the trackers share this machine; other jobs may load it too',
         hosts: 3, nodes: o.nodes, fps: o.fps, ack, duration_s: o.duration,
         frames: { generated: nodes.generated, acked, all_acked: allAcked, delivered_lines: d.total },
