@@ -68,6 +68,11 @@ export class LeaseKeeper {
     return this.opts.hostId;
   }
 
+  /** The command connection, for other fenced scripts (resume points). */
+  get redis(): Redis {
+    return this.cmd;
+  }
+
   /** Connects both connections; false when Redis did not answer (they keep trying). */
   async start(): Promise<boolean> {
     const results = await Promise.allSettled([this.cmd.connect(), this.sub.connect()]);

@@ -6,7 +6,7 @@ import type { Config } from '../config.js';
 import { ShardPool } from '../shard/shard-pool.js';
 import { ConnectionHandoff } from '../ingress/connection-handoff.js';
 import { NodeListener } from '../ingress/node-listener.js';
-import { NodeTable, type NodeHooks, type NodeEntry } from '../nodes/node-table.js';
+import { NodeTable, type NodeHooks, type NodeEntry, type NodeInfo, type Owner } from '../nodes/node-table.js';
 import { DiscardSink, type EngineProbe, type RingSink, type SinkAccounting } from '../nodes/ring-sink.js';
 import { Metrics, type Totals } from './metrics.js';
 import { HttpServer } from '../http/server.js';
@@ -41,6 +41,7 @@ import { listenAs } from './listen-error.js';
 import { PushRegistry } from '../server-mode/push-registry.js';
 import { mountPushApi, type PushCounts } from '../server-mode/push-api.js';
 import { ClusterView } from './cluster-view.js';
+import { ClusterOwnership } from './cluster-ownership.js';
 
 export interface EngineOptions {
   config: Config;
@@ -85,6 +86,8 @@ export class Engine {
   readonly trackers: TrackerSupervisor | null = null;
   /** The fleet view and Redis health (a `cluster` section), else null. */
   readonly cluster: ClusterView | null = null;
+  /** Several hosts (config `cluster`): node leases and the fleet's resume points; null for a single host. */
+  readonly ownership: ClusterOwnership | null = null;
   /** Active deep traces (main-thread side: delivery logging). */
   private readonly traces = new DeepTraces();
   private readonly heartbeats = new WriteHeartbeats();
@@ -160,11 +163,14 @@ export class Engine {
       ringBytes: config.ring.size_bytes,
       // Trackers read JSON lines: shards encode binary frames as JSON, where per-frame work is cheapest.
       ringFormat: this.trackers ? FORMAT_JSONL : FORMAT_ANY,
-      hooks: nodeHooks(this.trackers?.hooks ?? {}, opts.hooks, {
-        log: this.log,
-        agents: this.agents,
-        forget: (id) => { this.heartbeats.forget(id); this.traces.delete(id); },
-      }),
+      hooks: {
+        ...nodeHooks(this.trackers?.hooks ?? {}, opts.hooks, {
+          log: this.log,
+          agents: this.agents,
+          forget: (id) => { this.heartbeats.forget(id); this.traces.delete(id); },
+        }),
+        ...(config.cluster ? { onOwnership: (info: NodeInfo, owner: Owner) => this.ownership!.decide(info, owner.conn) } : {}),
+      },
       limits: nodeLimits(config),
       // Per-id state (flapping guard, resume points) for a few times the nodes the host may have.
       idCapacity: Math.max(1024, 4 * config.limits.max_nodes),
@@ -177,7 +183,7 @@ export class Engine {
         this.pool.send(owner.shard, { t: M_REFUSE, conn: owner.conn, node, error, ...(reason ? { reason } : {}) });
       },
       reconnect: reconnectGuard(config),
-      revoke: (owner, node) => this.pool.send(owner.shard, { t: M_REVOKE, conn: owner.conn, node }),
+      revoke: (owner, node, why) => this.pool.send(owner.shard, { t: M_REVOKE, conn: owner.conn, node, ...why }),
     });
     this.shardEvents = { handoff: this.handoff, nodes: this.nodes, log: this.log, errLimit: this.errLimit, offer: (n) => this.rings.offer(n) };
     this.metrics = new Metrics({
@@ -202,6 +208,13 @@ export class Engine {
       unhandled: () => this.unhandled,
       push: () => ({ requests: this.pushCounts, lines: this.push.lines, nodes: this.push.size }),
     });
+    if (config.cluster) {
+      this.ownership = new ClusterOwnership({
+        cluster: config.cluster, firstMessageTimeoutMs: config.limits.first_message_timeout_ms,
+        nodes: this.nodes, trackers: this.trackers, registry: this.metrics.registry, log: this.log,
+        connOpen: (conn) => { const h = this.handoff.conns.get(conn); return h !== undefined && h.closeReason === null && !h.socketClosed; },
+      });
+    }
     const h = config.http;
     this.http = new HttpServer((err) => this.logError('http', err), {
       maxConnections: h.max_connections, maxConnectionsPerSource: h.max_connections_per_source,
@@ -307,6 +320,7 @@ export class Engine {
     if (ingestSources(c, this.trackers !== null).length === 0) this.log.warn({ key: 'tcp_server.enabled' }, `${NO_SOURCE}; /readyz answers 503`);
     checkDescriptors(c, this.log);
     await this.pool.start();
+    await this.ownership?.start();
     this.trackers?.start();
     this.httpAddress = await listenAs('http.port', 'http.host', c.http.host, c.http.port, () => this.http.listen(c.http.port, c.http.host));
     this.cluster?.start(this.httpAddress);
@@ -380,6 +394,7 @@ export class Engine {
         get tcp() { return engine.tcp; },
         log: this.log, started: this.started, handoff: this.handoff, pool: this.pool,
         trackers: this.trackers, sink: this.sink, http: this.http, push: this.push, totals: () => this.totals(),
+        ...(this.ownership ? { handOver: (d: number) => this.ownership!.drain(d), leaveCluster: () => this.ownership!.stop() } : {}),
         stopBackground: () => {
           if (this.agentTimer) clearInterval(this.agentTimer);
           if (this.statusTimer) clearInterval(this.statusTimer);

@@ -30,6 +30,10 @@ export interface DrainParts {
   /** Stops the periodic ring sweep and offers every ring once more. */
   finalSweep(): void;
   totals(): Totals;
+  /** Several hosts: hand the nodes over to other hosts (gradually), before the other connections close. */
+  handOver?(deadline: number): Promise<unknown>;
+  /** Several hosts: the last resume points and lease releases, once the rings are drained. */
+  leaveCluster?(): Promise<void>;
 }
 
 export async function drain(p: DrainParts): Promise<void> {
@@ -47,6 +51,9 @@ export async function drain(p: DrainParts): Promise<void> {
   p.handoff.refusing = 'shutdown';
   const tcp = p.tcp;
   const tcpClosed = tcp ? new Promise<void>((r) => tcp.close(() => r())) : Promise.resolve();
+  // Several hosts: each node is handed over (its ring delivered, its tracker stopped, its
+  // lease released) so it resumes at once on another host; at most half the time left.
+  if (p.handOver) await p.handOver(Date.now() + Math.max(0, deadline - Date.now()) / 2);
   // The shards close their connections first, so binary nodes get RADAR_ERR_SHUTTING_DOWN
   // before the close; whatever they have not closed in time is closed here. The time
   // grows with the connections (10,000 take ~1 s to tell), at most a quarter of the deadline.
@@ -89,6 +96,7 @@ export async function drain(p: DrainParts): Promise<void> {
       : c.unread > 0 ? 'rings drained, but trackers exited without reading every frame handed to them' : 'rings drained to the trackers');
   }
   await p.sink.close?.();
+  await p.leaveCluster?.();
   await p.http.close();
   await p.push?.close(Math.max(0, deadline - Date.now()));
   p.log.info({ took_ms: Date.now() - t0 }, 'radar-ingest stopped');

@@ -21,12 +21,26 @@ export interface NodeInfo {
 
 export type NodeDecision = { accept: true } | { accept: false; reason: string; message: string };
 
+/**
+ * Whether this host may feed the node (several hosts: it holds the node's lease). `fence`:
+ * the lease's fence (0: unfenced); `resumeSeq`: the fleet's resume point for the node, written
+ * to its ring before the grant.
+ */
+export type OwnershipDecision =
+  | { ok: true; fence: number; resumeSeq?: number }
+  | { ok: false; reason: 'node_owned_elsewhere' | 'cluster_unavailable'; message: string };
+
 export interface NodeHooks {
   /**
    * A node the host has never seen sent its first message (the provisioning hook).
    * Refusing closes the connection with the message; the node may try again later.
    */
   onUnknownNode?(info: NodeInfo): NodeDecision | Promise<NodeDecision>;
+  /**
+   * Several hosts: awaited before provisioning and the grant, so no ring is granted and no
+   * tracker starts before this host owns the node. Absent: a single host, fence 0.
+   */
+  onOwnership?(info: NodeInfo, owner: Owner): Promise<OwnershipDecision>;
   onNodeConnected?(node: NodeEntry, info: NodeInfo): void;
   onNodeDisconnected?(node: NodeEntry): void;
   /** Heartbeats (frames are visible as ring writes). */
@@ -80,7 +94,7 @@ export interface NodeTableOptions {
   grant(owner: Owner, node: NodeEntry): void;
   refuse(owner: Owner, node: string, error: PlainError, reason?: CloseReason): void;
   /** Ask the owner's shard to stop writing; false when the shard is gone. */
-  revoke(owner: Owner, node: string): boolean;
+  revoke(owner: Owner, node: string, why?: { reason: 'superseded' | 'shutdown'; message: string }): boolean;
   now?: () => number;
   /** The flapping guard: more than `max` connections of one node within `windowMs` ban it for `banMs` (max 0: off). */
   reconnect?: { max: number; windowMs: number; banMs: number };
@@ -110,7 +124,7 @@ export class NodeTable {
   /** Rings released, and the frames taken out of them (totals must not go down when a ring goes). */
   readonly releasedTotals = { nodes: 0, consumed: 0 };
   /** Claims refused, by reason. */
-  readonly claimsRefused: Record<ClaimRefusal, number> = { max_nodes: 0, flapping: 0, node_refused: 0 };
+  readonly claimsRefused: Record<ClaimRefusal, number> = { max_nodes: 0, flapping: 0, node_refused: 0, node_owned_elsewhere: 0, cluster_unavailable: 0 };
   /**
    * The flapping guard's history per node id, bounded: a flood of distinct ids forgets
    * the oldest ids' reconnect history first (a node banned long ago may then be let in early).
@@ -245,6 +259,19 @@ export class NodeTable {
         this.refuseFull(owner, info.node);
         return;
       }
+      let owned: OwnershipDecision = { ok: true, fence: 0 };
+      if (this.opts.hooks.onOwnership) {
+        try {
+          owned = await this.opts.hooks.onOwnership(info, owner);
+        } catch (err) {
+          owned = { ok: false, reason: 'cluster_unavailable', message: `node ${info.node}: ownership check failed: ${(err as Error).message}` };
+        }
+        if (!owned.ok) {
+          this.refuseClaim(owner, info.node, owned.reason, owned.message);
+          return;
+        }
+        node = this.nodes.get(info.node);
+      }
       if (!node || !node.admitted) {
         let decision: NodeDecision = { accept: true };
         try {
@@ -264,14 +291,11 @@ export class NodeTable {
         node = this.ensure(info.node);
         node.admitted = true;
       }
+      node.fence = owned.fence;
+      // The fleet's resume point, while no connection of this host writes the ring header.
+      if (owned.resumeSeq !== undefined && node.owner === null) writeResumePoint(node.ring, owned.resumeSeq);
       const old = node.owner;
-      if (old && old.conn !== owner.conn) {
-        const key = `${old.conn}/${node.id}`;
-        const stopped = new Promise<void>((resolve) => this.revokeWaiters.set(key, resolve));
-        if (this.opts.revoke(old, node.id)) await stopped;
-        this.revokeWaiters.delete(key);
-        if (node.owner === old) this.detach(node);
-      }
+      if (old && old.conn !== owner.conn) await this.revokeOwner(node, old);
       this.setOwner(node, owner);
       node.connected = true;
       node.connectedAt = this.now();
@@ -287,6 +311,38 @@ export class NodeTable {
     void next.then(() => {
       if (this.chains.get(id) === next) this.chains.delete(id);
     });
+  }
+
+  /**
+   * Closes the node's connection (its lease moves to another host, or the host drains).
+   * `now`: the current owner stopped writing the ring. `all`: also the owner granted by a
+   * claim that was already in flight (it is closed after its grant). No connection: nothing to do.
+   */
+  evict(id: string, reason: 'superseded' | 'shutdown', message: string): { now: Promise<void>; all: Promise<void> } {
+    const run = async (): Promise<void> => {
+      const node = this.nodes.get(id);
+      if (node?.owner) await this.revokeOwner(node, node.owner, { reason, message });
+    };
+    // At once (the connection must stop now), and again after the claims in flight.
+    const now = run().catch(() => undefined);
+    const next = (this.chains.get(id) ?? Promise.resolve()).then(run).catch(() => undefined);
+    this.chains.set(id, next);
+    void next.then(() => {
+      if (this.chains.get(id) === next) this.chains.delete(id);
+    });
+    return { now, all: Promise.all([now, next]).then(() => undefined) };
+  }
+
+  /** Asks the owner's shard to stop writing the node and waits until it confirms (or its shard is gone). */
+  private async revokeOwner(node: NodeEntry, old: Owner, why?: { reason: 'superseded' | 'shutdown'; message: string }): Promise<void> {
+    const key = `${old.conn}/${node.id}`;
+    // Two waits for one revoke (a claim and an eviction) are both woken.
+    const prev = this.revokeWaiters.get(key);
+    const stopped = new Promise<void>((resolve) => this.revokeWaiters.set(key, prev ? () => { prev(); resolve(); } : resolve));
+    if (this.opts.revoke(old, node.id, why)) await stopped;
+    else this.revokeWaiters.get(key)?.();
+    this.revokeWaiters.delete(key);
+    if (node.owner === old) this.detach(node);
   }
 
   /**

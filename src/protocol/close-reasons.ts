@@ -36,6 +36,10 @@ export const CLOSES = {
   output_overflow: rejected(ErrorCodes.OUTPUT_OVERFLOW), // did not read its replies: over limits.max_output_bytes queued
   seq_jump: rejected(ErrorCodes.SEQ_JUMP), // binary protocol: a seq too far ahead (limits.max_seq_jump)
   max_nodes: rejected(ErrorCodes.MAX_NODES), // a new node id while the host has limits.max_nodes nodes
+  // cluster: another host holds the node's lease and did not hand it over in time (the node retries through the balancer)
+  node_owned_elsewhere: { code: ErrorCodes.NODE_OWNED, rejection: true, level: 'info' },
+  // cluster: Redis unreachable and cluster.on_redis_down is "refuse": a new node is not served unfenced
+  cluster_unavailable: rejected(ErrorCodes.CLUSTER_UNAVAILABLE),
 } as const satisfies Record<string, CloseKind>;
 
 export type CloseReason = keyof typeof CLOSES;
@@ -50,7 +54,7 @@ export const REJECT_REASONS: readonly CloseReason[] = CLOSE_REASONS.filter((r) =
  * Why a node claim was refused: also the close reason of a binary connection (a line
  * connection stays open). Listed by hand: this order is the metric's label order.
  */
-export const CLAIM_REFUSALS = ['max_nodes', 'flapping', 'node_refused'] as const satisfies readonly CloseReason[];
+export const CLAIM_REFUSALS = ['max_nodes', 'flapping', 'node_refused', 'node_owned_elsewhere', 'cluster_unavailable'] as const satisfies readonly CloseReason[];
 export type ClaimRefusal = (typeof CLAIM_REFUSALS)[number];
 
 /** Close reasons that carry an error code. */

@@ -30,6 +30,8 @@ export const ErrorCodes = {
   MAX_AGENTS: 'RADAR_ERR_MAX_AGENTS',
   INVALID_HELLO: 'RADAR_ERR_INVALID_HELLO',
   UNHANDLED: 'RADAR_ERR_UNHANDLED',
+  NODE_OWNED: 'RADAR_ERR_NODE_OWNED',
+  CLUSTER_UNAVAILABLE: 'RADAR_ERR_CLUSTER_UNAVAILABLE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -38,7 +38,11 @@ export interface GrantMsg {
   t: typeof M_GRANT; conn: number; node: string; ring: SharedArrayBuffer; ringId: number;
 }
 export interface RefuseMsg { t: typeof M_REFUSE; conn: number; node: string; error: PlainError; reason?: CloseReason }
-export interface RevokeMsg { t: typeof M_REVOKE; conn: number; node: string }
+export interface RevokeMsg {
+  t: typeof M_REVOKE; conn: number; node: string;
+  /** Why the connection closes (default superseded by a newer connection): a cluster handover or drain says so. */
+  reason?: 'superseded' | 'shutdown'; message?: string;
+}
 export interface ShutdownMsg { t: typeof M_SHUTDOWN }
 export interface CrashMsg { t: typeof M_CRASH }
 export interface TraceMsg { t: typeof M_TRACE; node: string; id: string; untilMs: number; maxEvents: number }

@@ -130,7 +130,9 @@ export class Shard implements ShardContext {
         c.blocked = false;
         // A gateway's other nodes carry on: only this node's frames are refused. Many
         // refused ids on one connection is an id flood, not a gateway: it is closed.
-        if (c.proto === 'line' && ++c.refusedNodes <= MAX_REFUSED_NODES) {
+        // A node owned by another host (or no Redis to ask) must reconnect through the balancer: closed.
+        const elsewhere = msg.reason === 'node_owned_elsewhere' || msg.reason === 'cluster_unavailable';
+        if (c.proto === 'line' && !elsewhere && ++c.refusedNodes <= MAX_REFUSED_NODES) {
           this.pump(c);
           break;
         }
@@ -142,7 +144,8 @@ export class Shard implements ShardContext {
         const slot = c?.nodes.get(msg.node);
         if (c && slot && (slot.state === NODE_GRANTED || slot.state === NODE_PENDING)) {
           this.releaseSlot(slot);
-          this.close(c, 'superseded', closeError('superseded', `node ${msg.node} connected again on a newer connection`));
+          const reason = msg.reason ?? 'superseded';
+          this.close(c, reason, closeError(reason, msg.message ?? `node ${msg.node} connected again on a newer connection`));
         }
         this.opts.post({ t: S_REVOKED, conn: msg.conn, node: msg.node });
         break;

@@ -74,4 +74,9 @@ export const CLUSTER_M = {
   clusterHosts: `${PREFIX}cluster_hosts`,
   clusterRedisRtt: `${PREFIX}cluster_redis_rtt_seconds`,
   clusterRecordsInvalid: `${PREFIX}cluster_records_invalid_total`,
+  takeovers: `${PREFIX}cluster_takeovers_total`,
+  nodesGivenUp: `${PREFIX}cluster_nodes_given_up_total`,
+  unfencedNodes: `${PREFIX}cluster_unfenced_nodes`,
+  resumeWrites: `${PREFIX}cluster_resume_writes_total`,
+  resumeReads: `${PREFIX}cluster_resume_reads_total`,
 } as const;

@@ -597,7 +597,7 @@ function unbuiltView(u: Unbuilt): InstanceView {
     since: new Date(u.since).toISOString(), process: u.spec.remoteHost !== undefined ? 'remote' : 'local', pid: null, port: u.spec.port ?? null, restarts: 0, node_connected: false,
     last_frame_at: null, frames_fed: 0, frames_skipped: { duplicate: 0, out_of_order: 0 }, frames_lost: 0, resets: 0, tracks_written: 0,
     last_output_at: null, input_blocked: false, retry_at: null, cooldown_until: null, last_error: u.error, banned_until: null,
-    rss_bytes: null, node_resets: 0, node_config: null, geolocator: null,
+    rss_bytes: null, node_resets: 0, fence: 0, node_config: null, geolocator: null,
     active_tracks: 0, longest_tracks: [], tracks_active: 0, tracks_started: 0, output_skipped: zeroOutputCounts().skipped, forward: null,
   };
 }

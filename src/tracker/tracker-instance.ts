@@ -98,6 +98,8 @@ export interface InstanceView {
   rss_bytes: number | null;
   /** RESETs the node sent, passed on to its tracker. */
   node_resets: number;
+  /** Several hosts: the fence of this host's lease on the node (0: single host, or unfenced). */
+  fence: number;
   /** The node's config from config_url (null: no config_url). */
   node_config: ConfigPollView | null;
   /** The tracker's geolocator (null without one). */
@@ -568,6 +570,7 @@ export class TrackerInstance {
       banned_until: this.node.bannedUntil > Date.now() ? iso(this.node.bannedUntil) : null,
       rss_bytes: this.proc && this.proc.state !== 'exited' ? this.rssBytes : null,
       node_resets: f.nodeResets,
+      fence: this.node.fence,
       node_config: this.configPoller?.view() ?? null,
       geolocator: this.geolocator?.view() ?? null,
       ...this.trackFields(),

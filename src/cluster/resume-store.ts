@@ -1,0 +1,81 @@
+// The fleet's resume point per node (welcome.last_seq), kept in Redis under the owner's
+// fence:  {prefix}resume:{node} = "seq|fence". Only the host whose grant is the node's
+// current lease may write it (one script: compare the lease, then set), so a host that
+// lost the node without knowing it cannot move its successor's resume point.
+import type { Redis } from 'ioredis';
+import { FENCE_GUARD_LUA, leaseValue } from './lease-scripts.js';
+import { NodeLeases } from './node-lease.js';
+
+/** KEYS: lease, resume. ARGV: "host|fence", seq, fence. Reply 1, or the FENCED error. */
+export const RESUME_WRITE_LUA = `${FENCE_GUARD_LUA}
+redis.call('SET', KEYS[2], ARGV[2] .. '|' .. ARGV[3])
+return 1
+`;
+
+export interface ResumeWrite {
+  node: string;
+  fence: number;
+  seq: number;
+}
+
+export type ResumeWriteResult = 'ok' | 'fenced' | 'error';
+export type ResumeRead = { seq: number; fence: number } | 'none' | 'invalid';
+
+const VALUE = /^(\d{1,16})\|(\d{1,16})$/;
+
+/** A stored value, checked as any input (another host, or anyone with Redis access, wrote it). */
+export function decodeResume(v: string | null): ResumeRead {
+  if (v === null) return 'none';
+  const m = v.length <= 40 ? VALUE.exec(v) : null;
+  if (!m) return 'invalid';
+  const seq = Number(m[1]);
+  const fence = Number(m[2]);
+  if (!Number.isSafeInteger(seq) || !Number.isSafeInteger(fence)) return 'invalid';
+  return { seq, fence };
+}
+
+interface ResumeCommands {
+  radarResumeWrite(lease: string, resume: string, value: string, seq: string, fence: string): Promise<number>;
+}
+
+export class ResumeStore {
+  private readonly redis: Redis & ResumeCommands;
+  private readonly keys: NodeLeases;
+
+  constructor(redis: Redis, readonly hostId: string, readonly prefix: string) {
+    const r = redis as Redis & Partial<ResumeCommands>;
+    if (typeof r.radarResumeWrite !== 'function') redis.defineCommand('radarResumeWrite', { numberOfKeys: 2, lua: RESUME_WRITE_LUA });
+    this.redis = r as Redis & ResumeCommands;
+    this.keys = new NodeLeases(redis, hostId, 0, prefix);
+  }
+
+  resumeKey(node: string): string {
+    return `${this.prefix}resume:${node}`;
+  }
+
+  /** Writes many resume points in one round trip; one result per entry, in order. */
+  async write(entries: readonly ResumeWrite[]): Promise<ResumeWriteResult[]> {
+    if (entries.length === 0) return [];
+    const p = this.redis.pipeline() as unknown as ResumeCommands & { exec(): Promise<[Error | null, unknown][] | null> };
+    for (const e of entries) {
+      p.radarResumeWrite(this.keys.leaseKey(e.node), this.resumeKey(e.node), leaseValue(this.hostId, e.fence), String(e.seq), String(e.fence));
+    }
+    let replies: [Error | null, unknown][] | null;
+    try {
+      replies = await p.exec();
+    } catch {
+      return entries.map(() => 'error');
+    }
+    return entries.map((_, i) => {
+      const r = replies?.[i];
+      if (!r) return 'error';
+      if (r[0]) return /FENCED/.test(r[0].message) ? 'fenced' : 'error';
+      return r[1] === 1 ? 'ok' : 'error';
+    });
+  }
+
+  /** The node's fleet resume point. Throws when Redis does not answer. */
+  async read(node: string): Promise<ResumeRead> {
+    return decodeResume(await this.redis.get(this.resumeKey(node)));
+  }
+}
