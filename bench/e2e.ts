@@ -39,6 +39,8 @@ export interface E2eSpec {
   loadFraction: number; pacedFps: number; tickMs: number; stagger?: boolean; portStart: number;
   trackerPrefix?: string[]; tracker?: TrackerKind; nice?: number; protocol?: 'line' | 'binary'; detections?: number;
   shards?: number | 'auto'; maxOnly?: boolean;
+  /** tcp_server.ack (default: the config default, delivered). */
+  ack?: 'delivered' | 'ring';
 }
 
 function engineConfig(spec: E2eSpec, dir: string) {
@@ -60,7 +62,10 @@ function engineConfig(spec: E2eSpec, dir: string) {
       reconcile_interval_ms: 100,
     },
     shutdown: { deadline_ms: 60000 },
-  }, { auto_provision: true, auto_provision_port_start: spec.portStart, auto_provision_port_end: Math.min(65535, spec.portStart + Math.max(99, spec.connections - 1)) });
+  }, {
+    auto_provision: true, auto_provision_port_start: spec.portStart, auto_provision_port_end: Math.min(65535, spec.portStart + Math.max(99, spec.connections - 1)),
+    ...(spec.ack ? { ack: spec.ack } : {}),
+  });
 }
 
 interface Sample {
@@ -175,12 +180,14 @@ export async function runE2eOnce(spec: E2eSpec, calibrate: () => number) {
     });
     // Setup: one frame per node provisions and starts every tracker (binary: the hello does).
     if (!binary) await lg.prime();
+    // Binary: a hello provisions nothing (a tracker waits for the node's first frame), so the push starts here.
+    else lg.go();
     await untilUp(engine, spec.connections, { drainOnly: none, handedOn: binary ? 0 : spec.connections, timeoutS: 60 });
     const setupS = (performance.now() - tStart) / 1000;
     const pids = trackerPids(engine);
 
     // Max: unpaced push.
-    lg.go();
+    if (!binary) lg.go();
     await sleep(spec.warmupS * 1000);
     const a = await sampleAll(engine, lg, pids);
     const tick = perSecond(() => out(engine.totals()), out(a.totals));

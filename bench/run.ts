@@ -16,6 +16,7 @@ const WORKLOADS: Record<string, () => Promise<{ workload: Workload }>> = {
   hostile: () => import('./hostile.js'),
   forward: () => import('./forward.js'),
   cluster: () => import('./cluster.js'),
+  acks: () => import('./acks.js'),
 };
 
 async function main(argv: string[]): Promise<void> {

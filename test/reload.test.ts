@@ -157,3 +157,11 @@ test('reload policy: log.format and cluster wait for a restart and are reported;
   assert.equal(r.applied.log.format, prev.log.format);
   assert.equal(r.applied.cluster, undefined);
 });
+
+test('reload policy: tcp_server.ack waits for a restart and is reported (the shards keep their ack mode)', () => {
+  const prev = parseConfig({}, {});
+  const next = parseConfig({ tcp_server: { ack: 'ring' } }, {});
+  const r = reloadedConfig(prev, next);
+  assert.deepEqual(r.restartRequired, ['tcp_server.ack']);
+  assert.equal(r.applied.tcp_server.ack, 'delivered');
+});

@@ -15,10 +15,12 @@ import {
 } from '../protocol/agent-fields.js';
 import { AgentRegistry, AGENT_STATES, AGENT_REFUSED_VIA, type AgentState, type Agent } from './agent-registry.js';
 import { inSlices } from './slices.js';
-import { CommandStore, COMMAND_TYPES, type CommandType, type CommandResult, type Command } from './command-store.js';
+import { CommandStore, COMMAND_TYPES, type CommandType, type CommandResult, type Command, type AckOutcome } from './command-store.js';
 import { SseHub } from './sse-hub.js';
 import { CommandSigner, canonicalJson } from './signing.js';
 import { AccessTokens } from './access-token.js';
+import type { RedisFleetStore } from './fleet-store-redis.js';
+import { FleetPlane, type FleetLink } from './fleet-plane.js';
 
 const PREFIX = '/api/v1/agents';
 
@@ -88,6 +90,10 @@ export class AgentService {
   private readonly cfg: Config['agents'];
   private readonly commandBody: ReturnType<typeof commandSchema>;
   private readonly isControl: (req: IncomingMessage) => boolean;
+  /** With a `cluster` section: the fleet's registry and commands. */
+  private fleet: FleetPlane | null = null;
+  /** When each of this host's agents got its current token (a write back never revokes a newer one). */
+  private readonly tokenAt = new Map<string, number>();
 
   constructor(private readonly opts: AgentServiceOptions) {
     const c = opts.config;
@@ -113,6 +119,7 @@ export class AgentService {
 
   /** A node seen on TCP; false (counted once per connection when `connected`) if the registry is full. */
   touchNode(id: string, at: number, group: string | undefined, connected: boolean): void {
+    this.fleet?.touch(id, at, group);
     if (!this.registry.touch(id, at, group) && connected) {
       this.refused.tcp++;
       this.opts.log?.('warn', { agent: id, max_agents: this.cfg.max_agents, code: ErrorCodes.MAX_AGENTS }, 'agent registry full: node not listed');
@@ -124,6 +131,7 @@ export class AgentService {
     this.registry.sweep();
     this.commands.sweep();
     this.hub.expire(this.registry.now());
+    this.fleet?.sweep();
   }
 
   close(): void {
@@ -169,16 +177,64 @@ export class AgentService {
    * agent must exist (404 after a host restart or a delete: register again) and the
    * token must be its latest (401 once revoked by a newer registration).
    */
-  private agentCurrent(res: ServerResponse, id: string, token: string | null): boolean {
-    if (!this.registry.get(id)) {
-      sendJson(res, 404, { error: `unknown agent ${id}` });
-      return false;
+  private async agentCurrent(res: ServerResponse, id: string, token: string | null): Promise<boolean> {
+    const f = await this.viaFleet((st) => st.get(id));
+    let digest: Buffer | undefined;
+    if (f.ok) {
+      if (f.v === null) {
+        sendJson(res, 404, { error: `unknown agent ${id}` });
+        return false;
+      }
+      digest = f.v.tokenDigest === null ? undefined : Buffer.from(f.v.tokenDigest, 'hex');
+      if (tokenMatches(token, digest)) this.fleet!.mirror(f.v);
+    } else {
+      if (!this.registry.get(id)) {
+        sendJson(res, 404, { error: `unknown agent ${id}` });
+        return false;
+      }
+      digest = this.currentToken.get(id);
     }
-    if (!tokenMatches(token, this.currentToken.get(id))) {
+    if (!tokenMatches(token, digest)) {
       unauthorized(res);
       return false;
     }
     return true;
+  }
+
+  // ---- the fleet (several hosts) ----------------------------------------------
+
+  /** Registry and commands of the whole fleet (in Redis) from now on; this host's memory is the fallback. */
+  attachFleet(link: FleetLink): FleetPlane {
+    this.fleet = new FleetPlane(link, {
+      registry: this.registry, commands: this.commands, hub: this.hub, cfg: this.cfg,
+      currentToken: this.currentToken, tokenAt: this.tokenAt,
+      countCommand: (type, result) => this.countCommand(type, result),
+      forget: (id) => this.forgetLocal(id),
+      ...(this.opts.traceNode ? { traceNode: this.opts.traceNode } : {}),
+      ...(this.opts.log ? { log: this.opts.log } : {}),
+    });
+    return this.fleet;
+  }
+
+  /**
+   * True while a cluster is configured and Redis is unreachable: the registry and the
+   * commands are this host's only (false on a single host).
+   */
+  get degraded(): boolean {
+    return this.fleet !== null && this.fleet.degraded;
+  }
+
+  /** The fleet's answer, or not ok (Redis unreachable, or no fleet): serve from this host's memory. */
+  private viaFleet<T>(op: (st: RedisFleetStore) => Promise<T>): Promise<{ ok: true; v: T } | { ok: false }> {
+    return this.fleet ? this.fleet.via(op) : Promise.resolve({ ok: false });
+  }
+
+  private forgetLocal(id: string): boolean {
+    const found = this.registry.delete(id);
+    this.currentToken.delete(id);
+    this.tokenAt.delete(id);
+    this.commands.forget(id);
+    return found;
   }
 
   private async body<T>(req: IncomingMessage, res: ServerResponse, schema: z.ZodType<T>): Promise<{ ok: true; value: T } | { ok: false }> {
@@ -208,8 +264,20 @@ export class AgentService {
     const v = b.value;
     if (!this.opts.checkNodeToken(v.id, token)) return unauthorized(res);
     const remote = req.socket.remoteAddress ?? '?';
+    const info = { name: v.name, group: v.group, version: v.version, capabilities: v.capabilities, routes: v.routes ?? [] };
+    const issued = this.tokens.issue(v.id);
+    const digest = sha(issued.token);
+    const now = this.registry.now();
+    const f = await this.viaFleet(async (st) => {
+      const prev = (await st.get(v.id))?.agent;
+      const agent: Agent = { id: v.id, ...info, registeredAt: prev?.registered ? prev.registeredAt : now, lastHeartbeatAt: now, registered: true };
+      if (!(await st.register({ agent, tokenDigest: digest.toString('hex'), tokenAt: now }, this.cfg.max_agents))) return false;
+      // The previous token is revoked, and with it the stream it opened, wherever that stream is.
+      await st.publishAll({ t: 'close', a: v.id, r: 'token_revoked', d: digest.toString('hex'), f: this.fleet!.hostId });
+      return true;
+    });
     const live = this.hub.get(v.id);
-    const a = this.registry.tryRegister(v.id, { name: v.name, group: v.group, version: v.version, capabilities: v.capabilities, routes: v.routes ?? [] });
+    const a = f.ok && !f.v ? null : this.registry.tryRegister(v.id, info);
     if (a === null) {
       this.refused.register++;
       this.opts.log?.('warn', { agent: v.id, max_agents: this.cfg.max_agents, code: ErrorCodes.MAX_AGENTS }, 'agent registry full: registration refused');
@@ -219,8 +287,8 @@ export class AgentService {
       this.takeovers++;
       this.opts.log?.('warn', { agent: v.id, stream_remote: live.auth.remote, remote }, 'agent registered again from another address while its stream was open; the stream is closed');
     }
-    const issued = this.tokens.issue(v.id);
-    this.currentToken.set(v.id, sha(issued.token));
+    this.currentToken.set(v.id, digest);
+    this.tokenAt.set(v.id, now);
     // The previous token is revoked, and with it the stream it opened.
     this.hub.close(v.id, 'token_revoked');
     this.opts.log?.('info', { agent: v.id, group: v.group, version: v.version }, 'agent registered');
@@ -235,7 +303,8 @@ export class AgentService {
   }
 
   private async heartbeat(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-    if (!this.agentCurrent(res, id, bearer(req))) return;
+    if (!(await this.agentCurrent(res, id, bearer(req)))) return;
+    await this.viaFleet((st) => st.heartbeat(id, this.registry.now()));
     this.registry.heartbeat(id);
     sendJson(res, 200, { id, state: 'LIVE' });
   }
@@ -247,50 +316,75 @@ export class AgentService {
     }
     const q = parsePageQuery(url);
     if (!q.ok) return sendJson(res, 400, { error: q.error, path: q.path });
-    const page = this.registry.page(q.limit, q.cursor, (status as AgentState | null) ?? undefined);
+    const st = (status as AgentState | null) ?? undefined;
+    const f = await this.viaFleet((s) => s.page(q.limit, q.cursor, st, this.registry.now(), this.registry.timing, this.cfg.max_agents));
+    const page = f.ok ? f.v : this.registry.page(q.limit, q.cursor, st);
     const agents = page.agents.map((a) => ({ ...this.registry.view(a), ...this.opts.nodeStatus?.(a.id) }));
     sendJson(res, 200, { agents, next_cursor: page.next === null ? null : encodeCursor(page.next) });
   }
 
   private async getOne(_req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-    const a = this.registry.get(id);
+    const f = await this.viaFleet(async (st) => ({ rec: await st.get(id), holder: (await st.streamHolders([id]))[0] ?? null }));
+    const a = f.ok ? f.v.rec?.agent : this.registry.get(id);
     if (!a) return sendJson(res, 404, { error: `unknown agent ${id}` });
-    sendJson(res, 200, { ...this.registry.view(a), ...this.opts.nodeStatus?.(a.id), streamOpen: this.hub.get(id) !== undefined });
+    const streamOpen = this.hub.get(id) !== undefined || (f.ok && f.v.holder !== null);
+    sendJson(res, 200, { ...this.registry.view(a), ...this.opts.nodeStatus?.(a.id), streamOpen });
   }
 
   private async remove(_req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-    if (!this.registry.delete(id)) return sendJson(res, 404, { error: `unknown agent ${id}` });
-    this.currentToken.delete(id);
+    const f = await this.viaFleet(async (st) => {
+      const r = await st.delete(id);
+      await st.publishAll({ t: 'close', a: id, r: 'deleted', f: this.fleet!.hostId });
+      return r.found;
+    });
+    const local = this.forgetLocal(id);
+    if (!(f.ok ? f.v || local : local)) return sendJson(res, 404, { error: `unknown agent ${id}` });
     this.hub.close(id, 'deleted');
-    this.commands.forget(id);
     sendJson(res, 200, { id, deleted: true });
   }
 
   private async events(req: IncomingMessage, res: ServerResponse, url: URL, id: string): Promise<void> {
     const token = bearerOrQuery(req, url);
-    if (!this.agentCurrent(res, id, token)) return;
+    if (!(await this.agentCurrent(res, id, token))) return;
     const last = req.headers['last-event-id'];
+    const expiresAt = this.agentTokenExpiry(token, id)!;
     // Last-Event-ID is accepted but nothing is replayed: delivered commands are not re-sent.
-    this.hub.open(id, res, typeof last === 'string' ? last : null, {
-      tokenDigest: sha(token!), expiresAt: this.agentTokenExpiry(token, id)!, remote: req.socket.remoteAddress ?? '?',
+    const stream = this.hub.open(id, res, typeof last === 'string' ? last : null, {
+      tokenDigest: sha(token!), expiresAt, remote: req.socket.remoteAddress ?? '?',
     });
     this.registry.heartbeat(id);
     for (const c of this.commands.undelivered(id)) this.deliver(c);
+    const fl = this.fleet;
+    if (!fl) return;
+    res.on('close', () => {
+      if (this.hub.get(id) === undefined) fl.streamClosed(id);
+    });
+    await fl.streamOpened(id, expiresAt, () => stream.closed);
   }
 
   private async send(req: IncomingMessage, res: ServerResponse, scope: 'agent' | 'group' | 'all', key: string | null): Promise<void> {
     let targets: Agent[];
     let target: string;
+    const now = this.registry.now();
+    const f = await this.viaFleet(async (st) => {
+      if (scope === 'agent') {
+        const r = await st.get(key!);
+        return r ? [r.agent] : [];
+      }
+      const live = await st.live(now, this.registry.timing.staleAfterMs, this.cfg.max_agents);
+      return scope === 'group' ? live.filter((a) => a.group === key) : live;
+    });
+    const fleet = f.ok ? this.fleet : null;
     if (scope === 'agent') {
-      const a = this.registry.get(key!);
+      const a = f.ok ? f.v[0] : this.registry.get(key!);
       if (!a) return sendJson(res, 404, { error: `unknown agent ${key}` });
       targets = [a];
       target = `agent:${key}`;
     } else if (scope === 'group') {
-      targets = this.registry.list('LIVE').filter((a) => a.group === key);
+      targets = f.ok ? f.v : this.registry.list('LIVE').filter((a) => a.group === key);
       target = `group:${key}`;
     } else {
-      targets = this.registry.list('LIVE');
+      targets = f.ok ? f.v : this.registry.list('LIVE');
       target = 'all';
     }
     const b = await this.body(req, res, this.commandBody);
@@ -302,19 +396,29 @@ export class AgentService {
     } catch (err) {
       return sendJson(res, 400, { error: 'invalid request body', path: 'payload', message: `cannot be signed: ${(err as Error).message}` });
     }
+    const dur = type === 'deep-trace' ? (payload as { duration_ms?: number }).duration_ms ?? Math.min(60000, this.cfg.deep_trace_max_ms) : 0;
     // One canonical payload for every command; signing (one per command: the id is
     // signed) runs in slices so a broadcast does not hold the event loop.
-    const results: string[] = [];
+    const built: Command[] = [];
     await inSlices(targets, (a) => {
-      if (!this.registry.get(a.id)) return; // deleted meanwhile
-      const cmd = this.commands.create(a.id, type, payload, target, canonical);
-      this.deliver(cmd);
-      if (type === 'deep-trace') {
-        const dur = (payload as { duration_ms?: number }).duration_ms ?? Math.min(60000, this.cfg.deep_trace_max_ms);
-        this.opts.traceNode?.(a.id, cmd.id, dur);
+      if (fleet) built.push(this.commands.build(a.id, type, payload, target, canonical));
+      else {
+        if (!this.registry.get(a.id)) return; // deleted meanwhile
+        const cmd = this.commands.create(a.id, type, payload, target, canonical);
+        this.deliver(cmd);
+        if (type === 'deep-trace') this.opts.traceNode?.(a.id, cmd.id, dur);
+        built.push(cmd);
       }
-      results.push(JSON.stringify({ agentId: a.id, commandId: cmd.id, state: this.commands.state(cmd) }));
     });
+    if (fleet) {
+      // Commands the fleet did not take (Redis failed meanwhile) are this host's.
+      for (const c of await fleet.send(built, type, dur)) {
+        this.commands.keep(c);
+        this.deliver(c);
+        if (type === 'deep-trace') this.opts.traceNode?.(c.agentId, c.id, dur);
+      }
+    }
+    const results = built.map((c) => JSON.stringify({ agentId: c.agentId, commandId: c.id, state: this.commands.state(c) }));
     const body = `{"target":${JSON.stringify(target)},"type":${JSON.stringify(type)},"commands":[${results.join(',')}]}`;
     res.writeHead(202, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
     res.end(body);
@@ -327,23 +431,41 @@ export class AgentService {
   }
 
   private async listCommands(_req: IncomingMessage, res: ServerResponse, url: URL, id: string): Promise<void> {
-    if (!this.registry.get(id)) return sendJson(res, 404, { error: `unknown agent ${id}` });
     const q = parsePageQuery(url);
+    const f = await this.viaFleet(async (st) => (await st.get(id)) !== null);
+    if (!(f.ok ? f.v : this.registry.get(id))) return sendJson(res, 404, { error: `unknown agent ${id}` });
     if (!q.ok) return sendJson(res, 400, { error: q.error, path: q.path });
     const after = q.cursor === null ? 0 : Number(q.cursor);
     if (!Number.isSafeInteger(after) || after < 0) return sendJson(res, 400, { error: 'cursor is not one this server gave out', path: 'cursor' });
-    const page = this.commands.page(id, q.limit, after);
+    const fp = f.ok ? await this.viaFleet((st) => st.commandsOf(id, q.limit, after)) : { ok: false as const };
+    const page = fp.ok
+      ? { commands: fp.v.commands, next: fp.v.more && fp.v.commands.length > 0 ? fp.v.commands[fp.v.commands.length - 1]!.seq : null }
+      : this.commands.page(id, q.limit, after);
     sendJson(res, 200, { commands: page.commands.map((c) => this.commands.view(c)), next_cursor: page.next === null ? null : encodeCursor(String(page.next)) });
   }
 
   private async ack(req: IncomingMessage, res: ServerResponse, id: string, commandId: string): Promise<void> {
-    if (!this.agentCurrent(res, id, bearer(req))) return;
+    if (!(await this.agentCurrent(res, id, bearer(req)))) return;
     const b = await this.body(req, res, ackSchema);
     if (!b.ok) return;
-    const outcome = this.commands.ack(id, commandId, b.value?.result);
+    const result = b.value?.result;
+    // A command created while Redis was unreachable lives here only.
+    const local = this.commands.get(id, commandId) !== undefined;
+    const f = local ? { ok: false as const } : await this.viaFleet(async (st) => {
+      const c = await st.getCommand(id, commandId);
+      if (!c) return { outcome: 'unknown' as AckOutcome, c };
+      const outcome = await st.ack(id, commandId, result, this.registry.now(), this.cfg.command_ttl_ms);
+      if (outcome === 'acknowledged') {
+        c.acknowledgedAt = this.registry.now();
+        c.result = result;
+        this.countCommand(c.type, 'acknowledged');
+      }
+      return { outcome, c };
+    });
+    const outcome = f.ok ? f.v.outcome : this.commands.ack(id, commandId, result);
     switch (outcome) {
       case 'acknowledged':
-        return sendJson(res, 200, this.commands.view(this.commands.get(id, commandId)!));
+        return sendJson(res, 200, this.commands.view(f.ok ? f.v.c! : this.commands.get(id, commandId)!));
       case 'unknown':
         return sendJson(res, 404, { error: `unknown command ${commandId} for agent ${id}` });
       case 'expired':

@@ -71,13 +71,24 @@ export class CommandStore {
 
   /** `canonicalPayload`: canonicalJson(payload) when the caller has it already (a broadcast signs many commands). */
   create(agentId: string, type: CommandType, payload: unknown, target: string, canonicalPayload?: string): Command {
+    return this.keep(this.build(agentId, type, payload, target, canonicalPayload));
+  }
+
+  /** A new signed command, not kept here (a fleet stores it elsewhere); seq 0 until stored. */
+  build(agentId: string, type: CommandType, payload: unknown, target: string, canonicalPayload?: string): Command {
     const createdAt = this.now();
     const id = randomUUID();
-    const c: Command = {
-      id, seq: ++this.seq, agentId, type, payload, target, createdAt, deliveredAt: null, acknowledgedAt: null, result: undefined,
+    return {
+      id, seq: 0, agentId, type, payload, target, createdAt, deliveredAt: null, acknowledgedAt: null, result: undefined,
       signature: this.sign({ id, type, target, createdAt, payload, ...(canonicalPayload !== undefined ? { canonicalPayload } : {}) }),
       expiredCounted: false,
     };
+  }
+
+  /** Keeps a built command here (counted as created). */
+  keep(c: Command): Command {
+    c.seq = ++this.seq;
+    const { agentId, type } = c;
     this.expiryQueue.push(c);
     let list = this.byAgent.get(agentId);
     if (!list) this.byAgent.set(agentId, (list = []));

@@ -71,42 +71,47 @@ export class SseStream {
 }
 
 export class SseHub {
-  private readonly streams = new Map<string, SseStream>();
+  private readonly byAgent = new Map<string, SseStream>();
   readonly closedBy: Record<SseCloseReason, number> = Object.fromEntries(SSE_CLOSE_REASONS.map((r) => [r, 0])) as Record<SseCloseReason, number>;
 
   constructor(private readonly keepaliveMs: number, private readonly maxBufferedBytes: number = 1024 * 1024) {}
 
   get size(): number {
-    return this.streams.size;
+    return this.byAgent.size;
   }
 
   open(agentId: string, res: ServerResponse, lastEventId: string | null, auth: StreamAuth): SseStream {
     const s = new SseStream(agentId, res, lastEventId, auth, this.maxBufferedBytes);
-    const old = this.streams.get(agentId);
-    this.streams.set(agentId, s);
+    const old = this.byAgent.get(agentId);
+    this.byAgent.set(agentId, s);
     s.start(this.keepaliveMs, (reason) => {
       this.closedBy[reason]++;
-      if (this.streams.get(agentId) === s) this.streams.delete(agentId);
+      if (this.byAgent.get(agentId) === s) this.byAgent.delete(agentId);
     });
     if (old) old.end('replaced');
     return s;
   }
 
+  /** The open streams. */
+  streams(): SseStream[] {
+    return [...this.byAgent.values()].filter((s) => !s.closed);
+  }
+
   get(agentId: string): SseStream | undefined {
-    const s = this.streams.get(agentId);
+    const s = this.byAgent.get(agentId);
     return s && !s.closed ? s : undefined;
   }
 
   close(agentId: string, reason: SseCloseReason): void {
-    this.streams.get(agentId)?.end(reason);
+    this.byAgent.get(agentId)?.end(reason);
   }
 
   /** Ends every stream whose token expired by `now`. */
   expire(now: number): void {
-    for (const s of this.streams.values()) if (!s.closed && now >= s.auth.expiresAt) s.end('token_expired');
+    for (const s of this.byAgent.values()) if (!s.closed && now >= s.auth.expiresAt) s.end('token_expired');
   }
 
   closeAll(): void {
-    for (const s of this.streams.values()) s.end('shutdown');
+    for (const s of this.byAgent.values()) s.end('shutdown');
   }
 }

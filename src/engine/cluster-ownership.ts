@@ -13,11 +13,21 @@ import { registerLeaseMetrics } from '../cluster/lease-metrics.js';
 import type { LossReason } from '../cluster/lease-table.js';
 import { ResumeStore, type ResumeWrite } from '../cluster/resume-store.js';
 import { registerOwnershipMetrics, type GiveUpReason, type OwnershipMetrics, type TakeoverReason } from '../cluster/ownership-metrics.js';
-import { readResumePoint } from '../ring/resume-point.js';
+import { readAckedSeq, readResumePoint } from '../ring/resume-point.js';
+import { HEAD64, posFrames } from '../ring/ring-layout.js';
 
-/** The seq a node's fleet resume point is set to: what this host settled for it. */
+/**
+ * The seq a node's fleet resume point is set to. While the node streams: the last
+ * seq acked to it (the node has forgotten those frames; a host crash must not make
+ * the next host wait for them, and nothing above it is promised). Once everything
+ * in the node's ring was delivered (a handover after the drain): the last seq the
+ * host settled, so frames delivered but not yet acked are not fed twice by the next
+ * owner. A ring with frames left keeps the acked seq: the node still has them.
+ */
 export function resumeSeqOf(node: NodeEntry): number {
-  return readResumePoint(node.ring);
+  const head = posFrames(Atomics.load(new BigUint64Array(node.ring, 0, 2), HEAD64));
+  const allDelivered = node.reader.frames === 0 && node.reader.deliveredFrames === (head >>> 0);
+  return allDelivered ? readResumePoint(node.ring) : readAckedSeq(node.ring);
 }
 
 /** How often resume points of nodes that progressed are written (one pipelined round trip). */

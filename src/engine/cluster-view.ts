@@ -43,6 +43,8 @@ export interface ClusterViewOptions {
   registry: Registry;
   /** The engine's stop (drain) has begun. */
   draining: () => boolean;
+  /** Other cluster parts that lost their own Redis connections (agents, leases): degraded too. */
+  partsDegraded?: () => boolean;
   log: Logger;
 }
 
@@ -115,7 +117,7 @@ export class ClusterView {
 
   /** Registry and commands run locally: Redis is unreachable. */
   degraded(): boolean {
-    return !this.up();
+    return !this.up() || (this.opts.partsDegraded?.() ?? false);
   }
 
   /** /readyz: degraded stays ready unless new nodes are refused meanwhile (on_redis_down: refuse). */

@@ -33,6 +33,7 @@ import { onShardMessage, onShardCrash, type ShardEventContext } from './shard-ev
 import { DeepTraces } from './deep-trace.js';
 import { RingOffer } from './ring-sweep.js';
 import { WriteHeartbeats } from './agent-liveness.js';
+import { ClusterAgents } from './cluster-agents.js';
 import { statusFields } from './status-log.js';
 import { nodeHooks } from './node-hooks.js';
 import { tokenWarnings } from './token-warnings.js';
@@ -79,6 +80,8 @@ export class Engine {
   readonly http: HttpServer;
   readonly sink: RingSink;
   readonly agents: AgentService;
+  /** The fleet's registry and commands in Redis (only with a `cluster` section). */
+  readonly clusterAgents: ClusterAgents | null;
   /** Server mode: nodes that run their own tracker and push its output. */
   readonly push: PushRegistry;
   private readonly pushCounts: PushCounts;
@@ -134,6 +137,7 @@ export class Engine {
       tokens: config.tcp_server.tokens,
       limits: shardLimits(config),
       overflow: config.ring.overflow,
+      ack: config.tcp_server.ack,
       testHooks: opts.testHooks ?? false,
       onMessage: (shard, msg) => onShardMessage(this.shardEvents, shard, msg),
       onCrash: (shard, err) => onShardCrash(this.shardEvents, shard, err),
@@ -215,6 +219,7 @@ export class Engine {
         connOpen: (conn) => { const h = this.handoff.conns.get(conn); return h !== undefined && h.closeReason === null && !h.socketClosed; },
       });
     }
+    this.clusterAgents = config.cluster ? new ClusterAgents(config.cluster, config, this.agents, this.metrics.registry, this.log) : null;
     const h = config.http;
     this.http = new HttpServer((err) => this.logError('http', err), {
       maxConnections: h.max_connections, maxConnectionsPerSource: h.max_connections_per_source,
@@ -234,6 +239,7 @@ export class Engine {
         cluster: config.cluster, http: this.http, apiToken: config.http.api_token, openReads: config.http.open_reads,
         nodes: () => this.nodes.nodes.values(), trackers: this.trackers, registry: this.metrics.registry,
         draining: () => this.stopping !== null, log: this.log,
+        partsDegraded: () => (this.clusterAgents?.degraded ?? false) || (this.ownership !== null && !this.ownership.keeper.isUp()),
       });
     }
     if (this.trackers) {
@@ -321,6 +327,7 @@ export class Engine {
     checkDescriptors(c, this.log);
     await this.pool.start();
     await this.ownership?.start();
+    await this.clusterAgents?.start();
     this.trackers?.start();
     this.httpAddress = await listenAs('http.port', 'http.host', c.http.host, c.http.port, () => this.http.listen(c.http.port, c.http.host));
     this.cluster?.start(this.httpAddress);
@@ -400,6 +407,7 @@ export class Engine {
           if (this.statusTimer) clearInterval(this.statusTimer);
           this.refusals.close();
           this.agents.close();
+          this.clusterAgents?.close();
         },
         finalSweep: () => {
           if (this.sweep) clearInterval(this.sweep);

@@ -7,6 +7,7 @@ const RESTART_KEYS = ['shards', 'sink', 'http', 'ring', 'agents', 'output_dir', 
 /** tcp_server keys a reload cannot change (the listener and the provisioning range). */
 const RESTART_TCP_KEYS = [
   'enabled', 'host', 'port', 'tls', 'proxy_protocol', 'proxy_trusted', 'auto_provision_port_start', 'auto_provision_port_end',
+  'ack', // the shards' ack mode is fixed when they start
 ] as const satisfies ReadonlyArray<keyof Config['tcp_server']>;
 /** log keys a reload cannot change: the destination (pretty or JSON) is chosen when the logger is made. */
 const RESTART_LOG_KEYS = ['format'] as const satisfies ReadonlyArray<keyof Config['log']>;

@@ -61,7 +61,14 @@ export interface ShardLimits {
 /** What happens when a ring is full: the writer waits, or the oldest frames make room. */
 export type OverflowPolicy = 'block' | 'drop-oldest';
 
-/** What a shard takes from the config: given at its start, and again (less overflow) on reload. */
+/**
+ * When a binary frame is acked: once its sink has taken it (`delivered`: for a
+ * tracker, once the batch was handed to the OS for its input), or once it is in
+ * the node's ring (`ring`). See ring/resume-point.ts for what survives what.
+ */
+export type AckMode = 'delivered' | 'ring';
+
+/** What a shard takes from the config: given at its start, and again (less overflow and ack) on reload. */
 export interface ShardSettings {
   token: string;
   /** Per-node tokens (node_id -> token); others use `token`. */
@@ -69,9 +76,11 @@ export interface ShardSettings {
   limits: ShardLimits;
   /** ring.overflow: a change needs a restart. */
   overflow: OverflowPolicy;
+  /** tcp_server.ack: a change needs a restart. */
+  ack: AckMode;
 }
 /** The settings a reload changes in running shards. */
-export type ShardReload = Omit<ShardSettings, 'overflow'>;
+export type ShardReload = Omit<ShardSettings, 'overflow' | 'ack'>;
 
 export interface ConfigMsg extends ShardReload { t: typeof M_CONFIG }
 export type MainToShard = OpenMsg | DataMsg | DataBatchMsg | EndMsg | GrantMsg | RefuseMsg | RevokeMsg | ShutdownMsg | CrashMsg | TraceMsg | ConfigMsg;

@@ -20,12 +20,21 @@ export const CONSUMER_IDLE_I32 = 4; // 1 = consumer found the ring empty and wan
 export const PRODUCER_WAITING_I32 = 5; // 1 = producer is blocked on space and wants a notify
 export const TAIL_SEQ_I32 = 6; // bumped by the consumer after every advance; the producer waits on it
 export const FORMAT_I32 = 7; // what the consumer accepts: FORMAT_ANY or FORMAT_JSONL
+/**
+ * Consumer: the frame position (the free-running frame counter of packPos, as u32)
+ * up to which the sink has taken the ring's frames: for a tracker, the write of
+ * their batch to its input succeeded; for any other sink, it took them out. Only
+ * moves forward (modulo 2^32). Producers wait on it (Atomics.waitAsync) to ack.
+ */
+export const DELIVERED_I32 = 16;
+export const ACK_WAITING_I32 = 17; // 1 = a producer waits on DELIVERED_I32 and wants a notify
 
 /** Float64 slots (index into a Float64Array over the header). Single writer each. */
 export const LAST_WRITE_MS_F64 = 4; // producer: wall clock of the last record written (liveness)
 export const LAST_TIMESTAMP_F64 = 5; // producer: frame timestamp of the last record written
 export const LAST_SEQ_F64 = 6; // producer: last binary-protocol sequence number accepted (0 = none)
 export const OVERFLOW_DROPS_F64 = 7; // producer: frames dropped by drop-oldest on this ring
+export const ACKED_SEQ_F64 = 10; // producer: the highest seq acked to the node so far (resume-point.ts)
 
 export const HEADER_BYTES = 128;
 
@@ -92,4 +101,8 @@ export function posBytes(p: bigint): number {
 }
 export function posFrames(p: bigint): number {
   return Number(p >> 32n);
+}
+/** Whether frame position `a` is at or before `b` (u32 counters, modulo 2^32). */
+export function framesAtOrBefore(a: number, b: number): boolean {
+  return ((b - a) >>> 0) < 0x80000000;
 }

@@ -1,10 +1,10 @@
 // Consumer side of a per-node ring (main thread). Moves records out in bulk: one
 // copy per batch, no per-frame work unless the caller iterates records.
 import {
-  HEAD64, TAIL64, CONSUMER_IDLE_I32, PRODUCER_WAITING_I32, TAIL_SEQ_I32, FORMAT_I32,
+  HEAD64, TAIL64, CONSUMER_IDLE_I32, PRODUCER_WAITING_I32, TAIL_SEQ_I32, FORMAT_I32, DELIVERED_I32, ACK_WAITING_I32,
   LAST_WRITE_MS_F64, LAST_TIMESTAMP_F64, LAST_SEQ_F64, OVERFLOW_DROPS_F64, HEADER_BYTES,
   REC_LEN, REC_PAYLOAD_LEN, REC_TIMESTAMP, REC_KIND, REC_SKIP, REC_DETECTIONS, REC_HEADER_BYTES, PAD_MARK,
-  KIND_JSON_LINE, KIND_PACKED, MIN_RING_BYTES, MAX_RING_BYTES, posBytes, posFrames,
+  KIND_JSON_LINE, KIND_PACKED, MIN_RING_BYTES, MAX_RING_BYTES, posBytes, posFrames, framesAtOrBefore,
 } from './ring-layout.js';
 
 export interface RingRecord {
@@ -17,7 +17,8 @@ export interface RingRecord {
 
 /** A batch of records copied out of a ring. */
 export class RingBatch {
-  constructor(readonly buffer: Buffer, readonly frames: number) {}
+  /** `end`: the ring's frame position just after the batch's last frame (see DELIVERED_I32). */
+  constructor(readonly buffer: Buffer, readonly frames: number, readonly end = 0) {}
 
   *records(): IterableIterator<RingRecord> {
     const b = this.buffer;
@@ -85,11 +86,22 @@ export class RingReader {
   get overflowDrops(): number { return this.hf[OVERFLOW_DROPS_F64]!; }
 
   /**
-   * Copies every published record out and frees the space. Returns null when
-   * empty. Safe against a concurrent drop-oldest producer: only records that were
-   * still ours when the tail was swapped are returned.
+   * Copies every published record out, frees the space and counts the frames as
+   * delivered (the sink has them). Returns null when empty.
    */
   read(): RingBatch | null {
+    const b = this.take();
+    if (b) this.publishDelivered(b.end);
+    return b;
+  }
+
+  /**
+   * Like read(), but the frames count as delivered only when the caller says so
+   * (publishDelivered(batch.end)): a sink that hands them on asynchronously. Safe
+   * against a concurrent drop-oldest producer: only records that were still ours
+   * when the tail was swapped are returned.
+   */
+  take(): RingBatch | null {
     for (;;) {
       const tail = Atomics.load(this.h64, TAIL64);
       const head = Atomics.load(this.h64, HEAD64);
@@ -113,7 +125,7 @@ export class RingReader {
           const skip = (posBytes(cur) - tb) >>> 0;
           const frames = (posFrames(head) - posFrames(cur)) >>> 0;
           this.advanced(frames);
-          return new RingBatch(skip === 0 ? out : out.subarray(skip), frames);
+          return new RingBatch(skip === 0 ? out : out.subarray(skip), frames, posFrames(head));
         }
         cur = prev;
         if (((posBytes(cur) - tb) >>> 0) >= n) break; // everything we copied was dropped
@@ -121,8 +133,12 @@ export class RingReader {
     }
   }
 
-  /** Frees every published record without copying (the discard sink). */
-  discard(): number {
+  /**
+   * Frees every published record without copying (the discard sink). The frames
+   * count as delivered (the sink took them) unless `delivered` is false (frames
+   * thrown away because the host stops: not delivered anywhere).
+   */
+  discard(delivered = true): number {
     for (;;) {
       const tail = Atomics.load(this.h64, TAIL64);
       const head = Atomics.load(this.h64, HEAD64);
@@ -130,8 +146,29 @@ export class RingReader {
       if (Atomics.compareExchange(this.h64, TAIL64, tail, head) === tail) {
         const frames = (posFrames(head) - posFrames(tail)) >>> 0;
         this.advanced(frames);
+        if (delivered) this.publishDelivered(posFrames(head));
         return frames;
       }
+    }
+  }
+
+  /** The frame position up to which frames count as delivered. */
+  get deliveredFrames(): number {
+    return Atomics.load(this.h32, DELIVERED_I32) >>> 0;
+  }
+
+  /**
+   * Frames up to frame position `end` are delivered (only ever forward). Wakes a
+   * producer waiting to ack them: it stores ACK_WAITING before it reads the
+   * position, and this reads ACK_WAITING after storing it, so one side sees the other.
+   */
+  publishDelivered(end: number): void {
+    const prev = Atomics.load(this.h32, DELIVERED_I32) >>> 0;
+    if (prev === end >>> 0 || framesAtOrBefore(end, prev)) return;
+    Atomics.store(this.h32, DELIVERED_I32, end | 0);
+    if (Atomics.load(this.h32, ACK_WAITING_I32) === 1) {
+      Atomics.store(this.h32, ACK_WAITING_I32, 0);
+      Atomics.notify(this.h32, DELIVERED_I32);
     }
   }
 

@@ -4,6 +4,7 @@
 import {
   HEAD64, TAIL64, CONSUMER_IDLE_I32, PRODUCER_WAITING_I32, TAIL_SEQ_I32, FORMAT_I32, FORMAT_JSONL,
   LAST_WRITE_MS_F64, LAST_TIMESTAMP_F64, LAST_SEQ_F64, OVERFLOW_DROPS_F64, HEADER_BYTES, REWIND_BYTES,
+  DELIVERED_I32, ACK_WAITING_I32, ACKED_SEQ_F64,
   REC_LEN, REC_PAYLOAD_LEN, REC_TIMESTAMP, REC_KIND, REC_SKIP, REC_DETECTIONS, REC_HEADER_BYTES, PAD_MARK,
   recordSize, packPos, posBytes, posFrames,
 } from './ring-layout.js';
@@ -28,7 +29,7 @@ export class RingWriter {
   private readonly hf: Float64Array;
   private readonly dv: DataView;
   private headBytes: number;
-  private headFrames: number;
+  private frames: number;
   private dirty = false;
   /** The owning shard has this writer on its flush list. */
   listed = false;
@@ -46,7 +47,7 @@ export class RingWriter {
     this.dv = new DataView(sab, HEADER_BYTES, this.capacity);
     const head = Atomics.load(this.h64, HEAD64);
     this.headBytes = posBytes(head);
-    this.headFrames = posFrames(head);
+    this.frames = posFrames(head);
     this.cachedTail = posBytes(Atomics.load(this.h64, TAIL64));
     this.dropOldest = policy === 'drop-oldest';
   }
@@ -63,6 +64,33 @@ export class RingWriter {
   }
   get lastTimestamp(): number {
     return this.hf[LAST_TIMESTAMP_F64]!;
+  }
+  /** The highest seq acked to the node (the shard that owns the node writes it). */
+  get ackedSeq(): number {
+    return this.hf[ACKED_SEQ_F64]!;
+  }
+  set ackedSeq(v: number) {
+    this.hf[ACKED_SEQ_F64] = v;
+  }
+  /** Frame position after the last committed record (published or still staged). */
+  get headFrames(): number {
+    return this.frames;
+  }
+  /** Frame position up to which the sink has taken the frames (ring-layout DELIVERED_I32). */
+  get deliveredFrames(): number {
+    return Atomics.load(this.h32, DELIVERED_I32) >>> 0;
+  }
+
+  /**
+   * Resolves when the delivered position moves past `seen` (or after `timeoutMs`);
+   * null when it already has. Never blocks the thread. The flag is stored before
+   * the position is read again (see RingReader.publishDelivered).
+   */
+  waitForDelivered(seen: number, timeoutMs: number): Promise<unknown> | null {
+    Atomics.store(this.h32, ACK_WAITING_I32, 1);
+    if ((Atomics.load(this.h32, DELIVERED_I32) >>> 0) !== seen) return null;
+    const r = Atomics.waitAsync(this.h32, DELIVERED_I32, seen | 0, timeoutMs);
+    return r.async ? r.value : null;
   }
 
   /** Tail as last read: the tail only moves forward, so space computed from it is a lower bound. */
@@ -100,7 +128,7 @@ export class RingWriter {
       }
       // drop-oldest only ever drops published records: publish, but leave `dirty`
       // so the caller's flush() still rings the consumer's doorbell.
-      Atomics.store(this.h64, HEAD64, packPos(this.headFrames, this.headBytes));
+      Atomics.store(this.h64, HEAD64, packPos(this.frames, this.headBytes));
       const dropped = this.dropUntil(need);
       if (onDrop && dropped > 0) onDrop(dropped);
     }
@@ -130,7 +158,7 @@ export class RingWriter {
   /** Makes the record from the last reserve() part of the staged batch. */
   commit(): void {
     this.headBytes = (this.headBytes + this.pendingSize) >>> 0;
-    this.headFrames = (this.headFrames + 1) >>> 0;
+    this.frames = (this.frames + 1) >>> 0;
     this.hf[LAST_TIMESTAMP_F64] = this.pendingTs;
     this.dirty = true;
   }
@@ -143,7 +171,7 @@ export class RingWriter {
     if (!this.dirty) return false;
     this.dirty = false;
     this.hf[LAST_WRITE_MS_F64] = Date.now();
-    Atomics.store(this.h64, HEAD64, packPos(this.headFrames, this.headBytes));
+    Atomics.store(this.h64, HEAD64, packPos(this.frames, this.headBytes));
     return Atomics.load(this.h32, CONSUMER_IDLE_I32) === 1 && Atomics.exchange(this.h32, CONSUMER_IDLE_I32, 0) === 1;
   }
 
@@ -168,7 +196,7 @@ export class RingWriter {
     this.dv.setUint32(off + REC_LEN, toEnd, true);
     this.dv.setUint32(off + REC_PAYLOAD_LEN, PAD_MARK, true);
     this.headBytes = (this.headBytes + toEnd) >>> 0;
-    const next = packPos(this.headFrames, this.headBytes);
+    const next = packPos(this.frames, this.headBytes);
     Atomics.store(this.h64, HEAD64, next);
     Atomics.compareExchange(this.h64, TAIL64, tail, next);
     this.cachedTail = this.headBytes;

@@ -9,6 +9,7 @@ import type { RingWriter } from '../ring/ring-writer.js';
 import type { LineFramer } from './line/line-framer.js';
 import type { BinaryFramer } from './binary/binary-framer.js';
 import type { TokenCheck } from './token.js';
+import type { AckWindow } from './ack-window.js';
 
 /** Handler results. */
 export const R_CONTINUE = 0;
@@ -55,6 +56,11 @@ export class Conn {
   /** Binary: the node of this connection and whether an ack is owed. */
   binNode: NodeSlot | null = null;
   ackOwed = false;
+  /** Ack `delivered`: an ack is owed as a reply (heartbeat, duplicate) even if it did not move. */
+  ackReply = false;
+  /** Ack `delivered`: the node's settled seqs waiting for the sink, and whether a wait for it is armed. */
+  ackWindow: AckWindow | null = null;
+  ackWaiting = false;
   welcomed = false;
   /** Binary: non-fatal errors since the last frame written (see MAX_ERROR_STREAK). */
   errorStreak = 0;
@@ -90,7 +96,8 @@ export interface ShardContext {
   traceFrame(slot: NodeSlot, timestamp: number, detections: number, bytes: number, outcome: string, seq?: number): void;
   sawHeartbeat(node: string): void;
   write(c: Conn, buf: Uint8Array): void;
-  oweAck(c: Conn): void;
+  /** An ack is owed (sent with the batch); `reply`: even if it did not move (heartbeat, duplicate). */
+  oweAck(c: Conn, reply?: boolean): void;
   /** Asks the main thread to close the connection (after queued writes). */
   close(c: Conn, reason: CloseReason, error?: PlainError): void;
 }

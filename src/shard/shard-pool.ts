@@ -69,6 +69,7 @@ export class ShardPool {
         tokens: this.opts.tokens,
         limits: this.opts.limits,
         overflow: this.opts.overflow,
+        ack: this.opts.ack,
         testHooks: false,
         // Deliver asynchronously, like a port would, so the two sides never re-enter.
         post: (msg) => queueMicrotask(() => this.opts.onMessage(0, msg)),
@@ -112,6 +113,7 @@ export class ShardPool {
       tokens: this.opts.tokens,
       limits: this.opts.limits,
       overflow: this.opts.overflow,
+      ack: this.opts.ack,
       testHooks: this.opts.testHooks,
     };
     this.pool!.run(input, { transferList: [port2] as unknown as TransferListItem[] }).then(

@@ -20,6 +20,7 @@ export default function runShard(input: ShardTaskInput): Promise<number> {
     tokens: input.tokens,
     limits: input.limits,
     overflow: input.overflow,
+    ack: input.ack,
     testHooks: input.testHooks,
     post: (msg: ShardToMain, transfer) => port.postMessage(msg, transfer),
   });

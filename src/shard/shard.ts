@@ -15,6 +15,7 @@ import { C_ACKS_SENT, C_FRAMES_RECEIVED, C_DROPPED_BASE, DROP_REASONS, D_CONNECT
 import { RateLimit } from '../telemetry/rate-limit.js';
 import { encodeMessage, T_ACK } from '../protocol/binary-protocol.js';
 import { RingWriter } from '../ring/ring-writer.js';
+import { AckWindow } from './ack-window.js';
 import { LineFramer, F_NONE, F_MESSAGE, F_OVERSIZE } from './line/line-framer.js';
 import { BinaryFramer } from './binary/binary-framer.js';
 import { TokenCheck } from './token.js';
@@ -41,6 +42,12 @@ export interface ShardOptions extends ShardSettings {
 export const REFUSED_RETRY_MS = 10000;
 /** Refused nodes a line connection may hold; one more closes it (node_refused). */
 export const MAX_REFUSED_NODES = 64;
+
+/**
+ * Ack `delivered`: a wait for the sink re-checks after this long even without a
+ * notify (a backstop; the consumer notifies on every advance a producer waits for).
+ */
+export const ACK_WAIT_MS = 1000;
 
 export class Shard implements ShardContext {
   readonly opts: ShardOptions;
@@ -112,6 +119,7 @@ export class Shard implements ShardContext {
         slot.writer = new RingWriter(msg.ring, this.opts.overflow);
         slot.ringId = msg.ringId;
         this.ringIds.set(slot.writer, msg.ringId);
+        if (c.binNode === slot) this.startAcks(c, slot.writer);
         c.blocked = false;
         this.pump(c);
         break;
@@ -292,9 +300,24 @@ export class Shard implements ShardContext {
     this.writes.push(c.id, buf);
   }
 
-  oweAck(c: Conn): void {
+  oweAck(c: Conn, reply = false): void {
     c.ackOwed = true;
+    if (reply) c.ackReply = true;
     this.ackConns.add(c);
+  }
+
+  /**
+   * A binary node's ring was granted. Nothing above the resume point counts as
+   * acked. With acks `delivered`, frames an earlier connection left in the ring
+   * are acked to this one once the sink takes them.
+   */
+  private startAcks(c: Conn, w: RingWriter): void {
+    if (w.ackedSeq > w.lastSeq) w.ackedSeq = w.lastSeq;
+    if (this.opts.ack !== 'delivered') return;
+    c.ackWindow = new AckWindow(w.ackedSeq);
+    c.ackWindow.settle(w.headFrames, w.lastSeq);
+    // Sent with the batch, after the welcome the grant lets the hello write.
+    if (c.ackWindow.size > 0) this.oweAck(c);
   }
 
   /** Asks the main thread to close the connection (after queued writes). */
@@ -382,12 +405,56 @@ export class Shard implements ShardContext {
   }
 
   private sendAck(c: Conn): void {
+    const reply = c.ackReply;
     c.ackOwed = false;
+    c.ackReply = false;
     const slot = c.binNode;
     if (slot === null) return;
-    const seq = slot.writer ? slot.writer.lastSeq : 0;
+    const w = slot.writer;
+    if (c.ackWindow !== null) {
+      if (w !== null) {
+        c.ackWindow.settle(w.headFrames, w.lastSeq);
+        this.ackDelivered(c, w, reply);
+      } else if (reply) {
+        this.ackSeq(c, c.ackWindow.acked);
+      }
+      return;
+    }
+    const seq = w ? w.lastSeq : 0;
+    if (w) w.ackedSeq = seq;
+    this.ackSeq(c, seq);
+  }
+
+  private ackSeq(c: Conn, seq: number): void {
     this.write(c, ackMessage(seq));
     this.counters[C_ACKS_SENT]! += 1;
+  }
+
+  /**
+   * Ack `delivered`: acks the settled seqs the sink has taken (one ack at most),
+   * and while some are left waits (asynchronously) for the sink to take more.
+   * `reply`: send an ack even when it did not move.
+   */
+  private ackDelivered(c: Conn, w: RingWriter, reply: boolean): void {
+    const win = c.ackWindow!;
+    const before = win.acked;
+    for (;;) {
+      const seen = w.deliveredFrames;
+      win.advance(seen);
+      if (win.size === 0 || c.ackWaiting) break;
+      const wait = w.waitForDelivered(seen, ACK_WAIT_MS);
+      if (wait === null) continue; // it moved meanwhile: look again
+      c.ackWaiting = true;
+      void wait.then(() => {
+        c.ackWaiting = false;
+        if (c.released || c.binNode?.writer !== w) return;
+        this.ackDelivered(c, w, false);
+        this.flush();
+      });
+      break;
+    }
+    if (win.acked > before) w.ackedSeq = win.acked;
+    if (win.acked > before || reply) this.ackSeq(c, win.acked);
   }
 
   /** Publishes rings, then acks (an ack never precedes its frames), in one message. */

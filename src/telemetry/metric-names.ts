@@ -79,4 +79,7 @@ export const CLUSTER_M = {
   unfencedNodes: `${PREFIX}cluster_unfenced_nodes`,
   resumeWrites: `${PREFIX}cluster_resume_writes_total`,
   resumeReads: `${PREFIX}cluster_resume_reads_total`,
+  commandsRouted: `${PREFIX}cluster_commands_routed_total`,
+  agentRequestsLocal: `${PREFIX}cluster_agent_requests_local_total`,
+  agentMessagesInvalid: `${PREFIX}cluster_agent_messages_invalid_total`,
 } as const;

@@ -35,6 +35,13 @@
 // the tracker died are counted as fed: nothing on this side can know about them.
 // The feeder never reads the ring while no tracker input is open (`detached`), so a
 // tracker that is down or restarting leaves the frames in the ring, not lost.
+//
+// Delivery. The feeder publishes in the ring header how far (in ring frame
+// positions) the tracker's input has taken the frames: a batch's end once its write
+// callback succeeded, a batch of skipped frames once the writes before it did. The
+// shard acks a binary node's frames up to there (tcp_server.ack: delivered). A
+// failed write publishes nothing; its frames (lostInFlight) are covered by the next
+// success.
 import type { RingReader, RingBatch } from '../ring/ring-reader.js';
 import {
   KIND_JSON_LINE, KIND_PACKED, KIND_RESET, PAD_MARK, REC_DETECTIONS, REC_HEADER_BYTES, REC_KIND, REC_LEN, REC_PAYLOAD_LEN, REC_SKIP, REC_TIMESTAMP,
@@ -91,6 +98,10 @@ export class RingFeeder {
   private lastTs = -Infinity;
   /** Out-of-order frames in a row since the last frame fed. */
   private behind = 0;
+  /** Batches written whose callback has not run yet. */
+  private writesOut = 0;
+  /** End of a batch with nothing to write, taken while writes were outstanding. */
+  private skippedEnd: number | null = null;
 
   // ---- counters ----
   /** Frames whose bytes reached the tracker's input (see the accounting rule above). */
@@ -199,24 +210,41 @@ export class RingFeeder {
     const r = this.reader;
     for (let n = 0; ; ) {
       if (!t || !t.writable) return 'detached';
-      const batch = r.read();
+      const batch = r.take();
       if (!batch) {
         if (r.arm()) return 'idle';
         continue;
       }
       const { buf, frames } = this.render(batch);
-      if (frames > 0) {
+      const end = batch.end;
+      if (frames === 0) {
+        // Nothing to write (every frame skipped): settled once the writes before it are.
+        if (this.writesOut === 0) r.publishDelivered(end);
+        else this.skippedEnd = end;
+      } else {
         this.inFlight += frames;
         let ok: boolean;
         this.onWrite?.(buf);
+        this.writesOut++;
         try {
           ok = t.write(buf, (err) => {
             this.inFlight -= frames;
-            if (err) this.lostInFlight += frames;
-            else this.framesFed += frames;
+            this.writesOut--;
+            if (err) {
+              this.lostInFlight += frames;
+              return;
+            }
+            this.framesFed += frames;
+            // The bytes are the OS's: a crash of this process no longer loses them.
+            r.publishDelivered(end);
+            if (this.writesOut === 0 && this.skippedEnd !== null) {
+              r.publishDelivered(this.skippedEnd);
+              this.skippedEnd = null;
+            }
           }, frames);
         } catch {
           // Not writable after all (checked above; only a misbehaving target gets here).
+          this.writesOut--;
           this.inFlight -= frames;
           this.lostInFlight += frames;
           return 'detached';

@@ -575,7 +575,7 @@ export class TrackerSupervisor implements RingSink {
     await Promise.all(all.map((i) => i.close(forwardDeadlineMs)));
     let left = 0;
     for (const n of this.opts.nodes.byRing) left += n.reader.frames;
-    for (const n of this.opts.nodes.byRing) n.reader.discard();
+    for (const n of this.opts.nodes.byRing) n.reader.discard(false); // lost at shutdown: not delivered
     this.lostAtShutdown += left;
     return { drained: drained && left === 0, leftInRings: left, consumption };
   }

@@ -126,7 +126,7 @@ export class Harness {
     this.owners.clear();
     this.used = [];
     this.shard = new Shard({
-      shardId: 0, counters: this.counters, token: TOKEN, tokens: {}, limits: { maxFrameBytes: MAX_FRAME, maxDetections: 1_000_000, maxClockSkewMs: 0, maxSeqJump: Number.MAX_SAFE_INTEGER }, overflow: 'block',
+      shardId: 0, counters: this.counters, token: TOKEN, tokens: {}, limits: { maxFrameBytes: MAX_FRAME, maxDetections: 1_000_000, maxClockSkewMs: 0, maxSeqJump: Number.MAX_SAFE_INTEGER }, overflow: 'block', ack: 'ring',
       post: (m) => { this.outbox.push(m); },
     });
   }

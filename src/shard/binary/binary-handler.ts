@@ -1,6 +1,7 @@
 // One handler per binary-protocol message type. The first message must be a hello;
 // frames carry per-node sequence numbers; the host acks cumulatively once per
-// batch, after the frames are published in the ring.
+// batch, after the frames are published in the ring (ack `ring`) or once the sink
+// has taken them (ack `delivered`: the shard's AckWindow).
 import type { PlainError } from '../../protocol/errors.js';
 import { ErrorCodes } from '../../protocol/errors.js';
 import { closeError } from '../../protocol/close-reasons.js';
@@ -150,7 +151,7 @@ export function handleBinary(sh: ShardContext, c: Conn, buf: Buffer, s: number, 
     case T_HEARTBEAT:
       sh.counters[C_HEARTBEATS]! += 1;
       sh.sawHeartbeat(slot.node);
-      sh.oweAck(c);
+      sh.oweAck(c, true);
       return R_CONTINUE;
     case T_HELLO:
       sh.close(c, 'protocol_error', closeError('protocol_error', 'hello sent twice'));
@@ -176,7 +177,7 @@ function frame(sh: ShardContext, c: Conn, slot: NodeSlot, seq: unknown, ts: unkn
     // A resend of something already settled: ack again, store nothing (expected after a reconnect: not logged).
     sh.counters[C_FRAMES_RECEIVED]! += 1;
     sh.counters[D_DUPLICATE]! += 1;
-    sh.oweAck(c);
+    sh.oweAck(c, true);
     return R_CONTINUE;
   }
   if (seq - w.lastSeq > sh.opts.limits.maxSeqJump) return seqJump(sh, c, seq, w.lastSeq);
@@ -245,7 +246,7 @@ function reset(sh: ShardContext, c: Conn, slot: NodeSlot, seq: unknown): number 
   if (seq <= w.lastSeq) {
     sh.counters[C_FRAMES_RECEIVED]! += 1;
     sh.counters[D_DUPLICATE]! += 1;
-    sh.oweAck(c);
+    sh.oweAck(c, true);
     return R_CONTINUE;
   }
   if (seq - w.lastSeq > sh.opts.limits.maxSeqJump) return seqJump(sh, c, seq, w.lastSeq);
