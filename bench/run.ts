@@ -15,6 +15,7 @@ const WORKLOADS: Record<string, () => Promise<{ workload: Workload }>> = {
   floor: () => import('./floor.js'),
   hostile: () => import('./hostile.js'),
   forward: () => import('./forward.js'),
+  cluster: () => import('./cluster.js'),
   acks: () => import('./acks.js'),
 };
 
