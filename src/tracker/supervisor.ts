@@ -474,8 +474,17 @@ export class TrackerSupervisor implements RingSink {
   remove(nodeId: string): 'removed' | 'not_found' | 'configured' | 'connected' {
     const { provisioned, configured } = this.provisioning;
     const spec = provisioned.get(nodeId);
-    if (!spec) return configured.has(nodeId) ? 'configured' : 'not_found';
     const node = this.opts.nodes.get(nodeId);
+    if (!spec) {
+      if (configured.has(nodeId)) return 'configured';
+      // Admitted but its tracker not provisioned yet (waiting for its first frame or a
+      // port): the wait is dropped, so no tracker starts for it after this.
+      if (!node?.healthy && this.provisioning.awaiting.delete(nodeId)) {
+        if (node) node.admitted = false;
+        return 'removed';
+      }
+      return 'not_found';
+    }
     if (node?.healthy) return 'connected';
     provisioned.delete(nodeId);
     if (node) node.admitted = false;
