@@ -312,9 +312,11 @@ export class ClusterOwnership {
     const r = sup.remove(node);
     if (r === 'connected') return false;
     // A configured tracker stays (every host has it); it is fed by no one while the node is elsewhere.
-    if (r !== 'removed') return true;
+    if (r === 'configured') return true;
+    // Removed now, or by an earlier attempt whose tracker is still stopping: until it has
+    // stopped it may still be fed from the ring, so the lease must not go yet.
     await this.waitFor(() => !sup.usesRing(node), until);
-    return true;
+    return !sup.usesRing(node);
   }
 
   private async writeFinal(node: string, fence: number): Promise<void> {
