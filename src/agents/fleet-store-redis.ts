@@ -4,6 +4,7 @@
 // Commands fail fast while Redis is unreachable (no offline queue): the caller then
 // serves from this host's memory, and `degraded` says so.
 import { Redis } from 'ioredis';
+import { failFastOptions } from '../cluster/redis-options.js';
 import type { Agent, AgentState, AgentTiming } from './agent-registry.js';
 import type { AckOutcome, Command } from './command-store.js';
 import {
@@ -61,16 +62,9 @@ export class RedisFleetStore {
 
   constructor(private readonly opts: FleetStoreOptions) {
     this.p = opts.keyPrefix;
-    const base = {
-      lazyConnect: true,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: opts.commandTimeoutMs,
-      connectTimeout: Math.max(200, opts.commandTimeoutMs),
-      retryStrategy: () => 500,
-    };
-    this.cmd = new Redis(opts.redisUrl, base) as ScriptRedis;
-    this.sub = new Redis(opts.redisUrl, { ...base, commandTimeout: undefined });
+    const timings = { commandTimeoutMs: opts.commandTimeoutMs, connectTimeoutMs: Math.max(200, opts.commandTimeoutMs), retryMs: 500 };
+    this.cmd = new Redis(opts.redisUrl, failFastOptions(timings)) as ScriptRedis;
+    this.sub = new Redis(opts.redisUrl, failFastOptions({ ...timings, commandTimeoutMs: undefined }));
     const def = (name: string, keys: number, lua: string) => this.cmd.defineCommand(name, { numberOfKeys: keys, lua });
     def('fleetRegister', 3, REGISTER_LUA);
     def('fleetTouch', 3, TOUCH_LUA);

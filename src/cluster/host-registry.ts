@@ -9,6 +9,7 @@
 // MAX_HOSTS members, ids of at most 64 bytes, values of a size limit and of type
 // string (anything else is reported as invalid, not fetched).
 import { Redis } from 'ioredis';
+import { failFastOptions } from './redis-options.js';
 import {
   MAX_FLEET_SNAPSHOT_BYTES, MAX_HOSTS, MAX_RECORD_BYTES, MAX_SNAPSHOT_BYTES, decodeHostRecord, decodeSnapshot, encodeHostRecord, hostEntry,
   type HostEntry, type HostRecord, type TrackerSnapshot,
@@ -119,15 +120,10 @@ export class HostRegistry {
   private readonly redis: Redis & RegistryCommands;
 
   constructor(private readonly opts: RegistryOptions) {
-    const redis = new Redis(opts.redisUrl, {
-      lazyConnect: true,
-      // Fail fast while Redis is away: the callers run on timers and simply try again.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: opts.commandTimeoutMs,
-      connectTimeout: Math.max(200, opts.commandTimeoutMs),
-      retryStrategy: () => 500,
-    });
+    // The callers run on timers and simply try again.
+    const redis = new Redis(opts.redisUrl, failFastOptions({
+      commandTimeoutMs: opts.commandTimeoutMs, connectTimeoutMs: Math.max(200, opts.commandTimeoutMs), retryMs: 500,
+    }));
     redis.on('error', (err: Error) => opts.onRedisError?.(err));
     redis.on('ready', () => opts.onReady?.());
     redis.defineCommand('radarHostBeat', { numberOfKeys: 2, lua: HEARTBEAT_LUA });

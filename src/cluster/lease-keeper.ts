@@ -4,6 +4,7 @@
 // Redis is unreachable (no offline queue), so the table's clock, not a queue, decides
 // when a grant is given up.
 import { Redis } from 'ioredis';
+import { failFastOptions } from './redis-options.js';
 import { NodeLeases, decodeHandover, type AcquireResult } from './node-lease.js';
 import { LeaseTable, type LeaseAction, type LossReason } from './lease-table.js';
 import { NO_LEASE_METRICS, type LeaseMetrics } from './lease-metrics.js';
@@ -41,17 +42,14 @@ export class LeaseKeeper {
     this.table = new LeaseTable(opts.leaseMs);
     this.metrics = opts.metrics ?? NO_LEASE_METRICS;
     this.now = opts.now ?? Date.now;
-    const base = {
-      lazyConnect: true,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
+    const timings = {
       // A hung Redis must fail the renew well inside the lease, so the retry can run.
-      commandTimeout: Math.max(50, Math.floor(opts.leaseMs / 6)),
-      connectTimeout: Math.max(100, Math.floor(opts.leaseMs / 3)),
-      retryStrategy: () => Math.max(20, Math.min(1000, Math.floor(opts.leaseMs / 12))),
+      commandTimeoutMs: Math.max(50, Math.floor(opts.leaseMs / 6)),
+      connectTimeoutMs: Math.max(100, Math.floor(opts.leaseMs / 3)),
+      retryMs: Math.max(20, Math.min(1000, Math.floor(opts.leaseMs / 12))),
     };
-    this.cmd = new Redis(opts.redisUrl, base);
-    this.sub = new Redis(opts.redisUrl, { ...base, commandTimeout: undefined });
+    this.cmd = new Redis(opts.redisUrl, failFastOptions(timings));
+    this.sub = new Redis(opts.redisUrl, failFastOptions({ ...timings, commandTimeoutMs: undefined }));
     const onError = (err: Error) => opts.onRedisError?.(err);
     this.cmd.on('error', onError);
     this.sub.on('error', onError);
