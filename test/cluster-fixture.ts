@@ -11,7 +11,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, freePortRange, getJson, httpGet, until } from './helpers.js';
+import { freePort, freePortRange, getJson, httpGet, parseProm, until } from './helpers.js';
 import { REDIS_SERVER, RedisServer } from './redis-server.js';
 
 export const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
@@ -193,16 +193,6 @@ export class FleetHost {
   }
 }
 
-/** Prometheus text -> `name{labels}` -> value. */
-export function parseProm(body: string): Map<string, number> {
-  const m = new Map<string, number>();
-  for (const line of body.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    m.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return m;
-}
 
 /** What every host's trackers received, per node: each seq with the hosts (one entry per delivery). */
 export interface Deliveries {

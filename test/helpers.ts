@@ -294,8 +294,8 @@ export async function getJson(port: number, path: string): Promise<{ status: num
 }
 
 /** Parses Prometheus text into a map of `name{labels}` -> value. */
-export async function scrape(engine: Engine): Promise<Map<string, number>> {
-  const { body } = await httpGet(engine.httpAddress!.port, '/metrics');
+/** Prometheus text -> `name{labels}` -> value. */
+export function parseProm(body: string): Map<string, number> {
   const m = new Map<string, number>();
   for (const line of body.split('\n')) {
     if (line === '' || line.startsWith('#')) continue;
@@ -303,6 +303,11 @@ export async function scrape(engine: Engine): Promise<Map<string, number>> {
     m.set(line.slice(0, i), Number(line.slice(i + 1)));
   }
   return m;
+}
+
+export async function scrape(engine: Engine): Promise<Map<string, number>> {
+  const { body } = await httpGet(engine.httpAddress!.port, '/metrics');
+  return parseProm(body);
 }
 
 /**
