@@ -4,13 +4,13 @@
 // api_forward, the track files read back from a temp output_dir.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
+import { request, type IncomingHttpHeaders } from 'node:http';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import type { Engine } from '../src/engine/engine.js';
 import { startEngine, startTrackerEngine, scrape, until, freePort, Client, lineFrame, TOKEN } from './helpers.js';
+import { ForwardReceiver } from './track-fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'radar-server-mode-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -64,41 +64,11 @@ function metric(m: Map<string, number>, name: string, labels: Record<string, str
 const pushed = (m: Map<string, number>, route: string, result: string): number =>
   metric(m, 'radar_ingest_node_push_requests_total', { route, result });
 
-/** A receiver like tracker-host's API: records each POST's body (one event, or an array with opt-in batching). */
-class Receiver {
-  readonly bodies: { headers: IncomingHttpHeaders; body: string }[] = [];
-  private server: Server | null = null;
-  port = 0;
-  async start(): Promise<void> {
-    this.server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        this.bodies.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end('{"ok":true}');
-      });
-    });
-    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', () => r()));
-    this.port = (this.server.address() as AddressInfo).port;
-  }
-  /** Every event received, in order. */
-  events(): unknown[] {
-    return this.bodies.flatMap((b) => {
-      const v: unknown = JSON.parse(b.body);
-      return Array.isArray(v) ? v : [v];
-    });
-  }
-  close(): Promise<void> {
-    return new Promise((r) => this.server ? this.server.close(() => r()) : r());
-  }
-}
-
 describe('server mode routes', () => {
   let e: Engine;
   let port: number;
   let out: string;
-  const receiver = new Receiver();
+  const receiver = new ForwardReceiver();
 
   before(async () => {
     await receiver.start();
@@ -150,8 +120,8 @@ describe('server mode routes', () => {
     // Forwarded like a local tracker's events, with the configured headers.
     await until(() => receiver.events().length >= 3, 'three events forwarded');
     assert.deepEqual(receiver.events(), ev);
-    assert.equal(receiver.bodies[0]!.headers['x-site'], 'lab');
-    assert.match(receiver.bodies[0]!.headers['content-type'] ?? '', /^application\/json/);
+    assert.equal(receiver.posts[0]!.headers['x-site'], 'lab');
+    assert.match(receiver.posts[0]!.headers['content-type'] ?? '', /^application\/json/);
     // Registered by its first tracks, without a config; two distinct tracks.
     const list = json(await send(port, 'GET', '/api/nodes')).nodes;
     assert.equal(list.radar5.has_config, false);
@@ -398,7 +368,7 @@ describe('server mode bounds and conflicts', () => {
   });
 
   test('at shutdown every accepted line is in the file and every forwarded event reached the receiver', async () => {
-    const receiver = new Receiver();
+    const receiver = new ForwardReceiver();
     await receiver.start();
     const out = mkdtempSync(join(dir, 'stop-'));
     const e = await startEngine({

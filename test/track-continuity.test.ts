@@ -9,9 +9,8 @@
 // host's format unchanged.
 import { test, describe, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, request, type Server } from 'node:http';
+import { request } from 'node:http';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Engine } from '../src/engine/engine.js';
@@ -20,6 +19,7 @@ import { trackFileName } from '../src/tracker/track-output.js';
 import { MAX_RUN_ID_CHARS, clusterRunId, hostTag, runIdFor, withProvenance } from '../src/tracker/track-provenance.js';
 import { Client, TOKEN, startTrackerEngine, until, type TrackerEngine } from './helpers.js';
 import { RedisServer, REDIS_SERVER, redisSkip } from './redis-server.js';
+import { ForwardReceiver, twoTargetFrames } from './track-fixtures.js';
 
 type Event = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -79,14 +79,7 @@ const FENCE_A = 1_800_000_000_001;
 const FENCE_A2 = 1_800_000_000_005;
 const FENCE_B = 1_800_000_000_009;
 
-/** Frame i: two well separated targets moving slowly (the built-in tracker confirms both at the third frame). */
-function frame(i: number): string {
-  return `${JSON.stringify({
-    node_id: NODE, token: TOKEN, timestamp: T0 + 500 * i,
-    delay: [40 + 0.1 * i, 90 - 0.1 * i], doppler: [-28, 31], snr: [15, 14], adsb: [null, null],
-  })}\n`;
-}
-const frames = (from: number, to: number): string => Array.from({ length: to - from }, (_, k) => frame(from + k)).join('');
+const { frames } = twoTargetFrames(NODE, T0);
 
 /** The complete lines of the files in `dir` whose names match `re`, with the file names. */
 function filesMatching(dir: string, re: RegExp): string[] {
@@ -96,38 +89,6 @@ function lines(dir: string, file: string): string[] {
   const parts = readFileSync(join(dir, file), 'utf8').split('\n');
   parts.pop();
   return parts;
-}
-
-/** A real node:http api_forward receiver: every POST body by path. */
-class Receiver {
-  readonly posts: { path: string; body: string }[] = [];
-  private server: Server | null = null;
-  port = 0;
-  async start(): Promise<void> {
-    this.server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        this.posts.push({ path: req.url ?? '', body: Buffer.concat(chunks).toString('utf8') });
-        res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', () => r()));
-    this.port = (this.server.address() as AddressInfo).port;
-  }
-  url(path: string): string {
-    return `http://127.0.0.1:${this.port}${path}`;
-  }
-  /** The forwarded events of one path: each POST body is one object, or an array of them (batching). */
-  events(path: string): Event[] {
-    return this.posts.filter((p) => p.path === path).flatMap((p) => {
-      const v = JSON.parse(p.body) as Event | Event[];
-      return Array.isArray(v) ? v : [v];
-    });
-  }
-  close(): Promise<void> {
-    return new Promise((r) => (this.server ? this.server.close(() => r()) : r()));
-  }
 }
 
 function post(port: number, path: string, body: string): Promise<number> {
@@ -145,7 +106,7 @@ describe(`track continuity across two hosts (${REDIS_SERVER ?? 'redis-server not
   const root = mkdtempSync(join(tmpdir(), 'radar-track-continuity-'));
   const engines: Engine[] = [];
   const clients: Client[] = [];
-  const receiver = new Receiver();
+  const receiver = new ForwardReceiver();
   let redis: RedisServer;
   before(async () => {
     redis = await RedisServer.start();

@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Engine } from '../src/engine/engine.js';
 import { EPOCH_FILE, claimEpoch } from '../src/tracker/run-id.js';
-import { Client, TOKEN, freePort, getJson, scrape, startTrackerEngine, until, type TrackerEngine } from './helpers.js';
+import { Client, freePort, getJson, scrape, startTrackerEngine, until, type TrackerEngine } from './helpers.js';
+import { twoTargetFrames } from './track-fixtures.js';
 
 const REFERENCE = fileURLToPath(new URL('../src/tracker/reference-tracker.js', import.meta.url));
 const root = mkdtempSync(join(tmpdir(), 'radar-track-ids-'));
@@ -29,14 +30,7 @@ const T0 = 1_757_400_000_000;
 const NODE = 'ids-node';
 const DEADLINE = 20_000;
 
-/** Frame i of two well separated targets moving slowly (the built-in tracker confirms both at the third frame). */
-function frame(i: number): string {
-  return `${JSON.stringify({
-    node_id: NODE, token: TOKEN, timestamp: T0 + 500 * i,
-    delay: [40 + 0.1 * i, 90 - 0.1 * i], doppler: [-28, 31], snr: [15, 14], adsb: [null, null],
-  })}\n`;
-}
-const frames = (from: number, to: number): string => Array.from({ length: to - from }, (_, k) => frame(from + k)).join('');
+const { frames } = twoTargetFrames(NODE, T0);
 
 type Event = Record<string, any>;
 /** Every complete line of the node's track files (one per day; a test run crossing midnight reads both). */
