@@ -10,7 +10,8 @@
 // - The shard worker dies in the middle of a move: before its answer reaches the
 //   main thread (the connection is closed as shard_crashed), after it (the
 //   connection goes on on the main thread), or right after the connection was
-//   attached to it (closed as shard_crashed). The engine stays up, the worker is
+//   attached to it (closed as shard_crashed), or its thread is terminated from
+//   outside before its answer arrives. The engine stays up, the worker is
 //   replaced and takes moves again, the other node never notices, accounting holds.
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -337,6 +338,24 @@ describe('placement moves under hostile peers and dying workers', () => {
     await crashes(3);
     assert.equal(await closedCrashed(), 2, 'closed as shard_crashed once the worker it moved to died');
 
+    // 4. Worker -> main; the worker thread is terminated from outside (as a worker out of memory is) before its answer arrives.
+    s.stop();
+    s = await stream('victim');
+    h = handleOf(e, 'victim')!;
+    await moveAndWait(e, h); // onto the worker
+    g.hold(h.id);
+    await until(() => {
+      if (h.move === null) tickOnly(e, h);
+      return g.held.length > 0;
+    }, 'a move off the worker under way', 10000);
+    const threads = (e.pool as unknown as { pool: { threads: { terminate(): Promise<number> }[] } }).pool.threads;
+    assert.equal(threads.length, 1, 'one worker thread');
+    await threads[0]!.terminate();
+    await until(() => s.c.closed, 'the moving connection closed', 10000);
+    g.drop();
+    await crashes(4);
+    assert.equal(await closedCrashed(), 3, 'closed as shard_crashed');
+
     // The replaced worker takes moves again, and the node streams on a new connection.
     s.stop();
     s = await stream('victim');
@@ -355,6 +374,6 @@ describe('placement moves under hostile peers and dying workers', () => {
     assert.equal((await httpGet(e.httpAddress!.port, '/healthz')).status, 200);
     const m = await assertAccounting(e);
     assert.equal(m.get('radar_ingest_connections_open'), 2, 'the calm node and the victim\'s last connection');
-    assert.equal(m.get('radar_ingest_shard_restarts_total'), 3);
+    assert.equal(m.get('radar_ingest_shard_restarts_total'), 4);
   });
 });
