@@ -109,7 +109,7 @@ async function moveAndWait(e: Engine, h: ConnHandle): Promise<void> {
  * Intercepts the old shard's answers to moves (S_DETACHED). `hold(conn)`: answers
  * taking that connection's state are kept until `release()` (or dropped by `drop()`), as if the
  * worker were slow to answer or died before its answer arrived. `after`: called
- * once an answer was handled. `sizes`: bytes held for the connection at each answer.
+ * once an answer was handled. `sizes`: bytes held for the connection at each completed move.
  */
 function gate(e: Engine) {
   const real = e.handoff.detached.bind(e.handoff);
@@ -134,7 +134,7 @@ function gate(e: Engine) {
   };
   const deliver = (msg: DetachedMsg): void => {
     const h = e.handoff.conns.get(msg.conn);
-    if (h?.move) sizes.push(h.move.held.reduce((s, x) => s + (Buffer.isBuffer(x) ? x.length : 0), 0));
+    if (h?.move && msg.state !== null) sizes.push(h.move.held.reduce((s, x) => s + (Buffer.isBuffer(x) ? x.length : 0), 0));
     real(msg);
     g.after?.(msg);
   };
