@@ -15,6 +15,7 @@ import { ResumeStore, type ResumeWrite } from '../cluster/resume-store.js';
 import { registerOwnershipMetrics, type GiveUpReason, type OwnershipMetrics, type TakeoverReason } from '../cluster/ownership-metrics.js';
 import { readAckedSeq, readResumePoint } from '../ring/resume-point.js';
 import { HEAD64, posFrames } from '../ring/ring-layout.js';
+import { discardGivenUp } from './cluster-discard.js';
 
 /**
  * The seq a node's fleet resume point is set to. While the node streams: the last
@@ -71,6 +72,8 @@ export class ClusterOwnership {
   private readonly now: () => number;
   private readonly logLimit = new RateLimit(10, 10000);
   private timer: NodeJS.Timeout | null = null;
+  /** Frames thrown away from the rings of nodes given up (frames_dropped_total{reason="given_up"}). */
+  framesDiscarded = 0;
   private ticking = false;
   private draining = false;
 
@@ -283,10 +286,16 @@ export class ClusterOwnership {
         this.o.log.error({ node, fence, reason }, 'cluster: node could not be stopped; its lease is kept');
         return;
       }
-      if (!state.lost && fence > 0) {
-        await this.writeFinal(node, fence);
-        await this.keeper.release(node);
+      const entry = this.o.nodes.get(node);
+      if (entry) {
+        // What the fleet may trust of this host's work, taken before the ring is emptied.
+        const seq = resumeSeqOf(entry);
+        const frames = discardGivenUp(entry, seq);
+        this.framesDiscarded += frames;
+        if (frames > 0) this.o.log.info({ node, fence, reason, frames, resume_seq: seq }, 'cluster: frames left in a given-up node\'s ring discarded');
+        if (!state.lost && fence > 0) await this.writeFinal(entry, fence, seq);
       }
+      if (!state.lost && fence > 0) await this.keeper.release(node);
       this.written.delete(node);
       this.unfenced.delete(node);
       this.metrics.givenUp(reason);
@@ -319,10 +328,10 @@ export class ClusterOwnership {
     return !sup.usesRing(node);
   }
 
-  private async writeFinal(node: string, fence: number): Promise<void> {
-    const entry = this.o.nodes.get(node);
-    if (!entry) return;
-    const [r] = await this.resume.write([{ node, fence, seq: resumeSeqOf(entry) }]);
+  /** The resume point at give-up; none when no claim adopted this lease yet (the header is an earlier ownership's). */
+  private async writeFinal(entry: NodeEntry, fence: number, seq: number): Promise<void> {
+    if (entry.fence !== fence) return;
+    const [r] = await this.resume.write([{ node: entry.id, fence, seq }]);
     this.metrics.resumeWrites(r ?? 'error', 1);
   }
 
@@ -348,11 +357,15 @@ export class ClusterOwnership {
       if (this.giving.has(node)) continue;
       const entry = this.o.nodes.get(node);
       if (!entry) {
+        // A first claim has no entry until provisioning admitted the node: its lease is in use.
+        if (this.o.nodes.claimInFlight(node)) continue;
         // Gone for limits.node_release_ms: the lease is not kept for it any longer.
         this.written.delete(node);
         void this.keeper.release(node);
         continue;
       }
+      // The claim has not adopted this lease's resume point yet: the header is an earlier ownership's.
+      if (entry.fence !== fence) continue;
       const seq = resumeSeqOf(entry);
       if (seq !== this.written.get(node) && seq > 0) batch.push({ node, fence, seq });
     }
@@ -425,7 +438,7 @@ export class ClusterOwnership {
       const batch: ResumeWrite[] = [];
       for (const { node, fence } of this.keeper.owned()) {
         const entry = this.o.nodes.get(node);
-        if (entry) batch.push({ node, fence, seq: resumeSeqOf(entry) });
+        if (entry && entry.fence === fence) batch.push({ node, fence, seq: resumeSeqOf(entry) });
       }
       const results = await this.resume.write(batch).catch(() => []);
       for (const r of results) this.metrics.resumeWrites(r, 1);
