@@ -126,7 +126,11 @@ export class ClusterOwnership {
     if (this.draining) return elsewhere(`node ${id}: this host is draining; connect to another host`);
     if (this.giving.has(id)) return elsewhere(`node ${id} is being handed over to another host; reconnect`);
     const mine = this.keeper.fenceOf(id);
-    if (mine !== undefined) return { ok: true, fence: mine };
+    if (mine !== undefined) {
+      // Held, but no claim adopted this lease's resume point yet (the one that acquired it was refused): read it now.
+      const adopted = this.o.nodes.get(id)?.fence === mine;
+      return { ok: true, fence: mine, ...(adopted ? {} : await this.readResume(id)) };
+    }
     if (this.unfenced.has(id)) return { ok: true, fence: 0 };
     const lease = this.o.cluster.lease_ms;
     const t0 = this.now();
