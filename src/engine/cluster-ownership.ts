@@ -335,8 +335,12 @@ export class ClusterOwnership {
   /** The resume point at give-up; none when no claim adopted this lease yet (the header is an earlier ownership's). */
   private async writeFinal(entry: NodeEntry, fence: number, seq: number): Promise<void> {
     if (entry.fence !== fence) return;
-    const [r] = await this.resume.write([{ node: entry.id, fence, seq }]);
-    this.metrics.resumeWrites(r ?? 'error', 1);
+    // The next owner reads it once the lease is released: a missed write would have it resume from an older flush.
+    for (let attempt = 1; ; attempt++) {
+      const [r = 'error'] = await this.resume.write([{ node: entry.id, fence, seq }]);
+      this.metrics.resumeWrites(r, 1);
+      if (r !== 'error' || attempt >= 3) return;
+    }
   }
 
   // ---- periodic work ----
