@@ -276,6 +276,10 @@ export class ClusterOwnership {
     state.done = (async () => {
       const evicted = this.o.nodes.evict(node, closeReason, message);
       await evicted.now;
+      // A lease lost unrenewed may still be ours in Redis for a while: tell the fleet at once how
+      // far the node got (fenced, so refused once another host holds it; never waits for Redis).
+      const early = this.o.nodes.get(node);
+      if (state.lost && fence > 0 && early) void this.writeFinal(early, fence, resumeSeqOf(early));
       // Claims that passed the gate before are closed too (bounded: a lost lease waits for nothing).
       await Promise.race([evicted.all, sleep(state.lost ? 0 : Math.max(0, until - this.now()))]);
       if (!state.lost) await this.waitFor(() => state.lost || (this.o.nodes.get(node)?.reader.usedBytes ?? 0) === 0, until);
@@ -297,9 +301,10 @@ export class ClusterOwnership {
         const frames = discardGivenUp(entry, seq);
         this.framesDiscarded += frames;
         if (frames > 0) this.o.log.info({ node, fence, reason, frames, resume_seq: seq }, 'cluster: frames left in a given-up node\'s ring discarded');
-        if (!state.lost && fence > 0) await this.writeFinal(entry, fence, seq);
+        // Lost: still written, fenced (refused once another host holds the lease).
+        if (fence > 0) await this.writeFinal(entry, fence, seq);
       }
-      if (!state.lost && fence > 0) await this.keeper.release(node);
+      if (fence > 0) await (state.lost ? this.keeper.releaseLost(node, fence) : this.keeper.release(node));
       this.written.delete(node);
       this.unfenced.delete(node);
       this.metrics.givenUp(reason);
