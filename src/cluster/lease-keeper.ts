@@ -142,6 +142,18 @@ export class LeaseKeeper {
     }
   }
 
+  /**
+   * Frees a grant declared lost (not renewed in time) that Redis may still have, once its
+   * node stopped here, so the next host need not wait for it to expire. False: not ours.
+   */
+  async releaseLost(node: string, fence: number): Promise<boolean> {
+    try {
+      return await this.leases.release(node, fence);
+    } catch {
+      return false;
+    }
+  }
+
   /** Before a write that matters: whether this host's grant of the node still holds in Redis. */
   async check(node: string): Promise<boolean> {
     const fence = this.table.fenceOf(node);
@@ -251,8 +263,8 @@ export class LeaseKeeper {
   private lost(node: string, fence: number, reason: LossReason): void {
     this.metrics.loss(reason);
     this.sub.unsubscribe(this.leases.handoverChannel(node)).catch(() => {});
-    // If Redis still has the grant (a renew that landed late), free it for the next host.
-    if (reason === 'unrenewed') this.leases.release(node, fence).catch(() => {});
+    // A grant Redis may still have (a renew that landed late) is not freed here: the node
+    // still feeds a tracker on this host until onLost stopped it (then releaseLost).
     this.opts.onLost(node, fence, reason);
   }
 }

@@ -15,6 +15,7 @@ import { ResumeStore, type ResumeWrite } from '../cluster/resume-store.js';
 import { registerOwnershipMetrics, type GiveUpReason, type OwnershipMetrics, type TakeoverReason } from '../cluster/ownership-metrics.js';
 import { readAckedSeq, readResumePoint } from '../ring/resume-point.js';
 import { HEAD64, posFrames } from '../ring/ring-layout.js';
+import { discardGivenUp } from './cluster-discard.js';
 
 /**
  * The seq a node's fleet resume point is set to. While the node streams: the last
@@ -71,6 +72,8 @@ export class ClusterOwnership {
   private readonly now: () => number;
   private readonly logLimit = new RateLimit(10, 10000);
   private timer: NodeJS.Timeout | null = null;
+  /** Frames thrown away from the rings of nodes given up (frames_dropped_total{reason="given_up"}). */
+  framesDiscarded = 0;
   private ticking = false;
   private draining = false;
 
@@ -123,7 +126,11 @@ export class ClusterOwnership {
     if (this.draining) return elsewhere(`node ${id}: this host is draining; connect to another host`);
     if (this.giving.has(id)) return elsewhere(`node ${id} is being handed over to another host; reconnect`);
     const mine = this.keeper.fenceOf(id);
-    if (mine !== undefined) return { ok: true, fence: mine };
+    if (mine !== undefined) {
+      // Held, but no claim adopted this lease's resume point yet (the one that acquired it was refused): read it now.
+      const adopted = this.o.nodes.get(id)?.fence === mine;
+      return { ok: true, fence: mine, ...(adopted ? {} : await this.readResume(id)) };
+    }
     if (this.unfenced.has(id)) return { ok: true, fence: 0 };
     const lease = this.o.cluster.lease_ms;
     const t0 = this.now();
@@ -269,6 +276,10 @@ export class ClusterOwnership {
     state.done = (async () => {
       const evicted = this.o.nodes.evict(node, closeReason, message);
       await evicted.now;
+      // A lease lost unrenewed may still be ours in Redis for a while: tell the fleet at once how
+      // far the node got (fenced, so refused once another host holds it; never waits for Redis).
+      const early = this.o.nodes.get(node);
+      if (state.lost && fence > 0 && early) void this.writeFinal(early, fence, resumeSeqOf(early));
       // Claims that passed the gate before are closed too (bounded: a lost lease waits for nothing).
       await Promise.race([evicted.all, sleep(state.lost ? 0 : Math.max(0, until - this.now()))]);
       if (!state.lost) await this.waitFor(() => state.lost || (this.o.nodes.get(node)?.reader.usedBytes ?? 0) === 0, until);
@@ -283,10 +294,17 @@ export class ClusterOwnership {
         this.o.log.error({ node, fence, reason }, 'cluster: node could not be stopped; its lease is kept');
         return;
       }
-      if (!state.lost && fence > 0) {
-        await this.writeFinal(node, fence);
-        await this.keeper.release(node);
+      const entry = this.o.nodes.get(node);
+      if (entry) {
+        // What the fleet may trust of this host's work, taken before the ring is emptied.
+        const seq = resumeSeqOf(entry);
+        const frames = discardGivenUp(entry, seq);
+        this.framesDiscarded += frames;
+        if (frames > 0) this.o.log.info({ node, fence, reason, frames, resume_seq: seq }, 'cluster: frames left in a given-up node\'s ring discarded');
+        // Lost: still written, fenced (refused once another host holds the lease).
+        if (fence > 0) await this.writeFinal(entry, fence, seq);
       }
+      if (fence > 0) await (state.lost ? this.keeper.releaseLost(node, fence) : this.keeper.release(node));
       this.written.delete(node);
       this.unfenced.delete(node);
       this.metrics.givenUp(reason);
@@ -319,11 +337,15 @@ export class ClusterOwnership {
     return !sup.usesRing(node);
   }
 
-  private async writeFinal(node: string, fence: number): Promise<void> {
-    const entry = this.o.nodes.get(node);
-    if (!entry) return;
-    const [r] = await this.resume.write([{ node, fence, seq: resumeSeqOf(entry) }]);
-    this.metrics.resumeWrites(r ?? 'error', 1);
+  /** The resume point at give-up; none when no claim adopted this lease yet (the header is an earlier ownership's). */
+  private async writeFinal(entry: NodeEntry, fence: number, seq: number): Promise<void> {
+    if (entry.fence !== fence) return;
+    // The next owner reads it once the lease is released: a missed write would have it resume from an older flush.
+    for (let attempt = 1; ; attempt++) {
+      const [r = 'error'] = await this.resume.write([{ node: entry.id, fence, seq }]);
+      this.metrics.resumeWrites(r, 1);
+      if (r !== 'error' || attempt >= 3) return;
+    }
   }
 
   // ---- periodic work ----
@@ -348,11 +370,15 @@ export class ClusterOwnership {
       if (this.giving.has(node)) continue;
       const entry = this.o.nodes.get(node);
       if (!entry) {
+        // A first claim has no entry until provisioning admitted the node: its lease is in use.
+        if (this.o.nodes.claimInFlight(node)) continue;
         // Gone for limits.node_release_ms: the lease is not kept for it any longer.
         this.written.delete(node);
         void this.keeper.release(node);
         continue;
       }
+      // The claim has not adopted this lease's resume point yet: the header is an earlier ownership's.
+      if (entry.fence !== fence) continue;
       const seq = resumeSeqOf(entry);
       if (seq !== this.written.get(node) && seq > 0) batch.push({ node, fence, seq });
     }
@@ -425,7 +451,7 @@ export class ClusterOwnership {
       const batch: ResumeWrite[] = [];
       for (const { node, fence } of this.keeper.owned()) {
         const entry = this.o.nodes.get(node);
-        if (entry) batch.push({ node, fence, seq: resumeSeqOf(entry) });
+        if (entry && entry.fence === fence) batch.push({ node, fence, seq: resumeSeqOf(entry) });
       }
       const results = await this.resume.write(batch).catch(() => []);
       for (const r of results) this.metrics.resumeWrites(r, 1);

@@ -43,6 +43,7 @@ import { PushRegistry } from '../server-mode/push-registry.js';
 import { mountPushApi, type PushCounts } from '../server-mode/push-api.js';
 import { ClusterView } from './cluster-view.js';
 import { ClusterOwnership } from './cluster-ownership.js';
+import { withGivenUp } from './cluster-discard.js';
 import type { PlacementPolicy } from '../ingress/placement.js';
 import { placementMetrics, mountNodeViews } from './placement-view.js';
 
@@ -268,11 +269,12 @@ export class Engine {
 
   /** The sink's accounting; a sink without one delivered everything it consumed. */
   private sinkAccounting(): SinkAccounting {
+    const givenUp = this.ownership?.framesDiscarded ?? 0;
     const a = this.sink.accounting?.();
-    if (a) return a;
+    if (a) return withGivenUp(a, givenUp, false);
     let consumed = this.nodes.releasedTotals.consumed;
     for (const n of this.nodes.byRing) consumed += n.reader.consumedFrames;
-    return { delivered: consumed, inFlight: 0, dropped: {} };
+    return withGivenUp({ delivered: consumed, inFlight: 0, dropped: {} }, givenUp, true);
   }
 
   /**

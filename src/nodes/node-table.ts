@@ -5,7 +5,7 @@
 import { createRingBuffer, RingReader } from '../ring/ring-reader.js';
 import { Lru } from '../util/lru.js';
 import { FORMAT_ANY } from '../ring/ring-layout.js';
-import { readResumePoint, writeResumePoint } from '../ring/resume-point.js';
+import { adoptResumePoint, readResumePoint, writeResumePoint } from '../ring/resume-point.js';
 import type { PlainError } from '../protocol/errors.js';
 import { closeError } from '../protocol/close-reasons.js';
 import type { Protocol } from '../protocol/thread-messages.js';
@@ -172,6 +172,11 @@ export class NodeTable {
     return this.nodes.get(id);
   }
 
+  /** Whether a claim of the node is queued or running (a first claim has no entry until provisioning admitted it). */
+  claimInFlight(id: string): boolean {
+    return this.chains.has(id);
+  }
+
   /**
    * The node's entry, created (with its ring) when missing. Entries created here
    * are not admitted: the first claim still goes through onUnknownNode, unless
@@ -293,7 +298,7 @@ export class NodeTable {
       }
       node.fence = owned.fence;
       // The fleet's resume point, while no connection of this host writes the ring header.
-      if (owned.resumeSeq !== undefined && node.owner === null) writeResumePoint(node.ring, owned.resumeSeq);
+      if (owned.resumeSeq !== undefined && node.owner === null) adoptResumePoint(node.ring, owned.resumeSeq);
       const old = node.owner;
       if (old && old.conn !== owner.conn) await this.revokeOwner(node, old);
       this.setOwner(node, owner);

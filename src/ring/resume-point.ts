@@ -44,6 +44,19 @@ export function writeResumePoint(ring: SharedArrayBuffer, seq: number): void {
 }
 
 /**
+ * Starts the header's seq state over at `seq` (resume point and acked seq both): a host
+ * taking a node over adopts the fleet's resume point, and a host giving a node up keeps
+ * only what it told the fleet. Either way nothing of an earlier ownership on this host
+ * (an acked seq below the new point, a settled seq above it) is carried into the next.
+ * Only while no connection owns the node.
+ */
+export function adoptResumePoint(ring: SharedArrayBuffer, seq: number): void {
+  const h = new Float64Array(ring, 0, HEADER_BYTES / 8);
+  h[LAST_SEQ_F64] = seq;
+  h[ACKED_SEQ_F64] = seq;
+}
+
+/**
  * The highest seq acked to the node so far (0: none). Written by the shard that
  * owns the node's connection, when it sends an ack; never above the resume point.
  */

@@ -32,6 +32,7 @@ export const SINK_DROP_REASONS = [
   'bad_record', // a ring record the sink could not decode (never expected)
   'shutdown', // still in a ring when the shutdown deadline passed
   'discarded', // sink "discard": dropped on purpose
+  'given_up', // several hosts: still in the ring of a node this host gave up (moved, drained, lease lost)
 ] as const;
 export type SinkDropReason = (typeof SINK_DROP_REASONS)[number];
 
