@@ -202,7 +202,7 @@ export class Engine {
       connectionsOpen: () => this.handoff.open,
       rings: () => Array.from(this.nodes.byRing, (n) => ({
         frames: n.reader.frames, consumed: n.reader.consumedFrames, used: n.reader.usedBytes,
-        capacity: n.reader.capacity, connected: n.healthy,
+        capacity: n.reader.capacity, touched: n.reader.touchedBytes, connected: n.healthy,
       })),
       released: () => this.nodes.releasedTotals,
       claimsRefused: () => this.nodes.claimsRefused,

@@ -26,7 +26,7 @@ export interface MetricsSource {
   counterArrays(): Float64Array[];
   connectionsOpen(): number;
   /** Per ring: frames in it, frames consumed, bytes used, capacity. */
-  rings(): { frames: number; consumed: number; used: number; capacity: number; connected: boolean }[];
+  rings(): { frames: number; consumed: number; used: number; capacity: number; touched: number; connected: boolean }[];
   shards(): { count: number; restarts: number };
   /** What the sink did with the frames it consumed. */
   sink(): SinkAccounting;
@@ -170,6 +170,14 @@ export class Metrics {
       collect() {
         let s = 0;
         for (const r of rings()) s += r.capacity;
+        this.set(s);
+      },
+    });
+    new Gauge({
+      name: M.ringBytesTouched, help: 'Bytes of the rings ever written, in whole 4 KiB pages: the part of the ring capacity that is resident memory.', registers: reg,
+      collect() {
+        let s = 0;
+        for (const r of rings()) s += Math.ceil(r.touched / 4096) * 4096;
         this.set(s);
       },
     });

@@ -4,7 +4,7 @@ import {
   HEAD64, TAIL64, CONSUMER_IDLE_I32, PRODUCER_WAITING_I32, TAIL_SEQ_I32, FORMAT_I32, DELIVERED_I32, ACK_WAITING_I32,
   LAST_WRITE_MS_F64, LAST_TIMESTAMP_F64, LAST_SEQ_F64, OVERFLOW_DROPS_F64, HEADER_BYTES,
   REC_LEN, REC_PAYLOAD_LEN, REC_TIMESTAMP, REC_KIND, REC_SKIP, REC_DETECTIONS, REC_HEADER_BYTES, PAD_MARK,
-  KIND_JSON_LINE, KIND_PACKED, MIN_RING_BYTES, MAX_RING_BYTES, posBytes, posFrames, framesAtOrBefore,
+  HIGH_WATER_I32, KIND_JSON_LINE, KIND_PACKED, MIN_RING_BYTES, MAX_RING_BYTES, posBytes, posFrames, framesAtOrBefore,
 } from './ring-layout.js';
 
 export interface RingRecord {
@@ -84,6 +84,8 @@ export class RingReader {
   /** Restores a binary node's resume point into a new ring (before any producer has it). */
   set lastSeq(v: number) { this.hf[LAST_SEQ_F64] = v; }
   get overflowDrops(): number { return this.hf[OVERFLOW_DROPS_F64]!; }
+  /** Bytes of the record area ever written (HIGH_WATER_I32): the part of the ring that is resident memory. */
+  get touchedBytes(): number { return Atomics.load(this.h32, HIGH_WATER_I32); }
 
   /**
    * Copies every published record out, frees the space and counts the frames as
