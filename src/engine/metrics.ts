@@ -36,6 +36,8 @@ export interface MetricsSource {
   trackers?(): TrackerMetrics;
   /** Rings released (nodes gone for limits.node_release_ms) and the frames consumed from them. */
   released?(): { nodes: number; consumed: number };
+  /** Rings moved to fresh memory after a backlog (ring-renewal.ts). */
+  ringRenewals?(): number;
   /** Node claims refused, by reason (a refused line node keeps its connection, so this is where it shows). */
   claimsRefused?(): Record<ClaimRefusal, number>;
   /** Entries in each map kept per peer-chosen id (each is bounded). */
@@ -190,6 +192,13 @@ export class Metrics {
       collect() {
         this.reset();
         this.inc(src.released?.().nodes ?? 0);
+      },
+    });
+    new Counter({
+      name: M.ringRenewals, help: 'Rings moved to fresh memory after being empty for ring.renew_after_ms (a backlog had made them resident).', registers: reg,
+      collect() {
+        this.reset();
+        this.inc(src.ringRenewals?.() ?? 0);
       },
     });
     new Counter({

@@ -18,6 +18,7 @@ export const M = {
   ringBytesUsed: `${PREFIX}ring_used_bytes`,
   ringBytesCapacity: `${PREFIX}ring_capacity_bytes`,
   ringBytesTouched: `${PREFIX}ring_touched_bytes`,
+  ringRenewals: `${PREFIX}ring_renewals_total`,
   nodes: `${PREFIX}nodes`,
   nodesConnected: `${PREFIX}nodes_connected`,
   nodesReleased: `${PREFIX}nodes_released_total`,
