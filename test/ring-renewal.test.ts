@@ -6,7 +6,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { engineFixtures, lineFrame, until, scrape, getJson, assertAccounting, CollectingSink } from './helpers.js';
+import { engineFixtures, lineFrame, until, scrape, getJson, assertAccounting, CollectingSink, Client, TOKEN } from './helpers.js';
+import { encodeHello, encodeFrame } from '../src/protocol/binary-protocol.js';
 
 const BURST = 1500; // ~560 B a frame: ~800 KiB of ring, far past the 128 KiB renewal mark
 const TS0 = 1757400000000;
@@ -90,6 +91,40 @@ for (const shards of [1, 0] as const) {
         await assertAccounting(engine);
       } finally {
         s2.destroy();
+      }
+    });
+
+    test('binary, acks delivered: acks, the resume point and seqs carry over a renewal on an open connection', async () => {
+      const sink = new CollectingSink();
+      sink.paused = true;
+      const { engine, port } = await start({ tcp_server: { ack: 'delivered' } }, {}, sink);
+      const c = await Client.open(port);
+      const frames = (from: number, to: number): Buffer => {
+        const out: Buffer[] = [];
+        for (let q = from; q <= to; q++) {
+          const v = Array.from({ length: 20 }, (_, i) => q + i / 10);
+          out.push(encodeFrame({ seq: q, timestamp: TS0 + q, delay: v, doppler: v, snr: v }));
+        }
+        return Buffer.concat(out);
+      };
+      const maxAck = (): number => Math.max(-1, ...c.messages().filter((m) => m.t === 'ack').map((m) => m.seq as number));
+      try {
+        await c.send(encodeHello('bin-1', TOKEN));
+        await until(() => c.messages().find((m) => m.t === 'welcome'), 'welcome');
+        await c.send(frames(1, BURST));
+        const node = await until(() => (engine.nodes.get('bin-1')?.reader.frames === BURST ? engine.nodes.get('bin-1') : null), 'the burst in the ring');
+        assert.ok(maxAck() < BURST, 'nothing past the sink is acked yet');
+        sink.paused = false;
+        await until(() => maxAck() === BURST, 'the burst acked once delivered');
+        await until(async () => (await scrape(engine)).get('radar_ingest_ring_renewals_total') === 1, 'the ring renewed', 10000);
+        assert.equal(node.reader.lastSeq, BURST, 'the resume point moved with the ring');
+        await c.send(frames(BURST - 10, BURST + 200)); // 10 duplicates, then new frames
+        await until(() => maxAck() === BURST + 200, 'frames after the renewal acked');
+        const got = sink.of('bin-1').map((f) => f.timestamp - TS0);
+        assert.deepEqual(got, Array.from({ length: BURST + 200 }, (_, i) => i + 1), 'every seq once, in order');
+        await assertAccounting(engine);
+      } finally {
+        c.destroy();
       }
     });
 
