@@ -59,7 +59,9 @@ export async function runCell(o: CellOpts): Promise<Record<string, unknown>> {
       tracker: { command: 'reference', stop_grace_ms: 5000 },
       // 1,000 Node processes starting on a shared 2-core machine: a tracker may take well over
       // the default 6 s to listen; it is retried instead of counted as failed.
-      tcp_connect_retries: 600, tcp_retry_delay_sec: 0.5,
+      // Nodes connect first and stream only once every tracker is up: their connections
+      // must not idle out (nor their trackers stop for the outage) while the rest start.
+      tcp_connect_retries: 600, tcp_retry_delay_sec: 0.5, retry: { extended_outage_sec: 3600 }, limits: { idle_timeout_ms: 0 },
       shutdown: { deadline_ms: 120000 }, agents: { key_file: join(dir, 'agents-key.pem') },
     }, { auto_provision: true, auto_provision_port_start: o.portStart, auto_provision_port_end: portEnd }),
   });

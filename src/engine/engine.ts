@@ -358,8 +358,10 @@ export class Engine {
     this.sweep = setInterval(() => this.rings.sweep(this.nodes), sweepMs);
     this.sweep.unref();
     this.renewal = new RingRenewal(this.nodes, this.handoff, c.ring.renew_after_ms);
-    this.renewTimer = setInterval(() => this.renewal!.tick(), Math.min(1000, Math.max(50, c.ring.renew_after_ms / 4)));
-    this.renewTimer.unref();
+    if (c.ring.renew_after_ms > 0) {
+      this.renewTimer = setInterval(() => this.renewal!.tick(), Math.min(1000, Math.max(50, c.ring.renew_after_ms / 4)));
+      this.renewTimer.unref();
+    }
     this.agentTimer = setInterval(() => this.sweepAgents(), this.opts.agentSweepMs ?? 1000);
     this.agentTimer.unref();
     if (c.status_interval_sec > 0) {

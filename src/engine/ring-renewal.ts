@@ -35,13 +35,9 @@ export class RingRenewal {
   constructor(
     private readonly nodes: NodeTable,
     private readonly handoff: RenewalTarget,
-    private afterMs: number,
+    private readonly afterMs: number,
     private readonly now: () => number = Date.now,
   ) {}
-
-  setAfterMs(ms: number): void {
-    this.afterMs = ms;
-  }
 
   /** A ring worth renewing right now: touched beyond the mark, nothing in it, everything delivered. */
   private idle(n: NodeEntry): boolean {
