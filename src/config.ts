@@ -391,6 +391,8 @@ const ringSchema = z.strictObject({
     .default(4 * ONE_MIB),
   // "block": a full ring applies backpressure instead of losing detections.
   overflow: z.enum(['block', 'drop-oldest']).default('block'),
+  // A ring a backlog made resident goes back to fresh memory after being empty this long (0: never).
+  renew_after_ms: intMin(0).default(30000),
 });
 
 const trackerSchemaSection = z.strictObject({

@@ -102,7 +102,7 @@ test('empty and null documents give all defaults', () => {
       node_release_ms: 900000,
       max_seq_jump: 1000000,
     });
-    assert.deepEqual(c.ring, { size_bytes: 4194304, overflow: 'block' });
+    assert.deepEqual(c.ring, { size_bytes: 4194304, overflow: 'block', renew_after_ms: 30000 });
     assert.deepEqual(c.log, { level: 'info', format: 'auto' });
   }
 });

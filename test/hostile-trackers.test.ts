@@ -209,13 +209,14 @@ describe('tracker memory ceiling', () => {
     await assertAccounting(t.e);
   });
 
-  test('the built-in tracker runs with a V8 heap limit of tracker.max_memory_mb', async () => {
+  test('the built-in tracker runs with a V8 heap limit of tracker.max_memory_mb and a 1 MiB young-generation semi-space', async () => {
     const t = await trackerEngine([], { tracker: { command: 'reference', max_memory_mb: 96 } });
     const c = await Client.open(t.tcp);
     await c.send(lineFrame('mem-ref', T0, 2));
     const v = await until(async () => (await trackers(t.http)).find((x) => x.node_id === 'mem-ref' && x.state === 'running' && x.pid), 'reference tracker running', DEADLINE);
     const argv = readFileSync(`/proc/${v.pid}/cmdline`, 'utf8').split('\0');
     assert.ok(argv.includes('--max-old-space-size=96'), argv.join(' '));
+    assert.ok(argv.includes('--max-semi-space-size=1'), argv.join(' '));
     c.destroy();
   });
 });

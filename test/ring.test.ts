@@ -6,7 +6,7 @@ import { setImmediate as tick } from 'node:timers/promises';
 import { RingWriter, RESERVE_TOO_LARGE, type OverflowPolicy } from '../src/ring/ring-writer.js';
 import { RingReader, createRingBuffer, type RingBatch } from '../src/ring/ring-reader.js';
 import {
-  HEADER_BYTES, MIN_RING_BYTES, PAD_MARK, REC_LEN, REC_PAYLOAD_LEN, KIND_JSON_LINE, KIND_PACKED, recordSize,
+  HEADER_BYTES, MIN_RING_BYTES, REWIND_BYTES, PAD_MARK, REC_LEN, REC_PAYLOAD_LEN, KIND_JSON_LINE, KIND_PACKED, recordSize,
 } from '../src/ring/ring-layout.js';
 import { checkPayload, payloadLen, PRODUCER_KIND, type ProducerResult } from './fixtures/ring-producer.js';
 import { mulberry32 } from './prng.js';
@@ -465,4 +465,32 @@ test('concurrent worker producer, drop-oldest: strictly increasing, received + d
   assert.equal(reader.consumedFrames, seqs.length);
   assert.equal(seqs[seqs.length - 1], N - 1, 'the newest record arrives');
   assert.ok(ms < 5000, `took ${ms} ms`);
+});
+
+test('a ring its consumer keeps up with is only ever written in its first REWIND_BYTES plus one record (touchedBytes), however much passes through; a backlog touches more', () => {
+  const cap = 1 << 20;
+  const sab = createRingBuffer(cap);
+  const w = new RingWriter(sab, 'block');
+  const r = new RingReader(sab);
+  assert.equal(r.touchedBytes, 0, 'a new ring has touched nothing');
+  let seq = 0;
+  let passed = 0;
+  // A 2 Hz node: one ~600-byte frame per batch, read before the next arrives; 8 ring sizes pass through.
+  while (passed < 8 * cap) {
+    assert.ok(put(w, seq, 600));
+    w.flush();
+    const b = r.read()!;
+    assert.deepEqual(check(b).map((g) => g.seq), [seq]);
+    passed += recordSize(600);
+    seq++;
+  }
+  assert.ok(r.touchedBytes > 0 && r.touchedBytes <= REWIND_BYTES + recordSize(600), `touched ${r.touchedBytes} after ${passed} bytes passed`);
+  // A writer made later (a reconnect, a placement move) goes on from the ring's mark.
+  const w2 = new RingWriter(sab, 'block');
+  const before = r.touchedBytes;
+  // A backlog: the consumer does not read while half the ring fills.
+  for (let i = 0; i < (cap / 2) / recordSize(600); i++) assert.ok(put(w2, seq++, 600));
+  w2.flush();
+  assert.ok(r.touchedBytes >= before + cap / 2 - REWIND_BYTES - recordSize(600), `a backlog of half the ring touched ${r.touchedBytes}`);
+  assert.ok(r.touchedBytes <= cap);
 });

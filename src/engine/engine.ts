@@ -32,6 +32,7 @@ import { drain } from './shutdown.js';
 import { onShardMessage, onShardCrash, type ShardEventContext } from './shard-events.js';
 import { DeepTraces } from './deep-trace.js';
 import { RingOffer } from './ring-sweep.js';
+import { RingRenewal } from './ring-renewal.js';
 import { WriteHeartbeats } from './agent-liveness.js';
 import { ClusterAgents } from './cluster-agents.js';
 import { statusFields } from './status-log.js';
@@ -100,6 +101,8 @@ export class Engine {
   private readonly traces = new DeepTraces();
   private readonly heartbeats = new WriteHeartbeats();
   private readonly rings: RingOffer;
+  private renewal: RingRenewal | null = null;
+  private renewTimer: NodeJS.Timeout | null = null;
   private readonly shardEvents: ShardEventContext;
   private agentTimer: NodeJS.Timeout | null = null;
   private statusTimer: NodeJS.Timeout | null = null;
@@ -151,6 +154,7 @@ export class Engine {
       onSocketClosed: (h) => this.nodes.socketClosed(h.id),
       onGone: (h) => this.log.debug({ conn: h.id, remote: h.remote, reason: h.closeReason ?? 'peer_closed' }, 'connection closed'),
       ...(opts.probe?.onSocketRead ? { onRead: opts.probe.onSocketRead.bind(opts.probe) } : {}),
+      onDetached: (state) => this.renewal?.onDetached(state),
     }, { ...(opts.placement ? { policy: opts.placement } : {}) });
     this.nodeToken = new TokenCheck(config.tcp_server.token, config.tcp_server.tokens);
     this.agents = new AgentService({
@@ -203,9 +207,10 @@ export class Engine {
       connectionsOpen: () => this.handoff.open,
       rings: () => Array.from(this.nodes.byRing, (n) => ({
         frames: n.reader.frames, consumed: n.reader.consumedFrames, used: n.reader.usedBytes,
-        capacity: n.reader.capacity, connected: n.healthy,
+        capacity: n.reader.capacity, touched: n.reader.touchedBytes, connected: n.healthy,
       })),
       released: () => this.nodes.releasedTotals,
+      ringRenewals: () => this.renewal?.renewed ?? 0,
       claimsRefused: () => this.nodes.claimsRefused,
       idMaps: () => ({ ...this.nodes.mapSizes(), log_limit: this.errLimit.size }),
       shards: () => ({ count: this.pool.size, restarts: this.pool.slots.reduce((s, x) => s + x.restarts, 0) }),
@@ -354,6 +359,11 @@ export class Engine {
     const sweepMs = this.opts.sweepMs ?? 200;
     this.sweep = setInterval(() => this.rings.sweep(this.nodes), sweepMs);
     this.sweep.unref();
+    this.renewal = new RingRenewal(this.nodes, this.handoff, c.ring.renew_after_ms);
+    if (c.ring.renew_after_ms > 0) {
+      this.renewTimer = setInterval(() => this.renewal!.tick(), Math.min(1000, Math.max(50, c.ring.renew_after_ms / 4)));
+      this.renewTimer.unref();
+    }
     this.agentTimer = setInterval(() => this.sweepAgents(), this.opts.agentSweepMs ?? 1000);
     this.agentTimer.unref();
     if (c.status_interval_sec > 0) {
@@ -422,6 +432,7 @@ export class Engine {
         },
         finalSweep: () => {
           if (this.sweep) clearInterval(this.sweep);
+          if (this.renewTimer) clearInterval(this.renewTimer);
           this.rings.sweep(this.nodes);
         },
       }).finally(() => this.cluster?.stop());

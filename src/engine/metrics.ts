@@ -26,7 +26,7 @@ export interface MetricsSource {
   counterArrays(): Float64Array[];
   connectionsOpen(): number;
   /** Per ring: frames in it, frames consumed, bytes used, capacity. */
-  rings(): { frames: number; consumed: number; used: number; capacity: number; connected: boolean }[];
+  rings(): { frames: number; consumed: number; used: number; capacity: number; touched: number; connected: boolean }[];
   shards(): { count: number; restarts: number };
   /** What the sink did with the frames it consumed. */
   sink(): SinkAccounting;
@@ -36,6 +36,8 @@ export interface MetricsSource {
   trackers?(): TrackerMetrics;
   /** Rings released (nodes gone for limits.node_release_ms) and the frames consumed from them. */
   released?(): { nodes: number; consumed: number };
+  /** Rings moved to fresh memory after a backlog (ring-renewal.ts). */
+  ringRenewals?(): number;
   /** Node claims refused, by reason (a refused line node keeps its connection, so this is where it shows). */
   claimsRefused?(): Record<ClaimRefusal, number>;
   /** Entries in each map kept per peer-chosen id (each is bounded). */
@@ -174,6 +176,14 @@ export class Metrics {
       },
     });
     new Gauge({
+      name: M.ringBytesTouched, help: 'Bytes of the rings ever written, in whole 4 KiB pages: the part of the ring capacity that is resident memory.', registers: reg,
+      collect() {
+        let s = 0;
+        for (const r of rings()) s += Math.ceil(r.touched / 4096) * 4096;
+        this.set(s);
+      },
+    });
+    new Gauge({
       name: M.nodes, help: 'Nodes known to the host (each has a ring).', registers: reg,
       collect() { this.set(rings().length); },
     });
@@ -182,6 +192,13 @@ export class Metrics {
       collect() {
         this.reset();
         this.inc(src.released?.().nodes ?? 0);
+      },
+    });
+    new Counter({
+      name: M.ringRenewals, help: 'Rings moved to fresh memory after being empty for ring.renew_after_ms (a backlog had made them resident).', registers: reg,
+      collect() {
+        this.reset();
+        this.inc(src.ringRenewals?.() ?? 0);
       },
     });
     new Counter({

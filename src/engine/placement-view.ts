@@ -32,6 +32,8 @@ export function nodeView(n: NodeEntry, handoff: ConnectionHandoff, pinned: 'main
     placement: n.healthy ? (p?.placement ?? pinned) : null,
     moves: p?.moves ?? 0,
     rate_bytes_per_s: p?.rate_bytes_per_s ?? null,
+    /** size: capacity; touched: ever written (resident); used: frames waiting now. */
+    ring: { size_bytes: n.reader.capacity, touched_bytes: n.reader.touchedBytes, used_bytes: n.reader.usedBytes },
   };
 }
 

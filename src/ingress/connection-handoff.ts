@@ -8,7 +8,7 @@
 // module.
 import type { Socket } from 'node:net';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
-import { M_OPEN, M_END, M_DETACH, M_ATTACH, type MainToShard, type DetachedMsg } from '../protocol/thread-messages.js';
+import { M_OPEN, M_END, M_DETACH, M_ATTACH, type MainToShard, type DetachedMsg, type ConnState } from '../protocol/thread-messages.js';
 import { C_BYTES_RECEIVED, C_CONNECTIONS_ACCEPTED, closeIndex, type CloseReason } from '../telemetry/counters.js';
 import { PlacementState, placementPolicy, type Placement, type PlacementPolicy } from './placement.js';
 
@@ -33,6 +33,8 @@ const MAX_DRAIN_AFTER_CLOSE = 64 * 1024;
 interface ConnMove {
   to: number;
   held: (Buffer | (MainToShard & { conn: number }))[];
+  /** Back to the same shard (a pause at a frame boundary, see pause()): not a placement move. */
+  same?: boolean;
 }
 
 export class ConnHandle {
@@ -95,6 +97,11 @@ export interface HandoffEvents {
   onGone?(h: ConnHandle): void;
   /** Bytes read from a node's socket, before they go to the shard (EngineProbe.onSocketRead). */
   onRead?(chunk: Buffer): void;
+  /**
+   * A detached connection's state, before it is attached again: no shard writes its
+   * rings now, so their buffers may be replaced (ring renewal).
+   */
+  onDetached?(state: ConnState): void;
 }
 
 export class ConnectionHandoff {
@@ -150,7 +157,7 @@ export class ConnectionHandoff {
       const bytes = h.tickBytes;
       h.tickBytes = 0;
       const to = p.tick(now, bytes, busy);
-      if (to === null || h.closeReason !== null || h.socketClosed || !h.shardHolds) continue;
+      if (to === null || h.move !== null || h.closeReason !== null || h.socketClosed || !h.shardHolds) continue;
       const target = this.targetShard(to);
       if (target < 0 || target === h.shard) continue;
       if (!this.pool.send(h.shard, { t: M_DETACH, conn: h.id })) continue;
@@ -158,6 +165,20 @@ export class ConnectionHandoff {
       this.perShard[target]!++; // reserved, so moves in one tick spread over the workers
       h.move = { to: target, held: [] };
     }
+  }
+
+  /**
+   * Detaches the connection at its next frame boundary and attaches it again to the same
+   * shard: for that moment no thread writes its rings (events.onDetached). False when it
+   * cannot start now (moving, closing, gone).
+   */
+  pause(conn: number): boolean {
+    const h = this.conns.get(conn);
+    if (!h || h.move || h.closeReason !== null || h.socketClosed || !h.shardHolds) return false;
+    if (!this.pool.send(h.shard, { t: M_DETACH, conn: h.id })) return false;
+    this.perShard[h.shard]!++; // given back in detached(), like a move's reservation
+    h.move = { to: h.shard, held: [], same: true };
+    return true;
   }
 
   private targetShard(to: Placement): number {
@@ -182,15 +203,18 @@ export class ConnectionHandoff {
       this.perShard[h.socketClosed ? move.to : from]!--;
       h.shard = move.to;
       const to: Placement = move.to === this.pool.inlineShard ? 'main' : 'shard';
-      this.moves[to]++;
-      h.placement?.end(this.now(), to);
+      if (!move.same) {
+        this.moves[to]++;
+        h.placement?.end(this.now(), to);
+      }
       // The partial message is framed again by the new shard, which credits it again.
       if (msg.state.leftover !== null) h.inflight += msg.state.leftover.byteLength;
     } else {
       this.perShard[move.to]!--;
-      h.placement?.end(this.now(), null);
+      if (!move.same) h.placement?.end(this.now(), null);
     }
     if (msg.state !== null) {
+      this.events.onDetached?.(msg.state);
       const attach: MainToShard = { t: M_ATTACH, conn: h.id, remote: h.remote, state: msg.state };
       if (h.identity !== null) attach.identity = h.identity;
       if (!this.pool.send(h.shard, attach)) {
@@ -402,8 +426,8 @@ export class ConnectionHandoff {
     if (h.move) {
       // A move from the dead shard never completes: its reservation and held input go.
       this.perShard[h.move.to]!--;
+      if (!h.move.same) h.placement?.end(this.now(), null);
       h.move = null;
-      h.placement?.end(this.now(), null);
     }
     h.socket.destroy();
   }

@@ -67,8 +67,12 @@ export class NodeEntry {
   group: string | undefined;
   /** Cluster: the fence of this host's lease on the node (0: single host, or served unfenced while Redis was down). */
   fence = 0;
-  constructor(readonly id: string, readonly ringId: number, readonly ring: SharedArrayBuffer) {
+  constructor(readonly id: string, readonly ringId: number, ring: SharedArrayBuffer) {
     this.reader = new RingReader(ring);
+  }
+  /** The ring's memory now (ring-renewal.ts may move it to a fresh buffer). */
+  get ring(): SharedArrayBuffer {
+    return this.reader.sab;
   }
   /** Passed provisioning (onUnknownNode accepted it), or known from the config. Cleared when its tracker instance is removed. */
   admitted = false;
@@ -197,6 +201,11 @@ export class NodeTable {
       this.nodes.set(id, node);
     }
     return node;
+  }
+
+  /** A claim (or eviction) of the node is under way: its ring may be granted any moment. */
+  claiming(id: string): boolean {
+    return this.chains.has(id);
   }
 
   /** Whether a new node would exceed limits.max_nodes. */

@@ -28,6 +28,12 @@ export const FORMAT_I32 = 7; // what the consumer accepts: FORMAT_ANY or FORMAT_
  */
 export const DELIVERED_I32 = 16;
 export const ACK_WAITING_I32 = 17; // 1 = a producer waits on DELIVERED_I32 and wants a notify
+/**
+ * Producer: the furthest offset into the record area ever written (bytes). Pages of a
+ * SharedArrayBuffer become resident when first written and stay so: this is how much
+ * of the ring costs memory (ring-writer.ts rewindIfEmpty keeps it low).
+ */
+export const HIGH_WATER_I32 = 18;
 
 /** Float64 slots (index into a Float64Array over the header). Single writer each. */
 export const LAST_WRITE_MS_F64 = 4; // producer: wall clock of the last record written (liveness)

@@ -4,7 +4,7 @@ import {
   HEAD64, TAIL64, CONSUMER_IDLE_I32, PRODUCER_WAITING_I32, TAIL_SEQ_I32, FORMAT_I32, DELIVERED_I32, ACK_WAITING_I32,
   LAST_WRITE_MS_F64, LAST_TIMESTAMP_F64, LAST_SEQ_F64, OVERFLOW_DROPS_F64, HEADER_BYTES,
   REC_LEN, REC_PAYLOAD_LEN, REC_TIMESTAMP, REC_KIND, REC_SKIP, REC_DETECTIONS, REC_HEADER_BYTES, PAD_MARK,
-  KIND_JSON_LINE, KIND_PACKED, MIN_RING_BYTES, MAX_RING_BYTES, posBytes, posFrames, framesAtOrBefore,
+  HIGH_WATER_I32, KIND_JSON_LINE, KIND_PACKED, MIN_RING_BYTES, MAX_RING_BYTES, packPos, posBytes, posFrames, framesAtOrBefore,
 } from './ring-layout.js';
 
 export interface RingRecord {
@@ -47,13 +47,14 @@ export function createRingBuffer(capacity: number): SharedArrayBuffer {
 }
 
 export class RingReader {
-  readonly sab: SharedArrayBuffer;
+  /** The ring's memory; replaced by renew() (the reader object, held by the sink, stays). */
+  sab: SharedArrayBuffer;
   readonly capacity: number;
   private readonly mask: number;
-  private readonly h64: BigUint64Array;
-  private readonly h32: Int32Array;
-  private readonly hf: Float64Array;
-  private readonly data: Buffer;
+  private h64: BigUint64Array;
+  private h32: Int32Array;
+  private hf: Float64Array;
+  private data: Buffer;
   /** Frames this reader has taken out (read or discarded). */
   consumedFrames = 0;
 
@@ -67,12 +68,47 @@ export class RingReader {
     this.data = Buffer.from(sab, HEADER_BYTES, this.capacity);
   }
 
+  /**
+   * Moves the ring to fresh memory of the same capacity, so the pages an earlier
+   * backlog made resident go back to the system once the old buffer is collected.
+   * Only with no producer holding the ring and nothing in it (the caller checks
+   * both): the header (positions, resume point, acks, delivered, counters) is
+   * copied, the byte position is moved on to the next offset 0 (byte positions only
+   * count modulo the capacity; frame positions, which acks and the sink use, stay).
+   * Returns the new buffer, for the next producer.
+   */
+  renew(): SharedArrayBuffer {
+    if (this.usedBytes !== 0) throw new Error('renew() of a ring that holds frames');
+    const next = new SharedArrayBuffer(this.sab.byteLength);
+    new Uint8Array(next, 0, HEADER_BYTES).set(new Uint8Array(this.sab, 0, HEADER_BYTES));
+    const h64 = new BigUint64Array(next, 0, HEADER_BYTES / 8);
+    const head = Atomics.load(h64, HEAD64);
+    const b = posBytes(head);
+    const pos = packPos(posFrames(head), (b & this.mask) === 0 ? b : (b - (b & this.mask) + this.capacity) >>> 0);
+    Atomics.store(h64, HEAD64, pos);
+    Atomics.store(h64, TAIL64, pos);
+    const h32 = new Int32Array(next, 0, HEADER_BYTES / 4);
+    Atomics.store(h32, HIGH_WATER_I32, 0);
+    Atomics.store(h32, PRODUCER_WAITING_I32, 0);
+    Atomics.store(h32, ACK_WAITING_I32, 0);
+    this.sab = next;
+    this.h64 = h64;
+    this.h32 = h32;
+    this.hf = new Float64Array(next, 0, HEADER_BYTES / 8);
+    this.data = Buffer.from(next, HEADER_BYTES, this.capacity);
+    return next;
+  }
+
   set format(f: number) {
     Atomics.store(this.h32, FORMAT_I32, f);
   }
   /** Frames currently in the ring. */
   get frames(): number {
     return (posFrames(Atomics.load(this.h64, HEAD64)) - posFrames(Atomics.load(this.h64, TAIL64))) >>> 0;
+  }
+  /** The frame position after the last published frame. */
+  get headFrames(): number {
+    return posFrames(Atomics.load(this.h64, HEAD64));
   }
   /** Bytes currently in the ring (records incl. headers and pads). */
   get usedBytes(): number {
@@ -84,6 +120,8 @@ export class RingReader {
   /** Restores a binary node's resume point into a new ring (before any producer has it). */
   set lastSeq(v: number) { this.hf[LAST_SEQ_F64] = v; }
   get overflowDrops(): number { return this.hf[OVERFLOW_DROPS_F64]!; }
+  /** Bytes of the record area ever written (HIGH_WATER_I32): the part of the ring that is resident memory. */
+  get touchedBytes(): number { return Atomics.load(this.h32, HIGH_WATER_I32); }
 
   /**
    * Copies every published record out, frees the space and counts the frames as

@@ -4,7 +4,7 @@
 import {
   HEAD64, TAIL64, CONSUMER_IDLE_I32, PRODUCER_WAITING_I32, TAIL_SEQ_I32, FORMAT_I32, FORMAT_JSONL,
   LAST_WRITE_MS_F64, LAST_TIMESTAMP_F64, LAST_SEQ_F64, OVERFLOW_DROPS_F64, HEADER_BYTES, REWIND_BYTES,
-  DELIVERED_I32, ACK_WAITING_I32, ACKED_SEQ_F64,
+  DELIVERED_I32, ACK_WAITING_I32, ACKED_SEQ_F64, HIGH_WATER_I32,
   REC_LEN, REC_PAYLOAD_LEN, REC_TIMESTAMP, REC_KIND, REC_SKIP, REC_DETECTIONS, REC_HEADER_BYTES, PAD_MARK,
   recordSize, packPos, posBytes, posFrames,
 } from './ring-layout.js';
@@ -50,6 +50,15 @@ export class RingWriter {
     this.frames = posFrames(head);
     this.cachedTail = posBytes(Atomics.load(this.h64, TAIL64));
     this.dropOldest = policy === 'drop-oldest';
+    this.highWater = Atomics.load(this.h32, HIGH_WATER_I32);
+  }
+
+  /** The furthest offset written so far (ring-layout HIGH_WATER_I32); one compare per record. */
+  private highWater: number;
+  private touched(end: number): void {
+    if (end <= this.highWater) return;
+    this.highWater = end;
+    Atomics.store(this.h32, HIGH_WATER_I32, end);
   }
 
   /** True when the consumer wants JSON lines only (packed frames must be encoded). */
@@ -136,9 +145,11 @@ export class RingWriter {
       // Pad to the end so no record is split; pads are not frames.
       this.dv.setUint32(off + REC_LEN, toEnd, true);
       this.dv.setUint32(off + REC_PAYLOAD_LEN, PAD_MARK, true);
+      this.touched(off + REC_PAYLOAD_LEN + 4); // a pad writes its two length words only
       this.headBytes = (this.headBytes + toEnd) >>> 0;
       off = 0;
     }
+    this.touched(off + size);
     const dv = this.dv;
     dv.setUint32(off + REC_LEN, size, true);
     dv.setUint32(off + REC_PAYLOAD_LEN, payloadLen, true);
@@ -195,6 +206,7 @@ export class RingWriter {
     const toEnd = this.capacity - off;
     this.dv.setUint32(off + REC_LEN, toEnd, true);
     this.dv.setUint32(off + REC_PAYLOAD_LEN, PAD_MARK, true);
+    this.touched(off + REC_PAYLOAD_LEN + 4); // a pad writes its two length words only
     this.headBytes = (this.headBytes + toEnd) >>> 0;
     const next = packPos(this.frames, this.headBytes);
     Atomics.store(this.h64, HEAD64, next);

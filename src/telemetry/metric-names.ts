@@ -17,6 +17,8 @@ export const M = {
   acksSent: `${PREFIX}acks_sent_total`,
   ringBytesUsed: `${PREFIX}ring_used_bytes`,
   ringBytesCapacity: `${PREFIX}ring_capacity_bytes`,
+  ringBytesTouched: `${PREFIX}ring_touched_bytes`,
+  ringRenewals: `${PREFIX}ring_renewals_total`,
   nodes: `${PREFIX}nodes`,
   nodesConnected: `${PREFIX}nodes_connected`,
   nodesReleased: `${PREFIX}nodes_released_total`,

@@ -10,7 +10,8 @@
 import { createServer, type Socket } from 'node:net';
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
+import type * as Yaml from 'yaml';
 import { LineSplitter } from './line-splitter.js';
 
 export type TrackState = 'tentative' | 'confirmed' | 'coasting' | 'deleted';
@@ -269,6 +270,10 @@ export function parseMessage(line: string): Message {
   const frame = { timestamp: ts, delay: arrays['delay'], doppler: arrays['doppler'], snr: arrays['snr'], adsb: arrays['adsb'] };
   return { kind: 'frame', frame: frame as Frame }; // element types are checked in detectionsOf
 }
+
+// The YAML parser is loaded only when a config file is read: one tracker process runs
+// per node, most without a config, and loading it costs each of them ~1 MiB.
+const parseYaml = (text: string): unknown => (createRequire(import.meta.url)('yaml') as typeof Yaml).parse(text);
 
 /** Reads a config file (JSON or YAML): our flat keys, or retina-tracker's `tracker:`/`tracklet:` keys. Throws on bad values. */
 export function loadConfig(text: string): Partial<TrackerConfig> {

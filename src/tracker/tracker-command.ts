@@ -3,7 +3,7 @@
 // memory ceiling `tracker.max_memory_mb` is enforced for every command by the
 // supervisor's resident-memory watchdog (memory-watchdog.ts); the built-in
 // tracker also gets it as its V8 heap limit (--max-old-space-size), which holds
-// even where there is no /proc to watch.
+// even where there is no /proc to watch, and a small young generation.
 import { fileURLToPath } from 'node:url';
 import { delimiter, join, resolve } from 'node:path';
 import { accessSync, constants, statSync } from 'node:fs';
@@ -34,6 +34,10 @@ export function resolveTrackerCommand(config: Config): TrackerCommand {
   const mb = t.max_memory_mb;
   if (t.command === 'reference') {
     const heap = mb > 0 ? [`--max-old-space-size=${mb}`] : [];
+    // One process per node: V8 grows the young generation of a long-running tracker to
+    // several MiB it does not need at a few frames a second (measured: docs/benchmarks.md,
+    // "Memory per node"); capped at 1 MiB a semi-space it stays ~1 MiB smaller, no slower.
+    heap.unshift('--max-semi-space-size=1');
     return {
       // --id-prefix: track ids unique across restarts (run-id.ts).
       argv: [process.execPath, ...heap, REFERENCE_TRACKER_JS, '--exit-with-stdin', '--id-prefix', '{run_id}', ...TCP_ARGS], cwd: t.cwd, env, kind: 'reference', parentPipe: true,

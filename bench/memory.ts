@@ -1,0 +1,212 @@
+// Workload `memory`: proportional set size (PSS, /proc/<pid>/smaps_rollup) of the engine
+// and of every built-in tracker process, for a fleet of N nodes x fps with one
+// reference tracker each, sampled while the fleet streams. PSS counts a page shared by
+// k processes as 1/k in each, so the sums add up to what the machine spends; RSS sums
+// count every shared page once per process and overstate 1,000 Node processes by GiBs.
+// Each cell runs in a fresh process (the engine of one cell must not weigh on the next).
+import { fork } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { Engine } from './lib/engine-api.js';
+import { FleetClient } from './lib/loadgen-fleet.js';
+import { sleep, waitQuiet, fdLimit, openFds } from './lib/probes.js';
+import { benchConfig, deliveredAll, sinkViolations, trackerPids, untilUp } from './lib/engine-run.js';
+import { defineWorkload, num, nums, SAVE_OPTION, type OptValues } from './lib/options.js';
+import { boundRun, header, report, writeResultFile } from './lib/results.js';
+import { fmt, round } from './lib/stats.js';
+
+const TOKEN = 'memory-secret';
+const RUN_JS = fileURLToPath(new URL('./run.js', import.meta.url));
+
+/** Pss and Private (clean + dirty) of one process, KiB; null when it is gone. */
+export function smapsRollup(pid: number | 'self'): { pss: number; priv: number; rss: number } | null {
+  let t: string;
+  try {
+    t = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  } catch {
+    return null;
+  }
+  const g = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(t)?.[1] ?? 0);
+  return { pss: g('Pss'), priv: g('Private_Clean') + g('Private_Dirty'), rss: g('Rss') };
+}
+
+function sumPss(pids: number[]): { pss_kb: number; priv_kb: number; rss_kb: number; alive: number } {
+  const out = { pss_kb: 0, priv_kb: 0, rss_kb: 0, alive: 0 };
+  for (const p of pids) {
+    const r = smapsRollup(p);
+    if (!r) continue;
+    out.pss_kb += r.pss;
+    out.priv_kb += r.priv;
+    out.rss_kb += r.rss;
+    out.alive++;
+  }
+  return out;
+}
+
+interface CellOpts { nodes: number; fps: number; durationS: number; detections: number; heartbeatMs: number; portStart: number; sampleS: number }
+
+/** One cell: engine in this process, trackers its children, the generator a child of its own. */
+export async function runCell(o: CellOpts): Promise<Record<string, unknown>> {
+  const dir = mkdtempSync(join(os.tmpdir(), 'radar-memory-'));
+  const portEnd = Math.min(65535, o.portStart + Math.max(1999, o.nodes - 1));
+  const selfBefore = smapsRollup('self')!;
+  const engine = new Engine({
+    config: benchConfig(TOKEN, {
+      sink: 'trackers', output_dir: join(dir, 'output'),
+      tracker: { command: 'reference', stop_grace_ms: 5000 },
+      // 1,000 Node processes starting on a shared 2-core machine: a tracker may take well over
+      // the default 6 s to listen; it is retried instead of counted as failed.
+      // Nodes connect first and stream only once every tracker is up: their connections
+      // must not idle out (nor their trackers stop for the outage) while the rest start.
+      tcp_connect_retries: 600, tcp_retry_delay_sec: 0.5, retry: { extended_outage_sec: 3600 }, limits: { idle_timeout_ms: 0 },
+      shutdown: { deadline_ms: 120000 }, agents: { key_file: join(dir, 'agents-key.pem') },
+    }, { auto_provision: true, auto_provision_port_start: o.portStart, auto_provision_port_end: portEnd }),
+  });
+  let client: FleetClient | null = null;
+  try {
+    await engine.start();
+    const selfStarted = smapsRollup('self')!;
+    const t0 = performance.now();
+    client = await FleetClient.start({
+      host: '127.0.0.1', port: engine.tcpAddress!.port, nodes: o.nodes, token: TOKEN, detections: o.detections, maxSeconds: o.durationS + 1500,
+    }, 600000);
+    await untilUp(engine, o.nodes, { drainOnly: false, handedOn: o.nodes, timeoutS: 900 });
+    const setupS = (performance.now() - t0) / 1000;
+    const pids = trackerPids(engine);
+    const fds = openFds();
+    client.go({ fps: o.fps, heartbeatMs: o.heartbeatMs });
+    const samples: Array<{ t_s: number; engine_pss_mb: number; trackers_pss_mb: number; total_mb: number; ring_touched_mb: number }> = [];
+    const tGo = performance.now();
+    const ringTouched = (): number => {
+      let s = 0;
+      for (const n of engine.nodes.byRing) s += Math.ceil(n.reader.touchedBytes / 4096) * 4096;
+      return s;
+    };
+    while (performance.now() - tGo < o.durationS * 1000) {
+      await sleep(o.sampleS * 1000);
+      const e = smapsRollup('self')!;
+      const tr = sumPss(pids);
+      samples.push({
+        t_s: round((performance.now() - tGo) / 1000, 0), engine_pss_mb: round(e.pss / 1024, 1), trackers_pss_mb: round(tr.pss_kb / 1024, 1),
+        total_mb: round((e.pss + tr.pss_kb) / 1024, 1), ring_touched_mb: round(ringTouched() / 2 ** 20, 2),
+      });
+      process.stderr.write(`memory ${o.nodes} nodes t=${samples.at(-1)!.t_s}s engine ${samples.at(-1)!.engine_pss_mb} MiB trackers ${samples.at(-1)!.trackers_pss_mb} MiB rings touched ${samples.at(-1)!.ring_touched_mb} MiB\n`);
+    }
+    const e = smapsRollup('self')!;
+    const tr = sumPss(pids);
+    const runS = (performance.now() - tGo) / 1000;
+    const touched = [...engine.nodes.byRing].map((n) => n.reader.touchedBytes);
+    const fin = await client.stop();
+    client = null;
+    const end = await deliveredAll(engine);
+    const bytesPerRing = fin.bytes / o.nodes;
+    await engine.stop();
+    return {
+      nodes: o.nodes, fps: o.fps, detections: o.detections, run_s: round(runS, 0), setup_s: round(setupS, 1),
+      ring_size_bytes: engine.config.ring.size_bytes,
+      bytes_per_ring: Math.round(bytesPerRing), frames_sent: fin.sent,
+      ring_touched_max_bytes: Math.max(0, ...touched), ring_touched_sum_mb: round(touched.reduce((a, b) => a + Math.ceil(b / 4096) * 4096, 0) / 2 ** 20, 2),
+      engine_pss_mb: round(e.pss / 1024, 1), engine_priv_mb: round(e.priv / 1024, 1), engine_rss_mb: round(e.rss / 1024, 1),
+      engine_pss_before_start_mb: round(selfBefore.pss / 1024, 1), engine_pss_started_mb: round(selfStarted.pss / 1024, 1),
+      trackers: tr.alive, trackers_pss_mb: round(tr.pss_kb / 1024, 1), trackers_priv_mb: round(tr.priv_kb / 1024, 1), trackers_rss_mb: round(tr.rss_kb / 1024, 1),
+      tracker_pss_mb_each: round(tr.pss_kb / 1024 / Math.max(1, tr.alive), 2),
+      total_pss_mb: round((e.pss + tr.pss_kb) / 1024, 1), total_pss_mb_per_node: round((e.pss + tr.pss_kb) / 1024 / o.nodes, 2),
+      fds_open: fds, fd_limit: fdLimit(),
+      accounting: { violations: sinkViolations(fin.sent, end, false) },
+      samples,
+    };
+  } finally {
+    if (client) await client.stop().catch(() => undefined);
+    await engine.stop().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function runIsolated(args: string[], boundS: number): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const child = fork(RUN_JS, ['memory', ...args, '--no-save'], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const bound = setTimeout(() => child.kill('SIGKILL'), boundS * 1000);
+    child.on('exit', (code, sig) => {
+      clearTimeout(bound);
+      if (code !== 0) return reject(new Error(`memory cell exited with ${sig ?? `code ${code}`}`));
+      try {
+        resolve((JSON.parse(out.trim().split('\n').pop() ?? '') as { cells: Record<string, unknown>[] }).cells[0]!);
+      } catch {
+        reject(new Error(`memory cell printed no result: ${out.slice(-200)}`));
+      }
+    });
+  });
+}
+
+export function memoryTable(cells: Record<string, number>[]): string {
+  const L = [
+    '| nodes | ran s | bytes each ring saw | ring touched max (KiB) | engine PSS MiB | trackers PSS MiB (each) | trackers private MiB (each) | total PSS MiB | total PSS per node MiB |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const c of cells) {
+    const each = (mb: number): string => fmt(mb / Math.max(1, c.trackers!), 2);
+    L.push(`| ${fmt(c.nodes)} | ${c.run_s} | ${fmt(c.bytes_per_ring)} | ${fmt(c.ring_touched_max_bytes! / 1024, 0)} | ${fmt(c.engine_pss_mb, 0)} | ${fmt(c.trackers_pss_mb, 0)} (${each(c.trackers_pss_mb!)}) | ${fmt(c.trackers_priv_mb, 0)} (${each(c.trackers_priv_mb!)}) | ${fmt(c.total_pss_mb, 0)} | ${fmt(c.total_pss_mb_per_node, 2)} |`);
+  }
+  return L.join('\n');
+}
+
+const options = {
+  nodesList: nums([1, 10, 100, 1000], 'node counts, one cell each'),
+  fps: num(2, 'frames/s per node'),
+  duration: num(180, 'streaming window per cell, seconds (PSS read at its end)'),
+  detections: num(10, 'detections per frame', 1),
+  heartbeatMs: num(5000, 'heartbeat period per node, ms'),
+  sample: num(30, 'PSS sample period during the window, seconds', 1),
+  portStart: num(20000, 'first tracker port to provision', 1),
+  quietWait: num(5, 'before each cell, wait up to S s for the machine to be idle'),
+  ...SAVE_OPTION,
+};
+
+async function runMemory(o: OptValues<typeof options>): Promise<Record<string, unknown>> {
+  const started = performance.now();
+  const cells: Record<string, unknown>[] = [];
+  const failures: string[] = [];
+  if (o.nodesList.length === 1) {
+    cells.push(await runCell({ nodes: o.nodesList[0]!, fps: o.fps, durationS: o.duration, detections: o.detections, heartbeatMs: o.heartbeatMs, portStart: o.portStart, sampleS: o.sample }));
+  } else {
+    for (const n of o.nodesList) {
+      if (o.quietWait > 0) await waitQuiet(o.quietWait);
+      const args = ['--nodes-list', String(n), '--fps', String(o.fps), '--duration', String(o.duration), '--detections', String(o.detections),
+        '--heartbeat-ms', String(o.heartbeatMs), '--sample', String(o.sample), '--port-start', String(o.portStart)];
+      try {
+        cells.push(await runIsolated(args, o.duration + 1500));
+      } catch (err) {
+        failures.push(`${n}: ${(err as Error).message}`);
+      }
+    }
+  }
+  const table = memoryTable(cells as Record<string, number>[]);
+  return {
+    ...header('memory'),
+    params: {
+      nodes_list: o.nodesList, fps: o.fps, duration_s: o.duration, detections: o.detections, heartbeat_ms: o.heartbeatMs,
+      tracker: 'built-in reference tracker (tracker.command: reference), one Node process per node, fed over TCP',
+      what: 'PSS from /proc/<pid>/smaps_rollup at the end of the streaming window: the engine (this process, with the bench harness) and the sum over every tracker process',
+    },
+    duration_s: round((performance.now() - started) / 1000, 0),
+    table_md: table,
+    failures,
+    cells,
+  };
+}
+
+export const workload = defineWorkload({
+  about: 'PSS of the engine and the built-in trackers by node count (N nodes x fps, one reference tracker each)',
+  options,
+  run: async (o) => {
+    boundRun(o.nodesList.length * (o.duration + 1500));
+    const r = await runMemory(o);
+    if (!o.noSave && o.nodesList.length > 1) writeResultFile('memory-latest.md', `${r.table_md as string}\n`);
+    report('memory', r, `\n${r.table_md as string}\n${(r.failures as string[]).length ? `failures: ${(r.failures as string[]).join('; ')}` : ''}`, !o.noSave);
+  },
+});
