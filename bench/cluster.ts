@@ -118,7 +118,9 @@ async function commandCalls(port: number): Promise<Record<string, number> | null
 const deliveredNow = (fleet: Fleet): number => fleet.deliveries(TS0).total;
 
 /** Steady load on a fleet for `seconds`: engine CPU seconds per delivered frame over the window after a warm-up. */
-async function steadyCost(fleet: Fleet, seconds: number) {
+async function steadyCost(fleet: Fleet, seconds: number, nodes: NodeFleet, offeredPerS: number) {
+  const backlog = (): number => nodes.nodes.reduce((k, n) => k + n.buffered, 0);
+  const b0 = backlog();
   const cpu = new EngineCpu();
   const sys = new EngineSyscalls();
   const s0 = sys.sample(fleet.hosts);
@@ -132,7 +134,12 @@ async function steadyCost(fleet: Fleet, seconds: number) {
   const dt = (performance.now() - t0) / 1000;
   const delivered = d1 - d0;
   const per = (n: number): number => round(n / Math.max(1, delivered), 3);
+  const b1 = backlog();
   return {
+    // The window measures the offered load only if the hosts kept up with it: delivered
+    // at the offered rate (not catching up a backlog) and the nodes' unacked frames not growing.
+    keeping_up: Math.abs(delivered / dt / offeredPerS - 1) <= 0.1 && b1 - b0 <= offeredPerS,
+    unacked_start: b0, unacked_end: b1,
     cpu_s: round(c1 - c0, 2), delivered, us_per_frame: round(((c1 - c0) / Math.max(1, delivered)) * 1e6, 1), frames_per_s: round(delivered / dt),
     // How many frames one system call carries: fewer calls per frame = more batching per wake-up.
     read_syscalls_per_frame: per(s1.r - s0.r), write_syscalls_per_frame: per(s1.w - s0.w),
@@ -195,8 +202,8 @@ export const workload = defineWorkload({
       try {
         nodes.start(o.fps, 2000);
         await untilFlowing(nodes, warm);
-        const c = await steadyCost(f, seconds);
-        log(`${label}: ${c.us_per_frame} us CPU per delivered frame, ${c.frames_per_s} frames/s, syscalls per frame ${c.read_syscalls_per_frame} read ${c.write_syscalls_per_frame} write`);
+        const c = await steadyCost(f, seconds, nodes, o.nodes * o.fps);
+        log(`${label}: ${c.us_per_frame} us CPU per delivered frame, ${c.frames_per_s} frames/s, syscalls per frame ${c.read_syscalls_per_frame} read ${c.write_syscalls_per_frame} write${c.keeping_up ? '' : ' (NOT keeping up)'}`);
         return c;
       } finally {
         nodes.stop();
@@ -252,12 +259,12 @@ export const workload = defineWorkload({
       log('redis INFO');
       const rt0 = performance.now();
       const w0 = process.hrtime.bigint();
-      const steady = await steadyCost(fleet, fleetSteadyS);
+      const steady = await steadyCost(fleet, fleetSteadyS, nodes, o.nodes * o.fps);
       const w1 = process.hrtime.bigint();
       fleets.push(steady);
       const r1 = await commandCalls(redisPort);
       const redisSteadyS = (performance.now() - rt0) / 1000;
-      log(`fleet steady (${round(redisSteadyS, 1)} s window): ${steady.us_per_frame} us CPU per delivered frame, ${steady.frames_per_s} frames/s`);
+      log(`fleet steady (${round(redisSteadyS, 1)} s window): ${steady.us_per_frame} us CPU per delivered frame, ${steady.frames_per_s} frames/s, syscalls per frame ${steady.read_syscalls_per_frame} read ${steady.write_syscalls_per_frame} write${steady.keeping_up ? '' : ' (NOT keeping up)'}`);
 
       await until(at(0.3));
       const victim = fleet.hosts[0]!;
@@ -310,7 +317,11 @@ export const workload = defineWorkload({
       const redisOps = r0 && r1 ? sum(r1) - sum(r0) : null;
       const byCmd = r0 && r1 ? Object.fromEntries(Object.entries(r1).map(([k, v]) => [k, round((v - (r0[k] ?? 0)) / redisSteadyS, 1)]).filter(([, v]) => (v as number) > 0)) : null;
       // Ratios of medians over the reps (one rep: of the one measurement each).
-      const medUs = (xs: Cost[]): number | null => (xs.length > 0 ? round(median(xs.map((x) => x.us_per_frame)), 1) : null);
+      // Cells that fell behind the load (a loaded machine) measure catching up, not the load: left out when others kept up.
+      const medUs = (all: Cost[]): number | null => {
+        const xs = all.some((x) => x.keeping_up) ? all.filter((x) => x.keeping_up) : all;
+        return xs.length > 0 ? round(median(xs.map((x) => x.us_per_frame)), 1) : null;
+      };
       const [bUs, cUs, fUs] = [medUs(baselines), medUs(controls), medUs(fleets)];
       const pct = (a: number | null, b: number | null): number | null => (a !== null && b !== null ? round((a / b - 1) * 100, 1) : null);
       const overhead = pct(fUs, bUs);
@@ -334,6 +345,7 @@ export const workload = defineWorkload({
         },
         cpu: {
           reps: o.reps,
+          cells_keeping_up: { baseline: baselines.filter((x) => x.keeping_up).length, control: controls.filter((x) => x.keeping_up).length, fleet: fleets.filter((x) => x.keeping_up).length },
           median_us_per_frame: { baseline_one_host_no_redis: bUs, control_three_hosts_no_redis: cUs, fleet_three_hosts_redis: fUs },
           cluster_overhead_pct: overhead, goal_pct: 15,
           // Three processes vs one (no Redis in either), and Redis coordination on top of three processes.
