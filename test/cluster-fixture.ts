@@ -47,6 +47,8 @@ export interface FleetOptions {
   config?: Record<string, unknown>;
   /** Engine log level (the last lines are kept for failure messages). */
   logLevel?: string;
+  /** Extra node options per host id (e.g. a CPU profile of one host). */
+  nodeArgs?: Record<string, string[]>;
 }
 
 export interface HostExit { host: string; code: number | null; signal: NodeJS.Signals | null; expected: boolean }
@@ -58,6 +60,8 @@ export class FleetHost {
   readonly log: string[] = [];
   /** Starts, counting restarts. */
   starts = 0;
+  /** Node options before the CLI (e.g. --cpu-prof). */
+  execArgv: string[] = [];
   private expectExit = false;
 
   constructor(
@@ -89,7 +93,7 @@ export class FleetHost {
     const env = { ...process.env };
     delete env.RADAR_INGEST_TOKEN;
     delete env.RADAR_INGEST_API_TOKEN;
-    const proc = spawn(process.execPath, [CLI, '--config', this.configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [...this.execArgv, CLI, '--config', this.configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     this.starts++;
     this.expectExit = false;
@@ -218,7 +222,7 @@ export class Fleet {
   static async start(opts: FleetOptions = {}): Promise<Fleet> {
     const f = new Fleet({
       hosts: 3, cluster: true, leaseMs: 1500, ack: 'delivered', sharedOutput: false, balance: 'roundrobin', shards: 1,
-      maxNodes: 400, config: {}, logLevel: 'info', ...opts,
+      maxNodes: 400, config: {}, logLevel: 'info', nodeArgs: {}, ...opts,
     });
     try {
       await f.boot();
@@ -242,7 +246,9 @@ export class Fleet {
       const cfg = this.hostConfig(id, dir, tcpPort, httpPort, ports[0]!, ports[ports.length - 1]!, keyFile);
       const file = join(dir, 'config.yaml');
       writeFileSync(file, JSON.stringify(cfg, null, 2)); // JSON is YAML
-      this.hosts.push(new FleetHost(id, i, dir, tcpPort, httpPort, file, (e) => this.exits.push(e)));
+      const host = new FleetHost(id, i, dir, tcpPort, httpPort, file, (e) => this.exits.push(e));
+      host.execArgv = o.nodeArgs[id] ?? [];
+      this.hosts.push(host);
     }
     // The first host creates the shared command-signing key; the others read it.
     await this.hosts[0]!.start();

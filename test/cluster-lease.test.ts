@@ -12,6 +12,7 @@ import { LeaseKeeper, type LeaseKeeperOptions } from '../src/cluster/lease-keepe
 import { NodeLeases, decodeHandover } from '../src/cluster/node-lease.js';
 import { registerLeaseMetrics } from '../src/cluster/lease-metrics.js';
 import { FENCE_GUARD_LUA, leaseValue } from '../src/cluster/lease-scripts.js';
+import { ResumeStore } from '../src/cluster/resume-store.js';
 import { CLUSTER_M } from '../src/telemetry/metric-names.js';
 import { RedisServer, REDIS_SERVER, redisSkip } from './redis-server.js';
 import { until } from './helpers.js';
@@ -62,6 +63,24 @@ test('lease table: a failed renew is retried soon; a rejected one loses the gran
   assert.deepEqual(kinds(t.due(1000)), ['renew a']);
   assert.deepEqual(t.due(1399), [], 'unanswered: trusted until 600 + 800');
   assert.deepEqual(kinds(t.due(1400)), ['lost a unrenewed']);
+});
+
+test('lease table: renews due within earlyMs go with the batch due now, so grants acquired at different times renew together', () => {
+  const t = new LeaseTable(1200); // renew every 400
+  t.acquired('a', 1, 0);
+  t.acquired('b', 2, 100);
+  t.acquired('c', 3, 350);
+  assert.deepEqual(kinds(t.due(400, 133)), ['renew a', 'renew b'], 'b is due at 500: within 133 ms, sent early');
+  t.renewed('a', 1, 400);
+  t.renewed('b', 2, 400);
+  assert.equal(t.nextWakeAt(), 750, 'c next');
+  assert.deepEqual(kinds(t.due(750, 133)), ['renew a', 'renew b', 'renew c'], 'a and b (due at 800) join c');
+  for (const [n, f] of [['a', 1], ['b', 2], ['c', 3]] as const) t.renewed(n, f, 750);
+  assert.deepEqual(t.due(1149, 0), []);
+  assert.deepEqual(kinds(t.due(1150, 133)), ['renew a', 'renew b', 'renew c'], 'one batch per period from now on');
+  // Unanswered: each grant is trusted until its last confirmed renew (750) plus two thirds of the lease.
+  assert.deepEqual(t.due(1549, 133), []);
+  assert.deepEqual(kinds(t.due(1550, 133)), ['lost a unrenewed', 'lost b unrenewed', 'lost c unrenewed']);
 });
 
 test('lease table: the acquire floor is above every fence seen for the node, within a bounded memory', () => {
@@ -307,5 +326,60 @@ describe(`node leases in Redis (${REDIS_SERVER ?? 'redis-server not installed'})
     assert.ok(ok.fence > 0);
     assert.equal(await redis.running, true);
     await a.keeper.stop();
+  });
+  /** Script calls Redis ran so far (EVALSHA and EVAL, every client). */
+  async function scriptCalls(): Promise<number> {
+    const info = await raw().info('commandstats');
+    let n = 0;
+    for (const m of info.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)) n += Number(m[1]);
+    return n;
+  }
+
+  test('many grants acquired at different times are renewed in a few script calls per period, not one per grant', async () => {
+    const p = prefix();
+    const a = await host('host-a', 600, p); // renew every 200 ms
+    const nodes = Array.from({ length: 40 }, (_, i) => `r${i}`);
+    for (const n of nodes) {
+      assert.ok((await a.keeper.acquire(n)).acquired);
+      await new Promise((r) => setTimeout(r, 10)); // spread over two periods
+    }
+    await new Promise((r) => setTimeout(r, 400)); // the renews gather
+    const ok0 = await metric(a, CLUSTER_M.leaseRenewals, '{result="ok"}');
+    const c0 = await scriptCalls();
+    await new Promise((r) => setTimeout(r, 1000));
+    const calls = (await scriptCalls()) - c0;
+    const renewed = (await metric(a, CLUSTER_M.leaseRenewals, '{result="ok"}')) - ok0;
+    assert.ok(renewed >= 40 * 3, `every grant renewed about every 200 ms (${renewed} renewals in 1 s)`);
+    assert.ok(calls <= 20, `${calls} script calls for ${renewed} renewals: batched`);
+    assert.deepEqual(a.lost, []);
+    await a.keeper.stop();
+  });
+
+  test('resume points of many nodes: one script call per 256, each entry checked against its own lease', async () => {
+    const p = prefix();
+    const a = await host('host-a', 5000, p);
+    const b = await host('host-b', 5000, p);
+    const nodes = Array.from({ length: 300 }, (_, i) => `w${i}`);
+    const fences = new Map<string, number>();
+    for (const n of nodes.slice(0, 299)) {
+      const r = await a.keeper.acquire(n);
+      assert.ok(r.acquired);
+      fences.set(n, r.fence);
+    }
+    const rb = await b.keeper.acquire('w299');
+    assert.ok(rb.acquired);
+    const store = new ResumeStore(a.keeper.redis, 'host-a', p);
+    const entries = nodes.map((node, i) => ({ node, fence: fences.get(node) ?? rb.fence, seq: i + 1 }));
+    await store.write([{ node: 'w0', fence: fences.get('w0')!, seq: 1 }]); // loads the script
+    const c0 = await scriptCalls();
+    const res = await store.write(entries);
+    assert.equal((await scriptCalls()) - c0, 2, 'two script calls for 300 nodes');
+    assert.deepEqual(res.slice(0, 299), Array(299).fill('ok'));
+    assert.equal(res[299], 'fenced', 'host-a does not hold w299: nothing written');
+    const c = raw();
+    assert.equal(await c.get(`${p}resume:w5`), `6|${fences.get('w5')}`);
+    assert.equal(await c.get(`${p}resume:w299`), null);
+    await a.keeper.stop();
+    await b.keeper.stop();
   });
 });

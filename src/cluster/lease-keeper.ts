@@ -6,8 +6,9 @@
 import { Redis } from 'ioredis';
 import { failFastOptions } from './redis-options.js';
 import { NodeLeases, decodeHandover, type AcquireResult } from './node-lease.js';
-import { LeaseTable, type LeaseAction, type LossReason } from './lease-table.js';
+import { LeaseTable, type LossReason } from './lease-table.js';
 import { NO_LEASE_METRICS, type LeaseMetrics } from './lease-metrics.js';
+import { RENEW_BATCH_MAX } from './lease-scripts.js';
 
 export interface LeaseKeeperOptions {
   redisUrl: string;
@@ -230,31 +231,40 @@ export class LeaseKeeper {
 
   private wake(): void {
     if (this.stopped) return;
-    for (const a of this.table.due(this.now())) this.act(a);
+    const renews: { node: string; fence: number }[] = [];
+    // Renews due within a third of the period go with this batch: the grants' renews gather
+    // into a few Redis calls per period instead of one call per grant.
+    for (const a of this.table.due(this.now(), Math.floor(this.table.renewEveryMs / 3))) {
+      if (a.kind === 'lost') this.lost(a.node, a.fence, a.reason);
+      else renews.push({ node: a.node, fence: a.fence });
+    }
+    for (let i = 0; i < renews.length; i += RENEW_BATCH_MAX) this.renew(renews.slice(i, i + RENEW_BATCH_MAX));
     this.schedule();
   }
 
-  private act(a: LeaseAction): void {
-    if (a.kind === 'lost') {
-      this.lost(a.node, a.fence, a.reason);
-      return;
-    }
+  /** One Redis call renewing a batch of grants; each one's outcome as a single renew's. */
+  private renew(batch: { node: string; fence: number }[]): void {
     const sentAt = this.now();
-    this.leases.renew(a.node, a.fence).then(
+    this.leases.renewMany(batch).then(
       (ok) => {
-        if (ok) {
-          this.metrics.renewal('ok');
-          this.table.renewed(a.node, a.fence, sentAt);
-        } else {
-          this.metrics.renewal('rejected');
-          const lost = this.table.renewRejected(a.node, a.fence);
-          if (lost?.kind === 'lost') this.lost(lost.node, lost.fence, lost.reason);
-        }
+        batch.forEach((a, i) => {
+          if (ok[i]) {
+            this.metrics.renewal('ok');
+            this.table.renewed(a.node, a.fence, sentAt);
+          } else {
+            this.metrics.renewal('rejected');
+            const lost = this.table.renewRejected(a.node, a.fence);
+            if (lost?.kind === 'lost') this.lost(lost.node, lost.fence, lost.reason);
+          }
+        });
         this.schedule();
       },
       () => {
-        this.metrics.renewal('error');
-        this.table.renewFailed(a.node, a.fence, this.now());
+        const now = this.now();
+        for (const a of batch) {
+          this.metrics.renewal('error');
+          this.table.renewFailed(a.node, a.fence, now);
+        }
         this.schedule();
       },
     );

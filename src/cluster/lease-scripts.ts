@@ -38,6 +38,26 @@ end
 return 0
 `;
 
+/**
+ * RENEW_LUA for many grants in one call. KEYS: the leases. ARGV: lease_ms, then each
+ * lease's "host|fence". Reply: per lease 1 extended, 0 not ours.
+ */
+export const RENEW_MANY_LUA = `
+local out = {}
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[i + 1] then
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+`;
+
+/** Grants renewed per script call at most, so one call holds Redis only briefly. */
+export const RENEW_BATCH_MAX = 256;
+
 /** ARGV: "host|fence". Reply: 1 deleted, 0 not ours. */
 export const RELEASE_LUA = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then

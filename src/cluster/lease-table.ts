@@ -65,14 +65,19 @@ export class LeaseTable {
     return [...this.held].map(([node, h]) => ({ node, fence: h.fence }));
   }
 
-  /** What is due at `now`: losses first (a lost grant is not renewed), then renews to send. */
-  due(now: number): LeaseAction[] {
+  /**
+   * What is due at `now`: losses first (a lost grant is not renewed), then renews to send.
+   * `earlyMs`: renews due within that much later are sent now too. Renewing early only
+   * moves a grant's deadline later, and it gathers the renews of grants acquired at
+   * different times into a few batches per period (one Redis call each).
+   */
+  due(now: number, earlyMs = 0): LeaseAction[] {
     const out: LeaseAction[] = [];
     for (const [node, h] of this.held) {
       if (now - h.confirmedAt >= this.lostAfterMs) {
         this.held.delete(node);
         out.push({ kind: 'lost', node, fence: h.fence, reason: 'unrenewed' });
-      } else if (!h.inFlight && now >= h.nextAttemptAt) {
+      } else if (!h.inFlight && now + earlyMs >= h.nextAttemptAt) {
         h.inFlight = true;
         out.push({ kind: 'renew', node, fence: h.fence });
       }

@@ -2,7 +2,7 @@
 // a fence that is higher than every grant before it. Stateless operations over one
 // command connection; LeaseKeeper keeps the leases a host holds alive.
 import type { Redis } from 'ioredis';
-import { ACQUIRE_LUA, CHECK_LUA, RELEASE_LUA, RENEW_LUA, leaseValue } from './lease-scripts.js';
+import { ACQUIRE_LUA, CHECK_LUA, RELEASE_LUA, RENEW_LUA, RENEW_MANY_LUA, leaseValue } from './lease-scripts.js';
 
 export type AcquireResult =
   | { acquired: true; fence: number }
@@ -12,6 +12,7 @@ export type AcquireResult =
 interface LeaseCommands {
   radarLeaseAcquire(lease: string, fence: string, host: string, leaseMs: number, floor: number): Promise<[number, string, number]>;
   radarLeaseRenew(lease: string, value: string, leaseMs: number): Promise<number>;
+  radarLeaseRenewMany(...args: (string | number)[]): Promise<number[]>;
   radarLeaseRelease(lease: string, value: string): Promise<number>;
   radarLeaseCheck(lease: string, value: string): Promise<number>;
 }
@@ -21,6 +22,7 @@ function withScripts(redis: Redis): Redis & LeaseCommands {
   if (typeof r.radarLeaseAcquire !== 'function') {
     redis.defineCommand('radarLeaseAcquire', { numberOfKeys: 2, lua: ACQUIRE_LUA });
     redis.defineCommand('radarLeaseRenew', { numberOfKeys: 1, lua: RENEW_LUA });
+    redis.defineCommand('radarLeaseRenewMany', { lua: RENEW_MANY_LUA });
     redis.defineCommand('radarLeaseRelease', { numberOfKeys: 1, lua: RELEASE_LUA });
     redis.defineCommand('radarLeaseCheck', { numberOfKeys: 1, lua: CHECK_LUA });
   }
@@ -78,6 +80,14 @@ export class NodeLeases {
   /** Extends this host's grant `fence` by lease_ms; false when it is no longer the grant in Redis. */
   async renew(node: string, fence: number): Promise<boolean> {
     return (await this.redis.radarLeaseRenew(this.leaseKey(node), leaseValue(this.hostId, fence), this.leaseMs)) === 1;
+  }
+
+  /** renew() of many grants in one call (keep it to RENEW_BATCH_MAX); per grant whether it was extended. */
+  async renewMany(grants: readonly { node: string; fence: number }[]): Promise<boolean[]> {
+    if (grants.length === 0) return [];
+    const r = await this.redis.radarLeaseRenewMany(grants.length, ...grants.map((g) => this.leaseKey(g.node)), this.leaseMs,
+      ...grants.map((g) => leaseValue(this.hostId, g.fence)));
+    return grants.map((_, i) => Number(r[i]) === 1);
   }
 
   /** Deletes this host's grant `fence`; false when it is no longer the grant in Redis. */

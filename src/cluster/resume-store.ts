@@ -12,6 +12,26 @@ redis.call('SET', KEYS[2], ARGV[2] .. '|' .. ARGV[3])
 return 1
 `;
 
+/**
+ * RESUME_WRITE_LUA for many nodes in one call. KEYS: lease 1, resume 1, lease 2, resume 2, ...
+ * ARGV: "host|fence" 1, seq 1, fence 1, ... Reply: per node 1 written, 0 fenced (nothing written).
+ */
+export const RESUME_WRITE_MANY_LUA = `
+local out = {}
+for i = 1, #KEYS / 2 do
+  if redis.call('GET', KEYS[2 * i - 1]) == ARGV[3 * i - 2] then
+    redis.call('SET', KEYS[2 * i], ARGV[3 * i - 1] .. '|' .. ARGV[3 * i])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+`;
+
+/** Resume points per script call at most, so one call holds Redis only briefly. */
+export const RESUME_BATCH_MAX = 256;
+
 export interface ResumeWrite {
   node: string;
   fence: number;
@@ -36,6 +56,7 @@ export function decodeResume(v: string | null): ResumeRead {
 
 interface ResumeCommands {
   radarResumeWrite(lease: string, resume: string, value: string, seq: string, fence: string): Promise<number>;
+  radarResumeWriteMany(...args: (string | number)[]): Promise<number[]>;
 }
 
 export class ResumeStore {
@@ -44,7 +65,10 @@ export class ResumeStore {
 
   constructor(redis: Redis, readonly hostId: string, readonly prefix: string) {
     const r = redis as Redis & Partial<ResumeCommands>;
-    if (typeof r.radarResumeWrite !== 'function') redis.defineCommand('radarResumeWrite', { numberOfKeys: 2, lua: RESUME_WRITE_LUA });
+    if (typeof r.radarResumeWrite !== 'function') {
+      redis.defineCommand('radarResumeWrite', { numberOfKeys: 2, lua: RESUME_WRITE_LUA });
+      redis.defineCommand('radarResumeWriteMany', { lua: RESUME_WRITE_MANY_LUA });
+    }
     this.redis = r as Redis & ResumeCommands;
     this.keys = new NodeLeases(redis, hostId, 0, prefix);
   }
@@ -53,12 +77,15 @@ export class ResumeStore {
     return `${this.prefix}resume:${node}`;
   }
 
-  /** Writes many resume points in one round trip; one result per entry, in order. */
+  /** Writes many resume points in one round trip (one script call per RESUME_BATCH_MAX); one result per entry, in order. */
   async write(entries: readonly ResumeWrite[]): Promise<ResumeWriteResult[]> {
     if (entries.length === 0) return [];
     const p = this.redis.pipeline() as unknown as ResumeCommands & { exec(): Promise<[Error | null, unknown][] | null> };
-    for (const e of entries) {
-      p.radarResumeWrite(this.keys.leaseKey(e.node), this.resumeKey(e.node), leaseValue(this.hostId, e.fence), String(e.seq), String(e.fence));
+    for (let i = 0; i < entries.length; i += RESUME_BATCH_MAX) {
+      const chunk = entries.slice(i, i + RESUME_BATCH_MAX);
+      const keys = chunk.flatMap((e) => [this.keys.leaseKey(e.node), this.resumeKey(e.node)]);
+      const args = chunk.flatMap((e) => [leaseValue(this.hostId, e.fence), String(e.seq), String(e.fence)]);
+      p.radarResumeWriteMany(keys.length, ...keys, ...args);
     }
     let replies: [Error | null, unknown][] | null;
     try {
@@ -67,10 +94,10 @@ export class ResumeStore {
       return entries.map(() => 'error');
     }
     return entries.map((_, i) => {
-      const r = replies?.[i];
-      if (!r) return 'error';
-      if (r[0]) return /FENCED/.test(r[0].message) ? 'fenced' : 'error';
-      return r[1] === 1 ? 'ok' : 'error';
+      const r = replies?.[Math.floor(i / RESUME_BATCH_MAX)];
+      if (!r || r[0] || !Array.isArray(r[1])) return 'error';
+      const v = Number((r[1] as unknown[])[i % RESUME_BATCH_MAX]);
+      return v === 1 ? 'ok' : v === 0 ? 'fenced' : 'error';
     });
   }
 

@@ -31,8 +31,19 @@ export function resumeSeqOf(node: NodeEntry): number {
   return allDelivered ? readResumePoint(node.ring) : readAckedSeq(node.ring);
 }
 
-/** How often resume points of nodes that progressed are written (one pipelined round trip). */
+/** The period of the ownership pass (re-asserting unfenced nodes, releasing leases of released nodes). */
 export const RESUME_FLUSH_MS = 150;
+
+/**
+ * How often the periodic pass writes the resume points of nodes that progressed (one
+ * script call for all of them): once per lease renew period. Only a graceful handover
+ * needs the point exact, and it writes its own final one; after a crash the point may
+ * lag the acks by up to this much, which costs nothing but resent frames the node
+ * still holds (a point never runs ahead of what was settled).
+ */
+export function resumeWriteEveryMs(leaseMs: number): number {
+  return Math.max(RESUME_FLUSH_MS, Math.floor(leaseMs / 3));
+}
 /** Unfenced nodes re-asserted per pass once Redis is back (bounded work per pass). */
 const REASSERT_PER_PASS = 500;
 /** Above this many unfenced ids, those whose claim did not end with a node here are forgotten. */
@@ -75,6 +86,8 @@ export class ClusterOwnership {
   /** Frames thrown away from the rings of nodes given up (frames_dropped_total{reason="given_up"}). */
   framesDiscarded = 0;
   private ticking = false;
+  /** now() of the last periodic resume write. */
+  private lastResumeWrite = -Infinity;
   private draining = false;
 
   constructor(private readonly o: ClusterOwnershipOptions) {
@@ -365,6 +378,7 @@ export class ClusterOwnership {
 
   /** Writes the resume points that moved; releases the leases of nodes whose ring was released. */
   private async flushResume(): Promise<void> {
+    const writeNow = this.now() - this.lastResumeWrite >= resumeWriteEveryMs(this.o.cluster.lease_ms);
     const batch: ResumeWrite[] = [];
     for (const { node, fence } of this.keeper.owned()) {
       if (this.giving.has(node)) continue;
@@ -379,9 +393,11 @@ export class ClusterOwnership {
       }
       // The claim has not adopted this lease's resume point yet: the header is an earlier ownership's.
       if (entry.fence !== fence) continue;
+      if (!writeNow) continue;
       const seq = resumeSeqOf(entry);
       if (seq !== this.written.get(node) && seq > 0) batch.push({ node, fence, seq });
     }
+    if (writeNow) this.lastResumeWrite = this.now();
     if (batch.length === 0) return;
     const results = await this.resume.write(batch);
     const counts = { ok: 0, fenced: 0, error: 0 };
