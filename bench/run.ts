@@ -17,6 +17,7 @@ const WORKLOADS: Record<string, () => Promise<{ workload: Workload }>> = {
   forward: () => import('./forward.js'),
   cluster: () => import('./cluster.js'),
   acks: () => import('./acks.js'),
+  decode: () => import('./decode.js'),
 };
 
 async function main(argv: string[]): Promise<void> {
