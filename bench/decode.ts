@@ -13,15 +13,14 @@
 // and beside them the naive server's path (bench/lib/naive-line.ts: UTF-8 decode,
 // split, JSON.parse, token compare, count) and one token check (the engine checks a
 // token once per connection and node, the naive server on every line).
-// Rounds interleave the stages; medians of the rounds are reported.
-import { performance } from 'node:perf_hooks';
+// Rounds interleave the stages; medians of the rounds are reported (process CPU time per frame).
 import {
   Shard, LineFramer, F_MESSAGE, LineScan, scanLine, SCAN_OK, TokenCheck, RingWriter, createRingBuffer, writeLineFrame,
   HEAD64, TAIL64, COUNTER_SLOTS, C_FRAMES_WRITTEN, M_OPEN, M_DATA, M_GRANT, S_CLAIM, S_CLOSE,
 } from './lib/engine-api.js';
 import { LineBatch } from './lib/frames.js';
 import { naiveLineConsumer, newNaiveCounts } from './lib/naive-line.js';
-import { defineWorkload, num, SAVE_OPTION, type OptValues } from './lib/options.js';
+import { defineWorkload, num, str, SAVE_OPTION, type OptValues } from './lib/options.js';
 import { header, report } from './lib/results.js';
 import { fmt, median, round } from './lib/stats.js';
 
@@ -182,13 +181,14 @@ const options = {
   readBytes: num(65536, 'bytes per read (a socket read)', 64),
   rounds: num(9, 'rounds (every stage once per round, interleaved); medians reported', 1),
   passes: num(4, 'passes over the frames per stage and round', 1),
+  only: str('', 'run only this stage (for --cpu-prof): split, scan, copy, shard, naive, token_check', /^(|split|scan|copy|shard|naive|token_check)$/),
   ...SAVE_OPTION,
 };
 
 /** The per-frame stages of one run, ns: the cumulative times and the differences (each stage's own cost). */
 export function runDecode(o: OptValues<typeof options>) {
   const c = corpus(o.nodes, o.bytesPerNode, o.readBytes);
-  const stages = Object.fromEntries(Object.entries(STAGES).map(([k, mk]) => [k, mk()])) as Record<StageName, Stage>;
+  const stages = Object.fromEntries(Object.entries(STAGES).filter(([k]) => o.only === '' || k === o.only).map(([k, mk]) => [k, mk()])) as Record<StageName, Stage>;
   const samples = Object.fromEntries(Object.keys(STAGES).map((k) => [k, [] as number[]])) as Record<StageName, number[]>;
   const check = (name: string, n: number): void => {
     if (n !== c.frames) throw new Error(`stage ${name} handled ${n} of ${c.frames} frames`);
@@ -196,12 +196,15 @@ export function runDecode(o: OptValues<typeof options>) {
   for (const [k, st] of Object.entries(stages)) for (let w = 0; w < 3; w++) check(k, st(c)); // warm-up (JIT)
   for (let r = 0; r < o.rounds; r++) {
     for (const [k, st] of Object.entries(stages) as Array<[StageName, Stage]>) {
-      const t0 = performance.now();
+      // CPU time, not wall time: on a shared machine the wall clock also counts the time this
+      // thread waited for a core (getrusage: µs resolution; V8's helper threads are idle once warm).
+      const t0 = process.cpuUsage();
       for (let p = 0; p < o.passes; p++) check(k, st(c));
-      samples[k].push(((performance.now() - t0) * 1e6) / (c.frames * o.passes));
+      const t = process.cpuUsage(t0);
+      samples[k].push(((t.user + t.system) * 1e3) / (c.frames * o.passes));
     }
   }
-  const m = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, round(median(v), 1)])) as Record<StageName, number>;
+  const m = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, v.length ? round(median(v), 1) : NaN])) as Record<StageName, number>;
   return {
     frames_per_pass: c.frames,
     bytes_per_frame: round(c.bytes / c.frames, 1),

@@ -146,6 +146,8 @@ export async function runOnce(spec: CellSpec) {
       main_elu_per_mfps: round(d.mainElu / (frames / s / 1e6), 4),
       main_busy_ns_per_frame: perFrameNs(d.mainElu),
       main_cpu_ns_per_frame: perFrameNs(d.mainThreadCpu),
+      /** The busiest shard worker's busy time (ELU) per frame written, ns: the worker's rate limit is 1e9 / this. */
+      worker_busy_ns_per_frame: d.workerElu.length === 0 ? null : perFrameNs(Math.max(...d.workerElu)),
       /** The whole process (main thread + shard workers), ns of CPU per frame written. */
       process_cpu_ns_per_frame: perFrameNs(d.processCpu),
       main_cpu_share: d.mainThreadCpu === null ? null : round(d.mainThreadCpu / d.processCpu, 3),
