@@ -5,7 +5,9 @@
 // the main thread's ELU and CPU, the workers' ELU and the process CPU are measured over
 // the window after a warm-up, each cell repeated and the medians reported. After the
 // load stops and the rings drain the books are checked: sent == received == written +
-// dropped, written == consumed + inRings.
+// dropped, written == consumed + inRings. The `naive` cell (line only) runs the same
+// generator against the naive single-thread server (bench/lib/naive-line.ts: split,
+// JSON.parse, token, count) in this process; the ratios engine/naive are reported.
 import { performance } from 'node:perf_hooks';
 import { Engine, C_BYTES_RECEIVED } from './lib/engine-api.js';
 import { Loadgen, type BenchProtocol } from './lib/loadgen.js';
@@ -13,7 +15,8 @@ import { snapshot, delta, sleep, perSecond, cpuBreakdown, genCpu } from './lib/p
 import { acksSent, benchConfig, calibrate, drained } from './lib/engine-run.js';
 import { defineWorkload, list, num, SAVE_OPTION, type OptValues } from './lib/options.js';
 import { boundRun, header, report, summaryLine } from './lib/results.js';
-import { fmt, medianTree, round } from './lib/stats.js';
+import { fmt, median, medianTree, round } from './lib/stats.js';
+import { runNaive, type NaiveResult } from './lib/naive-line.js';
 
 export const TOKEN = 'bench-secret';
 
@@ -28,6 +31,8 @@ export const TARGETS = {
  * send-to-tracker latency under this at `loadFraction` (half) of the measured e2e rate.
  */
 export const E2E_TARGETS = { min_ratio: 0.8, line_target_frames_per_s: TARGETS.line.min, p99_ms: 5 };
+/** The engine's default configuration against the naive line server: at least this many times its frames/s. */
+export const NAIVE_GOAL = 2;
 /** Python tracker-host reference on this machine (frames/s parsed, line protocol). */
 const PYTHON_REFERENCE_FRAMES_PER_S = 234_000;
 
@@ -141,6 +146,10 @@ export async function runOnce(spec: CellSpec) {
       main_elu_per_mfps: round(d.mainElu / (frames / s / 1e6), 4),
       main_busy_ns_per_frame: perFrameNs(d.mainElu),
       main_cpu_ns_per_frame: perFrameNs(d.mainThreadCpu),
+      /** The busiest shard worker's busy time (ELU) per frame written, ns: the worker's rate limit is 1e9 / this. */
+      worker_busy_ns_per_frame: d.workerElu.length === 0 ? null : perFrameNs(Math.max(...d.workerElu)),
+      /** The whole process (main thread + shard workers), ns of CPU per frame written. */
+      process_cpu_ns_per_frame: perFrameNs(d.processCpu),
       main_cpu_share: d.mainThreadCpu === null ? null : round(d.mainThreadCpu / d.processCpu, 3),
       generator_elu: round((g1.eluActiveMs - g0.eluActiveMs) / (g1.childAt - g0.childAt), 3),
       /** Frames/s written into rings, second by second through the window. */
@@ -158,7 +167,16 @@ export async function runOnce(spec: CellSpec) {
 }
 export type RunResult = Awaited<ReturnType<typeof runOnce>>;
 
-async function runIngest(o: LoadValues & OptValues<typeof CELL_OPTIONS>): Promise<void> {
+/** Ingest's modes: the engine's, and `naive` (the naive line server, line protocol only). */
+type IngestMode = Mode | 'naive';
+const INGEST_OPTIONS = {
+  ...CELL_OPTIONS,
+  modes: list<IngestMode>(['shards0', 'shards1', 'default', 'naive'],
+    'cells: default (shards: auto), shardsN (shards: N), naive (single-thread split + JSON.parse server, line only)', /^(default|naive|shards\d+)$/),
+};
+type CellResult = RunResult | NaiveResult;
+
+async function runIngest(o: LoadValues & OptValues<typeof INGEST_OPTIONS>): Promise<void> {
   const { reps, protocols, modes } = o;
   const base = baseOf(o);
   const started = performance.now();
@@ -167,19 +185,21 @@ async function runIngest(o: LoadValues & OptValues<typeof CELL_OPTIONS>): Promis
 
   // Repetitions are interleaved (rep 1 of every cell, then rep 2, ...) so that a slow
   // drift of the machine's speed (shared host) does not bias one cell against another.
-  const cells = protocols.flatMap((protocol) => modes.map((mode) => ({ protocol, mode, shards: -1 as number | 'auto', runs: [] as RunResult[], median: null as RunResult | null })));
+  const cells = protocols.flatMap((protocol) => modes.filter((m) => m !== 'naive' || protocol === 'line')
+    .map((mode) => ({ protocol, mode, shards: -1 as number | 'auto' | null, runs: [] as CellResult[], median: null as CellResult | null })));
   for (let r = 0; r < reps; r++) {
     for (const cell of cells) {
       const { protocol, mode } = cell;
-      const res = await runOnce({ ...base, protocol, mode, detections: protocol === 'binary' ? o.detections : 3 });
+      const res: CellResult = mode === 'naive' ? await runNaive(base, TOKEN, calibrate)
+        : await runOnce({ ...base, protocol, mode, detections: protocol === 'binary' ? o.detections : 3 });
       cell.runs.push(res);
       cell.shards = res.shards;
       process.stderr.write(`${protocol.padEnd(6)} ${mode.padEnd(7)} rep ${r + 1}: ${fmt(res.frames_per_s).padStart(10)} frames/s ${fmt(res.detections_per_s).padStart(12)} det/s  main ELU ${fmt(res.main_elu, 3)}  worker ELU ${res.worker_elu.map((x) => fmt(x, 3)).join(',') || '-'}  proc CPU ${fmt(res.process_cpu, 2)}  gen CPU ${fmt(res.generator_cpu, 2)}  calib ${fmt(res.calibration_mops, 2)}${(res.other_cpu ?? 0) > 0.2 ? `  (other CPU ${fmt(res.other_cpu, 2)} cores: noisy)` : ''}${res.accounting.violations.length ? `  VIOLATIONS: ${res.accounting.violations.join('; ')}` : ''}\n`);
     }
   }
-  for (const cell of cells) cell.median = { ...medianTree(cell.runs), accounting: cell.runs[0]!.accounting };
+  for (const cell of cells) cell.median = { ...medianTree(cell.runs), accounting: cell.runs[0]!.accounting } as CellResult;
 
-  const med = (p: BenchProtocol, m: Mode): RunResult | null | undefined => cells.find((c) => c.protocol === p && c.mode === m)?.median;
+  const med = (p: BenchProtocol, m: IngestMode): CellResult | null | undefined => cells.find((c) => c.protocol === p && c.mode === m)?.median;
   const ratios = Object.fromEntries(protocols.flatMap((p) => {
     const a = med(p, 'default');
     const b = med(p, 'shards0');
@@ -187,9 +207,24 @@ async function runIngest(o: LoadValues & OptValues<typeof CELL_OPTIONS>): Promis
     const fields = ['frames_per_s', 'detections_per_s', 'main_elu', 'main_thread_cpu', 'main_busy_ns_per_frame', 'process_cpu'] as const;
     return [[p, Object.fromEntries(fields.map((f) => [f, round((a[f] ?? NaN) / (b[f] ?? NaN), 3)]))]];
   }));
+  // Engine cells over the naive server, line: the ratio of the medians, and each rep's own
+  // ratio (rep i of a cell over rep i of naive: interleaved, so both saw the same machine).
+  const naiveRuns = cells.find((c) => c.protocol === 'line' && c.mode === 'naive')?.runs ?? [];
+  const engineOverNaive = naiveRuns.length === 0 ? null : Object.fromEntries(cells.filter((c) => c.protocol === 'line' && c.mode !== 'naive').map((c) => {
+    const perRep = c.runs.map((x, i) => round(x.frames_per_s / naiveRuns[i]!.frames_per_s, 3));
+    const cpu = c.runs.map((x, i) => round((x.process_cpu_ns_per_frame ?? NaN) / (naiveRuns[i]!.process_cpu_ns_per_frame ?? NaN), 3));
+    return [c.mode, {
+      frames_per_s: round(c.median!.frames_per_s / med('line', 'naive')!.frames_per_s, 3),
+      per_rep: perRep,
+      median_of_reps: round(median(perRep), 3),
+      process_cpu_ns_per_frame_per_rep: cpu,
+      goal: NAIVE_GOAL,
+      pass: c.mode === 'default' ? median(perRep) >= NAIVE_GOAL : null,
+    }];
+  }));
   const targets = protocols.map((p) => {
     const t = TARGETS[p];
-    const byMode = Object.fromEntries(modes.map((m) => {
+    const byMode = Object.fromEntries(modes.filter((m) => m !== 'naive').map((m) => {
       const v = med(p, m)?.[t.metric] ?? NaN;
       return [m, { value: v, pass: v >= t.min }];
     }));
@@ -202,14 +237,17 @@ async function runIngest(o: LoadValues & OptValues<typeof CELL_OPTIONS>): Promis
     targets,
     reference: { python_tracker_host_frames_per_s: PYTHON_REFERENCE_FRAMES_PER_S },
     ratios_default_over_shards0: ratios,
+    ratios_engine_over_naive: engineOverNaive,
     accounting: { ok: violations.length === 0, violations },
     cells,
   };
-  report('ingest', out, summaryLine('ingest', out), !o.noSave);
+  const naiveLine = engineOverNaive === null ? '' : `\nengine/naive frames/s (line, median of ${reps} interleaved reps): ${Object.entries(engineOverNaive)
+    .map(([m, v]) => `${m} x${fmt(v.median_of_reps, 2)} [${v.per_rep.map((x) => fmt(x, 2)).join(', ')}]`).join(', ')}; goal default >= x${NAIVE_GOAL}: ${engineOverNaive.default?.pass ? 'PASS' : 'FAIL'}`;
+  report('ingest', out, summaryLine('ingest', out) + naiveLine, !o.noSave);
 }
 
 export const workload = defineWorkload({
   about: 'frames and detections into rings (sink discard), by protocol and engine mode',
-  options: { ...loadOptions(10, 3), ...CELL_OPTIONS },
+  options: { ...loadOptions(10, 3), ...INGEST_OPTIONS },
   run: runIngest,
 });

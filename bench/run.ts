@@ -18,6 +18,7 @@ const WORKLOADS: Record<string, () => Promise<{ workload: Workload }>> = {
   cluster: () => import('./cluster.js'),
   acks: () => import('./acks.js'),
   memory: () => import('./memory.js'),
+  decode: () => import('./decode.js'),
 };
 
 async function main(argv: string[]): Promise<void> {

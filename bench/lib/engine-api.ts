@@ -15,3 +15,15 @@ export {
 
 /** The engine's command-line entry (compiled), for workloads that run it as a process. */
 export const ENGINE_CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
+
+// The shard's line path, stage by stage (bench/decode.ts).
+export { Shard } from '../../src/shard/shard.js';
+export { LineFramer, F_MESSAGE, F_NONE } from '../../src/shard/line/line-framer.js';
+export { LineScan, scanLine, SCAN_OK } from '../../src/shard/line/json-scan.js';
+export { TokenCheck } from '../../src/shard/token.js';
+export { RingWriter } from '../../src/ring/ring-writer.js';
+export { createRingBuffer } from '../../src/ring/ring-reader.js';
+export { writeLineFrame } from '../../src/ring/record-codec.js';
+export { HEAD64, TAIL64, HEADER_BYTES } from '../../src/ring/ring-layout.js';
+export { COUNTER_SLOTS, C_FRAMES_WRITTEN, C_FRAMES_RECEIVED } from '../../src/telemetry/counters.js';
+export { M_OPEN, M_DATA, M_GRANT, S_CLAIM, S_CLOSE } from '../../src/protocol/thread-messages.js';

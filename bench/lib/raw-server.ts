@@ -1,4 +1,6 @@
 // A bare server that reads and discards: what loopback TCP and a Node socket cost without the engine.
+// With a `consume` factory each connection's bytes also go to a consumer of its own (the naive
+// line server of bench/lib/naive-line.ts), with the same sockets, backlog and bookkeeping.
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { encodeMessage, PROTOCOL_VERSION, T_WELCOME, HEARTBEAT_MS } from './engine-api.js';
@@ -21,13 +23,15 @@ export class RawServer {
   stopping = false;
   private readonly welcome = encodeMessage({ t: T_WELCOME, v: PROTOCOL_VERSION, node: 'raw', last_seq: 0, max_frame: 1 << 20, hb_ms: HEARTBEAT_MS });
 
-  constructor() {
+  constructor(consume?: (s: Socket) => (d: Buffer) => void) {
     this.server = createServer({ noDelay: true }, (s) => {
       this.accepted++;
       this.sockets.add(s);
       let first = true;
+      const eat = consume?.(s);
       s.on('data', (d: Buffer) => {
         this.bytes += d.length;
+        eat?.(d);
         if (first) {
           first = false;
           if (d[0] === 0x00) s.write(this.welcome);

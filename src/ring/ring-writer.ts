@@ -23,6 +23,8 @@ export class RingWriter {
   /** The largest record (header + payload) reserve() accepts. */
   readonly maxRecord: number;
   readonly bytes: Uint8Array;
+  /** The same bytes as 32-bit words, for word-wise copies of aligned spans (record-codec.ts). */
+  readonly words: Int32Array;
   private readonly mask: number;
   private readonly h64: BigUint64Array;
   private readonly h32: Int32Array;
@@ -44,6 +46,7 @@ export class RingWriter {
     this.h32 = new Int32Array(sab, 0, HEADER_BYTES / 4);
     this.hf = new Float64Array(sab, 0, HEADER_BYTES / 8);
     this.bytes = new Uint8Array(sab, HEADER_BYTES, this.capacity);
+    this.words = new Int32Array(sab, HEADER_BYTES, this.capacity >>> 2);
     this.dv = new DataView(sab, HEADER_BYTES, this.capacity);
     const head = Atomics.load(this.h64, HEAD64);
     this.headBytes = posBytes(head);
