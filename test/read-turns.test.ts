@@ -47,38 +47,53 @@ describe('read turns over real sockets', () => {
     await Promise.all(engines.map((e) => e.stop()));
   });
 
-  for (const shards of [0, 1] as const) {
-    test(`shards: ${shards}: a peer flooding a full ring stays bounded by its credit, then every frame arrives once, in order`, async () => {
-      const sink = new CollectingSink();
-      sink.paused = true;
-      const ring = 1 << 17;
-      const inflight = 64 * 1024;
-      const engine = await startEngine({ shards, ring: { size_bytes: ring, overflow: 'block' }, limits: { max_inflight_bytes: inflight, max_frame_bytes: 16384 } }, { sink });
-      engines.push(engine);
-      const c = await Client.open(engine.tcpAddress!.port);
-      // ~4 MB of frames, written without waiting: far more than the ring and the credit hold.
-      const N = 12000;
-      const frames: string[] = [];
-      for (let i = 1; i <= N; i++) frames.push(lineFrame('flood', 1_700_000_000_000 + i, 4));
-      const all = Buffer.from(frames.join(''));
-      c.socket.write(all);
-      const received = async () => (await scrape(engine)).get('radar_ingest_bytes_received_total') ?? 0;
-      await until(async () => (await received()) > ring, 'the ring filled');
-      // Many turns go by while the peer keeps pushing: reading stops at the credit bound.
-      await sleep(300);
-      const held = await received();
-      await sleep(300);
-      assert.equal(await received(), held, 'no more bytes read while the ring is full');
-      // Ring + credit + the read that crossed the credit and one more buffered read + the framer's partial line.
-      const bound = ring + inflight + 2 * 64 * 1024 + 4096;
-      assert.ok(held <= bound, `bytes read ${held} <= ${bound} (the peer wrote ${all.length})`);
-      assert.ok(held < all.length / 4, 'most of the flood is still with the peer');
+  test('a fast connection on a worker yields its turns; flooding a full ring it stays bounded by its credit, then every frame arrives once, in order', async () => {
+    const sink = new CollectingSink();
+    const ring = 1 << 17;
+    const inflight = 64 * 1024;
+    // shards: auto with a low threshold: the connection moves to a worker at once and never back.
+    const engine = await startEngine({ shards: 'auto', ring: { size_bytes: ring, overflow: 'block' }, limits: { max_inflight_bytes: inflight, max_frame_bytes: 16384 } },
+      { sink, placement: { upBytesPerS: 1000, upForMs: 20, tickMs: 10, downBytesPerS: 0, downForMs: 3_600_000 } });
+    engines.push(engine);
+    const c = await Client.open(engine.tcpAddress!.port);
+    const T0 = 1_700_000_000_000;
+    let next = 1;
+    const frames = (n: number): string => {
+      const parts: string[] = [];
+      for (let i = 0; i < n; i++) parts.push(lineFrame('flood', T0 + next++, 4));
+      return parts.join('');
+    };
+    await c.send(frames(50));
+    await until(async () => {
+      if (engine.handoff.moves.shard >= 1) return true;
+      await c.send(frames(10));
+      return false;
+    }, 'the connection moved to a worker');
+    await until(() => sink.of('flood').length === next - 1, 'the first frames delivered');
+    sink.paused = true;
+    // ~4 MB of frames, written without waiting: far more than the ring and the credit hold.
+    const before = next - 1;
+    const all = Buffer.from(frames(12000));
+    c.socket.write(all);
+    const received = async () => (await scrape(engine)).get('radar_ingest_bytes_received_total') ?? 0;
+    const start = await received();
+    await until(async () => (await received()) - start > ring / 2, 'the ring filling');
+    await until(() => engine.handoff.turns.yields > 0, 'the connection yielded turns');
+    // Many turns go by while the peer keeps pushing: reading stops at the credit bound.
+    await sleep(300);
+    const held = await received();
+    await sleep(300);
+    assert.equal(await received(), held, 'no more bytes read while the ring is full');
+    // Ring + credit + the read that crossed the credit and one more buffered read + the framer's partial line.
+    const bound = ring + inflight + 2 * 64 * 1024 + 4096;
+    assert.ok(held - start <= bound, `bytes read ${held - start} <= ${bound} (the peer wrote ${all.length})`);
+    assert.ok(held - start < all.length / 4, 'most of the flood is still with the peer');
 
-      sink.paused = false; // the engine's safety sweep offers the full ring again
-      await until(() => sink.of('flood').length >= N, 'every frame delivered', 30000);
-      assert.deepEqual(sink.of('flood').map((f) => f.timestamp - 1_700_000_000_000), Array.from({ length: N }, (_, i) => i + 1), 'each frame once, in order');
-      await assertAccounting(engine);
-      c.destroy();
-    });
-  }
+    sink.paused = false; // the engine's safety sweep offers the full ring again
+    await until(() => sink.of('flood').length >= next - 1, 'every frame delivered', 30000);
+    assert.ok(next - 1 > before);
+    assert.deepEqual(sink.of('flood').map((f) => f.timestamp - T0), Array.from({ length: next - 1 }, (_, i) => i + 1), 'each frame once, in order');
+    await assertAccounting(engine);
+    c.destroy();
+  });
 });

@@ -330,7 +330,9 @@ export class ConnectionHandoff {
       ok = true;
     } else ok = this.forward(h, chunk);
     if (!ok) return;
-    if (this.turns.read(h, n)) h.socket.pause();
+    // Only where fast and slow connections meet: one moved to a worker for its rate
+    // shares the main thread's reads with the slow ones. Pinned placements read as before.
+    if (h.placement?.placement === 'shard' && this.turns.read(h, n)) h.socket.pause();
     if (!h.paused && h.inflight > this.limits.maxInflightBytes) {
       h.paused = true;
       h.socket.pause();

@@ -6,6 +6,10 @@
 // connection that read its budget in this turn is paused and resumed at the next
 // one (setImmediate runs after the poll phase), so a turn reads at most a budget
 // per busy connection and a slow node's frame waits about one short turn.
+// It applies to connections `shards: auto` moved to a worker for their rate (the
+// slow ones stay on the main thread): a lone fast connection on a pinned
+// placement would only lose reads per turn (measured: a single flooding
+// connection decoded on the main thread ran at half speed with the budget).
 //
 // Pure bookkeeping with an injectable scheduler; the handoff pauses and resumes.
 
