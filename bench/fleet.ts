@@ -18,6 +18,8 @@ import { boundRun, header, report, summaryLine } from './lib/results.js';
 import type { Mode } from './ingest.js';
 
 const TOKEN = 'fleet-secret';
+/** Node ids of the paced fleet (FleetClient's default prefix). */
+const PACED_PREFIX = 'fleet-';
 
 /** Targets for a fleet of nodes at 2 Hz. */
 export const FLEET_TARGETS = { p99_ms: 2, host_cpu_pct_of_core: 15 };
@@ -110,7 +112,9 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
   const record = (b: Buffer): void => hook.record(b);
   const engine = new Engine({
     config: engineConfig({ portStart: o.portStart, portEnd, shards: o.shards ?? 'auto', sink: o.sink }, dir),
-    probe: { onTrackerWrite: (_n, b) => record(b), onSinkDrain: (_n, b) => record(b), onReconcilePass: (t0, t1) => passes.push([t0, t1]) },
+    // Only the paced nodes' frames carry send-time markers: the drain-only sink
+    // discards the unpaced ones without copying them out for the probe.
+    probe: { onTrackerWrite: (_n, b) => record(b), onSinkDrain: (_n, b) => record(b), drainsNode: (n) => n.startsWith(PACED_PREFIX), onReconcilePass: (t0, t1) => passes.push([t0, t1]) },
   });
   // GC pauses (main thread).
   const gcs: Array<[number, number]> = [];

@@ -323,7 +323,7 @@ export class Engine {
     const checks = readinessChecks({
       tcpEnabled: this.config.tcp_server.enabled,
       tcpListening: this.tcp?.listening === true,
-      shardsDown: this.pool.slots.filter((s) => !s.ready).map((s) => s.id),
+      shardsDown: this.pool.shardsDown(),
       draining: this.stopping !== null,
       ...(this.trackers ? { trackers: this.trackers.health() } : {}),
       sources: ingestSources(this.config, this.trackers !== null),

@@ -11,6 +11,7 @@ import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { M_OPEN, M_END, M_DETACH, M_ATTACH, type MainToShard, type DetachedMsg, type ConnState } from '../protocol/thread-messages.js';
 import { C_BYTES_RECEIVED, C_CONNECTIONS_ACCEPTED, closeIndex, type CloseReason } from '../telemetry/counters.js';
 import { PlacementState, placementPolicy, type Placement, type PlacementPolicy } from './placement.js';
+import { ReadTurns, TURN_READ_BYTES } from './read-turns.js';
 
 export interface HandoffLimits {
   maxConnections: number;
@@ -55,6 +56,10 @@ export class ConnHandle {
   tickBytes = 0;
   /** A move under way: what arrives meanwhile is held for the new shard. */
   move: ConnMove | null = null;
+  /** Bytes read in this event-loop turn (read-turns.ts). */
+  turnBytes = 0;
+  /** Paused until the next turn: it read its budget in this one. */
+  yielded = false;
   constructor(readonly id: number, readonly socket: Socket, public shard: number, readonly remote: string,
     /** The verified client certificate's CN (TLS): the only node id the connection may use. */
     readonly identity: string | null = null) {}
@@ -86,6 +91,8 @@ export interface ShardChannel {
   /** A shard on this thread gets bytes as they are, not transferred. */
   isInline(shard: number): boolean;
   isReady(shard: number): boolean;
+  /** Starts the worker threads if they are not yet (`shards: auto` starts them on first need). */
+  startWorkers?(): Promise<void>;
   send(shard: number, msg: MainToShard): boolean;
   sendData(shard: number, conn: number, buf: Uint8Array, transfer?: ArrayBuffer): boolean;
 }
@@ -119,6 +126,10 @@ export class ConnectionHandoff {
   private readonly now: () => number;
   /** Main-thread event-loop utilisation at the last placement tick. */
   private elu: EventLoopUtilization | null = null;
+  /** Per-turn read budgets: an unpaced connection cannot fill a turn the slow ones wait behind. */
+  readonly turns = new ReadTurns<ConnHandle>(TURN_READ_BYTES, (h) => {
+    if (!h.paused && !h.socketClosed) h.socket.resume();
+  });
 
   constructor(
     private readonly pool: ShardChannel,
@@ -188,6 +199,8 @@ export class ConnectionHandoff {
       if (i === this.pool.inlineShard || !this.pool.isReady(i)) continue;
       if (best < 0 || this.perShard[i]! < this.perShard[best]!) best = i;
     }
+    // No worker yet: start them; the connection moves at a tick once one is ready.
+    if (best < 0) void this.pool.startWorkers?.();
     return best;
   }
 
@@ -341,6 +354,9 @@ export class ConnectionHandoff {
       ok = true;
     } else ok = this.forward(h, chunk);
     if (!ok) return;
+    // Only where fast and slow connections meet: one moved to a worker for its rate
+    // shares the main thread's reads with the slow ones. Pinned placements read as before.
+    if (h.placement?.placement === 'shard' && this.turns.read(h, n)) h.socket.pause();
     if (!h.paused && h.inflight > this.limits.maxInflightBytes) {
       h.paused = true;
       h.socket.pause();
@@ -372,7 +388,7 @@ export class ConnectionHandoff {
     h.inflight -= bytes;
     if (h.paused && h.inflight <= this.resumeBelow) {
       h.paused = false;
-      h.socket.resume();
+      if (!h.yielded) h.socket.resume();
       if (this.limits.idleTimeoutMs > 0 && h.closeReason === null) h.socket.setTimeout(this.limits.idleTimeoutMs);
     }
   }

@@ -37,6 +37,12 @@ export interface EngineProbe {
   onTrackerWrite?(nodeId: string, bytes: Buffer): void;
   /** The drain-only sink is freeing these ring records (headers and payloads, as stored). */
   onSinkDrain?(nodeId: string, records: Buffer): void;
+  /**
+   * Whether onSinkDrain wants this node's bytes (unset: every node's). A node it
+   * does not watch is discarded without the copy, so a probe on a few nodes does
+   * not cost a copy of every other node's traffic.
+   */
+  drainsNode?(nodeId: string): boolean;
   /** A tracker reconcile pass ran from startNs to endNs (process.hrtime). */
   onReconcilePass?(startNs: number, endNs: number): void;
 }
@@ -50,14 +56,15 @@ export class DiscardSink implements RingSink {
   constructor(private readonly probe?: EngineProbe) {}
   onData(node: NodeEntry): void {
     const r = node.reader;
-    const drained = this.probe?.onSinkDrain;
+    const probe = this.probe;
+    const drained = probe?.onSinkDrain && (probe.drainsNode?.(node.id) ?? true) ? probe.onSinkDrain : undefined;
     for (;;) {
       if (drained) {
         // A probe needs the bytes: copy them out instead of only moving the tail.
         const b = r.read();
         if (b) {
           this.discarded += b.frames;
-          drained(node.id, b.buffer);
+          drained.call(probe, node.id, b.buffer);
         }
       } else {
         this.discarded += r.discard();

@@ -26,6 +26,8 @@ interface Slot {
   port: MessagePort | null;
   inline: Shard | null;
   ready: boolean;
+  /** Its thread was launched (with `shards: auto` the workers start when a connection first needs one). */
+  started: boolean;
   restarts: number;
   generation: number;
   /** Reads queued for this shard during the current event-loop turn (sent as one message). */
@@ -57,7 +59,7 @@ export class ShardPool {
     this.inlineShard = n > this.workers ? n - 1 : -1;
     for (let i = 0; i < n; i++) {
       const sab = new SharedArrayBuffer(COUNTER_BYTES);
-      this.slots.push({ id: i, counters: new Float64Array(sab), countersSab: sab, port: null, inline: null, ready: false, restarts: 0, generation: 0, data: null });
+      this.slots.push({ id: i, counters: new Float64Array(sab), countersSab: sab, port: null, inline: null, ready: false, started: false, restarts: 0, generation: 0, data: null });
     }
   }
 
@@ -93,8 +95,21 @@ export class ShardPool {
         post: (msg) => queueMicrotask(() => this.opts.onMessage(0, msg)),
       });
       slot.ready = true;
-      if (this.workers === 0) return;
+      slot.started = true;
+      // Adaptive: an idle worker thread still costs CPU (V8's memory reducer keeps
+      // collecting its heap), and a fleet of slow nodes never needs one.
+      if (this.workers === 0 || this.adaptive) return;
     }
+    await this.startWorkers();
+  }
+
+  /**
+   * Launches the worker threads (once); resolves when they reported ready. With
+   * `shards: auto` the handoff calls it when a connection first wants a worker.
+   */
+  startWorkers(): Promise<void> {
+    if (this.workersStarted) return this.workersStarted;
+    if (this.stopping || this.workers === 0) return Promise.resolve();
     this.pool = new Piscina({
       filename: new URL('./shard-worker.js', import.meta.url).href,
       minThreads: this.workers,
@@ -105,13 +120,21 @@ export class ShardPool {
       atomics: 'disabled',
       maxQueue: 'auto',
     });
-    await Promise.all(this.slots.slice(0, this.workers).map((s) => this.launch(s)));
+    this.workersStarted = Promise.all(this.slots.slice(0, this.workers).map((s) => this.launch(s))).then(() => undefined);
+    return this.workersStarted;
+  }
+  private workersStarted: Promise<void> | null = null;
+
+  /** Shards that were started and are not running now (a crashed worker being replaced). */
+  shardsDown(): number[] {
+    return this.slots.filter((s) => s.started && !s.ready).map((s) => s.id);
   }
 
   private launch(slot: Slot): Promise<void> {
     const { port1, port2 } = new MessageChannel();
     slot.port = port1;
     slot.ready = false;
+    slot.started = true;
     const gen = ++slot.generation;
     let readyResolve!: () => void;
     const ready = new Promise<void>((r) => (readyResolve = r));

@@ -504,12 +504,26 @@ export class Shard implements ShardContext {
         c.ackWaiting = false;
         if (c.released || c.binNode?.writer !== w) return;
         this.ackDelivered(c, w, false);
-        this.flush();
+        this.flushSoon();
       });
       break;
     }
     if (win.acked > before) w.ackedSeq = win.acked;
     if (win.acked > before || reply) this.ackSeq(c, win.acked);
+  }
+
+  private flushQueued = false;
+  /**
+   * A sink pass drains many rings at once, so the acks it releases arrive here
+   * together: they leave in one message at the end of the turn, not one each.
+   */
+  private flushSoon(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    setImmediate(() => {
+      this.flushQueued = false;
+      this.flush();
+    });
   }
 
   /** Publishes rings, then acks (an ack never precedes its frames), in one message. */
