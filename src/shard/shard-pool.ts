@@ -92,7 +92,7 @@ export class ShardPool {
         ack: this.opts.ack,
         testHooks: false,
         // Deliver asynchronously, like a port would, so the two sides never re-enter.
-        post: (msg) => queueMicrotask(() => this.opts.onMessage(0, msg)),
+        post: (msg) => queueMicrotask(() => this.opts.onMessage(slot.id, msg)),
       });
       slot.ready = true;
       slot.started = true;
