@@ -212,7 +212,8 @@ describe('fleet view', { skip: redisSkip }, () => {
     // Back, empty: both hosts heal and register again.
     await redis.restart();
     await until(async () => await metric(a, 'radar_ingest_cluster_up') === 1, 'cluster_up 1 after the restart', 8000);
-    assert.equal(await metric(a, 'radar_ingest_cluster_degraded'), 0);
+    // Each Redis connection (fleet view, agents, leases) reconnects on its own backoff: degraded clears once the last is back.
+    await until(async () => await metric(a, 'radar_ingest_cluster_degraded') === 0, 'degraded 0 once every connection is back', 8000);
     await until(async () => (await hostsOf(a)).hosts.filter((h: any) => h.up).length === 2, 'both hosts registered again', 5000);
     await until(async () => (await getJson(r.httpAddress!.port, '/readyz')).status === 200, 'refuse mode ready again', 5000);
     assert.equal(a.unhandled.rejection + a.unhandled.exception + r.unhandled.rejection + r.unhandled.exception, 0);
