@@ -29,17 +29,9 @@ redis.call('SET', KEYS[1], ARGV[1] .. '|' .. f, 'NX', 'PX', ARGV[2])
 return {1, ARGV[1], fence}
 `;
 
-/** ARGV: "host|fence", lease_ms. Reply: 1 extended, 0 not ours (expired or granted again). */
-export const RENEW_LUA = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-`;
-
 /**
- * RENEW_LUA for many grants in one call. KEYS: the leases. ARGV: lease_ms, then each
+ * Extends this host's grants, each only if it is still the node's lease (compare, then
+ * PEXPIRE), many in one call. KEYS: the leases. ARGV: lease_ms, then each
  * lease's "host|fence". Reply: per lease 1 extended, 0 not ours.
  */
 export const RENEW_MANY_LUA = `

@@ -2,7 +2,7 @@
 // a fence that is higher than every grant before it. Stateless operations over one
 // command connection; LeaseKeeper keeps the leases a host holds alive.
 import type { Redis } from 'ioredis';
-import { ACQUIRE_LUA, CHECK_LUA, RELEASE_LUA, RENEW_LUA, RENEW_MANY_LUA, leaseValue } from './lease-scripts.js';
+import { ACQUIRE_LUA, CHECK_LUA, RELEASE_LUA, RENEW_MANY_LUA, leaseValue } from './lease-scripts.js';
 
 export type AcquireResult =
   | { acquired: true; fence: number }
@@ -11,7 +11,6 @@ export type AcquireResult =
 /** The scripts as client commands (EVALSHA, falling back to EVAL once per connection). */
 interface LeaseCommands {
   radarLeaseAcquire(lease: string, fence: string, host: string, leaseMs: number, floor: number): Promise<[number, string, number]>;
-  radarLeaseRenew(lease: string, value: string, leaseMs: number): Promise<number>;
   radarLeaseRenewMany(...args: (string | number)[]): Promise<number[]>;
   radarLeaseRelease(lease: string, value: string): Promise<number>;
   radarLeaseCheck(lease: string, value: string): Promise<number>;
@@ -21,7 +20,6 @@ function withScripts(redis: Redis): Redis & LeaseCommands {
   const r = redis as Redis & Partial<LeaseCommands>;
   if (typeof r.radarLeaseAcquire !== 'function') {
     redis.defineCommand('radarLeaseAcquire', { numberOfKeys: 2, lua: ACQUIRE_LUA });
-    redis.defineCommand('radarLeaseRenew', { numberOfKeys: 1, lua: RENEW_LUA });
     redis.defineCommand('radarLeaseRenewMany', { lua: RENEW_MANY_LUA });
     redis.defineCommand('radarLeaseRelease', { numberOfKeys: 1, lua: RELEASE_LUA });
     redis.defineCommand('radarLeaseCheck', { numberOfKeys: 1, lua: CHECK_LUA });
@@ -79,7 +77,7 @@ export class NodeLeases {
 
   /** Extends this host's grant `fence` by lease_ms; false when it is no longer the grant in Redis. */
   async renew(node: string, fence: number): Promise<boolean> {
-    return (await this.redis.radarLeaseRenew(this.leaseKey(node), leaseValue(this.hostId, fence), this.leaseMs)) === 1;
+    return (await this.renewMany([{ node, fence }]))[0]!;
   }
 
   /** renew() of many grants in one call (keep it to RENEW_BATCH_MAX); per grant whether it was extended. */

@@ -3,17 +3,13 @@
 // current lease may write it (one script: compare the lease, then set), so a host that
 // lost the node without knowing it cannot move its successor's resume point.
 import type { Redis } from 'ioredis';
-import { FENCE_GUARD_LUA, leaseValue } from './lease-scripts.js';
+import { leaseValue } from './lease-scripts.js';
 import { NodeLeases } from './node-lease.js';
 
-/** KEYS: lease, resume. ARGV: "host|fence", seq, fence. Reply 1, or the FENCED error. */
-export const RESUME_WRITE_LUA = `${FENCE_GUARD_LUA}
-redis.call('SET', KEYS[2], ARGV[2] .. '|' .. ARGV[3])
-return 1
-`;
 
 /**
- * RESUME_WRITE_LUA for many nodes in one call. KEYS: lease 1, resume 1, lease 2, resume 2, ...
+ * Writes resume points, each only under its node's current lease (compare, then set), many
+ * nodes in one call. KEYS: lease 1, resume 1, lease 2, resume 2, ...
  * ARGV: "host|fence" 1, seq 1, fence 1, ... Reply: per node 1 written, 0 fenced (nothing written).
  */
 export const RESUME_WRITE_MANY_LUA = `
@@ -55,7 +51,6 @@ export function decodeResume(v: string | null): ResumeRead {
 }
 
 interface ResumeCommands {
-  radarResumeWrite(lease: string, resume: string, value: string, seq: string, fence: string): Promise<number>;
   radarResumeWriteMany(...args: (string | number)[]): Promise<number[]>;
 }
 
@@ -65,8 +60,7 @@ export class ResumeStore {
 
   constructor(redis: Redis, readonly hostId: string, readonly prefix: string) {
     const r = redis as Redis & Partial<ResumeCommands>;
-    if (typeof r.radarResumeWrite !== 'function') {
-      redis.defineCommand('radarResumeWrite', { numberOfKeys: 2, lua: RESUME_WRITE_LUA });
+    if (typeof r.radarResumeWriteMany !== 'function') {
       redis.defineCommand('radarResumeWriteMany', { lua: RESUME_WRITE_MANY_LUA });
     }
     this.redis = r as Redis & ResumeCommands;
