@@ -290,15 +290,24 @@ describe('placement moves under hostile peers and dying workers', () => {
     const closedCrashed = (): Promise<number> => metric(e, 'radar_ingest_connections_closed_total{reason="shard_crashed"}');
     assert.equal(await closedCrashed(), 0);
 
+    // A fresh victim connection, moved onto the (current) worker.
+    const victimOnWorker = async () => {
+      const v = { s: await stream('victim'), h: handleOf(e, 'victim')! };
+      await moveAndWait(e, v.h);
+      return v;
+    };
+    // Starts the victim's move back to the main thread and holds the worker's answer.
+    const holdMoveOff = (h: ConnHandle) => {
+      g.hold(h.id);
+      return until(() => {
+        if (h.move === null) tickOnly(e, h);
+        return g.held.length > 0;
+      }, 'a move off the worker under way', 10000);
+    };
+
     // 1. Worker -> main; the worker dies before its answer reaches the main thread.
-    let s = await stream('victim');
-    let h = handleOf(e, 'victim')!;
-    await moveAndWait(e, h); // onto the worker
-    g.hold(h.id);
-    await until(() => {
-      if (h.move === null) tickOnly(e, h);
-      return g.held.length > 0;
-    }, 'a move off the worker under way', 10000);
+    let { s, h } = await victimOnWorker();
+    await holdMoveOff(h);
     e.crashShard(worker);
     await until(() => s.c.closed, 'the moving connection closed', 10000);
     g.drop(); // the dead worker's answer never arrives
@@ -308,9 +317,7 @@ describe('placement moves under hostile peers and dying workers', () => {
 
     // 2. Worker -> main; the worker dies just after its answer arrived: the connection goes on on the main thread.
     s.stop();
-    s = await stream('victim');
-    h = handleOf(e, 'victim')!;
-    await moveAndWait(e, h); // onto the (replaced) worker
+    ({ s, h } = await victimOnWorker()); // onto the replaced worker
     let crashedAt = -1;
     g.after = (msg) => {
       if (msg.conn === h.id && msg.state !== null && crashedAt < 0) {
@@ -340,14 +347,8 @@ describe('placement moves under hostile peers and dying workers', () => {
 
     // 4. Worker -> main; the worker thread is terminated from outside (as a worker out of memory is) before its answer arrives.
     s.stop();
-    s = await stream('victim');
-    h = handleOf(e, 'victim')!;
-    await moveAndWait(e, h); // onto the worker
-    g.hold(h.id);
-    await until(() => {
-      if (h.move === null) tickOnly(e, h);
-      return g.held.length > 0;
-    }, 'a move off the worker under way', 10000);
+    ({ s, h } = await victimOnWorker());
+    await holdMoveOff(h);
     const threads = (e.pool as unknown as { pool: { threads: { terminate(): Promise<number> }[] } }).pool.threads;
     assert.equal(threads.length, 1, 'one worker thread');
     await threads[0]!.terminate();
