@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import type { Engine } from '../src/engine/engine.js';
-import { encodeHello, encodeFrame } from '../src/protocol/binary-protocol.js';
+import { encodeFrame } from '../src/protocol/binary-protocol.js';
 import { RedisServer, redisSkip } from './redis-server.js';
 import {
-  startEngine, startTrackerEngine, CollectingSink, Client, until, scrape, getJson, TOKEN, TEST_KEY_FILE, type TrackerEngine,
+  startEngine, startTrackerEngine, CollectingSink, Client, until, scrape, getJson, TOKEN, TEST_KEY_FILE, binaryHello, errorCodeOf, type TrackerEngine,
 } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
@@ -26,13 +26,7 @@ function frame(seq: number, ts = 1000 + seq): Buffer {
   return encodeFrame({ seq, timestamp: ts, delay: [10.5, 20.5], doppler: [-1.5, 2.5], snr: [6, 7] });
 }
 
-/** Opens a binary connection for `node` and waits for its welcome (or error). */
-async function hello(port: number, node: string, timeoutMs = 8000): Promise<{ c: Client; m: Record<string, any> }> {
-  const c = await Client.open(port);
-  await c.send(encodeHello(node, TOKEN));
-  const m = await until(() => c.messages().find((x) => x.t === 'welcome' || x.t === 'error'), `welcome of ${node}`, timeoutMs);
-  return { c, m };
-}
+const hello = (port: number, node: string) => binaryHello(port, node, 8000);
 
 async function acked(c: Client, seq: number): Promise<void> {
   await until(() => c.messages().some((m) => m.t === 'ack' && m.seq >= seq), `ack ${seq}`);
@@ -47,10 +41,6 @@ async function redisDo<T>(url: string, fn: (r: Redis) => Promise<T>): Promise<T>
   } finally {
     r.disconnect();
   }
-}
-
-function errorOf(c: Client): string | undefined {
-  return c.messages().find((m) => m.t === 'error')?.code;
 }
 
 describe('cluster ownership', { skip: redisSkip }, () => {
@@ -105,7 +95,7 @@ describe('cluster ownership', { skip: redisSkip }, () => {
     clients.push(second.c);
     assert.equal(second.m.t, 'welcome', JSON.stringify(second.m));
     await first.c.closedP;
-    assert.equal(errorOf(first.c), 'RADAR_ERR_SUPERSEDED', 'A told the node why it closed');
+    assert.equal(errorCodeOf(first.c), 'RADAR_ERR_SUPERSEDED', 'A told the node why it closed');
     assert.equal(second.m.last_seq, 5, 'B resumes after what A settled (read from Redis)');
     const fenceB = b.e.nodes.get('n1')!.fence;
     assert.ok(fenceB > fenceA, `B's fence ${fenceB} is above A's ${fenceA}`);
@@ -233,7 +223,7 @@ describe('cluster ownership', { skip: redisSkip }, () => {
     }
     a.kill('SIGTERM');
     await Promise.all(conns.map((c) => c.closedP));
-    for (const c of conns) assert.equal(errorOf(c), 'RADAR_ERR_SHUTTING_DOWN');
+    for (const c of conns) assert.equal(errorCodeOf(c), 'RADAR_ERR_SHUTTING_DOWN');
     const t0 = Date.now();
     for (const id of ids) {
       const { c, m } = await hello(b.port, id);
@@ -276,7 +266,7 @@ describe('cluster ownership', { skip: redisSkip }, () => {
       // Longer than two thirds of the lease: the node is fenced (closed), then served unfenced.
       await redis.stop();
       await c.closedP;
-      assert.equal(errorOf(c), 'RADAR_ERR_SUPERSEDED');
+      assert.equal(errorCodeOf(c), 'RADAR_ERR_SUPERSEDED');
       const again = await hello(a.port, 'r1');
       clients.push(again.c);
       assert.equal(again.m.t, 'welcome', 'served unfenced (on_redis_down: accept)');

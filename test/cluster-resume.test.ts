@@ -5,9 +5,9 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Engine } from '../src/engine/engine.js';
-import { encodeHello, encodeFrame } from '../src/protocol/binary-protocol.js';
+import { encodeFrame } from '../src/protocol/binary-protocol.js';
 import { RedisServer, redisSkip } from './redis-server.js';
-import { startEngine, CollectingSink, Client, until, scrape, assertAccounting, TOKEN } from './helpers.js';
+import { startEngine, CollectingSink, Client, until, scrape, assertAccounting, binaryHello, errorCodeOf } from './helpers.js';
 
 function frames(from: number, to: number): Buffer {
   const out: Buffer[] = [];
@@ -16,16 +16,9 @@ function frames(from: number, to: number): Buffer {
 }
 
 /** A binary connection for `node`, once welcomed (or refused). */
-async function hello(port: number, node: string): Promise<{ c: Client; m: Record<string, any> }> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  const c = await Client.open(port);
-  await c.send(encodeHello(node, TOKEN));
-  const m = await until(() => c.messages().find((x) => x.t === 'welcome' || x.t === 'error'), `welcome of ${node}`, 10000);
-  return { c, m };
-}
-
+const hello = (port: number, node: string) => binaryHello(port, node, 10000);
 const lastAck = (c: Client): number => Math.max(0, ...c.messages().filter((m) => m.t === 'ack').map((m) => m.seq as number));
 const seqsOf = (sink: CollectingSink, node: string): number[] => sink.of(node).map((f) => f.timestamp - 1000);
-const errorOf = (c: Client): string | undefined => c.messages().find((m) => m.t === 'error')?.code;
 
 describe('cluster resume point across a move', { skip: redisSkip }, () => {
   let redis: RedisServer;
@@ -70,7 +63,7 @@ describe('cluster resume point across a move', { skip: redisSkip }, () => {
     const second = await connect(a.port, 'sp1');
     assert.equal(second.m.last_seq, 5, 'A welcomes the node at its last ack (B\'s resume point)');
     await first.c.closedP;
-    assert.equal(errorOf(first.c), 'RADAR_ERR_SUPERSEDED', 'B handed the node over instead of feeding it beside A');
+    assert.equal(errorCodeOf(first.c), 'RADAR_ERR_SUPERSEDED', 'B handed the node over instead of feeding it beside A');
     assert.equal((await scrape(b.e)).get('radar_ingest_cluster_nodes_given_up_total{reason="handover"}'), 1);
     assert.equal((await scrape(a.e)).get('radar_ingest_cluster_takeovers_total{reason="handover"}'), 1);
     assert.deepEqual(seqsOf(b.sink, 'sp1'), [1, 2, 3, 4, 5]);

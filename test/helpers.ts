@@ -11,7 +11,7 @@ import type { RingSink } from '../src/nodes/ring-sink.js';
 import type { NodeEntry, NodeHooks } from '../src/nodes/node-table.js';
 import { after } from 'node:test';
 import { KIND_JSON_LINE, KIND_PACKED } from '../src/ring/ring-layout.js';
-import { decodeBody } from '../src/protocol/binary-protocol.js';
+import { decodeBody, encodeHello } from '../src/protocol/binary-protocol.js';
 import { packedRecordToJson } from '../src/ring/record-codec.js';
 import { portIsFree } from '../src/tracker/port-allocator.js';
 import { fileURLToPath } from 'node:url';
@@ -261,6 +261,19 @@ export class Client {
   destroy(): void {
     this.socket.destroy();
   }
+}
+
+/** Opens a binary-protocol connection for `node` and waits for its welcome (or error). */
+export async function binaryHello(port: number, node: string, timeoutMs: number): Promise<{ c: Client; m: Record<string, any> }> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const c = await Client.open(port);
+  await c.send(encodeHello(node, TOKEN));
+  const m = await until(() => c.messages().find((x) => x.t === 'welcome' || x.t === 'error'), `welcome of ${node}`, timeoutMs);
+  return { c, m };
+}
+
+/** The error code a binary-protocol connection was refused with, if any. */
+export function errorCodeOf(c: Client): string | undefined {
+  return c.messages().find((m) => m.t === 'error')?.code;
 }
 
 /** The complete binary-protocol messages (u32 length + msgpack) at the start of `b`; a partial last one is left out. */
