@@ -421,19 +421,6 @@ export class NodeTable {
     for (const id of nodeIds) this.revoked(conn, id);
   }
 
-  /** Every node owned by a connection of `shard` (used when the shard died). */
-  ownedByShard(shard: number): Map<number, string[]> {
-    const out = new Map<number, string[]>();
-    for (const n of this.nodes.values()) {
-      if (n.owner && n.owner.shard === shard) {
-        const list = out.get(n.owner.conn) ?? [];
-        list.push(n.id);
-        out.set(n.owner.conn, list);
-      }
-    }
-    return out;
-  }
-
   /** The ids of the nodes `conn` owns (for the logs about that connection). */
   nodesOf(conn: number): string[] {
     const owned = this.byConn.get(conn);
