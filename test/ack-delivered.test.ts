@@ -13,8 +13,8 @@ import { mkdtempSync, writeFileSync, rmSync, readFileSync, existsSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Client, until, scrape, assertAccounting, startTrackerEngine, freePortRange, pidAlive, TOKEN, type TrackerEngine } from './helpers.js';
-import { encodeHello, encodeFrame } from '../src/protocol/binary-protocol.js';
+import { Client, until, scrape, assertAccounting, startTrackerEngine, freePortRange, pidAlive, TOKEN, helloOn, type TrackerEngine } from './helpers.js';
+import { encodeFrame } from '../src/protocol/binary-protocol.js';
 import { readAckedSeq, readResumePoint } from '../src/ring/resume-point.js';
 
 const SLOW_TRACKER = fileURLToPath(new URL('./fixtures/slow-tracker.js', import.meta.url));
@@ -39,10 +39,7 @@ function maxAck(c: Client): number {
   return m;
 }
 
-async function hello(c: Client, node: string): Promise<Record<string, any>> {
-  await c.send(encodeHello(node, TOKEN));
-  return until(() => c.messages().find((m) => m.t === 'welcome' || m.t === 'error'), 'welcome', 15000);
-}
+const hello = (c: Client, node: string): Promise<Record<string, any>> => helloOn(c, node, { timeoutMs: 15000 }); // eslint-disable-line @typescript-eslint/no-explicit-any
 
 let seq = 0;
 const engines: TrackerEngine[] = [];

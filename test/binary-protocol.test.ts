@@ -2,7 +2,7 @@
 // numbers, cumulative acks, resume without loss or duplicates, errors before close.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { engineFixtures, Client, until, scrape, assertAccounting, TOKEN } from './helpers.js';
+import { engineFixtures, Client, until, scrape, assertAccounting, TOKEN, helloOn } from './helpers.js';
 import { encodeHello, encodeFrame, encodeMessage } from '../src/protocol/binary-protocol.js';
 import type { NodeInfo } from '../src/nodes/node-table.js';
 
@@ -11,10 +11,7 @@ function frame(seq: number, ts: number, n = 3): Buffer {
   return encodeFrame({ seq, timestamp: ts, delay: d, doppler: d.map((x) => -x), snr: d.map((x) => x / 2) });
 }
 
-async function hello(c: Client, node: string, token = TOKEN): Promise<Record<string, any>> {
-  await c.send(encodeHello(node, token));
-  return until(() => c.messages().find((m) => m.t === 'welcome' || m.t === 'error'), 'welcome');
-}
+const hello = (c: Client, node: string, token = TOKEN): Promise<Record<string, any>> => helloOn(c, node, { token }); // eslint-disable-line @typescript-eslint/no-explicit-any
 
 for (const shards of [1, 0]) {
   describe(`binary protocol (shards: ${shards})`, () => {

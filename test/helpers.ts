@@ -264,11 +264,15 @@ export class Client {
 }
 
 /** Opens a binary-protocol connection for `node` and waits for its welcome (or error). */
-export async function binaryHello(port: number, node: string, timeoutMs: number): Promise<{ c: Client; m: Record<string, any> }> { // eslint-disable-line @typescript-eslint/no-explicit-any
+/** Sends a binary hello on an open client; resolves with the engine's answer (welcome or error). */
+export async function helloOn(c: Client, node: string, opts: { token?: string; timeoutMs?: number } = {}): Promise<Record<string, any>> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  await c.send(encodeHello(node, opts.token ?? TOKEN));
+  return until(() => c.messages().find((x) => x.t === 'welcome' || x.t === 'error'), `reply to ${node}'s hello`, opts.timeoutMs);
+}
+
+export async function binaryHello(port: number, node: string, timeoutMs?: number): Promise<{ c: Client; m: Record<string, any> }> { // eslint-disable-line @typescript-eslint/no-explicit-any
   const c = await Client.open(port);
-  await c.send(encodeHello(node, TOKEN));
-  const m = await until(() => c.messages().find((x) => x.t === 'welcome' || x.t === 'error'), `welcome of ${node}`, timeoutMs);
-  return { c, m };
+  return { c, m: await helloOn(c, node, { timeoutMs }) };
 }
 
 /** The error code a binary-protocol connection was refused with, if any. */

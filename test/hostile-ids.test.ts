@@ -8,13 +8,13 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Engine } from '../src/engine/engine.js';
 import type { NodeHooks } from '../src/nodes/node-table.js';
-import { encodeHello, encodeFrame } from '../src/protocol/binary-protocol.js';
+import { encodeFrame } from '../src/protocol/binary-protocol.js';
 import { Worker } from 'node:worker_threads';
 import { setImmediate as tick } from 'node:timers/promises';
 import { RingWriter } from '../src/ring/ring-writer.js';
 import { RingReader, createRingBuffer } from '../src/ring/ring-reader.js';
 import { HEAD64, REWIND_BYTES, posBytes } from '../src/ring/ring-layout.js';
-import { testConfig, Client, TOKEN, until, scrape, assertAccounting, lineFrame } from './helpers.js';
+import { testConfig, Client, until, scrape, assertAccounting, lineFrame, binaryHello } from './helpers.js';
 import { checkPayload, payloadLen, writePayload, PRODUCER_KIND, type ProducerResult } from './fixtures/ring-producer.js';
 
 const MiB = 1024 * 1024;
@@ -52,13 +52,6 @@ async function lineNode(port: number, node: string): Promise<Client> {
   return c;
 }
 
-async function binaryHello(port: number, node: string): Promise<{ c: Client; reply: Record<string, any> }> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  const c = await Client.open(port);
-  await c.send(encodeHello(node, TOKEN));
-  const reply = await until(() => c.messages().find((m) => m.t === 'welcome' || m.t === 'error'), `reply to ${node}'s hello`);
-  return { c, reply };
-}
-
 const metric = (m: Map<string, number>, k: string): number => m.get(k) ?? 0;
 
 /** Waits (with a deadline) until the host has closed the client's connection. */
@@ -72,7 +65,7 @@ describe('hostile ids: node table and per-id maps', () => {
     const port = e.tcpAddress!.port;
     try {
       // A binary node settles seqs 1..5.
-      const { c: b1, reply: w1 } = await binaryHello(port, 'bin-1');
+      const { c: b1, m: w1 } = await binaryHello(port, 'bin-1');
       assert.equal(w1.t, 'welcome');
       assert.equal(w1.last_seq, 0);
       for (let seq = 1; seq <= 5; seq++) await b1.send(encodeFrame({ seq, timestamp: Date.now(), delay: [1], doppler: [2], snr: [3] }));
@@ -103,7 +96,7 @@ describe('hostile ids: node table and per-id maps', () => {
       const refusedLine = await Promise.all(Array.from({ length: 20 }, (_, i) => lineNode(port, `flood-${i}`)));
       await until(async () => metric(await scrape(e), 'radar_ingest_frames_dropped_total{reason="node_refused"}') === 20, '20 line frames refused');
       assert.ok(refusedLine.every((c) => !c.closed), 'refused line connections stay open');
-      const { c: bRefused, reply: err } = await binaryHello(port, 'bin-flood');
+      const { c: bRefused, m: err } = await binaryHello(port, 'bin-flood');
       assert.equal(err.t, 'error');
       assert.equal(err.code, 'RADAR_ERR_MAX_NODES');
       await closedByHost(bRefused, 'bin-flood closed');
@@ -129,7 +122,7 @@ describe('hostile ids: node table and per-id maps', () => {
       await assertAccounting(e);
 
       // A released binary node resumes where it was: its welcome says last_seq 5 and a resend of 5 is a duplicate.
-      const { c: b2, reply: w2 } = await binaryHello(port, 'bin-1');
+      const { c: b2, m: w2 } = await binaryHello(port, 'bin-1');
       assert.equal(w2.t, 'welcome');
       assert.equal(w2.last_seq, 5, 'resume point kept across the release');
       await b2.send(encodeFrame({ seq: 5, timestamp: Date.now(), delay: [1], doppler: [2], snr: [3] }));
@@ -168,7 +161,7 @@ describe('hostile ids: node table and per-id maps', () => {
         await Promise.all(Array.from({ length: 100 }, async (_, i) => {
           const id = `flood-${b + i}`;
           if (i % 10 === 0) {
-            const { c, reply } = await binaryHello(port, id);
+            const { c, m: reply } = await binaryHello(port, id);
             if (reply.code === f.code) refusedBinary++;
             await closedByHost(c, `${id} closed`);
           } else {
