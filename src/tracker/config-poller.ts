@@ -14,7 +14,8 @@
 //   intervalMs * 2^(n-1) after the n-th failure in a row, at most
 //   max(intervalMs, MAX_BACKOFF_MS): a broken endpoint is asked less often, and
 //   never less than once per MAX_BACKOFF_MS (or per interval, if that is longer).
-import { readCapped } from '../util/read-capped.js';
+import { getCapped } from '../util/read-capped.js';
+import { PollLoop } from '../util/poll-loop.js';
 
 /** Why a poll failed (the label of radar_ingest_node_config_poll_failures_total). */
 export const CONFIG_POLL_FAILURES = ['http_status', 'timeout', 'too_large', 'invalid_json', 'network'] as const;
@@ -133,11 +134,7 @@ export class ConfigPoller {
   private readonly maxBody: number;
   private _state: ConfigPollState;
   private readonly listeners = new Set<(ev: ConfigEvent) => void>();
-  private timer: NodeJS.Timeout | null = null;
-  private abort: AbortController | null = null;
-  private inFlight: Promise<void> | null = null;
-  private started = false;
-  private stopped = false;
+  private readonly loop: PollLoop;
 
   constructor(opts: ConfigPollerOptions) {
     let u: URL;
@@ -154,6 +151,13 @@ export class ConfigPoller {
     this.timeoutMs = opts.requestTimeoutMs ?? 10_000;
     this.maxBody = opts.maxBodyBytes ?? 1024 * 1024;
     this._state = initialPollState(this.now());
+    this.loop = new PollLoop(async (signal) => {
+      this.apply(await this.fetchOnce(signal));
+      return this.nextDelay();
+    }, (err) => {
+      this.apply({ ok: false, reason: 'network', error: `poller error: ${(err as Error)?.message ?? String(err)}` });
+      return this.nextDelay();
+    });
   }
 
   get state(): ConfigPollState {
@@ -182,35 +186,19 @@ export class ConfigPoller {
 
   /** The first poll goes at once. Idempotent; nothing after stop(). */
   start(): void {
-    if (this.started || this.stopped) return;
-    this.started = true;
-    this.poll();
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
-    this.abort?.abort(new Error('config poller stopped'));
-    while (this.inFlight) await this.inFlight;
+  stop(): Promise<void> {
+    return this.loop.stop(new Error('config poller stopped'));
   }
 
-  private poll(): void {
-    this.timer = null;
-    if (this.stopped) return;
-    const p: Promise<void> = this.fetchOnce().then((o) => this.apply(o), (err: unknown) => {
-      this.apply({ ok: false, reason: 'network', error: `poller error: ${(err as Error)?.message ?? String(err)}` });
-    }).finally(() => {
-      if (this.inFlight === p) this.inFlight = null;
-      if (this.stopped) return;
-      this.timer = setTimeout(() => this.poll(), Math.max(0, this._state.nextAt - this.now()));
-      this.timer.unref();
-    });
-    this.inFlight = p;
+  private nextDelay(): number | null {
+    return this.loop.stopped ? null : this._state.nextAt - this.now();
   }
 
   private apply(o: Outcome): void {
-    if (o === null || this.stopped) return;
+    if (o === null || this.loop.stopped) return;
     const now = this.now();
     if (!o.ok) {
       this._state = onFailure(this._state, o.error, now, this.opts.intervalMs);
@@ -231,35 +219,27 @@ export class ConfigPoller {
     }
   }
 
-  private async fetchOnce(): Promise<Outcome> {
-    const ac = new AbortController();
-    this.abort = ac;
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      ac.abort(new Error('timeout'));
-    }, this.timeoutMs);
-    try {
-      const res = await fetch(this.url, { method: 'GET', headers: { accept: 'application/json' }, signal: ac.signal });
-      if (!res.ok) {
-        await res.body?.cancel().catch(() => undefined);
-        return { ok: false, reason: 'http_status', error: `HTTP ${res.status}` };
+  private async fetchOnce(signal: AbortSignal): Promise<Outcome> {
+    const r = await getCapped(this.url, { headers: { accept: 'application/json' }, timeoutMs: this.timeoutMs, maxBytes: this.maxBody, signal });
+    switch (r.kind) {
+      case 'aborted':
+        return null;
+      case 'status':
+        return { ok: false, reason: 'http_status', error: `HTTP ${r.status}` };
+      case 'too_large':
+        return { ok: false, reason: 'too_large', error: `config answer over ${this.maxBody} bytes (refused)` };
+      case 'timeout':
+        return { ok: false, reason: 'timeout', error: `no answer within ${this.timeoutMs} ms` };
+      case 'network': {
+        const cause = (r.error as { cause?: { message?: string; code?: string } }).cause;
+        return { ok: false, reason: 'network', error: cause?.code ?? cause?.message ?? (r.error as Error).message };
       }
-      const body = await readCapped(res, this.maxBody);
-      if (body === null) return { ok: false, reason: 'too_large', error: `config answer over ${this.maxBody} bytes (refused)` };
-      try {
-        return { ok: true, value: JSON.parse(body.toString('utf8')) as unknown };
-      } catch (err) {
-        return { ok: false, reason: 'invalid_json', error: `config answer is not JSON: ${(err as Error).message}` };
-      }
-    } catch (err) {
-      if (this.stopped) return null;
-      if (timedOut) return { ok: false, reason: 'timeout', error: `no answer within ${this.timeoutMs} ms` };
-      const cause = (err as { cause?: { message?: string; code?: string } }).cause;
-      return { ok: false, reason: 'network', error: cause?.code ?? cause?.message ?? (err as Error).message };
-    } finally {
-      clearTimeout(timer);
-      if (this.abort === ac) this.abort = null;
+      case 'body':
+        try {
+          return { ok: true, value: JSON.parse(r.body.toString('utf8')) as unknown };
+        } catch (err) {
+          return { ok: false, reason: 'invalid_json', error: `config answer is not JSON: ${(err as Error).message}` };
+        }
     }
   }
 }

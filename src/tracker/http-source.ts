@@ -17,7 +17,8 @@
 // tracker); while DOWN it is probed every healthCheckIntervalMs and any 2xx
 // answer brings it UP.
 
-import { readCapped } from '../util/read-capped.js';
+import { getCapped } from '../util/read-capped.js';
+import { PollLoop } from '../util/poll-loop.js';
 import { checkFrameLimits, type FrameLimits } from '../protocol/frame-limits.js';
 import { HTTP_RETRY_INITIAL, retryStep, type HttpRetryRules, type HttpRetryState } from './http-retry.js';
 
@@ -78,11 +79,7 @@ export class HttpSource {
   private readonly counters = { polls: 0, successes: 0, failures: 0, frames: 0, unchanged: 0, consecutiveFailures: 0 };
   private readonly dropped: Record<HttpSourceDrop, number> = { malformed: 0, invalid_frame: 0, frame_too_large: 0, too_many_detections: 0, clock_skew: 0 };
 
-  private started = false;
-  private stopped = false;
-  private timer: NodeJS.Timeout | null = null;
-  private inFlight: Promise<void> | null = null;
-  private abort: AbortController | null = null;
+  private readonly loop: PollLoop;
 
   constructor(opts: HttpSourceOptions) {
     let u: URL;
@@ -107,6 +104,14 @@ export class HttpSource {
     // Built once: validates header names and values now rather than per poll.
     this.headers = new Headers(opts.headers ?? {});
     if (!this.headers.has('accept')) this.headers.set('accept', 'application/json');
+    this.loop = new PollLoop(async (signal) => {
+      const started = performance.now();
+      return this.account(await this.pollOnce(signal), started);
+    }, (err) => {
+      // Both handle their own errors; this guard only keeps a bug from ending the polling.
+      this._lastError = `poller error: ${errorText(err)}`;
+      return this.opts.healthCheckIntervalMs;
+    });
   }
 
   get up(): boolean { return this.retry.phase === 'up'; }
@@ -122,43 +127,17 @@ export class HttpSource {
 
   /** Starts polling; the first poll goes at once. Idempotent; does nothing after stop(). */
   start(): void {
-    if (this.started || this.stopped) return;
-    this.started = true;
-    this.poll();
+    this.loop.start();
   }
 
   /** Aborts a request in flight and clears timers; resolves when nothing is pending. Idempotent. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
-    this.abort?.abort(new Error('http source stopped'));
-    while (this.inFlight) await this.inFlight;
-  }
-
-  private poll(): void {
-    this.timer = null;
-    if (this.stopped) return;
-    const started = performance.now();
-    const p: Promise<void> = this.pollOnce()
-      .then((o) => this.account(o, started))
-      .catch((err: unknown) => {
-        // Both handle their own errors; this guard only keeps a bug from ending the polling.
-        this._lastError = `poller error: ${errorText(err)}`;
-        return this.opts.healthCheckIntervalMs;
-      })
-      .then((delay) => {
-        if (this.inFlight === p) this.inFlight = null;
-        if (this.stopped || delay === null) return;
-        this.timer = setTimeout(() => this.poll(), delay);
-        this.timer.unref();
-      });
-    this.inFlight = p;
+  stop(): Promise<void> {
+    return this.loop.stop(new Error('http source stopped'));
   }
 
   /** Applies a poll's outcome; returns the wait before the next poll (null: stopped). */
   private account(o: Outcome, startedAt: number): number | null {
-    if (o.kind === 'stopped' || this.stopped) return null;
+    if (o.kind === 'stopped' || this.loop.stopped) return null;
     const result = o.kind === 'ok' ? 'ok' : o.httpOk ? 'http_ok' : 'fail';
     const wasUp = this.retry.phase === 'up';
     const t = retryStep(this.retry, result, this.now(), this.rules);
@@ -211,47 +190,40 @@ export class HttpSource {
     }
   }
 
-  private async pollOnce(): Promise<Outcome> {
+  private async pollOnce(signal: AbortSignal): Promise<Outcome> {
     this.counters.polls++;
-    const ac = new AbortController();
-    this.abort = ac;
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      ac.abort(new Error('timeout'));
-    }, this.requestTimeoutMs);
-    try {
-      const res = await fetch(this.url, { method: 'GET', headers: this.headers, signal: ac.signal });
-      if (!res.ok) {
-        // The body of an error answer is of no use; dropping it closes or frees the connection.
-        await res.body?.cancel().catch(() => undefined);
-        return { kind: 'fail', error: `HTTP ${res.status}` };
-      }
-      const body = await readCapped(res, this.maxBodyBytes);
-      if (body === null) {
+    const r = await getCapped(this.url, { headers: this.headers, timeoutMs: this.requestTimeoutMs, maxBytes: this.maxBodyBytes, signal });
+    switch (r.kind) {
+      case 'aborted':
+        return { kind: 'stopped' };
+      case 'status':
+        return { kind: 'fail', error: `HTTP ${r.status}` };
+      case 'timeout':
+        return { kind: 'fail', error: `timeout after ${this.requestTimeoutMs} ms` };
+      case 'network':
+        return { kind: 'fail', error: fetchErrorText(r.error) };
+      case 'too_large': {
         const detail = `body over ${this.maxBodyBytes} bytes`;
         return { kind: 'fail', error: detail, drop: 'frame_too_large', detail, httpOk: true };
       }
-      let value: unknown;
-      try {
-        value = JSON.parse(body.toString('utf8'));
-      } catch (err) {
-        const detail = errorText(err);
-        return { kind: 'fail', error: `malformed JSON: ${detail}`, drop: 'malformed', detail, httpOk: true };
-      }
-      const frame = toFrame(value);
-      if (typeof frame === 'string') return { kind: 'fail', error: `invalid frame: ${frame}`, drop: 'invalid_frame', detail: frame, httpOk: true };
-      const refusal = this.opts.limits ? checkFrameLimits(frame.timestamp, frame.delay.length, this.opts.limits()) : null;
-      if (refusal !== null) return { kind: 'fail', error: `frame refused: ${refusal.message}`, drop: refusal.reason, detail: refusal.message, httpOk: true };
-      return { kind: 'ok', frame };
-    } catch (err) {
-      if (this.stopped) return { kind: 'stopped' };
-      if (timedOut) return { kind: 'fail', error: `timeout after ${this.requestTimeoutMs} ms` };
-      return { kind: 'fail', error: fetchErrorText(err) };
-    } finally {
-      clearTimeout(timer);
-      if (this.abort === ac) this.abort = null;
+      case 'body':
+        return this.frameOf(r.body);
     }
+  }
+
+  private frameOf(body: Buffer): Outcome {
+    let value: unknown;
+    try {
+      value = JSON.parse(body.toString('utf8'));
+    } catch (err) {
+      const detail = errorText(err);
+      return { kind: 'fail', error: `malformed JSON: ${detail}`, drop: 'malformed', detail, httpOk: true };
+    }
+    const frame = toFrame(value);
+    if (typeof frame === 'string') return { kind: 'fail', error: `invalid frame: ${frame}`, drop: 'invalid_frame', detail: frame, httpOk: true };
+    const refusal = this.opts.limits ? checkFrameLimits(frame.timestamp, frame.delay.length, this.opts.limits()) : null;
+    if (refusal !== null) return { kind: 'fail', error: `frame refused: ${refusal.message}`, drop: refusal.reason, detail: refusal.message, httpOk: true };
+    return { kind: 'ok', frame };
   }
 }
 
