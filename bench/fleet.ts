@@ -74,6 +74,9 @@ async function eventLoopLag(engine: Engine): Promise<{ p50: number; p90: number;
 interface Sample {
   at: number;
   hrNs: number;
+  hrEndNs: number;
+  /** Close edge: how long the trackers' /proc reads took (ns). */
+  procReadNs?: number;
   totals: ReturnType<Engine['totals']>;
   probes: ProbeSnapshot;
   gen: FleetSample & { at: number };
@@ -82,13 +85,27 @@ interface Sample {
   trackers: ReturnType<typeof pidsStat>;
 }
 
-async function sampleAll(engine: Engine, client: FleetClient, pids: number[]): Promise<Sample> {
+/** After the window closes, before the trackers' /proc reads: frames sent just before the edge are handed on first. */
+const CLOSE_SETTLE_MS = 100;
+
+/**
+ * The figures at one edge of a window. The bench runs the engine in this process,
+ * so the trackers' /proc reads (two files per tracker: ~40 ms on the engine's main
+ * thread for 1,000 on an idle machine) stall every connection: they are made
+ * before the window opens and after it has closed, never inside it.
+ */
+async function sampleAll(engine: Engine, client: FleetClient, pids: number[], edge: 'open' | 'close'): Promise<Sample> {
+  const before = edge === 'open' ? pidsStat(pids) : null;
   const gen = await client.mark();
   const probes = snapshot(engine.pool.threads);
-  return {
+  const s = {
     at: performance.now(), hrNs: Number(process.hrtime.bigint()), totals: engine.totals(), probes, gen,
-    heartbeats: counterSum(engine, C_HEARTBEATS), feeder: feederTotals(engine), trackers: pidsStat(pids),
+    heartbeats: counterSum(engine, C_HEARTBEATS), feeder: feederTotals(engine),
   };
+  if (before) return { ...s, trackers: before, hrEndNs: Number(process.hrtime.bigint()) };
+  await sleep(CLOSE_SETTLE_MS);
+  const t0 = Number(process.hrtime.bigint());
+  return { ...s, trackers: pidsStat(pids), hrEndNs: t0, procReadNs: Number(process.hrtime.bigint()) - t0 };
 }
 
 function cpuOf(a: Sample, b: Sample) {
@@ -171,9 +188,9 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     let idle: Record<string, unknown> | null = null;
     if (o.idleS > 0) {
       await sleep(500);
-      const c = await sampleAll(engine, client, pids);
+      const c = await sampleAll(engine, client, pids, 'open');
       await sleep(o.idleS * 1000);
-      const d = await sampleAll(engine, client, pids);
+      const d = await sampleAll(engine, client, pids, 'close');
       idle = { window_s: round((d.at - c.at) / 1000, 3), cpu: cpuOf(c, d), rss_mb: round(process.memoryUsage.rss() / 2 ** 20, 1) };
     }
 
@@ -194,7 +211,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     client.go({ fps: o.fps, heartbeatMs: o.heartbeatMs });
     await sleep(o.warmupS * 1000);
     const fa = fastGen ? await fastGen.mark() : null;
-    const a = await sampleAll(engine, client, pids);
+    const a = await sampleAll(engine, client, pids, 'open');
     const passesA = passes.length;
     const gcA = gcs.length;
     gcObs.observe({ entryTypes: ['gc'] });
@@ -205,7 +222,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     await sleep(o.durationS * 1000);
     const rates = tick.stop();
     const lag = await eventLoopLag(engine);
-    const b = await sampleAll(engine, client, pids);
+    const b = await sampleAll(engine, client, pids, 'close');
     const fb = fastGen ? await fastGen.mark() : null;
     hook.until(b.hrNs);
     const mem = process.memoryUsage();
@@ -237,6 +254,14 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       const begin = end - l;
       if (windowPasses.some(([p0, p1]) => p0 < end && p1 > begin)) slowInPass++;
       if (gcNs.some(([g0, gd]) => g0 < end && g0 + gd > begin)) slowInGc++;
+    }
+    if (process.env.FLEET_DUMP) {
+      const { writeFileSync } = await import('node:fs');
+      const slowS: Array<[number, number]> = [];
+      for (let i = 0; i < win.lat.length; i++) if (win.lat[i]! > 2e6) slowS.push([round((win.at[i]! - win.lat[i]! - a.hrNs) / 1e6, 2), round(win.lat[i]! / 1e6, 2)]);
+      writeFileSync(process.env.FLEET_DUMP + "." + Date.now() + ".json", JSON.stringify({ aHrNs: a.hrNs, bHrNs: b.hrNs, procMs: (b.procReadNs ?? 0) / 1e6, slow: slowS,
+        passes: windowPasses.map(([p0, p1]) => [round((p0 - a.hrNs) / 1e6, 2), round((p1 - p0) / 1e6, 2)]),
+        gcs: gcNs.map(([g0, gd]) => [round((g0 - a.hrNs) / 1e6, 2), round(gd / 1e6, 2)]) }));
     }
     const cpu = cpuOf(a, b);
     const lagMs = (v: number): number => round(Math.max(0, v / 1e6 - 10), 3);
@@ -308,7 +333,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       const chunkBytes = Math.max(4096, Math.min(256 * 1024, Math.floor((32 << 20) / o.nodes)));
       client.flood({ chunkBytes, depth: 2 });
       await sleep(o.maxWarmupS * 1000);
-      const c = await sampleAll(engine, client, pids);
+      const c = await sampleAll(engine, client, pids, 'open');
       // Second by second: [frames/s into rings, delivered/s, frames in rings, RSS MB, main ELU].
       const perSec: Array<[number, number, number, number, number]> = [];
       let lt = c.totals;
@@ -327,7 +352,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       }, 1000);
       await sleep(o.maxS * 1000);
       clearInterval(t2);
-      const d = await sampleAll(engine, client, pids);
+      const d = await sampleAll(engine, client, pids, 'close');
       const ringsNow = ringsUsed(engine);
       const rssAfter = process.memoryUsage.rss();
       // In-flight writes complete as the engine reads them: after a stall that can take a while.
