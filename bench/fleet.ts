@@ -2,6 +2,8 @@
 // tracker per node (or the drain-only sink); latency to the tracker's input through
 // the engine's probe, host CPU, memory, event-loop lag. Details: docs/benchmarks.md.
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+const require = createRequire(import.meta.url);
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
@@ -85,8 +87,8 @@ interface Sample {
   trackers: ReturnType<typeof pidsStat>;
 }
 
-/** After the window closes, before the trackers' /proc reads: frames sent just before the edge are handed on first. */
-const CLOSE_SETTLE_MS = 100;
+/** Between the trackers' /proc reads and a window's edge: the frames held up by the reads, or sent just before the window closed, are handed on first. */
+const SETTLE_MS = 100;
 
 /**
  * The figures at one edge of a window. The bench runs the engine in this process,
@@ -96,6 +98,8 @@ const CLOSE_SETTLE_MS = 100;
  */
 async function sampleAll(engine: Engine, client: FleetClient, pids: number[], edge: 'open' | 'close'): Promise<Sample> {
   const before = edge === 'open' ? pidsStat(pids) : null;
+  // The frames that queued up during the reads are handed on before the window opens.
+  if (before) await sleep(SETTLE_MS);
   const gen = await client.mark();
   const probes = snapshot(engine.pool.threads);
   const s = {
@@ -103,7 +107,7 @@ async function sampleAll(engine: Engine, client: FleetClient, pids: number[], ed
     heartbeats: counterSum(engine, C_HEARTBEATS), feeder: feederTotals(engine),
   };
   if (before) return { ...s, trackers: before, hrEndNs: Number(process.hrtime.bigint()) };
-  await sleep(CLOSE_SETTLE_MS);
+  await sleep(SETTLE_MS);
   const t0 = Number(process.hrtime.bigint());
   return { ...s, trackers: pidsStat(pids), hrEndNs: t0, procReadNs: Number(process.hrtime.bigint()) - t0 };
 }
@@ -134,9 +138,9 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     probe: { onTrackerWrite: (_n, b) => record(b), onSinkDrain: (_n, b) => record(b), drainsNode: (n) => n.startsWith(PACED_PREFIX), onReconcilePass: (t0, t1) => passes.push([t0, t1]) },
   });
   // GC pauses (main thread).
-  const gcs: Array<[number, number]> = [];
+  const gcs: Array<[number, number, number]> = [];
   const gcObs = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) gcs.push([e.startTime, e.duration]);
+    for (const e of list.getEntries()) gcs.push([e.startTime, e.duration, ((e as unknown as { detail?: { kind?: number } }).detail?.kind ?? 0)]);
   });
 
   let client: FleetClient | null = null;
@@ -215,6 +219,8 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     const passesA = passes.length;
     const gcA = gcs.length;
     gcObs.observe({ entryTypes: ['gc'] });
+    const heapProf = process.env.FLEET_HEAP_PROF ? await startHeapSampling() : null;
+    const schedA = mainSched();
     hook.open(a.hrNs);
     await eventLoopLag(engine); // resets the engine's delay histogram
     const rss: number[] = [process.memoryUsage.rss()];
@@ -223,6 +229,8 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     const rates = tick.stop();
     const lag = await eventLoopLag(engine);
     const b = await sampleAll(engine, client, pids, 'close');
+    const schedB = mainSched();
+    if (heapProf) await heapProf(process.env.FLEET_HEAP_PROF + '.' + Date.now() + '.heapprofile');
     const fb = fastGen ? await fastGen.mark() : null;
     hook.until(b.hrNs);
     const mem = process.memoryUsage();
@@ -245,7 +253,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     // GC entries are on the performance.now() clock: move them to hrtime ns.
     const hrNow = Number(process.hrtime.bigint());
     const perfNow = performance.now();
-    const gcNs = windowGcs.map(([start, dur]) => [hrNow - (perfNow - start) * 1e6, dur * 1e6] as const);
+    const gcNs = windowGcs.map(([start, dur, kind]) => [hrNow - (perfNow - start) * 1e6, dur * 1e6, kind] as const);
     for (let i = 0; i < win.lat.length; i++) {
       const l = win.lat[i]!;
       if (l <= 2e6) continue;
@@ -259,9 +267,9 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       const { writeFileSync } = await import('node:fs');
       const slowS: Array<[number, number]> = [];
       for (let i = 0; i < win.lat.length; i++) if (win.lat[i]! > 2e6) slowS.push([round((win.at[i]! - win.lat[i]! - a.hrNs) / 1e6, 2), round(win.lat[i]! / 1e6, 2)]);
-      writeFileSync(process.env.FLEET_DUMP + "." + Date.now() + ".json", JSON.stringify({ aHrNs: a.hrNs, bHrNs: b.hrNs, procMs: (b.procReadNs ?? 0) / 1e6, slow: slowS,
+      writeFileSync(process.env.FLEET_DUMP + "." + Date.now() + ".json", JSON.stringify({ sched: { a: schedA, b: schedB }, aHrNs: a.hrNs, bHrNs: b.hrNs, procMs: (b.procReadNs ?? 0) / 1e6, slow: slowS,
         passes: windowPasses.map(([p0, p1]) => [round((p0 - a.hrNs) / 1e6, 2), round((p1 - p0) / 1e6, 2)]),
-        gcs: gcNs.map(([g0, gd]) => [round((g0 - a.hrNs) / 1e6, 2), round(gd / 1e6, 2)]) }));
+        gcs: gcNs.map(([g0, gd, k]) => [round((g0 - a.hrNs) / 1e6, 2), round(gd / 1e6, 2), k]) }));
     }
     const cpu = cpuOf(a, b);
     const lagMs = (v: number): number => round(Math.max(0, v / 1e6 - 10), 3);
@@ -450,6 +458,32 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     await engine.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The main thread's scheduler figures: ns on CPU, ns waiting on a run queue, time slices; context switches. */
+function mainSched(): Record<string, number> {
+  const { readFileSync } = require('node:fs') as typeof import('node:fs');
+  const [run, wait, slices] = readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').trim().split(' ').map(Number);
+  const st = readFileSync(`/proc/self/task/${process.pid}/status`, 'utf8');
+  const num = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(st)?.[1]);
+  return { run: run!, wait: wait!, slices: slices!, vol: num('voluntary_ctxt_switches'), invol: num('nonvoluntary_ctxt_switches') };
+}
+
+/** Sampling heap profile of this process (objects collected by GC included) until the returned function writes it to `file`. */
+async function startHeapSampling(): Promise<(file: string) => Promise<void>> {
+  const { Session } = await import('node:inspector');
+  const { writeFileSync } = await import('node:fs');
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object): Promise<unknown> => new Promise((resolve, reject) => {
+    session.post(method, params ?? {}, (err, r) => (err ? reject(err) : resolve(r)));
+  });
+  await post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  return async (file) => {
+    const r = (await post('HeapProfiler.stopSampling')) as { profile: unknown };
+    writeFileSync(file, JSON.stringify(r.profile));
+    session.disconnect();
+  };
 }
 
 /** Bytes of one frame line as sent (node fleet-0). */
