@@ -13,7 +13,7 @@ import { Loadgen, type LoadgenSample } from './lib/loadgen.js';
 import { snapshot, delta, sleep, perSecond, waitQuiet, pidStat, pidsStat, pidsCpu, openFds, fdLimit, cpuBreakdown, genCpu, type ProbeSnapshot } from './lib/probes.js';
 import { MarkerLatency } from './lib/send-marker.js';
 import { httpGet } from './lib/metrics.js';
-import { benchConfig, counterSum, deliveredAll, nonZero, sinkViolations, feederTotals, ringsUsed, trackerPids, untilUp } from './lib/engine-run.js';
+import { acksSent, benchConfig, counterSum, deliveredAll, nonZero, sinkViolations, feederTotals, ringsUsed, trackerPids, untilUp } from './lib/engine-run.js';
 import { latencyStats, quantile, round } from './lib/stats.js';
 import { defineWorkload, list, num, SAVE_OPTION } from './lib/options.js';
 import { boundRun, header, report, summaryLine } from './lib/results.js';
@@ -83,6 +83,7 @@ interface Sample {
   probes: ProbeSnapshot;
   gen: FleetSample & { at: number };
   heartbeats: number;
+  acks: number;
   feeder: ReturnType<typeof feederTotals>;
   trackers: ReturnType<typeof pidsStat>;
 }
@@ -104,7 +105,7 @@ async function sampleAll(engine: Engine, client: FleetClient, pids: number[], ed
   const probes = snapshot(engine.pool.threads);
   const s = {
     at: performance.now(), hrNs: Number(process.hrtime.bigint()), totals: engine.totals(), probes, gen,
-    heartbeats: counterSum(engine, C_HEARTBEATS), feeder: feederTotals(engine),
+    heartbeats: counterSum(engine, C_HEARTBEATS), feeder: feederTotals(engine), acks: acksSent(engine),
   };
   if (before) return { ...s, trackers: before, hrEndNs: Number(process.hrtime.bigint()) };
   await sleep(SETTLE_MS);
@@ -327,6 +328,8 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
           what: `${o.fast} unpaced binary nodes (50 detections a frame) beside the paced ones; their frames carry no send-time marker, so the latency above is the paced nodes' alone`,
           fast_nodes: o.fast, fast_alone_frames_per_s: fastAlone, fast_mixed_frames_per_s: fastRate(fa, fb),
           fast_mixed_over_alone: round(fastRate(fa, fb) / Math.max(1, fastAlone), 3),
+          /** Ack messages the host wrote (the fast nodes' and the paced heartbeats'), per second of the window. */
+          acks_per_s: round((b.acks - a.acks) / s, 0),
         },
       } : {}),
     };
