@@ -27,12 +27,14 @@ function ackLog(c: Client): Array<{ at: number; seq: number }> {
   c.socket.on('data', (d: Buffer) => {
     const at = performance.now();
     buf = Buffer.concat([buf, d]);
-    let used = 0;
-    for (const m of binaryMessages(buf)) {
-      used += encodeMessage(m).length;
+    let p = 0;
+    while (p + 4 <= buf.length && p + 4 + buf.readUInt32BE(p) <= buf.length) {
+      const n = buf.readUInt32BE(p);
+      const m = binaryMessages(buf.subarray(p, p + 4 + n))[0]!;
       if (m.t === 'ack') log.push({ at, seq: m.seq as number });
+      p += 4 + n;
     }
-    buf = buf.subarray(used);
+    buf = buf.subarray(p);
   });
   return log;
 }
