@@ -2,6 +2,8 @@
 // tracker per node (or the drain-only sink); latency to the tracker's input through
 // the engine's probe, host CPU, memory, event-loop lag. Details: docs/benchmarks.md.
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+const require = createRequire(import.meta.url);
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
@@ -11,7 +13,7 @@ import { Loadgen, type LoadgenSample } from './lib/loadgen.js';
 import { snapshot, delta, sleep, perSecond, waitQuiet, pidStat, pidsStat, pidsCpu, openFds, fdLimit, cpuBreakdown, genCpu, type ProbeSnapshot } from './lib/probes.js';
 import { MarkerLatency } from './lib/send-marker.js';
 import { httpGet } from './lib/metrics.js';
-import { benchConfig, counterSum, deliveredAll, nonZero, sinkViolations, feederTotals, ringsUsed, trackerPids, untilUp } from './lib/engine-run.js';
+import { acksSent, benchConfig, counterSum, deliveredAll, nonZero, sinkViolations, feederTotals, ringsUsed, trackerPids, untilUp } from './lib/engine-run.js';
 import { latencyStats, quantile, round } from './lib/stats.js';
 import { defineWorkload, list, num, SAVE_OPTION } from './lib/options.js';
 import { boundRun, header, report, summaryLine } from './lib/results.js';
@@ -74,21 +76,41 @@ async function eventLoopLag(engine: Engine): Promise<{ p50: number; p90: number;
 interface Sample {
   at: number;
   hrNs: number;
+  hrEndNs: number;
+  /** Close edge: how long the trackers' /proc reads took (ns). */
+  procReadNs?: number;
   totals: ReturnType<Engine['totals']>;
   probes: ProbeSnapshot;
   gen: FleetSample & { at: number };
   heartbeats: number;
+  acks: number;
   feeder: ReturnType<typeof feederTotals>;
   trackers: ReturnType<typeof pidsStat>;
 }
 
-async function sampleAll(engine: Engine, client: FleetClient, pids: number[]): Promise<Sample> {
+/** Between the trackers' /proc reads and a window's edge: the frames held up by the reads, or sent just before the window closed, are handed on first. */
+const SETTLE_MS = 100;
+
+/**
+ * The figures at one edge of a window. The bench runs the engine in this process,
+ * so the trackers' /proc reads (two files per tracker: ~40 ms on the engine's main
+ * thread for 1,000 on an idle machine) stall every connection: they are made
+ * before the window opens and after it has closed, never inside it.
+ */
+async function sampleAll(engine: Engine, client: FleetClient, pids: number[], edge: 'open' | 'close'): Promise<Sample> {
+  const before = edge === 'open' ? pidsStat(pids) : null;
+  // The frames that queued up during the reads are handed on before the window opens.
+  if (before) await sleep(SETTLE_MS);
   const gen = await client.mark();
   const probes = snapshot(engine.pool.threads);
-  return {
+  const s = {
     at: performance.now(), hrNs: Number(process.hrtime.bigint()), totals: engine.totals(), probes, gen,
-    heartbeats: counterSum(engine, C_HEARTBEATS), feeder: feederTotals(engine), trackers: pidsStat(pids),
+    heartbeats: counterSum(engine, C_HEARTBEATS), feeder: feederTotals(engine), acks: acksSent(engine),
   };
+  if (before) return { ...s, trackers: before, hrEndNs: Number(process.hrtime.bigint()) };
+  await sleep(SETTLE_MS);
+  const t0 = Number(process.hrtime.bigint());
+  return { ...s, trackers: pidsStat(pids), hrEndNs: t0, procReadNs: Number(process.hrtime.bigint()) - t0 };
 }
 
 function cpuOf(a: Sample, b: Sample) {
@@ -117,9 +139,9 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     probe: { onTrackerWrite: (_n, b) => record(b), onSinkDrain: (_n, b) => record(b), drainsNode: (n) => n.startsWith(PACED_PREFIX), onReconcilePass: (t0, t1) => passes.push([t0, t1]) },
   });
   // GC pauses (main thread).
-  const gcs: Array<[number, number]> = [];
+  const gcs: Array<[number, number, number]> = [];
   const gcObs = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) gcs.push([e.startTime, e.duration]);
+    for (const e of list.getEntries()) gcs.push([e.startTime, e.duration, ((e as unknown as { detail?: { kind?: number } }).detail?.kind ?? 0)]);
   });
 
   let client: FleetClient | null = null;
@@ -171,9 +193,9 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     let idle: Record<string, unknown> | null = null;
     if (o.idleS > 0) {
       await sleep(500);
-      const c = await sampleAll(engine, client, pids);
+      const c = await sampleAll(engine, client, pids, 'open');
       await sleep(o.idleS * 1000);
-      const d = await sampleAll(engine, client, pids);
+      const d = await sampleAll(engine, client, pids, 'close');
       idle = { window_s: round((d.at - c.at) / 1000, 3), cpu: cpuOf(c, d), rss_mb: round(process.memoryUsage.rss() / 2 ** 20, 1) };
     }
 
@@ -194,10 +216,12 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     client.go({ fps: o.fps, heartbeatMs: o.heartbeatMs });
     await sleep(o.warmupS * 1000);
     const fa = fastGen ? await fastGen.mark() : null;
-    const a = await sampleAll(engine, client, pids);
+    const a = await sampleAll(engine, client, pids, 'open');
     const passesA = passes.length;
     const gcA = gcs.length;
     gcObs.observe({ entryTypes: ['gc'] });
+    const heapProf = process.env.FLEET_HEAP_PROF ? await startHeapSampling() : null;
+    const schedA = mainSched();
     hook.open(a.hrNs);
     await eventLoopLag(engine); // resets the engine's delay histogram
     const rss: number[] = [process.memoryUsage.rss()];
@@ -205,7 +229,9 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     await sleep(o.durationS * 1000);
     const rates = tick.stop();
     const lag = await eventLoopLag(engine);
-    const b = await sampleAll(engine, client, pids);
+    const b = await sampleAll(engine, client, pids, 'close');
+    const schedB = mainSched();
+    if (heapProf) await heapProf(process.env.FLEET_HEAP_PROF + '.' + Date.now() + '.heapprofile');
     const fb = fastGen ? await fastGen.mark() : null;
     hook.until(b.hrNs);
     const mem = process.memoryUsage();
@@ -228,7 +254,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     // GC entries are on the performance.now() clock: move them to hrtime ns.
     const hrNow = Number(process.hrtime.bigint());
     const perfNow = performance.now();
-    const gcNs = windowGcs.map(([start, dur]) => [hrNow - (perfNow - start) * 1e6, dur * 1e6] as const);
+    const gcNs = windowGcs.map(([start, dur, kind]) => [hrNow - (perfNow - start) * 1e6, dur * 1e6, kind] as const);
     for (let i = 0; i < win.lat.length; i++) {
       const l = win.lat[i]!;
       if (l <= 2e6) continue;
@@ -237,6 +263,14 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       const begin = end - l;
       if (windowPasses.some(([p0, p1]) => p0 < end && p1 > begin)) slowInPass++;
       if (gcNs.some(([g0, gd]) => g0 < end && g0 + gd > begin)) slowInGc++;
+    }
+    if (process.env.FLEET_DUMP) {
+      const { writeFileSync } = await import('node:fs');
+      const slowS: Array<[number, number]> = [];
+      for (let i = 0; i < win.lat.length; i++) if (win.lat[i]! > 2e6) slowS.push([round((win.at[i]! - win.lat[i]! - a.hrNs) / 1e6, 2), round(win.lat[i]! / 1e6, 2)]);
+      writeFileSync(process.env.FLEET_DUMP + "." + Date.now() + ".json", JSON.stringify({ sched: { a: schedA, b: schedB }, aHrNs: a.hrNs, bHrNs: b.hrNs, procMs: (b.procReadNs ?? 0) / 1e6, slow: slowS,
+        passes: windowPasses.map(([p0, p1]) => [round((p0 - a.hrNs) / 1e6, 2), round((p1 - p0) / 1e6, 2)]),
+        gcs: gcNs.map(([g0, gd, k]) => [round((g0 - a.hrNs) / 1e6, 2), round(gd / 1e6, 2), k]) }));
     }
     const cpu = cpuOf(a, b);
     const lagMs = (v: number): number => round(Math.max(0, v / 1e6 - 10), 3);
@@ -294,6 +328,8 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
           what: `${o.fast} unpaced binary nodes (50 detections a frame) beside the paced ones; their frames carry no send-time marker, so the latency above is the paced nodes' alone`,
           fast_nodes: o.fast, fast_alone_frames_per_s: fastAlone, fast_mixed_frames_per_s: fastRate(fa, fb),
           fast_mixed_over_alone: round(fastRate(fa, fb) / Math.max(1, fastAlone), 3),
+          /** Ack messages the host wrote (the fast nodes' and the paced heartbeats'), per second of the window. */
+          acks_per_s: round((b.acks - a.acks) / s, 0),
         },
       } : {}),
     };
@@ -308,7 +344,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       const chunkBytes = Math.max(4096, Math.min(256 * 1024, Math.floor((32 << 20) / o.nodes)));
       client.flood({ chunkBytes, depth: 2 });
       await sleep(o.maxWarmupS * 1000);
-      const c = await sampleAll(engine, client, pids);
+      const c = await sampleAll(engine, client, pids, 'open');
       // Second by second: [frames/s into rings, delivered/s, frames in rings, RSS MB, main ELU].
       const perSec: Array<[number, number, number, number, number]> = [];
       let lt = c.totals;
@@ -327,7 +363,7 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
       }, 1000);
       await sleep(o.maxS * 1000);
       clearInterval(t2);
-      const d = await sampleAll(engine, client, pids);
+      const d = await sampleAll(engine, client, pids, 'close');
       const ringsNow = ringsUsed(engine);
       const rssAfter = process.memoryUsage.rss();
       // In-flight writes complete as the engine reads them: after a stall that can take a while.
@@ -425,6 +461,32 @@ export async function runFleet(opts: FleetOptions): Promise<Record<string, unkno
     await engine.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The main thread's scheduler figures: ns on CPU, ns waiting on a run queue, time slices; context switches. */
+function mainSched(): Record<string, number> {
+  const { readFileSync } = require('node:fs') as typeof import('node:fs');
+  const [run, wait, slices] = readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').trim().split(' ').map(Number);
+  const st = readFileSync(`/proc/self/task/${process.pid}/status`, 'utf8');
+  const num = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(st)?.[1]);
+  return { run: run!, wait: wait!, slices: slices!, vol: num('voluntary_ctxt_switches'), invol: num('nonvoluntary_ctxt_switches') };
+}
+
+/** Sampling heap profile of this process (objects collected by GC included) until the returned function writes it to `file`. */
+async function startHeapSampling(): Promise<(file: string) => Promise<void>> {
+  const { Session } = await import('node:inspector');
+  const { writeFileSync } = await import('node:fs');
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object): Promise<unknown> => new Promise((resolve, reject) => {
+    session.post(method, params ?? {}, (err, r) => (err ? reject(err) : resolve(r)));
+  });
+  await post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  return async (file) => {
+    const r = (await post('HeapProfiler.stopSampling')) as { profile: unknown };
+    writeFileSync(file, JSON.stringify(r.profile));
+    session.disconnect();
+  };
 }
 
 /** Bytes of one frame line as sent (node fleet-0). */

@@ -9,12 +9,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { startTrackerEngine, Client, until, scrape, getJson, lineFrame, type TrackerEngine } from './helpers.js';
 import type { InstanceView } from '../src/tracker/tracker-instance.js';
 import {
-  MAX_PROCESSES, MIB, memoryVerdict, parseChildren, parseVmRss, procReader, sampleResident, type ProcReader,
+  MAX_PROCESSES, MIB, SAMPLE_INTERVAL_MS, memoryVerdict, parseChildren, parseVmRss, procReader, sampleResident, type ProcReader,
 } from '../src/tracker/memory-watchdog.js';
+import { nextSlice, SAMPLES_PER_SLICE } from '../src/tracker/memory-sampler.js';
 
 const status = (rssKb: number | null): string => [
   'Name:\tnode', 'Umask:\t0022', 'State:\tS (sleeping)', 'Tgid:\t4242', 'Pid:\t4242', 'PPid:\t1',
@@ -164,4 +166,62 @@ test('without /proc the host logs once at start that tracker.max_memory_mb appli
   assert.equal(said.length, 1, logs.join(''));
   assert.equal((await view(t, 'wd-2'))!.rss_bytes, null);
   c.destroy();
+});
+
+test('nextSlice: at most the slice size, due trackers only (sampleable, not sampled for a second), the longest unsampled first', () => {
+  const t = (name: string, rssSampledAt: number, sampleable = true) => ({ name, rssSampledAt, sampleable });
+  const items = [t('a', 5000), t('never-1', -Infinity), t('b', 1000), t('gone', -Infinity, false), t('fresh', 9500), t('c', 3000), t('never-2', -Infinity)];
+  assert.deepEqual(nextSlice(items, 10_000, 4).map((i) => i.name), ['never-1', 'never-2', 'b', 'c']);
+  assert.deepEqual(nextSlice(items, 10_000, 2).map((i) => i.name), ['never-1', 'never-2']);
+  assert.deepEqual(nextSlice(items, 10_000, 10).map((i) => i.name), ['never-1', 'never-2', 'b', 'c', 'a']);
+  // 'fresh' was sampled 500 ms ago: not due before SAMPLE_INTERVAL_MS.
+  assert.deepEqual(nextSlice([t('fresh', 9500)], 10_499, 4), []);
+  assert.deepEqual(nextSlice([t('fresh', 9500)], 9500 + SAMPLE_INTERVAL_MS, 4).map((i) => i.name), ['fresh']);
+  assert.deepEqual(nextSlice(items, 10_000, 0), []);
+});
+
+test('the host reads /proc for the memory ceiling a few trackers at a time, spread over the second, each tracker about once a second', async () => {
+  // The reads run on the main thread, where every connection decoded there waits for
+  // them: eight trackers due at once are read in slices, never in one go.
+  const reads: Array<[number, number]> = [];
+  const reader: ProcReader = {
+    read: (path) => {
+      const m = /^\/proc\/(\d+)\/(status|task\/\d+\/children)$/.exec(path);
+      if (!m) return null;
+      if (m[2] !== 'status') return '';
+      reads.push([performance.now(), Number(m[1])]);
+      return status(100 * 1024);
+    },
+  };
+  const dir = mkdtempSync(join(tmpdir(), 'ri-memory-slices-'));
+  dirs.push(dir);
+  const t = await startTrackerEngine(dir, [], { tracker: { input: 'stdin', reconcile_interval_ms: 1000 } },
+    { procReader: reader, logger: pino({ level: 'warn' }) }, ['sh', '-c', 'exec cat >/dev/null']);
+  engines.push(t);
+  const ids = Array.from({ length: 8 }, (_, i) => `slices-${i}`);
+  const clients = await Promise.all(ids.map(async (id) => {
+    const c = await Client.open(t.tcp);
+    await c.send(lineFrame(id, 1757400000000, 2));
+    return c;
+  }));
+  const pids = await until(async () => {
+    const vs = ((await getJson(t.http, '/api/v1/trackers')).json.trackers as InstanceView[]).filter((v) => ids.includes(v.node_id));
+    return vs.length === 8 && vs.every((v) => v.state === 'running' && v.pid) ? vs.map((v) => v.pid!) : null;
+  }, 'eight trackers running', 20_000);
+  await until(() => pids.every((p) => reads.filter(([, q]) => q === p).length >= 3), 'three samples of every tracker', 20_000);
+  // Reads less than 1 ms apart ran in one go.
+  let burst = 1;
+  let largest = 1;
+  for (let i = 1; i < reads.length; i++) {
+    burst = reads[i]![0] - reads[i - 1]![0] < 1 ? burst + 1 : 1;
+    largest = Math.max(largest, burst);
+  }
+  assert.ok(largest <= SAMPLES_PER_SLICE, `${largest} trackers read in one go (at most ${SAMPLES_PER_SLICE}): ${JSON.stringify(reads.map(([at]) => Math.round(at)))}`);
+  for (const p of pids) {
+    const at = reads.filter(([, q]) => q === p).map(([x]) => x);
+    for (let i = 1; i < at.length; i++) assert.ok(at[i]! - at[i - 1]! >= SAMPLE_INTERVAL_MS - 10, `pid ${p} sampled ${at[i]! - at[i - 1]!} ms after its last sample`);
+  }
+  const v = ((await getJson(t.http, '/api/v1/trackers')).json.trackers as InstanceView[]).find((x) => x.node_id === 'slices-0');
+  assert.equal(v!.rss_bytes, 100 * MIB);
+  for (const c of clients) c.destroy();
 });

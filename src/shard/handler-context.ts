@@ -61,6 +61,10 @@ export class Conn {
   /** Ack `delivered`: the node's settled seqs waiting for the sink, and whether a wait for it is armed. */
   ackWindow: AckWindow | null = null;
   ackWaiting = false;
+  /** When the last ack went (performance.now()), and the ack held back until ACK_MIN_INTERVAL_MS after it (ack-pacing.ts). */
+  lastAckAt = -Infinity;
+  ackHeld: number | null = null;
+  ackTimer: ReturnType<typeof setTimeout> | null = null;
   welcomed = false;
   /** Binary: non-fatal errors since the last frame written (see MAX_ERROR_STREAK). */
   errorStreak = 0;

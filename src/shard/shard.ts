@@ -17,6 +17,7 @@ import { RateLimit } from '../telemetry/rate-limit.js';
 import { encodeMessage, T_ACK } from '../protocol/binary-protocol.js';
 import { RingWriter } from '../ring/ring-writer.js';
 import { AckWindow } from './ack-window.js';
+import { ackDelay } from './ack-pacing.js';
 import { LineFramer, F_NONE, F_MESSAGE, F_OVERSIZE } from './line/line-framer.js';
 import { BinaryFramer } from './binary/binary-framer.js';
 import { TokenCheck } from './token.js';
@@ -204,6 +205,7 @@ export class Shard implements ShardContext {
       this.opts.post({ t: S_DETACHED, conn, state: null });
       return;
     }
+    this.sendHeldAck(c);
     this.flush(); // rings published and acks written before the state leaves
     const state = takeConnState(c);
     if (state === null) {
@@ -433,6 +435,7 @@ export class Shard implements ShardContext {
   private release(c: Conn): void {
     if (c.released) return;
     c.released = true;
+    this.sendHeldAck(c);
     if (c.pending) {
       c.pending = false;
       this.dropPendingFrame(c, D_CONNECTION_CLOSED);
@@ -471,32 +474,67 @@ export class Shard implements ShardContext {
         c.ackWindow.settle(w.headFrames, w.lastSeq);
         this.ackDelivered(c, w, reply);
       } else if (reply) {
-        this.ackSeq(c, c.ackWindow.acked);
+        this.ackSeq(c, c.ackWindow.acked, true);
       }
       return;
     }
     const seq = w ? w.lastSeq : 0;
     if (w) w.ackedSeq = seq;
-    this.ackSeq(c, seq);
+    this.ackSeq(c, seq, reply);
   }
 
-  private ackSeq(c: Conn, seq: number): void {
+  /**
+   * Acks `seq`: at once when it is a reply or the last ack is ACK_MIN_INTERVAL_MS
+   * old, else held back until then (the latest seq only: acks are cumulative).
+   */
+  private ackSeq(c: Conn, seq: number, now = false): void {
+    const t = performance.now();
+    const wait = now ? 0 : ackDelay(t, c.lastAckAt);
+    if (wait > 0) {
+      c.ackHeld = seq;
+      // Timers count whole milliseconds from the loop's cached clock: up to 1 ms early.
+      c.ackTimer ??= setTimeout(() => this.heldAckDue(c), Math.ceil(wait) + 1);
+      return;
+    }
+    if (c.ackTimer !== null) clearTimeout(c.ackTimer);
+    c.ackTimer = null;
+    c.ackHeld = null;
+    c.lastAckAt = t;
     this.write(c, ackMessage(seq));
     this.counters[C_ACKS_SENT]! += 1;
+  }
+
+  /** A held ack goes now (the connection leaves this shard or closes). */
+  private sendHeldAck(c: Conn): void {
+    if (c.ackHeld !== null) this.ackSeq(c, c.ackHeld, true);
+  }
+
+  /** The interval after the last ack has passed: the held ack goes, and with acks `delivered` the sink is watched again. */
+  private heldAckDue(c: Conn): void {
+    c.ackTimer = null;
+    if (c.released) return;
+    const w = c.binNode?.writer;
+    if (c.ackWindow !== null && w && c.ackHeld !== null) {
+      // As far as the sink has taken the frames now.
+      c.ackHeld = null;
+      this.ackDelivered(c, w, false, true);
+    } else this.sendHeldAck(c);
+    this.flushSoon();
   }
 
   /**
    * Ack `delivered`: acks the settled seqs the sink has taken (one ack at most),
    * and while some are left waits (asynchronously) for the sink to take more.
-   * `reply`: send an ack even when it did not move.
+   * `reply`: send an ack even when it did not move; `due`: a held ack's time came.
    */
-  private ackDelivered(c: Conn, w: RingWriter, reply: boolean): void {
+  private ackDelivered(c: Conn, w: RingWriter, reply: boolean, due = false): void {
     const win = c.ackWindow!;
     const before = win.acked;
     for (;;) {
       const seen = w.deliveredFrames;
       win.advance(seen);
-      if (win.size === 0 || c.ackWaiting) break;
+      // While an ack stays held back its timer looks again: no wake-up per delivery meanwhile.
+      if (win.size === 0 || c.ackWaiting || (c.ackTimer !== null && !reply && !due)) break;
       const wait = w.waitForDelivered(seen, ACK_WAIT_MS);
       if (wait === null) continue; // it moved meanwhile: look again
       c.ackWaiting = true;
@@ -509,7 +547,7 @@ export class Shard implements ShardContext {
       break;
     }
     if (win.acked > before) w.ackedSeq = win.acked;
-    if (win.acked > before || reply) this.ackSeq(c, win.acked);
+    if (win.acked > before || reply || due) this.ackSeq(c, win.acked, reply || due);
   }
 
   private flushQueued = false;

@@ -138,8 +138,9 @@ export function backoffMs(failures: number, rules: LifecycleRules): number {
   return Math.min(rules.backoffMaxMs, rules.backoffBaseMs * 2 ** exp);
 }
 
-const to = (s: LifecycleState, phase: TrackerPhase, now: number, patch: Partial<LifecycleState> = {}): LifecycleState =>
-  ({ ...s, ...patch, phase, since: phase === s.phase ? s.since : now });
+// A tick that changes nothing keeps the state object: every pass ticks every tracker.
+const to = (s: LifecycleState, phase: TrackerPhase, now: number, patch?: Partial<LifecycleState>): LifecycleState =>
+  (patch === undefined && phase === s.phase ? s : { ...s, ...patch, phase, since: phase === s.phase ? s.since : now });
 
 /** The next state and what to do, for one event at time `now`. Pure. */
 export function step(s: LifecycleState, ev: LifecycleEvent, now: number, rules: LifecycleRules): Transition {

@@ -14,9 +14,9 @@
 //
 // The reads are synchronous: /proc text is generated in the kernel, ~30 us per
 // tracker for status + children, where the asynchronous route costs several
-// times that in thread-pool round trips. A pass samples at most
-// SAMPLES_PER_PASS trackers (the longest unsampled first), so it stays within
-// a few milliseconds however many trackers there are.
+// times that in thread-pool round trips. They run in slices of a few
+// trackers spread over each second (memory-sampler.ts), so each slice stays well
+// under a millisecond however many trackers there are.
 import { existsSync, readFileSync } from 'node:fs';
 
 export const MIB = 1 << 20;
@@ -24,8 +24,6 @@ export const MIB = 1 << 20;
 export const SAMPLE_INTERVAL_MS = 1000;
 /** Processes counted per tracker at most (a fork bomb must not make a sample unbounded). */
 export const MAX_PROCESSES = 64;
-/** Trackers sampled per reconcile pass at most (~2 ms of main thread). */
-export const SAMPLES_PER_PASS = 64;
 
 export interface ProcReader {
   /** The text of a /proc file, or null when it cannot be read (the process is gone). */

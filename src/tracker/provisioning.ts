@@ -30,6 +30,12 @@ function configuredSpecs(c: Config): Map<string, InstanceSpec> {
   return m;
 }
 
+/** The trackers that should run, by node id. */
+export interface DesiredSpecs extends Iterable<[string, InstanceSpec]> {
+  get(id: string): InstanceSpec | undefined;
+  has(id: string): boolean;
+}
+
 /** A provisioned tracker's name: the node id, unless a configured tracker already has that name. */
 function provisionedName(id: string, configuredNames: ReadonlySet<string>): string {
   return configuredNames.has(id) ? `${id}-auto` : id;
@@ -71,11 +77,17 @@ export class Provisioning {
     this.ports.setReserved(new Set(c.trackers.map((t) => t.tcp_port)));
   }
 
-  /** Configured and provisioned specs (a configured one wins). */
-  desired(): Map<string, InstanceSpec> {
-    const d = new Map(this.configured);
-    for (const [id, spec] of this.provisioned) if (!d.has(id)) d.set(id, spec);
-    return d;
+  /** Configured and provisioned specs (a configured one wins): a view, not a copy (every pass reads it). */
+  desired(): DesiredSpecs {
+    const { configured, provisioned } = this;
+    return {
+      get: (id) => configured.get(id) ?? provisioned.get(id),
+      has: (id) => configured.has(id) || provisioned.has(id),
+      *[Symbol.iterator]() {
+        yield* configured;
+        for (const e of provisioned) if (!configured.has(e[0])) yield e;
+      },
+    };
   }
 
   has(id: string): boolean {

@@ -2,8 +2,9 @@
 // desired set (configured trackers + auto-provisioned nodes). Each pass stops
 // what left the set, creates instances for new members, and runs every member's
 // watcher (TrackerInstance.probe: process alive, input open, source up, then one
-// lifecycle step), then samples the trackers' resident memory against
-// tracker.max_memory_mb (memory-watchdog.ts). A watcher that throws leaves its
+// lifecycle step). The trackers' resident memory is sampled against
+// tracker.max_memory_mb (memory-watchdog.ts) in slices between passes
+// (memory-sampler.ts). A watcher that throws leaves its
 // tracker in `probe_error` with the message, and is run again on the next pass;
 // a pass that throws is logged and counted, and the loop carries on. wakeup()
 // runs a pass at once.
@@ -17,7 +18,8 @@ import type { NodeEntry, NodeHooks, NodeTable } from '../nodes/node-table.js';
 import type { EngineProbe, RingSink, SinkAccounting } from '../nodes/ring-sink.js';
 import { createGeolocatorShared, geolocatorMetrics, geolocatorReservedPorts, retireTotals, type GeolocatorMetrics } from './geolocator.js';
 import { nextDue, type LifecycleRules, type TrackerPhase } from './lifecycle.js';
-import { procReader, SAMPLE_INTERVAL_MS, SAMPLES_PER_PASS, type ProcReader } from './memory-watchdog.js';
+import { procReader, type ProcReader } from './memory-watchdog.js';
+import { MemorySampler } from './memory-sampler.js';
 import type { PortAllocator } from './port-allocator.js';
 import { Provisioning, type ProvisionRefusedReason } from './provisioning.js';
 import { LocalProducer } from './local-producer.js';
@@ -122,6 +124,7 @@ export class TrackerSupervisor implements RingSink {
   private readonly ctx: InstanceContext;
   /** /proc for the memory ceiling; null where there is none. */
   private readonly proc: ProcReader | null;
+  private readonly memory: MemorySampler<TrackerInstance> | null;
   private rules: LifecycleRules;
   private config: Config;
   /** Node ids whose old instance is still stopping: the new one waits (same port). */
@@ -149,6 +152,8 @@ export class TrackerSupervisor implements RingSink {
     this.now = opts.now ?? Date.now;
     this.log = opts.log;
     this.proc = opts.procReader !== undefined ? opts.procReader : procReader();
+    const reader = this.proc;
+    this.memory = reader && new MemorySampler(() => this.instances.values(), (i) => this.sampleMemory(i, reader), this.now);
     this.command = resolveTrackerCommand(c);
     this.rules = rulesOf(c);
     this.provisioning = new Provisioning({
@@ -239,6 +244,7 @@ export class TrackerSupervisor implements RingSink {
     }
     this.admitConfigured();
     this.runPass();
+    this.memory?.start();
   }
 
   /** Runs a pass as soon as possible (coalesced). */
@@ -392,24 +398,15 @@ export class TrackerSupervisor implements RingSink {
         inst.probeError = msg;
       }
     }
-    this.sampleMemory();
   }
 
-  /** The memory ceiling: samples the trackers due (1 s since their last sample), the longest waiting first, a few per pass. */
-  private sampleMemory(): void {
-    const reader = this.proc;
-    if (!reader) return;
-    const now = this.now();
-    const due: TrackerInstance[] = [];
-    for (const i of this.instances.values()) if (i.sampleable && now - i.rssSampledAt >= SAMPLE_INTERVAL_MS) due.push(i);
-    if (due.length > SAMPLES_PER_PASS) due.sort((a, b) => (a.rssSampledAt === b.rssSampledAt ? 0 : a.rssSampledAt < b.rssSampledAt ? -1 : 1));
-    for (const i of due.slice(0, SAMPLES_PER_PASS)) {
-      try {
-        i.sampleMemory(reader);
-      } catch (err) {
-        this.probeErrors++;
-        this.log.error({ tracker: i.spec.name, err: (err as Error)?.message ?? String(err) }, 'tracker memory sample failed');
-      }
+  /** The memory ceiling for one tracker (a slice of the MemorySampler); an error is logged and counted. */
+  private sampleMemory(i: TrackerInstance, reader: ProcReader): void {
+    try {
+      i.sampleMemory(reader);
+    } catch (err) {
+      this.probeErrors++;
+      this.log.error({ tracker: i.spec.name, err: (err as Error)?.message ?? String(err) }, 'tracker memory sample failed');
     }
   }
 
@@ -577,6 +574,7 @@ export class TrackerSupervisor implements RingSink {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.memory?.stop();
     const all = [...this.instances.values()];
     await Promise.all(all.map((i) => i.stop('shutdown')));
     const consumption = sumConsumption(all.map((i) => i.inputConsumption()));
