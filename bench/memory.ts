@@ -46,7 +46,7 @@ function sumPss(pids: number[]): { pss_kb: number; priv_kb: number; rss_kb: numb
   return out;
 }
 
-interface CellOpts { nodes: number; fps: number; durationS: number; detections: number; heartbeatMs: number; portStart: number; sampleS: number }
+interface CellOpts { nodes: number; fps: number; durationS: number; detections: number; heartbeatMs: number; portStart: number; sampleS: number; trackerNice: number }
 
 /** One cell: engine in this process, trackers its children, the generator a child of its own. */
 export async function runCell(o: CellOpts): Promise<Record<string, unknown>> {
@@ -76,6 +76,11 @@ export async function runCell(o: CellOpts): Promise<Record<string, unknown>> {
     await untilUp(engine, o.nodes, { drainOnly: false, handedOn: o.nodes, timeoutS: 900 });
     const setupS = (performance.now() - t0) / 1000;
     const pids = trackerPids(engine);
+    // 1,000 tracker processes at 2 Hz want more CPU than a 2-core machine has; at equal
+    // priority the engine (one process among them, with this sampler) gets a thousandth of
+    // it, falls behind its nodes and never reaches a sample. Niced trackers lag instead,
+    // and what they have not read yet waits in the rings, where the sampler counts it.
+    if (o.trackerNice > 0) for (const pid of pids) { try { os.setPriority(pid, o.trackerNice); } catch { /* gone */ } }
     const fds = openFds();
     client.go({ fps: o.fps, heartbeatMs: o.heartbeatMs });
     const samples: Array<{ t_s: number; engine_pss_mb: number; trackers_pss_mb: number; total_mb: number; ring_touched_mb: number }> = [];
@@ -163,6 +168,7 @@ const options = {
   heartbeatMs: num(5000, 'heartbeat period per node, ms'),
   sample: num(30, 'PSS sample period during the window, seconds', 1),
   portStart: num(20000, 'first tracker port to provision', 1),
+  trackerNice: num(0, 'niceness given to every tracker process once all are up (0 = as started)'),
   quietWait: num(5, 'before each cell, wait up to S s for the machine to be idle'),
   ...SAVE_OPTION,
 };
@@ -172,12 +178,12 @@ async function runMemory(o: OptValues<typeof options>): Promise<Record<string, u
   const cells: Record<string, unknown>[] = [];
   const failures: string[] = [];
   if (o.nodesList.length === 1) {
-    cells.push(await runCell({ nodes: o.nodesList[0]!, fps: o.fps, durationS: o.duration, detections: o.detections, heartbeatMs: o.heartbeatMs, portStart: o.portStart, sampleS: o.sample }));
+    cells.push(await runCell({ nodes: o.nodesList[0]!, fps: o.fps, durationS: o.duration, detections: o.detections, heartbeatMs: o.heartbeatMs, portStart: o.portStart, sampleS: o.sample, trackerNice: o.trackerNice }));
   } else {
     for (const n of o.nodesList) {
       if (o.quietWait > 0) await waitQuiet(o.quietWait);
       const args = ['--nodes-list', String(n), '--fps', String(o.fps), '--duration', String(o.duration), '--detections', String(o.detections),
-        '--heartbeat-ms', String(o.heartbeatMs), '--sample', String(o.sample), '--port-start', String(o.portStart)];
+        '--heartbeat-ms', String(o.heartbeatMs), '--sample', String(o.sample), '--port-start', String(o.portStart), '--tracker-nice', String(o.trackerNice)];
       try {
         cells.push(await runIsolated(args, o.duration + 1500));
       } catch (err) {
@@ -189,7 +195,7 @@ async function runMemory(o: OptValues<typeof options>): Promise<Record<string, u
   return {
     ...header('memory'),
     params: {
-      nodes_list: o.nodesList, fps: o.fps, duration_s: o.duration, detections: o.detections, heartbeat_ms: o.heartbeatMs,
+      nodes_list: o.nodesList, fps: o.fps, duration_s: o.duration, detections: o.detections, heartbeat_ms: o.heartbeatMs, tracker_nice: o.trackerNice,
       tracker: 'built-in reference tracker (tracker.command: reference), one Node process per node, fed over TCP',
       what: 'PSS from /proc/<pid>/smaps_rollup at the end of the streaming window: the engine (this process, with the bench harness) and the sum over every tracker process',
     },
