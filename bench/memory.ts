@@ -6,6 +6,7 @@
 // Each cell runs in a fresh process (the engine of one cell must not weigh on the next).
 import { fork } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,28 +22,46 @@ import { fmt, round } from './lib/stats.js';
 const TOKEN = 'memory-secret';
 const RUN_JS = fileURLToPath(new URL('./run.js', import.meta.url));
 
-/** Pss and Private (clean + dirty) of one process, KiB; null when it is gone. */
-export function smapsRollup(pid: number | 'self'): { pss: number; priv: number; rss: number } | null {
-  let t: string;
-  try {
-    t = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
-  } catch {
-    return null;
-  }
+/** Pss, Private (clean + dirty) and Rss of one process from its smaps_rollup text, KiB. */
+function parseRollup(t: string): { pss: number; priv: number; rss: number } {
   const g = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(t)?.[1] ?? 0);
   return { pss: g('Pss'), priv: g('Private_Clean') + g('Private_Dirty'), rss: g('Rss') };
 }
 
-function sumPss(pids: number[]): { pss_kb: number; priv_kb: number; rss_kb: number; alive: number } {
-  const out = { pss_kb: 0, priv_kb: 0, rss_kb: 0, alive: 0 };
-  for (const p of pids) {
-    const r = smapsRollup(p);
-    if (!r) continue;
-    out.pss_kb += r.pss;
-    out.priv_kb += r.priv;
-    out.rss_kb += r.rss;
-    out.alive++;
+/** Pss and Private (clean + dirty) of one process, KiB; null when it is gone. */
+export function smapsRollup(pid: number | 'self'): { pss: number; priv: number; rss: number } | null {
+  try {
+    return parseRollup(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+  } catch {
+    return null;
   }
+}
+
+/**
+ * The sum over `pids`, read off the engine's thread: the kernel walks every page of a
+ * process to build its smaps_rollup, and with 1,000 busy processes on 2 cores a read
+ * takes ~150 ms, so a synchronous sweep would stop the engine for minutes and let its
+ * rings fill (measuring the sampler, not the fleet). A few reads at a time in the pool.
+ */
+async function sumPss(pids: number[]): Promise<{ pss_kb: number; priv_kb: number; rss_kb: number; alive: number }> {
+  const out = { pss_kb: 0, priv_kb: 0, rss_kb: 0, alive: 0 };
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < pids.length) {
+      const p = pids[next++]!;
+      let r: { pss: number; priv: number; rss: number };
+      try {
+        r = parseRollup(await readFile(`/proc/${p}/smaps_rollup`, 'utf8'));
+      } catch {
+        continue;
+      }
+      out.pss_kb += r.pss;
+      out.priv_kb += r.priv;
+      out.rss_kb += r.rss;
+      out.alive++;
+    }
+  };
+  await Promise.all(Array.from({ length: 4 }, worker));
   return out;
 }
 
@@ -90,18 +109,19 @@ export async function runCell(o: CellOpts): Promise<Record<string, unknown>> {
       for (const n of engine.nodes.byRing) s += Math.ceil(n.reader.touchedBytes / 4096) * 4096;
       return s;
     };
+    // The window's end figures are its last sample's (a sweep over 1,000 processes takes minutes).
+    let e = smapsRollup('self')!;
+    let tr = { pss_kb: 0, priv_kb: 0, rss_kb: 0, alive: 0 };
     while (performance.now() - tGo < o.durationS * 1000) {
       await sleep(o.sampleS * 1000);
-      const e = smapsRollup('self')!;
-      const tr = sumPss(pids);
+      e = smapsRollup('self')!;
+      tr = await sumPss(pids);
       samples.push({
         t_s: round((performance.now() - tGo) / 1000, 0), engine_pss_mb: round(e.pss / 1024, 1), trackers_pss_mb: round(tr.pss_kb / 1024, 1),
         total_mb: round((e.pss + tr.pss_kb) / 1024, 1), ring_touched_mb: round(ringTouched() / 2 ** 20, 2),
       });
       process.stderr.write(`memory ${o.nodes} nodes t=${samples.at(-1)!.t_s}s engine ${samples.at(-1)!.engine_pss_mb} MiB trackers ${samples.at(-1)!.trackers_pss_mb} MiB rings touched ${samples.at(-1)!.ring_touched_mb} MiB\n`);
     }
-    const e = smapsRollup('self')!;
-    const tr = sumPss(pids);
     const runS = (performance.now() - tGo) / 1000;
     const touched = [...engine.nodes.byRing].map((n) => n.reader.touchedBytes);
     const fin = await client.stop();
