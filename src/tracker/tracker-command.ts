@@ -41,11 +41,11 @@ export function resolveTrackerCommand(config: Config): TrackerCommand {
     // "Memory per node"). V8 grows the young generation to several MiB it does not need at a
     // few frames a second: capped at 1 MiB a semi-space it stays ~1 MiB smaller, no slower.
     // A 16x interrupt budget: at 2 frames/s the optimising compiler would otherwise compile
-    // the per-frame path within the first minute, ~0.75 MiB of code and feedback per tracker
-    // (private 8,351 -> 7,615 KiB a tracker at 2 Hz) for no useful speed at that rate; a fast node's tracker still
-    // gets it within a fraction of a second (max frames/s x0.98 of the default, median of 3).
-    // --lite-mode saves as much but halves a fast tracker (x0.43-0.67); --single-threaded,
-    // --optimize-for-size, --max-lazy, --no-sparkplug saved nothing measurable.
+    // the per-frame path within the first minute, ~0.7 MiB of code and feedback a tracker
+    // (private 8,351 -> 7,615 KiB at 2 Hz) for no useful speed at that rate; a fast node's
+    // tracker still gets it within a fraction of a second (max frames/s x0.98, median of 3).
+    // --lite-mode saves as much but halves a fast tracker (x0.44); --single-threaded saves
+    // ~0.2 MiB at x0.77; --optimize-for-size, --max-lazy, --no-sparkplug saved nothing.
     heap.unshift('--max-semi-space-size=1', `--interrupt-budget=${TRACKER_INTERRUPT_BUDGET}`);
     return {
       // --id-prefix: track ids unique across restarts (run-id.ts).
