@@ -6,7 +6,7 @@
 // Each cell runs in a fresh process (the engine of one cell must not weigh on the next).
 import { fork } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { Worker } from 'node:worker_threads';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,32 +37,36 @@ export function smapsRollup(pid: number | 'self'): { pss: number; priv: number; 
   }
 }
 
+/** The sweep below, as the source of a worker thread (an ES module from a data: URL). */
+const SWEEP_WORKER = `
+import { readFileSync } from 'node:fs';
+import { workerData, parentPort } from 'node:worker_threads';
+const out = { pss_kb: 0, priv_kb: 0, rss_kb: 0, alive: 0 };
+const g = (t, k) => Number(new RegExp('^' + k + ':\\\\s+(\\\\d+)', 'm').exec(t)?.[1] ?? 0);
+for (const p of workerData) {
+  let t;
+  try { t = readFileSync('/proc/' + p + '/smaps_rollup', 'utf8'); } catch { continue; }
+  out.pss_kb += g(t, 'Pss'); out.priv_kb += g(t, 'Private_Clean') + g(t, 'Private_Dirty'); out.rss_kb += g(t, 'Rss'); out.alive++;
+}
+parentPort.postMessage(out);
+`;
+
 /**
- * The sum over `pids`, read off the engine's thread: the kernel walks every page of a
+ * The sum over `pids`, read on a thread of its own: the kernel walks every page of a
  * process to build its smaps_rollup, and with 1,000 busy processes on 2 cores a read
- * takes ~150 ms, so a synchronous sweep would stop the engine for minutes and let its
- * rings fill (measuring the sampler, not the fleet). A few reads at a time in the pool.
+ * takes ~150 ms, so a sweep on the engine's thread stops it for minutes (its rings fill:
+ * the sampler is measured, not the fleet), and reads queued on a saturated event loop
+ * never finish.
  */
-async function sumPss(pids: number[]): Promise<{ pss_kb: number; priv_kb: number; rss_kb: number; alive: number }> {
-  const out = { pss_kb: 0, priv_kb: 0, rss_kb: 0, alive: 0 };
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < pids.length) {
-      const p = pids[next++]!;
-      let r: { pss: number; priv: number; rss: number };
-      try {
-        r = parseRollup(await readFile(`/proc/${p}/smaps_rollup`, 'utf8'));
-      } catch {
-        continue;
-      }
-      out.pss_kb += r.pss;
-      out.priv_kb += r.priv;
-      out.rss_kb += r.rss;
-      out.alive++;
-    }
-  };
-  await Promise.all(Array.from({ length: 4 }, worker));
-  return out;
+function sumPss(pids: number[]): Promise<{ pss_kb: number; priv_kb: number; rss_kb: number; alive: number }> {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(new URL(`data:text/javascript,${encodeURIComponent(SWEEP_WORKER)}`), { workerData: pids });
+    w.once('message', (m: { pss_kb: number; priv_kb: number; rss_kb: number; alive: number }) => {
+      resolve(m);
+      void w.terminate();
+    });
+    w.once('error', reject);
+  });
 }
 
 interface CellOpts { nodes: number; fps: number; durationS: number; detections: number; heartbeatMs: number; portStart: number; sampleS: number; trackerNice: number }
