@@ -6,6 +6,7 @@
 // Each cell runs in a fresh process (the engine of one cell must not weigh on the next).
 import { fork } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,32 +22,54 @@ import { fmt, round } from './lib/stats.js';
 const TOKEN = 'memory-secret';
 const RUN_JS = fileURLToPath(new URL('./run.js', import.meta.url));
 
-/** Pss and Private (clean + dirty) of one process, KiB; null when it is gone. */
-export function smapsRollup(pid: number | 'self'): { pss: number; priv: number; rss: number } | null {
-  let t: string;
-  try {
-    t = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
-  } catch {
-    return null;
-  }
+/** Pss, Private (clean + dirty) and Rss of one process from its smaps_rollup text, KiB. */
+function parseRollup(t: string): { pss: number; priv: number; rss: number } {
   const g = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(t)?.[1] ?? 0);
   return { pss: g('Pss'), priv: g('Private_Clean') + g('Private_Dirty'), rss: g('Rss') };
 }
 
-function sumPss(pids: number[]): { pss_kb: number; priv_kb: number; rss_kb: number; alive: number } {
-  const out = { pss_kb: 0, priv_kb: 0, rss_kb: 0, alive: 0 };
-  for (const p of pids) {
-    const r = smapsRollup(p);
-    if (!r) continue;
-    out.pss_kb += r.pss;
-    out.priv_kb += r.priv;
-    out.rss_kb += r.rss;
-    out.alive++;
+/** Pss and Private (clean + dirty) of one process, KiB; null when it is gone. */
+export function smapsRollup(pid: number | 'self'): { pss: number; priv: number; rss: number } | null {
+  try {
+    return parseRollup(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+  } catch {
+    return null;
   }
-  return out;
 }
 
-interface CellOpts { nodes: number; fps: number; durationS: number; detections: number; heartbeatMs: number; portStart: number; sampleS: number }
+/** The sweep below, as the source of a worker thread (an ES module from a data: URL). */
+const SWEEP_WORKER = `
+import { readFileSync } from 'node:fs';
+import { workerData, parentPort } from 'node:worker_threads';
+const out = { pss_kb: 0, priv_kb: 0, rss_kb: 0, alive: 0 };
+const g = (t, k) => Number(new RegExp('^' + k + ':\\\\s+(\\\\d+)', 'm').exec(t)?.[1] ?? 0);
+for (const p of workerData) {
+  let t;
+  try { t = readFileSync('/proc/' + p + '/smaps_rollup', 'utf8'); } catch { continue; }
+  out.pss_kb += g(t, 'Pss'); out.priv_kb += g(t, 'Private_Clean') + g(t, 'Private_Dirty'); out.rss_kb += g(t, 'Rss'); out.alive++;
+}
+parentPort.postMessage(out);
+`;
+
+/**
+ * The sum over `pids`, read on a thread of its own: the kernel walks every page of a
+ * process to build its smaps_rollup, and with 1,000 busy processes on 2 cores a read
+ * takes ~150 ms, so a sweep on the engine's thread stops it for minutes (its rings fill:
+ * the sampler is measured, not the fleet), and reads queued on a saturated event loop
+ * never finish.
+ */
+function sumPss(pids: number[]): Promise<{ pss_kb: number; priv_kb: number; rss_kb: number; alive: number }> {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(new URL(`data:text/javascript,${encodeURIComponent(SWEEP_WORKER)}`), { workerData: pids });
+    w.once('message', (m: { pss_kb: number; priv_kb: number; rss_kb: number; alive: number }) => {
+      resolve(m);
+      void w.terminate();
+    });
+    w.once('error', reject);
+  });
+}
+
+interface CellOpts { nodes: number; fps: number; durationS: number; detections: number; heartbeatMs: number; portStart: number; sampleS: number; trackerNice: number }
 
 /** One cell: engine in this process, trackers its children, the generator a child of its own. */
 export async function runCell(o: CellOpts): Promise<Record<string, unknown>> {
@@ -76,6 +99,11 @@ export async function runCell(o: CellOpts): Promise<Record<string, unknown>> {
     await untilUp(engine, o.nodes, { drainOnly: false, handedOn: o.nodes, timeoutS: 900 });
     const setupS = (performance.now() - t0) / 1000;
     const pids = trackerPids(engine);
+    // 1,000 tracker processes at 2 Hz want more CPU than a 2-core machine has; at equal
+    // priority the engine (one process among them, with this sampler) gets a thousandth of
+    // it, falls behind its nodes and never reaches a sample. Niced trackers lag instead,
+    // and what they have not read yet waits in the rings, where the sampler counts it.
+    if (o.trackerNice > 0) for (const pid of pids) { try { os.setPriority(pid, o.trackerNice); } catch { /* gone */ } }
     const fds = openFds();
     client.go({ fps: o.fps, heartbeatMs: o.heartbeatMs });
     const samples: Array<{ t_s: number; engine_pss_mb: number; trackers_pss_mb: number; total_mb: number; ring_touched_mb: number }> = [];
@@ -85,18 +113,19 @@ export async function runCell(o: CellOpts): Promise<Record<string, unknown>> {
       for (const n of engine.nodes.byRing) s += Math.ceil(n.reader.touchedBytes / 4096) * 4096;
       return s;
     };
+    // The window's end figures are its last sample's (a sweep over 1,000 processes takes minutes).
+    let e = smapsRollup('self')!;
+    let tr = { pss_kb: 0, priv_kb: 0, rss_kb: 0, alive: 0 };
     while (performance.now() - tGo < o.durationS * 1000) {
       await sleep(o.sampleS * 1000);
-      const e = smapsRollup('self')!;
-      const tr = sumPss(pids);
+      e = smapsRollup('self')!;
+      tr = await sumPss(pids);
       samples.push({
         t_s: round((performance.now() - tGo) / 1000, 0), engine_pss_mb: round(e.pss / 1024, 1), trackers_pss_mb: round(tr.pss_kb / 1024, 1),
         total_mb: round((e.pss + tr.pss_kb) / 1024, 1), ring_touched_mb: round(ringTouched() / 2 ** 20, 2),
       });
       process.stderr.write(`memory ${o.nodes} nodes t=${samples.at(-1)!.t_s}s engine ${samples.at(-1)!.engine_pss_mb} MiB trackers ${samples.at(-1)!.trackers_pss_mb} MiB rings touched ${samples.at(-1)!.ring_touched_mb} MiB\n`);
     }
-    const e = smapsRollup('self')!;
-    const tr = sumPss(pids);
     const runS = (performance.now() - tGo) / 1000;
     const touched = [...engine.nodes.byRing].map((n) => n.reader.touchedBytes);
     const fin = await client.stop();
@@ -163,6 +192,7 @@ const options = {
   heartbeatMs: num(5000, 'heartbeat period per node, ms'),
   sample: num(30, 'PSS sample period during the window, seconds', 1),
   portStart: num(20000, 'first tracker port to provision', 1),
+  trackerNice: num(0, 'niceness given to every tracker process once all are up (0 = as started)'),
   quietWait: num(5, 'before each cell, wait up to S s for the machine to be idle'),
   ...SAVE_OPTION,
 };
@@ -172,12 +202,12 @@ async function runMemory(o: OptValues<typeof options>): Promise<Record<string, u
   const cells: Record<string, unknown>[] = [];
   const failures: string[] = [];
   if (o.nodesList.length === 1) {
-    cells.push(await runCell({ nodes: o.nodesList[0]!, fps: o.fps, durationS: o.duration, detections: o.detections, heartbeatMs: o.heartbeatMs, portStart: o.portStart, sampleS: o.sample }));
+    cells.push(await runCell({ nodes: o.nodesList[0]!, fps: o.fps, durationS: o.duration, detections: o.detections, heartbeatMs: o.heartbeatMs, portStart: o.portStart, sampleS: o.sample, trackerNice: o.trackerNice }));
   } else {
     for (const n of o.nodesList) {
       if (o.quietWait > 0) await waitQuiet(o.quietWait);
       const args = ['--nodes-list', String(n), '--fps', String(o.fps), '--duration', String(o.duration), '--detections', String(o.detections),
-        '--heartbeat-ms', String(o.heartbeatMs), '--sample', String(o.sample), '--port-start', String(o.portStart)];
+        '--heartbeat-ms', String(o.heartbeatMs), '--sample', String(o.sample), '--port-start', String(o.portStart), '--tracker-nice', String(o.trackerNice)];
       try {
         cells.push(await runIsolated(args, o.duration + 1500));
       } catch (err) {
@@ -189,7 +219,7 @@ async function runMemory(o: OptValues<typeof options>): Promise<Record<string, u
   return {
     ...header('memory'),
     params: {
-      nodes_list: o.nodesList, fps: o.fps, duration_s: o.duration, detections: o.detections, heartbeat_ms: o.heartbeatMs,
+      nodes_list: o.nodesList, fps: o.fps, duration_s: o.duration, detections: o.detections, heartbeat_ms: o.heartbeatMs, tracker_nice: o.trackerNice,
       tracker: 'built-in reference tracker (tracker.command: reference), one Node process per node, fed over TCP',
       what: 'PSS from /proc/<pid>/smaps_rollup at the end of the streaming window: the engine (this process, with the bench harness) and the sum over every tracker process',
     },

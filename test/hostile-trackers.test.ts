@@ -209,7 +209,7 @@ describe('tracker memory ceiling', () => {
     await assertAccounting(t.e);
   });
 
-  test('the built-in tracker runs with a V8 heap limit of tracker.max_memory_mb and a 1 MiB young-generation semi-space', async () => {
+  test('the built-in tracker runs with a V8 heap limit of tracker.max_memory_mb, a 1 MiB young-generation semi-space and a 16x optimisation budget', async () => {
     const t = await trackerEngine([], { tracker: { command: 'reference', max_memory_mb: 96 } });
     const c = await Client.open(t.tcp);
     await c.send(lineFrame('mem-ref', T0, 2));
@@ -217,6 +217,7 @@ describe('tracker memory ceiling', () => {
     const argv = readFileSync(`/proc/${v.pid}/cmdline`, 'utf8').split('\0');
     assert.ok(argv.includes('--max-old-space-size=96'), argv.join(' '));
     assert.ok(argv.includes('--max-semi-space-size=1'), argv.join(' '));
+    assert.ok(argv.includes('--interrupt-budget=1081344'), argv.join(' '));
     c.destroy();
   });
 });

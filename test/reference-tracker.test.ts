@@ -2,6 +2,7 @@
 // compiled program as a real subprocess speaking TCP in and JSON lines out.
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -200,6 +201,48 @@ describe('Tracker', () => {
     const tracker = new Tracker({ minLength: 1 });
     const events = tracker.feed({ timestamp: T0, delay: [1, 'x' as unknown as number, 3, 4], doppler: [1, 2, null as unknown as number], snr: [9, 9, 9, 9] });
     assert.deepEqual(events.map((e) => e.detections[0]!.delay), [1]);
+  });
+});
+
+describe('Tracker output over a long mixed run', () => {
+  // A fixed, seeded 3,000-frame run (movers with dropouts, clutter, ADS-B, old frames, a
+  // clock jump back, a RESET): its events, byte for byte, must stay what the tracker
+  // has always written, so that speeding up the per-frame path cannot change a track file.
+  test('the events are the recorded ones (count and SHA-256 of the JSON lines)', () => {
+    let seed = 12345;
+    const rnd = (): number => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+    const tracker = new Tracker({ idPrefix: '7.3' });
+    const hash = createHash('sha256');
+    let events = 0;
+    let ts = T0;
+    const write = (es: TrackEvent[]): void => {
+      for (const e of es) {
+        hash.update(`${JSON.stringify(e)}\n`);
+        events++;
+      }
+    };
+    for (let f = 0; f < 3000; f++) {
+      ts += f === 2000 ? -600000 : CPI;
+      const delay: number[] = [], doppler: number[] = [], snr: number[] = [], adsb: (Record<string, unknown> | null)[] = [];
+      for (let k = 0; k < 8; k++) {
+        if (rnd() < 0.1) continue;
+        const phase = (f + k * 37) % 400;
+        delay.push(10 + k * 6 + phase * 0.02 * (k % 2 ? 1 : -1) + (rnd() - 0.5) * 0.3);
+        doppler.push(20 + k * 4 + (rnd() - 0.5) * 2);
+        snr.push(Math.round(rnd() * 300) / 10);
+        adsb.push(k === 3 ? { hex: ' a1b2c3 ' } : k === 5 && rnd() < 0.5 ? { hex: '' } : null);
+      }
+      for (let c = 0; c < 3; c++) {
+        delay.push(rnd() * 100);
+        doppler.push(rnd() * 200 - 100);
+        snr.push(5);
+        adsb.push(null);
+      }
+      write(tracker.feed({ timestamp: f % 97 === 50 ? ts - 1000 : ts, delay, doppler, snr, adsb }));
+      if (f === 2500) write(tracker.reset());
+    }
+    assert.equal(events, 23770);
+    assert.equal(hash.digest('hex'), '48401ff8ee3b46b945cd8b4856e0284405e0e6e5508c9e889dac7a622b0a1cfd');
   });
 });
 

@@ -130,47 +130,54 @@ export class Tracker {
     const { delayGate, dopplerGate, maxMissed } = this.config;
 
     // Gate every (track, detection) pair around the track's constant-rate prediction.
+    // Plain loops and typed arrays: this runs for every frame of every node, mostly
+    // in baseline-compiled code at a few frames a second, where closures cost.
+    const tracks = this.tracks;
     const pairs: { t: number; d: number; tentative: number; dist: number }[] = [];
-    this.tracks.forEach((tr, t) => {
+    for (let t = 0; t < tracks.length; t++) {
+      const tr = tracks[t]!;
       const dt = (ts - tr.lastTs) / 1000;
       const predDelay = tr.delay + tr.delayRate * dt;
       const predDoppler = tr.doppler + tr.dopplerRate * dt;
-      dets.forEach((det, d) => {
+      const tentative = tr.state === 'tentative' ? 1 : 0;
+      for (let d = 0; d < dets.length; d++) {
+        const det = dets[d]!;
         const ed = Math.abs(det.delay - predDelay) / delayGate;
         const ef = Math.abs(det.doppler - predDoppler) / dopplerGate;
-        if (ed <= 1 && ef <= 1) pairs.push({ t, d, tentative: tr.state === 'tentative' ? 1 : 0, dist: Math.hypot(ed, ef) });
-      });
-    });
+        if (ed <= 1 && ef <= 1) pairs.push({ t, d, tentative, dist: Math.hypot(ed, ef) });
+      }
+    }
     // Greedy nearest neighbour: confirmed tracks choose first, then by normalised distance.
-    pairs.sort((a, b) => a.tentative - b.tentative || a.dist - b.dist || a.t - b.t || a.d - b.d);
-    const detOfTrack = new Map<number, number>();
-    const taken = new Set<number>();
+    if (pairs.length > 1) pairs.sort(byPreference);
+    const detOfTrack = new Int32Array(tracks.length).fill(-1);
+    const taken = new Uint8Array(dets.length);
     for (const p of pairs) {
-      if (detOfTrack.has(p.t) || taken.has(p.d)) continue;
-      detOfTrack.set(p.t, p.d);
-      taken.add(p.d);
+      if (detOfTrack[p.t] !== -1 || taken[p.d] === 1) continue;
+      detOfTrack[p.t] = p.d;
+      taken[p.d] = 1;
     }
 
     const kept: Track[] = [];
-    this.tracks.forEach((tr, t) => {
-      const d = detOfTrack.get(t);
-      if (d !== undefined) {
+    for (let t = 0; t < tracks.length; t++) {
+      const tr = tracks[t]!;
+      const d = detOfTrack[t]!;
+      if (d !== -1) {
         this.associate(tr, dets[d]!);
       } else if (++tr.missed > maxMissed) {
         if (tr.id !== null) events.push(this.event(tr, 'deleted'));
-        return;
+        continue;
       } else if (tr.id !== null) {
         tr.state = 'coasting';
       }
       if (tr.id !== null) events.push(this.event(tr, tr.state));
       kept.push(tr);
-    });
-    dets.forEach((det, d) => {
-      if (taken.has(d)) return;
-      const tr = this.start(det);
+    }
+    for (let d = 0; d < dets.length; d++) {
+      if (taken[d] === 1) continue;
+      const tr = this.start(dets[d]!);
       if (tr.id !== null) events.push(this.event(tr, tr.state));
       kept.push(tr);
-    });
+    }
     this.tracks = kept;
     return events;
   }
@@ -228,6 +235,11 @@ export class Tracker {
       state, missed: tr.missed,
     };
   }
+}
+
+/** Pair order for the greedy association: confirmed before tentative, nearer first, then by index (a total order: deterministic). */
+function byPreference(a: { t: number; d: number; tentative: number; dist: number }, b: { t: number; d: number; tentative: number; dist: number }): number {
+  return a.tentative - b.tentative || a.dist - b.dist || a.t - b.t || a.d - b.d;
 }
 
 function detectionsOf(frame: Frame): TrackDetection[] {
@@ -396,7 +408,10 @@ function main(argv: string[]): void {
     process.exit(1);
   });
   const emit = (events: TrackEvent[]): void => {
-    if (events.length > 0) out.write(events.map((e) => JSON.stringify(e) + '\n').join(''));
+    if (events.length === 0) return;
+    let text = '';
+    for (const e of events) text += `${JSON.stringify(e)}\n`;
+    out.write(text);
   };
   const handleLine = (line: string): void => {
     const m = parseMessage(line);

@@ -23,6 +23,9 @@ export interface TrackerCommand {
 /** The built-in tracker, compiled next to this file. */
 const REFERENCE_TRACKER_JS = fileURLToPath(new URL('./reference-tracker.js', import.meta.url));
 
+/** V8's optimisation budget for the built-in tracker: 16 times its default (67,584). */
+export const TRACKER_INTERRUPT_BUDGET = 16 * 67584;
+
 const TCP_ARGS = ['--tcp', '--tcp-host', '127.0.0.1', '--tcp-port', '{port}', '-s', '-', '-c', '{config}'];
 
 /** The retina-tracker module inside a retina_tracker_path checkout. */
@@ -34,10 +37,16 @@ export function resolveTrackerCommand(config: Config): TrackerCommand {
   const mb = t.max_memory_mb;
   if (t.command === 'reference') {
     const heap = mb > 0 ? [`--max-old-space-size=${mb}`] : [];
-    // One process per node: V8 grows the young generation of a long-running tracker to
-    // several MiB it does not need at a few frames a second (measured: docs/benchmarks.md,
-    // "Memory per node"); capped at 1 MiB a semi-space it stays ~1 MiB smaller, no slower.
-    heap.unshift('--max-semi-space-size=1');
+    // One process per node, so every MiB counts a thousand times (figures: docs/benchmarks.md,
+    // "Memory per node"). V8 grows the young generation to several MiB it does not need at a
+    // few frames a second: capped at 1 MiB a semi-space it stays ~1 MiB smaller, no slower.
+    // A 16x interrupt budget: at 2 frames/s the optimising compiler would otherwise compile
+    // the per-frame path within the first minute, ~0.7 MiB of code and feedback a tracker
+    // (private 8,351 -> 7,615 KiB at 2 Hz) for no useful speed at that rate; a fast node's
+    // tracker still gets it within a fraction of a second (max frames/s x0.98, median of 3).
+    // --lite-mode saves as much but halves a fast tracker (x0.44); --single-threaded saves
+    // ~0.2 MiB at x0.77; --optimize-for-size, --max-lazy, --no-sparkplug saved nothing.
+    heap.unshift('--max-semi-space-size=1', `--interrupt-budget=${TRACKER_INTERRUPT_BUDGET}`);
     return {
       // --id-prefix: track ids unique across restarts (run-id.ts).
       argv: [process.execPath, ...heap, REFERENCE_TRACKER_JS, '--exit-with-stdin', '--id-prefix', '{run_id}', ...TCP_ARGS], cwd: t.cwd, env, kind: 'reference', parentPipe: true,
