@@ -192,3 +192,16 @@ test('the remembered head is used only for the bytes it was made from', () => {
     assert.equal(scanText(next), refText(next), `${l}\nthen ${next}`);
   }
 });
+
+test('number arrays: the one-pass element agrees with the general path at its edges', () => {
+  const elements = ['0', '-0', '01', '-', '-a', '1.', '1.5', '-0.25', '1.5e3', '1e999', '2E-3', '.5', '1.2.3', '0x1', '1 ', ' 1',
+    '9'.repeat(300), '9'.repeat(301), '9'.repeat(350), `-${'9'.repeat(309)}.5`, 'null', '"1"', '[1]', '{}', 'true', ''];
+  for (const a of elements) {
+    for (const b of ['', ...elements.slice(0, 8)]) {
+      for (const text of [`{"delay":[${a}${b === '' ? '' : `,${b}`}],"snr":[1]}`, `{"delay":[${a}`, `{"doppler":[${b},${a}]}`, `{"snr":[${a}]`]) {
+        const buf = Buffer.from(text, 'latin1');
+        same(buf, 0, buf.length, 'number array');
+      }
+    }
+  }
+});

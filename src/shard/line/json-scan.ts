@@ -395,6 +395,41 @@ function numArr(b: Uint8Array, p: number, e: number, depth: number): number {
   for (;;) {
     if (p >= e) return fail(SCAN_MALFORMED, 'unterminated array', p);
     const c = b[p]!;
+    // The usual element, a plain decimal (no exponent, at most 300 integer digits: finite)
+    // right before ',' or ']', in one pass; anything else (or an error) from p below.
+    let q = p;
+    let x = c;
+    if (x === 0x2d && q + 1 < e) x = b[++q]!;
+    if (x >= 0x31 && x <= 0x39) {
+      const d = q++;
+      while (q < e && (x = b[q]!) >= 0x30 && x <= 0x39) q++;
+      if (q - d > 300) q = -1;
+    } else if (x === 0x30) {
+      q++;
+    } else {
+      q = -1;
+    }
+    if (q > 0 && q < e) {
+      x = b[q]!;
+      if (x === 0x2e) {
+        const d = ++q;
+        while (q < e && (x = b[q]!) >= 0x30 && x <= 0x39) q++;
+        if (q === d || q >= e) q = -1;
+        else NUM_FRAC = 1;
+      }
+      if (q > 0) {
+        if (x === 0x2c) {
+          count++;
+          p = ws(b, q + 1, e);
+          continue;
+        }
+        if (x === 0x5d) {
+          count++;
+          p = q + 1;
+          break;
+        }
+      }
+    }
     if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
       const s = p;
       p = num(b, p, e);
