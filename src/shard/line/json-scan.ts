@@ -603,6 +603,9 @@ export function scanLine(b: Uint8Array, start: number, end: number, out: LineSca
   ERR = SCAN_OK;
   ERR_MSG = '';
   const ty = out.type;
+  const st = out.start;
+  const en = out.end;
+  const cn = out.count;
   ty[0] = ty[1] = ty[2] = ty[3] = ty[4] = ty[5] = ty[6] = ty[7] = ty[8] = T_NONE;
   out.keptCount = 0;
   out.duplicateKey = false;
@@ -659,20 +662,20 @@ export function scanLine(b: Uint8Array, start: number, end: number, out: LineSca
       const ve = p;
       if (key !== K_OTHER) {
         const t = VTYPE;
-        if (out.type[key] !== T_NONE) out.duplicateKey = true;
-        out.type[key] = t;
+        if (ty[key] !== T_NONE) out.duplicateKey = true;
+        ty[key] = t;
         if (t === T_STRING) {
-          out.start[key] = vs + 1;
-          out.end[key] = ve - 1;
+          st[key] = vs + 1;
+          en[key] = ve - 1;
           out.escaped[key] = ESCAPED;
         } else {
-          out.start[key] = vs;
-          out.end[key] = ve;
+          st[key] = vs;
+          en[key] = ve;
           if (t === T_ARRAY) {
-            out.count[key] = ACOUNT;
+            cn[key] = ACOUNT;
             out.uniform[key] = AUNIFORM;
           } else if (t === T_NUMBER) {
-            out.count[key] = 1 - NUM_FRAC;
+            cn[key] = 1 - NUM_FRAC;
           }
         }
       }
@@ -693,12 +696,16 @@ export function scanLine(b: Uint8Array, start: number, end: number, out: LineSca
           keptOpen = true;
         }
       }
-      p = ws(b, p, e);
-      if (p >= e) {
-        fail(SCAN_MALFORMED, 'unterminated object', p);
-        break;
+      let c = p < e ? b[p]! : 0;
+      if (c <= 0x20) {
+        p = ws(b, p, e);
+        if (p >= e) {
+          fail(SCAN_MALFORMED, 'unterminated object', p);
+          break;
+        }
+        c = b[p]!;
       }
-      const c = b[p++]!;
+      p++;
       if (c === 0x2c) {
         if (inHead) headEnd = p;
         continue;
