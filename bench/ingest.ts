@@ -97,6 +97,7 @@ export async function runOnce(spec: CellSpec) {
     await sleep(spec.durationS * 1000);
     const rates = tick.stop();
     const p1 = snapshot(workers);
+    const workersAtEnd = engine.pool.threads.length;
     const t1 = engine.totals();
     const b1 = engine.counters[C_BYTES_RECEIVED]!;
     const a1 = acksSent(engine);
@@ -159,9 +160,9 @@ export async function runOnce(spec: CellSpec) {
        * thread when no worker runs (`shards: 0`). Steadier than frames/s when the host's speed moves.
        */
       decode_cpu_ns_per_frame: d.mainThreadCpu === null ? null
-        : perFrameNs(engine.pool.threads.length === 0 ? d.mainThreadCpu : d.processCpu - d.mainThreadCpu),
+        : perFrameNs(workersAtEnd === 0 ? d.mainThreadCpu : d.processCpu - d.mainThreadCpu),
       /** A worker started inside the window: decoding was on the main thread for part of it. */
-      workers_started_in_window: engine.pool.threads.length !== workers.length,
+      workers_started_in_window: workersAtEnd !== workers.length,
       main_cpu_share: d.mainThreadCpu === null ? null : round(d.mainThreadCpu / d.processCpu, 3),
       generator_elu: round((g1.eluActiveMs - g0.eluActiveMs) / (g1.childAt - g0.childAt), 3),
       /** Frames/s written into rings, second by second through the window. */
