@@ -88,6 +88,8 @@ export async function runNaive(spec: { connections: number; warmupS: number; dur
       main_busy_ns_per_frame: perFrameNs(d.mainElu),
       main_cpu_ns_per_frame: perFrameNs(d.mainThreadCpu),
       process_cpu_ns_per_frame: perFrameNs(d.processCpu),
+      /** The one thread that decodes (the main thread), ns of CPU per frame counted. */
+      decode_cpu_ns_per_frame: perFrameNs(d.mainThreadCpu),
       generator_elu: round((g1.eluActiveMs - g0.eluActiveMs) / (g1.childAt - g0.childAt), 3),
       per_second: rates,
       calibration_mops: round(calibrationMops, 3),

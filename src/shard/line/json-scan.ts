@@ -109,6 +109,86 @@ let AUNIFORM = 1; // the last array's elements matched `want`
 let NUM_BIG = 0; // the last number has an exponent or over 300 integer digits: it may overflow to Infinity
 let NUM_FRAC = 0; // a number since the last reset had a fraction or an exponent (reset before each member's value)
 
+// Word-wise reads of the line being scanned: one view per source buffer (a socket
+// read holds hundreds of lines), made again only when the buffer changes. Every
+// word-wise check below is a shortcut that either proves what the byte-wise code
+// would conclude for those bytes or falls back to it at the same position.
+let VIEW: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(8));
+let VIEW_OF: Uint8Array | null = null;
+
+function viewOf(b: Uint8Array): void {
+  VIEW = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  VIEW_OF = b;
+}
+
+/** Little-endian 32-bit word of the 4 characters of s from i (as DataView#getInt32(p, true) reads them). */
+function word(s: string, i: number): number {
+  return (s.charCodeAt(i) | (s.charCodeAt(i + 1) << 8) | (s.charCodeAt(i + 2) << 16) | (s.charCodeAt(i + 3) << 24)) | 0;
+}
+// Known keys with their quotes and colon, as words (overlapping where the length is not a multiple of 4).
+const W_NODE_ID = [word('"node_id":', 0), word('"node_id":', 4), word('"node_id":', 6)] as const; // 10 bytes
+const W_TOKEN = [word('"token":', 0), word('"token":', 4)] as const; // 8
+const W_TYPE = [word('"type":', 0), word('"type":', 3)] as const; // 7
+const W_TIMESTAMP = [word('"timestamp":', 0), word('"timestamp":', 4), word('"timestamp":', 8)] as const; // 12
+const W_DELAY = [word('"delay":', 0), word('"delay":', 4)] as const; // 8
+const W_DOPPLER = [word('"doppler":', 0), word('"doppler":', 4), word('"doppler":', 6)] as const; // 10
+const W_SNR = [word('"snr":', 0), word('"snr":', 2)] as const; // 6
+const W_ADSB = [word('"adsb":', 0), word('"adsb":', 3)] as const; // 7
+const W_NULL = word('null', 0);
+let FAST_KEY = K_OTHER;
+
+/**
+ * A known top-level key written plainly at p (`"delay":`: no escapes, no whitespace
+ * before the colon): the position after the colon, the key in FAST_KEY. Else -1 and
+ * the general path scans the key from p (the same bytes, so the same result).
+ */
+function knownKeyColon(p: number, e: number): number {
+  if (p + 8 > e) return -1; // shorter keys fall back near the line's end: rare, and correct either way
+  const v = VIEW;
+  const w0 = v.getInt32(p, true);
+  if (w0 === W_DELAY[0]) {
+    if (v.getInt32(p + 4, true) !== W_DELAY[1]) return -1;
+    FAST_KEY = K_DELAY;
+    return p + 8;
+  }
+  if (w0 === W_DOPPLER[0]) {
+    if (p + 10 > e || v.getInt32(p + 4, true) !== W_DOPPLER[1] || v.getInt32(p + 6, true) !== W_DOPPLER[2]) return -1;
+    FAST_KEY = K_DOPPLER;
+    return p + 10;
+  }
+  if (w0 === W_SNR[0]) {
+    if (v.getInt32(p + 2, true) !== W_SNR[1]) return -1;
+    FAST_KEY = K_SNR;
+    return p + 6;
+  }
+  if (w0 === W_ADSB[0]) {
+    if (v.getInt32(p + 3, true) !== W_ADSB[1]) return -1;
+    FAST_KEY = K_ADSB;
+    return p + 7;
+  }
+  if (w0 === W_TIMESTAMP[0]) {
+    if (p + 12 > e || v.getInt32(p + 4, true) !== W_TIMESTAMP[1] || v.getInt32(p + 8, true) !== W_TIMESTAMP[2]) return -1;
+    FAST_KEY = K_TIMESTAMP;
+    return p + 12;
+  }
+  if (w0 === W_NODE_ID[0]) {
+    if (p + 10 > e || v.getInt32(p + 4, true) !== W_NODE_ID[1] || v.getInt32(p + 6, true) !== W_NODE_ID[2]) return -1;
+    FAST_KEY = K_NODE_ID;
+    return p + 10;
+  }
+  if (w0 === W_TOKEN[0]) {
+    if (v.getInt32(p + 4, true) !== W_TOKEN[1]) return -1;
+    FAST_KEY = K_TOKEN;
+    return p + 8;
+  }
+  if (w0 === W_TYPE[0]) {
+    if (v.getInt32(p + 3, true) !== W_TYPE[1]) return -1;
+    FAST_KEY = K_TYPE;
+    return p + 7;
+  }
+  return -1;
+}
+
 function fail(code: number, msg: string, at: number): number {
   if (ERR === SCAN_OK) {
     ERR = code;
@@ -140,7 +220,18 @@ function hex(c: number): boolean {
 function str(b: Uint8Array, p: number, e: number): number {
   p++;
   ESCAPED = 0;
-  // Fast path: plain ASCII, one table look-up a byte.
+  // Four bytes at a time while none of them is '"', '\\', a control character or
+  // non-ASCII: a byte below 0x20 (or equal to 0x22 or 0x5c after the xor) borrows
+  // into its top bit, and a non-ASCII byte has it set already.
+  const v = VIEW;
+  while (p + 4 <= e) {
+    const w = v.getInt32(p, true);
+    const q = w ^ 0x22222222;
+    const s = w ^ 0x5c5c5c5c;
+    if ((((w - 0x20202020) & ~w) | ((q - 0x01010101) & ~q) | ((s - 0x01010101) & ~s) | w) & 0x80808080) break;
+    p += 4;
+  }
+  // Then one table look-up a byte.
   while (p < e) {
     const c = b[p]!;
     if (STR_STOP[c] === 0) {
@@ -304,6 +395,41 @@ function numArr(b: Uint8Array, p: number, e: number, depth: number): number {
   for (;;) {
     if (p >= e) return fail(SCAN_MALFORMED, 'unterminated array', p);
     const c = b[p]!;
+    // The usual element, a plain decimal (no exponent, at most 300 integer digits: finite)
+    // right before ',' or ']', in one pass; anything else (or an error) from p below.
+    let q = p;
+    let x = c;
+    if (x === 0x2d && q + 1 < e) x = b[++q]!;
+    if (x >= 0x31 && x <= 0x39) {
+      const d = q++;
+      while (q < e && (x = b[q]!) >= 0x30 && x <= 0x39) q++;
+      if (q - d > 300) q = -1;
+    } else if (x === 0x30) {
+      q++;
+    } else {
+      q = -1;
+    }
+    if (q > 0 && q < e) {
+      x = b[q]!;
+      if (x === 0x2e) {
+        const d = ++q;
+        while (q < e && (x = b[q]!) >= 0x30 && x <= 0x39) q++;
+        if (q === d || q >= e) q = -1;
+        else NUM_FRAC = 1;
+      }
+      if (q > 0) {
+        if (x === 0x2c) {
+          count++;
+          p = ws(b, q + 1, e);
+          continue;
+        }
+        if (x === 0x5d) {
+          count++;
+          p = q + 1;
+          break;
+        }
+      }
+    }
     if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
       const s = p;
       p = num(b, p, e);
@@ -349,8 +475,15 @@ function arr(b: Uint8Array, p: number, e: number, depth: number, want: number): 
     return p + 1;
   }
   for (;;) {
-    p = value(b, ws(b, p, e), e, depth + 1, 0);
-    if (p < 0) return -1;
+    p = ws(b, p, e);
+    if (p + 4 <= e && VIEW.getInt32(p, true) === W_NULL) {
+      // The usual adsb entry: what value() concludes for `null`, without its dispatch.
+      p += 4;
+      VTYPE = T_NULL;
+    } else {
+      p = value(b, p, e, depth + 1, 0);
+      if (p < 0) return -1;
+    }
     count++;
     if (want === 2 && VTYPE !== T_NULL && VTYPE !== T_OBJECT) uniform = 0;
     p = ws(b, p, e);
@@ -393,6 +526,75 @@ function obj(b: Uint8Array, p: number, e: number, depth: number): number {
   return p;
 }
 
+// The head a node repeats verbatim on every line (`{"node_id":"..","token":"..",`:
+// the members that route and authenticate the frame) is remembered after a line
+// that scanned cleanly, with what the scanner found in it. A later line starting
+// with the same bytes up to and including the comma after the head is in the same
+// scanner state there (the scanner reads nothing past that comma before it), so
+// the head's facts are restored and the scan goes on from the comma.
+const HEAD_MAX = 256;
+const HEAD_BYTES = new Uint8Array(HEAD_MAX);
+const HEAD_VIEW = new DataView(HEAD_BYTES.buffer);
+let HEAD_LEN = 0;
+const HEAD_KEYS = [K_NODE_ID, K_TOKEN, K_TYPE] as const;
+// Per head key (indexed like HEAD_KEYS): type (T_NONE when not in the head), value span relative to the line's start, escaped, count, uniform.
+const HEAD_TYPE = new Uint8Array(3);
+const HEAD_START = new Int32Array(3);
+const HEAD_END = new Int32Array(3);
+const HEAD_ESCAPED = new Uint8Array(3);
+const HEAD_COUNT = new Int32Array(3);
+const HEAD_UNIFORM = new Uint8Array(3);
+
+function isHeadKey(key: number): boolean {
+  return key === K_NODE_ID || key === K_TOKEN || key === K_TYPE;
+}
+
+/** b[s, s + HEAD_LEN) equals the remembered head (the caller checked the line is longer). */
+function sameHead(b: Uint8Array, s: number): boolean {
+  const n = HEAD_LEN;
+  const v = VIEW;
+  let i = 0;
+  for (; i + 4 <= n; i += 4) if (v.getInt32(s + i, true) !== HEAD_VIEW.getInt32(i, true)) return false;
+  for (; i < n; i++) if (b[s + i] !== HEAD_BYTES[i]) return false;
+  return true;
+}
+
+function restoreHead(out: LineScan, s: number): void {
+  for (let i = 0; i < 3; i++) {
+    const t = HEAD_TYPE[i]!;
+    if (t === T_NONE) continue;
+    const k = HEAD_KEYS[i]!;
+    out.type[k] = t;
+    out.start[k] = HEAD_START[i]! + s;
+    out.end[k] = HEAD_END[i]! + s;
+    out.escaped[k] = HEAD_ESCAPED[i]!;
+    out.count[k] = HEAD_COUNT[i]!;
+    out.uniform[k] = HEAD_UNIFORM[i]!;
+  }
+}
+
+/** Remembers b[s, headEnd) and the head keys' facts (each key at most once in the line: no duplicates). */
+function rememberHead(b: Uint8Array, s: number, headEnd: number, out: LineScan): void {
+  const n = headEnd - s;
+  for (let i = 0; i < n; i++) HEAD_BYTES[i] = b[s + i]!;
+  for (let i = 0; i < 3; i++) {
+    const k = HEAD_KEYS[i]!;
+    const t = out.type[k]!;
+    // A head key met after the head (`{"node_id":..,"timestamp":..,"token":..}`) is not part of it.
+    if (t === T_NONE || out.start[k]! >= headEnd) {
+      HEAD_TYPE[i] = T_NONE;
+      continue;
+    }
+    HEAD_TYPE[i] = t;
+    HEAD_START[i] = out.start[k]! - s;
+    HEAD_END[i] = out.end[k]! - s;
+    HEAD_ESCAPED[i] = out.escaped[k]!;
+    HEAD_COUNT[i] = out.count[k]!;
+    HEAD_UNIFORM[i] = out.uniform[k]!;
+  }
+  HEAD_LEN = n;
+}
+
 /**
  * Scans b[start, end) (one line without its newline). Returns out.error
  * (SCAN_OK when the line is one valid JSON object).
@@ -401,18 +603,32 @@ export function scanLine(b: Uint8Array, start: number, end: number, out: LineSca
   ERR = SCAN_OK;
   ERR_MSG = '';
   const ty = out.type;
+  const st = out.start;
+  const en = out.end;
+  const cn = out.count;
   ty[0] = ty[1] = ty[2] = ty[3] = ty[4] = ty[5] = ty[6] = ty[7] = ty[8] = T_NONE;
   out.keptCount = 0;
   out.duplicateKey = false;
   const e = end;
+  if (b !== VIEW_OF) viewOf(b);
   let keptOpen = false;
-  let p = ws(b, start, e);
-  if (p >= e || b[p] !== 0x7b) {
-    fail(SCAN_MALFORMED, 'expected a JSON object', p);
-    return finish(out);
+  let p: number;
+  let inHead = true; // only node_id, token and type members so far
+  let headEnd = -1; // after the comma that ends the head
+  const hit = HEAD_LEN > 0 && e - start > HEAD_LEN && sameHead(b, start);
+  if (hit) {
+    restoreHead(out, start);
+    p = start + HEAD_LEN;
+    headEnd = p;
+  } else {
+    p = ws(b, start, e);
+    if (p >= e || b[p] !== 0x7b) {
+      fail(SCAN_MALFORMED, 'expected a JSON object', p);
+      return finish(out);
+    }
+    p = ws(b, p + 1, e);
   }
-  p = ws(b, p + 1, e);
-  if (p < e && b[p] === 0x7d) {
+  if (!hit && p < e && b[p] === 0x7d) {
     p++;
   } else {
     for (;;) {
@@ -422,15 +638,23 @@ export function scanLine(b: Uint8Array, start: number, end: number, out: LineSca
         break;
       }
       const ks = p;
-      p = str(b, p, e);
-      if (p < 0) break;
-      const key = ESCAPED ? matchEscapedKey(b, ks, p) : matchKey(b, ks + 1, p - 1);
-      p = ws(b, p, e);
-      if (p >= e || b[p] !== 0x3a) {
-        fail(SCAN_MALFORMED, "expected ':'", p);
-        break;
+      let key: number;
+      const kc = knownKeyColon(p, e);
+      if (kc >= 0) {
+        key = FAST_KEY;
+        p = kc;
+      } else {
+        p = str(b, p, e);
+        if (p < 0) break;
+        key = ESCAPED ? matchEscapedKey(b, ks, p) : matchKey(b, ks + 1, p - 1);
+        p = ws(b, p, e);
+        if (p >= e || b[p] !== 0x3a) {
+          fail(SCAN_MALFORMED, "expected ':'", p);
+          break;
+        }
+        p++;
       }
-      const vs = ws(b, p + 1, e);
+      const vs = ws(b, p, e);
       const want = key === K_DELAY || key === K_DOPPLER || key === K_SNR ? 1 : key === K_ADSB ? 2 : 0;
       NUM_FRAC = 0;
       p = value(b, vs, e, 1, want);
@@ -438,44 +662,54 @@ export function scanLine(b: Uint8Array, start: number, end: number, out: LineSca
       const ve = p;
       if (key !== K_OTHER) {
         const t = VTYPE;
-        if (out.type[key] !== T_NONE) out.duplicateKey = true;
-        out.type[key] = t;
+        if (ty[key] !== T_NONE) out.duplicateKey = true;
+        ty[key] = t;
         if (t === T_STRING) {
-          out.start[key] = vs + 1;
-          out.end[key] = ve - 1;
+          st[key] = vs + 1;
+          en[key] = ve - 1;
           out.escaped[key] = ESCAPED;
         } else {
-          out.start[key] = vs;
-          out.end[key] = ve;
+          st[key] = vs;
+          en[key] = ve;
           if (t === T_ARRAY) {
-            out.count[key] = ACOUNT;
+            cn[key] = ACOUNT;
             out.uniform[key] = AUNIFORM;
           } else if (t === T_NUMBER) {
-            out.count[key] = 1 - NUM_FRAC;
+            cn[key] = 1 - NUM_FRAC;
           }
         }
       }
-      if (key === K_NODE_ID || key === K_TOKEN || key === K_TYPE) {
+      if (isHeadKey(key)) {
         keptOpen = false;
-      } else if (keptOpen) {
-        out.keptEnd[out.keptCount - 1] = ve; // adjacent kept members share one span
       } else {
-        if (out.keptCount === MAX_MEMBERS) {
-          fail(SCAN_MALFORMED, 'too many members', ks);
+        inHead = false;
+        if (keptOpen) {
+          out.keptEnd[out.keptCount - 1] = ve; // adjacent kept members share one span
+        } else {
+          if (out.keptCount === MAX_MEMBERS) {
+            fail(SCAN_MALFORMED, 'too many members', ks);
+            break;
+          }
+          out.keptStart[out.keptCount] = ks;
+          out.keptEnd[out.keptCount] = ve;
+          out.keptCount++;
+          keptOpen = true;
+        }
+      }
+      let c = p < e ? b[p]! : 0;
+      if (c <= 0x20) {
+        p = ws(b, p, e);
+        if (p >= e) {
+          fail(SCAN_MALFORMED, 'unterminated object', p);
           break;
         }
-        out.keptStart[out.keptCount] = ks;
-        out.keptEnd[out.keptCount] = ve;
-        out.keptCount++;
-        keptOpen = true;
+        c = b[p]!;
       }
-      p = ws(b, p, e);
-      if (p >= e) {
-        fail(SCAN_MALFORMED, 'unterminated object', p);
-        break;
+      p++;
+      if (c === 0x2c) {
+        if (inHead) headEnd = p;
+        continue;
       }
-      const c = b[p++]!;
-      if (c === 0x2c) continue;
       if (c === 0x7d) break;
       fail(SCAN_MALFORMED, "expected ',' or '}'", p - 1);
       break;
@@ -484,6 +718,7 @@ export function scanLine(b: Uint8Array, start: number, end: number, out: LineSca
   if (ERR === SCAN_OK) {
     p = ws(b, p, e);
     if (p < e) fail(SCAN_MALFORMED, 'trailing characters after the object', p);
+    else if (headEnd > start && (!hit || headEnd - start !== HEAD_LEN) && headEnd - start <= HEAD_MAX && !out.duplicateKey) rememberHead(b, start, headEnd, out);
   }
   return finish(out);
 }

@@ -12,6 +12,7 @@ import { isValidNodeIdBytes, NODE_ID_RULE } from '../../protocol/node-id.js';
 import { checkFrameLimits } from '../../protocol/frame-limits.js';
 import { writeLineFrame, writeResetRecord, WRITE_FULL, WRITE_TOO_LARGE } from '../../ring/record-codec.js';
 import { identityAllows } from '../token.js';
+import { integerText } from './integer-text.js';
 import { type ShardContext, type Conn, type NodeSlot, R_CONTINUE, R_BLOCKED, R_CLOSE, NODE_PENDING, NODE_GRANTED, NODE_REFUSED } from '../handler-context.js';
 
 const scan = new LineScan();
@@ -47,14 +48,7 @@ function stringValue(buf: Buffer, key: number): string {
 function numberValue(buf: Buffer, key: number): number {
   const s = scan.start[key]!;
   const e = scan.end[key]!;
-  if (scan.count[key] === 1 && e - s <= 15) {
-    let v = 0;
-    let i = s;
-    const neg = buf[i] === 0x2d;
-    if (neg) i++;
-    for (; i < e; i++) v = v * 10 + (buf[i]! - 0x30);
-    return neg ? -v : v;
-  }
+  if (scan.count[key] === 1 && e - s <= 15) return integerText(buf, s, e);
   return Number(buf.toString('latin1', s, e));
 }
 
