@@ -548,6 +548,10 @@ export class Shard implements ShardContext {
     }
     if (win.acked > before) w.ackedSeq = win.acked;
     if (win.acked > before || reply || due) this.ackSeq(c, win.acked, reply || due);
+    // The loop above left the sink unwatched for a held ack's timer, but that ack went
+    // at once (its interval had passed before the timer ran) and took the timer with it:
+    // with frames still unacked and nothing to look again, watch the sink now.
+    if (win.size > 0 && !c.ackWaiting && c.ackTimer === null) this.ackDelivered(c, w, false);
   }
 
   private flushQueued = false;
